@@ -1,0 +1,152 @@
+"""The `msla-deploy` command line: one small function per command (parse, call the API, render).
+
+Exit codes: 0 ok, 1 checks ran and failed, 2 bad input, 3 missing runtime.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import __version__
+from .console import error_line, key_values, out, parity_table, print_json, steps_with_progress
+from .errors import MissingRuntime, MslaError
+
+app = typer.Typer(
+    name="msla-deploy",
+    help="Export EfficientViT / LiteMLA models to static ONNX (and TensorRT), and prove parity with PyTorch.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def handle_errors(command):
+    """Expected failures become one line on stderr and their exit code, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except MslaError as exc:
+            error_line(exc.one_line())
+            raise typer.Exit(exc.exit_code)
+        except KeyboardInterrupt:
+            error_line("interrupted")
+            raise typer.Exit(130)
+        except Exception as exc:  # a bug of ours: one line, traceback on request
+            if os.environ.get("MSLA_DEPLOY_DEBUG"):
+                raise
+            error_line(f"internal error: {type(exc).__name__}: {exc} (set MSLA_DEPLOY_DEBUG=1 for the traceback)")
+            raise typer.Exit(1)
+
+    return wrapper
+
+
+def _torch_side(module: str, attr: str):
+    """Import a torch-dependent part lazily: without torch, exit 3 with what to install."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except ImportError as exc:
+        if exc.name not in ("torch", "onnxscript") and not str(exc.name or "").startswith("torch."):
+            raise
+        raise MissingRuntime(f"this command needs PyTorch ({exc})", "pip install torch, then 'msla-deploy[export]'") from None
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"msla-deploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+) -> None:
+    pass
+
+
+@app.command()
+@handle_errors
+def export(
+    model: str = typer.Option(
+        "efficientvit-seg-b1-cityscapes", "--model", "-m",
+        help="Zoo name (see `msla-deploy models`) or FILE.py:FACTORY returning an nn.Module.",
+    ),
+    weights: Optional[Path] = typer.Option(
+        None, "--weights", "-w", help="State-dict checkpoint (.pt, loaded with weights_only=True). Zoo default: models/<upstream file> if present, else random."
+    ),
+    res: str = typer.Option("1024x2048", "--res", "-r", help="Input HxW; sides must be multiples of 32."),
+    batch: int = typer.Option(1, "--batch", "-b", help="Static batch size."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset (17 parses on TensorRT 8.5/8.6 and later)."),
+    exporter: str = typer.Option("auto", "--exporter", help="auto | dynamo | torchscript (auto: dynamo, torchscript if it fails)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory [default: artifacts/<model>-<H>x<W>-fp32]."),
+    models_dir: Path = typer.Option(Path("models"), "--models-dir", envvar="MSLA_DEPLOY_MODELS", help="Where zoo checkpoints are looked up."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+) -> None:
+    """Export a model to a static, checked ONNX with a reference bundle and an ONNX Runtime parity report."""
+    from .export.options import ExportOptions, parse_resolution
+
+    run_export = _torch_side("msla_deploy.export.pipeline", "run_export")
+
+    options = ExportOptions(
+        model=model, weights=weights, resolution=parse_resolution(res), batch=batch, opset=opset,
+        exporter=exporter, out=out_dir, models_dir=models_dir,
+    )
+    result = run_export(options, steps_with_progress())
+    manifest, parity = result.manifest, result.parity
+    if json_out:
+        print_json({"directory": str(result.directory), "passed": result.passed, "manifest": manifest, "parity": parity})
+    else:
+        w = manifest["weights"]
+        weights_text = {"random": "[bold yellow]RANDOM (no checkpoint given or found in models/)[/]", "factory": "as returned by the factory"}.get(
+            w["source"], w.get("path", "")
+        )
+        swapped = manifest["swapped_modules"]
+        out.print(key_values([
+            ("model", manifest["model"]["name"]),
+            ("weights", weights_text),
+            ("exporter", f"{manifest['exporter']['used']} (opset {manifest['exporter']['opset']})"),
+            ("graph", f"{manifest['onnx']['node_count']} nodes, input {manifest['onnx']['inputs'][0]['shape']}, output {manifest['onnx']['outputs'][0]['shape']}"),
+            ("swapped", f"{len(swapped)} LiteMLA module(s)" if swapped else "none needed"),
+            ("written", str(result.directory)),
+        ]))
+        out.print(parity_table(parity["outputs"], parity["budget"], "ONNX Runtime (CPU) vs PyTorch fp32"))
+    if not result.passed:
+        failures = "; ".join(f for o in parity["outputs"] for f in o["failures"])
+        error_line(f"parity check failed: {failures} (details in {result.directory / 'parity.json'})")
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def models(
+    models_dir: Path = typer.Option(Path("models"), "--models-dir", envvar="MSLA_DEPLOY_MODELS", help="Where checkpoints are looked up."),
+    json_out: bool = typer.Option(False, "--json", help="Print the list as JSON on stdout."),
+) -> None:
+    """List the EfficientViT-Seg zoo: size, cost at the default resolution, checkpoint status."""
+    rows = _torch_side("msla_deploy.zoo.listing", "zoo_rows")(models_dir)
+    if json_out:
+        print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title=f"EfficientViT-Seg zoo (checkpoints looked up in {models_dir}/)", title_justify="left")
+    for column in ("name", "dataset", "classes", "params", "GMACs", "at", "checkpoint file", "present"):
+        table.add_column(column, justify="right" if column in ("classes", "params", "GMACs") else "left")
+    for r in rows:
+        table.add_row(
+            r["name"], r["dataset"], str(r["num_classes"]), f"{r['params'] / 1e6:.2f}M", f"{r['gmacs']:.1f}",
+            "x".join(map(str, r["resolution"])), r["checkpoint_file"], "[green]yes[/]" if r["present"] else "no",
+        )
+    out.print(table)
+
+
+def main() -> None:
+    app()

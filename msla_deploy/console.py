@@ -1,0 +1,81 @@
+"""Rendering for the CLI: progress on stderr, tables and JSON on stdout, errors as one line."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Dict, Iterable, List, Optional
+
+from rich.console import Console
+from rich.table import Table
+
+from .progress import Steps
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+def print_json(data) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def error_line(message: str) -> None:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+
+
+def steps_with_progress(enabled: bool = True) -> Steps:
+    """Steps that show a spinner on a terminal and one line per finished step everywhere."""
+    if not enabled:
+        return Steps()
+    status = {"live": None}
+
+    def start(title: str) -> None:
+        if err.is_terminal:
+            status["live"] = err.status(f"{title} ...")
+            status["live"].start()
+
+    def end(title: str, seconds: float, ok: bool) -> None:
+        if status["live"] is not None:
+            status["live"].stop()
+            status["live"] = None
+        mark = "[green]done[/]" if ok else "[red]failed[/]"
+        err.print(f"{title} ... {mark} ({seconds:.1f} s)", highlight=False)
+
+    return Steps(on_start=start, on_end=end)
+
+
+def _fmt(value: Optional[float], spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def parity_table(outputs: Iterable[Dict], budget: Dict, title: str) -> Table:
+    """One row per metric, one column per output: stays readable in an 80-column terminal."""
+    outputs = list(outputs)
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    for o in outputs:
+        table.add_column(o["name"], justify="right")
+    table.add_column("budget", style="dim")
+    rel = budget.get("max_abs_rel")
+    rows = [
+        ("max abs error", lambda o: _fmt(o["max_abs"], ".3g"), f"<= {rel:g} x peak + {budget['max_abs_floor']:g}" if rel is not None else ""),
+        ("  / peak |ref|", lambda o: _fmt(o["relative_max_abs"], ".2e"), ""),
+        ("mean abs error", lambda o: _fmt(o["mean_abs"], ".3g"), ""),
+        ("p99 abs error", lambda o: _fmt(o["p99_abs"], ".3g"), ""),
+        ("cosine", lambda o: _fmt(o["cosine"], ".7f"), f">= {budget['min_cosine']:g}"),
+        ("NaN / Inf", lambda o: f"{o['nan_count']} / {o['inf_count']}", "0 / 0" if not budget.get("allow_nonfinite") else ""),
+        ("argmax agreement", lambda o: "-" if o["argmax_agreement"] is None else f"{100 * o['argmax_agreement']:.3f}%", f">= {100 * budget['min_argmax_agreement']:g}%"),
+        ("verdict", lambda o: "[green]pass[/]" if o["passed"] else "[bold red]FAIL[/]", ""),
+    ]
+    for label, cell, limit in rows:
+        table.add_row(label, *(cell(o) for o in outputs), limit)
+    return table
+
+
+def key_values(rows: List[tuple]) -> Table:
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for key, value in rows:
+        table.add_row(key, value)
+    return table

@@ -1,0 +1,39 @@
+"""Errors that the CLI turns into one line and an exit code.
+
+Exit codes are part of the interface (other tools script against them):
+0 ok, 1 checks ran and failed, 2 bad input, 3 missing runtime.
+"""
+
+from __future__ import annotations
+
+
+class MslaError(Exception):
+    """An expected failure with a one-line message and a suggested fix."""
+
+    exit_code = 1
+
+    def __init__(self, problem: str, fix: str = "") -> None:
+        self.problem = problem
+        self.fix = fix
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        return f"{self.problem} ({self.fix})" if self.fix else self.problem
+
+
+class CheckFailed(MslaError):
+    """The checks ran and the artifact did not pass them."""
+
+    exit_code = 1
+
+
+class BadInput(MslaError):
+    """The user's input (option, file, model) cannot be used as given."""
+
+    exit_code = 2
+
+
+class MissingRuntime(MslaError):
+    """A runtime this step needs (torch, ONNX Runtime, TensorRT, a GPU) is not available."""
+
+    exit_code = 3

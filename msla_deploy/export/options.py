@@ -1,0 +1,97 @@
+"""Export options, parsed and checked before any work starts (bad input never costs a model build)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, Optional, Tuple
+
+from ..errors import BadInput
+
+DEFAULT_MODEL = "efficientvit-seg-b1-cityscapes"
+DEFAULT_RESOLUTION = (1024, 2048)
+DEFAULT_OPSET = 17  # the highest opset TensorRT 8.5/8.6 (JetPack 5/6.0) parse
+MIN_OPSET, MAX_OPSET = 14, 24  # HardSwish needs 14; TensorRT 10.13+/11 parse up to 24
+STRIDE = 32  # five stride-2 stages
+
+
+def parse_resolution(text: str) -> Tuple[int, int]:
+    """'1024x2048' -> (1024, 2048); '512' -> (512, 512). Sides must be positive multiples of 32."""
+    match = re.fullmatch(r"\s*(\d+)\s*(?:[xX*,]\s*(\d+))?\s*", text or "")
+    if not match:
+        raise BadInput(f"--res {text!r} is not HxW", "write it like 1024x2048 (height x width)")
+    height = int(match.group(1))
+    width = int(match.group(2) or height)
+    for side, value in (("height", height), ("width", width)):
+        if value <= 0 or value % STRIDE:
+            lower = max(STRIDE, value // STRIDE * STRIDE)
+            raise BadInput(
+                f"--res {text}: {side} {value} is not a positive multiple of {STRIDE}",
+                f"EfficientViT downsamples 5 times; use e.g. {lower} or {lower + STRIDE}",
+            )
+    return height, width
+
+
+def is_factory_spec(model: str) -> bool:
+    """'path/to/file.py:build' or 'package.module:build' name a user factory; zoo names have no ':'."""
+    return ":" in model
+
+
+@dataclass
+class ExportOptions:
+    model: str = DEFAULT_MODEL
+    weights: Optional[Path] = None
+    resolution: Tuple[int, int] = DEFAULT_RESOLUTION
+    batch: int = 1
+    opset: int = DEFAULT_OPSET
+    exporter: str = "auto"
+    out: Optional[Path] = None
+    models_dir: Path = Path("models")
+    artifacts_dir: Path = Path("artifacts")
+    precision: str = "fp32"
+    seed: int = 0  # random weights and the synthetic reference images
+
+    def check(self) -> None:
+        from .torch_to_onnx import EXPORTERS
+
+        if self.batch < 1:
+            raise BadInput(f"--batch {self.batch} must be at least 1", "use --batch 1")
+        if not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise BadInput(
+                f"--opset {self.opset} is outside {MIN_OPSET}..{MAX_OPSET}",
+                f"use {DEFAULT_OPSET} for TensorRT 8.x/JetPack 5-6, up to 20 for TensorRT 10.0-10.8",
+            )
+        if self.exporter not in EXPORTERS:
+            raise BadInput(f"--exporter {self.exporter!r} is unknown", f"choose one of {', '.join(EXPORTERS)}")
+        if self.precision != "fp32":
+            raise BadInput(f"precision {self.precision!r} is not supported by this version", "export fp32")
+        if not is_factory_spec(self.model):
+            from .. import zoo
+
+            zoo.get_spec(self.model)  # unknown names fail here, before anything is built
+        if self.weights is not None and not Path(self.weights).is_file():
+            raise BadInput(f"--weights {self.weights}: no such file", "pass the path of a .pt state dict")
+        h, w = self.resolution
+        parse_resolution(f"{h}x{w}")
+
+    @property
+    def model_label(self) -> str:
+        """The model's name as used in paths: zoo name, or the factory's name."""
+        if is_factory_spec(self.model):
+            return re.sub(r"[^A-Za-z0-9_.-]+", "-", self.model.rsplit(":", 1)[1]) or "model"
+        return self.model
+
+    def output_dir(self) -> Path:
+        if self.out is not None:
+            return Path(self.out)
+        h, w = self.resolution
+        return Path(self.artifacts_dir) / f"{self.model_label}-{h}x{w}-{self.precision}"
+
+    def to_dict(self) -> Dict:
+        data = asdict(self)
+        data["resolution"] = list(self.resolution)
+        for key in ("weights", "out", "models_dir", "artifacts_dir"):
+            data[key] = None if data[key] is None else str(data[key])
+        data["out"] = str(self.output_dir())
+        return data

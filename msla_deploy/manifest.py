@@ -1,0 +1,79 @@
+"""Hashes, environment capture and atomic JSON writes: what every stage's manifest is made of.
+
+torch-free: the runtime stages (on a Jetson) write manifests too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Dict, Iterable, Optional
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_FORMAT = "msla-deploy/1"
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_json(data: Any) -> str:
+    """Hash of a JSON-able value in canonical form (sorted keys, no whitespace)."""
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def package_version(name: str) -> Optional[str]:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment(packages: Iterable[str] = ("msla-deploy", "torch", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu", "numpy", "polygraphy", "tensorrt")) -> Dict[str, Any]:
+    """Versions of the tools that shaped an artifact (None where not installed)."""
+    return {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "packages": {name: package_version(name) for name in packages},
+    }
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write to a temp file beside `path`, then rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=False, default=str) + "\n").encode())
+
+
+def read_manifest(directory: Path) -> Dict[str, Any]:
+    with open(Path(directory) / MANIFEST_NAME) as f:
+        return json.load(f)
+
+
+def describe_files(root: Path, relative_paths: Iterable[str]) -> Dict[str, Dict[str, Any]]:
+    """sha256 and size of each artifact, keyed by its path relative to the artifact directory."""
+    out = {}
+    for rel in relative_paths:
+        path = root / rel
+        out[rel] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+    return out

@@ -1,0 +1,185 @@
+"""The export-friendly LiteMLA (multi-scale ReLU linear attention).
+
+Same constructor arguments and state-dict names as upstream's LiteMLA, so upstream weights load
+strictly, but built for deployment:
+
+* Static plan. Once `plan` is set (see `msla_deploy.nn.planning`), the batch, token count,
+  every reshape size and the linear-vs-quadratic choice are Python ints fixed for one input
+  shape: a traced graph has no Shape/Gather arithmetic and no branch left to freeze by accident.
+* No autocast decorator, no dtype branch. Precision is a policy: `island_dtype` is the dtype of
+  the "fp32 island" (both matmuls, the normaliser and the division), entered and left with
+  explicit casts that vanish from the graph when the dtypes already agree.
+* eps survives export. The dynamo exporter's optimizer treats a scalar constant within 1e-8 of 0
+  as zero and deletes `den + 1e-15`; eps therefore lives in a 1-element (non-scalar) buffer,
+  which that rewrite rule does not match. Without eps an all-zero query gives 0/0 = NaN.
+* No Pad of v with a row of ones: the normaliser (sum over tokens of k, dotted with q) is
+  computed directly, which is the same number and one op fewer per block.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import torch
+from torch import nn
+
+from .layers import ConvLayer, build_act, repeat_last
+
+#: the ops of the fp32 island, for reports and for the precision policy
+ISLAND_OPS = ("kv_matmul", "q_matmul", "normaliser", "division")
+
+
+@dataclass(frozen=True)
+class AttentionPlan:
+    """Static shapes of one LiteMLA call: everything the forward needs as Python ints."""
+
+    batch: int
+    height: int
+    width: int
+    groups: int  # heads * (1 + number of scales)
+    dim: int
+
+    @property
+    def tokens(self) -> int:
+        return self.height * self.width
+
+    @property
+    def linear(self) -> bool:
+        # upstream's rule, compared with the per-head dim: both branches compute the same
+        # numbers, the quadratic one is cheaper for a handful of tokens
+        return self.tokens > self.dim
+
+    @property
+    def branch(self) -> str:
+        return "linear" if self.linear else "quadratic"
+
+
+def _cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    # dtypes are fixed when the graph is traced, so this decides at trace time, not at run
+    # time: an fp32 graph gets no Cast nodes at all (the legacy exporter would emit no-op ones)
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+class LiteMLA(nn.Module):
+    """Lightweight multi-scale linear attention, planned for static shapes."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        heads: Optional[int] = None,
+        heads_ratio: float = 1.0,
+        dim: int = 8,
+        use_bias=False,
+        norm=(None, "bn2d"),
+        act_func=(None, None),
+        kernel_func: str = "relu",
+        scales: Sequence[int] = (5,),
+        eps: float = 1.0e-15,
+    ) -> None:
+        super().__init__()
+        heads = heads or int(in_channels // dim * heads_ratio)
+        total_dim = heads * dim
+        use_bias = repeat_last(use_bias, 2)
+        norm = repeat_last(norm, 2)
+        act_func = repeat_last(act_func, 2)
+
+        qkv = ConvLayer(in_channels, 3 * total_dim, 1, use_bias=use_bias[0], norm=norm[0], act_func=act_func[0])
+        aggreg = nn.ModuleList(
+            nn.Sequential(
+                nn.Conv2d(3 * total_dim, 3 * total_dim, k, padding=k // 2, groups=3 * total_dim, bias=use_bias[0]),
+                # groups = 3*heads: mixes channels only inside one head's q, k or v slice
+                nn.Conv2d(3 * total_dim, 3 * total_dim, 1, groups=3 * heads, bias=use_bias[0]),
+            )
+            for k in scales
+        )
+        proj = ConvLayer(
+            total_dim * (1 + len(scales)), out_channels, 1, use_bias=use_bias[1], norm=norm[1], act_func=act_func[1]
+        )
+        self._assemble(qkv, aggreg, build_act(kernel_func), proj, dim=dim, heads=heads, eps=eps)
+
+    def _assemble(
+        self, qkv: nn.Module, aggreg: nn.ModuleList, kernel_func: nn.Module, proj: nn.Module, *, dim: int, heads: int, eps: float
+    ) -> None:
+        self.qkv = qkv
+        self.aggreg = aggreg
+        self.kernel_func = kernel_func
+        self.proj = proj
+        self.dim = int(dim)
+        self.heads = int(heads)
+        self.eps = float(eps)
+        # 1-element, not 0-d: see the module docstring. Not persistent: no state-dict key.
+        self.register_buffer("eps_tensor", torch.full((1,), self.eps), persistent=False)
+        self.plan: Optional[AttentionPlan] = None
+        self.island_dtype: torch.dtype = torch.float32
+
+    def _apply(self, fn, *args, **kwargs):
+        # .half()/.to(dtype) convert every floating buffer; eps (1e-15) is 0 in fp16, so it is
+        # kept in fp32 here and cast to the island's dtype where it is used
+        module = super()._apply(fn, *args, **kwargs)
+        self.eps_tensor = torch.full((1,), self.eps, dtype=torch.float32, device=self.eps_tensor.device)
+        return module
+
+    @classmethod
+    def adopt(
+        cls, qkv: nn.Module, aggreg: nn.ModuleList, kernel_func: nn.Module, proj: nn.Module, *, dim: int, heads: int, eps: float
+    ) -> "LiteMLA":
+        """Build one around existing submodules (plug-and-play swap): weights are shared, not copied."""
+        module = cls.__new__(cls)
+        nn.Module.__init__(module)
+        module._assemble(qkv, aggreg, kernel_func, proj, dim=dim, heads=heads, eps=eps)
+        return module
+
+    @property
+    def groups(self) -> int:
+        return self.heads * (1 + len(self.aggreg))
+
+    def plan_for(self, input_shape: Tuple[int, ...]) -> AttentionPlan:
+        batch, _, height, width = (int(s) for s in input_shape)
+        return AttentionPlan(batch=batch, height=height, width=width, groups=self.groups, dim=self.dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        plan = self.plan
+        if plan is None:
+            # eager use without a plan: shapes are plain ints here, nothing is traced
+            plan = self.plan_for(x.shape)
+        elif not torch.jit.is_tracing() and tuple(x.shape) != (plan.batch, x.shape[1], plan.height, plan.width):
+            raise ValueError(
+                f"LiteMLA planned for {plan.batch}x{plan.height}x{plan.width} inputs got {tuple(x.shape)}; "
+                "re-plan the model for this input shape (msla_deploy.nn.plan_static)"
+            )
+        qkv = self.qkv(x)
+        qkv = torch.cat([qkv] + [op(qkv) for op in self.aggreg], dim=1)
+        out = self.attend(qkv, plan)
+        return self.proj(out)
+
+    def attend(self, qkv: torch.Tensor, plan: AttentionPlan) -> torch.Tensor:
+        """Multi-head ReLU attention over [B, G*3*dim, H, W] with shapes taken from `plan`."""
+        d = plan.dim
+        # channels are head-major: group g owns [3*d*g, 3*d*(g+1)) laid out as q, k, v
+        q, k, v = qkv.reshape(plan.batch, plan.groups, 3 * d, plan.tokens).split([d, d, d], dim=2)
+        q = self.kernel_func(q)
+        k = self.kernel_func(k)
+
+        # fp32 island: entered explicitly, so an fp16 policy is a change of `island_dtype` only
+        io_dtype = q.dtype
+        q, k, v = (_cast(t, self.island_dtype) for t in (q, k, v))
+        eps = _cast(self.eps_tensor, self.island_dtype)
+        if plan.linear:
+            kv = torch.matmul(v, k.transpose(-1, -2))  # [B, G, d, d]: sum_m v_m k_m^T
+            num = torch.matmul(kv, q)  # [B, G, d, N]
+            k_sum = k.sum(dim=-1, keepdim=True).transpose(-1, -2)  # [B, G, 1, d]
+            den = torch.matmul(k_sum, q)  # [B, G, 1, N]: sum_m k_m . q_n
+            out = num / (den + eps)
+        else:
+            att = torch.matmul(k.transpose(-1, -2), q)  # [B, G, N, N]: k_m . q_n
+            att = att / (att.sum(dim=2, keepdim=True) + eps)
+            out = torch.matmul(v, att)  # [B, G, d, N]
+        out = _cast(out, io_dtype)
+        # [B, G, d, N] -> [B, G*d, H, W]: group-major, dim-minor, as upstream
+        return out.reshape(plan.batch, plan.groups * d, plan.height, plan.width)
+
+    def extra_repr(self) -> str:
+        plan = "unplanned" if self.plan is None else f"{self.plan.batch}x{self.plan.height}x{self.plan.width} {self.plan.branch}"
+        return f"dim={self.dim}, heads={self.heads}, scales={len(self.aggreg)}, eps={self.eps:g}, plan={plan}"

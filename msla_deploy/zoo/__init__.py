@@ -1,0 +1,43 @@
+"""The EfficientViT segmentation model zoo: upstream's 11 models, rebuilt from the spec.
+
+    names() -> list[str]                      public names, upstream's registry order
+    get_spec(name) -> ZooSpec                 classes, BN eps, checkpoint file, eval resolution
+    build(name) -> EfficientViTSeg            random weights, train mode; logits at stride 8
+    load_checkpoint(model, path) -> sha256    weights-only, strict, one-line mismatch errors
+    find_checkpoint(name, models_dir)         models_dir / <official file name>, if present
+    count_params(model), count_macs(name, (H, W))
+
+`names` and `get_spec` need no torch (listing models must work on a runtime-only install); the
+rest is imported on first use.
+"""
+
+from __future__ import annotations
+
+from .variants import ZooSpec, get_spec, names
+
+# name -> submodule that defines it; loaded lazily because those submodules import torch
+_TORCH_SIDE = {
+    "build": "model",
+    "EfficientViTSeg": "model",
+    "load_checkpoint": "checkpoints",
+    "find_checkpoint": "checkpoints",
+    "count_params": "complexity",
+    "count_macs": "complexity",
+}
+
+__all__ = ["ZooSpec", "get_spec", "names", *_TORCH_SIDE]
+
+
+def __getattr__(attr: str):
+    module_name = _TORCH_SIDE.get(attr)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {attr!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f".{module_name}", __name__), attr)
+    globals()[attr] = value  # later lookups skip this hook
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

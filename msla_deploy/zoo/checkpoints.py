@@ -1,0 +1,112 @@
+"""Finding and loading official checkpoints, safely.
+
+Checkpoints are read with `weights_only=True`: a file that needs arbitrary Python objects to
+unpickle can run code on load, so it is refused rather than trusted. Loading is strict, and a
+mismatch is reported on one line with the first offending keys, so a wrong variant or dataset
+is obvious at a glance.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import re
+from pathlib import Path
+from typing import Any, List, Mapping, Optional, Union
+
+import torch
+from torch import nn
+
+from ..errors import BadInput
+from .variants import get_spec
+
+#: how many keys of each kind a mismatch message names
+_SHOWN = 3
+
+
+def find_checkpoint(name: str, models_dir: Union[str, Path]) -> Optional[Path]:
+    """`models_dir / <official file name>` if that file exists, else None."""
+    path = Path(models_dir).expanduser() / get_spec(name).checkpoint_file
+    return path if path.is_file() else None
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _read(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        # torch's own message is a page long; keep the part that names the offending object
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        what = f"it stores the Python object {found.group(1)}" if found else "it is not a weights-only pickle"
+        raise BadInput(
+            f"{path}: loading it would need unsafe unpickling ({what}); only plain state dicts are accepted",
+            "re-save it with torch.save(model.state_dict(), path) from a trusted environment",
+        ) from None
+    except Exception as err:  # zip/EOF/key errors: whatever torch raises for a foreign file
+        detail = (str(err).splitlines() or [""])[0][:120]
+        raise BadInput(
+            f"{path} is not a PyTorch checkpoint (torch.load failed with {type(err).__name__} {detail})".rstrip(),
+            "pass the .pt file saved with torch.save",
+        ) from None
+
+
+def _as_state_dict(loaded: Any, path: Path) -> Mapping[str, torch.Tensor]:
+    if isinstance(loaded, Mapping) and "state_dict" in loaded:
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in loaded.items()
+    ):
+        raise BadInput(
+            f"{path} holds a {type(loaded).__name__}, not a state dict of tensors",
+            "save the model's state_dict() (optionally under a top-level 'state_dict' key)",
+        )
+    return loaded
+
+
+def _first(items: List[str]) -> str:
+    more = f" (+{len(items) - _SHOWN} more)" if len(items) > _SHOWN else ""
+    return ", ".join(items[:_SHOWN]) + more
+
+
+def _mismatch(model: nn.Module, weights: Mapping[str, torch.Tensor]) -> Optional[str]:
+    """One line describing missing, unexpected and mis-shaped keys, or None if all match."""
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in weights]
+    unexpected = [k for k in weights if k not in expected]
+    misshaped = [
+        f"{k} checkpoint {list(weights[k].shape)} vs model {list(v.shape)}"
+        for k, v in expected.items()
+        if k in weights and weights[k].shape != v.shape
+    ]
+    parts = [
+        f"{label} {len(keys)}: {_first(keys)}"
+        for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
+        if keys
+    ]
+    return "; ".join(parts) if parts else None
+
+
+def load_checkpoint(model: nn.Module, path: Union[str, Path]) -> str:
+    """Strictly load a state-dict checkpoint into `model`; return the file's sha256 (hex)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise BadInput(
+            f"checkpoint {path} not found (or not a file)",
+            "download the official checkpoint; models/README.md lists the expected file names",
+        )
+    weights = _as_state_dict(_read(path), path)
+    problem = _mismatch(model, weights)
+    if problem:
+        raise BadInput(
+            f"{path} does not fit {type(model).__name__}: {problem}",
+            "check that the checkpoint is for this model variant and dataset",
+        )
+    model.load_state_dict(weights, strict=True)
+    return _sha256(path)

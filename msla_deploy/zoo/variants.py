@@ -1,0 +1,144 @@
+"""The segmentation model zoo as data: one registry entry per public (upstream) model name.
+
+Torch-free on purpose, so that listing models and resolving checkpoint names works where only
+the runtime side is installed. The numbers are upstream's (docs/UPSTREAM_SPEC.md §3-§5); the
+state-dict manifests in the test fixtures pin them down key for key.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
+
+from ..errors import BadInput
+
+
+@dataclass(frozen=True)
+class ZooSpec:
+    """What a user and the export pipeline need to know about one zoo model."""
+
+    name: str
+    variant: str  # "b0" ... "l2"
+    dataset: str  # "cityscapes" or "ade20k"
+    num_classes: int
+    norm_eps: float  # set on every BatchNorm after construction, as upstream's zoo does
+    checkpoint_file: str  # file name of the official checkpoint
+    default_resolution: Tuple[int, int]  # (H, W) of upstream's evaluation
+
+
+@dataclass(frozen=True)
+class BackboneDims:
+    """Widths and depths of one backbone, per stage (stride 2, 4, 8, 16, 32)."""
+
+    family: str  # "b": EfficientViTBackbone, "l": EfficientViTLargeBackbone
+    widths: Tuple[int, int, int, int, int]
+    depths: Tuple[int, int, int, int, int]
+    attention_dim: int  # per-head dim of LiteMLA
+
+
+@dataclass(frozen=True)
+class HeadDims:
+    """The seg head's own sizes; its input widths come from the backbone (stride 32, 16, 8)."""
+
+    width: int
+    depth: int
+    expand_ratio: float
+    middle_op: str  # "mbconv" or "fmbconv"
+    final_expand: Optional[float]  # None: the classifier reads the middle output directly
+
+
+@dataclass(frozen=True)
+class _Family:
+    norm_eps: float
+    act: str  # activation of every block (backbone and head)
+
+
+@dataclass(frozen=True)
+class _Dataset:
+    num_classes: int
+    default_resolution: Tuple[int, int]
+
+
+FAMILIES: Dict[str, _Family] = {
+    "b": _Family(norm_eps=1e-5, act="hswish"),
+    # 1e-7 is upstream's zoo setting for L models; PyTorch's default 1e-5 would shift every BN
+    "l": _Family(norm_eps=1e-7, act="gelu"),
+}
+
+DATASETS: Dict[str, _Dataset] = {
+    "cityscapes": _Dataset(num_classes=19, default_resolution=(1024, 2048)),
+    "ade20k": _Dataset(num_classes=150, default_resolution=(512, 512)),
+}
+
+BACKBONES: Dict[str, BackboneDims] = {
+    "b0": BackboneDims("b", widths=(8, 16, 32, 64, 128), depths=(1, 2, 2, 2, 2), attention_dim=16),
+    "b1": BackboneDims("b", widths=(16, 32, 64, 128, 256), depths=(1, 2, 3, 3, 4), attention_dim=16),
+    "b2": BackboneDims("b", widths=(24, 48, 96, 192, 384), depths=(1, 3, 4, 4, 6), attention_dim=32),
+    "b3": BackboneDims("b", widths=(32, 64, 128, 256, 512), depths=(1, 4, 6, 6, 9), attention_dim=32),
+    "l1": BackboneDims("l", widths=(32, 64, 128, 256, 512), depths=(1, 1, 1, 6, 6), attention_dim=32),
+    "l2": BackboneDims("l", widths=(32, 64, 128, 256, 512), depths=(1, 2, 2, 8, 8), attention_dim=32),
+}
+
+
+def _b_head(width: int, depth: int, dataset: str) -> HeadDims:
+    # B heads differ between datasets only in the classifier: Cityscapes adds a 4x expand conv
+    return HeadDims(width, depth, 4, "mbconv", 4 if dataset == "cityscapes" else None)
+
+
+#: head sizes per public name; the registry order is upstream's
+HEADS: Dict[str, HeadDims] = {
+    "efficientvit-seg-b0-cityscapes": _b_head(32, 1, "cityscapes"),
+    "efficientvit-seg-b1-cityscapes": _b_head(64, 3, "cityscapes"),
+    "efficientvit-seg-b2-cityscapes": _b_head(96, 3, "cityscapes"),
+    "efficientvit-seg-b3-cityscapes": _b_head(128, 3, "cityscapes"),
+    "efficientvit-seg-l1-cityscapes": HeadDims(256, 3, 1, "fmbconv", None),
+    "efficientvit-seg-l2-cityscapes": HeadDims(256, 5, 1, "fmbconv", None),
+    "efficientvit-seg-b1-ade20k": _b_head(64, 3, "ade20k"),
+    "efficientvit-seg-b2-ade20k": _b_head(96, 3, "ade20k"),
+    "efficientvit-seg-b3-ade20k": _b_head(128, 3, "ade20k"),
+    "efficientvit-seg-l1-ade20k": HeadDims(128, 3, 4, "fmbconv", 8),
+    "efficientvit-seg-l2-ade20k": HeadDims(128, 3, 4, "fmbconv", 8),
+}
+
+
+def _spec_from_name(name: str) -> ZooSpec:
+    variant, dataset = name.rsplit("-", 2)[-2:]
+    family = FAMILIES[BACKBONES[variant].family]
+    data = DATASETS[dataset]
+    return ZooSpec(
+        name=name,
+        variant=variant,
+        dataset=dataset,
+        num_classes=data.num_classes,
+        norm_eps=family.norm_eps,
+        checkpoint_file=f"efficientvit_seg_{variant}_{dataset}.pt",
+        default_resolution=data.default_resolution,
+    )
+
+
+SPECS: Dict[str, ZooSpec] = {name: _spec_from_name(name) for name in HEADS}
+
+
+def names() -> List[str]:
+    """The public model names, in upstream's registry order."""
+    return list(SPECS)
+
+
+def get_spec(name: str) -> ZooSpec:
+    spec = SPECS.get(name)
+    if spec is None:
+        query = str(name).strip().lower()
+        # a bare variant or dataset ("b1", "ade20k") matches by substring; typos by similarity
+        close = [n for n in SPECS if len(query) >= 2 and query in n]
+        close = close or difflib.get_close_matches(query, SPECS, n=3, cutoff=0.6)
+        hint = f"did you mean {', '.join(close)}?" if close else f"valid names: {', '.join(SPECS)}"
+        raise BadInput(f"unknown model {name!r}; {hint}", "run `msla-deploy models` to list them")
+    return spec
+
+
+def architecture(name: str) -> Tuple[BackboneDims, HeadDims, str]:
+    """(backbone sizes, head sizes, activation) of a zoo model."""
+    spec = get_spec(name)
+    backbone = BACKBONES[spec.variant]
+    return backbone, HEADS[name], FAMILIES[backbone.family].act

@@ -1,0 +1,9 @@
+"""Where the upstream golden data lives: shared/ beside the repository (as CI lays it out)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("MSLA_FIXTURES", REPO.parent / "shared" / "fixtures" / "upstream"))

@@ -1,0 +1,214 @@
+"""`msla-deploy export` end to end: golden parity through ONNX, the artifact directory, errors."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from msla_deploy.cli import app
+from msla_deploy.errors import BadInput
+from msla_deploy.export import pipeline
+from msla_deploy.export.graph import FORBIDDEN_OPS
+from msla_deploy.export.options import ExportOptions, parse_resolution
+from msla_deploy.export.pipeline import run_export
+from msla_deploy.manifest import sha256_file
+from msla_deploy.parity.budgets import Budget
+from msla_deploy.reference_bundle import read_reference
+
+from .fixtures import FIXTURES
+
+B0 = "efficientvit-seg-b0-cityscapes"
+B0_DIR = FIXTURES / B0
+B0_WEIGHTS = B0_DIR / "weights.pt"
+runner = CliRunner()
+
+
+def cli(*args: str):
+    return runner.invoke(app, list(args))
+
+
+def ort_run(path: Path, x: np.ndarray) -> np.ndarray:
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(None, {"input": x})[0]
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+@pytest.mark.parametrize("res", ["256x512", "64x64"])
+def test_golden_b0_through_onnx(tmp_path, exporter, res):
+    """The exported ONNX reproduces upstream's logits (64x64 takes the quadratic branch)."""
+    h, w = parse_resolution(res)
+    options = ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(h, w), exporter=exporter, out=tmp_path / "b0")
+    result = run_export(options)
+    assert result.passed
+    assert result.manifest["exporter"]["used"] == exporter
+    x = np.load(B0_DIR / f"input_{res}.npy")
+    golden = np.load(B0_DIR / f"output_{res}.npy")
+    actual = ort_run(result.directory / "model.onnx", x)
+    assert actual.shape == golden.shape == (1, 19, h // 8, w // 8)
+    assert np.abs(actual - golden).max() <= 1e-4 * np.abs(golden).max()
+    assert np.array_equal(actual.argmax(1), golden.argmax(1))
+    branches = {p["branch"] for p in result.manifest["attention_plans"]}
+    assert branches == ({"linear"} if res == "256x512" else {"quadratic"})  # 16 and 4 tokens <= dim 16
+
+
+def test_artifact_directory_contract(tmp_path):
+    out = tmp_path / "art"
+    result = cli("export", "-m", B0, "--res", "64x128", "--weights", str(B0_WEIGHTS), "--out", str(out), "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["passed"] is True
+    manifest = json.loads((out / "manifest.json").read_text())
+
+    # every artifact is listed with its hash
+    assert set(manifest["artifacts"]) == {"model.onnx", "parity.json", "reference/inputs.npz", "reference/outputs.npz", "reference/reference.json"}
+    for rel, entry in manifest["artifacts"].items():
+        assert sha256_file(out / rel) == entry["sha256"], rel
+    assert manifest["weights"]["source"] == "checkpoint"
+    assert manifest["weights"]["sha256"] == sha256_file(B0_WEIGHTS)
+    assert set(manifest["timings_s"]) == {"build", "reference", "export", "check", "parity"}
+    assert manifest["environment"]["packages"]["torch"] == torch.__version__.split("+")[0] or manifest["environment"]["packages"]["torch"]
+    assert manifest["options"]["resolution"] == [64, 128] and manifest["options"]["opset"] == 17
+
+    # the ONNX: one static float32 input and output, no run-time shape ops, checker-clean, metadata
+    model = onnx.load(out / "model.onnx")
+    onnx.checker.check_model(model, full_check=True)
+    assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [17]
+    ops = Counter(n.op_type for n in model.graph.node)
+    assert not set(ops) & set(FORBIDDEN_OPS)
+    assert "Constant" not in ops
+    (inp,), (outp,) = model.graph.input, model.graph.output
+    dims = lambda v: [d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
+    assert (inp.name, dims(inp), inp.type.tensor_type.elem_type) == ("input", [1, 3, 64, 128], onnx.TensorProto.FLOAT)
+    assert (outp.name, dims(outp), outp.type.tensor_type.elem_type) == ("logits", [1, 19, 8, 16], onnx.TensorProto.FLOAT)
+    meta = {p.key: p.value for p in model.metadata_props}
+    assert meta["msla_deploy.model"] == B0
+    assert meta["msla_deploy.resolution"] == "64x128"
+    assert meta["msla_deploy.recipe_sha256"] == manifest["recipe_sha256"]
+    assert "0.485" in meta["msla_deploy.normalization"]
+
+    # the reference bundle reproduces: ONNX on its inputs gives its outputs
+    bundle = read_reference(out / "reference")
+    assert bundle.inputs["input"].shape == (1, 3, 64, 128) and bundle.inputs["input"].dtype == np.float32
+    actual = ort_run(out / "model.onnx", bundle.inputs["input"])
+    assert np.abs(actual - bundle.outputs["logits"]).max() <= 1e-4 * np.abs(bundle.outputs["logits"]).max()
+    parity = json.loads((out / "parity.json").read_text())
+    assert parity["passed"] and parity["runtime"]["providers"][0] == "CPUExecutionProvider"
+    stats = parity["outputs"][0]
+    assert stats["argmax_agreement"] == 1.0 and stats["nan_count"] == 0 and stats["cosine"] > 0.99999
+
+
+def test_same_inputs_give_a_byte_identical_onnx(tmp_path):
+    digests = []
+    for run in ("a", "b"):
+        options = ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(64, 64), out=tmp_path / run)
+        digests.append(run_export(options).manifest["artifacts"]["model.onnx"]["sha256"])
+    assert digests[0] == digests[1]
+
+
+def test_checkpoint_found_in_models_dir_else_random(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = cli("export", "-m", B0, "--res", "64x64")
+    assert result.exit_code == 0, result.output
+    assert "RANDOM" in result.stdout
+    default_dir = tmp_path / "artifacts" / f"{B0}-64x64-fp32"
+    assert json.loads((default_dir / "manifest.json").read_text())["weights"]["source"] == "random"
+
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "efficientvit_seg_b0_cityscapes.pt").write_bytes(B0_WEIGHTS.read_bytes())
+    result = cli("export", "-m", B0, "--res", "64x64")  # replaces our own earlier artifact
+    assert result.exit_code == 0, result.output
+    assert "RANDOM" not in result.stdout
+    weights = json.loads((default_dir / "manifest.json").read_text())["weights"]
+    assert weights["source"] == "checkpoint" and weights["path"].endswith("efficientvit_seg_b0_cityscapes.pt")
+
+
+def _no_artifacts_left(root: Path) -> bool:
+    return not any(p for p in root.rglob("*") if p.name not in ("bad.pt", "notes.txt", "weights.txt", "occupied"))
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--res", "1000x2048"], "multiple of 32"),
+        (["--res", "banana"], "HxW"),
+        (["--batch", "0"], "--batch"),
+        (["--opset", "99"], "--opset"),
+        (["--exporter", "magic"], "--exporter"),
+        (["--model", "efficientvit-seg-b9-cityscapes"], "efficientvit-seg"),
+        (["--weights", "missing.pt"], "missing.pt"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, args, needle):
+    monkeypatch.chdir(tmp_path)
+    result = cli("export", "--res", "64x64", *args) if "--res" not in args else cli("export", *args)
+    assert result.exit_code == 2, result.output
+    assert needle in result.stderr
+    assert "Traceback" not in result.output
+    assert [line for line in result.stderr.splitlines() if line.startswith("error:")] == [result.stderr.strip()]
+    assert not (tmp_path / "artifacts").exists()
+
+
+def test_unsafe_checkpoint_is_refused(tmp_path):
+    bad = tmp_path / "bad.pt"
+    torch.save({"state_dict": {}, "config": BadInput("x")}, bad)  # needs arbitrary unpickling
+    result = cli("export", "-m", B0, "--res", "64x64", "--weights", str(bad), "--out", str(tmp_path / "out"))
+    assert result.exit_code == 2, result.output
+    assert "unsafe" in result.stderr.lower() or "weights_only" in result.stderr
+    assert not (tmp_path / "out").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
+def test_out_dir_that_is_not_ours_is_not_replaced(tmp_path):
+    occupied = tmp_path / "occupied"
+    occupied.mkdir()
+    (occupied / "notes.txt").write_text("keep me")
+    result = cli("export", "-m", B0, "--res", "64x64", "--out", str(occupied))
+    assert result.exit_code == 2
+    assert (occupied / "notes.txt").read_text() == "keep me"
+
+
+def test_parity_failure_exits_1_and_keeps_the_evidence(tmp_path, monkeypatch):
+    impossible = Budget(max_abs_rel=0.0, max_abs_floor=0.0, min_cosine=1.1, min_argmax_agreement=1.0)
+    monkeypatch.setattr(pipeline, "default_budget", lambda precision: impossible)
+    out = tmp_path / "out"
+    result = cli("export", "-m", B0, "--res", "64x64", "--out", str(out))
+    assert result.exit_code == 1
+    assert "parity check failed" in result.stderr and "cosine" in result.stderr
+    parity = json.loads((out / "parity.json").read_text())
+    assert parity["passed"] is False and parity["outputs"][0]["failures"]
+    assert json.loads((out / "manifest.json").read_text())["parity"]["passed"] is False
+
+
+def test_console_script_bad_input_has_no_traceback(tmp_path):
+    """The installed entry point, in a fresh process: exit code and stderr as a shell sees them."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "msla_deploy", "export", "--res", "1000x2048"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 2
+    assert "1000" in proc.stderr and "multiple of 32" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_default_export_b1_at_1024x2048(tmp_path, monkeypatch):
+    """The README's main command, as a user runs it (about 20 s on 2 cores)."""
+    monkeypatch.chdir(tmp_path)
+    result = cli("export", "--res", "1024x2048")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "artifacts" / "efficientvit-seg-b1-cityscapes-1024x2048-fp32"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["onnx"]["outputs"][0]["shape"] == [1, 19, 128, 256]
+    assert [p["tokens"] for p in manifest["attention_plans"]] == [8192] * 3 + [2048] * 4
+    assert json.loads((out / "parity.json").read_text())["passed"]
