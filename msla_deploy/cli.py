@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from . import __version__
-from .console import error_line, key_values, out, parity_table, print_json, steps_with_progress
+from .console import err, error_line, key_values, out, parity_table, print_json, steps_with_progress
 from .errors import MissingRuntime, MslaError
 
 app = typer.Typer(
@@ -108,13 +108,17 @@ def export(
         weights_text = {"random": "[bold yellow]RANDOM (no checkpoint given or found in models/)[/]", "factory": "as returned by the factory"}.get(
             w["source"], w.get("path", "")
         )
-        swapped = manifest["swapped_modules"]
+        records = manifest["swapped_modules"]
+        swapped = [r for r in records if r["swapped"]]
+        for r in records:
+            if not r["swapped"]:
+                err.print(f"[yellow]warning:[/] LiteMLA look-alike {r['path'] or '<root>'} ({r['source']}) left as is: {r['problem']}", highlight=False)
         out.print(key_values([
             ("model", manifest["model"]["name"]),
             ("weights", weights_text),
             ("exporter", f"{manifest['exporter']['used']} (opset {manifest['exporter']['opset']})"),
             ("graph", f"{manifest['onnx']['node_count']} nodes, input {manifest['onnx']['inputs'][0]['shape']}, output {manifest['onnx']['outputs'][0]['shape']}"),
-            ("swapped", f"{len(swapped)} LiteMLA module(s)" if swapped else "none needed"),
+            ("swapped", ", ".join(f"{r['path'] or '<root>'} ({r['source'].rsplit('.', 1)[-1]}, eps {r['eps']:g})" for r in swapped) or "none needed"),
             ("written", str(result.directory)),
         ]))
         out.print(parity_table(parity["outputs"], parity["budget"], "ONNX Runtime (CPU) vs PyTorch fp32"))
@@ -135,17 +139,21 @@ def models(
     if json_out:
         print_json(rows)
         return
+    from rich import box
     from rich.table import Table
 
-    table = Table(title=f"EfficientViT-Seg zoo (checkpoints looked up in {models_dir}/)", title_justify="left")
-    for column in ("name", "dataset", "classes", "params", "GMACs", "at", "checkpoint file", "present"):
-        table.add_column(column, justify="right" if column in ("classes", "params", "GMACs") else "left")
+    table = Table(title="EfficientViT-Seg zoo", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("name", no_wrap=True)
+    for column in ("classes", "params", "GMACs", "at HxW"):
+        table.add_column(column, justify="right", no_wrap=True)
+    table.add_column("checkpoint", no_wrap=True)
     for r in rows:
         table.add_row(
-            r["name"], r["dataset"], str(r["num_classes"]), f"{r['params'] / 1e6:.2f}M", f"{r['gmacs']:.1f}",
-            "x".join(map(str, r["resolution"])), r["checkpoint_file"], "[green]yes[/]" if r["present"] else "no",
+            r["name"], str(r["num_classes"]), f"{r['params'] / 1e6:.2f}M", f"{r['gmacs']:.1f}",
+            "x".join(map(str, r["resolution"])), "[green]found[/]" if r["present"] else "[dim]missing[/]",
         )
     out.print(table)
+    out.print(f"Checkpoints are looked up as {models_dir}/efficientvit_seg_<variant>_<dataset>.pt (see models/README.md).", highlight=False)
 
 
 def main() -> None:

@@ -212,3 +212,17 @@ def test_default_export_b1_at_1024x2048(tmp_path, monkeypatch):
     assert manifest["onnx"]["outputs"][0]["shape"] == [1, 19, 128, 256]
     assert [p["tokens"] for p in manifest["attention_plans"]] == [8192] * 3 + [2048] * 4
     assert json.loads((out / "parity.json").read_text())["passed"]
+
+
+def test_user_factory_model_is_swapped_and_exported(tmp_path, monkeypatch):
+    """Plug-and-play from the command line: a pasted upstream LiteMLA, no code changes."""
+    example = Path(__file__).resolve().parents[1] / "examples" / "plug_and_play" / "my_segmenter.py"
+    monkeypatch.chdir(tmp_path)
+    result = cli("export", "--model", f"{example}:build", "--res", "64x64", "--exporter", "torchscript")
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "artifacts" / "my_segmenter-build-64x64-fp32"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["source"] == "factory"
+    (record,) = manifest["swapped_modules"]
+    assert record["swapped"] and record["source"].endswith("LiteMLA") and record["eps"] == 1e-15
+    assert json.loads((out / "parity.json").read_text())["passed"]

@@ -79,7 +79,9 @@ class ExportOptions:
     def model_label(self) -> str:
         """The model's name as used in paths: zoo name, or the factory's name."""
         if is_factory_spec(self.model):
-            return re.sub(r"[^A-Za-z0-9_.-]+", "-", self.model.rsplit(":", 1)[1]) or "model"
+            where, factory = self.model.rsplit(":", 1)
+            stem = Path(where).stem if where.endswith(".py") else where.rsplit(".", 1)[-1]
+            return re.sub(r"[^A-Za-z0-9_.-]+", "-", f"{stem}-{factory}").strip("-") or "model"
         return self.model
 
     def output_dir(self) -> Path:

@@ -59,7 +59,8 @@ def load_model(options: ExportOptions) -> LoadedModel:
     """Build the model, load weights (flag, then models/, else seeded random), swap LiteMLA."""
     torch.manual_seed(options.seed)  # random weights are reproducible
     if is_factory_spec(options.model):
-        module, name = convert.build_user_model(options.model)
+        module, _ = convert.build_user_model(options.model)
+        name = options.model_label
         source, num_classes = "factory", None
         weights = {"source": "factory", "note": "as returned by the factory"}
         checkpoint = options.weights
