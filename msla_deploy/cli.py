@@ -156,5 +156,9 @@ def models(
     out.print(f"Checkpoints are looked up as {models_dir}/efficientvit_seg_<variant>_<dataset>.pt (see models/README.md).", highlight=False)
 
 
+# Commands implemented beside their library code register below, one line each:
+#   from .area.command import verb_command; app.command("verb")(handle_errors(verb_command))
+
+
 def main() -> None:
     app()

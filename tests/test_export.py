@@ -226,3 +226,32 @@ def test_user_factory_model_is_swapped_and_exported(tmp_path, monkeypatch):
     (record,) = manifest["swapped_modules"]
     assert record["swapped"] and record["source"].endswith("LiteMLA") and record["eps"] == 1e-15
     assert json.loads((out / "parity.json").read_text())["passed"]
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_probe_tensors_carry_the_module_outputs(tmp_path, exporter):
+    """Each probe named in the manifest is the ONNX tensor holding that module's PyTorch output."""
+    from msla_deploy import zoo
+    from msla_deploy.export.probes import capture
+
+    out = tmp_path / "b0"
+    result = run_export(ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(64, 128), exporter=exporter, out=out))
+    probes = result.manifest["probes"]
+    assert "backbone.stages.3.op_list.1.context_module.main" in probes  # a LiteMLA
+    assert "backbone.stages.2.op_list.0" in probes  # a block
+
+    model = onnx.load(out / "model.onnx")
+    assert [o.name for o in model.graph.output] == ["logits"]
+    model.graph.output.extend(onnx.helper.make_empty_tensor_value_info(t) for t in probes.values())
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = read_reference(out / "reference").inputs["input"]
+    onnx_values = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"input": x})))
+
+    torch_model = zoo.build(B0).eval()
+    zoo.load_checkpoint(torch_model, B0_WEIGHTS)
+    with torch.no_grad(), capture(torch_model, list(probes)) as captured:
+        torch_model(torch.from_numpy(x))
+    assert {name for name, _ in captured} == set(probes)
+    for name, value in captured:
+        expected = value.numpy()
+        assert np.abs(onnx_values[probes[name]] - expected).max() <= 1e-4 * np.abs(expected).max(), name

@@ -56,7 +56,7 @@ def test_pytorch_matches_upstream(name):
 def test_onnx_matches_upstream_and_is_static(name, exporter):
     module, x, reference = load_case(name)
     plan_static(module, x)
-    proto, used = export_to_onnx(module, x, opset=17, exporter=exporter, input_name="input", output_name="out")
+    proto, used = export_to_onnx(module, x, opset=17, exporter=exporter, input_name="input", output_names=["out"])
     assert used == exporter
     ops = {node.op_type for node in proto.graph.node}
     assert not ops & set(FORBIDDEN_OPS), ops
@@ -71,7 +71,7 @@ def test_zero_query_head_gives_zero_not_nan(exporter):
     """eps must survive export: the dynamo optimizer deletes a scalar `+ 1e-15`."""
     module, x, reference = load_case("c64_dim16_zero_query")
     plan_static(module, x)
-    proto, _ = export_to_onnx(module, x, opset=17, exporter=exporter, input_name="input", output_name="out")
+    proto, _ = export_to_onnx(module, x, opset=17, exporter=exporter, input_name="input", output_names=["out"])
     adds = [n for n in proto.graph.node if n.op_type == "Add"]
     assert adds, "the eps Add was optimised away"
     actual = run_ort(proto, x)

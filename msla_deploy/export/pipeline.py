@@ -26,6 +26,7 @@ from ..reference_bundle import IMAGENET_MEAN, IMAGENET_STD, ReferenceBundle, syn
 from .artifact_dir import check_replaceable, staged_directory
 from .graph import finalize
 from .options import ExportOptions, is_factory_spec
+from .probes import PROBE_PREFIX, ProbedModel, capture, probe_candidates, probe_output_names, unmark_probe_outputs
 from .torch_to_onnx import export_to_onnx
 
 ONNX_NAME = "model.onnx"
@@ -113,13 +114,16 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             images = synthetic_images(options.batch, height, width, options.seed)
             example = torch.from_numpy(images)
             try:
-                output, plans = plan_static(loaded.module, example)
+                with capture(loaded.module, probe_candidates(loaded.module)) as captured:
+                    output, plans = plan_static(loaded.module, example)
             except RuntimeError as exc:
                 raise BadInput(
                     f"model {loaded.name!r} failed on a {options.batch}x3x{height}x{width} input: {str(exc).splitlines()[0]}",
                     "check --res and --batch against what the model accepts",
                 ) from None
             reference = _single_output(output, loaded.name).detach().numpy()
+            probe_names = [name for name, tensor in captured if tensor is not output]
+            del captured
 
         recipe = {
             "tool": __version__,
@@ -136,8 +140,14 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
 
         with steps.step("export", "Exporting to ONNX"):
             proto, exporter_used = export_to_onnx(
-                loaded.module, example, opset=options.opset, exporter=options.exporter, input_name=INPUT_NAME, output_name=OUTPUT_NAME
+                ProbedModel(loaded.module, probe_names),
+                example,
+                opset=options.opset,
+                exporter=options.exporter,
+                input_name=INPUT_NAME,
+                output_names=[OUTPUT_NAME, *probe_output_names(probe_names)],
             )
+            probe_tensors = unmark_probe_outputs(proto)
         with steps.step("check", "Checking the graph (static shapes, onnx.checker)"):
             metadata = {
                 "msla_deploy.version": __version__,
@@ -206,6 +216,8 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                 for name, p in plans.items()
             ],
             "onnx": graph.to_dict(),
+            # module path -> ONNX tensor holding its output, for drift localisation
+            "probes": {name[len(PROBE_PREFIX):]: name for name in probe_tensors},
             "parity": {"passed": parity["passed"], "file": PARITY_NAME},
             "environment": environment(),
             "timings_s": steps.timings,

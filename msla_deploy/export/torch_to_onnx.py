@@ -9,7 +9,7 @@ import contextlib
 import io
 import logging
 import warnings
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import onnx
 import torch
@@ -43,7 +43,7 @@ def _quiet_exporters():
             lg.setLevel(level)
 
 
-def _export_torchscript(model, example, opset, input_name, output_name) -> onnx.ModelProto:
+def _export_torchscript(model, example, opset, input_name, output_names) -> onnx.ModelProto:
     buffer = io.BytesIO()
     torch.onnx.export(
         model,
@@ -52,21 +52,21 @@ def _export_torchscript(model, example, opset, input_name, output_name) -> onnx.
         dynamo=False,
         opset_version=opset,
         input_names=[input_name],
-        output_names=[output_name],
+        output_names=list(output_names),
         do_constant_folding=True,
         training=torch.onnx.TrainingMode.EVAL,
     )
     return onnx.load_from_string(buffer.getvalue())
 
 
-def _export_dynamo(model, example, opset, input_name, output_name) -> onnx.ModelProto:
+def _export_dynamo(model, example, opset, input_name, output_names) -> onnx.ModelProto:
     program = torch.onnx.export(
         model,
         (example,),
         dynamo=True,
         opset_version=opset,
         input_names=[input_name],
-        output_names=[output_name],
+        output_names=list(output_names),
         optimize=True,
         verbose=False,
     )
@@ -82,7 +82,7 @@ def _export_dynamo(model, example, opset, input_name, output_name) -> onnx.Model
 
 
 def export_to_onnx(
-    model: torch.nn.Module, example: torch.Tensor, *, opset: int, exporter: str, input_name: str, output_name: str
+    model: torch.nn.Module, example: torch.Tensor, *, opset: int, exporter: str, input_name: str, output_names: Sequence[str]
 ) -> Tuple[onnx.ModelProto, str]:
     """Export; returns (model, exporter actually used). `auto` prefers dynamo, falls back to torchscript."""
     if exporter not in EXPORTERS:
@@ -93,10 +93,10 @@ def export_to_onnx(
     with torch.no_grad(), _quiet_exporters():
         if chosen == "dynamo":
             try:
-                return _export_dynamo(model, example, opset, input_name, output_name), "dynamo"
+                return _export_dynamo(model, example, opset, input_name, output_names), "dynamo"
             except Exception:
                 if exporter != "auto":
                     raise
                 # auto: the legacy exporter handles some models dynamo cannot trace; the
                 # manifest records which one ran
-        return _export_torchscript(model, example, opset, input_name, output_name), "torchscript"
+        return _export_torchscript(model, example, opset, input_name, output_names), "torchscript"
