@@ -199,7 +199,10 @@ def export_ours(out: Path, args, weights: Path, log_dir: Path, label: str) -> Di
     ]
     result = run_measured(command, log_dir, label)
     _check(result, "msla-deploy export", allowed=(0, 1))  # 1: parity failed, the JSON still says how
-    report = json.loads(result["stdout"])
+    try:
+        report = json.loads(result["stdout"])
+    except ValueError:  # exit 1 is also "internal error", which prints no JSON
+        _check(dict(result, returncode=f"{result['returncode']}, no JSON on stdout"), "msla-deploy export", allowed=())
     manifest = report["manifest"]
     timings = manifest["timings_s"]
     return {
@@ -309,10 +312,16 @@ def graph_summary(path: Path) -> Dict:
 # ---------------------------------------------------------------------------------------------
 
 
-def make_session(path: Path, threads: int, optimized_path: Optional[Path] = None):
+#: --ort-level: "all" is ORT's default; "basic" (constant folding and node elimination, no fusions
+#: or layout changes) is closer to what a simpler runtime makes of the graph as exported
+ORT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+
+
+def make_session(path: Path, threads: int, level: str = "all", optimized_path: Optional[Path] = None):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, ORT_LEVELS[level])
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
@@ -379,7 +388,8 @@ def render(results: Dict) -> str:
     g_ours, g_naive = results["graph"]["ours"], results["graph"]["naive"]
     b_ours, b_naive = g_ours["attention_blocks_found"], g_naive["attention_blocks_found"]
     out = []
-    out.append(f"{results['model']} at {results['resolution']}, opset {OPSET}, ORT CPU {results['latency']['threads']} thread(s)")
+    out.append(f"{results['model']} at {results['resolution']}, opset {OPSET}, ORT CPU {results['latency']['threads']} thread(s), "
+               f"ORT optimisation level {results['latency']['ort_level']}")
     out.append("")
     ops = sorted(set(g_ours["op_counts"]) | set(g_naive["op_counts"]), key=lambda op: (op not in WATCHED_OPS, op))
     rows = []
@@ -396,7 +406,7 @@ def render(results: Dict) -> str:
     out.append(f"attention blocks found by structure: naive {b_naive}, ours {b_ours} (LiteMLA modules: {results['blocks']})")
     ort_n, ort_o = results["graph"].get("ort_optimized", {}).get("naive"), results["graph"].get("ort_optimized", {}).get("ours")
     if ort_n and ort_o:
-        out.append(f"after ORT's own optimisation: naive {ort_n['nodes']} nodes, ours {ort_o['nodes']} nodes")
+        out.append(f"after ORT's own optimisation ({results['latency']['ort_level']}): naive {ort_n['nodes']} nodes, ours {ort_o['nodes']} nodes")
     out.append("")
 
     check = results["check"]
@@ -418,12 +428,14 @@ def render(results: Dict) -> str:
     out.append("")
     e_o, e_n = results["export"]["ours"], results["export"]["naive"]
     rows = [
-        ["naive (legacy exporter)", f"{e_n['wall_s']:.1f}", "-", f"{e_n['timings_s']['export']:.1f}", f"{e_n['peak_rss_mib']:.0f}",
-         ", ".join(f"{k} {v:.1f}" for k, v in e_n["timings_s"].items())],
+        ["naive (legacy exporter)", f"{e_n['wall_s']:.1f}", "-", f"{e_n['timings_s']['export']:.1f}", f"{e_n['cpu_s']:.1f}",
+         f"{e_n['peak_rss_mib']:.0f}", ", ".join(f"{k} {v:.1f}" for k, v in e_n["timings_s"].items())],
         [f"ours ({e_o['exporter_used']})", f"{e_o['wall_s']:.1f}", f"{e_o['wall_without_reference_s']:.1f}", f"{e_o['timings_s']['export']:.1f}",
-         f"{e_o['peak_rss_mib']:.0f}", ", ".join(f"{k} {v:.1f}" for k, v in e_o["timings_s"].items())],
+         f"{e_o['cpu_s']:.1f}", f"{e_o['peak_rss_mib']:.0f}", ", ".join(f"{k} {v:.1f}" for k, v in e_o["timings_s"].items())],
     ]
-    out.append(_table(rows, ["export", "wall s", "w/o reference s", "export call s", "peak RSS MiB", "steps (s)"]))
+    out.append(_table(rows, ["export", "wall s", "w/o reference s", "export call s", "CPU s", "peak RSS MiB", "steps (s)"]))
+    if not e_o["parity_passed"]:
+        out.append("WARNING: our export's own ORT-vs-PyTorch parity check failed (msla-deploy exited 1)")
     if len(e_o.get("wall_all_s", [])) > 1:
         out.append(f"export repeats (wall s): ours {e_o['wall_all_s']}, naive {e_n['wall_all_s']}; medians shown")
     return "\n".join(out)
@@ -446,6 +458,17 @@ def _median_run(runs: List[Dict]) -> Dict:
     chosen["wall_all_s"] = [r["wall_s"] for r in runs]
     chosen["peak_rss_all_mib"] = [r["peak_rss_mib"] for r in runs]
     return chosen
+
+
+def _source_state() -> Dict:
+    """Which code was measured: the tree is shared and edited while benchmarks run."""
+    def git(*cmd: str) -> str:
+        # --no-optional-locks: a read must not take the index lock from someone committing
+        done = subprocess.run(["git", "--no-optional-locks", *cmd], cwd=REPO, capture_output=True, text=True)
+        return done.stdout.rstrip("\n") if done.returncode == 0 else ""  # porcelain lines start with a space
+
+    changed = [line[3:] for line in git("status", "--porcelain", "--", "msla_deploy", "tests").splitlines()]
+    return {"commit": git("rev-parse", "HEAD"), "uncommitted_in_msla_deploy_or_tests": changed}
 
 
 def benchmark(args) -> Dict:
@@ -486,7 +509,7 @@ def benchmark(args) -> Dict:
         print("creating ONNX Runtime sessions ...", file=sys.stderr, flush=True)
         sessions, created, feeds = {}, {}, {}
         for name, path in (("ours", ours_path), ("naive", naive_path)):
-            sessions[name], created[name] = make_session(path, args.threads, tmp / f"{name}.ort.onnx")
+            sessions[name], created[name] = make_session(path, args.threads, args.ort_level, tmp / f"{name}.ort.onnx")
             feeds[name] = {sessions[name].get_inputs()[0].name: image}
         graphs["ort_optimized"] = {}
         for name in sessions:
@@ -510,7 +533,7 @@ def benchmark(args) -> Dict:
         print(f"timing {args.runs} interleaved pairs after {args.warmup} warm-up pairs ...", file=sys.stderr, flush=True)
         times = time_interleaved(sessions, feeds, args.runs, args.warmup)
         ratios = [o / n for o, n in zip(times["ours"], times["naive"])]
-        latency = {"threads": args.threads, "runs": args.runs, "warmup": args.warmup, "onnxruntime": onnxruntime.__version__}
+        latency = {"threads": args.threads, "ort_level": args.ort_level, "runs": args.runs, "warmup": args.warmup, "onnxruntime": onnxruntime.__version__}
         for name in sessions:
             latency[name] = {
                 "median_s": statistics.median(times[name]),
@@ -533,6 +556,7 @@ def benchmark(args) -> Dict:
         "opset": OPSET,
         "weights": args.weights or f"seeded random (seed {args.seed}, BN statistics randomised)",
         "blocks": naive_export["blocks"],
+        "source": _source_state(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "load_avg_at_end": os.getloadavg()},
@@ -553,6 +577,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--runs", type=int, default=20, help="timed ORT runs per variant (interleaved pairs)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed ORT runs per variant first")
     parser.add_argument("--threads", type=int, default=2, help="ORT intra-op threads")
+    parser.add_argument("--ort-level", default="all", choices=tuple(ORT_LEVELS), help="ORT graph optimisation level")
     parser.add_argument("--exporter", default="auto", choices=("auto", "dynamo", "torchscript"), help="our exporter")
     parser.add_argument("--export-reps", type=int, default=1, help="exports per variant (order alternates); median wall reported")
     parser.add_argument("--json", dest="json_out", default=None, help="write all results (per-run times too) here")

@@ -13,7 +13,7 @@ from typing import Optional
 import typer
 
 from . import __version__
-from .console import err, error_line, key_values, out, parity_table, print_json, steps_with_progress
+from .console import checks_table, err, error_line, key_values, out, print_json, steps_with_progress
 from .errors import MissingRuntime, MslaError
 
 app = typer.Typer(
@@ -35,6 +35,8 @@ def handle_errors(command):
         except MslaError as exc:
             error_line(exc.one_line())
             raise typer.Exit(exc.exit_code)
+        except (typer.Exit, typer.Abort):  # deliberate exits carry their own code
+            raise
         except KeyboardInterrupt:
             error_line("interrupted")
             raise typer.Exit(130)
@@ -86,7 +88,28 @@ def export(
     batch: int = typer.Option(1, "--batch", "-b", help="Static batch size."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (17 parses on TensorRT 8.5/8.6 and later)."),
     exporter: str = typer.Option("auto", "--exporter", help="auto | dynamo | torchscript (auto: dynamo, torchscript if it fails)."),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory [default: artifacts/<model>-<H>x<W>-fp32]."),
+    precision: str = typer.Option(
+        "fp32", "--precision", "-p",
+        help="fp32, or fp16: model.onnx becomes a mixed-precision graph (fp16 weights and activations, "
+        "explicit Casts around an fp32 attention island) that TensorRT 10.12+/11 builds strongly typed; "
+        "model_fp32.onnx beside it serves weakly typed builds (TensorRT <= 10.11, JetPack 5/6).",
+    ),
+    attention_precision: str = typer.Option(
+        "fp32", "--attention-precision",
+        help="fp16 exports: keep LiteMLA's matmuls, normaliser and division in fp32 (default), or run them "
+        "in fp16 with token-mean scaling and an fp16-representable eps (faster, small parity cost).",
+    ),
+    io_dtype: str = typer.Option("fp32", "--io-dtype", help="fp16 exports: dtype of the graph input and output."),
+    upsample: str = typer.Option(
+        "cubic", "--upsample", help="Head resize: cubic (upstream parity) or bilinear (TensorRT 8.5 / JetPack 5 has no cubic)."
+    ),
+    stress_weights: bool = typer.Option(
+        False, "--stress-weights", help="Rescale LiteMLA q/k/v to trained-model magnitudes and zero some queries: tests the fp16 guards."
+    ),
+    fp16_guards: bool = typer.Option(
+        True, "--fp16-guards/--no-fp16-guards", help="--no-fp16-guards exports naive fp16 (eps lost, sums in fp16), to see what the guards prevent."
+    ),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory [default: artifacts/<model>-<H>x<W>-<precision>]."),
     models_dir: Path = typer.Option(Path("models"), "--models-dir", envvar="MSLA_DEPLOY_MODELS", help="Where zoo checkpoints are looked up."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
@@ -97,7 +120,9 @@ def export(
 
     options = ExportOptions(
         model=model, weights=weights, resolution=parse_resolution(res), batch=batch, opset=opset,
-        exporter=exporter, out=out_dir, models_dir=models_dir,
+        exporter=exporter, out=out_dir, models_dir=models_dir, precision=precision,
+        attention_precision=attention_precision, io_dtype=io_dtype, upsample=upsample,
+        fp16_guards=fp16_guards, stress_weights=stress_weights,
     )
     result = run_export(options, steps_with_progress())
     manifest, parity = result.manifest, result.parity
@@ -107,6 +132,11 @@ def export(
         w = manifest["weights"]
         weights_text = {"random": "[bold yellow]RANDOM (no checkpoint given or found in models/)[/]", "factory": "as returned by the factory"}.get(
             w["source"], w.get("path", "")
+        ) + (" [bold yellow]+ STRESS (LiteMLA q/k/v rescaled, head 0 queries zeroed)[/]" if "stress" in w else "")
+        p = manifest["precision"]
+        precision_text = p["precision"] if p["precision"] == "fp32" else (
+            f"fp16 (attention {p['attention_precision']}, I/O {p['io_dtype']}"
+            + ("" if p["fp16_guards"] else ", [bold red]guards OFF[/]") + f"); weak-typing graph: {p['onnx_files']['fp32']}"
         )
         records = manifest["swapped_modules"]
         swapped = [r for r in records if r["swapped"]]
@@ -116,14 +146,15 @@ def export(
         out.print(key_values([
             ("model", manifest["model"]["name"]),
             ("weights", weights_text),
+            ("precision", precision_text + ("" if p["upsample"] == "cubic" else ", [yellow]bilinear upsampling[/]")),
             ("exporter", f"{manifest['exporter']['used']} (opset {manifest['exporter']['opset']})"),
             ("graph", f"{manifest['onnx']['node_count']} nodes, input {manifest['onnx']['inputs'][0]['shape']}, output {manifest['onnx']['outputs'][0]['shape']}"),
             ("swapped", ", ".join(f"{r['path'] or '<root>'} ({r['source'].rsplit('.', 1)[-1]}, eps {r['eps']:g})" for r in swapped) or "none needed"),
             ("written", str(result.directory)),
         ]))
-        out.print(parity_table(parity["outputs"], parity["budget"], "ONNX Runtime (CPU) vs PyTorch fp32"))
+        out.print(checks_table(parity["checks"], "Parity against PyTorch fp32"))
     if not result.passed:
-        failures = "; ".join(f for o in parity["outputs"] for f in o["failures"])
+        failures = "; ".join(f"{c['label']}: {f}" for c in parity["checks"] for o in c["outputs"] for f in o["failures"])
         error_line(f"parity check failed: {failures} (details in {result.directory / 'parity.json'})")
         raise typer.Exit(1)
 
@@ -158,6 +189,10 @@ def models(
 
 # Commands implemented beside their library code register below, one line each:
 #   from .area.command import verb_command; app.command("verb")(handle_errors(verb_command))
+from .parity.command import validate_command; app.command("validate")(handle_errors(validate_command))  # noqa: E402,E702
+from .parity.command import reference_command; app.command("reference")(handle_errors(reference_command))  # noqa: E402,E702
+from .inspect.command import inspect_command; app.command("inspect")(handle_errors(inspect_command))  # noqa: E402,E702
+from .trt.command import build_command; app.command("build")(handle_errors(build_command))  # noqa: E402,E702
 
 
 def main() -> None:

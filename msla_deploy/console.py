@@ -72,6 +72,39 @@ def parity_table(outputs: Iterable[Dict], budget: Dict, title: str) -> Table:
     return table
 
 
+def _budget_summary(budget: Dict) -> str:
+    parts = []
+    if budget.get("max_abs_rel") is not None:
+        parts.append(f"err <= {budget['max_abs_rel']:g}*peak")
+    parts.append(f"cos >= {budget['min_cosine']:g}")
+    parts.append(f"agree >= {100 * budget['min_argmax_agreement']:g}%")
+    return ", ".join(parts)
+
+
+def checks_table(checks: List[Dict], title: str) -> Table:
+    """Several parity checks of one output side by side (e.g. ONNX Runtime fp16, fp16 proxy, fp32)."""
+    if len(checks) == 1:
+        return parity_table(checks[0]["outputs"], checks[0]["budget"], f"{title}: {checks[0]['label']}")
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    columns = [(c, o) for c in checks for o in c["outputs"]]
+    for check, o in columns:
+        table.add_column(check["label"] + ("" if len(check["outputs"]) == 1 else f" {o['name']}"), justify="right")
+    rows = [
+        ("max abs / peak", lambda o: _fmt(o["relative_max_abs"], ".2e")),
+        ("p99 abs error", lambda o: _fmt(o["p99_abs"], ".3g")),
+        ("cosine", lambda o: _fmt(o["cosine"], ".6f")),
+        ("NaN / Inf", lambda o: f"{o['nan_count']} / {o['inf_count']}"),
+        ("argmax agreement", lambda o: "-" if o["argmax_agreement"] is None else f"{100 * o['argmax_agreement']:.2f}%"),
+        ("verdict", lambda o: "[green]pass[/]" if o["passed"] else "[bold red]FAIL[/]"),
+    ]
+    for label, cell in rows:
+        table.add_row(label, *(cell(o) for _, o in columns))
+    table.caption = "budgets: " + "; ".join(f"{c['label']}: {_budget_summary(c['budget'])}" for c in checks)
+    table.caption_justify = "left"
+    return table
+
+
 def key_values(rows: List[tuple]) -> Table:
     table = Table(show_header=False, box=None, pad_edge=False)
     table.add_column(style="bold")

@@ -225,7 +225,7 @@ def _adopt(module: nn.Module, layout: AttentionLayout) -> LiteMLA:
         module.qkv, module.aggreg, module.kernel_func, module.proj, dim=layout.dim, heads=layout.heads, eps=layout.eps
     )
     weight = _only_conv(module.qkv, "qkv").weight
-    new.eps_tensor = new.eps_tensor.to(weight.device)  # buffers made by adopt live on the CPU
+    new.core.to(weight.device)  # buffers made by adopt live on the CPU
     # the flag only: the submodules are shared and keep their own modes
     new.training = module.training
     return new

@@ -82,7 +82,7 @@ def test_zero_query_head_gives_zero_not_nan(exporter):
 def test_without_eps_the_zero_query_case_is_nan():
     """The hazard is real: the same module with eps 0 produces NaN, so the test above can fail."""
     module, x, _ = load_case("c64_dim16_zero_query")
-    module.eps_tensor.zero_()
+    module.core.eps_tensor.zero_()
     with torch.no_grad():
         assert torch.isnan(module(x)).any()
 
@@ -106,9 +106,9 @@ def test_island_dtype_is_a_policy_switch():
     half = module.half()
     with torch.no_grad():
         naive = half.float().half()
-        naive.island_dtype = torch.float16
+        naive.core.island_dtype = torch.float16
         nan_naive = torch.isnan(naive(x.half())).any()
-        naive.island_dtype = torch.float32
+        naive.core.island_dtype = torch.float32
         guarded = naive(x.half())
     assert nan_naive  # eps underflows to 0 in fp16: 0/0
     assert torch.isfinite(guarded).all()

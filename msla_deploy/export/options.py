@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
+from ..choices import PRECISIONS, UPSAMPLE_MODES
 from ..errors import BadInput
 
 DEFAULT_MODEL = "efficientvit-seg-b1-cityscapes"
@@ -50,6 +51,11 @@ class ExportOptions:
     models_dir: Path = Path("models")
     artifacts_dir: Path = Path("artifacts")
     precision: str = "fp32"
+    attention_precision: str = "fp32"  # LiteMLA attention core when precision is fp16
+    io_dtype: str = "fp32"  # graph input/output dtype of the fp16 ONNX
+    upsample: str = "cubic"  # head resize: cubic (upstream) or bilinear (TensorRT 8.5)
+    fp16_guards: bool = True  # False: naive fp16, to see what the guards prevent
+    stress_weights: bool = False  # LiteMLA activations at trained-model magnitudes
     seed: int = 0  # random weights and the synthetic reference images
 
     def check(self) -> None:
@@ -64,8 +70,18 @@ class ExportOptions:
             )
         if self.exporter not in EXPORTERS:
             raise BadInput(f"--exporter {self.exporter!r} is unknown", f"choose one of {', '.join(EXPORTERS)}")
-        if self.precision != "fp32":
-            raise BadInput(f"precision {self.precision!r} is not supported by this version", "export fp32")
+        for flag, value, allowed in (
+            ("--precision", self.precision, PRECISIONS),
+            ("--attention-precision", self.attention_precision, PRECISIONS),
+            ("--io-dtype", self.io_dtype, PRECISIONS),
+            ("--upsample", self.upsample, UPSAMPLE_MODES),
+        ):
+            if value not in allowed:
+                raise BadInput(f"{flag} {value!r} is unknown", f"choose one of {', '.join(allowed)}")
+        if self.precision == "fp32" and (self.attention_precision, self.io_dtype) != ("fp32", "fp32"):
+            raise BadInput(
+                "--attention-precision/--io-dtype fp16 need --precision fp16", "add --precision fp16"
+            )
         if not is_factory_spec(self.model):
             from .. import zoo
 

@@ -1,8 +1,9 @@
-"""`export`: model -> planned -> ONNX -> checked -> reference bundle -> ONNX Runtime parity.
+"""`export`: model -> planned -> ONNX -> checked -> reference bundle -> parity.
 
-Writes into a staged directory (see artifact_dir): model.onnx, reference/, parity.json,
-manifest.json. A parity failure still leaves a complete directory (exit 1, the numbers are the
-evidence); any other failure leaves nothing.
+Writes into a staged directory (see artifact_dir): model.onnx (fp32, or the mixed-precision fp16
+graph), model_fp32.onnx beside an fp16 one (for weakly typed TensorRT builds), reference/,
+parity.json, manifest.json. A parity failure still leaves a complete directory (exit 1, the
+numbers are the evidence); any other failure leaves nothing.
 """
 
 from __future__ import annotations
@@ -11,25 +12,31 @@ import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
+import numpy as np
+import onnx
 import torch
 
 from .. import __version__, convert, zoo
 from ..errors import BadInput
 from ..manifest import MANIFEST_FORMAT, MANIFEST_NAME, describe_files, environment, sha256_json, write_bytes_atomic, write_json_atomic
 from ..nn import plan_static
+from ..nn.precision import PrecisionPolicy, apply_policy, fp16_storage_proxy
+from ..nn.stress import apply_stress_weights
 from ..parity import compare_outputs, default_budget
 from ..parity.onnxruntime_run import import_onnxruntime, run_onnx
 from ..progress import Steps
 from ..reference_bundle import IMAGENET_MEAN, IMAGENET_STD, ReferenceBundle, synthetic_images, write_reference
 from .artifact_dir import check_replaceable, staged_directory
-from .graph import finalize
+from .graph import GraphReport, finalize
+from .islands import island_nodes, name_unnamed_nodes
 from .options import ExportOptions, is_factory_spec
 from .probes import PROBE_PREFIX, ProbedModel, capture, probe_candidates, probe_output_names, unmark_probe_outputs
 from .torch_to_onnx import export_to_onnx
 
 ONNX_NAME = "model.onnx"
+FP32_ONNX_NAME = "model_fp32.onnx"  # beside an fp16 model.onnx
 PARITY_NAME = "parity.json"
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -75,6 +82,9 @@ def load_model(options: ExportOptions) -> LoadedModel:
         weights = {"source": "checkpoint", "path": str(checkpoint), "sha256": digest}
     module, records = convert.swap_litemla(module)
     module.eval()
+    if options.stress_weights:
+        weights["stress"] = apply_stress_weights(module)
+        weights["note"] = "STRESS WEIGHTS: LiteMLA q/k/v rescaled, head 0 queries zeroed"
     weights["state_dict_sha256"] = state_dict_sha256(module)
     return LoadedModel(module, name, source, num_classes, weights, [r.to_dict() for r in records])
 
@@ -98,6 +108,50 @@ def _single_output(output, model_name: str) -> torch.Tensor:
     return output
 
 
+@dataclass
+class ExportedGraph:
+    proto: onnx.ModelProto
+    exporter: str
+    probes: Dict[str, str]  # module path -> tensor name
+    fp32_nodes: List[str]
+
+
+def _export_graph(module: torch.nn.Module, example: torch.Tensor, probe_names: Sequence[str], options: ExportOptions, prefix: str = "") -> ExportedGraph:
+    """Export with probes (module outputs kept as named tensors) and find the fp32 island nodes."""
+    wrapped_names = [prefix + name for name in probe_names]
+    proto, used = export_to_onnx(
+        ProbedModel(module, wrapped_names),
+        example,
+        opset=options.opset,
+        exporter=options.exporter,
+        input_name=INPUT_NAME,
+        output_names=[OUTPUT_NAME, *probe_output_names(wrapped_names)],
+    )
+    tensors = unmark_probe_outputs(proto)
+    name_unnamed_nodes(proto)
+    probes = {t[len(PROBE_PREFIX) + len(prefix):]: t for t in tensors}
+    cores = [t for name, t in probes.items() if name == "core" or name.endswith(".core")]
+    return ExportedGraph(proto, used, probes, island_nodes(proto, cores))
+
+
+def _write_graph(graph: ExportedGraph, path: Path, metadata: Dict[str, str]) -> GraphReport:
+    metadata = {**metadata, "msla_deploy.exporter": graph.exporter, "msla_deploy.fp32_nodes": ",".join(graph.fp32_nodes)}
+    report = finalize(graph.proto, producer_version=__version__, metadata=metadata)
+    write_bytes_atomic(path, graph.proto.SerializeToString())
+    return report
+
+
+def _parity_check(label: str, artifact: str, runtime: Dict, reference: np.ndarray, candidate: np.ndarray, budget) -> Dict:
+    result = compare_outputs(OUTPUT_NAME, reference, candidate, budget)
+    return {"label": label, "artifact": artifact, "runtime": runtime, "budget": budget.to_dict(), "passed": result.passed, "outputs": [result.to_dict()]}
+
+
+def _onnx_check(label: str, path: Path, images: np.ndarray, reference: np.ndarray, budget) -> Dict:
+    outputs, providers = run_onnx(path, {INPUT_NAME: images})
+    runtime = {"name": "onnxruntime", "version": import_onnxruntime().__version__, "providers": providers}
+    return _parity_check(label, path.name, runtime, reference, outputs[OUTPUT_NAME], budget)
+
+
 def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportResult:
     steps = steps or Steps()
     options.check()
@@ -106,6 +160,14 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
     check_replaceable(target)
     height, width = options.resolution
     started = time.time()
+    policy = PrecisionPolicy(
+        precision=options.precision,
+        attention=options.attention_precision,
+        io_dtype=options.io_dtype,
+        upsample=options.upsample,
+        guards=options.fp16_guards,
+    )
+    fp16 = policy.precision == "fp16"
 
     with staged_directory(target) as staging:
         with steps.step("build", "Building model"):
@@ -134,39 +196,38 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             "batch": options.batch,
             "opset": options.opset,
             "exporter": options.exporter,
-            "precision": options.precision,
+            "policy": policy.to_dict(),
         }
         recipe_sha = sha256_json(recipe)
+        metadata = {
+            "msla_deploy.version": __version__,
+            "msla_deploy.model": loaded.name,
+            "msla_deploy.resolution": f"{height}x{width}",
+            "msla_deploy.batch": str(options.batch),
+            "msla_deploy.input_names": INPUT_NAME,
+            "msla_deploy.output_names": OUTPUT_NAME,
+            "msla_deploy.num_classes": str(reference.shape[1]) if reference.ndim == 4 else "",
+            "msla_deploy.normalization": f"rgb/255, mean={list(IMAGENET_MEAN)}, std={list(IMAGENET_STD)}",
+            "msla_deploy.recipe_sha256": recipe_sha,
+        }
 
-        with steps.step("export", "Exporting to ONNX"):
-            proto, exporter_used = export_to_onnx(
-                ProbedModel(loaded.module, probe_names),
-                example,
-                opset=options.opset,
-                exporter=options.exporter,
-                input_name=INPUT_NAME,
-                output_names=[OUTPUT_NAME, *probe_output_names(probe_names)],
-            )
-            probe_tensors = unmark_probe_outputs(proto)
+        with steps.step("export", "Exporting to ONNX" + (" (fp32 and mixed-precision fp16)" if fp16 else "")):
+            fp32_module = apply_policy(loaded.module, PrecisionPolicy(upsample=policy.upsample))
+            fp32_graph = _export_graph(fp32_module, example, probe_names, options)
+            if fp16:
+                deployable = apply_policy(loaded.module, policy)
+                fp16_graph = _export_graph(deployable, example.to(policy.io_torch_dtype), probe_names, options, prefix="model.")
         with steps.step("check", "Checking the graph (static shapes, onnx.checker)"):
-            metadata = {
-                "msla_deploy.version": __version__,
-                "msla_deploy.model": loaded.name,
-                "msla_deploy.resolution": f"{height}x{width}",
-                "msla_deploy.batch": str(options.batch),
-                "msla_deploy.precision": options.precision,
-                "msla_deploy.input_names": INPUT_NAME,
-                "msla_deploy.output_names": OUTPUT_NAME,
-                "msla_deploy.num_classes": str(reference.shape[1]) if reference.ndim == 4 else "",
-                "msla_deploy.normalization": f"rgb/255, mean={list(IMAGENET_MEAN)}, std={list(IMAGENET_STD)}",
-                "msla_deploy.exporter": exporter_used,
-                "msla_deploy.recipe_sha256": recipe_sha,
-            }
-            graph = finalize(proto, producer_version=__version__, metadata=metadata)
-            write_bytes_atomic(staging / ONNX_NAME, proto.SerializeToString())
-            del proto
+            fp32_file = FP32_ONNX_NAME if fp16 else ONNX_NAME
+            fp32_report = _write_graph(fp32_graph, staging / fp32_file, {**metadata, "msla_deploy.precision": "fp32"})
+            primary_graph, primary_report = fp32_graph, fp32_report
+            if fp16:
+                primary_report = _write_graph(fp16_graph, staging / ONNX_NAME, {**metadata, "msla_deploy.precision": "fp16"})
+                primary_graph = fp16_graph
+            onnx_files = {"fp32": fp32_file, **({"fp16": ONNX_NAME} if fp16 else {})}
+            exporter_used = primary_graph.exporter
 
-        with steps.step("parity", "Running ONNX Runtime (CPU) and comparing with PyTorch"):
+        with steps.step("parity", "Comparing ONNX Runtime" + (" and the fp16 PyTorch proxy" if fp16 else "") + " with PyTorch fp32"):
             bundle = ReferenceBundle(
                 inputs={INPUT_NAME: images},
                 outputs={OUTPUT_NAME: reference},
@@ -182,15 +243,31 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                 },
             )
             reference_files = write_reference(staging, bundle)
-            outputs, providers = run_onnx(staging / ONNX_NAME, {INPUT_NAME: images})
-            budget = default_budget(options.precision)
-            results = [compare_outputs(OUTPUT_NAME, reference, outputs[OUTPUT_NAME], budget)]
+            # bilinear resize is an approximation of upstream's cubic one: judged like fp16
+            fp32_budget = default_budget("fp32" if policy.upsample == "cubic" else "fp16")
+            if fp16:
+                feed = images.astype(np.float16) if policy.io_dtype == "fp16" else images
+                outputs, providers = run_onnx(staging / ONNX_NAME, {INPUT_NAME: feed})
+                runtime = {"name": "onnxruntime", "version": import_onnxruntime().__version__, "providers": providers}
+                with torch.no_grad(), fp16_storage_proxy(deployable) as proxy:
+                    proxy_out = proxy(example).numpy()
+                del deployable
+                checks = [
+                    _parity_check("ONNX Runtime fp16", ONNX_NAME, runtime, reference, outputs[OUTPUT_NAME], default_budget("fp16")),
+                    _parity_check("PyTorch fp16 proxy", "(policy applied in PyTorch)", {"name": "torch", "version": torch.__version__, "mode": "fp16 storage, fp32 accumulation"}, reference, proxy_out, default_budget("fp16")),
+                    _onnx_check("ONNX Runtime fp32", staging / FP32_ONNX_NAME, images, reference, fp32_budget),
+                ]
+            else:
+                checks = [_onnx_check("ONNX Runtime fp32", staging / ONNX_NAME, images, reference, fp32_budget)]
+            primary = checks[0]
             parity = {
-                "passed": all(r.passed for r in results),
+                "passed": all(c["passed"] for c in checks),
                 "reference": "pytorch fp32",
-                "runtime": {"name": "onnxruntime", "version": import_onnxruntime().__version__, "providers": providers},
-                "budget": budget.to_dict(),
-                "outputs": [r.to_dict() for r in results],
+                # the primary artifact's results, first of `checks`
+                "runtime": primary["runtime"],
+                "budget": primary["budget"],
+                "outputs": primary["outputs"],
+                "checks": checks,
             }
             write_json_atomic(staging / PARITY_NAME, parity)
 
@@ -209,19 +286,30 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             },
             "weights": loaded.weights,
             "options": options.to_dict(),
-            "exporter": {"requested": options.exporter, "used": exporter_used, "opset": graph.opset},
+            "precision": {
+                "precision": policy.precision,
+                "attention_precision": policy.attention if fp16 else "fp32",
+                "io_dtype": policy.io_dtype,
+                "upsample": policy.upsample,
+                "fp16_guards": policy.guards,
+                "onnx_files": onnx_files,
+                # nodes of the fp32 graph to keep in fp32 when TensorRT builds it with the FP16 flag
+                "fp32_nodes": fp32_graph.fp32_nodes,
+            },
+            "exporter": {"requested": options.exporter, "used": exporter_used, "opset": primary_report.opset},
             "swapped_modules": loaded.swapped,
             "attention_plans": [
                 {"module": name, "batch": p.batch, "height": p.height, "width": p.width, "tokens": p.tokens, "branch": p.branch}
                 for name, p in plans.items()
             ],
-            "onnx": graph.to_dict(),
-            # module path -> ONNX tensor holding its output, for drift localisation
-            "probes": {name[len(PROBE_PREFIX):]: name for name in probe_tensors},
+            "onnx": primary_report.to_dict(),
+            # module path -> tensor of model.onnx holding its output, for drift localisation
+            "probes": primary_graph.probes,
             "parity": {"passed": parity["passed"], "file": PARITY_NAME},
             "environment": environment(),
             "timings_s": steps.timings,
         }
-        manifest["artifacts"] = describe_files(staging, [ONNX_NAME, PARITY_NAME, *reference_files])
+        files = [ONNX_NAME, *([FP32_ONNX_NAME] if fp16 else []), PARITY_NAME, *reference_files]
+        manifest["artifacts"] = describe_files(staging, files)
         write_json_atomic(staging / MANIFEST_NAME, manifest)
     return ExportResult(directory=target, manifest=manifest, parity=parity)

@@ -17,21 +17,21 @@ import onnx
 import torch
 from torch import nn
 
-from ..nn.litemla import LiteMLA
+from ..nn.litemla import AttentionCore, LiteMLA
 
 PROBE_PREFIX = "probe/"
 _CONTAINERS = (nn.ModuleList, nn.Sequential)
 
 
 def probe_candidates(model: nn.Module) -> List[str]:
-    """Every LiteMLA, and every member of a ModuleList/Sequential (the blocks of a stage or head),
-    except what lives inside a LiteMLA."""
+    """Every LiteMLA and its attention core (the fp32 island), and every member of a
+    ModuleList/Sequential (the blocks of a stage or head), except what lives inside a LiteMLA."""
     names = []
     inside_attention: List[str] = []
     for parent_name, parent in model.named_modules():
         if isinstance(parent, LiteMLA):
-            names.append(parent_name)
-            inside_attention.append(parent_name + ".")
+            names.extend([parent_name, f"{parent_name}.core" if parent_name else "core"])
+            inside_attention.append(f"{parent_name}." if parent_name else "")
     for parent_name, parent in model.named_modules():
         if isinstance(parent, _CONTAINERS) and not any((parent_name + ".").startswith(p) for p in inside_attention):
             prefix = f"{parent_name}." if parent_name else ""

@@ -18,6 +18,7 @@ strictly, but built for deployment:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
@@ -25,10 +26,6 @@ import torch
 from torch import nn
 
 from .layers import ConvLayer, build_act, repeat_last
-
-#: the ops of the fp32 island, for reports and for the precision policy
-ISLAND_OPS = ("kv_matmul", "q_matmul", "normaliser", "division")
-
 
 @dataclass(frozen=True)
 class AttentionPlan:
@@ -59,6 +56,74 @@ def _cast(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
     # dtypes are fixed when the graph is traced, so this decides at trace time, not at run
     # time: an fp32 graph gets no Cast nodes at all (the legacy exporter would emit no-op ones)
     return t if t.dtype == dtype else t.to(dtype)
+
+
+#: eps used when the attention itself runs in fp16: 2**-14, fp16's smallest normal number.
+#: upstream's 1e-15 is 0 in fp16; with token-mean scaling the denominators are O(0.1..10).
+FP16_EPS = 2.0**-14
+
+
+class AttentionCore(nn.Module):
+    """The precision-critical part of LiteMLA: both matmuls, the normaliser and the division.
+
+    A module of its own (no parameters, no state-dict keys) so that its output tensor can be
+    found in an exported graph (probes) and pinned to fp32 in weakly typed TensorRT builds.
+
+    Modes, set by the precision policy (`msla_deploy.nn.precision`):
+    * `island_dtype=float32` (default): computed in fp32 whatever the activations' dtype,
+      entered and left through explicit casts. Upstream does the same for fp16 inputs.
+    * `island_dtype=float16` and `token_scaling=True`: the whole block in fp16. The result is
+      invariant to scaling k (the normaliser divides it out), so k and v are divided by sqrt(N):
+      token sums become means and stay far below 65504, and eps becomes `FP16_EPS`.
+    * `island_dtype=float16`, `token_scaling=False`: naive fp16 (eps underflows to 0, token sums
+      overflow). Exists to demonstrate the failure; never the default.
+    """
+
+    def __init__(self, eps: float) -> None:
+        super().__init__()
+        self.eps = float(eps)
+        # 1-element, not 0-d: see the module docstring. Not persistent: no state-dict key.
+        self.register_buffer("eps_tensor", torch.full((1,), self.eps), persistent=False)
+        self.register_buffer("fp16_eps_tensor", torch.full((1,), FP16_EPS), persistent=False)
+        self.island_dtype: torch.dtype = torch.float32
+        self.token_scaling = False
+
+    def _apply(self, fn, *args, **kwargs):
+        # .half()/.to(dtype) convert every floating buffer; eps (1e-15) is 0 in fp16, so it is
+        # kept in fp32 here and cast to the island's dtype where it is used
+        module = super()._apply(fn, *args, **kwargs)
+        self.eps_tensor = torch.full((1,), self.eps, dtype=torch.float32, device=self.eps_tensor.device)
+        return module
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: AttentionPlan) -> torch.Tensor:
+        """q, k (after the kernel function) and v: [B, G, d, N]. Returns [B, G, d, N] in the island dtype."""
+        q, k, v = (_cast(t, self.island_dtype) for t in (q, k, v))
+        if self.token_scaling:
+            eps = self.fp16_eps_tensor.to(self.island_dtype)
+            inv_root = 1.0 / math.sqrt(plan.tokens)
+            k = k * inv_root
+            v = v * inv_root
+        else:
+            eps = _cast(self.eps_tensor, self.island_dtype)
+        if plan.linear:
+            kv = torch.matmul(v, k.transpose(-1, -2))  # [B, G, d, d]: sum_m v_m k_m^T
+            num = torch.matmul(kv, q)  # [B, G, d, N]
+            k_sum = k.sum(dim=-1, keepdim=True)  # [B, G, d, 1]
+            if self.token_scaling:
+                k_sum = k_sum * inv_root  # (sum_m k_m) / N: the same 1/N scale as kv
+            den = torch.matmul(k_sum.transpose(-1, -2), q)  # [B, G, 1, N]: sum_m k_m . q_n
+            return num / (den + eps)
+        att = torch.matmul(k.transpose(-1, -2), q)  # [B, G, N, N]: k_m . q_n
+        att = att / (att.sum(dim=2, keepdim=True) + eps)
+        return torch.matmul(v, att)  # [B, G, d, N]
+
+    @property
+    def island_is_fp32(self) -> bool:
+        return self.island_dtype == torch.float32
+
+    def extra_repr(self) -> str:
+        mode = "fp32 island" if self.island_is_fp32 else ("fp16, token-mean scaling" if self.token_scaling else "fp16, naive")
+        return f"eps={self.eps:g}, {mode}"
 
 
 class LiteMLA(nn.Module):
@@ -109,17 +174,8 @@ class LiteMLA(nn.Module):
         self.dim = int(dim)
         self.heads = int(heads)
         self.eps = float(eps)
-        # 1-element, not 0-d: see the module docstring. Not persistent: no state-dict key.
-        self.register_buffer("eps_tensor", torch.full((1,), self.eps), persistent=False)
+        self.core = AttentionCore(eps)
         self.plan: Optional[AttentionPlan] = None
-        self.island_dtype: torch.dtype = torch.float32
-
-    def _apply(self, fn, *args, **kwargs):
-        # .half()/.to(dtype) convert every floating buffer; eps (1e-15) is 0 in fp16, so it is
-        # kept in fp32 here and cast to the island's dtype where it is used
-        module = super()._apply(fn, *args, **kwargs)
-        self.eps_tensor = torch.full((1,), self.eps, dtype=torch.float32, device=self.eps_tensor.device)
-        return module
 
     @classmethod
     def adopt(
@@ -162,24 +218,10 @@ class LiteMLA(nn.Module):
         q = self.kernel_func(q)
         k = self.kernel_func(k)
 
-        # fp32 island: entered explicitly, so an fp16 policy is a change of `island_dtype` only
-        io_dtype = q.dtype
-        q, k, v = (_cast(t, self.island_dtype) for t in (q, k, v))
-        eps = _cast(self.eps_tensor, self.island_dtype)
-        if plan.linear:
-            kv = torch.matmul(v, k.transpose(-1, -2))  # [B, G, d, d]: sum_m v_m k_m^T
-            num = torch.matmul(kv, q)  # [B, G, d, N]
-            k_sum = k.sum(dim=-1, keepdim=True).transpose(-1, -2)  # [B, G, 1, d]
-            den = torch.matmul(k_sum, q)  # [B, G, 1, N]: sum_m k_m . q_n
-            out = num / (den + eps)
-        else:
-            att = torch.matmul(k.transpose(-1, -2), q)  # [B, G, N, N]: k_m . q_n
-            att = att / (att.sum(dim=2, keepdim=True) + eps)
-            out = torch.matmul(v, att)  # [B, G, d, N]
-        out = _cast(out, io_dtype)
+        out = _cast(self.core(q, k, v, plan), q.dtype)
         # [B, G, d, N] -> [B, G*d, H, W]: group-major, dim-minor, as upstream
         return out.reshape(plan.batch, plan.groups * d, plan.height, plan.width)
 
     def extra_repr(self) -> str:
         plan = "unplanned" if self.plan is None else f"{self.plan.batch}x{self.plan.height}x{self.plan.width} {self.plan.branch}"
-        return f"dim={self.dim}, heads={self.heads}, scales={len(self.aggreg)}, eps={self.eps:g}, plan={plan}"
+        return f"dim={self.dim}, heads={self.heads}, scales={len(self.aggreg)}, plan={plan}"

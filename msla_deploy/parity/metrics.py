@@ -1,13 +1,16 @@
 """Error statistics between a reference tensor and a candidate, in plain numpy.
 
 Polygraphy's comparators answer "are these tensors close"; a segmentation deployment also needs
-to know whether the labels changed, so argmax agreement is computed here for [N, C, H, W] logits.
+to know whether the labels changed, so argmax agreement, prediction-vs-prediction mIoU and the
+per-class IoU are computed here for [N, C, H, W] logits. `validate` passes in the statistics
+Polygraphy measured (`measured=`) and this module adds what Polygraphy lacks; `export` (which
+must not depend on Polygraphy) lets numpy measure everything.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
@@ -28,6 +31,14 @@ class OutputParity:
     reference_nonfinite: int
     argmax_agreement: Optional[float]  # fraction of pixels with the same label; None if not logits
     failures: List[str] = field(default_factory=list)
+    # max |error| / max(|reference|, rel_floor): a relative error that near-zero logits cannot blow up
+    max_rel: Optional[float] = None
+    rel_floor: Optional[float] = None
+    # labels of the candidate scored against the reference's labels (1.0: identical predictions)
+    miou: Optional[float] = None
+    class_iou: Optional[List[Dict]] = None
+    # which tool measured which statistic (statistics not listed: numpy, here)
+    measured_by: Dict[str, str] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -45,7 +56,7 @@ class OutputParity:
         return data
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
     if na == 0.0 and nb == 0.0:
         return 1.0
@@ -58,8 +69,54 @@ def is_segmentation_logits(shape) -> bool:
     return len(shape) == 4 and shape[1] > 1
 
 
-def compare_outputs(name: str, reference: np.ndarray, candidate: np.ndarray, budget: Budget) -> OutputParity:
-    """Statistics of `candidate` against `reference` (both cast to float64) and budget verdicts."""
+# The relative-error floor, as a fraction of the reference's peak magnitude: logits cross zero, and
+# an error of 1e-6 on a logit of 1e-9 says nothing about the model.
+REL_FLOOR_OF_PEAK = 1e-3
+
+# Statistics a caller may hand in (measured by another tool on the same arrays).
+MEASURABLE = ("max_abs", "mean_abs", "p99_abs", "cosine")
+
+
+def class_iou(ref_labels: np.ndarray, cand_labels: np.ndarray, num_classes: int) -> List[Dict]:
+    """Per class: pixels in each prediction and the IoU of the candidate's mask against the
+    reference's (None where the class is in neither). `change` is 1 - IoU: how much of the
+    class's area moved."""
+    pairs = ref_labels.astype(np.int64).ravel() * num_classes + cand_labels.astype(np.int64).ravel()
+    confusion = np.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+    inter = np.diag(confusion)
+    ref_pixels, cand_pixels = confusion.sum(axis=1), confusion.sum(axis=0)
+    rows = []
+    for c in range(num_classes):
+        union = int(ref_pixels[c] + cand_pixels[c] - inter[c])
+        iou = float(inter[c] / union) if union else None
+        rows.append({
+            "class": c,
+            "reference_pixels": int(ref_pixels[c]),
+            "candidate_pixels": int(cand_pixels[c]),
+            "iou": iou,
+            "change": None if iou is None else 1.0 - iou,
+        })
+    return rows
+
+
+def mean_iou(rows: List[Dict]) -> float:
+    present = [r["iou"] for r in rows if r["iou"] is not None]
+    return float(np.mean(present)) if present else 1.0
+
+
+def compare_outputs(
+    name: str,
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    budget: Budget,
+    measured: Optional[Mapping[str, float]] = None,
+    measured_by: str = "",
+) -> OutputParity:
+    """Statistics of `candidate` against `reference` (both cast to float64) and budget verdicts.
+
+    `measured` replaces any of MEASURABLE with values another tool (`measured_by`) computed on the
+    same two arrays, so a report shows that tool's numbers rather than a second opinion.
+    """
     if reference.shape != candidate.shape:
         raise ValueError(f"output {name!r}: reference shape {reference.shape} != candidate shape {candidate.shape}")
     ref = reference.astype(np.float64)
@@ -73,10 +130,30 @@ def compare_outputs(name: str, reference: np.ndarray, candidate: np.ndarray, bud
     else:
         max_abs = mean_abs = p99_abs = float("nan")
     max_ref = float(np.abs(ref[np.isfinite(ref)]).max()) if np.isfinite(ref).any() else 0.0
-    cosine = _cosine(np.where(finite, ref, 0).ravel(), np.where(finite, cand, 0).ravel())
-    agreement = None
+    cosine = cosine_similarity(np.where(finite, ref, 0).ravel(), np.where(finite, cand, 0).ravel())
+    floor = max(REL_FLOOR_OF_PEAK * max_ref, np.finfo(np.float64).tiny)
+    rel = err / np.maximum(np.abs(ref[finite]), floor)
+    max_rel = float(rel.max()) if rel.size else float("nan")
+    agreement = miou = rows = None
     if is_segmentation_logits(ref.shape):
-        agreement = float((ref.argmax(axis=1) == cand.argmax(axis=1)).mean())
+        # NaN logits make argmax meaningless (numpy picks the NaN); count them as disagreement
+        ref_labels = ref.argmax(axis=1)
+        cand_labels = np.where(np.isfinite(cand).all(axis=1), cand.argmax(axis=1), -1)
+        agreement = float((ref_labels == cand_labels).mean())
+        num_classes = ref.shape[1]
+        # IoU needs a class for every pixel: give label-less pixels one that is surely wrong
+        surely_wrong = (ref_labels + 1) % num_classes
+        rows = class_iou(ref_labels, np.where(cand_labels < 0, surely_wrong, cand_labels), num_classes)
+        miou = mean_iou(rows)
+    sources: Dict[str, str] = {}
+    if measured:
+        unknown = set(measured) - set(MEASURABLE)
+        if unknown:
+            raise ValueError(f"cannot take {sorted(unknown)} from {measured_by or 'another tool'}")
+        values = {"max_abs": max_abs, "mean_abs": mean_abs, "p99_abs": p99_abs, "cosine": cosine}
+        values.update({k: float(v) for k, v in measured.items()})
+        max_abs, mean_abs, p99_abs, cosine = (values[k] for k in MEASURABLE)
+        sources = {k: measured_by or "caller" for k in measured}
 
     result = OutputParity(
         name=name,
@@ -90,6 +167,11 @@ def compare_outputs(name: str, reference: np.ndarray, candidate: np.ndarray, bud
         inf_count=inf_count,
         reference_nonfinite=int((~np.isfinite(ref)).sum()),
         argmax_agreement=agreement,
+        max_rel=max_rel,
+        rel_floor=floor,
+        miou=miou,
+        class_iou=rows,
+        measured_by=sources,
     )
     result.failures = budget.violations(result)
     return result

@@ -1,0 +1,73 @@
+"""Torch-free analysis of any ONNX model: fp16 hazards and a TensorRT / DLA preflight.
+
+    from msla_deploy.inspect import inspect_onnx
+    report = inspect_onnx("model.onnx", target="8.6", precision="auto", dla=False)
+    report.passed, report.errors, report.warnings, report.info
+
+This package imports onnx and numpy only: it runs where PyTorch is not installed (a Jetson).
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import onnx
+
+from ..errors import BadInput
+from . import dla, hazards, preflight, trt_support
+from .model_view import ModelView, graph_inputs, load, view_of
+from .precision import PINNED_KEY, decide, stale_pins
+from .report import ERROR, WARNING, Finding, InspectReport
+
+__all__ = ["inspect_onnx", "inspect_view", "InspectReport", "Finding", "TARGETS"]
+
+TARGETS = tuple(trt_support.VERSIONS)
+
+
+def _target(text: Optional[str]) -> Optional[trt_support.TrtVersion]:
+    try:
+        return trt_support.parse_version(text)
+    except KeyError:
+        raise BadInput(f"--target-trt {text!r} is not a TensorRT version we know", f"choose one of {', '.join(TARGETS)}") from None
+
+
+def inspect_onnx(model: Union[str, "onnx.ModelProto"], target: Optional[str] = None, precision: str = "auto", dla: bool = False) -> InspectReport:
+    """Inspect an ONNX file (path) or an in-memory ModelProto."""
+    version = _target(target)  # bad options fail before the model is read
+    if dla and version is None:
+        raise BadInput("--dla needs --target-trt: DLA support depends on the TensorRT version", "add e.g. --target-trt 10.3")
+    view = view_of(model) if isinstance(model, onnx.ModelProto) else load(model)
+    return inspect_view(view, version, precision, dla)
+
+
+def inspect_view(view: ModelView, version: Optional[trt_support.TrtVersion], precision: str, dla_requested: bool) -> InspectReport:
+    context = decide(view, precision, version, dla_requested)
+    notes = []
+    findings = hazards.check_all(view, context)
+    findings += preflight.check_all(view, version, context, notes)
+    info = {
+        "model": view.path,
+        "producer": f"{view.model.producer_name} {view.model.producer_version}".strip(),
+        "opset": view.opset,
+        "nodes": len(view.nodes),
+        "inputs": {i.name: view.shape(i.name) for i in graph_inputs(view)},
+        "outputs": {o.name: view.shape(o.name) for o in view.model.graph.output},
+        "shape_inference": "ok" if view.inferred else "failed: types and shapes partly unknown",
+        "target_trt": None if version is None else {
+            "version": version.name, "jetpack": version.jetpack, "max_opset": version.max_opset, "operators": version.matrix_note,
+        },
+        "precision": context.to_dict(view),
+        "msla_deploy": {k: v for k, v in sorted(view.metadata.items()) if k.startswith("msla_deploy.")},
+    }
+    if dla_requested:
+        findings += dla.check_dla(view, version, context, info, notes)
+    for name in stale_pins(view, context):
+        findings.append(Finding(WARNING, "precision", name, f"{PINNED_KEY} names '{name}', which is not a node of this graph",
+                                "re-export: the metadata does not match the graph"))
+    if version is None:
+        notes.append("no --target-trt: TensorRT preflight (opset, operators, precision, DLA) skipped")
+    info["notes"] = notes
+    info["sources"] = list(trt_support.SOURCES) if version is not None else []
+    order = {ERROR: 0, WARNING: 1}
+    findings.sort(key=lambda f: order.get(f.severity, 2))  # stable: checks keep graph order within a severity
+    return InspectReport(findings, info)

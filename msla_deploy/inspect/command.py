@@ -1,0 +1,77 @@
+"""`msla-deploy inspect`: parse the options, run the analysis, render a table or JSON."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..console import err, out, print_json
+from . import TARGETS, inspect_onnx
+from .report import ERROR, InspectReport
+
+PRECISION_HELP = (
+    "What you will build with. auto (default): fp16 if the graph has float16 tensors or --dla is given, else fp32. "
+    "A graph with float16 tensors is read strongly typed (a node is fp16 where its inputs are float16; fp32 islands "
+    "are safe), except on TensorRT 8.x, which has no strongly typed mode. fp16 on an fp32 graph means a weak build "
+    "(FP16 flag): every node may run in fp16 except those pinned in the metadata msla_deploy.fp32_nodes. "
+    "fp32: nothing runs in fp16, so fp16 hazards are not reported."
+)
+
+
+def inspect_command(
+    model: Path = typer.Argument(..., help="The ONNX model to inspect (any exporter's).", show_default=False),
+    target_trt: Optional[str] = typer.Option(
+        None, "--target-trt", "-t", help=f"TensorRT version to preflight against: {' | '.join(TARGETS)} (a patch suffix like 8.6.1 is fine)."
+    ),
+    dla: bool = typer.Option(False, "--dla", help="Also check DLA: availability in that version, static shapes, layers that fall back to the GPU."),
+    precision: str = typer.Option("auto", "--precision", "-p", help=PRECISION_HELP),
+    json_out: bool = typer.Option(False, "--json", help='Print {"errors": [...], "warnings": [...], "info": {...}} on stdout.'),
+) -> None:
+    """fp16 hazards and TensorRT/DLA preflight of an ONNX model, without PyTorch or TensorRT.
+
+    Exit 1 when an error was found (warnings do not fail), 2 for bad input.
+    """
+    report = inspect_onnx(str(model), target=target_trt, precision=precision, dla=dla)
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        _render(report)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
+def _render(report: InspectReport) -> None:
+    from rich import box
+    from rich.table import Table
+
+    if report.findings:
+        table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_lines=False)
+        table.add_column("severity", no_wrap=True)
+        table.add_column("check", no_wrap=True)
+        table.add_column("node", overflow="fold", max_width=32)
+        table.add_column("module", overflow="fold", max_width=40)
+        table.add_column("detail", overflow="fold")
+        for f in report.findings:
+            severity = "[bold red]error[/]" if f.severity == ERROR else "[yellow]warning[/]"
+            node = f.node + (f" (+{len(f.nodes) - 1})" if len(f.nodes) > 1 else "")
+            table.add_row(severity, f.check, node or "-", f.module or "-", f.detail)
+        out.print(table)
+        fixes = list(dict.fromkeys((f.check, f.fix) for f in report.findings if f.fix))
+        for check, fix in fixes:  # each fix once: many nodes share one cause
+            out.print(f"[bold]fix[/] {check}: {fix}", highlight=False)
+    for note in report.info.get("notes", []):
+        out.print(f"[dim]note: {note}[/]", highlight=False)
+    info = report.info
+    target = info["target_trt"]
+    precision = info["precision"]
+    where = f"TensorRT {target['version']} (JetPack {target['jetpack']})" if target else "no TensorRT target"
+    verdict = "[bold red]FAIL[/]" if report.errors else "[green]ok[/]"
+    summary = (
+        f"{verdict}: {len(report.errors)} error(s), {len(report.warnings)} warning(s) - {info['model']}, opset {info['opset']}, "
+        f"{where}, precision {precision['assumed']} ({precision['typing']} typing, {precision['fp16_nodes']} fp16 node(s))"
+    )
+    if "dla" in info:
+        summary += f", DLA {info['dla']['layers_on_dla']} layer(s), GPU fallback {info['dla']['gpu_fallback']}"
+    (out if report.passed else err).print(summary, highlight=False)

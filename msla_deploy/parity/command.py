@@ -1,0 +1,105 @@
+"""The `validate` and `reference` commands: parse, call the library, render. Registered in cli.py.
+
+Exit codes: 0 pass, 1 out of budget, 2 bad input, 3 missing runtime (a backend the user named
+that cannot run here, including an ONNX Runtime GPU provider that fell back to the CPU).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..console import err, key_values, out, parity_table, print_json, steps_with_progress
+from ..errors import CheckFailed
+
+
+def validate_command(
+    artifact: Path = typer.Argument(..., help="Export directory, .onnx or .engine."),
+    reference: Optional[Path] = typer.Option(None, "--reference", help="Reference bundle folder (default: the export's reference/)."),
+    backend: str = typer.Option("auto", "--backend", help="auto | ort-cpu | ort-cuda | ort-trt | trt (auto: TensorRT for .engine, else ONNX Runtime, CUDA if present)."),
+    atol: Optional[str] = typer.Option(None, "--atol", help="Absolute part of the max-abs-error limit (limit = atol + rtol x peak |reference|)."),
+    rtol: Optional[str] = typer.Option(None, "--rtol", help="Peak-relative part of the max-abs-error limit."),
+    min_cosine: Optional[str] = typer.Option(None, "--min-cosine", help="Minimum cosine similarity per output."),
+    min_argmax_agreement: Optional[str] = typer.Option(None, "--min-argmax-agreement", help="Minimum share of pixels with the same label: 0.995 or 99.5%."),
+    max_miou_drop: Optional[str] = typer.Option(None, "--max-miou-drop", help="Maximum 1 - mIoU of the artifact's labels against the reference's: 0.01 or 1%."),
+    report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="Where the reports go (default: DIR/validation/, or validation-<file>/ beside a file)."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Also write the JUnit XML here."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    localize: bool = typer.Option(False, "--localize", help="Find the first module where the numbers drift (needs PyTorch and the export's manifest)."),
+) -> None:
+    """Run an artifact on its reference inputs and check it against the precision's parity budget."""
+    from .validate import ValidateOptions, run_validate
+
+    flags = {"atol": atol, "rtol": rtol, "min-cosine": min_cosine, "min-argmax-agreement": min_argmax_agreement, "max-miou-drop": max_miou_drop}
+    result = run_validate(
+        ValidateOptions(artifact=artifact, reference=reference, backend=backend, budget_flags=flags,
+                        report_dir=report_dir, junit=junit, localize=localize),
+        steps_with_progress(),
+    )
+    report = result.report
+    if json_out:
+        print_json(report)
+    else:
+        _render(report)
+    if not result.passed:
+        failures = "; ".join(f"{o['name']}: {f}" for o in report["outputs"] for f in o["failures"])
+        hint = "" if localize or report["localization"] else "; --localize finds where it starts"
+        raise CheckFailed(f"validation failed: {failures}", f"report in {result.report_dir / 'report.md'}{hint}")
+
+
+def _render(report) -> None:
+    run, art, budget = report["backend"], report["artifact"], report["budget"]
+    ran_on = f"{run['runtime']} {run['version']} on {run['ran_on']}"
+    if run.get("note"):
+        ran_on += f" [yellow]({run['note']})[/]"
+    sources = sorted({s for s in budget["sources"].values()})
+    out.print(key_values([
+        ("artifact", f"{art['path']} ({art.get('model') or 'model unknown'})"),
+        ("precision", f"{art['precision']} ({art['precision_source']})"),
+        ("ran on", ran_on),
+        ("reference", f"{report['reference']['samples']} sample(s), {report['reference']['source']}"),
+        ("budget from", "; ".join(sources)),
+    ]))
+    out.print(parity_table(report["outputs"], budget["values"], f"{run['ran_on']} vs PyTorch fp32 reference"))
+    for o in report["outputs"]:
+        if o.get("miou") is not None:
+            worst = max((c for c in o["class_iou"] if c["change"]), key=lambda c: c["change"], default=None)
+            text = f"{o['name']}: mIoU {100 * o['miou']:.3f}% (prediction vs prediction)"
+            if worst:
+                text += f", largest IoU change: class {worst['class']}{' ' + worst['name'] if worst.get('name') else ''} {100 * worst['change']:.2f}%"
+            out.print(text, highlight=False)
+    loc = report.get("localization")
+    if loc:
+        first = loc["first_offender"] or "none: every probe is within the limit"
+        out.print(f"first module where the numbers drift: [bold]{first}[/]", highlight=False)
+        by_name = {p["module"]: p for p in loc["probes"]}
+        for name in loc["ranked"][:5]:
+            p = by_name[name]
+            out.print(f"  {name}: max |error| / peak {p['relative']:.3g}, cosine {p['cosine']:.6f}", highlight=False)
+        for note in loc["notes"]:
+            err.print(f"[yellow]note:[/] {note}", highlight=False)
+    for note in budget.get("notes", []):
+        err.print(f"[yellow]note:[/] {note}", highlight=False)
+    out.print(f"reports: {Path(report['files']['markdown']).parent}", highlight=False)
+
+
+def reference_command(
+    artifact_dir: Path = typer.Argument(..., help="Export directory whose reference bundle gets the pictures."),
+    inputs: Path = typer.Option(..., "--inputs", help="Folder of pictures: .npy (H x W x 3 RGB, uint8 or [0, 1]) always; .png/.jpg with Pillow."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+) -> None:
+    """Add real pictures to an export's reference bundle (PyTorch computes their outputs)."""
+    from .reference_images import add_reference_images
+
+    result = add_reference_images(artifact_dir, inputs, steps_with_progress())
+    data = {"directory": str(result.directory), "samples": result.samples, "synthetic_samples": result.synthetic, "images": result.images}
+    if json_out:
+        print_json(data)
+        return
+    out.print(key_values([
+        ("bundle", str(result.directory / "reference")),
+        ("pictures", f"{len(result.images)} ({', '.join(i['file'] for i in result.images[:5])}{', ...' if len(result.images) > 5 else ''})"),
+        ("samples", f"{result.samples} ({result.synthetic} synthetic + {len(result.images)} pictures)"),
+    ]))

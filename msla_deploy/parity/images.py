@@ -1,0 +1,99 @@
+"""Pictures in, model inputs out: decoding and upstream's preprocessing, in numpy.
+
+Upstream feeds RGB / 255 normalised with the ImageNet mean and std. Pictures are resized to the
+artifact's fixed resolution (a static model takes nothing else) with bilinear interpolation at
+pixel centres (align_corners=False, no antialiasing), on the [0, 1] values before normalising.
+
+.npy pictures always work (H x W x 3 RGB, uint8, or float in [0, 1]; H x W grey; an alpha
+channel is dropped). PNG and JPEG are decoded by Pillow when it is installed; without it they are
+refused with the fix, rather than decoded by a slow or partial hand-written codec.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Tuple
+
+import numpy as np
+
+from ..errors import BadInput, MissingRuntime
+from ..reference_bundle import IMAGENET_MEAN, IMAGENET_STD
+
+NPY_SUFFIXES = (".npy",)
+PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg")
+PREPROCESSING = "RGB, bilinear resize (align_corners=False) to the artifact's HxW, /255, ImageNet mean/std"
+
+
+def list_images(folder: Path) -> List[Path]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadInput(f"--inputs {folder}: not a directory", "pass a folder of .npy/.png/.jpg pictures")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in NPY_SUFFIXES + PILLOW_SUFFIXES)
+    if not files:
+        raise BadInput(f"--inputs {folder}: no .npy, .png or .jpg pictures in it", "put the pictures directly in that folder")
+    return files
+
+
+def _decode_with_pillow(path: Path) -> np.ndarray:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise MissingRuntime(
+            f"{path.name}: reading {path.suffix} pictures needs Pillow, which is not installed",
+            "pip install pillow, or convert the pictures to .npy (H x W x 3 uint8 RGB)",
+        ) from None
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except OSError as exc:
+        raise BadInput(f"{path}: not a readable picture ({exc})", "check the file") from None
+
+
+def load_rgb(path: Path) -> np.ndarray:
+    """The picture as H x W x 3 float32 RGB in [0, 1]."""
+    path = Path(path)
+    if path.suffix.lower() in PILLOW_SUFFIXES:
+        pixels = _decode_with_pillow(path)
+    else:
+        try:
+            pixels = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"{path}: not a readable .npy array ({exc})", "save it with numpy.save") from None
+    if pixels.ndim == 2:
+        pixels = np.repeat(pixels[:, :, None], 3, axis=2)
+    if pixels.ndim != 3 or pixels.shape[2] not in (3, 4) or min(pixels.shape[:2]) < 1:
+        raise BadInput(f"{path}: shape {list(pixels.shape)} is not a picture", "store H x W x 3 RGB (channels last)")
+    pixels = pixels[:, :, :3]
+    if pixels.dtype == np.uint8:
+        return pixels.astype(np.float32) / 255.0
+    if np.issubdtype(pixels.dtype, np.floating):
+        if not np.isfinite(pixels).all() or pixels.min() < 0.0 or pixels.max() > 1.0:
+            raise BadInput(f"{path}: float pixels outside [0, 1]", "store uint8 RGB, or floats already divided by 255")
+        return pixels.astype(np.float32)
+    raise BadInput(f"{path}: pixel type {pixels.dtype} is not uint8 or float", "store uint8 RGB")
+
+
+def _axis_weights(size_in: int, size_out: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices (low, high) and the weight of `high` for each output position."""
+    centres = (np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5
+    centres = np.clip(centres, 0, size_in - 1)
+    low = np.floor(centres).astype(np.int64)
+    high = np.minimum(low + 1, size_in - 1)
+    return low, high, (centres - low).astype(np.float32)
+
+
+def resize_bilinear(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    if pixels.shape[:2] == (height, width):
+        return pixels
+    top, bottom, wy = _axis_weights(pixels.shape[0], height)
+    left, right, wx = _axis_weights(pixels.shape[1], width)
+    rows = pixels[top] * (1 - wy)[:, None, None] + pixels[bottom] * wy[:, None, None]
+    return rows[:, left] * (1 - wx)[None, :, None] + rows[:, right] * wx[None, :, None]
+
+
+def preprocess(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """H x W x 3 in [0, 1] -> 3 x height x width float32, normalised like upstream."""
+    resized = resize_bilinear(pixels, height, width)
+    mean = np.asarray(IMAGENET_MEAN, np.float32)
+    std = np.asarray(IMAGENET_STD, np.float32)
+    return np.ascontiguousarray(((resized - mean) / std).transpose(2, 0, 1).astype(np.float32))

@@ -1,0 +1,88 @@
+"""`reference --inputs DIR ARTIFACT_DIR`: real pictures into an export's reference bundle.
+
+Synthetic noise proves the arithmetic; label agreement means more on pictures a model was made
+for. The pictures are preprocessed like upstream, the exported PyTorch model (rebuilt from the
+manifest, weights verified) gives their reference outputs, and they are appended after the
+export's synthetic samples. Running it again replaces the pictures added before (the synthetic
+samples stay), so the bundle does not grow with every run. The manifest's hashes are updated.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+
+from ..errors import BadInput
+from ..manifest import MANIFEST_NAME, describe_files, sha256_file, write_json_atomic
+from ..progress import Steps
+from ..reference_bundle import REFERENCE_DIR, ReferenceBundle, read_reference, write_reference
+from .artifact import read_manifest_if_any
+from .images import PREPROCESSING, list_images, load_rgb, preprocess
+
+
+@dataclass
+class ReferenceImagesResult:
+    directory: Path
+    images: List[Dict]
+    samples: int  # in the bundle now, synthetic ones included
+    synthetic: int
+
+
+def add_reference_images(directory: Path, images_dir: Path, steps: Optional[Steps] = None) -> ReferenceImagesResult:
+    steps = steps or Steps()
+    directory = Path(directory)
+    manifest = read_manifest_if_any(directory) if directory.is_dir() else None
+    if manifest is None:
+        raise BadInput(f"{directory} is not an export directory (no {MANIFEST_NAME})", "pass the directory msla-deploy export wrote")
+    options = manifest.get("options") or {}
+    try:
+        height, width = (int(v) for v in options["resolution"])
+        batch = int(options.get("batch", 1))
+    except (KeyError, TypeError, ValueError):
+        raise BadInput(f"{directory / MANIFEST_NAME} has no options.resolution", "re-export with msla-deploy export") from None
+    bundle = read_reference(directory / REFERENCE_DIR)
+    if len(bundle.inputs) != 1 or len(bundle.outputs) != 1:
+        raise BadInput(f"the reference bundle has {len(bundle.inputs)} inputs and {len(bundle.outputs)} outputs", "pictures can be added to one-input, one-output models only")
+    files = list_images(images_dir)
+    if len(files) % batch:
+        raise BadInput(f"{len(files)} pictures for a model with static batch {batch}", f"give a multiple of {batch} pictures")
+
+    with steps.step("images", f"Reading {len(files)} picture(s) at {height}x{width}"):
+        decoded = [load_rgb(f) for f in files]
+        sizes = [list(d.shape[:2]) for d in decoded]
+        pixels = np.stack([preprocess(d, height, width) for d in decoded])
+        del decoded
+    from .torch_reference import rebuild_model, run_model  # torch: only now that the input is known good
+
+    with steps.step("build", "Rebuilding the exported PyTorch model"):
+        module = rebuild_model(manifest, "reference --inputs")
+    with steps.step("reference", "Computing the PyTorch reference outputs"):
+        outputs = np.concatenate([run_model(module, pixels[i:i + batch]) for i in range(0, len(files), batch)])
+
+    (input_name, old_inputs), (output_name, old_outputs) = next(iter(bundle.inputs.items())), next(iter(bundle.outputs.items()))
+    if outputs.shape[1:] != old_outputs.shape[1:]:
+        raise BadInput(f"the rebuilt model gives {list(outputs.shape[1:])} per sample, the bundle holds {list(old_outputs.shape[1:])}", "re-export")
+    info = dict(bundle.info or {})
+    # samples before the first picture are the export's synthetic ones; earlier pictures are replaced
+    synthetic = int(info.get("synthetic_samples", old_inputs.shape[0]))
+    images = [{"file": f.name, "sha256": sha256_file(f), "size": size} for f, size in zip(files, sizes)]
+    info.update({
+        "synthetic_samples": synthetic,
+        "images": images,
+        "image_preprocessing": PREPROCESSING,
+        "image_source_dir": str(Path(images_dir).resolve()),
+    })
+    new = ReferenceBundle(
+        inputs={input_name: np.concatenate([old_inputs[:synthetic], pixels.astype(old_inputs.dtype)])},
+        outputs={output_name: np.concatenate([old_outputs[:synthetic], outputs.astype(old_outputs.dtype)])},
+        info=info,
+    )
+    with steps.step("write", "Writing the reference bundle and the manifest"):
+        written = write_reference(directory, new)
+        manifest.setdefault("artifacts", {}).update(describe_files(directory, written))
+        manifest["reference_images"] = {"count": len(images), "synthetic_samples": synthetic, "preprocessing": PREPROCESSING}
+        write_json_atomic(directory / MANIFEST_NAME, manifest)
+    return ReferenceImagesResult(directory, images, synthetic + len(images), synthetic)

@@ -1,0 +1,245 @@
+"""`validate`: run an artifact on its reference inputs, measure, judge against a budget, report.
+
+    artifact + reference -> runner (ORT provider / TensorRT) -> Polygraphy statistics + ours
+    -> budget verdict -> [localize] -> report.json, report.md, junit.xml, pictures
+
+torch-free unless `localize` is asked for (it rebuilds the PyTorch model). Every input problem
+is raised before the first file is written; the reports are written only once everything ran.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import numpy as np
+import onnx
+
+from .. import __version__
+from ..errors import BadInput
+from ..manifest import environment
+from ..progress import Steps
+from ..reference_bundle import ReferenceBundle, read_reference
+from .artifact import Artifact, load_onnx, resolve_artifact
+from .config import resolve_budget
+from .metrics import OutputParity, compare_outputs, is_segmentation_logits
+from .pictures import class_names, disagreement_picture, error_heatmap
+from .png import write_png
+from .polygraphy_env import import_polygraphy
+from .reports import write_reports
+from .runners import Backend, choose_backend, run_model
+
+REPORT_FORMAT = "msla-deploy/validate/1"
+
+
+@dataclass
+class ValidateOptions:
+    artifact: Path
+    reference: Optional[Path] = None
+    backend: str = "auto"
+    budget_flags: Dict[str, Optional[str]] = field(default_factory=dict)  # setting -> text, None: not given
+    report_dir: Optional[Path] = None
+    junit: Optional[Path] = None
+    localize: bool = False
+    cwd: Optional[Path] = None  # where pyproject.toml is looked for (default: the current directory)
+
+
+@dataclass
+class ValidationResult:
+    report: Dict
+    report_dir: Path
+
+    @property
+    def passed(self) -> bool:
+        return bool(self.report["passed"])
+
+
+def _graph_io(model: onnx.ModelProto, which: str) -> Dict[str, Dict]:
+    """name -> {dims (None where symbolic), dtype} of the graph inputs (initializers excluded) or outputs."""
+    initializers = {i.name for i in model.graph.initializer}
+    values = model.graph.input if which == "inputs" else model.graph.output
+    out = {}
+    for v in values:
+        if v.name in initializers:
+            continue
+        t = v.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
+        out[v.name] = {"dims": dims, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type) if t.elem_type else np.float32}
+    return out
+
+
+def _fits(shape, dims, skip_batch: bool) -> bool:
+    if len(shape) != len(dims):
+        return False
+    pairs = list(zip(shape, dims))[1:] if skip_batch else zip(shape, dims)
+    return all(d is None or s == d for s, d in pairs)
+
+
+def _model_batch(artifact: Artifact, graph_inputs: Optional[Dict]) -> Optional[int]:
+    if graph_inputs:
+        first = next(iter(graph_inputs.values()))["dims"]
+        if first and first[0]:
+            return first[0]
+    options = (artifact.manifest or {}).get("options") or {}
+    return options.get("batch")
+
+
+def check_reference(bundle: ReferenceBundle, artifact: Artifact, graph_inputs: Optional[Dict], graph_outputs: Optional[Dict]) -> List[Dict[str, np.ndarray]]:
+    """The reference inputs as feed dicts of one model batch each; BadInput where they cannot fit."""
+    fix = "pass --reference with the reference/ folder of the export this artifact came from"
+    if not bundle.inputs or not bundle.outputs:
+        raise BadInput(f"the reference bundle in {artifact.reference_dir} has no inputs or no outputs", fix)
+    counts = {name: a.shape[0] if a.ndim else 0 for name, a in bundle.inputs.items()}
+    if len(set(counts.values())) != 1:
+        raise BadInput(f"the reference inputs disagree on the number of samples ({counts})", fix)
+    samples = next(iter(counts.values()))
+    if graph_inputs is not None:
+        if set(graph_inputs) != set(bundle.inputs):
+            raise BadInput(f"the reference has inputs {sorted(bundle.inputs)}, the model takes {sorted(graph_inputs)}", fix)
+        for name, info in graph_inputs.items():
+            shape = bundle.inputs[name].shape
+            if not _fits(shape, info["dims"], skip_batch=True):
+                raise BadInput(f"reference input {name!r} has shape {list(shape)}, the model takes {info['dims']}", fix)
+    if graph_outputs is not None:
+        for name, ref in bundle.outputs.items():
+            if name not in graph_outputs:
+                raise BadInput(f"reference output {name!r} is not an output of the model (it has {sorted(graph_outputs)})", fix)
+            if not _fits(ref.shape, graph_outputs[name]["dims"], skip_batch=True):
+                raise BadInput(f"reference output {name!r} has shape {list(ref.shape)}, the model gives {graph_outputs[name]['dims']}", fix)
+    for name, ref in bundle.outputs.items():
+        if ref.ndim == 0 or ref.shape[0] != samples:
+            raise BadInput(f"reference output {name!r} has {ref.shape[0] if ref.ndim else 0} samples, the inputs have {samples}", fix)
+    batch = _model_batch(artifact, graph_inputs) or samples
+    if samples % batch:
+        raise BadInput(f"the reference has {samples} samples, not a multiple of the model's batch {batch}", fix)
+    dtypes = {name: info["dtype"] for name, info in (graph_inputs or {}).items()}
+    return [
+        {name: np.ascontiguousarray(a[i:i + batch].astype(dtypes.get(name, a.dtype), copy=False)) for name, a in bundle.inputs.items()}
+        for i in range(0, samples, batch)
+    ]
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "output"
+
+
+def _pictures(results: List[OutputParity], reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], input_hw, folder: Path) -> Dict[str, Dict]:
+    drawable = [r.name for r in results if is_segmentation_logits(reference[r.name].shape)]
+    out = {}
+    for name in drawable:
+        prefix = "" if len(drawable) == 1 else f"{_safe(name)}-"
+        files = {"disagreement": f"{prefix}disagreement.png", "error_heatmap": f"{prefix}error_heatmap.png"}
+        write_png(folder / files["disagreement"], disagreement_picture(reference[name], candidate[name], input_hw))
+        heat, scale = error_heatmap(reference[name], candidate[name], input_hw)
+        write_png(folder / files["error_heatmap"], heat)
+        out[name] = {**files, "error_scale": scale}
+    return out
+
+
+def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> ValidationResult:
+    steps = steps or Steps()
+    started = time.perf_counter()
+    polygraphy = import_polygraphy()  # a missing runtime is reported before any work
+    artifact = resolve_artifact(options.artifact, options.reference, want_tensorrt=options.backend == "trt")
+    backend = choose_backend(options.backend, artifact.is_engine)
+    choice = resolve_budget(artifact.precision, options.budget_flags, Path(options.cwd or Path.cwd()))
+    localize_model = _localize_preflight(artifact) if options.localize else None
+    report_dir = Path(options.report_dir) if options.report_dir else artifact.default_report_dir()
+    if report_dir.exists() and not report_dir.is_dir():
+        raise BadInput(f"--report-dir {report_dir} is a file", "pass a directory (it is created if missing)")
+
+    with steps.step("read", "Reading the reference bundle"):
+        bundle = read_reference(artifact.reference_dir)
+        graph = artifact.onnx_model
+        graph_inputs = _graph_io(graph, "inputs") if graph is not None else None
+        graph_outputs = _graph_io(graph, "outputs") if graph is not None else None
+        batches = check_reference(bundle, artifact, graph_inputs, graph_outputs)
+
+    with steps.step("run", f"Running the artifact ({backend.name})"):
+        run = run_model(artifact.model_file, backend, batches, is_engine=artifact.is_engine,
+                        strongly_typed=artifact.precision != "fp32", label=str(artifact.model_file))
+    missing = [n for n in bundle.outputs if n not in run.outputs]
+    if missing:
+        raise BadInput(f"the artifact has no output {missing[0]!r} (it has {sorted(run.outputs)})", "pass --reference of the matching export")
+
+    with steps.step("compare", "Comparing with the PyTorch reference (Polygraphy + segmentation metrics)"):
+        from .polygraphy_compare import polygraphy_statistics
+
+        stats = polygraphy_statistics(run.outputs, bundle.outputs, backend.name)
+        measured_by = f"polygraphy {polygraphy.__version__}"
+        results = []
+        for name, ref in bundle.outputs.items():
+            if ref.shape != run.outputs[name].shape:
+                raise BadInput(f"output {name!r}: the reference has shape {list(ref.shape)}, the artifact gave {list(run.outputs[name].shape)}",
+                               "pass --reference of the matching export")
+            results.append(compare_outputs(name, ref, run.outputs[name], choice.budget, measured=stats[name], measured_by=measured_by))
+
+    localization = None
+    if options.localize:
+        with steps.step("localize", "Localizing drift (ONNX probe tensors vs PyTorch module hooks)"):
+            from .localize import localize
+
+            def run_marked(onnx_bytes: bytes, x: np.ndarray):
+                feed = {next(iter(bundle.inputs)): x}
+                marked = run_model(onnx_bytes, backend, [feed], strongly_typed=artifact.precision != "fp32", label="the probe-marked copy of the ONNX")
+                return marked.outputs, marked.runtime
+
+            first_input = next(iter(batches[0].values()))
+            localization = localize(artifact.manifest, localize_model, run_marked, first_input, choice.budget, backend.is_tensorrt)
+
+    report = _report(artifact, backend, run.runtime, choice, bundle, results, localization)
+    with steps.step("report", "Writing the reports"):
+        input_hw = next((a.shape[2:] for a in bundle.inputs.values() if a.ndim == 4), None)
+        report["pictures"] = _pictures(results, bundle.outputs, run.outputs, input_hw, report_dir)
+        report["timings_s"] = {**steps.timings, "total": round(time.perf_counter() - started, 3)}
+        write_reports(report, report_dir, str(options.junit) if options.junit else None)
+    return ValidationResult(report, report_dir)
+
+
+def _localize_preflight(artifact: Artifact) -> onnx.ModelProto:
+    """Everything --localize needs, checked before the artifact runs: torch, probes, an ONNX."""
+    from .torch_reference import require_torch
+
+    require_torch("--localize")
+    if not (artifact.manifest or {}).get("probes"):
+        raise BadInput(
+            "--localize needs the export's manifest.json with its 'probes' (module -> ONNX tensor)",
+            "validate the export directory (or a .onnx inside it); re-export if its manifest predates probes",
+        )
+    if artifact.onnx_model is not None:
+        return artifact.onnx_model
+    if artifact.onnx_path is None:
+        raise BadInput("--localize needs the ONNX the engine was built from", f"put it beside the engine as {artifact.model_file.parent / 'model.onnx'}")
+    return load_onnx(artifact.onnx_path)
+
+
+def _report(artifact: Artifact, backend: Backend, runtime: Dict, choice, bundle: ReferenceBundle, results: List[OutputParity], localization) -> Dict:
+    outputs = []
+    for r in results:
+        data = r.to_dict()
+        data["checks"] = [c.to_dict() for c in choice.budget.checks(r)]
+        names = class_names(r.shape[1], artifact.model_name or "") if r.class_iou else None
+        if names:
+            for row in data["class_iou"]:
+                row["name"] = names[row["class"]]
+        outputs.append(data)
+    info = bundle.info or {}
+    samples = next(iter(bundle.inputs.values())).shape[0]
+    images = info.get("images") or []
+    source = f"{info.get('source', 'unknown')} {info.get('precision', '')}".strip()
+    source += f"; {len(images)} real image(s) among them" if images else "; synthetic inputs only"
+    return {
+        "format": REPORT_FORMAT,
+        "tool": {"name": "msla-deploy", "version": __version__},
+        "passed": all(r.passed for r in results),
+        "artifact": artifact.describe(),
+        "reference": {"directory": str(artifact.reference_dir), "samples": samples, "source": source, "info": info},
+        "backend": {"requested": backend.requested, "used": backend.name, **runtime},
+        "budget": choice.to_dict(),
+        "outputs": outputs,
+        "localization": localization,
+        "environment": environment(),
+    }

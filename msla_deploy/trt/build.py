@@ -1,0 +1,192 @@
+"""`build`, the library side: options -> input -> plan -> (trtexec command | engine + record).
+
+Order of checks: everything that can be judged without TensorRT first (bad options and
+impossible plans are exit 2 even on a machine without TensorRT), then TensorRT (exit 3 when
+missing), then the GPU (exit 3), then the build.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional
+
+from .. import __version__
+from ..errors import BadInput
+from ..manifest import MANIFEST_FORMAT, MANIFEST_NAME, environment, sha256_file, write_bytes_atomic, write_json_atomic
+from ..progress import Steps
+from . import versions as V
+from .dla import Preflight, preflight
+from .inputs import ModelInput, load_model_input
+from .options import BuildOptions
+from .plan import BuildPlan, make_plan, resolve_options
+from .trtexec import display_path, trtexec_argv, trtexec_command
+
+BUILD_RECORD_NAME = "build.json"  # beside the engine, for a bare ONNX
+
+
+@dataclass
+class PlannedBuild:
+    options: BuildOptions
+    model: ModelInput
+    plan: BuildPlan
+    preflight: Optional[Preflight]  # DLA builds only
+
+    @property
+    def argv(self) -> List[str]:
+        return trtexec_argv(self.plan)
+
+    @property
+    def command(self) -> str:
+        return trtexec_command(self.argv)
+
+
+@dataclass
+class BuildResult:
+    planned: PlannedBuild
+    record: Dict[str, Any]
+    record_path: Path
+
+    @property
+    def plan(self) -> BuildPlan:
+        return self.planned.plan
+
+
+def _planned(options: BuildOptions, model: ModelInput, version: V.TrtVersion) -> PlannedBuild:
+    plan = make_plan(options, model, version)
+    checked = preflight(plan.onnx, [name for name, _ in plan.layer_precisions]) if plan.uses_dla else None
+    if checked is not None and checked.problems:
+        raise BadInput(f"DLA: {checked.problems[0]}", "export with static shapes no larger than 8192 per dimension, or drop --dla-core")
+    return PlannedBuild(options, model, plan, checked)
+
+
+def plan_for_trtexec(options: BuildOptions, installed_version: Callable[[], Optional[str]]) -> PlannedBuild:
+    """The plan behind --print-trtexec: --trt-version, else the installed TensorRT, else BadInput."""
+    options.check()
+    model = load_model_input(options.source)
+    options = resolve_options(options, model)
+    options.check()
+    if options.trt_version != "auto":
+        version = V.parse_version(options.trt_version)
+    else:
+        text = installed_version()
+        if text is None:
+            raise BadInput(
+                "--print-trtexec needs --trt-version X.Y when TensorRT is not installed",
+                "name the device's TensorRT, e.g. --trt-version 8.6 (JetPack 6.0), 10.3 (JetPack 6.1/6.2), 10.13 (JetPack 7.0/7.1)",
+            )
+        version = V.parse_version(text)
+    return _planned(options, model, version)
+
+
+def _file_entry(path: Path, root: Path) -> Dict[str, Any]:
+    return {"file": display_path(path, root), "sha256": sha256_file(path), "bytes": path.stat().st_size}
+
+
+def _plan_record(plan: BuildPlan) -> Dict[str, Any]:
+    data = plan.to_dict()
+    for key in ("onnx", "engine", "layer_info", "timing_cache"):
+        data[key] = display_path(Path(data[key]), plan.root)
+    return data
+
+
+def append_record(model: ModelInput, plan: BuildPlan, record: Dict[str, Any]) -> Path:
+    """Add the record to the export's manifest ("builds"), or to build.json beside the engine."""
+    if model.kind == "directory":
+        path = model.root / MANIFEST_NAME
+        from ..manifest import read_manifest
+
+        data = read_manifest(model.root)  # re-read: another stage may have written since
+    else:
+        path = Path(plan.engine).parent / BUILD_RECORD_NAME
+        if path.is_file():
+            import json
+
+            data = json.loads(path.read_text())
+        else:
+            data = {"format": MANIFEST_FORMAT, "stage": "build", "onnx": str(model.source)}
+    data.setdefault("builds", []).append(record)
+    write_json_atomic(path, data)
+    return path
+
+
+def run_build(
+    options: BuildOptions,
+    steps: Optional[Steps] = None,
+    on_plan: Optional[Callable[[PlannedBuild], None]] = None,
+    trt=None,
+    gpu_probe: Optional[Callable[[], Any]] = None,
+) -> BuildResult:
+    """Build the engine on this machine's TensorRT and GPU; write engine, layer info, timing cache, record.
+
+    `on_plan` is called with the plan (and the DLA forecast) before the long build starts.
+    `trt` and `gpu_probe` are for tests; by default TensorRT is imported and the GPU probed.
+    """
+    from .engine import build_engine
+    from .runtime import import_tensorrt, probe_gpu, tensorrt_distribution
+
+    steps = steps or Steps()
+    options.check()
+    model = load_model_input(options.source)
+    options = resolve_options(options, model)
+    options.check()
+    asked = V.parse_version(options.trt_version) if options.trt_version != "auto" else None
+    if asked is not None:
+        _planned(options, model, asked)  # an impossible plan is exit 2, even without TensorRT
+    trt = trt if trt is not None else import_tensorrt()
+    installed = V.parse_version(str(trt.__version__))
+    if asked is not None and asked.key != installed.key:
+        raise BadInput(
+            f"--trt-version {asked} but TensorRT {installed.text} is installed: an engine only runs on the TensorRT that built it",
+            "drop --trt-version to build with the installed TensorRT, or add --print-trtexec to get the command for the other version",
+        )
+    gpu = (gpu_probe or probe_gpu)()
+    planned = _planned(options, model, installed)
+    plan = planned.plan
+    if on_plan is not None:
+        on_plan(planned)
+
+    started = time.perf_counter()
+    graph = model.graphs.get(plan.onnx_role)
+    built = build_engine(trt, plan, steps, graph.node_names if graph is not None else ())
+    seconds = time.perf_counter() - started
+
+    with steps.step("write", "Writing the engine, its layer information and the timing cache"):
+        write_bytes_atomic(Path(plan.engine), built.engine)
+        if built.layer_info is not None:
+            write_bytes_atomic(Path(plan.layer_info), built.layer_info.encode())
+        if built.timing_cache is not None:
+            write_bytes_atomic(Path(plan.timing_cache), built.timing_cache)
+
+    root = plan.root
+    record: Dict[str, Any] = {
+        "stage": "build",
+        "created_unix": round(time.time(), 3),
+        "tool": {"name": "msla-deploy", "version": __version__},
+        "engine": _file_entry(Path(plan.engine), root),
+        "layer_info": _file_entry(Path(plan.layer_info), root) if built.layer_info is not None else None,
+        "timing_cache": dict(_file_entry(Path(plan.timing_cache), root), loaded=built.timing_cache_loaded) if built.timing_cache is not None else None,
+        "onnx": dict(_file_entry(Path(plan.onnx), root), role=plan.onnx_role),
+        "precision": plan.precision,
+        "typing": plan.typing,
+        "options": options.to_dict(),
+        "plan": _plan_record(plan),
+        "trtexec_equivalent": planned.command,
+        "tensorrt": {"version": str(trt.__version__), "distribution": tensorrt_distribution()},
+        "cuda": {"driver_version": getattr(gpu, "driver_cuda_version", None)},
+        "gpu": gpu.to_dict() if hasattr(gpu, "to_dict") else gpu,
+        "fp32_layers": {"pinned": built.pinned_layers, "unmatched_nodes": built.unmatched_fp32_nodes},
+        "dla": None if not plan.uses_dla else {
+            "core": plan.dla_core, "gpu_fallback": plan.gpu_fallback,
+            "forecast": planned.preflight.to_dict() if planned.preflight is not None else None,
+            "tensorrt_gpu_layers": built.dla_fallback_layers,
+        },
+        "warnings": list(plan.warnings),
+        "notes": built.notes,
+        "build_seconds": round(seconds, 3),
+        "timings_s": dict(steps.timings),
+        "environment": environment(),
+    }
+    record_path = append_record(model, plan, record)
+    return BuildResult(planned, record, record_path)

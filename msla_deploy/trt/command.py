@@ -1,0 +1,97 @@
+"""`msla-deploy build`: parse, call msla_deploy.trt.build, render. Registered in cli.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..console import err, key_values, out, print_json, steps_with_progress
+
+
+def _show_plan_notes(planned) -> None:
+    from .dla import format_preflight
+
+    for warning in planned.plan.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    if planned.preflight is not None:
+        for line in format_preflight(planned.preflight):
+            err.print(line, highlight=False, markup=False)
+
+
+def _summary(planned) -> str:
+    plan = planned.plan
+    text = f"{plan.precision}, {plan.typing}ly typed from {plan.onnx.name} ({plan.onnx_role} graph), TensorRT {plan.trt_version}"
+    if plan.layer_precisions:
+        text += f", {len(plan.layer_precisions)} nodes pinned to fp32"
+    if plan.uses_dla:
+        text += f", DLA core {plan.dla_core}" + (" with GPU fallback" if plan.gpu_fallback else "")
+    return text
+
+
+def build_command(
+    source: Path = typer.Argument(..., help="An export directory (reads its manifest.json) or an .onnx file (reads its metadata)."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | fp16 [default: the export's precision]."),
+    typing_mode: str = typer.Option(
+        "auto", "--typing",
+        help="auto | strong | weak. auto: strongly typed from the mixed-precision fp16 ONNX on TensorRT >= 10.12, "
+        "weakly typed (fp32 ONNX + FP16 flag, attention pinned to fp32) before.",
+    ),
+    trt_version: str = typer.Option("auto", "--trt-version", help="X.Y of the TensorRT to plan for [default: the installed one]."),
+    workspace: Optional[str] = typer.Option(None, "--workspace", help="Workspace memory pool limit, e.g. 1G, 512M, 2048 (MiB) [default: 1G]."),
+    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file, loaded if present and saved after the build [default: timing_trt<X.Y>.cache beside the engine's inputs]."),
+    opt_level: Optional[int] = typer.Option(None, "--opt-level", help="Builder optimization level 0-5 (TensorRT default 3; TensorRT >= 8.6)."),
+    dla_core: Optional[int] = typer.Option(None, "--dla-core", help="Build for this DLA core (Jetson Orin; fp16 only; TensorRT <= 10.7 or >= 11.4.1)."),
+    gpu_fallback: Optional[bool] = typer.Option(None, "--gpu-fallback/--no-gpu-fallback", help="Let layers DLA cannot run fall back to the GPU [default: on with --dla-core]."),
+    hardware_compat: str = typer.Option("none", "--hardware-compat", help="none | ampere+ (TensorRT >= 8.6) | same-cc (>= 10.9)."),
+    version_compatible: bool = typer.Option(False, "--version-compatible", help="Engine loadable by newer TensorRT versions (>= 8.6)."),
+    tf32: Optional[bool] = typer.Option(None, "--tf32/--no-tf32", help="Allow TF32 for fp32 layers [default: off, fp32 layers stay comparable to PyTorch]."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Engine file [default: model_<precision>_trt<X.Y>.engine in the export directory]."),
+    print_trtexec: bool = typer.Option(False, "--print-trtexec", help="Print the equivalent trtexec command for --trt-version and exit (needs no TensorRT)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+) -> None:
+    """Build a TensorRT engine from an export (or print the trtexec command that builds it on a Jetson)."""
+    from .build import plan_for_trtexec, run_build
+    from .options import BuildOptions
+    from .runtime import installed_version_text
+
+    options = BuildOptions(
+        source=source, precision=precision, typing=typing_mode, trt_version=trt_version, workspace=workspace,
+        timing_cache=timing_cache, opt_level=opt_level, dla_core=dla_core, gpu_fallback=gpu_fallback,
+        hardware_compat=hardware_compat, version_compatible=version_compatible, tf32=tf32, out=out_path,
+    )
+    if print_trtexec:
+        planned = plan_for_trtexec(options, installed_version_text)
+        if json_out:
+            print_json({"argv": planned.argv, "command": planned.command})
+            return
+        _show_plan_notes(planned)
+        err.print(f"# {_summary(planned)}; run inside {planned.plan.root} (JetPack: /usr/src/tensorrt/bin/trtexec)", highlight=False, markup=False)
+        out.print(planned.command, highlight=False, markup=False, soft_wrap=True)
+        return
+
+    def on_plan(planned) -> None:
+        _show_plan_notes(planned)
+        err.print(_summary(planned), highlight=False, markup=False)
+
+    result = run_build(options, steps_with_progress(), on_plan=on_plan)
+    record = result.record
+    if json_out:
+        print_json({"record_file": str(result.record_path), "record": record})
+        return
+    dla = record.get("dla") or {}
+    rows = [
+        ("engine", f"{record['engine']['file']} ({record['engine']['bytes'] / 1e6:.1f} MB, sha256 {record['engine']['sha256'][:16]})"),
+        ("built", _summary(result.planned)),
+        ("TensorRT", f"{record['tensorrt']['version']} on {record['gpu']['name']} (sm {record['gpu']['compute_capability']}), CUDA driver {record['cuda']['driver_version']}"),
+        ("layer info", record["layer_info"]["file"] if record["layer_info"] else "not available on this TensorRT"),
+        ("timing cache", f"{record['timing_cache']['file']} ({'loaded and updated' if record['timing_cache']['loaded'] else 'new'})" if record["timing_cache"] else "-"),
+        ("build time", f"{record['build_seconds']:.1f} s"),
+        ("recorded in", str(result.record_path)),
+    ]
+    if record["fp32_layers"]["pinned"] or record["fp32_layers"]["unmatched_nodes"]:
+        rows.insert(2, ("fp32 layers", f"{len(record['fp32_layers']['pinned'])} pinned, {len(record['fp32_layers']['unmatched_nodes'])} recorded nodes without a layer"))
+    if dla:
+        rows.insert(2, ("DLA", f"core {dla['core']}, {len(dla.get('tensorrt_gpu_layers') or [])} layers on the GPU (TensorRT's count)"))
+    out.print(key_values(rows))

@@ -1,0 +1,299 @@
+"""The build plan: every decision of a TensorRT build, made once, from the options, the export and
+the TensorRT version, before TensorRT is touched.
+
+The plan is plain data. engine.py applies it to the TensorRT API, trtexec.py renders it as a
+trtexec command line; neither decides anything. That is what lets the plan be tested for every
+version on a machine without TensorRT.
+
+Precision policy (FACTS.md section 3):
+
+- strong typing (TensorRT >= 9.0): tensor types come from the ONNX. An fp16 build parses the
+  mixed-precision fp16 ONNX (explicit Casts keep attention in fp32) and never sets the FP16 flag
+  (STRONGLY_TYPED + FP16 is an API usage error on 10.x; the flag does not exist on 11.x).
+- weak typing (TensorRT < 11.0): an fp16 build parses the fp32 ONNX, sets the FP16 flag, and pins
+  the export's fp32 nodes to fp32 with OBEY_PRECISION_CONSTRAINTS.
+- auto: strong from 10.12 (weak typing deprecated there, removed in 11.0), weak before.
+- fp16 asked and impossible is an error with a fix, never an fp32 engine.
+- TF32 is off unless --tf32: the fp32 layers of these engines (all of an fp32 build, the pinned
+  attention of an fp16 one) are fp32 for accuracy, and TF32 rounds matmul inputs to fp16's
+  mantissa width (NVIDIA/TensorRT #3999: wrong fp32 results on 10.0 fixed by --noTF32).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
+
+from ..errors import BadInput
+from . import versions as V
+from .inputs import ModelInput, TensorSpec
+from .options import BuildOptions
+from .versions import TrtVersion
+
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    trt_version: str  # "10.13"
+    precision: str  # what was asked: fp32 | fp16
+    typing: str  # resolved: strong | weak
+    typing_requested: str  # auto | strong | weak
+    onnx: Path  # the ONNX to parse (absolute)
+    onnx_role: str  # which of the export's graphs: "fp32" or "fp16" (mixed precision)
+    root: Path  # the artifact directory (paths in the trtexec command are relative to it)
+    engine: Path
+    layer_info: Path
+    timing_cache: Path
+    explicit_batch_flag: bool  # NetworkDefinitionCreationFlag.EXPLICIT_BATCH (before 10.0)
+    strongly_typed_flag: bool  # NetworkDefinitionCreationFlag.STRONGLY_TYPED (9.0-10.x)
+    fp16_flag: bool  # BuilderFlag.FP16 (weak typing only)
+    tf32: bool
+    obey_precision_constraints: bool
+    layer_precisions: Tuple[Tuple[str, str], ...]  # (layer name, "fp32")
+    layer_output_types: Tuple[Tuple[str, str], ...]
+    inputs: Tuple[TensorSpec, ...]
+    workspace_bytes: int
+    opt_level: Optional[int] = None
+    hardware_compat: str = "none"
+    version_compatible: bool = False
+    dla_core: Optional[int] = None
+    gpu_fallback: bool = False
+    profiles: Tuple = ()  # static shapes: TensorRT needs no optimization profile
+    profiling_verbosity: str = "detailed"  # full layer information for the inspector / --exportLayerInfo
+    warnings: Tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        # invariants that no combination of options may break (FACTS.md section 3)
+        weak_fields = self.fp16_flag or self.obey_precision_constraints or self.layer_precisions or self.layer_output_types
+        if self.typing == "strong" and weak_fields:
+            raise AssertionError("a strongly typed plan must not carry FP16 / precision constraints / layer precisions")
+        if weak_fields and not V.has("weak_typing", self.version):
+            raise AssertionError(f"weak-typing settings in a plan for TensorRT {self.trt_version}")
+        if self.precision == "fp16" and self.typing == "weak" and not self.fp16_flag:
+            raise AssertionError("an fp16 weakly typed plan without the FP16 flag would build fp32")
+
+    @property
+    def version(self) -> TrtVersion:
+        return V.parse_version(self.trt_version)
+
+    @property
+    def uses_dla(self) -> bool:
+        return self.dla_core is not None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "trt_version": self.trt_version,
+            "precision": self.precision,
+            "typing": self.typing,
+            "typing_requested": self.typing_requested,
+            "onnx": str(self.onnx),
+            "onnx_role": self.onnx_role,
+            "engine": str(self.engine),
+            "layer_info": str(self.layer_info),
+            "timing_cache": str(self.timing_cache),
+            "network_flags": {"explicit_batch": self.explicit_batch_flag, "strongly_typed": self.strongly_typed_flag},
+            "builder_flags": {
+                "fp16": self.fp16_flag, "tf32": self.tf32, "obey_precision_constraints": self.obey_precision_constraints,
+                "version_compatible": self.version_compatible, "gpu_fallback": self.gpu_fallback,
+            },
+            "layer_precisions": [list(p) for p in self.layer_precisions],
+            "layer_output_types": [list(p) for p in self.layer_output_types],
+            "inputs": [i.to_dict() for i in self.inputs],
+            "profiles": list(self.profiles),
+            "workspace_bytes": self.workspace_bytes,
+            "builder_optimization_level": self.opt_level,
+            "hardware_compatibility_level": self.hardware_compat,
+            "dla_core": self.dla_core,
+            "profiling_verbosity": self.profiling_verbosity,
+            "warnings": list(self.warnings),
+        }
+
+
+def default_engine_path(model: ModelInput, precision: str, version: TrtVersion, dla_core: Optional[int]) -> Path:
+    """model_fp16_trt10.3.engine in the artifact directory (beside a bare ONNX: <stem>_fp16_trt10.3.engine).
+
+    Engines are specific to the TensorRT version and the GPU, so the version is in the name and
+    builds for two versions can share one directory.
+    """
+    stem = "model" if model.kind == "directory" else Path(model.source).stem
+    dla = f"_dla{dla_core}" if dla_core is not None else ""
+    return model.root / f"{stem}_{precision}_trt{version.short}{dla}.engine"
+
+
+def layer_info_path(engine: Path) -> Path:
+    base = engine.name[: -len(engine.suffix)] if engine.suffix.lower() in ENGINE_SUFFIXES else engine.name
+    return engine.parent / f"{base}.layers.json"
+
+
+def default_timing_cache(model: ModelInput, version: TrtVersion) -> Path:
+    return model.root / f"timing_trt{version.short}.cache"
+
+
+def _typing(options: BuildOptions, version: TrtVersion) -> str:
+    strong_ok = V.has("strongly_typed", version)
+    weak_ok = V.has("weak_typing", version)
+    if options.typing == "weak" and not weak_ok:
+        fix = (
+            "use --typing strong (or auto) with an fp16 export's mixed-precision ONNX (msla-deploy export --precision fp16)"
+            if options.precision == "fp16" else "use --typing strong (or auto)"
+        )
+        raise BadInput(f"weak typing was removed in TensorRT 11.0 (asked for TensorRT {version})", fix)
+    if options.typing == "strong" and not strong_ok:
+        raise BadInput(
+            f"strong typing does not exist in TensorRT {version} (NetworkDefinitionCreationFlag.STRONGLY_TYPED and --stronglyTyped appeared in 9.0)",
+            "use --typing weak (or auto): the fp32 ONNX with the FP16 flag and the attention pinned to fp32",
+        )
+    if options.typing == "auto":
+        return "strong" if version.at_least(V.AUTO_STRONG_SINCE) else "weak"
+    return options.typing
+
+
+def _pick_onnx(options: BuildOptions, model: ModelInput, typing: str, version: TrtVersion) -> str:
+    """Which of the export's graphs this build parses: 'fp32' or 'fp16'."""
+    have = set(model.onnx_files)
+    if options.precision == "fp32":
+        if "fp32" not in have:
+            raise BadInput(
+                f"an fp32 build needs the fp32 ONNX; {model.source} holds only the mixed-precision fp16 graph",
+                "pass the export directory (it keeps model_fp32.onnx beside model.onnx), or build --precision fp16",
+            )
+        return "fp32"
+    if typing == "strong":
+        if "fp16" not in have:
+            if V.has("weak_typing", version):
+                fix = (
+                    "re-export with `msla-deploy export --precision fp16` (mixed-precision ONNX for strongly typed builds), "
+                    "or pass --typing weak to build the fp32 graph with the FP16 flag (deprecated from TensorRT 10.12)"
+                )
+            else:
+                fix = (
+                    f"re-export with `msla-deploy export --precision fp16`: TensorRT {version} builds fp16 only from a "
+                    "strongly typed mixed-precision ONNX (weak typing and the FP16 flag were removed in 11.0)"
+                )
+            raise BadInput(
+                f"--precision fp16 with strong typing (TensorRT {version}) needs the mixed-precision fp16 ONNX; {model.source} has only the fp32 graph",
+                fix,
+            )
+        return "fp16"
+    if "fp32" not in have:
+        raise BadInput(
+            f"a weakly typed fp16 build parses the fp32 graph; {model.source} holds only the mixed-precision fp16 ONNX",
+            "pass the export directory (it keeps model_fp32.onnx), or use --typing strong (TensorRT >= 9.0)",
+        )
+    return "fp32"
+
+
+def resolve_options(options: BuildOptions, model: ModelInput) -> BuildOptions:
+    """Fill what defaults to the export: the precision (an fp16 export builds fp16)."""
+    if options.precision is None:
+        precision = model.export_precision if model.export_precision in ("fp32", "fp16") else "fp32"
+        options = dataclasses.replace(options, precision=precision)
+    return options
+
+
+def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> BuildPlan:
+    """Every decision of the build, or BadInput with a fix. No TensorRT needed."""
+    options = resolve_options(options, model)
+    options.check()
+    warnings: List[str] = []
+    typing = _typing(options, version)
+    role = _pick_onnx(options, model, typing, version)
+    graph = model.graphs.get(role)
+    inputs = graph.inputs if graph is not None else ()
+
+    dynamic = [i for i in inputs if not i.static]
+    if dynamic:
+        described = ", ".join(f"{i.name} {list(i.shape)}" for i in dynamic)
+        raise BadInput(
+            f"the ONNX has dynamic input dimensions ({described}); this tool builds static engines",
+            "export with a fixed batch and resolution (msla-deploy export --res HxW --batch N)",
+        )
+
+    fp16_flag = options.precision == "fp16" and typing == "weak"
+    layer_precisions: Tuple[Tuple[str, str], ...] = ()
+    layer_output_types: Tuple[Tuple[str, str], ...] = ()
+    if fp16_flag:
+        missing = [n for n in model.fp32_nodes if graph is not None and n not in graph.node_names]
+        if missing:
+            raise BadInput(
+                f"{len(missing)} of the export's fp32 nodes are not in {model.onnx_files[role].name} (first: {missing[0]}): manifest and ONNX disagree",
+                "re-export the directory; never edit model_fp32.onnx by hand",
+            )
+        layer_precisions = tuple((n, "fp32") for n in model.fp32_nodes)
+        # Output types too, so a pinned layer's fp32 result is not cast to fp16 before the next
+        # pinned layer reads it; only for single-output nodes (a Split becomes several layers).
+        single = graph.single_output_nodes if graph is not None else frozenset()
+        layer_output_types = tuple((n, "fp32") for n in model.fp32_nodes if n in single)
+        if not layer_precisions:
+            warnings.append(
+                "no fp32 nodes recorded for this export: every layer may run in fp16, attention included "
+                "(NVIDIA/TensorRT #3893: EfficientViT scored mIoU 0 in fp16 on TensorRT 8.6); re-export to record them"
+            )
+        if version.at_least(V.AUTO_STRONG_SINCE):
+            warnings.append(f"weak typing is deprecated from TensorRT 10.12 and removed in 11.0 (building for {version})")
+
+    if options.opt_level is not None and not V.has("builder_optimization_level", version):
+        raise BadInput(f"--opt-level needs TensorRT >= 8.6 (asked for {version})", "drop --opt-level")
+    if options.hardware_compat != "none" and not V.has(V.HARDWARE_COMPAT_FEATURE[options.hardware_compat], version):
+        first = V.API[V.HARDWARE_COMPAT_FEATURE[options.hardware_compat]].since
+        raise BadInput(
+            f"--hardware-compat {options.hardware_compat} needs TensorRT >= {first[0]}.{first[1]} (asked for {version})",
+            "drop --hardware-compat" + (", or use ampere+" if options.hardware_compat == "same-cc" and V.has("hardware_compat_ampere_plus", version) else ""),
+        )
+    if options.version_compatible and not V.has("version_compatible", version):
+        raise BadInput(f"--version-compatible needs TensorRT >= 8.6 (asked for {version})", "drop --version-compatible")
+
+    gpu_fallback = False
+    if options.dla_core is not None:
+        if not V.dla_available(version):
+            raise BadInput(
+                f"TensorRT {version} has no DLA (10.7 was the last 10.x with DLA; it returns in 11.4.1 on Jetson AGX Orin with JetPack >= 7.2.2)",
+                "drop --dla-core to build for the GPU, or build with TensorRT <= 10.7 (JetPack 6: 10.3)",
+            )
+        gpu_fallback = True if options.gpu_fallback is None else options.gpu_fallback
+        if version.at_least(V.DLA_STRONGLY_TYPED_ONLY_SINCE):
+            warnings.append("DLA on TensorRT 11.4 needs 11.4.1 or later on Jetson AGX Orin with JetPack >= 7.2.2 (11.4.0: Windows on ARM only)")
+        elif typing == "strong":
+            warnings.append(f"strongly typed DLA builds are documented from TensorRT 11.4.1; TensorRT {version} may keep every layer on the GPU (try --typing weak)")
+        if not gpu_fallback:
+            warnings.append("GPU fallback is off: the build fails if any layer cannot run on DLA")
+
+    if graph is not None:
+        max_opset = V.parser_max_opset(version)
+        if graph.opset > max_opset:
+            warnings.append(f"the ONNX is opset {graph.opset}; TensorRT {version}'s parser is documented up to opset {max_opset} (export with --opset {max_opset})")
+        if graph.cubic_resize and version.key == (8, 5):
+            warnings.append("TensorRT 8.5's parser lists Resize modes nearest and linear only; this graph upsamples with cubic (8.6.1 was reported to work)")
+
+    engine = Path(options.out).resolve() if options.out is not None else default_engine_path(model, options.precision, version, options.dla_core)
+    timing_cache = Path(options.timing_cache).resolve() if options.timing_cache is not None else default_timing_cache(model, version)
+    return BuildPlan(
+        trt_version=version.short,
+        precision=options.precision,
+        typing=typing,
+        typing_requested=options.typing,
+        onnx=model.onnx_files[role],
+        onnx_role=role,
+        root=model.root,
+        engine=engine,
+        layer_info=layer_info_path(engine),
+        timing_cache=timing_cache,
+        explicit_batch_flag=V.has("explicit_batch_flag", version),
+        strongly_typed_flag=typing == "strong" and V.has("strongly_typed_flag", version),
+        fp16_flag=fp16_flag,
+        tf32=bool(options.tf32),
+        obey_precision_constraints=bool(layer_precisions),
+        layer_precisions=layer_precisions,
+        layer_output_types=layer_output_types,
+        inputs=tuple(inputs),
+        workspace_bytes=options.workspace_bytes,
+        opt_level=options.opt_level,
+        hardware_compat=options.hardware_compat,
+        version_compatible=options.version_compatible,
+        dla_core=options.dla_core,
+        gpu_fallback=gpu_fallback,
+        warnings=tuple(warnings),
+    )
