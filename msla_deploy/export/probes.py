@@ -17,7 +17,7 @@ import onnx
 import torch
 from torch import nn
 
-from ..nn.litemla import AttentionCore, LiteMLA
+from ..nn.litemla import LiteMLA
 
 PROBE_PREFIX = "probe/"
 _CONTAINERS = (nn.ModuleList, nn.Sequential)
