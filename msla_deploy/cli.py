@@ -153,9 +153,16 @@ def export(
             ("written", str(result.directory)),
         ]))
         out.print(checks_table(parity["checks"], "Parity against PyTorch fp32"))
+        for file, scan in manifest["hazards"].items():
+            for finding in scan["errors"] + scan["warnings"]:
+                where = finding.get("module") or finding["node"]
+                err.print(f"[{'red' if finding['severity'] == 'error' else 'yellow'}]{finding['severity']}:[/] {file}: {finding['check']} at {where}: {finding['detail']}", highlight=False)
     if not result.passed:
         failures = "; ".join(f"{c['label']}: {f}" for c in parity["checks"] for o in c["outputs"] for f in o["failures"])
-        error_line(f"parity check failed: {failures} (details in {result.directory / 'parity.json'})")
+        hazard_errors = sum(len(scan["errors"]) for scan in manifest["hazards"].values())
+        if hazard_errors:
+            failures = "; ".join(filter(None, [failures, f"{hazard_errors} fp16 hazard error(s) (msla-deploy inspect {result.directory}/<file>)"]))
+        error_line(f"export checks failed: {failures} (details in {result.directory / 'parity.json'} and manifest.json)")
         raise typer.Exit(1)
 
 

@@ -7,6 +7,7 @@ import sys
 from typing import Dict, Iterable, List, Optional
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .progress import Steps
@@ -20,7 +21,8 @@ def print_json(data) -> None:
 
 
 def error_line(message: str) -> None:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    # escape: messages quote things like 'msla-deploy[export]' that Rich would eat as markup
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
 
 
 def steps_with_progress(enabled: bool = True) -> Steps:

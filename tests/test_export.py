@@ -183,7 +183,7 @@ def test_parity_failure_exits_1_and_keeps_the_evidence(tmp_path, monkeypatch):
     out = tmp_path / "out"
     result = cli("export", "-m", B0, "--res", "64x64", "--out", str(out))
     assert result.exit_code == 1
-    assert "parity check failed" in result.stderr and "cosine" in result.stderr
+    assert "export checks failed" in result.stderr and "cosine" in result.stderr
     parity = json.loads((out / "parity.json").read_text())
     assert parity["passed"] is False and parity["outputs"][0]["failures"]
     assert json.loads((out / "manifest.json").read_text())["parity"]["passed"] is False

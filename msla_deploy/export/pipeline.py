@@ -20,6 +20,7 @@ import torch
 
 from .. import __version__, convert, zoo
 from ..errors import BadInput
+from ..inspect import inspect_onnx
 from ..manifest import MANIFEST_FORMAT, MANIFEST_NAME, describe_files, environment, sha256_json, write_bytes_atomic, write_json_atomic
 from ..nn import plan_static
 from ..nn.precision import PrecisionPolicy, apply_policy, fp16_storage_proxy
@@ -60,7 +61,8 @@ class ExportResult:
 
     @property
     def passed(self) -> bool:
-        return bool(self.parity["passed"])
+        """Parity within budget and no fp16 hazard error in the graphs."""
+        return bool(self.parity["passed"]) and all(h["passed"] for h in self.manifest["hazards"].values())
 
 
 def load_model(options: ExportOptions) -> LoadedModel:
@@ -152,6 +154,16 @@ def _onnx_check(label: str, path: Path, images: np.ndarray, reference: np.ndarra
     return _parity_check(label, path.name, runtime, reference, outputs[OUTPUT_NAME], budget)
 
 
+def _hazards(path: Path, precision: str) -> Dict:
+    report = inspect_onnx(path, target=None, precision=precision)
+    return {
+        "precision": precision,
+        "passed": report.passed,
+        "errors": [f.to_dict() for f in report.errors],
+        "warnings": [f.to_dict() for f in report.warnings],
+    }
+
+
 def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportResult:
     steps = steps or Steps()
     options.check()
@@ -226,6 +238,12 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                 primary_graph = fp16_graph
             onnx_files = {"fp32": fp32_file, **({"fp16": ONNX_NAME} if fp16 else {})}
             exporter_used = primary_graph.exporter
+            # the same fp16 hazard scan `msla-deploy inspect` runs: the fp16 graph as it will be
+            # built (strongly typed), the fp32 graph as fp32 and, beside an fp16 export, as a
+            # weakly typed --fp16 build with its recorded pins
+            hazards = {ONNX_NAME: _hazards(staging / ONNX_NAME, "auto")}
+            if fp16:
+                hazards[FP32_ONNX_NAME] = _hazards(staging / FP32_ONNX_NAME, "fp16")
 
         with steps.step("parity", "Comparing ONNX Runtime" + (" and the fp16 PyTorch proxy" if fp16 else "") + " with PyTorch fp32"):
             bundle = ReferenceBundle(
@@ -305,6 +323,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             "onnx": primary_report.to_dict(),
             # module path -> tensor of model.onnx holding its output, for drift localisation
             "probes": primary_graph.probes,
+            "hazards": hazards,
             "parity": {"passed": parity["passed"], "file": PARITY_NAME},
             "environment": environment(),
             "timings_s": steps.timings,

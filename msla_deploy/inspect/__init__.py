@@ -21,30 +21,22 @@ from .report import ERROR, WARNING, Finding, InspectReport
 
 __all__ = ["inspect_onnx", "inspect_view", "InspectReport", "Finding", "TARGETS"]
 
-TARGETS = tuple(trt_support.VERSIONS)
-
-
-def _target(text: Optional[str]) -> Optional[trt_support.TrtVersion]:
-    try:
-        return trt_support.parse_version(text)
-    except KeyError:
-        raise BadInput(f"--target-trt {text!r} is not a TensorRT version we know", f"choose one of {', '.join(TARGETS)}") from None
+TARGETS = trt_support.EXAMPLES
 
 
 def inspect_onnx(model: Union[str, "onnx.ModelProto"], target: Optional[str] = None, precision: str = "auto", dla: bool = False) -> InspectReport:
     """Inspect an ONNX file (path) or an in-memory ModelProto."""
-    version = _target(target)  # bad options fail before the model is read
+    version = trt_support.parse_target(target)  # bad options fail before the model is read
     if dla and version is None:
         raise BadInput("--dla needs --target-trt: DLA support depends on the TensorRT version", "add e.g. --target-trt 10.3")
     view = view_of(model) if isinstance(model, onnx.ModelProto) else load(model)
     return inspect_view(view, version, precision, dla)
 
 
-def inspect_view(view: ModelView, version: Optional[trt_support.TrtVersion], precision: str, dla_requested: bool) -> InspectReport:
+def inspect_view(view: ModelView, version: Optional[trt_support.Target], precision: str, dla_requested: bool) -> InspectReport:
     context = decide(view, precision, version, dla_requested)
-    notes = []
+    notes: list = []
     findings = hazards.check_all(view, context)
-    findings += preflight.check_all(view, version, context, notes)
     info = {
         "model": view.path,
         "producer": f"{view.model.producer_name} {view.model.producer_version}".strip(),
@@ -54,13 +46,14 @@ def inspect_view(view: ModelView, version: Optional[trt_support.TrtVersion], pre
         "outputs": {o.name: view.shape(o.name) for o in view.model.graph.output},
         "shape_inference": "ok" if view.inferred else "failed: types and shapes partly unknown",
         "target_trt": None if version is None else {
-            "version": version.name, "jetpack": version.jetpack, "max_opset": version.max_opset, "operators": version.matrix_note,
+            "version": version.name, "given": version.version.text, "jetpack": version.jetpack, "max_opset": version.max_opset, "operators": version.matrix_note,
         },
         "precision": context.to_dict(view),
         "msla_deploy": {k: v for k, v in sorted(view.metadata.items()) if k.startswith("msla_deploy.")},
     }
+    findings += preflight.check_all(view, version, context, notes, info)
     if dla_requested:
-        findings += dla.check_dla(view, version, context, info, notes)
+        findings += dla.check_dla(view, version, context, info)
     for name in stale_pins(view, context):
         findings.append(Finding(WARNING, "precision", name, f"{PINNED_KEY} names '{name}', which is not a node of this graph",
                                 "re-export: the metadata does not match the graph"))

@@ -23,7 +23,7 @@ PRECISION_HELP = (
 def inspect_command(
     model: Path = typer.Argument(..., help="The ONNX model to inspect (any exporter's).", show_default=False),
     target_trt: Optional[str] = typer.Option(
-        None, "--target-trt", "-t", help=f"TensorRT version to preflight against: {' | '.join(TARGETS)} (a patch suffix like 8.6.1 is fine)."
+        None, "--target-trt", "-t", help=f"TensorRT version to preflight against, e.g. {' | '.join(TARGETS)} (any 8.5 ... 11.x; '11' means 11.0, a patch suffix like 8.6.1 is fine)."
     ),
     dla: bool = typer.Option(False, "--dla", help="Also check DLA: availability in that version, static shapes, layers that fall back to the GPU."),
     precision: str = typer.Option("auto", "--precision", "-p", help=PRECISION_HELP),
@@ -66,12 +66,15 @@ def _render(report: InspectReport) -> None:
     info = report.info
     target = info["target_trt"]
     precision = info["precision"]
-    where = f"TensorRT {target['version']} (JetPack {target['jetpack']})" if target else "no TensorRT target"
+    where = "no TensorRT target"
+    if target:
+        where = f"TensorRT {target['version']}" + (f" ({target['jetpack']})" if target["jetpack"] else "")
     verdict = "[bold red]FAIL[/]" if report.errors else "[green]ok[/]"
     summary = (
         f"{verdict}: {len(report.errors)} error(s), {len(report.warnings)} warning(s) - {info['model']}, opset {info['opset']}, "
         f"{where}, precision {precision['assumed']} ({precision['typing']} typing, {precision['fp16_nodes']} fp16 node(s))"
     )
     if "dla" in info:
-        summary += f", DLA {info['dla']['layers_on_dla']} layer(s), GPU fallback {info['dla']['gpu_fallback']}"
+        dla = info["dla"]
+        summary += f", DLA forecast {dla['dla']} on DLA / {dla['maybe']} maybe / {dla['gpu']} GPU"
     (out if report.passed else err).print(summary, highlight=False)

@@ -163,7 +163,10 @@ def check_missing_eps(view: ModelView, context: PrecisionContext) -> List[Findin
             ))
         elif kind == "guard" and const is not None:
             value = view.const_value(const)
-            if value is not None and value.dtype.kind == "f" and value.size and np.all(value <= 0):
+            guarded = [i for i in source.input if i and i != const]
+            # a zero "eps" only matters in front of a sum that can be 0 (not x - 1 written as Add)
+            if (value is not None and value.dtype.kind == "f" and value.size and np.all(value == 0)
+                    and guarded and _walk_denominator(view, guarded[0])[0] == "sum"):
                 stored_fp16 = value.dtype == np.float16
                 findings.append(_finding(
                     view, source, ERROR, "eps-underflow" if stored_fp16 else "missing-eps",

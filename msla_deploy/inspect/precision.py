@@ -24,7 +24,7 @@ import onnx
 
 from ..errors import BadInput
 from .model_view import ModelView
-from .trt_support import TrtVersion
+from .trt_support import Target
 
 PRECISIONS = ("auto", "fp16", "fp32")
 PINNED_KEY = "msla_deploy.fp32_nodes"
@@ -76,7 +76,7 @@ def pinned_nodes(view: ModelView) -> Set[str]:
     return {name.strip() for name in text.split(",") if name.strip()}
 
 
-def decide(view: ModelView, precision: str, target: Optional[TrtVersion], dla: bool) -> PrecisionContext:
+def decide(view: ModelView, precision: str, target: Optional[Target], dla: bool) -> PrecisionContext:
     if precision not in PRECISIONS:
         raise BadInput(f"--precision {precision!r} is unknown", f"choose one of {', '.join(PRECISIONS)}")
     has_fp16 = graph_has_fp16(view)

@@ -14,7 +14,7 @@ import onnx
 from .model_view import ModelView, attribute, graph_inputs
 from .precision import PrecisionContext
 from .report import ERROR, WARNING, Finding
-from .trt_support import RESIZE_COORDINATE_MODES, RESIZE_DOCUMENTED_MODES, TrtVersion
+from .trt_support import RESIZE_COORDINATE_MODES, RESIZE_DOCUMENTED_MODES, Target
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 # inputs where INT64_MAX/INT64_MIN mean "to the end": clamping them to int32 changes nothing
@@ -35,13 +35,13 @@ def _grouped(view: ModelView, nodes: List[onnx.NodeProto], severity: str, check:
                    nodes=[view.label(n) for n in nodes])
 
 
-def check_all(view: ModelView, target: Optional[TrtVersion], context: PrecisionContext, notes: List[str]) -> List[Finding]:
+def check_all(view: ModelView, target: Optional[Target], context: PrecisionContext, notes: List[str], info: Dict) -> List[Finding]:
     findings = check_dynamic(view, target, notes)
     if target is None:
         return findings
     findings += check_opset(view, target)
     findings += check_operators(view, target, notes)
-    findings += check_types(view, target, notes)
+    findings += check_types(view, target, notes, info)
     findings += check_precision(view, target, context, notes)
     return findings
 
@@ -55,7 +55,7 @@ def dynamic_inputs(view: ModelView) -> Dict[str, List]:
     return found
 
 
-def check_dynamic(view: ModelView, target: Optional[TrtVersion], notes: List[str]) -> List[Finding]:
+def check_dynamic(view: ModelView, target: Optional[Target], notes: List[str]) -> List[Finding]:
     dynamic = dynamic_inputs(view)
     if not dynamic:
         return []
@@ -65,7 +65,7 @@ def check_dynamic(view: ModelView, target: Optional[TrtVersion], notes: List[str
         "export with static shapes (msla-deploy export --res HxW --batch N), or give the build an "
         "optimization profile (min/opt/max) for each dynamic input",
     )]
-    if target is not None and target.name.startswith("8."):
+    if target is not None and target.version.major == 8:
         # TensorRT 8.x cannot reshape shape tensors computed at run time (efficientvit #63/#73)
         pads = [n for n in view.nodes if n.op_type == "Pad" and len(n.input) > 1 and n.input[1] and not view.is_const(n.input[1])]
         if pads:
@@ -78,7 +78,7 @@ def check_dynamic(view: ModelView, target: Optional[TrtVersion], notes: List[str
     return findings
 
 
-def check_opset(view: ModelView, target: TrtVersion) -> List[Finding]:
+def check_opset(view: ModelView, target: Target) -> List[Finding]:
     findings = []
     if view.opset > target.max_opset:
         findings.append(Finding(
@@ -103,7 +103,7 @@ def check_opset(view: ModelView, target: TrtVersion) -> List[Finding]:
     return findings
 
 
-def check_operators(view: ModelView, target: TrtVersion, notes: List[str]) -> List[Finding]:
+def check_operators(view: ModelView, target: Target, notes: List[str]) -> List[Finding]:
     findings = []
     unsupported: Dict[str, List[onnx.NodeProto]] = {}
     for node in view.nodes:
@@ -125,7 +125,7 @@ def check_operators(view: ModelView, target: TrtVersion, notes: List[str]) -> Li
     return findings
 
 
-def _resize(view: ModelView, node: onnx.NodeProto, target: TrtVersion, notes: List[str]) -> List[Finding]:
+def _resize(view: ModelView, node: onnx.NodeProto, target: Target, notes: List[str]) -> List[Finding]:
     findings = []
     mode = attribute(node, "mode", "nearest")
     coord = attribute(node, "coordinate_transformation_mode", "half_pixel")
@@ -160,7 +160,7 @@ def _resize(view: ModelView, node: onnx.NodeProto, target: TrtVersion, notes: Li
     return findings
 
 
-def check_types(view: ModelView, target: TrtVersion, notes: List[str]) -> List[Finding]:
+def check_types(view: ModelView, target: Target, notes: List[str], info: Dict) -> List[Finding]:
     findings = []
     if not target.bf16:
         bf16 = [n for n, t in view.types.items() if t == onnx.TensorProto.BFLOAT16]
@@ -172,6 +172,7 @@ def check_types(view: ModelView, target: TrtVersion, notes: List[str]) -> List[F
     # 8.x: "TensorRT will attempt to cast down INT64 to INT32 ... clamping values to +-INT_MAX"
     int64_inits = [name for name, init in view.initializers.items() if init.data_type == onnx.TensorProto.INT64]
     if int64_inits:
+        info["int64_cast_to_int32"] = int64_inits  # where the 8.x parser narrows weights
         notes.append(f"int64: TensorRT {target.name}'s parser casts {len(int64_inits)} INT64 initializer(s) to INT32 "
                      f"(e.g. {', '.join(int64_inits[:3])})")
     clamped = []
@@ -195,7 +196,7 @@ def check_types(view: ModelView, target: TrtVersion, notes: List[str]) -> List[F
     return findings
 
 
-def check_precision(view: ModelView, target: TrtVersion, context: PrecisionContext, notes: List[str]) -> List[Finding]:
+def check_precision(view: ModelView, target: Target, context: PrecisionContext, notes: List[str]) -> List[Finding]:
     """What the requested precision means on this version (FACTS §3: weak typing deprecated in
     10.12, removed in 11.0)."""
     if context.assumed != "fp16":

@@ -1,34 +1,33 @@
-"""What each TensorRT version's ONNX parser (and DLA) accepts, as data for the preflight.
+"""What each TensorRT version's ONNX parser accepts, as data for the preflight.
 
-Sources (read for this table; nothing here is copied code):
+Version facts that msla_deploy/trt/versions.py already holds (max opset per parser, strongly and
+weakly typed modes, DLA per version, JetPack) are read from there, not repeated. This module adds
+what the parser takes, per version. Sources (read for this table; nothing here is copied code):
 
 * onnx/onnx-tensorrt `docs/operators.md` on the release branches 8.5-GA (fdeeaca), 8.6-GA
   (ee0b139) and 10.1-GA (96e7811): the operator matrix ("Y" rows) and the opset range.
-* onnx/onnx-tensorrt `docs/Changelog.md` (10.2 ... 10.15 entries): operators added after 10.1
-  (10.4 window functions, 10.5 STFT, 10.14 Attention, 10.15 RMSNormalization, RotaryEmbedding,
-  TensorScatter), and `docs/operators.md` of 10.15 ("opset 9 to opset 24").
-  No 10.3, 10.13 or 11.x operators.md was available to us: 10.3 is 10.1's matrix plus the
-  changelog (10.2/10.3 added no operator), 10.13 adds 10.4/10.5, and 11 is taken as the 10.15
-  matrix (TensorRT 11 removed APIs, not parser operators, as far as the public notes say).
-* onnx/onnx-tensorrt 8.5-GA `builtin_op_importers.cpp` (importResize): the parser maps
-  mode "cubic" to ResizeMode::kCUBIC since the 8.5 GA release commit (3b008c4), although every
-  operators.md up to 10.15 still lists only nearest and linear. Hence cubic is a warning
-  ("not in the documented matrix") on 8.5 and a note from 8.6.1 on, where it was reported working
+* onnx/onnx-tensorrt `docs/Changelog.md` (9.0 ... 10.15): INT64 and BF16 native from 9.0, Pad
+  "wrap" from 10.0 EA, operators added after 10.1 (10.4 window functions, 10.5 STFT, 10.14
+  Attention, 10.15 RMSNormalization, RotaryEmbedding, TensorScatter), and the 10.15
+  `docs/operators.md` ("opset 9 to opset 24"). No 10.3, 10.13 or 11.x operators.md was available
+  to us: those rows are 10.1's matrix plus the changelog, and 11.x uses the 10.15 matrix.
+* onnx/onnx-tensorrt 8.5-GA `builtin_op_importers.cpp` (importResize): the parser maps mode
+  "cubic" to ResizeMode::kCUBIC since the 8.5 GA release commit (3b008c4), although every
+  operators.md up to 10.15 lists only nearest and linear. Hence cubic is a warning on 8.5 ("not
+  in the documented matrix, verify") and a note from 8.6 on, where it was reported working
   (FACTS.md §3).
-* Max opset per parser, weak typing deprecated in 10.12 and removed in 11.0, DLA availability
-  (last 10.x with DLA: 10.7; none in 10.8 ... 11.3; 11.4.1 strongly typed only): FACTS.md §3.
-* DLA layers: TensorRT "DLA Supported Layers and Restrictions" (docs.nvidia.com, latest) and the
-  IResizeLayer API docs (DLA resize: 4 scales, first two 1, last two integer, [1, 32] nearest,
-  [1, 4] linear; half_pixel for linear/cubic). Numbers not stated there are not checked.
 
-When TensorRT itself is at hand, its parser is the authority: this table exists so that the
-preflight works on a workstation without TensorRT and on CI.
+When TensorRT itself is at hand its parser is the authority: this table lets the preflight run
+on a workstation or CI machine without TensorRT.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, FrozenSet, Optional, Tuple
+from typing import FrozenSet, Optional, Tuple
+
+from ..errors import BadInput
+from ..trt import versions as V
 
 # "Y" rows of onnx-tensorrt docs/operators.md, 8.5-GA branch (142 operators)
 _OPS_8_5 = frozenset("""
@@ -47,131 +46,94 @@ Sin Sinh Size Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Su
 ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Upsample Where Xor
 """.split())
 _OPS_8_6 = _OPS_8_5 | {"GroupNormalization", "IsInf", "LayerNormalization"}  # 8.6-GA matrix
-_OPS_10_3 = _OPS_8_6 | {"CastLike", "DeformConv", "Gelu", "Hardmax", "Mish"}  # 10.1-GA matrix
-_OPS_10_13 = _OPS_10_3 | {"BlackmanWindow", "HammingWindow", "HannWindow", "STFT"}  # changelog 10.4, 10.5
-_OPS_11 = _OPS_10_13 | {"Attention", "RMSNormalization", "RotaryEmbedding", "TensorScatter"}  # 10.14, 10.15
+_OPS_10_1 = _OPS_8_6 | {"CastLike", "DeformConv", "Gelu", "Hardmax", "Mish"}  # 10.1-GA matrix
+_OPS_10_4 = _OPS_10_1 | {"BlackmanWindow", "HammingWindow", "HannWindow"}  # changelog 10.4
+_OPS_10_5 = _OPS_10_4 | {"STFT"}  # changelog 10.5
+_OPS_10_14 = _OPS_10_5 | {"Attention"}  # changelog 10.14
+_OPS_10_15 = _OPS_10_14 | {"RMSNormalization", "RotaryEmbedding", "TensorScatter"}  # changelog and operators.md 10.15
+
+# (first version, operator set, where it comes from); a version uses the last row at or below it
+_MATRICES: Tuple[Tuple[V.Version, FrozenSet[str], str], ...] = (
+    ((8, 5), _OPS_8_5, "onnx-tensorrt 8.5-GA operators.md"),
+    ((8, 6), _OPS_8_6, "onnx-tensorrt 8.6-GA operators.md"),
+    ((10, 0), _OPS_10_1, "onnx-tensorrt 10.1-GA operators.md (10.0 ... 10.3 add no operator)"),
+    ((10, 4), _OPS_10_4, "onnx-tensorrt 10.1-GA operators.md + changelog 10.4"),
+    ((10, 5), _OPS_10_5, "onnx-tensorrt 10.1-GA operators.md + changelog 10.4/10.5"),
+    ((10, 14), _OPS_10_14, "onnx-tensorrt 10.1-GA operators.md + changelog 10.4 ... 10.14"),
+    ((10, 15), _OPS_10_15, "onnx-tensorrt 10.15 operators.md (also used for 11.x: no 11.x matrix available)"),
+)
 
 # Resize attributes every listed parser accepts (operators.md "Restrictions" column)
 RESIZE_COORDINATE_MODES = frozenset({"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"})
 RESIZE_DOCUMENTED_MODES = frozenset({"nearest", "linear"})
+EXAMPLES = ("8.5", "8.6", "10.3", "10.13", "11")  # the JetPack releases' versions (FACTS.md §3) and 11.x
 
 
 @dataclass(frozen=True)
-class TrtVersion:
-    name: str  # as given on the command line
-    jetpack: str
+class Target:
+    """Everything the preflight needs to know about one TensorRT version."""
+
+    version: V.TrtVersion
+    jetpack: Optional[str]
     min_opset: int
     max_opset: int
     operators: FrozenSet[str]
-    cubic_resize: str  # "undocumented" (warning) | "reported" (note)
-    int64_native: bool  # False: the parser casts INT64 down to INT32, clamping (8.x operators.md)
-    bf16: bool
-    strongly_typed: bool  # the STRONGLY_TYPED network flag exists
-    weak_typing: str  # "yes" | "deprecated" | "removed": the FP16 builder flag and layer precisions
-    dla: str  # "yes" | "no" | "strongly-typed" (11.4.1+ on AGX Orin, JetPack >= 7.2.2)
-    pad_wrap: bool  # Pad mode "wrap" (onnx-tensorrt changelog 10.0 EA)
-    matrix_note: str  # where the operator set comes from
+    matrix_note: str
+    cubic_resize: str  # "undocumented" (8.5: warning) | "reported" (8.6.1 on: a note)
+    int64_native: bool  # False: the 8.x parser casts INT64 to INT32, clamping (8.x operators.md)
+    bf16: bool  # BF16 arrived with 9.0 (onnx-tensorrt changelog)
+    pad_wrap: bool  # Pad mode "wrap": onnx-tensorrt changelog 10.0 EA
+    strongly_typed: bool  # the STRONGLY_TYPED network mode exists (versions.py)
+    weak_typing: str  # "yes" | "deprecated" (10.12+) | "removed" (11.0+)
+    dla: str  # "yes" | "no" | "strongly-typed" (11.4+, AGX Orin with JetPack >= 7.2.2)
+
+    @property
+    def name(self) -> str:
+        return self.version.short
 
 
-VERSIONS: Dict[str, TrtVersion] = {
-    v.name: v
-    for v in (
-        TrtVersion("8.5", "5.1", 1, 17, _OPS_8_5, "undocumented", False, False, False, "yes", "yes", False,
-                   "onnx-tensorrt 8.5-GA operators.md"),
-        TrtVersion("8.6", "6.0", 1, 17, _OPS_8_6, "reported", False, False, False, "yes", "yes", False,
-                   "onnx-tensorrt 8.6-GA operators.md"),
-        TrtVersion("10.3", "6.1 / 6.2", 9, 20, _OPS_10_3, "reported", True, True, True, "yes", "yes", True,
-                   "onnx-tensorrt 10.1-GA operators.md + changelog 10.2/10.3"),
-        TrtVersion("10.13", "7.0 / 7.1", 9, 24, _OPS_10_13, "reported", True, True, True, "deprecated", "no", True,
-                   "onnx-tensorrt 10.1-GA operators.md + changelog 10.2 ... 10.13"),
-        TrtVersion("11", "7.2+", 9, 24, _OPS_11, "reported", True, True, True, "removed", "strongly-typed", True,
-                   "onnx-tensorrt 10.15 operators.md (no 11.x matrix available)"),
+def parse_target(text: Optional[str]) -> Optional[Target]:
+    """'8.6', '8.6.1', '10.13.0', '11' (= 11.0), '11.4' -> Target; None stays None. BadInput otherwise."""
+    if text is None:
+        return None
+    cleaned = text.strip().lower().lstrip("v")
+    if cleaned.isdigit():
+        cleaned += ".0"  # "11" means 11.0: DLA, for one, differs within 11.x
+    try:
+        version = V.parse_version(cleaned)
+    except BadInput:
+        version = None
+    if version is None or version.major not in (8, 10, 11):  # no JetPack ships 9.x
+        raise BadInput(f"--target-trt {text!r} is not a TensorRT version we have data for",
+                       f"use 8.5 ... 11.x, e.g. {', '.join(EXAMPLES)}")
+    operators, note = _OPS_8_5, _MATRICES[0][2]
+    for since, ops, where in _MATRICES:
+        if version.key >= since:
+            operators, note = ops, where
+    weak = "removed" if not V.has("weak_typing", version) else ("deprecated" if version.at_least(V.AUTO_STRONG_SINCE) else "yes")
+    dla = "no" if not V.dla_available(version) else ("strongly-typed" if version.at_least(V.DLA_STRONGLY_TYPED_ONLY_SINCE) else "yes")
+    modern = version.major >= 10
+    return Target(
+        version=version,
+        jetpack=V.jetpack_for(version),
+        min_opset=9 if modern else 1,  # "inclusive range of opset 9 to ..." since the 10.0 matrix
+        max_opset=V.parser_max_opset(version),
+        operators=operators,
+        matrix_note=note,
+        cubic_resize="undocumented" if version.key < (8, 6) else "reported",
+        int64_native=modern,
+        bf16=modern,
+        pad_wrap=modern,
+        strongly_typed=V.has("strongly_typed", version),
+        weak_typing=weak,
+        dla=dla,
     )
-}
+
 
 SOURCES: Tuple[str, ...] = (
     "github.com/onnx/onnx-tensorrt docs/operators.md @ 8.5-GA, 8.6-GA, 10.1-GA; 10.15",
-    "github.com/onnx/onnx-tensorrt docs/Changelog.md (10.2 ... 10.15)",
+    "github.com/onnx/onnx-tensorrt docs/Changelog.md (9.0 ... 10.15)",
     "github.com/onnx/onnx-tensorrt builtin_op_importers.cpp @ 8.5-GA (Resize: cubic import path)",
-    "docs.nvidia.com TensorRT 'DLA Supported Layers and Restrictions'; IResizeLayer API (DLA limits)",
-    "shared/docs/FACTS.md §3 (opset per parser, weak typing, DLA per version)",
+    "msla_deploy/trt/versions.py (max opset, typing modes, DLA per version, JetPack) and trt/dla.py (DLA rules)",
+    "shared/docs/FACTS.md §3",
 )
-
-
-def parse_version(text: Optional[str]) -> Optional[TrtVersion]:
-    """'8.6', '8.6.1', '10.13.0', '11', '11.2' -> the table entry; None stays None; else KeyError."""
-    if text is None:
-        return None
-    parts = text.strip().lower().lstrip("v").split(".")
-    if parts and parts[0] == "11":
-        return VERSIONS["11"]  # one row for 11.x: the DLA distinction (11.4.1+) is reported, not keyed
-    key = ".".join(parts[:2])
-    if key in VERSIONS:
-        return VERSIONS[key]
-    raise KeyError(text)
-
-
-# ---- DLA ------------------------------------------------------------------------------------------
-# ONNX op -> the TensorRT layer DLA runs it as. Anything not here falls back to the GPU.
-DLA_LAYERS: Dict[str, str] = {
-    "Conv": "Convolution",
-    "ConvTranspose": "Deconvolution",
-    "MaxPool": "Pooling",
-    "AveragePool": "Pooling",
-    "GlobalAveragePool": "Pooling",
-    "GlobalMaxPool": "Pooling",
-    "Relu": "Activation",
-    "Sigmoid": "Activation",
-    "Tanh": "Activation",
-    "Clip": "Activation (clipped ReLU)",
-    "LeakyRelu": "Activation",
-    "PRelu": "Parametric ReLU",
-    "Add": "ElementWise",
-    "Sub": "ElementWise",
-    "Mul": "ElementWise",
-    "Div": "ElementWise",
-    "Max": "ElementWise",
-    "Min": "ElementWise",
-    "Pow": "ElementWise",
-    "BatchNormalization": "Scale",
-    "LRN": "LRN",
-    "Concat": "Concatenation (channel axis)",
-    "Resize": "Resize",
-    "Softmax": "SoftMax",
-    "Reshape": "Shuffle",
-    "Transpose": "Shuffle",
-    "Flatten": "Shuffle",
-    "Squeeze": "Shuffle",
-    "Unsqueeze": "Shuffle",
-    "Slice": "Slice",
-    "Split": "Slice",
-    "ReduceMax": "Reduce (MAX only)",
-    "Abs": "Unary",
-    "Sin": "Unary",
-    "Cos": "Unary",
-    "Atan": "Unary",
-}
-# ops that become no layer at all (folded or aliased): never "fall back"
-DLA_NO_LAYER = frozenset({"Constant", "Identity", "Dropout"})
-# why notable ops are not on DLA, for the report
-DLA_FALLBACK_REASONS: Dict[str, str] = {
-    "HardSwish": "activation not on DLA (only ReLU, Sigmoid, TanH, clipped/leaky ReLU)",
-    "HardSigmoid": "activation not on DLA (only ReLU, Sigmoid, TanH, clipped/leaky ReLU)",
-    "Gelu": "activation not on DLA (only ReLU, Sigmoid, TanH, clipped/leaky ReLU)",
-    "Erf": "GELU's Erf is not on DLA",
-    "Elu": "activation not on DLA (only ReLU, Sigmoid, TanH, clipped/leaky ReLU)",
-    "Selu": "activation not on DLA (only ReLU, Sigmoid, TanH, clipped/leaky ReLU)",
-    "Softplus": "activation not on DLA (only ReLU, Sigmoid, TanH, clipped/leaky ReLU)",
-    "MatMul": "matrix multiply is not in DLA's layer list",
-    "Gemm": "matrix multiply is not in DLA's layer list",
-    "ReduceSum": "DLA's Reduce supports MAX only",
-    "ReduceMean": "DLA's Reduce supports MAX only",
-    "Cast": "Cast layers run on the GPU",
-    "Equal": "DLA comparisons are INT8 only",
-    "Greater": "DLA comparisons are INT8 only",
-    "Less": "DLA comparisons are INT8 only",
-}
-DLA_MAX_DIM = 8192  # largest non-batch dimension DLA takes
-DLA_CONV_KERNEL = (1, 32)
-DLA_CONV_STRIDE = (1, 8)
-DLA_RESIZE_SCALE_MAX = {"nearest": 32, "linear": 4}  # integer scales on H and W only

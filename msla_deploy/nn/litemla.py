@@ -111,7 +111,8 @@ class AttentionCore(nn.Module):
             k_sum = k.sum(dim=-1, keepdim=True)  # [B, G, d, 1]
             if self.token_scaling:
                 k_sum = k_sum * inv_root  # (sum_m k_m) / N: the same 1/N scale as kv
-            den = torch.matmul(k_sum.transpose(-1, -2), q)  # [B, G, 1, N]: sum_m k_m . q_n
+            # [B, G, 1, N]: sum_m k_m . q_n, as a product and a sum over d: no transpose needed
+            den = (k_sum * q).sum(dim=2, keepdim=True)
             return num / (den + eps)
         att = torch.matmul(k.transpose(-1, -2), q)  # [B, G, N, N]: k_m . q_n
         att = att / (att.sum(dim=2, keepdim=True) + eps)

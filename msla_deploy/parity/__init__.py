@@ -1,6 +1,17 @@
 """Parity between a deployed artifact and the PyTorch reference: metrics, budgets, runners.
 
 torch-free by design: a Jetson validates against a reference bundle with numpy and a runtime.
+
+    metrics, budgets      numbers and verdicts (numpy; export uses them too)
+    config                the budget in force: flags > pyproject.toml > precision default
+    artifact              what `validate ARTIFACT` points at (model file, manifest, reference, precision)
+    runners, tensorrt     Polygraphy runners: ONNX Runtime providers (fallback detected), TensorRT
+    polygraphy_compare    Polygraphy's comparators on the artifact's and the reference's outputs
+    localize              probe tensors vs PyTorch hooks (torch_reference: the torch side, lazy)
+    pictures, png         disagreement and error pictures, PNG without an imaging library
+    reports               report.json, report.md, junit.xml
+    validate              the pipeline; command: the CLI commands (validate, reference)
+    images, reference_images   real pictures into a reference bundle
 """
 
 from .budgets import Budget, default_budget

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 import onnx
 
@@ -15,7 +15,8 @@ from ..errors import BadInput
 from ..manifest import MANIFEST_NAME
 from ..reference_bundle import REFERENCE_DIR
 
-ONNX_SUFFIX, ENGINE_SUFFIX = ".onnx", ".engine"
+ONNX_SUFFIX = ".onnx"
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")  # what TensorRT users call serialized engines
 DEFAULT_ONNX = "model.onnx"
 PRECISION_KEY = "msla_deploy.precision"
 
@@ -36,7 +37,7 @@ class Artifact:
 
     @property
     def is_engine(self) -> bool:
-        return self.model_file.suffix == ENGINE_SUFFIX
+        return self.model_file.suffix in ENGINE_SUFFIXES
 
     @property
     def model_name(self) -> Optional[str]:
@@ -80,9 +81,52 @@ def load_onnx(path: Path) -> onnx.ModelProto:
         raise BadInput(f"{path} is not a readable ONNX model ({detail}; truncated?)", "re-export it, or copy the file again") from None
 
 
-def _single_engine(folder: Path) -> Optional[Path]:
-    engines = sorted(folder.glob(f"*{ENGINE_SUFFIX}"))
-    return engines[0] if len(engines) == 1 else None
+def artifact_precision(model_file: Path, manifest: Optional[Dict], metadata: Dict[str, str]):
+    """(precision, where it was read). An ONNX says it best itself (an fp16 export also holds an
+    fp32 ONNX); an engine has no metadata we can read without TensorRT, so its manifest speaks."""
+    options = (manifest or {}).get("options") if isinstance((manifest or {}).get("options"), dict) else {}
+    if metadata.get(PRECISION_KEY):
+        return metadata[PRECISION_KEY], f"ONNX metadata {PRECISION_KEY}"
+    if model_file.suffix in ENGINE_SUFFIXES:
+        record = engine_build_record(model_file, manifest)
+        if record and record.get("precision"):
+            return record["precision"], f"build record of {model_file.name}"
+    if options.get("precision"):
+        return options["precision"], "manifest options.precision"
+    return "fp32", "default (the artifact records none)"
+
+
+def budget_precision(artifact: "Artifact"):
+    """The precision whose default budget applies, and why if it is not the artifact's own.
+
+    A head that resizes bilinearly approximates upstream's bicubic resize, so it cannot meet the
+    fp32 budget against a bicubic PyTorch reference; export judges it like fp16, and so does this."""
+    options = (artifact.manifest or {}).get("options") or {}
+    bilinear = options.get("upsample") == "bilinear"
+    if not options.get("upsample") and artifact.onnx_model is not None:
+        modes = {a.s.decode() for n in artifact.onnx_model.graph.node if n.op_type == "Resize" for a in n.attribute if a.name == "mode"}
+        bilinear = "linear" in modes and "cubic" not in modes
+    if artifact.precision == "fp32" and bilinear:
+        return "fp16", "the head resizes bilinearly (upstream: bicubic), judged like fp16 as export does"
+    return artifact.precision, None
+
+
+def engine_build_record(engine: Path, manifest: Optional[Dict]) -> Optional[Dict]:
+    """What `msla-deploy build` recorded about this engine: in the export's manifest ("builds"),
+    or in build.json beside an engine built from a bare ONNX. The latest record wins."""
+    records = list((manifest or {}).get("builds") or [])
+    beside = engine.parent / "build.json"
+    if not records and beside.is_file():
+        try:
+            records = list(json.loads(beside.read_text()).get("builds") or [])
+        except (OSError, ValueError, AttributeError):
+            records = []
+    mine = [r for r in records if isinstance(r, dict) and Path(str((r.get("engine") or {}).get("file", ""))).name == engine.name]
+    return mine[-1] if mine else None
+
+
+def _engines(folder: Path) -> List[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix in ENGINE_SUFFIXES and p.is_file())
 
 
 def resolve_artifact(path: Path, reference: Optional[Path], want_tensorrt: bool) -> Artifact:
@@ -93,16 +137,18 @@ def resolve_artifact(path: Path, reference: Optional[Path], want_tensorrt: bool)
         kind, directory = "directory", path
         manifest = read_manifest_if_any(path)
         onnx_path = path / DEFAULT_ONNX
-        engine = _single_engine(path)
-        if want_tensorrt and engine is not None:
-            model_file = engine  # a directory on a device that built its engine: validate that
+        engines = _engines(path)
+        if want_tensorrt and len(engines) > 1:
+            raise BadInput(f"{path} holds {len(engines)} engines ({', '.join(e.name for e in engines)})", "pass the one to validate")
+        if want_tensorrt and engines:
+            model_file = engines[0]  # a directory on a device that built its engine: validate that
         elif onnx_path.is_file():
             model_file = onnx_path
         else:
             raise BadInput(f"{path} has no {DEFAULT_ONNX}", "pass an export directory written by msla-deploy export, or the model file itself")
         onnx_path = onnx_path if onnx_path.is_file() else None
-    elif path.suffix in (ONNX_SUFFIX, ENGINE_SUFFIX):
-        kind, model_file = path.suffix[1:], path
+    elif path.suffix in (ONNX_SUFFIX, *ENGINE_SUFFIXES):
+        kind, model_file = ("onnx" if path.suffix == ONNX_SUFFIX else "engine"), path
         manifest = read_manifest_if_any(path.parent)
         directory = path.parent if manifest is not None else None
         beside = path.parent / DEFAULT_ONNX
@@ -113,14 +159,7 @@ def resolve_artifact(path: Path, reference: Optional[Path], want_tensorrt: bool)
     model = load_onnx(model_file) if model_file.suffix == ONNX_SUFFIX else None
     metadata = {p.key: p.value for p in model.metadata_props} if model is not None else {}
 
-    precision, source = "fp32", "default (the artifact records none)"
-    if manifest and model_file.suffix == ENGINE_SUFFIX and isinstance(manifest.get("build"), dict) and manifest["build"].get("precision"):
-        precision, source = manifest["build"]["precision"], "manifest build.precision"
-    elif manifest and isinstance(manifest.get("options"), dict) and manifest["options"].get("precision"):
-        precision, source = manifest["options"]["precision"], "manifest options.precision"
-    elif metadata.get(PRECISION_KEY):
-        precision, source = metadata[PRECISION_KEY], f"ONNX metadata {PRECISION_KEY}"
-
+    precision, source = artifact_precision(model_file, manifest, metadata)
     if reference is None:
         reference = (path if kind == "directory" else path.parent) / REFERENCE_DIR
         if not reference.is_dir():

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 
 from ..console import err, key_values, out, parity_table, print_json, steps_with_progress
 from ..errors import CheckFailed
@@ -51,16 +52,17 @@ def validate_command(
 
 def _render(report) -> None:
     run, art, budget = report["backend"], report["artifact"], report["budget"]
-    ran_on = f"{run['runtime']} {run['version']} on {run['ran_on']}"
+    ran_on = escape(f"{run['runtime']} {run['version']} on {run['ran_on']}")
     if run.get("note"):
-        ran_on += f" [yellow]({run['note']})[/]"
+        ran_on += f" [yellow]({escape(run['note'])})[/]"
     sources = sorted({s for s in budget["sources"].values()})
+    # paths and table names are data, not Rich markup: "[tool.msla-deploy.validate]" must show
     out.print(key_values([
-        ("artifact", f"{art['path']} ({art.get('model') or 'model unknown'})"),
-        ("precision", f"{art['precision']} ({art['precision_source']})"),
+        ("artifact", escape(f"{art['path']} ({art.get('model') or 'model unknown'})")),
+        ("precision", escape(f"{art['precision']} ({art['precision_source']})")),
         ("ran on", ran_on),
-        ("reference", f"{report['reference']['samples']} sample(s), {report['reference']['source']}"),
-        ("budget from", "; ".join(sources)),
+        ("reference", escape(f"{report['reference']['samples']} sample(s), {report['reference']['source']}")),
+        ("budget from", escape("; ".join(sources))),
     ]))
     out.print(parity_table(report["outputs"], budget["values"], f"{run['ran_on']} vs PyTorch fp32 reference"))
     for o in report["outputs"]:
@@ -69,20 +71,21 @@ def _render(report) -> None:
             text = f"{o['name']}: mIoU {100 * o['miou']:.3f}% (prediction vs prediction)"
             if worst:
                 text += f", largest IoU change: class {worst['class']}{' ' + worst['name'] if worst.get('name') else ''} {100 * worst['change']:.2f}%"
-            out.print(text, highlight=False)
+            out.print(escape(text), highlight=False)
     loc = report.get("localization")
     if loc:
         first = loc["first_offender"] or "none: every probe is within the limit"
-        out.print(f"first module where the numbers drift: [bold]{first}[/]", highlight=False)
+        out.print(f"first module where the numbers drift: [bold]{escape(first)}[/]", highlight=False)
         by_name = {p["module"]: p for p in loc["probes"]}
         for name in loc["ranked"][:5]:
             p = by_name[name]
-            out.print(f"  {name}: max |error| / peak {p['relative']:.3g}, cosine {p['cosine']:.6f}", highlight=False)
+            bad = f", {p['nonfinite']} NaN/Inf" if p["nonfinite"] else ""
+            out.print(escape(f"  {name}: max |error| / peak {p['relative']:.3g}, cosine {p['cosine']:.6f}{bad}"), highlight=False)
         for note in loc["notes"]:
-            err.print(f"[yellow]note:[/] {note}", highlight=False)
+            err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     for note in budget.get("notes", []):
-        err.print(f"[yellow]note:[/] {note}", highlight=False)
-    out.print(f"reports: {Path(report['files']['markdown']).parent}", highlight=False)
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    out.print(escape(f"reports: {Path(report['files']['markdown']).parent}"), highlight=False)
 
 
 def reference_command(
@@ -99,7 +102,7 @@ def reference_command(
         print_json(data)
         return
     out.print(key_values([
-        ("bundle", str(result.directory / "reference")),
-        ("pictures", f"{len(result.images)} ({', '.join(i['file'] for i in result.images[:5])}{', ...' if len(result.images) > 5 else ''})"),
+        ("bundle", escape(str(result.directory / "reference"))),
+        ("pictures", escape(f"{len(result.images)} ({', '.join(i['file'] for i in result.images[:5])}{', ...' if len(result.images) > 5 else ''})")),
         ("samples", f"{result.samples} ({result.synthetic} synthetic + {len(result.images)} pictures)"),
     ]))

@@ -105,12 +105,13 @@ def pyproject_settings(path: Path, precision: str) -> Tuple[Dict[str, Tuple[Any,
     if table is None:
         return {}, []
     if not isinstance(table, dict):
-        raise BadInput(f"{path}: {TABLE} is not a table", f"write it as a {TABLE} section")
+        raise BadInput(f"{path}: tool.msla-deploy.validate is not a table", "write it as a table (a section header)")
     found: Dict[str, Tuple[Any, str]] = {}
     layers = [(table, TABLE)]
     sub = table.get(precision)
     if isinstance(sub, dict):
         layers.append((sub, TABLE[:-1] + f".{precision}]"))
+    # error messages name tables without brackets: the terminal renderer reads [x] as markup
     for layer, name in layers:
         for raw_key, value in layer.items():
             if isinstance(value, dict) and raw_key in DEFAULT_BUDGETS:
@@ -118,7 +119,7 @@ def pyproject_settings(path: Path, precision: str) -> Tuple[Dict[str, Tuple[Any,
             key = raw_key.replace("_", "-")
             if key not in SETTINGS:
                 raise BadInput(
-                    f"{path}: unknown key {raw_key!r} in {name}",
+                    f"{path}: unknown key {raw_key!r} in table {name.strip('[]')}",
                     f"use {', '.join(SETTINGS)} or a per-precision table ({', '.join(DEFAULT_BUDGETS)})",
                 )
             found[key] = (value, name)
@@ -140,7 +141,7 @@ def resolve_budget(precision: str, flags: Dict[str, Optional[str]], cwd: Path) -
     if pyproject is not None:
         from_file, notes = pyproject_settings(pyproject, precision)
         for key, (value, table) in from_file.items():
-            layered[key] = (value, f"{pyproject} {table} {key}", f"pyproject.toml {table} ({pyproject})")
+            layered[key] = (value, f"{pyproject} {table.strip('[]')}.{key}", f"pyproject.toml {table} ({pyproject})")
     used_pyproject = bool(layered) or bool(notes)
     for key, value in flags.items():
         if value is not None:

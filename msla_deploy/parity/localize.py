@@ -23,6 +23,7 @@ from .metrics import cosine_similarity
 # where the budget has no peak-relative limit (fp16 budgets judge outputs by cosine and labels),
 # an intermediate tensor counts as drifted beyond 1% of its peak
 FALLBACK_RELATIVE_LIMIT = 1e-2
+PLAIN_PROBE_PREFIX = "probe/"  # export.probes.PROBE_PREFIX (that module needs torch)
 
 TENSORRT_NOTE = (
     "Marking probe tensors as outputs changes TensorRT's layer fusion and precision choices: the "
@@ -73,7 +74,8 @@ def drift(module: str, tensor: str, reference: np.ndarray, candidate: np.ndarray
     max_abs = float(err.max()) if err.size else float("nan")
     peak = float(np.abs(ref[np.isfinite(ref)]).max()) if np.isfinite(ref).any() else 0.0
     relative = max_abs / peak if peak > 0 else max_abs
-    cosine = cosine_similarity(np.where(finite, ref, 0).ravel(), np.where(finite, cand, 0).ravel())
+    # over the finite elements; with none left there is nothing to be similar
+    cosine = cosine_similarity(np.where(finite, ref, 0).ravel(), np.where(finite, cand, 0).ravel()) if finite.any() else float("nan")
     offender = bool(nonfinite or not relative <= relative_limit or not cosine >= min_cosine)
     return ProbeDrift(module, tensor, list(ref.shape), max_abs, peak, relative, cosine, nonfinite, offender)
 
@@ -82,9 +84,9 @@ def relative_limit(budget: Budget) -> float:
     return budget.max_abs_rel if budget.max_abs_rel else FALLBACK_RELATIVE_LIMIT
 
 
-def localize(manifest: Optional[Dict], model: onnx.ModelProto, run_marked, x: np.ndarray, budget: Budget, tensorrt: bool) -> Dict:
-    """`run_marked(onnx_bytes, x) -> (outputs by name, runtime info)` runs the marked copy on the
-    validation's backend; `x` is one batch of the reference inputs."""
+def localize(manifest: Optional[Dict], model: onnx.ModelProto, run_marked, feed: Dict[str, np.ndarray], budget: Budget, tensorrt: bool) -> Dict:
+    """`run_marked(onnx_bytes, feed) -> (outputs by name, runtime info)` runs the marked copy on
+    the validation's backend; `feed` is one batch of the reference inputs."""
     from .torch_reference import rebuild_model, run_with_probes
 
     probes = (manifest or {}).get("probes")
@@ -93,9 +95,16 @@ def localize(manifest: Optional[Dict], model: onnx.ModelProto, run_marked, x: np
             "--localize needs the export's manifest.json with its 'probes' (module -> ONNX tensor)",
             "validate the export directory (or a .onnx inside it); re-export if its manifest predates probes",
         )
+    # the manifest names the tensors of its model.onnx; another ONNX of the same export (the fp32
+    # one beside an fp16 model.onnx) carries the plain probe name
+    produced = {o for node in model.graph.node for o in node.output}
+    probes = {m: next((t for t in (tensor, PLAIN_PROBE_PREFIX + m) if t in produced), tensor) for m, tensor in probes.items()}
+    if len(feed) != 1:
+        raise BadInput(f"--localize runs one-input models; this one takes {sorted(feed)}", "validate without --localize")
+    (x,) = feed.values()
     module = rebuild_model(manifest, "--localize")
-    torch_output, captured = run_with_probes(module, x, list(probes))
-    outputs, runtime = run_marked(mark_outputs(model, probes.values()), x)
+    torch_output, captured = run_with_probes(module, x.astype(np.float32), list(probes))
+    outputs, runtime = run_marked(mark_outputs(model, probes.values()), feed)
 
     limit, min_cosine = relative_limit(budget), budget.min_cosine
     rows = []
@@ -108,7 +117,8 @@ def localize(manifest: Optional[Dict], model: onnx.ModelProto, run_marked, x: np
         rows.append(drift(f"(model output {final})", final, torch_output, outputs[final], limit, min_cosine))
     not_found = [name for name in probes if probes[name] not in outputs]
     first = next((r.module for r in rows if r.offender), None)
-    ranked = sorted(rows, key=lambda r: (-(r.relative if r.relative == r.relative else float("inf"))))
+    # worst first: NaN/Inf (largest share of the tensor first), then the largest relative error
+    ranked = sorted(rows, key=lambda r: (-r.nonfinite / max(1, int(np.prod(r.shape))), -(r.relative if r.relative == r.relative else float("inf"))))
     notes = [TENSORRT_NOTE] if tensorrt else []
     if not_found:
         notes.append(f"{len(not_found)} probe tensors are not in the artifact's graph and were skipped (e.g. {not_found[0]})")

@@ -130,7 +130,8 @@ def compare_outputs(
     else:
         max_abs = mean_abs = p99_abs = float("nan")
     max_ref = float(np.abs(ref[np.isfinite(ref)]).max()) if np.isfinite(ref).any() else 0.0
-    cosine = cosine_similarity(np.where(finite, ref, 0).ravel(), np.where(finite, cand, 0).ravel())
+    # over non-finite values a cosine means nothing; NaN rather than a reassuring 1.0
+    cosine = cosine_similarity(ref.ravel(), cand.ravel()) if finite.all() else float("nan")
     floor = max(REL_FLOOR_OF_PEAK * max_ref, np.finfo(np.float64).tiny)
     rel = err / np.maximum(np.abs(ref[finite]), floor)
     max_rel = float(rel.max()) if rel.size else float("nan")

@@ -5,6 +5,7 @@ systems list as tests)."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Dict, List, Optional
 
 from ..manifest import write_bytes_atomic, write_json_atomic
@@ -154,8 +155,6 @@ def junit_xml(report: Dict) -> bytes:
 
 def write_reports(report: Dict, folder, extra_junit: Optional[str] = None) -> Dict[str, str]:
     """report.json, report.md and junit.xml in `folder` (each atomically); junit also at `extra_junit`."""
-    from pathlib import Path
-
     folder = Path(folder)
     junit = junit_xml(report)
     write_bytes_atomic(folder / REPORT_MD, markdown(report).encode())

@@ -9,6 +9,7 @@ with `auto` a fallback is allowed and reported.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Union
@@ -58,15 +59,36 @@ def choose_backend(requested: str, is_engine: bool) -> Backend:
     return Backend("auto", "ort-cuda" if cuda else "ort-cpu", strict=False)
 
 
+def preflight(backend: Backend) -> None:
+    """Fail on a runtime that is certainly missing before any work (a GPU provider that is
+    listed but cannot start is only found out when the session is created)."""
+    if backend.is_tensorrt:
+        from .tensorrt import require_tensorrt
+
+        require_tensorrt()
+    else:
+        _require_provider(backend)
+
+
+def _require_provider(backend: Backend) -> None:
+    ort = import_onnxruntime()
+    wanted, available = _ORT_PROVIDERS[backend.name][0], ort.get_available_providers()
+    if wanted not in available:
+        raise MissingRuntime(
+            f"--backend {backend.requested}: this ONNX Runtime ({ort.__version__}) has no {wanted} (it has {', '.join(available)})",
+            "install onnxruntime-gpu instead of onnxruntime on a machine with CUDA, or use --backend ort-cpu",
+        )
+
+
 def run_model(
     model: Union[Path, bytes], backend: Backend, batches: List[Dict[str, np.ndarray]], *, is_engine: bool = False,
-    strongly_typed: bool = False, label: str = "the model",
+    strongly_typed: bool = False, fp16_flag: bool = False, label: str = "the model",
 ) -> RunOutput:
     """Run `model` (a path, or ONNX bytes) once per feed dict in `batches` through one runner."""
     if backend.is_tensorrt:
         from .tensorrt import tensorrt_runner
 
-        runner, runtime = tensorrt_runner(model, is_engine=is_engine, strongly_typed=strongly_typed)
+        runner, runtime = tensorrt_runner(model, is_engine=is_engine, strongly_typed=strongly_typed, fp16_flag=fp16_flag)
     else:
         runner, runtime = _onnxruntime_runner(model, backend, label)
 
@@ -83,22 +105,19 @@ def run_model(
 def _onnxruntime_runner(model: Union[Path, bytes], backend: Backend, label: str):
     ort = import_onnxruntime()
     ort.set_default_logger_severity(3)  # unused-initializer warnings are noise in a report
-    providers = _ORT_PROVIDERS[backend.name]
-    wanted = providers[0]
+    _require_provider(backend)
     available = ort.get_available_providers()
-    if wanted not in available:
-        raise MissingRuntime(
-            f"--backend {backend.requested}: this ONNX Runtime ({ort.__version__}) has no {wanted} (it has {', '.join(available)})",
-            "install onnxruntime-gpu instead of onnxruntime on a machine with CUDA, or use --backend ort-cpu",
-        )
-    providers = [p for p in providers if p in available]
+    providers = [p for p in _ORT_PROVIDERS[backend.name] if p in available]
+    wanted = providers[0]
 
     from polygraphy.backend.onnxrt import OnnxrtRunner, SessionFromOnnx
 
     source = str(model) if isinstance(model, Path) else model
     with quiet_polygraphy(f"ONNX Runtime cannot load {label}", "re-export it"):
         try:
-            session = SessionFromOnnx(source, providers=providers)()
+            with warnings.catch_warnings():  # ORT warns about providers it drops; the fallback is reported below
+                warnings.simplefilter("ignore")
+                session = SessionFromOnnx(source, providers=providers)()
         except Exception as exc:  # ORT raises its own RuntimeError subclasses for bad graphs
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BadInput(f"ONNX Runtime cannot load {label}: {first}", "re-export it, or check that the file was copied whole") from None

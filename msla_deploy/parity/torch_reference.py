@@ -22,7 +22,7 @@ def require_torch(purpose: str) -> None:
     try:
         import torch  # noqa: F401
     except ImportError as exc:
-        raise MissingRuntime(f"{purpose} needs PyTorch to rebuild the exported model ({exc})", "pip install torch, then 'msla-deploy[export]'; or validate without it") from None
+        raise MissingRuntime(f"{purpose} needs PyTorch to rebuild the exported model ({exc})", "install PyTorch (CPU: pip install torch==2.13.0) and onnxscript; or validate without it") from None
 
 
 def rebuild_model(manifest: Dict, purpose: str):
@@ -52,6 +52,7 @@ def rebuild_model(manifest: Dict, purpose: str):
             batch=int(options.get("batch", 1)),
             precision=options.get("precision", "fp32"),
             seed=int(options.get("seed", 0)),
+            stress_weights=bool(options.get("stress_weights", False)),  # changes the weights themselves
             models_dir=Path(empty),
         )
         loaded = load_model(rebuilt)

@@ -23,14 +23,14 @@ from ..errors import BadInput
 from ..manifest import environment
 from ..progress import Steps
 from ..reference_bundle import ReferenceBundle, read_reference
-from .artifact import Artifact, load_onnx, resolve_artifact
+from .artifact import Artifact, budget_precision, engine_build_record, load_onnx, resolve_artifact
 from .config import resolve_budget
 from .metrics import OutputParity, compare_outputs, is_segmentation_logits
 from .pictures import class_names, disagreement_picture, error_heatmap
 from .png import write_png
 from .polygraphy_env import import_polygraphy
 from .reports import write_reports
-from .runners import Backend, choose_backend, run_model
+from .runners import Backend, choose_backend, preflight, run_model
 
 REPORT_FORMAT = "msla-deploy/validate/1"
 
@@ -145,8 +145,12 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
     polygraphy = import_polygraphy()  # a missing runtime is reported before any work
     artifact = resolve_artifact(options.artifact, options.reference, want_tensorrt=options.backend == "trt")
     backend = choose_backend(options.backend, artifact.is_engine)
-    choice = resolve_budget(artifact.precision, options.budget_flags, Path(options.cwd or Path.cwd()))
-    localize_model = _localize_preflight(artifact) if options.localize else None
+    preflight(backend)
+    precision, why = budget_precision(artifact)
+    choice = resolve_budget(precision, options.budget_flags, Path(options.cwd or Path.cwd()))
+    if why:
+        choice.notes.append(f"default budget of {precision}: {why}")
+    localize_source = _localize_preflight(artifact) if options.localize else None
     report_dir = Path(options.report_dir) if options.report_dir else artifact.default_report_dir()
     if report_dir.exists() and not report_dir.is_dir():
         raise BadInput(f"--report-dir {report_dir} is a file", "pass a directory (it is created if missing)")
@@ -182,13 +186,13 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
         with steps.step("localize", "Localizing drift (ONNX probe tensors vs PyTorch module hooks)"):
             from .localize import localize
 
-            def run_marked(onnx_bytes: bytes, x: np.ndarray):
-                feed = {next(iter(bundle.inputs)): x}
-                marked = run_model(onnx_bytes, backend, [feed], strongly_typed=artifact.precision != "fp32", label="the probe-marked copy of the ONNX")
+            def run_marked(onnx_bytes: bytes, feed: Dict[str, np.ndarray]):
+                marked = run_model(onnx_bytes, backend, [feed], strongly_typed=localize_source.strongly_typed,
+                                   fp16_flag=localize_source.fp16_flag, label="the probe-marked copy of the ONNX")
                 return marked.outputs, marked.runtime
 
-            first_input = next(iter(batches[0].values()))
-            localization = localize(artifact.manifest, localize_model, run_marked, first_input, choice.budget, backend.is_tensorrt)
+            localization = localize(artifact.manifest, localize_source.model, run_marked, batches[0], choice.budget, backend.is_tensorrt)
+            localization["notes"] += localize_source.notes
 
     report = _report(artifact, backend, run.runtime, choice, bundle, results, localization)
     with steps.step("report", "Writing the reports"):
@@ -199,7 +203,17 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
     return ValidationResult(report, report_dir)
 
 
-def _localize_preflight(artifact: Artifact) -> onnx.ModelProto:
+@dataclass
+class LocalizeSource:
+    """The ONNX whose probe tensors get marked, and how to build it when the backend is TensorRT."""
+
+    model: onnx.ModelProto
+    strongly_typed: bool
+    fp16_flag: bool  # weakly typed fp16 engine: the FP16 builder flag
+    notes: List[str] = field(default_factory=list)
+
+
+def _localize_preflight(artifact: Artifact) -> LocalizeSource:
     """Everything --localize needs, checked before the artifact runs: torch, probes, an ONNX."""
     from .torch_reference import require_torch
 
@@ -209,11 +223,20 @@ def _localize_preflight(artifact: Artifact) -> onnx.ModelProto:
             "--localize needs the export's manifest.json with its 'probes' (module -> ONNX tensor)",
             "validate the export directory (or a .onnx inside it); re-export if its manifest predates probes",
         )
-    if artifact.onnx_model is not None:
-        return artifact.onnx_model
-    if artifact.onnx_path is None:
+    if not artifact.is_engine:
+        return LocalizeSource(artifact.onnx_model, strongly_typed=artifact.precision != "fp32", fp16_flag=False)
+    # an engine: rebuild from the ONNX its build record names, typed the way that build was
+    record = engine_build_record(artifact.model_file, artifact.manifest) or {}
+    root = artifact.directory or artifact.model_file.parent
+    recorded = (record.get("onnx") or {}).get("file")
+    source = root / recorded if recorded and (root / recorded).is_file() else artifact.onnx_path
+    if source is None:
         raise BadInput("--localize needs the ONNX the engine was built from", f"put it beside the engine as {artifact.model_file.parent / 'model.onnx'}")
-    return load_onnx(artifact.onnx_path)
+    weak_fp16 = record.get("typing") == "weak" and record.get("precision") == "fp16"
+    notes = [
+        "the engine was built weakly typed with the FP16 flag and fp32-pinned layers; the probe engine gets the FP16 flag but not the pins"
+    ] if weak_fp16 else []
+    return LocalizeSource(load_onnx(source), strongly_typed=record.get("typing") == "strong", fp16_flag=weak_fp16, notes=notes)
 
 
 def _report(artifact: Artifact, backend: Backend, runtime: Dict, choice, bundle: ReferenceBundle, results: List[OutputParity], localization) -> Dict:

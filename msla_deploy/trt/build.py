@@ -124,7 +124,7 @@ def run_build(
     `trt` and `gpu_probe` are for tests; by default TensorRT is imported and the GPU probed.
     """
     from .engine import build_engine
-    from .runtime import import_tensorrt, probe_gpu, tensorrt_distribution
+    from .runtime import cuda_runtime_version, import_tensorrt, probe_gpu, tensorrt_distribution
 
     steps = steps or Steps()
     options.check()
@@ -174,7 +174,7 @@ def run_build(
         "plan": _plan_record(plan),
         "trtexec_equivalent": planned.command,
         "tensorrt": {"version": str(trt.__version__), "distribution": tensorrt_distribution()},
-        "cuda": {"driver_version": getattr(gpu, "driver_cuda_version", None)},
+        "cuda": {"driver_version": getattr(gpu, "driver_cuda_version", None), "runtime_version": cuda_runtime_version()},
         "gpu": gpu.to_dict() if hasattr(gpu, "to_dict") else gpu,
         "fp32_layers": {"pinned": built.pinned_layers, "unmatched_nodes": built.unmatched_fp32_nodes},
         "dla": None if not plan.uses_dla else {

@@ -70,7 +70,8 @@ def pin_layers(trt, network, plan: BuildPlan, onnx_node_names: Iterable[str] = (
 
     The ONNX parser names a node's first layer after the node and any further layers
     '<node>_<counter>' (onnx-tensorrt ImporterContext::registerLayer), so both are pinned,
-    unless '<node>_<n>' is itself the name of another ONNX node.
+    unless '<node>_<n>' is itself the name of another ONNX node. Without the ONNX's node names
+    only exact names are pinned (a node 'add' would otherwise claim the layer of node 'add_1').
     """
     if not plan.layer_precisions:
         return [], []
@@ -85,7 +86,7 @@ def pin_layers(trt, network, plan: BuildPlan, onnx_node_names: Iterable[str] = (
         owner = name if name in wanted else None
         if owner is None:
             match = re.fullmatch(r"(.+)_(\d+)", name)
-            if match and match.group(1) in wanted and name not in node_names:
+            if node_names and match and match.group(1) in wanted and name not in node_names:
                 owner = match.group(1)
         if owner is None:
             continue
@@ -145,8 +146,9 @@ def configure(trt, builder, network, plan: BuildPlan, timing_cache_data: bytes =
     return config, loaded, notes
 
 
-def dla_fallback_layers(network, config) -> List[str]:
-    return [layer.name for layer in _layers(network) if not config.can_run_on_DLA(layer)]
+def dla_fallback_layers(network, config, exclude=frozenset()) -> List[str]:
+    """Layers TensorRT says cannot run on DLA (those placed on the GPU on purpose left out)."""
+    return [layer.name for layer in _layers(network) if layer.name not in exclude and not config.can_run_on_DLA(layer)]
 
 
 def layer_information(trt, engine_bytes: bytes, logger) -> Optional[str]:
@@ -169,7 +171,11 @@ def build_engine(trt, plan: BuildPlan, steps: Optional[Steps] = None, onnx_node_
     cache_path = Path(plan.timing_cache)
     cache_data = cache_path.read_bytes() if cache_path.is_file() else b""
     config, loaded, notes = configure(trt, builder, network, plan, cache_data)
-    fallback = dla_fallback_layers(network, config) if plan.dla_core is not None else None
+    on_gpu = set(pinned) if plan.layer_device_types else set()
+    for layer in _layers(network) if on_gpu else ():  # fp32-pinned layers of a DLA build: GPU, explicitly
+        if layer.name in on_gpu:
+            config.set_device_type(layer, trt.DeviceType.GPU)
+    fallback = dla_fallback_layers(network, config, exclude=on_gpu) if plan.dla_core is not None else None
     if fallback and not plan.gpu_fallback:
         raise BadInput(
             f"{len(fallback)} layers cannot run on DLA (first: {fallback[0]}) and GPU fallback is off",

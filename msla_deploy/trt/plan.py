@@ -54,6 +54,7 @@ class BuildPlan:
     obey_precision_constraints: bool
     layer_precisions: Tuple[Tuple[str, str], ...]  # (layer name, "fp32")
     layer_output_types: Tuple[Tuple[str, str], ...]
+    layer_device_types: Tuple[Tuple[str, str], ...]  # (layer name, "GPU"): fp32-pinned layers of a DLA build
     inputs: Tuple[TensorSpec, ...]
     workspace_bytes: int
     opt_level: Optional[int] = None
@@ -101,6 +102,7 @@ class BuildPlan:
             },
             "layer_precisions": [list(p) for p in self.layer_precisions],
             "layer_output_types": [list(p) for p in self.layer_output_types],
+            "layer_device_types": [list(p) for p in self.layer_device_types],
             "inputs": [i.to_dict() for i in self.inputs],
             "profiles": list(self.profiles),
             "workspace_bytes": self.workspace_bytes,
@@ -199,6 +201,11 @@ def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> 
     options = resolve_options(options, model)
     options.check()
     warnings: List[str] = []
+    if options.dla_core is not None and not V.dla_available(version):
+        raise BadInput(
+            f"TensorRT {version} has no DLA (10.7 was the last 10.x with DLA; it returns in 11.4.1 on Jetson AGX Orin with JetPack >= 7.2.2)",
+            "drop --dla-core to build for the GPU, or build with TensorRT <= 10.7 (JetPack 6: 10.3)",
+        )
     typing = _typing(options, version)
     role = _pick_onnx(options, model, typing, version)
     graph = model.graphs.get(role)
@@ -247,19 +254,20 @@ def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> 
         raise BadInput(f"--version-compatible needs TensorRT >= 8.6 (asked for {version})", "drop --version-compatible")
 
     gpu_fallback = False
+    layer_device_types: Tuple[Tuple[str, str], ...] = ()
     if options.dla_core is not None:
-        if not V.dla_available(version):
-            raise BadInput(
-                f"TensorRT {version} has no DLA (10.7 was the last 10.x with DLA; it returns in 11.4.1 on Jetson AGX Orin with JetPack >= 7.2.2)",
-                "drop --dla-core to build for the GPU, or build with TensorRT <= 10.7 (JetPack 6: 10.3)",
-            )
         gpu_fallback = True if options.gpu_fallback is None else options.gpu_fallback
         if version.at_least(V.DLA_STRONGLY_TYPED_ONLY_SINCE):
             warnings.append("DLA on TensorRT 11.4 needs 11.4.1 or later on Jetson AGX Orin with JetPack >= 7.2.2 (11.4.0: Windows on ARM only)")
         elif typing == "strong":
-            warnings.append(f"strongly typed DLA builds are documented from TensorRT 11.4.1; TensorRT {version} may keep every layer on the GPU (try --typing weak)")
+            warnings.append(f"strongly typed DLA builds are documented from TensorRT 11.4.1; on {version} the documented DLA path is weakly typed (--typing weak)")
         if not gpu_fallback:
             warnings.append("GPU fallback is off: the build fails if any layer cannot run on DLA")
+        if layer_precisions:
+            # DLA computes fp16/int8 only: the layers pinned to fp32 are placed on the GPU explicitly
+            layer_device_types = tuple((name, "GPU") for name, _ in layer_precisions)
+            if not V.trtexec_has("--layerDeviceTypes", version):
+                warnings.append(f"trtexec {version} has no --layerDeviceTypes: the printed command leaves the fp32-pinned layers to GPU fallback")
 
     if graph is not None:
         max_opset = V.parser_max_opset(version)
@@ -288,6 +296,7 @@ def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> 
         obey_precision_constraints=bool(layer_precisions),
         layer_precisions=layer_precisions,
         layer_output_types=layer_output_types,
+        layer_device_types=layer_device_types,
         inputs=tuple(inputs),
         workspace_bytes=options.workspace_bytes,
         opt_level=options.opt_level,

@@ -105,3 +105,19 @@ def probe_gpu(index: int = 0) -> GpuInfo:
         driver_cuda_version=f"{version.value // 1000}.{(version.value % 1000) // 10}",
         index=index,
     )
+
+
+def cuda_runtime_version() -> Optional[str]:
+    """The CUDA runtime (libcudart) this process can load, "12.6", or None. Informational only."""
+    for name in ("libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0", ctypes.util.find_library("cudart")):
+        if not name:
+            continue
+        try:
+            lib = ctypes.CDLL(name)
+        except OSError:
+            continue
+        version = ctypes.c_int(0)
+        if lib.cudaRuntimeGetVersion(ctypes.byref(version)) == 0 and version.value:
+            return f"{version.value // 1000}.{(version.value % 1000) // 10}"
+    return None
+

@@ -100,6 +100,8 @@ def trtexec_argv(plan: BuildPlan, trtexec: str = TRTEXEC, relative_to: Optional[
         argv.append(f"--useDLACore={plan.dla_core}")
         if plan.gpu_fallback:
             argv.append("--allowGPUFallback")
+        if plan.layer_device_types and V.trtexec_has("--layerDeviceTypes", version):
+            argv.append(f"--layerDeviceTypes={_layer_spec(plan.layer_device_types)}")
     argv.append(f"--profilingVerbosity={plan.profiling_verbosity}")
     argv.append(f"--exportLayerInfo={p(plan.layer_info)}")
     argv.append("--skipInference" if V.trtexec_has("--skipInference", version) else "--buildOnly")

@@ -172,6 +172,7 @@ TRTEXEC_FLAGS: Dict[str, Span] = {
     "--builderOptimizationLevel": Span((8, 6), None, SRC_TRTEXEC, "0-5, default 3"),
     "--hardwareCompatibilityLevel": Span((8, 6), None, SRC_TRTEXEC, "none|ampere+ from 8.6; sameComputeCapability from 10.9"),
     "--versionCompatible": Span((8, 6), None, SRC_TRTEXEC, "alias --vc"),
+    "--layerDeviceTypes": Span((8, 6), None, SRC_TRTEXEC, "layerName:GPU|DLA, applied with IBuilderConfig::setDeviceType"),
     "--useDLACore": Span((8, 5), None, SRC_TRTEXEC, "the flag parses everywhere; DLA itself is absent on 10.8-11.3"),
     "--allowGPUFallback": Span((8, 5), None, SRC_TRTEXEC),
     "--profilingVerbosity": Span((8, 5), None, SRC_TRTEXEC, "layer_names_only|detailed|none"),

@@ -1,0 +1,214 @@
+"""trtexec command lines per TensorRT version, checked against versions.TRTEXEC_FLAGS (read off
+trtexec's sampleOptions.cpp per release branch) and against the flag lists in FACTS.md."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from msla_deploy.errors import BadInput
+from msla_deploy.trt import versions as V
+from msla_deploy.trt.inputs import load_model_input
+from msla_deploy.trt.options import BuildOptions
+from msla_deploy.trt.plan import make_plan
+from msla_deploy.trt.trtexec import trtexec_argv, trtexec_command
+from msla_deploy.trt.versions import parse_version
+
+from .fixtures import REPO
+from .test_build_plan import FP32_NODES, make_export_dir
+
+FACTS = REPO.parent / "shared" / "docs" / "FACTS.md"
+ALL_VERSIONS = ("8.5", "8.6", "9.3", "10.0", "10.3", "10.7", "10.8", "10.12", "10.13", "10.16", "11.0", "11.4")
+
+
+@pytest.fixture(scope="module")
+def dirs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("trtexec")
+    return {kind: make_export_dir(base / kind, kind) for kind in ("fp16", "fp32", "legacy")}
+
+
+def argv_for(directory: Path, version: str, **options):
+    plan = make_plan(BuildOptions(source=directory, **options), load_model_input(directory), parse_version(version))
+    return trtexec_argv(plan)
+
+
+def flags(argv):
+    return [a.split("=", 1)[0] for a in argv[1:]]
+
+
+def value(argv, flag):
+    found = [a.split("=", 1)[1] for a in argv if a.startswith(flag + "=")]
+    assert len(found) == 1, (flag, argv)
+    return found[0]
+
+
+LAYERS = ",".join(f"{n}:fp32" for n in FP32_NODES)
+
+
+def test_8_5_weak_fp16(dirs):
+    argv = argv_for(dirs["fp16"], "8.5")
+    assert argv[:3] == ["trtexec", "--onnx=model_fp32.onnx", "--saveEngine=model_fp16_trt8.5.engine"]
+    assert "--fp16" in argv and "--precisionConstraints=obey" in argv
+    assert value(argv, "--layerPrecisions") == LAYERS and value(argv, "--layerOutputTypes") == LAYERS
+    assert value(argv, "--memPoolSize") == "workspace:1024"  # 8.x: a plain number of MiB
+    assert "--buildOnly" in argv and "--skipInference" not in argv  # 8.5 predates --skipInference
+    assert "--stronglyTyped" not in argv and "--workspace" not in flags(argv)
+    assert value(argv, "--timingCacheFile") == "timing_trt8.5.cache"
+    assert value(argv, "--exportLayerInfo") == "model_fp16_trt8.5.layers.json"
+    assert "--profilingVerbosity=detailed" in argv and "--noTF32" in argv
+
+
+def test_8_6_weak_fp16(dirs):
+    argv = argv_for(dirs["fp16"], "8.6")
+    assert "--fp16" in argv and "--precisionConstraints=obey" in argv and value(argv, "--layerPrecisions") == LAYERS
+    assert value(argv, "--memPoolSize") == "workspace:1024"
+    assert "--skipInference" in argv and "--stronglyTyped" not in argv
+
+
+def test_10_3_weak_fp16(dirs):
+    argv = argv_for(dirs["fp16"], "10.3")
+    assert argv[1] == "--onnx=model_fp32.onnx"
+    assert "--fp16" in argv and "--precisionConstraints=obey" in argv and value(argv, "--layerPrecisions") == LAYERS
+    assert value(argv, "--memPoolSize") == "workspace:1024M"  # 10.0+: suffixes
+    assert "--stronglyTyped" not in argv
+
+
+def test_10_13_strong_fp16(dirs):
+    argv = argv_for(dirs["fp16"], "10.13")
+    assert argv[1] == "--onnx=model.onnx" and "--stronglyTyped" in argv
+    for flag in ("--fp16", "--precisionConstraints", "--layerPrecisions", "--layerOutputTypes", "--best"):
+        assert flag not in flags(argv)
+
+
+def test_11_4_strong_fp16(dirs):
+    argv = argv_for(dirs["fp16"], "11.4")
+    assert argv[1] == "--onnx=model.onnx"
+    assert "--stronglyTyped" not in argv  # a deprecated no-op from 11.0
+    for flag in ("--fp16", "--precisionConstraints", "--layerPrecisions", "--layerOutputTypes", "--best"):
+        assert flag not in flags(argv)
+    assert value(argv, "--memPoolSize") == "workspace:1024M" and "--noTF32" in argv
+
+
+def test_every_flag_exists_in_its_version(dirs):
+    """Over many option combinations, no command names a flag its trtexec lacks (per TRTEXEC_FLAGS)."""
+    combos = [
+        {}, {"precision": "fp32"}, {"typing": "weak"}, {"typing": "strong"}, {"opt_level": 2},
+        {"hardware_compat": "ampere+"}, {"hardware_compat": "same-cc"}, {"version_compatible": True},
+        {"dla_core": 0}, {"dla_core": 1, "gpu_fallback": False}, {"tf32": True}, {"workspace": "3G"},
+    ]
+    built = 0
+    for version in ALL_VERSIONS:
+        for options in combos:
+            try:
+                argv = argv_for(dirs["fp16"], version, **options)
+            except BadInput:
+                continue
+            built += 1
+            v = parse_version(version)
+            for flag in flags(argv):
+                assert V.trtexec_has(flag, v), f"{flag} on {version} with {options}"
+            assert not ("--stronglyTyped" in argv and "--fp16" in argv)
+    assert built > 60
+
+
+def test_flag_table_matches_trtexec_history():
+    """Spot checks of the table against the per-branch reading of sampleOptions.cpp."""
+    has = lambda flag, version: V.trtexec_has(flag, parse_version(version))  # noqa: E731
+    assert has("--workspace", "9.3") and not has("--workspace", "10.0")
+    assert has("--stronglyTyped", "9.0") and not has("--stronglyTyped", "8.6")
+    assert has("--builderOptimizationLevel", "8.6") and not has("--builderOptimizationLevel", "8.5")
+    assert has("--skipInference", "8.6") and not has("--skipInference", "8.5")
+    for flag in ("--fp16", "--best", "--precisionConstraints", "--layerPrecisions", "--layerOutputTypes"):
+        assert has(flag, "10.16") and not has(flag, "11.0")
+    for flag in ("--noTF32", "--memPoolSize", "--timingCacheFile", "--useDLACore", "--allowGPUFallback", "--saveEngine",
+                 "--exportLayerInfo", "--profilingVerbosity", "--versionCompatible", "--hardwareCompatibilityLevel"):
+        assert has(flag, "11.4")
+
+
+def _facts_section3() -> str:
+    if not FACTS.is_file():
+        pytest.skip(f"{FACTS} is not laid out beside the repository")
+    text = FACTS.read_text()
+    start = text.index("## 3.")
+    return text[start: text.index("## 4.", start)]
+
+
+def test_against_facts_md_removed_in_11(dirs):
+    section = _facts_section3()
+    sentence = re.search(r"trtexec 11 has no (.*?)\.", section, re.S).group(1)
+    removed = set(re.findall(r"--[A-Za-z0-9]+", sentence))
+    assert removed == {"--fp16", "--best", "--layerPrecisions", "--precisionConstraints"}
+    for flag in removed:
+        assert V.TRTEXEC_FLAGS[flag].until == (11, 0)
+    for version in ("11.0", "11.4"):
+        for options in ({}, {"precision": "fp32"}, {"dla_core": 0}):
+            try:
+                argv = argv_for(dirs["fp16"], version, **options)
+            except BadInput:
+                continue
+            assert not removed & set(flags(argv))
+
+
+def test_against_facts_md_weak_typing_recipe(dirs):
+    section = _facts_section3()
+    recipe = re.search(r"\(`(--precisionConstraints=obey --layerPrecisions=[^`]*)`\)", section).group(1)
+    # FACTS: --precisionConstraints=obey --layerPrecisions=<layer>:fp32,...
+    pattern = recipe.replace("<layer>:fp32,...", r"[^,:\s]+:fp32(,[^,:\s]+:fp32)*")
+    for version in ("8.5", "8.6", "10.3"):  # JetPack 5/6: weakly typed
+        command = trtexec_command(argv_for(dirs["fp16"], version))
+        assert re.search(pattern, command), command
+    # FACTS: "STRONGLY_TYPED together with the FP16 flag is an API usage error on 10.x"
+    assert re.search(r"STRONGLY_TYPED together with the\s+FP16 flag is an API usage error", section)
+    for version in ("9.3", "10.3", "10.13", "10.16"):
+        for typing in ("strong", "auto", "weak"):
+            argv = argv_for(dirs["fp16"], version, typing=typing)
+            assert not ("--stronglyTyped" in argv and "--fp16" in argv)
+
+
+def test_dla_flags(dirs):
+    argv = argv_for(dirs["fp16"], "10.3", dla_core=1)
+    assert "--useDLACore=1" in argv and "--allowGPUFallback" in argv and "--fp16" in argv
+    assert value(argv, "--layerDeviceTypes") == ",".join(f"{n}:GPU" for n in FP32_NODES)
+    argv = argv_for(dirs["fp16"], "8.5", dla_core=0)  # 8.5's trtexec has no --layerDeviceTypes
+    assert "--layerDeviceTypes" not in flags(argv) and "--allowGPUFallback" in argv
+    argv = argv_for(dirs["fp16"], "8.6", dla_core=0, gpu_fallback=False)
+    assert "--useDLACore=0" in argv and "--allowGPUFallback" not in argv
+    argv = argv_for(dirs["fp16"], "11.4", dla_core=0)
+    assert "--useDLACore=0" in argv and "--fp16" not in argv
+
+
+def test_options_become_flags(dirs):
+    argv = argv_for(dirs["fp16"], "10.13", opt_level=5, hardware_compat="same-cc", version_compatible=True, tf32=True, workspace="1536M")
+    assert "--builderOptimizationLevel=5" in argv and "--hardwareCompatibilityLevel=sameComputeCapability" in argv
+    assert "--versionCompatible" in argv and "--noTF32" not in argv
+    assert value(argv, "--memPoolSize") == "workspace:1536M"
+    argv = argv_for(dirs["fp16"], "8.6", hardware_compat="ampere+", workspace="0.5G")
+    assert "--hardwareCompatibilityLevel=ampere+" in argv and value(argv, "--memPoolSize") == "workspace:512"
+    argv = argv_for(dirs["fp32"], "8.6")
+    assert "--fp16" not in argv and "--noTF32" in argv and argv[1] == "--onnx=model.onnx"
+
+
+def test_paths_relative_to_the_artifact_directory(dirs, tmp_path):
+    argv = argv_for(dirs["fp16"], "10.3", out=dirs["fp16"] / "engines" / "x.engine", timing_cache=tmp_path / "shared.cache")
+    assert value(argv, "--saveEngine") == "engines/x.engine"
+    assert value(argv, "--exportLayerInfo") == "engines/x.layers.json"
+    assert value(argv, "--timingCacheFile") == str((tmp_path / "shared.cache").resolve())  # outside: absolute
+
+
+def test_command_is_shell_safe(dirs, tmp_path):
+    plan = make_plan(BuildOptions(source=dirs["fp16"], out=tmp_path / "a dir" / "m.engine"), load_model_input(dirs["fp16"]), parse_version("10.3"))
+    argv = trtexec_argv(plan)
+    assert shlex.split(trtexec_command(argv)) == argv
+
+
+def test_layer_names_that_trtexec_cannot_express(tmp_path):
+    directory = make_export_dir(tmp_path / "odd", "fp16", fp32_nodes=FP32_NODES)
+    plan = make_plan(BuildOptions(source=directory), load_model_input(directory), parse_version("8.6"))
+    import dataclasses
+
+    odd = dataclasses.replace(plan, layer_precisions=(("a,b", "fp32"),), layer_output_types=())
+    with pytest.raises(BadInput, match="cannot be written"):
+        trtexec_argv(odd)
