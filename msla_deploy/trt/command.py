@@ -32,22 +32,22 @@ def _summary(planned) -> str:
 
 def build_command(
     source: Path = typer.Argument(..., help="An export directory (reads its manifest.json) or an .onnx file (reads its metadata)."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | fp16 [default: the export's precision]."),
+    precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | fp16 (default: the export's precision)."),
     typing_mode: str = typer.Option(
         "auto", "--typing",
         help="auto | strong | weak. auto: strongly typed from the mixed-precision fp16 ONNX on TensorRT >= 10.12, "
         "weakly typed (fp32 ONNX + FP16 flag, attention pinned to fp32) before.",
     ),
-    trt_version: str = typer.Option("auto", "--trt-version", help="X.Y of the TensorRT to plan for [default: the installed one]."),
-    workspace: Optional[str] = typer.Option(None, "--workspace", help="Workspace memory pool limit, e.g. 1G, 512M, 2048 (MiB) [default: 1G]."),
-    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file, loaded if present and saved after the build [default: timing_trt<X.Y>.cache beside the engine's inputs]."),
+    trt_version: str = typer.Option("auto", "--trt-version", help="X.Y of the TensorRT to plan for (default: the installed one)."),
+    workspace: Optional[str] = typer.Option(None, "--workspace", help="Workspace memory pool limit, e.g. 1G, 512M, 2048 (MiB) (default: 1G)."),
+    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file, loaded if present and saved after the build (default: timing_trt<X.Y>.cache in the export directory)."),
     opt_level: Optional[int] = typer.Option(None, "--opt-level", help="Builder optimization level 0-5 (TensorRT default 3; TensorRT >= 8.6)."),
     dla_core: Optional[int] = typer.Option(None, "--dla-core", help="Build for this DLA core (Jetson Orin; fp16 only; TensorRT <= 10.7 or >= 11.4.1)."),
-    gpu_fallback: Optional[bool] = typer.Option(None, "--gpu-fallback/--no-gpu-fallback", help="Let layers DLA cannot run fall back to the GPU [default: on with --dla-core]."),
+    gpu_fallback: Optional[bool] = typer.Option(None, "--gpu-fallback/--no-gpu-fallback", help="Let layers DLA cannot run fall back to the GPU (default: on with --dla-core)."),
     hardware_compat: str = typer.Option("none", "--hardware-compat", help="none | ampere+ (TensorRT >= 8.6) | same-cc (>= 10.9)."),
     version_compatible: bool = typer.Option(False, "--version-compatible", help="Engine loadable by newer TensorRT versions (>= 8.6)."),
-    tf32: Optional[bool] = typer.Option(None, "--tf32/--no-tf32", help="Allow TF32 for fp32 layers [default: off, fp32 layers stay comparable to PyTorch]."),
-    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Engine file [default: model_<precision>_trt<X.Y>.engine in the export directory]."),
+    tf32: Optional[bool] = typer.Option(None, "--tf32/--no-tf32", help="Allow TF32 for fp32 layers (default: off, fp32 layers stay comparable to PyTorch)."),
+    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Engine file (default: model_<precision>_trt<X.Y>.engine in the export directory)."),
     print_trtexec: bool = typer.Option(False, "--print-trtexec", help="Print the equivalent trtexec command for --trt-version and exit (needs no TensorRT)."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
