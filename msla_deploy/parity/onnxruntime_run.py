@@ -16,7 +16,7 @@ def import_onnxruntime():
     except ImportError as exc:
         raise MissingRuntime(
             f"ONNX Runtime is not installed ({exc})",
-            "pip install 'msla-deploy[cpu]' (or [gpu] for onnxruntime-gpu, never both)",
+            "pip install onnxruntime (or onnxruntime-gpu, never both)",
         ) from None
     return onnxruntime
 

@@ -1,0 +1,129 @@
+"""The `bench` command: parse, call msla_deploy.bench.run, render. Registered in cli.py.
+
+Exit codes: 0 measured, 2 bad input, 3 missing runtime (TensorRT, a GPU, PyTorch for the torch
+backend, or an ONNX Runtime GPU provider that fell back to the CPU).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..console import err, key_values, out, print_json, steps_with_progress
+
+
+def bench_command(
+    artifact: Path = typer.Argument(..., help="Export directory, .onnx or .engine."),
+    backend: str = typer.Option("auto", "--backend", help="auto | torch | ort-cpu | ort-cuda | ort-trt | trt (auto: TensorRT for an .engine, else ONNX Runtime, CUDA if present)."),
+    warmup: int = typer.Option(3, "--warmup", help="Untimed rounds before timing (the first run, which allocates, is never timed)."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", "-n", help="Timed runs per backend [default: 20]."),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Time for this many seconds instead of a fixed count."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Batch size (exports are static: must match the model's)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime / PyTorch (default: the runtime's choice)."),
+    transfers: bool = typer.Option(True, "--transfers/--no-transfers", help="TensorRT: include host<->device copies in each run (--no-transfers: like trtexec --noDataTransfers)."),
+    compare: Optional[List[str]] = typer.Option(None, "--compare", help="Also time this backend, ARTIFACT or ARTIFACT@BACKEND, interleaved round-robin (repeatable)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of the latency distribution per backend."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+) -> None:
+    """Measure latency (min/mean/p50/p90/p99), throughput and memory of an artifact; --compare for ratios."""
+    from .run import BenchOptions, run_bench
+
+    options = BenchOptions(artifact=artifact, backend=backend, warmup=warmup, iterations=iterations, duration=duration,
+                           batch=batch, threads=threads, transfers=transfers, compare=list(compare or []))
+    options.check()  # bad flags exit 2 before the progress display starts
+    report = run_bench(options, steps_with_progress(), on_round=_round_printer())
+    if plot is not None:
+        from .plot import write_plot
+
+        report["plot"] = str(write_plot(plot, report))
+    if json_out:
+        print_json(report)
+    else:
+        _render(report)
+
+
+def _round_printer():
+    """Round counts on stderr, overwritten in place on a terminal, otherwise silent (logs stay short)."""
+    def on_round(done: int, total: Optional[int]) -> None:
+        if err.is_terminal:
+            err.file.write(f"\r  round {done}" + (f"/{total}" if total else "") + " ")
+            err.file.flush()
+            if total and done == total:
+                err.file.write("\r" + " " * 24 + "\r")
+    return on_round
+
+
+def _mib(value: Optional[int]) -> str:
+    return "-" if value is None else f"{value / 2**20:.0f}"
+
+
+def _ms(value: float) -> str:
+    # three significant figures or so at any scale: 0.0123, 1.23, 123, 1234
+    return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 100 else f"{value:.0f}"
+
+
+def _rate(value: Optional[float]) -> str:
+    return "-" if not value else f"{value:.2f}" if value < 100 else f"{value:,.0f}"
+
+
+def results_table(report) -> Table:
+    """Fits 80 columns: what ran (provider) is in the key-value block above, not a column."""
+    from rich import box
+
+    results, compared = report["results"], len(report["results"]) > 1
+    with_device = any(r["device_memory_delta_bytes"] is not None for r in results)
+    table = Table(title="Latency in ms (warm-up excluded)", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    table.add_column("backend", no_wrap=True, justify="left")
+    for column in ("runs", "min", "mean", "p50", "p90", "p99", "img/s", "MiB") + (("GPU MiB",) if with_device else ()) + (("x p50",) if compared else ()):
+        table.add_column(column, justify="right", no_wrap=True)
+    for r in results:
+        s = r["stats"]
+        row = [escape(r["label"]), str(s["iterations"])]
+        row += [_ms(s[k]) for k in ("min_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms")]
+        row += [_rate(s["throughput_ips"]), _mib(r["host_memory"]["peak_delta_bytes"])]
+        if with_device:
+            row.append(_mib(r["device_memory_delta_bytes"]))
+        if compared:
+            row.append("-" if r["p50_ratio"] is None else f"{r['p50_ratio']:.2f}")
+        table.add_row(*row)
+    return table
+
+
+def table_notes(report) -> list:
+    """Printed under the table, not as its caption: a long caption widens the table past 80 columns."""
+    results = report["results"]
+    notes = ["MiB: peak host resident memory added by loading and the first run"]
+    if len(results) > 1:
+        notes.append(f"runs interleaved round-robin, first runner rotating; x p50 = median / {results[0]['label']}'s (robust on a noisy machine)")
+    return notes
+
+
+def _render(report) -> None:
+    env, settings = report["environment"], report["settings"]
+    gpu = env.get("gpu")
+    rows = [
+        ("cpu", escape(f"{env.get('cpu') or 'unknown'} ({env.get('cpu_usable')} of {env.get('cpu_count')} cores usable, threads: {settings['threads'] or 'runtime default'})")),
+        ("gpu", escape(f"{gpu['name']} (sm {gpu['compute_capability']}, CUDA driver {gpu['driver_cuda_version']})") if gpu else "none"),
+        ("batch", ", ".join(sorted({str(r["batch"]) for r in report["results"]}))),
+    ]
+    for r in report["results"]:
+        run = r["runtime"]
+        ran_on = str(run.get("ran_on", "")).replace("ExecutionProvider", "")
+        extra = "" if run.get("transfers", True) else ", no host<->device transfers"
+        rows.append((escape(r["label"]), escape(f"{r['artifact']} on {run['runtime']} {run['version']} ({ran_on}{extra})")))
+    jetson = env.get("jetson")
+    if jetson:
+        rows.append(("jetson", escape((jetson.get("nvpmodel_q") or "nvpmodel -q unavailable").splitlines()[0] if jetson.get("nvpmodel_q") else "power mode unknown (nvpmodel not found)")))
+    out.print(key_values(rows))
+    out.print(results_table(report))
+    for note in table_notes(report):
+        out.print(escape(note), style="dim", highlight=False)
+    for r in report["results"]:
+        if r["runtime"].get("note"):
+            err.print(f"[yellow]note:[/] {escape(r['label'])}: {escape(r['runtime']['note'])}", highlight=False)
+    if report.get("plot"):
+        out.print(escape(f"plot: {report['plot']}"), highlight=False)

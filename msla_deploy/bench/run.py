@@ -1,0 +1,152 @@
+"""The bench library call: resolve what to run, load each contestant, time them (interleaved
+when there are several), and return one report dict. The CLI only parses and renders."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+from ..errors import BadInput
+from ..progress import Steps
+from . import backends
+from .artifact import BenchArtifact, resolve
+from .environment import capture
+from .memory import HostPeak, device_memory_used
+from .stats import interleaved_order, median_ratios, rotation, summarize
+
+DEFAULT_ITERATIONS = 20
+DEFAULT_WARMUP = 3
+
+
+@dataclass
+class BenchOptions:
+    artifact: Path
+    backend: str = "auto"
+    warmup: int = DEFAULT_WARMUP
+    iterations: Optional[int] = None
+    duration: Optional[float] = None  # seconds; the loop stops after the round that crosses it
+    batch: Optional[int] = None
+    threads: Optional[int] = None
+    transfers: bool = True  # TensorRT: copy inputs/outputs every run (False = --noDataTransfers)
+    compare: List[str] = field(default_factory=list)  # backends, artifacts, or ARTIFACT@BACKEND
+
+    def check(self) -> None:
+        if self.iterations is not None and self.duration is not None:
+            raise BadInput("--iterations and --duration both given", "pass one: a count of runs, or seconds to run for")
+        if self.iterations is not None and self.iterations < 1:
+            raise BadInput(f"--iterations {self.iterations}: must be at least 1", "pass --iterations 20, for example")
+        if self.duration is not None and not self.duration > 0:
+            raise BadInput(f"--duration {self.duration}: must be more than 0 seconds", "pass --duration 10, for example")
+        if self.warmup < 0:
+            raise BadInput(f"--warmup {self.warmup}: must be 0 or more", "pass --warmup 3, for example")
+        if self.batch is not None and self.batch < 1:
+            raise BadInput(f"--batch {self.batch}: must be at least 1", "drop --batch to use the model's own")
+        if self.threads is not None and self.threads < 1:
+            raise BadInput(f"--threads {self.threads}: must be at least 1", "drop --threads to let the runtime choose")
+
+
+def _contestant_specs(options: BenchOptions) -> List[Tuple[BenchArtifact, str]]:
+    """(artifact, requested backend) for the main run and each --compare: a backend name means
+    the main artifact on that backend; anything else is an artifact (ARTIFACT@BACKEND picks one)."""
+    main = resolve(options.artifact)
+    specs = [(main, options.backend)]
+    for item in options.compare:
+        if item in backends.BACKENDS:
+            specs.append((main, item))
+            continue
+        path, backend = item, "auto"
+        if "@" in item and item.rsplit("@", 1)[1] in backends.BACKENDS:
+            path, backend = item.rsplit("@", 1)
+        specs.append((resolve(Path(path)), backend))
+    return specs
+
+
+def _labels(chosen: List[Tuple[BenchArtifact, str]]) -> List[str]:
+    one_artifact = len({str(a.path) for a, _ in chosen}) == 1
+    labels = [name if one_artifact else f"{a.name}:{name}" for a, name in chosen]
+    seen: Dict[str, int] = {}
+    for i, label in enumerate(labels):  # the same contestant twice (an A/A run) stays tellable
+        seen[label] = seen.get(label, 0) + 1
+        if seen[label] > 1:
+            labels[i] = f"{label}#{seen[label]}"
+    return labels
+
+
+def measure(runs: List[Callable[[], object]], warmup: int, iterations: Optional[int], duration: Optional[float],
+            on_round: Callable[[int], None] = lambda r: None) -> List[List[float]]:
+    """Seconds per run for each callable, one round at a time in rotating order; warm-up rounds
+    are run the same way and not recorded."""
+    count = len(runs)
+    for order in interleaved_order(count, warmup):
+        for i in order:
+            runs[i]()
+    latencies: List[List[float]] = [[] for _ in runs]
+    clock = time.perf_counter
+    started, rounds = clock(), 0
+    while True:
+        if iterations is not None and rounds >= iterations:
+            break
+        if duration is not None and rounds and clock() - started >= duration:
+            break
+        for i in rotation(count, rounds):
+            t0 = clock()
+            runs[i]()
+            latencies[i].append(clock() - t0)
+        rounds += 1
+        on_round(rounds)
+    return latencies
+
+
+def run_bench(options: BenchOptions, steps: Optional[Steps] = None, on_round: Callable[[int, Optional[int]], None] = lambda r, t: None) -> Dict:
+    steps = steps or Steps()
+    options.check()
+    specs = _contestant_specs(options)
+    chosen = [(artifact, backends.choose(requested, artifact)) for artifact, requested in specs]
+    for _, backend in chosen:
+        backends.preflight(backend)  # a missing runtime exits 3 before anything loads
+    labels = _labels([(a, b.name) for a, b in chosen])
+    iterations = options.iterations if options.iterations is not None or options.duration is not None else DEFAULT_ITERATIONS
+    environment = capture(options.threads)
+    on_gpu = environment["gpu"] is not None
+
+    loaded, results = [], []
+    try:
+        for (artifact, backend), label in zip(chosen, labels):
+            with steps.step(f"load:{label}", f"loading {artifact.name} on {label}"):
+                device_before = device_memory_used() if on_gpu else None
+                with HostPeak() as peak:
+                    item = backends.load(artifact, backend, batch=options.batch, threads=options.threads, transfers=options.transfers)
+                    loaded.append(item)
+                    item.run()  # the first run allocates; it is never timed (warm-up comes on top)
+                device_after = device_memory_used() if on_gpu else None
+            results.append({
+                "label": label, "artifact": str(artifact.path), "backend": item.backend, "requested": backend.requested,
+                "runtime": item.runtime, "batch": item.batch, "host_memory": peak.to_dict(),
+                "device_memory_delta_bytes": None if device_after is None or device_before is None else device_after - device_before,
+            })
+        total = iterations if iterations is not None else None
+        title = f"timing {len(loaded)} backend(s), interleaved" if len(loaded) > 1 else f"timing {labels[0]}"
+        with steps.step("measure", title):
+            with HostPeak() as run_peak:
+                latencies = measure([item.run for item in loaded], options.warmup, iterations, options.duration,
+                                    lambda r: on_round(r, total))
+    finally:
+        for item in loaded:
+            item.close()
+
+    for result, seconds in zip(results, latencies):
+        result["stats"] = summarize(seconds, result["batch"])
+        result["latencies_ms"] = [s * 1e3 for s in seconds]
+    for result, ratio in zip(results, median_ratios([r["stats"]["p50_ms"] for r in results])):
+        result["p50_ratio"] = ratio
+    return {
+        "settings": {"warmup": options.warmup, "iterations": iterations, "duration_s": options.duration, "batch": options.batch,
+                     "threads": options.threads, "transfers": options.transfers, "interleaved": len(results) > 1},
+        "baseline": results[0]["label"],
+        "results": results,
+        "host_memory_during_timing": run_peak.to_dict(),
+        "environment": environment,
+        "timings_s": steps.timings,
+    }
