@@ -90,24 +90,28 @@ def export(
     exporter: str = typer.Option("auto", "--exporter", help="auto | dynamo | torchscript (auto: dynamo, torchscript if it fails)."),
     precision: str = typer.Option(
         "fp32", "--precision", "-p",
-        help="fp32, or fp16: model.onnx becomes a mixed-precision graph (fp16 weights and activations, "
-        "explicit Casts around an fp32 attention island) that TensorRT 10.12+/11 builds strongly typed; "
-        "model_fp32.onnx beside it serves weakly typed builds (TensorRT <= 10.11, JetPack 5/6).",
+        help="fp32 or fp16. fp16: model.onnx is mixed precision (fp16, fp32 attention island) for strongly typed "
+        "TensorRT 10.12+/11; model_fp32.onnx beside it is for weakly typed builds (JetPack 5/6).",
+        rich_help_panel="Precision",
     ),
     attention_precision: str = typer.Option(
         "fp32", "--attention-precision",
-        help="fp16 exports: keep LiteMLA's matmuls, normaliser and division in fp32 (default), or run them "
-        "in fp16 with token-mean scaling and an fp16-representable eps (faster, small parity cost).",
+        help="fp16 exports: LiteMLA's matmuls, normaliser and division in fp32, or in fp16 with token-mean "
+        "scaling (small parity cost).",
+        rich_help_panel="Precision",
     ),
-    io_dtype: str = typer.Option("fp32", "--io-dtype", help="fp16 exports: dtype of the graph input and output."),
+    io_dtype: str = typer.Option("fp32", "--io-dtype", help="fp16 exports: dtype of the graph input and output.", rich_help_panel="Precision"),
     upsample: str = typer.Option(
-        "cubic", "--upsample", help="Head resize: cubic (upstream parity) or bilinear (TensorRT 8.5 / JetPack 5 has no cubic)."
+        "cubic", "--upsample", help="Head resize: cubic (upstream parity) or bilinear (for TensorRT 8.5 / JetPack 5).",
+        rich_help_panel="Precision",
     ),
     stress_weights: bool = typer.Option(
-        False, "--stress-weights", help="Rescale LiteMLA q/k/v to trained-model magnitudes and zero some queries: tests the fp16 guards."
+        False, "--stress-weights", help="Rescale LiteMLA q/k/v to trained-model magnitudes and zero some queries: tests the fp16 guards.",
+        rich_help_panel="Precision",
     ),
     fp16_guards: bool = typer.Option(
-        True, "--fp16-guards/--no-fp16-guards", help="--no-fp16-guards exports naive fp16 (eps lost, sums in fp16), to see what the guards prevent."
+        True, "--fp16-guards/--no-fp16-guards", help="--no-fp16-guards exports naive fp16 (eps lost, sums in fp16), to see what the guards prevent.",
+        rich_help_panel="Precision",
     ),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory [default: artifacts/<model>-<H>x<W>-<precision>]."),
     models_dir: Path = typer.Option(Path("models"), "--models-dir", envvar="MSLA_DEPLOY_MODELS", help="Where zoo checkpoints are looked up."),
