@@ -37,3 +37,9 @@ class MissingRuntime(MslaError):
     """A runtime this step needs (torch, ONNX Runtime, TensorRT, a GPU) is not available."""
 
     exit_code = 3
+
+
+def one_line_text(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line, shortened: for errors quoted inside our own."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    return text if len(text) <= limit else text[: limit - 3] + "..."

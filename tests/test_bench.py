@@ -16,7 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 from msla_deploy.bench.plot import nice_ticks, render
-from msla_deploy.bench.run import BenchOptions, measure
+from msla_deploy.bench.run import measure
 from msla_deploy.bench.stats import interleaved_order, median_ratios, percentile, rotation, summarize
 from msla_deploy.cli import app
 from msla_deploy.parity.png import SIGNATURE

@@ -19,6 +19,7 @@ import onnx
 import torch
 
 from .. import __version__, convert, zoo
+from ..user_model import build_user_model
 from ..errors import BadInput
 from ..inspect import inspect_onnx
 from ..manifest import MANIFEST_FORMAT, MANIFEST_NAME, describe_files, environment, sha256_json, write_bytes_atomic, write_json_atomic
@@ -69,7 +70,7 @@ def load_model(options: ExportOptions) -> LoadedModel:
     """Build the model, load weights (flag, then models/, else seeded random), swap LiteMLA."""
     torch.manual_seed(options.seed)  # random weights are reproducible
     if is_factory_spec(options.model):
-        module, _ = convert.build_user_model(options.model)
+        module, _ = build_user_model(options.model)
         name = options.model_label
         source, num_classes = "factory", None
         weights = {"source": "factory", "note": "as returned by the factory"}

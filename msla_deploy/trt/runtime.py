@@ -25,7 +25,7 @@ TENSORRT_DISTRIBUTIONS = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorr
 def import_tensorrt():
     """`import tensorrt`, or MissingRuntime (exit 3) with what to install."""
     try:
-        import tensorrt  # noqa: the only tensorrt import in msla_deploy
+        import tensorrt  # noqa: F401  (the only tensorrt import in msla_deploy)
     except ImportError as exc:
         raise MissingRuntime(f"TensorRT's Python package is not installed ({exc})", INSTALL_HINT) from None
     except OSError as exc:  # the wheel's stub, or libnvinfer missing
