@@ -14,7 +14,7 @@ import typer
 
 from . import __version__
 from .console import checks_table, err, error_line, key_values, out, print_json, steps_with_progress
-from .errors import MissingRuntime, MslaError
+from .errors import BadInput, MissingRuntime, MslaError
 
 app = typer.Typer(
     name="msla-deploy",
@@ -40,6 +40,10 @@ def handle_errors(command):
         except KeyboardInterrupt:
             error_line("interrupted")
             raise typer.Exit(130)
+        except OSError as exc:  # a path we were given cannot be read or written
+            where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+            error_line(f"cannot use{where}: {exc.strerror or exc} (check the path and its permissions)")
+            raise typer.Exit(BadInput.exit_code)
         except Exception as exc:  # a bug of ours: one line, traceback on request
             if os.environ.get("MSLA_DEPLOY_DEBUG"):
                 raise

@@ -12,7 +12,8 @@ from rich.table import Table
 
 from .progress import Steps
 
-out = Console(soft_wrap=True)
+# off a terminal (CI logs, pipes) Rich assumes 80 columns and would cut table cells
+out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 
@@ -60,13 +61,13 @@ def parity_table(outputs: Iterable[Dict], budget: Dict, title: str) -> Table:
     table.add_column("budget", style="dim")
     rel = budget.get("max_abs_rel")
     rows = [
-        ("max abs error", lambda o: _fmt(o["max_abs"], ".3g"), f"<= {rel:g} x peak + {budget['max_abs_floor']:g}" if rel is not None else ""),
+        ("max abs error", lambda o: _fmt(o["max_abs"], ".3g"), f"<= {rel:.10g} x peak + {budget['max_abs_floor']:.10g}" if rel is not None else ""),
         ("  / peak |ref|", lambda o: _fmt(o["relative_max_abs"], ".2e"), ""),
         ("mean abs error", lambda o: _fmt(o["mean_abs"], ".3g"), ""),
         ("p99 abs error", lambda o: _fmt(o["p99_abs"], ".3g"), ""),
-        ("cosine", lambda o: _fmt(o["cosine"], ".7f"), f">= {budget['min_cosine']:g}"),
+        ("cosine", lambda o: _fmt(o["cosine"], ".7f"), f">= {budget['min_cosine']:.10g}"),
         ("NaN / Inf", lambda o: f"{o['nan_count']} / {o['inf_count']}", "0 / 0" if not budget.get("allow_nonfinite") else ""),
-        ("argmax agreement", lambda o: "-" if o["argmax_agreement"] is None else f"{100 * o['argmax_agreement']:.3f}%", f">= {100 * budget['min_argmax_agreement']:g}%"),
+        ("argmax agreement", lambda o: "-" if o["argmax_agreement"] is None else f"{100 * o['argmax_agreement']:.3f}%", f">= {100 * budget['min_argmax_agreement']:.10g}%"),
         ("verdict", lambda o: "[green]pass[/]" if o["passed"] else "[bold red]FAIL[/]", ""),
     ]
     for label, cell, limit in rows:
@@ -77,9 +78,9 @@ def parity_table(outputs: Iterable[Dict], budget: Dict, title: str) -> Table:
 def _budget_summary(budget: Dict) -> str:
     parts = []
     if budget.get("max_abs_rel") is not None:
-        parts.append(f"err <= {budget['max_abs_rel']:g}*peak")
-    parts.append(f"cos >= {budget['min_cosine']:g}")
-    parts.append(f"agree >= {100 * budget['min_argmax_agreement']:g}%")
+        parts.append(f"err <= {budget['max_abs_rel']:.10g}*peak")
+    parts.append(f"cos >= {budget['min_cosine']:.10g}")
+    parts.append(f"agree >= {100 * budget['min_argmax_agreement']:.10g}%")
     return ", ".join(parts)
 
 

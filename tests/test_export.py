@@ -254,3 +254,11 @@ def test_probe_tensors_carry_the_module_outputs(tmp_path, exporter):
     for name, value in captured:
         expected = value.numpy()
         assert np.abs(onnx_values[probes[name]] - expected).max() <= 1e-4 * np.abs(expected).max(), name
+
+
+def test_unwritable_output_path_is_bad_input_not_an_internal_error(tmp_path):
+    blocker = tmp_path / "weights.txt"
+    blocker.write_text("a file where a folder should be")
+    result = cli("export", "-m", B0, "--res", "64x64", "--out", str(blocker / "sub" / "out"))
+    assert result.exit_code == 2, result.output
+    assert "cannot use" in result.stderr and "internal error" not in result.stderr

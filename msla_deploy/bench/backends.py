@@ -75,6 +75,9 @@ def _load_onnxruntime(artifact: BenchArtifact, backend: runners.Backend, batch, 
     available = ort.get_available_providers()
     providers = [p for p in runners._ORT_PROVIDERS[backend.name] if p in available]
     options = ort.SessionOptions()
+    # ORT's idle workers spin after each run; in an interleaved comparison on a small machine they
+    # steal the cores from whichever backend runs next and bias its times (seen: torch 2x slower)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     if threads:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1

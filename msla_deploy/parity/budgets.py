@@ -47,13 +47,13 @@ class Budget:
                 f"max abs error {p.max_abs:.3g} > {limit:.3g} ({self.max_abs_rel:g} x peak {p.max_abs_reference:.3g} + {self.max_abs_floor:g})",
             ))
         out.append(Check(
-            "cosine", p.cosine >= self.min_cosine, f"{p.cosine:.7f}", f">= {self.min_cosine:g}",
+            "cosine", p.cosine >= self.min_cosine, f"{p.cosine:.7f}", f">= {self.min_cosine:.10g}",
             f"cosine {p.cosine:.6f} < {self.min_cosine}",
         ))
         if p.argmax_agreement is not None:
             out.append(Check(
                 "argmax_agreement", p.argmax_agreement >= self.min_argmax_agreement,
-                f"{100 * p.argmax_agreement:.3f}%", f">= {100 * self.min_argmax_agreement:g}%",
+                f"{100 * p.argmax_agreement:.3f}%", f">= {100 * self.min_argmax_agreement:.10g}%",
                 f"argmax agreement {100 * p.argmax_agreement:.3f}% < {100 * self.min_argmax_agreement:g}%",
             ))
         if p.miou is not None and self.max_miou_drop is not None:

@@ -53,6 +53,7 @@ def build_command(
 ) -> None:
     """Build a TensorRT engine from an export (or print the trtexec command that builds it on a Jetson)."""
     from .build import plan_for_trtexec, run_build
+    from .dla import format_preflight
     from .options import BuildOptions
     from .runtime import installed_version_text
 
@@ -64,7 +65,14 @@ def build_command(
     if print_trtexec:
         planned = plan_for_trtexec(options, installed_version_text)
         if json_out:
-            print_json({"argv": planned.argv, "command": planned.command})
+            print_json({
+                "argv": planned.argv,
+                "command": planned.command,
+                "run_in": str(planned.plan.root),  # the relative paths in argv assume this folder
+                "summary": _summary(planned),
+                "warnings": list(planned.plan.warnings),
+                "dla_preflight": None if planned.preflight is None else format_preflight(planned.preflight),
+            })
             return
         _show_plan_notes(planned)
         err.print(f"# {_summary(planned)}; run inside {planned.plan.root} (JetPack: /usr/src/tensorrt/bin/trtexec)", highlight=False, markup=False)
