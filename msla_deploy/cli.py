@@ -117,7 +117,7 @@ def export(
         True, "--fp16-guards/--no-fp16-guards", help="--no-fp16-guards exports naive fp16 (eps lost, sums in fp16), to see what the guards prevent.",
         rich_help_panel="Precision",
     ),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory [default: artifacts/<model>-<H>x<W>-<precision>]."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory \\[default: artifacts/<model>-<H>x<W>-<precision>]."),
     models_dir: Path = typer.Option(Path("models"), "--models-dir", envvar="MSLA_DEPLOY_MODELS", help="Where zoo checkpoints are looked up."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
@@ -143,14 +143,10 @@ def export(
         ) + (" [bold yellow]+ STRESS (LiteMLA q/k/v rescaled, head 0 queries zeroed)[/]" if "stress" in w else "")
         p = manifest["precision"]
         precision_text = p["precision"] if p["precision"] == "fp32" else (
-            f"fp16 (attention {p['attention_precision']}, I/O {p['io_dtype']}"
+            f"fp16 (attention {p['attention_precision'] if p['fp16_guards'] else 'naive fp16'}, I/O {p['io_dtype']}"
             + ("" if p["fp16_guards"] else ", [bold red]guards OFF[/]") + f"); weak-typing graph: {p['onnx_files']['fp32']}"
         )
-        records = manifest["swapped_modules"]
-        swapped = [r for r in records if r["swapped"]]
-        for r in records:
-            if not r["swapped"]:
-                err.print(f"[yellow]warning:[/] LiteMLA look-alike {r['path'] or '<root>'} ({r['source']}) left as is: {r['problem']}", highlight=False)
+        swapped = [r for r in manifest["swapped_modules"] if r["swapped"]]
         out.print(key_values([
             ("model", manifest["model"]["name"]),
             ("weights", weights_text),

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Dict, Iterable, List, Optional
 
@@ -10,6 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from .manifest import json_text
 from .progress import Steps
 
 # off a terminal (CI logs, pipes) Rich assumes 80 columns and would cut table cells
@@ -18,7 +18,7 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 def print_json(data) -> None:
-    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+    sys.stdout.write(json_text(data))
 
 
 def error_line(message: str) -> None:
@@ -29,7 +29,7 @@ def error_line(message: str) -> None:
 def steps_with_progress(enabled: bool = True) -> Steps:
     """Steps that show a spinner on a terminal and one line per finished step everywhere."""
     if not enabled:
-        return Steps()
+        return Steps(on_warning=lambda message: err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False))
     status = {"live": None}
 
     def start(title: str) -> None:
@@ -44,7 +44,10 @@ def steps_with_progress(enabled: bool = True) -> Steps:
         mark = "[green]done[/]" if ok else "[red]failed[/]"
         err.print(f"{title} ... {mark} ({seconds:.1f} s)", highlight=False)
 
-    return Steps(on_start=start, on_end=end)
+    def warning(message: str) -> None:
+        err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
+
+    return Steps(on_start=start, on_end=end, on_warning=warning)
 
 
 def _fmt(value: Optional[float], spec: str) -> str:

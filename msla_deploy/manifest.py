@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 from importlib import metadata
@@ -61,8 +62,24 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
             tmp.unlink()
 
 
+def strict_json_value(data: Any) -> Any:
+    """NaN and infinities become null: they are not JSON, and strict parsers (JavaScript, Go)
+    reject the whole document. The NaN/Inf counts next to such values say what happened."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: strict_json_value(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [strict_json_value(v) for v in data]
+    return data
+
+
+def json_text(data: Any) -> str:
+    return json.dumps(strict_json_value(data), indent=2, default=str, allow_nan=False) + "\n"
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
-    write_bytes_atomic(path, (json.dumps(data, indent=2, sort_keys=False, default=str) + "\n").encode())
+    write_bytes_atomic(path, json_text(data).encode())
 
 
 def read_manifest(directory: Path) -> Dict[str, Any]:

@@ -161,10 +161,10 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, monkeypatch, 
 def test_unsafe_checkpoint_is_refused(tmp_path):
     bad = tmp_path / "bad.pt"
     torch.save({"state_dict": {}, "config": BadInput("x")}, bad)  # needs arbitrary unpickling
-    result = cli("export", "-m", B0, "--res", "64x64", "--weights", str(bad), "--out", str(tmp_path / "out"))
+    result = cli("export", "-m", B0, "--res", "64x64", "--weights", str(bad), "--out", str(tmp_path / "deep" / "out"))
     assert result.exit_code == 2, result.output
     assert "unsafe" in result.stderr.lower() or "weights_only" in result.stderr
-    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "deep").exists()  # not even the parent folder it had to create
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left behind
 
 
@@ -262,3 +262,34 @@ def test_unwritable_output_path_is_bad_input_not_an_internal_error(tmp_path):
     result = cli("export", "-m", B0, "--res", "64x64", "--out", str(blocker / "sub" / "out"))
     assert result.exit_code == 2, result.output
     assert "cannot use" in result.stderr and "internal error" not in result.stderr
+
+
+SHARED_BLOCK_NET = """
+import torch
+from msla_deploy.nn import LiteMLA
+
+class Net(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 32, 3, stride=8, padding=1)
+        self.attn = LiteMLA(32, 32, dim=8)  # one instance, called twice: shared weights
+        self.head = torch.nn.Conv2d(32, 5, 1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        return self.head(self.attn(self.attn(x)))
+
+def build():
+    return Net()
+"""
+
+
+@pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
+def test_a_module_called_twice_exports(tmp_path, exporter):
+    (tmp_path / "shared_net.py").write_text(SHARED_BLOCK_NET)
+    options = ExportOptions(model=f"{tmp_path / 'shared_net.py'}:build", resolution=(64, 64), exporter=exporter, out=tmp_path / "o")
+    result = run_export(options)
+    assert result.passed
+    assert sorted(result.manifest["probes"]) == ["attn", "attn.core"]  # one tensor each: the first call
+    nodes = {n.name for n in onnx.load(result.directory / "model.onnx").graph.node}
+    assert set(result.manifest["precision"]["fp32_nodes"]) <= nodes  # recorded names exist

@@ -202,3 +202,20 @@ def test_export_scans_its_graphs_for_fp16_hazards(fp16_export, tmp_path):
     assert not naive.passed
     checks = {f["check"] for f in naive.manifest["hazards"]["model.onnx"]["errors"]}
     assert checks & {"eps-underflow", "missing-eps"}
+
+
+def test_naive_fp16_report_is_strict_json(tmp_path):
+    """NaN is what a failing fp16 export is about; its report must still parse everywhere."""
+    result = runner.invoke(app, [
+        "export", "-m", B0, "--res", "128x256", "--precision", "fp16", "--stress-weights", "--no-fp16-guards",
+        "--json", "--out", str(tmp_path / "o"),
+    ])
+    assert result.exit_code == 1
+
+    def reject(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+
+    report = json.loads(result.stdout, parse_constant=reject)
+    json.loads((tmp_path / "o" / "parity.json").read_text(), parse_constant=reject)
+    ort16 = report["parity"]["checks"][0]["outputs"][0]
+    assert ort16["nan_count"] > 0 and ort16["max_abs"] is None

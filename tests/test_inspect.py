@@ -140,6 +140,116 @@ def test_long_fp16_contraction_is_a_reduction_hazard():
     assert not inspect_onnx(_matmul(LONG_REDUCTION_ERROR * 2, constant_b=True)).findings
 
 
+def _scaled_matmul(tokens: int, scale_a=None, scale_b=None, swap=False, scale_dtype=np.float16) -> onnx.ModelProto:
+    """LiteMLA's kv = v @ k^T with v and/or k multiplied by a scalar constant first (k is Transposed
+    after its Mul, as in the export); swap: the constant is the Mul's first operand; scale_dtype
+    float32: the Mul runs in fp32 between Casts."""
+    v = helper.make_tensor_value_info("v", F16, [1, 16, tokens])
+    k = helper.make_tensor_value_info("k", F16, [1, 16, tokens])
+    y = helper.make_tensor_value_info("y", F16, [1, 16, 16])
+    nodes, inits, names = [], [], {}
+    for src, scale in (("v", scale_a), ("k", scale_b)):
+        names[src] = src
+        if scale is not None:
+            inits.append(numpy_helper.from_array(np.array(scale, dtype=scale_dtype), f"c_{src}"))
+            if scale_dtype == np.float32:  # the Mul in fp32, between Casts: the scale still applies
+                nodes.append(helper.make_node("Cast", [src], [f"{src}32"], to=F32, name=f"{src}_to_fp32"))
+                src_in = f"{src}32"
+            else:
+                src_in = src
+            operands = [f"c_{src}", src_in] if swap else [src_in, f"c_{src}"]
+            nodes.append(helper.make_node("Mul", operands, [f"{src}_s"], name=f"scale_{src}"))
+            names[src] = f"{src}_s"
+            if scale_dtype == np.float32:
+                nodes.append(helper.make_node("Cast", [f"{src}_s"], [f"{src}_s16"], to=F16, name=f"{src}_to_fp16"))
+                names[src] = f"{src}_s16"
+    nodes.append(helper.make_node("Transpose", [names["k"]], ["kt"], perm=[0, 2, 1], name="kt"))
+    nodes.append(helper.make_node("MatMul", [names["v"], "kt"], ["y"], name="kv"))
+    return _model(nodes, [v, k], [y], inits)
+
+
+def test_scaled_long_contraction_is_safe():
+    tokens = 8192
+    inv_root = 1.0 / np.sqrt(tokens)
+    # LiteMLA's token scaling: k and v each times 1/sqrt(N) (kv: scale 1/N), either operand order,
+    # the scale stored in fp16 (0.01105, a hair above 1/sqrt(8192)) or fp32
+    for swap in (False, True):
+        for dtype in (np.float16, np.float32):
+            report = inspect_onnx(_scaled_matmul(tokens, inv_root, inv_root, swap=swap, scale_dtype=dtype))
+            assert not report.findings, (swap, dtype, [f.detail for f in report.findings])
+            assert any("kv (8192 terms" in n for n in report.info["notes"])
+    # one input scaled by 1/sqrt(L): the product is 1/sqrt(L), the bound itself (the sum grows like
+    # sqrt(L) * mean|term|, the same bound as a ReduceSum of k / sqrt(N)): safe by the rule
+    assert not inspect_onnx(_scaled_matmul(tokens, inv_root, None)).findings
+    # one input scaled by less than that, or by too little on both: still an error
+    assert _checks(inspect_onnx(_scaled_matmul(tokens, 2 * inv_root, None))) == ["long-reduction"]
+    assert _checks(inspect_onnx(_scaled_matmul(tokens, None, 0.5))) == ["long-reduction"]
+    assert _checks(inspect_onnx(_scaled_matmul(tokens, 0.2, 0.5))) == ["long-reduction"]  # 0.1 > 0.011
+    # unscaled: an error as before
+    assert _checks(inspect_onnx(_scaled_matmul(tokens))) == ["long-reduction"]
+
+
+def test_scaled_long_reduce_sum_is_safe():
+    tokens = 8192
+    x = helper.make_tensor_value_info("x", F16, [1, 16, tokens])
+    y = helper.make_tensor_value_info("y", F16, [1, 16, 1])
+
+    def reduce_sum(scale):
+        nodes, inits = [], [_axes()]
+        src = "x"
+        if scale is not None:
+            inits.append(numpy_helper.from_array(np.array([scale], np.float16), "c"))
+            nodes += [helper.make_node("Mul", ["x", "c"], ["xs"], name="scale"),
+                      helper.make_node("Cast", ["xs"], ["xc"], to=F16, name="same_type")]
+            src = "xc"
+        nodes.append(helper.make_node("ReduceSum", [src, "axes"], ["y"], keepdims=1, name="k_sum"))
+        return _model(nodes, [x], [y], inits)
+
+    assert not inspect_onnx(reduce_sum(1.0 / np.sqrt(tokens))).findings
+    assert _checks(inspect_onnx(reduce_sum(0.1))) == ["long-reduction"]
+    assert _checks(inspect_onnx(reduce_sum(None))) == ["long-reduction"]
+
+
+def _mul_by_constant(value, dtype=np.float16, op="Mul", constant_node=False, via_cast=False) -> onnx.ModelProto:
+    """y = x * c on fp16 x, c stored as an initializer or a Constant node (optionally fp32, Cast to fp16)."""
+    x = helper.make_tensor_value_info("x", F16, [1, 4])
+    y = helper.make_tensor_value_info("y", F16, [1, 4])
+    with np.errstate(over="ignore"):
+        tensor = numpy_helper.from_array(np.array([value], dtype=dtype), "c")
+    nodes, inits = [], []
+    if constant_node:
+        nodes.append(helper.make_node("Constant", [], ["c"], value=tensor, name="const"))
+    else:
+        inits.append(tensor)
+    c = "c"
+    if via_cast:
+        nodes.append(helper.make_node("Cast", ["c"], ["c16"], to=F16, name="to_fp16"))
+        c = "c16"
+    nodes.append(helper.make_node(op, ["x", c], ["y"], name="scale_by_c"))
+    return _model(nodes, [x], [y], inits)
+
+
+def test_fp16_constant_that_is_inf_or_nan_is_an_error():
+    for constant_node in (False, True):
+        report = inspect_onnx(_mul_by_constant(1e5, constant_node=constant_node))  # model.half() of y * 1e5
+        assert _checks(report) == ["fp16-overflow"], constant_node
+        assert report.errors[0].node == "scale_by_c" and report.errors[0].op == "Mul"
+        assert "inf" in report.errors[0].detail
+    # an fp32 1e5 folded to fp16 by a Cast is the same inf
+    assert _checks(inspect_onnx(_mul_by_constant(1e5, dtype=np.float32, via_cast=True))) == ["fp16-overflow"]
+    nan = inspect_onnx(_mul_by_constant(np.nan, op="Add"))
+    assert _checks(nan) == ["fp16-overflow"] and "NaN" in nan.errors[0].detail
+    assert inspect_onnx(_mul_by_constant(1e4)).passed  # 1e4 fits fp16
+    assert not inspect_onnx(_mul_by_constant(np.inf, op="Max")).findings  # an infinite bound is no bound
+
+
+def test_fp16_inf_constant_names_its_module():
+    model = _mul_by_constant(1e5)
+    model.graph.node[0].name = "/head/scale/Mul"  # the legacy exporter's node naming
+    error = inspect_onnx(model).errors[0]
+    assert error.check == "fp16-overflow" and error.module == "head.scale" and error.module_source == "node_name"
+
+
 def test_fp32_graph_is_only_at_risk_when_built_fp16():
     x = helper.make_tensor_value_info("x", F32, [1, 4, 64])
     y = helper.make_tensor_value_info("y", F32, [1, 4, 64])

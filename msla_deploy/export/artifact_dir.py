@@ -31,6 +31,8 @@ def check_replaceable(target: Path) -> None:
 def staged_directory(target: Path) -> Iterator[Path]:
     target = Path(target)
     check_replaceable(target)
+    # parents we create are removed again on failure: bad input leaves no empty folders behind
+    created = [p for p in reversed(target.absolute().parents) if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.parent / f".{target.name}.partial-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
@@ -39,6 +41,11 @@ def staged_directory(target: Path) -> Iterator[Path]:
         yield staging
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        for folder in reversed(created):
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise
     old = target.parent / f".{target.name}.old-{os.getpid()}"
     if target.exists():

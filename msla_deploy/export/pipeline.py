@@ -31,7 +31,7 @@ from ..parity.onnxruntime_run import import_onnxruntime, run_onnx
 from ..progress import Steps
 from ..reference_bundle import IMAGENET_MEAN, IMAGENET_STD, ReferenceBundle, synthetic_images, write_reference
 from .artifact_dir import check_replaceable, staged_directory
-from .graph import GraphReport, finalize
+from .graph import GraphReport, constants_to_initializers, finalize
 from .islands import island_nodes, name_unnamed_nodes
 from .options import ExportOptions, is_factory_spec
 from .probes import PROBE_PREFIX, ProbedModel, capture, probe_candidates, probe_output_names, unmark_probe_outputs
@@ -131,6 +131,8 @@ def _export_graph(module: torch.nn.Module, example: torch.Tensor, probe_names: S
         output_names=[OUTPUT_NAME, *probe_output_names(wrapped_names)],
     )
     tensors = unmark_probe_outputs(proto)
+    # node names are final only once Constant nodes are initializers: record islands after that
+    constants_to_initializers(proto)
     name_unnamed_nodes(proto)
     probes = {t[len(PROBE_PREFIX) + len(prefix):]: t for t in tensors}
     cores = [t for name, t in probes.items() if name == "core" or name.endswith(".core")]
@@ -185,6 +187,11 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
     with staged_directory(target) as staging:
         with steps.step("build", "Building model"):
             loaded = load_model(options)
+        for record in loaded.swapped:
+            if not record["swapped"]:
+                steps.warn(f"LiteMLA look-alike {record['path'] or '<root>'} ({record['source']}) left as is: {record['problem']}")
+        if options.stress_weights and not loaded.weights.get("stress"):
+            steps.warn("--stress-weights changed nothing: the model has no LiteMLA")
         with steps.step("reference", "Planning attention and computing the PyTorch reference"):
             images = synthetic_images(options.batch, height, width, options.seed)
             example = torch.from_numpy(images)
@@ -307,7 +314,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             "options": options.to_dict(),
             "precision": {
                 "precision": policy.precision,
-                "attention_precision": policy.attention if fp16 else "fp32",
+                "attention_precision": "fp32" if not fp16 else (policy.attention if policy.guards else "fp16-naive"),
                 "io_dtype": policy.io_dtype,
                 "upsample": policy.upsample,
                 "fp16_guards": policy.guards,
@@ -328,6 +335,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             "parity": {"passed": parity["passed"], "file": PARITY_NAME},
             "environment": environment(),
             "timings_s": steps.timings,
+            "warnings": steps.warnings,
         }
         files = [ONNX_NAME, *([FP32_ONNX_NAME] if fp16 else []), PARITY_NAME, *reference_files]
         manifest["artifacts"] = describe_files(staging, files)

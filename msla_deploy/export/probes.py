@@ -41,14 +41,16 @@ def probe_candidates(model: nn.Module) -> List[str]:
 
 @contextmanager
 def capture(model: nn.Module, names: Sequence[str]) -> Iterator[List[Tuple[str, torch.Tensor]]]:
-    """Record (name, output) of the named modules in call order; a tensor seen before is skipped,
-    since one ONNX tensor cannot carry two probe names."""
+    """Record (name, output) of the named modules in call order; a tensor seen before, or a second
+    call of the same module, is skipped: one ONNX tensor carries one probe name and vice versa."""
     modules = dict(model.named_modules())
     captured: List[Tuple[str, torch.Tensor]] = []
 
     def hook(name):
         def record(module, args, output):
-            if isinstance(output, torch.Tensor) and not any(output is t for _, t in captured):
+            # a module called twice (shared weights) keeps its first output: one name, one tensor
+            seen = any(output is t or name == n for n, t in captured)
+            if isinstance(output, torch.Tensor) and not seen:
                 captured.append((name, output))
 
         return record

@@ -8,15 +8,24 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import sys
 import warnings
 from typing import Sequence, Tuple
 
 import onnx
 import torch
 
-from ..errors import BadInput, MissingRuntime
+from ..errors import BadInput, CheckFailed, MissingRuntime, MslaError, one_line_text
 
 EXPORTERS = ("auto", "dynamo", "torchscript")
+
+
+def torchscript_max_opset() -> int:
+    # a private constant of torch.onnx; 20 is what torch 2.x has long supported
+    from torch.onnx import _constants
+
+    return int(getattr(_constants, "ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET", 20))
 
 
 def dynamo_available() -> bool:
@@ -28,6 +37,23 @@ def dynamo_available() -> bool:
 
 
 @contextlib.contextmanager
+def _silence_native_stdout():
+    """The legacy exporter prints whole graphs from C++ on failure, below Python's sys.stdout;
+    --json output must stay parseable. MSLA_DEPLOY_DEBUG=1 sends them to stderr instead."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    sink = os.dup(2) if os.environ.get("MSLA_DEPLOY_DEBUG") else os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(sink, 1)
+        os.close(sink)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+@contextlib.contextmanager
 def _quiet_exporters():
     """The exporters print deprecation notes and progress to stdout; keep --json output clean."""
     loggers = [logging.getLogger(n) for n in ("torch.onnx", "torch.export", "torch._dynamo", "onnxscript")]
@@ -35,7 +61,7 @@ def _quiet_exporters():
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _silence_native_stdout():
             warnings.simplefilter("ignore")
             yield
     finally:
@@ -90,13 +116,29 @@ def export_to_onnx(
     if exporter == "dynamo" and not dynamo_available():
         raise MissingRuntime("the dynamo exporter needs the onnxscript package", "pip install onnxscript, or use --exporter torchscript")
     chosen = ("dynamo" if dynamo_available() else "torchscript") if exporter == "auto" else exporter
+    if chosen == "torchscript" and opset > torchscript_max_opset():
+        raise BadInput(
+            f"the torchscript exporter of torch {torch.__version__} supports opset <= {torchscript_max_opset()}, not {opset}",
+            "use --exporter dynamo, or a lower --opset",
+        )
+    failures = []
     with torch.no_grad(), _quiet_exporters():
         if chosen == "dynamo":
             try:
                 return _export_dynamo(model, example, opset, input_name, output_names), "dynamo"
-            except Exception:
+            except MslaError:
                 if exporter != "auto":
                     raise
-                # auto: the legacy exporter handles some models dynamo cannot trace; the
-                # manifest records which one ran
-        return _export_torchscript(model, example, opset, input_name, output_names), "torchscript"
+            except Exception as exc:  # noqa: BLE001 - any exporter failure is reported as one line
+                failures.append(f"dynamo: {one_line_text(exc)}")
+            # auto: the legacy exporter handles some models dynamo cannot trace; the manifest
+            # records which one ran
+        if exporter != "dynamo":
+            try:
+                return _export_torchscript(model, example, opset, input_name, output_names), "torchscript"
+            except Exception as exc:  # noqa: BLE001
+                failures.append(f"torchscript: {one_line_text(exc)}")
+    raise CheckFailed(
+        f"torch.onnx.export failed at opset {opset} ({'; '.join(failures)})",
+        "try the other --exporter or another --opset (torchscript supports up to 20-23 depending on torch)",
+    )

@@ -36,7 +36,7 @@ def inspect_onnx(model: Union[str, "onnx.ModelProto"], target: Optional[str] = N
 def inspect_view(view: ModelView, version: Optional[trt_support.Target], precision: str, dla_requested: bool) -> InspectReport:
     context = decide(view, precision, version, dla_requested)
     notes: list = []
-    findings = hazards.check_all(view, context)
+    findings = hazards.check_all(view, context, notes)
     info = {
         "model": view.path,
         "producer": f"{view.model.producer_name} {view.model.producer_version}".strip(),

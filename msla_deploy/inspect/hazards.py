@@ -13,7 +13,7 @@ import numpy as np
 import onnx
 
 from .model_view import VALUE_PRESERVING, ModelView, attribute
-from .precision import PINNED_KEY, PrecisionContext
+from .precision import _NO_ARITHMETIC, PINNED_KEY, PrecisionContext
 from .report import ERROR, WARNING, Finding
 
 FP16_MAX = 65504.0
@@ -24,6 +24,14 @@ FP16_MIN_NORMAL = 2.0**-14  # ~6.1e-5: below it fp16 keeps only a few significan
 # tokens), 64 at 1024 (possible, worth a look). Below 1024 terms fp16 sums are routine.
 LONG_REDUCTION_ERROR = 4096
 LONG_REDUCTION_WARNING = 1024
+# A contraction whose terms are scaled down by a constant is safe when the scale is at most
+# 1/sqrt(L) (L terms): the sum is then at most sqrt(L) * mean|unscaled term| (90x at 8192 terms)
+# rather than L times it (8192x). LiteMLA's token scaling multiplies k and v by
+# 1/sqrt(N) each (kv = v @ k^T: scale 1/N) and sums k / sqrt(N) (scale 1/sqrt(N)). The tolerance
+# absorbs fp16's rounding of the stored scale (1/sqrt(8192) = 0.011049 is 0.01105 in fp16).
+SCALE_TOLERANCE = 2.0**-9
+# ops that only move, re-type or relabel values: a scale applied before them still applies
+_SHAPE_ONLY = frozenset({"Transpose", "Reshape", "Cast", "Identity", "Squeeze", "Unsqueeze", "Flatten"})
 # relative change of an eps by fp16 rounding that is worth a warning (1e-7 -> 1.19e-7 is +19%)
 EPS_ROUNDING_WARNING = 0.10
 
@@ -39,11 +47,12 @@ _OFFSETS = frozenset({"Add", "Sub", "Sum"})
 _BOUNDS = frozenset({"Max", "Min", "Clip"})
 
 
-def check_all(view: ModelView, context: PrecisionContext) -> List[Finding]:
+def check_all(view: ModelView, context: PrecisionContext, notes: Optional[List[str]] = None) -> List[Finding]:
     findings: List[Finding] = []
     findings += check_missing_eps(view, context)
     findings += check_constants(view, context)
-    findings += check_long_reductions(view, context)
+    findings += check_nonfinite_fp16_constants(view, context)
+    findings += check_long_reductions(view, context, notes)
     findings += check_normalizations(view, context)
     return findings
 
@@ -220,6 +229,59 @@ def check_constants(view: ModelView, context: PrecisionContext) -> List[Finding]
     return findings
 
 
+# inf as a constant is meaningful here: a bound of +-inf is no bound, a comparison with inf is defined
+_INF_IS_MEANINGFUL = _BOUNDS | {"Less", "LessOrEqual", "Greater", "GreaterOrEqual", "Equal", "IsInf", "IsNaN"}
+
+
+def _fp16_nonfinite_origin(view: ModelView, name: str) -> Optional[Tuple[str, np.ndarray]]:
+    """Where a constant input holds inf/NaN as float16: the value as used or, walking back
+    through value-preserving ops (e.g. a Cast back to float32), as stored. Returns (tensor, value)
+    of the nearest float16 value with a non-finite element; None otherwise."""
+    for _ in range(16):
+        value = view.const_value(name)
+        if value is None:
+            return None
+        if value.dtype == np.float16 and not np.all(np.isfinite(value)):
+            return name, value
+        node = view.producer.get(name)
+        if node is None or node.op_type not in VALUE_PRESERVING or not node.input:
+            return None
+        name = node.input[0]
+    return None
+
+
+def check_nonfinite_fp16_constants(view: ModelView, context: PrecisionContext) -> List[Finding]:
+    """float16 constants (initializers, Constant nodes, or fp32 constants Cast to float16) that
+    hold inf or NaN and feed arithmetic: e.g. `y * 1e5` exported under model.half() (1e5 > 65504
+    is stored as inf). The value is already lost, so this holds whatever the build precision.
+    Exceptions, as for fp32 constants in check_constants: an infinite bound (Clip/Max/Min) or
+    comparison is left alone, and Where with inf (a -inf mask) is a warning. NaN is always an error."""
+    findings = []
+    for node in view.nodes:
+        if node.op_type in _NO_ARITHMETIC:
+            continue  # ops that only move values (Cast, Reshape, ...): judged where the value is used
+        for name in node.input:
+            origin = _fp16_nonfinite_origin(view, name)
+            if origin is None:
+                continue
+            tensor, value = origin
+            nan = int(np.count_nonzero(np.isnan(value)))
+            inf = int(np.count_nonzero(np.isinf(value)))
+            if not nan and node.op_type in _INF_IS_MEANINGFUL:
+                continue
+            severity = WARNING if (not nan and node.op_type == "Where") else ERROR
+            what = " and ".join(p for p in (f"{inf} inf" if inf else "", f"{nan} NaN" if nan else "") if p)
+            stored = "" if tensor == name else f" (from '{_short(tensor)}')"
+            findings.append(_finding(
+                view, node, severity, "fp16-overflow",
+                f"constant '{_short(name)}'{stored} is {what} in fp16 ({value.size} value(s)): "
+                f"a value beyond fp16's max 65504 was stored as inf, and inf/NaN spreads through the {node.op_type}",
+                "keep the constant within fp16's range (|c| <= 65504; rescale the computation), or keep it and "
+                "its use in fp32 (export that part in fp32 and Cast the result to float16)",
+            ))
+    return findings
+
+
 def _reduced_length(view: ModelView, node: onnx.NodeProto) -> Optional[int]:
     op = node.op_type
     if op == "MatMul":
@@ -255,24 +317,84 @@ def _reduced_length(view: ModelView, node: onnx.NodeProto) -> Optional[int]:
     return None
 
 
-def check_long_reductions(view: ModelView, context: PrecisionContext) -> List[Finding]:
+def _scalar(view: ModelView, name: str) -> Optional[float]:
+    """|c| of a constant with a single element (a scalar, [1], [1, 1], ...); None otherwise."""
+    value = view.const_value(name)
+    if value is None or value.dtype.kind != "f" or value.size != 1:
+        return None
+    c = abs(float(value.reshape(-1)[0]))
+    return c if np.isfinite(c) else None
+
+
+def _input_scale(view: ModelView, tensor: str, depth: int = 32) -> float:
+    """The constant factor a tensor was multiplied by on its way here: walk back through
+    shape-only ops (Transpose/Reshape/Cast/...) and scalar Mul (either operand order) or Div by a
+    scalar constant, multiplying the factors found. 1.0 where there is none."""
+    scale, name = 1.0, tensor
+    for _ in range(depth):
+        node = view.producer.get(name)
+        if node is None or view.is_const(name):
+            break
+        if node.op_type in _SHAPE_ONLY and node.input:
+            name = node.input[0]
+            continue
+        if node.op_type == "Mul" and len(node.input) == 2:
+            a, b = node.input[0], node.input[1]
+            ca, cb = _scalar(view, a), _scalar(view, b)
+            if cb is not None and ca is None:
+                scale, name = scale * cb, a
+                continue
+            if ca is not None and cb is None:
+                scale, name = scale * ca, b
+                continue
+        if node.op_type == "Div" and len(node.input) == 2 and not view.is_const(node.input[0]):
+            c = _scalar(view, node.input[1])
+            if c:  # a 0 divisor is not a scale (and check_constants reports it)
+                scale, name = scale / c, node.input[0]
+                continue
+        break
+    return scale
+
+
+def _contraction_scale(view: ModelView, node: onnx.NodeProto) -> float:
+    """Product of the constant scales on the summed terms: both factors of a MatMul/Gemm (Gemm's
+    alpha too), the one input of a sum reduction."""
+    if node.op_type in ("MatMul", "Gemm"):
+        scale = _input_scale(view, node.input[0]) * _input_scale(view, node.input[1])
+        if node.op_type == "Gemm":
+            scale *= abs(float(attribute(node, "alpha", 1.0)))
+        return scale
+    return _input_scale(view, node.input[0])
+
+
+def check_long_reductions(view: ModelView, context: PrecisionContext, notes: Optional[List[str]] = None) -> List[Finding]:
     """Sums over many terms typed fp16: the result itself can pass 65504. (ReduceMean is left
-    out: a mean is bounded by its terms; so are convolutions and matmuls with weights.)"""
-    findings = []
+    out: a mean is bounded by its terms; so are convolutions and matmuls with weights.) A sum of
+    L terms scaled by constants whose product is <= 1/sqrt(L) (see SCALE_TOLERANCE) is safe: it is
+    left out, with a note when notes is given."""
+    findings, scaled = [], []
     for node in view.nodes:
         if node.op_type not in _SUM_REDUCTIONS | {"MatMul", "Gemm"} or not context.computes_fp16(view, node):
             continue
         length = _reduced_length(view, node)
         if length is None or length < LONG_REDUCTION_WARNING:
             continue
+        # ReduceSumSquare/L2 square their terms first: a scale on the input does not bound the sum alike
+        if node.op_type in ("MatMul", "Gemm", "ReduceSum", "ReduceL1"):
+            scale = _contraction_scale(view, node)
+            if scale <= (1.0 + SCALE_TOLERANCE) / np.sqrt(length):
+                scaled.append(f"{view.label(node)} ({length} terms, scale {scale:.3g})")
+                continue
         what = "contracts over" if node.op_type in ("MatMul", "Gemm") else "sums"
         findings.append(_finding(
             view, node, ERROR if length >= LONG_REDUCTION_ERROR else WARNING, "long-reduction",
             f"{what} {length} terms in fp16: the result overflows fp16 (max 65504) once the mean |term| "
             f"exceeds {FP16_MAX / length:.3g}",
             _keep_fp32_fix(context, node) + "; or scale the terms first (LiteMLA's normalised attention is "
-            "invariant to dividing k by the token count)",
+            "invariant to dividing k and v by sqrt(token count)): a constant scale <= 1/sqrt(terms) is recognised as safe",
         ))
+    if scaled and notes is not None:
+        notes.append(f"long fp16 sums scaled by <= 1/sqrt(terms), safe: {', '.join(scaled)}")
     return findings
 
 

@@ -86,7 +86,8 @@ class ModelView:
                 return None
             if node.op_type == "Cast":
                 to = attribute(node, "to", onnx.TensorProto.FLOAT)
-                return value.astype(onnx.helper.tensor_dtype_to_np_dtype(to))
+                with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # what the Cast does: 1e5 -> inf in fp16
+                    return value.astype(onnx.helper.tensor_dtype_to_np_dtype(to))
             return value
         return None
 
