@@ -119,7 +119,11 @@ def finalize(model: onnx.ModelProto, *, producer_version: str, metadata: Dict[st
     model.producer_version = producer_version
     report = inspect_static(model)
     if report.problems:
-        raise CheckFailed("exported graph is not static: " + "; ".join(report.problems), "please report this model")
+        raise CheckFailed(
+            "exported graph is not static: " + "; ".join(report.problems),
+            "some forward code computes shapes at run time (x.shape arithmetic, a LiteMLA look-alike left unswapped: "
+            "see the warnings above); make it use fixed sizes, or report the model",
+        )
     try:
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as exc:
