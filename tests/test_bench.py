@@ -165,6 +165,19 @@ def test_missing_file_and_foreign_file_exit_2(tmp_path):
     assert bench(broken).exit_code == 2
 
 
+def test_compare_with_an_unknown_backend_names_the_backends(tiny_onnx):
+    result = bench(tiny_onnx, "--compare", f"{tiny_onnx}@foo", "--iterations", 1)
+    assert result.exit_code == 2, result.output
+    assert "unknown backend 'foo'" in result.stderr and "ort-cpu" in result.stderr and "no such file" not in result.stderr
+    result = bench(tiny_onnx, "--compare", "ort-cpuu", "--iterations", 1)
+    assert result.exit_code == 2 and "neither a backend nor a file" in result.stderr
+
+
+def test_help_shows_the_iterations_default():
+    result = runner.invoke(app, ["bench", "--help"])
+    assert result.exit_code == 0 and "[default: 20]" in result.stdout
+
+
 def test_torch_backend_needs_an_export_directory(tiny_onnx):
     result = bench(tiny_onnx, "--backend", "torch")
     assert result.exit_code == 2 and "manifest" in result.output
@@ -185,10 +198,15 @@ def _has_cuda_provider() -> bool:
 
 
 @pytest.mark.skipif(_has_tensorrt(), reason="TensorRT is installed: the missing-runtime path cannot be shown")
-def test_trt_backend_without_tensorrt_exits_3(tiny_onnx):
+def test_trt_backend_without_tensorrt_exits_3(tiny_onnx, tmp_path):
     result = bench(tiny_onnx, "--backend", "trt", "--iterations", 1)
     assert result.exit_code == 3, result.output
     assert "TensorRT" in result.output and "Traceback" not in result.output
+    engine = tmp_path / "tiny.engine"
+    engine.write_bytes(b"not really an engine")
+    result = bench(engine, "--iterations", 1)
+    assert result.exit_code == 3, result.output
+    assert "--backend ort-cpu" not in result.stderr and "model.onnx" in result.stderr  # ort-cpu is refused for an engine
 
 
 @pytest.mark.skipif(_has_cuda_provider(), reason="this ONNX Runtime has the CUDA provider")
@@ -261,3 +279,4 @@ def test_torch_backend_without_torch_exits_3(b0_export):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 3, done.stderr
     assert "PyTorch" in done.stderr and "Traceback" not in done.stderr
+    assert "--backend ort-cpu" in done.stderr and "validate" not in done.stderr

@@ -185,6 +185,21 @@ def test_bad_flags_are_one_line_exit_2(exported, tmp_path, args, needle):
     assert not (tmp_path / "r").exists()
 
 
+def test_artifact_modified_after_export_is_a_warning_not_a_verdict(exported, tmp_path):
+    result, report = validate_json(exported, tmp_path / "clean")
+    assert report["artifact"]["modified_after_export"] == [] and report["warnings"] == []
+    art = copy_of(exported, tmp_path)
+    model = onnx.load(art / "model.onnx")
+    model.doc_string = "edited by hand"  # other bytes, same numbers
+    onnx.save(model, art / "model.onnx")
+    result, report = validate_json(art, tmp_path / "r")
+    assert result.exit_code == 0, result.output
+    assert "artifact modified after export: model.onnx" in result.stderr
+    assert report["artifact"]["modified_after_export"] == ["model.onnx"]
+    assert report["warnings"] and "artifact modified after export" in report["warnings"][0]
+    assert "artifact modified after export" in (tmp_path / "r" / "report.md").read_text()
+
+
 def test_missing_artifact_and_missing_reference(tmp_path, exported):
     assert cli("validate", tmp_path / "nothing").exit_code == 2
     lone = tmp_path / "lone.onnx"
@@ -277,6 +292,19 @@ def test_settings_parse_fractions_without_guessing():
     for key, value in (("min-argmax-agreement", "99.5"), ("atol", "1%"), ("rtol", "-1"), ("max-miou-drop", "nan")):
         with pytest.raises(BadInput):
             parse_setting(key, value, "x")
+    with pytest.raises(BadInput, match=r"0\.995 or 99\.5%"):  # a percentage without its sign: say how to write it
+        parse_setting("min-argmax-agreement", "99.5", "x")
+    for value in ("150%", 150, "-5%", -0.5):  # out of range either way: no rescaled number is offered
+        with pytest.raises(BadInput) as caught:
+            parse_setting("min-argmax-agreement", value, "x")
+        assert "within 0..1, or 0..100%" in caught.value.fix and "1.5" not in caught.value.one_line()
+
+
+def test_pyproject_fraction_above_100_says_the_range(exported, tmp_path, monkeypatch):
+    (tmp_path / "pyproject.toml").write_text("[tool.msla-deploy.validate]\nmin-argmax-agreement = 150\n")
+    monkeypatch.chdir(tmp_path)
+    result = cli("validate", exported, "--report-dir", tmp_path / "r")
+    assert result.exit_code == 2 and "within 0..1, or 0..100%" in one_error_line(result)
 
 
 def test_fp16_default_budget_is_what_the_issue_says():
@@ -389,7 +417,9 @@ def test_tensorrt_without_tensorrt_is_exit_3(exported, tmp_path):
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"not really an engine")
     result = cli("validate", engine, "--reference", exported / "reference")
-    assert result.exit_code == 3 and "TensorRT" in one_error_line(result)
+    line = one_error_line(result)
+    assert result.exit_code == 3 and "TensorRT" in line
+    assert "--backend ort-cpu" not in line and "model.onnx" in line  # ort-cpu is refused for an .engine (below)
     result = cli("validate", engine, "--reference", exported / "reference", "--backend", "ort-cpu")
     assert result.exit_code == 2  # an engine on ONNX Runtime is a usage error, whatever is installed
 
@@ -422,8 +452,13 @@ def test_reference_adds_pictures_and_validate_uses_them(exported, tmp_path):
     for rel, entry in manifest["artifacts"].items():
         assert sha256_file(art / rel) == entry["sha256"], rel
 
-    assert cli("reference", art, "--inputs", pictures).exit_code == 0  # again: replaces, does not grow
+    assert "2 picture(s)" in bundle.info["inputs"] and "a.npy, b.npy" in bundle.info["inputs"]
+    assert "synthetic" in bundle.info["inputs"]
+
+    result = cli("reference", art, "--inputs", pictures)  # again: replaces, does not grow
+    assert result.exit_code == 0 and "2 earlier pictures" in result.stdout
     assert read_reference(art / "reference").inputs["input"].shape[0] == 3
+    assert read_reference(art / "reference").info["inputs"] == bundle.info["inputs"]
 
     result, report = validate_json(art, tmp_path / "r")
     assert result.exit_code == 0, result.output

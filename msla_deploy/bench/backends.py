@@ -53,7 +53,7 @@ def preflight(backend: runners.Backend) -> None:
     if backend.name == "torch":
         from ..parity.torch_reference import require_torch
 
-        require_torch("--backend torch")
+        require_torch("--backend torch", "bench another backend: --backend ort-cpu")
     else:
         runners.preflight(backend)
 

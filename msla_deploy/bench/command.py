@@ -20,7 +20,7 @@ def bench_command(
     artifact: Path = typer.Argument(..., help="Export directory, .onnx or .engine."),
     backend: str = typer.Option("auto", "--backend", help="auto | torch | ort-cpu | ort-cuda | ort-trt | trt (auto: TensorRT for an .engine, else ONNX Runtime, CUDA if present)."),
     warmup: int = typer.Option(3, "--warmup", help="Untimed rounds before timing (the first run, which allocates, is never timed)."),
-    iterations: Optional[int] = typer.Option(None, "--iterations", "-n", help="Timed runs per backend [default: 20]."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", "-n", help="Timed runs per backend \\[default: 20]."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Time for this many seconds instead of a fixed count."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Batch size (exports are static: must match the model's)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime / PyTorch (default: the runtime's choice)."),

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ..errors import BadInput
+from ..parity.artifact import DEFAULT_ONNX
+from ..parity.tensorrt import engine_hint
 from ..progress import Steps
 from . import backends
 from .artifact import BenchArtifact, resolve
@@ -57,10 +59,20 @@ def _contestant_specs(options: BenchOptions) -> List[Tuple[BenchArtifact, str]]:
             specs.append((main, item))
             continue
         path, backend = item, "auto"
-        if "@" in item and item.rsplit("@", 1)[1] in backends.BACKENDS:
+        if "@" in item and not Path(item).exists():  # a path may hold "@" itself
             path, backend = item.rsplit("@", 1)
+            if backend not in backends.BACKENDS:
+                raise BadInput(f"--compare {item}: unknown backend {backend!r}", f"choose one of {', '.join(backends.BACKENDS)}")
+        elif not Path(item).exists() and not Path(item).suffix and "/" not in item:  # a mistyped backend name
+            raise BadInput(f"--compare {item}: neither a backend nor a file", f"backends: {', '.join(backends.BACKENDS)}; or pass ARTIFACT[@BACKEND]")
         specs.append((resolve(Path(path)), backend))
     return specs
+
+
+def _onnx_beside(artifact: BenchArtifact) -> Optional[Path]:
+    """The export's model.onnx next to an engine given by itself, for a hint."""
+    beside = artifact.path.parent / DEFAULT_ONNX
+    return beside if artifact.path.is_file() and beside.is_file() else None
 
 
 def _labels(chosen: List[Tuple[BenchArtifact, str]]) -> List[str]:
@@ -104,8 +116,9 @@ def run_bench(options: BenchOptions, steps: Optional[Steps] = None, on_round: Ca
     options.check()
     specs = _contestant_specs(options)
     chosen = [(artifact, backends.choose(requested, artifact)) for artifact, requested in specs]
-    for _, backend in chosen:
-        backends.preflight(backend)  # a missing runtime exits 3 before anything loads
+    for artifact, backend in chosen:
+        with engine_hint(artifact.onnx_path is None, "bench", _onnx_beside(artifact)):  # an engine alone: --backend ort-cpu is refused
+            backends.preflight(backend)  # a missing runtime exits 3 before anything loads
     labels = _labels([(a, b.name) for a, b in chosen])
     iterations = options.iterations if options.iterations is not None or options.duration is not None else DEFAULT_ITERATIONS
     environment = capture(options.threads)
@@ -117,7 +130,8 @@ def run_bench(options: BenchOptions, steps: Optional[Steps] = None, on_round: Ca
             with steps.step(f"load:{label}", f"loading {artifact.name} on {label}"):
                 device_before = device_memory_used() if on_gpu else None
                 with HostPeak() as peak:
-                    item = backends.load(artifact, backend, batch=options.batch, threads=options.threads, transfers=options.transfers)
+                    with engine_hint(artifact.onnx_path is None, "bench", _onnx_beside(artifact)):
+                        item = backends.load(artifact, backend, batch=options.batch, threads=options.threads, transfers=options.transfers)
                     loaded.append(item)
                     item.run()  # the first run allocates; it is never timed (warm-up comes on top)
                 device_after = device_memory_used() if on_gpu else None

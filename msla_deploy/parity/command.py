@@ -93,11 +93,14 @@ def reference_command(
     inputs: Path = typer.Option(..., "--inputs", help="Folder of pictures: .npy (H x W x 3 RGB, uint8 or [0, 1]) always; .png/.jpg with Pillow."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
-    """Add real pictures to an export's reference bundle (PyTorch computes their outputs)."""
+    """Add real pictures to an export's reference bundle (PyTorch computes their outputs).
+
+    The pictures follow the export's synthetic samples; running it again replaces the pictures added before (the synthetic samples stay)."""
     from .reference_images import add_reference_images
 
     result = add_reference_images(artifact_dir, inputs, steps_with_progress())
-    data = {"directory": str(result.directory), "samples": result.samples, "synthetic_samples": result.synthetic, "images": result.images}
+    data = {"directory": str(result.directory), "samples": result.samples, "synthetic_samples": result.synthetic,
+            "replaced_pictures": result.replaced, "images": result.images}
     if json_out:
         print_json(data)
         return
@@ -105,4 +108,4 @@ def reference_command(
         ("bundle", escape(str(result.directory / "reference"))),
         ("pictures", escape(f"{len(result.images)} ({', '.join(i['file'] for i in result.images[:5])}{', ...' if len(result.images) > 5 else ''})")),
         ("samples", f"{result.samples} ({result.synthetic} synthetic + {len(result.images)} pictures)"),
-    ]))
+    ] + ([("replaced", f"{result.replaced} earlier picture{'s' if result.replaced != 1 else ''}")] if result.replaced else [])))

@@ -60,7 +60,10 @@ def parse_setting(key: str, value: Union[str, float, int], where: str) -> float:
     if percent:
         number /= 100.0
     if key in _FRACTIONS and not 0.0 <= number <= 1.0:
-        raise BadInput(f"{where} = {text!r} is not a fraction in [0, 1]", f"write {number / 100:g} or {number:g}% for {number:g} percent")
+        if not percent and 1.0 < number <= 100.0:  # most likely a percentage without its sign
+            raise BadInput(f"{where} = {text!r} is not a fraction in [0, 1]", f"write {number / 100:g} or {number:g}% for {number:g} percent")
+        # out of range either way: a rescaled number would be a guess at what was meant
+        raise BadInput(f"{where} = {text!r} is out of range", "the fraction must be within 0..1, or 0..100%")
     if key == "min-cosine" and not -1.0 <= number <= 1.0:
         raise BadInput(f"{where} = {text!r}: cosine similarity lies in [-1, 1]", "use e.g. 0.999")
     if key in ("atol", "rtol") and number < 0:

@@ -29,6 +29,7 @@ class ReferenceImagesResult:
     images: List[Dict]
     samples: int  # in the bundle now, synthetic ones included
     synthetic: int
+    replaced: int = 0  # pictures of an earlier run that these replaced
 
 
 def add_reference_images(directory: Path, images_dir: Path, steps: Optional[Steps] = None) -> ReferenceImagesResult:
@@ -68,8 +69,13 @@ def add_reference_images(directory: Path, images_dir: Path, steps: Optional[Step
     info = dict(bundle.info or {})
     # samples before the first picture are the export's synthetic ones; earlier pictures are replaced
     synthetic = int(info.get("synthetic_samples", old_inputs.shape[0]))
+    replaced = max(int(old_inputs.shape[0]) - synthetic, 0)
     images = [{"file": f.name, "sha256": sha256_file(f), "size": size} for f, size in zip(files, sizes)]
+    # "inputs" says what the bundle holds now; the export's own words for its samples are kept
+    synthetic_text = info.get("synthetic_inputs") or info.get("inputs") or "synthetic uniform-noise RGB images"
     info.update({
+        "synthetic_inputs": synthetic_text,
+        "inputs": _describe(synthetic, synthetic_text, images, Path(images_dir).resolve()),
         "synthetic_samples": synthetic,
         "images": images,
         "image_preprocessing": PREPROCESSING,
@@ -85,4 +91,13 @@ def add_reference_images(directory: Path, images_dir: Path, steps: Optional[Step
         manifest.setdefault("artifacts", {}).update(describe_files(directory, written))
         manifest["reference_images"] = {"count": len(images), "synthetic_samples": synthetic, "preprocessing": PREPROCESSING}
         write_json_atomic(directory / MANIFEST_NAME, manifest)
-    return ReferenceImagesResult(directory, images, synthetic + len(images), synthetic)
+    return ReferenceImagesResult(directory, images, synthetic + len(images), synthetic, replaced)
+
+
+def _describe(synthetic: int, synthetic_text: str, images: List[Dict], images_dir: Path, shown: int = 10) -> str:
+    names = ", ".join(i["file"] for i in images[:shown])
+    if len(images) > shown:
+        names += f" and {len(images) - shown} more (see images)"
+    first, last = synthetic, synthetic + len(images) - 1
+    pictures = f"samples {first}-{last}: {len(images)} picture(s) from {images_dir} ({names}), {PREPROCESSING}"
+    return f"samples 0-{synthetic - 1}: {synthetic_text}; {pictures}" if synthetic else pictures

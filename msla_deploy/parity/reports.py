@@ -57,6 +57,8 @@ def markdown(report: Dict) -> str:
         f"- **reference**: {report['reference']['samples']} sample(s), {report['reference']['source']}",
         "",
     ]
+    if report.get("warnings"):
+        lines += [f"> **warning**: {w}" for w in report["warnings"]] + [""]
     outputs = report["outputs"]
     header = "| metric | " + " | ".join(f"`{o['name']}`" for o in outputs) + " | budget | budget from |"
     lines += [header, "|---" * (len(outputs) + 3) + "|"]

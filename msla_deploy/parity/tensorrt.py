@@ -10,13 +10,32 @@ project's machines cannot install it.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Tuple, Union
+from typing import Dict, Iterator, Optional, Tuple, Union
 
 from ..errors import BadInput, MissingRuntime
 from .polygraphy_env import quiet_polygraphy
 
 NO_TENSORRT_FIX = "run on a machine with TensorRT and an NVIDIA GPU (e.g. a Jetson with JetPack), or use --backend ort-cpu"
+
+
+def engine_without_tensorrt_fix(command: str, onnx: Optional[Path]) -> str:
+    """The fix for an .engine given by itself: --backend ort-cpu is refused for it (exit 2)."""
+    target = str(onnx) if onnx is not None else "the export's model.onnx"
+    return (f"an .engine runs only on TensorRT: install TensorRT on a machine with an NVIDIA GPU, e.g. a Jetson with JetPack; "
+            f"or {command} {target} instead, on ONNX Runtime")
+
+
+@contextmanager
+def engine_hint(applies: bool, command: str, onnx: Optional[Path]) -> Iterator[None]:
+    """Inside: a MissingRuntime gets the engine's fix when `applies` (the artifact is an engine alone)."""
+    try:
+        yield
+    except MissingRuntime as exc:
+        if not applies:
+            raise
+        raise MissingRuntime(exc.problem, engine_without_tensorrt_fix(command, onnx)) from None
 
 
 def require_tensorrt():

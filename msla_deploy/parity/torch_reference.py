@@ -17,12 +17,18 @@ import numpy as np
 
 from ..errors import BadInput, MissingRuntime
 
+INSTALL_TORCH = "install PyTorch (CPU: pip install torch==2.13.0) and onnxscript"
 
-def require_torch(purpose: str) -> None:
+
+def require_torch(purpose: str, alternative: str = "") -> None:
+    """PyTorch, or MissingRuntime whose fix is installing it, then `alternative` (what works without it)."""
     try:
         import torch  # noqa: F401
     except ImportError as exc:
-        raise MissingRuntime(f"{purpose} needs PyTorch to rebuild the exported model ({exc})", "install PyTorch (CPU: pip install torch==2.13.0) and onnxscript; or validate without it") from None
+        if not alternative and purpose == "--localize":
+            alternative = "validate without --localize"
+        fix = f"{INSTALL_TORCH}; or {alternative}" if alternative else INSTALL_TORCH
+        raise MissingRuntime(f"{purpose} needs PyTorch to rebuild the exported model ({exc})", fix) from None
 
 
 def rebuild_model(manifest: Dict, purpose: str):

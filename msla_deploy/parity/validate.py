@@ -20,9 +20,9 @@ import onnx
 
 from .. import __version__
 from ..errors import BadInput
-from ..manifest import environment
+from ..manifest import MANIFEST_NAME, environment, sha256_file
 from ..progress import Steps
-from ..reference_bundle import ReferenceBundle, read_reference
+from ..reference_bundle import REFERENCE_DIR, ReferenceBundle, read_reference
 from .artifact import Artifact, budget_precision, engine_build_record, load_onnx, resolve_artifact
 from .config import resolve_budget
 from .metrics import OutputParity, compare_outputs, is_segmentation_logits
@@ -31,6 +31,7 @@ from .png import write_png
 from .polygraphy_env import import_polygraphy
 from .reports import write_reports
 from .runners import Backend, choose_backend, preflight, run_model
+from .tensorrt import engine_hint
 
 REPORT_FORMAT = "msla-deploy/validate/1"
 
@@ -145,12 +146,18 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
     polygraphy = import_polygraphy()  # a missing runtime is reported before any work
     artifact = resolve_artifact(options.artifact, options.reference, want_tensorrt=options.backend == "trt")
     backend = choose_backend(options.backend, artifact.is_engine)
-    preflight(backend)
+    # an .engine given by itself cannot fall back to --backend ort-cpu: say what works instead
+    engine_alone = artifact.kind == "engine"
+    with engine_hint(engine_alone, "validate", artifact.onnx_path):
+        preflight(backend)
     precision, why = budget_precision(artifact)
     choice = resolve_budget(precision, options.budget_flags, Path(options.cwd or Path.cwd()))
     if why:
         choice.notes.append(f"default budget of {precision}: {why}")
     localize_source = _localize_preflight(artifact) if options.localize else None
+    modified = modified_after_export(artifact)
+    for rel in modified:  # a warning, not a verdict: the file is judged as it is now
+        steps.warn(f"artifact modified after export: {rel} no longer matches its sha256 in {artifact.directory / MANIFEST_NAME}")
     report_dir = Path(options.report_dir) if options.report_dir else artifact.default_report_dir()
     if report_dir.exists() and not report_dir.is_dir():
         raise BadInput(f"--report-dir {report_dir} is a file", "pass a directory (it is created if missing)")
@@ -162,7 +169,7 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
         graph_outputs = _graph_io(graph, "outputs") if graph is not None else None
         batches = check_reference(bundle, artifact, graph_inputs, graph_outputs)
 
-    with steps.step("run", f"Running the artifact ({backend.name})"):
+    with steps.step("run", f"Running the artifact ({backend.name})"), engine_hint(engine_alone, "validate", artifact.onnx_path):
         run = run_model(artifact.model_file, backend, batches, is_engine=artifact.is_engine,
                         strongly_typed=artifact.precision != "fp32", label=str(artifact.model_file))
     missing = [n for n in bundle.outputs if n not in run.outputs]
@@ -195,12 +202,37 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
             localization["notes"] += localize_source.notes
 
     report = _report(artifact, backend, run.runtime, choice, bundle, results, localization)
+    report["artifact"]["modified_after_export"] = modified
+    report["warnings"] = list(steps.warnings)
     with steps.step("report", "Writing the reports"):
         input_hw = next((a.shape[2:] for a in bundle.inputs.values() if a.ndim == 4), None)
         report["pictures"] = _pictures(results, bundle.outputs, run.outputs, input_hw, report_dir)
         report["timings_s"] = {**steps.timings, "total": round(time.perf_counter() - started, 3)}
         write_reports(report, report_dir, str(options.junit) if options.junit else None)
     return ValidationResult(report, report_dir)
+
+
+def modified_after_export(artifact: Artifact) -> List[str]:
+    """Files of the export that no longer match the sha256 its manifest recorded ("artifacts"):
+    the file validated and, when it is the export's own, the reference bundle. Files the
+    manifest does not list (an engine, a bare ONNX) are not checked."""
+    recorded = (artifact.manifest or {}).get("artifacts")
+    if artifact.directory is None or not isinstance(recorded, dict):
+        return []
+    root = artifact.directory.resolve()
+    files = [artifact.model_file]
+    if artifact.reference_dir.resolve() == root / REFERENCE_DIR:
+        files += sorted(p for p in artifact.reference_dir.iterdir() if p.is_file())
+    modified = []
+    for path in files:
+        try:
+            rel = path.resolve().relative_to(root).as_posix()
+        except ValueError:
+            continue
+        entry = recorded.get(rel)
+        if isinstance(entry, dict) and entry.get("sha256") and sha256_file(path) != entry["sha256"]:
+            modified.append(rel)
+    return modified
 
 
 @dataclass
