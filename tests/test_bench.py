@@ -4,10 +4,12 @@ asserts a time: only that times exist, are positive and are consistent with each
 
 from __future__ import annotations
 
+import ctypes
 import json
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -15,10 +17,13 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
+from msla_deploy.bench.cudart import MEMCPY_DEVICE_TO_HOST, MEMCPY_HOST_TO_DEVICE, call
 from msla_deploy.bench.plot import nice_ticks, render
 from msla_deploy.bench.run import measure
 from msla_deploy.bench.stats import interleaved_order, median_ratios, percentile, rotation, summarize
+from msla_deploy.bench.trt_direct import DirectTiming
 from msla_deploy.cli import app
+from msla_deploy.errors import MissingRuntime
 from msla_deploy.parity.png import SIGNATURE
 
 B0 = "efficientvit-seg-b0-cityscapes"
@@ -280,3 +285,176 @@ def test_torch_backend_without_torch_exits_3(b0_export):
     assert done.returncode == 3, done.stderr
     assert "PyTorch" in done.stderr and "Traceback" not in done.stderr
     assert "--backend ort-cpu" in done.stderr and "validate" not in done.stderr
+
+
+# --- TensorRT timed directly with CUDA events (fakes: no GPU or TensorRT here) ----------------
+
+FAKE_TRT = SimpleNamespace(__version__="10.fake", TensorIOMode=SimpleNamespace(INPUT="in", OUTPUT="out"), nptype=lambda dtype: dtype)
+CUDART_CALLS = ("cudaMalloc", "cudaFree", "cudaMemcpyAsync", "cudaStreamCreate", "cudaStreamDestroy", "cudaStreamSynchronize",
+                "cudaEventCreate", "cudaEventRecord", "cudaEventSynchronize", "cudaEventElapsedTime", "cudaEventDestroy",
+                "cudaStreamBeginCapture", "cudaStreamEndCapture", "cudaGraphInstantiateWithFlags", "cudaGraphLaunch",
+                "cudaGraphExecDestroy", "cudaGraphDestroy")
+
+
+class FakeCudart:
+    """libcudart's method names; records (name, args), returns 0 (or `fail[name]`), hands out handles."""
+
+    def __init__(self, log, fail=None):
+        self.log, self.fail, self.next_handle = log, fail or {}, 0x1000
+
+    def __getattr__(self, name):
+        if name not in CUDART_CALLS:
+            raise AttributeError(name)
+
+        def function(*args):
+            self.log.append((name, args))
+            if name in ("cudaMalloc", "cudaStreamCreate", "cudaEventCreate", "cudaStreamEndCapture", "cudaGraphInstantiateWithFlags"):
+                out = args[-1] if name == "cudaStreamEndCapture" else args[0]
+                self.next_handle += 0x100
+                out._obj.value = self.next_handle
+            if name == "cudaEventElapsedTime":
+                args[0]._obj.value = 2.5
+            return self.fail.get(name, 0)
+        return function
+
+
+class FakeEngine:
+    def __init__(self, tensors):  # name -> (shape, dtype, mode)
+        self.tensors = tensors
+        self.num_io_tensors = len(tensors)
+
+    def get_tensor_name(self, i):
+        return list(self.tensors)[i]
+
+    def get_tensor_shape(self, name):
+        return self.tensors[name][0]
+
+    def get_tensor_dtype(self, name):
+        return self.tensors[name][1]
+
+    def get_tensor_mode(self, name):
+        return self.tensors[name][2]
+
+
+class FakeContext:
+    def __init__(self, engine, log):
+        self.engine, self.log, self.addresses = engine, log, {}
+
+    def get_tensor_shape(self, name):
+        return self.engine.tensors[name][0]
+
+    def set_tensor_address(self, name, address):
+        self.addresses[name] = address
+        return True
+
+    def execute_async_v3(self, stream):
+        self.log.append(("execute_async_v3", (stream,)))
+        return True
+
+
+def _direct(transfers=True, cuda_graph=False, fail=None):
+    log = []
+    engine = FakeEngine({"x": ((2, 3), np.float32, "in"), "y": ((2, 5), np.float16, "out")})
+    context = FakeContext(engine, log)
+    timing = DirectTiming(FAKE_TRT, engine, context, FakeCudart(log, fail), transfers=transfers, cuda_graph=cuda_graph)
+    return timing, context, log
+
+
+def _names(log):
+    return [name for name, _ in log]
+
+
+@pytest.mark.parametrize("transfers", [True, False])
+def test_direct_trt_one_timed_iteration_call_sequence(transfers):
+    timing, context, log = _direct(transfers=transfers)
+    assert _names(log) == ["cudaMalloc", "cudaMalloc", "cudaStreamCreate", "cudaEventCreate", "cudaEventCreate",
+                           "cudaMemcpyAsync", "cudaStreamSynchronize"]  # inputs reach the device once at load
+    assert set(context.addresses) == {"x", "y"} and all(context.addresses.values())
+    del log[:]
+    assert timing.timed() == pytest.approx(2.5e-3)  # cudaEventElapsedTime's ms, in seconds
+    copies = ["cudaMemcpyAsync"] if transfers else []
+    assert _names(log) == ["cudaEventRecord", *copies, "execute_async_v3", *copies, "cudaEventRecord", "cudaEventSynchronize", "cudaEventElapsedTime"]
+    stream = timing.stream.value
+    assert log[0][1] == (timing.start, timing.stream) and dict(log)["execute_async_v3"] == (stream,) and stream
+    if transfers:
+        (_, h2d), (_, d2h) = log[1], log[3]
+        assert h2d[2:4] == (2 * 3 * 4, MEMCPY_HOST_TO_DEVICE) and h2d[0].value == context.addresses["x"]
+        assert d2h[2:4] == (2 * 5 * 2, MEMCPY_DEVICE_TO_HOST) and d2h[1].value == context.addresses["y"]
+    del log[:]
+    timing.close()
+    assert _names(log) == ["cudaStreamSynchronize", "cudaEventDestroy", "cudaEventDestroy", "cudaStreamDestroy", "cudaFree", "cudaFree"]
+
+
+def test_direct_trt_cuda_graph_captures_once_then_launches():
+    timing, _, log = _direct(transfers=False, cuda_graph=True)
+    assert _names(log)[-6:] == ["execute_async_v3", "cudaStreamSynchronize", "cudaStreamBeginCapture", "execute_async_v3",
+                                "cudaStreamEndCapture", "cudaGraphInstantiateWithFlags"]
+    del log[:]
+    for _ in range(2):
+        timing.timed()
+    assert _names(log) == ["cudaEventRecord", "cudaGraphLaunch", "cudaEventRecord", "cudaEventSynchronize", "cudaEventElapsedTime"] * 2
+    assert log[1][1] == (timing.graph_exec, timing.stream)
+    del log[:]
+    timing.close()
+    assert _names(log)[:3] == ["cudaStreamSynchronize", "cudaGraphExecDestroy", "cudaGraphDestroy"]
+
+
+def test_direct_trt_cuda_graph_with_transfers_copies_around_the_launch():
+    timing, _, log = _direct(transfers=True, cuda_graph=True)
+    del log[:]
+    timing.timed()
+    assert _names(log) == ["cudaEventRecord", "cudaMemcpyAsync", "cudaGraphLaunch", "cudaMemcpyAsync", "cudaEventRecord",
+                           "cudaEventSynchronize", "cudaEventElapsedTime"]
+
+
+def test_a_failing_cuda_call_names_itself_and_releases_what_was_taken():
+    with pytest.raises(MissingRuntime, match=r"cudaEventCreate failed with CUDA error 2") as info:
+        _direct(fail={"cudaEventCreate": 2})
+    assert info.value.exit_code == 3
+    timing, _, log = _direct(fail={"cudaEventSynchronize": 700})
+    with pytest.raises(MissingRuntime, match="cudaEventSynchronize failed with CUDA error 700"):
+        timing.timed()
+    log = []
+    with pytest.raises(MissingRuntime, match="cudaMalloc"):
+        call(FakeCudart(log, {"cudaMalloc": 2}), "cudaMalloc", ctypes.byref(ctypes.c_void_p()), 4)
+
+
+def test_failed_construction_frees_its_buffers():
+    log = []
+    engine = FakeEngine({"x": ((2, 3), np.float32, "in"), "y": ((2, 5), np.float16, "out")})
+    with pytest.raises(MissingRuntime, match="cudaStreamBeginCapture"):
+        DirectTiming(FAKE_TRT, engine, FakeContext(engine, log), FakeCudart(log, {"cudaStreamBeginCapture": 1}), transfers=True, cuda_graph=True)
+    assert _names(log).count("cudaFree") == 2 and "cudaStreamDestroy" in _names(log)
+
+
+def test_tensorrt_without_the_name_api_is_refused():
+    engine = SimpleNamespace()  # TensorRT 8.2-style: bindings, no num_io_tensors
+    context = SimpleNamespace(execute_async_v2=lambda *a: True)
+    with pytest.raises(MissingRuntime, match=r"needs TensorRT >= 8.5") as info:
+        DirectTiming(FAKE_TRT, engine, context, FakeCudart([]), transfers=True, cuda_graph=False)
+    assert "--backend ort-trt" in info.value.fix
+
+
+def test_measure_uses_a_runs_own_timer():
+    host_calls = []
+    latencies = measure([lambda: host_calls.append(1), lambda: None], warmup=1, iterations=2, duration=None, timed=[None, lambda: 0.004])
+    assert latencies[1] == [0.004, 0.004] and len(latencies[0]) == 2 and len(host_calls) == 3  # warm-up uses run()
+
+
+def test_cuda_graph_is_refused_off_tensorrt(tiny_onnx):
+    result = bench(tiny_onnx, "--backend", "ort-cpu", "--cuda-graph", "--iterations", 1)
+    assert result.exit_code == 2, result.output
+    assert "--cuda-graph" in result.output and "Traceback" not in result.output
+
+
+def test_host_timer_is_recorded(tiny_onnx):
+    report = _json(bench(tiny_onnx, "--backend", "ort-cpu", "--iterations", 2, "--batch", 1, "--json"))
+    assert report["results"][0]["timer"] == "host" and report["settings"]["cuda_graph"] is False
+
+
+@pytest.mark.skipif(not _has_tensorrt(), reason="TensorRT is not installed here (it cannot be on this project's machines)")
+def test_trt_backend_times_with_cuda_events_and_a_graph(tiny_onnx):
+    for flags in (["--no-transfers"], ["--cuda-graph"]):
+        report = _json(bench(tiny_onnx, "--backend", "trt", "--batch", 1, "--iterations", 3, *flags, "--json"))
+        (r,) = report["results"]
+        assert r["timer"] == "cuda-events" and r["runtime"]["cuda_graph"] is ("--cuda-graph" in flags) and r["stats"]["min_ms"] > 0

@@ -3,14 +3,16 @@
 Each loader returns a `Loaded`: `run()` does one inference and returns when its results are
 ready (host copies included unless the TensorRT backend is told not to transfer), so a host
 clock around it measures what an application waits for. ONNX Runtime provider choice and the
-fallback rule are validate's (msla_deploy.parity.runners); TensorRT goes through Polygraphy's
-TrtRunner via validate's loader; PyTorch is imported only by the torch backend.
+fallback rule are validate's (msla_deploy.parity.runners); TensorRT is driven directly and times
+itself with CUDA events (`Loaded.timed`, msla_deploy.bench.trt_direct); PyTorch is imported only
+by the torch backend.
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Dict, Optional
 
 from ..errors import BadInput, MissingRuntime
@@ -28,6 +30,9 @@ class Loaded:
     runtime: Dict  # what ran, for the report
     batch: int
     close: Callable[[], None] = field(default=lambda: None)
+    # a run that times itself (seconds, e.g. CUDA events); None: the host clock around run()
+    timed: Optional[Callable[[], float]] = None
+    timer: str = "host"  # "host" | "cuda-events", recorded in the report
 
 
 def choose(requested: str, artifact: BenchArtifact) -> runners.Backend:
@@ -58,11 +63,12 @@ def preflight(backend: runners.Backend) -> None:
         runners.preflight(backend)
 
 
-def load(artifact: BenchArtifact, backend: runners.Backend, *, batch: Optional[int], threads: Optional[int], transfers: bool = True) -> Loaded:
+def load(artifact: BenchArtifact, backend: runners.Backend, *, batch: Optional[int], threads: Optional[int], transfers: bool = True,
+         cuda_graph: bool = False) -> Loaded:
     if backend.name == "torch":
         return _load_torch(artifact, batch, threads)
     if backend.name == "trt":
-        return _load_tensorrt(artifact, batch, transfers)
+        return _load_tensorrt(artifact, batch, transfers, cuda_graph)
     return _load_onnxruntime(artifact, backend, batch, threads)
 
 
@@ -128,37 +134,52 @@ def _load_torch(artifact: BenchArtifact, batch, threads) -> Loaded:
     return Loaded("torch", run, runtime, model_batch, close=lambda: torch.set_num_threads(previous))
 
 
-def _load_tensorrt(artifact: BenchArtifact, batch, transfers: bool) -> Loaded:
-    """Polygraphy's TrtRunner (TensorRT's documented API underneath). With transfers, each run
-    copies inputs to the device and outputs back (what an application pays); without, inputs stay
-    on the device and outputs are not copied (trtexec's --noDataTransfers). The runner
-    synchronises its stream before returning, so a host clock is valid. Only runs where TensorRT
-    and a GPU exist; written against the documented API, not exercised on this project's machines."""
-    from ..parity.tensorrt import tensorrt_runner
+def _load_tensorrt(artifact: BenchArtifact, batch, transfers: bool, cuda_graph: bool = False) -> Loaded:
+    """TensorRT timed directly with CUDA events (msla_deploy.bench.trt_direct), like trtexec: an
+    .engine is deserialized with tensorrt.Runtime; an ONNX is built by validate's Polygraphy loader
+    and its engine and context are then driven directly. With transfers, each run copies inputs to
+    the device and outputs back (what an application pays); without, it does not (trtexec's
+    --noDataTransfers). `--cuda-graph` launches a CUDA graph of the enqueue captured at load.
+    Written against TensorRT's documented API; not exercised on this project's machines."""
+    from ..parity import tensorrt as parity_trt
+    from . import cudart
+    from .trt_direct import DirectTiming
 
     single_engine = artifact.engines[0] if len(artifact.engines) == 1 and (artifact.onnx_path is None or artifact.path.suffix != ".onnx") else None
-    model = single_engine or artifact.onnx_path
-    strongly_typed = single_engine is None and artifact.precision() == "fp16"
-    runner, runtime = tensorrt_runner(model, is_engine=single_engine is not None, strongly_typed=strongly_typed)
-    runner.activate()
-    metadata = runner.get_input_metadata()
-    specs = {name: (tuple(meta.shape), meta.dtype) for name, meta in metadata.items()}
-    model_batch = next(iter(specs.values()))[0][0]
+    trt = parity_trt.require_tensorrt()
+    lib = cudart.load_cudart()
+    keep: list = []  # the Runtime and runner outlive the engine and context
+    if single_engine is not None:
+        runtime_object = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        engine = runtime_object.deserialize_cuda_engine(Path(single_engine).read_bytes())
+        if engine is None:
+            raise BadInput(f"TensorRT cannot deserialize {single_engine}", "engines are specific to one GPU and TensorRT version: rebuild it on this machine")
+        context = engine.create_execution_context()
+        if context is None:
+            raise MissingRuntime("TensorRT could not create an execution context (out of device memory?)", "free the GPU, or use a smaller batch")
+        keep += [runtime_object, engine, context]
+        runtime = {"runtime": "tensorrt", "version": trt.__version__, "ran_on": "TensorRT", "fell_back": False, "engine": "deserialized from the .engine"}
+        release = lambda: None  # noqa: E731
+    else:
+        strongly_typed = artifact.precision() == "fp16"
+        runner, runtime = parity_trt.tensorrt_runner(artifact.onnx_path, is_engine=False, strongly_typed=strongly_typed)
+        runner.activate()
+        engine, context, release = runner.engine, runner.context, runner.deactivate
+    try:
+        timing = DirectTiming(trt, engine, context, lib, transfers=transfers, cuda_graph=cuda_graph, batch=batch)
+    except BaseException:
+        release()
+        raise
+    model_batch = next(iter(timing.input_shapes.values()))[0] if timing.input_shapes else 1
     if batch is not None and batch != model_batch:
-        runner.deactivate()
+        timing.close()
+        release()
         raise BadInput(f"--batch {batch}: the engine's batch is {model_batch}", f"rebuild for batch {batch}, or drop --batch")
-    feeds = random_feeds(specs)
-    runtime = dict(runtime, transfers=transfers)
-    if transfers:
-        return Loaded("trt", lambda: runner.infer(feeds), runtime, model_batch, close=runner.deactivate)
-
-    from polygraphy import cuda
-
-    device_feeds = {name: cuda.DeviceArray(shape=a.shape, dtype=a.dtype).copy_from(a) for name, a in feeds.items()}
+    runtime = dict(runtime, transfers=transfers, cuda_graph=cuda_graph, api="tensorrt + libcudart (ctypes)")
 
     def close():
-        runner.deactivate()
-        for array in device_feeds.values():
-            array.free()
+        timing.close()
+        release()
+        keep.clear()
 
-    return Loaded("trt", lambda: runner.infer(device_feeds, copy_outputs_to_host=False), runtime, model_batch, close=close)
+    return Loaded("trt", timing.timed, runtime, model_batch, close=close, timed=timing.timed, timer="cuda-events")

@@ -1,7 +1,9 @@
 """The `bench` command: parse, call msla_deploy.bench.run, render. Registered in cli.py.
 
-Exit codes: 0 measured, 2 bad input, 3 missing runtime (TensorRT, a GPU, PyTorch for the torch
-backend, or an ONNX Runtime GPU provider that fell back to the CPU).
+TensorRT (--backend trt) is timed on the GPU with CUDA events, not the host clock (the report's
+"timer" says which). Exit codes: 0 measured, 2 bad input, 3 missing runtime (TensorRT, a GPU,
+libcudart, PyTorch for the torch backend, or an ONNX Runtime GPU provider that fell back to the
+CPU).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ def bench_command(
     batch: Optional[int] = typer.Option(None, "--batch", help="Batch size (exports are static: must match the model's)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime / PyTorch (default: the runtime's choice)."),
     transfers: bool = typer.Option(True, "--transfers/--no-transfers", help="TensorRT: include host<->device copies in each run (--no-transfers: like trtexec --noDataTransfers)."),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph", help="TensorRT: capture the enqueue once as a CUDA graph and time graph launches (trt backend only)."),
     compare: Optional[List[str]] = typer.Option(None, "--compare", help="Also time this backend, ARTIFACT or ARTIFACT@BACKEND, interleaved round-robin (repeatable)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of the latency distribution per backend."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
@@ -33,7 +36,7 @@ def bench_command(
     from .run import BenchOptions, run_bench
 
     options = BenchOptions(artifact=artifact, backend=backend, warmup=warmup, iterations=iterations, duration=duration,
-                           batch=batch, threads=threads, transfers=transfers, compare=list(compare or []))
+                           batch=batch, threads=threads, transfers=transfers, compare=list(compare or []), cuda_graph=cuda_graph)
     options.check()  # bad flags exit 2 before the progress display starts
     report = run_bench(options, steps_with_progress(), on_round=_round_printer())
     if plot is not None:
@@ -114,6 +117,8 @@ def _render(report) -> None:
         run = r["runtime"]
         ran_on = str(run.get("ran_on", "")).replace("ExecutionProvider", "")
         extra = "" if run.get("transfers", True) else ", no host<->device transfers"
+        extra += ", CUDA graph" if run.get("cuda_graph") else ""
+        extra += ", timed with CUDA events" if r.get("timer") == "cuda-events" else ""
         rows.append((escape(r["label"]), escape(f"{r['artifact']} on {run['runtime']} {run['version']} ({ran_on}{extra})")))
     jetson = env.get("jetson")
     if jetson:

@@ -33,6 +33,7 @@ class BenchOptions:
     threads: Optional[int] = None
     transfers: bool = True  # TensorRT: copy inputs/outputs every run (False = --noDataTransfers)
     compare: List[str] = field(default_factory=list)  # backends, artifacts, or ARTIFACT@BACKEND
+    cuda_graph: bool = False  # TensorRT: launch a CUDA graph of the enqueue, captured once at load
 
     def check(self) -> None:
         if self.iterations is not None and self.duration is not None:
@@ -87,9 +88,11 @@ def _labels(chosen: List[Tuple[BenchArtifact, str]]) -> List[str]:
 
 
 def measure(runs: List[Callable[[], object]], warmup: int, iterations: Optional[int], duration: Optional[float],
-            on_round: Callable[[int], None] = lambda r: None) -> List[List[float]]:
+            on_round: Callable[[int], None] = lambda r: None, timed: Optional[List[Optional[Callable[[], float]]]] = None) -> List[List[float]]:
     """Seconds per run for each callable, one round at a time in rotating order; warm-up rounds
-    are run the same way and not recorded."""
+    are run the same way and not recorded. Where `timed[i]` is given it runs instead and returns
+    its own seconds (CUDA events); otherwise the host clock times runs[i]."""
+    timed = timed or [None] * len(runs)
     count = len(runs)
     for order in interleaved_order(count, warmup):
         for i in order:
@@ -103,6 +106,9 @@ def measure(runs: List[Callable[[], object]], warmup: int, iterations: Optional[
         if duration is not None and rounds and clock() - started >= duration:
             break
         for i in rotation(count, rounds):
+            if timed[i] is not None:
+                latencies[i].append(timed[i]())
+                continue
             t0 = clock()
             runs[i]()
             latencies[i].append(clock() - t0)
@@ -116,6 +122,8 @@ def run_bench(options: BenchOptions, steps: Optional[Steps] = None, on_round: Ca
     options.check()
     specs = _contestant_specs(options)
     chosen = [(artifact, backends.choose(requested, artifact)) for artifact, requested in specs]
+    if options.cuda_graph and not any(backend.name == "trt" for _, backend in chosen):
+        raise BadInput(f"--cuda-graph applies to TensorRT only, and {chosen[0][1].name} runs here", "pass --backend trt (or an .engine), or drop --cuda-graph")
     for artifact, backend in chosen:
         with engine_hint(artifact.onnx_path is None, "bench", _onnx_beside(artifact)):  # an engine alone: --backend ort-cpu is refused
             backends.preflight(backend)  # a missing runtime exits 3 before anything loads
@@ -131,13 +139,14 @@ def run_bench(options: BenchOptions, steps: Optional[Steps] = None, on_round: Ca
                 device_before = device_memory_used() if on_gpu else None
                 with HostPeak() as peak:
                     with engine_hint(artifact.onnx_path is None, "bench", _onnx_beside(artifact)):
-                        item = backends.load(artifact, backend, batch=options.batch, threads=options.threads, transfers=options.transfers)
+                        item = backends.load(artifact, backend, batch=options.batch, threads=options.threads, transfers=options.transfers,
+                                             cuda_graph=options.cuda_graph)
                     loaded.append(item)
                     item.run()  # the first run allocates; it is never timed (warm-up comes on top)
                 device_after = device_memory_used() if on_gpu else None
             results.append({
                 "label": label, "artifact": str(artifact.path), "backend": item.backend, "requested": backend.requested,
-                "runtime": item.runtime, "batch": item.batch, "host_memory": peak.to_dict(),
+                "runtime": item.runtime, "timer": item.timer, "batch": item.batch, "host_memory": peak.to_dict(),
                 "device_memory_delta_bytes": None if device_after is None or device_before is None else device_after - device_before,
             })
         total = iterations if iterations is not None else None
@@ -145,7 +154,7 @@ def run_bench(options: BenchOptions, steps: Optional[Steps] = None, on_round: Ca
         with steps.step("measure", title):
             with HostPeak() as run_peak:
                 latencies = measure([item.run for item in loaded], options.warmup, iterations, options.duration,
-                                    lambda r: on_round(r, total))
+                                    lambda r: on_round(r, total), timed=[item.timed for item in loaded])
     finally:
         for item in loaded:
             item.close()
@@ -157,7 +166,7 @@ def run_bench(options: BenchOptions, steps: Optional[Steps] = None, on_round: Ca
         result["p50_ratio"] = ratio
     return {
         "settings": {"warmup": options.warmup, "iterations": iterations, "duration_s": options.duration, "batch": options.batch,
-                     "threads": options.threads, "transfers": options.transfers, "interleaved": len(results) > 1},
+                     "threads": options.threads, "transfers": options.transfers, "cuda_graph": options.cuda_graph, "interleaved": len(results) > 1},
         "baseline": results[0]["label"],
         "results": results,
         "host_memory_during_timing": run_peak.to_dict(),
