@@ -476,7 +476,7 @@ def benchmark(args) -> Dict:
     import onnxruntime
 
     sys.path.insert(0, str(REPO))
-    from msla_deploy.reference_bundle import read_reference
+    from msla_deploy.artifact.reference import read_reference
 
     with tempfile.TemporaryDirectory(prefix="msla-bench-") as tmp_name:
         tmp = Path(tmp_name)

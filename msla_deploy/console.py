@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .manifest import json_text
+from .artifact.files import json_text
 from .progress import Steps
 
 # off a terminal (CI logs, pipes) Rich assumes 80 columns and would cut table cells

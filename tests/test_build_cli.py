@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from msla_deploy.cli import app
-from msla_deploy.manifest import read_manifest
+from msla_deploy.artifact.manifest import read_manifest
 
 B0 = "efficientvit-seg-b0-cityscapes"
 runner = CliRunner()

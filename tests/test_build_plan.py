@@ -21,7 +21,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from msla_deploy.errors import BadInput, CheckFailed, MissingRuntime
-from msla_deploy.manifest import MANIFEST_FORMAT, read_manifest, sha256_file
+from msla_deploy.artifact.files import sha256_file
+from msla_deploy.artifact.manifest import read_manifest
+from msla_deploy.artifact.names import MANIFEST_FORMAT
 from msla_deploy.trt import engine as engine_mod
 from msla_deploy.trt.build import run_build
 from msla_deploy.trt.inputs import load_model_input

@@ -21,9 +21,9 @@ from msla_deploy.export import pipeline
 from msla_deploy.export.graph import FORBIDDEN_OPS
 from msla_deploy.export.options import ExportOptions, parse_resolution
 from msla_deploy.export.pipeline import run_export
-from msla_deploy.manifest import sha256_file
+from msla_deploy.artifact.files import sha256_file
 from msla_deploy.parity.budgets import Budget
-from msla_deploy.reference_bundle import read_reference
+from msla_deploy.artifact.reference import read_reference
 
 from .fixtures import FIXTURES
 

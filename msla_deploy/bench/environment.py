@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from ..manifest import environment as package_environment
+from ..artifact.files import environment as package_environment
 
 TOOL_TIMEOUT_S = 3.0
 

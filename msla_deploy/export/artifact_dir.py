@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import BadInput
-from ..manifest import MANIFEST_NAME
+from ..artifact.names import MANIFEST_NAME
 
 
 def check_replaceable(target: Path) -> None:

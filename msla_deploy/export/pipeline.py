@@ -22,14 +22,15 @@ from .. import __version__, convert, zoo
 from ..user_model import build_user_model
 from ..errors import BadInput
 from ..inspect import inspect_onnx
-from ..manifest import MANIFEST_FORMAT, MANIFEST_NAME, describe_files, environment, sha256_json, write_bytes_atomic, write_json_atomic
+from ..artifact.names import MANIFEST_FORMAT, MANIFEST_NAME
+from ..artifact.files import describe_files, environment, sha256_json, write_bytes_atomic, write_json_atomic
 from ..nn import plan_static
 from ..nn.precision import PrecisionPolicy, apply_policy, fp16_storage_proxy
 from ..nn.stress import apply_stress_weights
 from ..parity import compare_outputs, default_budget
 from ..parity.onnxruntime_run import import_onnxruntime, run_onnx
 from ..progress import Steps
-from ..reference_bundle import IMAGENET_MEAN, IMAGENET_STD, ReferenceBundle, synthetic_images, write_reference
+from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD, ReferenceBundle, synthetic_images, write_reference
 from .artifact_dir import check_replaceable, staged_directory
 from .graph import GraphReport, constants_to_initializers, finalize
 from .islands import island_nodes, name_unnamed_nodes

@@ -12,8 +12,7 @@ from typing import Dict, List, Optional
 import onnx
 
 from ..errors import BadInput
-from ..manifest import MANIFEST_NAME
-from ..reference_bundle import REFERENCE_DIR
+from ..artifact.names import MANIFEST_NAME, REFERENCE_DIR
 
 ONNX_SUFFIX = ".onnx"
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")  # what TensorRT users call serialized engines

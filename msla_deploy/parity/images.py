@@ -17,7 +17,7 @@ from typing import List, Tuple
 import numpy as np
 
 from ..errors import BadInput, MissingRuntime
-from ..reference_bundle import IMAGENET_MEAN, IMAGENET_STD
+from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD
 
 NPY_SUFFIXES = (".npy",)
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..manifest import write_bytes_atomic
+from ..artifact.files import write_bytes_atomic
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -16,9 +16,10 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from ..errors import BadInput
-from ..manifest import MANIFEST_NAME, describe_files, sha256_file, write_json_atomic
+from ..artifact.names import MANIFEST_NAME, REFERENCE_DIR
+from ..artifact.files import describe_files, sha256_file, write_json_atomic
 from ..progress import Steps
-from ..reference_bundle import REFERENCE_DIR, ReferenceBundle, read_reference, write_reference
+from ..artifact.reference import ReferenceBundle, read_reference, write_reference
 from .artifact import read_manifest_if_any
 from .images import PREPROCESSING, list_images, load_rgb, preprocess
 

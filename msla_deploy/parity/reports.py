@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from ..manifest import write_bytes_atomic, write_json_atomic
+from ..artifact.files import write_bytes_atomic, write_json_atomic
 
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"

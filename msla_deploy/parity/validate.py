@@ -20,9 +20,10 @@ import onnx
 
 from .. import __version__
 from ..errors import BadInput
-from ..manifest import MANIFEST_NAME, environment, sha256_file
+from ..artifact.names import MANIFEST_NAME, REFERENCE_DIR
+from ..artifact.files import environment, sha256_file
 from ..progress import Steps
-from ..reference_bundle import REFERENCE_DIR, ReferenceBundle, read_reference
+from ..artifact.reference import ReferenceBundle, read_reference
 from .artifact import Artifact, budget_precision, engine_build_record, load_onnx, resolve_artifact
 from .config import resolve_budget
 from .metrics import OutputParity, compare_outputs, is_segmentation_logits

@@ -14,7 +14,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 from .. import __version__
 from ..errors import BadInput
-from ..manifest import MANIFEST_FORMAT, MANIFEST_NAME, environment, sha256_file, write_bytes_atomic, write_json_atomic
+from ..artifact.names import MANIFEST_FORMAT, MANIFEST_NAME
+from ..artifact.files import environment, sha256_file, write_bytes_atomic, write_json_atomic
 from ..progress import Steps
 from . import versions as V
 from .dla import Preflight, preflight
@@ -95,7 +96,7 @@ def append_record(model: ModelInput, plan: BuildPlan, record: Dict[str, Any]) ->
     """Add the record to the export's manifest ("builds"), or to build.json beside the engine."""
     if model.kind == "directory":
         path = model.root / MANIFEST_NAME
-        from ..manifest import read_manifest
+        from ..artifact.manifest import read_manifest
 
         data = read_manifest(model.root)  # re-read: another stage may have written since
     else:

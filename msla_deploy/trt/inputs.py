@@ -22,7 +22,8 @@ from typing import Dict, List, Optional, Tuple
 import onnx
 
 from ..errors import BadInput
-from ..manifest import MANIFEST_NAME, read_manifest
+from ..artifact.names import MANIFEST_NAME
+from ..artifact.manifest import read_manifest
 
 META_PRECISION = "msla_deploy.precision"
 META_FP32_NODES = "msla_deploy.fp32_nodes"

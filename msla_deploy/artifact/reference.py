@@ -13,13 +13,10 @@ from typing import Dict, List
 
 import numpy as np
 
-from .errors import BadInput
-from .manifest import write_bytes_atomic, write_json_atomic
+from ..errors import BadInput
+from .files import write_bytes_atomic, write_json_atomic
+from .names import REFERENCE_DIR, REFERENCE_INFO, REFERENCE_INPUTS, REFERENCE_OUTPUTS
 
-REFERENCE_DIR = "reference"
-INPUTS_FILE = "inputs.npz"
-OUTPUTS_FILE = "outputs.npz"
-INFO_FILE = "reference.json"
 
 # upstream preprocessing: RGB / 255, then ImageNet mean and std
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -51,20 +48,20 @@ def _npz_bytes(arrays: Dict[str, np.ndarray]) -> bytes:
 def write_reference(root: Path, bundle: ReferenceBundle) -> List[str]:
     """Write the bundle under `root/reference/`; returns the files' paths relative to `root`."""
     folder = root / REFERENCE_DIR
-    write_bytes_atomic(folder / INPUTS_FILE, _npz_bytes(bundle.inputs))
-    write_bytes_atomic(folder / OUTPUTS_FILE, _npz_bytes(bundle.outputs))
-    write_json_atomic(folder / INFO_FILE, bundle.info)
-    return [f"{REFERENCE_DIR}/{name}" for name in (INPUTS_FILE, OUTPUTS_FILE, INFO_FILE)]
+    write_bytes_atomic(folder / REFERENCE_INPUTS, _npz_bytes(bundle.inputs))
+    write_bytes_atomic(folder / REFERENCE_OUTPUTS, _npz_bytes(bundle.outputs))
+    write_json_atomic(folder / REFERENCE_INFO, bundle.info)
+    return [f"{REFERENCE_DIR}/{name}" for name in (REFERENCE_INPUTS, REFERENCE_OUTPUTS, REFERENCE_INFO)]
 
 
 def read_reference(folder: Path) -> ReferenceBundle:
     folder = Path(folder)
     try:
-        with np.load(folder / INPUTS_FILE, allow_pickle=False) as f:
+        with np.load(folder / REFERENCE_INPUTS, allow_pickle=False) as f:
             inputs = {k: f[k] for k in f.files}
-        with np.load(folder / OUTPUTS_FILE, allow_pickle=False) as f:
+        with np.load(folder / REFERENCE_OUTPUTS, allow_pickle=False) as f:
             outputs = {k: f[k] for k in f.files}
-        info = json.loads((folder / INFO_FILE).read_text())
+        info = json.loads((folder / REFERENCE_INFO).read_text())
     except (OSError, ValueError) as exc:
         raise BadInput(f"cannot read the reference bundle in {folder}: {exc}", "re-run msla-deploy export") from None
     return ReferenceBundle(inputs=inputs, outputs=outputs, info=info)

@@ -1,6 +1,6 @@
-"""Hashes, environment capture and atomic JSON writes: what every stage's manifest is made of.
+"""Hashes, environment capture and atomic writes: what every stage's files are made of.
 
-torch-free: the runtime stages (on a Jetson) write manifests too.
+torch-free: the runtime stages (on a Jetson) write manifests and reports too.
 """
 
 from __future__ import annotations
@@ -13,10 +13,6 @@ import platform
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
-
-MANIFEST_NAME = "manifest.json"
-MANIFEST_FORMAT = "msla-deploy/1"
-
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
@@ -80,11 +76,6 @@ def json_text(data: Any) -> str:
 
 def write_json_atomic(path: Path, data: Any) -> None:
     write_bytes_atomic(path, json_text(data).encode())
-
-
-def read_manifest(directory: Path) -> Dict[str, Any]:
-    with open(Path(directory) / MANIFEST_NAME) as f:
-        return json.load(f)
 
 
 def describe_files(root: Path, relative_paths: Iterable[str]) -> Dict[str, Dict[str, Any]]:

@@ -1,0 +1,51 @@
+"""Every name on disk: file names, suffixes, metadata keys, tensor names, format versions.
+
+The artifact directory is the interface between the stages (export writes it; inspect, build,
+validate, evaluate, bench, predict and serve read it), so its vocabulary has one owner: this
+module. Nothing else spells these strings.
+"""
+
+from __future__ import annotations
+
+# --- files of an export directory ------------------------------------------------------------
+MANIFEST_NAME = "manifest.json"
+ONNX_NAME = "model.onnx"  # fp32, or the mixed-precision fp16 graph of an fp16 export
+FP32_ONNX_NAME = "model_fp32.onnx"  # beside an fp16 model.onnx, for weakly typed TensorRT builds
+PARITY_NAME = "parity.json"
+REFERENCE_DIR = "reference"
+REFERENCE_INPUTS = "inputs.npz"
+REFERENCE_OUTPUTS = "outputs.npz"
+REFERENCE_INFO = "reference.json"
+VALIDATION_DIR = "validation"  # validate's default report folder inside an export directory
+BUILD_RECORD_NAME = "build.json"  # beside an engine built from a bare ONNX (no manifest to hold it)
+
+ONNX_SUFFIX = ".onnx"
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")  # what TensorRT users call serialized engines
+LAYER_INFO_SUFFIX = ".layers.json"
+
+# --- manifest ---------------------------------------------------------------------------------
+MANIFEST_FORMAT = "msla-deploy/1"  # the "format" field; a manifest without it is read as this
+
+# --- graph I/O and probes -----------------------------------------------------------------------
+INPUT_NAME = "input"
+OUTPUT_NAME = "logits"
+PROBE_PREFIX = "probe/"  # module outputs kept as named tensors: PROBE_PREFIX + module path
+
+# --- ONNX metadata_props keys --------------------------------------------------------------------
+META_PREFIX = "msla_deploy."
+META_VERSION = "msla_deploy.version"
+META_MODEL = "msla_deploy.model"
+META_RESOLUTION = "msla_deploy.resolution"
+META_BATCH = "msla_deploy.batch"
+META_INPUT_NAMES = "msla_deploy.input_names"
+META_OUTPUT_NAMES = "msla_deploy.output_names"
+META_NUM_CLASSES = "msla_deploy.num_classes"
+META_NORMALIZATION = "msla_deploy.normalization"
+META_RECIPE = "msla_deploy.recipe_sha256"
+META_PRECISION = "msla_deploy.precision"
+META_EXPORTER = "msla_deploy.exporter"
+META_FP32_NODES = "msla_deploy.fp32_nodes"
+
+
+def is_engine_file(name: str) -> bool:
+    return any(str(name).lower().endswith(s) for s in ENGINE_SUFFIXES)
