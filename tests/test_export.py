@@ -125,7 +125,7 @@ def test_checkpoint_found_in_models_dir_else_random(tmp_path, monkeypatch):
 
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "efficientvit_seg_b0_cityscapes.pt").write_bytes(B0_WEIGHTS.read_bytes())
-    result = cli("export", "-m", B0, "--res", "64x64")  # replaces our own earlier artifact
+    result = cli("export", "-m", B0, "--res", "64x64", "--overwrite")  # replaces our own earlier artifact
     assert result.exit_code == 0, result.output
     assert "RANDOM" not in result.stdout
     weights = json.loads((default_dir / "manifest.json").read_text())["weights"]

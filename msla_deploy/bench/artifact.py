@@ -76,7 +76,24 @@ def onnx_inputs(onnx_path: Path, batch: Optional[int]) -> Tuple[Dict[str, Tuple[
         if tensor.elem_type not in _ONNX_DTYPES:
             raise BadInput(f"{onnx_path.name}: input {value.name} has ONNX type {tensor.elem_type}", "bench feeds float and integer inputs only")
         specs[value.name] = (tuple(dims), _ONNX_DTYPES[tensor.elem_type])
+    _check_declared_memory(onnx_path, graph, specs)
     return specs, model_batch or batch or 1
+
+
+def _check_declared_memory(onnx_path: Path, graph, specs) -> None:
+    """The inputs bench allocates and the outputs the runtime returns, from their declared shapes,
+    against the memory available: a graph declaring a huge tensor is refused with the number."""
+    from ..limits import check_memory
+
+    needed = sum(int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize for shape, dtype in specs.values())
+    for value in graph.output:
+        t = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else 1 for d in t.shape.dim]
+        needed += int(np.prod(dims, dtype=object)) * np.dtype(_ONNX_DTYPES.get(t.elem_type, np.float32)).itemsize
+    largest = max(specs.items(), key=lambda kv: int(np.prod(kv[1][0], dtype=object)), default=None)
+    shown = f"input {largest[0]} {list(largest[1][0])}" if largest else "its tensors"
+    check_memory(needed, f"{onnx_path.name} ({shown} and its outputs, as declared)",
+                 "bench a graph exported at a smaller --res or --batch, or on a machine with more memory")
 
 
 def random_feeds(specs: Dict[str, Tuple[Tuple[int, ...], type]], seed: int = 0) -> Dict[str, np.ndarray]:

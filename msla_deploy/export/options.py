@@ -57,6 +57,7 @@ class ExportOptions:
     fp16_guards: bool = True  # False: naive fp16, to see what the guards prevent
     stress_weights: bool = False  # LiteMLA activations at trained-model magnitudes
     seed: int = 0  # random weights and the synthetic reference images
+    overwrite: bool = False  # replace an earlier export at --out (artifact/staging.py says what is kept)
 
     def check(self) -> None:
         from .torch_to_onnx import EXPORTERS

@@ -1,6 +1,6 @@
 """`export`: model -> planned -> ONNX -> checked -> reference bundle -> parity.
 
-Writes into a staged directory (see artifact_dir): model.onnx (fp32, or the mixed-precision fp16
+Writes into a staged directory (see artifact/staging.py): model.onnx (fp32, or the mixed-precision fp16
 graph), model_fp32.onnx beside an fp16 one (for weakly typed TensorRT builds), reference/,
 parity.json, manifest.json. A parity failure still leaves a complete directory (exit 1, the
 numbers are the evidence); any other failure leaves nothing.
@@ -19,8 +19,8 @@ import onnx
 import torch
 
 from .. import __version__, convert, zoo
-from ..user_model import build_user_model
-from ..errors import BadInput
+from ..user_model import build_user_model, describe_error
+from ..errors import BadInput, one_line_text
 from ..inspect import inspect_onnx
 from ..artifact.names import MANIFEST_FORMAT, MANIFEST_NAME
 from ..artifact.files import describe_files, environment, sha256_json, write_bytes_atomic, write_json_atomic
@@ -31,7 +31,8 @@ from ..parity import compare_outputs, default_budget
 from ..parity.onnxruntime_run import import_onnxruntime, run_onnx
 from ..progress import Steps
 from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD, ReferenceBundle, synthetic_images, write_reference
-from .artifact_dir import check_replaceable, staged_directory
+from ..artifact.staging import check_replaceable, staged_directory
+from ..limits import check_export_memory
 from .graph import GraphReport, constants_to_initializers, finalize
 from .islands import island_nodes, name_unnamed_nodes
 from .options import ExportOptions, is_factory_spec
@@ -173,8 +174,9 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
     options.check()
     import_onnxruntime()  # fail before the expensive steps, not after them
     target = options.output_dir()
-    check_replaceable(target)
+    check_replaceable(target, options.overwrite)
     height, width = options.resolution
+    check_export_memory(options.batch, height, width, steps.warn)  # before minutes of work, not after
     started = time.time()
     policy = PrecisionPolicy(
         precision=options.precision,
@@ -185,7 +187,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
     )
     fp16 = policy.precision == "fp16"
 
-    with staged_directory(target) as staging:
+    with staged_directory(target, options.overwrite, steps.warn) as staging:
         with steps.step("build", "Building model"):
             loaded = load_model(options)
         for record in loaded.swapped:
@@ -199,10 +201,12 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             try:
                 with capture(loaded.module, probe_candidates(loaded.module)) as captured:
                     output, plans = plan_static(loaded.module, example)
-            except RuntimeError as exc:
+            except Exception as exc:  # a user's forward may raise anything: its error, not ours (exit 2)
+                if loaded.source != "factory" and not isinstance(exc, RuntimeError):
+                    raise
                 raise BadInput(
-                    f"model {loaded.name!r} failed on a {options.batch}x3x{height}x{width} input: {str(exc).splitlines()[0]}",
-                    "check --res and --batch against what the model accepts",
+                    f"model {loaded.name!r} failed on a {options.batch}x3x{height}x{width} input: {describe_error(exc) if loaded.source == 'factory' else one_line_text(exc)}",
+                    "check --res and --batch against what the model accepts" + ("; fix its forward()" if loaded.source == "factory" else ""),
                 ) from None
             reference = _single_output(output, loaded.name).detach().numpy()
             probe_names = [name for name, tensor in captured if tensor is not output]

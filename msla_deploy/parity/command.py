@@ -66,6 +66,9 @@ def _render(report) -> None:
     ]))
     out.print(parity_table(report["outputs"], budget["values"], f"{run['ran_on']} vs PyTorch fp32 reference"))
     for o in report["outputs"]:
+        if o.get("vacuous_note"):
+            out.print(f"[yellow]note:[/] {escape(o['name'])}: {escape(o['vacuous_note'])}", highlight=False)
+    for o in report["outputs"]:
         if o.get("miou") is not None:
             worst = max((c for c in o["class_iou"] if c["change"]), key=lambda c: c["change"], default=None)
             text = f"{o['name']}: mIoU {100 * o['miou']:.3f}% (prediction vs prediction)"

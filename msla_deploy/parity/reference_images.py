@@ -5,6 +5,9 @@ for. The pictures are preprocessed like upstream, the exported PyTorch model (re
 manifest, weights verified) gives their reference outputs, and they are appended after the
 export's synthetic samples. Running it again replaces the pictures added before (the synthetic
 samples stay), so the bundle does not grow with every run. The manifest's hashes are updated.
+
+The bundle's three files and the manifest change together: they are written into a staged copy
+of the directory, swapped in whole (artifact/staging.py), under the directory's write lock.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 from ..errors import BadInput
 from ..artifact.names import MANIFEST_NAME, REFERENCE_DIR
 from ..artifact.files import describe_files, sha256_file, write_json_atomic
+from ..artifact.staging import staged_update
 from ..progress import Steps
 from ..artifact.reference import ReferenceBundle, read_reference, write_reference
 from .artifact import read_manifest_if_any
@@ -36,7 +40,16 @@ class ReferenceImagesResult:
 def add_reference_images(directory: Path, images_dir: Path, steps: Optional[Steps] = None) -> ReferenceImagesResult:
     steps = steps or Steps()
     directory = Path(directory)
-    manifest = read_manifest_if_any(directory) if directory.is_dir() else None
+    if not directory.is_dir() or read_manifest_if_any(directory) is None:
+        raise BadInput(f"{directory} is not an export directory (no {MANIFEST_NAME})", "pass the directory msla-deploy export wrote")
+    files = list_images(images_dir)
+    with staged_update(directory, on_warning=steps.warn) as staging:
+        return _add_images(directory, staging, files, images_dir, steps)
+
+
+def _add_images(directory: Path, staging: Path, files: List[Path], images_dir: Path, steps: Steps) -> ReferenceImagesResult:
+    """Read from the locked `directory`, write into its staged copy `staging`."""
+    manifest = read_manifest_if_any(directory)
     if manifest is None:
         raise BadInput(f"{directory} is not an export directory (no {MANIFEST_NAME})", "pass the directory msla-deploy export wrote")
     options = manifest.get("options") or {}
@@ -48,7 +61,6 @@ def add_reference_images(directory: Path, images_dir: Path, steps: Optional[Step
     bundle = read_reference(directory / REFERENCE_DIR)
     if len(bundle.inputs) != 1 or len(bundle.outputs) != 1:
         raise BadInput(f"the reference bundle has {len(bundle.inputs)} inputs and {len(bundle.outputs)} outputs", "pictures can be added to one-input, one-output models only")
-    files = list_images(images_dir)
     if len(files) % batch:
         raise BadInput(f"{len(files)} pictures for a model with static batch {batch}", f"give a multiple of {batch} pictures")
 
@@ -88,10 +100,10 @@ def add_reference_images(directory: Path, images_dir: Path, steps: Optional[Step
         info=info,
     )
     with steps.step("write", "Writing the reference bundle and the manifest"):
-        written = write_reference(directory, new)
-        manifest.setdefault("artifacts", {}).update(describe_files(directory, written))
+        written = write_reference(staging, new)
+        manifest.setdefault("artifacts", {}).update(describe_files(staging, written))
         manifest["reference_images"] = {"count": len(images), "synthetic_samples": synthetic, "preprocessing": PREPROCESSING}
-        write_json_atomic(directory / MANIFEST_NAME, manifest)
+        write_json_atomic(staging / MANIFEST_NAME, manifest)
     return ReferenceImagesResult(directory, images, synthetic + len(images), synthetic, replaced)
 
 

@@ -29,6 +29,9 @@ def require_torch(purpose: str, alternative: str = "") -> None:
             alternative = "validate without --localize"
         fix = f"{INSTALL_TORCH}; or {alternative}" if alternative else INSTALL_TORCH
         raise MissingRuntime(f"{purpose} needs PyTorch to rebuild the exported model ({exc})", fix) from None
+    except Exception as exc:  # installed but broken (a missing shared library, mixed versions): still exit 3
+        raise MissingRuntime(f"{purpose} needs PyTorch, which is installed but does not import ({type(exc).__name__}: {exc})",
+                             "reinstall it: pip install --force-reinstall torch") from None
 
 
 def rebuild_model(manifest: Dict, purpose: str):

@@ -22,6 +22,7 @@ from .. import __version__
 from ..errors import BadInput
 from ..artifact.names import MANIFEST_NAME, REFERENCE_DIR
 from ..artifact.files import environment, sha256_file
+from ..artifact.staging import check_output_path
 from ..progress import Steps
 from ..artifact.reference import ReferenceBundle, read_reference
 from .artifact import Artifact, budget_precision, engine_build_record, load_onnx, resolve_artifact
@@ -162,6 +163,11 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
     report_dir = Path(options.report_dir) if options.report_dir else artifact.default_report_dir()
     if report_dir.exists() and not report_dir.is_dir():
         raise BadInput(f"--report-dir {report_dir} is a file", "pass a directory (it is created if missing)")
+    guarded = {"protected_root": artifact.directory or artifact.model_file.parent, "guard_root": artifact.directory is not None,
+               "extra": [artifact.model_file, artifact.reference_dir]}  # reports never land on the artifact's own files
+    check_output_path(report_dir, flag="--report-dir", **guarded)
+    if options.junit:
+        check_output_path(Path(options.junit), flag="--junit", **guarded)
 
     with steps.step("read", "Reading the reference bundle"):
         bundle = read_reference(artifact.reference_dir)
