@@ -12,7 +12,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.markup import escape
@@ -145,8 +145,15 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_callback(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    trust_model_file: Optional[List[str]] = typer.Option(
+        None, "--trust-model-file", metavar="FILE.py:FACTORY",
+        help="Allow rebuilding a model whose manifest names this code (reference, validate --localize, bench --backend torch); "
+        "its sha256 must still match the export's. Repeatable. A manifest's code is never run otherwise.",
+    ),
 ) -> None:
-    pass
+    from .artifact.trust import set_trusted
+
+    set_trusted(trust_model_file)
 
 
 @app.command()

@@ -23,6 +23,7 @@ from typing import Callable, Iterator, List, Optional, Tuple, Union
 
 from torch import nn
 
+from .artifact.trust import is_file_target
 from .errors import BadInput, one_line_text
 
 
@@ -101,7 +102,7 @@ def _split_spec(spec: str) -> Tuple[str, str]:
 
 
 def _is_file_target(target: str) -> bool:
-    return target.endswith(".py") or "/" in target or os.sep in target or Path(target).is_file()
+    return is_file_target(target)  # one rule for export and for the trust check (artifact/trust.py)
 
 
 def _import_file(path_text: str):

@@ -526,7 +526,8 @@ def test_a_factory_whose_forward_raises_is_exit_2(tiny, tmp_path):
 def test_a_string_array_in_the_reference_is_exit_2(b0, tmp_path):
     a = copy_of(b0, tmp_path / "a")
     np.savez(a / "reference" / "inputs.npz", input=np.array(["a", "b"]))
-    result = cli("validate", a)
+    assert cli("validate", a).exit_code == 1  # the tamper check sees the change first; allowed, the reader judges it
+    result = cli("validate", a, "--allow-modified")
     assert result.exit_code == 2, result.output
     assert "not numbers" in one_error_line(result)
 
@@ -537,7 +538,7 @@ def test_wrong_typed_reference_json_is_exit_2(b0, tmp_path, field, value):
     path = a / "reference" / "reference.json"
     info = json.loads(path.read_text())
     path.write_text(json.dumps(value if field is None else {**info, field: value}))
-    for args in (("validate", a), ("reference", a, "--inputs", _picture_folder(tmp_path / "pics"))):
+    for args in (("validate", a, "--allow-modified"), ("reference", a, "--inputs", _picture_folder(tmp_path / "pics"))):
         result = cli(*args)
         assert result.exit_code == 2, result.output
         assert "reference.json" in one_error_line(result)
@@ -578,3 +579,119 @@ def test_non_ascii_paths_on_an_ascii_console(b0, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "msla_deploy", "validate", str(tmp_path / "\u00fcber.onnx")], capture_output=True, timeout=300, env=env)
     assert proc.returncode == 2, proc.stderr.decode("ascii", "replace")
     assert b"\\xfcber.onnx" in proc.stderr and b"Traceback" not in proc.stderr
+
+
+# --- code run from data -------------------------------------------------------------------------
+
+def test_model_code_named_only_by_a_manifest_is_never_imported(tiny, tmp_path):
+    out = tmp_path / "out"
+    assert export_tiny(tiny, out).exit_code == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["file_sha256"] == hashlib.sha256(tiny.read_bytes()).hexdigest()  # recorded at export
+    pictures = _picture_folder(tmp_path / "pics")
+
+    refused = cli("reference", out, "--inputs", pictures)
+    assert refused.exit_code == 2
+    line = one_error_line(refused)
+    assert "named only by the manifest" in line and f"--trust-model-file {tiny}:build" in line
+
+    trusted = cli("--trust-model-file", f"{tiny}:build", "reference", out, "--inputs", pictures)
+    assert trusted.exit_code == 0, trusted.output
+
+    # a manifest edited to name other code: that code never runs, whatever else is trusted
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.py"
+    evil.write_text(f"open({str(marker)!r}, 'w').write('x')\ndef build():\n    return None\n")
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["options"]["model"] = f"{evil}:build"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    for args in (("reference", out, "--inputs", pictures), ("--trust-model-file", f"{tiny}:build", "reference", out, "--inputs", pictures),
+                 ("bench", out, "--backend", "torch", "-n", "1")):
+        result = cli(*args)
+        assert result.exit_code == 2, (args, result.output)
+        assert "named only by the manifest" in one_error_line(result)
+    assert not marker.exists()
+
+
+def test_localize_never_imports_a_model_file_the_manifest_names(b0, tmp_path):
+    a = copy_of(b0, tmp_path / "a")
+    marker = tmp_path / "ran"
+    evil = tmp_path / "evil.py"
+    evil.write_text(f"open({str(marker)!r}, 'w').write('x')\ndef build():\n    return None\n")
+    manifest = json.loads((a / "manifest.json").read_text())
+    manifest["options"]["model"] = f"{evil}:build"
+    (a / "manifest.json").write_text(json.dumps(manifest))
+    result = cli("validate", a, "--localize")
+    assert result.exit_code == 2, result.output
+    assert "named only by the manifest" in one_error_line(result)
+    assert not marker.exists() and not (a / "validation").exists()
+
+
+def test_a_trusted_model_file_must_still_match_the_export(tiny, tmp_path):
+    model_file = tmp_path / "mine.py"
+    model_file.write_text(TINY)
+    out = tmp_path / "out"
+    assert cli("export", "-m", f"{model_file}:build", "--res", "64x64", "--out", out).exit_code == 0
+    model_file.write_text(TINY + "\nprint('changed')\n")
+    result = cli("--trust-model-file", f"{model_file}:build", "reference", out, "--inputs", _picture_folder(tmp_path / "pics"))
+    assert result.exit_code == 2
+    assert "changed since the export" in one_error_line(result)
+
+
+@pytest.mark.parametrize("where, value", [
+    (("precision", "onnx_files", "fp32"), "/etc/passwd.onnx"),
+    (("precision", "onnx_files", "fp32"), "../elsewhere/model.onnx"),
+    (("parity", "file"), "/tmp/parity.json"),
+])
+def test_manifest_paths_must_stay_inside_the_directory(b0, tmp_path, where, value):
+    a = copy_of(b0, tmp_path / "a")
+    manifest = json.loads((a / "manifest.json").read_text())
+    node = manifest
+    for key in where[:-1]:
+        node = node[key]
+    node[where[-1]] = value
+    (a / "manifest.json").write_text(json.dumps(manifest))
+    for args in (("build", a, "--print-trtexec"), ("validate", a)):
+        result = cli(*args)
+        assert result.exit_code == 2, (args, result.output)
+        line = one_error_line(result)
+        assert "not a path inside the artifact directory" in line and repr(value) in line
+
+
+def test_an_absolute_artifacts_key_is_refused(b0, tmp_path):
+    a = copy_of(b0, tmp_path / "a")
+    manifest = json.loads((a / "manifest.json").read_text())
+    manifest["artifacts"]["/etc/hostname"] = {"sha256": "0" * 64, "bytes": 1}
+    (a / "manifest.json").write_text(json.dumps(manifest))
+    result = cli("validate", a)
+    assert result.exit_code == 2
+    assert "'/etc/hostname'" in one_error_line(result)
+
+
+# --- the tamper check is strict ---------------------------------------------------------------------
+
+def test_a_manifest_without_its_hashes_fails_validate_unless_allowed(b0, tmp_path):
+    a = copy_of(b0, tmp_path / "a")
+    manifest = json.loads((a / "manifest.json").read_text())
+    del manifest["artifacts"]
+    (a / "manifest.json").write_text(json.dumps(manifest))
+    result = cli("validate", a)
+    assert result.exit_code == 1
+    assert "records no 'artifacts' hashes" in one_error_line(result) and "--allow-modified" in one_error_line(result)
+    assert not (a / "validation").exists()
+    allowed = cli("validate", a, "--allow-modified")
+    assert allowed.exit_code == 0, allowed.output
+    assert "artifact modified after export" in allowed.stderr
+
+
+def test_a_model_and_reference_swapped_together_fail_validate(b0, tiny, tmp_path):
+    a = copy_of(b0, tmp_path / "a")
+    other = tmp_path / "other"
+    assert cli("export", "-m", B0, "--res", "64x128", "--out", other, "--models-dir", tmp_path / "none", "--stress-weights").exit_code == 0
+    shutil.copy(other / "model.onnx", a / "model.onnx")
+    shutil.copytree(other / "reference", a / "reference", dirs_exist_ok=True)
+    result = cli("validate", a)
+    assert result.exit_code == 1
+    line = one_error_line(result)
+    assert "artifact modified after export" in line and "model.onnx" in line and "reference/" in line
+    assert cli("validate", a, "--allow-modified").exit_code == 0

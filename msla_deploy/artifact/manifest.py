@@ -13,5 +13,10 @@ from .names import MANIFEST_NAME
 
 
 def read_manifest(directory: Path) -> Dict[str, Any]:
+    from .trust import check_manifest_paths
+
     with open(Path(directory) / MANIFEST_NAME) as f:
-        return json.load(f)
+        data = json.load(f)
+    if isinstance(data, dict):
+        check_manifest_paths(data, Path(directory))  # its paths stay inside the directory
+    return data

@@ -31,6 +31,7 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..errors import BadInput
 from .lock import directory_lock, pid_alive
+from .trust import is_inside_relative as safe_relative
 from .names import (
     BUILD_RECORD_NAME, ENGINE_SUFFIXES, MANIFEST_FORMAT, MANIFEST_NAME, ONNX_SUFFIX, PARITY_NAME,
     REFERENCE_DIR, TOOL_NAME,
@@ -61,14 +62,6 @@ def real_target(out: Path, flag: str = "--out") -> Path:
             raise BadInput(f"{flag} {out} links to {resolved}, which is not a directory", "point it at a directory")
         return resolved
     return out
-
-
-def safe_relative(rel: str) -> bool:
-    """A path a manifest may name: relative, no '..', no drive or root."""
-    if not isinstance(rel, str) or not rel or "\\" in rel or "\x00" in rel:
-        return False
-    parts = Path(rel).parts
-    return not Path(rel).is_absolute() and ".." not in parts and not re.match(r"^[A-Za-z]:", rel)
 
 
 def export_manifest(directory: Path) -> Tuple[Optional[Dict], str]:

@@ -33,6 +33,7 @@ from ..progress import Steps
 from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD, ReferenceBundle, synthetic_images, write_reference
 from ..artifact.staging import check_replaceable, staged_directory
 from ..limits import check_export_memory
+from ..artifact.trust import model_file_sha256
 from .graph import GraphReport, constants_to_initializers, finalize
 from .islands import island_nodes, name_unnamed_nodes
 from .options import ExportOptions, is_factory_spec
@@ -312,6 +313,8 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                 "name": loaded.name,
                 "source": loaded.source,
                 "spec": options.model,
+                # the factory file as exported: rebuilding later checks it (artifact/trust.py)
+                **({"file_sha256": model_file_sha256(options.model)} if model_file_sha256(options.model) else {}),
                 "num_classes": loaded.num_classes,
                 "parameters": sum(p.numel() for p in loaded.module.parameters()),
             },

@@ -68,6 +68,9 @@ def read_manifest_if_any(folder: Path) -> Optional[Dict]:
         raise BadInput(f"{path} is not readable JSON ({exc})", "re-export, or copy the directory again") from None
     if not isinstance(data, dict):
         raise BadInput(f"{path} is not a manifest (not a JSON object)", "re-export, or copy the directory again")
+    from ..artifact.trust import check_manifest_paths
+
+    check_manifest_paths(data, folder)  # its paths stay inside the directory
     return data
 
 

@@ -36,6 +36,9 @@ def require_torch(purpose: str, alternative: str = "") -> None:
 
 def rebuild_model(manifest: Dict, purpose: str):
     """The exported nn.Module (eval mode, weights verified against the manifest)."""
+    from ..artifact.trust import check_model_code
+
+    check_model_code(manifest, purpose)  # the manifest's model code runs only if the user names it again
     require_torch(purpose)
     from ..export.options import ExportOptions
     from ..export.pipeline import load_model

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 
 from .. import __version__
-from ..errors import BadInput
+from ..errors import BadInput, CheckFailed
 from ..artifact.names import MANIFEST_NAME, REFERENCE_DIR
 from ..artifact.files import environment, sha256_file
 from ..artifact.staging import check_output_path
@@ -47,6 +47,7 @@ class ValidateOptions:
     report_dir: Optional[Path] = None
     junit: Optional[Path] = None
     localize: bool = False
+    allow_modified: bool = False  # validate files that no longer match the export's sha256 (warned)
     cwd: Optional[Path] = None  # where pyproject.toml is looked for (default: the current directory)
 
 
@@ -158,8 +159,14 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
         choice.notes.append(f"default budget of {precision}: {why}")
     localize_source = _localize_preflight(artifact) if options.localize else None
     modified = modified_after_export(artifact)
-    for rel in modified:  # a warning, not a verdict: the file is judged as it is now
-        steps.warn(f"artifact modified after export: {rel} no longer matches its sha256 in {artifact.directory / MANIFEST_NAME}")
+    if modified and not options.allow_modified:  # strict by default: a CI gate must not pass a tampered artifact
+        raise CheckFailed(
+            f"artifact modified after export: {', '.join(modified[:4])}{' ...' if len(modified) > 4 else ''} "
+            f"(checked against the sha256 in {artifact.directory / MANIFEST_NAME})",
+            "re-export; or pass --allow-modified if the change is intended (the files are then judged as they are now)",
+        )
+    for rel in modified:  # allowed: a warning, and the file is judged as it is now
+        steps.warn(f"artifact modified after export: {rel} does not match its sha256 in {artifact.directory / MANIFEST_NAME}")
     report_dir = Path(options.report_dir) if options.report_dir else artifact.default_report_dir()
     if report_dir.exists() and not report_dir.is_dir():
         raise BadInput(f"--report-dir {report_dir} is a file", "pass a directory (it is created if missing)")
@@ -224,8 +231,10 @@ def modified_after_export(artifact: Artifact) -> List[str]:
     the file validated and, when it is the export's own, the reference bundle. Files the
     manifest does not list (an engine, a bare ONNX) are not checked."""
     recorded = (artifact.manifest or {}).get("artifacts")
-    if artifact.directory is None or not isinstance(recorded, dict):
+    if artifact.directory is None or artifact.manifest is None:
         return []
+    if not isinstance(recorded, dict) or not recorded:  # no hashes: nothing proves the files are the export's
+        return [f"(every file: {MANIFEST_NAME} records no 'artifacts' hashes)"]
     root = artifact.directory.resolve()
     files = [artifact.model_file]
     if artifact.reference_dir.resolve() == root / REFERENCE_DIR:
@@ -237,7 +246,10 @@ def modified_after_export(artifact: Artifact) -> List[str]:
         except ValueError:
             continue
         entry = recorded.get(rel)
-        if isinstance(entry, dict) and entry.get("sha256") and sha256_file(path) != entry["sha256"]:
+        if not isinstance(entry, dict) or not entry.get("sha256"):
+            if not artifact.is_engine or path != artifact.model_file:  # engines are built later, never recorded
+                modified.append(f"{rel} (not recorded)")
+        elif sha256_file(path) != entry["sha256"]:
             modified.append(rel)
     return modified
 
@@ -257,6 +269,10 @@ def _localize_preflight(artifact: Artifact) -> LocalizeSource:
     from .torch_reference import require_torch
 
     require_torch("--localize")
+    if artifact.manifest is not None:  # refused before the artifact runs, not after
+        from ..artifact.trust import check_model_code
+
+        check_model_code(artifact.manifest, "--localize")
     if not (artifact.manifest or {}).get("probes"):
         raise BadInput(
             "--localize needs the export's manifest.json with its 'probes' (module -> ONNX tensor)",
