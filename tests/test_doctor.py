@@ -7,8 +7,11 @@ is an import made to fail. The ONNX Runtime CPU session is real.
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,7 +23,6 @@ from msla_deploy.doctor import probes
 from msla_deploy.doctor.command import registered_commands
 from msla_deploy.trt import runtime as trt_runtime
 from msla_deploy.trt.runtime import INSTALL_HINT, GpuInfo
-from tests.test_validate import run_without_torch
 
 runner = CliRunner()
 FAKE_GPU = GpuInfo(name="NVIDIA Orin (fake)", compute_capability="8.7", driver_cuda_version="12.6")
@@ -60,6 +62,9 @@ def missing_tensorrt(monkeypatch):
 
 
 def test_runs_without_torch_and_says_what_needs_it(tmp_path):
+    pytest.importorskip("torch")  # the helper's module needs it; without torch every run here is torch-free
+    from tests.test_validate import run_without_torch
+
     # the helper fails the run (exit 1) if torch got imported at all
     proc = run_without_torch("doctor", "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -198,3 +203,42 @@ def test_not_a_jetson_and_unregistered_commands(monkeypatch):
 def test_bad_arguments_exit_2():
     result = runner.invoke(app, ["doctor", "--no-such-flag"])
     assert result.exit_code == 2
+
+
+# --- scripts/device-check.sh, where it cannot run (no TensorRT or GPU here) -------------------
+
+DEVICE_CHECK = Path(__file__).resolve().parents[1] / "scripts" / "device-check.sh"
+
+
+def device_check(*args, cwd: Path):
+    env = dict(os.environ, PYTHON=sys.executable, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    return subprocess.run(["bash", str(DEVICE_CHECK), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_device_check_script_is_valid_bash():
+    done = subprocess.run(["bash", "-n", str(DEVICE_CHECK)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_device_check_bad_arguments_exit_2(tmp_path):
+    done = device_check("--iterations", "many", cwd=tmp_path)
+    assert done.returncode == 2 and "--iterations must be a whole number" in done.stderr
+    done = device_check(tmp_path, cwd=tmp_path)  # not an export directory
+    assert done.returncode == 2 and "no manifest.json" in done.stderr
+    assert not list(tmp_path.glob("device-check-*"))
+
+
+def test_device_check_without_tensorrt_says_why_and_keeps_doctors_report(tmp_path):
+    report = diagnose(registered_commands())
+    if all(report.component(n).ok for n in ("tensorrt", "gpu", "cuda-runtime")):
+        pytest.skip("this machine has TensorRT and a GPU: the device check would run for real")
+    out = tmp_path / "report"
+    done = device_check("--out", out, "--no-tests", cwd=tmp_path)
+    assert done.returncode == 3, done.stderr
+    missing = [n for n in ("tensorrt", "gpu", "cuda-runtime") if not report.component(n).ok]
+    assert "cannot build or run TensorRT engines" in done.stderr and f"  {missing[0]}: " in done.stderr
+    assert "Traceback" not in done.stderr
+    doctor = json.loads((out / "doctor.json").read_text())
+    assert doctor["commands"]["build"]["ready"] is False
+    assert "cannot run the device check here" in (out / "summary.md").read_text()
+    assert not (out / "export").exists()  # stopped before any work
