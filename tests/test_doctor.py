@@ -179,13 +179,16 @@ def test_jetson_release_power_mode_and_board(monkeypatch):
         "board": "NVIDIA Jetson Xavier NX Developer Kit",
         "nvpmodel_conf": True,
         "nvpmodel_q": "NV Power Mode: MODE_20W_6CORE\n8",
-        "jetson_clocks_show": "SOC family:tegra194  Machine:NVIDIA Jetson Xavier NX Developer Kit",
+        "jetson_clocks_show": "SOC family:tegra194  Machine:NVIDIA Jetson Xavier NX Developer Kit\n"
+                              "GPU MinFreq=114750000 MaxFreq=1109250000 CurrentFreq=1109250000\nEMC MinFreq=204000000 MaxFreq=1600000000 CurrentFreq=1600000000 FreqOverride=1",
     }
     monkeypatch.setattr(environment, "jetson", lambda: facts)
     monkeypatch.setattr(probes, "_dpkg_version", lambda package: None)
     jetson = doctor_json()["jetson"]
     assert (jetson["l4t"], jetson["jetpack"], jetson["power_mode"]) == ("35.4.1", "5.x", "MODE_20W_6CORE")
     assert jetson["board"] == facts["board"] and jetson["jetson_clocks_show"] == facts["jetson_clocks_show"]
+    assert jetson["clocks"] == facts["jetson_clocks_show"].splitlines()[1:]
+    assert "CurrentFreq=1109250000" in runner.invoke(app, ["doctor"]).stdout  # the table shows the clocks too
     monkeypatch.setattr(probes, "_dpkg_version", lambda package: "5.1.2-b104" if package == "nvidia-jetpack" else None)
     assert doctor_json()["jetson"]["jetpack"] == "5.1.2-b104"
 
@@ -242,3 +245,54 @@ def test_device_check_without_tensorrt_says_why_and_keeps_doctors_report(tmp_pat
     assert doctor["commands"]["build"]["ready"] is False
     assert "cannot run the device check here" in (out / "summary.md").read_text()
     assert not (out / "export").exists()  # stopped before any work
+
+
+FAKE_CLI = """#!/usr/bin/env bash
+# msla-deploy as the device check sees it on a machine with TensorRT 8.6 and a GPU
+echo "$*" >> "$CALLS"
+case "$1 ${2:-}" in
+  "--version "*) echo "msla-deploy 0.1.0" ;;
+  "doctor --json") cat "$DOCTOR_JSON" ;;
+  "doctor "*) echo "doctor table" ;;
+  *)
+    case " $* " in
+      *" --typing strong "*) echo "error: strong typing needs TensorRT >= 9.0 (use --typing weak)" >&2; exit 2 ;;
+      *" --typing weak "*) touch "${@: -2:1}"; echo '{}' ;;
+      *) echo '{}' ;;
+    esac ;;
+esac
+"""
+
+
+def test_device_check_flow_with_a_stand_in_cli(tmp_path):
+    """The script's own logic, with a stand-in `msla-deploy` first on PATH: the given export is
+    copied (never written), a build the version refuses is reported as such, the other engine
+    is validated and benched, and summary.md says so."""
+    doctor = {"components": {n: {"ok": True, "detail": "", "fix": ""} for n in ("tensorrt", "gpu", "cuda-runtime")}}
+    (tmp_path / "doctor.json").write_text(json.dumps(doctor))
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "msla-deploy"
+    fake.write_text(FAKE_CLI)
+    fake.chmod(0o755)
+    export = tmp_path / "run"
+    (export / "reference").mkdir(parents=True)
+    (export / "manifest.json").write_text("{}")
+    calls = tmp_path / "calls.txt"
+    env = dict(os.environ, PYTHON=sys.executable, CALLS=str(calls), DOCTOR_JSON=str(tmp_path / "doctor.json"),
+               PATH=os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]))
+    out = tmp_path / "report"
+    done = subprocess.run(["bash", str(DEVICE_CHECK), str(export), "--out", str(out), "--no-tests", "--iterations", "7"],
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in export.iterdir()) == ["manifest.json", "reference"]  # the user's folder is untouched
+    lines = calls.read_text().splitlines()
+    weak = str(out / "export" / "device-check-fp16-weak.engine")
+    assert any(line.startswith("build ") and "--typing strong" in line for line in lines)
+    assert f"validate {weak} --reference {out / 'export' / 'reference'} --backend trt --report-dir {out / 'validate-fp16-weak'} --json" in lines
+    assert f"bench {weak} --backend trt --iterations 7 --plot {out / 'bench-fp16-weak.png'} --json" in lines
+    assert not any("device-check-fp16-strong.engine --backend" in line for line in lines)  # never built: never run
+    summary = (out / "summary.md").read_text()
+    assert "| build-fp16-strong | not on this TensorRT: error: strong typing needs TensorRT >= 9.0" in summary
+    assert "| validate-fp16-weak | pass |" in summary and "| bench-fp16-weak | pass |" in summary
+    assert "All steps passed." in summary

@@ -279,9 +279,14 @@ def jetson() -> Optional[Finding]:
         if "Power Mode" in line:
             mode = line.split(":", 1)[-1].strip()
             break
+    show = (facts.get("jetson_clocks_show") or "").splitlines()
+    # "GPU MinFreq=... MaxFreq=... CurrentFreq=..." and the memory clock; without root, its error
+    clocks = [line.strip() for line in show if line.startswith(("GPU ", "EMC "))] or show[:1]
     detail = f"{facts.get('board') or 'board unknown'}; L4T {l4t or '?'}, JetPack {jetpack or '?'}; power mode {mode or '?'}"
+    if clocks:
+        detail += f"; clocks: {' | '.join(clocks)}"
     return Finding("jetson", True, jetpack, detail=detail,
-                   data={"l4t": l4t, "jetpack": jetpack, "power_mode": mode, **facts})
+                   data={"l4t": l4t, "jetpack": jetpack, "power_mode": mode, "clocks": clocks, **facts})
 
 
 def optional_packages() -> List[Finding]:
