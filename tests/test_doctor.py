@@ -114,9 +114,7 @@ class _FallingBackOrt:
 
 
 def test_a_listed_gpu_provider_that_falls_back_is_not_a_backend(monkeypatch):
-    from msla_deploy.parity import onnxruntime_run
-
-    monkeypatch.setattr(onnxruntime_run, "import_onnxruntime", lambda: _FallingBackOrt)
+    monkeypatch.setattr(probes, "import_onnxruntime", lambda: _FallingBackOrt)
     report = diagnose(registered_commands())
     by_name = {p["provider"]: p for p in report.component("onnxruntime").data["providers"]}
     assert by_name["CUDAExecutionProvider"]["started"] is False

@@ -19,6 +19,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ..artifact.files import package_version
 from ..errors import MissingRuntime, one_line_text
+from ..parity.onnxruntime_run import import_onnxruntime  # imports onnxruntime only when called
 
 TOOL_TIMEOUT_S = 5.0
 
@@ -154,8 +155,6 @@ def start_provider(ort: Any, model: bytes, provider: str) -> Dict[str, Any]:
 
 
 def onnxruntime() -> Finding:
-    from ..parity.onnxruntime_run import import_onnxruntime
-
     both = [d for d in ("onnxruntime", "onnxruntime-gpu") if package_version(d)]
     try:
         ort = import_onnxruntime()
