@@ -79,7 +79,7 @@ def _any_backend(name: str, usable: Dict[str, Availability], names: Sequence[str
     return Availability(name, True, backends=ready)
 
 
-def commands(found: Dict[str, Finding], usable: Dict[str, Availability], registered: Sequence[str]) -> List[Availability]:
+def commands(found: Dict[str, Finding], usable: Dict[str, Availability], registered: Optional[Sequence[str]] = None) -> List[Availability]:
     onnx, torch, ort, poly = found["onnx"], found["torch"], found["onnxruntime"], found["polygraphy"]
     trt, gpu, pillow = found["tensorrt"], found["gpu"], found.get("pillow")
     onnxscript = found.get("onnxscript")
@@ -140,7 +140,7 @@ def commands(found: Dict[str, Finding], usable: Dict[str, Availability], registe
     }
     answers = []
     for name, rule in rules.items():
-        if name.split()[0] not in registered:
+        if registered is not None and name.split()[0] not in registered:
             answers.append(Availability(name, False, reason="not a command of this msla-deploy version",
                                         fix="install a newer msla-deploy wheel"))
             continue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence
 
 from . import probes
@@ -21,7 +21,6 @@ class DoctorReport:
     commands: List[Availability]
     cpu: Optional[str] = None
     seconds: float = 0.0
-    notes: List[str] = field(default_factory=list)
 
     def component(self, name: str) -> probes.Finding:
         return next(c for c in self.components if c.name == name)
@@ -36,14 +35,13 @@ class DoctorReport:
             "jetson": self.jetson.to_dict() if self.jetson else None,
             "backends": {name: b.to_dict() for name, b in self.backends.items()},
             "commands": {c.name: c.to_dict() for c in self.commands},
-            "notes": self.notes,
             "seconds": round(self.seconds, 3),
         }
 
 
-def diagnose(registered: Sequence[str]) -> DoctorReport:
-    """Probe this machine; `registered` are the CLI's command names (those not among them are
-    reported as not part of this version)."""
+def diagnose(registered: Optional[Sequence[str]] = None) -> DoctorReport:
+    """Probe this machine. `registered`: the CLI's command names (doctor passes them; those not
+    among them are reported as not part of this version); None takes every command as present."""
     start = time.perf_counter()
     run = {
         "msla-deploy": probes.msla_deploy_itself, "python": probes.python, "torch": probes.torch, "onnx": probes.onnx,
