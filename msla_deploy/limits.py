@@ -84,3 +84,21 @@ def check_export_memory(batch: int, height: int, width: int, warn, available: Op
     if needed > available / 2:
         warn(f"exporting batch {batch} at {height}x{width} needs an estimated {gib(needed)} of memory, "
              f"more than half of the {gib(available)} available")
+
+
+def check_tensors_fit(label: str, inputs, outputs=()) -> None:
+    """The inputs a run allocates and the outputs it returns, from their declared shapes
+    (name -> (shape, dtype), and [(shape, dtype)]), against the memory available."""
+    import numpy as np
+
+    def nbytes(shape, dtype) -> int:
+        count = 1
+        for d in shape:
+            count *= int(d)
+        return count * np.dtype(dtype).itemsize
+
+    needed = sum(nbytes(s, d) for s, d in inputs.values()) + sum(nbytes(s, d) for s, d in outputs)
+    largest = max(inputs.items(), key=lambda kv: nbytes(*kv[1]), default=None)
+    shown = f"input {largest[0]} {list(largest[1][0])}" if largest else "its tensors"
+    check_memory(needed, f"{label} ({shown} and its outputs, as declared)",
+                 "use a graph exported at a smaller --res or --batch, or a machine with more memory")

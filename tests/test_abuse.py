@@ -32,7 +32,7 @@ from msla_deploy import cli as cli_module
 from msla_deploy.cli import app
 from msla_deploy.errors import BadInput
 from msla_deploy.export import pipeline, torch_to_onnx
-from msla_deploy.export.options import ExportOptions
+from msla_deploy.artifact.options import ExportOptions
 from msla_deploy.export.pipeline import run_export
 from msla_deploy.parity.images import load_rgb
 

@@ -5,9 +5,10 @@
   and runs it, so it is never imported on the manifest's word: the user names it again
   (`msla-deploy --trust-model-file FILE.py:FACTORY ...`, or MSLA_DEPLOY_TRUST_MODEL_FILE), and a
   file's sha256 must still be the one export recorded (`model.file_sha256`).
-- Paths: every path a manifest names for the artifact's own files (`artifacts`, the ONNX files
-  of `precision.onnx_files`, `parity.file`, a build record's ONNX) is relative and stays inside
-  the artifact directory; anything else is bad input (exit 2), not a file to read or print.
+- Paths: every path a manifest names for the artifact's own files is relative and stays inside
+  the artifact directory; the typed reader (manifest.py, `relative_inside`) refuses anything
+  else with exit 2. `is_inside_relative` below is the same rule as a yes/no, for code that must
+  not raise (telling an export of ours from a foreign directory, staging.py).
 
 torch-free: checked before torch or the user's code is touched.
 """
@@ -17,11 +18,10 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Any, Iterator, List, Optional, Tuple
 
 from ..errors import BadInput
 from .files import sha256_file
-from .names import MANIFEST_NAME
 
 TRUST_FLAG = "--trust-model-file"
 TRUST_ENV = "MSLA_DEPLOY_TRUST_MODEL_FILE"  # os.pathsep-separated specs, for CI jobs
@@ -84,10 +84,16 @@ def model_file_sha256(spec) -> Optional[str]:
     return sha256_file(path) if is_file_target(target) and path.is_file() else None
 
 
-def check_model_code(manifest: Dict, purpose: str) -> None:
+def _field(record: Any, key: str):
+    """A manifest field from the typed Manifest (artifact/manifest.py) or its JSON dict."""
+    if record is None:
+        return None
+    return record.get(key) if isinstance(record, dict) else getattr(record, key, None)
+
+
+def check_model_code(manifest: Any, purpose: str) -> None:
     """BadInput unless the model code a manifest names may be imported (see the module doc)."""
-    options = manifest.get("options") if isinstance(manifest.get("options"), dict) else {}
-    spec = options.get("model")
+    spec = _field(_field(manifest, "options"), "model")
     if not is_factory_spec(spec):
         return  # a zoo name: code of this package, not of the artifact
     named = trusted_specs()
@@ -103,8 +109,7 @@ def check_model_code(manifest: Dict, purpose: str) -> None:
     path = Path(target).expanduser()
     if not path.is_file():
         raise BadInput(f"{purpose}: the model file {target} is not there", "run from the directory the export ran in, or put the file back")
-    model = manifest.get("model") if isinstance(manifest.get("model"), dict) else {}
-    recorded = model.get("file_sha256")
+    recorded = _field(_field(manifest, "model"), "file_sha256")
     if not isinstance(recorded, str) or not recorded:
         raise BadInput(f"{purpose}: the manifest records no sha256 of {target}, so the file cannot be checked against the export",
                        "re-export (export records it), then run this again")
@@ -122,32 +127,3 @@ def is_inside_relative(rel) -> bool:
         return False
     path = Path(rel)
     return not path.is_absolute() and ".." not in path.parts and not (len(rel) > 1 and rel[1] == ":")
-
-
-def manifest_paths(data: Dict) -> List[Tuple[str, object]]:
-    """(where in the manifest, value) of every path naming one of the artifact's own files."""
-    found: List[Tuple[str, object]] = []
-    artifacts = data.get("artifacts")
-    if isinstance(artifacts, dict):
-        found += [(f"artifacts[{k!r}]", k) for k in artifacts]
-    precision = data.get("precision")
-    if isinstance(precision, dict) and isinstance(precision.get("onnx_files"), dict):
-        found += [(f"precision.onnx_files.{k}", v) for k, v in precision["onnx_files"].items()]
-    parity = data.get("parity")
-    if isinstance(parity, dict) and "file" in parity:
-        found.append(("parity.file", parity["file"]))
-    for i, record in enumerate(data.get("builds") or [] if isinstance(data.get("builds"), list) else []):
-        onnx = record.get("onnx") if isinstance(record, dict) else None
-        if isinstance(onnx, dict) and "file" in onnx:
-            found.append((f"builds[{i}].onnx.file", onnx["file"]))
-    return found
-
-
-def check_manifest_paths(data: Dict, directory: Path) -> None:
-    """BadInput (exit 2) for a manifest path that is absolute or leaves the directory."""
-    for where, value in manifest_paths(data):
-        if not is_inside_relative(value):
-            raise BadInput(
-                f"{Path(directory) / MANIFEST_NAME}: {where} is {value!r}, not a path inside the artifact directory",
-                "a manifest names its files relative to its own directory; re-export, or fix that entry",
-            )

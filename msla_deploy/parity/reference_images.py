@@ -7,7 +7,7 @@ export's synthetic samples. Running it again replaces the pictures added before 
 samples stay), so the bundle does not grow with every run. The manifest's hashes are updated.
 
 The bundle's three files and the manifest change together: they are written into a staged copy
-of the directory, swapped in whole (artifact/staging.py), under the directory's write lock.
+of the directory and swapped in whole (artifact/staging.py), under the directory's write lock.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..errors import BadInput
+from ..artifact.files import describe_files, sha256_file
+from ..artifact.manifest import read_manifest_if_any, write_manifest
 from ..artifact.names import MANIFEST_NAME, REFERENCE_DIR
-from ..artifact.files import describe_files, sha256_file, write_json_atomic
-from ..artifact.staging import staged_update
-from ..progress import Steps
 from ..artifact.reference import ReferenceBundle, read_reference, write_reference
-from .artifact import read_manifest_if_any
+from ..artifact.staging import staged_update
+from ..errors import BadInput
+from ..progress import Steps
 from .images import PREPROCESSING, list_images, load_rgb, preprocess
 
 
@@ -42,25 +42,22 @@ def add_reference_images(directory: Path, images_dir: Path, steps: Optional[Step
     directory = Path(directory)
     if not directory.is_dir() or read_manifest_if_any(directory) is None:
         raise BadInput(f"{directory} is not an export directory (no {MANIFEST_NAME})", "pass the directory msla-deploy export wrote")
-    files = list_images(images_dir)
     with staged_update(directory, on_warning=steps.warn) as staging:
-        return _add_images(directory, staging, files, images_dir, steps)
+        return _add_images(directory, staging, images_dir, steps)
 
 
-def _add_images(directory: Path, staging: Path, files: List[Path], images_dir: Path, steps: Steps) -> ReferenceImagesResult:
+def _add_images(directory: Path, staging: Path, images_dir: Path, steps: Steps) -> ReferenceImagesResult:
     """Read from the locked `directory`, write into its staged copy `staging`."""
     manifest = read_manifest_if_any(directory)
     if manifest is None:
         raise BadInput(f"{directory} is not an export directory (no {MANIFEST_NAME})", "pass the directory msla-deploy export wrote")
-    options = manifest.get("options") or {}
-    try:
-        height, width = (int(v) for v in options["resolution"])
-        batch = int(options.get("batch", 1))
-    except (KeyError, TypeError, ValueError):
-        raise BadInput(f"{directory / MANIFEST_NAME} has no options.resolution", "re-export with msla-deploy export") from None
+    if manifest.options is None:
+        raise BadInput(f"{directory / MANIFEST_NAME} has no options.resolution", "re-export with msla-deploy export")
+    (height, width), batch = manifest.options.resolution, manifest.options.batch
     bundle = read_reference(directory / REFERENCE_DIR)
     if len(bundle.inputs) != 1 or len(bundle.outputs) != 1:
         raise BadInput(f"the reference bundle has {len(bundle.inputs)} inputs and {len(bundle.outputs)} outputs", "pictures can be added to one-input, one-output models only")
+    files = list_images(images_dir)
     if len(files) % batch:
         raise BadInput(f"{len(files)} pictures for a model with static batch {batch}", f"give a multiple of {batch} pictures")
 
@@ -69,10 +66,11 @@ def _add_images(directory: Path, staging: Path, files: List[Path], images_dir: P
         sizes = [list(d.shape[:2]) for d in decoded]
         pixels = np.stack([preprocess(d, height, width) for d in decoded])
         del decoded
-    from .torch_reference import rebuild_model, run_model  # torch: only now that the input is known good
+    from ..runtime.torch_backend import rebuild  # torch: only now that the input is known good
+    from .torch_reference import run_model
 
     with steps.step("build", "Rebuilding the exported PyTorch model"):
-        module = rebuild_model(manifest, "reference --inputs")
+        module = rebuild(manifest, "reference --inputs")
     with steps.step("reference", "Computing the PyTorch reference outputs"):
         outputs = np.concatenate([run_model(module, pixels[i:i + batch]) for i in range(0, len(files), batch)])
 
@@ -101,9 +99,9 @@ def _add_images(directory: Path, staging: Path, files: List[Path], images_dir: P
     )
     with steps.step("write", "Writing the reference bundle and the manifest"):
         written = write_reference(staging, new)
-        manifest.setdefault("artifacts", {}).update(describe_files(staging, written))
-        manifest["reference_images"] = {"count": len(images), "synthetic_samples": synthetic, "preprocessing": PREPROCESSING}
-        write_json_atomic(staging / MANIFEST_NAME, manifest)
+        manifest.artifacts = {**(manifest.artifacts or {}), **describe_files(staging, written)}
+        manifest.extra["reference_images"] = {"count": len(images), "synthetic_samples": synthetic, "preprocessing": PREPROCESSING}
+        write_manifest(staging, manifest)
     return ReferenceImagesResult(directory, images, synthetic + len(images), synthetic, replaced)
 
 
