@@ -85,24 +85,24 @@ def handle_errors(command):
                 return command(*args, **kwargs)
         except MslaError as exc:
             error_line(exc.one_line())
-            raise typer.Exit(exc.exit_code)
+            raise typer.Exit(exc.exit_code) from None
         except (typer.Exit, typer.Abort):  # deliberate exits carry their own code
             raise
         except Terminated:
-            error_line("terminated (SIGTERM); nothing half-written was left")
-            raise typer.Exit(EXIT_TERMINATED)
+            error_line("terminated (SIGTERM); staged writes were removed")
+            raise typer.Exit(EXIT_TERMINATED) from None
         except KeyboardInterrupt:
-            error_line("interrupted; nothing half-written was left")
-            raise typer.Exit(EXIT_INTERRUPTED)
+            error_line("interrupted; staged writes were removed")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         except OSError as exc:  # a path we were given cannot be read or written
             where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
             error_line(f"cannot use{where}: {exc.strerror or exc} (check the path and its permissions)")
-            raise typer.Exit(BadInput.exit_code)
+            raise typer.Exit(BadInput.exit_code) from None
         except Exception as exc:  # a bug of ours: one line, traceback on request
             if os.environ.get("MSLA_DEPLOY_DEBUG"):
                 raise
             error_line(f"internal error: {type(exc).__name__}: {exc} (set MSLA_DEPLOY_DEBUG=1 for the traceback)")
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
 
     return wrapper
 

@@ -26,7 +26,6 @@ from torch import nn
 from .artifact.trust import is_file_target
 from .errors import BadInput, one_line_text
 
-
 _USAGE = "use path/to/file.py:factory or package.module:factory"
 
 

@@ -9,7 +9,6 @@ need the real thing share one b0 export at 64x128 and work on copies of it.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -25,14 +24,14 @@ import onnx
 import pytest
 from typer.testing import CliRunner
 
+from msla_deploy import cli as cli_module
 from msla_deploy import limits
 from msla_deploy.artifact import lock as lock_module
+from msla_deploy.artifact.options import ExportOptions
 from msla_deploy.artifact.staging import check_output_path
-from msla_deploy import cli as cli_module
 from msla_deploy.cli import app
 from msla_deploy.errors import BadInput
 from msla_deploy.export import pipeline, torch_to_onnx
-from msla_deploy.artifact.options import ExportOptions
 from msla_deploy.export.pipeline import run_export
 from msla_deploy.parity.images import load_rgb
 

@@ -31,11 +31,17 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from ..errors import BadInput
 from .lock import directory_lock, pid_alive
-from .trust import is_inside_relative as safe_relative
 from .names import (
-    BUILD_RECORD_NAME, ENGINE_SUFFIXES, MANIFEST_FORMAT, MANIFEST_NAME, ONNX_SUFFIX, PARITY_NAME,
-    REFERENCE_DIR, TOOL_NAME,
+    BUILD_RECORD_NAME,
+    ENGINE_SUFFIXES,
+    MANIFEST_FORMAT,
+    MANIFEST_NAME,
+    ONNX_SUFFIX,
+    PARITY_NAME,
+    REFERENCE_DIR,
+    TOOL_NAME,
 )
+from .trust import is_inside_relative as safe_relative
 
 PARTIAL_TAG = "partial"
 OLD_TAG = "old"
@@ -211,7 +217,7 @@ def clean_leftovers(target: Path) -> List[str]:
     if olds and not target.exists():
         os.replace(olds.pop(), target)
         removed.append(f"restored {target.name} from an interrupted swap")
-    for tag, entry in candidates:
+    for _tag, entry in candidates:
         if entry.exists() or entry.is_symlink():
             if entry.is_dir() and not entry.is_symlink():
                 shutil.rmtree(entry, ignore_errors=True)

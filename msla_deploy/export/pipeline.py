@@ -25,9 +25,9 @@ from ..artifact.names import (FP32_ONNX_NAME, INPUT_NAME, META_BATCH, META_EXPOR
                               META_RESOLUTION, META_VERSION, ONNX_NAME, OUTPUT_NAME, PARITY_NAME, PROBE_PREFIX)
 from ..artifact.options import ExportOptions, is_factory_spec
 from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD, ReferenceBundle, synthetic_images, write_reference
-from ..errors import BadInput, one_line_text
 from ..artifact.staging import check_replaceable, staged_directory
 from ..artifact.trust import model_file_sha256
+from ..errors import BadInput, one_line_text
 from ..inspect import inspect_onnx
 from ..limits import check_export_memory
 from ..loading import load_model

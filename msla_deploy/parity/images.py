@@ -22,9 +22,9 @@ from typing import List, Tuple
 
 import numpy as np
 
+from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import BadInput, MissingRuntime, one_line_text
 from ..limits import MAX_PICTURE_PIXELS, check_picture_pixels
-from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD
 
 NPY_SUFFIXES = (".npy",)
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg")
