@@ -116,6 +116,7 @@ class ExportOptions:
         for key in _PATH_FIELDS:
             data[key] = None if data[key] is None else str(data[key])
         data["out"] = str(self.output_dir())
+        data.pop("overwrite")  # how this run writes, not what the artifact is: never recorded
         return data
 
     @classmethod
