@@ -694,3 +694,15 @@ def test_a_model_and_reference_swapped_together_fail_validate(b0, tiny, tmp_path
     line = one_error_line(result)
     assert "artifact modified after export" in line and "model.onnx" in line and "reference/" in line
     assert cli("validate", a, "--allow-modified").exit_code == 0
+
+
+def test_build_refuses_while_another_writer_holds_the_directory(b0, tmp_path):
+    a = copy_of(b0, tmp_path / "a")
+    holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": "msla-deploy export --overwrite (still running)", "started_unix": 0}
+    lock_module.lock_path(a).write_text(json.dumps(holder))
+    result = cli("build", a)
+    assert result.exit_code == 2, result.output
+    assert f"pid {os.getpid()}" in one_error_line(result) and "still running" in one_error_line(result)
+    lock_module.lock_path(a).unlink()
+    released = cli("build", a)
+    assert "being written" not in released.stderr  # the lock was the only obstacle (no TensorRT here: exit 3)
