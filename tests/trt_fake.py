@@ -1208,3 +1208,26 @@ def uncovered(names: Iterable[str]) -> List[str]:
             if not any(surface_has(v, f"{qualname}.{name}") for v in FAKE_VERSIONS):
                 missing.append(f"{qualname}.{name}")
     return missing + [n for n in names if not any(surface_has(v, n) for v in FAKE_VERSIONS)]
+
+
+# --- engines without a build (for runtime and bench tests) -------------------------------------------
+
+def engine_bytes(version: str, inputs: Dict[str, Tuple[tuple, str]], outputs: Dict[str, Tuple[tuple, str]], *,
+                 version_compatible: bool = False, dla_core: Optional[int] = None) -> bytes:
+    """What the fake Builder of `version` would serialise for an engine with these I/O tensors.
+
+    inputs/outputs: name -> (shape, DataType member name: "FLOAT", "HALF", "INT32", ...). The
+    fake Runtime of the same version (or a later one, when version_compatible) deserialises it.
+    """
+    io = [{"name": n, "mode": "INPUT", "shape": list(s), "dtype": d} for n, (s, d) in inputs.items()]
+    io += [{"name": n, "mode": "OUTPUT", "shape": list(s), "dtype": d} for n, (s, d) in outputs.items()]
+    desc = {"tensorrt": load_api(version)["version"], "flags": [], "network_flags": 0, "strongly_typed": version_key(version) >= (11, 0),
+            "version_compatible": version_compatible, "dla_core": dla_core, "profiling_verbosity": "DETAILED",
+            "hardware_compatibility_level": "NONE", "memory_pools": {}, "io": io,
+            "layers": [{"name": "fake_layer", "precision": None, "device": "DLA" if dla_core is not None else "GPU"}]}
+    return ENGINE_MAGIC + json.dumps(desc, sort_keys=True).encode()
+
+
+def make_engine(trt, inputs: Dict[str, Tuple[tuple, str]], outputs: Dict[str, Tuple[tuple, str]]):
+    """An ICudaEngine of the fake `trt` with these I/O tensors, deserialised the way TensorRT does it."""
+    return trt.Runtime(trt.Logger()).deserialize_cuda_engine(engine_bytes(trt.__version__, inputs, outputs))
