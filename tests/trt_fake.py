@@ -16,6 +16,12 @@ How to use it in a test:
         trt = make_fake_tensorrt("11.4.0.106")                             # not installed: pass it as trt=...
 
     @pytest.mark.parametrize("fake_trt", ["10.3.0"], indirect=True)       # one version, still via the fixture
+    @pytest.mark.parametrize("fake_trt", versions_where(lambda v: v < (11, 0)), indirect=True)   # weak typing only
+
+    data = engine_bytes("10.3.0", {"input": ((1, 3, 64, 128), "FLOAT")}, {"logits": ((1, 19, 8, 16), "FLOAT")})
+    # an .engine file's bytes without a build: the fake Runtime of 10.3 loads it (named I/O tensors,
+    # create_execution_context, set_tensor_address, execute_async_v3); make_engine(trt, ...) loads it directly.
+    # World(execute=fn) is called as fn(context, stream_handle) by execute_async_v3, e.g. to fill outputs.
 
 What it is. The module's surface (classes, their bases, methods with their pybind11 signatures,
 properties and whether they are writable, enums with their values, module functions and
