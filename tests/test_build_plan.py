@@ -461,6 +461,7 @@ def test_api_weak_fp16(dirs, fake_trt):
     assert trt.fake.flag_names("IBuilderConfig.clear_flag") == ["TF32"]  # TF32 is on by default
     assert [(c["pool"].name, c["pool_size"]) for c in trt.fake.calls_to("IBuilderConfig.set_memory_pool_limit")] == [("WORKSPACE", DEFAULT_WORKSPACE)]
     assert [v.name for v in trt.fake.values_set("IBuilderConfig.profiling_verbosity")] == ["DETAILED"]
+    assert trt.fake.values_set("IBuilderConfig.avg_timing_iterations") == [8]  # trtexec's default, set by trtexec
     extra = [n for n in (l["name"] for l in read_fake_engine(built.engine)["layers"]) if n.startswith("node_matmul_") and n != "node_matmul_1"]
     assert len(extra) == 1 and set(_pinned(trt)) == set(FP32_NODES) | set(extra)  # '<node>_<n>' is pinned too
     assert {"index": 0, "dtype": trt.fake.member("DataType", "FLOAT")} in trt.fake.calls_to("ILayer.set_output_type")

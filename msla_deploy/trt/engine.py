@@ -126,6 +126,7 @@ def configure(trt, builder, network, plan: BuildPlan, timing_cache_data: bytes =
     if plan.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    config.avg_timing_iterations = plan.avg_timing_iterations  # as trtexec: it always sets its default of 8
     if plan.dla_core is not None:
         cores = builder.num_DLA_cores
         if cores == 0:

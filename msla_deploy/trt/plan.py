@@ -67,6 +67,7 @@ class BuildPlan:
     direct_io: bool = False
     profiles: Tuple = ()  # static shapes: TensorRT needs no optimization profile
     profiling_verbosity: str = "detailed"  # full layer information for the inspector / --exportLayerInfo
+    avg_timing_iterations: int = V.TRTEXEC_AVG_TIMING  # trtexec's default, not the API's (1)
     warnings: Tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
@@ -115,6 +116,7 @@ class BuildPlan:
             "hardware_compatibility_level": self.hardware_compat,
             "dla_core": self.dla_core,
             "profiling_verbosity": self.profiling_verbosity,
+            "avg_timing_iterations": self.avg_timing_iterations,
             "warnings": list(self.warnings),
         }
 

@@ -131,6 +131,12 @@ DLA_IMPLIES: Dict[str, Span] = {
 }
 
 
+# trtexec always calls setAvgTimingIterations(8) (sampleOptions.h defaultAvgTiming{8}, sampleEngines.cpp,
+# release/8.5 ... 11.1); the API's own default is 1. The Python build sets the same, so the printed
+# command and `build` time tactics alike.
+TRTEXEC_AVG_TIMING = 8
+
+
 def dla_implies(flag: str, version: TrtVersion) -> bool:
     return DLA_IMPLIES[flag].covers(version)
 
