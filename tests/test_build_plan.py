@@ -27,7 +27,7 @@ from msla_deploy.artifact.names import MANIFEST_FORMAT
 from msla_deploy.trt import engine as engine_mod
 from msla_deploy.trt import runtime as runtime_mod
 from msla_deploy.trt import versions as V
-from msla_deploy.trt.build import build_for_runtime, plan_for_runtime, run_build
+from msla_deploy.trt.build import build_for_runtime, engine_load_options, plan_for_runtime, run_build
 from msla_deploy.trt.inputs import load_model_input
 from msla_deploy.trt.options import DEFAULT_WORKSPACE, BuildOptions, parse_size
 from msla_deploy.trt.plan import make_plan
@@ -692,6 +692,21 @@ def test_an_engine_from_another_version_is_refused_with_a_fix(dirs, fake_trt):
     assert fake_trt.__version__ in info.value.problem and "msla-deploy build" in info.value.fix
 
 
+@pytest.mark.parametrize("fake_trt", DLA_WEAK, indirect=True)
+def test_engine_load_options_come_from_the_build_record(tmp_path, fake_trt):
+    fake_trt.fake.dla_cores = 2
+    directory = make_export_dir(tmp_path / "e", "fp16")
+    compatible = run_build(BuildOptions(source=directory, version_compatible=True))
+    dla = run_build(BuildOptions(source=directory, dla_core=1))
+    for result, expected in ((compatible, {"version_compatible": True, "dla_core": None}), (dla, {"version_compatible": False, "dla_core": 1})):
+        engine = Path(result.plan.engine)
+        assert engine_load_options(engine) == expected
+        assert runtime_mod.deserialize_engine(fake_trt, engine.read_bytes(), **expected).num_io_tensors == 2
+    alone = tmp_path / "alone.engine"
+    alone.write_bytes(Path(dla.plan.engine).read_bytes())  # the same bytes, but no record beside them
+    assert engine_load_options(alone) == {"version_compatible": False, "dla_core": None}
+
+
 # --- the plan validate and bench build from (build.plan_for_runtime) ------------------------------------
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -757,11 +772,12 @@ def test_run_build_writes_engine_layer_info_cache_and_manifest(tmp_path, fake_tr
 @pytest.mark.parametrize("fake_trt", versions_where(lambda v: v >= (10, 12)), indirect=True)
 def test_run_build_bare_onnx_writes_build_json(tmp_path, fake_trt):
     directory = make_export_dir(tmp_path / "b", "fp16")
-    result = run_build(BuildOptions(source=directory / "model.onnx"))
+    result = run_build(BuildOptions(source=directory / "model.onnx", version_compatible=True))
     assert result.record_path == directory / "build.json"
     data = json.loads(result.record_path.read_text())
     assert data["builds"][0]["plan"]["typing"] == "strong"
     assert "builds" not in read_manifest(directory)
+    assert engine_load_options(result.plan.engine) == {"version_compatible": True, "dla_core": None}  # found in build.json
 
 
 def test_run_build_checks_before_needing_tensorrt(dirs, monkeypatch):

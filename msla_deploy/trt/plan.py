@@ -26,13 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..artifact.names import ENGINE_SUFFIXES
 from ..errors import BadInput
 from . import versions as V
 from .inputs import ModelInput, TensorSpec
 from .options import BuildOptions
 from .versions import TrtVersion
-
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 @dataclass(frozen=True)
