@@ -2,8 +2,8 @@
 and the generated fake (tests/trt_fake.py) checked against the fixtures it is generated from.
 
 The walk reads msla_deploy's source (ast) for every attribute read from the `trt` module
-(`trt.BuilderFlag.FP16`, `trt.Runtime`, `getattr(trt.X, "NAME")`) and, inside functions that take
-`trt`, from the TensorRT objects they name (`config.set_flag`, `layer.precision`, `runtime.DLA_core`).
+(`trt.BuilderFlag.FP16`, `trt.Runtime`, `getattr(trt.X, "NAME")`) and, inside functions that take (or
+assign) `trt`, from the TensorRT objects they name (`config.set_flag`, `layer.precision`, `runtime.DLA_core`).
 A name listed in versions.GATED_NAMES must exist in every fixture version its feature's span
 covers; any other name in every fixture version. A failure names the attribute, file:line and
 the version that lacks it.
@@ -49,8 +49,11 @@ def _chain(node: ast.AST) -> Optional[List[str]]:
 
 
 def _takes_trt(function: ast.AST) -> bool:
+    """The function has `trt` as a parameter or assigns it (trt = import_tensorrt())."""
     args = function.args
-    return any(a.arg == "trt" for a in args.args + args.kwonlyargs + getattr(args, "posonlyargs", []))
+    if any(a.arg == "trt" for a in args.args + args.kwonlyargs + getattr(args, "posonlyargs", [])):
+        return True
+    return any(isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "trt" for t in n.targets) for n in ast.walk(function))
 
 
 class _Walker(ast.NodeVisitor):
