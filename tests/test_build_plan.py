@@ -22,12 +22,13 @@ from onnx import TensorProto, helper, numpy_helper
 
 from msla_deploy.errors import BadInput, CheckFailed, MissingRuntime
 from msla_deploy.artifact.files import sha256_file
+from msla_deploy.artifact.resolve import resolve
 from tests.fixtures import manifest_json as read_manifest
 from msla_deploy.artifact.names import MANIFEST_FORMAT
 from msla_deploy.trt import engine as engine_mod
 from msla_deploy.trt import runtime as runtime_mod
 from msla_deploy.trt import versions as V
-from msla_deploy.trt.build import build_for_runtime, engine_load_options, plan_for_runtime, run_build
+from msla_deploy.trt.build import build_for_runtime, plan_for_runtime, run_build
 from msla_deploy.trt.inputs import load_model_input
 from msla_deploy.trt.options import DEFAULT_WORKSPACE, BuildOptions, parse_size
 from msla_deploy.trt.plan import make_plan
@@ -692,19 +693,22 @@ def test_an_engine_from_another_version_is_refused_with_a_fix(dirs, fake_trt):
     assert fake_trt.__version__ in info.value.problem and "msla-deploy build" in info.value.fix
 
 
+def _load_options(engine: Path):
+    """What runtime.open passes to the loader for an engine: its build record, read by the artifact layer."""
+    record = resolve(engine).build_record(engine)
+    return {"version_compatible": bool(record and record.version_compatible), "dla_core": record.dla_core if record else None}
+
+
 @pytest.mark.parametrize("fake_trt", DLA_WEAK, indirect=True)
-def test_engine_load_options_come_from_the_build_record(tmp_path, fake_trt):
+def test_build_records_say_how_to_load_the_engine(tmp_path, fake_trt):
     fake_trt.fake.dla_cores = 2
     directory = make_export_dir(tmp_path / "e", "fp16")
     compatible = run_build(BuildOptions(source=directory, version_compatible=True))
     dla = run_build(BuildOptions(source=directory, dla_core=1))
     for result, expected in ((compatible, {"version_compatible": True, "dla_core": None}), (dla, {"version_compatible": False, "dla_core": 1})):
         engine = Path(result.plan.engine)
-        assert engine_load_options(engine) == expected
+        assert _load_options(engine) == expected
         assert runtime_mod.deserialize_engine(fake_trt, engine.read_bytes(), **expected).num_io_tensors == 2
-    alone = tmp_path / "alone.engine"
-    alone.write_bytes(Path(dla.plan.engine).read_bytes())  # the same bytes, but no record beside them
-    assert engine_load_options(alone) == {"version_compatible": False, "dla_core": None}
 
 
 # --- the plan validate and bench build from (build.plan_for_runtime) ------------------------------------
@@ -777,7 +781,7 @@ def test_run_build_bare_onnx_writes_build_json(tmp_path, fake_trt):
     data = json.loads(result.record_path.read_text())
     assert data["builds"][0]["plan"]["typing"] == "strong"
     assert "builds" not in read_manifest(directory)
-    assert engine_load_options(result.plan.engine) == {"version_compatible": True, "dla_core": None}  # found in build.json
+    assert _load_options(result.plan.engine) == {"version_compatible": True, "dla_core": None}  # found in build.json
 
 
 def test_run_build_checks_before_needing_tensorrt(dirs, monkeypatch):

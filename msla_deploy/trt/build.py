@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 from .. import __version__
 from ..errors import BadInput
 from ..artifact.manifest import BuildRecord, read_json_record, read_manifest, write_manifest
-from ..artifact.names import BUILD_RECORD_NAME, MANIFEST_FORMAT, MANIFEST_NAME
+from ..artifact.names import BUILD_RECORD_NAME, MANIFEST_FORMAT
 from ..artifact.files import environment, sha256_file, write_bytes_atomic, write_json_atomic
 from ..progress import Steps
 from . import versions as V
@@ -111,40 +111,6 @@ def build_for_runtime(trt, source: Path, steps: Optional[Steps] = None, logger=N
     plan = plan_for_runtime(source, str(trt.__version__), **options)
     graph = load_model_input(Path(source)).graphs.get(plan.onnx_role)
     return plan, build_engine(trt, plan, steps, graph.node_names if graph is not None else (), logger=logger)
-
-
-def engine_load_options(engine: Path) -> Dict[str, Any]:
-    """How runtime.deserialize_engine must load an engine `build` wrote: {"version_compatible": bool, "dla_core": int|None}.
-
-    Read from the engine's build record (the export's manifest.json or build.json beside the
-    engine), matched by the engine's sha256; the latest matching record wins. An engine no record
-    names (built by trtexec, or copied alone) loads with the defaults: GPU, not version-compatible.
-
-        data = engine.read_bytes()
-        engine = deserialize_engine(trt, data, **engine_load_options(path))
-    """
-    import json
-
-    engine = Path(engine)
-    options: Dict[str, Any] = {"version_compatible": False, "dla_core": None}
-    digest = None
-    for name in (MANIFEST_NAME, BUILD_RECORD_NAME):
-        path = engine.parent / name
-        if not path.is_file():
-            continue
-        try:
-            builds = json.loads(path.read_text()).get("builds") or []
-        except (ValueError, AttributeError):
-            continue  # not ours to judge here: the resolver reports a broken manifest
-        for record in builds:
-            if not isinstance(record, dict):
-                continue
-            digest = digest or sha256_file(engine)
-            if (record.get("engine") or {}).get("sha256") != digest:
-                continue
-            flags = (record.get("plan") or {}).get("builder_flags") or {}
-            options = {"version_compatible": bool(flags.get("version_compatible")), "dla_core": (record.get("dla") or {}).get("core")}
-    return options
 
 
 def _file_entry(path: Path, root: Path) -> Dict[str, Any]:
