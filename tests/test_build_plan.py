@@ -711,6 +711,25 @@ def test_build_records_say_how_to_load_the_engine(tmp_path, fake_trt):
         assert runtime_mod.deserialize_engine(fake_trt, engine.read_bytes(), **expected).num_io_tensors == 2
 
 
+@pytest.mark.parametrize("fake_trt", FAKE_VERSIONS, indirect=True)
+def test_runtime_open_loads_the_engines_build_wrote(tmp_path, fake_trt):
+    """build --version-compatible / --dla-core, then runtime.open(engine, "trt"): loaded as trtexec loads them."""
+    from msla_deploy import runtime
+
+    directory = make_export_dir(tmp_path / "e", "fp16")
+    fake_trt.fake.dla_cores = 2
+    builds = [run_build(BuildOptions(source=directory, version_compatible=True))]
+    if version_key(fake_trt.__version__) < (10, 8):
+        builds.append(run_build(BuildOptions(source=directory, dla_core=1)))
+    for result in builds:
+        session = runtime.open(Path(result.plan.engine), "trt")
+        assert list(session.inputs) == ["input"] and session.outputs["logits"].shape == (1, 8, 64, 64)
+        assert session.describe()["version"] == fake_trt.__version__
+    # once when build reads the layer information, once when runtime.open loads the engine
+    assert fake_trt.fake.values_set("Runtime.engine_host_code_allowed") == [True, True]
+    assert fake_trt.fake.values_set("Runtime.DLA_core") == ([1, 1] if len(builds) == 2 else [])
+
+
 # --- the plan validate and bench build from (build.plan_for_runtime) ------------------------------------
 
 @pytest.mark.parametrize("version", VERSIONS)
