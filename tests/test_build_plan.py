@@ -20,11 +20,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from msla_deploy.errors import BadInput, CheckFailed, MissingRuntime
 from msla_deploy.artifact.files import sha256_file
-from msla_deploy.artifact.resolve import resolve
-from tests.fixtures import manifest_json as read_manifest
 from msla_deploy.artifact.names import MANIFEST_FORMAT
+from msla_deploy.artifact.resolve import resolve
+from msla_deploy.errors import BadInput, CheckFailed, MissingRuntime
 from msla_deploy.trt import engine as engine_mod
 from msla_deploy.trt import runtime as runtime_mod
 from msla_deploy.trt import versions as V
@@ -34,9 +33,16 @@ from msla_deploy.trt.options import DEFAULT_WORKSPACE, BuildOptions, parse_size
 from msla_deploy.trt.plan import make_plan
 from msla_deploy.trt.trtexec import trtexec_argv
 from msla_deploy.trt.versions import parse_version
+from tests.fixtures import manifest_json as read_manifest
 
-from .trt_fake import (  # noqa: F401  (fake_trt is a fixture)
-    FAKE_GPU, FAKE_VERSIONS, fake_trt, install_fake_tensorrt, load_api, make_fake_tensorrt, read_fake_engine, version_key,
+from .trt_fake import (  # the fixture fake_trt comes from conftest.py
+    FAKE_GPU,
+    FAKE_VERSIONS,
+    install_fake_tensorrt,
+    load_api,
+    make_fake_tensorrt,
+    read_fake_engine,
+    version_key,
     versions_where,
 )
 
@@ -463,17 +469,17 @@ def test_api_weak_fp16(dirs, fake_trt):
     assert [(c["pool"].name, c["pool_size"]) for c in trt.fake.calls_to("IBuilderConfig.set_memory_pool_limit")] == [("WORKSPACE", DEFAULT_WORKSPACE)]
     assert [v.name for v in trt.fake.values_set("IBuilderConfig.profiling_verbosity")] == ["DETAILED"]
     assert trt.fake.values_set("IBuilderConfig.avg_timing_iterations") == [8]  # trtexec's default, set by trtexec
-    extra = [n for n in (l["name"] for l in read_fake_engine(built.engine)["layers"]) if n.startswith("node_matmul_") and n != "node_matmul_1"]
+    extra = [n for n in (x["name"] for x in read_fake_engine(built.engine)["layers"]) if n.startswith("node_matmul_") and n != "node_matmul_1"]
     assert len(extra) == 1 and set(_pinned(trt)) == set(FP32_NODES) | set(extra)  # '<node>_<n>' is pinned too
     assert {"index": 0, "dtype": trt.fake.member("DataType", "FLOAT")} in trt.fake.calls_to("ILayer.set_output_type")
     assert "NetworkDefinitionCreationFlag.STRONGLY_TYPED" not in trt.fake.lookups
     engine = read_fake_engine(built.engine)
     assert engine["tensorrt"] == version and not engine["strongly_typed"]
     assert {"FP16", "OBEY_PRECISION_CONSTRAINTS"} <= set(engine["flags"]) and "TF32" not in engine["flags"]
-    assert {l["name"]: l["precision"] for l in engine["layers"]}["node_matmul"] == "FLOAT"
+    assert {x["name"]: x["precision"] for x in engine["layers"]}["node_matmul"] == "FLOAT"
     assert [i["name"] for i in engine["io"]] == ["input", "logits"]
     assert built.unmatched_fp32_nodes == []
-    assert [l["Name"] for l in json.loads(built.layer_info)["Layers"]] == [l["name"] for l in engine["layers"]]
+    assert [x["Name"] for x in json.loads(built.layer_info)["Layers"]] == [x["name"] for x in engine["layers"]]
     assert built.timing_cache.startswith(b"FAKE-TRT-CACHE " + short(version).encode()) and built.timing_cache_loaded is False
 
 
@@ -497,9 +503,9 @@ def test_api_a_weak_plan_fails_on_11_as_on_a_device(dirs, fake_trt):
     """The fake is only a proof if it fails where TensorRT 11 fails."""
     trt = fake_trt
     with pytest.raises(AttributeError):
-        trt.BuilderFlag.FP16
+        _ = trt.BuilderFlag.FP16
     with pytest.raises(AttributeError):
-        trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH
+        _ = trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH
     assert not hasattr(trt.ILayer, "precision") and not hasattr(trt.ILayer, "set_output_type")
     with pytest.raises(AttributeError, match="precision"):  # pinning comes first, then BuilderFlag.FP16
         _build(plan_for(dirs["fp16"], "10.3"), trt, dirs["fp16"])  # a 10.3 weak plan on 11.4
@@ -637,13 +643,17 @@ def test_api_failures(dirs, fake_trt):
 
 @pytest.mark.parametrize("fake_trt", WEAK, indirect=True)
 def test_api_no_pinned_layer_found_is_an_error(dirs, fake_trt):
-    plan = dataclasses.replace(plan_for(dirs["fp16"], short(fake_trt.__version__), typing="weak"), layer_precisions=(("not_a_node", "fp32"),), layer_output_types=())
+    weak = plan_for(dirs["fp16"], short(fake_trt.__version__), typing="weak")
+    plan = dataclasses.replace(weak, layer_precisions=(("not_a_node", "fp32"),), layer_output_types=())
     with pytest.raises(CheckFailed, match="none of the"):
         _build(plan, fake_trt, dirs["fp16"])
 
 
 def _network(trt, names):
-    layers = [trt.fake.new("ILayer", name=n, op_type="Add", inputs=[], outputs=[trt.fake.new("ITensor", name=f"{n}:0", shape=[1], dtype=trt.fake.member("DataType", "FLOAT"))]) for n in names]
+    def output(n):
+        return trt.fake.new("ITensor", name=f"{n}:0", shape=[1], dtype=trt.fake.member("DataType", "FLOAT"))
+
+    layers = [trt.fake.new("ILayer", name=n, op_type="Add", inputs=[], outputs=[output(n)]) for n in names]
     return trt.fake.new("INetworkDefinition", flags=0, layers=layers, inputs=[], outputs=[])
 
 

@@ -2,7 +2,7 @@
 
 How to use it in a test:
 
-    from .trt_fake import FAKE_GPU, FAKE_VERSIONS, fake_trt, install_fake_tensorrt, make_fake_tensorrt  # noqa: F401
+    from .trt_fake import FAKE_GPU, FAKE_VERSIONS, install_fake_tensorrt, make_fake_tensorrt   # fake_trt: a fixture (conftest.py)
 
     def test_something(fake_trt):            # parametrised over FAKE_VERSIONS: test_something[trt10.3.0] ...
         trt = fake_trt                       # also sys.modules["tensorrt"]; runtime.probe_gpu() returns FAKE_GPU
@@ -277,7 +277,8 @@ def _call_surface(world: "World", owner: str, name: str, sigs: List[Signature], 
             continue
         world.calls.append(Call(f"{owner}.{name}" if owner else name, self_obj, bound))
         if impl is None:
-            raise NotImplementedError(f"fake tensorrt {world.version}: {owner + '.' if owner else ''}{name} exists in the real API but has no behaviour in tests/trt_fake.py")
+            where = f"{owner}.{name}" if owner else name
+            raise NotImplementedError(f"fake tensorrt {world.version}: {where} exists in the real API but has no behaviour in tests/trt_fake.py")
         return impl(self_obj, **bound) if has_self else impl(**bound)
     listed = "\n".join(f"    {i}. {s.text}" for i, s in enumerate(sigs, 1))
     what = "constructor" if name == "__init__" else "function"
@@ -918,8 +919,8 @@ def _parse(parser, path: Path) -> bool:
     w, network = parser._fake, parser._state["network"]
 
     def fail(desc, node=-1, node_name="", op=""):
-        parser._state["errors"].append(w.new("ParserError", code=w.member("ErrorCode", "UNSUPPORTED_NODE") if node >= 0 else w.member("ErrorCode", "MODEL_DESERIALIZE_FAILED"),
-                                             desc=desc, node=node, node_name=node_name, node_operator=op))
+        code = w.member("ErrorCode", "UNSUPPORTED_NODE" if node >= 0 else "MODEL_DESERIALIZE_FAILED")
+        parser._state["errors"].append(w.new("ParserError", code=code, desc=desc, node=node, node_name=node_name, node_operator=op))
         return False
 
     if not _explicit_batch(w, network._state["flags"]):
@@ -978,8 +979,9 @@ def _build(w: World, network, config):
         if not 0 <= core < w.dla_cores:
             w.error(f"DLA core {core} is not available ({w.dla_cores} cores)")
             return None
-        refused = [l.name for l in network._state["layers"] if config._state["devices"].get(l.name, config._state["default_device_type"]) == w.member("DeviceType", "DLA")
-                   and not _ConfigB.can_run_on_DLA(config, l)]
+        devices, default = config._state["devices"], config._state["default_device_type"]
+        refused = [layer.name for layer in network._state["layers"]
+                   if devices.get(layer.name, default) == w.member("DeviceType", "DLA") and not _ConfigB.can_run_on_DLA(config, layer)]
         if refused and not _flag_set(w, flags, "GPU_FALLBACK"):
             w.error(f"{refused[0]} cannot run on DLA and GPU fallback is not enabled")
             return None
@@ -1005,8 +1007,9 @@ def _build(w: World, network, config):
         "memory_pools": dict(config._state["pools"]),
         "io": [{"name": t.name, "mode": "INPUT", "shape": list(t._state["shape"]), "dtype": t.dtype.name} for t in network._state["inputs"]]
               + [{"name": t.name, "mode": "OUTPUT", "shape": list(t._state["shape"]), "dtype": t.dtype.name} for t in network._state["outputs"]],
-        "layers": [{"name": l.name, "precision": l._state["precision"].name if "precision" in l._state else None,
-                    "device": config._state["devices"].get(l.name, config._state["default_device_type"]).name} for l in network._state["layers"]],
+        "layers": [{"name": layer.name, "precision": layer._state["precision"].name if "precision" in layer._state else None,
+                    "device": config._state["devices"].get(layer.name, config._state["default_device_type"]).name}
+                   for layer in network._state["layers"]],
     }
     return w.new("IHostMemory", _bytes=ENGINE_MAGIC + json.dumps(desc, sort_keys=True).encode())
 
@@ -1140,9 +1143,9 @@ class _InspectorB:
     def get_engine_information(self, format):
         desc = self._state["engine"]._state["desc"]
         detailed = desc["profiling_verbosity"] == "DETAILED"
-        layers = [{"Name": l["name"], "Precision": l["precision"], "Device": l["device"]} if detailed else l["name"] for l in desc["layers"]]
+        layers = [{"Name": x["name"], "Precision": x["precision"], "Device": x["device"]} if detailed else x["name"] for x in desc["layers"]]
         info = {"Layers": layers, "Bindings": [io["name"] for io in desc["io"]]}
-        return json.dumps(info) if format.name == "JSON" else "\n".join(str(l) for l in layers)
+        return json.dumps(info) if format.name == "JSON" else "\n".join(str(x) for x in layers)
 
     def get_layer_information(self, layer_index, format):
         desc = self._state["engine"]._state["desc"]

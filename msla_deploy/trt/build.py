@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from .. import __version__
-from ..errors import BadInput
+from ..artifact.files import environment, sha256_file, write_bytes_atomic, write_json_atomic
 from ..artifact.manifest import BuildRecord, read_json_record, read_manifest, write_manifest
 from ..artifact.names import BUILD_RECORD_NAME, MANIFEST_FORMAT
-from ..artifact.files import environment, sha256_file, write_bytes_atomic, write_json_atomic
+from ..errors import BadInput
 from ..progress import Steps
 from . import versions as V
 from .dla import Preflight, preflight

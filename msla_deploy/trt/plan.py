@@ -283,7 +283,8 @@ def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> 
     if graph is not None:
         max_opset = V.parser_max_opset(version)
         if graph.opset > max_opset:
-            warnings.append(f"the ONNX is opset {graph.opset}; TensorRT {version}'s parser is documented up to opset {max_opset} (export with --opset {max_opset})")
+            warnings.append(f"the ONNX is opset {graph.opset}; TensorRT {version}'s parser is documented up to opset {max_opset} "
+                            f"(export with --opset {max_opset})")
         if graph.cubic_resize and version.key == (8, 5):
             warnings.append("TensorRT 8.5's parser lists Resize modes nearest and linear only; this graph upsamples with cubic (8.6.1 was reported to work)")
 

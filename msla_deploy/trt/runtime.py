@@ -19,7 +19,8 @@ INSTALL_HINT = (
     "pip install tensorrt (its wheels download from NVIDIA's index); or print the trtexec command "
     "with --print-trtexec --trt-version X.Y"
 )
-TENSORRT_DISTRIBUTIONS = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11", "tensorrt_cu13_bindings", "tensorrt_cu12_bindings", "tensorrt-lean", "tensorrt-dispatch")
+TENSORRT_DISTRIBUTIONS = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11", "tensorrt_cu13_bindings", "tensorrt_cu12_bindings",
+                          "tensorrt-lean", "tensorrt-dispatch")
 
 
 def import_tensorrt():
@@ -126,7 +127,8 @@ def probe_gpu(index: int = 0) -> GpuInfo:
     """
     lib = _load_libcuda()
     if lib is None:
-        raise MissingRuntime("no CUDA driver found (libcuda): this machine has no usable NVIDIA GPU", "build on the target GPU or Jetson, or print the trtexec command with --print-trtexec")
+        raise MissingRuntime("no CUDA driver found (libcuda): this machine has no usable NVIDIA GPU",
+                             "build on the target GPU or Jetson, or print the trtexec command with --print-trtexec")
     if lib.cuInit(0) != 0:
         raise MissingRuntime("the CUDA driver found no usable GPU (cuInit failed)", "check nvidia-smi / the driver, or use --print-trtexec")
     count = ctypes.c_int(0)
