@@ -243,3 +243,40 @@ def test_fake_signatures_properties_and_constructors_are_the_real_ones(version):
 
 def test_fake_behaviour_stays_inside_the_real_api():
     assert uncovered(()) == []
+
+
+def _tiny_onnx(tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("Relu", ["x"], ["y"], name="relu")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    path = tmp_path / "relu.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("version", ["8.6.1", "10.3.0"])
+def test_fake_parser_needs_an_explicit_batch_network_before_10(version, tmp_path):
+    trt = make_fake_tensorrt(version)
+    logger = trt.Logger()
+    builder = trt.Builder(logger)
+    parser = trt.OnnxParser(builder.create_network(0), logger)
+    assert parser.parse_from_file(str(_tiny_onnx(tmp_path))) is (version_key(version) >= (10, 0))
+    if version_key(version) < (10, 0):
+        assert "explicit batch" in str(parser.get_error(0))
+
+
+@pytest.mark.parametrize("version", ["10.0.1", "10.13.3.9"])
+def test_fake_refuses_the_fp16_flag_on_a_strongly_typed_network(version, tmp_path):
+    """FACTS.md section 3: STRONGLY_TYPED together with the FP16 flag is an API usage error on 10.x."""
+    trt = make_fake_tensorrt(version)
+    builder = trt.Builder(trt.Logger())
+    network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))
+    assert trt.OnnxParser(network, trt.Logger()).parse_from_file(str(_tiny_onnx(tmp_path)))
+    config = builder.create_builder_config()
+    assert builder.build_serialized_network(network, config) is not None
+    config.set_flag(trt.BuilderFlag.FP16)
+    assert builder.build_serialized_network(network, config) is None
+    assert any("API Usage Error" in message for _, message in trt.fake.log)
