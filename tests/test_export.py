@@ -293,3 +293,18 @@ def test_a_module_called_twice_exports(tmp_path, exporter):
     assert sorted(result.manifest["probes"]) == ["attn", "attn.core"]  # one tensor each: the first call
     nodes = {n.name for n in onnx.load(result.directory / "model.onnx").graph.node}
     assert set(result.manifest["precision"]["fp32_nodes"]) <= nodes  # recorded names exist
+
+
+def test_export_refuses_a_checkpoint_that_runs_code_on_load(tmp_path):
+    """Through the CLI: exit 2 for the stated reason, and the payload's code never ran."""
+    from .test_zoo import _WritesOnLoad
+
+    sentinel = tmp_path / "sentinel.txt"
+    weights = tmp_path / "ckpt" / "weights.pt"
+    weights.parent.mkdir()
+    torch.save({"state_dict": _WritesOnLoad(sentinel)}, weights)
+    result = cli("export", "-m", B0, "--res", "64x64", "--weights", str(weights), "--out", str(tmp_path / "out"))
+    assert not sentinel.exists(), "loading the checkpoint ran code from it"
+    assert result.exit_code == 2, result.output
+    assert "unsafe unpickling" in result.stderr.replace(str(weights), "<path>")
+    assert not (tmp_path / "out").exists()
