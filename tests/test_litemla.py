@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
@@ -12,6 +13,7 @@ import torch
 from msla_deploy.export.graph import FORBIDDEN_OPS
 from msla_deploy.export.torch_to_onnx import export_to_onnx
 from msla_deploy.nn import LiteMLA, plan_static
+from msla_deploy.nn.litemla import FP16_EPS, AttentionCore, AttentionPlan
 
 from .fixtures import FIXTURES
 
@@ -117,10 +119,6 @@ def test_island_dtype_is_a_policy_switch():
 
 # --- token-mean scaling (the `--attention-precision fp16` mode), in both branches -----------
 
-from dataclasses import dataclass  # noqa: E402
-
-from msla_deploy.nn.litemla import FP16_EPS, AttentionCore, AttentionPlan  # noqa: E402
-
 # 8 tokens <= dim 16: quadratic; 128 tokens: linear (the rule upstream uses)
 TOKEN_GRIDS = {"quadratic": (2, 4), "linear": (8, 16)}
 
@@ -180,7 +178,7 @@ def test_both_branches_mean_the_same_in_every_mode(tokens_hw, token_scaling, isl
     tokens = height * width
     q, k, v = _qkv(tokens, seed=1)
     core = _core(island_dtype, token_scaling)
-    fields = dict(batch=1, height=height, width=width, groups=4, dim=16)
+    fields = {"batch": 1, "height": height, "width": width, "groups": 4, "dim": 16}
     eps = tokens * FP16_EPS if token_scaling else 1e-15
     with torch.no_grad():
         reference = AttentionCore(eps).double()(q.double(), k.double(), v.double(), AttentionPlan(**fields))

@@ -19,7 +19,7 @@ def _with_changed_labels(reference: np.ndarray, changed_per_sample, seed: int = 
     """A copy of `reference` where, in sample n, `changed_per_sample[n]` pixels (chosen at random)
     take the next class: that class's logit is raised above the pixel's maximum."""
     rng = np.random.default_rng(seed)
-    batch, classes, height, width = reference.shape
+    _, classes, height, width = reference.shape
     candidate = reference.copy()
     labels = reference.argmax(axis=1)
     for n, count in enumerate(changed_per_sample):
@@ -41,7 +41,7 @@ def _with_changed_labels(reference: np.ndarray, changed_per_sample, seed: int = 
 def test_argmax_agreement_is_the_fraction_of_unchanged_labels(shape, changed):
     reference = np.random.default_rng(1).standard_normal(shape).astype(np.float32)
     candidate = _with_changed_labels(reference, changed)
-    batch, classes, height, width = shape
+    batch, _, height, width = shape
     expected = 1.0 - sum(changed) / (batch * height * width)
     # the construction did what it says, counted independently of the code under test
     assert int((reference.argmax(axis=1) != candidate.argmax(axis=1)).sum()) == sum(changed)
