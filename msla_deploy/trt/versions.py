@@ -119,7 +119,7 @@ API: Dict[str, Span] = {
 }
 
 # What `trtexec --useDLACore=N` adds by itself (sampleEngines.cpp setupNetworkAndConfig, read at
-# release/8.5, 8.6, 10.0, 10.3, 10.7, 11.0, 11.1): PREFER_PRECISION_CONSTRAINTS and FP16 (unless --int8)
+# release/8.5, 8.6, 9.3, 10.0, 10.3, 10.7, 10.8, 10.13, 10.16, 11.0, 11.1): PREFER_PRECISION_CONSTRAINTS and FP16 (unless --int8)
 # up to 10.x; DIRECT_IO unless --allowGPUFallback in every branch. The Python build sets the same
 # flags, so that the printed command and `build` make the same engine. With --stronglyTyped trtexec
 # 9.0-10.x drops --fp16 ("Invalid usage ... not allowed if graph is strongly typed"), then sets FP16
