@@ -353,7 +353,7 @@ def test_export_failing_halfway_keeps_the_old_artifact(tmp_path):
     before = _tree(kept)
     assert "b0/model.onnx" in before and "b0/manifest.json" in before
     with pytest.raises(_StepFailed):
-        run_export(ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(64, 64), seed=1, out=kept / "b0"),
+        run_export(ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(64, 64), seed=1, out=kept / "b0", overwrite=True),
                    steps=_failing_steps("parity"))
     after = _tree(kept)
     assert sorted(after) == sorted(before)  # no hidden .partial/.old folders beside it
