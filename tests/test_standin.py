@@ -114,3 +114,27 @@ def test_three_training_steps_write_a_checkpoint_that_loads_strictly(tmp_path):
     assert record["sha256"] == sha
     assert 0.0 <= record["held_out"]["pixel_accuracy"] <= 1.0 and np.isfinite(record["final_loss"])
     assert "3 " in done.stdout and "img/s" in done.stdout
+
+
+def test_bn_statistics_are_recomputed_not_averaged_into_the_old_ones():
+    import torch
+    import train_synthetic as ts
+
+    from msla_deploy import zoo
+
+    torch.manual_seed(0)
+    model = zoo.build(ts.MODEL)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+    def recompute_after(old_mean: float):
+        for m in norms:
+            m.running_mean.fill_(old_mean)
+            m.running_var.fill_(3.0)
+        ts.recompute_bn(model, seed=0, batch=2, res=(H, W), count=2)
+        return [(m.running_mean.clone(), m.running_var.clone(), int(m.num_batches_tracked)) for m in norms]
+
+    first, second = recompute_after(5.0), recompute_after(-5.0)
+    for (mean_a, var_a, n_a), (mean_b, var_b, n_b) in zip(first, second):
+        assert torch.allclose(mean_a, mean_b, atol=1e-6) and torch.allclose(var_a, var_b, atol=1e-6)
+        assert n_a == n_b == 2
+    assert all(m.momentum == 0.1 for m in norms)  # the training momentum is put back
