@@ -1,0 +1,53 @@
+"""The optional serving packages, imported in one place: without them, exit 3 with the fix.
+
+tritonclient (the KServe v2 client, and Triton's ModelConfig protobuf) and nvidia-pytriton (a
+tritonserver binary with its Python backend, for `serve`) are the `serve` extra.
+"""
+
+from __future__ import annotations
+
+from ..errors import MissingRuntime
+
+INSTALL_FIX = "pip install 'msla-deploy[serve]' (tritonclient and nvidia-pytriton)"
+
+
+def _missing(what: str, exc: ImportError) -> MissingRuntime:
+    return MissingRuntime(f"{what} is not installed ({exc})", INSTALL_FIX)
+
+
+def tritonclient_grpc():
+    """tritonclient.grpc and its error type."""
+    try:
+        import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
+    except ImportError as exc:
+        raise _missing("tritonclient[grpc]", exc) from None
+    return grpcclient, InferenceServerException
+
+
+def model_config_message():
+    """Triton's own ModelConfig protobuf message class (shipped inside the tritonclient wheel)."""
+    try:
+        from tritonclient.grpc import model_config_pb2
+    except ImportError as exc:
+        raise _missing("tritonclient[grpc]", exc) from None
+    return model_config_pb2.ModelConfig
+
+
+def have_tritonclient() -> bool:
+    try:
+        model_config_message()
+    except MissingRuntime:
+        return False
+    return True
+
+
+def pytriton():
+    """The PyTriton pieces `serve` uses: Triton, TritonConfig, TritonSecurityConfig, ModelConfig,
+    DynamicBatcher, Tensor."""
+    try:
+        from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+        from pytriton.triton import Triton, TritonConfig
+    except ImportError as exc:
+        raise _missing("nvidia-pytriton", exc) from None
+    return Triton, TritonConfig, ModelConfig, DynamicBatcher, Tensor
