@@ -319,3 +319,43 @@ def test_server_killed_mid_run_is_missing_runtime(exported):
             process.wait(timeout=30)
     message = str(caught.value)
     assert "\n" not in message and described["url"] in message and caught.value.exit_code == 3
+
+
+@pytest.mark.slow
+def test_batch_n_export_is_served_with_dynamic_batching(tmp_path_factory):
+    pytest.importorskip("pytriton", reason=NO_PYTRITON)
+    from msla_deploy.export.options import ExportOptions
+    from msla_deploy.export.pipeline import run_export
+    from msla_deploy.serve.server import start_server
+
+    root = tmp_path_factory.mktemp("serve-b2")
+    run_export(ExportOptions(model=B0, resolution=(64, 128), batch=2, out=root / "b2", models_dir=root / "no-models"))
+    rng = np.random.default_rng(3)
+    pictures = [rng.standard_normal((1, 3, 64, 128)).astype(np.float32) for _ in range(6)]
+    # what the static batch-2 graph gives for each picture, computed locally two at a time
+    local = ort_outputs(root / "b2" / "model.onnx", {"input": np.concatenate(pictures[:2])})["logits"]
+    expected = [None] * len(pictures)
+    for k in range(0, len(pictures), 2):
+        out = ort_outputs(root / "b2" / "model.onnx", {"input": np.concatenate(pictures[k:k + 2])})["logits"]
+        expected[k], expected[k + 1] = out[:1], out[1:]
+    with start_server(root / "b2", host=LOOPBACK, port=free_port()) as server:
+        assert server.batching.dynamic and server.batching.max_batch_size == 2
+        errors, lock = [], threading.Lock()
+
+        def client(k: int) -> None:
+            with TritonSession(server.url, timeout_s=60) as session:
+                for _ in range(5):
+                    got = session.run({"input": pictures[k]})["logits"]  # batch 1 into a batch-2 model
+                    with lock:
+                        errors.append(float(np.abs(got - expected[k]).max()) if got.shape == (1, 19, 8, 16) else float("inf"))
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(len(pictures))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        with TritonSession(server.url, timeout_s=60) as session:
+            assert session.batch == 2 and session.max_batch_size == 2
+            pair = session.run({"input": np.concatenate(pictures[:2])})["logits"]
+    assert len(errors) == 5 * len(pictures) and max(errors) <= 1e-4, errors
+    np.testing.assert_allclose(pair, local, rtol=0, atol=1e-5)

@@ -16,12 +16,30 @@ import numpy as np
 
 from ..artifact.names import TRITON_SCHEME
 from ..errors import BadInput, MissingRuntime, one_line_text
-from ..serve import deps
-from ..serve.model_io import KSERVE_DTYPES, NUMPY_DTYPES, TensorSpec
+from ..serve.model_io import TensorSpec  # until the artifact layer's TensorSpec lands
 
 DEFAULT_PORT = 8001  # Triton's gRPC port
 DEFAULT_TIMEOUT_S = 30.0
 BACKEND = "triton"
+INSTALL_FIX = "pip install 'msla-deploy[serve]' (tritonclient and nvidia-pytriton)"
+
+# numpy dtype name -> KServe v2 datatype; Triton's config enum is "TYPE_" + the same word
+KSERVE_DTYPES = {
+    "bool": "BOOL", "uint8": "UINT8", "uint16": "UINT16", "uint32": "UINT32", "uint64": "UINT64",
+    "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64",
+    "float16": "FP16", "float32": "FP32", "float64": "FP64", "bfloat16": "BF16",
+}
+NUMPY_DTYPES = {v: k for k, v in KSERVE_DTYPES.items()}
+
+
+def import_tritonclient_grpc():
+    """tritonclient.grpc and its error type, or exit 3 with the install line."""
+    try:
+        import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
+    except ImportError as exc:
+        raise MissingRuntime(f"tritonclient[grpc] is not installed ({exc})", INSTALL_FIX) from None
+    return grpcclient, InferenceServerException
 
 
 def is_triton_target(target) -> bool:
@@ -61,6 +79,11 @@ def _status(exc) -> str:
 _UNREACHABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED")
 
 
+def _fits(shape, declared) -> bool:
+    """A shape against the server's declared dims (-1: any size)."""
+    return len(shape) == len(declared) and all(d < 0 or int(s) == d for s, d in zip(shape, declared))
+
+
 class TritonSession:
     """A served model as a Session: named numpy arrays in, named numpy arrays out."""
 
@@ -69,7 +92,7 @@ class TritonSession:
     def __init__(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self.host, self.port, model = parse_target(url)
         self.timeout_s = float(timeout_s)
-        self._grpc, self._error = deps.tritonclient_grpc()
+        self._grpc, self._error = import_tritonclient_grpc()
         self.address = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
         self._client = self._grpc.InferenceServerClient(self.address)
         self._lock = threading.Lock()
@@ -158,9 +181,9 @@ class TritonSession:
             value = np.ascontiguousarray(feeds[name])
             if value.dtype.name != spec.dtype:
                 raise BadInput(f"{self.url}: input {name} is {spec.dtype}, given {value.dtype.name}", f"cast it to {spec.dtype}")
-            if self.max_batch_size == 0 and tuple(value.shape) != spec.shape:
+            if self.max_batch_size == 0 and not _fits(value.shape, spec.shape):
                 raise BadInput(f"{self.url}: input {name} has shape {list(spec.shape)}, given {list(value.shape)}", "resize or batch the input to that shape")
-            if self.max_batch_size > 0 and (value.ndim != len(spec.shape) or tuple(value.shape[1:]) != spec.shape[1:] or not 0 < value.shape[0] <= self.max_batch_size):
+            if self.max_batch_size > 0 and not (_fits(value.shape[1:], spec.shape[1:]) and 0 < value.shape[0] <= self.max_batch_size):
                 raise BadInput(f"{self.url}: input {name} takes shape [1..{self.max_batch_size}, {', '.join(map(str, spec.shape[1:]))}], given {list(value.shape)}", "split the batch")
             request = self._grpc.InferInput(name, list(value.shape), KSERVE_DTYPES[value.dtype.name])
             request.set_data_from_numpy(value)

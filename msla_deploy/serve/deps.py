@@ -1,28 +1,18 @@
-"""The optional serving packages, imported in one place: without them, exit 3 with the fix.
+"""The optional packages of the serve stage, imported lazily: without them, exit 3 with the fix.
 
-tritonclient (the KServe v2 client, and Triton's ModelConfig protobuf) and nvidia-pytriton (a
-tritonserver binary with its Python backend, for `serve`) are the `serve` extra.
+Triton's ModelConfig protobuf (inside the tritonclient wheel) for package, nvidia-pytriton (a
+tritonserver binary with its Python backend) for serve. Both are the `serve` extra; the
+triton:// client imports tritonclient itself (msla_deploy.runtime.triton).
 """
 
 from __future__ import annotations
 
 from ..errors import MissingRuntime
-
-INSTALL_FIX = "pip install 'msla-deploy[serve]' (tritonclient and nvidia-pytriton)"
+from ..runtime.triton import INSTALL_FIX
 
 
 def _missing(what: str, exc: ImportError) -> MissingRuntime:
     return MissingRuntime(f"{what} is not installed ({exc})", INSTALL_FIX)
-
-
-def tritonclient_grpc():
-    """tritonclient.grpc and its error type."""
-    try:
-        import tritonclient.grpc as grpcclient
-        from tritonclient.utils import InferenceServerException
-    except ImportError as exc:
-        raise _missing("tritonclient[grpc]", exc) from None
-    return grpcclient, InferenceServerException
 
 
 def model_config_message():

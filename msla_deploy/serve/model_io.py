@@ -26,13 +26,6 @@ class TensorSpec:
         return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
 
-# numpy dtype name -> KServe v2 datatype; Triton's config enum is "TYPE_" + the same word
-KSERVE_DTYPES = {
-    "bool": "BOOL", "uint8": "UINT8", "uint16": "UINT16", "uint32": "UINT32", "uint64": "UINT64",
-    "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64",
-    "float16": "FP16", "float32": "FP32", "float64": "FP64", "bfloat16": "BF16",
-}
-NUMPY_DTYPES = {v: k for k, v in KSERVE_DTYPES.items()}
 
 # what Triton accepts as a model name, and what we derive one from
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")

@@ -29,7 +29,8 @@ from ..artifact.names import (
 )
 from ..errors import BadInput, one_line_text
 from . import deps
-from .model_io import KSERVE_DTYPES, ServedArtifact, TensorSpec, check_model_name, engine_io, onnx_io, open_artifact, static_batch
+from ..runtime.triton import KSERVE_DTYPES
+from .model_io import ServedArtifact, TensorSpec, check_model_name, engine_io, onnx_io, open_artifact, static_batch
 
 PLATFORM_CHOICES = ("auto",) + TRITON_PLATFORMS
 
