@@ -53,6 +53,9 @@ def open_runner(art: ServedArtifact) -> tuple:
     ort = import_onnxruntime()
     options = ort.SessionOptions()
     options.log_severity_level = 3
+    # idle ORT workers spin after each run; in a server they would take the cores that gRPC and
+    # the Python backend need between requests (bench turns spinning off for the same reason)
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(art.onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
 
