@@ -85,8 +85,9 @@ def main() -> None:
         inputs, _ = onnx_io(open_artifact(artifact).onnx_path)
         rng = np.random.default_rng(0)
         feeds = {t.name: rng.standard_normal(t.shape).astype(t.dtype) for t in inputs}
-        run, runner = open_runner(open_artifact(artifact))  # the same kind of session the server runs
-        with start_server(artifact, port=free_port()) as server:
+        local = open_runner(open_artifact(artifact), "ort-cpu")  # the same kind of session the server runs
+        run, runner = local.run, local.describe()
+        with start_server(artifact, port=free_port(), backend="ort-cpu") as server:
             sessions = [TritonSession(server.url, timeout_s=120) for _ in range(max(counts))]
             try:
                 for _ in range(args.warmup):
@@ -109,7 +110,8 @@ def main() -> None:
     result = {
         "artifact": str(artifact), "inputs": [t.to_dict() for t in inputs], "model_runs_on": runner,
         "server": {"url": server.url, "tritonserver": described["version"], "platform": described["platform"], "batching": server.batching.to_dict()},
-        "rounds": args.rounds, "requests_per_measurement": args.requests, "environment": environment(("numpy", "onnxruntime", "nvidia-pytriton", "tritonclient")),
+        "rounds": args.rounds, "requests_per_measurement": args.requests,
+        "environment": environment(("numpy", "onnxruntime", "nvidia-pytriton", "tritonclient")),
         "throughput_rps": {name: values for name, values in rows.items()},
         "median_rps": {name: statistics.median(values) for name, values in rows.items()},
         # per round: served / in-process of the same round, then the median over rounds

@@ -20,7 +20,6 @@ import pytest
 from typer.testing import CliRunner
 
 from msla_deploy.artifact.files import sha256_file
-from msla_deploy.artifact.manifest import read_manifest
 from msla_deploy.artifact.names import REFERENCE_DIR
 from msla_deploy.artifact.reference import read_reference
 from msla_deploy.cli import app
@@ -65,7 +64,7 @@ def model_config():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
-    from msla_deploy.export.options import ExportOptions
+    from msla_deploy.artifact.options import ExportOptions
     from msla_deploy.export.pipeline import run_export
 
     root = tmp_path_factory.mktemp("serve")
@@ -100,7 +99,7 @@ def test_onnx_repository_parses_with_model_config(exported, tmp_path):
     assert type_names[config.input[0].data_type].name == "TYPE_FP32" == type_names[config.output[0].data_type].name
     group = config.instance_group[0]
     assert group.kind == group.KIND_CPU and group.count == 2 and list(group.gpus) == []
-    assert config.parameters["msla_deploy.recipe_sha256"].string_value == read_manifest(exported)["recipe_sha256"]
+    assert config.parameters["msla_deploy.recipe_sha256"].string_value == json.loads((exported / "manifest.json").read_text())["recipe_sha256"]
     assert sha256_file(model_dir / "1" / "model.onnx") == sha256_file(exported / "model.onnx")
     assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["b0"]  # no staging folder left
 
@@ -214,15 +213,37 @@ def test_served_model_matches_onnxruntime(served, exported):
 
 
 @pytest.mark.slow
-def test_served_model_errors(served):
-    url = served.url.rsplit("/", 1)[0]
-    with pytest.raises(MissingRuntime, match="not ready"):
-        TritonSession(url + "/no-such-model", timeout_s=10)
-    with pytest.raises(BadInput, match="does not list its models"):  # PyTriton restricts the repository API
-        TritonSession(url, timeout_s=10)
-    with TritonSession(served.url, timeout_s=10) as session:
-        with pytest.raises(BadInput, match="shape"):
-            session.run({"input": np.zeros((1, 3, 32, 32), np.float32)})
+def test_validate_and_bench_through_triton(served, exported, tmp_path):
+    local = cli("validate", exported, "--backend", "ort-cpu", "--report-dir", tmp_path / "local", "--json")
+    remote = cli("validate", exported, "--backend", served.url, "--report-dir", tmp_path / "remote", "--json")
+    assert local.exit_code == 0 and remote.exit_code == 0, remote.output
+    here, there = json.loads(local.stdout), json.loads(remote.stdout)
+    assert there["passed"] is True and served.url in json.dumps(there["backend"])
+    # the same numbers as ort-cpu: the server runs the same ONNX Runtime session on the same inputs
+    for mine, theirs in zip(here["outputs"], there["outputs"]):
+        assert theirs["cosine"] == pytest.approx(mine["cosine"], abs=1e-9)
+        assert theirs["max_abs"] == pytest.approx(mine["max_abs"], abs=1e-6)
+        assert theirs["argmax_agreement"] == mine["argmax_agreement"]
+    bench = cli("bench", exported, "--backend", "ort-cpu", "--compare", served.url, "--iterations", "10", "--json")
+    assert bench.exit_code == 0, bench.output
+    runs = json.loads(bench.stdout)["results"]
+    assert [r["backend"] for r in runs] == ["ort-cpu", "triton"] and all(r["stats"]["p50_ms"] > 0 for r in runs)
+    assert runs[1]["stats"]["iterations"] == 10
+
+
+@pytest.mark.slow
+def test_triton_backend_refuses_another_model(served, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    # another model (other input size) named like ours: its answers must not be judged as ours
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["logits"])], "other",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 64, 96])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 64, 96])])
+    other = tmp_path / "other.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), other)
+    result = cli("bench", other, "--backend", served.url, "--iterations", "3")
+    assert result.exit_code == 2 and f"the model at {served.url} is not" in one_error_line(result)
 
 
 @pytest.mark.slow
@@ -298,7 +319,7 @@ def test_cli_serve_stops_cleanly_on_sigterm(exported):
 
 
 @pytest.mark.slow
-def test_server_killed_mid_run_is_missing_runtime(exported):
+def test_server_killed_mid_run_is_missing_runtime(exported, tmp_path):
     pytest.importorskip("pytriton", reason=NO_PYTRITON)
     process, described = _start_cli_server(exported, free_port())
     try:
@@ -319,12 +340,16 @@ def test_server_killed_mid_run_is_missing_runtime(exported):
             process.wait(timeout=30)
     message = str(caught.value)
     assert "\n" not in message and described["url"] in message and caught.value.exit_code == 3
+    # the CLI says the same in one line, exit 3, and writes no report
+    validate = cli("validate", exported, "--backend", described["url"], "--report-dir", tmp_path / "report")
+    assert validate.exit_code == 3 and described["url"] in one_error_line(validate)
+    assert not (tmp_path / "report").exists()
 
 
 @pytest.mark.slow
 def test_batch_n_export_is_served_with_dynamic_batching(tmp_path_factory):
     pytest.importorskip("pytriton", reason=NO_PYTRITON)
-    from msla_deploy.export.options import ExportOptions
+    from msla_deploy.artifact.options import ExportOptions
     from msla_deploy.export.pipeline import run_export
     from msla_deploy.serve.server import start_server
 

@@ -14,9 +14,10 @@ from typing import Dict, Optional, Tuple
 
 import numpy as np
 
+from ..artifact.graph import TensorSpec
 from ..artifact.names import TRITON_SCHEME
 from ..errors import BadInput, MissingRuntime, one_line_text
-from ..serve.model_io import TensorSpec  # until the artifact layer's TensorSpec lands
+from .session import Session
 
 DEFAULT_PORT = 8001  # Triton's gRPC port
 DEFAULT_TIMEOUT_S = 30.0
@@ -80,16 +81,17 @@ _UNREACHABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED")
 
 
 def _fits(shape, declared) -> bool:
-    """A shape against the server's declared dims (-1: any size)."""
-    return len(shape) == len(declared) and all(d < 0 or int(s) == d for s, d in zip(shape, declared))
+    """A shape against the server's declared dims (a name such as "?": any size)."""
+    return len(shape) == len(declared) and all(not isinstance(d, int) or int(s) == d for s, d in zip(shape, declared))
 
 
-class TritonSession:
+class TritonSession(Session):
     """A served model as a Session: named numpy arrays in, named numpy arrays out."""
 
     backend = BACKEND
 
     def __init__(self, url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self._client = None
         self.host, self.port, model = parse_target(url)
         self.timeout_s = float(timeout_s)
         self._grpc, self._error = import_tritonclient_grpc()
@@ -98,6 +100,7 @@ class TritonSession:
         self._lock = threading.Lock()
         self._answered_version: Optional[str] = None
         self._answers = 0
+        self.model = model  # the one asked for (None: the server's only model, found on connecting)
         try:
             self._connect(model)
         except BaseException:
@@ -135,9 +138,9 @@ class TritonSession:
         self.max_batch_size = int(self.config.get("max_batch_size") or 0)
         self.inputs = self._specs(self.metadata.get("inputs") or [])
         self.outputs = self._specs(self.metadata.get("outputs") or [])
-        firsts = {s.shape[0] for s in self.inputs.values() if s.shape}
-        # max_batch_size 0: the dims include the batch; > 0: Triton batches, up to that many per request
-        self.batch = self.max_batch_size if self.max_batch_size > 0 else (firsts.pop() if len(firsts) == 1 else 1)
+        # .batch (Session's: the first input's first dim): with max_batch_size 0 the dims include
+        # the batch; with > 0 Triton batches, and a request may carry up to that many
+        self.info = {"runtime": "tritonserver", "version": self.server.get("version"), "server": self.url, "model": self.model}
 
     def _only_model(self) -> str:
         try:
@@ -162,6 +165,7 @@ class TritonSession:
             shape = [int(d) for d in t.get("shape", [])]
             if self.max_batch_size > 0 and shape and shape[0] == -1:
                 shape[0] = self.max_batch_size
+            shape = [d if d >= 0 else "?" for d in shape]  # a dimension the server leaves open
             dtype = NUMPY_DTYPES.get(t.get("datatype", ""), t.get("datatype", ""))
             specs[t["name"]] = TensorSpec(t["name"], tuple(shape), dtype)
         return specs
@@ -171,11 +175,7 @@ class TritonSession:
     def url(self) -> str:
         return f"{TRITON_SCHEME}{self.address}" + (f"/{self.model}" if getattr(self, "model", None) else "")
 
-    def run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        missing = sorted(set(self.inputs) - set(feeds))
-        extra = sorted(set(feeds) - set(self.inputs))
-        if missing or extra:
-            raise BadInput(f"{self.url} takes inputs {sorted(self.inputs)}; given {sorted(feeds)}", "feed the model's input names")
+    def _run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         requests = []
         for name, spec in self.inputs.items():
             value = np.ascontiguousarray(feeds[name])
@@ -184,7 +184,8 @@ class TritonSession:
             if self.max_batch_size == 0 and not _fits(value.shape, spec.shape):
                 raise BadInput(f"{self.url}: input {name} has shape {list(spec.shape)}, given {list(value.shape)}", "resize or batch the input to that shape")
             if self.max_batch_size > 0 and not (_fits(value.shape[1:], spec.shape[1:]) and 0 < value.shape[0] <= self.max_batch_size):
-                raise BadInput(f"{self.url}: input {name} takes shape [1..{self.max_batch_size}, {', '.join(map(str, spec.shape[1:]))}], given {list(value.shape)}", "split the batch")
+                rest = ", ".join(map(str, spec.shape[1:]))
+                raise BadInput(f"{self.url}: input {name} takes shape [1..{self.max_batch_size}, {rest}], given {list(value.shape)}", "split the batch")
             request = self._grpc.InferInput(name, list(value.shape), KSERVE_DTYPES[value.dtype.name])
             request.set_data_from_numpy(value)
             requests.append(request)
@@ -200,7 +201,7 @@ class TritonSession:
         """Which server, model version and platform answered."""
         versions = self.metadata.get("versions") or []
         return {
-            "runtime": f"tritonserver ({self.server.get('name', 'triton')})",
+            "runtime": "tritonserver",
             "version": self.server.get("version"),
             "ran_on": f"{self.url} (model version {self._answered_version or ', '.join(versions) or '?'}, platform {self.metadata.get('platform', '?')})",
             "server": self.url,
@@ -213,7 +214,7 @@ class TritonSession:
             "answers": self._answers,
             "providers": None,
             "fell_back": False,
-            "note": "remote: what the server runs the model on is the server's choice (its config's instance_group)",
+            "note": "served: the server's config (instance_group) decides the device",
         }
 
     def close(self) -> None:
@@ -225,12 +226,31 @@ class TritonSession:
                 pass
             self._client = None
 
-    def __enter__(self) -> "TritonSession":
-        return self
-
-    def __exit__(self, *_) -> None:
-        self.close()
 
 
-def open_triton(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> TritonSession:
-    return TritonSession(url, timeout_s=timeout_s)
+def open_triton(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, expected=None) -> TritonSession:
+    """A session on a served model; with `expected` (an Artifact) the served model's inputs and
+    outputs must be the artifact's (validate compares the server's answers with that export's
+    reference, so a different model there would be judged as a broken one)."""
+    session = TritonSession(url, timeout_s=timeout_s)
+    if expected is not None and expected.onnx_model is not None:
+        try:
+            _check_same_io(session, expected)
+        except BaseException:
+            session.close()
+            raise
+    return session
+
+
+def _check_same_io(session: TritonSession, artifact) -> None:
+    def served(specs):
+        return {n: (tuple(s.shape), s.dtype) for n, s in specs.items()}
+
+    def local(specs):
+        return {s.name: (tuple(s.shape), s.dtype) for s in specs}
+
+    for side, mine, theirs in (("inputs", local(artifact.inputs), served(session.inputs)),
+                               ("outputs", local(artifact.outputs), served(session.outputs))):
+        if mine != theirs:
+            raise BadInput(f"the model at {session.url} is not {artifact.path}: its {side} are {theirs}, the artifact's {mine}",
+                           "point triton:// at the model served from this artifact (or pass that model's artifact)")

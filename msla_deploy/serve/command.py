@@ -15,16 +15,20 @@ from ..artifact.names import META_RECIPE
 from ..console import err, key_values, out, print_json, steps_with_progress
 from ..errors import BadInput
 from .repository import PLATFORM_CHOICES, PackageOptions, package_triton, parse_gpus
-from .server import DEFAULT_HOST, DEFAULT_PORT
+from .server import DEFAULT_HOST, DEFAULT_PORT, SERVE_BACKENDS
 
 
 def package_command(
     artifact: Path = typer.Argument(..., help="Export directory, .onnx or engine (.engine/.plan/.trt).", show_default=False),
-    triton: Optional[Path] = typer.Option(None, "--triton", help="Triton model repository to write REPO/<name>/ into (created if missing).", show_default=False),
+    triton: Optional[Path] = typer.Option(
+        None, "--triton", help="Triton model repository to write REPO/<name>/ into (created if missing).", show_default=False),
     name: Optional[str] = typer.Option(None, "--name", "-n", help="Model name in the repository \\[default: the export directory's name]."),
-    platform: str = typer.Option("auto", "--platform", help=f"{' | '.join(PLATFORM_CHOICES)} (auto: tensorrt_plan where the artifact holds an engine, else onnxruntime_onnx)."),
+    platform: str = typer.Option(
+        "auto", "--platform", help=f"{' | '.join(PLATFORM_CHOICES)} (auto: tensorrt_plan where the artifact holds an engine, else onnxruntime_onnx)."),
     instances: int = typer.Option(1, "--instances", help="Model instances (instance_group count)."),
-    gpus: Optional[str] = typer.Option(None, "--gpus", help="GPU indices for the instances, e.g. 0,1 \\[default: every visible GPU]. An ONNX model runs on the CPU (KIND_CPU) unless --gpus is given."),
+    gpus: Optional[str] = typer.Option(
+        None, "--gpus",
+        help="GPU indices for the instances, e.g. 0,1 \\[default: every visible GPU]. An ONNX model runs on the CPU (KIND_CPU) unless --gpus is given."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace REPO/<name>/ if msla-deploy wrote it before."),
     json_out: bool = typer.Option(False, "--json", help="Print what was written as JSON on stdout."),
 ) -> None:
@@ -58,6 +62,9 @@ def serve_command(
     host: str = typer.Option(DEFAULT_HOST, "--host", help="Address to listen on (gRPC). Anything but the loopback exposes the model to the network."),
     port: int = typer.Option(DEFAULT_PORT, "--port", "-p", help="gRPC port (triton://HOST:PORT/MODEL reaches it)."),
     name: Optional[str] = typer.Option(None, "--name", "-n", help="Model name \\[default: the export directory's name]."),
+    backend: str = typer.Option(
+        "auto", "--backend",
+        help=f"What runs the model in the server: {' | '.join(SERVE_BACKENDS)} (auto: TensorRT for an engine, else ONNX Runtime, CUDA if present)."),
     json_out: bool = typer.Option(False, "--json", help="Print the server's description as JSON (one line) once it is ready."),
 ) -> None:
     """Serve an artifact through a real Triton Inference Server (PyTriton) until Ctrl-C or SIGTERM."""
@@ -70,7 +77,7 @@ def serve_command(
     try:
         steps = steps_with_progress(enabled=not json_out)
         with steps.step("start", "starting Triton Inference Server"):
-            server = start_server(artifact, host=host, port=port, name=name)
+            server = start_server(artifact, host=host, port=port, name=name, backend=backend)
         try:
             if json_out:
                 import json
@@ -82,7 +89,7 @@ def serve_command(
                     ("serving", f"{server.model} from {server.artifact}"),
                     ("url", f"[bold]{server.url}[/]"),
                     ("batching", ("dynamic, up to " + str(b.max_batch_size) if b.dynamic else "none") + f" ({b.why})"),
-                    ("model runs on", f"{server.runner['runtime']} {server.runner['version']} ({', '.join(server.runner['providers'])})"),
+                    ("model runs on", f"{server.runner.get('runtime')} {server.runner.get('version')} on {server.runner.get('ran_on')}"),
                     ("stop", "Ctrl-C or SIGTERM"),
                 ]))
             sys.stdout.flush()

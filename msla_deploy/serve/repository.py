@@ -24,13 +24,19 @@ from typing import Dict, List, Optional, Sequence
 from .. import __version__
 from ..artifact.files import sha256_file, write_bytes_atomic
 from ..artifact.names import (
-    META_MODEL, META_PRECISION, META_RECIPE, TRITON_CONFIG_MARKER, TRITON_CONFIG_NAME, TRITON_MODEL_FILES,
-    TRITON_MODEL_VERSION, TRITON_PLATFORMS,
+    META_MODEL,
+    META_PRECISION,
+    META_RECIPE,
+    TRITON_CONFIG_MARKER,
+    TRITON_CONFIG_NAME,
+    TRITON_MODEL_FILES,
+    TRITON_MODEL_VERSION,
+    TRITON_PLATFORMS,
 )
 from ..errors import BadInput, one_line_text
-from . import deps
 from ..runtime.triton import KSERVE_DTYPES
-from .model_io import ServedArtifact, TensorSpec, check_model_name, engine_io, onnx_io, open_artifact, static_batch
+from . import deps
+from .model_io import Artifact, TensorSpec, check_model_name, default_name, engine_io, onnx_io, open_artifact, static_batch
 
 PLATFORM_CHOICES = ("auto",) + TRITON_PLATFORMS
 
@@ -99,13 +105,15 @@ def parse_gpus(text: Optional[str]) -> Optional[List[int]]:
     return gpus
 
 
-def choose_platform(art: ServedArtifact, requested: str) -> str:
+def choose_platform(art: Artifact, requested: str) -> str:
     if requested not in PLATFORM_CHOICES:
         raise BadInput(f"--platform {requested!r} is unknown", f"choose one of {', '.join(PLATFORM_CHOICES)}")
     if requested == "onnxruntime_onnx" and art.onnx_path is None:
-        raise BadInput(f"--platform onnxruntime_onnx: {art.path} is a TensorRT engine with no ONNX to package", "package the .onnx, or use --platform tensorrt_plan")
+        raise BadInput(f"--platform onnxruntime_onnx: {art.path} is a TensorRT engine with no ONNX to package",
+                       "package the .onnx, or use --platform tensorrt_plan")
     if requested == "tensorrt_plan" and not art.engines:
-        raise BadInput(f"--platform tensorrt_plan: {art.path} holds no TensorRT engine", "build one first (msla-deploy build), or use --platform onnxruntime_onnx")
+        raise BadInput(f"--platform tensorrt_plan: {art.path} holds no TensorRT engine",
+                       "build one first (msla-deploy build), or use --platform onnxruntime_onnx")
     platform = requested
     if requested == "auto":  # an engine where one was built (it is what a GPU fleet runs), else the ONNX
         platform = "tensorrt_plan" if art.engines else "onnxruntime_onnx"
@@ -198,7 +206,7 @@ def _is_ours(model_dir: Path) -> bool:
 def package_triton(options: PackageOptions, steps=None) -> Package:
     art = open_artifact(options.artifact)
     platform = choose_platform(art, options.platform)
-    name = check_model_name(options.name) if options.name is not None else art.default_name()
+    name = check_model_name(options.name) if options.name is not None else default_name(art)
     group = instance_group(platform, options.instances, options.gpus)
     repository = Path(options.repository)
     if repository.exists() and not repository.is_dir():

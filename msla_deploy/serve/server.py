@@ -1,6 +1,7 @@
 """Serve an artifact through a real Triton Inference Server on this machine, without NVIDIA's
 container: PyTriton starts the tritonserver binary it bundles, whose Python backend hands each
-request to a function in this process, where our ONNX Runtime session runs the model.
+request to a function in this process, where a runtime session (msla_deploy.runtime: ONNX Runtime,
+or TensorRT for an engine) runs the model.
 
 Only the gRPC endpoint is opened (HTTP and metrics stay off), on 127.0.0.1 unless told
 otherwise; `triton://HOST:PORT/MODEL` reaches it (msla_deploy.runtime.triton).
@@ -31,7 +32,7 @@ from ..artifact.files import package_version
 from ..artifact.names import TRITON_SCHEME
 from ..errors import BadInput, MissingRuntime, one_line_text
 from . import deps
-from .model_io import ServedArtifact, TensorSpec, check_model_name, onnx_io, open_artifact, static_batch
+from .model_io import Artifact, TensorSpec, check_model_name, default_name, open_artifact, static_batch
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8001  # Triton's gRPC port
@@ -43,26 +44,17 @@ EXIT_TIMEOUT_S = 5  # in-flight requests get this long at stop
 Runner = Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]]
 
 
-def open_runner(art: ServedArtifact) -> tuple:
-    """The session that runs the model inside the server process: (run, description).
+SERVE_BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "trt")
 
-    ONNX Runtime on the CPU for now; this is the one place to swap for the runtime layer's
-    `runtime.open(artifact, backend)` (then engines and GPU providers serve too)."""
-    from ..parity.onnxruntime_run import import_onnxruntime
 
-    ort = import_onnxruntime()
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    # idle ORT workers spin after each run; in a server they would take the cores that gRPC and
-    # the Python backend need between requests (bench turns spinning off for the same reason)
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    session = ort.InferenceSession(str(art.onnx_path), sess_options=options, providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
+def open_runner(art: Artifact, backend: str = "auto"):
+    """The runtime session that runs the model inside the serving process (auto: TensorRT for an
+    engine, ONNX Runtime with CUDA where present, else on the CPU)."""
+    from .. import runtime
 
-    def run(feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        return dict(zip(names, session.run(names, feeds)))
-
-    return run, {"runtime": "onnxruntime", "version": ort.__version__, "providers": session.get_providers(), "backend": "ort-cpu"}
+    chosen = runtime.choose(backend, art, allowed=SERVE_BACKENDS, command="serve")
+    runtime.preflight(chosen)
+    return runtime.open(art, chosen, command="serve")
 
 
 @dataclass
@@ -175,6 +167,7 @@ class Server:
     log_file: Path
     _triton: object = field(repr=False, default=None)
     _workdir: Optional[Path] = field(repr=False, default=None)
+    _session: object = field(repr=False, default=None)
     _stopped: bool = field(repr=False, default=False)
     _lock: threading.Lock = field(repr=False, default_factory=threading.Lock)
 
@@ -191,6 +184,8 @@ class Server:
                     warnings.simplefilter("ignore")
                     self._triton.stop()
             finally:
+                if self._session is not None:
+                    self._session.close()
                 if self._workdir is not None:
                     shutil.rmtree(self._workdir, ignore_errors=True)
 
@@ -209,20 +204,28 @@ class Server:
         self.stop()
 
 
-def start_server(artifact: Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, name: Optional[str] = None) -> Server:
-    """Start Triton with the artifact's model and return once it is ready to answer."""
-    Triton, TritonConfig, ModelConfig, DynamicBatcher, Tensor = deps.pytriton()
+def start_server(artifact: Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, name: Optional[str] = None,
+                 backend: str = "auto") -> Server:
+    """Start Triton with the artifact's model, run by a runtime session (`backend`), and return
+    once it is ready to answer."""
+    pytriton = deps.pytriton()
     art = open_artifact(artifact)
-    if art.onnx_path is None:
-        raise BadInput(f"{artifact} is a TensorRT engine: serve runs ONNX models in ONNX Runtime",
-                       "serve the export's model.onnx, or put the engine in a Triton repository (msla-deploy package --triton REPO) for tritonserver")
-    model = check_model_name(name) if name is not None else art.default_name()
+    model = check_model_name(name) if name is not None else default_name(art)
     if not 0 < port < 65536:
         raise BadInput(f"--port {port} is out of range", "choose a port between 1 and 65535")
-    inputs, outputs = onnx_io(art.onnx_path)
-    batching = batching_for(static_batch(inputs, outputs, str(art.onnx_path)))
     check_port_free(host, port)
-    run, runner = open_runner(art)
+    session = open_runner(art, backend)
+    try:
+        return _start_triton(pytriton, art, session, host=host, port=port, model=model)
+    except BaseException:
+        session.close()
+        raise
+
+
+def _start_triton(pytriton, art: Artifact, session, *, host: str, port: int, model: str) -> Server:
+    Triton, TritonConfig, ModelConfig, DynamicBatcher, Tensor = pytriton
+    inputs, outputs = list(session.inputs.values()), list(session.outputs.values())
+    batching = batching_for(static_batch(inputs, outputs, str(art.path)))
 
     def tensors(specs: List[TensorSpec]):
         return [Tensor(name=t.name, dtype=np.dtype(t.dtype).type, shape=t.shape[1:] if batching.dynamic else t.shape) for t in specs]
@@ -238,7 +241,7 @@ def start_server(artifact: Path, *, host: str = DEFAULT_HOST, port: int = DEFAUL
     triton = None
     try:
         triton = Triton(config=triton_config, workspace=workdir / "workspace")
-        triton.bind(model_name=model, infer_func=_infer_function(run, inputs, outputs, batching),
+        triton.bind(model_name=model, infer_func=_infer_function(session.run, inputs, outputs, batching),
                     inputs=tensors(inputs), outputs=tensors(outputs), config=config, strict=True)
         with _own_libpython(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PyTriton's own client warns that gRPC ignores its timeouts
@@ -249,11 +252,12 @@ def start_server(artifact: Path, *, host: str = DEFAULT_HOST, port: int = DEFAUL
             with contextlib.suppress(Exception):
                 triton.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-        raise MissingRuntime(f"Triton server could not start on {host}:{port}: {reason}", "check that nvidia-pytriton installed whole (pip install 'msla-deploy[serve]')") from None
+        raise MissingRuntime(f"Triton server could not start on {host}:{port}: {reason}",
+                             "check that nvidia-pytriton installed whole (pip install 'msla-deploy[serve]')") from None
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return Server(url=f"{TRITON_SCHEME}{address}/{model}", host=host, port=port, model=model, artifact=Path(artifact),
-                  inputs=inputs, outputs=outputs, batching=batching, runner=runner, log_file=log_file,
-                  _triton=triton, _workdir=workdir)
+    return Server(url=f"{TRITON_SCHEME}{address}/{model}", host=host, port=port, model=model, artifact=Path(art.path),
+                  inputs=inputs, outputs=outputs, batching=batching, runner=session.describe(), log_file=log_file,
+                  _triton=triton, _workdir=workdir, _session=session)
 
 
 def serve_until_stopped(server: Server, stop: threading.Event, poll_s: float = 1.0) -> None:
