@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -281,9 +282,19 @@ def test_concurrent_clients_all_answered(served, exported):
     assert elapsed < 120, f"{clients}x{requests} requests took {elapsed:.1f} s"
 
 
-def _start_cli_server(exported: Path, port: int) -> tuple:
-    """`msla-deploy serve --json` in its own process group; returns (process, its description)."""
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+@pytest.fixture
+def short_tmp():
+    """A short temporary folder: PyTriton's IPC socket paths must fit Unix's 108 characters,
+    which pytest's tmp_path can exceed."""
+    folder = Path(tempfile.mkdtemp(prefix="ms-"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _start_cli_server(exported: Path, port: int, tmp: Path) -> tuple:
+    """`msla-deploy serve --json` in its own process group; returns (process, its description).
+    Its temporary files go under `tmp`: a server killed with SIGKILL cannot clean up after itself."""
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), TMPDIR=str(tmp))
     process = subprocess.Popen(
         [sys.executable, "-m", "msla_deploy", "serve", str(exported), "--host", LOOPBACK, "--port", str(port), "--json"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
@@ -300,10 +311,10 @@ def _start_cli_server(exported: Path, port: int) -> tuple:
 
 
 @pytest.mark.slow
-def test_cli_serve_stops_cleanly_on_sigterm(exported):
+def test_cli_serve_stops_cleanly_on_sigterm(exported, short_tmp):
     pytest.importorskip("pytriton", reason=NO_PYTRITON)
     port = free_port()
-    process, described = _start_cli_server(exported, port)
+    process, described = _start_cli_server(exported, port, short_tmp)
     try:
         assert described["url"] == f"triton://{LOOPBACK}:{port}/b0" and described["batching"]["dynamic"] is False
         with TritonSession(described["url"], timeout_s=30) as session:
@@ -316,12 +327,13 @@ def test_cli_serve_stops_cleanly_on_sigterm(exported):
             process.wait(timeout=30)
     with socket.socket() as s:  # the port is free again: nothing left listening
         s.bind((LOOPBACK, port))
+    assert not any(short_tmp.glob("msla-serve-*"))  # a clean stop leaves no temporary files
 
 
 @pytest.mark.slow
-def test_server_killed_mid_run_is_missing_runtime(exported, tmp_path):
+def test_server_killed_mid_run_is_missing_runtime(exported, tmp_path, short_tmp):
     pytest.importorskip("pytriton", reason=NO_PYTRITON)
-    process, described = _start_cli_server(exported, free_port())
+    process, described = _start_cli_server(exported, free_port(), short_tmp)
     try:
         picture = {"input": np.zeros((1, 3, 64, 128), np.float32)}
         with TritonSession(described["url"], timeout_s=5) as session:
