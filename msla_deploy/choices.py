@@ -2,3 +2,4 @@
 
 PRECISIONS = ("fp32", "fp16")
 UPSAMPLE_MODES = ("cubic", "bilinear")
+HEADS = ("logits", "labels", "both")  # graph outputs: logits, in-graph resize + argmax labels, or both

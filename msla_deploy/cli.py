@@ -117,6 +117,11 @@ def export(
         True, "--fp16-guards/--no-fp16-guards", help="--no-fp16-guards exports naive fp16 (eps lost, sums in fp16), to see what the guards prevent.",
         rich_help_panel="Precision",
     ),
+    head: str = typer.Option(
+        "logits", "--head",
+        help="Graph outputs: logits (upstream's), labels (in-graph bicubic resize to the input size + argmax, int32 "
+        "[N,H,W] train ids for TensorRT/DeepStream/Triton/C++), or both.",
+    ),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory \\[default: artifacts/<model>-<H>x<W>-<precision>]."),
     models_dir: Path = typer.Option(Path("models"), "--models-dir", envvar="MSLA_DEPLOY_MODELS", help="Where zoo checkpoints are looked up."),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
@@ -130,7 +135,7 @@ def export(
         model=model, weights=weights, resolution=parse_resolution(res), batch=batch, opset=opset,
         exporter=exporter, out=out_dir, models_dir=models_dir, precision=precision,
         attention_precision=attention_precision, io_dtype=io_dtype, upsample=upsample,
-        fp16_guards=fp16_guards, stress_weights=stress_weights,
+        fp16_guards=fp16_guards, stress_weights=stress_weights, head=head,
     )
     result = run_export(options, steps_with_progress())
     manifest, parity = result.manifest, result.parity

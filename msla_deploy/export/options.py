@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-from ..choices import PRECISIONS, UPSAMPLE_MODES
+from ..choices import HEADS, PRECISIONS, UPSAMPLE_MODES
 from ..errors import BadInput
 
 DEFAULT_MODEL = "efficientvit-seg-b1-cityscapes"
@@ -57,6 +57,7 @@ class ExportOptions:
     fp16_guards: bool = True  # False: naive fp16, to see what the guards prevent
     stress_weights: bool = False  # LiteMLA activations at trained-model magnitudes
     seed: int = 0  # random weights and the synthetic reference images
+    head: str = "logits"  # graph outputs: logits, labels (in-graph resize + argmax, int32) or both
 
     def check(self) -> None:
         from .torch_to_onnx import EXPORTERS
@@ -75,6 +76,7 @@ class ExportOptions:
             ("--attention-precision", self.attention_precision, PRECISIONS),
             ("--io-dtype", self.io_dtype, PRECISIONS),
             ("--upsample", self.upsample, UPSAMPLE_MODES),
+            ("--head", self.head, HEADS),
         ):
             if value not in allowed:
                 raise BadInput(f"{flag} {value!r} is unknown", f"choose one of {', '.join(allowed)}")

@@ -22,7 +22,7 @@ from .. import __version__, convert, zoo
 from ..user_model import build_user_model
 from ..errors import BadInput
 from ..inspect import inspect_onnx
-from ..artifact.names import MANIFEST_FORMAT, MANIFEST_NAME
+from ..artifact.names import LABELS_NAME, MANIFEST_FORMAT, MANIFEST_NAME, META_HEAD
 from ..artifact.files import describe_files, environment, sha256_json, write_bytes_atomic, write_json_atomic
 from ..nn import plan_static
 from ..nn.precision import PrecisionPolicy, apply_policy, fp16_storage_proxy
@@ -33,6 +33,7 @@ from ..progress import Steps
 from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD, ReferenceBundle, synthetic_images, write_reference
 from .artifact_dir import check_replaceable, staged_directory
 from .graph import GraphReport, constants_to_initializers, finalize
+from .heads import head_output_names, labels_from_logits, with_head
 from .islands import island_nodes, name_unnamed_nodes
 from .options import ExportOptions, is_factory_spec
 from .probes import PROBE_PREFIX, ProbedModel, capture, probe_candidates, probe_output_names, unmark_probe_outputs
@@ -124,12 +125,12 @@ def _export_graph(module: torch.nn.Module, example: torch.Tensor, probe_names: S
     """Export with probes (module outputs kept as named tensors) and find the fp32 island nodes."""
     wrapped_names = [prefix + name for name in probe_names]
     proto, used = export_to_onnx(
-        ProbedModel(module, wrapped_names),
+        with_head(ProbedModel(module, wrapped_names), options.head, options.resolution, options.upsample),
         example,
         opset=options.opset,
         exporter=options.exporter,
         input_name=INPUT_NAME,
-        output_names=[OUTPUT_NAME, *probe_output_names(wrapped_names)],
+        output_names=[*head_output_names(options.head), *probe_output_names(wrapped_names)],
     )
     tensors = unmark_probe_outputs(proto)
     # node names are final only once Constant nodes are initializers: record islands after that
@@ -147,15 +148,26 @@ def _write_graph(graph: ExportedGraph, path: Path, metadata: Dict[str, str]) -> 
     return report
 
 
-def _parity_check(label: str, artifact: str, runtime: Dict, reference: np.ndarray, candidate: np.ndarray, budget) -> Dict:
-    result = compare_outputs(OUTPUT_NAME, reference, candidate, budget)
-    return {"label": label, "artifact": artifact, "runtime": runtime, "budget": budget.to_dict(), "passed": result.passed, "outputs": [result.to_dict()]}
+def _parity_check(label: str, artifact: str, runtime: Dict, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], budget) -> Dict:
+    results = [compare_outputs(name, ref, candidate[name], budget) for name, ref in reference.items()]
+    return {"label": label, "artifact": artifact, "runtime": runtime, "budget": budget.to_dict(),
+            "passed": all(r.passed for r in results), "outputs": [r.to_dict() for r in results]}
 
 
-def _onnx_check(label: str, path: Path, images: np.ndarray, reference: np.ndarray, budget) -> Dict:
+def _onnx_check(label: str, path: Path, images: np.ndarray, reference: Dict[str, np.ndarray], budget) -> Dict:
     outputs, providers = run_onnx(path, {INPUT_NAME: images})
     runtime = {"name": "onnxruntime", "version": import_onnxruntime().__version__, "providers": providers}
-    return _parity_check(label, path.name, runtime, reference, outputs[OUTPUT_NAME], budget)
+    return _parity_check(label, path.name, runtime, reference, outputs, budget)
+
+
+def _head_outputs(logits: torch.Tensor, options: ExportOptions, upsample: str) -> Dict[str, np.ndarray]:
+    """The head's outputs for these PyTorch logits, by output name: the reference (upsample
+    "cubic": upstream's bicubic) or a PyTorch stand-in's (the export's own upsample mode)."""
+    names = head_output_names(options.head)
+    outputs = {OUTPUT_NAME: logits.detach().numpy()} if OUTPUT_NAME in names else {}
+    if LABELS_NAME in names:
+        outputs[LABELS_NAME] = labels_from_logits(logits.detach().float(), options.resolution, upsample).numpy()
+    return outputs
 
 
 def _hazards(path: Path, precision: str) -> Dict:
@@ -205,6 +217,8 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                     "check --res and --batch against what the model accepts",
                 ) from None
             reference = _single_output(output, loaded.name).detach().numpy()
+            # upstream's own post-processing of the fp32 logits: the labels head's reference
+            reference_outputs = _head_outputs(output, options, "cubic")
             probe_names = [name for name, tensor in captured if tensor is not output]
             del captured
 
@@ -218,6 +232,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             "opset": options.opset,
             "exporter": options.exporter,
             "policy": policy.to_dict(),
+            "head": options.head,
         }
         recipe_sha = sha256_json(recipe)
         metadata = {
@@ -226,7 +241,8 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             "msla_deploy.resolution": f"{height}x{width}",
             "msla_deploy.batch": str(options.batch),
             "msla_deploy.input_names": INPUT_NAME,
-            "msla_deploy.output_names": OUTPUT_NAME,
+            "msla_deploy.output_names": ",".join(head_output_names(options.head)),
+            META_HEAD: options.head,
             "msla_deploy.num_classes": str(reference.shape[1]) if reference.ndim == 4 else "",
             "msla_deploy.normalization": f"rgb/255, mean={list(IMAGENET_MEAN)}, std={list(IMAGENET_STD)}",
             "msla_deploy.recipe_sha256": recipe_sha,
@@ -257,7 +273,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
         with steps.step("parity", "Comparing ONNX Runtime" + (" and the fp16 PyTorch proxy" if fp16 else "") + " with PyTorch fp32"):
             bundle = ReferenceBundle(
                 inputs={INPUT_NAME: images},
-                outputs={OUTPUT_NAME: reference},
+                outputs=reference_outputs,
                 info={
                     "source": "pytorch",
                     "precision": "fp32",
@@ -266,7 +282,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                     "normalization": {"scale": 1 / 255, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
                     "seed": options.seed,
                     "input_names": [INPUT_NAME],
-                    "output_names": [OUTPUT_NAME],
+                    "output_names": list(reference_outputs),
                 },
             )
             reference_files = write_reference(staging, bundle)
@@ -277,15 +293,15 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                 outputs, providers = run_onnx(staging / ONNX_NAME, {INPUT_NAME: feed})
                 runtime = {"name": "onnxruntime", "version": import_onnxruntime().__version__, "providers": providers}
                 with torch.no_grad(), fp16_storage_proxy(deployable) as proxy:
-                    proxy_out = proxy(example).numpy()
+                    proxy_out = _head_outputs(proxy(example), options, policy.upsample)
                 del deployable
                 checks = [
-                    _parity_check("ONNX Runtime fp16", ONNX_NAME, runtime, reference, outputs[OUTPUT_NAME], default_budget("fp16")),
-                    _parity_check("PyTorch fp16 proxy", "(policy applied in PyTorch)", {"name": "torch", "version": torch.__version__, "mode": "fp16 storage, fp32 accumulation"}, reference, proxy_out, default_budget("fp16")),
-                    _onnx_check("ONNX Runtime fp32", staging / FP32_ONNX_NAME, images, reference, fp32_budget),
+                    _parity_check("ONNX Runtime fp16", ONNX_NAME, runtime, reference_outputs, outputs, default_budget("fp16")),
+                    _parity_check("PyTorch fp16 proxy", "(policy applied in PyTorch)", {"name": "torch", "version": torch.__version__, "mode": "fp16 storage, fp32 accumulation"}, reference_outputs, proxy_out, default_budget("fp16")),
+                    _onnx_check("ONNX Runtime fp32", staging / FP32_ONNX_NAME, images, reference_outputs, fp32_budget),
                 ]
             else:
-                checks = [_onnx_check("ONNX Runtime fp32", staging / ONNX_NAME, images, reference, fp32_budget)]
+                checks = [_onnx_check("ONNX Runtime fp32", staging / ONNX_NAME, images, reference_outputs, fp32_budget)]
             primary = checks[0]
             parity = {
                 "passed": all(c["passed"] for c in checks),
