@@ -21,12 +21,11 @@ from msla_deploy.artifact.names import LABELS_NAME, OUTPUT_NAME
 from msla_deploy.artifact.reference import read_reference
 from msla_deploy.cli import app
 from msla_deploy.export.heads import SegmentationHead, with_head
-from msla_deploy.export.options import ExportOptions
+from msla_deploy.artifact.options import ExportOptions
 from msla_deploy.export.pipeline import run_export
 from msla_deploy.inspect import inspect_onnx
 from msla_deploy.parity.budgets import FP32
 from msla_deploy.parity.metrics import compare_outputs
-from msla_deploy.parity.onnxruntime_run import run_onnx
 
 B0 = "efficientvit-seg-b0-cityscapes"
 RES = (64, 128)
@@ -44,6 +43,13 @@ def both(tmp_path_factory) -> Path:
     result = run_export(ExportOptions(model=B0, resolution=RES, out=out, models_dir=root / "no-models", head="both"))
     assert result.passed, result.parity
     return out
+
+
+def run_onnx(path: Path, feeds):
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
 
 
 def producers(model: onnx.ModelProto):
@@ -80,7 +86,7 @@ def test_labels_head_equals_torch_upsample_and_argmax_on_the_reference_inputs(bo
     logits = torch.from_numpy(bundle.outputs[OUTPUT_NAME])
     expected = F.interpolate(logits, size=RES, mode="bicubic", align_corners=False).argmax(dim=1).numpy()
     np.testing.assert_array_equal(bundle.outputs[LABELS_NAME], expected)
-    outputs, _ = run_onnx(both / "model.onnx", bundle.inputs)
+    outputs = run_onnx(both / "model.onnx", bundle.inputs)
     agreement = float((outputs[LABELS_NAME] == expected).mean())
     assert agreement >= 0.999, agreement
     # and the graph's labels are its own logits' labels (ONNX Runtime's cubic = torch's bicubic)
@@ -118,6 +124,11 @@ def test_validate_judges_labels_by_agreement_and_fails_on_changed_labels(both, t
     report = json.loads(result.stdout)
     labels = next(o for o in report["outputs"] if o["name"] == LABELS_NAME)
     assert [c["name"] for c in labels["checks"]] == ["finite", "argmax_agreement"]
+    # the PyTorch rebuild runs the same head (upstream's resize + argmax): labels equal the reference's
+    result = cli("validate", both, "--backend", "torch", "--report-dir", tmp_path / "torch", "--json")
+    assert result.exit_code == 0, result.output
+    labels = next(o for o in json.loads(result.stdout)["outputs"] if o["name"] == LABELS_NAME)
+    assert labels["argmax_agreement"] == 1.0
     # a reference whose labels moved in 10% of the pixels: validate must fail on agreement
     broken = tmp_path / "broken"
     shutil.copytree(both, broken, ignore=shutil.ignore_patterns("validation*"))
