@@ -213,6 +213,7 @@ from .inspect.command import inspect_command; app.command("inspect")(handle_erro
 from .trt.command import build_command; app.command("build")(handle_errors(build_command))  # noqa: E402,E702
 from .bench.command import bench_command; app.command("bench")(handle_errors(bench_command))  # noqa: E402,E702
 from .doctor.command import doctor_command; app.command("doctor")(handle_errors(doctor_command))  # noqa: E402,E702
+from .predict.command import predict_command; app.command("predict")(handle_errors(predict_command))  # noqa: E402,E702
 
 
 def main() -> None:

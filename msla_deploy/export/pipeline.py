@@ -253,7 +253,8 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                 del deployable
                 checks = [
                     _parity_check("ONNX Runtime fp16", ONNX_NAME, ran, reference_outputs, fp16_outputs, default_budget("fp16")),
-                    _parity_check("PyTorch fp16 proxy", "(policy applied in PyTorch)", {"name": "torch", "version": torch.__version__, "mode": "fp16 storage, fp32 accumulation"}, reference_outputs, proxy_out, default_budget("fp16")),
+                    _parity_check("PyTorch fp16 proxy", "(policy applied in PyTorch)", {"name": "torch", "version": torch.__version__, "mode": "fp16 storage, fp32 accumulation"},
+                                  reference_outputs, proxy_out, default_budget("fp16")),
                     _onnx_check("ONNX Runtime fp32", staging / FP32_ONNX_NAME, images, reference_outputs, fp32_budget),
                 ]
             else:
