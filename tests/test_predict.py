@@ -276,3 +276,27 @@ def test_segmenter_and_predict_run_without_torch(logits_artifact, folder, tmp_pa
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("(64, 128)")
     assert (tmp_path / "nt" / "street_overlay.png").is_file()
+
+
+def test_reference_pictures_for_a_labels_head_then_validate(labels_artifact, tmp_path):
+    """`reference --inputs` rebuilds the model with its head: the bundle gets int32 labels, and the
+    artifact validates against them."""
+    import shutil
+
+    from msla_deploy.artifact.reference import read_reference
+
+    art = tmp_path / "art"
+    shutil.copytree(labels_artifact, art, ignore=shutil.ignore_patterns("validation*"))
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    for seed in (1, 2):
+        np.save(pictures / f"p{seed}.npy", smooth_picture(64, 128, seed=seed))
+    result = cli("reference", art, "--inputs", pictures, "--json")
+    assert result.exit_code == 0, result.output
+    bundle = read_reference(art / "reference")
+    assert bundle.outputs["labels"].shape == (4, 64, 128) and bundle.outputs["labels"].dtype == np.int32
+    seg = Segmenter(art)
+    for i, seed in enumerate((1, 2)):  # the pictures' reference labels are what the Segmenter gives
+        assert float((bundle.outputs["labels"][2 + i] == seg(smooth_picture(64, 128, seed=seed)).labels).mean()) >= 0.999
+    validated = cli("validate", art, "--report-dir", tmp_path / "v", "--json")
+    assert validated.exit_code == 0, validated.output

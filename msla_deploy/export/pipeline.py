@@ -36,7 +36,7 @@ from ..progress import Steps
 from ..runtime.onnxruntime import CPU, import_onnxruntime
 from .artifact_dir import check_replaceable, staged_directory
 from .graph import GraphReport, constants_to_initializers, finalize
-from .heads import head_output_names, labels_from_logits, with_head
+from ..nn.heads import head_output_names, labels_from_logits, with_head
 from .islands import island_nodes, name_unnamed_nodes
 from ..nn.capture import capture
 from .probes import ProbedModel, probe_candidates, probe_output_names, unmark_probe_outputs

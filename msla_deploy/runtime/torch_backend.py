@@ -44,7 +44,7 @@ class TorchSession(Session):
         self.module = rebuild(artifact.manifest, purpose)
         import torch
 
-        from ..export.heads import with_head
+        from ..nn.heads import with_head
 
         options = artifact.manifest.options
         # the export's head in PyTorch: upstream's bicubic resize + argmax, the labels' reference
