@@ -25,6 +25,7 @@ LAYER_INFO_SUFFIX = ".layers.json"
 
 # --- manifest ---------------------------------------------------------------------------------
 MANIFEST_FORMAT = "msla-deploy/1"  # the "format" field; a manifest without it is read as this
+TOOL_NAME = "msla-deploy"  # the manifest's tool.name: with "format", what tells an export of ours
 
 # --- graph I/O and probes -----------------------------------------------------------------------
 INPUT_NAME = "input"

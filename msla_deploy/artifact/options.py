@@ -68,6 +68,7 @@ class ExportOptions:
     stress_weights: bool = False  # LiteMLA activations at trained-model magnitudes
     seed: int = 0  # random weights and the synthetic reference images
     head: str = "logits"  # graph outputs: logits, labels (in-graph resize + argmax, int32) or both
+    overwrite: bool = False  # replace an earlier export at --out (artifact/staging.py says what is kept)
 
     def check(self) -> None:
         if self.batch < 1:
@@ -117,6 +118,7 @@ class ExportOptions:
         for key in _PATH_FIELDS:
             data[key] = None if data[key] is None else str(data[key])
         data["out"] = str(self.output_dir())
+        data.pop("overwrite")  # how this run writes, not what the artifact is: never recorded
         return data
 
     @classmethod
