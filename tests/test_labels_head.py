@@ -22,9 +22,9 @@ from msla_deploy.artifact.names import LABELS_NAME, OUTPUT_NAME
 from msla_deploy.artifact.options import ExportOptions
 from msla_deploy.artifact.reference import read_reference
 from msla_deploy.cli import app
-from msla_deploy.nn.heads import SegmentationHead, with_head
 from msla_deploy.export.pipeline import run_export
 from msla_deploy.inspect import inspect_onnx
+from msla_deploy.nn.heads import SegmentationHead, with_head
 from msla_deploy.parity.budgets import FP32
 from msla_deploy.parity.metrics import compare_outputs
 
