@@ -5,3 +5,14 @@ must work on a Jetson that has only numpy, onnx and a runtime installed.
 """
 
 __version__ = "0.1.0"
+
+__all__ = ["Segmenter", "Segmentation", "__version__"]
+
+
+def __getattr__(name):
+    # lazy (PEP 562): `import msla_deploy` stays light; the Segmenter loads its runtime on first use
+    if name in ("Segmenter", "Segmentation"):
+        from .runtime import segmenter
+
+        return getattr(segmenter, name)
+    raise AttributeError(f"module 'msla_deploy' has no attribute {name!r}")

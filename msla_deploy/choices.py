@@ -3,3 +3,4 @@
 PRECISIONS = ("fp32", "fp16")
 UPSAMPLE_MODES = ("cubic", "bilinear")
 EXPORTERS = ("auto", "dynamo", "torchscript")
+HEADS = ("logits", "labels", "both")  # graph outputs: logits, in-graph resize + argmax labels, or both

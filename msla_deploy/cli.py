@@ -195,6 +195,11 @@ def export(
         True, "--fp16-guards/--no-fp16-guards", help="--no-fp16-guards exports naive fp16 (eps lost, sums in fp16), to see what the guards prevent.",
         rich_help_panel="Precision",
     ),
+    head: str = typer.Option(
+        "logits", "--head",
+        help="Graph outputs: logits (upstream's), labels (in-graph bicubic resize to the input size + argmax, int32 "
+        "[N,H,W] train ids for TensorRT/DeepStream/Triton/C++), or both.",
+    ),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory \\[default: artifacts/<model>-<H>x<W>-<precision>]."),
     models_dir: Path = typer.Option(Path("models"), "--models-dir", envvar="MSLA_DEPLOY_MODELS", help="Where zoo checkpoints are looked up."),
     overwrite: bool = typer.Option(
@@ -211,7 +216,7 @@ def export(
         model=model, weights=weights, resolution=parse_resolution(res), batch=batch, opset=opset,
         exporter=exporter, out=out_dir, models_dir=models_dir, precision=precision,
         attention_precision=attention_precision, io_dtype=io_dtype, upsample=upsample,
-        fp16_guards=fp16_guards, stress_weights=stress_weights, overwrite=overwrite,
+        fp16_guards=fp16_guards, stress_weights=stress_weights, head=head, overwrite=overwrite,
     )
     result = run_export(options, steps_with_progress())
     manifest, parity = result.manifest, result.parity
@@ -292,6 +297,7 @@ from .bench.command import bench_command; app.command("bench")(handle_errors(ben
 from .doctor.command import doctor_command; app.command("doctor")(handle_errors(doctor_command))  # noqa: E402,E702
 from .serve.command import package_command; app.command("package")(handle_errors(package_command))  # noqa: E402,E702
 from .serve.command import serve_command; app.command("serve")(handle_errors(serve_command))  # noqa: E402,E702
+from .predict.command import predict_command; app.command("predict")(handle_errors(predict_command))  # noqa: E402,E702
 
 
 def robust_console_streams() -> None:

@@ -132,6 +132,9 @@ class Manifest:
     model: ModelRecord = field(default_factory=ModelRecord)
     weights: Dict[str, Any] = field(default_factory=dict)
     options: Optional[ExportOptions] = None
+    # the options section as read: keys a newer tool wrote (kept), and which keys it had at all (an
+    # option added since is not invented into an older manifest on the way back)
+    options_read: Optional[Dict[str, Any]] = field(default=None, compare=False, repr=False)
     precision: PrecisionRecord = field(default_factory=PrecisionRecord)
     exporter: Dict[str, Any] = field(default_factory=dict)
     swapped_modules: List[Dict[str, Any]] = field(default_factory=list)
@@ -164,7 +167,7 @@ class Manifest:
             "recipe_sha256": self.recipe_sha256,
             "model": self.model.to_dict(),
             "weights": self.weights,
-            "options": None if self.options is None else self.options.to_dict(),
+            "options": self._options_dict(),
             "precision": self.precision.to_dict(),
             "exporter": self.exporter,
             "swapped_modules": self.swapped_modules,
@@ -188,6 +191,16 @@ class Manifest:
             if key in data and getattr(self, key) == getattr(defaults, key):
                 del data[key]
         return data
+
+    def _options_dict(self) -> Optional[Dict[str, Any]]:
+        if self.options is None:
+            return None
+        data = self.options.to_dict()
+        if self.options_read is None:
+            return data
+        defaults = ExportOptions().to_dict()
+        kept = {k: v for k, v in data.items() if k in self.options_read or v != defaults.get(k)}
+        return {**kept, **{k: v for k, v in self.options_read.items() if k not in data}}
 
     @classmethod
     def from_dict(cls, data: Any, path: Path = Path(MANIFEST_NAME)) -> "Manifest":
@@ -214,6 +227,7 @@ class Manifest:
         options = data.get("options")
         if options is not None:
             m.options = ExportOptions.from_dict(_expect(options, dict, "options", path))
+            m.options_read = dict(options)
         m.precision = _precision(data.get("precision"), path)
         for name in ("exporter", "onnx", "hazards", "parity", "environment", "timings_s"):
             setattr(m, name, _expect(data.get(name) or {}, dict, name, path))

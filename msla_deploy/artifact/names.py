@@ -30,6 +30,7 @@ TOOL_NAME = "msla-deploy"  # the manifest's tool.name: with "format", what tells
 # --- graph I/O and probes -----------------------------------------------------------------------
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
+LABELS_NAME = "labels"  # [N, H, W] int32 train ids at the input resolution (export --head labels|both)
 PROBE_PREFIX = "probe/"  # module outputs kept as named tensors: PROBE_PREFIX + module path
 
 # --- ONNX metadata_props keys --------------------------------------------------------------------
@@ -46,6 +47,7 @@ META_RECIPE = "msla_deploy.recipe_sha256"
 META_PRECISION = "msla_deploy.precision"
 META_EXPORTER = "msla_deploy.exporter"
 META_FP32_NODES = "msla_deploy.fp32_nodes"
+META_HEAD = "msla_deploy.head"  # logits | labels | both
 
 
 def is_engine_file(name: str) -> bool:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from ..choices import EXPORTERS, PRECISIONS, UPSAMPLE_MODES
+from ..choices import EXPORTERS, HEADS, PRECISIONS, UPSAMPLE_MODES
 from ..errors import BadInput
 
 DEFAULT_MODEL = "efficientvit-seg-b1-cityscapes"
@@ -67,6 +67,7 @@ class ExportOptions:
     fp16_guards: bool = True  # False: naive fp16, to see what the guards prevent
     stress_weights: bool = False  # LiteMLA activations at trained-model magnitudes
     seed: int = 0  # random weights and the synthetic reference images
+    head: str = "logits"  # graph outputs: logits, labels (in-graph resize + argmax, int32) or both
     overwrite: bool = False  # replace an earlier export at --out (artifact/staging.py says what is kept)
 
     def check(self) -> None:
@@ -83,6 +84,7 @@ class ExportOptions:
             ("--attention-precision", self.attention_precision, PRECISIONS),
             ("--io-dtype", self.io_dtype, PRECISIONS),
             ("--upsample", self.upsample, UPSAMPLE_MODES),
+            ("--head", self.head, HEADS),
         ):
             if value not in allowed:
                 raise BadInput(f"{flag} {value!r} is unknown", f"choose one of {', '.join(allowed)}")

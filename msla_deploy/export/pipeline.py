@@ -23,6 +23,7 @@ from ..artifact.manifest import Manifest, ModelRecord, PrecisionRecord, write_ma
 from ..artifact.names import (FP32_ONNX_NAME, INPUT_NAME, META_BATCH, META_EXPORTER, META_FP32_NODES, META_INPUT_NAMES, META_MODEL,
                               META_NORMALIZATION, META_NUM_CLASSES, META_OUTPUT_NAMES, META_PRECISION, META_RECIPE,
                               META_RESOLUTION, META_VERSION, ONNX_NAME, OUTPUT_NAME, PARITY_NAME, PROBE_PREFIX)
+from ..artifact.names import LABELS_NAME, META_HEAD
 from ..artifact.options import ExportOptions, is_factory_spec
 from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD, ReferenceBundle, synthetic_images, write_reference
 from ..artifact.staging import check_replaceable, staged_directory
@@ -37,6 +38,7 @@ from ..parity import compare_outputs, default_budget
 from ..progress import Steps
 from ..runtime.onnxruntime import CPU, import_onnxruntime
 from .graph import GraphReport, constants_to_initializers, finalize
+from ..nn.heads import head_output_names, labels_from_logits, with_head
 from .islands import island_nodes, name_unnamed_nodes
 from ..nn.capture import capture
 from .probes import ProbedModel, probe_candidates, probe_output_names, unmark_probe_outputs
@@ -79,12 +81,12 @@ def _export_graph(module: torch.nn.Module, example: torch.Tensor, probe_names: S
     """Export with probes (module outputs kept as named tensors) and find the fp32 island nodes."""
     wrapped_names = [prefix + name for name in probe_names]
     proto, used = export_to_onnx(
-        ProbedModel(module, wrapped_names),
+        with_head(ProbedModel(module, wrapped_names), options.head, options.resolution, options.upsample),
         example,
         opset=options.opset,
         exporter=options.exporter,
         input_name=INPUT_NAME,
-        output_names=[OUTPUT_NAME, *probe_output_names(wrapped_names)],
+        output_names=[*head_output_names(options.head), *probe_output_names(wrapped_names)],
     )
     tensors = unmark_probe_outputs(proto)
     # node names are final only once Constant nodes are initializers: record islands after that
@@ -102,22 +104,33 @@ def _write_graph(graph: ExportedGraph, path: Path, metadata: Dict[str, str]) -> 
     return report
 
 
-def _parity_check(label: str, artifact: str, runtime: Dict, reference: np.ndarray, candidate: np.ndarray, budget) -> Dict:
-    result = compare_outputs(OUTPUT_NAME, reference, candidate, budget)
-    return {"label": label, "artifact": artifact, "runtime": runtime, "budget": budget.to_dict(), "passed": result.passed, "outputs": [result.to_dict()]}
+def _parity_check(label: str, artifact: str, runtime: Dict, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], budget) -> Dict:
+    results = [compare_outputs(name, ref, candidate[name], budget) for name, ref in reference.items()]
+    return {"label": label, "artifact": artifact, "runtime": runtime, "budget": budget.to_dict(),
+            "passed": all(r.passed for r in results), "outputs": [r.to_dict() for r in results]}
 
 
 def _run_onnx(path: Path, feed: np.ndarray):
-    """ONNX Runtime on the CPU, and what ran, in parity.json's words."""
+    """ONNX Runtime on the CPU (all outputs by name), and what ran, in parity.json's words."""
     with runtime.open_onnx(path, CPU, label=str(path)) as session:
         outputs = session.run({INPUT_NAME: feed})
         info = session.describe()
-    return outputs[OUTPUT_NAME], {"name": "onnxruntime", "version": info["version"], "providers": info["providers_active"]}
+    return outputs, {"name": "onnxruntime", "version": info["version"], "providers": info["providers_active"]}
 
 
-def _onnx_check(label: str, path: Path, images: np.ndarray, reference: np.ndarray, budget) -> Dict:
-    output, ran = _run_onnx(path, images)
-    return _parity_check(label, path.name, ran, reference, output, budget)
+def _onnx_check(label: str, path: Path, images: np.ndarray, reference: Dict[str, np.ndarray], budget) -> Dict:
+    outputs, ran = _run_onnx(path, images)
+    return _parity_check(label, path.name, ran, reference, outputs, budget)
+
+
+def _head_outputs(logits: torch.Tensor, options: ExportOptions, upsample: str) -> Dict[str, np.ndarray]:
+    """The head's outputs for these PyTorch logits, by output name: the reference (upsample
+    "cubic": upstream's bicubic) or a PyTorch stand-in's (the export's own upsample mode)."""
+    names = head_output_names(options.head)
+    outputs = {OUTPUT_NAME: logits.detach().numpy()} if OUTPUT_NAME in names else {}
+    if LABELS_NAME in names:
+        outputs[LABELS_NAME] = labels_from_logits(logits.detach().float(), options.resolution, upsample).numpy()
+    return outputs
 
 
 def _hazards(path: Path, precision: str) -> Dict:
@@ -169,6 +182,8 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                     "check --res and --batch against what the model accepts" + ("; fix its forward()" if loaded.source == "factory" else ""),
                 ) from None
             reference = _single_output(output, loaded.name).detach().numpy()
+            # upstream's own post-processing of the fp32 logits: the labels head's reference
+            reference_outputs = _head_outputs(output, options, "cubic")
             probe_names = [name for name, tensor in captured if tensor is not output]
             del captured
 
@@ -182,6 +197,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             "opset": options.opset,
             "exporter": options.exporter,
             "policy": policy.to_dict(),
+            "head": options.head,
         }
         recipe_sha = sha256_json(recipe)
         metadata = {
@@ -190,7 +206,8 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             META_RESOLUTION: f"{height}x{width}",
             META_BATCH: str(options.batch),
             META_INPUT_NAMES: INPUT_NAME,
-            META_OUTPUT_NAMES: OUTPUT_NAME,
+            META_OUTPUT_NAMES: ",".join(head_output_names(options.head)),
+            META_HEAD: options.head,
             META_NUM_CLASSES: str(reference.shape[1]) if reference.ndim == 4 else "",
             META_NORMALIZATION: f"rgb/255, mean={list(IMAGENET_MEAN)}, std={list(IMAGENET_STD)}",
             META_RECIPE: recipe_sha,
@@ -221,7 +238,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
         with steps.step("parity", "Comparing ONNX Runtime" + (" and the fp16 PyTorch proxy" if fp16 else "") + " with PyTorch fp32"):
             bundle = ReferenceBundle(
                 inputs={INPUT_NAME: images},
-                outputs={OUTPUT_NAME: reference},
+                outputs=reference_outputs,
                 info={
                     "source": "pytorch",
                     "precision": "fp32",
@@ -230,7 +247,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                     "normalization": {"scale": 1 / 255, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
                     "seed": options.seed,
                     "input_names": [INPUT_NAME],
-                    "output_names": [OUTPUT_NAME],
+                    "output_names": list(reference_outputs),
                 },
             )
             reference_files = write_reference(staging, bundle)
@@ -238,17 +255,18 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             fp32_budget = default_budget("fp32" if policy.upsample == "cubic" else "fp16")
             if fp16:
                 feed = images.astype(np.float16) if policy.io_dtype == "fp16" else images
-                fp16_output, ran = _run_onnx(staging / ONNX_NAME, feed)
+                fp16_outputs, ran = _run_onnx(staging / ONNX_NAME, feed)
                 with torch.no_grad(), fp16_storage_proxy(deployable) as proxy:
-                    proxy_out = proxy(example).numpy()
+                    proxy_out = _head_outputs(proxy(example), options, policy.upsample)
                 del deployable
                 checks = [
-                    _parity_check("ONNX Runtime fp16", ONNX_NAME, ran, reference, fp16_output, default_budget("fp16")),
-                    _parity_check("PyTorch fp16 proxy", "(policy applied in PyTorch)", {"name": "torch", "version": torch.__version__, "mode": "fp16 storage, fp32 accumulation"}, reference, proxy_out, default_budget("fp16")),
-                    _onnx_check("ONNX Runtime fp32", staging / FP32_ONNX_NAME, images, reference, fp32_budget),
+                    _parity_check("ONNX Runtime fp16", ONNX_NAME, ran, reference_outputs, fp16_outputs, default_budget("fp16")),
+                    _parity_check("PyTorch fp16 proxy", "(policy applied in PyTorch)", {"name": "torch", "version": torch.__version__, "mode": "fp16 storage, fp32 accumulation"},
+                                  reference_outputs, proxy_out, default_budget("fp16")),
+                    _onnx_check("ONNX Runtime fp32", staging / FP32_ONNX_NAME, images, reference_outputs, fp32_budget),
                 ]
             else:
-                checks = [_onnx_check("ONNX Runtime fp32", staging / ONNX_NAME, images, reference, fp32_budget)]
+                checks = [_onnx_check("ONNX Runtime fp32", staging / ONNX_NAME, images, reference_outputs, fp32_budget)]
             primary = checks[0]
             parity = {
                 "passed": all(c["passed"] for c in checks),

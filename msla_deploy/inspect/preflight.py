@@ -113,6 +113,10 @@ def check_operators(view: ModelView, target: Target, notes: List[str]) -> List[F
             unsupported.setdefault(node.op_type, []).append(node)
         elif node.op_type == "Resize":
             findings += _resize(view, node, target, notes)
+        elif node.op_type == "ArgMax":
+            findings += _argmax(view, node, target, notes)
+        elif node.op_type == "Cast":
+            findings += _cast(view, node, target)
         elif node.op_type == "Pad" and attribute(node, "mode", "constant") == "wrap" and not target.pad_wrap:
             findings.append(_node_finding(view, node, ERROR, "op-attribute", f"Pad mode 'wrap' is not parsed by TensorRT {target.name}",
                                           "use mode constant, reflect or edge"))
@@ -158,6 +162,56 @@ def _resize(view: ModelView, node: onnx.NodeProto, target: Target, notes: List[s
         findings.append(_node_finding(view, node, ERROR, "op-attribute", f"Resize mode '{mode}' is unknown to TensorRT's parser",
                                       "use nearest, linear or cubic"))
     return findings
+
+
+_FLOATS = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16)
+
+
+def _type_name(elem: Optional[int]) -> str:
+    return onnx.TensorProto.DataType.Name(elem) if elem else "unknown"
+
+
+def _argmax(view: ModelView, node: onnx.NodeProto, target: Target, notes: List[str]) -> List[Finding]:
+    """ArgMax is imported as a TopK layer (k=1): its input types and index type differ per version."""
+    findings = []
+    elem = view.elem_type(node.input[0])
+    if elem is not None and _type_name(elem) not in target.argmax_input_types:
+        findings.append(_node_finding(
+            view, node, ERROR, "dtype",
+            f"ArgMax over a {_type_name(elem)} tensor: TensorRT {target.name}'s parser takes {', '.join(sorted(target.argmax_input_types))} only",
+            "take the argmax of the float logits",
+        ))
+    graph_outputs = {o.name for o in view.model.graph.output}
+    uncast = node.output[0] in graph_outputs
+    note = (f"ArgMax: TensorRT {target.name} imports it as TopK (k=1) with {target.argmax_indices} indices"
+            + ("" if uncast else "; the graph casts them itself"))
+    if note not in notes:
+        notes.append(note)
+    if uncast and target.argmax_indices == "INT64":
+        # 8.x narrows to INT32 itself (check_types reports the INT64 output binding there)
+        findings.append(_node_finding(
+            view, node, WARNING, "int64",
+            f"ArgMax output '{node.output[0]}' is an INT64 network output on TensorRT {target.name}: DeepStream and most "
+            "C++ consumers read int32 class maps",
+            "cast the indices to int32 in the graph (msla-deploy export --head labels does)",
+        ))
+    return findings
+
+
+def _cast(view: ModelView, node: onnx.NodeProto, target: Target) -> List[Finding]:
+    if not target.uint8_cast_from_float_only:
+        return []
+    to, source = attribute(node, "to"), view.elem_type(node.input[0])
+    if source is None or onnx.TensorProto.UINT8 not in (to, source):
+        return []
+    other = source if to == onnx.TensorProto.UINT8 else to
+    if other in _FLOATS:
+        return []
+    return [_node_finding(
+        view, node, ERROR, "dtype",
+        f"Cast between UINT8 and {_type_name(other)}: TensorRT {target.name}'s parser casts UINT8 only to or from FP32/FP16",
+        "keep label maps int32 (TensorRT 8.6 and later cast to UINT8 from any type)",
+    )]
 
 
 def check_types(view: ModelView, target: Target, notes: List[str], info: Dict) -> List[Finding]:

@@ -11,6 +11,11 @@ what the parser takes, per version. Sources (read for this table; nothing here i
   Attention, 10.15 RMSNormalization, RotaryEmbedding, TensorScatter), and the 10.15
   `docs/operators.md` ("opset 9 to opset 24"). No 10.3, 10.13 or 11.x operators.md was available
   to us: those rows are 10.1's matrix plus the changelog, and 11.x uses the 10.15 matrix.
+* ArgMax (onnx-tensorrt `argMinMaxHelper`: onnx2trt_utils.cpp @ 8.5-GA/8.6-GA, importerUtils.cpp @
+  10.1-GA and main): a TopK layer with k=1 whose indices are INT32 on 8.x and cast to INT64 from
+  10.0; the input may not be INT32 or UINT8 on 8.5, not UINT8 from 8.6 (operators.md: "FP32, FP16"
+  on 8.5, "+ INT32" on 8.6, "+ BF16, INT64" on 10.1). Cast to UINT8 on 8.5 is accepted only from
+  FP32/FP16 (8.5-GA importCast); 8.6 moved Cast to ICastLayer without that restriction.
 * onnx/onnx-tensorrt 8.5-GA `builtin_op_importers.cpp` (importResize): the parser maps mode
   "cubic" to ResizeMode::kCUBIC since the 8.5 GA release commit (3b008c4), although every
   operators.md up to 10.15 lists only nearest and linear. Hence cubic is a warning on 8.5 ("not
@@ -80,6 +85,9 @@ class Target:
     operators: FrozenSet[str]
     matrix_note: str
     cubic_resize: str  # "undocumented" (8.5: warning) | "reported" (8.6.1 on: a note)
+    argmax_input_types: FrozenSet[str]  # ONNX element type names ArgMax's input may have
+    argmax_indices: str  # "INT32" (8.x: TopK indices as they are) | "INT64" (10.0 on: cast to INT64)
+    uint8_cast_from_float_only: bool  # 8.5: Cast to/from UINT8 only with FP32/FP16 on the other side
     int64_native: bool  # False: the 8.x parser casts INT64 to INT32, clamping (8.x operators.md)
     bf16: bool  # BF16 arrived with 9.0 (onnx-tensorrt changelog)
     pad_wrap: bool  # Pad mode "wrap": onnx-tensorrt changelog 10.0 EA
@@ -121,6 +129,10 @@ def parse_target(text: Optional[str]) -> Optional[Target]:
         operators=operators,
         matrix_note=note,
         cubic_resize="undocumented" if version.key < (8, 6) else "reported",
+        argmax_input_types=frozenset({"FLOAT", "FLOAT16"} | ({"INT32"} if version.key >= (8, 6) else set())
+                                     | ({"BFLOAT16", "INT64"} if modern else set())),
+        argmax_indices="INT64" if modern else "INT32",
+        uint8_cast_from_float_only=version.key < (8, 6),
         int64_native=modern,
         bf16=modern,
         pad_wrap=modern,
@@ -133,7 +145,8 @@ def parse_target(text: Optional[str]) -> Optional[Target]:
 SOURCES: Tuple[str, ...] = (
     "github.com/onnx/onnx-tensorrt docs/operators.md @ 8.5-GA, 8.6-GA, 10.1-GA; 10.15",
     "github.com/onnx/onnx-tensorrt docs/Changelog.md (9.0 ... 10.15)",
-    "github.com/onnx/onnx-tensorrt builtin_op_importers.cpp @ 8.5-GA (Resize: cubic import path)",
+    "github.com/onnx/onnx-tensorrt builtin_op_importers.cpp @ 8.5-GA (Resize: cubic import path; Cast: UINT8)",
+    "github.com/onnx/onnx-tensorrt argMinMaxHelper @ 8.5-GA, 8.6-GA, 10.1-GA, main (ArgMax: TopK k=1, index type)",
     "msla_deploy/trt/versions.py (max opset, typing modes, DLA per version, JetPack) and trt/dla.py (DLA rules)",
     "shared/docs/FACTS.md §3",
 )

@@ -37,17 +37,19 @@ class Budget:
                 "finite", bad == 0, f"{p.nan_count} NaN / {p.inf_count} Inf", "0 NaN / 0 Inf",
                 f"{p.nan_count} NaN and {p.inf_count} Inf values (reference has {p.reference_nonfinite})",
             ))
-        limit = self.max_abs_limit(p.max_abs_reference)
+        # an integer label map has no error magnitudes: agreement and mIoU judge it
+        limit = None if p.labels else self.max_abs_limit(p.max_abs_reference)
         if limit is not None:
             out.append(Check(
                 "max_abs", p.max_abs <= limit,  # a NaN error fails: comparisons with NaN are False
                 f"{p.max_abs:.3g}", f"<= {limit:.3g}",
                 f"max abs error {p.max_abs:.3g} > {limit:.3g} ({self.max_abs_rel:g} x peak {p.max_abs_reference:.3g} + {self.max_abs_floor:g})",
             ))
-        out.append(Check(
-            "cosine", p.cosine >= self.min_cosine, f"{p.cosine:.7f}", f">= {self.min_cosine:.10g}",
-            f"cosine {p.cosine:.6f} < {self.min_cosine}",
-        ))
+        if not p.labels:
+            out.append(Check(
+                "cosine", p.cosine >= self.min_cosine, f"{p.cosine:.7f}", f">= {self.min_cosine:.10g}",
+                f"cosine {p.cosine:.6f} < {self.min_cosine}",
+            ))
         if p.argmax_agreement is not None:
             out.append(Check(
                 "argmax_agreement", p.argmax_agreement >= self.min_argmax_agreement,

@@ -2,7 +2,8 @@
 
 Polygraphy's comparators answer "are these tensors close"; a segmentation deployment also needs
 to know whether the labels changed, so argmax agreement, prediction-vs-prediction mIoU and the
-per-class IoU are computed here for [N, C, H, W] logits. `validate` passes in the statistics
+per-class IoU are computed here for [N, C, H, W] logits, and for integer label maps ([N, H, W],
+the `labels` output of `export --head labels|both`), where only agreement and mIoU mean anything. `validate` passes in the statistics
 Polygraphy measured (`measured=`) and this module adds what Polygraphy lacks; `export` (which
 must not depend on Polygraphy) lets numpy measure everything.
 """
@@ -39,6 +40,8 @@ class OutputParity:
     class_iou: Optional[List[Dict]] = None
     # which tool measured which statistic (statistics not listed: numpy, here)
     measured_by: Dict[str, str] = field(default_factory=dict)
+    # an integer label map: judged by agreement and mIoU only (error magnitudes and cosine are None)
+    labels: bool = False
     # the class the reference predicts most and its share of the pixels: near 1.0, label
     # agreement and mIoU are vacuous (random weights often predict one class everywhere)
     dominant_class: Optional[int] = None
@@ -50,8 +53,10 @@ class OutputParity:
         return not self.failures
 
     @property
-    def relative_max_abs(self) -> float:
+    def relative_max_abs(self) -> Optional[float]:
         """max |error| as a fraction of the reference's peak magnitude."""
+        if self.labels:
+            return None
         return self.max_abs / self.max_abs_reference if self.max_abs_reference > 0 else self.max_abs
 
     def to_dict(self) -> Dict:
@@ -127,6 +132,33 @@ def mean_iou(rows: List[Dict]) -> float:
     return float(np.mean(present)) if present else 1.0
 
 
+def is_label_map(array: np.ndarray) -> bool:
+    return np.issubdtype(array.dtype, np.integer)
+
+
+def _compare_labels(name: str, ref: np.ndarray, cand: np.ndarray, budget: Budget) -> OutputParity:
+    """Labels against labels: the fraction of equal pixels, and the candidate's mIoU against the
+    reference taken as ground truth. Candidate values outside the reference's classes (a broken
+    engine) count as wrong, in a bucket of their own."""
+    ref = ref.astype(np.int64)
+    cand = cand.astype(np.int64)
+    num_classes = int(max(ref.max(initial=0), 0)) + 1
+    invalid = (cand < 0) | (cand >= num_classes)
+    rows = class_iou(np.clip(ref, 0, num_classes - 1), np.where(invalid, num_classes, cand), num_classes + 1)[:num_classes]
+    none = None  # no error magnitudes between labels: reports show "-"
+    counts = np.bincount(np.clip(ref, 0, num_classes - 1).ravel(), minlength=num_classes)
+    result = OutputParity(
+        name=name, shape=list(ref.shape), max_abs=none, mean_abs=none, p99_abs=none, max_abs_reference=none, cosine=none,
+        nan_count=0, inf_count=0, reference_nonfinite=0,
+        argmax_agreement=float((ref == cand).mean()) if ref.size else 1.0,
+        miou=mean_iou(rows), class_iou=rows, labels=True,
+        dominant_class=int(counts.argmax()), dominant_class_share=float(counts.max() / max(counts.sum(), 1)),
+        vacuous_note=vacuous_labels_note(counts),
+    )
+    result.failures = budget.violations(result)
+    return result
+
+
 def compare_outputs(
     name: str,
     reference: np.ndarray,
@@ -139,9 +171,12 @@ def compare_outputs(
 
     `measured` replaces any of MEASURABLE with values another tool (`measured_by`) computed on the
     same two arrays, so a report shows that tool's numbers rather than a second opinion.
+    Integer label maps are compared as labels (agreement, mIoU); `measured` is not used for them.
     """
     if reference.shape != candidate.shape:
         raise ValueError(f"output {name!r}: reference shape {reference.shape} != candidate shape {candidate.shape}")
+    if is_label_map(reference):
+        return _compare_labels(name, reference, candidate, budget)
     ref = reference.astype(np.float64)
     cand = candidate.astype(np.float64)
     nan_count = int(np.isnan(cand).sum())

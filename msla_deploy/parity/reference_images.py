@@ -71,6 +71,10 @@ def _add_images(directory: Path, staging: Path, images_dir: Path, steps: Steps) 
 
     with steps.step("build", "Rebuilding the exported PyTorch model"):
         module = rebuild(manifest, "reference --inputs")
+        from ..nn.heads import with_head
+
+        # a labels head: upstream's resize + argmax on the rebuilt logits, like the export's reference
+        module = with_head(module, manifest.options.head, manifest.options.resolution)
     with steps.step("reference", "Computing the PyTorch reference outputs"):
         outputs = np.concatenate([run_model(module, pixels[i:i + batch]) for i in range(0, len(files), batch)])
 

@@ -50,6 +50,12 @@ class TorchSession(Session):
         self.module = rebuild(artifact.manifest, purpose)
         import torch
 
+        from ..nn.heads import with_head
+
+        options = artifact.manifest.options
+        # the export's head in PyTorch: upstream's bicubic resize + argmax, the labels' reference
+        self.module = with_head(self.module, options.head, options.resolution)
+
         self._torch = torch
         inputs = artifact.inputs
         if inputs:
@@ -73,7 +79,7 @@ class TorchSession(Session):
             output = self.module(*args)
         names = list(self.outputs)
         values = output if isinstance(output, (tuple, list)) else (output,)
-        return {name: value.detach().float().numpy() for name, value in zip(names, values)}
+        return {name: (value.detach().float() if value.is_floating_point() else value.detach()).numpy() for name, value in zip(names, values)}
 
     def close(self) -> None:
         self._torch.set_num_threads(self._previous_threads)

@@ -1,0 +1,1 @@
+"""`predict`: labels, colours and overlays for pictures (torch-free)."""

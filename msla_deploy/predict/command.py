@@ -1,0 +1,83 @@
+"""The `predict` command: parse, call msla_deploy.predict.run, render. Registered in cli.py.
+
+Exit codes: 0 written, 2 bad input (including an existing output without --overwrite, or an
+unreadable picture with --strict), 3 missing runtime.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from ..console import err, key_values, out, print_json
+
+
+def predict_command(
+    artifact: Path = typer.Argument(..., help="Export directory, .onnx or engine."),
+    pictures: List[Path] = typer.Argument(..., help="Picture files and/or folders (scanned recursively)."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for <name>_labels.png, <name>_color.png, <name>_overlay.png."),
+    backend: str = typer.Option("auto", "--backend", help="auto | ort-cpu | ort-cuda | ort-trt | trt."),
+    label_ids: bool = typer.Option(False, "--label-ids", help="Cityscapes: write label ids (as *_gtFine_labelIds.png) instead of train ids."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable picture (exit 2) instead of skipping it."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist."),
+    alpha: float = typer.Option(0.5, "--alpha", help="Overlay: weight of the class colours (0..1)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime (default: its choice)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the files written and per-picture class areas as JSON."),
+) -> None:
+    """Segment pictures with an artifact: a label PNG, a colour PNG and an overlay PNG per picture."""
+    from .run import PredictOptions, run_predict
+
+    options = PredictOptions(artifact=artifact, inputs=pictures, out=out_dir, backend=backend, label_ids=label_ids,
+                             strict=strict, overwrite=overwrite, alpha=alpha, threads=threads)
+    warn = lambda message: err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)  # noqa: E731
+    with _progress() as on_picture:
+        result = run_predict(options, on_picture=on_picture, warn=warn)
+    report = result.report
+    if json_out:
+        print_json(report)
+        return
+    rt = report["runtime"]
+    out.print(key_values([
+        ("artifact", escape(report["artifact"])),
+        ("ran on", f"{rt.get('runtime', '')} {rt.get('version', '')} ({rt.get('backend', '')}), labels from {rt.get('labels_from')}"),
+        ("label PNG", report["label_values"]),
+        ("written", f"{len(result.written)} file(s) in {escape(report['out'])}"),
+    ]))
+    table = Table(title=None, show_edge=False, pad_edge=False)
+    for column in ("picture", "size", "largest classes"):
+        table.add_column(column, no_wrap=column != "largest classes")
+    for p in report["pictures"]:
+        top = ", ".join(f"{name} {100 * share:.0f}%" for name, share in list(p["areas"].items())[:3])
+        table.add_row(escape(p["input"]), "x".join(map(str, p["size"])), escape(top))
+    out.print(table)
+    if report["skipped"]:
+        err.print(f"[yellow]{len(report['skipped'])} picture(s) skipped[/] (unreadable; --strict makes that an error)", highlight=False)
+
+
+class _progress:
+    """A progress bar on a terminal when there is more than one picture; silent otherwise."""
+
+    def __enter__(self):
+        self.bar = None
+        self.task = None
+
+        def on_picture(done: int, total: int, source: Path) -> None:
+            if total < 2 or not err.is_terminal:
+                return
+            if self.bar is None:
+                from rich.progress import Progress
+
+                self.bar = Progress(console=err, transient=True)
+                self.bar.start()
+                self.task = self.bar.add_task("Predicting", total=total)
+            self.bar.update(self.task, completed=done, description=f"Predicting {escape(source.name)}")
+
+        return on_picture
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()

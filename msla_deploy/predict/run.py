@@ -1,0 +1,167 @@
+"""`predict`: pictures -> label PNG, colour PNG and overlay PNG per picture, torch-free.
+
+    pictures (files, folders) -> Segmenter (upstream pre/postprocessing) -> three PNGs each
+
+Every problem that can be known before running is raised before the first file is written:
+unknown files, output names two pictures would share, existing outputs without `overwrite`,
+`label_ids` for a model that is not Cityscapes. Each output is written atomically (temp file,
+then rename). An unreadable picture is reported and skipped, or with `strict` stops the run
+(the pictures before it keep their complete outputs).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from ..artifact.files import write_bytes_atomic
+from ..errors import BadInput
+from ..runtime.segmenter import Segmentation, Segmenter, to_rgb
+
+# what a folder is scanned for (lower-case suffixes Pillow reads)
+PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+# per picture: <stem> + suffix
+OUTPUT_SUFFIXES = {"labels": "_labels.png", "color": "_color.png", "overlay": "_overlay.png"}
+PREDICT_FORMAT = "msla-deploy/predict/1"
+
+
+@dataclass
+class PredictOptions:
+    artifact: Path
+    inputs: Sequence[Path]
+    out: Path
+    backend: str = "auto"
+    label_ids: bool = False  # Cityscapes label ids in the label PNG instead of train ids
+    strict: bool = False
+    overwrite: bool = False
+    alpha: float = 0.5
+    threads: Optional[int] = None
+
+
+@dataclass
+class Job:
+    source: Path
+    stem: Path  # output path without suffix, relative to the output directory
+
+    def outputs(self, out: Path) -> Dict[str, Path]:
+        return {kind: out / (str(self.stem) + suffix) for kind, suffix in OUTPUT_SUFFIXES.items()}
+
+
+@dataclass
+class PredictResult:
+    report: Dict
+    written: List[Path] = field(default_factory=list)
+
+
+def collect_jobs(inputs: Sequence[Path]) -> List[Job]:
+    """Files as given (output named after the file's stem); folders scanned recursively for
+    pictures (outputs mirror the path below the folder). Sorted, so runs are reproducible."""
+    jobs: List[Job] = []
+    for given in inputs:
+        path = Path(given)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in PICTURE_SUFFIXES)
+            if not found:
+                raise BadInput(f"the folder {path} holds no pictures ({', '.join(PICTURE_SUFFIXES)})", "pass a folder of pictures or picture files")
+            jobs += [Job(p, p.relative_to(path).with_suffix("")) for p in found]
+        elif path.is_file():
+            jobs.append(Job(path, Path(path.stem)))
+        else:
+            raise BadInput(f"{path}: no such file or folder", "pass picture files or folders of pictures")
+    if not jobs:
+        raise BadInput("no pictures given", "pass picture files or folders")
+    seen: Dict[Path, Path] = {}
+    for job in jobs:
+        if job.stem in seen:
+            raise BadInput(f"{seen[job.stem]} and {job.source} would both write {job.stem}{OUTPUT_SUFFIXES['labels']}",
+                           "rename one, or predict them into different --out folders")
+        seen[job.stem] = job.source
+    return jobs
+
+
+def check_outputs(jobs: Sequence[Job], out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise BadInput(f"--out {out} is a file", "pass a folder (it is created if missing)")
+    if overwrite:
+        return
+    for job in jobs:
+        for path in job.outputs(out).values():
+            if path.exists():
+                raise BadInput(f"{path} exists (from an earlier run?)", "pass --overwrite to replace it, or another --out folder")
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def label_picture(result: Segmentation, label_ids: bool) -> np.ndarray:
+    labels = result.label_ids() if label_ids else result.labels
+    if labels.dtype != np.uint8:  # more than 256 classes: a 16-bit grey PNG
+        return labels.astype(np.uint16)
+    return labels
+
+
+def run_predict(options: PredictOptions, on_picture: Optional[Callable[[int, int, Path], None]] = None,
+                warn: Optional[Callable[[str], None]] = None) -> PredictResult:
+    """Predict every picture; `on_picture(done, total, source)` after each, `warn(message)` for skips."""
+    if not 0.0 <= options.alpha <= 1.0:
+        raise BadInput(f"--alpha {options.alpha} is outside 0..1", "use e.g. 0.5")
+    jobs = collect_jobs(options.inputs)
+    out = Path(options.out)
+    check_outputs(jobs, out, options.overwrite)
+    segmenter = Segmenter(options.artifact, options.backend, threads=options.threads)
+    if options.label_ids and segmenter.dataset != "cityscapes":
+        raise BadInput(f"--label-ids: {options.artifact} does not predict Cityscapes classes ({segmenter.dataset or 'unknown label set'})",
+                       "leave --label-ids out: the label PNG then holds train ids")
+    pictures, skipped, written = [], [], []
+    if on_picture:
+        on_picture(0, len(jobs), jobs[0].source)
+    with segmenter:
+        for index, job in enumerate(jobs):
+            try:
+                pixels = to_rgb(job.source)
+            except BadInput as exc:
+                if options.strict:
+                    raise BadInput(f"{exc.problem} (--strict: stopped; {len(pictures)} picture(s) before it were written)", exc.fix) from None
+                skipped.append({"input": str(job.source), "error": exc.problem})
+                if warn:
+                    warn(f"skipped {job.source}: {exc.problem}")
+            else:
+                result = segmenter(pixels)
+                files = job.outputs(out)
+                content = {
+                    "labels": png_bytes(label_picture(result, options.label_ids)),
+                    "color": png_bytes(result.colorize()),
+                    "overlay": png_bytes(result.overlay(options.alpha)),
+                }
+                for kind, path in files.items():
+                    write_bytes_atomic(path, content[kind])
+                    written.append(path)
+                pictures.append({
+                    "input": str(job.source),
+                    "size": [int(pixels.shape[0]), int(pixels.shape[1])],
+                    "files": {kind: str(path) for kind, path in files.items()},
+                    "exact": result.exact,
+                    "areas": result.areas(),
+                })
+            if on_picture:
+                on_picture(index + 1, len(jobs), job.source)
+        described = segmenter.describe()
+    report = {
+        "format": PREDICT_FORMAT,
+        "artifact": str(options.artifact),
+        "runtime": described,
+        "out": str(out),
+        "label_values": "cityscapes label ids" if options.label_ids else "train ids",
+        "pictures": pictures,
+        "skipped": skipped,
+    }
+    return PredictResult(report, written)
