@@ -15,34 +15,13 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-# Cityscapes' 19 evaluation classes in train-id order, with the dataset's customary colours
-CITYSCAPES_CLASSES = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation",
-    "terrain", "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
-)
-CITYSCAPES_COLORS = (
-    (128, 64, 128), (244, 35, 232), (70, 70, 70), (102, 102, 156), (190, 153, 153), (153, 153, 153),
-    (250, 170, 30), (220, 220, 0), (107, 142, 35), (152, 251, 152), (70, 130, 180), (220, 20, 60),
-    (255, 0, 0), (0, 0, 142), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
-)
+from ..classes import class_names, palette  # noqa: F401 (class names and colours have one owner; validate imports them from here)
+
 DISAGREE = np.array([255, 255, 255], np.uint8)
 NONFINITE = np.array([0, 255, 255], np.uint8)
 # black -> dark red -> red -> yellow -> white
 _HEAT_STOPS = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
 _HEAT_RGB = np.array([(0, 0, 0), (110, 0, 0), (230, 30, 0), (255, 210, 0), (255, 255, 255)], np.float64)
-
-
-def class_names(num_classes: int, model_name: str = "") -> Optional[Tuple[str, ...]]:
-    if num_classes == len(CITYSCAPES_CLASSES) and "cityscapes" in model_name:
-        return CITYSCAPES_CLASSES
-    return None
-
-
-def palette(num_classes: int) -> np.ndarray:
-    if num_classes == len(CITYSCAPES_COLORS):
-        return np.array(CITYSCAPES_COLORS, np.uint8)
-    # any other class count (ADE20K's 150): fixed, well-spread colours from a seeded generator
-    return np.random.default_rng(150).integers(40, 256, size=(num_classes, 3)).astype(np.uint8)
 
 
 def _upscale(picture: np.ndarray, factor: Tuple[int, int]) -> np.ndarray:

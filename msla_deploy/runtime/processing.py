@@ -1,0 +1,223 @@
+"""Upstream's pre- and postprocessing around the model, torch-free, run by ONNX Runtime.
+
+Upstream's evaluation (applications/efficientvit_seg/eval_efficientvit_seg_model.py):
+
+- picture: RGB uint8 -> cv2.resize INTER_CUBIC to the crop size when the sizes differ (a = -0.75,
+  pixel centres at +0.5, edge pixels repeated, no antialiasing; the result is uint8 again) ->
+  /255 -> ImageNet mean/std -> N x 3 x H x W float32.
+- logits [N, C, h, w] -> F.interpolate(mode="bicubic", align_corners=False) to the label size ->
+  argmax over the classes.
+
+Both interpolations are ONNX `Resize` (mode cubic, coordinate_transformation_mode half_pixel,
+cubic_coeff_a -0.75, exclude_outside 0), which is the operator PyTorch exports its bicubic
+interpolation to, run by ONNX Runtime on the CPU: no hand-written interpolation. ONNX Runtime's
+cubic Resize is slow on large maps (6 s for 19 x 1024 x 2048 on one core), so it is applied the
+way it is defined, separably: Resize turns an identity matrix into each axis' interpolation
+matrix (a resize is linear, so resizing e_i gives the weights of source pixel i), and the graph
+multiplies by the two matrices (MatMul, fast and threaded; 0.26 s). The tiny graphs are built
+with onnx.helper and cached per shape, so a dataset of one size builds each once.
+
+The one known difference: cv2 interpolates uint8 in 11-bit fixed point, we in float32 and round to
+the nearest grey level, so a resized pixel can differ from cv2's by one grey level.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Dict, Optional, Tuple
+
+import numpy as np
+
+from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import MissingRuntime
+
+CUBIC_COEFF_A = -0.75
+OPSET = 13  # Resize-13 has every attribute needed; old enough for JetPack 5's ONNX Runtime
+IR_VERSION = 7  # the IR that opset 13 shipped with (newer onnx packages default to a newer one)
+
+_sessions: Dict[Tuple, object] = {}
+_lock = threading.RLock()  # re-entrant: building a graph opens the weights session
+
+
+def _onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise MissingRuntime(
+            "pre- and postprocessing run on ONNX Runtime, which is not installed",
+            "pip install 'msla-deploy[cpu]' (or [gpu], or JetPack's onnxruntime wheel)",
+        ) from None
+    return onnxruntime
+
+
+def _node(op: str, inputs, outputs, **attributes):
+    from onnx import helper
+
+    return helper.make_node(op, inputs, outputs, **attributes)
+
+
+def _model(nodes, inputs, outputs, initializers) -> bytes:
+    from onnx import helper
+
+    graph = helper.make_graph(nodes, "msla_deploy_processing", inputs, outputs, initializer=initializers)
+    model = helper.make_model(graph, opset_imports=[helper.make_operatorsetid("", OPSET)], producer_name="msla-deploy")
+    model.ir_version = IR_VERSION
+    return model.SerializeToString()
+
+
+def _weights_graph(n_in: int, n_out: int) -> bytes:
+    """identity [1, 1, n_in, n_in] -> Resize of its last axis to n_out: row i = the weights of source i."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    init = [numpy_helper.from_array(np.array([1, 1, n_in, n_out], np.int64), "sizes")]
+    node = _node(
+        "Resize", ["eye", "", "", "sizes"], ["weights"], mode="cubic", coordinate_transformation_mode="half_pixel",
+        cubic_coeff_a=CUBIC_COEFF_A, exclude_outside=0,
+    )
+    return _model(
+        [node], [helper.make_tensor_value_info("eye", TensorProto.FLOAT, [1, 1, n_in, n_in])],
+        [helper.make_tensor_value_info("weights", TensorProto.FLOAT, [1, 1, n_in, n_out])], init,
+    )
+
+
+def axis_weights(n_in: int, n_out: int) -> np.ndarray:
+    """[n_in, n_out] float32: x @ W resizes the last axis of x as ONNX Resize (cubic, half_pixel, a=-0.75) does."""
+    session = _session(("weights", n_in, n_out), lambda: _weights_graph(n_in, n_out), None)
+    eye = np.eye(n_in, dtype=np.float32)[None, None]
+    return session.run(None, {"eye": eye})[0][0, 0]
+
+
+def _separable_resize(source: str, hw_in: Tuple[int, int], hw_out: Tuple[int, int], nodes: list, init: list) -> str:
+    """Append MatMuls resizing the last two axes of `source` (an axis whose size stays is left alone)."""
+    from onnx import numpy_helper
+
+    current = source
+    if hw_in[1] != hw_out[1]:  # along W: x [..., h, w] @ Ww [w, W]
+        init.append(numpy_helper.from_array(axis_weights(hw_in[1], hw_out[1]), "weights_w"))
+        nodes.append(_node("MatMul", [current, "weights_w"], ["resized_w"]))
+        current = "resized_w"
+    if hw_in[0] != hw_out[0]:  # along H: Wh^T [H, h] @ x [..., h, W]
+        init.append(numpy_helper.from_array(np.ascontiguousarray(axis_weights(hw_in[0], hw_out[0]).T), "weights_h"))
+        nodes.append(_node("MatMul", ["weights_h", current], ["resized_h"]))
+        current = "resized_h"
+    return current
+
+
+def _picture_graph(hw_in: Tuple[int, int], hw_out: Tuple[int, int], normalise: bool) -> bytes:
+    """uint8 [H, W, 3] -> uint8 [H', W', 3] (resize only), or float32 [1, 3, H', W'] normalised."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    oh, ow = hw_out
+    init = [numpy_helper.from_array(np.array(255.0, np.float32), "full")]
+    nodes = [_node("Cast", ["pixels"], ["pixels_f"], to=TensorProto.FLOAT), _node("Transpose", ["pixels_f"], ["chw"], perm=[2, 0, 1])]
+    current = _separable_resize("chw", hw_in, hw_out, nodes, init)
+    if current != "chw":
+        # cv2 returns uint8: round to the nearest grey level and saturate
+        init.append(numpy_helper.from_array(np.array(0.0, np.float32), "zero"))
+        nodes += [_node("Round", [current], ["rounded"]), _node("Clip", ["rounded", "zero", "full"], ["clipped"])]
+        current = "clipped"
+    if normalise:
+        # torchvision's ToTensor then Normalize: x / 255, then (x - mean) / std, in float32
+        init += [
+            numpy_helper.from_array(np.asarray(IMAGENET_MEAN, np.float32).reshape(3, 1, 1), "mean"),
+            numpy_helper.from_array(np.asarray(IMAGENET_STD, np.float32).reshape(3, 1, 1), "std"),
+            numpy_helper.from_array(np.array([1, 3, oh, ow], np.int64), "nchw"),
+        ]
+        nodes += [
+            _node("Div", [current, "full"], ["unit"]),
+            _node("Sub", ["unit", "mean"], ["centred"]),
+            _node("Div", ["centred", "std"], ["normalised"]),
+            _node("Reshape", ["normalised", "nchw"], ["out"]),
+        ]
+        out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, oh, ow])
+    else:
+        nodes += [_node("Transpose", [current], ["hwc"], perm=[1, 2, 0]), _node("Cast", ["hwc"], ["out"], to=TensorProto.UINT8)]
+        out = helper.make_tensor_value_info("out", TensorProto.UINT8, [oh, ow, 3])
+    pixels = helper.make_tensor_value_info("pixels", TensorProto.UINT8, [hw_in[0], hw_in[1], 3])
+    return _model(nodes, [pixels], [out], init)
+
+
+def _logits_graph(shape: Tuple[int, ...], dtype: np.dtype, hw_out: Tuple[int, int], argmax: bool) -> bytes:
+    """[N, C, h, w] logits -> float32 [N, C, H, W] upsampled, or int64 [N, H, W] labels."""
+    from onnx import TensorProto, helper
+
+    n, c, h, w = shape
+    init: list = []
+    nodes = [_node("Cast", ["logits"], ["logits_f"], to=TensorProto.FLOAT)]
+    current = _separable_resize("logits_f", (h, w), hw_out, nodes, init)
+    if argmax:
+        # ties go to the first class, as torch.argmax and numpy's argmax do
+        nodes.append(_node("ArgMax", [current], ["out"], axis=1, keepdims=0, select_last_index=0))
+        out = helper.make_tensor_value_info("out", TensorProto.INT64, [n, hw_out[0], hw_out[1]])
+    else:
+        nodes.append(_node("Identity", [current], ["out"]))
+        out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [n, c, hw_out[0], hw_out[1]])
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    return _model(nodes, [helper.make_tensor_value_info("logits", elem, list(shape))], [out], init)
+
+
+def _session(key: Tuple, build, threads: Optional[int]):
+    key = key + (threads,)
+    with _lock:
+        session = _sessions.get(key)
+        if session is None:
+            ort = _onnxruntime()
+            options = ort.SessionOptions()
+            if threads:
+                options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+            # no busy-waiting threads: these graphs share the CPU with the model being evaluated
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            session = ort.InferenceSession(build(), options, providers=["CPUExecutionProvider"])
+            _sessions[key] = session
+    return session
+
+
+def _check_picture(pixels: np.ndarray) -> np.ndarray:
+    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8 or min(pixels.shape[:2]) < 1:
+        raise ValueError(f"expected an H x W x 3 uint8 RGB picture, got {pixels.shape} {pixels.dtype}")
+    return np.ascontiguousarray(pixels)
+
+
+def _hw(size) -> Tuple[int, int]:
+    return (int(size[0]), int(size[1]))
+
+
+def resize_rgb(pixels: np.ndarray, size: Tuple[int, int], *, threads: Optional[int] = None) -> np.ndarray:
+    """H x W x 3 uint8 -> size[0] x size[1] x 3 uint8, as cv2.resize INTER_CUBIC (the same array when sizes match)."""
+    pixels = _check_picture(pixels)
+    hw_in, hw_out = pixels.shape[:2], _hw(size)
+    if hw_in == hw_out:
+        return pixels
+    session = _session(("rgb", hw_in, hw_out), lambda: _picture_graph(hw_in, hw_out, normalise=False), threads)
+    return session.run(None, {"pixels": pixels})[0]
+
+
+def preprocess(pixels: np.ndarray, size: Tuple[int, int], *, threads: Optional[int] = None) -> np.ndarray:
+    """H x W x 3 uint8 RGB -> 1 x 3 x size[0] x size[1] float32, upstream's evaluation input."""
+    pixels = _check_picture(pixels)
+    hw_in, hw_out = pixels.shape[:2], _hw(size)
+    session = _session(("input", hw_in, hw_out), lambda: _picture_graph(hw_in, hw_out, normalise=True), threads)
+    return session.run(None, {"pixels": pixels})[0]
+
+
+def _check_logits(logits: np.ndarray) -> np.ndarray:
+    if logits.ndim != 4 or logits.dtype not in (np.float32, np.float16, np.float64):
+        raise ValueError(f"expected [N, C, h, w] float logits, got {logits.shape} {logits.dtype}")
+    return np.ascontiguousarray(logits)
+
+
+def upsample(logits: np.ndarray, size: Tuple[int, int], *, threads: Optional[int] = None) -> np.ndarray:
+    """[N, C, h, w] -> float32 [N, C, size[0], size[1]], as F.interpolate(bicubic, align_corners=False)."""
+    logits = _check_logits(logits)
+    shape, hw_out = tuple(logits.shape), _hw(size)
+    session = _session(("up", shape, logits.dtype.str, hw_out), lambda: _logits_graph(shape, logits.dtype, hw_out, argmax=False), threads)
+    return session.run(None, {"logits": logits})[0]
+
+
+def labels(logits: np.ndarray, size: Tuple[int, int], *, threads: Optional[int] = None) -> np.ndarray:
+    """[N, C, h, w] logits -> int64 [N, size[0], size[1]] labels: bicubic upsample, then argmax."""
+    logits = _check_logits(logits)
+    shape, hw_out = tuple(logits.shape), _hw(size)
+    session = _session(("labels", shape, logits.dtype.str, hw_out), lambda: _logits_graph(shape, logits.dtype, hw_out, argmax=True), threads)
+    return session.run(None, {"logits": logits})[0]
