@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from msla_deploy.cli import app
-from msla_deploy.artifact.manifest import read_manifest
+from tests.fixtures import manifest_json as read_manifest
 
 B0 = "efficientvit-seg-b0-cityscapes"
 runner = CliRunner()
@@ -33,7 +33,7 @@ def build(*args):
 
 
 def _export(directory: Path, precision: str) -> Path:
-    from msla_deploy.export.options import ExportOptions
+    from msla_deploy.artifact.options import ExportOptions
     from msla_deploy.export.pipeline import run_export
 
     result = run_export(ExportOptions(model=B0, resolution=(64, 128), out=directory, precision=precision))
@@ -77,7 +77,7 @@ def test_print_trtexec_json(fp32_dir):
     data = json.loads(result.stdout)
     assert set(data) == {"argv", "command", "run_in", "summary", "warnings", "dla_preflight"}
     assert data["run_in"] == str(fp32_dir) and data["dla_preflight"] is None
-    assert shlex.split(data["command"]) == data["argv"] and "--memPoolSize=workspace:1024M" in data["argv"]
+    assert shlex.split(data["command"]) == data["argv"] and "--memPoolSize=workspace:1024" in data["argv"]
 
 
 def test_fp16_from_the_fp32_export_pins_its_recorded_nodes(fp32_dir):

@@ -19,7 +19,7 @@ from msla_deploy.cli import app
 from msla_deploy.errors import BadInput
 from msla_deploy.export import pipeline
 from msla_deploy.export.graph import FORBIDDEN_OPS
-from msla_deploy.export.options import ExportOptions, parse_resolution
+from msla_deploy.artifact.options import ExportOptions, parse_resolution
 from msla_deploy.export.pipeline import run_export
 from msla_deploy.artifact.files import sha256_file
 from msla_deploy.parity.budgets import Budget
@@ -50,14 +50,14 @@ def test_golden_b0_through_onnx(tmp_path, exporter, res):
     options = ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(h, w), exporter=exporter, out=tmp_path / "b0")
     result = run_export(options)
     assert result.passed
-    assert result.manifest["exporter"]["used"] == exporter
+    assert result.manifest.to_dict()["exporter"]["used"] == exporter
     x = np.load(B0_DIR / f"input_{res}.npy")
     golden = np.load(B0_DIR / f"output_{res}.npy")
     actual = ort_run(result.directory / "model.onnx", x)
     assert actual.shape == golden.shape == (1, 19, h // 8, w // 8)
     assert np.abs(actual - golden).max() <= 1e-4 * np.abs(golden).max()
     assert np.array_equal(actual.argmax(1), golden.argmax(1))
-    branches = {p["branch"] for p in result.manifest["attention_plans"]}
+    branches = {p["branch"] for p in result.manifest.to_dict()["attention_plans"]}
     assert branches == ({"linear"} if res == "256x512" else {"quadratic"})  # 16 and 4 tokens <= dim 16
 
 
@@ -111,7 +111,7 @@ def test_same_inputs_give_a_byte_identical_onnx(tmp_path):
     digests = []
     for run in ("a", "b"):
         options = ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(64, 64), out=tmp_path / run)
-        digests.append(run_export(options).manifest["artifacts"]["model.onnx"]["sha256"])
+        digests.append(run_export(options).manifest.to_dict()["artifacts"]["model.onnx"]["sha256"])
     assert digests[0] == digests[1]
 
 
@@ -235,7 +235,7 @@ def test_probe_tensors_carry_the_module_outputs(tmp_path, exporter):
 
     out = tmp_path / "b0"
     result = run_export(ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(64, 128), exporter=exporter, out=out))
-    probes = result.manifest["probes"]
+    probes = result.manifest.to_dict()["probes"]
     assert "backbone.stages.3.op_list.1.context_module.main" in probes  # a LiteMLA
     assert "backbone.stages.2.op_list.0" in probes  # a block
 
@@ -290,6 +290,71 @@ def test_a_module_called_twice_exports(tmp_path, exporter):
     options = ExportOptions(model=f"{tmp_path / 'shared_net.py'}:build", resolution=(64, 64), exporter=exporter, out=tmp_path / "o")
     result = run_export(options)
     assert result.passed
-    assert sorted(result.manifest["probes"]) == ["attn", "attn.core"]  # one tensor each: the first call
+    assert sorted(result.manifest.to_dict()["probes"]) == ["attn", "attn.core"]  # one tensor each: the first call
     nodes = {n.name for n in onnx.load(result.directory / "model.onnx").graph.node}
-    assert set(result.manifest["precision"]["fp32_nodes"]) <= nodes  # recorded names exist
+    assert set(result.manifest.to_dict()["precision"]["fp32_nodes"]) <= nodes  # recorded names exist
+
+
+def test_export_refuses_a_checkpoint_that_runs_code_on_load(tmp_path):
+    """Through the CLI: exit 2 for the stated reason, and the payload's code never ran."""
+    from .test_zoo import _WritesOnLoad
+
+    sentinel = tmp_path / "sentinel.txt"
+    weights = tmp_path / "ckpt" / "weights.pt"
+    weights.parent.mkdir()
+    torch.save({"state_dict": _WritesOnLoad(sentinel)}, weights)
+    result = cli("export", "-m", B0, "--res", "64x64", "--weights", str(weights), "--out", str(tmp_path / "out"))
+    assert not sentinel.exists(), "loading the checkpoint ran code from it"
+    assert result.exit_code == 2, result.output
+    assert "unsafe unpickling" in result.stderr.replace(str(weights), "<path>")
+    assert not (tmp_path / "out").exists()
+
+
+class _StepFailed(RuntimeError):
+    pass
+
+
+def _failing_steps(key: str):
+    """Progress steps that raise on entering `key`: an export that dies halfway, after the
+    earlier steps have written their files."""
+    from msla_deploy.progress import Steps
+
+    class FailAt(Steps):
+        def step(self, name, title):
+            if name == key:
+                raise _StepFailed(f"made to fail at {name}")
+            return super().step(name, title)
+
+    return FailAt()
+
+
+def _tree(root: Path):
+    """Every path under root (hidden ones included) with the bytes of each file."""
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+def test_export_failing_halfway_leaves_no_trace(tmp_path):
+    """Fail after the ONNX files are written (on entering the parity step): a new target leaves
+    nothing behind, not a hidden staging folder, not a parent folder it created."""
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    with pytest.raises(_StepFailed):
+        run_export(ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(64, 64), out=fresh / "deep" / "b0"),
+                   steps=_failing_steps("parity"))
+    assert _tree(fresh) == {}, sorted(_tree(fresh))
+
+
+def test_export_failing_halfway_keeps_the_old_artifact(tmp_path):
+    """The same failure over an existing artifact directory leaves it byte for byte as it was,
+    with nothing hidden beside it."""
+    kept = tmp_path / "kept"
+    first = run_export(ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(64, 64), out=kept / "b0"))
+    assert first.passed
+    before = _tree(kept)
+    assert "b0/model.onnx" in before and "b0/manifest.json" in before
+    with pytest.raises(_StepFailed):
+        run_export(ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(64, 64), seed=1, out=kept / "b0"),
+                   steps=_failing_steps("parity"))
+    after = _tree(kept)
+    assert sorted(after) == sorted(before)  # no hidden .partial/.old folders beside it
+    assert after == before  # and not one byte of the old artifact changed
