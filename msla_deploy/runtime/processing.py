@@ -29,7 +29,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD
-from ..errors import MissingRuntime
+from .onnxruntime import import_onnxruntime
 
 CUBIC_COEFF_A = -0.75
 OPSET = 13  # Resize-13 has every attribute needed; old enough for JetPack 5's ONNX Runtime
@@ -37,17 +37,6 @@ IR_VERSION = 7  # the IR that opset 13 shipped with (newer onnx packages default
 
 _sessions: Dict[Tuple, object] = {}
 _lock = threading.RLock()  # re-entrant: building a graph opens the weights session
-
-
-def _onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise MissingRuntime(
-            "pre- and postprocessing run on ONNX Runtime, which is not installed",
-            "pip install 'msla-deploy[cpu]' (or [gpu], or JetPack's onnxruntime wheel)",
-        ) from None
-    return onnxruntime
 
 
 def _node(op: str, inputs, outputs, **attributes):
@@ -161,7 +150,7 @@ def _session(key: Tuple, build, threads: Optional[int]):
     with _lock:
         session = _sessions.get(key)
         if session is None:
-            ort = _onnxruntime()
+            ort = import_onnxruntime()
             options = ort.SessionOptions()
             if threads:
                 options.intra_op_num_threads = threads
