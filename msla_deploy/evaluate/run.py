@@ -94,6 +94,7 @@ class PairScore:
     confusion: Confusion  # reference's labels as the truth, every pixel
     worst: List[Tuple[float, str]] = field(default_factory=list)  # min-heap of (disagreement, image)
     pictures: Dict[str, str] = field(default_factory=dict)  # image -> picture file
+    drawn: Dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # the worst few, until written
 
     def to_dict(self) -> Dict:
         m = self.confusion.matrix
@@ -263,16 +264,14 @@ def evaluate(options: EvaluateOptions, on_progress: Optional[Callable[[int, int]
                         _keep_picture(pair, sample.name, differs, ref, cand)
 
         def _keep_picture(pair: PairScore, image: str, differs: float, ref, cand) -> None:
+            # drawn now, written with the report: a run stopped by bad input leaves no pictures behind
             ranked = sorted(pair.worst, reverse=True)[:WORST_PICTURES]
             if (differs, image) not in ranked:
                 return
-            folder = Path(report_dir) / "disagreement"
-            file = folder / f"{_safe(pair.candidate)}-vs-{_safe(pair.reference)}-{_safe(image)}.png"
-            _save_png(file, _disagreement_picture(ref, cand, colours))
-            pair.pictures[image] = str(file)
+            pair.drawn[image] = _disagreement_picture(ref, cand, colours)
             keep = {name for _, name in ranked}
-            for name in [n for n in pair.pictures if n not in keep]:  # fell out of the worst few
-                Path(pair.pictures.pop(name)).unlink(missing_ok=True)
+            for name in [n for n in pair.drawn if n not in keep]:  # fell out of the worst few
+                del pair.drawn[name]
 
         start = time.perf_counter()
         done = 0
@@ -363,5 +362,11 @@ def evaluate(options: EvaluateOptions, on_progress: Optional[Callable[[int, int]
         seconds,
         classes.names if classes else None,
     )
+    for pair in pairs:
+        for image, picture in pair.drawn.items():
+            file = report_dir / "disagreement" / f"{_safe(pair.candidate)}-vs-{_safe(pair.reference)}-{_safe(image)}.png"
+            _save_png(file, picture)
+            pair.pictures[image] = str(file)
+        pair.drawn.clear()
     result.files = write_reports(result.to_dict(), report_dir, options.junit)
     return result
