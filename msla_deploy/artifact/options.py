@@ -67,6 +67,7 @@ class ExportOptions:
     fp16_guards: bool = True  # False: naive fp16, to see what the guards prevent
     stress_weights: bool = False  # LiteMLA activations at trained-model magnitudes
     seed: int = 0  # random weights and the synthetic reference images
+    overwrite: bool = False  # replace an earlier export at --out (artifact/staging.py says what is kept)
 
     def check(self) -> None:
         if self.batch < 1:
@@ -115,6 +116,7 @@ class ExportOptions:
         for key in _PATH_FIELDS:
             data[key] = None if data[key] is None else str(data[key])
         data["out"] = str(self.output_dir())
+        data.pop("overwrite")  # how this run writes, not what the artifact is: never recorded
         return data
 
     @classmethod
