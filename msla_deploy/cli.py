@@ -294,6 +294,7 @@ from .parity.command import reference_command; app.command("reference")(handle_e
 from .inspect.command import inspect_command; app.command("inspect")(handle_errors(inspect_command))  # noqa: E402,E702
 from .trt.command import build_command; app.command("build")(handle_errors(build_command))  # noqa: E402,E702
 from .bench.command import bench_command; app.command("bench")(handle_errors(bench_command))  # noqa: E402,E702
+from .evaluate.command import evaluate_command; app.command("evaluate")(handle_errors(evaluate_command))  # noqa: E402,E702
 from .doctor.command import doctor_command; app.command("doctor")(handle_errors(doctor_command))  # noqa: E402,E702
 from .serve.command import package_command; app.command("package")(handle_errors(package_command))  # noqa: E402,E702
 from .serve.command import serve_command; app.command("serve")(handle_errors(serve_command))  # noqa: E402,E702

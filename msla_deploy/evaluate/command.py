@@ -1,0 +1,159 @@
+"""The `evaluate` command: parse, call msla_deploy.evaluate.run, render. Registered in cli.py.
+
+Exit codes: 0 evaluated (and within --max-miou-drop), 1 a backend lost more mIoU than allowed,
+2 bad input (a bad dataset file is named), 3 missing runtime.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.markup import escape
+
+from ..classes import IGNORE_INDEX
+from ..console import err, error_line, key_values, out, print_json
+
+
+def evaluate_command(
+    artifact: Path = typer.Argument(..., help="Export directory, .onnx or .engine."),
+    data: Path = typer.Option(..., "--data", help="Dataset root or its split folder (Cityscapes, ADE20K, or images/ + labels/)."),
+    dataset: str = typer.Option("auto", "--dataset", help="auto | cityscapes | ade20k | folder."),
+    backend: Optional[List[str]] = typer.Option(
+        None, "--backend", help="Backend to evaluate (repeatable, one pass over the data): auto | torch | ort-cpu | ort-cuda | ort-trt | trt \\[default: auto]."
+    ),
+    against: Optional[str] = typer.Option(
+        None, "--against", help="Reference backend for the mIoU drop \\[default: torch if evaluated, else the first --backend]."
+    ),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate the first N pictures only."),
+    max_miou_drop: Optional[float] = typer.Option(
+        None, "--max-miou-drop", help="Exit 1 when a backend loses more than this many points of mIoU against --against."
+    ),
+    ignore_index: int = typer.Option(IGNORE_INDEX, "--ignore-index", help="--dataset folder: the label value that counts for no class."),
+    report_dir: Optional[Path] = typer.Option(
+        None, "--report-dir", help="Where report.json, report.md, junit.xml and pictures go \\[default: evaluation/ in the export directory]."
+    ),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Also write junit.xml here."),
+    save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", help="Write each backend's labels (train ids, PNG) under DIR/<backend>/."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad pictures or labels (counted and listed in the report) instead of stopping."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime / PyTorch (default: the runtime's choice)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+) -> None:
+    """mIoU of the deployed model on a labelled dataset (upstream's protocol), several backends in one pass."""
+    from .run import EvaluateOptions, evaluate
+
+    options = EvaluateOptions(
+        artifact=artifact,
+        data=data,
+        dataset=dataset,
+        backends=list(backend or ["auto"]),
+        against=against,
+        limit=limit,
+        max_miou_drop=max_miou_drop,
+        ignore_index=ignore_index,
+        save_predictions=save_predictions,
+        skip_bad=skip_bad,
+        threads=threads,
+        report_dir=report_dir,
+        junit=junit,
+    )
+    options.check()  # bad flags exit 2 before the progress display starts
+    with _progress() as on_progress:
+        result = evaluate(options, on_progress)
+    report = result.to_dict()
+    if json_out:
+        print_json(report)
+    else:
+        _render(report)
+    if not result.passed:
+        failed = [b for b in result.backends if b.passed is False]
+        error_line(
+            "; ".join(
+                f"{b.backend} loses {b.drop:.3f} points of mIoU against {result.against} (budget {result.max_miou_drop:g})"
+                if b.drop is not None
+                else f"{b.backend}: no mIoU"
+                for b in failed
+            )
+            + f" (details in {result.files['markdown']})"
+        )
+        raise typer.Exit(1)
+
+
+class _progress:
+    """A Rich progress bar with images/s and ETA on a terminal; silent otherwise (logs stay short)."""
+
+    def __enter__(self):
+        if not err.is_terminal:
+            return None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("evaluating"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
+        )
+        self.bar.start()
+        self.task = None
+
+        def on_progress(done: int, total: int) -> None:
+            if self.task is None:
+                self.task = self.bar.add_task("evaluate", total=total, rate="")
+            speed = self.bar.tasks[0].speed
+            self.bar.update(self.task, completed=done, rate=f"{speed:.2f} images/s" if speed else "")
+
+        return on_progress
+
+    def __exit__(self, *exc) -> None:
+        if getattr(self, "bar", None) is not None:
+            self.bar.stop()
+
+
+def _pct(value) -> str:
+    return "-" if value is None else f"{100 * value:.2f}"
+
+
+def _render(report) -> None:
+    from rich import box
+    from rich.table import Table
+
+    art, data = report["artifact"], report["dataset"]
+    out.print(
+        key_values(
+            [
+                (
+                    "artifact",
+                    escape(f"{art['path']} ({art.get('model') or 'model unknown'}, {art['precision']}, {art['resolution'][0]}x{art['resolution'][1]})"),
+                ),
+                (
+                    "dataset",
+                    escape(
+                        f"{data['kind']} {data['root']}: {data['evaluated']} picture(s)" + (f", {len(report['skipped'])} skipped" if report["skipped"] else "")
+                    ),
+                ),
+                ("speed", f"{report['images_per_second']:.2f} images/s ({report['seconds']:.1f} s)" if report["images_per_second"] else "-"),
+                ("report", escape(report["files"].get("markdown", ""))),
+            ]
+        )
+    )
+    table = Table(title="mIoU", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("backend", "mIoU %", "pixel acc %", "drop (points)", "verdict"):
+        table.add_column(column, justify="left" if column == "backend" else "right", no_wrap=True)
+    for b in report["backends"]:
+        drop = "reference" if b["backend"] == report["against"] else ("-" if b["miou_drop_points"] is None else f"{b['miou_drop_points']:.3f}")
+        verdict = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: ""}[b["passed"]]
+        table.add_row(escape(b["backend"]), _pct(b["miou"]), _pct(b["pixel_accuracy"]), drop, verdict)
+    out.print(table)
+    for pair in report["pairs"]:
+        out.print(
+            f"{escape(pair['candidate'])} vs {escape(pair['reference'])}: prediction mIoU {_pct(pair['miou'])} %, pixels agreeing {_pct(pair['agreement'])} %",
+            highlight=False,
+        )
+    for note in report["notes"]:
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)

@@ -1,0 +1,97 @@
+"""Procedural street-like scenes with known labels, written in each dataset layout.
+
+For tests and benchmarks: a picture is a ground band, a sky band and a few rectangles and discs,
+each region a class drawn in its palette colour with noise, so a model can learn it and a test
+knows every label. Some pixels are ignored, and each scene uses a random subset of the classes
+(so classes are absent from some images).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import List, Sequence, Tuple
+
+import numpy as np
+
+from ..classes import IGNORE_INDEX, cityscapes_train_to_label, palette
+from .datasets import ADE20K_ROOT, CITYSCAPES_IMAGE_SUFFIX, CITYSCAPES_LABEL_SUFFIX, FOLDER_IMAGES, FOLDER_LABELS, SPLIT
+
+
+def scene(rng: np.random.Generator, size: Tuple[int, int], num_classes: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(H x W x 3 uint8 picture, H x W uint8 train ids with IGNORE_INDEX where ignored)."""
+    h, w = size
+    colours = palette(num_classes).astype(np.int16)
+    used = rng.choice(num_classes, size=min(num_classes, int(rng.integers(3, 7))), replace=False)
+    label = np.empty((h, w), np.uint8)
+    horizon = int(h * rng.uniform(0.3, 0.6))
+    label[:horizon] = used[0]
+    label[horizon:] = used[1]
+    yy, xx = np.mgrid[:h, :w]
+    for c in used[2:]:
+        for _ in range(int(rng.integers(1, 3))):
+            cy, cx = rng.integers(0, h), rng.integers(0, w)
+            ry, rx = int(rng.integers(h // 12 + 1, h // 4 + 2)), int(rng.integers(w // 12 + 1, w // 4 + 2))
+            if rng.random() < 0.5:
+                label[max(cy - ry, 0) : cy + ry, max(cx - rx, 0) : cx + rx] = c
+            else:
+                label[((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1] = c
+    pixels = colours[label] + rng.normal(0, 12, size=(h, w, 3)).astype(np.int16)
+    # an ignored band at the bottom (like Cityscapes' ego vehicle) and a few ignored blobs
+    label[h - max(1, h // 16) :] = IGNORE_INDEX
+    for _ in range(2):
+        cy, cx = rng.integers(0, h), rng.integers(0, w)
+        label[max(cy - 2, 0) : cy + 2, max(cx - 3, 0) : cx + 3] = IGNORE_INDEX
+    return np.clip(pixels, 0, 255).astype(np.uint8), label
+
+
+def _png(array: np.ndarray, path: Path, fmt: str = "PNG") -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
+    path.write_bytes(buffer.getvalue())
+
+
+def write_dataset(
+    root: Path,
+    layout: str,
+    count: int,
+    size: Tuple[int, int],
+    num_classes: int,
+    seed: int = 0,
+    ignore_value: int = IGNORE_INDEX,
+    cities: Sequence[str] = ("aachen", "bonn"),
+) -> List[Tuple[str, np.ndarray]]:
+    """Write `count` scenes under `root` in `layout` (cityscapes | ade20k | folder); returns
+    (sample name, train-id label) pairs as evaluate names them."""
+    rng = np.random.default_rng(seed)
+    root = Path(root)
+    written = []
+    for i in range(count):
+        pixels, label = scene(rng, size, num_classes)
+        ignored = label == IGNORE_INDEX
+        if layout == "cityscapes":
+            city = cities[i % len(cities)]
+            stem = f"{city}_{i:06d}_000019"
+            label_ids = cityscapes_train_to_label()[label]
+            label_ids[ignored] = rng.choice([0, 1, 3])  # unlabeled, ego vehicle, out of roi: all ignored
+            _png(pixels, root / "leftImg8bit" / SPLIT["cityscapes"] / city / f"{stem}{CITYSCAPES_IMAGE_SUFFIX}")
+            _png(label_ids, root / "gtFine" / SPLIT["cityscapes"] / city / f"{stem}{CITYSCAPES_LABEL_SUFFIX}")
+            written.append((f"{city}/{stem}", label))
+        elif layout == "ade20k":
+            stem = f"ADE_val_{i + 1:08d}"
+            annotation = np.where(ignored, 0, label.astype(np.int16) + 1).astype(np.uint8)
+            base = root / ADE20K_ROOT
+            _png(pixels, base / "images" / SPLIT["ade20k"] / f"{stem}.jpg", "JPEG")
+            _png(annotation, base / "annotations" / SPLIT["ade20k"] / f"{stem}.png")
+            written.append((stem, label))
+        elif layout == "folder":
+            stem = f"scene_{i:04d}"
+            _png(pixels, root / FOLDER_IMAGES / f"{stem}.png")
+            _png(np.where(ignored, ignore_value, label).astype(np.uint8), root / FOLDER_LABELS / f"{stem}.png")
+            written.append((stem, label))
+        else:
+            raise ValueError(f"unknown layout {layout!r}")
+    return written
