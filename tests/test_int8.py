@@ -1,0 +1,207 @@
+"""int8: Q/DQ graphs from the fp32 export, calibrated on pictures, with the LiteMLA core in fp32."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+
+from msla_deploy.artifact.names import META_FP32_NODES, META_INT8_MODULES, META_PRECISION
+from msla_deploy.errors import BadInput
+from msla_deploy.export import int8
+from msla_deploy.export.calibration import find_pictures, load_calibration, spread
+from msla_deploy.export.int8_sensitivity import agreement, render, sweep
+from msla_deploy.export.options import ExportOptions
+from msla_deploy.export.pipeline import run_export
+
+B0 = "efficientvit-seg-b0-cityscapes"
+H, W = 128, 256
+
+
+def scene(seed: int, height: int = 96, width: int = 200) -> np.ndarray:
+    """A procedural street-like picture: sky gradient, a road band, coloured boxes, texture noise."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width] / np.array([height, width], np.float32)[:, None, None]
+    img = np.stack([0.4 + 0.3 * y, 0.5 + 0.2 * y, 0.9 - 0.3 * y], -1)
+    img[y > 0.6] = (0.35, 0.33, 0.35)
+    for _ in range(4):
+        r0, c0 = rng.uniform(0.2, 0.7), rng.uniform(0, 0.9)
+        box = (y > r0) & (y < r0 + 0.3) & (x > c0) & (x < c0 + 0.15)
+        img[box] = rng.uniform(0, 1, 3)
+    img += 0.05 * np.sin(40 * x * rng.uniform(0.5, 2))[..., None] + rng.normal(0, 0.02, img.shape)
+    return (np.clip(img, 0, 1) * 255).astype(np.uint8)
+
+
+def write_pictures(folder, count: int, start: int = 0):
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(start, start + count):
+        if i % 2:
+            np.save(folder / f"scene_{i:03d}.npy", scene(i))
+        else:
+            Image.fromarray(scene(i)).save(folder / f"scene_{i:03d}.png")
+    return folder
+
+
+def fp32_export(root, stress: bool):
+    options = ExportOptions(model=B0, resolution=(H, W), out=root / ("stress" if stress else "seeded"), stress_weights=stress)
+    return run_export(options).directory / "model.onnx"
+
+
+@pytest.fixture(scope="module")
+def seeded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("int8")
+    pictures = write_pictures(root / "pictures", 8)
+    calib = load_calibration(pictures, H, W, count=8, method="max")
+    fp32 = fp32_export(root, stress=False)
+    calibration = int8.calibrate(fp32, calib.batches(1), "max", root)
+    return fp32, calibration, calib
+
+
+# --- calibration pictures -----------------------------------------------------------------------
+def test_dataset_roots_walk_pictures_not_labels(tmp_path):
+    city = tmp_path / "cityscapes"
+    write_pictures(city / "leftImg8bit" / "val" / "frankfurt", 3)
+    labels = city / "gtFine" / "val" / "frankfurt"
+    labels.mkdir(parents=True)
+    np.save(labels / "x_gtFine_labelIds.npy", np.zeros((8, 8), np.uint8))
+    found = find_pictures(city)
+    assert len(found) == 3 and all("leftImg8bit" in str(p) for p in found)
+    ade = tmp_path / "ade"
+    write_pictures(ade / "images" / "validation", 2)
+    (ade / "annotations" / "validation").mkdir(parents=True)
+    assert [p.parent.name for p in find_pictures(ade)] == ["validation"] * 2
+    assert spread(list(range(10)), 3) == [0, 4, 9]  # first, middle, last: every folder represented
+
+
+def test_calibration_preprocessed_like_the_reference_inputs(tmp_path):
+    from msla_deploy.parity.images import load_rgb, preprocess
+
+    folder = write_pictures(tmp_path / "p", 3)
+    calib = load_calibration(folder, H, W, count=3, method="max")
+    assert calib.inputs.shape == (3, 3, H, W) and calib.inputs.dtype == np.float32
+    np.testing.assert_array_equal(calib.inputs[1], preprocess(load_rgb(calib.files[1]), H, W))
+    assert len(calib.warnings) == 1 and "only 3 calibration picture(s)" in calib.warnings[0] and "16" in calib.warnings[0]
+    assert [b.shape[0] for b in calib.batches(2)] == [2]  # whole batches of a static-batch model
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "unreadable", "label_map", "wrong_shape"])
+def test_bad_calibration_input_is_one_line(tmp_path, case):
+    folder = tmp_path / "calib"
+    if case != "missing":
+        folder.mkdir()
+    if case == "unreadable":
+        (folder / "broken.png").write_bytes(b"not a png at all")
+    elif case == "label_map":
+        from PIL import Image
+
+        Image.fromarray(np.zeros((16, 16), np.uint8), mode="L").save(folder / "labels.png")
+    elif case == "wrong_shape":
+        np.save(folder / "x.npy", np.zeros((4, 4, 7), np.uint8))
+    with pytest.raises(BadInput) as info:
+        load_calibration(folder, H, W, count=4)
+    message = str(info.value)
+    assert "\n" not in message and (str(folder) in message or "calib" in message)
+
+
+# --- the Q/DQ graph ---------------------------------------------------------------------------------
+def test_qdq_graph_is_what_tensorrt_consumes(seeded):
+    fp32_path, calibration, calib = seeded
+    fp32 = onnx.load(str(fp32_path))
+    graph = int8.quantize(fp32_path, calibration)
+    proto = graph.proto
+    onnx.checker.check_model(proto)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta[META_PRECISION] == "int8"
+    island = meta[META_FP32_NODES].split(",")
+    fp32_meta = {p.key: p.value for p in fp32.metadata_props}
+    assert island == fp32_meta[META_FP32_NODES].split(",")  # exactly the export's fp32 island
+    modules = json.loads(meta[META_INT8_MODULES])
+    cores = [m for m in modules if m.endswith(".core")]
+    assert len(cores) == 4 and all(modules[m] == "fp32" for m in cores)
+    assert sum(p == "int8" for p in modules.values()) >= 20 and "head.middle.op_list.0" in modules
+
+    # every Q/DQ symmetric int8, weights per output channel, activations per tensor (checked
+    # here directly, independently of int8.check_qdq, which must agree)
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in proto.graph.initializer}
+    qdq = [n for n in proto.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    assert len(qdq) > 50
+    weights = 0
+    for node in qdq:
+        zero = inits[node.input[2]]
+        assert zero.dtype == np.int8 and not zero.any(), node.name
+        if node.input[0] in inits:  # a weight
+            weights += 1
+            axis = {a.name: a.i for a in node.attribute}.get("axis", 1)
+            assert axis == 0 and inits[node.input[1]].shape == (inits[node.input[0]].shape[0],), node.name
+        else:
+            assert inits[node.input[1]].size == 1, node.name
+    convs = [n for n in proto.graph.node if n.op_type == "Conv"]
+    assert weights == len(convs)  # every conv's weight quantized
+    assert int8.check_qdq(proto, island) == []
+
+    # no Q/DQ inside or around the attention core: the island's nodes read no DQ, feed no Q
+    producer = {o: n for n in proto.graph.node for o in n.output}
+    consumers = {}
+    for n in proto.graph.node:
+        for t in n.input:
+            consumers.setdefault(t, []).append(n)
+    by_name = {n.name: n for n in proto.graph.node}
+    for name in island:
+        node = by_name[name]
+        assert all(producer[t].op_type != "DequantizeLinear" for t in node.input if t in producer), name
+        assert all(c.op_type != "QuantizeLinear" for t in node.output for c in consumers.get(t, []) if c.name in island), name
+    # residual adds: conv branch unquantized, the skip input through a DQ (TensorRT's conv+add fusion)
+    residual = [r for r in int8.residual_adds(proto) if r["other_side"] != "Resize"]
+    assert len(residual) >= 10 and all(r["other_side"] == "DequantizeLinear" for r in residual)
+
+
+def test_check_qdq_catches_asymmetric_and_per_tensor_weights(seeded):
+    fp32_path, calibration, _ = seeded
+    proto = int8.quantize(fp32_path, calibration).proto
+    inits = {i.name: i for i in proto.graph.initializer}
+    act = next(n for n in proto.graph.node if n.op_type == "QuantizeLinear")
+    zp = inits[act.input[2]]
+    zp.CopyFrom(onnx.numpy_helper.from_array(np.array(3, np.int8), zp.name))
+    problems = int8.check_qdq(proto)
+    assert any("not int8 0" in p for p in problems)
+
+
+def test_int8_runs_in_onnxruntime_within_its_budget(seeded):
+    from msla_deploy.parity import compare_outputs, default_budget
+
+    fp32_path, calibration, calib = seeded
+    graph = int8.quantize(fp32_path, calibration)
+    fp32 = onnx.load(str(fp32_path))
+    held_out = load_calibration(write_pictures(fp32_path.parent.parent / "held_out", 4, start=100), H, W, count=4).batches(1)
+    ref = int8.run_batches(fp32, held_out)
+    out = int8.run_batches(graph.proto, held_out)
+    budget = default_budget("int8")
+    result = compare_outputs("logits", ref, out, budget)
+    assert result.passed, result.failures
+    assert result.nan_count == 0 and result.argmax_agreement >= budget.min_argmax_agreement
+    assert not np.array_equal(ref, out)  # really quantized: not the fp32 numbers
+
+
+@pytest.mark.slow
+def test_sensitivity_ranks_a_quantized_attention_core_first(tmp_path):
+    """On stress weights, with the LiteMLA cores allowed into int8, a core is the costliest unit,
+    and a 99.9% budget is met by keeping cores, not convs, in fp32."""
+    pictures = write_pictures(tmp_path / "pictures", 4)
+    calib = load_calibration(pictures, H, W, count=4, method="max")
+    fp32_path = fp32_export(tmp_path, stress=True)
+    calibration = int8.calibrate(fp32_path, calib.batches(1), "max", tmp_path)
+    result = sweep(fp32_path, calibration, include_attention=True, min_agreement=0.999)
+    first = result.rows[0]
+    assert first.kind == "attention" and first.module.endswith(".core"), [r.to_dict() for r in result.rows[:3]]
+    blocks = [r for r in result.rows if r.kind == "block"]
+    assert first.cost > max(r.cost for r in blocks)
+    assert result.met and result.keep_fp32 and all(m.endswith(".core") for m in result.keep_fp32)
+    # agreement() is the fraction of equal labels, checked on a hand-made case
+    ref = np.zeros((1, 2, 2, 2)); ref[0, 1, 0, 0] = 1
+    assert agreement(ref, np.zeros((1, 2, 2, 2))) == 0.75
+    picture = render(result)
+    assert picture.ndim == 3 and picture.shape[0] > 20 * len(result.rows)
