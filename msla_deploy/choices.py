@@ -2,3 +2,4 @@
 
 PRECISIONS = ("fp32", "fp16")
 UPSAMPLE_MODES = ("cubic", "bilinear")
+EXPORTERS = ("auto", "dynamo", "torchscript")

@@ -14,6 +14,7 @@ import typer
 
 from . import __version__
 from .console import checks_table, err, error_line, key_values, out, print_json, steps_with_progress
+from .artifact.names import MANIFEST_NAME, PARITY_NAME
 from .errors import BadInput, MissingRuntime, MslaError
 
 app = typer.Typer(
@@ -122,7 +123,7 @@ def export(
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
     """Export a model to a static, checked ONNX with a reference bundle and an ONNX Runtime parity report."""
-    from .export.options import ExportOptions, parse_resolution
+    from .artifact.options import ExportOptions, parse_resolution
 
     run_export = _torch_side("msla_deploy.export.pipeline", "run_export")
 
@@ -135,38 +136,39 @@ def export(
     result = run_export(options, steps_with_progress())
     manifest, parity = result.manifest, result.parity
     if json_out:
-        print_json({"directory": str(result.directory), "passed": result.passed, "manifest": manifest, "parity": parity})
+        print_json(result.to_dict())
     else:
-        w = manifest["weights"]
+        w = manifest.weights
         weights_text = {"random": "[bold yellow]RANDOM (no checkpoint given or found in models/)[/]", "factory": "as returned by the factory"}.get(
             w["source"], w.get("path", "")
         ) + (" [bold yellow]+ STRESS (LiteMLA q/k/v rescaled, head 0 queries zeroed)[/]" if "stress" in w else "")
-        p = manifest["precision"]
-        precision_text = p["precision"] if p["precision"] == "fp32" else (
-            f"fp16 (attention {p['attention_precision'] if p['fp16_guards'] else 'naive fp16'}, I/O {p['io_dtype']}"
-            + ("" if p["fp16_guards"] else ", [bold red]guards OFF[/]") + f"); weak-typing graph: {p['onnx_files']['fp32']}"
+        p = manifest.precision
+        precision_text = p.precision if p.precision == "fp32" else (
+            f"fp16 (attention {p.attention_precision if p.fp16_guards else 'naive fp16'}, I/O {p.io_dtype}"
+            + ("" if p.fp16_guards else ", [bold red]guards OFF[/]") + f"); weak-typing graph: {p.onnx_files['fp32']}"
         )
-        swapped = [r for r in manifest["swapped_modules"] if r["swapped"]]
+        swapped = [r for r in manifest.swapped_modules if r["swapped"]]
+        graph = manifest.onnx
         out.print(key_values([
-            ("model", manifest["model"]["name"]),
+            ("model", manifest.model.name),
             ("weights", weights_text),
-            ("precision", precision_text + ("" if p["upsample"] == "cubic" else ", [yellow]bilinear upsampling[/]")),
-            ("exporter", f"{manifest['exporter']['used']} (opset {manifest['exporter']['opset']})"),
-            ("graph", f"{manifest['onnx']['node_count']} nodes, input {manifest['onnx']['inputs'][0]['shape']}, output {manifest['onnx']['outputs'][0]['shape']}"),
+            ("precision", precision_text + ("" if p.upsample == "cubic" else ", [yellow]bilinear upsampling[/]")),
+            ("exporter", f"{manifest.exporter['used']} (opset {manifest.exporter['opset']})"),
+            ("graph", f"{graph['node_count']} nodes, input {graph['inputs'][0]['shape']}, output {graph['outputs'][0]['shape']}"),
             ("swapped", ", ".join(f"{r['path'] or '<root>'} ({r['source'].rsplit('.', 1)[-1]}, eps {r['eps']:g})" for r in swapped) or "none needed"),
             ("written", str(result.directory)),
         ]))
         out.print(checks_table(parity["checks"], "Parity against PyTorch fp32"))
-        for file, scan in manifest["hazards"].items():
+        for file, scan in manifest.hazards.items():
             for finding in scan["errors"] + scan["warnings"]:
                 where = finding.get("module") or finding["node"]
                 err.print(f"[{'red' if finding['severity'] == 'error' else 'yellow'}]{finding['severity']}:[/] {file}: {finding['check']} at {where}: {finding['detail']}", highlight=False)
     if not result.passed:
         failures = "; ".join(f"{c['label']}: {f}" for c in parity["checks"] for o in c["outputs"] for f in o["failures"])
-        hazard_errors = sum(len(scan["errors"]) for scan in manifest["hazards"].values())
+        hazard_errors = sum(len(scan["errors"]) for scan in manifest.hazards.values())
         if hazard_errors:
             failures = "; ".join(filter(None, [failures, f"{hazard_errors} fp16 hazard error(s) (msla-deploy inspect {result.directory}/<file>)"]))
-        error_line(f"export checks failed: {failures} (details in {result.directory / 'parity.json'} and manifest.json)")
+        error_line(f"export checks failed: {failures} (details in {result.directory / PARITY_NAME} and {MANIFEST_NAME})")
         raise typer.Exit(1)
 
 
@@ -205,6 +207,7 @@ from .parity.command import reference_command; app.command("reference")(handle_e
 from .inspect.command import inspect_command; app.command("inspect")(handle_errors(inspect_command))  # noqa: E402,E702
 from .trt.command import build_command; app.command("build")(handle_errors(build_command))  # noqa: E402,E702
 from .bench.command import bench_command; app.command("bench")(handle_errors(bench_command))  # noqa: E402,E702
+from .doctor.command import doctor_command; app.command("doctor")(handle_errors(doctor_command))  # noqa: E402,E702
 
 
 def main() -> None:

@@ -17,11 +17,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
-from msla_deploy.bench.cudart import MEMCPY_DEVICE_TO_HOST, MEMCPY_HOST_TO_DEVICE, call
+from msla_deploy.runtime.cudart import MEMCPY_DEVICE_TO_HOST, MEMCPY_HOST_TO_DEVICE, call
 from msla_deploy.bench.plot import nice_ticks, render
 from msla_deploy.bench.run import measure
 from msla_deploy.bench.stats import interleaved_order, median_ratios, percentile, rotation, summarize
-from msla_deploy.bench.trt_direct import DirectTiming
+from msla_deploy.runtime.trt_direct import DirectTiming
 from msla_deploy.cli import app
 from msla_deploy.errors import MissingRuntime
 from msla_deploy.parity.png import SIGNATURE
@@ -245,7 +245,7 @@ def test_bench_of_an_onnx_imports_no_torch(tiny_onnx):
 @pytest.fixture(scope="module")
 def b0_export(tmp_path_factory) -> Path:
     pytest.importorskip("torch")
-    from msla_deploy.export.options import ExportOptions
+    from msla_deploy.artifact.options import ExportOptions
     from msla_deploy.export.pipeline import run_export
 
     directory = tmp_path_factory.mktemp("bench") / "b0"

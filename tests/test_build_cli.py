@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from msla_deploy.cli import app
-from msla_deploy.artifact.manifest import read_manifest
+from tests.fixtures import manifest_json as read_manifest
 
 B0 = "efficientvit-seg-b0-cityscapes"
 runner = CliRunner()
@@ -33,7 +33,7 @@ def build(*args):
 
 
 def _export(directory: Path, precision: str) -> Path:
-    from msla_deploy.export.options import ExportOptions
+    from msla_deploy.artifact.options import ExportOptions
     from msla_deploy.export.pipeline import run_export
 
     result = run_export(ExportOptions(model=B0, resolution=(64, 128), out=directory, precision=precision))

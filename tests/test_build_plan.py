@@ -22,7 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from msla_deploy.errors import BadInput, CheckFailed, MissingRuntime
 from msla_deploy.artifact.files import sha256_file
-from msla_deploy.artifact.manifest import read_manifest
+from tests.fixtures import manifest_json as read_manifest
 from msla_deploy.artifact.names import MANIFEST_FORMAT
 from msla_deploy.trt import engine as engine_mod
 from msla_deploy.trt.build import run_build

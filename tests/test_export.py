@@ -19,7 +19,7 @@ from msla_deploy.cli import app
 from msla_deploy.errors import BadInput
 from msla_deploy.export import pipeline
 from msla_deploy.export.graph import FORBIDDEN_OPS
-from msla_deploy.export.options import ExportOptions, parse_resolution
+from msla_deploy.artifact.options import ExportOptions, parse_resolution
 from msla_deploy.export.pipeline import run_export
 from msla_deploy.artifact.files import sha256_file
 from msla_deploy.parity.budgets import Budget
@@ -50,14 +50,14 @@ def test_golden_b0_through_onnx(tmp_path, exporter, res):
     options = ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(h, w), exporter=exporter, out=tmp_path / "b0")
     result = run_export(options)
     assert result.passed
-    assert result.manifest["exporter"]["used"] == exporter
+    assert result.manifest.to_dict()["exporter"]["used"] == exporter
     x = np.load(B0_DIR / f"input_{res}.npy")
     golden = np.load(B0_DIR / f"output_{res}.npy")
     actual = ort_run(result.directory / "model.onnx", x)
     assert actual.shape == golden.shape == (1, 19, h // 8, w // 8)
     assert np.abs(actual - golden).max() <= 1e-4 * np.abs(golden).max()
     assert np.array_equal(actual.argmax(1), golden.argmax(1))
-    branches = {p["branch"] for p in result.manifest["attention_plans"]}
+    branches = {p["branch"] for p in result.manifest.to_dict()["attention_plans"]}
     assert branches == ({"linear"} if res == "256x512" else {"quadratic"})  # 16 and 4 tokens <= dim 16
 
 
@@ -111,7 +111,7 @@ def test_same_inputs_give_a_byte_identical_onnx(tmp_path):
     digests = []
     for run in ("a", "b"):
         options = ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(64, 64), out=tmp_path / run)
-        digests.append(run_export(options).manifest["artifacts"]["model.onnx"]["sha256"])
+        digests.append(run_export(options).manifest.to_dict()["artifacts"]["model.onnx"]["sha256"])
     assert digests[0] == digests[1]
 
 
@@ -235,7 +235,7 @@ def test_probe_tensors_carry_the_module_outputs(tmp_path, exporter):
 
     out = tmp_path / "b0"
     result = run_export(ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(64, 128), exporter=exporter, out=out))
-    probes = result.manifest["probes"]
+    probes = result.manifest.to_dict()["probes"]
     assert "backbone.stages.3.op_list.1.context_module.main" in probes  # a LiteMLA
     assert "backbone.stages.2.op_list.0" in probes  # a block
 
@@ -290,6 +290,6 @@ def test_a_module_called_twice_exports(tmp_path, exporter):
     options = ExportOptions(model=f"{tmp_path / 'shared_net.py'}:build", resolution=(64, 64), exporter=exporter, out=tmp_path / "o")
     result = run_export(options)
     assert result.passed
-    assert sorted(result.manifest["probes"]) == ["attn", "attn.core"]  # one tensor each: the first call
+    assert sorted(result.manifest.to_dict()["probes"]) == ["attn", "attn.core"]  # one tensor each: the first call
     nodes = {n.name for n in onnx.load(result.directory / "model.onnx").graph.node}
-    assert set(result.manifest["precision"]["fp32_nodes"]) <= nodes  # recorded names exist
+    assert set(result.manifest.to_dict()["precision"]["fp32_nodes"]) <= nodes  # recorded names exist

@@ -16,7 +16,7 @@ import torch
 from typer.testing import CliRunner
 
 from msla_deploy.cli import app
-from msla_deploy.export.options import ExportOptions
+from msla_deploy.artifact.options import ExportOptions
 from msla_deploy.export.pipeline import run_export
 from msla_deploy.nn import LiteMLA, plan_static
 from msla_deploy.nn.precision import PrecisionPolicy, apply_policy, fp16_storage_proxy
@@ -111,7 +111,7 @@ def fp16_export(tmp_path_factory):
 
 
 def test_fp16_export_is_mixed_precision_with_an_fp32_island(fp16_export):
-    out, manifest = fp16_export.directory, fp16_export.manifest
+    out, manifest = fp16_export.directory, fp16_export.manifest.to_dict()
     assert fp16_export.passed
     precision = manifest["precision"]
     assert precision["onnx_files"] == {"fp32": "model_fp32.onnx", "fp16": "model.onnx"}
@@ -137,7 +137,7 @@ def test_fp16_export_is_mixed_precision_with_an_fp32_island(fp16_export):
 
 
 def test_fp32_graph_records_the_nodes_to_pin(fp16_export):
-    out, manifest = fp16_export.directory, fp16_export.manifest
+    out, manifest = fp16_export.directory, fp16_export.manifest.to_dict()
     fp32_nodes = manifest["precision"]["fp32_nodes"]
     model = onnx.load(out / "model_fp32.onnx")
     by_name = {n.name: n for n in model.graph.node}
@@ -193,14 +193,14 @@ def test_b1_fp16_at_1024x2048_with_stress_weights_needs_its_guards(tmp_path):
 
 def test_export_scans_its_graphs_for_fp16_hazards(fp16_export, tmp_path):
     """Ours: nothing to fear in either graph. Naive: the scan finds the lost eps by itself."""
-    hazards = fp16_export.manifest["hazards"]
+    hazards = fp16_export.manifest.to_dict()["hazards"]
     assert set(hazards) == {"model.onnx", "model_fp32.onnx"}
     assert all(h["passed"] and not h["errors"] for h in hazards.values())
     naive = run_export(ExportOptions(
         model=B0, weights=B0_WEIGHTS, resolution=(64, 128), precision="fp16", fp16_guards=False, out=tmp_path / "naive",
     ))
     assert not naive.passed
-    checks = {f["check"] for f in naive.manifest["hazards"]["model.onnx"]["errors"]}
+    checks = {f["check"] for f in naive.manifest.to_dict()["hazards"]["model.onnx"]["errors"]}
     assert checks & {"eps-underflow", "missing-eps"}
 
 

@@ -396,7 +396,7 @@ def test_dynamo_upstream_export_lost_its_eps(upstream_exports):
 @pytest.fixture(scope="module")
 def b0_export(tmp_path_factory):
     pytest.importorskip("torch")
-    from msla_deploy.export.options import ExportOptions
+    from msla_deploy.artifact.options import ExportOptions
     from msla_deploy.export.pipeline import run_export
 
     out = tmp_path_factory.mktemp("inspect") / "b0"
@@ -439,7 +439,7 @@ def test_dla_on_b0(b0_export):
 
 def test_our_fp16_export_has_nothing_to_fear(tmp_path):
     pytest.importorskip("torch")
-    from msla_deploy.export.options import ExportOptions
+    from msla_deploy.artifact.options import ExportOptions
     from msla_deploy.export.pipeline import run_export
 
     options = ExportOptions(model="efficientvit-seg-b0-cityscapes", resolution=(64, 128), out=tmp_path / "fp16", precision="fp16")

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 from msla_deploy.cli import app
 from msla_deploy.errors import BadInput
-from msla_deploy.export.options import ExportOptions
+from msla_deploy.artifact.options import ExportOptions
 from msla_deploy.export.pipeline import run_export
 from msla_deploy.artifact.files import sha256_file
 from msla_deploy.parity.budgets import FP16, FP32

@@ -42,9 +42,9 @@ def bench_command(
     if plot is not None:
         from .plot import write_plot
 
-        report["plot"] = str(write_plot(plot, report))
+        report.plot = str(write_plot(plot, report))
     if json_out:
-        print_json(report)
+        print_json(report.to_dict())
     else:
         _render(report)
 
@@ -77,49 +77,49 @@ def results_table(report) -> Table:
     """Fits 80 columns: what ran (provider) is in the key-value block above, not a column."""
     from rich import box
 
-    results, compared = report["results"], len(report["results"]) > 1
-    with_device = any(r["device_memory_delta_bytes"] is not None for r in results)
+    results, compared = report.results, len(report.results) > 1
+    with_device = any(r.device_memory_delta_bytes is not None for r in results)
     table = Table(title="Latency in ms (warm-up excluded)", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
     table.add_column("backend", no_wrap=True, justify="left")
     for column in ("runs", "min", "mean", "p50", "p90", "p99", "img/s", "MiB") + (("GPU MiB",) if with_device else ()) + (("x p50",) if compared else ()):
         table.add_column(column, justify="right", no_wrap=True)
     for r in results:
-        s = r["stats"]
-        row = [escape(r["label"]), str(s["iterations"])]
+        s = r.stats
+        row = [escape(r.label), str(s["iterations"])]
         row += [_ms(s[k]) for k in ("min_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms")]
-        row += [_rate(s["throughput_ips"]), _mib(r["host_memory"]["peak_delta_bytes"])]
+        row += [_rate(s["throughput_ips"]), _mib(r.host_memory["peak_delta_bytes"])]
         if with_device:
-            row.append(_mib(r["device_memory_delta_bytes"]))
+            row.append(_mib(r.device_memory_delta_bytes))
         if compared:
-            row.append("-" if r["p50_ratio"] is None else f"{r['p50_ratio']:.2f}")
+            row.append("-" if r.p50_ratio is None else f"{r.p50_ratio:.2f}")
         table.add_row(*row)
     return table
 
 
 def table_notes(report) -> list:
     """Printed under the table, not as its caption: a long caption widens the table past 80 columns."""
-    results = report["results"]
+    results = report.results
     notes = ["MiB: peak host resident memory added by loading and the first run"]
     if len(results) > 1:
-        notes.append(f"runs interleaved round-robin, first runner rotating; x p50 = median / {results[0]['label']}'s (robust on a noisy machine)")
+        notes.append(f"runs interleaved round-robin, first runner rotating; x p50 = median / {results[0].label}'s (robust on a noisy machine)")
     return notes
 
 
 def _render(report) -> None:
-    env, settings = report["environment"], report["settings"]
+    env, settings = report.environment, report.settings
     gpu = env.get("gpu")
     rows = [
         ("cpu", escape(f"{env.get('cpu') or 'unknown'} ({env.get('cpu_usable')} of {env.get('cpu_count')} cores usable, threads: {settings['threads'] or 'runtime default'})")),
         ("gpu", escape(f"{gpu['name']} (sm {gpu['compute_capability']}, CUDA driver {gpu['driver_cuda_version']})") if gpu else "none"),
-        ("batch", ", ".join(sorted({str(r["batch"]) for r in report["results"]}))),
+        ("batch", ", ".join(sorted({str(r.batch) for r in report.results}))),
     ]
-    for r in report["results"]:
-        run = r["runtime"]
+    for r in report.results:
+        run = r.runtime
         ran_on = str(run.get("ran_on", "")).replace("ExecutionProvider", "")
         extra = "" if run.get("transfers", True) else ", no host<->device transfers"
         extra += ", CUDA graph" if run.get("cuda_graph") else ""
-        extra += ", timed with CUDA events" if r.get("timer") == "cuda-events" else ""
-        rows.append((escape(r["label"]), escape(f"{r['artifact']} on {run['runtime']} {run['version']} ({ran_on}{extra})")))
+        extra += ", timed with CUDA events" if r.timer == "cuda-events" else ""
+        rows.append((escape(r.label), escape(f"{r.artifact} on {run['runtime']} {run['version']} ({ran_on}{extra})")))
     jetson = env.get("jetson")
     if jetson:
         rows.append(("jetson", escape((jetson.get("nvpmodel_q") or "nvpmodel -q unavailable").splitlines()[0] if jetson.get("nvpmodel_q") else "power mode unknown (nvpmodel not found)")))
@@ -127,8 +127,8 @@ def _render(report) -> None:
     out.print(results_table(report))
     for note in table_notes(report):
         out.print(escape(note), style="dim", highlight=False)
-    for r in report["results"]:
-        if r["runtime"].get("note"):
-            err.print(f"[yellow]note:[/] {escape(r['label'])}: {escape(r['runtime']['note'])}", highlight=False)
-    if report.get("plot"):
-        out.print(escape(f"plot: {report['plot']}"), highlight=False)
+    for r in report.results:
+        if r.runtime.get("note"):
+            err.print(f"[yellow]note:[/] {escape(r.label)}: {escape(r.runtime['note'])}", highlight=False)
+    if report.plot:
+        out.print(escape(f"plot: {report.plot}"), highlight=False)

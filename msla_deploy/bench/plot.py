@@ -79,7 +79,8 @@ def render(rows: Sequence[Dict], title: str = "LATENCY PER RUN (MS)") -> np.ndar
     return canvas
 
 
-def write_plot(path: Path, report: Dict) -> Path:
-    rows = [{"label": r["label"], "latencies_ms": r["latencies_ms"]} for r in report["results"]]
+def write_plot(path: Path, report) -> Path:
+    """The latency distribution of each run of a bench.run.BenchReport, as a PNG."""
+    rows = [{"label": r.label, "latencies_ms": r.latencies_ms} for r in report.results]
     write_png(Path(path), render(rows))
     return Path(path)

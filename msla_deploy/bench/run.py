@@ -3,23 +3,65 @@ when there are several), and return one report dict. The CLI only parses and ren
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
+from ..artifact.names import ONNX_NAME
+from ..artifact.resolve import Artifact, resolve
 from ..errors import BadInput
-from ..parity.artifact import DEFAULT_ONNX
-from ..parity.tensorrt import engine_hint
 from ..progress import Steps
+from ..runtime.tensorrt import engine_hint
 from . import backends
-from .artifact import BenchArtifact, resolve
 from .environment import capture
 from .memory import HostPeak, device_memory_used
 from .stats import interleaved_order, median_ratios, rotation, summarize
 
 DEFAULT_ITERATIONS = 20
 DEFAULT_WARMUP = 3
+
+
+@dataclass
+class BenchRun:
+    """One contestant's measurement."""
+
+    label: str
+    artifact: str
+    backend: str  # what ran
+    requested: str  # what was asked (may be "auto")
+    runtime: Dict  # what ran: runtime, version, ran_on, providers, transfers ...
+    timer: str  # "host" | "cuda-events"
+    batch: int
+    host_memory: Dict
+    device_memory_delta_bytes: Optional[int]
+    stats: Dict = field(default_factory=dict)  # stats.summarize: min/mean/p50/p90/p99 ms, throughput
+    latencies_ms: List[float] = field(default_factory=list)
+    p50_ratio: Optional[float] = None  # median / the baseline's median
+
+    def to_dict(self) -> Dict:
+        return dataclasses.asdict(self)
+
+
+@dataclass
+class BenchReport:
+    settings: Dict
+    baseline: str  # label of the first contestant: every ratio is against it
+    results: List[BenchRun]
+    host_memory_during_timing: Dict
+    environment: Dict
+    timings_s: Dict
+    plot: Optional[str] = None  # the PNG written by --plot
+
+    def to_dict(self) -> Dict:
+        data = {
+            "settings": self.settings, "baseline": self.baseline, "results": [r.to_dict() for r in self.results],
+            "host_memory_during_timing": self.host_memory_during_timing, "environment": self.environment, "timings_s": self.timings_s,
+        }
+        if self.plot is not None:
+            data["plot"] = self.plot
+        return data
 
 
 @dataclass
@@ -50,7 +92,7 @@ class BenchOptions:
             raise BadInput(f"--threads {self.threads}: must be at least 1", "drop --threads to let the runtime choose")
 
 
-def _contestant_specs(options: BenchOptions) -> List[Tuple[BenchArtifact, str]]:
+def _contestant_specs(options: BenchOptions) -> List[Tuple[Artifact, str]]:
     """(artifact, requested backend) for the main run and each --compare: a backend name means
     the main artifact on that backend; anything else is an artifact (ARTIFACT@BACKEND picks one)."""
     main = resolve(options.artifact)
@@ -70,13 +112,13 @@ def _contestant_specs(options: BenchOptions) -> List[Tuple[BenchArtifact, str]]:
     return specs
 
 
-def _onnx_beside(artifact: BenchArtifact) -> Optional[Path]:
+def _onnx_beside(artifact: Artifact) -> Optional[Path]:
     """The export's model.onnx next to an engine given by itself, for a hint."""
-    beside = artifact.path.parent / DEFAULT_ONNX
+    beside = artifact.path.parent / ONNX_NAME
     return beside if artifact.path.is_file() and beside.is_file() else None
 
 
-def _labels(chosen: List[Tuple[BenchArtifact, str]]) -> List[str]:
+def _labels(chosen: List[Tuple[Artifact, str]]) -> List[str]:
     one_artifact = len({str(a.path) for a, _ in chosen}) == 1
     labels = [name if one_artifact else f"{a.name}:{name}" for a, name in chosen]
     seen: Dict[str, int] = {}
@@ -117,7 +159,7 @@ def measure(runs: List[Callable[[], object]], warmup: int, iterations: Optional[
     return latencies
 
 
-def run_bench(options: BenchOptions, steps: Optional[Steps] = None, on_round: Callable[[int, Optional[int]], None] = lambda r, t: None) -> Dict:
+def run_bench(options: BenchOptions, steps: Optional[Steps] = None, on_round: Callable[[int, Optional[int]], None] = lambda r, t: None) -> BenchReport:
     steps = steps or Steps()
     options.check()
     specs = _contestant_specs(options)
@@ -125,7 +167,7 @@ def run_bench(options: BenchOptions, steps: Optional[Steps] = None, on_round: Ca
     if options.cuda_graph and not any(backend.name == "trt" for _, backend in chosen):
         raise BadInput(f"--cuda-graph applies to TensorRT only, and {chosen[0][1].name} runs here", "pass --backend trt (or an .engine), or drop --cuda-graph")
     for artifact, backend in chosen:
-        with engine_hint(artifact.onnx_path is None, "bench", _onnx_beside(artifact)):  # an engine alone: --backend ort-cpu is refused
+        with engine_hint(artifact.is_engine or artifact.onnx_path is None, "bench", _onnx_beside(artifact)):  # an engine alone: --backend ort-cpu is refused
             backends.preflight(backend)  # a missing runtime exits 3 before anything loads
     labels = _labels([(a, b.name) for a, b in chosen])
     iterations = options.iterations if options.iterations is not None or options.duration is not None else DEFAULT_ITERATIONS
@@ -138,17 +180,17 @@ def run_bench(options: BenchOptions, steps: Optional[Steps] = None, on_round: Ca
             with steps.step(f"load:{label}", f"loading {artifact.name} on {label}"):
                 device_before = device_memory_used() if on_gpu else None
                 with HostPeak() as peak:
-                    with engine_hint(artifact.onnx_path is None, "bench", _onnx_beside(artifact)):
+                    with engine_hint(artifact.is_engine or artifact.onnx_path is None, "bench", _onnx_beside(artifact)):
                         item = backends.load(artifact, backend, batch=options.batch, threads=options.threads, transfers=options.transfers,
                                              cuda_graph=options.cuda_graph)
                     loaded.append(item)
                     item.run()  # the first run allocates; it is never timed (warm-up comes on top)
                 device_after = device_memory_used() if on_gpu else None
-            results.append({
-                "label": label, "artifact": str(artifact.path), "backend": item.backend, "requested": backend.requested,
-                "runtime": item.runtime, "timer": item.timer, "batch": item.batch, "host_memory": peak.to_dict(),
-                "device_memory_delta_bytes": None if device_after is None or device_before is None else device_after - device_before,
-            })
+            results.append(BenchRun(
+                label=label, artifact=str(artifact.path), backend=item.backend, requested=backend.requested,
+                runtime=item.runtime, timer=item.timer, batch=item.batch, host_memory=peak.to_dict(),
+                device_memory_delta_bytes=None if device_after is None or device_before is None else device_after - device_before,
+            ))
         total = iterations if iterations is not None else None
         title = f"timing {len(loaded)} backend(s), interleaved" if len(loaded) > 1 else f"timing {labels[0]}"
         with steps.step("measure", title):
@@ -160,16 +202,16 @@ def run_bench(options: BenchOptions, steps: Optional[Steps] = None, on_round: Ca
             item.close()
 
     for result, seconds in zip(results, latencies):
-        result["stats"] = summarize(seconds, result["batch"])
-        result["latencies_ms"] = [s * 1e3 for s in seconds]
-    for result, ratio in zip(results, median_ratios([r["stats"]["p50_ms"] for r in results])):
-        result["p50_ratio"] = ratio
-    return {
-        "settings": {"warmup": options.warmup, "iterations": iterations, "duration_s": options.duration, "batch": options.batch,
-                     "threads": options.threads, "transfers": options.transfers, "cuda_graph": options.cuda_graph, "interleaved": len(results) > 1},
-        "baseline": results[0]["label"],
-        "results": results,
-        "host_memory_during_timing": run_peak.to_dict(),
-        "environment": environment,
-        "timings_s": steps.timings,
-    }
+        result.stats = summarize(seconds, result.batch)
+        result.latencies_ms = [s * 1e3 for s in seconds]
+    for result, ratio in zip(results, median_ratios([r.stats["p50_ms"] for r in results])):
+        result.p50_ratio = ratio
+    return BenchReport(
+        settings={"warmup": options.warmup, "iterations": iterations, "duration_s": options.duration, "batch": options.batch,
+                  "threads": options.threads, "transfers": options.transfers, "cuda_graph": options.cuda_graph, "interleaved": len(results) > 1},
+        baseline=results[0].label,
+        results=results,
+        host_memory_during_timing=run_peak.to_dict(),
+        environment=environment,
+        timings_s=steps.timings,
+    )

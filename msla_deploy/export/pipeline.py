@@ -8,9 +8,8 @@ numbers are the evidence); any other failure leaves nothing.
 
 from __future__ import annotations
 
-import hashlib
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
@@ -18,89 +17,43 @@ import numpy as np
 import onnx
 import torch
 
-from .. import __version__, convert, zoo
-from ..user_model import build_user_model
+from .. import __version__, runtime, zoo
+from ..artifact.files import describe_files, environment, sha256_json, write_bytes_atomic, write_json_atomic
+from ..artifact.manifest import Manifest, ModelRecord, PrecisionRecord, write_manifest
+from ..artifact.names import (FP32_ONNX_NAME, INPUT_NAME, META_BATCH, META_EXPORTER, META_FP32_NODES, META_INPUT_NAMES, META_MODEL,
+                              META_NORMALIZATION, META_NUM_CLASSES, META_OUTPUT_NAMES, META_PRECISION, META_RECIPE,
+                              META_RESOLUTION, META_VERSION, ONNX_NAME, OUTPUT_NAME, PARITY_NAME, PROBE_PREFIX)
+from ..artifact.options import ExportOptions, is_factory_spec
+from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD, ReferenceBundle, synthetic_images, write_reference
 from ..errors import BadInput
 from ..inspect import inspect_onnx
-from ..artifact.names import MANIFEST_FORMAT, MANIFEST_NAME
-from ..artifact.files import describe_files, environment, sha256_json, write_bytes_atomic, write_json_atomic
+from ..loading import load_model
 from ..nn import plan_static
 from ..nn.precision import PrecisionPolicy, apply_policy, fp16_storage_proxy
-from ..nn.stress import apply_stress_weights
 from ..parity import compare_outputs, default_budget
-from ..parity.onnxruntime_run import import_onnxruntime, run_onnx
 from ..progress import Steps
-from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD, ReferenceBundle, synthetic_images, write_reference
+from ..runtime.onnxruntime import CPU, import_onnxruntime
 from .artifact_dir import check_replaceable, staged_directory
 from .graph import GraphReport, constants_to_initializers, finalize
 from .islands import island_nodes, name_unnamed_nodes
-from .options import ExportOptions, is_factory_spec
-from .probes import PROBE_PREFIX, ProbedModel, capture, probe_candidates, probe_output_names, unmark_probe_outputs
+from ..nn.capture import capture
+from .probes import ProbedModel, probe_candidates, probe_output_names, unmark_probe_outputs
 from .torch_to_onnx import export_to_onnx
-
-ONNX_NAME = "model.onnx"
-FP32_ONNX_NAME = "model_fp32.onnx"  # beside an fp16 model.onnx
-PARITY_NAME = "parity.json"
-INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
-
-
-@dataclass
-class LoadedModel:
-    module: torch.nn.Module
-    name: str
-    source: str  # "zoo" or "factory"
-    num_classes: Optional[int]
-    weights: Dict
-    swapped: List[Dict] = field(default_factory=list)
 
 
 @dataclass
 class ExportResult:
     directory: Path
-    manifest: Dict
+    manifest: Manifest
     parity: Dict
 
     @property
     def passed(self) -> bool:
         """Parity within budget and no fp16 hazard error in the graphs."""
-        return bool(self.parity["passed"]) and all(h["passed"] for h in self.manifest["hazards"].values())
+        return bool(self.parity["passed"]) and all(h["passed"] for h in self.manifest.hazards.values())
 
-
-def load_model(options: ExportOptions) -> LoadedModel:
-    """Build the model, load weights (flag, then models/, else seeded random), swap LiteMLA."""
-    torch.manual_seed(options.seed)  # random weights are reproducible
-    if is_factory_spec(options.model):
-        module, _ = build_user_model(options.model)
-        name = options.model_label
-        source, num_classes = "factory", None
-        weights = {"source": "factory", "note": "as returned by the factory"}
-        checkpoint = options.weights
-    else:
-        spec = zoo.get_spec(options.model)
-        module, name, source, num_classes = zoo.build(spec.name), spec.name, "zoo", spec.num_classes
-        checkpoint = options.weights or zoo.find_checkpoint(spec.name, Path(options.models_dir))
-        weights = {"source": "random", "seed": options.seed, "note": "RANDOM WEIGHTS: no checkpoint given or found"}
-    if checkpoint is not None:
-        digest = zoo.load_checkpoint(module, Path(checkpoint))
-        weights = {"source": "checkpoint", "path": str(checkpoint), "sha256": digest}
-    module, records = convert.swap_litemla(module)
-    module.eval()
-    if options.stress_weights:
-        weights["stress"] = apply_stress_weights(module)
-        weights["note"] = "STRESS WEIGHTS: LiteMLA q/k/v rescaled, head 0 queries zeroed"
-    weights["state_dict_sha256"] = state_dict_sha256(module)
-    return LoadedModel(module, name, source, num_classes, weights, [r.to_dict() for r in records])
-
-
-def state_dict_sha256(module: torch.nn.Module) -> str:
-    """Hash of the weights as loaded (names, dtypes, shapes, bytes): identifies random weights too."""
-    digest = hashlib.sha256()
-    for name, tensor in module.state_dict().items():
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
-        digest.update(t.numpy().tobytes() if t.dtype != torch.bfloat16 else t.float().numpy().tobytes())
-    return digest.hexdigest()
+    def to_dict(self) -> Dict:
+        return {"directory": str(self.directory), "passed": self.passed, "manifest": self.manifest.to_dict(), "parity": self.parity}
 
 
 def _single_output(output, model_name: str) -> torch.Tensor:
@@ -141,7 +94,7 @@ def _export_graph(module: torch.nn.Module, example: torch.Tensor, probe_names: S
 
 
 def _write_graph(graph: ExportedGraph, path: Path, metadata: Dict[str, str]) -> GraphReport:
-    metadata = {**metadata, "msla_deploy.exporter": graph.exporter, "msla_deploy.fp32_nodes": ",".join(graph.fp32_nodes)}
+    metadata = {**metadata, META_EXPORTER: graph.exporter, META_FP32_NODES: ",".join(graph.fp32_nodes)}
     report = finalize(graph.proto, producer_version=__version__, metadata=metadata)
     write_bytes_atomic(path, graph.proto.SerializeToString())
     return report
@@ -152,10 +105,17 @@ def _parity_check(label: str, artifact: str, runtime: Dict, reference: np.ndarra
     return {"label": label, "artifact": artifact, "runtime": runtime, "budget": budget.to_dict(), "passed": result.passed, "outputs": [result.to_dict()]}
 
 
+def _run_onnx(path: Path, feed: np.ndarray):
+    """ONNX Runtime on the CPU, and what ran, in parity.json's words."""
+    with runtime.open_onnx(path, CPU, label=str(path)) as session:
+        outputs = session.run({INPUT_NAME: feed})
+        info = session.describe()
+    return outputs[OUTPUT_NAME], {"name": "onnxruntime", "version": info["version"], "providers": info["providers_active"]}
+
+
 def _onnx_check(label: str, path: Path, images: np.ndarray, reference: np.ndarray, budget) -> Dict:
-    outputs, providers = run_onnx(path, {INPUT_NAME: images})
-    runtime = {"name": "onnxruntime", "version": import_onnxruntime().__version__, "providers": providers}
-    return _parity_check(label, path.name, runtime, reference, outputs[OUTPUT_NAME], budget)
+    output, ran = _run_onnx(path, images)
+    return _parity_check(label, path.name, ran, reference, output, budget)
 
 
 def _hazards(path: Path, precision: str) -> Dict:
@@ -171,18 +131,14 @@ def _hazards(path: Path, precision: str) -> Dict:
 def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportResult:
     steps = steps or Steps()
     options.check()
+    if not is_factory_spec(options.model):
+        zoo.get_spec(options.model)  # unknown names fail here, before anything is built
     import_onnxruntime()  # fail before the expensive steps, not after them
     target = options.output_dir()
     check_replaceable(target)
     height, width = options.resolution
     started = time.time()
-    policy = PrecisionPolicy(
-        precision=options.precision,
-        attention=options.attention_precision,
-        io_dtype=options.io_dtype,
-        upsample=options.upsample,
-        guards=options.fp16_guards,
-    )
+    policy = PrecisionPolicy.from_options(options)
     fp16 = policy.precision == "fp16"
 
     with staged_directory(target) as staging:
@@ -221,15 +177,15 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
         }
         recipe_sha = sha256_json(recipe)
         metadata = {
-            "msla_deploy.version": __version__,
-            "msla_deploy.model": loaded.name,
-            "msla_deploy.resolution": f"{height}x{width}",
-            "msla_deploy.batch": str(options.batch),
-            "msla_deploy.input_names": INPUT_NAME,
-            "msla_deploy.output_names": OUTPUT_NAME,
-            "msla_deploy.num_classes": str(reference.shape[1]) if reference.ndim == 4 else "",
-            "msla_deploy.normalization": f"rgb/255, mean={list(IMAGENET_MEAN)}, std={list(IMAGENET_STD)}",
-            "msla_deploy.recipe_sha256": recipe_sha,
+            META_VERSION: __version__,
+            META_MODEL: loaded.name,
+            META_RESOLUTION: f"{height}x{width}",
+            META_BATCH: str(options.batch),
+            META_INPUT_NAMES: INPUT_NAME,
+            META_OUTPUT_NAMES: OUTPUT_NAME,
+            META_NUM_CLASSES: str(reference.shape[1]) if reference.ndim == 4 else "",
+            META_NORMALIZATION: f"rgb/255, mean={list(IMAGENET_MEAN)}, std={list(IMAGENET_STD)}",
+            META_RECIPE: recipe_sha,
         }
 
         with steps.step("export", "Exporting to ONNX" + (" (fp32 and mixed-precision fp16)" if fp16 else "")):
@@ -240,10 +196,10 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                 fp16_graph = _export_graph(deployable, example.to(policy.io_torch_dtype), probe_names, options, prefix="model.")
         with steps.step("check", "Checking the graph (static shapes, onnx.checker)"):
             fp32_file = FP32_ONNX_NAME if fp16 else ONNX_NAME
-            fp32_report = _write_graph(fp32_graph, staging / fp32_file, {**metadata, "msla_deploy.precision": "fp32"})
+            fp32_report = _write_graph(fp32_graph, staging / fp32_file, {**metadata, META_PRECISION: "fp32"})
             primary_graph, primary_report = fp32_graph, fp32_report
             if fp16:
-                primary_report = _write_graph(fp16_graph, staging / ONNX_NAME, {**metadata, "msla_deploy.precision": "fp16"})
+                primary_report = _write_graph(fp16_graph, staging / ONNX_NAME, {**metadata, META_PRECISION: "fp16"})
                 primary_graph = fp16_graph
             onnx_files = {"fp32": fp32_file, **({"fp16": ONNX_NAME} if fp16 else {})}
             exporter_used = primary_graph.exporter
@@ -274,13 +230,12 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             fp32_budget = default_budget("fp32" if policy.upsample == "cubic" else "fp16")
             if fp16:
                 feed = images.astype(np.float16) if policy.io_dtype == "fp16" else images
-                outputs, providers = run_onnx(staging / ONNX_NAME, {INPUT_NAME: feed})
-                runtime = {"name": "onnxruntime", "version": import_onnxruntime().__version__, "providers": providers}
+                fp16_output, ran = _run_onnx(staging / ONNX_NAME, feed)
                 with torch.no_grad(), fp16_storage_proxy(deployable) as proxy:
                     proxy_out = proxy(example).numpy()
                 del deployable
                 checks = [
-                    _parity_check("ONNX Runtime fp16", ONNX_NAME, runtime, reference, outputs[OUTPUT_NAME], default_budget("fp16")),
+                    _parity_check("ONNX Runtime fp16", ONNX_NAME, ran, reference, fp16_output, default_budget("fp16")),
                     _parity_check("PyTorch fp16 proxy", "(policy applied in PyTorch)", {"name": "torch", "version": torch.__version__, "mode": "fp16 storage, fp32 accumulation"}, reference, proxy_out, default_budget("fp16")),
                     _onnx_check("ONNX Runtime fp32", staging / FP32_ONNX_NAME, images, reference, fp32_budget),
                 ]
@@ -298,47 +253,39 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             }
             write_json_atomic(staging / PARITY_NAME, parity)
 
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "stage": "export",
-            "created_unix": round(started, 3),
-            "tool": {"name": "msla-deploy", "version": __version__},
-            "recipe_sha256": recipe_sha,
-            "model": {
-                "name": loaded.name,
-                "source": loaded.source,
-                "spec": options.model,
-                "num_classes": loaded.num_classes,
-                "parameters": sum(p.numel() for p in loaded.module.parameters()),
-            },
-            "weights": loaded.weights,
-            "options": options.to_dict(),
-            "precision": {
-                "precision": policy.precision,
-                "attention_precision": "fp32" if not fp16 else (policy.attention if policy.guards else "fp16-naive"),
-                "io_dtype": policy.io_dtype,
-                "upsample": policy.upsample,
-                "fp16_guards": policy.guards,
-                "onnx_files": onnx_files,
+        manifest = Manifest(
+            created_unix=round(started, 3),
+            tool={"name": "msla-deploy", "version": __version__},
+            recipe_sha256=recipe_sha,
+            model=ModelRecord(loaded.name, loaded.source, options.model, loaded.num_classes, sum(p.numel() for p in loaded.module.parameters())),
+            weights=loaded.weights,
+            options=options,
+            precision=PrecisionRecord(
+                precision=policy.precision,
+                attention_precision="fp32" if not fp16 else (policy.attention if policy.guards else "fp16-naive"),
+                io_dtype=policy.io_dtype,
+                upsample=policy.upsample,
+                fp16_guards=policy.guards,
+                onnx_files=onnx_files,
                 # nodes of the fp32 graph to keep in fp32 when TensorRT builds it with the FP16 flag
-                "fp32_nodes": fp32_graph.fp32_nodes,
-            },
-            "exporter": {"requested": options.exporter, "used": exporter_used, "opset": primary_report.opset},
-            "swapped_modules": loaded.swapped,
-            "attention_plans": [
+                fp32_nodes=fp32_graph.fp32_nodes,
+            ),
+            exporter={"requested": options.exporter, "used": exporter_used, "opset": primary_report.opset},
+            swapped_modules=loaded.swapped,
+            attention_plans=[
                 {"module": name, "batch": p.batch, "height": p.height, "width": p.width, "tokens": p.tokens, "branch": p.branch}
                 for name, p in plans.items()
             ],
-            "onnx": primary_report.to_dict(),
+            onnx=primary_report.to_dict(),
             # module path -> tensor of model.onnx holding its output, for drift localisation
-            "probes": primary_graph.probes,
-            "hazards": hazards,
-            "parity": {"passed": parity["passed"], "file": PARITY_NAME},
-            "environment": environment(),
-            "timings_s": steps.timings,
-            "warnings": steps.warnings,
-        }
+            probes=primary_graph.probes,
+            hazards=hazards,
+            parity={"passed": parity["passed"], "file": PARITY_NAME},
+            environment=environment(),
+            timings_s=steps.timings,
+            warnings=steps.warnings,
+        )
         files = [ONNX_NAME, *([FP32_ONNX_NAME] if fp16 else []), PARITY_NAME, *reference_files]
-        manifest["artifacts"] = describe_files(staging, files)
-        write_json_atomic(staging / MANIFEST_NAME, manifest)
+        manifest.artifacts = describe_files(staging, files)
+        write_manifest(staging, manifest)
     return ExportResult(directory=target, manifest=manifest, parity=parity)

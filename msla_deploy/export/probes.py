@@ -10,16 +10,16 @@ as outputs in a copy of the model.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator, List, Sequence, Tuple
+from typing import List, Sequence
 
 import onnx
 import torch
 from torch import nn
 
+from ..artifact.names import PROBE_PREFIX
+from ..nn.capture import capture
 from ..nn.litemla import LiteMLA
 
-PROBE_PREFIX = "probe/"
 _CONTAINERS = (nn.ModuleList, nn.Sequential)
 
 
@@ -37,30 +37,6 @@ def probe_candidates(model: nn.Module) -> List[str]:
             prefix = f"{parent_name}." if parent_name else ""
             names.extend(f"{prefix}{child}" for child, _ in parent.named_children())
     return names
-
-
-@contextmanager
-def capture(model: nn.Module, names: Sequence[str]) -> Iterator[List[Tuple[str, torch.Tensor]]]:
-    """Record (name, output) of the named modules in call order; a tensor seen before, or a second
-    call of the same module, is skipped: one ONNX tensor carries one probe name and vice versa."""
-    modules = dict(model.named_modules())
-    captured: List[Tuple[str, torch.Tensor]] = []
-
-    def hook(name):
-        def record(module, args, output):
-            # a module called twice (shared weights) keeps its first output: one name, one tensor
-            seen = any(output is t or name == n for n, t in captured)
-            if isinstance(output, torch.Tensor) and not seen:
-                captured.append((name, output))
-
-        return record
-
-    handles = [modules[name].register_forward_hook(hook(name)) for name in names]
-    try:
-        yield captured
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 class ProbedModel(nn.Module):

@@ -16,9 +16,8 @@ from typing import Sequence, Tuple
 import onnx
 import torch
 
+from ..choices import EXPORTERS
 from ..errors import BadInput, CheckFailed, MissingRuntime, MslaError, one_line_text
-
-EXPORTERS = ("auto", "dynamo", "torchscript")
 
 
 def torchscript_max_opset() -> int:

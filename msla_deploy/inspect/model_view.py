@@ -17,9 +17,9 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from ..artifact.names import PROBE_PREFIX
 from ..errors import BadInput
 
-PROBE_PREFIX = "probe/"  # our exporter's module-output tensors (msla_deploy.export.probes, torch-side)
 NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"  # node metadata written by torch's dynamo exporter
 FLOAT_TYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
                onnx.TensorProto.BFLOAT16: "bfloat16", onnx.TensorProto.DOUBLE: "float64"}

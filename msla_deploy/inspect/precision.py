@@ -22,13 +22,14 @@ from typing import List, Optional, Set
 
 import onnx
 
+from ..artifact.names import META_FP32_NODES, META_PRECISION
 from ..errors import BadInput
 from .model_view import ModelView
 from .trt_support import Target
 
 PRECISIONS = ("auto", "fp16", "fp32")
-PINNED_KEY = "msla_deploy.fp32_nodes"
-PRECISION_KEY = "msla_deploy.precision"
+PINNED_KEY = META_FP32_NODES
+PRECISION_KEY = META_PRECISION
 # ops that carry no arithmetic: whether they "run in fp16" changes no number
 _NO_ARITHMETIC = frozenset({"Cast", "Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten",
                             "Concat", "Split", "Slice", "Gather", "Shape", "Constant", "Expand", "Pad"})

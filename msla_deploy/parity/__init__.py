@@ -1,11 +1,10 @@
-"""Parity between a deployed artifact and the PyTorch reference: metrics, budgets, runners.
+"""The verdict: is a deployed artifact still computing what the PyTorch reference computed?
 
-torch-free by design: a Jetson validates against a reference bundle with numpy and a runtime.
+torch-free by design (a Jetson validates against a reference bundle with numpy and a runtime);
+what runs the artifact is msla_deploy.runtime, what is on disk is msla_deploy.artifact.
 
     metrics, budgets      numbers and verdicts (numpy; export uses them too)
     config                the budget in force: flags > pyproject.toml > precision default
-    artifact              what `validate ARTIFACT` points at (model file, manifest, reference, precision)
-    runners, tensorrt     Polygraphy runners: ONNX Runtime providers (fallback detected), TensorRT
     polygraphy_compare    Polygraphy's comparators on the artifact's and the reference's outputs
     localize              probe tensors vs PyTorch hooks (torch_reference: the torch side, lazy)
     pictures, png         disagreement and error pictures, PNG without an imaging library

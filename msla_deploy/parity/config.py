@@ -83,7 +83,7 @@ def find_pyproject(start: Path) -> Optional[Path]:
 
 def _load_toml(path: Path) -> Optional[Dict[str, Any]]:
     try:
-        import tomllib  # Python >= 3.11
+        import tomllib  # novm (Python >= 3.11; tomli below on older ones)
     except ImportError:
         try:
             import tomli as tomllib  # the same parser, for older Pythons

@@ -11,11 +11,12 @@ list shows where it is worst.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Sequence
 
 import numpy as np
 import onnx
 
+from ..artifact.names import PROBE_PREFIX
 from ..errors import BadInput
 from .budgets import Budget
 from .metrics import cosine_similarity
@@ -23,7 +24,6 @@ from .metrics import cosine_similarity
 # where the budget has no peak-relative limit (fp16 budgets judge outputs by cosine and labels),
 # an intermediate tensor counts as drifted beyond 1% of its peak
 FALLBACK_RELATIVE_LIMIT = 1e-2
-PLAIN_PROBE_PREFIX = "probe/"  # export.probes.PROBE_PREFIX (that module needs torch)
 
 TENSORRT_NOTE = (
     "Marking probe tensors as outputs changes TensorRT's layer fusion and precision choices: the "
@@ -84,12 +84,13 @@ def relative_limit(budget: Budget) -> float:
     return budget.max_abs_rel if budget.max_abs_rel else FALLBACK_RELATIVE_LIMIT
 
 
-def localize(manifest: Optional[Dict], model: onnx.ModelProto, run_marked, feed: Dict[str, np.ndarray], budget: Budget, tensorrt: bool) -> Dict:
+def localize(manifest, model: onnx.ModelProto, run_marked, feed: Dict[str, np.ndarray], budget: Budget, tensorrt: bool) -> Dict:
     """`run_marked(onnx_bytes, feed) -> (outputs by name, runtime info)` runs the marked copy on
     the validation's backend; `feed` is one batch of the reference inputs."""
-    from .torch_reference import rebuild_model, run_with_probes
+    from ..runtime.torch_backend import rebuild
+    from .torch_reference import run_with_probes
 
-    probes = (manifest or {}).get("probes")
+    probes = manifest.probes if manifest is not None else None
     if not probes:
         raise BadInput(
             "--localize needs the export's manifest.json with its 'probes' (module -> ONNX tensor)",
@@ -98,11 +99,11 @@ def localize(manifest: Optional[Dict], model: onnx.ModelProto, run_marked, feed:
     # the manifest names the tensors of its model.onnx; another ONNX of the same export (the fp32
     # one beside an fp16 model.onnx) carries the plain probe name
     produced = {o for node in model.graph.node for o in node.output}
-    probes = {m: next((t for t in (tensor, PLAIN_PROBE_PREFIX + m) if t in produced), tensor) for m, tensor in probes.items()}
+    probes = {m: next((t for t in (tensor, PROBE_PREFIX + m) if t in produced), tensor) for m, tensor in probes.items()}
     if len(feed) != 1:
         raise BadInput(f"--localize runs one-input models; this one takes {sorted(feed)}", "validate without --localize")
     (x,) = feed.values()
-    module = rebuild_model(manifest, "--localize")
+    module = rebuild(manifest, "--localize")
     torch_output, captured = run_with_probes(module, x.astype(np.float32), list(probes))
     outputs, runtime = run_marked(mark_outputs(model, probes.values()), feed)
 

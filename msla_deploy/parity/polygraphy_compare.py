@@ -13,7 +13,7 @@ from typing import Dict
 
 import numpy as np
 
-from .polygraphy_env import quiet_polygraphy
+from ..runtime.polygraphy_env import quiet_polygraphy
 
 REFERENCE_RUNNER = "pytorch-reference"
 QUANTILE = 0.99

@@ -15,12 +15,12 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from ..errors import BadInput
+from ..artifact.files import describe_files, sha256_file
+from ..artifact.manifest import read_manifest_if_any, write_manifest
 from ..artifact.names import MANIFEST_NAME, REFERENCE_DIR
-from ..artifact.files import describe_files, sha256_file, write_json_atomic
-from ..progress import Steps
 from ..artifact.reference import ReferenceBundle, read_reference, write_reference
-from .artifact import read_manifest_if_any
+from ..errors import BadInput
+from ..progress import Steps
 from .images import PREPROCESSING, list_images, load_rgb, preprocess
 
 
@@ -39,12 +39,9 @@ def add_reference_images(directory: Path, images_dir: Path, steps: Optional[Step
     manifest = read_manifest_if_any(directory) if directory.is_dir() else None
     if manifest is None:
         raise BadInput(f"{directory} is not an export directory (no {MANIFEST_NAME})", "pass the directory msla-deploy export wrote")
-    options = manifest.get("options") or {}
-    try:
-        height, width = (int(v) for v in options["resolution"])
-        batch = int(options.get("batch", 1))
-    except (KeyError, TypeError, ValueError):
-        raise BadInput(f"{directory / MANIFEST_NAME} has no options.resolution", "re-export with msla-deploy export") from None
+    if manifest.options is None:
+        raise BadInput(f"{directory / MANIFEST_NAME} has no options.resolution", "re-export with msla-deploy export")
+    (height, width), batch = manifest.options.resolution, manifest.options.batch
     bundle = read_reference(directory / REFERENCE_DIR)
     if len(bundle.inputs) != 1 or len(bundle.outputs) != 1:
         raise BadInput(f"the reference bundle has {len(bundle.inputs)} inputs and {len(bundle.outputs)} outputs", "pictures can be added to one-input, one-output models only")
@@ -57,10 +54,11 @@ def add_reference_images(directory: Path, images_dir: Path, steps: Optional[Step
         sizes = [list(d.shape[:2]) for d in decoded]
         pixels = np.stack([preprocess(d, height, width) for d in decoded])
         del decoded
-    from .torch_reference import rebuild_model, run_model  # torch: only now that the input is known good
+    from ..runtime.torch_backend import rebuild  # torch: only now that the input is known good
+    from .torch_reference import run_model
 
     with steps.step("build", "Rebuilding the exported PyTorch model"):
-        module = rebuild_model(manifest, "reference --inputs")
+        module = rebuild(manifest, "reference --inputs")
     with steps.step("reference", "Computing the PyTorch reference outputs"):
         outputs = np.concatenate([run_model(module, pixels[i:i + batch]) for i in range(0, len(files), batch)])
 
@@ -89,9 +87,9 @@ def add_reference_images(directory: Path, images_dir: Path, steps: Optional[Step
     )
     with steps.step("write", "Writing the reference bundle and the manifest"):
         written = write_reference(directory, new)
-        manifest.setdefault("artifacts", {}).update(describe_files(directory, written))
-        manifest["reference_images"] = {"count": len(images), "synthetic_samples": synthetic, "preprocessing": PREPROCESSING}
-        write_json_atomic(directory / MANIFEST_NAME, manifest)
+        manifest.artifacts = {**(manifest.artifacts or {}), **describe_files(directory, written)}
+        manifest.extra["reference_images"] = {"count": len(images), "synthetic_samples": synthetic, "preprocessing": PREPROCESSING}
+        write_manifest(directory, manifest)
     return ReferenceImagesResult(directory, images, synthetic + len(images), synthetic, replaced)
 
 

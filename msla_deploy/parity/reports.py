@@ -151,7 +151,8 @@ def junit_xml(report: Dict) -> bytes:
             failure.text = detail
         else:
             ET.SubElement(case, "system-out").text = detail
-    ET.indent(suites)
+    if hasattr(ET, "indent"):  # Python 3.9+; on 3.8 (JetPack 5) the XML stays on one line
+        ET.indent(suites)  # novm
     return ET.tostring(suites, encoding="utf-8", xml_declaration=True) + b"\n"
 
 

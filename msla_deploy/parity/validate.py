@@ -18,23 +18,25 @@ from typing import Dict, List, Optional
 import numpy as np
 import onnx
 
-from .. import __version__
-from ..errors import BadInput
-from ..artifact.names import MANIFEST_NAME, REFERENCE_DIR
+from .. import __version__, runtime
 from ..artifact.files import environment, sha256_file
-from ..progress import Steps
+from ..artifact.graph import TensorSpec, graph_inputs, graph_outputs, load_onnx
+from ..artifact.names import MANIFEST_NAME, ONNX_NAME, ONNX_SUFFIX, REFERENCE_DIR
 from ..artifact.reference import ReferenceBundle, read_reference
-from .artifact import Artifact, budget_precision, engine_build_record, load_onnx, resolve_artifact
+from ..artifact.resolve import Artifact, resolve
+from ..errors import BadInput
+from ..progress import Steps
+from ..runtime.polygraphy_env import import_polygraphy
+from ..runtime.session import Backend
+from ..runtime.tensorrt import engine_hint
 from .config import resolve_budget
 from .metrics import OutputParity, compare_outputs, is_segmentation_logits
 from .pictures import class_names, disagreement_picture, error_heatmap
 from .png import write_png
-from .polygraphy_env import import_polygraphy
 from .reports import write_reports
-from .runners import Backend, choose_backend, preflight, run_model
-from .tensorrt import engine_hint
 
 REPORT_FORMAT = "msla-deploy/validate/1"
+BACKENDS = tuple(b for b in runtime.BACKENDS if b != "torch")  # the reference IS torch
 
 
 @dataclass
@@ -59,18 +61,9 @@ class ValidationResult:
         return bool(self.report["passed"])
 
 
-def _graph_io(model: onnx.ModelProto, which: str) -> Dict[str, Dict]:
-    """name -> {dims (None where symbolic), dtype} of the graph inputs (initializers excluded) or outputs."""
-    initializers = {i.name for i in model.graph.initializer}
-    values = model.graph.input if which == "inputs" else model.graph.output
-    out = {}
-    for v in values:
-        if v.name in initializers:
-            continue
-        t = v.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in t.shape.dim]
-        out[v.name] = {"dims": dims, "dtype": onnx.helper.tensor_dtype_to_np_dtype(t.elem_type) if t.elem_type else np.float32}
-    return out
+def _graph_io(specs: List[TensorSpec]) -> Dict[str, Dict]:
+    """name -> {dims (None where symbolic), dtype} of graph inputs or outputs."""
+    return {s.name: {"dims": [d if isinstance(d, int) and d > 0 else None for d in s.shape], "dtype": s.numpy_dtype} for s in specs}
 
 
 def _fits(shape, dims, skip_batch: bool) -> bool:
@@ -85,15 +78,14 @@ def _model_batch(artifact: Artifact, graph_inputs: Optional[Dict]) -> Optional[i
         first = next(iter(graph_inputs.values()))["dims"]
         if first and first[0]:
             return first[0]
-    options = (artifact.manifest or {}).get("options") or {}
-    return options.get("batch")
+    return artifact.manifest.options.batch if artifact.manifest is not None and artifact.manifest.options is not None else None
 
 
-def check_reference(bundle: ReferenceBundle, artifact: Artifact, graph_inputs: Optional[Dict], graph_outputs: Optional[Dict]) -> List[Dict[str, np.ndarray]]:
+def check_reference(bundle: ReferenceBundle, artifact: Artifact, reference_dir: Path, graph_inputs: Optional[Dict], graph_outputs: Optional[Dict]) -> List[Dict[str, np.ndarray]]:
     """The reference inputs as feed dicts of one model batch each; BadInput where they cannot fit."""
     fix = "pass --reference with the reference/ folder of the export this artifact came from"
     if not bundle.inputs or not bundle.outputs:
-        raise BadInput(f"the reference bundle in {artifact.reference_dir} has no inputs or no outputs", fix)
+        raise BadInput(f"the reference bundle in {reference_dir} has no inputs or no outputs", fix)
     counts = {name: a.shape[0] if a.ndim else 0 for name, a in bundle.inputs.items()}
     if len(set(counts.values())) != 1:
         raise BadInput(f"the reference inputs disagree on the number of samples ({counts})", fix)
@@ -141,22 +133,41 @@ def _pictures(results: List[OutputParity], reference: Dict[str, np.ndarray], can
     return out
 
 
+@dataclass
+class Target:
+    """What this validation runs: the artifact, the file that runs, on which backend, against which reference."""
+
+    artifact: Artifact
+    backend: Backend
+    model_file: Path
+    precision: str
+    precision_source: str
+    reference_dir: Path
+
+    @property
+    def is_engine(self) -> bool:
+        return self.model_file.suffix != ONNX_SUFFIX
+
+
 def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> ValidationResult:
     steps = steps or Steps()
     started = time.perf_counter()
     polygraphy = import_polygraphy()  # a missing runtime is reported before any work
-    artifact = resolve_artifact(options.artifact, options.reference, want_tensorrt=options.backend == "trt")
-    backend = choose_backend(options.backend, artifact.is_engine)
+    artifact = resolve(options.artifact)
+    reference_dir = artifact.reference_dir(options.reference)
+    backend = runtime.choose(options.backend, artifact, allowed=BACKENDS, command="validate")
+    model_file = artifact.model_file(tensorrt=backend.is_tensorrt)
+    target = Target(artifact, backend, model_file, *artifact.precision_of(model_file), reference_dir)
     # an .engine given by itself cannot fall back to --backend ort-cpu: say what works instead
     engine_alone = artifact.kind == "engine"
     with engine_hint(engine_alone, "validate", artifact.onnx_path):
-        preflight(backend)
-    precision, why = budget_precision(artifact)
+        runtime.preflight(backend)
+    precision, why = artifact.budget_precision(target.precision)
     choice = resolve_budget(precision, options.budget_flags, Path(options.cwd or Path.cwd()))
     if why:
         choice.notes.append(f"default budget of {precision}: {why}")
-    localize_source = _localize_preflight(artifact) if options.localize else None
-    modified = modified_after_export(artifact)
+    localize_source = _localize_preflight(target) if options.localize else None
+    modified = modified_after_export(target)
     for rel in modified:  # a warning, not a verdict: the file is judged as it is now
         steps.warn(f"artifact modified after export: {rel} no longer matches its sha256 in {artifact.directory / MANIFEST_NAME}")
     report_dir = Path(options.report_dir) if options.report_dir else artifact.default_report_dir()
@@ -164,30 +175,32 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
         raise BadInput(f"--report-dir {report_dir} is a file", "pass a directory (it is created if missing)")
 
     with steps.step("read", "Reading the reference bundle"):
-        bundle = read_reference(artifact.reference_dir)
-        graph = artifact.onnx_model
-        graph_inputs = _graph_io(graph, "inputs") if graph is not None else None
-        graph_outputs = _graph_io(graph, "outputs") if graph is not None else None
-        batches = check_reference(bundle, artifact, graph_inputs, graph_outputs)
+        bundle = read_reference(reference_dir)
+        graph = artifact.onnx_model if not target.is_engine else None
+        inputs = _graph_io(graph_inputs(graph)) if graph is not None else None
+        outputs = _graph_io(graph_outputs(graph)) if graph is not None else None
+        batches = check_reference(bundle, artifact, reference_dir, inputs, outputs)
 
     with steps.step("run", f"Running the artifact ({backend.name})"), engine_hint(engine_alone, "validate", artifact.onnx_path):
-        run = run_model(artifact.model_file, backend, batches, is_engine=artifact.is_engine,
-                        strongly_typed=artifact.precision != "fp32", label=str(artifact.model_file))
-    missing = [n for n in bundle.outputs if n not in run.outputs]
+        with runtime.open(artifact, backend, command="validate") as session:
+            ran = [session.run(feed) for feed in batches]
+            ran_on = session.describe()
+    produced = {name: np.concatenate([np.asarray(r[name]) for r in ran], axis=0) for name in ran[0]}
+    missing = [n for n in bundle.outputs if n not in produced]
     if missing:
-        raise BadInput(f"the artifact has no output {missing[0]!r} (it has {sorted(run.outputs)})", "pass --reference of the matching export")
+        raise BadInput(f"the artifact has no output {missing[0]!r} (it has {sorted(produced)})", "pass --reference of the matching export")
 
     with steps.step("compare", "Comparing with the PyTorch reference (Polygraphy + segmentation metrics)"):
         from .polygraphy_compare import polygraphy_statistics
 
-        stats = polygraphy_statistics(run.outputs, bundle.outputs, backend.name)
+        stats = polygraphy_statistics(produced, bundle.outputs, backend.name)
         measured_by = f"polygraphy {polygraphy.__version__}"
         results = []
         for name, ref in bundle.outputs.items():
-            if ref.shape != run.outputs[name].shape:
-                raise BadInput(f"output {name!r}: the reference has shape {list(ref.shape)}, the artifact gave {list(run.outputs[name].shape)}",
+            if ref.shape != produced[name].shape:
+                raise BadInput(f"output {name!r}: the reference has shape {list(ref.shape)}, the artifact gave {list(produced[name].shape)}",
                                "pass --reference of the matching export")
-            results.append(compare_outputs(name, ref, run.outputs[name], choice.budget, measured=stats[name], measured_by=measured_by))
+            results.append(compare_outputs(name, ref, produced[name], choice.budget, measured=stats[name], measured_by=measured_by))
 
     localization = None
     if options.localize:
@@ -195,35 +208,36 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
             from .localize import localize
 
             def run_marked(onnx_bytes: bytes, feed: Dict[str, np.ndarray]):
-                marked = run_model(onnx_bytes, backend, [feed], strongly_typed=localize_source.strongly_typed,
-                                   fp16_flag=localize_source.fp16_flag, label="the probe-marked copy of the ONNX")
-                return marked.outputs, marked.runtime
+                with runtime.open_onnx(onnx_bytes, backend, label="the probe-marked copy of the ONNX",
+                                       precision=localize_source.precision, fp16_flag=localize_source.fp16_flag) as marked:
+                    return marked.run(feed), marked.describe()
 
             localization = localize(artifact.manifest, localize_source.model, run_marked, batches[0], choice.budget, backend.is_tensorrt)
             localization["notes"] += localize_source.notes
 
-    report = _report(artifact, backend, run.runtime, choice, bundle, results, localization)
+    report = _report(target, ran_on, choice, bundle, results, localization)
     report["artifact"]["modified_after_export"] = modified
     report["warnings"] = list(steps.warnings)
     with steps.step("report", "Writing the reports"):
         input_hw = next((a.shape[2:] for a in bundle.inputs.values() if a.ndim == 4), None)
-        report["pictures"] = _pictures(results, bundle.outputs, run.outputs, input_hw, report_dir)
+        report["pictures"] = _pictures(results, bundle.outputs, produced, input_hw, report_dir)
         report["timings_s"] = {**steps.timings, "total": round(time.perf_counter() - started, 3)}
         write_reports(report, report_dir, str(options.junit) if options.junit else None)
     return ValidationResult(report, report_dir)
 
 
-def modified_after_export(artifact: Artifact) -> List[str]:
+def modified_after_export(target: Target) -> List[str]:
     """Files of the export that no longer match the sha256 its manifest recorded ("artifacts"):
     the file validated and, when it is the export's own, the reference bundle. Files the
     manifest does not list (an engine, a bare ONNX) are not checked."""
-    recorded = (artifact.manifest or {}).get("artifacts")
-    if artifact.directory is None or not isinstance(recorded, dict):
+    artifact = target.artifact
+    recorded = artifact.manifest.artifacts if artifact.manifest is not None else None
+    if artifact.directory is None or not recorded:
         return []
     root = artifact.directory.resolve()
-    files = [artifact.model_file]
-    if artifact.reference_dir.resolve() == root / REFERENCE_DIR:
-        files += sorted(p for p in artifact.reference_dir.iterdir() if p.is_file())
+    files = [target.model_file]
+    if target.reference_dir.resolve() == root / REFERENCE_DIR:
+        files += sorted(p for p in target.reference_dir.iterdir() if p.is_file())
     modified = []
     for path in files:
         try:
@@ -241,38 +255,41 @@ class LocalizeSource:
     """The ONNX whose probe tensors get marked, and how to build it when the backend is TensorRT."""
 
     model: onnx.ModelProto
-    strongly_typed: bool
+    precision: str  # the ONNX's own: fp16 is built strongly typed
     fp16_flag: bool  # weakly typed fp16 engine: the FP16 builder flag
     notes: List[str] = field(default_factory=list)
 
 
-def _localize_preflight(artifact: Artifact) -> LocalizeSource:
+def _localize_preflight(target: Target) -> LocalizeSource:
     """Everything --localize needs, checked before the artifact runs: torch, probes, an ONNX."""
-    from .torch_reference import require_torch
+    from ..runtime.torch_backend import require_torch
 
-    require_torch("--localize")
-    if not (artifact.manifest or {}).get("probes"):
+    artifact = target.artifact
+    require_torch("--localize", "validate without --localize")
+    if artifact.manifest is None or not artifact.manifest.probes:
         raise BadInput(
             "--localize needs the export's manifest.json with its 'probes' (module -> ONNX tensor)",
             "validate the export directory (or a .onnx inside it); re-export if its manifest predates probes",
         )
-    if not artifact.is_engine:
-        return LocalizeSource(artifact.onnx_model, strongly_typed=artifact.precision != "fp32", fp16_flag=False)
+    if not target.is_engine:
+        return LocalizeSource(artifact.onnx_model, precision=target.precision, fp16_flag=False)
     # an engine: rebuild from the ONNX its build record names, typed the way that build was
-    record = engine_build_record(artifact.model_file, artifact.manifest) or {}
-    root = artifact.directory or artifact.model_file.parent
-    recorded = (record.get("onnx") or {}).get("file")
+    record = artifact.build_record(target.model_file)
+    root = artifact.directory or target.model_file.parent
+    recorded = record.onnx_file if record is not None else None
     source = root / recorded if recorded and (root / recorded).is_file() else artifact.onnx_path
     if source is None:
-        raise BadInput("--localize needs the ONNX the engine was built from", f"put it beside the engine as {artifact.model_file.parent / 'model.onnx'}")
-    weak_fp16 = record.get("typing") == "weak" and record.get("precision") == "fp16"
+        raise BadInput("--localize needs the ONNX the engine was built from", f"put it beside the engine as {target.model_file.parent / ONNX_NAME}")
+    typing = record.typing if record is not None else None
+    weak_fp16 = typing == "weak" and record.precision == "fp16"
     notes = [
         "the engine was built weakly typed with the FP16 flag and fp32-pinned layers; the probe engine gets the FP16 flag but not the pins"
     ] if weak_fp16 else []
-    return LocalizeSource(load_onnx(source), strongly_typed=record.get("typing") == "strong", fp16_flag=weak_fp16, notes=notes)
+    return LocalizeSource(load_onnx(source), precision="fp16" if typing == "strong" else "fp32", fp16_flag=weak_fp16, notes=notes)
 
 
-def _report(artifact: Artifact, backend: Backend, runtime: Dict, choice, bundle: ReferenceBundle, results: List[OutputParity], localization) -> Dict:
+def _report(target: Target, ran_on: Dict, choice, bundle: ReferenceBundle, results: List[OutputParity], localization) -> Dict:
+    artifact, backend = target.artifact, target.backend
     outputs = []
     for r in results:
         data = r.to_dict()
@@ -291,9 +308,9 @@ def _report(artifact: Artifact, backend: Backend, runtime: Dict, choice, bundle:
         "format": REPORT_FORMAT,
         "tool": {"name": "msla-deploy", "version": __version__},
         "passed": all(r.passed for r in results),
-        "artifact": artifact.describe(),
-        "reference": {"directory": str(artifact.reference_dir), "samples": samples, "source": source, "info": info},
-        "backend": {"requested": backend.requested, "used": backend.name, **runtime},
+        "artifact": artifact.describe(target.model_file),
+        "reference": {"directory": str(target.reference_dir), "samples": samples, "source": source, "info": info},
+        "backend": {"requested": backend.requested, "used": backend.name, **ran_on},
         "budget": choice.to_dict(),
         "outputs": outputs,
         "localization": localization,

@@ -14,7 +14,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 from .. import __version__
 from ..errors import BadInput
-from ..artifact.names import MANIFEST_FORMAT, MANIFEST_NAME
+from ..artifact.manifest import BuildRecord, read_json_record, read_manifest, write_manifest
+from ..artifact.names import BUILD_RECORD_NAME, MANIFEST_FORMAT
 from ..artifact.files import environment, sha256_file, write_bytes_atomic, write_json_atomic
 from ..progress import Steps
 from . import versions as V
@@ -24,7 +25,6 @@ from .options import BuildOptions
 from .plan import BuildPlan, make_plan, resolve_options
 from .trtexec import display_path, trtexec_argv, trtexec_command
 
-BUILD_RECORD_NAME = "build.json"  # beside the engine, for a bare ONNX
 
 
 @dataclass
@@ -95,18 +95,11 @@ def _plan_record(plan: BuildPlan) -> Dict[str, Any]:
 def append_record(model: ModelInput, plan: BuildPlan, record: Dict[str, Any]) -> Path:
     """Add the record to the export's manifest ("builds"), or to build.json beside the engine."""
     if model.kind == "directory":
-        path = model.root / MANIFEST_NAME
-        from ..artifact.manifest import read_manifest
-
-        data = read_manifest(model.root)  # re-read: another stage may have written since
-    else:
-        path = Path(plan.engine).parent / BUILD_RECORD_NAME
-        if path.is_file():
-            import json
-
-            data = json.loads(path.read_text())
-        else:
-            data = {"format": MANIFEST_FORMAT, "stage": "build", "onnx": str(model.source)}
+        manifest = read_manifest(model.root)  # re-read: another stage may have written since
+        manifest.builds.append(BuildRecord(record))
+        return write_manifest(model.root, manifest)
+    path = Path(plan.engine).parent / BUILD_RECORD_NAME
+    data = read_json_record(path) or {"format": MANIFEST_FORMAT, "stage": "build", "onnx": str(model.source)}
     data.setdefault("builds", []).append(record)
     write_json_atomic(path, data)
     return path

@@ -19,29 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-import onnx
-
+from ..artifact.graph import TensorSpec, graph_inputs, has_fp16, load_onnx, metadata
+from ..artifact.manifest import Manifest, read_manifest
+from ..artifact.names import MANIFEST_NAME, META_FP32_NODES, META_PRECISION, ONNX_SUFFIX
 from ..errors import BadInput
-from ..artifact.names import MANIFEST_NAME
-from ..artifact.manifest import read_manifest
-
-META_PRECISION = "msla_deploy.precision"
-META_FP32_NODES = "msla_deploy.fp32_nodes"
-DEFAULT_ONNX = "model.onnx"
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    name: str
-    shape: Tuple  # ints, or strings for dynamic dimensions
-    dtype: str
-
-    @property
-    def static(self) -> bool:
-        return all(isinstance(d, int) and d > 0 for d in self.shape)
-
-    def to_dict(self) -> Dict:
-        return {"name": self.name, "shape": list(self.shape), "dtype": self.dtype}
 
 
 @dataclass(frozen=True)
@@ -65,7 +46,7 @@ class ModelInput:
     export_precision: str
     onnx_files: Dict[str, Path]  # {"fp32": path, "fp16": path}, absolute
     fp32_nodes: Tuple[str, ...]
-    manifest: Optional[Dict] = None
+    manifest: Optional[Manifest] = None
     graphs: Dict[str, GraphFacts] = field(default_factory=dict)  # per onnx_files key
 
     @property
@@ -75,40 +56,19 @@ class ModelInput:
 
 
 def _graph_facts(path: Path) -> GraphFacts:
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # a truncated or foreign file
-        raise BadInput(f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc})", "point at the export's model.onnx") from None
+    model = load_onnx(path, load_external_data=False)
     graph = model.graph
-    initializers = {t.name for t in graph.initializer}
-    inputs = []
-    for vi in graph.input:
-        if vi.name in initializers:
-            continue
-        tt = vi.type.tensor_type
-        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tt.shape.dim)
-        try:
-            dtype = onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name
-        except Exception:
-            dtype = str(tt.elem_type)
-        inputs.append(TensorSpec(vi.name, dims, dtype))
-    fp16 = onnx.TensorProto.FLOAT16
-    has_fp16 = (
-        any(t.data_type == fp16 for t in graph.initializer)
-        or any(v.type.tensor_type.elem_type == fp16 for v in list(graph.input) + list(graph.output) + list(graph.value_info))
-        or any(n.op_type == "Cast" and any(a.name == "to" and a.i == fp16 for a in n.attribute) for n in graph.node)
-    )
     opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)
     return GraphFacts(
         opset=opset,
-        inputs=tuple(inputs),
+        inputs=tuple(graph_inputs(model)),
         node_names=frozenset(n.name for n in graph.node if n.name),
         single_output_nodes=frozenset(n.name for n in graph.node if n.name and len(n.output) == 1),
-        has_fp16=has_fp16,
+        has_fp16=has_fp16(model),
         cubic_resize=any(
             n.op_type == "Resize" and any(a.name == "mode" and a.s == b"cubic" for a in n.attribute) for n in graph.node
         ),
-        metadata={p.key: p.value for p in model.metadata_props},
+        metadata=metadata(model),
     )
 
 
@@ -118,42 +78,25 @@ def _split_nodes(text: str) -> Tuple[str, ...]:
 
 def load_directory(directory: Path) -> ModelInput:
     directory = Path(directory)
-    if not (directory / MANIFEST_NAME).is_file():
-        raise BadInput(f"{directory} has no {MANIFEST_NAME}: not an export directory", "run `msla-deploy export` first, or pass the .onnx file itself")
-    try:
-        manifest = read_manifest(directory)
-    except ValueError as exc:
-        raise BadInput(f"{directory / MANIFEST_NAME} is not valid JSON ({exc})", "re-export the directory") from None
-    section = manifest.get("precision")
-    if section is None:  # exported before the precision contract: fp32, model.onnx, nothing pinned
-        export_precision, files, fp32_nodes = "fp32", {"fp32": DEFAULT_ONNX}, ()
-    else:
-        if not isinstance(section, dict) or not isinstance(section.get("onnx_files"), dict):
-            raise BadInput(f"{directory / MANIFEST_NAME}: 'precision' has no 'onnx_files' table", "re-export the directory with this version of msla-deploy")
-        export_precision = section.get("precision", "fp32")
-        files = dict(section["onnx_files"])
-        fp32_nodes = tuple(section.get("fp32_nodes") or ())
+    manifest = read_manifest(directory)
+    section = manifest.precision
     onnx_files = {}
-    for key, rel in files.items():
-        if key not in ("fp32", "fp16"):
-            continue
+    for key, rel in section.onnx_files.items():
         path = directory / rel
         if not path.is_file():
             raise BadInput(f"{path} is listed in the manifest but missing", "copy the whole export directory, or re-export")
         onnx_files[key] = path.resolve()
-    if not onnx_files:
-        raise BadInput(f"{directory / MANIFEST_NAME} lists no fp32 or fp16 ONNX", "re-export the directory")
     model = ModelInput(
-        source=directory, kind="directory", root=directory.resolve(), export_precision=export_precision,
-        onnx_files=onnx_files, fp32_nodes=fp32_nodes, manifest=manifest,
+        source=directory, kind="directory", root=directory.resolve(), export_precision=section.precision,
+        onnx_files=onnx_files, fp32_nodes=tuple(section.fp32_nodes), manifest=manifest,
     )
     model.graphs = {key: _graph_facts(path) for key, path in onnx_files.items()}
     return model
 
 
-def load_onnx(path: Path) -> ModelInput:
+def load_onnx_file(path: Path) -> ModelInput:
     path = Path(path)
-    if path.suffix.lower() != ".onnx":
+    if path.suffix.lower() != ONNX_SUFFIX:
         raise BadInput(f"{path} is neither an export directory nor an .onnx file", "pass the export directory or its model.onnx")
     facts = _graph_facts(path)
     meta = facts.metadata
@@ -174,7 +117,7 @@ def load_model_input(source: Path) -> ModelInput:
     if source.is_file():
         if source.name == MANIFEST_NAME:
             return load_directory(source.parent)
-        return load_onnx(source)
+        return load_onnx_file(source)
     raise BadInput(f"{source}: no such file or directory", "pass an export directory or an .onnx file")
 
 

@@ -26,13 +26,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..artifact.names import LAYER_INFO_SUFFIX, is_engine_file
 from ..errors import BadInput
 from . import versions as V
 from .inputs import ModelInput, TensorSpec
 from .options import BuildOptions
 from .versions import TrtVersion
 
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 @dataclass(frozen=True)
@@ -126,8 +126,8 @@ def default_engine_path(model: ModelInput, precision: str, version: TrtVersion, 
 
 
 def layer_info_path(engine: Path) -> Path:
-    base = engine.name[: -len(engine.suffix)] if engine.suffix.lower() in ENGINE_SUFFIXES else engine.name
-    return engine.parent / f"{base}.layers.json"
+    base = engine.name[: -len(engine.suffix)] if is_engine_file(engine.name) else engine.name
+    return engine.parent / f"{base}{LAYER_INFO_SUFFIX}"
 
 
 def default_timing_cache(model: ModelInput, version: TrtVersion) -> Path:

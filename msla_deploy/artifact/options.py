@@ -1,13 +1,20 @@
-"""Export options, parsed and checked before any work starts (bad input never costs a model build)."""
+"""The export options: what `export` was asked for, as recorded in the manifest.
+
+One dataclass, read back with `from_dict` wherever the exported model has to be rebuilt (the
+torch backend, localize, reference pictures), so an option that changes the weights is never
+forgotten on the way back. Checks that need no model are here (bad input never costs a model
+build); the zoo name is checked by the export itself.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
-from ..choices import PRECISIONS, UPSAMPLE_MODES
+from ..choices import EXPORTERS, PRECISIONS, UPSAMPLE_MODES
 from ..errors import BadInput
 
 DEFAULT_MODEL = "efficientvit-seg-b1-cityscapes"
@@ -39,6 +46,9 @@ def is_factory_spec(model: str) -> bool:
     return ":" in model
 
 
+_PATH_FIELDS = ("weights", "out", "models_dir", "artifacts_dir")
+
+
 @dataclass
 class ExportOptions:
     model: str = DEFAULT_MODEL
@@ -59,8 +69,6 @@ class ExportOptions:
     seed: int = 0  # random weights and the synthetic reference images
 
     def check(self) -> None:
-        from .torch_to_onnx import EXPORTERS
-
         if self.batch < 1:
             raise BadInput(f"--batch {self.batch} must be at least 1", "use --batch 1")
         if not MIN_OPSET <= self.opset <= MAX_OPSET:
@@ -68,9 +76,8 @@ class ExportOptions:
                 f"--opset {self.opset} is outside {MIN_OPSET}..{MAX_OPSET}",
                 f"use {DEFAULT_OPSET} for TensorRT 8.x/JetPack 5-6, up to 20 for TensorRT 10.0-10.8",
             )
-        if self.exporter not in EXPORTERS:
-            raise BadInput(f"--exporter {self.exporter!r} is unknown", f"choose one of {', '.join(EXPORTERS)}")
         for flag, value, allowed in (
+            ("--exporter", self.exporter, EXPORTERS),
             ("--precision", self.precision, PRECISIONS),
             ("--attention-precision", self.attention_precision, PRECISIONS),
             ("--io-dtype", self.io_dtype, PRECISIONS),
@@ -82,10 +89,6 @@ class ExportOptions:
             raise BadInput(
                 "--attention-precision/--io-dtype fp16 need --precision fp16", "add --precision fp16"
             )
-        if not is_factory_spec(self.model):
-            from .. import zoo
-
-            zoo.get_spec(self.model)  # unknown names fail here, before anything is built
         if self.weights is not None and not Path(self.weights).is_file():
             raise BadInput(f"--weights {self.weights}: no such file", "pass the path of a .pt state dict")
         h, w = self.resolution
@@ -106,10 +109,44 @@ class ExportOptions:
         h, w = self.resolution
         return Path(self.artifacts_dir) / f"{self.model_label}-{h}x{w}-{self.precision}"
 
-    def to_dict(self) -> Dict:
-        data = asdict(self)
+    def to_dict(self) -> Dict[str, Any]:
+        data = dataclasses.asdict(self)
         data["resolution"] = list(self.resolution)
-        for key in ("weights", "out", "models_dir", "artifacts_dir"):
+        for key in _PATH_FIELDS:
             data[key] = None if data[key] is None else str(data[key])
         data["out"] = str(self.output_dir())
         return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ExportOptions":
+        """The options a manifest recorded. Unknown keys (a newer tool's) are ignored; a known key
+        of the wrong type is BadInput. Defaults fill what an older manifest lacks."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        values: Dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in fields or value is None:
+                continue
+            default = getattr(cls(), key)
+            try:
+                if key in _PATH_FIELDS:
+                    values[key] = Path(str(value))
+                elif key == "resolution":
+                    h, w = value
+                    values[key] = (int(h), int(w))
+                elif isinstance(default, bool):
+                    if not isinstance(value, bool):
+                        raise TypeError(key)
+                    values[key] = value
+                elif isinstance(default, int):
+                    if isinstance(value, bool) or not isinstance(value, int):
+                        raise TypeError(key)
+                    values[key] = value
+                elif isinstance(default, str):
+                    if not isinstance(value, str):
+                        raise TypeError(key)
+                    values[key] = value
+            except (TypeError, ValueError):
+                raise BadInput(
+                    f"manifest options.{key} is {value!r}, not a valid value", "re-export the directory"
+                ) from None
+        return cls(**values)

@@ -1,0 +1,68 @@
+"""The `doctor` command: parse, diagnose, render. Registered in cli.py. Exits 0 whatever it finds."""
+
+from __future__ import annotations
+
+from typing import List
+
+import typer
+from rich import box
+from rich.markup import escape
+from rich.table import Table
+
+from ..console import out, print_json
+from .report import DoctorReport, diagnose
+
+
+def registered_commands() -> List[str]:
+    from ..cli import app  # here, not at import: cli.py imports this module
+
+    names = []
+    for command in app.registered_commands:
+        name = command.name or command.callback.__name__.replace("_", "-")
+        names.append(name)
+    return names
+
+
+def doctor_command(
+    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout (paste it into a bug report)."),
+) -> None:
+    """What this machine has (Python, torch, ONNX Runtime providers that really start, TensorRT, GPU, Jetson), and which commands can run here."""
+    report = diagnose(registered_commands())
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        render(report)
+
+
+def _mark(ok: bool) -> str:
+    return "[green]ok[/]" if ok else "[red]no[/]"
+
+
+def render(report: DoctorReport) -> None:
+    table = Table(title="This machine", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("component", "", "version", "detail"):
+        table.add_column(column, no_wrap=column != "detail")
+    for c in report.components:
+        fix = f" [dim]-> {escape(c.fix)}[/]" if c.fix else ""
+        table.add_row(c.name, _mark(c.ok), escape(c.version or "-"), escape(c.detail) + fix)
+    if report.cpu:
+        table.add_row("cpu", "", "", escape(report.cpu))
+    if report.jetson is not None:
+        table.add_row("jetson", _mark(report.jetson.ok), escape(report.jetson.version or "-"), escape(report.jetson.detail))
+    out.print(table)
+    out.print("backends that run here: " + (", ".join(f"[green]{n}[/]" for n, b in report.backends.items() if b.ready) or "[red]none[/]"), highlight=False)
+
+    commands = Table(title="Commands", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    commands.add_column("command", no_wrap=True)
+    commands.add_column("runs here", no_wrap=True)
+    commands.add_column("why not / fix / note")
+    for c in report.commands:
+        if c.ready:
+            text = escape(", ".join(c.backends)) if c.backends else ""
+            if c.note:
+                text = (text + "; " if text else "") + f"[yellow]{escape(c.note)}[/]"
+            commands.add_row(c.name, "[green]yes[/]", text)
+        else:
+            commands.add_row(c.name, "[red]no[/]", escape(c.reason) + (f" [dim]-> {escape(c.fix)}[/]" if c.fix else ""))
+    out.print(commands)
+    out.print(f"[dim]({report.seconds:.1f} s; `msla-deploy doctor --json` for a bug report)[/]", highlight=False)

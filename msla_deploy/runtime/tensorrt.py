@@ -1,0 +1,169 @@
+"""TensorRT behind the Session interface: one engine loader, one way to build an engine for an
+ONNX, and the direct execute_async_v3 path bench times with CUDA events.
+
+`tensorrt` itself is imported by msla_deploy.trt.runtime (the package's single import of it) and
+the GPU is probed there too, so without TensorRT or a GPU every path here ends in MissingRuntime
+(exit 3). Written against TensorRT's and Polygraphy's documented APIs and tested here only
+against stand-ins: this project's machines cannot install TensorRT.
+
+- An engine file is deserialized by msla_deploy.trt.runtime.deserialize_engine when that exists
+  (it sets what a version-compatible or DLA engine needs first), else by a plain Runtime.
+- An ONNX is built in memory the way `msla-deploy build` plans it for the installed version
+  (msla_deploy.trt.build.plan_for_runtime) where that exists; else through Polygraphy, strongly
+  typed where the version has strong typing (Polygraphy's strongly_typed needs TensorRT >= 10).
+- `run()` goes through Polygraphy's TrtRunner; `timed` through runtime.trt_direct.DirectTiming.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Dict, Iterator, Optional, Union
+
+import numpy as np
+
+from ..artifact.graph import TensorSpec
+from ..errors import BadInput, MissingRuntime
+from .polygraphy_env import quiet_polygraphy
+from .session import Session
+
+NO_TENSORRT_FIX = "run on a machine with TensorRT and an NVIDIA GPU (e.g. a Jetson with JetPack), or use --backend ort-cpu"
+STRONG_TYPING_IN_POLYGRAPHY = (10, 0)  # NetworkFromOnnx*(strongly_typed=True) raises before (FACTS.md section 8)
+
+
+def engine_without_tensorrt_fix(command: str, onnx: Optional[Path]) -> str:
+    """The fix for an .engine given by itself: --backend ort-cpu is refused for it (exit 2)."""
+    target = str(onnx) if onnx is not None else "the export's model.onnx"
+    return (f"an .engine runs only on TensorRT: install TensorRT on a machine with an NVIDIA GPU, e.g. a Jetson with JetPack; "
+            f"or {command} {target} instead, on ONNX Runtime")
+
+
+@contextmanager
+def engine_hint(applies: bool, command: str, onnx: Optional[Path]) -> Iterator[None]:
+    """Inside: a MissingRuntime gets the engine's fix when `applies` (the artifact is an engine alone)."""
+    try:
+        yield
+    except MissingRuntime as exc:
+        if not applies:
+            raise
+        raise MissingRuntime(exc.problem, engine_without_tensorrt_fix(command, onnx)) from None
+
+
+def require_tensorrt():
+    """TensorRT and a GPU, or MissingRuntime: checked before any work starts."""
+    from ..trt.runtime import import_tensorrt, probe_gpu
+
+    try:
+        trt = import_tensorrt()
+        probe_gpu()
+    except MissingRuntime as exc:  # same problem, but the fix that fits running (theirs is build's)
+        raise MissingRuntime(exc.problem, NO_TENSORRT_FIX) from None
+    return trt
+
+
+def _version(trt):
+    from ..trt.versions import parse_version
+
+    return parse_version(str(trt.__version__))
+
+
+def load_engine(trt, data: bytes, *, version_compatible: bool = False, dla_core: Optional[int] = None):
+    """One loader for every engine this package runs."""
+    from ..trt import runtime as trt_runtime
+
+    deserialize = getattr(trt_runtime, "deserialize_engine", None)
+    if deserialize is not None:
+        engine = deserialize(trt, data, version_compatible=version_compatible, dla_core=dla_core)
+    else:
+        engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(data)
+    if engine is None:
+        raise BadInput("TensorRT cannot deserialize the engine", "engines are specific to one GPU and TensorRT version: rebuild it on this machine")
+    return engine
+
+
+def build_onnx(trt, model: Union[Path, bytes], *, precision: str, fp16_flag: bool = False) -> bytes:
+    """Serialized engine for an ONNX, typed the way the installed TensorRT can build it.
+
+    TF32 stays off: fp32 layers in TF32 drift past an fp32 parity budget (NVIDIA/TensorRT #3999).
+    An fp16 ONNX carries its precision in its Casts and needs strong typing; before TensorRT 10
+    Polygraphy cannot ask for it, and a weakly typed build of the mixed-precision graph would not
+    be the engine `build` makes, so that case is refused with the command that does it right."""
+    version = _version(trt)
+    strongly_typed = precision != "fp32" and not fp16_flag
+    if strongly_typed and version.before(STRONG_TYPING_IN_POLYGRAPHY):
+        raise BadInput(
+            f"TensorRT {version} cannot build the mixed-precision {precision} ONNX strongly typed in memory",
+            "build the engine with `msla-deploy build <export dir>` (weakly typed from model_fp32.onnx with the fp32 pins) and run the .engine",
+        )
+    from polygraphy.backend.trt import CreateConfig, NetworkFromOnnxBytes, NetworkFromOnnxPath
+
+    kwargs = {"strongly_typed": True} if strongly_typed else {}
+    parse = NetworkFromOnnxPath(str(model), **kwargs) if isinstance(model, Path) else NetworkFromOnnxBytes(model, **kwargs)
+    config = CreateConfig(tf32=False, fp16=True) if fp16_flag else CreateConfig(tf32=False)
+    from polygraphy.backend.trt import EngineBytesFromNetwork
+
+    with quiet_polygraphy("TensorRT cannot build an engine from the ONNX", "check the model with `msla-deploy inspect`", error=BadInput):
+        try:
+            return bytes(EngineBytesFromNetwork(parse, config=config)())
+        except (RuntimeError, OSError) as exc:  # CUDA initialisation: no GPU or no driver
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise MissingRuntime(f"TensorRT could not start: {first}", NO_TENSORRT_FIX) from None
+
+
+class TensorRTSession(Session):
+    def __init__(self, model: Union[Path, bytes], *, is_engine: bool, precision: str = "fp32", fp16_flag: bool = False,
+                 version_compatible: bool = False, dla_core: Optional[int] = None) -> None:
+        trt = require_tensorrt()
+        self._trt = trt
+        if is_engine:
+            engine = load_engine(trt, Path(model).read_bytes(), version_compatible=version_compatible, dla_core=dla_core)
+            how = "deserialized from the .engine"
+        else:
+            engine = load_engine(trt, build_onnx(trt, model, precision=precision, fp16_flag=fp16_flag))
+            how = "built from the ONNX" + (" (strongly typed)" if precision != "fp32" and not fp16_flag else "") + (" with the FP16 flag" if fp16_flag else "")
+        self._engine = engine
+        self._runner = None
+        self._timing = None
+        self.backend = "trt"
+        self.info = {"runtime": "tensorrt", "version": trt.__version__, "ran_on": "TensorRT", "fell_back": False, "engine": how, "tf32": False}
+        self.inputs, self.outputs = {}, {}
+        for i in range(engine.num_io_tensors):
+            name = engine.get_tensor_name(i)
+            spec = TensorSpec(name, tuple(int(d) for d in engine.get_tensor_shape(name)), np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name)
+            (self.inputs if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else self.outputs)[name] = spec
+
+    def _run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        if self._runner is None:
+            from polygraphy.backend.trt import TrtRunner
+
+            self._runner = TrtRunner(self._engine, name="tensorrt")
+            self._runner.activate()
+        with quiet_polygraphy("TensorRT inference failed", "check the inputs against the engine's"):
+            outputs = self._runner.infer(feeds)
+        return {name: np.array(value) for name, value in outputs.items()}
+
+    def start_timing(self, *, transfers: bool, cuda_graph: bool, batch: Optional[int]) -> None:
+        """Direct execute_async_v3 with CUDA events (bench): `timed()` then returns GPU seconds."""
+        from . import cudart
+        from .trt_direct import DirectTiming
+
+        context = self._engine.create_execution_context()
+        if context is None:
+            raise MissingRuntime("TensorRT could not create an execution context (out of device memory?)", "free the GPU, or use a smaller batch")
+        self._context = context
+        self._timing = DirectTiming(self._trt, self._engine, context, cudart.load_cudart(), transfers=transfers, cuda_graph=cuda_graph, batch=batch)
+        self.timed = self._timing.timed
+        self.timer = "cuda-events"
+        self.info.update(transfers=transfers, cuda_graph=cuda_graph, api="tensorrt + libcudart (ctypes)")
+
+    @property
+    def timing_input_shapes(self) -> Dict[str, tuple]:
+        return dict(self._timing.input_shapes) if self._timing is not None else {}
+
+    def close(self) -> None:
+        if self._timing is not None:
+            self._timing.close()
+            self._timing = None
+        if self._runner is not None:
+            self._runner.deactivate()
+            self._runner = None
