@@ -43,7 +43,7 @@ def run(argv, **kwargs) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_wheel_installs_without_torch_and_runs_doctor_and_validate(tmp_path):
-    from msla_deploy.export.options import ExportOptions
+    from msla_deploy.artifact.options import ExportOptions
     from msla_deploy.export.pipeline import run_export
 
     export = tmp_path / "b0"

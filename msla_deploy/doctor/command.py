@@ -13,21 +13,18 @@ from ..console import out, print_json
 from .report import DoctorReport, diagnose
 
 
-def registered_commands() -> List[str]:
-    from ..cli import app  # here, not at import: cli.py imports this module
-
-    names = []
-    for command in app.registered_commands:
-        name = command.name or command.callback.__name__.replace("_", "-")
-        names.append(name)
-    return names
+def registered_commands(ctx: typer.Context) -> List[str]:
+    """The commands of the app doctor runs in, read from the click group it is part of."""
+    root = ctx.find_root()
+    return list(root.command.list_commands(root)) if hasattr(root.command, "list_commands") else []
 
 
 def doctor_command(
+    ctx: typer.Context,
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout (paste it into a bug report)."),
 ) -> None:
     """What this machine has (Python, torch, ONNX Runtime providers that really start, TensorRT, GPU, Jetson), and which commands can run here."""
-    report = diagnose(registered_commands())
+    report = diagnose(registered_commands(ctx))
     if json_out:
         print_json(report.to_dict())
     else:

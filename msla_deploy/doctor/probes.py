@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ..artifact.files import package_version
 from ..errors import MissingRuntime, one_line_text
-from ..parity.onnxruntime_run import import_onnxruntime  # imports onnxruntime only when called
+from ..runtime.onnxruntime import import_onnxruntime  # imports onnxruntime only when called
 
 TOOL_TIMEOUT_S = 5.0
 
@@ -177,7 +177,7 @@ def onnxruntime() -> Finding:
 
 
 def polygraphy() -> Finding:
-    from ..parity.polygraphy_env import import_polygraphy
+    from ..runtime.polygraphy_env import import_polygraphy
 
     try:
         module = import_polygraphy()
@@ -233,7 +233,7 @@ def gpu() -> Finding:
 
 
 def cuda_runtime() -> Finding:
-    from ..bench.cudart import NO_CUDART_FIX
+    from ..runtime.cudart import NO_CUDART_FIX
     from ..trt.runtime import cuda_runtime_version
 
     version = cuda_runtime_version()
