@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
 import onnx
 import pytest
 
-from msla_deploy.artifact.names import META_FP32_NODES, META_INT8_MODULES, META_PRECISION
+from typer.testing import CliRunner
+
+from msla_deploy.artifact.manifest import read_manifest
+from msla_deploy.artifact.names import FP32_ONNX_NAME, META_FP32_NODES, META_INT8_MODULES, META_PRECISION, ONNX_NAME
+from msla_deploy.cli import app
 from msla_deploy.errors import BadInput
 from msla_deploy.export import int8
 from msla_deploy.export.calibration import find_pictures, load_calibration, spread
 from msla_deploy.export.int8_sensitivity import agreement, render, sweep
-from msla_deploy.export.options import ExportOptions
+from msla_deploy.artifact.options import ExportOptions
 from msla_deploy.export.pipeline import run_export
 
 B0 = "efficientvit-seg-b0-cityscapes"
@@ -51,14 +56,74 @@ def fp32_export(root, stress: bool):
     return run_export(options).directory / "model.onnx"
 
 
+runner = CliRunner()
+
+
 @pytest.fixture(scope="module")
-def seeded(tmp_path_factory):
+def exported(tmp_path_factory):
+    """`export --precision int8` through the CLI, seeded weights, 8 procedural pictures."""
     root = tmp_path_factory.mktemp("int8")
     pictures = write_pictures(root / "pictures", 8)
+    result = runner.invoke(app, ["export", "-m", B0, "--res", f"{H}x{W}", "--precision", "int8", "--calib-images", str(pictures),
+                                 "--calib-count", "8", "--out", str(root / "export"), "--json"])
+    assert result.exit_code == 0, result.output
+    return root, pictures, json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def seeded(exported):
+    root, pictures, _ = exported
     calib = load_calibration(pictures, H, W, count=8, method="max")
-    fp32 = fp32_export(root, stress=False)
+    fp32 = root / "export" / FP32_ONNX_NAME
     calibration = int8.calibrate(fp32, calib.batches(1), "max", root)
     return fp32, calibration, calib
+
+
+def test_int8_export_directory(exported):
+    root, pictures, data = exported
+    directory = root / "export"
+    assert data["passed"]
+    manifest = read_manifest(directory)
+    record = manifest.precision
+    assert record.precision == "int8" and record.onnx_files == {"fp32": FP32_ONNX_NAME, "int8": ONNX_NAME}
+    info = record.extra["int8"]
+    assert info["qdq_check"] == {"passed": True, "problems": []}
+    assert info["calibration"]["count"] == 8 and info["calibration"]["method"] == "max"
+    proto = onnx.load(str(directory / ONNX_NAME))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta[META_PRECISION] == "int8" and json.loads(meta[META_INT8_MODULES]) == info["modules"]
+    assert all(state == "fp32" for module, state in info["modules"].items() if module.endswith(".core"))
+    fp32_meta = {p.key: p.value for p in onnx.load(str(directory / FP32_ONNX_NAME)).metadata_props}
+    assert fp32_meta[META_PRECISION] == "fp32"
+    assert sum(n.op_type == "QuantizeLinear" for n in proto.graph.node) > 20
+    labels = [c["label"] for c in data["parity"]["checks"]]
+    assert labels[0] == "ONNX Runtime int8" and "ONNX Runtime fp32" in labels
+    int8_check = data["parity"]["checks"][0]
+    assert int8_check["budget"]["min_argmax_agreement"] == 0.98 and int8_check["outputs"][0]["miou"] is not None
+    assert set(manifest.artifacts) >= {ONNX_NAME, FP32_ONNX_NAME}
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--precision", "int8"], "needs calibration pictures"),
+    (["--precision", "int8", "--calib-images", "EMPTY"], "no .png, .jpg or .npy pictures"),
+    (["--sensitivity"], "--sensitivity applies to int8 exports"),
+    (["--precision", "int8", "--calib-images", "EMPTY", "--calib-method", "kl"], "--calib-method 'kl' is unknown"),
+    (["--precision", "int8", "--calib-images", "EMPTY", "--min-argmax-agreement", "99"], "not a fraction"),
+])
+def test_bad_int8_options_exit_2_with_one_line(tmp_path, args, needle):
+    (tmp_path / "empty").mkdir()
+    args = [str(tmp_path / "empty") if a == "EMPTY" else a for a in args]
+    result = runner.invoke(app, ["export", "-m", B0, "--res", f"{H}x{W}", "--out", str(tmp_path / "out"), *args])
+    assert result.exit_code == 2, result.output
+    assert needle in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_int8_options_round_trip_through_the_manifest(tmp_path):
+    options = ExportOptions(model=B0, precision="int8", calib_images=tmp_path, calib_count=12, calib_method="entropy",
+                            sensitivity=True, min_argmax_agreement=0.99)
+    again = ExportOptions.from_dict(json.loads(json.dumps(options.to_dict())))
+    assert again == dataclasses.replace(options, out=options.output_dir())
 
 
 # --- calibration pictures -----------------------------------------------------------------------

@@ -17,11 +17,11 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
+from ..artifact.options import DEFAULT_CALIB_COUNT
 from ..errors import BadInput
 from ..parity.images import NPY_SUFFIXES, PILLOW_SUFFIXES, load_rgb, preprocess
 
 PICTURE_SUFFIXES = NPY_SUFFIXES + PILLOW_SUFFIXES
-DEFAULT_CALIB_COUNT = 64
 # dataset layouts (the evaluate issue's): the picture folder of each, if a root holds one
 PICTURE_FOLDERS = ("leftImg8bit", "images")
 # label maps live here; calibrating on them would measure the ranges of class ids, not of photos

@@ -54,12 +54,12 @@ from ..artifact.names import (
     OUTPUT_NAME,
     PROBE_PREFIX,
 )
+from ..choices import CALIB_METHODS
 from ..errors import MissingRuntime
 from .islands import BOUNDARY_OPS, island_nodes
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm")  # weighted layers: TensorRT's int8 kernels
 ATTENTION_OPS = ("MatMul",)  # what a generic quantizer would quantize inside LiteMLA
-CALIB_METHODS = ("max", "entropy", "percentile")
 ROOT = "<output>"  # nodes after the last probed module: the layers producing the graph output
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
@@ -410,7 +410,7 @@ def residual_adds(model: onnx.ModelProto) -> List[Dict[str, str]]:
 # --- running ----------------------------------------------------------------------------------------
 def session(model: onnx.ModelProto):
     """An ONNX Runtime CPU session on a graph in memory (real integer kernels for Q/DQ)."""
-    from ..parity.onnxruntime_run import import_onnxruntime
+    from ..runtime.onnxruntime import import_onnxruntime
 
     ort = import_onnxruntime()
     options = ort.SessionOptions()

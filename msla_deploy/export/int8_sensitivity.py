@@ -24,6 +24,12 @@ from ..bench.font import draw_text, text_width
 from .int8 import Calibration, Unit, graph_units, quantize, run_batches
 
 
+def cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
+    a, b = reference.astype(np.float64).ravel(), candidate.astype(np.float64).ravel()
+    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
+    return float(np.dot(a, b) / norm) if norm and np.isfinite(b).all() else float("nan")
+
+
 def agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
     """Fraction of pixels with the same label; NaN logits count as disagreement."""
     labels = np.where(np.isfinite(candidate).all(axis=1), candidate.argmax(axis=1), -1)
@@ -37,6 +43,7 @@ class UnitCost:
     quantizable: int
     alone: float  # agreement with only this unit in int8
     all_but: float  # agreement with every other candidate in int8 and this one in fp32
+    alone_cosine: float  # the logits' cosine with only this unit in int8: the cost before labels flip
 
     @property
     def cost(self) -> float:
@@ -88,22 +95,26 @@ def sweep(
     units = candidates(graph_units(fp32), include_attention)
     names = [u.module for u in units]
 
+    def logits(quantized: List[str]) -> np.ndarray:
+        return run_batches(quantize(fp32_path, calibration, quantized).proto, calibration.batches)
+
     def measure(quantized: List[str]) -> float:
-        graph = quantize(fp32_path, calibration, quantized)
-        return agreement(reference, run_batches(graph.proto, calibration.batches))
+        return agreement(reference, logits(quantized))
 
     all_int8 = measure(names)
     rows = []
     for i, unit in enumerate(units):
         if progress is not None:
             progress(f"{i + 1}/{len(units)} {unit.module}")
+        alone = logits([unit.module])
         rows.append(UnitCost(
             unit.module, unit.kind, len(unit.quantizable),
-            alone=measure([unit.module]),
+            alone=agreement(reference, alone),
             all_but=measure([n for n in names if n != unit.module]) if len(names) > 1 else 1.0,
+            alone_cosine=cosine(reference, alone),
         ))
-    # most costly alone first; ties broken by what keeping the unit in fp32 buys
-    rows.sort(key=lambda r: (r.alone, -r.all_but, r.module))
+    # most costly alone first; where no label flips (ties), the unit that moves the logits most
+    rows.sort(key=lambda r: (r.alone, r.alone_cosine if r.alone_cosine == r.alone_cosine else -1.0, r.module))
     result = Sensitivity(calibration.method, calibration.count, include_attention, all_int8, rows)
     if min_agreement is not None:
         keep: List[str] = []
@@ -156,6 +167,6 @@ def write_plot(result: Sensitivity, path: Path) -> None:
 def table_rows(result: Sensitivity) -> List[List[str]]:
     kept = set(result.keep_fp32)
     return [
-        [str(i + 1), r.module, r.kind, f"{100 * r.cost:.3f}%", f"{100 * r.all_but:.3f}%", "fp32" if r.module in kept else ""]
+        [str(i + 1), r.module, r.kind, f"{100 * r.cost:.3f}%", f"{1 - r.alone_cosine:.2e}", f"{100 * r.all_but:.3f}%", "fp32" if r.module in kept else ""]
         for i, r in enumerate(result.rows)
     ]
