@@ -458,3 +458,31 @@ def test_trt_backend_times_with_cuda_events_and_a_graph(tiny_onnx):
         report = _json(bench(tiny_onnx, "--backend", "trt", "--batch", 1, "--iterations", 3, *flags, "--json"))
         (r,) = report["results"]
         assert r["timer"] == "cuda-events" and r["runtime"]["cuda_graph"] is ("--cuda-graph" in flags) and r["stats"]["min_ms"] > 0
+
+
+# --- p50 is the median, not the mean (issue 16) -----------------------------------------------
+
+def test_summary_of_an_uneven_sample_tells_median_from_mean():
+    """One slow outlier pulls the mean far from the median: p50 must stay with the median."""
+    s = summarize([0.010, 0.011, 0.012, 0.013, 0.100], batch=1)
+    assert s["p50_ms"] == pytest.approx(12.0)  # the middle of five
+    assert s["mean_ms"] == pytest.approx(29.2)  # (10 + 11 + 12 + 13 + 100) / 5
+    assert s["p90_ms"] == pytest.approx(13 + 0.6 * 87)  # rank 3.6 of 0..4
+    assert s["p99_ms"] == pytest.approx(13 + 0.96 * 87)
+    assert s["throughput_ips"] == pytest.approx(1 / 0.0292)
+    even = summarize([0.001, 0.002, 0.004, 0.100], batch=1)
+    assert even["p50_ms"] == pytest.approx(3.0)  # halfway between the middle two
+    assert even["mean_ms"] == pytest.approx(26.75)
+
+
+def test_report_p50_is_the_median_of_its_own_latencies(tiny_onnx):
+    """The report's figures recomputed from the latencies it lists, for two contestants."""
+    report = _json(bench(tiny_onnx, "--backend", "ort-cpu", "--compare", "ort-cpu", "--iterations", 7, "--warmup", 0,
+                         "--batch", 1, "--threads", 1, "--json"))
+    medians = []
+    for r in report["results"]:
+        ms = np.asarray(r["latencies_ms"])
+        assert r["stats"]["p50_ms"] == pytest.approx(float(np.median(ms)), rel=1e-9)
+        assert r["stats"]["mean_ms"] == pytest.approx(float(ms.mean()), rel=1e-9)
+        medians.append(float(np.median(ms)))
+    assert report["results"][1]["p50_ratio"] == pytest.approx(medians[1] / medians[0], rel=1e-9)

@@ -350,3 +350,36 @@ def test_record_dict_round_trip():
         "scales": [3, 5], "eps": 1e-5, "kernel": "ReLU", "problem": None,
     }
     assert convert.class_name(record) == "msla_deploy.convert.SwapRecord"
+
+
+# --- eps decides: a (nearly) silent query head (issue 16) -------------------------------------
+
+
+def _timm_block_with_a_silent_query_head(eps: float = 1e-5) -> TimmStyleLiteMLA:
+    """timm's layout with head 0's query weights scaled by 1e-9: its normaliser (~1e-7) is far
+    below timm's eps 1e-5 and far above upstream's 1e-15, so which eps is used sets the output.
+    (An exactly zero query gives 0 / eps = 0 for any eps > 0; a nearly zero one does not.)"""
+    torch.manual_seed(3)
+    block = TimmStyleLiteMLA(32, 32, dim=16, scales=(3,), eps=eps)
+    randomise_batchnorm(block)
+    with torch.no_grad():
+        block.qkv.conv.weight[: block.dim] *= 1e-9  # head-major q|k|v: rows 0..dim-1 are head 0's q
+    return block.eval()
+
+
+def test_swapped_timm_block_keeps_its_own_eps_where_eps_decides():
+    x = torch.randn(1, 32, 8, 8, generator=torch.Generator().manual_seed(4))  # 64 tokens: linear
+    timm_block = _timm_block_with_a_silent_query_head()
+    upstream_eps = _timm_block_with_a_silent_query_head(eps=1e-15)
+    upstream_eps.load_state_dict(timm_block.state_dict())
+    with torch.no_grad():
+        want = timm_block(x)
+        other = upstream_eps(x)
+    assert relative_error(other, want) > 0.05  # the case really depends on eps
+
+    swapped, (record,) = swap_litemla(timm_block)
+    assert isinstance(swapped, LiteMLA) and record.swapped
+    with torch.no_grad():
+        got = swapped(x)
+    error = relative_error(got, want)
+    assert error <= 1e-4, f"swapped block is {error:.3g} off timm's own (eps 1e-5) output"

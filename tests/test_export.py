@@ -293,3 +293,68 @@ def test_a_module_called_twice_exports(tmp_path, exporter):
     assert sorted(result.manifest.to_dict()["probes"]) == ["attn", "attn.core"]  # one tensor each: the first call
     nodes = {n.name for n in onnx.load(result.directory / "model.onnx").graph.node}
     assert set(result.manifest.to_dict()["precision"]["fp32_nodes"]) <= nodes  # recorded names exist
+
+
+def test_export_refuses_a_checkpoint_that_runs_code_on_load(tmp_path):
+    """Through the CLI: exit 2 for the stated reason, and the payload's code never ran."""
+    from .test_zoo import _WritesOnLoad
+
+    sentinel = tmp_path / "sentinel.txt"
+    weights = tmp_path / "ckpt" / "weights.pt"
+    weights.parent.mkdir()
+    torch.save({"state_dict": _WritesOnLoad(sentinel)}, weights)
+    result = cli("export", "-m", B0, "--res", "64x64", "--weights", str(weights), "--out", str(tmp_path / "out"))
+    assert not sentinel.exists(), "loading the checkpoint ran code from it"
+    assert result.exit_code == 2, result.output
+    assert "unsafe unpickling" in result.stderr.replace(str(weights), "<path>")
+    assert not (tmp_path / "out").exists()
+
+
+class _StepFailed(RuntimeError):
+    pass
+
+
+def _failing_steps(key: str):
+    """Progress steps that raise on entering `key`: an export that dies halfway, after the
+    earlier steps have written their files."""
+    from msla_deploy.progress import Steps
+
+    class FailAt(Steps):
+        def step(self, name, title):
+            if name == key:
+                raise _StepFailed(f"made to fail at {name}")
+            return super().step(name, title)
+
+    return FailAt()
+
+
+def _tree(root: Path):
+    """Every path under root (hidden ones included) with the bytes of each file."""
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+def test_export_failing_halfway_leaves_no_trace(tmp_path):
+    """Fail after the ONNX files are written (on entering the parity step): a new target leaves
+    nothing behind, not a hidden staging folder, not a parent folder it created."""
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    with pytest.raises(_StepFailed):
+        run_export(ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(64, 64), out=fresh / "deep" / "b0"),
+                   steps=_failing_steps("parity"))
+    assert _tree(fresh) == {}, sorted(_tree(fresh))
+
+
+def test_export_failing_halfway_keeps_the_old_artifact(tmp_path):
+    """The same failure over an existing artifact directory leaves it byte for byte as it was,
+    with nothing hidden beside it."""
+    kept = tmp_path / "kept"
+    first = run_export(ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(64, 64), out=kept / "b0"))
+    assert first.passed
+    before = _tree(kept)
+    assert "b0/model.onnx" in before and "b0/manifest.json" in before
+    with pytest.raises(_StepFailed):
+        run_export(ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(64, 64), seed=1, out=kept / "b0"),
+                   steps=_failing_steps("parity"))
+    after = _tree(kept)
+    assert sorted(after) == sorted(before)  # no hidden .partial/.old folders beside it
+    assert after == before  # and not one byte of the old artifact changed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 
 import numpy as np
 import onnxruntime as ort
@@ -12,6 +13,7 @@ import torch
 from msla_deploy.export.graph import FORBIDDEN_OPS
 from msla_deploy.export.torch_to_onnx import export_to_onnx
 from msla_deploy.nn import LiteMLA, plan_static
+from msla_deploy.nn.litemla import FP16_EPS, AttentionCore, AttentionPlan
 
 from .fixtures import FIXTURES
 
@@ -113,3 +115,77 @@ def test_island_dtype_is_a_policy_switch():
     assert nan_naive  # eps underflows to 0 in fp16: 0/0
     assert torch.isfinite(guarded).all()
     assert rel_error(guarded.float(), reference) < 2e-2
+
+
+# --- token-mean scaling (the `--attention-precision fp16` mode), in both branches -----------
+
+# 8 tokens <= dim 16: quadratic; 128 tokens: linear (the rule upstream uses)
+TOKEN_GRIDS = {"quadratic": (2, 4), "linear": (8, 16)}
+
+
+@dataclass(frozen=True)
+class _BranchPlan(AttentionPlan):
+    """A plan that takes the branch it is told to, so that both can run on the same input."""
+
+    take_linear: bool = True
+
+    @property
+    def linear(self) -> bool:
+        return self.take_linear
+
+
+def _qkv(tokens: int, seed: int = 0, groups: int = 4, dim: int = 16):
+    generator = torch.Generator().manual_seed(seed)
+    q, k = (torch.relu(torch.randn(1, groups, dim, tokens, generator=generator)) for _ in range(2))
+    v = torch.randn(1, groups, dim, tokens, generator=generator) * 3
+    return q, k, v
+
+
+def _core(island_dtype=torch.float32, token_scaling=False) -> AttentionCore:
+    core = AttentionCore(1e-15)
+    core.island_dtype, core.token_scaling = island_dtype, token_scaling
+    return core
+
+
+@pytest.mark.parametrize("branch", sorted(TOKEN_GRIDS))
+def test_token_scaling_gives_the_unscaled_result_in_both_branches(branch):
+    """In fp32 arithmetic only the scaling is at work: it must change nothing but eps's weight.
+
+    Before the fix the quadratic branch came out 1/sqrt(N) (0.354 at 8 tokens) too small."""
+    height, width = TOKEN_GRIDS[branch]
+    plan = AttentionPlan(batch=1, height=height, width=width, groups=4, dim=16)
+    assert plan.branch == branch
+    q, k, v = _qkv(plan.tokens)
+    with torch.no_grad():
+        reference = _core()(q, k, v, plan)
+        scaled = _core(token_scaling=True)(q, k, v, plan)
+    ratio = (scaled / reference).flatten()
+    # eps is 2**-14 against denominators (token means of k.q) of order 1: ~1e-4 at most
+    assert abs(ratio.median().item() - 1.0) < 1e-4, ratio.median().item()
+    assert rel_error(scaled, reference) < 1e-3
+
+
+@pytest.mark.parametrize("island_dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("token_scaling", [False, True], ids=["unscaled", "token-mean"])
+@pytest.mark.parametrize("tokens_hw", [(2, 4), (8, 16)], ids=["8tokens", "128tokens"])
+def test_both_branches_mean_the_same_in_every_mode(tokens_hw, token_scaling, island_dtype):
+    """On one input, the linear and the quadratic formulation agree with each other and with an
+    fp64 unscaled reference: no mode may be a scale factor off in one branch only.
+
+    Token-mean scaling divides numerator and normaliser by N and uses eps 2**-14, so it is
+    exactly the unscaled formula with eps N * 2**-14: that is the reference it is held to."""
+    height, width = tokens_hw
+    tokens = height * width
+    q, k, v = _qkv(tokens, seed=1)
+    core = _core(island_dtype, token_scaling)
+    fields = {"batch": 1, "height": height, "width": width, "groups": 4, "dim": 16}
+    eps = tokens * FP16_EPS if token_scaling else 1e-15
+    with torch.no_grad():
+        reference = AttentionCore(eps).double()(q.double(), k.double(), v.double(), AttentionPlan(**fields))
+        linear, quadratic = (
+            core(q, k, v, _BranchPlan(**fields, take_linear=take)).double() for take in (True, False)
+        )
+    tolerance = 1e-5 if island_dtype == torch.float32 else 5e-3  # fp16 rounding of q, k, v
+    assert rel_error(linear, reference) < tolerance
+    assert rel_error(quadratic, reference) < tolerance
+    assert rel_error(quadratic, linear) < tolerance

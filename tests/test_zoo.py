@@ -305,3 +305,51 @@ def test_listing_rows(tmp_path):
     assert [name for name, row in rows.items() if row["present"]] == ["efficientvit-seg-l2-ade20k"]
     assert rows[B0]["params"] == UPSTREAM_SIZES[B0][0]
     assert rows[B0]["gmacs"] == pytest.approx(zoo.count_macs(B0) / 1e9)
+
+
+# --- the refusal is for the right reason, and nothing runs (issue 16) ------------------------
+
+def _write_sentinel(path: str) -> str:
+    """What a malicious checkpoint would do on load; here it only leaves a file behind."""
+    Path(path).write_text("code ran while unpickling")
+    return path
+
+
+class _WritesOnLoad:
+    """Unpickles to a call of `_write_sentinel`: loading it with weights_only=False runs code."""
+
+    def __init__(self, sentinel: Path) -> None:
+        self.sentinel = str(sentinel)
+
+    def __reduce__(self):
+        return _write_sentinel, (self.sentinel,)
+
+
+@pytest.mark.parametrize(
+    "payload, culprit",
+    [
+        (lambda tmp: _PickledDict(a=torch.zeros(1)), "_PickledDict"),
+        (lambda tmp: argparse.Namespace(state_dict={}), "argparse.Namespace"),
+        (lambda tmp: {"state_dict": _WritesOnLoad(tmp / "sentinel.txt")}, "_write_sentinel"),
+    ],
+    ids=["dict-subclass", "namespace", "code-on-load"],
+)
+def test_refusal_names_unsafe_unpickling_and_runs_nothing(payload, culprit, tmp_path):
+    """The message must give the reason (unsafe unpickling of a named object), not merely repeat
+    a path: file and folder names here carry no hint of 'unsafe'. And code must never run."""
+    sentinel = tmp_path / "sentinel.txt"
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    path = _save(payload(tmp_path), folder / "weights.pt")
+    assert not sentinel.exists()  # saving does not call the reducer's function
+    try:
+        zoo.load_checkpoint(zoo.build(B0), path)
+    except BadInput as err:
+        message = str(err)
+    else:
+        message = None
+    assert not sentinel.exists(), "loading the checkpoint ran code from it"
+    assert message is not None, "a checkpoint needing arbitrary unpickling was accepted"
+    reason = message.replace(str(path), "<path>")
+    assert "unsafe unpickling" in reason and culprit in reason, message
+    assert "does not fit" not in reason and "not a state dict" not in reason

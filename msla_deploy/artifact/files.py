@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
 
+
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -35,7 +36,10 @@ def package_version(name: str) -> Optional[str]:
         return None
 
 
-def environment(packages: Iterable[str] = ("msla-deploy", "torch", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu", "numpy", "polygraphy", "tensorrt")) -> Dict[str, Any]:
+PACKAGES = ("msla-deploy", "torch", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu", "numpy", "polygraphy", "tensorrt")
+
+
+def environment(packages: Iterable[str] = PACKAGES) -> Dict[str, Any]:
     """Versions of the tools that shaped an artifact (None where not installed)."""
     return {
         "python": platform.python_version(),

@@ -266,7 +266,8 @@ def read_manifest_if_any(directory: Path) -> Optional[Manifest]:
 def read_manifest(directory: Path) -> Manifest:
     path = manifest_path(directory)
     if not path.is_file():
-        raise ManifestError(f"{Path(directory)} has no {MANIFEST_NAME}: not an export directory", "run `msla-deploy export` first, or pass the .onnx file itself")
+        raise ManifestError(f"{Path(directory)} has no {MANIFEST_NAME}: not an export directory",
+                            "run `msla-deploy export` first, or pass the .onnx file itself")
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError) as exc:

@@ -17,7 +17,6 @@ from ..errors import BadInput
 from .files import write_bytes_atomic, write_json_atomic
 from .names import REFERENCE_DIR, REFERENCE_INFO, REFERENCE_INPUTS, REFERENCE_OUTPUTS
 
-
 # upstream preprocessing: RGB / 255, then ImageNet mean and std
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -16,8 +16,18 @@ import onnx
 from ..errors import BadInput
 from . import graph as G
 from .manifest import BuildRecord, Manifest, build_records, read_json_record, read_manifest_if_any
-from .names import (BUILD_RECORD_NAME, META_MODEL, META_NUM_CLASSES, META_PRECISION, META_RECIPE, ONNX_NAME, ONNX_SUFFIX,
-                    REFERENCE_DIR, VALIDATION_DIR, is_engine_file)
+from .names import (
+    BUILD_RECORD_NAME,
+    META_MODEL,
+    META_NUM_CLASSES,
+    META_PRECISION,
+    META_RECIPE,
+    ONNX_NAME,
+    ONNX_SUFFIX,
+    REFERENCE_DIR,
+    VALIDATION_DIR,
+    is_engine_file,
+)
 
 POINT_AT = "pass an export directory, a .onnx or a .engine"
 
@@ -100,9 +110,16 @@ class Artifact:
             record = self.build_record(model_file)
             if record is not None and record.precision:
                 return record.precision, f"build record of {model_file.name}"
-        if self.manifest is not None and self.manifest.options is not None and "options" not in self.manifest.absent:
-            return self.manifest.options.precision, "manifest options.precision"
+        options = self._recorded_options()
+        if options is not None:
+            return options.precision, "manifest options.precision"
         return "fp32", "default (the artifact records none)"
+
+    def _recorded_options(self):
+        """The export options the manifest recorded (None: no manifest, or none recorded)."""
+        if self.manifest is None or "options" in self.manifest.absent:
+            return None
+        return self.manifest.options
 
     @property
     def precision(self) -> str:
@@ -114,7 +131,8 @@ class Artifact:
         A head that resizes bilinearly approximates upstream's bicubic resize, so it cannot meet
         the fp32 budget against a bicubic PyTorch reference; export judges it like fp16, and so
         does every stage after it."""
-        recorded = self.manifest.options.upsample if self.manifest is not None and self.manifest.options is not None and "options" not in self.manifest.absent else None
+        options = self._recorded_options()
+        recorded = options.upsample if options is not None else None
         bilinear = recorded == "bilinear"
         if recorded is None and self.onnx_model is not None:
             modes = {a.s.decode() for n in self.onnx_model.graph.node if n.op_type == "Resize" for a in n.attribute if a.name == "mode"}
@@ -229,5 +247,5 @@ def resolve(path: Path) -> Artifact:
     else:
         raise BadInput(f"{path}: not an .onnx, an .engine or a directory", POINT_AT)
     if artifact.onnx_path is not None and not artifact.is_engine:
-        artifact.onnx_model  # a truncated file is bad input now, not an internal error mid-run
+        _ = artifact.onnx_model  # a truncated file is bad input now, not an internal error mid-run
     return artifact

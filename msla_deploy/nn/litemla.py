@@ -73,8 +73,10 @@ class AttentionCore(nn.Module):
     * `island_dtype=float32` (default): computed in fp32 whatever the activations' dtype,
       entered and left through explicit casts. Upstream does the same for fp16 inputs.
     * `island_dtype=float16` and `token_scaling=True`: the whole block in fp16. The result is
-      invariant to scaling k (the normaliser divides it out), so k and v are divided by sqrt(N):
-      token sums become means and stay far below 65504, and eps becomes `FP16_EPS`.
+      invariant to scaling k (the normaliser divides it out), so token sums become token means
+      (1/N in both the numerator and the normaliser) and stay far below 65504, and eps becomes
+      `FP16_EPS`. Linear branch: k and v divided by sqrt(N), the k sum by sqrt(N) again.
+      Quadratic branch: k divided by N, v untouched (it is averaged with weights summing to 1).
     * `island_dtype=float16`, `token_scaling=False`: naive fp16 (eps underflows to 0, token sums
       overflow). Exists to demonstrate the failure; never the default.
     """
@@ -98,22 +100,31 @@ class AttentionCore(nn.Module):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, plan: AttentionPlan) -> torch.Tensor:
         """q, k (after the kernel function) and v: [B, G, d, N]. Returns [B, G, d, N] in the island dtype."""
         q, k, v = (_cast(t, self.island_dtype) for t in (q, k, v))
-        if self.token_scaling:
-            eps = self.fp16_eps_tensor.to(self.island_dtype)
-            inv_root = 1.0 / math.sqrt(plan.tokens)
-            k = k * inv_root
-            v = v * inv_root
-        else:
-            eps = _cast(self.eps_tensor, self.island_dtype)
+        scaled = self.token_scaling
+        eps = self.fp16_eps_tensor.to(self.island_dtype) if scaled else _cast(self.eps_tensor, self.island_dtype)
+        # With token scaling both branches compute the same number, token means in place of
+        # token sums: mean_m(v_m k_m.q_n) / (mean_m(k_m.q_n) + eps). Only the factors the
+        # normaliser divides out are scaled; how they are split differs per branch.
         if plan.linear:
+            if scaled:
+                # kv and the normaliser both carry a 1/N: sqrt(N) on each of k and v keeps kv in
+                # range, and the k sum gets the other sqrt(N) below
+                inv_root = 1.0 / math.sqrt(plan.tokens)
+                k = k * inv_root
+                v = v * inv_root
             kv = torch.matmul(v, k.transpose(-1, -2))  # [B, G, d, d]: sum_m v_m k_m^T
             num = torch.matmul(kv, q)  # [B, G, d, N]
             k_sum = k.sum(dim=-1, keepdim=True)  # [B, G, d, 1]
-            if self.token_scaling:
+            if scaled:
                 k_sum = k_sum * inv_root  # (sum_m k_m) / N: the same 1/N scale as kv
             # [B, G, 1, N]: sum_m k_m . q_n, as a product and a sum over d: no transpose needed
             den = (k_sum * q).sum(dim=2, keepdim=True)
             return num / (den + eps)
+        if scaled:
+            # the division by att's sum cancels k's scale only, so all of the 1/N goes on k (the
+            # normaliser becomes a mean, as in the linear branch). v is not scaled: it meets
+            # weights that sum to 1, so its products stay as large as v itself
+            k = k * (1.0 / plan.tokens)
         att = torch.matmul(k.transpose(-1, -2), q)  # [B, G, N, N]: k_m . q_n
         att = att / (att.sum(dim=2, keepdim=True) + eps)
         return torch.matmul(v, att)  # [B, G, d, N]

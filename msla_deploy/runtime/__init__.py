@@ -20,7 +20,7 @@ from ..errors import BadInput
 from .session import Backend, Session
 
 BACKENDS = ("auto", "torch", "ort-cpu", "ort-cuda", "ort-trt", "trt")
-ORT_BACKENDS = ("ort-cpu", "ort-cuda", "ort-trt")
+REBUILD_FROM = "pass the export directory written by msla-deploy export"
 
 __all__ = ["BACKENDS", "Backend", "Session", "choose", "open", "open_onnx", "preflight"]
 
@@ -34,13 +34,13 @@ def choose(requested: str, artifact: Artifact, *, allowed: Sequence[str] = BACKE
         raise BadInput(f"--backend {requested!r} is unknown", f"choose one of {', '.join(allowed)}")
     if requested == "torch":
         if artifact.manifest is None or artifact.manifest.options is None:
-            raise BadInput(f"--backend torch: {artifact.path} has no export manifest to rebuild the PyTorch model from", "pass the export directory written by msla-deploy export")
+            raise BadInput(f"--backend torch: {artifact.path} has no export manifest to rebuild the PyTorch model from", REBUILD_FROM)
         return Backend("torch", "torch", strict=True)
     engine_only = artifact.is_engine or artifact.onnx_path is None
     if engine_only and requested not in ("auto", "trt"):
         raise BadInput(f"--backend {requested}: a TensorRT .engine runs only on TensorRT", f"use --backend trt (or auto), or {command} the .onnx")
     if requested == "trt" or (requested == "auto" and engine_only):
-        artifact.single_engine() if requested == "trt" or artifact.kind == "directory" else None  # several engines: say which
+        artifact.single_engine()  # a directory with several engines: BadInput, say which to use
         return Backend(requested, "trt", strict=True)
     if requested != "auto":
         return Backend(requested, requested, strict=True)

@@ -39,7 +39,8 @@ def rebuild(manifest, purpose: str):
 class TorchSession(Session):
     def __init__(self, artifact, *, threads: Optional[int] = None, purpose: str = "--backend torch") -> None:
         if artifact.manifest is None or artifact.manifest.options is None:
-            raise BadInput(f"{purpose}: {artifact.path} has no export manifest to rebuild the PyTorch model from", "pass the export directory written by msla-deploy export")
+            raise BadInput(f"{purpose}: {artifact.path} has no export manifest to rebuild the PyTorch model from",
+                           "pass the export directory written by msla-deploy export")
         self.module = rebuild(artifact.manifest, purpose)
         import torch
 

@@ -18,8 +18,8 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from ..errors import BadInput, MissingRuntime
-from .feeds import random_feeds
 from .cudart import CAPTURE_MODE_THREAD_LOCAL, MEMCPY_DEVICE_TO_HOST, MEMCPY_HOST_TO_DEVICE, call
+from .feeds import random_feeds
 
 
 def require_name_api(trt, engine, context) -> None:
