@@ -124,7 +124,9 @@ def export(
         None, "--calib-images", help="int8: folder of .png/.jpg/.npy pictures, or a dataset root (Cityscapes, ADE20K).", rich_help_panel="int8",
     ),
     calib_count: int = typer.Option(64, "--calib-count", help="int8: pictures to calibrate on (evenly spread over the folder).", rich_help_panel="int8"),
-    calib_method: str = typer.Option("max", "--calib-method", help="int8: max | entropy | percentile (ONNX Runtime's MinMax/Entropy/Percentile).", rich_help_panel="int8"),
+    calib_method: str = typer.Option(
+        "max", "--calib-method", help="int8: max | entropy | percentile (ONNX Runtime's MinMax/Entropy/Percentile).", rich_help_panel="int8",
+    ),
     int8_attention: bool = typer.Option(
         False, "--int8-attention", help="int8: quantize the LiteMLA cores too (what generic quantizers do; to measure the cost).", rich_help_panel="int8",
     ),
@@ -211,8 +213,9 @@ def _print_sensitivity(path: Path) -> None:
         table.add_row(str(i + 1), row["module"], row["kind"], f"{100 * row['cost']:.3f}%", f"{1 - row['alone_cosine']:.2e}",
                       f"{100 * row['all_but']:.3f}%", "fp32" if row["module"] in kept else "")
     out.print(table)
-    out.print(f"all modules int8: {100 * data['all_int8_agreement']:.3f}% of labels as fp32"
-              + (f"; kept in fp32 for {100 * data['min_argmax_agreement']:g}%: {', '.join(data['keep_fp32']) or 'none'}" if data["min_argmax_agreement"] else ""), highlight=False)
+    target = data["min_argmax_agreement"]
+    kept_text = f"; kept in fp32 for {100 * target:g}%: {', '.join(data['keep_fp32']) or 'none'}" if target else ""
+    out.print(f"all modules int8: {100 * data['all_int8_agreement']:.3f}% of labels as fp32{kept_text}", highlight=False)
 
 
 @app.command()

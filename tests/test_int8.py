@@ -8,17 +8,16 @@ import json
 import numpy as np
 import onnx
 import pytest
-
 from typer.testing import CliRunner
 
 from msla_deploy.artifact.manifest import read_manifest
 from msla_deploy.artifact.names import FP32_ONNX_NAME, META_FP32_NODES, META_INT8_MODULES, META_PRECISION, ONNX_NAME
+from msla_deploy.artifact.options import ExportOptions
 from msla_deploy.cli import app
 from msla_deploy.errors import BadInput
 from msla_deploy.export import int8
 from msla_deploy.export.calibration import find_pictures, load_calibration, spread
 from msla_deploy.export.int8_sensitivity import agreement, render, sweep
-from msla_deploy.artifact.options import ExportOptions
 from msla_deploy.export.pipeline import run_export
 
 B0 = "efficientvit-seg-b0-cityscapes"
@@ -266,7 +265,25 @@ def test_sensitivity_ranks_a_quantized_attention_core_first(tmp_path):
     assert first.cost > max(r.cost for r in blocks)
     assert result.met and result.keep_fp32 and all(m.endswith(".core") for m in result.keep_fp32)
     # agreement() is the fraction of equal labels, checked on a hand-made case
-    ref = np.zeros((1, 2, 2, 2)); ref[0, 1, 0, 0] = 1
+    ref = np.zeros((1, 2, 2, 2))
+    ref[0, 1, 0, 0] = 1
     assert agreement(ref, np.zeros((1, 2, 2, 2))) == 0.75
     picture = render(result)
     assert picture.ndim == 3 and picture.shape[0] > 20 * len(result.rows)
+
+
+def test_build_refuses_to_quietly_build_the_fp32_graph_of_an_int8_export(exported):
+    from msla_deploy.trt.inputs import load_model_input
+    from msla_deploy.trt.options import BuildOptions
+    from msla_deploy.trt.plan import make_plan
+    from msla_deploy.trt.versions import parse_version
+
+    directory = exported[0] / "export"
+    model = load_model_input(directory)
+    assert model.export_precision == "int8"
+    with pytest.raises(BadInput) as info:
+        make_plan(BuildOptions(source=directory), model, parse_version("10.13"))
+    assert "int8 Q/DQ export" in str(info.value) and "--stronglyTyped" in info.value.fix
+    # an explicit fp32 build of its fp32 graph stays possible
+    plan = make_plan(BuildOptions(source=directory, precision="fp32"), model, parse_version("10.13"))
+    assert plan.precision == "fp32"

@@ -19,8 +19,8 @@ from typing import Callable, Dict, List, Optional
 import numpy as np
 import onnx
 
-from ..parity.png import write_png
 from ..bench.font import draw_text, text_width
+from ..parity.png import write_png
 from .int8 import Calibration, Unit, graph_units, quantize, run_batches
 
 

@@ -24,7 +24,8 @@ from ..artifact.files import describe_files, environment, sha256_json, write_byt
 from ..artifact.manifest import Manifest, ModelRecord, PrecisionRecord, write_manifest
 from ..artifact.names import (FP32_ONNX_NAME, INPUT_NAME, META_BATCH, META_EXPORTER, META_FP32_NODES, META_INPUT_NAMES, META_MODEL,
                               META_NORMALIZATION, META_NUM_CLASSES, META_OUTPUT_NAMES, META_PRECISION, META_RECIPE,
-                              META_RESOLUTION, META_VERSION, ONNX_NAME, INT8_SENSITIVITY_NAME, INT8_SENSITIVITY_PLOT, OUTPUT_NAME, PARITY_NAME, PROBE_PREFIX)
+                              META_RESOLUTION, META_VERSION, ONNX_NAME, OUTPUT_NAME, PARITY_NAME, PROBE_PREFIX)
+from ..artifact.names import INT8_SENSITIVITY_NAME, INT8_SENSITIVITY_PLOT
 from ..artifact.options import ExportOptions, is_factory_spec
 from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD, ReferenceBundle, synthetic_images, write_reference
 from ..errors import BadInput, CheckFailed
@@ -35,7 +36,8 @@ from ..nn.precision import PrecisionPolicy, apply_policy, fp16_storage_proxy
 from ..parity import compare_outputs, default_budget
 from ..progress import Steps
 from ..runtime.onnxruntime import CPU, import_onnxruntime
-from . import int8 as int8_q, int8_sensitivity as int8_sweep
+from . import int8 as int8_q
+from . import int8_sensitivity as int8_sweep
 from .artifact_dir import check_replaceable, staged_directory
 from .calibration import CalibrationSet, load_calibration
 from .graph import GraphReport, constants_to_initializers, finalize
@@ -373,7 +375,8 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             timings_s=steps.timings,
             warnings=steps.warnings,
         )
-        files = [ONNX_NAME, *([FP32_ONNX_NAME] if fp16 or int8 else []), *(int8_files if int8 else []), PARITY_NAME, *reference_files]
+        files = [ONNX_NAME, *([FP32_ONNX_NAME] if fp16 or int8 else []), PARITY_NAME, *reference_files]
+        files += int8_files if int8 else []
         manifest.artifacts = describe_files(staging, files)
         write_manifest(staging, manifest)
     return ExportResult(directory=target, manifest=manifest, parity=parity)

@@ -190,6 +190,14 @@ def _pick_onnx(options: BuildOptions, model: ModelInput, typing: str, version: T
 
 def resolve_options(options: BuildOptions, model: ModelInput) -> BuildOptions:
     """Fill what defaults to the export: the precision (an fp16 export builds fp16)."""
+    if model.export_precision == "int8" and options.precision is None:
+        # an int8 export must not quietly build its fp32 graph; explicit-quantization builds are not planned here yet
+        raise BadInput(
+            f"{model.source} is an int8 Q/DQ export; `build` does not build int8 engines yet",
+            "use trtexec on its model.onnx: TensorRT 10.x `--stronglyTyped`, 11.x no precision flag, 8.5/8.6 `--int8` "
+            "(with --fp16 only alongside --precisionConstraints=obey --layerPrecisions=<precision.fp32_nodes>:fp32); "
+            "or build --precision fp32/fp16 from its model_fp32.onnx",
+        )
     if options.precision is None:
         precision = model.export_precision if model.export_precision in ("fp32", "fp16") else "fp32"
         options = dataclasses.replace(options, precision=precision)
