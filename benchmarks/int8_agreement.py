@@ -48,6 +48,7 @@ def score(reference: np.ndarray, candidate: np.ndarray) -> dict:
         "agreement": float((ref == cand).mean()),
         "miou": mean_iou(class_iou(ref, cand, reference.shape[1])),
         "nan": int(np.isnan(candidate).sum()),
+        "cosine": int8_sensitivity.cosine(reference, candidate),
     }
 
 
@@ -103,10 +104,10 @@ def main() -> None:
             int8_sensitivity.write_plot(result, work / "sensitivity.png")
             results["sensitivity_plot"] = str(work / "sensitivity.png")
     for r in rows:
-        print(f"{r['weights']:7s} {r['graph']:38s} agreement {100 * r['agreement']:8.3f}%  mIoU {100 * r['miou']:8.3f}%  NaN {r['nan']}")
+        print(f"{r['weights']:7s} {r['graph']:38s} agreement {100 * r['agreement']:8.3f}%  mIoU {100 * r['miou']:8.3f}%  cosine {r['cosine']:.6f}  NaN {r['nan']}")
     if "sensitivity" in results:
         for i, r in enumerate(results["sensitivity"]["ranking"][:8]):
-            print(f"{i + 1:2d} {r['module']:55s} {r['kind']:9s} {100 * r['cost']:7.3f}%  1-cos {1 - r['alone_cosine']:.2e}  all-but {100 * r['all_but']:.3f}%")
+            print(f"{i + 1:2d} {r['module']:55s} {r['kind']:9s} changed {100 * r['cost']:7.3f}%  1-cos {1 - r['alone_cosine']:.2e}  all-but {100 * r['all_but']:.3f}%")
         print("keep fp32 for 99.9%:", results["sensitivity"]["keep_fp32"], results["sensitivity"]["achieved_agreement"])
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import io
 import json
 import logging
 import os
@@ -163,24 +164,45 @@ def default_quantized(units: Sequence[Unit]) -> List[str]:
 
 # --- calibration and quantization ----------------------------------------------------------------
 class _Reader:
-    """ONNX Runtime's CalibrationDataReader protocol over a list of input batches."""
+    """ONNX Runtime's CalibrationDataReader protocol over a list of input batches, with the
+    ranges (`set_range`) its strided calibration reads chunk by chunk."""
 
     def __init__(self, batches: Sequence[np.ndarray]) -> None:
-        self._it = iter(batches)
+        self._batches = list(batches)
+        self._it = iter(self._batches)
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._it = iter(self._batches[start_index:end_index])
 
     def get_next(self):
         batch = next(self._it, None)
         return None if batch is None else {INPUT_NAME: batch}
 
 
+# ONNX Runtime's calibrators hold every tensor of every batch until ranges are computed: at
+# 1024x2048 that is gigabytes per picture. Feeding at most this many batches per chunk
+# (CalibStridedMinMax; histogram methods merge chunk by chunk) bounds it, same ranges.
+CALIB_CHUNK = 4
+
+
+def _stride(count: int) -> int:
+    """The largest chunk <= CALIB_CHUNK that divides `count` (ONNX Runtime requires a divisor)."""
+    return next(s for s in range(min(CALIB_CHUNK, max(count, 1)), 0, -1) if count % s == 0)
+
+
 @contextlib.contextmanager
 def _quiet():
-    # quantize_static logs a pre-processing advice (for CPU speed, not for TensorRT) at WARNING
+    # quantize_static logs a pre-processing advice (for CPU speed, not for TensorRT) at WARNING,
+    # and the histogram calibrators print their settings: stdout belongs to --json
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)
     try:
-        yield
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
     finally:
         root.setLevel(level)
 
@@ -198,8 +220,9 @@ class Calibration:
         return {"method": self.method, "pictures": self.count}
 
 
-def _qdq_options(method: str) -> Dict:
+def _qdq_options(method: str, batches: int) -> Dict:
     options = {
+        "CalibStridedMinMax": _stride(batches),
         "ActivationSymmetric": True,
         "WeightSymmetric": True,
         "QuantizeBias": False,
@@ -222,7 +245,7 @@ def _quantize_static(fp32_path: Path, out_path: Path, calibration: Calibration, 
         weight_type=q.QuantType.QInt8,
         nodes_to_quantize=nodes,
         calibrate_method=_calibration_method(calibration.method),
-        extra_options=_qdq_options(calibration.method),
+        extra_options=_qdq_options(calibration.method, len(calibration.batches)),
     )
     if "calibration_cache_path" in inspect.signature(q.quantize_static).parameters:
         kwargs["calibration_cache_path"] = str(calibration.cache)
