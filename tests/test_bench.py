@@ -17,14 +17,16 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
-from msla_deploy.runtime.cudart import MEMCPY_DEVICE_TO_HOST, MEMCPY_HOST_TO_DEVICE, call
 from msla_deploy.bench.plot import nice_ticks, render
 from msla_deploy.bench.run import measure
 from msla_deploy.bench.stats import interleaved_order, median_ratios, percentile, rotation, summarize
-from msla_deploy.runtime.trt_direct import DirectTiming
 from msla_deploy.cli import app
 from msla_deploy.errors import MissingRuntime
 from msla_deploy.parity.png import SIGNATURE
+from msla_deploy.runtime.cudart import MEMCPY_DEVICE_TO_HOST, MEMCPY_HOST_TO_DEVICE, call
+from msla_deploy.runtime.trt_direct import DirectTiming
+
+from .trt_fake import FAKE_VERSIONS, make_engine, make_fake_tensorrt
 
 B0 = "efficientvit-seg-b0-cityscapes"
 runner = CliRunner()
@@ -287,9 +289,8 @@ def test_torch_backend_without_torch_exits_3(b0_export):
     assert "--backend ort-cpu" in done.stderr and "validate" not in done.stderr
 
 
-# --- TensorRT timed directly with CUDA events (fakes: no GPU or TensorRT here) ----------------
+# --- TensorRT timed directly with CUDA events (the generated fake TensorRT and a recording libcudart) --
 
-FAKE_TRT = SimpleNamespace(__version__="10.fake", TensorIOMode=SimpleNamespace(INPUT="in", OUTPUT="out"), nptype=lambda dtype: dtype)
 CUDART_CALLS = ("cudaMalloc", "cudaFree", "cudaMemcpyAsync", "cudaStreamCreate", "cudaStreamDestroy", "cudaStreamSynchronize",
                 "cudaEventCreate", "cudaEventRecord", "cudaEventSynchronize", "cudaEventElapsedTime", "cudaEventDestroy",
                 "cudaStreamBeginCapture", "cudaStreamEndCapture", "cudaGraphInstantiateWithFlags", "cudaGraphLaunch",
@@ -318,45 +319,17 @@ class FakeCudart:
         return function
 
 
-class FakeEngine:
-    def __init__(self, tensors):  # name -> (shape, dtype, mode)
-        self.tensors = tensors
-        self.num_io_tensors = len(tensors)
-
-    def get_tensor_name(self, i):
-        return list(self.tensors)[i]
-
-    def get_tensor_shape(self, name):
-        return self.tensors[name][0]
-
-    def get_tensor_dtype(self, name):
-        return self.tensors[name][1]
-
-    def get_tensor_mode(self, name):
-        return self.tensors[name][2]
+def _engine(log, version):
+    """The generated fake TensorRT of `version` (tests/trt_fake.py): x (2, 3) fp32 in, y (2, 5) fp16 out; execute_async_v3 logs."""
+    trt = make_fake_tensorrt(version, execute=lambda context, stream: log.append(("execute_async_v3", (stream,))))
+    engine = make_engine(trt, {"x": ((2, 3), "FLOAT")}, {"y": ((2, 5), "HALF")})
+    return trt, engine, engine.create_execution_context()
 
 
-class FakeContext:
-    def __init__(self, engine, log):
-        self.engine, self.log, self.addresses = engine, log, {}
-
-    def get_tensor_shape(self, name):
-        return self.engine.tensors[name][0]
-
-    def set_tensor_address(self, name, address):
-        self.addresses[name] = address
-        return True
-
-    def execute_async_v3(self, stream):
-        self.log.append(("execute_async_v3", (stream,)))
-        return True
-
-
-def _direct(transfers=True, cuda_graph=False, fail=None):
+def _direct(transfers=True, cuda_graph=False, fail=None, version="10.3.0"):
     log = []
-    engine = FakeEngine({"x": ((2, 3), np.float32, "in"), "y": ((2, 5), np.float16, "out")})
-    context = FakeContext(engine, log)
-    timing = DirectTiming(FAKE_TRT, engine, context, FakeCudart(log, fail), transfers=transfers, cuda_graph=cuda_graph)
+    trt, engine, context = _engine(log, version)
+    timing = DirectTiming(trt, engine, context, FakeCudart(log, fail), transfers=transfers, cuda_graph=cuda_graph)
     return timing, context, log
 
 
@@ -364,12 +337,13 @@ def _names(log):
     return [name for name, _ in log]
 
 
+@pytest.mark.parametrize("version", FAKE_VERSIONS)
 @pytest.mark.parametrize("transfers", [True, False])
-def test_direct_trt_one_timed_iteration_call_sequence(transfers):
-    timing, context, log = _direct(transfers=transfers)
+def test_direct_trt_one_timed_iteration_call_sequence(transfers, version):
+    timing, context, log = _direct(transfers=transfers, version=version)
     assert _names(log) == ["cudaMalloc", "cudaMalloc", "cudaStreamCreate", "cudaEventCreate", "cudaEventCreate",
                            "cudaMemcpyAsync", "cudaStreamSynchronize"]  # inputs reach the device once at load
-    assert set(context.addresses) == {"x", "y"} and all(context.addresses.values())
+    assert all(context.get_tensor_address(name) for name in ("x", "y"))
     del log[:]
     assert timing.timed() == pytest.approx(2.5e-3)  # cudaEventElapsedTime's ms, in seconds
     copies = ["cudaMemcpyAsync"] if transfers else []
@@ -378,15 +352,16 @@ def test_direct_trt_one_timed_iteration_call_sequence(transfers):
     assert log[0][1] == (timing.start, timing.stream) and dict(log)["execute_async_v3"] == (stream,) and stream
     if transfers:
         (_, h2d), (_, d2h) = log[1], log[3]
-        assert h2d[2:4] == (2 * 3 * 4, MEMCPY_HOST_TO_DEVICE) and h2d[0].value == context.addresses["x"]
-        assert d2h[2:4] == (2 * 5 * 2, MEMCPY_DEVICE_TO_HOST) and d2h[1].value == context.addresses["y"]
+        assert h2d[2:4] == (2 * 3 * 4, MEMCPY_HOST_TO_DEVICE) and h2d[0].value == context.get_tensor_address("x")
+        assert d2h[2:4] == (2 * 5 * 2, MEMCPY_DEVICE_TO_HOST) and d2h[1].value == context.get_tensor_address("y")
     del log[:]
     timing.close()
     assert _names(log) == ["cudaStreamSynchronize", "cudaEventDestroy", "cudaEventDestroy", "cudaStreamDestroy", "cudaFree", "cudaFree"]
 
 
-def test_direct_trt_cuda_graph_captures_once_then_launches():
-    timing, _, log = _direct(transfers=False, cuda_graph=True)
+@pytest.mark.parametrize("version", FAKE_VERSIONS)
+def test_direct_trt_cuda_graph_captures_once_then_launches(version):
+    timing, _, log = _direct(transfers=False, cuda_graph=True, version=version)
     assert _names(log)[-6:] == ["execute_async_v3", "cudaStreamSynchronize", "cudaStreamBeginCapture", "execute_async_v3",
                                 "cudaStreamEndCapture", "cudaGraphInstantiateWithFlags"]
     del log[:]
@@ -419,11 +394,12 @@ def test_a_failing_cuda_call_names_itself_and_releases_what_was_taken():
         call(FakeCudart(log, {"cudaMalloc": 2}), "cudaMalloc", ctypes.byref(ctypes.c_void_p()), 4)
 
 
-def test_failed_construction_frees_its_buffers():
+@pytest.mark.parametrize("version", FAKE_VERSIONS)
+def test_failed_construction_frees_its_buffers(version):
     log = []
-    engine = FakeEngine({"x": ((2, 3), np.float32, "in"), "y": ((2, 5), np.float16, "out")})
+    trt, engine, context = _engine(log, version)
     with pytest.raises(MissingRuntime, match="cudaStreamBeginCapture"):
-        DirectTiming(FAKE_TRT, engine, FakeContext(engine, log), FakeCudart(log, {"cudaStreamBeginCapture": 1}), transfers=True, cuda_graph=True)
+        DirectTiming(trt, engine, context, FakeCudart(log, {"cudaStreamBeginCapture": 1}), transfers=True, cuda_graph=True)
     assert _names(log).count("cudaFree") == 2 and "cudaStreamDestroy" in _names(log)
 
 
@@ -431,7 +407,7 @@ def test_tensorrt_without_the_name_api_is_refused():
     engine = SimpleNamespace()  # TensorRT 8.2-style: bindings, no num_io_tensors
     context = SimpleNamespace(execute_async_v2=lambda *a: True)
     with pytest.raises(MissingRuntime, match=r"needs TensorRT >= 8.5") as info:
-        DirectTiming(FAKE_TRT, engine, context, FakeCudart([]), transfers=True, cuda_graph=False)
+        DirectTiming(make_fake_tensorrt("8.6.1"), engine, context, FakeCudart([]), transfers=True, cuda_graph=False)
     assert "--backend ort-trt" in info.value.fix
 
 

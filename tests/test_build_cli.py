@@ -77,7 +77,7 @@ def test_print_trtexec_json(fp32_dir):
     data = json.loads(result.stdout)
     assert set(data) == {"argv", "command", "run_in", "summary", "warnings", "dla_preflight"}
     assert data["run_in"] == str(fp32_dir) and data["dla_preflight"] is None
-    assert shlex.split(data["command"]) == data["argv"] and "--memPoolSize=workspace:1024M" in data["argv"]
+    assert shlex.split(data["command"]) == data["argv"] and "--memPoolSize=workspace:1024" in data["argv"]
 
 
 def test_fp16_from_the_fp32_export_pins_its_recorded_nodes(fp32_dir):

@@ -1,5 +1,6 @@
 """The build plan for TensorRT 8.5, 8.6, 10.3, 10.13 and 11.4, its error cases, and what a plan does
-to the TensorRT API (against a recording fake `tensorrt`, and against the real one where present).
+to the TensorRT API: against the fake `tensorrt` generated from the real API of 8.6.1, 10.0.1, 10.3.0,
+10.7.0, 10.13.3.9 and 11.4.0.106 (tests/trt_fake.py), and against the real one where present.
 
 Everything here runs without TensorRT, without a GPU and without torch: the export directories
 are small hand-made ONNX graphs with the manifest contract of `export`.
@@ -12,7 +13,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Dict, List
 
 import numpy as np
@@ -20,16 +20,31 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from msla_deploy.errors import BadInput, CheckFailed, MissingRuntime
 from msla_deploy.artifact.files import sha256_file
-from tests.fixtures import manifest_json as read_manifest
 from msla_deploy.artifact.names import MANIFEST_FORMAT
+from msla_deploy.artifact.resolve import resolve
+from msla_deploy.errors import BadInput, CheckFailed, MissingRuntime
 from msla_deploy.trt import engine as engine_mod
-from msla_deploy.trt.build import run_build
+from msla_deploy.trt import runtime as runtime_mod
+from msla_deploy.trt import versions as V
+from msla_deploy.trt.build import build_for_runtime, plan_for_runtime, run_build
 from msla_deploy.trt.inputs import load_model_input
 from msla_deploy.trt.options import DEFAULT_WORKSPACE, BuildOptions, parse_size
 from msla_deploy.trt.plan import make_plan
+from msla_deploy.trt.trtexec import trtexec_argv
 from msla_deploy.trt.versions import parse_version
+from tests.fixtures import manifest_json as read_manifest
+
+from .trt_fake import (  # the fixture fake_trt comes from conftest.py
+    FAKE_GPU,
+    FAKE_VERSIONS,
+    install_fake_tensorrt,
+    load_api,
+    make_fake_tensorrt,
+    read_fake_engine,
+    version_key,
+    versions_where,
+)
 
 VERSIONS = ("8.5", "8.6", "10.3", "10.13", "11.4")
 FP32_NODES = ["node_transpose", "node_matmul", "node_sum", "node_add", "node_div", "node_matmul_1"]
@@ -410,329 +425,395 @@ def test_opset_above_the_parser_warns(tmp_path):
     assert not any("opset" in w for w in plan_for(directory, "10.13").warnings)
 
 
-# --- applying a plan to the TensorRT API: a recording fake ---------------------------------------------
+# --- applying a plan to the TensorRT API: the fake generated from each version's real API -----------------
+#
+# tests/trt_fake.py builds `tensorrt` from shared/fixtures/tensorrt_api/<version>.json: a name the
+# version lacks raises AttributeError, enum values and signatures are the real ones. Each test runs
+# against every fixture version its code path supports (ids: [trt8.6.1], [trt10.3.0], ...).
 
-class FlagSet:
-    """An enum namespace that records every member looked up and has only this version's members."""
-
-    def __init__(self, log: List[str], kind: str, members: Dict[str, int]):
-        self._log, self._kind, self._members = log, kind, members
-
-    def __getattr__(self, name):
-        self._log.append(f"{self._kind}.{name}")
-        if name not in self._members:
-            raise AttributeError(f"{self._kind} has no {name} in this TensorRT")
-        return self._members[name]
+WEAK = versions_where(lambda v: v < (11, 0))  # weak typing (FP16 flag, layer precisions)
+STRONG = versions_where(lambda v: v >= (10, 0))  # 8.6 has no STRONGLY_TYPED (fixtures: absent in 8.6.1)
+DLA_WEAK = versions_where(lambda v: v < (10, 8))  # DLA before 11: 10.7 is the last 10.x with it
+EXTRA = {"node_matmul": 1}  # the parser makes a second layer for this node, named '<node>_<n>'
 
 
-class FakeLayer:
-    def __init__(self, fake, name: str, outputs: int = 1):
-        object.__setattr__(self, "_fake", fake)
-        object.__setattr__(self, "name", name)
-        object.__setattr__(self, "num_outputs", outputs)
-        object.__setattr__(self, "output_types", {})
-
-    def __setattr__(self, key, value):
-        if key == "precision" and self._fake.major >= 11:
-            raise AttributeError("ILayer.precision was removed in TensorRT 11")
-        self._fake.calls.append(("layer.precision", self.name, value))
-        object.__setattr__(self, key, value)
-
-    def get_output(self, i):
-        return SimpleNamespace(dtype="FLOAT")
-
-    def set_output_type(self, i, dtype):
-        if self._fake.major >= 11:
-            raise AttributeError("ILayer.set_output_type was removed in TensorRT 11")
-        self._fake.calls.append(("layer.set_output_type", self.name, i, dtype))
-        self.output_types[i] = dtype
+def short(version: str) -> str:
+    return ".".join(version.split(".")[:2])
 
 
-class FakeConfig:
-    def __init__(self, fake):
-        object.__setattr__(self, "_fake", fake)
-        object.__setattr__(self, "cache", None)
-
-    def __setattr__(self, key, value):
-        self._fake.calls.append((f"config.{key}", value))
-        object.__setattr__(self, key, value)
-
-    def set_flag(self, flag):
-        self._fake.calls.append(("config.set_flag", flag))
-
-    def clear_flag(self, flag):
-        self._fake.calls.append(("config.clear_flag", flag))
-
-    def set_memory_pool_limit(self, pool, size):
-        self._fake.calls.append(("config.set_memory_pool_limit", pool, size))
-
-    def create_timing_cache(self, data):
-        self._fake.calls.append(("config.create_timing_cache", bytes(data)))
-        return SimpleNamespace(data=bytes(data), serialize=lambda: b"CACHE:" + bytes(data))
-
-    def set_timing_cache(self, cache, ignore_mismatch):
-        self._fake.calls.append(("config.set_timing_cache", cache.data, ignore_mismatch))
-        if cache.data and cache.data == b"foreign":
-            return False
-        object.__setattr__(self, "cache", cache)
-        return True
-
-    def get_timing_cache(self):
-        return self.cache
-
-    def set_device_type(self, layer, device):
-        self._fake.calls.append(("config.set_device_type", layer.name, device))
-
-    def can_run_on_DLA(self, layer):
-        return layer.name not in self._fake.not_on_dla
+def api_value(version: str, enum: str, member: str) -> int:
+    """An enum value as the fixture records it (independent of the fake that is built from it)."""
+    return load_api(version)["classes"][enum]["members"][member]
 
 
-class FakeTensorRT:
-    """Just enough of `tensorrt` to build: records calls; members differ by version like the real one."""
-
-    def __init__(self, version: str, layers=("node_conv", "node_hswish", "node_view", "node_transpose", "node_matmul",
-                                            "node_matmul_17", "node_sum", "node_add", "node_div", "node_matmul_1",
-                                            "node_view_1", "node_add_1", "node_resize"),
-                 dla_cores: int = 0, not_on_dla=("node_hswish",), parse_ok: bool = True, build_ok: bool = True):
-        self.__version__ = version
-        self.major, self.minor = (int(x) for x in version.split(".")[:2])
-        self.calls: List = []
-        self.lookups: List[str] = []
-        self.layer_names, self.dla_cores, self.not_on_dla = list(layers), dla_cores, set(not_on_dla)
-        self.parse_ok, self.build_ok = parse_ok, build_ok
-        v = (self.major, self.minor)
-        builder_flags = {"TF32": 6, "GPU_FALLBACK": 3, "VERSION_COMPATIBLE": 12}
-        if v < (11, 0):
-            builder_flags.update(FP16=0, INT8=1, OBEY_PRECISION_CONSTRAINTS=9, PREFER_PRECISION_CONSTRAINTS=10)
-        self.BuilderFlag = FlagSet(self.lookups, "BuilderFlag", builder_flags)
-        creation = {}
-        if v < (11, 0):
-            creation["EXPLICIT_BATCH"] = 0
-        if v >= (9, 0):
-            creation["STRONGLY_TYPED"] = 1 if v < (11, 0) else 0
-        self.NetworkDefinitionCreationFlag = FlagSet(self.lookups, "NetworkDefinitionCreationFlag", creation)
-        hw = {"NONE": 0, "AMPERE_PLUS": 1}
-        if v >= (10, 9):
-            hw["SAME_COMPUTE_CAPABILITY"] = 2
-        self.HardwareCompatibilityLevel = FlagSet(self.lookups, "HardwareCompatibilityLevel", hw)
-        self.DataType = SimpleNamespace(FLOAT="FLOAT", HALF="HALF")
-        self.MemoryPoolType = SimpleNamespace(WORKSPACE="WORKSPACE")
-        self.ProfilingVerbosity = SimpleNamespace(DETAILED="DETAILED")
-        self.DeviceType = SimpleNamespace(GPU="GPU", DLA="DLA")
-        self.LayerInformationFormat = SimpleNamespace(JSON="JSON")
-        fake = self
-
-        class Logger:
-            WARNING = 2
-
-            def __init__(self, severity=None):
-                pass
-
-        class Builder:
-            def __init__(self, logger):
-                self.num_DLA_cores = fake.dla_cores
-
-            def create_network(self, flags):
-                fake.calls.append(("builder.create_network", flags))
-                return SimpleNamespace(layers=[], num_layers=0, get_layer=None)
-
-            def create_builder_config(self):
-                return FakeConfig(fake)
-
-            def build_serialized_network(self, network, config):
-                fake.calls.append(("builder.build_serialized_network",))
-                return b"ENGINE-" + fake.__version__.encode() if fake.build_ok else None
-
-        class OnnxParser:
-            def __init__(self, network, logger):
-                self.network = network
-                self.num_errors = 0 if fake.parse_ok else 1
-
-            def parse_from_file(self, path):
-                fake.calls.append(("parser.parse_from_file", Path(path).name))
-                layers = [FakeLayer(fake, n) for n in fake.layer_names]
-                self.network.layers = layers
-                self.network.num_layers = len(layers)
-                self.network.get_layer = layers.__getitem__
-                return fake.parse_ok
-
-            def get_error(self, i):
-                return "In node 3 (importResize): UNSUPPORTED_NODE: cubic"
-
-        class Runtime:
-            def __init__(self, logger):
-                pass
-
-            def deserialize_cuda_engine(self, data):
-                inspector = SimpleNamespace(get_engine_information=lambda fmt: json.dumps({"Layers": ["a", "b"], "format": fmt}))
-                return SimpleNamespace(create_engine_inspector=lambda: inspector)
-
-        self.Logger, self.Builder, self.OnnxParser, self.Runtime = Logger, Builder, OnnxParser, Runtime
-
-    def flags_set(self):
-        return [c[1] for c in self.calls if c[0] == "config.set_flag"]
+def _build(plan, trt, directory=None):
+    names = load_model_input(directory).graphs[plan.onnx_role].node_names if directory is not None else ()
+    return engine_mod.build_engine(trt, plan, onnx_node_names=names)
 
 
-def _fake_build(plan, fake, node_names=()):
-    return engine_mod.build_engine(fake, plan, onnx_node_names=node_names)
+def _pinned(trt) -> List[str]:
+    return [c.target.name for c in trt.fake.calls if c.name == "ILayer.precision" and c.kind == "set"]
 
 
-def test_api_8_6_weak_fp16(dirs):
-    plan = plan_for(dirs["fp16"], "8.6")
-    fake = FakeTensorRT("8.6.1")
-    built = _fake_build(plan, fake, load_model_input(dirs["fp16"]).graphs["fp32"].node_names)
-    assert ("builder.create_network", 1 << 0) in fake.calls  # EXPLICIT_BATCH, no STRONGLY_TYPED
-    assert ("parser.parse_from_file", "model_fp32.onnx") in fake.calls
-    assert fake.flags_set() == [0, 9]  # FP16, OBEY_PRECISION_CONSTRAINTS
-    assert ("config.clear_flag", 6) in fake.calls  # TF32 off
-    assert ("config.set_memory_pool_limit", "WORKSPACE", DEFAULT_WORKSPACE) in fake.calls
-    assert ("config.profiling_verbosity", "DETAILED") in fake.calls
-    pinned = {c[1] for c in fake.calls if c[0] == "layer.precision"}
-    assert pinned == set(FP32_NODES) | {"node_matmul_17"}  # a node's extra layer '<node>_<n>' is pinned too
-    assert ("layer.set_output_type", "node_matmul", 0, "FLOAT") in fake.calls
-    assert "NetworkDefinitionCreationFlag.STRONGLY_TYPED" not in fake.lookups
-    assert built.engine == b"ENGINE-8.6.1" and built.unmatched_fp32_nodes == []
-    assert json.loads(built.layer_info)["Layers"] == ["a", "b"]
-    assert built.timing_cache == b"CACHE:" and built.timing_cache_loaded is False
+@pytest.mark.parametrize("fake_trt", WEAK, indirect=True)
+def test_api_weak_fp16(dirs, fake_trt):
+    trt, version = fake_trt, fake_trt.__version__
+    trt.fake.extra_layers.update(EXTRA)
+    plan = plan_for(dirs["fp16"], short(version), typing="weak")
+    built = _build(plan, trt, dirs["fp16"])
+    explicit = 1 << api_value(version, "NetworkDefinitionCreationFlag", "EXPLICIT_BATCH") if version_key(version) < (10, 0) else 0
+    assert trt.fake.calls_to("Builder.create_network") == [{"flags": explicit}]  # no STRONGLY_TYPED
+    assert [Path(c["model"]).name for c in trt.fake.calls_to("OnnxParser.parse_from_file")] == ["model_fp32.onnx"]
+    assert trt.fake.flag_names() == ["FP16", "OBEY_PRECISION_CONSTRAINTS"]
+    assert trt.fake.flag_names("IBuilderConfig.clear_flag") == ["TF32"]  # TF32 is on by default
+    assert [(c["pool"].name, c["pool_size"]) for c in trt.fake.calls_to("IBuilderConfig.set_memory_pool_limit")] == [("WORKSPACE", DEFAULT_WORKSPACE)]
+    assert [v.name for v in trt.fake.values_set("IBuilderConfig.profiling_verbosity")] == ["DETAILED"]
+    assert trt.fake.values_set("IBuilderConfig.avg_timing_iterations") == [8]  # trtexec's default, set by trtexec
+    extra = [n for n in (x["name"] for x in read_fake_engine(built.engine)["layers"]) if n.startswith("node_matmul_") and n != "node_matmul_1"]
+    assert len(extra) == 1 and set(_pinned(trt)) == set(FP32_NODES) | set(extra)  # '<node>_<n>' is pinned too
+    assert {"index": 0, "dtype": trt.fake.member("DataType", "FLOAT")} in trt.fake.calls_to("ILayer.set_output_type")
+    assert "NetworkDefinitionCreationFlag.STRONGLY_TYPED" not in trt.fake.lookups
+    engine = read_fake_engine(built.engine)
+    assert engine["tensorrt"] == version and not engine["strongly_typed"]
+    assert {"FP16", "OBEY_PRECISION_CONSTRAINTS"} <= set(engine["flags"]) and "TF32" not in engine["flags"]
+    assert {x["name"]: x["precision"] for x in engine["layers"]}["node_matmul"] == "FLOAT"
+    assert [i["name"] for i in engine["io"]] == ["input", "logits"]
+    assert built.unmatched_fp32_nodes == []
+    assert [x["Name"] for x in json.loads(built.layer_info)["Layers"]] == [x["name"] for x in engine["layers"]]
+    assert built.timing_cache.startswith(b"FAKE-TRT-CACHE " + short(version).encode()) and built.timing_cache_loaded is False
 
 
-def test_api_10_13_strong_fp16_touches_no_weak_typing_api(dirs):
-    plan = plan_for(dirs["fp16"], "10.13")
-    fake = FakeTensorRT("10.13.0")
-    _fake_build(plan, fake)
-    assert ("builder.create_network", 1 << 1) in fake.calls  # STRONGLY_TYPED only
-    assert ("parser.parse_from_file", "model.onnx") in fake.calls
+@pytest.mark.parametrize("fake_trt", STRONG, indirect=True)
+def test_api_strong_fp16_touches_no_weak_typing_api(dirs, fake_trt):
+    trt, version = fake_trt, fake_trt.__version__
+    plan = plan_for(dirs["fp16"], short(version), typing="strong")
+    built = _build(plan, trt, dirs["fp16"])
+    strongly = 1 << api_value(version, "NetworkDefinitionCreationFlag", "STRONGLY_TYPED") if version_key(version) < (11, 0) else 0
+    assert trt.fake.calls_to("Builder.create_network") == [{"flags": strongly}]  # 11.x: always strong, no flag
+    assert [Path(c["model"]).name for c in trt.fake.calls_to("OnnxParser.parse_from_file")] == ["model.onnx"]
     for name in ("BuilderFlag.FP16", "BuilderFlag.OBEY_PRECISION_CONSTRAINTS", "NetworkDefinitionCreationFlag.EXPLICIT_BATCH"):
-        assert name not in fake.lookups
-    assert not any(c[0].startswith("layer.") for c in fake.calls)
-    assert fake.flags_set() == []
+        assert name not in trt.fake.lookups
+    assert not [c for c in trt.fake.calls if c.name.startswith("ILayer.")] and trt.fake.flag_names() == []
+    engine = read_fake_engine(built.engine)
+    assert engine["strongly_typed"] and {"io": "input", "dtype": "FLOAT"} == {"io": engine["io"][0]["name"], "dtype": engine["io"][0]["dtype"]}
 
 
-def test_api_11_strong_fp16_uses_no_removed_api(dirs):
-    plan = plan_for(dirs["fp16"], "11.4")
-    fake = FakeTensorRT("11.4.1")
-    built = _fake_build(plan, fake)  # any removed member raises AttributeError in the fake
-    assert ("builder.create_network", 0) in fake.calls
-    assert not [name for name in fake.lookups if name.startswith("NetworkDefinitionCreationFlag.")]
-    assert "BuilderFlag.FP16" not in fake.lookups and built.engine == b"ENGINE-11.4.1"
-
-
-def test_fake_11_really_lacks_the_weak_api():
+@pytest.mark.parametrize("fake_trt", ["11.4.0.106"], indirect=True)
+def test_api_a_weak_plan_fails_on_11_as_on_a_device(dirs, fake_trt):
     """The fake is only a proof if it fails where TensorRT 11 fails."""
-    fake = FakeTensorRT("11.0.0")
+    trt = fake_trt
     with pytest.raises(AttributeError):
-        fake.BuilderFlag.FP16
+        _ = trt.BuilderFlag.FP16
     with pytest.raises(AttributeError):
-        fake.NetworkDefinitionCreationFlag.EXPLICIT_BATCH
-    with pytest.raises(AttributeError):
-        FakeLayer(fake, "x").precision = "FLOAT"
+        _ = trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH
+    assert not hasattr(trt.ILayer, "precision") and not hasattr(trt.ILayer, "set_output_type")
+    with pytest.raises(AttributeError, match="precision"):  # pinning comes first, then BuilderFlag.FP16
+        _build(plan_for(dirs["fp16"], "10.3"), trt, dirs["fp16"])  # a 10.3 weak plan on 11.4
 
 
-def test_api_options_and_timing_cache(dirs, tmp_path):
+@pytest.mark.parametrize("fake_trt", ["8.6.1"], indirect=True)
+def test_api_a_strong_plan_fails_on_8_6_as_on_a_device(dirs, fake_trt):
+    with pytest.raises(AttributeError, match="STRONGLY_TYPED"):
+        _build(plan_for(dirs["fp16"], "10.3", typing="strong"), fake_trt, dirs["fp16"])
+
+
+@pytest.mark.parametrize("fake_trt", FAKE_VERSIONS, indirect=True)
+def test_api_options_timing_cache_and_version_compatible(dirs, fake_trt, tmp_path):
+    trt, version = fake_trt, fake_trt.__version__
+    compat = "same-cc" if version_key(version) >= (10, 9) else "ampere+"
     cache = tmp_path / "t.cache"
-    cache.write_bytes(b"previous")
-    plan = plan_for(dirs["fp32"], "10.13", opt_level=4, hardware_compat="same-cc", version_compatible=True,
+    plan = plan_for(dirs["fp32"], short(version), opt_level=4, hardware_compat=compat, version_compatible=True,
                     tf32=True, workspace="2G", timing_cache=cache)
-    fake = FakeTensorRT("10.13.0")
-    built = _fake_build(plan, fake)
-    assert ("config.builder_optimization_level", 4) in fake.calls
-    assert ("config.hardware_compatibility_level", 2) in fake.calls  # SAME_COMPUTE_CAPABILITY
-    assert set(fake.flags_set()) == {12, 6}  # VERSION_COMPATIBLE, TF32
-    assert ("config.set_memory_pool_limit", "WORKSPACE", 2 << 30) in fake.calls
-    assert ("config.create_timing_cache", b"previous") in fake.calls
-    assert built.timing_cache_loaded and built.timing_cache == b"CACHE:previous"
+    first = _build(plan, trt)
+    assert trt.fake.values_set("IBuilderConfig.builder_optimization_level") == [4]
+    assert [v.name for v in trt.fake.values_set("IBuilderConfig.hardware_compatibility_level")] == [V.HARDWARE_COMPAT_API[compat]]
+    assert set(trt.fake.flag_names()) == {"VERSION_COMPATIBLE", "TF32"}
+    assert [c["pool_size"] for c in trt.fake.calls_to("IBuilderConfig.set_memory_pool_limit")] == [2 << 30]
+    # the layer information comes from loading the version-compatible engine: host code allowed first
+    assert trt.fake.values_set("Runtime.engine_host_code_allowed") == [True] and first.layer_info is not None
+    assert not first.timing_cache_loaded and b"node_conv:tactic" in first.timing_cache
+    cache.write_bytes(first.timing_cache)
+    second = _build(plan, trt)
+    assert trt.fake.calls_to("IBuilderConfig.create_timing_cache")[-1] == {"serialized_timing_cache": first.timing_cache}
+    assert second.timing_cache_loaded and second.timing_cache == first.timing_cache
 
 
-def test_api_foreign_timing_cache_starts_empty(dirs, tmp_path):
+@pytest.mark.parametrize("fake_trt", FAKE_VERSIONS, indirect=True)
+def test_api_foreign_timing_cache_starts_empty(dirs, fake_trt, tmp_path):
+    other = next(v for v in FAKE_VERSIONS if short(v) != short(fake_trt.__version__))
     cache = tmp_path / "foreign.cache"
-    cache.write_bytes(b"foreign")
-    plan = plan_for(dirs["fp32"], "10.3", timing_cache=cache)
-    built = _fake_build(plan, FakeTensorRT("10.3.0"))
-    assert not built.timing_cache_loaded and built.notes and built.timing_cache == b"CACHE:"
+    cache.write_bytes(_build(plan_for(dirs["fp32"], short(other)), make_fake_tensorrt(other)).timing_cache)
+    built = _build(plan_for(dirs["fp32"], short(fake_trt.__version__), timing_cache=cache), fake_trt)
+    assert not built.timing_cache_loaded and built.notes
+    assert built.timing_cache.startswith(b"FAKE-TRT-CACHE " + short(fake_trt.__version__).encode())
 
 
-def test_api_dla(dirs):
-    plan = plan_for(dirs["fp16"], "10.3", dla_core=1)
-    fake = FakeTensorRT("10.3.0", dla_cores=2)
-    built = _fake_build(plan, fake, load_model_input(dirs["fp16"]).graphs["fp32"].node_names)
-    assert ("config.default_device_type", "DLA") in fake.calls and ("config.DLA_core", 1) in fake.calls
-    assert 3 in fake.flags_set()  # GPU_FALLBACK
-    placed = {c[1] for c in fake.calls if c[0] == "config.set_device_type" and c[2] == "GPU"}
-    assert placed == set(FP32_NODES) | {"node_matmul_17"}
-    assert built.dla_fallback_layers == ["node_hswish"]
+def trtexec_builder_flags(argv: List[str], version: str) -> set:
+    """The BuilderFlags trtexec sets for argv (sampleEngines.cpp setupNetworkAndConfig, release/8.5 ... 11.1)."""
+    flags = {"TF32"} if "--noTF32" not in argv else set()
+    if "--fp16" in argv:
+        flags.add("FP16")
+    if "--precisionConstraints=obey" in argv:
+        flags.add("OBEY_PRECISION_CONSTRAINTS")
+    if "--versionCompatible" in argv:
+        flags.add("VERSION_COMPATIBLE")
+    if any(a.startswith("--useDLACore=") for a in argv):
+        if version_key(version) < (11, 0):
+            flags |= {"PREFER_PRECISION_CONSTRAINTS", "FP16"}  # FP16 unless --int8
+        flags.add("GPU_FALLBACK" if "--allowGPUFallback" in argv else "DIRECT_IO")
+    return flags
+
+
+def _flags_after_build(trt) -> set:
+    state = {"TF32"}  # on by default in every version
+    for c in trt.fake.calls:
+        if c.name == "IBuilderConfig.set_flag":
+            state.add(c.args["flag"].name)
+        elif c.name == "IBuilderConfig.clear_flag":
+            state.discard(c.args["flag"].name)
+    return state
+
+
+@pytest.mark.parametrize("fake_trt", DLA_WEAK, indirect=True)
+@pytest.mark.parametrize("fallback", [True, False])
+def test_api_dla_build_is_the_printed_trtexec_build(dirs, fake_trt, fallback):
+    trt, version = fake_trt, fake_trt.__version__
+    trt.fake.dla_cores = 2
+    if not fallback:
+        trt.fake.not_on_dla_ops = ()  # every layer runs on DLA: a build without fallback succeeds
+    plan = plan_for(dirs["fp16"], short(version), dla_core=1, gpu_fallback=fallback)
+    built = _build(plan, trt, dirs["fp16"])
+    assert [v.name for v in trt.fake.values_set("IBuilderConfig.default_device_type")] == ["DLA"]
+    assert trt.fake.values_set("IBuilderConfig.DLA_core") == [1]
+    assert _flags_after_build(trt) == trtexec_builder_flags(trtexec_argv(plan), version)
+    assert ("DIRECT_IO" in trt.fake.flag_names()) is (not fallback)
+    placed = {c["layer"].name for c in trt.fake.calls_to("IBuilderConfig.set_device_type") if c["device_type"].name == "GPU"}
+    assert placed == set(FP32_NODES)  # DLA has no fp32: the pinned layers go to the GPU explicitly
+    assert built.dla_fallback_layers == (["node_hswish"] if fallback else [])
+    assert trt.fake.values_set("Runtime.DLA_core") == [1]  # the layer information loads it like trtexec
+    assert read_fake_engine(built.engine)["dla_core"] == 1
+
+
+@pytest.mark.parametrize("fake_trt", DLA_WEAK, indirect=True)
+def test_api_dla_errors(dirs, fake_trt):
+    version = short(fake_trt.__version__)
+    plan = plan_for(dirs["fp16"], version, dla_core=1)
     with pytest.raises(MissingRuntime, match="no DLA cores"):
-        _fake_build(plan, FakeTensorRT("10.3.0", dla_cores=0))
+        _build(plan, fake_trt, dirs["fp16"])
+    fake_trt.fake.dla_cores = 1
     with pytest.raises(BadInput, match="1 DLA core"):
-        _fake_build(plan, FakeTensorRT("10.3.0", dla_cores=1))
-    strict = plan_for(dirs["fp16"], "10.3", dla_core=0, gpu_fallback=False)
+        _build(plan, fake_trt, dirs["fp16"])
+    fake_trt.fake.dla_cores = 2
     with pytest.raises(BadInput, match="--gpu-fallback"):
-        _fake_build(strict, FakeTensorRT("10.3.0", dla_cores=2))
+        _build(plan_for(dirs["fp16"], version, dla_core=0, gpu_fallback=False), fake_trt, dirs["fp16"])
 
 
-def test_api_failures(dirs):
-    plan = plan_for(dirs["fp16"], "8.6")
-    with pytest.raises(BadInput, match="could not parse.*cubic"):
-        _fake_build(plan, FakeTensorRT("8.6.1", parse_ok=False))
+@pytest.mark.parametrize("fake_trt", ["11.4.0.106"], indirect=True)
+def test_api_dla_on_11_4_is_strong_with_no_weak_flags(dirs, fake_trt):
+    fake_trt.fake.dla_cores = 2
+    fake_trt.fake.not_on_dla_ops = ()
+    plan = plan_for(dirs["fp16"], "11.4", dla_core=0, gpu_fallback=False)
+    _build(plan, fake_trt, dirs["fp16"])
+    assert _flags_after_build(fake_trt) == trtexec_builder_flags(trtexec_argv(plan), "11.4") == {"DIRECT_IO"}
+
+
+def test_dla_with_strong_typing_is_refused_where_trtexec_calls_it_invalid(dirs):
+    for version in ("10.0", "10.3", "10.7"):
+        error = _bad(dirs["fp16"], version, dla_core=0, typing="strong")
+        assert "Invalid usage" in error.problem and "--typing strong" in error.fix
+    assert plan_for(dirs["fp16"], "11.4", dla_core=0, typing="strong").typing == "strong"
+    plan = plan_for(dirs["fp16"], "10.3", dla_core=0)
+    assert plan.prefer_precision_constraints and plan.fp16_flag and not plan.direct_io
+    assert plan_for(dirs["fp16"], "10.3", dla_core=0, gpu_fallback=False).direct_io
+    assert not plan_for(dirs["fp16"], "10.3").prefer_precision_constraints
+
+
+@pytest.mark.parametrize("fake_trt", FAKE_VERSIONS, indirect=True)
+def test_api_failures(dirs, fake_trt):
+    version = short(fake_trt.__version__)
+    plan = plan_for(dirs["fp16"], version)
+    fake_trt.fake.unsupported_ops = ("Resize",)
+    with pytest.raises(BadInput, match="could not parse.*Resize"):
+        _build(plan, fake_trt, dirs["fp16"])
+    fake_trt.fake.unsupported_ops = ()
+    fake_trt.fake.build_ok = False
     with pytest.raises(CheckFailed, match="could not build"):
-        _fake_build(plan, FakeTensorRT("8.6.1", build_ok=False))
+        _build(plan, fake_trt, dirs["fp16"])
+
+
+@pytest.mark.parametrize("fake_trt", WEAK, indirect=True)
+def test_api_no_pinned_layer_found_is_an_error(dirs, fake_trt):
+    weak = plan_for(dirs["fp16"], short(fake_trt.__version__), typing="weak")
+    plan = dataclasses.replace(weak, layer_precisions=(("not_a_node", "fp32"),), layer_output_types=())
     with pytest.raises(CheckFailed, match="none of the"):
-        _fake_build(plan, FakeTensorRT("8.6.1", layers=("a", "b")))
+        _build(plan, fake_trt, dirs["fp16"])
 
 
-def test_suffix_pinning_skips_layers_named_after_other_nodes(dirs):
+def _network(trt, names):
+    def output(n):
+        return trt.fake.new("ITensor", name=f"{n}:0", shape=[1], dtype=trt.fake.member("DataType", "FLOAT"))
+
+    layers = [trt.fake.new("ILayer", name=n, op_type="Add", inputs=[], outputs=[output(n)]) for n in names]
+    return trt.fake.new("INetworkDefinition", flags=0, layers=layers, inputs=[], outputs=[])
+
+
+@pytest.mark.parametrize("fake_trt", WEAK, indirect=True)
+def test_suffix_pinning_skips_layers_named_after_other_nodes(dirs, fake_trt):
     plan = dataclasses.replace(plan_for(dirs["fp16"], "8.6"), layer_precisions=(("n0", "fp32"),), layer_output_types=())
-    fake = FakeTensorRT("8.6.1", layers=("n0", "n0_2", "n0_9", "n0_2_5"))
-    pinned, unmatched = engine_mod.pin_layers(fake, _network(fake), plan, onnx_node_names={"n0", "n0_2"})
-    assert pinned == ["n0", "n0_9"] and unmatched == []
-    pinned, _ = engine_mod.pin_layers(fake, _network(fake), plan)  # no node names: exact names only
+    names = ("n0", "n0_2", "n0_9", "n0_2_5")
+    pinned, unmatched = engine_mod.pin_layers(fake_trt, _network(fake_trt, names), plan, onnx_node_names={"n0", "n0_2"})
+    assert pinned == ["n0", "n0_9"] and unmatched == [] and _pinned(fake_trt) == ["n0", "n0_9"]
+    pinned, _ = engine_mod.pin_layers(fake_trt, _network(fake_trt, names), plan)  # no node names: exact names only
     assert pinned == ["n0"]
 
 
-def _network(fake):
-    layers = [FakeLayer(fake, n) for n in fake.layer_names]
-    return SimpleNamespace(num_layers=len(layers), get_layer=layers.__getitem__)
+# --- loading engines: runtime.deserialize_engine, the one loader ----------------------------------------
+
+@pytest.mark.parametrize("fake_trt", versions_where(lambda v: v >= (8, 6)), indirect=True)
+def test_version_compatible_engines_load_only_with_host_code_allowed(dirs, fake_trt):
+    trt = fake_trt
+    built = _build(plan_for(dirs["fp32"], short(trt.__version__), version_compatible=True), trt)
+    assert trt.Runtime(trt.Logger()).deserialize_cuda_engine(built.engine) is None  # what happened before the loader
+    with pytest.raises(BadInput, match="could not load"):
+        runtime_mod.deserialize_engine(trt, b"not an engine")
+    engine = runtime_mod.deserialize_engine(trt, built.engine, version_compatible=True)
+    assert engine.num_io_tensors == 2 and engine.get_tensor_name(0) == "input"
+    assert trt.fake.values_set("Runtime.engine_host_code_allowed")[-1] is True
 
 
-# --- the whole build, with the fake TensorRT and a fake GPU ------------------------------------------------
+@pytest.mark.parametrize("fake_trt", DLA_WEAK, indirect=True)
+def test_dla_engines_load_on_their_core(dirs, fake_trt):
+    trt = fake_trt
+    trt.fake.dla_cores = 2
+    built = _build(plan_for(dirs["fp16"], short(trt.__version__), dla_core=1), trt, dirs["fp16"])
+    with pytest.raises(BadInput, match="could not load"):
+        runtime_mod.deserialize_engine(trt, built.engine)  # DLA_core left unset
+    engine = runtime_mod.deserialize_engine(trt, built.engine, dla_core=1)
+    assert engine.get_tensor_mode("logits") == trt.TensorIOMode.OUTPUT
+    with pytest.raises(BadInput, match="2 DLA core"):
+        runtime_mod.deserialize_engine(trt, built.engine, dla_core=2)
 
-GPU = SimpleNamespace(name="Orin (fake)", compute_capability="8.7", driver_cuda_version="12.6",
-                      to_dict=lambda: {"name": "Orin (fake)", "compute_capability": "8.7", "driver_cuda_version": "12.6"})
+
+@pytest.mark.parametrize("fake_trt", FAKE_VERSIONS, indirect=True)
+def test_an_engine_from_another_version_is_refused_with_a_fix(dirs, fake_trt):
+    other = next(v for v in FAKE_VERSIONS if short(v) != short(fake_trt.__version__))
+    data = _build(plan_for(dirs["fp32"], short(other)), make_fake_tensorrt(other)).engine
+    with pytest.raises(BadInput) as info:
+        runtime_mod.deserialize_engine(fake_trt, data)
+    assert fake_trt.__version__ in info.value.problem and "msla-deploy build" in info.value.fix
 
 
-def test_run_build_writes_engine_layer_info_cache_and_manifest(tmp_path):
+def _load_options(engine: Path):
+    """What runtime.open passes to the loader for an engine: its build record, read by the artifact layer."""
+    record = resolve(engine).build_record(engine)
+    return {"version_compatible": bool(record and record.version_compatible), "dla_core": record.dla_core if record else None}
+
+
+@pytest.mark.parametrize("fake_trt", DLA_WEAK, indirect=True)
+def test_build_records_say_how_to_load_the_engine(tmp_path, fake_trt):
+    fake_trt.fake.dla_cores = 2
+    directory = make_export_dir(tmp_path / "e", "fp16")
+    compatible = run_build(BuildOptions(source=directory, version_compatible=True))
+    dla = run_build(BuildOptions(source=directory, dla_core=1))
+    for result, expected in ((compatible, {"version_compatible": True, "dla_core": None}), (dla, {"version_compatible": False, "dla_core": 1})):
+        engine = Path(result.plan.engine)
+        assert _load_options(engine) == expected
+        assert runtime_mod.deserialize_engine(fake_trt, engine.read_bytes(), **expected).num_io_tensors == 2
+
+
+@pytest.mark.parametrize("fake_trt", FAKE_VERSIONS, indirect=True)
+def test_runtime_open_loads_the_engines_build_wrote(tmp_path, fake_trt):
+    """build --version-compatible / --dla-core, then runtime.open(engine, "trt"): loaded as trtexec loads them."""
+    from msla_deploy import runtime
+
+    directory = make_export_dir(tmp_path / "e", "fp16")
+    fake_trt.fake.dla_cores = 2
+    builds = [run_build(BuildOptions(source=directory, version_compatible=True))]
+    if version_key(fake_trt.__version__) < (10, 8):
+        builds.append(run_build(BuildOptions(source=directory, dla_core=1)))
+    for result in builds:
+        session = runtime.open(Path(result.plan.engine), "trt")
+        assert list(session.inputs) == ["input"] and session.outputs["logits"].shape == (1, 8, 64, 64)
+        assert session.describe()["version"] == fake_trt.__version__
+    # once when build reads the layer information, once when runtime.open loads the engine
+    assert fake_trt.fake.values_set("Runtime.engine_host_code_allowed") == [True, True]
+    assert fake_trt.fake.values_set("Runtime.DLA_core") == ([1, 1] if len(builds) == 2 else [])
+
+
+# --- the plan validate and bench build from (build.plan_for_runtime) ------------------------------------
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_plan_for_runtime_decides_the_graph_from_the_version(dirs, version):
+    plan = plan_for_runtime(dirs["fp16"], version)
+    assert plan == plan_for(dirs["fp16"], version)  # exactly what `build` plans with default options
+    if version in ("8.5", "8.6", "10.3"):  # no strong typing before 9.0; weak (the default) before 10.12
+        assert plan.typing == "weak" and plan.onnx.name == "model_fp32.onnx" and plan.fp16_flag
+        assert [n for n, _ in plan.layer_precisions] == FP32_NODES
+    else:
+        assert plan.typing == "strong" and plan.onnx.name == "model.onnx" and not plan.fp16_flag
+    assert plan_for_runtime(dirs["fp32"], version).precision == "fp32"
+
+
+@pytest.mark.parametrize("version", ["8.5", "8.6"])
+def test_plan_for_runtime_refuses_a_bare_mixed_precision_onnx_on_8(dirs, version):
+    with pytest.raises(BadInput) as info:
+        plan_for_runtime(dirs["fp16"] / "model.onnx", version)
+    assert "mixed-precision" in info.value.problem and "model_fp32.onnx" in info.value.fix
+
+
+@pytest.mark.parametrize("fake_trt", FAKE_VERSIONS, indirect=True)
+def test_build_for_runtime_builds_the_installed_versions_plan(dirs, fake_trt):
+    plan, built = build_for_runtime(fake_trt, dirs["fp16"])
+    assert plan.trt_version == short(fake_trt.__version__)
+    engine = runtime_mod.deserialize_engine(fake_trt, built.engine)
+    assert [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)] == ["input", "logits"]
+    assert read_fake_engine(built.engine)["strongly_typed"] is (plan.typing == "strong")
+    if plan.typing == "weak":
+        assert set(FP32_NODES) <= set(built.pinned_layers)
+    assert not (dirs["fp16"] / plan.engine.name).exists()  # nothing written
+
+
+# --- the whole build, with the fake TensorRT installed and a fake GPU ----------------------------------------
+
+def test_run_build_writes_engine_layer_info_cache_and_manifest(tmp_path, fake_trt):
+    version = short(fake_trt.__version__)
     directory = make_export_dir(tmp_path / "e", "fp16")
     seen = []
-    run_build(BuildOptions(source=directory), on_plan=seen.append, trt=FakeTensorRT("10.3.0"), gpu_probe=lambda: GPU)
-    assert seen and seen[0].plan.typing == "weak"
-    engine = directory / "model_fp16_trt10.3.engine"
-    assert engine.read_bytes() == b"ENGINE-10.3.0"
-    assert json.loads((directory / "model_fp16_trt10.3.layers.json").read_text())["Layers"] == ["a", "b"]
-    assert (directory / "timing_trt10.3.cache").read_bytes() == b"CACHE:"
+    run_build(BuildOptions(source=directory), on_plan=seen.append)  # tensorrt and the GPU probe are the fakes
+    typing = "strong" if version_key(fake_trt.__version__) >= (10, 12) else "weak"
+    assert seen and seen[0].plan.typing == typing
+    engine = directory / f"model_fp16_trt{version}.engine"
+    assert read_fake_engine(engine.read_bytes())["tensorrt"] == fake_trt.__version__
+    assert json.loads((directory / f"model_fp16_trt{version}.layers.json").read_text())["Layers"]
+    assert (directory / f"timing_trt{version}.cache").read_bytes().startswith(b"FAKE-TRT-CACHE")
     manifest = read_manifest(directory)
     assert manifest["model"] == {"name": "tiny"}  # the export's content is kept
     record = manifest["builds"][0]
-    assert record["engine"] == {"file": "model_fp16_trt10.3.engine", "sha256": sha256_file(engine), "bytes": engine.stat().st_size}
-    assert record["tensorrt"]["version"] == "10.3.0" and record["gpu"]["compute_capability"] == "8.7"
-    assert record["plan"]["builder_flags"]["fp16"] and record["plan"]["onnx"] == "model_fp32.onnx"
-    assert record["timing_cache"]["sha256"] == sha256_file(directory / "timing_trt10.3.cache")
-    assert record["trtexec_equivalent"].startswith("trtexec --onnx=model_fp32.onnx")
-    assert set(record["fp32_layers"]["pinned"]) >= set(FP32_NODES)
-    # a second build loads the cache and appends
-    run_build(BuildOptions(source=directory), trt=FakeTensorRT("10.3.0"), gpu_probe=lambda: GPU)
+    assert record["engine"] == {"file": engine.name, "sha256": sha256_file(engine), "bytes": engine.stat().st_size}
+    assert record["tensorrt"]["version"] == fake_trt.__version__ and record["gpu"]["compute_capability"] == FAKE_GPU.compute_capability
+    assert record["plan"]["builder_flags"]["fp16"] is (typing == "weak")
+    assert record["plan"]["onnx"] == ("model_fp32.onnx" if typing == "weak" else "model.onnx")
+    assert record["timing_cache"]["sha256"] == sha256_file(directory / f"timing_trt{version}.cache")
+    assert record["trtexec_equivalent"].startswith("trtexec --onnx=")
+    if typing == "weak":
+        assert set(record["fp32_layers"]["pinned"]) >= set(FP32_NODES)
+    run_build(BuildOptions(source=directory))  # a second build loads the cache and appends
     builds = read_manifest(directory)["builds"]
     assert len(builds) == 2 and builds[1]["timing_cache"]["loaded"] is True
 
 
-def test_run_build_bare_onnx_writes_build_json(tmp_path):
+@pytest.mark.parametrize("fake_trt", versions_where(lambda v: v >= (10, 12)), indirect=True)
+def test_run_build_bare_onnx_writes_build_json(tmp_path, fake_trt):
     directory = make_export_dir(tmp_path / "b", "fp16")
-    result = run_build(BuildOptions(source=directory / "model.onnx"), trt=FakeTensorRT("10.13.0"), gpu_probe=lambda: GPU)
+    result = run_build(BuildOptions(source=directory / "model.onnx", version_compatible=True))
     assert result.record_path == directory / "build.json"
     data = json.loads(result.record_path.read_text())
     assert data["builds"][0]["plan"]["typing"] == "strong"
     assert "builds" not in read_manifest(directory)
+    assert _load_options(result.plan.engine) == {"version_compatible": True, "dla_core": None}  # found in build.json
 
 
-def test_run_build_checks_before_needing_tensorrt(dirs, tmp_path):
+def test_run_build_checks_before_needing_tensorrt(dirs, monkeypatch):
     def no_trt():
         raise AssertionError("TensorRT must not be needed to reject this")
 
@@ -742,8 +823,9 @@ def test_run_build_checks_before_needing_tensorrt(dirs, tmp_path):
     with pytest.raises(BadInput, match="0..5"):
         run_build(BuildOptions(source=dirs["fp16"], opt_level=9), gpu_probe=no_trt)
     # an engine only runs on the TensorRT that built it
+    install_fake_tensorrt(monkeypatch, "10.3.0")
     with pytest.raises(BadInput, match="is installed"):
-        run_build(BuildOptions(source=dirs["fp16"], trt_version="8.6"), trt=FakeTensorRT("10.3.0"), gpu_probe=no_trt)
+        run_build(BuildOptions(source=dirs["fp16"], trt_version="8.6"), gpu_probe=no_trt)
 
 
 def test_run_build_without_tensorrt_is_missing_runtime(dirs):
@@ -805,8 +887,8 @@ def test_real_tensorrt_build(tmp_path, kind, precision):
     directory = make_export_dir(tmp_path / kind, kind)
     result = run_build(BuildOptions(source=directory, precision=precision))
     engine_bytes = Path(result.plan.engine).read_bytes()
-    engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(engine_bytes)
-    assert engine is not None
+    engine = runtime_mod.deserialize_engine(trt, engine_bytes, version_compatible=result.plan.version_compatible, dla_core=result.plan.dla_core)
+    assert engine.num_io_tensors >= 2
     assert result.record["engine"]["sha256"] == sha256_file(Path(result.plan.engine))
     if precision == "fp16" and result.plan.typing == "weak":
         assert result.record["fp32_layers"]["pinned"], "the attention nodes must be pinned to fp32"

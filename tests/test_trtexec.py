@@ -72,7 +72,7 @@ def test_10_3_weak_fp16(dirs):
     argv = argv_for(dirs["fp16"], "10.3")
     assert argv[1] == "--onnx=model_fp32.onnx"
     assert "--fp16" in argv and "--precisionConstraints=obey" in argv and value(argv, "--layerPrecisions") == LAYERS
-    assert value(argv, "--memPoolSize") == "workspace:1024M"  # 10.0+: suffixes
+    assert value(argv, "--memPoolSize") == "workspace:1024"  # plain MiB: 10.0.x scales "1024M" twice
     assert "--stronglyTyped" not in argv
 
 
@@ -89,7 +89,7 @@ def test_11_4_strong_fp16(dirs):
     assert "--stronglyTyped" not in argv  # a deprecated no-op from 11.0
     for flag in ("--fp16", "--precisionConstraints", "--layerPrecisions", "--layerOutputTypes", "--best"):
         assert flag not in flags(argv)
-    assert value(argv, "--memPoolSize") == "workspace:1024M" and "--noTF32" in argv
+    assert value(argv, "--memPoolSize") == "workspace:1024" and "--noTF32" in argv
 
 
 def test_every_flag_exists_in_its_version(dirs):
@@ -114,6 +114,40 @@ def test_every_flag_exists_in_its_version(dirs):
     assert built > 60
 
 
+def trtexec_workspace_bytes(spec: str, version: str) -> int:
+    """How trtexec turns --memPoolSize=workspace:<spec> into bytes (sampleOptions.cpp / sampleEngines.cpp per branch).
+
+    8.x: std::stod(spec) MiB (a suffix is ignored by stod). 10.0.x: stod(spec) times the suffix's
+    multiplier (none: 1), then roundToBytes multiplies by MiB again. 10.1+: a missing suffix becomes
+    'M', the bytes are divided by MiB, then multiplied back.
+    """
+    number = float(re.match(r"[0-9.]+", spec).group(0))
+    unit = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+    key = tuple(int(x) for x in version.split(".")[:2])
+    if key < (10, 0):
+        return int(number * (1 << 20))
+    suffix = spec[-1].upper() if not spec[-1].isdigit() else None
+    if key < (10, 1):
+        return int(number * (unit[suffix] if suffix else 1) * (1 << 20))
+    return int(number * unit[suffix or "M"])
+
+
+@pytest.mark.parametrize("workspace", [None, "1536M", "0.5G", "3G", "4096k"])
+def test_mem_pool_size_means_the_same_to_every_trtexec(dirs, workspace):
+    options = {"workspace": workspace} if workspace else {}
+    for version in list(ALL_VERSIONS) + ["10.1"]:
+        argv = argv_for(dirs["fp16"], version, **options)
+        spec = value(argv, "--memPoolSize").split(":", 1)[1]
+        wanted = BuildOptions(source=dirs["fp16"], **options).workspace_bytes
+        assert trtexec_workspace_bytes(spec, version) == wanted, (version, spec)
+    assert trtexec_workspace_bytes("1024M", "10.0") == 1 << 50  # what a suffix would have asked of 10.0.x
+
+
+def test_no_command_from_10_names_build_only(dirs):
+    for version in ("10.0", "10.3", "10.13", "11.4"):
+        assert "--buildOnly" not in argv_for(dirs["fp16"], version) and "--skipInference" in argv_for(dirs["fp16"], version)
+
+
 def test_flag_table_matches_trtexec_history():
     """Spot checks of the table against the per-branch reading of sampleOptions.cpp."""
     has = lambda flag, version: V.trtexec_has(flag, parse_version(version))  # noqa: E731
@@ -121,6 +155,8 @@ def test_flag_table_matches_trtexec_history():
     assert has("--stronglyTyped", "9.0") and not has("--stronglyTyped", "8.6")
     assert has("--builderOptimizationLevel", "8.6") and not has("--builderOptimizationLevel", "8.5")
     assert has("--skipInference", "8.6") and not has("--skipInference", "8.5")
+    # FACTS.md section 8: --buildOnly exists up to 8.6 (a deprecated alias through 9.x) and is gone from 10.0
+    assert has("--buildOnly", "8.5") and has("--buildOnly", "9.3") and not has("--buildOnly", "10.0") and not has("--buildOnly", "11.4")
     for flag in ("--fp16", "--best", "--precisionConstraints", "--layerPrecisions", "--layerOutputTypes"):
         assert has(flag, "10.16") and not has(flag, "11.0")
     for flag in ("--noTF32", "--memPoolSize", "--timingCacheFile", "--useDLACore", "--allowGPUFallback", "--saveEngine",
@@ -184,7 +220,7 @@ def test_options_become_flags(dirs):
     argv = argv_for(dirs["fp16"], "10.13", opt_level=5, hardware_compat="same-cc", version_compatible=True, tf32=True, workspace="1536M")
     assert "--builderOptimizationLevel=5" in argv and "--hardwareCompatibilityLevel=sameComputeCapability" in argv
     assert "--versionCompatible" in argv and "--noTF32" not in argv
-    assert value(argv, "--memPoolSize") == "workspace:1536M"
+    assert value(argv, "--memPoolSize") == "workspace:1536"
     argv = argv_for(dirs["fp16"], "8.6", hardware_compat="ampere+", workspace="0.5G")
     assert "--hardwareCompatibilityLevel=ampere+" in argv and value(argv, "--memPoolSize") == "workspace:512"
     argv = argv_for(dirs["fp32"], "8.6")

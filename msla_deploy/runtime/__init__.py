@@ -91,9 +91,11 @@ def open(target: Union[Artifact, Path, str], backend: Union[str, Backend] = "aut
 
         return TorchSession(artifact, threads=threads)
     model_file = artifact.model_file(tensorrt=chosen.is_tensorrt)
-    if chosen.is_tensorrt and model_file.suffix != ".onnx":
+    if chosen.is_tensorrt:
         from .tensorrt import TensorRTSession
 
+        if model_file.suffix == ".onnx":  # built here as `build` would, from the export around it
+            return TensorRTSession(model_file, is_engine=False, export=artifact.path if artifact.kind == "directory" else model_file)
         record = artifact.build_record(model_file)
         return TensorRTSession(model_file, is_engine=True, version_compatible=bool(record and record.version_compatible),
                                dla_core=record.dla_core if record else None)

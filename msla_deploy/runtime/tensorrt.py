@@ -6,12 +6,14 @@ the GPU is probed there too, so without TensorRT or a GPU every path here ends i
 (exit 3). Written against TensorRT's and Polygraphy's documented APIs and tested here only
 against stand-ins: this project's machines cannot install TensorRT.
 
-- An engine file is deserialized by msla_deploy.trt.runtime.deserialize_engine when that exists
-  (it sets what a version-compatible or DLA engine needs first), else by a plain Runtime.
-- An ONNX is built in memory the way `msla-deploy build` plans it for the installed version
-  (msla_deploy.trt.build.plan_for_runtime) where that exists; else through Polygraphy, strongly
-  typed where the version has strong typing (Polygraphy's strongly_typed needs TensorRT >= 10).
-- `run()` goes through Polygraphy's TrtRunner; `timed` through runtime.trt_direct.DirectTiming.
+- An engine file is deserialized by msla_deploy.trt.runtime.deserialize_engine (it sets what a
+  version-compatible or DLA engine needs first).
+- An export (directory or .onnx) is built in memory the way `msla-deploy build` plans it for the
+  installed version (msla_deploy.trt.build.build_for_runtime): the version decides the graph and
+  the typing, in that one place. ONNX bytes (localize's probe-marked copy) go through Polygraphy,
+  strongly typed only where Polygraphy can ask for it (TensorRT >= 10).
+- Runs go through runtime.trt_direct.DirectTiming: `run()` copies the inputs in and the outputs
+  back, bench's `timed` measures the same enqueue with CUDA events.
 """
 
 from __future__ import annotations
@@ -68,17 +70,24 @@ def _version(trt):
 
 
 def load_engine(trt, data: bytes, *, version_compatible: bool = False, dla_core: Optional[int] = None):
-    """One loader for every engine this package runs."""
-    from ..trt import runtime as trt_runtime
+    """One loader for every engine this package runs (trt.runtime.deserialize_engine sets what a
+    version-compatible or DLA engine needs first, as trtexec does)."""
+    from ..trt.runtime import deserialize_engine
 
-    deserialize = getattr(trt_runtime, "deserialize_engine", None)
-    if deserialize is not None:
-        engine = deserialize(trt, data, version_compatible=version_compatible, dla_core=dla_core)
-    else:
-        engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(data)
-    if engine is None:
-        raise BadInput("TensorRT cannot deserialize the engine", "engines are specific to one GPU and TensorRT version: rebuild it on this machine")
-    return engine
+    return deserialize_engine(trt, data, version_compatible=version_compatible, dla_core=dla_core)
+
+
+def build_export(trt, source: Path):
+    """Engine for an export directory or .onnx, planned exactly as `msla-deploy build` plans it for
+    the installed version (trt.build.plan_for_runtime: weakly typed from model_fp32.onnx with the
+    fp32 pins on 8.x-10.11, strongly typed from the mixed-precision ONNX on 10.12+/11), nothing
+    written. Returns the loaded engine and a description of how it was built."""
+    from ..trt.build import build_for_runtime
+
+    plan, built = build_for_runtime(trt, source)
+    engine = load_engine(trt, built.engine, version_compatible=plan.version_compatible, dla_core=plan.dla_core)
+    how = f"built from {plan.onnx.name} as `msla-deploy build` plans it ({plan.precision}, {plan.typing}ly typed, TensorRT {plan.trt_version})"
+    return engine, how
 
 
 def build_onnx(trt, model: Union[Path, bytes], *, precision: str, fp16_flag: bool = False) -> bytes:
@@ -112,18 +121,23 @@ def build_onnx(trt, model: Union[Path, bytes], *, precision: str, fp16_flag: boo
 
 class TensorRTSession(Session):
     def __init__(self, model: Union[Path, bytes], *, is_engine: bool, precision: str = "fp32", fp16_flag: bool = False,
-                 version_compatible: bool = False, dla_core: Optional[int] = None) -> None:
+                 version_compatible: bool = False, dla_core: Optional[int] = None, export: Optional[Path] = None) -> None:
+        """`model`: an engine file (is_engine), or ONNX bytes/path built with Polygraphy; `export`:
+        an export directory or .onnx built the way `build` plans it (then `model` is not read)."""
         trt = require_tensorrt()
         self._trt = trt
         if is_engine:
             engine = load_engine(trt, Path(model).read_bytes(), version_compatible=version_compatible, dla_core=dla_core)
             how = "deserialized from the .engine"
+        elif export is not None:
+            engine, how = build_export(trt, Path(export))
         else:
             engine = load_engine(trt, build_onnx(trt, model, precision=precision, fp16_flag=fp16_flag))
             how = "built from the ONNX" + (" (strongly typed)" if precision != "fp32" and not fp16_flag else "") + (" with the FP16 flag" if fp16_flag else "")
         self._engine = engine
-        self._runner = None
-        self._timing = None
+        self._runner = None  # the DirectTiming that run() uses, made on first use
+        self._timing = None  # bench's, with its own transfer and CUDA-graph settings
+        self._contexts: list = []  # execution contexts live as long as the session
         self.backend = "trt"
         self.info = {"runtime": "tensorrt", "version": trt.__version__, "ran_on": "TensorRT", "fell_back": False, "engine": how, "tf32": False}
         self.inputs, self.outputs = {}, {}
@@ -132,26 +146,24 @@ class TensorRTSession(Session):
             spec = TensorSpec(name, tuple(int(d) for d in engine.get_tensor_shape(name)), np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name)
             (self.inputs if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else self.outputs)[name] = spec
 
-    def _run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        if self._runner is None:
-            from polygraphy.backend.trt import TrtRunner
-
-            self._runner = TrtRunner(self._engine, name="tensorrt")
-            self._runner.activate()
-        with quiet_polygraphy("TensorRT inference failed", "check the inputs against the engine's"):
-            outputs = self._runner.infer(feeds)
-        return {name: np.array(value) for name, value in outputs.items()}
-
-    def start_timing(self, *, transfers: bool, cuda_graph: bool, batch: Optional[int]) -> None:
-        """Direct execute_async_v3 with CUDA events (bench): `timed()` then returns GPU seconds."""
+    def _direct(self, *, transfers: bool, cuda_graph: bool, batch: Optional[int]):
         from . import cudart
         from .trt_direct import DirectTiming
 
         context = self._engine.create_execution_context()
         if context is None:
             raise MissingRuntime("TensorRT could not create an execution context (out of device memory?)", "free the GPU, or use a smaller batch")
-        self._context = context
-        self._timing = DirectTiming(self._trt, self._engine, context, cudart.load_cudart(), transfers=transfers, cuda_graph=cuda_graph, batch=batch)
+        self._contexts.append(context)
+        return DirectTiming(self._trt, self._engine, context, cudart.load_cudart(), transfers=transfers, cuda_graph=cuda_graph, batch=batch)
+
+    def _run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        if self._runner is None:
+            self._runner = self._direct(transfers=True, cuda_graph=False, batch=None)
+        return self._runner.infer(feeds)
+
+    def start_timing(self, *, transfers: bool, cuda_graph: bool, batch: Optional[int]) -> None:
+        """Direct execute_async_v3 with CUDA events (bench): `timed()` then returns GPU seconds."""
+        self._timing = self._direct(transfers=transfers, cuda_graph=cuda_graph, batch=batch)
         self.timed = self._timing.timed
         self.timer = "cuda-events"
         self.info.update(transfers=transfers, cuda_graph=cuda_graph, api="tensorrt + libcudart (ctypes)")
@@ -165,5 +177,6 @@ class TensorRTSession(Session):
             self._timing.close()
             self._timing = None
         if self._runner is not None:
-            self._runner.deactivate()
+            self._runner.close()
             self._runner = None
+        self._contexts.clear()

@@ -1,10 +1,11 @@
-"""TensorRT timed with the runtime directly and CUDA events (issue 6), like trtexec.
+"""TensorRT driven directly: named I/O tensors, execute_async_v3, CUDA events, like trtexec.
 
 One `DirectTiming` holds an engine's execution context, one device buffer per I/O tensor, a stream
 and two events. Each timed run records the start event, copies the inputs in (unless
 --no-transfers), enqueues (execute_async_v3, or launches the CUDA graph captured once at load),
 copies the outputs back (unless --no-transfers), records the stop event, waits for it and returns
-cudaEventElapsedTime. Uses TensorRT's name-based I/O API (TensorRT >= 8.5: num_io_tensors,
+cudaEventElapsedTime. `infer(feeds)` is the same run with the caller's inputs copied in and the
+outputs copied back (what validate and the Session interface use). Uses TensorRT's name-based I/O API (TensorRT >= 8.5: num_io_tensors,
 set_tensor_address, execute_async_v3); older TensorRT (bindings, execute_async_v2) is refused
 with MissingRuntime rather than timed another way. `trt` and `cudart` are passed in, so tests
 drive this with fakes; on this project's machines it has never run on a real GPU.
@@ -37,6 +38,8 @@ class DirectTiming:
         self.buffers: List[ctypes.c_void_p] = []
         self.inputs: List[Tuple[np.ndarray, ctypes.c_void_p]] = []
         self.outputs: List[Tuple[np.ndarray, ctypes.c_void_p]] = []
+        self.input_names: List[str] = []
+        self.output_names: List[str] = []
         try:
             self._allocate(trt, engine, batch)
             call(cudart, "cudaStreamCreate", ctypes.byref(self.stream))
@@ -73,6 +76,7 @@ class DirectTiming:
             if not self.context.set_tensor_address(name, device.value):
                 raise MissingRuntime(f"TensorRT refused the device address of {name!r}", "rebuild the engine on this machine")
             (self.inputs if is_input[name] else self.outputs).append((host, device))
+            (self.input_names if is_input[name] else self.output_names).append(name)
 
     def _copy(self, dst, src, kind) -> None:
         # pageable numpy buffers: the copy is staged by the driver (and a device-to-host copy returns
@@ -96,17 +100,30 @@ class DirectTiming:
             call(self.lib, "cudaStreamEndCapture", self.stream, ctypes.byref(self.graph))
         call(self.lib, "cudaGraphInstantiateWithFlags", ctypes.byref(self.graph_exec), self.graph, 0)
 
+    def infer(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """One run on these inputs (copied in, cast to the engine's dtypes); the outputs, copied back."""
+        for name, (host, _) in zip(self.input_names, self.inputs):
+            value = np.asarray(feeds[name])
+            if value.shape != host.shape:
+                raise BadInput(f"input {name!r} has shape {list(value.shape)}, the engine takes {list(host.shape)}", "feed the engine's own shapes")
+            np.copyto(host, value, casting="same_kind")
+        self._run(transfers=True)
+        return {name: host.copy() for name, (host, _) in zip(self.output_names, self.outputs)}
+
     def timed(self) -> float:
         """One run; seconds between the two events on the GPU."""
+        return self._run(self.transfers)
+
+    def _run(self, transfers: bool) -> float:
         call(self.lib, "cudaEventRecord", self.start, self.stream)
-        if self.transfers:
+        if transfers:
             for host, device in self.inputs:
                 self._copy(device, host, MEMCPY_HOST_TO_DEVICE)
         if self.graph_exec.value:
             call(self.lib, "cudaGraphLaunch", self.graph_exec, self.stream)
         else:
             self._enqueue()
-        if self.transfers:
+        if transfers:
             for host, device in self.outputs:
                 self._copy(host, device, MEMCPY_DEVICE_TO_HOST)
         call(self.lib, "cudaEventRecord", self.stop, self.stream)

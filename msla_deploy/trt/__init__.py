@@ -9,7 +9,7 @@ starts; planning, the trtexec command and the DLA forecast work without it.
     print(trtexec_command(trtexec_argv(plan)))
 """
 
-from .build import BuildResult, PlannedBuild, plan_for_trtexec, run_build
+from .build import BuildResult, PlannedBuild, build_for_runtime, plan_for_runtime, plan_for_trtexec, run_build
 from .inputs import ModelInput, load_model_input
 from .options import BuildOptions, parse_size
 from .plan import BuildPlan, make_plan
@@ -18,6 +18,6 @@ from .versions import TrtVersion, parse_version
 
 __all__ = [
     "BuildOptions", "BuildPlan", "BuildResult", "ModelInput", "PlannedBuild", "TrtVersion",
-    "load_model_input", "make_plan", "parse_size", "parse_version", "plan_for_trtexec", "run_build",
+    "build_for_runtime", "load_model_input", "make_plan", "parse_size", "parse_version", "plan_for_runtime", "plan_for_trtexec", "run_build",
     "trtexec_argv", "trtexec_command",
 ]

@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from .. import __version__
-from ..errors import BadInput
+from ..artifact.files import environment, sha256_file, write_bytes_atomic, write_json_atomic
 from ..artifact.manifest import BuildRecord, read_json_record, read_manifest, write_manifest
 from ..artifact.names import BUILD_RECORD_NAME, MANIFEST_FORMAT
-from ..artifact.files import environment, sha256_file, write_bytes_atomic, write_json_atomic
+from ..errors import BadInput
 from ..progress import Steps
 from . import versions as V
 from .dla import Preflight, preflight
@@ -24,7 +24,6 @@ from .inputs import ModelInput, load_model_input
 from .options import BuildOptions
 from .plan import BuildPlan, make_plan, resolve_options
 from .trtexec import display_path, trtexec_argv, trtexec_command
-
 
 
 @dataclass
@@ -79,6 +78,39 @@ def plan_for_trtexec(options: BuildOptions, installed_version: Callable[[], Opti
             )
         version = V.parse_version(text)
     return _planned(options, model, version)
+
+
+def plan_for_runtime(source: Path, version: Union[str, V.TrtVersion], **options: Any) -> BuildPlan:
+    """The plan `build` makes with default options for the installed TensorRT `version`.
+
+    For validate and bench, which build an engine from an export themselves: the version is
+    decided first and the graph follows from it, in this one place. On 8.5-10.11 an fp16 export
+    is built weakly typed from model_fp32.onnx with the FP16 flag and the export's fp32 nodes
+    pinned; on 10.12+ and 11.x strongly typed from the mixed-precision model.onnx (TensorRT 8.x
+    has no strong typing at all: Polygraphy's strongly_typed=True raises there). A plan that
+    cannot be made (a bare mixed-precision ONNX on 8.x, dynamic shapes) is BadInput with the fix.
+    `options` are BuildOptions fields (out=..., timing_cache=...) for callers that need them.
+    """
+    version = version if isinstance(version, V.TrtVersion) else V.parse_version(str(version))
+    built = BuildOptions(source=Path(source), trt_version=version.text, **options)
+    built.check()
+    model = load_model_input(built.source)
+    resolved = resolve_options(built, model)
+    resolved.check()
+    return make_plan(resolved, model, version)
+
+
+def build_for_runtime(trt, source: Path, steps: Optional[Steps] = None, logger=None, **options: Any) -> Tuple[BuildPlan, Any]:
+    """plan_for_runtime for the installed `trt`, then engine.build_engine (nothing written): (plan, EngineBuild).
+
+    The ONNX node names go to the layer pinning, as `build` passes them; load the result with
+    runtime.deserialize_engine(trt, built.engine, version_compatible=plan.version_compatible, dla_core=plan.dla_core).
+    """
+    from .engine import build_engine
+
+    plan = plan_for_runtime(source, str(trt.__version__), **options)
+    graph = load_model_input(Path(source)).graphs.get(plan.onnx_role)
+    return plan, build_engine(trt, plan, steps, graph.node_names if graph is not None else (), logger=logger)
 
 
 def _file_entry(path: Path, root: Path) -> Dict[str, Any]:

@@ -40,10 +40,15 @@ def build_command(
     ),
     trt_version: str = typer.Option("auto", "--trt-version", help="X.Y of the TensorRT to plan for (default: the installed one)."),
     workspace: Optional[str] = typer.Option(None, "--workspace", help="Workspace memory pool limit, e.g. 1G, 512M, 2048 (MiB) (default: 1G)."),
-    timing_cache: Optional[Path] = typer.Option(None, "--timing-cache", help="Timing cache file, loaded if present and saved after the build (default: timing_trt<X.Y>.cache in the export directory)."),
+    timing_cache: Optional[Path] = typer.Option(
+        None, "--timing-cache",
+        help="Timing cache file, loaded if present and saved after the build (default: timing_trt<X.Y>.cache in the export directory).",
+    ),
     opt_level: Optional[int] = typer.Option(None, "--opt-level", help="Builder optimization level 0-5 (TensorRT default 3; TensorRT >= 8.6)."),
     dla_core: Optional[int] = typer.Option(None, "--dla-core", help="Build for this DLA core (Jetson Orin; fp16 only; TensorRT <= 10.7 or >= 11.4.1)."),
-    gpu_fallback: Optional[bool] = typer.Option(None, "--gpu-fallback/--no-gpu-fallback", help="Let layers DLA cannot run fall back to the GPU (default: on with --dla-core)."),
+    gpu_fallback: Optional[bool] = typer.Option(
+        None, "--gpu-fallback/--no-gpu-fallback", help="Let layers DLA cannot run fall back to the GPU (default: on with --dla-core).",
+    ),
     hardware_compat: str = typer.Option("none", "--hardware-compat", help="none | ampere+ (TensorRT >= 8.6) | same-cc (>= 10.9)."),
     version_compatible: bool = typer.Option(False, "--version-compatible", help="Engine loadable by newer TensorRT versions (>= 8.6)."),
     tf32: Optional[bool] = typer.Option(None, "--tf32/--no-tf32", help="Allow TF32 for fp32 layers (default: off, fp32 layers stay comparable to PyTorch)."),
@@ -92,14 +97,17 @@ def build_command(
     rows = [
         ("engine", f"{record['engine']['file']} ({record['engine']['bytes'] / 1e6:.1f} MB, sha256 {record['engine']['sha256'][:16]})"),
         ("built", _summary(result.planned)),
-        ("TensorRT", f"{record['tensorrt']['version']} on {record['gpu']['name']} (sm {record['gpu']['compute_capability']}), CUDA driver {record['cuda']['driver_version']}"),
+        ("TensorRT", f"{record['tensorrt']['version']} on {record['gpu']['name']} (sm {record['gpu']['compute_capability']}), "
+                     f"CUDA driver {record['cuda']['driver_version']}"),
         ("layer info", record["layer_info"]["file"] if record["layer_info"] else "not available on this TensorRT"),
-        ("timing cache", f"{record['timing_cache']['file']} ({'loaded and updated' if record['timing_cache']['loaded'] else 'new'})" if record["timing_cache"] else "-"),
+        ("timing cache", f"{record['timing_cache']['file']} ({'loaded and updated' if record['timing_cache']['loaded'] else 'new'})"
+                         if record["timing_cache"] else "-"),
         ("build time", f"{record['build_seconds']:.1f} s"),
         ("recorded in", str(result.record_path)),
     ]
     if record["fp32_layers"]["pinned"] or record["fp32_layers"]["unmatched_nodes"]:
-        rows.insert(2, ("fp32 layers", f"{len(record['fp32_layers']['pinned'])} pinned, {len(record['fp32_layers']['unmatched_nodes'])} recorded nodes without a layer"))
+        pinned, unmatched = len(record["fp32_layers"]["pinned"]), len(record["fp32_layers"]["unmatched_nodes"])
+        rows.insert(2, ("fp32 layers", f"{pinned} pinned, {unmatched} recorded nodes without a layer"))
     if dla:
         rows.insert(2, ("DLA", f"core {dla['core']}, {len(dla.get('tensorrt_gpu_layers') or [])} layers on the GPU (TensorRT's count)"))
     out.print(key_values(rows))

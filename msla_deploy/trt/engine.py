@@ -126,6 +126,7 @@ def configure(trt, builder, network, plan: BuildPlan, timing_cache_data: bytes =
     if plan.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    config.avg_timing_iterations = plan.avg_timing_iterations  # as trtexec: it always sets its default of 8
     if plan.dla_core is not None:
         cores = builder.num_DLA_cores
         if cores == 0:
@@ -136,6 +137,11 @@ def configure(trt, builder, network, plan: BuildPlan, timing_cache_data: bytes =
         config.DLA_core = plan.dla_core
         if plan.gpu_fallback:
             config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+        # the flags `trtexec --useDLACore` adds by itself (versions.DLA_IMPLIES): the same engine either way
+        if plan.prefer_precision_constraints:
+            config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+        if plan.direct_io:
+            config.set_flag(trt.BuilderFlag.DIRECT_IO)
     loaded = False
     cache = config.create_timing_cache(timing_cache_data)
     if config.set_timing_cache(cache, False):
@@ -151,11 +157,16 @@ def dla_fallback_layers(network, config, exclude=frozenset()) -> List[str]:
     return [layer.name for layer in _layers(network) if layer.name not in exclude and not config.can_run_on_DLA(layer)]
 
 
-def layer_information(trt, engine_bytes: bytes, logger) -> Optional[str]:
-    """The engine's layers as JSON (IEngineInspector), or None where the version has no inspector."""
-    runtime = trt.Runtime(logger)
-    engine = runtime.deserialize_cuda_engine(engine_bytes)
-    if engine is None or not hasattr(engine, "create_engine_inspector"):
+def layer_information(trt, engine_bytes: bytes, logger, *, version_compatible: bool = False, dla_core: Optional[int] = None) -> Optional[str]:
+    """The engine's layers as JSON (IEngineInspector), or None where the version has no inspector.
+
+    Loaded like any other engine (runtime.deserialize_engine): a version-compatible or DLA engine
+    that does not load here is an error, not silently missing layer information.
+    """
+    from .runtime import deserialize_engine
+
+    engine = deserialize_engine(trt, engine_bytes, logger=logger, version_compatible=version_compatible, dla_core=dla_core)
+    if not hasattr(engine, "create_engine_inspector"):
         return None
     inspector = engine.create_engine_inspector()
     return str(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
@@ -191,7 +202,7 @@ def build_engine(trt, plan: BuildPlan, steps: Optional[Steps] = None, onnx_node_
     info = None
     if V.has("engine_inspector", plan.version):
         with steps.step("inspect", "Reading the engine's layer information"):
-            info = layer_information(trt, engine_bytes, logger)
+            info = layer_information(trt, engine_bytes, logger, version_compatible=plan.version_compatible, dla_core=plan.dla_core)
     return EngineBuild(
         engine=engine_bytes, timing_cache=timing_bytes, timing_cache_loaded=loaded, layer_info=info,
         pinned_layers=pinned, unmatched_fp32_nodes=unmatched, dla_fallback_layers=fallback, notes=notes,

@@ -65,7 +65,7 @@ class BuildOptions:
             from .versions import parse_version
 
             parse_version(self.trt_version)
-        self.workspace_bytes  # parses
+        _ = self.workspace_bytes  # parses (BadInput on a bad size)
         if self.opt_level is not None and not 0 <= self.opt_level <= MAX_OPT_LEVEL:
             raise BadInput(
                 f"--opt-level {self.opt_level} is outside 0..{MAX_OPT_LEVEL}",

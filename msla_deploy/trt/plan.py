@@ -34,7 +34,6 @@ from .options import BuildOptions
 from .versions import TrtVersion
 
 
-
 @dataclass(frozen=True)
 class BuildPlan:
     trt_version: str  # "10.13"
@@ -62,13 +61,18 @@ class BuildPlan:
     version_compatible: bool = False
     dla_core: Optional[int] = None
     gpu_fallback: bool = False
+    # what `trtexec --useDLACore` adds by itself (versions.DLA_IMPLIES), so `build` makes the same engine
+    prefer_precision_constraints: bool = False
+    direct_io: bool = False
     profiles: Tuple = ()  # static shapes: TensorRT needs no optimization profile
     profiling_verbosity: str = "detailed"  # full layer information for the inspector / --exportLayerInfo
+    avg_timing_iterations: int = V.TRTEXEC_AVG_TIMING  # trtexec's default, not the API's (1)
     warnings: Tuple[str, ...] = field(default=())
 
     def __post_init__(self) -> None:
         # invariants that no combination of options may break (FACTS.md section 3)
-        weak_fields = self.fp16_flag or self.obey_precision_constraints or self.layer_precisions or self.layer_output_types
+        weak_fields = (self.fp16_flag or self.obey_precision_constraints or self.prefer_precision_constraints
+                       or self.layer_precisions or self.layer_output_types)
         if self.typing == "strong" and weak_fields:
             raise AssertionError("a strongly typed plan must not carry FP16 / precision constraints / layer precisions")
         if weak_fields and not V.has("weak_typing", self.version):
@@ -99,6 +103,7 @@ class BuildPlan:
             "builder_flags": {
                 "fp16": self.fp16_flag, "tf32": self.tf32, "obey_precision_constraints": self.obey_precision_constraints,
                 "version_compatible": self.version_compatible, "gpu_fallback": self.gpu_fallback,
+                "prefer_precision_constraints": self.prefer_precision_constraints, "direct_io": self.direct_io,
             },
             "layer_precisions": [list(p) for p in self.layer_precisions],
             "layer_output_types": [list(p) for p in self.layer_output_types],
@@ -110,6 +115,7 @@ class BuildPlan:
             "hardware_compatibility_level": self.hardware_compat,
             "dla_core": self.dla_core,
             "profiling_verbosity": self.profiling_verbosity,
+            "avg_timing_iterations": self.avg_timing_iterations,
             "warnings": list(self.warnings),
         }
 
@@ -268,7 +274,12 @@ def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> 
         if version.at_least(V.DLA_STRONGLY_TYPED_ONLY_SINCE):
             warnings.append("DLA on TensorRT 11.4 needs 11.4.1 or later on Jetson AGX Orin with JetPack >= 7.2.2 (11.4.0: Windows on ARM only)")
         elif typing == "strong":
-            warnings.append(f"strongly typed DLA builds are documented from TensorRT 11.4.1; on {version} the documented DLA path is weakly typed (--typing weak)")
+            # trtexec --useDLACore sets the FP16 flag, which a strongly typed network refuses
+            raise BadInput(
+                f"--typing strong with --dla-core on TensorRT {version}: trtexec --useDLACore adds the FP16 flag, "
+                "which a strongly typed network refuses (trtexec: 'Invalid usage')",
+                "drop --typing strong (auto builds DLA engines weakly typed before TensorRT 11), or drop --dla-core",
+            )
         if not gpu_fallback:
             warnings.append("GPU fallback is off: the build fails if any layer cannot run on DLA")
         if layer_precisions:
@@ -280,7 +291,8 @@ def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> 
     if graph is not None:
         max_opset = V.parser_max_opset(version)
         if graph.opset > max_opset:
-            warnings.append(f"the ONNX is opset {graph.opset}; TensorRT {version}'s parser is documented up to opset {max_opset} (export with --opset {max_opset})")
+            warnings.append(f"the ONNX is opset {graph.opset}; TensorRT {version}'s parser is documented up to opset {max_opset} "
+                            f"(export with --opset {max_opset})")
         if graph.cubic_resize and version.key == (8, 5):
             warnings.append("TensorRT 8.5's parser lists Resize modes nearest and linear only; this graph upsamples with cubic (8.6.1 was reported to work)")
 
@@ -312,5 +324,7 @@ def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> 
         version_compatible=options.version_compatible,
         dla_core=options.dla_core,
         gpu_fallback=gpu_fallback,
+        prefer_precision_constraints=options.dla_core is not None and V.dla_implies("prefer_precision_constraints", version),
+        direct_io=options.dla_core is not None and not gpu_fallback and V.dla_implies("direct_io", version),
         warnings=tuple(warnings),
     )

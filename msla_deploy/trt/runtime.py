@@ -1,4 +1,4 @@
-"""The one place that imports `tensorrt`, and the GPU probe (CUDA driver API through ctypes).
+"""The one place that imports `tensorrt`, the one engine loader, and the GPU probe (CUDA driver API through ctypes).
 
 Neither import happens when the package is imported: `build --print-trtexec`, the plan and the
 DLA preflight work on a machine with neither TensorRT nor a GPU.
@@ -12,14 +12,15 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any, Dict, List, Optional
 
-from ..errors import MissingRuntime
+from ..errors import BadInput, MissingRuntime
 
 INSTALL_HINT = (
     "on a Jetson: JetPack's python3-libnvinfer (sudo apt install python3-libnvinfer); on a desktop: "
     "pip install tensorrt (its wheels download from NVIDIA's index); or print the trtexec command "
     "with --print-trtexec --trt-version X.Y"
 )
-TENSORRT_DISTRIBUTIONS = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11", "tensorrt_cu13_bindings", "tensorrt_cu12_bindings", "tensorrt-lean", "tensorrt-dispatch")
+TENSORRT_DISTRIBUTIONS = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11", "tensorrt_cu13_bindings", "tensorrt_cu12_bindings",
+                          "tensorrt-lean", "tensorrt-dispatch")
 
 
 def import_tensorrt():
@@ -31,6 +32,47 @@ def import_tensorrt():
     except OSError as exc:  # the wheel's stub, or libnvinfer missing
         raise MissingRuntime(f"TensorRT's Python package is installed but cannot load its libraries ({exc})", INSTALL_HINT) from None
     return tensorrt
+
+
+def deserialize_engine(trt, data: bytes, *, logger=None, version_compatible: bool = False, dla_core: Optional[int] = None):
+    """The one engine loader: bytes -> ICudaEngine, set up the way trtexec loads an engine.
+
+    - version_compatible: `Runtime.engine_host_code_allowed = True` first (a version-compatible
+      engine embeds its lean runtime, which TensorRT runs only when the application opts in;
+      trtexec's sampleEngines.cpp, Polygraphy's loader and NVIDIA's samples all set it);
+    - dla_core: `Runtime.DLA_core = N` first, as trtexec does for --useDLACore.
+    Where the installed version lacks what the engine needs, or TensorRT refuses the bytes, this is
+    BadInput (exit 2) naming the engine's requirement and the fix; it never returns None.
+    `trt` is the imported module (import_tensorrt()); the engine keeps its runtime alive
+    (the bindings' keep_alive), so only the engine is returned.
+    """
+    from . import versions as V
+
+    version = V.parse_version(str(trt.__version__))
+    runtime = trt.Runtime(logger if logger is not None else trt.Logger(trt.Logger.WARNING))
+    if version_compatible:
+        if not V.has("engine_host_code_allowed", version):
+            raise BadInput(
+                f"the engine was built version-compatible, which TensorRT {version.text} cannot load (version compatibility starts in 8.6)",
+                "load it with TensorRT >= the version that built it, or rebuild it on this machine",
+            )
+        runtime.engine_host_code_allowed = True
+    if dla_core is not None:
+        cores = runtime.num_DLA_cores
+        if not 0 <= dla_core < cores:
+            raise BadInput(
+                f"the engine runs on DLA core {dla_core}, but this device has {cores} DLA core(s)",
+                "load it on the Jetson it was built for, or rebuild it for the GPU (drop --dla-core)",
+            )
+        runtime.DLA_core = dla_core
+    engine = runtime.deserialize_cuda_engine(bytes(data))
+    if engine is None:
+        raise BadInput(
+            f"TensorRT {version.text} could not load the engine: engines only load on the TensorRT version and GPU that built them"
+            + (" (it was built version-compatible)" if version_compatible else ""),
+            "rebuild it on this machine with `msla-deploy build` (TensorRT's log above says more)",
+        )
+    return engine
 
 
 def installed_version_text() -> Optional[str]:
@@ -85,7 +127,8 @@ def probe_gpu(index: int = 0) -> GpuInfo:
     """
     lib = _load_libcuda()
     if lib is None:
-        raise MissingRuntime("no CUDA driver found (libcuda): this machine has no usable NVIDIA GPU", "build on the target GPU or Jetson, or print the trtexec command with --print-trtexec")
+        raise MissingRuntime("no CUDA driver found (libcuda): this machine has no usable NVIDIA GPU",
+                             "build on the target GPU or Jetson, or print the trtexec command with --print-trtexec")
     if lib.cuInit(0) != 0:
         raise MissingRuntime("the CUDA driver found no usable GPU (cuInit failed)", "check nvidia-smi / the driver, or use --print-trtexec")
     count = ctypes.c_int(0)

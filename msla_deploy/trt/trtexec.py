@@ -5,10 +5,11 @@ it, run the printed command (JetPack puts trtexec in /usr/src/tensorrt/bin/). Pa
 to the artifact directory where they lie inside it.
 
 Per-version differences (every flag's versions are in versions.TRTEXEC_FLAGS, with sources):
-- --memPoolSize=workspace:N takes a plain number of MiB before 10.0; 10.0+ also reads suffixes
-  (we print "NM"). --workspace=N (MiB) is deprecated by --memPoolSize already in 8.5 and gone in
-  10.0, so it is never printed.
-- 8.5 has --buildOnly where 8.6+ has --skipInference.
+- --memPoolSize=workspace:N is printed as a plain number of MiB, which every version reads the
+  same; a suffixed "1024M" is scaled twice by trtexec 10.0.x (see versions.TRTEXEC_FLAGS).
+  --workspace=N (MiB) is deprecated by --memPoolSize already in 8.5 and gone in 10.0, so it is
+  never printed.
+- 8.5 has --buildOnly where 8.6+ has --skipInference (--buildOnly is gone from 10.0).
 - weak typing (< 11.0): --fp16 --precisionConstraints=obey --layerPrecisions=L:fp32,...
   --layerOutputTypes=L:fp32,...; 11.x has none of these flags.
 - strong typing: --stronglyTyped on 9.0-10.x, never with --fp16; on 11.x every network is
@@ -87,8 +88,7 @@ def trtexec_argv(plan: BuildPlan, trtexec: str = TRTEXEC, relative_to: Optional[
             argv.append(f"--layerOutputTypes={_layer_spec(plan.layer_output_types)}")
     if not plan.tf32:
         argv.append("--noTF32")
-    size = _mib(plan.workspace_bytes) if version.before((10, 0)) else f"{_mib(plan.workspace_bytes)}M"
-    argv.append(f"--memPoolSize=workspace:{size}")
+    argv.append(f"--memPoolSize=workspace:{_mib(plan.workspace_bytes)}")  # plain MiB: never a suffix (10.0.x)
     argv.append(f"--timingCacheFile={p(plan.timing_cache)}")
     if plan.opt_level is not None:
         argv.append(f"--builderOptimizationLevel={plan.opt_level}")

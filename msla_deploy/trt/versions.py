@@ -27,7 +27,10 @@ Version = Tuple[int, int]
 SRC_HEADER = "NVIDIA/TensorRT release/X.Y include/NvInfer.h"
 SRC_PYTHON = "NVIDIA/TensorRT release/X.Y python/src/infer/pyCore.cpp (Python bindings)"
 SRC_TRTEXEC = "NVIDIA/TensorRT release/X.Y samples/common/sampleOptions.cpp (trtexec help and parser)"
+SRC_TRTEXEC_ENGINES = "NVIDIA/TensorRT release/X.Y samples/common/sampleEngines.cpp (trtexec's network/config set-up and engine loading)"
 SRC_FACTS = "shared/docs/FACTS.md section 3"
+SRC_FACTS_8 = "shared/docs/FACTS.md section 8 (checked against NVIDIA's binding wheels and trtexec sources)"
+SRC_API_FIXTURES = "shared/fixtures/tensorrt_api/<version>.json (the Python API read from NVIDIA's binding wheels 8.6.1 ... 11.4)"
 SRC_DLA_DOCS = (
     "docs: inference-library/work-with-dla.html (11.3.0, 11.4.0, 11.4.1) and "
     "getting-started/release-notes-11/11.4.1.html"
@@ -108,6 +111,54 @@ API: Dict[str, Span] = {
     "engine_inspector": Span((8, 2), None, f"{SRC_PYTHON} (ICudaEngine.create_engine_inspector; present in every branch from 8.5)"),
     "tf32_flag": Span((8, 5), None, f"{SRC_HEADER} (BuilderFlag::kTF32, still 'Enabled by default' in 11.0)"),
     "timing_cache": Span((8, 5), None, f"{SRC_PYTHON} (create_timing_cache, set_timing_cache, get_timing_cache)"),
+    # Runtime.engine_host_code_allowed: present in every fixture from 8.6.1 (the version-compatible
+    # engines it unlocks appear in 8.6); trtexec sets it before deserialising a --versionCompatible engine.
+    "engine_host_code_allowed": Span((8, 6), None, f"{SRC_API_FIXTURES}; {SRC_TRTEXEC_ENGINES}; {SRC_FACTS_8}"),
+    # Runtime.DLA_core: in every fixture; trtexec sets it before deserialising whenever --useDLACore is given.
+    "runtime_dla_core": Span((8, 5), None, f"{SRC_API_FIXTURES}; {SRC_TRTEXEC_ENGINES}"),
+}
+
+# What `trtexec --useDLACore=N` adds by itself (sampleEngines.cpp setupNetworkAndConfig, read at
+# release/8.5, 8.6, 9.3, 10.0, 10.3, 10.7, 10.8, 10.13, 10.16, 11.0, 11.1): PREFER_PRECISION_CONSTRAINTS and FP16 (unless --int8)
+# up to 10.x; DIRECT_IO unless --allowGPUFallback in every branch. The Python build sets the same
+# flags, so that the printed command and `build` make the same engine. With --stronglyTyped trtexec
+# 9.0-10.x drops --fp16 ("Invalid usage ... not allowed if graph is strongly typed"), then sets FP16
+# for DLA anyway: strong typing with DLA is refused on those versions.
+DLA_IMPLIES: Dict[str, Span] = {
+    "prefer_precision_constraints": Span((8, 5), (11, 0), SRC_TRTEXEC_ENGINES, "11.x sets neither: the flags are gone"),
+    "fp16_flag": Span((8, 5), (11, 0), SRC_TRTEXEC_ENGINES, "unless --int8"),
+    "direct_io": Span((8, 5), None, SRC_TRTEXEC_ENGINES, "unless --allowGPUFallback ('Reformatting runs on GPU, so avoid I/O reformatting')"),
+}
+
+
+# trtexec always calls setAvgTimingIterations(8) (sampleOptions.h defaultAvgTiming{8}, sampleEngines.cpp,
+# release/8.5 ... 11.1); the API's own default is 1. The Python build sets the same, so the printed
+# command and `build` time tactics alike.
+TRTEXEC_AVG_TIMING = 8
+
+
+def dla_implies(flag: str, version: TrtVersion) -> bool:
+    return DLA_IMPLIES[flag].covers(version)
+
+
+# The TensorRT Python names this project's code reads that some supported versions lack, with the
+# feature (a key of API) whose span gates the code path that reads them. tests/test_trt_api_usage.py
+# walks msla_deploy's source for every `trt.X.Y` it reads and checks it against the API fixtures of
+# each version where its gate (or, ungated, every supported version) lets the code run.
+GATED_NAMES: Dict[str, str] = {
+    "NetworkDefinitionCreationFlag.EXPLICIT_BATCH": "explicit_batch_flag",
+    "NetworkDefinitionCreationFlag.STRONGLY_TYPED": "strongly_typed_flag",
+    "BuilderFlag.FP16": "weak_typing",
+    "BuilderFlag.OBEY_PRECISION_CONSTRAINTS": "weak_typing",
+    "BuilderFlag.PREFER_PRECISION_CONSTRAINTS": "weak_typing",
+    "ILayer.precision": "weak_typing",
+    "ILayer.set_output_type": "weak_typing",
+    "BuilderFlag.VERSION_COMPATIBLE": "version_compatible",
+    "Runtime.engine_host_code_allowed": "engine_host_code_allowed",
+    "HardwareCompatibilityLevel.AMPERE_PLUS": "hardware_compat_ampere_plus",
+    "HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY": "hardware_compat_same_cc",
+    "IBuilderConfig.builder_optimization_level": "builder_optimization_level",
+    "IBuilderConfig.hardware_compatibility_level": "hardware_compat_ampere_plus",
 }
 
 # Weak typing still works on 10.12-10.x but is deprecated: 'auto' switches to strong typing here.
@@ -159,7 +210,11 @@ TRTEXEC_FLAGS: Dict[str, Span] = {
     "--saveEngine": Span((8, 5), None, SRC_TRTEXEC),
     # 8.5-9.3 print "--workspace flag has been deprecated by --memPoolSize flag"; 10.0 removed it.
     "--workspace": Span((8, 5), (10, 0), SRC_TRTEXEC, "deprecated by --memPoolSize already in 8.5"),
-    "--memPoolSize": Span((8, 5), None, SRC_TRTEXEC, "before 10.0 the size is a plain number of MiB; 10.0+ also takes K/M/G suffixes"),
+    # A plain number is MiB in every version: 8.x reads it as MiB; 10.0 parses it as a count of the
+    # default unit and then applies MiB once; 10.1+ appends the default 'M'. A suffixed size is read
+    # as bytes by 10.0 and then scaled by MiB again (10.0's sampleEngines.cpp roundToBytes), fixed in
+    # 10.1 (addDefaultUnitSuffixIfNotSpecified): so only plain MiB is ever printed.
+    "--memPoolSize": Span((8, 5), None, f"{SRC_TRTEXEC}; {SRC_FACTS_8}", "print a plain number of MiB: 10.0.x scales suffixed sizes twice"),
     "--fp16": Span((8, 5), (11, 0), f"{SRC_TRTEXEC}; {SRC_FACTS}"),
     "--best": Span((8, 5), (11, 0), f"{SRC_TRTEXEC}; {SRC_FACTS}"),
     "--precisionConstraints": Span((8, 5), (11, 0), f"{SRC_TRTEXEC}; {SRC_FACTS}"),
@@ -177,8 +232,9 @@ TRTEXEC_FLAGS: Dict[str, Span] = {
     "--allowGPUFallback": Span((8, 5), None, SRC_TRTEXEC),
     "--profilingVerbosity": Span((8, 5), None, SRC_TRTEXEC, "layer_names_only|detailed|none"),
     "--exportLayerInfo": Span((8, 5), None, SRC_TRTEXEC),
-    # 8.5 calls it --buildOnly; 8.6 renames it --skipInference and keeps --buildOnly as deprecated.
-    "--buildOnly": Span((8, 5), None, SRC_TRTEXEC, "deprecated alias of --skipInference from 8.6"),
+    # 8.5 calls it --buildOnly; 8.6 renames it --skipInference and keeps --buildOnly as a deprecated
+    # alias through 9.3; release/10.0's sampleOptions.cpp has no --buildOnly (FACTS.md section 8).
+    "--buildOnly": Span((8, 5), (10, 0), f"{SRC_TRTEXEC}; {SRC_FACTS_8}", "deprecated alias of --skipInference in 8.6-9.x, gone from 10.0"),
     "--skipInference": Span((8, 6), None, SRC_TRTEXEC),
 }
 
