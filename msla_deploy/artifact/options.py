@@ -47,6 +47,7 @@ def is_factory_spec(model: str) -> bool:
 
 
 _PATH_FIELDS = ("weights", "out", "models_dir", "artifacts_dir", "calib_images")
+_INT8_FIELDS = ("calib_images", "calib_count", "calib_method", "int8_attention", "sensitivity", "min_argmax_agreement")
 DEFAULT_CALIB_COUNT = 64  # pictures; RECOMMENDED_MINIMUM in export/calibration.py warns below 16-32
 
 
@@ -142,6 +143,9 @@ class ExportOptions:
         for key in _PATH_FIELDS:
             data[key] = None if data[key] is None else str(data[key])
         data["out"] = str(self.output_dir())
+        if self.precision != "int8":  # recorded for int8 exports only: other manifests stay as they were
+            for key in _INT8_FIELDS:
+                del data[key]
         return data
 
     @classmethod
