@@ -272,18 +272,76 @@ def test_sensitivity_ranks_a_quantized_attention_core_first(tmp_path):
     assert picture.ndim == 3 and picture.shape[0] > 20 * len(result.rows)
 
 
-def test_build_refuses_to_quietly_build_the_fp32_graph_of_an_int8_export(exported):
+@pytest.mark.parametrize("version, typing, flags", [
+    ("8.6", "weak", ["--int8", "--fp16", "--precisionConstraints=obey"]),  # JetPack 6.0: explicit quantization, weak
+    ("10.3", "strong", ["--stronglyTyped"]),  # JetPack 6.1: strongly typed Q/DQ
+    ("11.4", "strong", []),  # every network strongly typed; no precision flag exists
+])
+def test_build_plans_an_int8_export_per_tensorrt_version(exported, version, typing, flags):
     from msla_deploy.trt.inputs import load_model_input
     from msla_deploy.trt.options import BuildOptions
     from msla_deploy.trt.plan import make_plan
+    from msla_deploy.trt.trtexec import trtexec_argv
     from msla_deploy.trt.versions import parse_version
 
     directory = exported[0] / "export"
     model = load_model_input(directory)
     assert model.export_precision == "int8"
-    with pytest.raises(BadInput) as info:
-        make_plan(BuildOptions(source=directory), model, parse_version("10.13"))
-    assert "int8 Q/DQ export" in str(info.value) and "--stronglyTyped" in info.value.fix
+    plan = make_plan(BuildOptions(source=directory), model, parse_version(version))  # precision from the export
+    assert (plan.precision, plan.onnx_role, plan.typing) == ("int8", "int8", typing)
+    assert plan.onnx.name == ONNX_NAME  # the Q/DQ graph, never model_fp32.onnx
+    assert plan.int8_flag == (typing == "weak") and plan.fp16_flag == (typing == "weak")
+    argv = trtexec_argv(plan)
+    for flag in flags:
+        assert any(a.split("=")[0] == flag.split("=")[0] for a in argv), (flag, argv)
+    for absent in {"--int8", "--fp16", "--stronglyTyped"} - {f.split("=")[0] for f in flags}:
+        assert absent not in argv
+    if typing == "weak":  # the attention island pinned to fp32 beside the FP16 flag
+        island = set(model.fp32_nodes)
+        assert island and {name for name, _ in plan.layer_precisions} == island
     # an explicit fp32 build of its fp32 graph stays possible
-    plan = make_plan(BuildOptions(source=directory, precision="fp32"), model, parse_version("10.13"))
-    assert plan.precision == "fp32"
+    fp32 = make_plan(BuildOptions(source=directory, precision="fp32"), model, parse_version(version))
+    assert fp32.onnx_role == "fp32" and not fp32.int8_flag
+
+
+def test_int8_build_of_a_float_export_is_refused(tmp_path):
+    from msla_deploy.trt.inputs import load_model_input
+    from msla_deploy.trt.options import BuildOptions
+    from msla_deploy.trt.plan import make_plan
+    from msla_deploy.trt.versions import parse_version
+
+    directory = fp32_export(tmp_path, stress=False).parent
+    with pytest.raises(BadInput) as info:
+        make_plan(BuildOptions(source=directory, precision="int8"), load_model_input(directory), parse_version("10.13"))
+    assert "needs an int8 Q/DQ ONNX" in str(info.value) and "--calib-images" in info.value.fix
+
+
+@pytest.mark.parametrize("fake_trt", ["8.6.1", "10.13.3.9", "11.4.0.106"], indirect=True)
+def test_api_int8_build_sets_what_trtexec_would(exported, fake_trt):
+    """Built through the project's builder on the fake TensorRT of each version: the Q/DQ graph is
+    parsed, and the builder flags are the ones the printed trtexec command implies."""
+    from msla_deploy.trt import engine as engine_mod
+    from msla_deploy.trt.inputs import load_model_input
+    from msla_deploy.trt.options import BuildOptions
+    from msla_deploy.trt.plan import make_plan
+    from msla_deploy.trt.trtexec import trtexec_argv
+    from msla_deploy.trt.versions import parse_version
+
+    directory = exported[0] / "export"
+    model = load_model_input(directory)
+    version = ".".join(fake_trt.__version__.split(".")[:2])
+    plan = make_plan(BuildOptions(source=directory, out=directory.parent / f"int8_{version}.engine"), model, parse_version(version))
+    engine_mod.build_engine(fake_trt, plan, onnx_node_names=model.graphs["int8"].node_names)
+    flags = {"TF32"}
+    for call in fake_trt.fake.calls:
+        if call.name == "IBuilderConfig.set_flag":
+            flags.add(call.args["flag"].name)
+        elif call.name == "IBuilderConfig.clear_flag":
+            flags.discard(call.args["flag"].name)
+    argv = trtexec_argv(plan)
+    expected = {"TF32"} if "--noTF32" not in argv else set()
+    expected |= {"INT8"} if "--int8" in argv else set()
+    expected |= {"FP16"} if "--fp16" in argv else set()
+    expected |= {"OBEY_PRECISION_CONSTRAINTS"} if "--precisionConstraints=obey" in argv else set()
+    assert flags == expected
+    assert ("INT8" in flags) is (version == "8.6")
