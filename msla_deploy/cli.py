@@ -5,18 +5,23 @@ Exit codes: 0 ok, 1 checks ran and failed, 2 bad input, 3 missing runtime.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
+import signal
+import sys
+import threading
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
+from rich.markup import escape
 
 from . import __version__
-from .console import checks_table, err, error_line, key_values, out, print_json, steps_with_progress
 from .artifact.names import MANIFEST_NAME, PARITY_NAME
-from .errors import BadInput, MissingRuntime, MslaError
+from .console import checks_table, err, error_line, key_values, out, print_json, steps_with_progress
+from .errors import BadInput, MissingRuntime, MslaError, one_line_text
 
 app = typer.Typer(
     name="msla-deploy",
@@ -27,38 +32,103 @@ app = typer.Typer(
 )
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is, like Ctrl-C: every cleanup that runs for an
+    interrupt (staging directories, locks, temp files) runs for a terminate too."""
+
+
+#: exit codes of an interrupted run: 128 + the signal, what shells and CI runners report
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises Terminated for the command's duration (main thread only: Python delivers
+    signals there), then the earlier handler comes back."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextlib.contextmanager
+def _stdout_for_json(json_out: bool):
+    """With --json, stdout carries the JSON document only: anything else printed meanwhile (a
+    user factory or model that prints, a library's notice) goes to stderr."""
+    if not json_out:
+        yield
+        return
+    from . import console
+
+    console.json_stream = sys.stdout
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        console.json_stream = None
+
+
 def handle_errors(command):
     """Expected failures become one line on stderr and their exit code, never a traceback."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            with _sigterm_as_interrupt(), _stdout_for_json(bool(kwargs.get("json_out"))):
+                return command(*args, **kwargs)
         except MslaError as exc:
             error_line(exc.one_line())
-            raise typer.Exit(exc.exit_code)
+            raise typer.Exit(exc.exit_code) from None
         except (typer.Exit, typer.Abort):  # deliberate exits carry their own code
             raise
+        except Terminated:
+            error_line("terminated (SIGTERM); staged writes were removed")
+            raise typer.Exit(EXIT_TERMINATED) from None
         except KeyboardInterrupt:
-            error_line("interrupted")
-            raise typer.Exit(130)
+            error_line("interrupted; staged writes were removed")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         except OSError as exc:  # a path we were given cannot be read or written
             where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
             error_line(f"cannot use{where}: {exc.strerror or exc} (check the path and its permissions)")
-            raise typer.Exit(BadInput.exit_code)
+            raise typer.Exit(BadInput.exit_code) from None
         except Exception as exc:  # a bug of ours: one line, traceback on request
             if os.environ.get("MSLA_DEPLOY_DEBUG"):
                 raise
             error_line(f"internal error: {type(exc).__name__}: {exc} (set MSLA_DEPLOY_DEBUG=1 for the traceback)")
-            raise typer.Exit(1)
+            raise typer.Exit(1) from None
 
     return wrapper
+
+
+def import_torch():
+    """torch, or MissingRuntime (exit 3): not installed, or installed but broken (a missing
+    shared library, a half-finished upgrade), which is no bug of ours and no failed check."""
+    try:
+        import torch
+    except ImportError as exc:
+        if exc.name == "torch":
+            raise MissingRuntime(f"this command needs PyTorch ({exc})", "pip install torch, then 'msla-deploy[export]'") from None
+        raise MissingRuntime(f"PyTorch is installed but does not import ({type(exc).__name__}: {one_line_text(exc)})",
+                             "reinstall it: pip install --force-reinstall torch") from None
+    except Exception as exc:  # OSError from a missing libtorch .so, AttributeError from mixed versions, ...
+        raise MissingRuntime(f"PyTorch is installed but does not import ({type(exc).__name__}: {one_line_text(exc)})",
+                             "reinstall it: pip install --force-reinstall torch") from None
+    return torch
 
 
 def _torch_side(module: str, attr: str):
     """Import a torch-dependent part lazily: without torch, exit 3 with what to install."""
     import importlib
 
+    import_torch()
     try:
         return getattr(importlib.import_module(module), attr)
     except ImportError as exc:
@@ -76,8 +146,15 @@ def _version(value: bool) -> None:
 @app.callback()
 def main_callback(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    trust_model_file: Optional[List[str]] = typer.Option(
+        None, "--trust-model-file", metavar="FILE.py:FACTORY",
+        help="Allow rebuilding a model whose manifest names this code (reference, validate --localize, bench --backend torch); "
+        "its sha256 must still match the export's. Repeatable. A manifest's code is never run otherwise.",
+    ),
 ) -> None:
-    pass
+    from .artifact.trust import set_trusted
+
+    set_trusted(trust_model_file)
 
 
 @app.command()
@@ -140,6 +217,9 @@ def export(
     ),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory \\[default: artifacts/<model>-<H>x<W>-<precision>]."),
     models_dir: Path = typer.Option(Path("models"), "--models-dir", envvar="MSLA_DEPLOY_MODELS", help="Where zoo checkpoints are looked up."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an earlier export at --out: its own files are replaced, every other file (engines, reports, yours) is kept.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
     """Export a model to a static, checked ONNX with a reference bundle and an ONNX Runtime parity report."""
@@ -151,7 +231,7 @@ def export(
         model=model, weights=weights, resolution=parse_resolution(res), batch=batch, opset=opset,
         exporter=exporter, out=out_dir, models_dir=models_dir, precision=precision,
         attention_precision=attention_precision, io_dtype=io_dtype, upsample=upsample,
-        fp16_guards=fp16_guards, stress_weights=stress_weights, calib_images=calib_images, calib_count=calib_count,
+        fp16_guards=fp16_guards, stress_weights=stress_weights, overwrite=overwrite, calib_images=calib_images, calib_count=calib_count,
         calib_method=calib_method, int8_attention=int8_attention, sensitivity=sensitivity, min_argmax_agreement=min_argmax_agreement,
     )
     result = run_export(options, steps_with_progress())
@@ -184,6 +264,8 @@ def export(
             ("written", str(result.directory)),
         ]))
         out.print(checks_table(parity["checks"], "Parity against PyTorch fp32"))
+        for note in sorted({o["vacuous_note"] for c in parity["checks"] for o in c["outputs"] if o.get("vacuous_note")}):
+            out.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
         if int8_info and int8_info.get("sensitivity", {}).get("file"):
             _print_sensitivity(result.directory / int8_info["sensitivity"]["file"])
         for file, scan in manifest.hazards.items():
@@ -254,7 +336,21 @@ from .inspect.command import inspect_command; app.command("inspect")(handle_erro
 from .trt.command import build_command; app.command("build")(handle_errors(build_command))  # noqa: E402,E702
 from .bench.command import bench_command; app.command("bench")(handle_errors(bench_command))  # noqa: E402,E702
 from .doctor.command import doctor_command; app.command("doctor")(handle_errors(doctor_command))  # noqa: E402,E702
+from .serve.command import package_command; app.command("package")(handle_errors(package_command))  # noqa: E402,E702
+from .serve.command import serve_command; app.command("serve")(handle_errors(serve_command))  # noqa: E402,E702
+
+
+def robust_console_streams() -> None:
+    """Never crash on a character the terminal's encoding lacks (a non-ASCII path printed to an
+    ASCII stdout, PYTHONIOENCODING=ascii, LANG=C without UTF-8): escape it instead. An undecodable
+    file name (surrogate escapes) is escaped the same way on a UTF-8 stream."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="backslashreplace")
+        except (AttributeError, ValueError, OSError):
+            pass
 
 
 def main() -> None:
+    robust_console_streams()
     app()

@@ -17,8 +17,14 @@ out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
 
 
+#: where --json output goes while the command runs with stdout redirected to stderr (cli.py)
+json_stream = None
+
+
 def print_json(data) -> None:
-    sys.stdout.write(json_text(data))
+    stream = json_stream or sys.stdout
+    stream.write(json_text(data))
+    stream.flush()
 
 
 def error_line(message: str) -> None:

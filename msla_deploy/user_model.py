@@ -2,11 +2,13 @@
 
 Every way this can fail (no such file, an import error inside it, a missing or argument-taking
 factory, a factory that raises or returns something else than an nn.Module) becomes a one-line
-BadInput naming the file and line, never a traceback.
+BadInput naming the file and line, never a traceback. What the user's code prints while it is
+imported or called goes to stderr: stdout belongs to the command's result (--json).
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import inspect
@@ -21,8 +23,8 @@ from typing import Callable, Iterator, List, Optional, Tuple, Union
 
 from torch import nn
 
+from .artifact.trust import is_file_target
 from .errors import BadInput, one_line_text
-
 
 _USAGE = "use path/to/file.py:factory or package.module:factory"
 
@@ -44,6 +46,17 @@ def _describe(exc: BaseException, prefer_file: Optional[str] = None) -> str:
     """'ValueError at f.py line 12: the message' (one line, no traceback)."""
     message = exc.msg if isinstance(exc, SyntaxError) and exc.msg else one_line_text(exc)
     return f"{type(exc).__name__} at {_where(exc, prefer_file)}: {message}"
+
+
+def describe_error(exc: BaseException, prefer_file: Optional[str] = None) -> str:
+    """Public form of _describe: for errors raised by a user's model outside the factory (its forward)."""
+    return _describe(exc, prefer_file)
+
+
+@contextmanager
+def _prints_to_stderr() -> Iterator[None]:
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -88,7 +101,7 @@ def _split_spec(spec: str) -> Tuple[str, str]:
 
 
 def _is_file_target(target: str) -> bool:
-    return target.endswith(".py") or "/" in target or os.sep in target or Path(target).is_file()
+    return is_file_target(target)  # one rule for export and for the trust check (artifact/trust.py)
 
 
 def _import_file(path_text: str):
@@ -111,7 +124,7 @@ def _import_file(path_text: str):
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and typing look classes up here during import
     try:
-        with _importable_from(path.parent):
+        with _importable_from(path.parent), _prints_to_stderr():
             spec.loader.exec_module(module)
     except (Exception, SystemExit) as exc:  # SystemExit: a file that calls sys.exit() on import
         sys.modules.pop(name, None)
@@ -127,7 +140,8 @@ def _import_module(name: str):
     if not all(part.isidentifier() for part in name.split(".")):
         raise BadInput(f"{name!r} is neither a .py file nor a module name", _USAGE)
     try:
-        return importlib.import_module(name)
+        with _prints_to_stderr():
+            return importlib.import_module(name)
     except ModuleNotFoundError as exc:
         if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
             raise BadInput(f"no module named {name!r}", "check the name, or give a path to a .py file") from None
@@ -200,7 +214,7 @@ def _call_factory(factory: Union[Callable, _Factory]) -> nn.Module:
     code_file = getattr(getattr(factory.function, "__code__", None), "co_filename", None)
     prefer = str(factory.file) if factory.file is not None else code_file
     try:
-        with _importable_from(factory.file.parent if factory.file is not None else None):
+        with _importable_from(factory.file.parent if factory.file is not None else None), _prints_to_stderr():
             model = factory.function()
     except (Exception, SystemExit) as exc:
         raise BadInput(

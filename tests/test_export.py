@@ -125,7 +125,7 @@ def test_checkpoint_found_in_models_dir_else_random(tmp_path, monkeypatch):
 
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "efficientvit_seg_b0_cityscapes.pt").write_bytes(B0_WEIGHTS.read_bytes())
-    result = cli("export", "-m", B0, "--res", "64x64")  # replaces our own earlier artifact
+    result = cli("export", "-m", B0, "--res", "64x64", "--overwrite")  # replaces our own earlier artifact
     assert result.exit_code == 0, result.output
     assert "RANDOM" not in result.stdout
     weights = json.loads((default_dir / "manifest.json").read_text())["weights"]
@@ -353,7 +353,7 @@ def test_export_failing_halfway_keeps_the_old_artifact(tmp_path):
     before = _tree(kept)
     assert "b0/model.onnx" in before and "b0/manifest.json" in before
     with pytest.raises(_StepFailed):
-        run_export(ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(64, 64), seed=1, out=kept / "b0"),
+        run_export(ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(64, 64), seed=1, out=kept / "b0", overwrite=True),
                    steps=_failing_steps("parity"))
     after = _tree(kept)
     assert sorted(after) == sorted(before)  # no hidden .partial/.old folders beside it

@@ -53,10 +53,13 @@ class ModelRecord:
     spec: Optional[str] = None  # the zoo name or FILE.py:FACTORY as given
     num_classes: Optional[int] = None
     parameters: Optional[int] = None
+    file_sha256: Optional[str] = None  # of FILE.py when spec is FILE.py:FACTORY: checked before it is imported again (trust.py)
     present: Optional[Tuple[str, ...]] = field(default=None, compare=False, repr=False)  # keys read (None: all)
 
     def to_dict(self) -> Dict[str, Any]:
         data = {"name": self.name, "source": self.source, "spec": self.spec, "num_classes": self.num_classes, "parameters": self.parameters}
+        if self.file_sha256 is not None:
+            data["file_sha256"] = self.file_sha256
         return data if self.present is None else {k: v for k, v in data.items() if k in self.present or v is not None}
 
 
@@ -204,6 +207,7 @@ class Manifest:
             source=model.get("source"), spec=model.get("spec"),
             num_classes=_expect(num_classes, (int, type(None)), "model.num_classes", path),
             parameters=model.get("parameters"),
+            file_sha256=_expect(model.get("file_sha256"), (str, type(None)), "model.file_sha256", path),
             present=tuple(model),
         )
         m.weights = _expect(data.get("weights") or {}, dict, "weights", path)
@@ -213,6 +217,8 @@ class Manifest:
         m.precision = _precision(data.get("precision"), path)
         for name in ("exporter", "onnx", "hazards", "parity", "environment", "timings_s"):
             setattr(m, name, _expect(data.get(name) or {}, dict, name, path))
+        if "file" in m.parity:
+            relative_inside(m.parity["file"], "parity.file", path)
         m.probes = _expect(data.get("probes") or {}, dict, "probes", path)
         for name in ("swapped_modules", "attention_plans", "warnings"):
             setattr(m, name, _expect(data.get(name) or [], list, name, path))
@@ -224,6 +230,9 @@ class Manifest:
             m.artifacts = artifacts
         builds = _expect(data.get("builds") or [], list, "builds", path)
         m.builds = [BuildRecord(_expect(b, dict, "a 'builds' entry", path)) for b in builds]
+        for i, b in enumerate(m.builds):  # the ONNX a build names is the artifact's own (localize rebuilds from it)
+            if b.onnx_file is not None:
+                relative_inside(b.onnx_file, f"builds[{i}].onnx.file", path)
         return m
 
 

@@ -27,6 +27,7 @@ LAYER_INFO_SUFFIX = ".layers.json"
 
 # --- manifest ---------------------------------------------------------------------------------
 MANIFEST_FORMAT = "msla-deploy/1"  # the "format" field; a manifest without it is read as this
+TOOL_NAME = "msla-deploy"  # the manifest's tool.name: with "format", what tells an export of ours
 
 # --- graph I/O and probes -----------------------------------------------------------------------
 INPUT_NAME = "input"
@@ -54,3 +55,12 @@ META_INT8_CALIBRATION = "msla_deploy.int8_calibration"
 
 def is_engine_file(name: str) -> bool:
     return any(str(name).lower().endswith(s) for s in ENGINE_SUFFIXES)
+
+
+# --- Triton Inference Server model repository (msla-deploy package --triton) -----------------------
+TRITON_CONFIG_NAME = "config.pbtxt"
+TRITON_MODEL_VERSION = "1"  # the one version folder a package writes
+TRITON_PLATFORMS = ("tensorrt_plan", "onnxruntime_onnx")
+TRITON_MODEL_FILES = {"tensorrt_plan": "model.plan", "onnxruntime_onnx": "model.onnx"}  # Triton's default file names
+TRITON_CONFIG_MARKER = "# written by msla-deploy"  # first line of our config.pbtxt: what --overwrite may replace
+TRITON_SCHEME = "triton://"

@@ -69,6 +69,7 @@ class ExportOptions:
     fp16_guards: bool = True  # False: naive fp16, to see what the guards prevent
     stress_weights: bool = False  # LiteMLA activations at trained-model magnitudes
     seed: int = 0  # random weights and the synthetic reference images
+    overwrite: bool = False  # replace an earlier export at --out (artifact/staging.py says what is kept)
     # int8 (precision "int8"): calibration pictures, and which modules stay fp32
     calib_images: Optional[Path] = None  # a folder of pictures or a dataset root
     calib_count: int = DEFAULT_CALIB_COUNT
@@ -143,6 +144,7 @@ class ExportOptions:
         for key in _PATH_FIELDS:
             data[key] = None if data[key] is None else str(data[key])
         data["out"] = str(self.output_dir())
+        data.pop("overwrite")  # how this run writes, not what the artifact is: never recorded
         if self.precision != "int8":  # recorded for int8 exports only: other manifests stay as they were
             for key in _INT8_FIELDS:
                 del data[key]

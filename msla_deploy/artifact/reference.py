@@ -63,4 +63,35 @@ def read_reference(folder: Path) -> ReferenceBundle:
         info = json.loads((folder / REFERENCE_INFO).read_text())
     except (OSError, ValueError) as exc:
         raise BadInput(f"cannot read the reference bundle in {folder}: {exc}", "re-run msla-deploy export") from None
+    for file, arrays in ((REFERENCE_INPUTS, inputs), (REFERENCE_OUTPUTS, outputs)):
+        for name, array in arrays.items():
+            if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
+                raise BadInput(f"{folder / file}: array {name!r} holds {array.dtype} values, not numbers", "re-run msla-deploy export")
+    _check_info(info, folder / REFERENCE_INFO)
     return ReferenceBundle(inputs=inputs, outputs=outputs, info=info)
+
+
+#: fields of reference.json that are read, and the JSON types they must have
+_INFO_TYPES = {
+    "source": (str,), "precision": (str,), "torch": (str,), "inputs": (str,), "synthetic_inputs": (str,),
+    "image_preprocessing": (str,), "image_source_dir": (str,), "normalization": (dict,), "seed": (int,),
+    "synthetic_samples": (int,), "images": (list,), "input_names": (list,), "output_names": (list,),
+}
+
+
+def _check_info(info, path: Path) -> None:
+    """A reference.json of the wrong shape is bad input (exit 2), not a crash later."""
+    fix = "re-run msla-deploy export (or msla-deploy reference --inputs) to rewrite it"
+    if not isinstance(info, dict):
+        raise BadInput(f"{path} is a JSON {type(info).__name__}, not an object", fix)
+    for key, types in _INFO_TYPES.items():
+        value = info.get(key)
+        if value is not None and (not isinstance(value, types) or isinstance(value, bool) and bool not in types):
+            raise BadInput(f"{path}: field {key!r} is {type(value).__name__} {json.dumps(value)[:40]}, not {types[0].__name__}", fix)
+    if isinstance(info.get("synthetic_samples"), int) and info["synthetic_samples"] < 0:
+        raise BadInput(f"{path}: field 'synthetic_samples' is negative", fix)
+    for key in ("input_names", "output_names"):
+        if not all(isinstance(v, str) for v in info.get(key) or []):
+            raise BadInput(f"{path}: field {key!r} must list strings", fix)
+    if not all(isinstance(i, dict) for i in info.get("images") or []):
+        raise BadInput(f"{path}: field 'images' must list objects", fix)

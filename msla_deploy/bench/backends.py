@@ -18,6 +18,7 @@ import numpy as np
 from .. import runtime
 from ..artifact.resolve import Artifact
 from ..errors import BadInput
+from ..limits import check_tensors_fit
 from ..runtime.feeds import random_feeds
 from ..runtime.session import Backend, Session
 
@@ -62,6 +63,8 @@ def feeds_for(session: Session, batch: Optional[int], label: str) -> Tuple[Dict[
         if any(not isinstance(d, int) or d <= 0 for d in dims[1:]):
             raise BadInput(f"{label}: input {name} has a dynamic dimension {dims}", "export a static model (msla-deploy export does)")
         specs[name] = (tuple(dims), spec.numpy_dtype)
+    outputs = [(tuple(d if isinstance(d, int) and d > 0 else 1 for d in o.shape), o.numpy_dtype) for o in session.outputs.values()]
+    check_tensors_fit(label, specs, outputs)  # a huge declared shape: exit 2 with the number, not a MemoryError
     return random_feeds(specs), model_batch or batch or 1
 
 

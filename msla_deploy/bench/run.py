@@ -14,6 +14,7 @@ from ..artifact.resolve import Artifact, resolve
 from ..errors import BadInput
 from ..progress import Steps
 from ..runtime.tensorrt import engine_hint
+from ..runtime.triton import is_triton_target
 from . import backends
 from .environment import capture
 from .memory import HostPeak, device_memory_used
@@ -98,13 +99,13 @@ def _contestant_specs(options: BenchOptions) -> List[Tuple[Artifact, str]]:
     main = resolve(options.artifact)
     specs = [(main, options.backend)]
     for item in options.compare:
-        if item in backends.BACKENDS:
+        if item in backends.BACKENDS or is_triton_target(item):  # triton://...: the main artifact, served
             specs.append((main, item))
             continue
         path, backend = item, "auto"
         if "@" in item and not Path(item).exists():  # a path may hold "@" itself
             path, backend = item.rsplit("@", 1)
-            if backend not in backends.BACKENDS:
+            if backend not in backends.BACKENDS and not is_triton_target(backend):
                 raise BadInput(f"--compare {item}: unknown backend {backend!r}", f"choose one of {', '.join(backends.BACKENDS)}")
         elif not Path(item).exists() and not Path(item).suffix and "/" not in item:  # a mistyped backend name
             raise BadInput(f"--compare {item}: neither a backend nor a file", f"backends: {', '.join(backends.BACKENDS)}; or pass ARTIFACT[@BACKEND]")

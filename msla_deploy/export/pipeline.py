@@ -1,7 +1,7 @@
 """`export`: model -> planned -> ONNX -> checked -> reference bundle -> parity.
 
-Writes into a staged directory (see artifact_dir): model.onnx (fp32, the mixed-precision fp16
-graph or the int8 Q/DQ graph), model_fp32.onnx beside an fp16/int8 one, reference/,
+Writes into a staged directory (see artifact/staging.py): model.onnx (fp32, the mixed-precision
+fp16 graph or the int8 Q/DQ graph), model_fp32.onnx beside an fp16/int8 one, reference/,
 parity.json, manifest.json. A parity failure still leaves a complete directory (exit 1, the
 numbers are the evidence); any other failure leaves nothing.
 """
@@ -28,8 +28,11 @@ from ..artifact.names import (FP32_ONNX_NAME, INPUT_NAME, META_BATCH, META_EXPOR
 from ..artifact.names import INT8_SENSITIVITY_NAME, INT8_SENSITIVITY_PLOT
 from ..artifact.options import ExportOptions, is_factory_spec
 from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD, ReferenceBundle, synthetic_images, write_reference
-from ..errors import BadInput, CheckFailed
+from ..artifact.staging import check_replaceable, staged_directory
+from ..artifact.trust import model_file_sha256
+from ..errors import BadInput, CheckFailed, one_line_text
 from ..inspect import inspect_onnx
+from ..limits import check_export_memory
 from ..loading import load_model
 from ..nn import plan_static
 from ..nn.precision import PrecisionPolicy, apply_policy, fp16_storage_proxy
@@ -38,7 +41,6 @@ from ..progress import Steps
 from ..runtime.onnxruntime import CPU, import_onnxruntime
 from . import int8 as int8_q
 from . import int8_sensitivity as int8_sweep
-from .artifact_dir import check_replaceable, staged_directory
 from .calibration import CalibrationSet, load_calibration
 from .graph import GraphReport, constants_to_initializers, finalize
 from .islands import island_nodes, name_unnamed_nodes
@@ -209,8 +211,9 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
         zoo.get_spec(options.model)  # unknown names fail here, before anything is built
     import_onnxruntime()  # fail before the expensive steps, not after them
     target = options.output_dir()
-    check_replaceable(target)
+    check_replaceable(target, options.overwrite)
     height, width = options.resolution
+    check_export_memory(options.batch, height, width, steps.warn)  # before minutes of work, not after
     started = time.time()
     int8 = options.precision == "int8"
     # int8 quantizes the fp32 export: the PyTorch side exports fp32
@@ -218,7 +221,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
     fp16 = policy.precision == "fp16"
     calib = _load_calibration(options, steps) if int8 else None  # bad pictures never cost a model build
 
-    with staged_directory(target) as staging:
+    with staged_directory(target, options.overwrite, steps.warn) as staging:
         with steps.step("build", "Building model"):
             loaded = load_model(options)
         for record in loaded.swapped:
@@ -232,10 +235,15 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             try:
                 with capture(loaded.module, probe_candidates(loaded.module)) as captured:
                     output, plans = plan_static(loaded.module, example)
-            except RuntimeError as exc:
+            except Exception as exc:  # a user's forward may raise anything: its error, not ours (exit 2)
+                if loaded.source != "factory" and not isinstance(exc, RuntimeError):
+                    raise
+                from ..user_model import describe_error
+
+                detail = describe_error(exc) if loaded.source == "factory" else one_line_text(exc)
                 raise BadInput(
-                    f"model {loaded.name!r} failed on a {options.batch}x3x{height}x{width} input: {str(exc).splitlines()[0]}",
-                    "check --res and --batch against what the model accepts",
+                    f"model {loaded.name!r} failed on a {options.batch}x3x{height}x{width} input: {detail}",
+                    "check --res and --batch against what the model accepts" + ("; fix its forward()" if loaded.source == "factory" else ""),
                 ) from None
             reference = _single_output(output, loaded.name).detach().numpy()
             probe_names = [name for name, tensor in captured if tensor is not output]
@@ -346,7 +354,8 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             created_unix=round(started, 3),
             tool={"name": "msla-deploy", "version": __version__},
             recipe_sha256=recipe_sha,
-            model=ModelRecord(loaded.name, loaded.source, options.model, loaded.num_classes, sum(p.numel() for p in loaded.module.parameters())),
+            model=ModelRecord(loaded.name, loaded.source, options.model, loaded.num_classes, sum(p.numel() for p in loaded.module.parameters()),
+                              file_sha256=model_file_sha256(options.model)),  # checked before the file is imported again (trust.py)
             weights=loaded.weights,
             options=options,
             precision=PrecisionRecord(

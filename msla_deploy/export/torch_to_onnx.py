@@ -106,10 +106,79 @@ def _export_dynamo(model, example, opset, input_name, output_names) -> onnx.Mode
     return proto
 
 
+def _interrupt_in(exc: BaseException):
+    """The KeyboardInterrupt/SystemExit an exporter wrapped into its own error, if any: torch
+    re-raises what happens inside traced code as its own exception types (`raise ... from e`)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+@contextlib.contextmanager
+def _signals_seen():
+    """Record SIGINT/SIGTERM arriving during the block (the handlers in place still run), so an
+    interrupt an exporter swallowed whole is still an interrupt. Main thread only."""
+    import signal
+    import threading
+
+    seen = []
+    if threading.current_thread() is not threading.main_thread():
+        yield seen
+        return
+    previous = {}
+
+    def recorder(signum, frame):
+        handler = previous.get(signum)
+        if handler == signal.SIG_IGN:
+            return
+        seen.append(signum)
+        if callable(handler):
+            handler(signum, frame)
+        elif handler == signal.SIG_DFL:
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt()
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        previous[signum] = signal.getsignal(signum)
+        signal.signal(signum, recorder)
+    try:
+        yield seen
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
+class _SwallowedSignal(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
 def export_to_onnx(
     model: torch.nn.Module, example: torch.Tensor, *, opset: int, exporter: str, input_name: str, output_names: Sequence[str]
 ) -> Tuple[onnx.ModelProto, str]:
-    """Export; returns (model, exporter actually used). `auto` prefers dynamo, falls back to torchscript."""
+    """Export; returns (model, exporter actually used). `auto` prefers dynamo, falls back to
+    torchscript, but never after an interrupt (Ctrl-C, SIGTERM): that stops the run."""
+    try:
+        return _export_to_onnx(model, example, opset=opset, exporter=exporter, input_name=input_name, output_names=output_names)
+    except _SwallowedSignal as swallowed:
+        # the exporter ate the interrupt its handler raised: deliver it again, handlers restored
+        import signal
+
+        if swallowed.signum != signal.SIGINT:
+            os.kill(os.getpid(), swallowed.signum)
+        raise KeyboardInterrupt() from None
+
+
+def _export_to_onnx(
+    model: torch.nn.Module, example: torch.Tensor, *, opset: int, exporter: str, input_name: str, output_names: Sequence[str]
+) -> Tuple[onnx.ModelProto, str]:
     if exporter not in EXPORTERS:
         raise BadInput(f"unknown exporter {exporter!r}", f"choose one of {', '.join(EXPORTERS)}")
     if exporter == "dynamo" and not dynamo_available():
@@ -121,7 +190,7 @@ def export_to_onnx(
             "use --exporter dynamo, or a lower --opset",
         )
     failures = []
-    with torch.no_grad(), _quiet_exporters():
+    with torch.no_grad(), _quiet_exporters(), _signals_seen() as signals:
         if chosen == "dynamo":
             try:
                 return _export_dynamo(model, example, opset, input_name, output_names), "dynamo"
@@ -129,6 +198,12 @@ def export_to_onnx(
                 if exporter != "auto":
                     raise
             except Exception as exc:  # noqa: BLE001 - any exporter failure is reported as one line
+                # an interrupt is never an exporter failure: no fallback, the run stops
+                interrupt = _interrupt_in(exc)
+                if interrupt is not None:
+                    raise interrupt from None
+                if signals:
+                    raise _SwallowedSignal(signals[-1]) from None
                 failures.append(f"dynamo: {one_line_text(exc)}")
             # auto: the legacy exporter handles some models dynamo cannot trace; the manifest
             # records which one ran

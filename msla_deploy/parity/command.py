@@ -29,6 +29,7 @@ def validate_command(
     junit: Optional[Path] = typer.Option(None, "--junit", help="Also write the JUnit XML here."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     localize: bool = typer.Option(False, "--localize", help="Find the first module where the numbers drift (needs PyTorch and the export's manifest)."),
+    allow_modified: bool = typer.Option(False, "--allow-modified", help="Validate an export whose files no longer match the sha256 its manifest recorded (default: that fails, exit 1)."),
 ) -> None:
     """Run an artifact on its reference inputs and check it against the precision's parity budget."""
     from .validate import ValidateOptions, run_validate
@@ -36,7 +37,7 @@ def validate_command(
     flags = {"atol": atol, "rtol": rtol, "min-cosine": min_cosine, "min-argmax-agreement": min_argmax_agreement, "max-miou-drop": max_miou_drop}
     result = run_validate(
         ValidateOptions(artifact=artifact, reference=reference, backend=backend, budget_flags=flags,
-                        report_dir=report_dir, junit=junit, localize=localize),
+                        report_dir=report_dir, junit=junit, localize=localize, allow_modified=allow_modified),
         steps_with_progress(),
     )
     report = result.report
@@ -65,6 +66,9 @@ def _render(report) -> None:
         ("budget from", escape("; ".join(sources))),
     ]))
     out.print(parity_table(report["outputs"], budget["values"], f"{run['ran_on']} vs PyTorch fp32 reference"))
+    for o in report["outputs"]:
+        if o.get("vacuous_note"):
+            out.print(f"[yellow]note:[/] {escape(o['name'])}: {escape(o['vacuous_note'])}", highlight=False)
     for o in report["outputs"]:
         if o.get("miou") is not None:
             worst = max((c for c in o["class_iou"] if c["change"]), key=lambda c: c["change"], default=None)

@@ -7,17 +7,24 @@ pixel centres (align_corners=False, no antialiasing), on the [0, 1] values befor
 .npy pictures always work (H x W x 3 RGB, uint8, or float in [0, 1]; H x W grey; an alpha
 channel is dropped). PNG and JPEG are decoded by Pillow when it is installed; without it they are
 refused with the fix, rather than decoded by a slow or partial hand-written codec.
+
+16-bit greyscale PNGs (Pillow mode I;16) are scaled by 65535 to [0, 1], not clipped to 8 bits
+(which would make most of them white). The pixel count a picture declares is checked before it
+is decoded (limits.MAX_PICTURE_PIXELS), and Pillow's own decompression-bomb guard is an error,
+not a warning: a huge picture is refused with its size, never decoded.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import List, Tuple
 
 import numpy as np
 
-from ..errors import BadInput, MissingRuntime
 from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD
+from ..errors import BadInput, MissingRuntime, one_line_text
+from ..limits import MAX_PICTURE_PIXELS, check_picture_pixels
 
 NPY_SUFFIXES = (".npy",)
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -34,6 +41,24 @@ def list_images(folder: Path) -> List[Path]:
     return files
 
 
+#: Pillow modes of 16-bit greyscale pictures (PNG): divided by 65535, not clipped to 8 bits
+_SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+
+
+def _pillow_pixels(image, path: Path) -> np.ndarray:
+    """uint8 RGB, or float32 grey in [0, 1] for 16-bit pictures."""
+    if image.mode in _SIXTEEN_BIT_MODES or (image.mode == "I" and image.format == "PNG"):
+        # PNG stores at most 16 bits per grey sample; older Pillow opens them as mode I
+        grey = np.asarray(image).astype(np.float32)
+        if grey.min() < 0 or grey.max() > 65535:
+            raise BadInput(f"{path}: grey values outside 0..65535", "save it as 8- or 16-bit PNG")
+        return grey / 65535.0
+    if image.mode in ("I", "F"):
+        raise BadInput(f"{path}: {'32-bit integer' if image.mode == 'I' else 'floating-point'} pixels (Pillow mode {image.mode}) have no fixed white level",
+                       "convert it to 8-bit RGB (or 16-bit grey PNG), or save it as .npy floats in [0, 1]")
+    return np.asarray(image.convert("RGB"))
+
+
 def _decode_with_pillow(path: Path) -> np.ndarray:
     try:
         from PIL import Image
@@ -42,11 +67,36 @@ def _decode_with_pillow(path: Path) -> np.ndarray:
             f"{path.name}: reading {path.suffix} pictures needs Pillow, which is not installed",
             "pip install pillow, or convert the pictures to .npy (H x W x 3 uint8 RGB)",
         ) from None
+    bombs = (Image.DecompressionBombError, Image.DecompressionBombWarning)
     try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            with Image.open(path) as image:  # reads the header only: the size is known before decoding
+                check_picture_pixels(str(path), *image.size)  # ours first: it names the size and the limit
+                bomb = next((w.message for w in caught if isinstance(w.message, Image.DecompressionBombWarning)), None)
+                if bomb is not None:  # Pillow's own guard (Image.MAX_IMAGE_PIXELS) is an error here
+                    raise bomb
+                return _pillow_pixels(image, path)
+    except bombs as exc:
+        raise BadInput(f"{path}: refused as a decompression bomb ({one_line_text(exc)})",
+                       f"downscale the picture first (limit: {MAX_PICTURE_PIXELS / 1e6:.0f} megapixels)") from None
     except OSError as exc:
         raise BadInput(f"{path}: not a readable picture ({exc})", "check the file") from None
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """The array, after its header's shape passed the pixel limit (.npy is not compressed, but a
+    header read first costs nothing and names the problem)."""
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, _, _ = read_header(f)
+        if len(shape) >= 2:
+            check_picture_pixels(str(path), shape[1], shape[0])
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"{path}: not a readable .npy array ({exc})", "save it with numpy.save") from None
 
 
 def load_rgb(path: Path) -> np.ndarray:
@@ -55,10 +105,7 @@ def load_rgb(path: Path) -> np.ndarray:
     if path.suffix.lower() in PILLOW_SUFFIXES:
         pixels = _decode_with_pillow(path)
     else:
-        try:
-            pixels = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise BadInput(f"{path}: not a readable .npy array ({exc})", "save it with numpy.save") from None
+        pixels = _load_npy(path)
     if pixels.ndim == 2:
         pixels = np.repeat(pixels[:, :, None], 3, axis=2)
     if pixels.ndim != 3 or pixels.shape[2] not in (3, 4) or min(pixels.shape[:2]) < 1:

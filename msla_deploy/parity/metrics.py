@@ -39,6 +39,11 @@ class OutputParity:
     class_iou: Optional[List[Dict]] = None
     # which tool measured which statistic (statistics not listed: numpy, here)
     measured_by: Dict[str, str] = field(default_factory=dict)
+    # the class the reference predicts most and its share of the pixels: near 1.0, label
+    # agreement and mIoU are vacuous (random weights often predict one class everywhere)
+    dominant_class: Optional[int] = None
+    dominant_class_share: Optional[float] = None
+    vacuous_note: Optional[str] = None
 
     @property
     def passed(self) -> bool:
@@ -54,6 +59,24 @@ class OutputParity:
         data["relative_max_abs"] = self.relative_max_abs
         data["passed"] = self.passed
         return data
+
+
+#: share of the reference's pixels one class may take before label agreement is called vacuous
+VACUOUS_SHARE = 0.99
+
+
+def vacuous_labels_note(label_counts: np.ndarray) -> Optional[str]:
+    """A note when the reference (nearly) predicts one class: then "argmax agreement 100%" and
+    "mIoU 1.0" say nothing about the model, only the error and cosine statistics do."""
+    total = int(label_counts.sum())
+    if not total:
+        return None
+    top = int(label_counts.argmax())
+    share = label_counts[top] / total
+    if share < VACUOUS_SHARE:
+        return None
+    return (f"the reference predicts class {top} on {100 * share:.2f}% of its pixels: label agreement and mIoU are vacuous here "
+            "(random weights or featureless inputs?); judge by the error and cosine, or add real pictures with trained weights")
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
@@ -146,6 +169,11 @@ def compare_outputs(
         surely_wrong = (ref_labels + 1) % num_classes
         rows = class_iou(ref_labels, np.where(cand_labels < 0, surely_wrong, cand_labels), num_classes)
         miou = mean_iou(rows)
+        counts = np.bincount(ref_labels.ravel(), minlength=num_classes)
+        dominant, dominant_share = int(counts.argmax()), float(counts.max() / max(counts.sum(), 1))
+        vacuous = vacuous_labels_note(counts)
+    else:
+        dominant = dominant_share = vacuous = None
     sources: Dict[str, str] = {}
     if measured:
         unknown = set(measured) - set(MEASURABLE)
@@ -173,6 +201,9 @@ def compare_outputs(
         miou=miou,
         class_iou=rows,
         measured_by=sources,
+        dominant_class=dominant,
+        dominant_class_share=dominant_share,
+        vacuous_note=vacuous,
     )
     result.failures = budget.violations(result)
     return result

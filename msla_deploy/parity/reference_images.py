@@ -5,6 +5,9 @@ for. The pictures are preprocessed like upstream, the exported PyTorch model (re
 manifest, weights verified) gives their reference outputs, and they are appended after the
 export's synthetic samples. Running it again replaces the pictures added before (the synthetic
 samples stay), so the bundle does not grow with every run. The manifest's hashes are updated.
+
+The bundle's three files and the manifest change together: they are written into a staged copy
+of the directory and swapped in whole (artifact/staging.py), under the directory's write lock.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from ..artifact.files import describe_files, sha256_file
 from ..artifact.manifest import read_manifest_if_any, write_manifest
 from ..artifact.names import MANIFEST_NAME, REFERENCE_DIR
 from ..artifact.reference import ReferenceBundle, read_reference, write_reference
+from ..artifact.staging import staged_update
 from ..errors import BadInput
 from ..progress import Steps
 from .images import PREPROCESSING, list_images, load_rgb, preprocess
@@ -36,7 +40,15 @@ class ReferenceImagesResult:
 def add_reference_images(directory: Path, images_dir: Path, steps: Optional[Steps] = None) -> ReferenceImagesResult:
     steps = steps or Steps()
     directory = Path(directory)
-    manifest = read_manifest_if_any(directory) if directory.is_dir() else None
+    if not directory.is_dir() or read_manifest_if_any(directory) is None:
+        raise BadInput(f"{directory} is not an export directory (no {MANIFEST_NAME})", "pass the directory msla-deploy export wrote")
+    with staged_update(directory, on_warning=steps.warn) as staging:
+        return _add_images(directory, staging, images_dir, steps)
+
+
+def _add_images(directory: Path, staging: Path, images_dir: Path, steps: Steps) -> ReferenceImagesResult:
+    """Read from the locked `directory`, write into its staged copy `staging`."""
+    manifest = read_manifest_if_any(directory)
     if manifest is None:
         raise BadInput(f"{directory} is not an export directory (no {MANIFEST_NAME})", "pass the directory msla-deploy export wrote")
     if manifest.options is None:
@@ -86,10 +98,10 @@ def add_reference_images(directory: Path, images_dir: Path, steps: Optional[Step
         info=info,
     )
     with steps.step("write", "Writing the reference bundle and the manifest"):
-        written = write_reference(directory, new)
-        manifest.artifacts = {**(manifest.artifacts or {}), **describe_files(directory, written)}
+        written = write_reference(staging, new)
+        manifest.artifacts = {**(manifest.artifacts or {}), **describe_files(staging, written)}
         manifest.extra["reference_images"] = {"count": len(images), "synthetic_samples": synthetic, "preprocessing": PREPROCESSING}
-        write_manifest(directory, manifest)
+        write_manifest(staging, manifest)
     return ReferenceImagesResult(directory, images, synthetic + len(images), synthetic, replaced)
 
 

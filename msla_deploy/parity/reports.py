@@ -94,6 +94,8 @@ def markdown(report: Dict) -> str:
         miou_budget if miou_budget == "not checked" else f"drop {miou_budget}", _source(report, "miou_drop"))
     row("verdict", ["pass" if o["passed"] else "**FAIL**" for o in outputs])
     lines.append("")
+    lines += [f"> **note** (`{o['name']}`): {o['vacuous_note']}" for o in outputs if o.get("vacuous_note")]
+    lines += [""] if any(o.get("vacuous_note") for o in outputs) else []
     measured = sorted({tool for o in outputs for tool in o.get("measured_by", {}).values()})
     if measured:
         lines += [f"max / mean / p99 abs error and cosine measured by {', '.join(measured)}; the rest by msla-deploy (numpy).", ""]

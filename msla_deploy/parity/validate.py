@@ -24,7 +24,8 @@ from ..artifact.graph import TensorSpec, graph_inputs, graph_outputs, load_onnx
 from ..artifact.names import MANIFEST_NAME, ONNX_NAME, ONNX_SUFFIX, REFERENCE_DIR
 from ..artifact.reference import ReferenceBundle, read_reference
 from ..artifact.resolve import Artifact, resolve
-from ..errors import BadInput
+from ..artifact.staging import check_output_path
+from ..errors import BadInput, CheckFailed
 from ..progress import Steps
 from ..runtime.polygraphy_env import import_polygraphy
 from ..runtime.session import Backend
@@ -48,6 +49,7 @@ class ValidateOptions:
     report_dir: Optional[Path] = None
     junit: Optional[Path] = None
     localize: bool = False
+    allow_modified: bool = False  # validate files that no longer match the export's sha256 (warned)
     cwd: Optional[Path] = None  # where pyproject.toml is looked for (default: the current directory)
 
 
@@ -168,11 +170,22 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
         choice.notes.append(f"default budget of {precision}: {why}")
     localize_source = _localize_preflight(target) if options.localize else None
     modified = modified_after_export(target)
-    for rel in modified:  # a warning, not a verdict: the file is judged as it is now
-        steps.warn(f"artifact modified after export: {rel} no longer matches its sha256 in {artifact.directory / MANIFEST_NAME}")
+    if modified and not options.allow_modified:  # strict by default: a CI gate must not pass a tampered artifact
+        raise CheckFailed(
+            f"artifact modified after export: {', '.join(modified[:4])}{' ...' if len(modified) > 4 else ''} "
+            f"(checked against the sha256 in {artifact.directory / MANIFEST_NAME})",
+            "re-export; or pass --allow-modified if the change is intended (the files are then judged as they are now)",
+        )
+    for rel in modified:  # allowed: a warning, and the file is judged as it is now
+        steps.warn(f"artifact modified after export: {rel} does not match its sha256 in {artifact.directory / MANIFEST_NAME}")
     report_dir = Path(options.report_dir) if options.report_dir else artifact.default_report_dir()
     if report_dir.exists() and not report_dir.is_dir():
         raise BadInput(f"--report-dir {report_dir} is a file", "pass a directory (it is created if missing)")
+    guarded = {"protected_root": artifact.directory or model_file.parent, "guard_root": artifact.directory is not None,
+               "extra": [model_file, reference_dir]}  # reports never land on the artifact's own files
+    check_output_path(report_dir, flag="--report-dir", **guarded)
+    if options.junit:
+        check_output_path(Path(options.junit), flag="--junit", **guarded)
 
     with steps.step("read", "Reading the reference bundle"):
         bundle = read_reference(reference_dir)
@@ -231,9 +244,11 @@ def modified_after_export(target: Target) -> List[str]:
     the file validated and, when it is the export's own, the reference bundle. Files the
     manifest does not list (an engine, a bare ONNX) are not checked."""
     artifact = target.artifact
-    recorded = artifact.manifest.artifacts if artifact.manifest is not None else None
-    if artifact.directory is None or not recorded:
+    if artifact.directory is None or artifact.manifest is None:
         return []
+    recorded = artifact.manifest.artifacts
+    if not recorded:  # no hashes: nothing proves the files are the export's
+        return [f"(every file: {MANIFEST_NAME} records no 'artifacts' hashes)"]
     root = artifact.directory.resolve()
     files = [target.model_file]
     if target.reference_dir.resolve() == root / REFERENCE_DIR:
@@ -245,7 +260,10 @@ def modified_after_export(target: Target) -> List[str]:
         except ValueError:
             continue
         entry = recorded.get(rel)
-        if isinstance(entry, dict) and entry.get("sha256") and sha256_file(path) != entry["sha256"]:
+        if not isinstance(entry, dict) or not entry.get("sha256"):
+            if not target.is_engine or path != target.model_file:  # engines are built later, never recorded
+                modified.append(f"{rel} (not recorded)")
+        elif sha256_file(path) != entry["sha256"]:
             modified.append(rel)
     return modified
 
@@ -266,6 +284,10 @@ def _localize_preflight(target: Target) -> LocalizeSource:
 
     artifact = target.artifact
     require_torch("--localize", "validate without --localize")
+    if artifact.manifest is not None:  # refused before the artifact runs, not after
+        from ..artifact.trust import check_model_code
+
+        check_model_code(artifact.manifest, "--localize")
     if artifact.manifest is None or not artifact.manifest.probes:
         raise BadInput(
             "--localize needs the export's manifest.json with its 'probes' (module -> ONNX tensor)",

@@ -18,6 +18,7 @@ from typing import Optional, Sequence, Union
 from ..artifact.resolve import Artifact, resolve
 from ..errors import BadInput
 from .session import Backend, Session
+from .triton import is_triton_target, parse_target
 
 BACKENDS = ("auto", "torch", "ort-cpu", "ort-cuda", "ort-trt", "trt")
 REBUILD_FROM = "pass the export directory written by msla-deploy export"
@@ -30,8 +31,11 @@ def choose(requested: str, artifact: Artifact, *, allowed: Sequence[str] = BACKE
 
     auto: TensorRT for an engine, else ONNX Runtime with CUDA where its provider is listed (a
     fallback to the CPU is then allowed and reported), else on the CPU."""
+    if is_triton_target(requested):  # a served model: triton://HOST:PORT[/MODEL]
+        parse_target(requested)  # a malformed address is bad input now
+        return Backend(requested, "triton", strict=True)
     if requested not in allowed:
-        raise BadInput(f"--backend {requested!r} is unknown", f"choose one of {', '.join(allowed)}")
+        raise BadInput(f"--backend {requested!r} is unknown", f"choose one of {', '.join(allowed)} or triton://HOST:PORT[/MODEL]")
     if requested == "torch":
         if artifact.manifest is None or artifact.manifest.options is None:
             raise BadInput(f"--backend torch: {artifact.path} has no export manifest to rebuild the PyTorch model from", REBUILD_FROM)
@@ -56,6 +60,10 @@ def preflight(backend: Backend, purpose: str = "--backend torch", alternative: s
         from .torch_backend import require_torch
 
         require_torch(purpose, alternative)
+    elif backend.name == "triton":
+        from .triton import import_tritonclient_grpc
+
+        import_tritonclient_grpc()
     elif backend.is_tensorrt:
         from .tensorrt import require_tensorrt
 
@@ -75,6 +83,9 @@ def open_onnx(model: Union[Path, bytes], backend: Backend, *, threads: Optional[
         return TensorRTSession(model, is_engine=False, precision=precision, fp16_flag=fp16_flag)
     if backend.name == "torch":
         raise BadInput("an ONNX cannot run on the torch backend", "open the export directory instead")
+    if backend.name == "triton":
+        raise BadInput(f"{backend.requested} runs the model the server holds, not an ONNX given here",
+                       "use a local backend for this step (e.g. --backend ort-cpu)")
     from .onnxruntime import OnnxRuntimeSession
 
     return OnnxRuntimeSession(model, backend, threads=threads, label=label)
@@ -90,6 +101,10 @@ def open(target: Union[Artifact, Path, str], backend: Union[str, Backend] = "aut
         from .torch_backend import TorchSession
 
         return TorchSession(artifact, threads=threads)
+    if chosen.name == "triton":
+        from .triton import open_triton
+
+        return open_triton(chosen.requested, expected=artifact)
     model_file = artifact.model_file(tensorrt=chosen.is_tensorrt)
     if chosen.is_tensorrt:
         from .tensorrt import TensorRTSession

@@ -26,10 +26,16 @@ def require_torch(purpose: str, alternative: str = "") -> None:
     except ImportError as exc:
         fix = f"{INSTALL_TORCH}; or {alternative}" if alternative else INSTALL_TORCH
         raise MissingRuntime(f"{purpose} needs PyTorch to rebuild the exported model ({exc})", fix) from None
+    except Exception as exc:  # installed but broken (a missing shared library, mixed versions): still exit 3
+        raise MissingRuntime(f"{purpose} needs PyTorch, which is installed but does not import ({type(exc).__name__}: {exc})",
+                             "reinstall it: pip install --force-reinstall torch") from None
 
 
 def rebuild(manifest, purpose: str):
     """The exported nn.Module, or MissingRuntime/BadInput."""
+    from ..artifact.trust import check_model_code
+
+    check_model_code(manifest, purpose)  # a manifest's model code runs only if the user names it again
     require_torch(purpose)
     from ..loading import rebuild_exported_model
 

@@ -144,6 +144,25 @@ def run_build(
     trt=None,
     gpu_probe: Optional[Callable[[], Any]] = None,
 ) -> BuildResult:
+    """`_run_build` holding the export directory's write lock (one writer at a time: an export
+    must not swap the directory under a build that will add its engine and record)."""
+    import contextlib
+
+    from ..artifact.lock import directory_lock
+    from ..artifact.staging import real_target
+
+    source = Path(options.source)
+    with directory_lock(real_target(source, "build")) if source.is_dir() else contextlib.nullcontext():
+        return _run_build(options, steps, on_plan, trt, gpu_probe)
+
+
+def _run_build(
+    options: BuildOptions,
+    steps: Optional[Steps] = None,
+    on_plan: Optional[Callable[[PlannedBuild], None]] = None,
+    trt=None,
+    gpu_probe: Optional[Callable[[], Any]] = None,
+) -> BuildResult:
     """Build the engine on this machine's TensorRT and GPU; write engine, layer info, timing cache, record.
 
     `on_plan` is called with the plan (and the DLA forecast) before the long build starts.

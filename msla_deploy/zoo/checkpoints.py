@@ -4,6 +4,10 @@ Checkpoints are read with `weights_only=True`: a file that needs arbitrary Pytho
 unpickle can run code on load, so it is refused rather than trusted. Loading is strict, and a
 mismatch is reported on one line with the first offending keys, so a wrong variant or dataset
 is obvious at a glance.
+
+Before anything is unpickled, the sizes the file declares are checked against what this model's
+state dict can need: a small file of deflated zeros (a zip bomb) would otherwise expand to
+gigabytes in memory before it could be rejected.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import re
+import zipfile
 from pathlib import Path
 from typing import Any, List, Mapping, Optional, Union
 
@@ -36,6 +41,39 @@ def _sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+#: a checkpoint may hold a little more than the weights (buffers, a few metadata entries, an EMA
+#: copy): this factor over the model's own state-dict bytes, plus the slack below, is accepted
+SIZE_FACTOR = 4
+SIZE_SLACK = 64 << 20
+
+
+def state_dict_bytes(model: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in model.state_dict().values())
+
+
+def declared_bytes(path: Path) -> int:
+    """What loading `path` expands to, as the file declares it: the sum of the uncompressed
+    sizes of its zip members (torch.save's format), or the file's size (the legacy format,
+    plain pickles, is not compressed)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return sum(max(info.file_size, 0) for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return path.stat().st_size
+
+
+def check_size(model: nn.Module, path: Path) -> None:
+    expected = state_dict_bytes(model)
+    limit = SIZE_FACTOR * expected + SIZE_SLACK
+    declared = declared_bytes(path)
+    if declared > limit:
+        raise BadInput(
+            f"{path} declares {declared / 2**20:,.0f} MiB of contents, above the limit of {limit / 2**20:,.0f} MiB for "
+            f"{type(model).__name__} ({SIZE_FACTOR} x its {expected / 2**20:,.1f} MiB of weights + {SIZE_SLACK >> 20} MiB); not loaded",
+            "pass this model's own state dict (torch.save(model.state_dict(), path)); a file that expands this far is not one",
+        )
 
 
 def _read(path: Path) -> Any:
@@ -101,6 +139,7 @@ def load_checkpoint(model: nn.Module, path: Union[str, Path]) -> str:
             f"checkpoint {path} not found (or not a file)",
             "download the official checkpoint; models/README.md lists the expected file names",
         )
+    check_size(model, path)  # before torch.load: a zip bomb must not expand first
     weights = _as_state_dict(_read(path), path)
     problem = _mismatch(model, weights)
     if problem:

@@ -1,0 +1,271 @@
+"""A Triton Inference Server model repository for an artifact:
+
+    REPO/<name>/config.pbtxt
+    REPO/<name>/1/model.plan    (platform tensorrt_plan)   or   model.onnx (onnxruntime_onnx)
+
+Names, dims and dtypes come from the artifact's graph. Our exports have a static batch, so the
+config says `max_batch_size: 0` and the batch is the first of the dims (Triton's dynamic batcher
+needs a dynamic batch dimension). The manifest's recipe hash rides along in `parameters`, so a
+server's model can be traced back to the export that made it.
+
+The config is written as text by us (the base install stays free of tritonclient); where
+tritonclient is installed it is parsed back with Triton's own ModelConfig message before anything
+is written, and the tests always do.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from .. import __version__
+from ..artifact.files import sha256_file, write_bytes_atomic
+from ..artifact.names import (
+    META_MODEL,
+    META_PRECISION,
+    META_RECIPE,
+    TRITON_CONFIG_MARKER,
+    TRITON_CONFIG_NAME,
+    TRITON_MODEL_FILES,
+    TRITON_MODEL_VERSION,
+    TRITON_PLATFORMS,
+)
+from ..errors import BadInput, one_line_text
+from ..runtime.triton import KSERVE_DTYPES
+from . import deps
+from .model_io import Artifact, TensorSpec, check_model_name, default_name, engine_io, onnx_io, open_artifact, static_batch
+
+PLATFORM_CHOICES = ("auto",) + TRITON_PLATFORMS
+
+
+@dataclass
+class PackageOptions:
+    artifact: Path
+    repository: Path
+    name: Optional[str] = None
+    platform: str = "auto"
+    instances: int = 1
+    gpus: Optional[List[int]] = None  # None: Triton's default (every visible GPU)
+    overwrite: bool = False
+
+
+@dataclass
+class InstanceGroup:
+    kind: str  # "KIND_GPU" | "KIND_CPU"
+    count: int
+    gpus: Optional[List[int]] = None
+    why: str = ""
+
+    def to_dict(self) -> Dict:
+        return {"kind": self.kind, "count": self.count, "gpus": self.gpus, "why": self.why}
+
+
+@dataclass
+class Package:
+    name: str
+    platform: str
+    model_dir: Path
+    config_path: Path
+    model_path: Path
+    source: Path
+    inputs: List[TensorSpec]
+    outputs: List[TensorSpec]
+    io_source: str
+    batch: int
+    instance_group: InstanceGroup
+    parameters: Dict[str, str]
+    config_text: str
+    checked_with_model_config: bool
+    replaced: bool = False
+    notes: List[str] = field(default_factory=list)
+
+    def to_dict(self) -> Dict:
+        return {
+            "name": self.name, "platform": self.platform, "model_dir": str(self.model_dir), "config": str(self.config_path),
+            "model_file": str(self.model_path), "source": str(self.source), "sha256": sha256_file(self.model_path),
+            "max_batch_size": 0, "batch": self.batch, "io_source": self.io_source,
+            "inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs],
+            "instance_group": self.instance_group.to_dict(), "parameters": self.parameters,
+            "checked_with_model_config": self.checked_with_model_config, "replaced": self.replaced, "notes": self.notes,
+        }
+
+
+def parse_gpus(text: Optional[str]) -> Optional[List[int]]:
+    if text is None or not text.strip():
+        return None
+    try:
+        gpus = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise BadInput(f"--gpus {text!r} is not a list of GPU indices", "write e.g. --gpus 0 or --gpus 0,1") from None
+    if not gpus or any(g < 0 for g in gpus) or len(set(gpus)) != len(gpus):
+        raise BadInput(f"--gpus {text!r} is not a list of distinct GPU indices", "write e.g. --gpus 0 or --gpus 0,1")
+    return gpus
+
+
+def choose_platform(art: Artifact, requested: str) -> str:
+    if requested not in PLATFORM_CHOICES:
+        raise BadInput(f"--platform {requested!r} is unknown", f"choose one of {', '.join(PLATFORM_CHOICES)}")
+    if requested == "onnxruntime_onnx" and art.onnx_path is None:
+        raise BadInput(f"--platform onnxruntime_onnx: {art.path} is a TensorRT engine with no ONNX to package",
+                       "package the .onnx, or use --platform tensorrt_plan")
+    if requested == "tensorrt_plan" and not art.engines:
+        raise BadInput(f"--platform tensorrt_plan: {art.path} holds no TensorRT engine",
+                       "build one first (msla-deploy build), or use --platform onnxruntime_onnx")
+    platform = requested
+    if requested == "auto":  # an engine where one was built (it is what a GPU fleet runs), else the ONNX
+        platform = "tensorrt_plan" if art.engines else "onnxruntime_onnx"
+    if platform == "tensorrt_plan" and len(art.engines) > 1:
+        raise BadInput(f"{art.path} holds {len(art.engines)} engines ({', '.join(e.name for e in art.engines)})", "pass the engine to package")
+    return platform
+
+
+def instance_group(platform: str, instances: int, gpus: Optional[List[int]]) -> InstanceGroup:
+    if instances < 1:
+        raise BadInput(f"--instances {instances} must be at least 1", "use --instances 1 or more")
+    if platform == "tensorrt_plan":
+        return InstanceGroup("KIND_GPU", instances, gpus, "a TensorRT engine runs on the GPU type it was built for")
+    if gpus is not None:
+        return InstanceGroup("KIND_GPU", instances, gpus, "--gpus given: ONNX Runtime's CUDA provider in Triton")
+    # The ONNX repository is the portable one (any machine, no engine to rebuild); without --gpus
+    # it runs where it certainly can, on the CPU, rather than failing to load on a GPU-less host.
+    return InstanceGroup("KIND_CPU", instances, None, "ONNX Runtime on the CPU (pass --gpus to run it on GPUs)")
+
+
+def _quote(text: str) -> str:
+    return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _tensor_blocks(tensors: Sequence[TensorSpec], where: str) -> List[str]:
+    blocks = []
+    for t in tensors:
+        if t.dtype not in KSERVE_DTYPES:
+            raise BadInput(f"{where}: {t.name} has dtype {t.dtype}, which Triton has no type for", "export with fp32 or fp16 I/O")
+        blocks.append(
+            "  {\n"
+            f"    name: {_quote(t.name)}\n"
+            f"    data_type: TYPE_{KSERVE_DTYPES[t.dtype]}\n"
+            f"    dims: [ {', '.join(str(d) for d in t.shape)} ]\n"
+            "  }"
+        )
+    return blocks
+
+
+def config_text(name: str, platform: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
+                group: InstanceGroup, parameters: Dict[str, str], source: str) -> str:
+    """config.pbtxt in protobuf text format (comments allowed; field names are ModelConfig's)."""
+    lines = [
+        f"{TRITON_CONFIG_MARKER} {__version__} from {source}",
+        "# static batch: max_batch_size 0 and the batch is the first dim (no dynamic batching)",
+        f"name: {_quote(name)}",
+        f"platform: {_quote(platform)}",
+        "max_batch_size: 0",
+        "input [", ",\n".join(_tensor_blocks(inputs, source)), "]",
+        "output [", ",\n".join(_tensor_blocks(outputs, source)), "]",
+        "instance_group [",
+        "  {",
+        f"    kind: {group.kind}",
+        f"    count: {group.count}",
+    ]
+    if group.gpus is not None:
+        lines.append(f"    gpus: [ {', '.join(str(g) for g in group.gpus)} ]")
+    lines += ["  }", "]"]
+    for key, value in parameters.items():
+        lines.append(f"parameters {{ key: {_quote(key)} value: {{ string_value: {_quote(value)} }} }}")
+    return "\n".join(lines) + "\n"
+
+
+def parse_config(text: str):
+    """The text as Triton's ModelConfig (raises on unknown fields or enum values)."""
+    from google.protobuf import text_format
+
+    return text_format.Parse(text, deps.model_config_message()())
+
+
+def _check_with_model_config(text: str) -> bool:
+    if not deps.have_tritonclient():
+        return False
+    try:
+        parse_config(text)
+    except Exception as exc:  # a config we wrote that Triton would refuse is our bug: stop before writing
+        raise RuntimeError(f"generated config.pbtxt does not parse as Triton's ModelConfig: {one_line_text(exc)}") from None
+    return True
+
+
+def _is_ours(model_dir: Path) -> bool:
+    config = model_dir / TRITON_CONFIG_NAME
+    try:
+        with open(config) as f:
+            return f.readline().startswith(TRITON_CONFIG_MARKER)
+    except OSError:
+        return False
+
+
+def package_triton(options: PackageOptions, steps=None) -> Package:
+    art = open_artifact(options.artifact)
+    platform = choose_platform(art, options.platform)
+    name = check_model_name(options.name) if options.name is not None else default_name(art)
+    group = instance_group(platform, options.instances, options.gpus)
+    repository = Path(options.repository)
+    if repository.exists() and not repository.is_dir():
+        raise BadInput(f"--triton {repository} is a file", "pass a directory for the model repository")
+    model_dir = repository / name
+    if model_dir.exists() or model_dir.is_symlink():
+        if not options.overwrite:
+            raise BadInput(f"{model_dir} already exists", "pass --overwrite to replace it, or choose another --name")
+        if not model_dir.is_dir() or not _is_ours(model_dir):
+            raise BadInput(f"{model_dir} exists and was not written by msla-deploy", "remove it yourself, or choose another --name")
+
+    notes: List[str] = []
+    if platform == "tensorrt_plan":
+        source = art.engines[0]
+        inputs, outputs, io_source = engine_io(art, source)
+        notes.append("a TensorRT engine runs only on the GPU type and TensorRT version it was built with: "
+                     "the serving fleet needs the same (or rebuild there with msla-deploy build)")
+    else:
+        source = art.onnx_path
+        inputs, outputs = onnx_io(source)
+        io_source = source.name
+    batch = static_batch(inputs, outputs, str(source))
+    parameters = {k: v for k, v in ((META_RECIPE, art.recipe_sha256), (META_MODEL, art.model_name), (META_PRECISION, art.precision)) if v}
+    if META_RECIPE not in parameters:
+        notes.append(f"{art.path} records no recipe hash (not written by msla-deploy export?): none in the config")
+    text = config_text(name, platform, inputs, outputs, group, parameters, str(source))
+    checked = _check_with_model_config(text)
+    if not checked:
+        notes.append("tritonclient is not installed: the config was not parsed back with Triton's ModelConfig here")
+
+    # Build the whole model folder beside its place, then rename it in: a server polling the
+    # repository never sees a half-copied model, and a failure leaves nothing behind.
+    repository.mkdir(parents=True, exist_ok=True)
+    staging = repository / f".{name}.tmp-{os.getpid()}"
+    old = repository / f".{name}.old-{os.getpid()}"
+    try:
+        if staging.exists():
+            shutil.rmtree(staging)
+        (staging / TRITON_MODEL_VERSION).mkdir(parents=True)
+        model_file = staging / TRITON_MODEL_VERSION / TRITON_MODEL_FILES[platform]
+        shutil.copyfile(source, model_file)
+        write_bytes_atomic(staging / TRITON_CONFIG_NAME, text.encode())
+        replaced = model_dir.exists()
+        if replaced:
+            os.replace(model_dir, old)
+        try:
+            os.replace(staging, model_dir)
+        except OSError:
+            if replaced:
+                os.replace(old, model_dir)  # put the previous model back where it was
+            raise
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    if old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+    return Package(
+        name=name, platform=platform, model_dir=model_dir, config_path=model_dir / TRITON_CONFIG_NAME,
+        model_path=model_dir / TRITON_MODEL_VERSION / TRITON_MODEL_FILES[platform], source=source,
+        inputs=inputs, outputs=outputs, io_source=io_source, batch=batch, instance_group=group, parameters=parameters,
+        config_text=text, checked_with_model_config=checked, replaced=replaced, notes=notes,
+    )
