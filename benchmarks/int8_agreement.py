@@ -1,7 +1,7 @@
 """int8 vs fp16 vs fp32: label agreement with the fp32 graph, LiteMLA cores in fp32 or in int8.
 
     .venv/bin/python benchmarks/int8_agreement.py [--model NAME] [--res HxW] [--calib N] [--eval N]
-        [--pictures DIR] [--sensitivity] [--json FILE]
+        [--pictures DIR] [--weights CHECKPOINT] [--sensitivity] [--json FILE]
 
 For seeded and for stress weights (msla_deploy/nn/stress.py), one `msla-deploy export --precision
 fp16` is run (it writes the fp16 graph and the fp32 graph beside it); the fp32 graph is then
@@ -59,6 +59,7 @@ def main() -> None:
     parser.add_argument("--calib", type=int, default=16)
     parser.add_argument("--eval", type=int, default=8)
     parser.add_argument("--pictures", type=Path)
+    parser.add_argument("--weights", type=Path, help="a checkpoint (e.g. the trained stand-in); default: seeded random")
     parser.add_argument("--sensitivity", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -74,12 +75,13 @@ def main() -> None:
     calib = load_calibration(calib_dir, h, w, count=args.calib)
     held_out = load_calibration(eval_dir, h, w, count=args.eval).batches(1)
     rows = []
-    results = {"model": args.model, "res": [h, w], "pictures": "given" if args.pictures else "procedural",
+    results = {"model": args.model, "weights": str(args.weights) if args.weights else "seeded random", "res": [h, w], "pictures": "given" if args.pictures else "procedural",
                "calibration": len(calib.files), "evaluation": len(held_out), "rows": rows}
     for stress in (False, True):
         out = work / ("stress" if stress else "seeded")
         cmd = [sys.executable, "-m", "msla_deploy", "export", "-m", args.model, "--res", args.res, "--precision", "fp16",
-               "--out", str(out), "--json"] + (["--stress-weights"] if stress else [])
+               "--out", str(out), "--json"]
+        cmd += (["--stress-weights"] if stress else []) + (["--weights", str(args.weights)] if args.weights else [])
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         fp32_path = out / FP32_ONNX_NAME
         import onnx
@@ -93,7 +95,7 @@ def main() -> None:
             "int8, LiteMLA cores fp32 (default)": None,
             "int8, LiteMLA cores int8 too": [u.module for u in units],
         }
-        weights = "stress" if stress else "seeded"
+        weights = ("trained" if args.weights else "seeded") + ("+stress" if stress else "")
         rows.append({"weights": weights, "graph": "fp16 (fp32 island)", **score(reference, fp16)})
         for label, plan in plans.items():
             graph = int8.quantize(fp32_path, calibration, plan)
@@ -104,10 +106,12 @@ def main() -> None:
             int8_sensitivity.write_plot(result, work / "sensitivity.png")
             results["sensitivity_plot"] = str(work / "sensitivity.png")
     for r in rows:
-        print(f"{r['weights']:7s} {r['graph']:38s} agreement {100 * r['agreement']:8.3f}%  mIoU {100 * r['miou']:8.3f}%  cosine {r['cosine']:.6f}  NaN {r['nan']}")
+        print(f"{r['weights']:14s} {r['graph']:38s} agreement {100 * r['agreement']:8.3f}%  mIoU {100 * r['miou']:8.3f}%  "
+              f"cosine {r['cosine']:.6f}  NaN {r['nan']}")
     if "sensitivity" in results:
         for i, r in enumerate(results["sensitivity"]["ranking"][:8]):
-            print(f"{i + 1:2d} {r['module']:55s} {r['kind']:9s} changed {100 * r['cost']:7.3f}%  1-cos {1 - r['alone_cosine']:.2e}  all-but {100 * r['all_but']:.3f}%")
+            print(f"{i + 1:2d} {r['module']:55s} {r['kind']:9s} changed {100 * r['cost']:7.3f}%  "
+                  f"1-cos {1 - r['alone_cosine']:.2e}  all-but {100 * r['all_but']:.3f}%")
         print("keep fp32 for 99.9%:", results["sensitivity"]["keep_fp32"], results["sensitivity"]["achieved_agreement"])
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
