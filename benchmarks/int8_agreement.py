@@ -75,7 +75,8 @@ def main() -> None:
     calib = load_calibration(calib_dir, h, w, count=args.calib)
     held_out = load_calibration(eval_dir, h, w, count=args.eval).batches(1)
     rows = []
-    results = {"model": args.model, "weights": str(args.weights) if args.weights else "seeded random", "res": [h, w], "pictures": "given" if args.pictures else "procedural",
+    results = {"model": args.model,
+               "weights": str(args.weights) if args.weights else "seeded random", "res": [h, w], "pictures": "given" if args.pictures else "procedural",
                "calibration": len(calib.files), "evaluation": len(held_out), "rows": rows}
     for stress in (False, True):
         out = work / ("stress" if stress else "seeded")
