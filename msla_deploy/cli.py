@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import json
 import os
 import signal
 import sys
@@ -172,8 +173,9 @@ def export(
     exporter: str = typer.Option("auto", "--exporter", help="auto | dynamo | torchscript (auto: dynamo, torchscript if it fails)."),
     precision: str = typer.Option(
         "fp32", "--precision", "-p",
-        help="fp32 or fp16. fp16: model.onnx is mixed precision (fp16, fp32 attention island) for strongly typed "
-        "TensorRT 10.12+/11; model_fp32.onnx beside it is for weakly typed builds (JetPack 5/6).",
+        help="fp32, fp16 or int8. fp16: model.onnx is mixed precision (fp16, fp32 attention island) for strongly typed "
+        "TensorRT 10.12+/11; model_fp32.onnx beside it is for weakly typed builds (JetPack 5/6). int8: model.onnx is "
+        "an explicit Q/DQ graph calibrated on --calib-images (LiteMLA cores in fp32).",
         rich_help_panel="Precision",
     ),
     attention_precision: str = typer.Option(
@@ -200,6 +202,24 @@ def export(
         help="Graph outputs: logits (upstream's), labels (in-graph bicubic resize to the input size + argmax, int32 "
         "[N,H,W] train ids for TensorRT/DeepStream/Triton/C++), or both.",
     ),
+    calib_images: Optional[Path] = typer.Option(
+        None, "--calib-images", help="int8: folder of .png/.jpg/.npy pictures, or a dataset root (Cityscapes, ADE20K).", rich_help_panel="int8",
+    ),
+    calib_count: int = typer.Option(64, "--calib-count", help="int8: pictures to calibrate on (evenly spread over the folder).", rich_help_panel="int8"),
+    calib_method: str = typer.Option(
+        "max", "--calib-method", help="int8: max | entropy | percentile (ONNX Runtime's MinMax/Entropy/Percentile).", rich_help_panel="int8",
+    ),
+    int8_attention: bool = typer.Option(
+        False, "--int8-attention", help="int8: quantize the LiteMLA cores too (what generic quantizers do; to measure the cost).", rich_help_panel="int8",
+    ),
+    sensitivity: bool = typer.Option(
+        False, "--sensitivity", help="int8: quantize one module at a time (and all but one); rank by label cost; "
+        "int8_sensitivity.json/.png.", rich_help_panel="int8",
+    ),
+    min_argmax_agreement: Optional[float] = typer.Option(
+        None, "--min-argmax-agreement", help="int8: keep the costliest modules in fp32 until the labels agree this much "
+        "with fp32 on the calibration pictures (e.g. 0.99); also the parity budget.", rich_help_panel="int8",
+    ),
     out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory \\[default: artifacts/<model>-<H>x<W>-<precision>]."),
     models_dir: Path = typer.Option(Path("models"), "--models-dir", envvar="MSLA_DEPLOY_MODELS", help="Where zoo checkpoints are looked up."),
     overwrite: bool = typer.Option(
@@ -216,7 +236,8 @@ def export(
         model=model, weights=weights, resolution=parse_resolution(res), batch=batch, opset=opset,
         exporter=exporter, out=out_dir, models_dir=models_dir, precision=precision,
         attention_precision=attention_precision, io_dtype=io_dtype, upsample=upsample,
-        fp16_guards=fp16_guards, stress_weights=stress_weights, head=head, overwrite=overwrite,
+        fp16_guards=fp16_guards, stress_weights=stress_weights, head=head, overwrite=overwrite, calib_images=calib_images, calib_count=calib_count,
+        calib_method=calib_method, int8_attention=int8_attention, sensitivity=sensitivity, min_argmax_agreement=min_argmax_agreement,
     )
     result = run_export(options, steps_with_progress())
     manifest, parity = result.manifest, result.parity
@@ -228,7 +249,11 @@ def export(
             w["source"], w.get("path", "")
         ) + (" [bold yellow]+ STRESS (LiteMLA q/k/v rescaled, head 0 queries zeroed)[/]" if "stress" in w else "")
         p = manifest.precision
+        int8_info = p.extra.get("int8")
         precision_text = p.precision if p.precision == "fp32" else (
+            f"int8 Q/DQ ({len(int8_info['quantized_modules'])} modules int8, fp32: {', '.join(int8_info['fp32_modules']) or 'none'}; "
+            f"calibrated on {int8_info['calibration']['count']} pictures, {int8_info['calibration']['method']}); fp32 graph: {p.onnx_files['fp32']}"
+        ) if int8_info else p.precision if p.precision == "fp32" else (
             f"fp16 (attention {p.attention_precision if p.fp16_guards else 'naive fp16'}, I/O {p.io_dtype}"
             + ("" if p.fp16_guards else ", [bold red]guards OFF[/]") + f"); weak-typing graph: {p.onnx_files['fp32']}"
         )
@@ -246,6 +271,8 @@ def export(
         out.print(checks_table(parity["checks"], "Parity against PyTorch fp32"))
         for note in sorted({o["vacuous_note"] for c in parity["checks"] for o in c["outputs"] if o.get("vacuous_note")}):
             out.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+        if int8_info and int8_info.get("sensitivity", {}).get("file"):
+            _print_sensitivity(result.directory / int8_info["sensitivity"]["file"])
         for file, scan in manifest.hazards.items():
             for finding in scan["errors"] + scan["warnings"]:
                 where = finding.get("module") or finding["node"]
@@ -257,6 +284,25 @@ def export(
             failures = "; ".join(filter(None, [failures, f"{hazard_errors} fp16 hazard error(s) (msla-deploy inspect {result.directory}/<file>)"]))
         error_line(f"export checks failed: {failures} (details in {result.directory / PARITY_NAME} and {MANIFEST_NAME})")
         raise typer.Exit(1)
+
+
+def _print_sensitivity(path: Path) -> None:
+    from rich import box
+    from rich.table import Table
+
+    data = json.loads(path.read_text())
+    table = Table(title=f"int8 label cost per module ({path.name}, plot beside it)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column, justify in (("#", "right"), ("module", "left"), ("kind", "left"), ("labels changed alone", "right"),
+                            ("1 - cosine alone", "right"), ("agreement all but it", "right"), ("kept", "left")):
+        table.add_column(column, justify=justify, no_wrap=True)
+    kept = set(data["keep_fp32"])
+    for i, row in enumerate(data["ranking"]):
+        table.add_row(str(i + 1), row["module"], row["kind"], f"{100 * row['cost']:.3f}%", f"{1 - row['alone_cosine']:.2e}",
+                      f"{100 * row['all_but']:.3f}%", "fp32" if row["module"] in kept else "")
+    out.print(table)
+    target = data["min_argmax_agreement"]
+    kept_text = f"; kept in fp32 for {100 * target:g}%: {', '.join(data['keep_fp32']) or 'none'}" if target else ""
+    out.print(f"all modules int8: {100 * data['all_int8_agreement']:.3f}% of labels as fp32{kept_text}", highlight=False)
 
 
 @app.command()

@@ -180,7 +180,7 @@ def test_parse_size_rejects(text):
     ({"dla_core": -1, "precision": "fp16"}, "negative"),
     ({"gpu_fallback": True}, "only to DLA"),
     ({"typing": "loose"}, "--typing"),
-    ({"precision": "int8"}, "--precision"),
+    ({"precision": "int4"}, "--precision"),  # int8 is a precision since the int8 export (tests/test_int8.py)
     ({"hardware_compat": "turing+"}, "--hardware-compat"),
     ({"trt_version": "ten"}, "X.Y"),
     ({"trt_version": "7.2"}, "older"),

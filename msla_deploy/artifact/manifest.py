@@ -257,7 +257,7 @@ def _precision(section: Any, path: Path) -> PrecisionRecord:
     files = section.get("onnx_files")
     if not isinstance(files, dict):
         raise ManifestError(f"{path}: 'precision' has no 'onnx_files' table", "re-export the directory with this version of msla-deploy")
-    onnx_files = {role: relative_inside(rel, f"precision.onnx_files.{role}", path) for role, rel in files.items() if role in ("fp32", "fp16")}
+    onnx_files = {role: relative_inside(rel, f"precision.onnx_files.{role}", path) for role, rel in files.items() if role in ("fp32", "fp16", "int8")}
     if not onnx_files:
         raise ManifestError(f"{path} lists no fp32 or fp16 ONNX", "re-export the directory")
     nodes = _expect(section.get("fp32_nodes") or [], list, "precision.fp32_nodes", path)

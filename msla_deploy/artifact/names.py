@@ -9,8 +9,8 @@ from __future__ import annotations
 
 # --- files of an export directory ------------------------------------------------------------
 MANIFEST_NAME = "manifest.json"
-ONNX_NAME = "model.onnx"  # fp32, or the mixed-precision fp16 graph of an fp16 export
-FP32_ONNX_NAME = "model_fp32.onnx"  # beside an fp16 model.onnx, for weakly typed TensorRT builds
+ONNX_NAME = "model.onnx"  # fp32, the mixed-precision fp16 graph, or the int8 Q/DQ graph
+FP32_ONNX_NAME = "model_fp32.onnx"  # beside an fp16/int8 model.onnx, for weakly typed TensorRT builds
 PARITY_NAME = "parity.json"
 REFERENCE_DIR = "reference"
 REFERENCE_INPUTS = "inputs.npz"
@@ -18,6 +18,8 @@ REFERENCE_OUTPUTS = "outputs.npz"
 REFERENCE_INFO = "reference.json"
 VALIDATION_DIR = "validation"  # validate's default report folder inside an export directory
 EVALUATION_DIR = "evaluation"  # evaluate's default report folder inside an export directory
+INT8_SENSITIVITY_NAME = "int8_sensitivity.json"  # export --precision int8 --sensitivity
+INT8_SENSITIVITY_PLOT = "int8_sensitivity.png"
 BUILD_RECORD_NAME = "build.json"  # beside an engine built from a bare ONNX (no manifest to hold it)
 
 ONNX_SUFFIX = ".onnx"
@@ -49,6 +51,9 @@ META_PRECISION = "msla_deploy.precision"
 META_EXPORTER = "msla_deploy.exporter"
 META_FP32_NODES = "msla_deploy.fp32_nodes"
 META_HEAD = "msla_deploy.head"  # logits | labels | both
+# int8 Q/DQ graphs: JSON {PyTorch module: "int8" | "fp32"} and {"method": ..., "pictures": N}
+META_INT8_MODULES = "msla_deploy.int8_modules"
+META_INT8_CALIBRATION = "msla_deploy.int8_calibration"
 
 
 def is_engine_file(name: str) -> bool:

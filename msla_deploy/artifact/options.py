@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from ..choices import EXPORTERS, HEADS, PRECISIONS, UPSAMPLE_MODES
+from ..choices import CALIB_METHODS, EXPORTERS, FLOAT_PRECISIONS, HEADS, PRECISIONS, UPSAMPLE_MODES
 from ..errors import BadInput
 
 DEFAULT_MODEL = "efficientvit-seg-b1-cityscapes"
@@ -46,7 +46,9 @@ def is_factory_spec(model: str) -> bool:
     return ":" in model
 
 
-_PATH_FIELDS = ("weights", "out", "models_dir", "artifacts_dir")
+_PATH_FIELDS = ("weights", "out", "models_dir", "artifacts_dir", "calib_images")
+_INT8_FIELDS = ("calib_images", "calib_count", "calib_method", "int8_attention", "sensitivity", "min_argmax_agreement")
+DEFAULT_CALIB_COUNT = 64  # pictures; RECOMMENDED_MINIMUM in export/calibration.py warns below 16-32
 
 
 @dataclass
@@ -69,6 +71,13 @@ class ExportOptions:
     seed: int = 0  # random weights and the synthetic reference images
     head: str = "logits"  # graph outputs: logits, labels (in-graph resize + argmax, int32) or both
     overwrite: bool = False  # replace an earlier export at --out (artifact/staging.py says what is kept)
+    # int8 (precision "int8"): calibration pictures, and which modules stay fp32
+    calib_images: Optional[Path] = None  # a folder of pictures or a dataset root
+    calib_count: int = DEFAULT_CALIB_COUNT
+    calib_method: str = "max"
+    int8_attention: bool = False  # also quantize the LiteMLA cores (to measure what the fp32 island saves)
+    sensitivity: bool = False  # per-module sweep: int8_sensitivity.json/.png
+    min_argmax_agreement: Optional[float] = None  # keep modules in fp32 until int8 meets this; also the budget
 
     def check(self) -> None:
         if self.batch < 1:
@@ -81,8 +90,9 @@ class ExportOptions:
         for flag, value, allowed in (
             ("--exporter", self.exporter, EXPORTERS),
             ("--precision", self.precision, PRECISIONS),
-            ("--attention-precision", self.attention_precision, PRECISIONS),
-            ("--io-dtype", self.io_dtype, PRECISIONS),
+            ("--attention-precision", self.attention_precision, FLOAT_PRECISIONS),
+            ("--io-dtype", self.io_dtype, FLOAT_PRECISIONS),
+            ("--calib-method", self.calib_method, CALIB_METHODS),
             ("--upsample", self.upsample, UPSAMPLE_MODES),
             ("--head", self.head, HEADS),
         ):
@@ -92,10 +102,28 @@ class ExportOptions:
             raise BadInput(
                 "--attention-precision/--io-dtype fp16 need --precision fp16", "add --precision fp16"
             )
+        self._check_int8()
         if self.weights is not None and not Path(self.weights).is_file():
             raise BadInput(f"--weights {self.weights}: no such file", "pass the path of a .pt state dict")
         h, w = self.resolution
         parse_resolution(f"{h}x{w}")
+
+    def _check_int8(self) -> None:
+        int8 = self.precision == "int8"
+        if int8 and (self.attention_precision, self.io_dtype) != ("fp32", "fp32"):
+            raise BadInput("--attention-precision/--io-dtype apply to fp16 exports", "drop them: int8 keeps fp32 I/O and an fp32 attention island")
+        if int8 and self.calib_images is None:
+            raise BadInput("--precision int8 needs calibration pictures", "add --calib-images DIR (photos like the deployment's, or a dataset root)")
+        used = [flag for flag, on in (("--calib-images", self.calib_images is not None), ("--sensitivity", self.sensitivity),
+                                      ("--int8-attention", self.int8_attention),
+                                      ("--min-argmax-agreement", self.min_argmax_agreement is not None)) if on]
+        if used and not int8:
+            raise BadInput(f"{used[0]} applies to int8 exports", "add --precision int8")
+        if self.calib_count < 1:
+            raise BadInput(f"--calib-count {self.calib_count} must be at least 1", f"use e.g. --calib-count {DEFAULT_CALIB_COUNT}")
+        m = self.min_argmax_agreement
+        if m is not None and not 0.0 < m <= 1.0:
+            raise BadInput(f"--min-argmax-agreement {m:g} is not a fraction in (0, 1]", "write e.g. 0.99")
 
     @property
     def model_label(self) -> str:
@@ -119,6 +147,9 @@ class ExportOptions:
             data[key] = None if data[key] is None else str(data[key])
         data["out"] = str(self.output_dir())
         data.pop("overwrite")  # how this run writes, not what the artifact is: never recorded
+        if self.precision != "int8":  # recorded for int8 exports only: other manifests stay as they were
+            for key in _INT8_FIELDS:
+                del data[key]
         return data
 
     @classmethod
@@ -137,6 +168,10 @@ class ExportOptions:
                 elif key == "resolution":
                     h, w = value
                     values[key] = (int(h), int(w))
+                elif key == "min_argmax_agreement":
+                    if isinstance(value, bool) or not isinstance(value, (int, float)):
+                        raise TypeError(key)
+                    values[key] = float(value)
                 elif isinstance(default, bool):
                     if not isinstance(value, bool):
                         raise TypeError(key)

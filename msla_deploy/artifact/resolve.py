@@ -80,7 +80,7 @@ class Artifact:
 
     @property
     def onnx_files(self) -> Dict[str, Path]:
-        """role ("fp32" | "fp16") -> the export's ONNX for it; a bare ONNX fills the slot its
+        """role ("fp32" | "fp16" | "int8") -> the export's ONNX for it; a bare ONNX fills the slot its
         dtypes say (any float16 tensor: the mixed-precision one)."""
         if self.manifest is not None and self.directory is not None:
             return {role: self.directory / rel for role, rel in self.manifest.precision.onnx_files.items()}
@@ -230,7 +230,8 @@ def resolve(path: Path) -> Artifact:
         manifest = read_manifest_if_any(path)
         onnx_path = path / ONNX_NAME
         if manifest is not None:
-            primary = manifest.precision.onnx_files.get("fp16") or manifest.precision.onnx_files.get("fp32")
+            roles = manifest.precision.onnx_files
+            primary = roles.get("int8") or roles.get("fp16") or roles.get("fp32")
             onnx_path = path / primary if primary else onnx_path
         engines = _engines(path)
         if not onnx_path.is_file() and not engines:

@@ -1,13 +1,15 @@
 """`export`: model -> planned -> ONNX -> checked -> reference bundle -> parity.
 
-Writes into a staged directory (see artifact/staging.py): model.onnx (fp32, or the mixed-precision fp16
-graph), model_fp32.onnx beside an fp16 one (for weakly typed TensorRT builds), reference/,
+Writes into a staged directory (see artifact/staging.py): model.onnx (fp32, the mixed-precision
+fp16 graph or the int8 Q/DQ graph), model_fp32.onnx beside an fp16/int8 one, reference/,
 parity.json, manifest.json. A parity failure still leaves a complete directory (exit 1, the
 numbers are the evidence); any other failure leaves nothing.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +25,12 @@ from ..artifact.manifest import Manifest, ModelRecord, PrecisionRecord, write_ma
 from ..artifact.names import (FP32_ONNX_NAME, INPUT_NAME, META_BATCH, META_EXPORTER, META_FP32_NODES, META_INPUT_NAMES, META_MODEL,
                               META_NORMALIZATION, META_NUM_CLASSES, META_OUTPUT_NAMES, META_PRECISION, META_RECIPE,
                               META_RESOLUTION, META_VERSION, ONNX_NAME, OUTPUT_NAME, PARITY_NAME, PROBE_PREFIX)
-from ..artifact.names import LABELS_NAME, META_HEAD
+from ..artifact.names import INT8_SENSITIVITY_NAME, INT8_SENSITIVITY_PLOT, LABELS_NAME, META_HEAD
 from ..artifact.options import ExportOptions, is_factory_spec
 from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD, ReferenceBundle, synthetic_images, write_reference
 from ..artifact.staging import check_replaceable, staged_directory
 from ..artifact.trust import model_file_sha256
-from ..errors import BadInput, one_line_text
+from ..errors import BadInput, CheckFailed, one_line_text
 from ..inspect import inspect_onnx
 from ..limits import check_export_memory
 from ..loading import load_model
@@ -37,6 +39,9 @@ from ..nn.precision import PrecisionPolicy, apply_policy, fp16_storage_proxy
 from ..parity import compare_outputs, default_budget
 from ..progress import Steps
 from ..runtime.onnxruntime import CPU, import_onnxruntime
+from . import int8 as int8_q
+from . import int8_sensitivity as int8_sweep
+from .calibration import CalibrationSet, load_calibration
 from .graph import GraphReport, constants_to_initializers, finalize
 from ..nn.heads import head_output_names, labels_from_logits, with_head
 from .islands import island_nodes, name_unnamed_nodes
@@ -143,6 +148,74 @@ def _hazards(path: Path, precision: str) -> Dict:
     }
 
 
+def _load_calibration(options: ExportOptions, steps: Steps) -> CalibrationSet:
+    height, width = options.resolution
+    calib = load_calibration(Path(options.calib_images), height, width, options.calib_count, options.calib_method)
+    if len(calib.files) < options.batch:
+        raise BadInput(
+            f"--calib-images {options.calib_images}: {len(calib.files)} picture(s) for a batch-{options.batch} model",
+            f"give at least {options.batch} pictures (whole batches are fed)",
+        )
+    for warning in calib.warnings:
+        steps.warn(warning)
+    return calib
+
+
+def _int8_budget(options: ExportOptions):
+    budget = default_budget("int8")
+    if options.min_argmax_agreement is not None:  # the sensitivity target is the budget too
+        budget = dataclasses.replace(budget, min_argmax_agreement=options.min_argmax_agreement)
+    return budget
+
+
+def _quantize_int8(options: ExportOptions, calib: CalibrationSet, staging: Path, steps: Steps):
+    """Calibrate once on the pictures, optionally sweep the modules, quantize the fp32 graph."""
+    fp32_path = staging / FP32_ONNX_NAME
+    files: List[str] = []
+    sensitivity = None
+    with tempfile.TemporaryDirectory(prefix="msla-int8-") as work:
+        with steps.step("calibrate", f"Calibrating int8 ranges on {len(calib.files)} picture(s) ({options.calib_method})"):
+            calibration = int8_q.calibrate(fp32_path, calib.batches(options.batch), options.calib_method, Path(work))
+        units = int8_q.graph_units(onnx.load(str(fp32_path)))
+        candidates = [u.module for u in units if options.int8_attention or u.kind == "block"]
+        quantized_modules = candidates
+        if options.sensitivity or options.min_argmax_agreement is not None:
+            with steps.step("sensitivity", f"Quantizing {len(candidates)} module(s) one at a time (and all but one)"):
+                sensitivity = int8_sweep.sweep(fp32_path, calibration, options.int8_attention, options.min_argmax_agreement)
+            quantized_modules = [m for m in candidates if m not in sensitivity.keep_fp32]
+            if options.sensitivity:
+                write_json_atomic(staging / INT8_SENSITIVITY_NAME, sensitivity.to_dict())
+                int8_sweep.write_plot(sensitivity, staging / INT8_SENSITIVITY_PLOT)
+                files = [INT8_SENSITIVITY_NAME, INT8_SENSITIVITY_PLOT]
+            if sensitivity.met is False:
+                steps.warn(f"--min-argmax-agreement {options.min_argmax_agreement:g} not met even with "
+                           f"{len(sensitivity.keep_fp32)} module(s) in fp32 ({100 * sensitivity.achieved:.3f}%)")
+        with steps.step("quantize", "Writing the int8 Q/DQ graph (LiteMLA cores " + ("int8" if options.int8_attention else "fp32") + ")"):
+            quantized = int8_q.quantize(fp32_path, calibration, quantized_modules, Path(work))
+    problems = int8_q.check_qdq(quantized.proto, quantized.fp32_nodes)
+    record = {**quantized.record(), "calibration": {**calib.to_dict(), "method": options.calib_method},
+              "qdq_check": {"passed": not problems, "problems": problems},
+              "residual_adds": int8_q.residual_adds(quantized.proto)}
+    if sensitivity is not None:
+        record["sensitivity"] = {"file": INT8_SENSITIVITY_NAME if options.sensitivity else None, "keep_fp32": sensitivity.keep_fp32,
+                                 "achieved_agreement": sensitivity.achieved, "all_int8_agreement": sensitivity.all_int8}
+    if problems:
+        raise CheckFailed(f"the int8 Q/DQ graph is not what TensorRT consumes: {problems[0]}", "please report this model")
+    return quantized, record, files
+
+
+def _int8_checks(staging: Path, quantized, batches, images, reference, budget) -> List[Dict]:
+    """int8 against PyTorch fp32 on the reference inputs, and against the fp32 graph on the
+    calibration pictures (where the ranges came from: the labels that matter)."""
+    output, ran = _run_onnx(staging / ONNX_NAME, images)
+    fp32_graph = onnx.load(str(staging / FP32_ONNX_NAME))
+    on_pictures = _parity_check(
+        "ONNX Runtime int8 on the calibration pictures (vs the fp32 graph)", ONNX_NAME, ran,
+        int8_q.run_batches(fp32_graph, batches), int8_q.run_batches(quantized.proto, batches), budget,
+    )
+    return [_parity_check("ONNX Runtime int8", ONNX_NAME, ran, reference, output, budget), on_pictures]
+
+
 def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportResult:
     steps = steps or Steps()
     options.check()
@@ -154,8 +227,11 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
     height, width = options.resolution
     check_export_memory(options.batch, height, width, steps.warn)  # before minutes of work, not after
     started = time.time()
-    policy = PrecisionPolicy.from_options(options)
+    int8 = options.precision == "int8"
+    # int8 quantizes the fp32 export: the PyTorch side exports fp32
+    policy = PrecisionPolicy.from_options(dataclasses.replace(options, precision="fp32") if int8 else options)
     fp16 = policy.precision == "fp16"
+    calib = _load_calibration(options, steps) if int8 else None  # bad pictures never cost a model build
 
     with staged_directory(target, options.overwrite, steps.warn) as staging:
         with steps.step("build", "Building model"):
@@ -198,6 +274,8 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             "exporter": options.exporter,
             "policy": policy.to_dict(),
             "head": options.head,
+            **({"int8": {"calibration": [str(f) for f in calib.files], "method": options.calib_method,
+                         "attention": options.int8_attention, "min_argmax_agreement": options.min_argmax_agreement}} if int8 else {}),
         }
         recipe_sha = sha256_json(recipe)
         metadata = {
@@ -220,7 +298,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                 deployable = apply_policy(loaded.module, policy)
                 fp16_graph = _export_graph(deployable, example.to(policy.io_torch_dtype), probe_names, options, prefix="model.")
         with steps.step("check", "Checking the graph (static shapes, onnx.checker)"):
-            fp32_file = FP32_ONNX_NAME if fp16 else ONNX_NAME
+            fp32_file = FP32_ONNX_NAME if fp16 or int8 else ONNX_NAME
             fp32_report = _write_graph(fp32_graph, staging / fp32_file, {**metadata, META_PRECISION: "fp32"})
             primary_graph, primary_report = fp32_graph, fp32_report
             if fp16:
@@ -231,9 +309,16 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             # the same fp16 hazard scan `msla-deploy inspect` runs: the fp16 graph as it will be
             # built (strongly typed), the fp32 graph as fp32 and, beside an fp16 export, as a
             # weakly typed --fp16 build with its recorded pins
-            hazards = {ONNX_NAME: _hazards(staging / ONNX_NAME, "auto")}
+            hazards = {} if int8 else {ONNX_NAME: _hazards(staging / ONNX_NAME, "auto")}
             if fp16:
                 hazards[FP32_ONNX_NAME] = _hazards(staging / FP32_ONNX_NAME, "fp16")
+        if int8:  # the Q/DQ graph, from the fp32 one just written
+            quantized, int8_record, int8_files = _quantize_int8(options, calib, staging, steps)
+            primary_report = finalize(quantized.proto, producer_version=__version__,
+                                      metadata={p.key: p.value for p in quantized.proto.metadata_props})
+            write_bytes_atomic(staging / ONNX_NAME, quantized.proto.SerializeToString())
+            onnx_files = {"fp32": FP32_ONNX_NAME, "int8": ONNX_NAME}
+            hazards = {ONNX_NAME: _hazards(staging / ONNX_NAME, "fp32"), FP32_ONNX_NAME: _hazards(staging / FP32_ONNX_NAME, "fp32")}
 
         with steps.step("parity", "Comparing ONNX Runtime" + (" and the fp16 PyTorch proxy" if fp16 else "") + " with PyTorch fp32"):
             bundle = ReferenceBundle(
@@ -265,6 +350,9 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                                   reference_outputs, proxy_out, default_budget("fp16")),
                     _onnx_check("ONNX Runtime fp32", staging / FP32_ONNX_NAME, images, reference_outputs, fp32_budget),
                 ]
+            elif int8:
+                checks = _int8_checks(staging, quantized, calib.batches(options.batch), images, reference, _int8_budget(options))
+                checks.append(_onnx_check("ONNX Runtime fp32", staging / FP32_ONNX_NAME, images, reference, fp32_budget))
             else:
                 checks = [_onnx_check("ONNX Runtime fp32", staging / ONNX_NAME, images, reference_outputs, fp32_budget)]
             primary = checks[0]
@@ -288,7 +376,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             weights=loaded.weights,
             options=options,
             precision=PrecisionRecord(
-                precision=policy.precision,
+                precision="int8" if int8 else policy.precision,
                 attention_precision="fp32" if not fp16 else (policy.attention if policy.guards else "fp16-naive"),
                 io_dtype=policy.io_dtype,
                 upsample=policy.upsample,
@@ -296,6 +384,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                 onnx_files=onnx_files,
                 # nodes of the fp32 graph to keep in fp32 when TensorRT builds it with the FP16 flag
                 fp32_nodes=fp32_graph.fp32_nodes,
+                extra={"int8": int8_record} if int8 else {},
             ),
             exporter={"requested": options.exporter, "used": exporter_used, "opset": primary_report.opset},
             swapped_modules=loaded.swapped,
@@ -312,7 +401,8 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             timings_s=steps.timings,
             warnings=steps.warnings,
         )
-        files = [ONNX_NAME, *([FP32_ONNX_NAME] if fp16 else []), PARITY_NAME, *reference_files]
+        files = [ONNX_NAME, *([FP32_ONNX_NAME] if fp16 or int8 else []), PARITY_NAME, *reference_files]
+        files += int8_files if int8 else []
         manifest.artifacts = describe_files(staging, files)
         write_manifest(staging, manifest)
     return ExportResult(directory=target, manifest=manifest, parity=parity)

@@ -32,7 +32,10 @@ def _summary(planned) -> str:
 
 def build_command(
     source: Path = typer.Argument(..., help="An export directory (reads its manifest.json) or an .onnx file (reads its metadata)."),
-    precision: Optional[str] = typer.Option(None, "--precision", help="fp32 | fp16 (default: the export's precision)."),
+    precision: Optional[str] = typer.Option(
+        None, "--precision",
+        help="fp32 | fp16 | int8 (default: the export's precision). int8: the export's Q/DQ graph, strongly typed from 9.0, "
+        "--int8 --fp16 with the attention pinned to fp32 on 8.5/8.6."),
     typing_mode: str = typer.Option(
         "auto", "--typing",
         help="auto | strong | weak. auto: strongly typed from the mixed-precision fp16 ONNX on TensorRT >= 10.12, "

@@ -113,6 +113,8 @@ def configure(trt, builder, network, plan: BuildPlan, timing_cache_data: bytes =
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_bytes)
     if plan.fp16_flag:
         config.set_flag(trt.BuilderFlag.FP16)
+    if plan.int8_flag:  # explicit quantization (Q/DQ graph) in a weakly typed build: 8.5-10.x
+        config.set_flag(trt.BuilderFlag.INT8)
     if plan.obey_precision_constraints:
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
     if plan.tf32:

@@ -13,7 +13,7 @@ from typing import Any, Dict, Optional
 
 from ..errors import BadInput
 
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")  # int8: an int8 export's Q/DQ graph (explicit quantization)
 TYPINGS = ("auto", "strong", "weak")
 HARDWARE_COMPAT = ("none", "ampere+", "same-cc")
 MAX_OPT_LEVEL = 5  # IBuilderConfig::setBuilderOptimizationLevel: 0..5, default 3 (FACTS.md section 3)

@@ -37,11 +37,11 @@ from .versions import TrtVersion
 @dataclass(frozen=True)
 class BuildPlan:
     trt_version: str  # "10.13"
-    precision: str  # what was asked: fp32 | fp16
+    precision: str  # what was asked: fp32 | fp16 | int8
     typing: str  # resolved: strong | weak
     typing_requested: str  # auto | strong | weak
     onnx: Path  # the ONNX to parse (absolute)
-    onnx_role: str  # which of the export's graphs: "fp32" or "fp16" (mixed precision)
+    onnx_role: str  # which of the export's graphs: "fp32", "fp16" (mixed precision) or "int8" (Q/DQ)
     root: Path  # the artifact directory (paths in the trtexec command are relative to it)
     engine: Path
     layer_info: Path
@@ -68,10 +68,11 @@ class BuildPlan:
     profiling_verbosity: str = "detailed"  # full layer information for the inspector / --exportLayerInfo
     avg_timing_iterations: int = V.TRTEXEC_AVG_TIMING  # trtexec's default, not the API's (1)
     warnings: Tuple[str, ...] = field(default=())
+    int8_flag: bool = False  # BuilderFlag.INT8: a Q/DQ graph built weakly typed (8.5-10.x)
 
     def __post_init__(self) -> None:
         # invariants that no combination of options may break (FACTS.md section 3)
-        weak_fields = (self.fp16_flag or self.obey_precision_constraints or self.prefer_precision_constraints
+        weak_fields = (self.fp16_flag or self.int8_flag or self.obey_precision_constraints or self.prefer_precision_constraints
                        or self.layer_precisions or self.layer_output_types)
         if self.typing == "strong" and weak_fields:
             raise AssertionError("a strongly typed plan must not carry FP16 / precision constraints / layer precisions")
@@ -101,7 +102,7 @@ class BuildPlan:
             "timing_cache": str(self.timing_cache),
             "network_flags": {"explicit_batch": self.explicit_batch_flag, "strongly_typed": self.strongly_typed_flag},
             "builder_flags": {
-                "fp16": self.fp16_flag, "tf32": self.tf32, "obey_precision_constraints": self.obey_precision_constraints,
+                "fp16": self.fp16_flag, "int8": self.int8_flag, "tf32": self.tf32, "obey_precision_constraints": self.obey_precision_constraints,
                 "version_compatible": self.version_compatible, "gpu_fallback": self.gpu_fallback,
                 "prefer_precision_constraints": self.prefer_precision_constraints, "direct_io": self.direct_io,
             },
@@ -155,13 +156,22 @@ def _typing(options: BuildOptions, version: TrtVersion) -> str:
             "use --typing weak (or auto): the fp32 ONNX with the FP16 flag and the attention pinned to fp32",
         )
     if options.typing == "auto":
+        if options.precision == "int8" and strong_ok and options.dla_core is None:
+            return "strong"  # a Q/DQ graph's types are explicit: strongly typed wherever it exists (9.0+)
         return "strong" if version.at_least(V.AUTO_STRONG_SINCE) else "weak"
     return options.typing
 
 
 def _pick_onnx(options: BuildOptions, model: ModelInput, typing: str, version: TrtVersion) -> str:
-    """Which of the export's graphs this build parses: 'fp32' or 'fp16'."""
+    """Which of the export's graphs this build parses: 'fp32', 'fp16' or 'int8'."""
     have = set(model.onnx_files)
+    if options.precision == "int8":
+        if "int8" not in have:
+            raise BadInput(
+                f"--precision int8 needs an int8 Q/DQ ONNX; {model.source} has none",
+                "export with `msla-deploy export --precision int8 --calib-images DIR` (implicit calibration was removed in TensorRT 11)",
+            )
+        return "int8"
     if options.precision == "fp32":
         if "fp32" not in have:
             raise BadInput(
@@ -197,7 +207,7 @@ def _pick_onnx(options: BuildOptions, model: ModelInput, typing: str, version: T
 def resolve_options(options: BuildOptions, model: ModelInput) -> BuildOptions:
     """Fill what defaults to the export: the precision (an fp16 export builds fp16)."""
     if options.precision is None:
-        precision = model.export_precision if model.export_precision in ("fp32", "fp16") else "fp32"
+        precision = model.export_precision if model.export_precision in ("fp32", "fp16", "int8") else "fp32"
         options = dataclasses.replace(options, precision=precision)
     return options
 
@@ -225,7 +235,10 @@ def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> 
             "export with a fixed batch and resolution (msla-deploy export --res HxW --batch N)",
         )
 
-    fp16_flag = options.precision == "fp16" and typing == "weak"
+    # an int8 Q/DQ graph built weakly typed (8.5-10.x): the INT8 flag for its Q/DQ layers, FP16 for
+    # the rest, with the attention island pinned to fp32 as in a weak fp16 build
+    int8_flag = options.precision == "int8" and typing == "weak"
+    fp16_flag = options.precision in ("fp16", "int8") and typing == "weak"
     layer_precisions: Tuple[Tuple[str, str], ...] = ()
     layer_output_types: Tuple[Tuple[str, str], ...] = ()
     if fp16_flag:
@@ -304,6 +317,7 @@ def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> 
         explicit_batch_flag=V.has("explicit_batch_flag", version),
         strongly_typed_flag=typing == "strong" and V.has("strongly_typed_flag", version),
         fp16_flag=fp16_flag,
+        int8_flag=int8_flag,
         tf32=bool(options.tf32),
         obey_precision_constraints=bool(layer_precisions),
         layer_precisions=layer_precisions,

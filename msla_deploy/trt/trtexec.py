@@ -78,6 +78,8 @@ def trtexec_argv(plan: BuildPlan, trtexec: str = TRTEXEC, relative_to: Optional[
     argv = [trtexec, f"--onnx={p(plan.onnx)}", f"--saveEngine={p(plan.engine)}"]
     if plan.typing == "strong" and V.has("strongly_typed_flag", version):
         argv.append("--stronglyTyped")
+    if plan.int8_flag:
+        argv.append("--int8")
     if plan.fp16_flag:
         argv.append("--fp16")
     if plan.obey_precision_constraints:

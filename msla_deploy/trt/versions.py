@@ -149,6 +149,7 @@ GATED_NAMES: Dict[str, str] = {
     "NetworkDefinitionCreationFlag.EXPLICIT_BATCH": "explicit_batch_flag",
     "NetworkDefinitionCreationFlag.STRONGLY_TYPED": "strongly_typed_flag",
     "BuilderFlag.FP16": "weak_typing",
+    "BuilderFlag.INT8": "weak_typing",
     "BuilderFlag.OBEY_PRECISION_CONSTRAINTS": "weak_typing",
     "BuilderFlag.PREFER_PRECISION_CONSTRAINTS": "weak_typing",
     "ILayer.precision": "weak_typing",
@@ -216,6 +217,7 @@ TRTEXEC_FLAGS: Dict[str, Span] = {
     # 10.1 (addDefaultUnitSuffixIfNotSpecified): so only plain MiB is ever printed.
     "--memPoolSize": Span((8, 5), None, f"{SRC_TRTEXEC}; {SRC_FACTS_8}", "print a plain number of MiB: 10.0.x scales suffixed sizes twice"),
     "--fp16": Span((8, 5), (11, 0), f"{SRC_TRTEXEC}; {SRC_FACTS}"),
+    "--int8": Span((8, 5), (11, 0), f"{SRC_TRTEXEC}; {SRC_FACTS_8}", "removed with the INT8 builder flag in 11.0"),
     "--best": Span((8, 5), (11, 0), f"{SRC_TRTEXEC}; {SRC_FACTS}"),
     "--precisionConstraints": Span((8, 5), (11, 0), f"{SRC_TRTEXEC}; {SRC_FACTS}"),
     "--layerPrecisions": Span((8, 5), (11, 0), f"{SRC_TRTEXEC}; {SRC_FACTS}", "8.x: '*' only as a whole name; 10.x: one '*' per name"),

@@ -1,0 +1,137 @@
+"""Calibration pictures for int8: a folder (or a dataset root) in, preprocessed model inputs out.
+
+The int8 scales are only as good as the activations they were measured on, so calibration uses
+the user's own pictures, preprocessed exactly like the reference inputs (parity/images.py:
+RGB, resize to the export's HxW, /255, ImageNet mean/std). A dataset root of the evaluate
+command works as is: Cityscapes' leftImg8bit/ and ADE20K's images/ are walked, their label
+folders (gtFine/, annotations/) never are, since label maps are pictures of the wrong kind.
+
+torch-free: this runs on the exported fp32 ONNX's side of the pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import numpy as np
+
+from ..artifact.options import DEFAULT_CALIB_COUNT
+from ..errors import BadInput
+from ..parity.images import NPY_SUFFIXES, PILLOW_SUFFIXES, load_rgb, preprocess
+
+PICTURE_SUFFIXES = NPY_SUFFIXES + PILLOW_SUFFIXES
+# dataset layouts (the evaluate issue's): the picture folder of each, if a root holds one
+PICTURE_FOLDERS = ("leftImg8bit", "images")
+# label maps live here; calibrating on them would measure the ranges of class ids, not of photos
+LABEL_FOLDERS = frozenset({"gtFine", "gtCoarse", "annotations"})
+# below these counts the ranges describe a few scenes rather than the deployment's data: a
+# max calibration takes each tensor's extreme, histogram methods (entropy, percentile) need
+# enough pixels of every kind of scene to place their clipping point
+RECOMMENDED_MINIMUM = {"max": 16, "entropy": 32, "percentile": 32}
+
+
+@dataclass
+class CalibrationSet:
+    root: Path
+    files: List[Path]
+    inputs: np.ndarray  # [N, 3, H, W] float32, preprocessed like the reference inputs
+    warnings: List[str] = field(default_factory=list)
+
+    def batches(self, batch: int) -> List[np.ndarray]:
+        """Feeds for a model with a static batch: whole batches only (a remainder is dropped)."""
+        usable = len(self.inputs) // batch * batch
+        return [self.inputs[i:i + batch] for i in range(0, usable, batch)]
+
+    def to_dict(self) -> dict:
+        return {"root": str(self.root), "count": len(self.files), "files": [str(f) for f in self.files]}
+
+
+def find_pictures(root: Path) -> List[Path]:
+    """Every picture under `root`, sorted; a dataset root is narrowed to its picture folder."""
+    root = Path(root)
+    if not root.exists():
+        raise BadInput(f"--calib-images {root}: no such folder", "pass a folder of .png/.jpg/.npy pictures or a dataset root")
+    if root.is_file():
+        raise BadInput(f"--calib-images {root} is a file, not a folder", "pass the folder that holds the pictures")
+    for name in PICTURE_FOLDERS:
+        if (root / name).is_dir():
+            root = root / name
+            break
+    found = []
+    for path in sorted(root.rglob("*")):
+        if path.suffix.lower() not in PICTURE_SUFFIXES or not path.is_file():
+            continue
+        if LABEL_FOLDERS.intersection(path.relative_to(root).parts[:-1]):
+            continue
+        found.append(path)
+    if not found:
+        raise BadInput(
+            f"--calib-images {root}: no .png, .jpg or .npy pictures in it or below it",
+            "put calibration pictures there (photos like the ones the model will see)",
+        )
+    return found
+
+
+def spread(files: List[Path], count: int) -> List[Path]:
+    """`count` files evenly spread over the sorted list: every city/scene folder is represented,
+    not just the first one, and the choice is reproducible."""
+    if count >= len(files):
+        return list(files)
+    picks = np.linspace(0, len(files) - 1, count).round().astype(int)
+    return [files[i] for i in picks]
+
+
+def _check_kind(path: Path) -> None:
+    """Colour photos only: a single-channel picture is most likely a label map or a depth map."""
+    if path.suffix.lower() in PILLOW_SUFFIXES:
+        try:
+            from PIL import Image
+        except ImportError:
+            return  # load_rgb raises the missing-Pillow error with its fix
+        try:
+            with Image.open(path) as image:
+                mode = image.mode
+        except OSError as exc:
+            raise BadInput(f"{path}: not a readable picture ({exc})", "remove it from the calibration folder") from None
+        if mode in ("1", "L", "LA", "P", "I", "I;16", "F"):
+            raise BadInput(
+                f"{path}: a {mode!r} (single-channel/palette) picture, not a colour photo (a label map?)",
+                "calibrate on the RGB photos (e.g. leftImg8bit/ or images/), not on labels",
+            )
+    else:
+        try:
+            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+        except (OSError, ValueError) as exc:
+            raise BadInput(f"{path}: not a readable .npy array ({exc})", "save it with numpy.save") from None
+        if len(shape) != 3 or shape[2] not in (3, 4):
+            raise BadInput(f"{path}: shape {list(shape)} is not an H x W x 3 colour picture", "store H x W x 3 RGB (channels last)")
+
+
+def load_calibration(
+    root: Path,
+    height: int,
+    width: int,
+    count: int = DEFAULT_CALIB_COUNT,
+    method: str = "max",
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> CalibrationSet:
+    """Find, choose, check and preprocess `count` pictures; too few for `method` is a warning."""
+    if count < 1:
+        raise BadInput(f"--calib-count {count} must be at least 1", f"use e.g. --calib-count {DEFAULT_CALIB_COUNT}")
+    files = spread(find_pictures(root), count)
+    inputs = np.empty((len(files), 3, height, width), np.float32)
+    for i, path in enumerate(files):
+        _check_kind(path)
+        inputs[i] = preprocess(load_rgb(path), height, width)
+        if progress is not None:
+            progress(i + 1, len(files))
+    warnings = []
+    minimum = RECOMMENDED_MINIMUM.get(method, 1)
+    if len(files) < minimum:
+        warnings.append(
+            f"only {len(files)} calibration picture(s) for --calib-method {method} "
+            f"(at least {minimum} recommended): the int8 ranges may not cover the deployment's scenes"
+        )
+    return CalibrationSet(Path(root), files, inputs, warnings)

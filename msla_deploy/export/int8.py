@@ -1,0 +1,447 @@
+"""int8 as explicit Q/DQ in the ONNX: the fp32 export in, a TensorRT-ready Q/DQ graph out.
+
+Why ONNX Runtime's static quantizer (`onnxruntime.quantization.quantize_static`, QDQ format):
+it ships inside the onnxruntime (or onnxruntime-gpu) wheel the project already depends on, so
+it installs on a CPU-only machine and on a Jetson without anything beside it. NVIDIA ModelOpt's
+ONNX PTQ places Q/DQ the TensorRT way too, but its `[onnx]` extra pulls onnxruntime-gpu and cupy
+on x86, and two onnxruntime wheels must never share an environment (FACTS §5); its attention
+rule (MatMul->Softmax->MatMul) does not match LiteMLA either, so the placement is ours anyway.
+
+What TensorRT consumes (FACTS §8), and the quantize_static options that give it:
+  - int8 with zero point 0 everywhere: QuantType.QInt8 for both, ActivationSymmetric and
+    WeightSymmetric True;
+  - per-channel weight scales on the output-channel axis: per_channel=True (axis 0 for Conv);
+    per-tensor activation scales (the default for activations);
+  - Q/DQ only on the inputs of weighted layers (NVIDIA's placement advice): op types Conv,
+    ConvTranspose, Gemm, their outputs not quantized (OpTypesToExcludeOutputQuantization), bias
+    left in fp32 (QuantizeBias False), as TensorRT fuses bias, activation and a following
+    residual Add into the int8 convolution;
+  - residual Adds: with conv outputs unquantized, ORT shares the skip tensor's Q/DQ pair (placed
+    there for the next block's convs) with the Add, giving Add(Conv(...), DQ(skip)): the pattern
+    TensorRT fuses as conv + add (+ activation) with an int8 residual input. Add itself is not
+    quantized (no Q/DQ on the conv branch);
+  - the LiteMLA attention core: its fp32 island (the export's fp32 nodes: matmuls, normaliser,
+    eps, division) gets no Q/DQ, and the q/k/v path into it is rewired to the unquantized
+    tensors, so no DequantizeLinear feeds the island: TensorRT would otherwise fuse DQ -> MatMul
+    into an int8 activation x activation matmul, which is where LiteMLA's numerics break.
+
+Modules, not node names: the exporters' node names carry no module scope, so nodes are mapped to
+PyTorch modules through the probe tensors (PROBE_PREFIX + module path) the export keeps: a node
+belongs to the innermost probed module whose output it computes. torch-free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Sequence
+
+import numpy as np
+import onnx
+
+from ..artifact.names import (
+    INPUT_NAME,
+    META_FP32_NODES,
+    META_INT8_CALIBRATION,
+    META_INT8_MODULES,
+    META_PRECISION,
+    OUTPUT_NAME,
+    PROBE_PREFIX,
+)
+from ..choices import CALIB_METHODS
+from ..errors import MissingRuntime
+from .islands import BOUNDARY_OPS, island_nodes
+
+QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm")  # weighted layers: TensorRT's int8 kernels
+ATTENTION_OPS = ("MatMul",)  # what a generic quantizer would quantize inside LiteMLA
+ROOT = "<output>"  # nodes after the last probed module: the layers producing the graph output
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+def _ort_quantization():
+    try:
+        from onnxruntime import quantization
+    except ImportError:
+        raise MissingRuntime(
+            "int8 export needs ONNX Runtime's quantizer (onnxruntime.quantization), which is not importable",
+            "pip install 'msla-deploy[cpu]' (or [gpu]); both wheels ship the quantizer",
+        ) from None
+    return quantization
+
+
+def _calibration_method(method: str):
+    q = _ort_quantization()
+    return {"max": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy, "percentile": q.CalibrationMethod.Percentile}[method]
+
+
+# --- modules of the graph ----------------------------------------------------------------------
+@dataclass
+class Unit:
+    """A quantization unit: the nodes a probed PyTorch module owns (innermost owner wins)."""
+
+    module: str
+    kind: str  # "block" (convs: quantized by default) or "attention" (a LiteMLA core: fp32)
+    nodes: List[str]  # every node it owns
+    quantizable: List[str]  # the nodes Q/DQ would go on (weighted layers; matmuls of a core)
+
+    def to_dict(self) -> Dict:
+        return {"module": self.module, "kind": self.kind, "nodes": len(self.nodes), "quantizable": self.quantizable}
+
+
+def graph_probes(model: onnx.ModelProto) -> Dict[str, str]:
+    """module path -> tensor, read from the graph itself (the probe tensors keep their names)."""
+    return {t[len(PROBE_PREFIX):]: t for n in model.graph.node for t in n.output if t.startswith(PROBE_PREFIX)}
+
+
+def _is_core(module: str) -> bool:
+    return module == "core" or module.endswith(".core")
+
+
+def _nested(inner: str, outer: str) -> bool:
+    return inner.startswith(outer + ".") or inner == outer
+
+
+def node_owners(model: onnx.ModelProto) -> Dict[str, str]:
+    """node name -> the innermost probed module computing it (ROOT for nodes after all probes).
+
+    A module's nodes are found by walking back from its probe tensor, stopping at the probe
+    tensors of modules outside it (earlier blocks); an attention core owns exactly its fp32
+    island (the same walk the export used to find the island nodes)."""
+    probes = graph_probes(model)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    stop_of = {tensor: module for module, tensor in probes.items()}
+    owners: Dict[str, str] = {}
+    depth: Dict[str, int] = {}
+    for module, tensor in probes.items():
+        if _is_core(module):
+            members = set(island_nodes(model, [tensor]))
+        else:
+            members, stack = set(), [tensor]
+            while stack:
+                t = stack.pop()
+                other = stop_of.get(t)
+                if other is not None and t != tensor and not _nested(other, module):
+                    continue
+                node = producer.get(t)
+                if node is None or node.name in members:
+                    continue
+                members.add(node.name)
+                stack.extend(node.input)
+        level = module.count(".") + 1
+        for name in members:
+            if level > depth.get(name, 0):
+                owners[name], depth[name] = module, level
+    for node in model.graph.node:
+        owners.setdefault(node.name, ROOT)
+    return owners
+
+
+def graph_units(model: onnx.ModelProto) -> List[Unit]:
+    """Every module that owns a quantizable node, in graph order."""
+    owners = node_owners(model)
+    units: Dict[str, Unit] = {}
+    for node in model.graph.node:
+        module = owners[node.name]
+        core = _is_core(module)
+        unit = units.setdefault(module, Unit(module, "attention" if core else "block", [], []))
+        unit.nodes.append(node.name)
+        if node.op_type in (ATTENTION_OPS if core else QUANTIZED_OPS):
+            unit.quantizable.append(node.name)
+    return [u for u in units.values() if u.quantizable]
+
+
+def default_quantized(units: Sequence[Unit]) -> List[str]:
+    """The default plan: every block quantized, every attention core in fp32."""
+    return [u.module for u in units if u.kind == "block"]
+
+
+# --- calibration and quantization ----------------------------------------------------------------
+class _Reader:
+    """ONNX Runtime's CalibrationDataReader protocol over a list of input batches, with the
+    ranges (`set_range`) its strided calibration reads chunk by chunk."""
+
+    def __init__(self, batches: Sequence[np.ndarray]) -> None:
+        self._batches = list(batches)
+        self._it = iter(self._batches)
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    def set_range(self, start_index: int, end_index: int) -> None:
+        self._it = iter(self._batches[start_index:end_index])
+
+    def get_next(self):
+        batch = next(self._it, None)
+        return None if batch is None else {INPUT_NAME: batch}
+
+
+# ONNX Runtime's calibrators hold every tensor of every batch until ranges are computed: at
+# 1024x2048 that is gigabytes per picture. Feeding at most this many batches per chunk
+# (CalibStridedMinMax; histogram methods merge chunk by chunk) bounds it, same ranges.
+CALIB_CHUNK = 4
+
+
+def _stride(count: int) -> int:
+    """The largest chunk <= CALIB_CHUNK that divides `count` (ONNX Runtime requires a divisor)."""
+    return next(s for s in range(min(CALIB_CHUNK, max(count, 1)), 0, -1) if count % s == 0)
+
+
+@contextlib.contextmanager
+def _quiet():
+    # quantize_static logs a pre-processing advice (for CPU speed, not for TensorRT) at WARNING,
+    # and the histogram calibrators print their settings: stdout belongs to --json
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
+
+
+@dataclass
+class Calibration:
+    """Tensor ranges measured once on the calibration pictures, reused by every quantization."""
+
+    method: str
+    count: int  # pictures
+    cache: Path  # ONNX Runtime's calibration cache (TensorsData as JSON)
+    batches: List[np.ndarray] = field(repr=False, default_factory=list)
+
+    def to_dict(self) -> Dict:
+        return {"method": self.method, "pictures": self.count}
+
+
+def _qdq_options(method: str, batches: int) -> Dict:
+    options = {
+        "CalibStridedMinMax": _stride(batches),
+        "ActivationSymmetric": True,
+        "WeightSymmetric": True,
+        "QuantizeBias": False,
+        "OpTypesToExcludeOutputQuantization": list(QUANTIZED_OPS),
+    }
+    if method == "percentile":
+        options["CalibPercentile"] = 99.999
+    return options
+
+
+def _quantize_static(fp32_path: Path, out_path: Path, calibration: Calibration, nodes: List[str]) -> None:
+    q = _ort_quantization()
+    kwargs = dict(
+        quant_format=q.QuantFormat.QDQ,
+        # both families listed so that one calibration covers a plan with attention quantized
+        op_types_to_quantize=list(QUANTIZED_OPS + ATTENTION_OPS),
+        per_channel=True,
+        reduce_range=False,
+        activation_type=q.QuantType.QInt8,
+        weight_type=q.QuantType.QInt8,
+        nodes_to_quantize=nodes,
+        calibrate_method=_calibration_method(calibration.method),
+        extra_options=_qdq_options(calibration.method, len(calibration.batches)),
+    )
+    if "calibration_cache_path" in inspect.signature(q.quantize_static).parameters:
+        kwargs["calibration_cache_path"] = str(calibration.cache)
+    # older ONNX Runtime: no cache, calibrate again (same data, same ranges, slower)
+    with _quiet():
+        q.quantize_static(str(fp32_path), str(out_path), _Reader(calibration.batches), **kwargs)
+
+
+def calibrate(fp32_path: Path, batches: Sequence[np.ndarray], method: str, workdir: Path) -> Calibration:
+    """Measure the ranges of every quantizable tensor on `batches` (one quantization pass)."""
+    if method not in CALIB_METHODS:
+        raise ValueError(f"unknown calibration method {method!r}")
+    calibration = Calibration(method, sum(len(b) for b in batches), Path(workdir) / "calibration.json", list(batches))
+    units = graph_units(onnx.load(str(fp32_path), load_external_data=False))
+    nodes = [n for u in units for n in u.quantizable]
+    _quantize_static(fp32_path, Path(workdir) / "calibrating.onnx", calibration, nodes)
+    return calibration
+
+
+@dataclass
+class QuantizedGraph:
+    proto: onnx.ModelProto
+    modules: Dict[str, str]  # module -> "int8" | "fp32", every unit
+    quantized_nodes: List[str]
+    fp32_nodes: List[str]  # the attention islands (kept for weakly typed pins and the Q/DQ check)
+    rewired: List[str]  # attention inputs reconnected to their unquantized tensors
+    calibration: Dict
+
+    def record(self) -> Dict:
+        """What the manifest records (precision.int8) and the metadata summarises."""
+        return {
+            "quantizer": "onnxruntime.quantization.quantize_static",
+            "format": "QDQ",
+            "activations": "int8, symmetric (zero point 0), per-tensor",
+            "weights": "int8, symmetric (zero point 0), per-channel on the output-channel axis",
+            "bias": "fp32",
+            "calibration": self.calibration,
+            "modules": self.modules,
+            "quantized_modules": [m for m, p in self.modules.items() if p == "int8"],
+            "fp32_modules": [m for m, p in self.modules.items() if p != "int8"],
+            "quantized_nodes": self.quantized_nodes,
+            "attention_inputs_unquantized": self.rewired,
+        }
+
+
+def _rewire_attention_inputs(model: onnx.ModelProto, fp32_cores: Iterable[str], owners: Dict[str, str]) -> List[str]:
+    """Feed the fp32 islands from unquantized tensors: walk back from each island's inputs through
+    the reshapes, splits and ReLUs that feed it, and reconnect any input that is a DQ(Q(x)) to x."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    cores = set(fp32_cores)
+    frontier = [n for n in model.graph.node if owners.get(n.name) in cores]
+    seen, rewired = set(), []
+    while frontier:
+        node = frontier.pop()
+        if node.name in seen:
+            continue
+        seen.add(node.name)
+        for i, tensor in enumerate(node.input):
+            source = producer.get(tensor)
+            if source is None:
+                continue
+            if source.op_type == "DequantizeLinear":
+                quant = producer.get(source.input[0])
+                if quant is not None and quant.op_type == "QuantizeLinear":
+                    node.input[i] = quant.input[0]
+                    rewired.append(node.name)
+                    source = producer.get(quant.input[0])
+                    if source is None:
+                        continue
+            # keep walking through the data-movement ops between the convs and the island
+            if source.op_type in BOUNDARY_OPS or source.op_type in ("Concat", "Transpose", "Identity"):
+                frontier.append(source)
+    return sorted(set(rewired))
+
+
+def quantize(
+    fp32_path: Path,
+    calibration: Calibration,
+    quantized: Optional[Iterable[str]] = None,
+    workdir: Optional[Path] = None,
+) -> QuantizedGraph:
+    """The Q/DQ graph with the units in `quantized` (default: every block, no attention core) in
+    int8 and the rest in fp32. Metadata: the fp32 graph's, with precision int8 and the module list."""
+    fp32 = onnx.load(str(fp32_path))
+    units = graph_units(fp32)
+    chosen = set(default_quantized(units) if quantized is None else quantized)
+    unknown = chosen - {u.module for u in units}
+    if unknown:
+        raise ValueError(f"not quantization units of this graph: {sorted(unknown)}")
+    nodes = [n for u in units if u.module in chosen for n in u.quantizable]
+    owners = node_owners(fp32)
+    with contextlib.ExitStack() as stack:
+        folder = Path(workdir) if workdir is not None else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="msla-int8-")))
+        if nodes:
+            out = folder / "quantized.onnx"
+            _quantize_static(fp32_path, out, calibration, nodes)
+            proto = onnx.load(str(out))
+            with contextlib.suppress(OSError):
+                os.remove(out)
+        else:  # nothing to quantize: quantize_static reads an empty list as "everything"
+            proto = fp32
+    fp32_cores = [u.module for u in units if u.kind == "attention" and u.module not in chosen]
+    rewired = _rewire_attention_inputs(proto, fp32_cores, owners)
+    modules = {u.module: ("int8" if u.module in chosen else "fp32") for u in units}
+    island = [n.name for n in fp32.graph.node if owners.get(n.name) in set(fp32_cores)]
+    meta = {p.key: p.value for p in fp32.metadata_props}
+    meta.update({
+        META_PRECISION: "int8",
+        META_FP32_NODES: ",".join(island),
+        META_INT8_MODULES: json.dumps(modules, separators=(",", ":")),
+        META_INT8_CALIBRATION: json.dumps(calibration.to_dict(), separators=(",", ":")),
+    })
+    del proto.metadata_props[:]
+    for key in sorted(meta):
+        proto.metadata_props.add(key=key, value=meta[key])
+    return QuantizedGraph(proto, modules, nodes, island, rewired, calibration.to_dict())
+
+
+# --- what TensorRT needs of the result ------------------------------------------------------------
+def _initializer(model: onnx.ModelProto, name: str) -> Optional[np.ndarray]:
+    for init in model.graph.initializer:
+        if init.name == name:
+            return onnx.numpy_helper.to_array(init)
+    return None
+
+
+def check_qdq(model: onnx.ModelProto, fp32_nodes: Iterable[str] = ()) -> List[str]:
+    """Problems that would make TensorRT reject the graph or quantize the wrong thing (empty: fine):
+    a non-int8 or non-zero zero point, per-channel activation scales, per-tensor weight scales, a
+    weight scale on another axis than the output channels, Q/DQ touching an fp32 island node."""
+    problems = []
+    island = set(fp32_nodes)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    consumers: Dict[str, List[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for t in node.input:
+            consumers.setdefault(t, []).append(node)
+    for node in model.graph.node:
+        if node.op_type not in QDQ_OPS:
+            if node.name in island:
+                for t in node.input:
+                    src = producer.get(t)
+                    if src is not None and src.op_type == "DequantizeLinear":
+                        problems.append(f"{node.name} (fp32 island) reads a DequantizeLinear output ({src.name})")
+            continue
+        if len(node.input) < 3:
+            problems.append(f"{node.name}: no zero point (TensorRT needs an explicit int8 zero point of 0)")
+            continue
+        zero = _initializer(model, node.input[2])
+        scale = _initializer(model, node.input[1])
+        if zero is None or scale is None:
+            problems.append(f"{node.name}: scale or zero point is not a constant")
+            continue
+        if zero.dtype != np.int8 or np.any(zero != 0):
+            problems.append(f"{node.name}: zero point {zero.dtype} {zero.ravel()[:4].tolist()} is not int8 0 (asymmetric)")
+        weight = _initializer(model, node.input[0]) if node.op_type == "DequantizeLinear" else None
+        if weight is not None:  # a weight: per-channel on axis 0
+            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+            if weight.ndim > 1 and (scale.size != weight.shape[0] or axis != 0):
+                problems.append(f"{node.name}: weight scales {list(scale.shape)} on axis {axis}, not per output channel (axis 0, {weight.shape[0]})")
+        elif scale.size != 1:
+            problems.append(f"{node.name}: activation scale has {scale.size} values, not per-tensor")
+        touching = [producer[t].name for t in node.input if t in producer] + [c.name for t in node.output for c in consumers.get(t, [])]
+        inside = [n for n in touching if n in island]
+        if inside:
+            problems.append(f"{node.name}: Q/DQ next to fp32 island node(s) {', '.join(sorted(set(inside)))}")
+    return problems
+
+
+def residual_adds(model: onnx.ModelProto) -> List[Dict[str, str]]:
+    """Every Add of a conv output and another tensor, with what feeds its other input: the
+    TensorRT conv+add fusion wants a DequantizeLinear there (and no Q/DQ on the conv side)."""
+    producer = {o: n for n in model.graph.node for o in n.output}
+    rows = []
+    for node in model.graph.node:
+        if node.op_type != "Add" or len(node.input) != 2:
+            continue
+        kinds = [producer[t].op_type if t in producer else "input" for t in node.input]
+        if "Conv" in kinds:
+            other = kinds[1 - kinds.index("Conv")]
+            rows.append({"node": node.name, "conv_side": "Conv", "other_side": other})
+    return rows
+
+
+# --- running ----------------------------------------------------------------------------------------
+def session(model: onnx.ModelProto):
+    """An ONNX Runtime CPU session on a graph in memory (real integer kernels for Q/DQ)."""
+    from ..runtime.onnxruntime import import_onnxruntime
+
+    ort = import_onnxruntime()
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def run_batches(model: onnx.ModelProto, batches: Sequence[np.ndarray]) -> np.ndarray:
+    """The logits of every batch, concatenated."""
+    s = session(model)
+    return np.concatenate([s.run([OUTPUT_NAME], {INPUT_NAME: b})[0] for b in batches])
