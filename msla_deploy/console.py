@@ -76,7 +76,8 @@ def parity_table(outputs: Iterable[Dict], budget: Dict, title: str) -> Table:
         ("p99 abs error", lambda o: _fmt(o["p99_abs"], ".3g"), ""),
         ("cosine", lambda o: _fmt(o["cosine"], ".7f"), f">= {budget['min_cosine']:.10g}"),
         ("NaN / Inf", lambda o: f"{o['nan_count']} / {o['inf_count']}", "0 / 0" if not budget.get("allow_nonfinite") else ""),
-        ("argmax agreement", lambda o: "-" if o["argmax_agreement"] is None else f"{100 * o['argmax_agreement']:.3f}%", f">= {100 * budget['min_argmax_agreement']:.10g}%"),
+        ("argmax agreement", lambda o: "-" if o["argmax_agreement"] is None else f"{100 * o['argmax_agreement']:.3f}%",
+         f">= {100 * budget['min_argmax_agreement']:.10g}%"),
         ("verdict", lambda o: "[green]pass[/]" if o["passed"] else "[bold red]FAIL[/]", ""),
     ]
     for label, cell, limit in rows:

@@ -20,9 +20,9 @@ from torch import nn
 
 from msla_deploy import convert
 from msla_deploy.convert import SwapRecord, find_litemla, is_litemla_like, scan_litemla, swap_litemla
-from msla_deploy.user_model import build_user_model, load_factory
 from msla_deploy.errors import BadInput
 from msla_deploy.nn import LiteMLA, plan_static
+from msla_deploy.user_model import build_user_model, load_factory
 
 from .fixtures import FIXTURES as UPSTREAM_FIXTURES
 from .timm_litemla import TimmStyleLiteMLA

@@ -18,8 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from msla_deploy.cli import app
-from msla_deploy.doctor import diagnose
-from msla_deploy.doctor import probes
+from msla_deploy.doctor import diagnose, probes
 from msla_deploy.trt import runtime as trt_runtime
 from msla_deploy.trt.runtime import INSTALL_HINT, GpuInfo
 
@@ -187,7 +186,8 @@ def test_jetson_release_power_mode_and_board(monkeypatch):
         "nvpmodel_conf": True,
         "nvpmodel_q": "NV Power Mode: MODE_20W_6CORE\n8",
         "jetson_clocks_show": "SOC family:tegra194  Machine:NVIDIA Jetson Xavier NX Developer Kit\n"
-                              "GPU MinFreq=114750000 MaxFreq=1109250000 CurrentFreq=1109250000\nEMC MinFreq=204000000 MaxFreq=1600000000 CurrentFreq=1600000000 FreqOverride=1",
+                              "GPU MinFreq=114750000 MaxFreq=1109250000 CurrentFreq=1109250000\nEMC MinFreq=204000000 MaxFreq=1600000000 "
+                              "CurrentFreq=1600000000 FreqOverride=1",
     }
     monkeypatch.setattr(environment, "jetson", lambda: facts)
     monkeypatch.setattr(probes, "_dpkg_version", lambda package: None)

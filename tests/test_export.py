@@ -15,15 +15,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from msla_deploy.artifact.files import sha256_file
+from msla_deploy.artifact.options import ExportOptions, parse_resolution
+from msla_deploy.artifact.reference import read_reference
 from msla_deploy.cli import app
 from msla_deploy.errors import BadInput
 from msla_deploy.export import pipeline
 from msla_deploy.export.graph import FORBIDDEN_OPS
-from msla_deploy.artifact.options import ExportOptions, parse_resolution
 from msla_deploy.export.pipeline import run_export
-from msla_deploy.artifact.files import sha256_file
 from msla_deploy.parity.budgets import Budget
-from msla_deploy.artifact.reference import read_reference
 
 from .fixtures import FIXTURES
 

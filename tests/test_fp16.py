@@ -15,8 +15,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from msla_deploy.cli import app
 from msla_deploy.artifact.options import ExportOptions
+from msla_deploy.cli import app
 from msla_deploy.export.pipeline import run_export
 from msla_deploy.nn import LiteMLA, plan_static
 from msla_deploy.nn.precision import PrecisionPolicy, apply_policy, fp16_storage_proxy
@@ -184,7 +184,8 @@ def test_b1_fp16_at_1024x2048_with_stress_weights_needs_its_guards(tmp_path):
     """Done means: our fp16 export passes its own parity check on stress weights, naive fails."""
     ours = runner.invoke(app, ["export", "--precision", "fp16", "--stress-weights", "--res", "1024x2048", "--out", str(tmp_path / "ours")])
     assert ours.exit_code == 0, ours.output
-    naive = runner.invoke(app, ["export", "--precision", "fp16", "--stress-weights", "--res", "1024x2048", "--no-fp16-guards", "--out", str(tmp_path / "naive")])
+    naive = runner.invoke(app, ["export", "--precision", "fp16", "--stress-weights", "--res", "1024x2048", "--no-fp16-guards",
+                                "--out", str(tmp_path / "naive")])
     assert naive.exit_code == 1, naive.output
     checks = {c["label"]: c["outputs"][0] for c in json.loads((tmp_path / "naive" / "parity.json").read_text())["checks"]}
     assert checks["ONNX Runtime fp16"]["nan_count"] + checks["ONNX Runtime fp16"]["inf_count"] > 0

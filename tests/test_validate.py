@@ -22,15 +22,15 @@ import pytest
 from onnx import numpy_helper
 from typer.testing import CliRunner
 
+from msla_deploy.artifact.files import sha256_file
+from msla_deploy.artifact.options import ExportOptions
+from msla_deploy.artifact.reference import read_reference
 from msla_deploy.cli import app
 from msla_deploy.errors import BadInput
-from msla_deploy.artifact.options import ExportOptions
 from msla_deploy.export.pipeline import run_export
-from msla_deploy.artifact.files import sha256_file
 from msla_deploy.parity.budgets import FP16, FP32
 from msla_deploy.parity.config import parse_setting
 from msla_deploy.parity.metrics import class_iou, compare_outputs
-from msla_deploy.artifact.reference import read_reference
 
 B0 = "efficientvit-seg-b0-cityscapes"
 PERTURBED_BLOCK = "backbone.stages.2.op_list.1"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import hashlib
 import os
 from pathlib import Path
@@ -89,7 +90,7 @@ def test_spec_fields():
     assert (l2.variant, l2.dataset, l2.num_classes, l2.norm_eps) == ("l2", "ade20k", 150, 1e-7)
     assert l2.checkpoint_file == "efficientvit_seg_l2_ade20k.pt"
     assert l2.default_resolution == (512, 512)
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         b1.num_classes = 3  # frozen
 
 

@@ -20,15 +20,19 @@ from ..console import err, key_values, out, print_json, steps_with_progress
 
 def bench_command(
     artifact: Path = typer.Argument(..., help="Export directory, .onnx or .engine."),
-    backend: str = typer.Option("auto", "--backend", help="auto | torch | ort-cpu | ort-cuda | ort-trt | trt (auto: TensorRT for an .engine, else ONNX Runtime, CUDA if present)."),
+    backend: str = typer.Option("auto", "--backend", help="auto | torch | ort-cpu | ort-cuda | ort-trt | trt (auto: TensorRT for an .engine, else "
+                                                          "ONNX Runtime, CUDA if present)."),
     warmup: int = typer.Option(3, "--warmup", help="Untimed rounds before timing (the first run, which allocates, is never timed)."),
     iterations: Optional[int] = typer.Option(None, "--iterations", "-n", help="Timed runs per backend \\[default: 20]."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Time for this many seconds instead of a fixed count."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Batch size (exports are static: must match the model's)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime / PyTorch (default: the runtime's choice)."),
-    transfers: bool = typer.Option(True, "--transfers/--no-transfers", help="TensorRT: include host<->device copies in each run (--no-transfers: like trtexec --noDataTransfers)."),
-    cuda_graph: bool = typer.Option(False, "--cuda-graph", help="TensorRT: capture the enqueue once as a CUDA graph and time graph launches (trt backend only)."),
-    compare: Optional[List[str]] = typer.Option(None, "--compare", help="Also time this backend, ARTIFACT or ARTIFACT@BACKEND, interleaved round-robin (repeatable)."),
+    transfers: bool = typer.Option(True, "--transfers/--no-transfers", help="TensorRT: include host<->device copies in each run (--no-transfers: like "
+                                                                            "trtexec --noDataTransfers)."),
+    cuda_graph: bool = typer.Option(False, "--cuda-graph", help="TensorRT: capture the enqueue once as a CUDA graph and time graph launches (trt "
+                                                                "backend only)."),
+    compare: Optional[List[str]] = typer.Option(None, "--compare", help="Also time this backend, ARTIFACT or ARTIFACT@BACKEND, interleaved "
+                                                                        "round-robin (repeatable)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of the latency distribution per backend."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
 ) -> None:
@@ -109,7 +113,8 @@ def _render(report) -> None:
     env, settings = report.environment, report.settings
     gpu = env.get("gpu")
     rows = [
-        ("cpu", escape(f"{env.get('cpu') or 'unknown'} ({env.get('cpu_usable')} of {env.get('cpu_count')} cores usable, threads: {settings['threads'] or 'runtime default'})")),
+        ("cpu", escape(f"{env.get('cpu') or 'unknown'} ({env.get('cpu_usable')} of {env.get('cpu_count')} cores usable, threads: "
+                       f"{settings['threads'] or 'runtime default'})")),
         ("gpu", escape(f"{gpu['name']} (sm {gpu['compute_capability']}, CUDA driver {gpu['driver_cuda_version']})") if gpu else "none"),
         ("batch", ", ".join(sorted({str(r.batch) for r in report.results}))),
     ]
@@ -122,7 +127,8 @@ def _render(report) -> None:
         rows.append((escape(r.label), escape(f"{r.artifact} on {run['runtime']} {run['version']} ({ran_on}{extra})")))
     jetson = env.get("jetson")
     if jetson:
-        rows.append(("jetson", escape((jetson.get("nvpmodel_q") or "nvpmodel -q unavailable").splitlines()[0] if jetson.get("nvpmodel_q") else "power mode unknown (nvpmodel not found)")))
+        mode = jetson.get("nvpmodel_q")
+        rows.append(("jetson", escape(mode.splitlines()[0] if mode else "power mode unknown (nvpmodel not found)")))
     out.print(key_values(rows))
     out.print(results_table(report))
     for note in table_notes(report):

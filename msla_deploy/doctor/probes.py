@@ -82,7 +82,8 @@ def python() -> Finding:
 
 
 def msla_deploy_itself() -> Finding:
-    from .. import __file__ as location, __version__
+    from .. import __file__ as location
+    from .. import __version__
 
     return Finding("msla-deploy", True, __version__, detail=str(Path(location).parent))
 

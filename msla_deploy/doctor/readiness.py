@@ -48,7 +48,8 @@ def backends(found: Dict[str, Finding]) -> Dict[str, Availability]:
             result[name] = Availability(name, False, reason=f"onnxruntime {ort.version} does not offer {provider}", fix=hint)
         elif not probe["started"]:
             result[name] = Availability(name, False, reason=f"{provider}: {probe['error']}",
-                                        fix="install the CUDA/cuDNN (and for TensorRT, TensorRT) libraries this onnxruntime-gpu was built for, on a machine with a GPU")
+                                        fix="install the CUDA/cuDNN (and for TensorRT, TensorRT) libraries this onnxruntime-gpu was built for, on a "
+                                            "machine with a GPU")
         else:
             result[name] = Availability(name, True)
     # TensorRT runs need the CUDA runtime too: Polygraphy and bench's timing both load libcudart

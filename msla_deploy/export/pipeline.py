@@ -22,10 +22,30 @@ import torch
 from .. import __version__, runtime, zoo
 from ..artifact.files import describe_files, environment, sha256_json, write_bytes_atomic, write_json_atomic
 from ..artifact.manifest import Manifest, ModelRecord, PrecisionRecord, write_manifest
-from ..artifact.names import (FP32_ONNX_NAME, INPUT_NAME, META_BATCH, META_EXPORTER, META_FP32_NODES, META_INPUT_NAMES, META_MODEL,
-                              META_NORMALIZATION, META_NUM_CLASSES, META_OUTPUT_NAMES, META_PRECISION, META_RECIPE,
-                              META_RESOLUTION, META_VERSION, ONNX_NAME, OUTPUT_NAME, PARITY_NAME, PROBE_PREFIX)
-from ..artifact.names import INT8_SENSITIVITY_NAME, INT8_SENSITIVITY_PLOT, LABELS_NAME, META_HEAD
+from ..artifact.names import (
+    FP32_ONNX_NAME,
+    INPUT_NAME,
+    INT8_SENSITIVITY_NAME,
+    INT8_SENSITIVITY_PLOT,
+    LABELS_NAME,
+    META_BATCH,
+    META_EXPORTER,
+    META_FP32_NODES,
+    META_HEAD,
+    META_INPUT_NAMES,
+    META_MODEL,
+    META_NORMALIZATION,
+    META_NUM_CLASSES,
+    META_OUTPUT_NAMES,
+    META_PRECISION,
+    META_RECIPE,
+    META_RESOLUTION,
+    META_VERSION,
+    ONNX_NAME,
+    OUTPUT_NAME,
+    PARITY_NAME,
+    PROBE_PREFIX,
+)
 from ..artifact.options import ExportOptions, is_factory_spec
 from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD, ReferenceBundle, synthetic_images, write_reference
 from ..artifact.staging import check_replaceable, staged_directory
@@ -35,6 +55,8 @@ from ..inspect import inspect_onnx
 from ..limits import check_export_memory
 from ..loading import load_model
 from ..nn import plan_static
+from ..nn.capture import capture
+from ..nn.heads import head_output_names, labels_from_logits, with_head
 from ..nn.precision import PrecisionPolicy, apply_policy, fp16_storage_proxy
 from ..parity import compare_outputs, default_budget
 from ..progress import Steps
@@ -43,9 +65,7 @@ from . import int8 as int8_q
 from . import int8_sensitivity as int8_sweep
 from .calibration import CalibrationSet, load_calibration
 from .graph import GraphReport, constants_to_initializers, finalize
-from ..nn.heads import head_output_names, labels_from_logits, with_head
 from .islands import island_nodes, name_unnamed_nodes
-from ..nn.capture import capture
 from .probes import ProbedModel, probe_candidates, probe_output_names, unmark_probe_outputs
 from .torch_to_onnx import export_to_onnx
 
@@ -207,13 +227,13 @@ def _quantize_int8(options: ExportOptions, calib: CalibrationSet, staging: Path,
 def _int8_checks(staging: Path, quantized, batches, images, reference, budget) -> List[Dict]:
     """int8 against PyTorch fp32 on the reference inputs, and against the fp32 graph on the
     calibration pictures (where the ranges came from: the labels that matter)."""
-    output, ran = _run_onnx(staging / ONNX_NAME, images)
+    outputs, ran = _run_onnx(staging / ONNX_NAME, images)
     fp32_graph = onnx.load(str(staging / FP32_ONNX_NAME))
     on_pictures = _parity_check(
         "ONNX Runtime int8 on the calibration pictures (vs the fp32 graph)", ONNX_NAME, ran,
-        int8_q.run_batches(fp32_graph, batches), int8_q.run_batches(quantized.proto, batches), budget,
+        {OUTPUT_NAME: int8_q.run_batches(fp32_graph, batches)}, {OUTPUT_NAME: int8_q.run_batches(quantized.proto, batches)}, budget,
     )
-    return [_parity_check("ONNX Runtime int8", ONNX_NAME, ran, reference, output, budget), on_pictures]
+    return [_parity_check("ONNX Runtime int8", ONNX_NAME, ran, reference, outputs, budget), on_pictures]
 
 
 def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportResult:
@@ -346,13 +366,14 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                 del deployable
                 checks = [
                     _parity_check("ONNX Runtime fp16", ONNX_NAME, ran, reference_outputs, fp16_outputs, default_budget("fp16")),
-                    _parity_check("PyTorch fp16 proxy", "(policy applied in PyTorch)", {"name": "torch", "version": torch.__version__, "mode": "fp16 storage, fp32 accumulation"},
+                    _parity_check("PyTorch fp16 proxy", "(policy applied in PyTorch)",
+                                  {"name": "torch", "version": torch.__version__, "mode": "fp16 storage, fp32 accumulation"},
                                   reference_outputs, proxy_out, default_budget("fp16")),
                     _onnx_check("ONNX Runtime fp32", staging / FP32_ONNX_NAME, images, reference_outputs, fp32_budget),
                 ]
             elif int8:
-                checks = _int8_checks(staging, quantized, calib.batches(options.batch), images, reference, _int8_budget(options))
-                checks.append(_onnx_check("ONNX Runtime fp32", staging / FP32_ONNX_NAME, images, reference, fp32_budget))
+                checks = _int8_checks(staging, quantized, calib.batches(options.batch), images, reference_outputs, _int8_budget(options))
+                checks.append(_onnx_check("ONNX Runtime fp32", staging / FP32_ONNX_NAME, images, reference_outputs, fp32_budget))
             else:
                 checks = [_onnx_check("ONNX Runtime fp32", staging / ONNX_NAME, images, reference_outputs, fp32_budget)]
             primary = checks[0]

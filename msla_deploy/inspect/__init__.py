@@ -46,7 +46,8 @@ def inspect_view(view: ModelView, version: Optional[trt_support.Target], precisi
         "outputs": {o.name: view.shape(o.name) for o in view.model.graph.output},
         "shape_inference": "ok" if view.inferred else "failed: types and shapes partly unknown",
         "target_trt": None if version is None else {
-            "version": version.name, "given": version.version.text, "jetpack": version.jetpack, "max_opset": version.max_opset, "operators": version.matrix_note,
+            "version": version.name, "given": version.version.text, "jetpack": version.jetpack, "max_opset": version.max_opset,
+            "operators": version.matrix_note,
         },
         "precision": context.to_dict(view),
         "msla_deploy": {k: v for k, v in sorted(view.metadata.items()) if k.startswith("msla_deploy.")},

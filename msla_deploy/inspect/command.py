@@ -23,7 +23,8 @@ PRECISION_HELP = (
 def inspect_command(
     model: Path = typer.Argument(..., help="The ONNX model to inspect (any exporter's).", show_default=False),
     target_trt: Optional[str] = typer.Option(
-        None, "--target-trt", "-t", help=f"TensorRT version to preflight against, e.g. {' | '.join(TARGETS)} (any 8.5 ... 11.x; '11' means 11.0, a patch suffix like 8.6.1 is fine)."
+        None, "--target-trt", "-t", help=f"TensorRT version to preflight against, e.g. {' | '.join(TARGETS)} (any 8.5 ... 11.x; '11' means 11.0, a "
+                                         f"patch suffix like 8.6.1 is fine)."
     ),
     dla: bool = typer.Option(False, "--dla", help="Also check DLA: availability in that version, static shapes, layers that fall back to the GPU."),
     precision: str = typer.Option("auto", "--precision", "-p", help=PRECISION_HELP),

@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
-from torch import nn
 import torch.nn.functional as F
+from torch import nn
 
 
 def repeat_last(value, length: int) -> tuple:

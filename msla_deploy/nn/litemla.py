@@ -27,6 +27,7 @@ from torch import nn
 
 from .layers import ConvLayer, build_act, repeat_last
 
+
 @dataclass(frozen=True)
 class AttentionPlan:
     """Static shapes of one LiteMLA call: everything the forward needs as Python ints."""

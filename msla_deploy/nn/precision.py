@@ -26,7 +26,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from ..choices import FLOAT_PRECISIONS as PRECISIONS, UPSAMPLE_MODES
+from ..choices import FLOAT_PRECISIONS as PRECISIONS
+from ..choices import UPSAMPLE_MODES
 from .layers import UpSampleLayer
 from .litemla import AttentionCore
 

@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional
 
 
-
 @dataclass(frozen=True)
 class Budget:
     # max |error| <= max_abs_rel * max |reference| + max_abs_floor; None: not checked

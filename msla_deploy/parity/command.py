@@ -19,17 +19,20 @@ from ..errors import CheckFailed
 def validate_command(
     artifact: Path = typer.Argument(..., help="Export directory, .onnx or .engine."),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Reference bundle folder (default: the export's reference/)."),
-    backend: str = typer.Option("auto", "--backend", help="auto | ort-cpu | ort-cuda | ort-trt | trt (auto: TensorRT for .engine, else ONNX Runtime, CUDA if present)."),
+    backend: str = typer.Option("auto", "--backend", help="auto | ort-cpu | ort-cuda | ort-trt | trt (auto: TensorRT for .engine, else ONNX Runtime, "
+                                                          "CUDA if present)."),
     atol: Optional[str] = typer.Option(None, "--atol", help="Absolute part of the max-abs-error limit (limit = atol + rtol x peak |reference|)."),
     rtol: Optional[str] = typer.Option(None, "--rtol", help="Peak-relative part of the max-abs-error limit."),
     min_cosine: Optional[str] = typer.Option(None, "--min-cosine", help="Minimum cosine similarity per output."),
     min_argmax_agreement: Optional[str] = typer.Option(None, "--min-argmax-agreement", help="Minimum share of pixels with the same label: 0.995 or 99.5%."),
     max_miou_drop: Optional[str] = typer.Option(None, "--max-miou-drop", help="Maximum 1 - mIoU of the artifact's labels against the reference's: 0.01 or 1%."),
-    report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="Where the reports go (default: DIR/validation/, or validation-<file>/ beside a file)."),
+    report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="Where the reports go (default: DIR/validation/, or validation-<file>/ "
+                                                                         "beside a file)."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Also write the JUnit XML here."),
     json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
     localize: bool = typer.Option(False, "--localize", help="Find the first module where the numbers drift (needs PyTorch and the export's manifest)."),
-    allow_modified: bool = typer.Option(False, "--allow-modified", help="Validate an export whose files no longer match the sha256 its manifest recorded (default: that fails, exit 1)."),
+    allow_modified: bool = typer.Option(False, "--allow-modified", help="Validate an export whose files no longer match the sha256 its manifest "
+                                                                        "recorded (default: that fails, exit 1)."),
 ) -> None:
     """Run an artifact on its reference inputs and check it against the precision's parity budget."""
     from .validate import ValidateOptions, run_validate

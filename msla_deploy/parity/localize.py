@@ -126,7 +126,8 @@ def localize(manifest, model: onnx.ModelProto, run_marked, feed: Dict[str, np.nd
     return {
         "first_offender": first,
         "criterion": {"max_relative": limit, "min_cosine": min_cosine,
-                      "rule": "first module, in execution order, whose max |error| / peak |PyTorch| exceeds max_relative, whose cosine is below min_cosine, or which has NaN/Inf"},
+                      "rule": "first module, in execution order, whose max |error| / peak |PyTorch| exceeds max_relative, whose cosine is below "
+                              "min_cosine, or which has NaN/Inf"},
         "input": f"reference inputs [0:{x.shape[0]}]",
         "runtime": runtime,
         "probes": [asdict(r) for r in rows],

@@ -56,7 +56,8 @@ def _add_images(directory: Path, staging: Path, images_dir: Path, steps: Steps) 
     (height, width), batch = manifest.options.resolution, manifest.options.batch
     bundle = read_reference(directory / REFERENCE_DIR)
     if len(bundle.inputs) != 1 or len(bundle.outputs) != 1:
-        raise BadInput(f"the reference bundle has {len(bundle.inputs)} inputs and {len(bundle.outputs)} outputs", "pictures can be added to one-input, one-output models only")
+        raise BadInput(f"the reference bundle has {len(bundle.inputs)} inputs and {len(bundle.outputs)} outputs", "pictures can be added to "
+                                                                                                                  "one-input, one-output models only")
     files = list_images(images_dir)
     if len(files) % batch:
         raise BadInput(f"{len(files)} pictures for a model with static batch {batch}", f"give a multiple of {batch} pictures")

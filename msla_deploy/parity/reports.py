@@ -88,7 +88,8 @@ def markdown(report: Dict) -> str:
     row("p99 abs error", [_g(o["p99_abs"], ".3g") for o in outputs])
     row("max rel error (floor 1e-3 x peak)", [_g(o.get("max_rel"), ".3g") for o in outputs])
     row("cosine similarity", [check_cell(o, "cosine", _g(o["cosine"], ".7f")) for o in outputs], limit("cosine"), _source(report, "cosine"))
-    row("argmax agreement", [check_cell(o, "argmax_agreement", _pct(o["argmax_agreement"])) for o in outputs], limit("argmax_agreement"), _source(report, "argmax_agreement"))
+    row("argmax agreement", [check_cell(o, "argmax_agreement", _pct(o["argmax_agreement"])) for o in outputs],
+        limit("argmax_agreement"), _source(report, "argmax_agreement"))
     miou_budget = "not checked" if budget.get("max_miou_drop") is None else limit("miou_drop")
     row("mIoU (prediction vs prediction)", [check_cell(o, "miou_drop", _pct(o.get("miou"))) for o in outputs],
         miou_budget if miou_budget == "not checked" else f"drop {miou_budget}", _source(report, "miou_drop"))
@@ -108,7 +109,8 @@ def markdown(report: Dict) -> str:
         changed = [c for c in o.get("class_iou") or [] if c["change"]]
         if changed:
             changed.sort(key=lambda c: -c["change"])
-            lines += [f"### Classes whose IoU changed most (`{o['name']}`)", "", "| class | IoU | change | reference px | artifact px |", "|---|---|---|---|---|"]
+            lines += [f"### Classes whose IoU changed most (`{o['name']}`)", "",
+                      "| class | IoU | change | reference px | artifact px |", "|---|---|---|---|---|"]
             for c in changed[:TOP_CLASSES]:
                 name = f"{c['class']} {c['name']}" if c.get("name") else str(c["class"])
                 lines.append(f"| {name} | {c['iou']:.4f} | {100 * c['change']:.2f}% | {c['reference_pixels']} | {c['candidate_pixels']} |")
@@ -118,7 +120,8 @@ def markdown(report: Dict) -> str:
     if loc:
         first = f"`{loc['first_offender']}`" if loc["first_offender"] else "none (every probe within the limit)"
         crit = loc["criterion"]
-        lines += ["### Where the numbers drift", "", f"First offender: {first} (limit: max |error| <= {crit['max_relative']:g} x peak, cosine >= {crit['min_cosine']:g})", ""]
+        lines += ["### Where the numbers drift", "", f"First offender: {first} (limit: max |error| <= {crit['max_relative']:g} x peak, cosine >= "
+                                                     f"{crit['min_cosine']:g})", ""]
         lines += ["| rank | module | max abs / peak | cosine | NaN/Inf | over |", "|---|---|---|---|---|---|"]
         by_name = {p["module"]: p for p in loc["probes"]}
         for rank, name in enumerate(loc["ranked"][:TOP_PROBES], 1):
@@ -130,7 +133,8 @@ def markdown(report: Dict) -> str:
     if pictures:
         lines += ["### Pictures", ""]
         for name, files in pictures.items():
-            lines.append(f"- `{name}`: label disagreement `{files['disagreement']}` (white: label differs), error heatmap `{files['error_heatmap']}` (white = {files['error_scale']:.3g})")
+            lines.append(f"- `{name}`: label disagreement `{files['disagreement']}` (white: label differs), error heatmap `{files['error_heatmap']}` "
+                         f"(white = {files['error_scale']:.3g})")
         lines.append("")
     for note in report["budget"].get("notes", []):
         lines.append(f"> {note}")

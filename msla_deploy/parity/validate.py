@@ -83,7 +83,8 @@ def _model_batch(artifact: Artifact, graph_inputs: Optional[Dict]) -> Optional[i
     return artifact.manifest.options.batch if artifact.manifest is not None and artifact.manifest.options is not None else None
 
 
-def check_reference(bundle: ReferenceBundle, artifact: Artifact, reference_dir: Path, graph_inputs: Optional[Dict], graph_outputs: Optional[Dict]) -> List[Dict[str, np.ndarray]]:
+def check_reference(bundle: ReferenceBundle, artifact: Artifact, reference_dir: Path, graph_inputs: Optional[Dict],
+                    graph_outputs: Optional[Dict]) -> List[Dict[str, np.ndarray]]:
     """The reference inputs as feed dicts of one model batch each; BadInput where they cannot fit."""
     fix = "pass --reference with the reference/ folder of the export this artifact came from"
     if not bundle.inputs or not bundle.outputs:

@@ -1,0 +1,162 @@
+"""The `export` command: parse, call msla_deploy.export.pipeline (torch, imported on use), render.
+Registered in cli.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.markup import escape
+
+from ..artifact.names import MANIFEST_NAME, PARITY_NAME
+from ..console import checks_table, err, error_line, key_values, out, print_json, steps_with_progress
+from ..torch_side import torch_side
+
+
+def export_command(
+    model: str = typer.Option(
+        "efficientvit-seg-b1-cityscapes", "--model", "-m",
+        help="Zoo name (see `msla-deploy models`) or FILE.py:FACTORY returning an nn.Module.",
+    ),
+    weights: Optional[Path] = typer.Option(
+        None, "--weights", "-w", help="State-dict checkpoint (.pt, loaded with weights_only=True). Zoo default: models/<upstream file> if present, else random."
+    ),
+    res: str = typer.Option("1024x2048", "--res", "-r", help="Input HxW; sides must be multiples of 32."),
+    batch: int = typer.Option(1, "--batch", "-b", help="Static batch size."),
+    opset: int = typer.Option(17, "--opset", help="ONNX opset (17 parses on TensorRT 8.5/8.6 and later)."),
+    exporter: str = typer.Option("auto", "--exporter", help="auto | dynamo | torchscript (auto: dynamo, torchscript if it fails)."),
+    precision: str = typer.Option(
+        "fp32", "--precision", "-p",
+        help="fp32, fp16 or int8. fp16: model.onnx is mixed precision (fp16, fp32 attention island) for strongly typed "
+        "TensorRT 10.12+/11; model_fp32.onnx beside it is for weakly typed builds (JetPack 5/6). int8: model.onnx is "
+        "an explicit Q/DQ graph calibrated on --calib-images (LiteMLA cores in fp32).",
+        rich_help_panel="Precision",
+    ),
+    attention_precision: str = typer.Option(
+        "fp32", "--attention-precision",
+        help="fp16 exports: LiteMLA's matmuls, normaliser and division in fp32, or in fp16 with token-mean "
+        "scaling (small parity cost).",
+        rich_help_panel="Precision",
+    ),
+    io_dtype: str = typer.Option("fp32", "--io-dtype", help="fp16 exports: dtype of the graph input and output.", rich_help_panel="Precision"),
+    upsample: str = typer.Option(
+        "cubic", "--upsample", help="Head resize: cubic (upstream parity) or bilinear (for TensorRT 8.5 / JetPack 5).",
+        rich_help_panel="Precision",
+    ),
+    stress_weights: bool = typer.Option(
+        False, "--stress-weights", help="Rescale LiteMLA q/k/v to trained-model magnitudes and zero some queries: tests the fp16 guards.",
+        rich_help_panel="Precision",
+    ),
+    fp16_guards: bool = typer.Option(
+        True, "--fp16-guards/--no-fp16-guards", help="--no-fp16-guards exports naive fp16 (eps lost, sums in fp16), to see what the guards prevent.",
+        rich_help_panel="Precision",
+    ),
+    head: str = typer.Option(
+        "logits", "--head",
+        help="Graph outputs: logits (upstream's), labels (in-graph bicubic resize to the input size + argmax, int32 "
+        "[N,H,W] train ids for TensorRT/DeepStream/Triton/C++), or both.",
+    ),
+    calib_images: Optional[Path] = typer.Option(
+        None, "--calib-images", help="int8: folder of .png/.jpg/.npy pictures, or a dataset root (Cityscapes, ADE20K).", rich_help_panel="int8",
+    ),
+    calib_count: int = typer.Option(64, "--calib-count", help="int8: pictures to calibrate on (evenly spread over the folder).", rich_help_panel="int8"),
+    calib_method: str = typer.Option(
+        "max", "--calib-method", help="int8: max | entropy | percentile (ONNX Runtime's MinMax/Entropy/Percentile).", rich_help_panel="int8",
+    ),
+    int8_attention: bool = typer.Option(
+        False, "--int8-attention", help="int8: quantize the LiteMLA cores too (what generic quantizers do; to measure the cost).", rich_help_panel="int8",
+    ),
+    sensitivity: bool = typer.Option(
+        False, "--sensitivity", help="int8: quantize one module at a time (and all but one); rank by label cost; "
+        "int8_sensitivity.json/.png.", rich_help_panel="int8",
+    ),
+    min_argmax_agreement: Optional[float] = typer.Option(
+        None, "--min-argmax-agreement", help="int8: keep the costliest modules in fp32 until the labels agree this much "
+        "with fp32 on the calibration pictures (e.g. 0.99); also the parity budget.", rich_help_panel="int8",
+    ),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory \\[default: artifacts/<model>-<H>x<W>-<precision>]."),
+    models_dir: Path = typer.Option(Path("models"), "--models-dir", envvar="MSLA_DEPLOY_MODELS", help="Where zoo checkpoints are looked up."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Replace an earlier export at --out: its own files are replaced, every other file (engines, reports, yours) is kept.",
+    ),
+    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+) -> None:
+    """Export a model to a static, checked ONNX with a reference bundle and an ONNX Runtime parity report."""
+    from ..artifact.options import ExportOptions, parse_resolution
+
+    run_export = torch_side("msla_deploy.export.pipeline", "run_export")
+
+    options = ExportOptions(
+        model=model, weights=weights, resolution=parse_resolution(res), batch=batch, opset=opset,
+        exporter=exporter, out=out_dir, models_dir=models_dir, precision=precision,
+        attention_precision=attention_precision, io_dtype=io_dtype, upsample=upsample,
+        fp16_guards=fp16_guards, stress_weights=stress_weights, head=head, overwrite=overwrite, calib_images=calib_images, calib_count=calib_count,
+        calib_method=calib_method, int8_attention=int8_attention, sensitivity=sensitivity, min_argmax_agreement=min_argmax_agreement,
+    )
+    result = run_export(options, steps_with_progress())
+    manifest, parity = result.manifest, result.parity
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        w = manifest.weights
+        weights_text = {"random": "[bold yellow]RANDOM (no checkpoint given or found in models/)[/]", "factory": "as returned by the factory"}.get(
+            w["source"], w.get("path", "")
+        ) + (" [bold yellow]+ STRESS (LiteMLA q/k/v rescaled, head 0 queries zeroed)[/]" if "stress" in w else "")
+        p = manifest.precision
+        int8_info = p.extra.get("int8")
+        precision_text = p.precision if p.precision == "fp32" else (
+            f"int8 Q/DQ ({len(int8_info['quantized_modules'])} modules int8, fp32: {', '.join(int8_info['fp32_modules']) or 'none'}; "
+            f"calibrated on {int8_info['calibration']['count']} pictures, {int8_info['calibration']['method']}); fp32 graph: {p.onnx_files['fp32']}"
+        ) if int8_info else p.precision if p.precision == "fp32" else (
+            f"fp16 (attention {p.attention_precision if p.fp16_guards else 'naive fp16'}, I/O {p.io_dtype}"
+            + ("" if p.fp16_guards else ", [bold red]guards OFF[/]") + f"); weak-typing graph: {p.onnx_files['fp32']}"
+        )
+        swapped = [r for r in manifest.swapped_modules if r["swapped"]]
+        graph = manifest.onnx
+        out.print(key_values([
+            ("model", manifest.model.name),
+            ("weights", weights_text),
+            ("precision", precision_text + ("" if p.upsample == "cubic" else ", [yellow]bilinear upsampling[/]")),
+            ("exporter", f"{manifest.exporter['used']} (opset {manifest.exporter['opset']})"),
+            ("graph", f"{graph['node_count']} nodes, input {graph['inputs'][0]['shape']}, output {graph['outputs'][0]['shape']}"),
+            ("swapped", ", ".join(f"{r['path'] or '<root>'} ({r['source'].rsplit('.', 1)[-1]}, eps {r['eps']:g})" for r in swapped) or "none needed"),
+            ("written", str(result.directory)),
+        ]))
+        out.print(checks_table(parity["checks"], "Parity against PyTorch fp32"))
+        for note in sorted({o["vacuous_note"] for c in parity["checks"] for o in c["outputs"] if o.get("vacuous_note")}):
+            out.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+        if int8_info and int8_info.get("sensitivity", {}).get("file"):
+            _print_sensitivity(result.directory / int8_info["sensitivity"]["file"])
+        for file, scan in manifest.hazards.items():
+            for finding in scan["errors"] + scan["warnings"]:
+                where = finding.get("module") or finding["node"]
+                err.print(f"[{'red' if finding['severity'] == 'error' else 'yellow'}]{finding['severity']}:[/] {file}: {finding['check']} at {where}: "
+                          f"{finding['detail']}", highlight=False)
+    if not result.passed:
+        failures = "; ".join(f"{c['label']}: {f}" for c in parity["checks"] for o in c["outputs"] for f in o["failures"])
+        hazard_errors = sum(len(scan["errors"]) for scan in manifest.hazards.values())
+        if hazard_errors:
+            failures = "; ".join(filter(None, [failures, f"{hazard_errors} fp16 hazard error(s) (msla-deploy inspect {result.directory}/<file>)"]))
+        error_line(f"export checks failed: {failures} (details in {result.directory / PARITY_NAME} and {MANIFEST_NAME})")
+        raise typer.Exit(1)
+
+
+def _print_sensitivity(path: Path) -> None:
+    from rich import box
+    from rich.table import Table
+
+    data = json.loads(path.read_text())
+    table = Table(title=f"int8 label cost per module ({path.name}, plot beside it)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column, justify in (("#", "right"), ("module", "left"), ("kind", "left"), ("labels changed alone", "right"),
+                            ("1 - cosine alone", "right"), ("agreement all but it", "right"), ("kept", "left")):
+        table.add_column(column, justify=justify, no_wrap=True)
+    kept = set(data["keep_fp32"])
+    for i, row in enumerate(data["ranking"]):
+        table.add_row(str(i + 1), row["module"], row["kind"], f"{100 * row['cost']:.3f}%", f"{1 - row['alone_cosine']:.2e}",
+                      f"{100 * row['all_but']:.3f}%", "fp32" if row["module"] in kept else "")
+    out.print(table)
+    target = data["min_argmax_agreement"]
+    kept_text = f"; kept in fp32 for {100 * target:g}%: {', '.join(data['keep_fp32']) or 'none'}" if target else ""
+    out.print(f"all modules int8: {100 * data['all_int8_agreement']:.3f}% of labels as fp32{kept_text}", highlight=False)
