@@ -30,13 +30,11 @@ from typing import Callable, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-IGNORE = 255
-NUM_CLASSES = 19
+from msla_deploy.classes import CITYSCAPES_LABEL_IDS, IGNORE_INDEX, cityscapes_label_to_train, cityscapes_train_to_label
 
-# train id -> Cityscapes label id, in train-id order (cityscapesScripts' labels.py; FACTS.md §9).
-# The h-evaluate branch has the same table as msla_deploy/classes.py:CITYSCAPES_LABEL_IDS; once
-# that lands, import it from there (one owner per fact).
-CITYSCAPES_LABEL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
+IGNORE = IGNORE_INDEX
+NUM_CLASSES = len(CITYSCAPES_LABEL_IDS)
+
 # label ids that Cityscapes' evaluation maps to ignore: what void pixels are written as
 VOID_LABEL_IDS = (0, 4, 5, 6, 9, 10, 14, 15, 16, 18, 29, 30)
 EGO_VEHICLE_LABEL_ID = 1
@@ -302,15 +300,13 @@ def scene_batch(seed: int, start: int, count: int, height: int, width: int) -> T
 def to_label_ids(train_ids: np.ndarray, void_id: int = 0) -> np.ndarray:
     """Train ids -> Cityscapes label ids; ignore (255) becomes `void_id`."""
     table = np.full(256, void_id, np.uint8)
-    table[: len(CITYSCAPES_LABEL_IDS)] = CITYSCAPES_LABEL_IDS
+    table[: NUM_CLASSES] = cityscapes_train_to_label()[:NUM_CLASSES]
     return table[train_ids]
 
 
 def to_train_ids(label_ids: np.ndarray) -> np.ndarray:
     """Cityscapes label ids -> train ids (every id outside the 19 classes becomes 255)."""
-    table = np.full(256, IGNORE, np.uint8)
-    table[list(CITYSCAPES_LABEL_IDS)] = np.arange(len(CITYSCAPES_LABEL_IDS), dtype=np.uint8)
-    return table[label_ids]
+    return cityscapes_label_to_train()[label_ids]
 
 
 def write_cityscapes(
