@@ -71,7 +71,7 @@ def missing_tensorrt(monkeypatch):
 
 def test_runs_without_torch_and_says_what_needs_it(tmp_path):
     pytest.importorskip("torch")  # the helper's module needs it; without torch every run here is torch-free
-    from tests.test_validate import run_without_torch
+    from tests.fixtures import run_without_torch
 
     # the helper fails the run (exit 1) if torch got imported at all
     proc = run_without_torch("doctor", "--json", cwd=tmp_path)

@@ -13,7 +13,6 @@ import json
 import shutil
 import subprocess
 import sys
-import textwrap
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from msla_deploy.evaluate.datasets import find_dataset, read_pair
 from msla_deploy.evaluate.metrics import Confusion
 from msla_deploy.evaluate.synthetic import write_dataset
 from msla_deploy.export.pipeline import run_export
+from tests.fixtures import NO_TORCH
 
 B0 = "efficientvit-seg-b0-cityscapes"
 RES = (128, 256)
@@ -344,24 +344,6 @@ def test_not_a_dataset_is_bad_input(exported, tmp_path):
 
 # --- torch-free ----------------------------------------------------------------------------------
 
-NO_TORCH = textwrap.dedent(
-    """
-    import sys
-
-    class NoTorch:  # torch "not installed": every import of it fails
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ImportError(f"No module named {name!r}")
-            return None
-
-    sys.meta_path.insert(0, NoTorch())
-    from msla_deploy.cli import app
-    try:
-        app(sys.argv[1:])
-    finally:
-        assert not [m for m in sys.modules if m == "torch" or m.startswith("torch.")], "torch got imported"
-    """
-)
 
 
 def test_onnx_backends_evaluate_without_torch(exported, own_labels, tmp_path):

@@ -28,6 +28,7 @@ from msla_deploy.export.pipeline import run_export
 from msla_deploy.loading import load_model
 from msla_deploy.runtime import processing
 from msla_deploy.runtime.segmenter import Segmenter, nearest_resize, to_rgb
+from tests.fixtures import BLOCK_TORCH
 from tests.test_labels_head import calibrated_b0_checkpoint
 
 B0 = "efficientvit-seg-b0-cityscapes"
@@ -254,17 +255,11 @@ def test_predict_strict_and_bad_input(logits_artifact, folder, tmp_path):
 
 
 # --- without torch -------------------------------------------------------------------------------------
-NO_TORCH = textwrap.dedent(
+
+
+# the Segmenter on sys.argv[1:3], then the CLI on the rest; nothing may import torch
+NO_TORCH = BLOCK_TORCH + textwrap.dedent(
     """
-    import sys
-
-    class NoTorch:  # torch "not installed": every import of it fails
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ImportError(f"No module named {name!r}")
-            return None
-
-    sys.meta_path.insert(0, NoTorch())
     import msla_deploy
     assert "msla_deploy.runtime.segmenter" not in sys.modules  # import msla_deploy stays light
     labels = msla_deploy.Segmenter(sys.argv[1])(sys.argv[2]).labels

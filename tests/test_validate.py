@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 import struct
-import subprocess
-import sys
 import textwrap
 import xml.etree.ElementTree as ET
 import zlib
@@ -31,6 +29,7 @@ from msla_deploy.export.pipeline import run_export
 from msla_deploy.parity.budgets import FP16, FP32
 from msla_deploy.parity.config import parse_setting
 from msla_deploy.parity.metrics import class_iou, compare_outputs
+from tests.fixtures import run_without_torch
 
 B0 = "efficientvit-seg-b0-cityscapes"
 PERTURBED_BLOCK = "backbone.stages.2.op_list.1"
@@ -213,30 +212,6 @@ def test_missing_artifact_and_missing_reference(tmp_path, exported):
 
 
 # --- torch-free --------------------------------------------------------------------------------
-
-NO_TORCH = textwrap.dedent(
-    """
-    import sys
-
-    class NoTorch:  # torch "not installed": every import of it fails
-        def find_spec(self, name, path=None, target=None):
-            if name == "torch" or name.startswith("torch."):
-                raise ImportError(f"No module named {name!r}")
-            return None
-
-    sys.meta_path.insert(0, NoTorch())
-    from msla_deploy.cli import app
-    try:
-        app(sys.argv[1:])
-    finally:
-        assert not [m for m in sys.modules if m == "torch" or m.startswith("torch.")], "torch got imported"
-    """
-)
-
-
-def run_without_torch(*args, cwd: Path):
-    return subprocess.run([sys.executable, "-c", NO_TORCH, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120)
-
 
 def test_validate_runs_without_torch(exported, tmp_path):
     proc = run_without_torch("validate", exported, "--report-dir", tmp_path / "r", "--json", cwd=tmp_path)

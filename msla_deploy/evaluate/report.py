@@ -6,8 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Dict, Optional
 
-from ..artifact.files import write_bytes_atomic, write_json_atomic
-from ..parity.reports import JUNIT_XML, REPORT_JSON, REPORT_MD, junit_suite
+from ..parity.reports import junit_suite, write_report_files
 
 WORST_CLASSES = 8
 
@@ -91,14 +90,5 @@ def junit_xml(report: Dict) -> bytes:
 
 
 def write_reports(report: Dict, folder: Path, extra_junit: Optional[Path] = None) -> Dict[str, str]:
-    folder = Path(folder)
-    junit = junit_xml(report)
-    write_bytes_atomic(folder / REPORT_MD, markdown(report).encode())
-    write_bytes_atomic(folder / JUNIT_XML, junit)
-    files = {"json": str(folder / REPORT_JSON), "markdown": str(folder / REPORT_MD), "junit": str(folder / JUNIT_XML)}
-    if extra_junit:
-        write_bytes_atomic(Path(extra_junit), junit)
-        files["junit_extra"] = str(extra_junit)
-    report["files"] = files
-    write_json_atomic(folder / REPORT_JSON, report)  # last: its presence means the others are there
-    return files
+    """evaluate's report.json, report.md and junit.xml (validate's writer, evaluate's content)."""
+    return write_report_files(report, folder, markdown(report), junit_xml(report), extra_junit)

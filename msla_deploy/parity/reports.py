@@ -168,10 +168,15 @@ def junit_xml(report: Dict) -> bytes:
 
 
 def write_reports(report: Dict, folder, extra_junit: Optional[str] = None) -> Dict[str, str]:
-    """report.json, report.md and junit.xml in `folder` (each atomically); junit also at `extra_junit`."""
+    """validate's report.json, report.md and junit.xml in `folder`; junit also at `extra_junit`."""
+    return write_report_files(report, folder, markdown(report), junit_xml(report), extra_junit)
+
+
+def write_report_files(report: Dict, folder, markdown_text: str, junit: bytes, extra_junit=None) -> Dict[str, str]:
+    """report.md, junit.xml and report.json in `folder`, each atomically; junit also at
+    `extra_junit`. Shared by every stage that reports (validate, evaluate)."""
     folder = Path(folder)
-    junit = junit_xml(report)
-    write_bytes_atomic(folder / REPORT_MD, markdown(report).encode())
+    write_bytes_atomic(folder / REPORT_MD, markdown_text.encode())
     write_bytes_atomic(folder / JUNIT_XML, junit)
     files = {"json": str(folder / REPORT_JSON), "markdown": str(folder / REPORT_MD), "junit": str(folder / JUNIT_XML)}
     if extra_junit:
