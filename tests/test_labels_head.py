@@ -233,3 +233,24 @@ def test_fp16_export_keeps_the_resize_in_the_logits_dtype(tmp_path):
         assert [o.name for o in model.graph.output] == [LABELS_NAME] and types[LABELS_NAME] == TensorProto.INT32
     labels = [o for c in result.parity["checks"] for o in c["outputs"]]
     assert {o["name"] for o in labels} == {LABELS_NAME} and all(o["argmax_agreement"] >= 0.995 for o in labels)
+
+
+def test_a_labels_only_export_is_refused_by_evaluate_with_the_fix(tmp_path):
+    """Upstream's protocol upsamples logits to each label's size: a labels-only graph cannot be
+    scored that way, so evaluate says so (exit 2) instead of failing inside (reviewer's finding)."""
+    from msla_deploy.evaluate.synthetic import write_dataset
+
+    out = tmp_path / "labels-only"
+    result = cli("export", "--model", B0, "--res", "64x128", "--head", "labels", "--out", out, "--models-dir", tmp_path / "none")
+    assert result.exit_code == 0, result.output
+    write_dataset(tmp_path / "ds", "folder", 2, (64, 128), 19)
+    result = cli("evaluate", out, "--data", tmp_path / "ds", "--dataset", "folder", "--backend", "ort-cpu")
+    assert result.exit_code == 2, result.output
+    assert "--head logits or --head both" in result.stderr and "Traceback" not in result.output
+
+
+def test_the_default_folder_of_a_labels_export_is_not_the_logits_one():
+    from msla_deploy.artifact.options import ExportOptions
+
+    plain = ExportOptions(model=B0, resolution=(64, 128)).output_dir()
+    assert ExportOptions(model=B0, resolution=(64, 128), head="labels").output_dir() == plain.with_name(plain.name + "-labels")

@@ -141,7 +141,8 @@ class ExportOptions:
         if self.out is not None:
             return Path(self.out)
         h, w = self.resolution
-        return Path(self.artifacts_dir) / f"{self.model_label}-{h}x{w}-{self.precision}"
+        head = "" if self.head == "logits" else f"-{self.head}"  # a labels graph never lands in a logits export's folder
+        return Path(self.artifacts_dir) / f"{self.model_label}-{h}x{w}-{self.precision}{head}"
 
     def to_dict(self) -> Dict[str, Any]:
         data = dataclasses.asdict(self)

@@ -22,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from .. import runtime
-from ..artifact.names import EVALUATION_DIR
+from ..artifact.names import EVALUATION_DIR, OUTPUT_NAME
 from ..artifact.resolve import Artifact, resolve
 from ..classes import IGNORE_INDEX, dataset_for, palette
 from ..errors import BadInput
@@ -209,6 +209,9 @@ def evaluate(options: EvaluateOptions, on_progress: Optional[Callable[[int, int]
     if report_dir.exists() and not report_dir.is_dir():
         raise BadInput(f"--report-dir {report_dir} is a file", "pass a directory (it is created if missing)")
     resolution, num_classes = artifact.resolution, artifact.num_classes
+    if artifact.outputs and OUTPUT_NAME not in {o.name for o in artifact.outputs}:
+        raise BadInput(f"{artifact.path} has no {OUTPUT_NAME!r} output (a --head labels export): upstream's protocol upsamples the logits to each label's size",
+                       "evaluate an export made with --head logits or --head both")
     if resolution is None or num_classes is None:
         raise BadInput(f"{artifact.path}: no static input resolution or class count", "evaluate an export directory or a static segmentation ONNX")
     dataset = find_dataset(options.data, options.dataset, num_classes, options.ignore_index)
@@ -292,7 +295,7 @@ def evaluate(options: EvaluateOptions, on_progress: Optional[Callable[[int, int]
                     t0 = time.perf_counter()
                     result = session.run({input_name: x})
                     scores[name].seconds += time.perf_counter() - t0
-                    outputs[name] = next(iter(result.values()))[: len(items)]
+                    outputs[name] = result[OUTPUT_NAME][: len(items)]
                 while len(pending_scores) >= IN_FLIGHT:
                     pending_scores.pop(0).result()
                 pending_scores.append(metric.submit(score, list(items), outputs))

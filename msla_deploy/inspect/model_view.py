@@ -17,7 +17,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..artifact.names import PROBE_PREFIX
+from ..artifact.names import ONNX_NAME, PROBE_PREFIX
 from ..errors import BadInput
 
 NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"  # node metadata written by torch's dynamo exporter
@@ -161,6 +161,8 @@ def _dims(value_info: onnx.ValueInfoProto) -> Optional[List]:
 def load(path) -> ModelView:
     """Read and shape-infer an ONNX file. Unreadable input is BadInput (exit 2), never a traceback."""
     path = Path(path)
+    if path.is_dir() and (path / ONNX_NAME).is_file():  # an export directory: its model.onnx
+        path = path / ONNX_NAME
     if not path.is_file():
         raise BadInput(f"{path}: no such file", "pass the path of an .onnx model (e.g. artifacts/<run>/model.onnx)")
     try:

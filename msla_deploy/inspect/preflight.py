@@ -154,7 +154,7 @@ def _resize(view: ModelView, node: onnx.NodeProto, target: Target, notes: List[s
                 view, node, WARNING, "op-attribute",
                 f"cubic Resize: TensorRT {target.name}'s operator matrix lists nearest and linear only (its parser source "
                 "has a cubic path; working reports start at 8.6.1)",
-                "check on the device (trtexec --onnx=...), or upsample bilinearly (mode linear) at a small accuracy cost",
+                "check on the device (trtexec --onnx=...), or re-export with --upsample bilinear (mode linear) at a small accuracy cost",
             ))
         elif _CUBIC_NOTE not in notes:
             notes.append(_CUBIC_NOTE)

@@ -21,7 +21,8 @@ def predict_command(
     pictures: List[Path] = typer.Argument(..., help="Picture files and/or folders (scanned recursively)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for <name>_labels.png, <name>_color.png, <name>_overlay.png."),
     backend: str = typer.Option("auto", "--backend", help="auto | ort-cpu | ort-cuda | ort-trt | trt."),
-    label_ids: bool = typer.Option(False, "--label-ids", help="Cityscapes: write label ids (as *_gtFine_labelIds.png) instead of train ids."),
+    label_ids: bool = typer.Option(False, "--label-ids", help="Cityscapes: the _labels.png holds label ids "
+                                   "(the official evaluator's *_gtFine_labelIds values) instead of train ids."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable picture (exit 2) instead of skipping it."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist."),
     alpha: float = typer.Option(0.5, "--alpha", help="Overlay: weight of the class colours (0..1)."),
@@ -43,7 +44,7 @@ def predict_command(
     rt = report["runtime"]
     out.print(key_values([
         ("artifact", escape(report["artifact"])),
-        ("ran on", f"{rt.get('runtime', '')} {rt.get('version', '')} ({rt.get('backend', '')}), labels from {rt.get('labels_from')}"),
+        ("ran on", f"{rt.get('runtime', '')} {rt.get('version', '')} ({rt.get('ran_on', '')}), labels from {rt.get('labels_from')}"),
         ("label PNG", report["label_values"]),
         ("written", f"{len(result.written)} file(s) in {escape(report['out'])}"),
     ]))

@@ -63,10 +63,10 @@ class TrtVersion:
 
 def parse_version(text: str) -> TrtVersion:
     """'10.3', '10.3.0.30', '8.6.2' -> TrtVersion. Bad text is BadInput."""
-    match = re.fullmatch(r"\s*(\d+)\.(\d+)(?:\.\d+)*\s*", text or "")
+    match = re.fullmatch(r"\s*(\d+)(?:\.(\d+)(?:\.\d+)*)?\s*", text or "")  # "11" means 11.0, as inspect reads it
     if not match:
         raise BadInput(f"--trt-version {text!r} is not a TensorRT version", "write it as X.Y, e.g. 8.6, 10.3, 10.13 or 11.4")
-    version = TrtVersion(int(match.group(1)), int(match.group(2)), text.strip())
+    version = TrtVersion(int(match.group(1)), int(match.group(2) or 0), text.strip())
     if version.key < OLDEST_SUPPORTED:
         raise BadInput(
             f"TensorRT {version.short} is older than the oldest version this tool plans for ({OLDEST_SUPPORTED[0]}.{OLDEST_SUPPORTED[1]}, JetPack 5.1)",
