@@ -27,6 +27,15 @@ def print_json(data) -> None:
     stream.flush()
 
 
+def print_json_line(data) -> None:
+    """One JSON document on one line, flushed: for a command that goes on running after it (serve)."""
+    import json
+
+    stream = json_stream or sys.stdout
+    stream.write(json.dumps(data, default=str) + "\n")
+    stream.flush()
+
+
 def error_line(message: str) -> None:
     # escape: messages quote things like 'msla-deploy[export]' that Rich would eat as markup
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)

@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 
 from ..artifact.names import META_RECIPE
-from ..console import err, key_values, out, print_json, steps_with_progress
+from ..console import err, key_values, out, print_json, print_json_line, steps_with_progress
 from ..errors import BadInput
 from .repository import PLATFORM_CHOICES, PackageOptions, package_triton, parse_gpus
 from .server import DEFAULT_HOST, DEFAULT_PORT, SERVE_BACKENDS
@@ -80,9 +80,7 @@ def serve_command(
             server = start_server(artifact, host=host, port=port, name=name, backend=backend)
         try:
             if json_out:
-                import json
-
-                sys.stdout.write(json.dumps(server.describe()) + "\n")
+                print_json_line(server.describe())
             else:
                 b = server.batching
                 out.print(key_values([
