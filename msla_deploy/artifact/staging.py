@@ -49,7 +49,8 @@ KEPT_SUFFIX = ".kept"  # a user file that an export's own file of the same name 
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<tag>partial|old|tmp|new|stale)-(?P<pid>\d+)$")
 
 
-def _staging_path(target: Path, tag: str) -> Path:
+def staging_path(target: Path, tag: str) -> Path:
+    """Beside the target, hidden, with this process's pid: found and removed by the next run if we die."""
     return target.parent / f".{target.name}.{tag}-{os.getpid()}"
 
 
@@ -181,7 +182,7 @@ def link_tree(src: Path, dst: Path, entries: Optional[Iterable[str]] = None) -> 
 
 def swap_in(target: Path, staging: Path) -> None:
     """Replace target by staging with two renames; the earlier target is deleted after."""
-    old = _staging_path(target, OLD_TAG)
+    old = staging_path(target, OLD_TAG)
     had_old = target.exists()
     if had_old:
         os.replace(target, old)
@@ -255,7 +256,7 @@ def staged_directory(out: Path, overwrite: bool = False, on_warning: Optional[Ca
             for item in clean_leftovers(target):
                 warn(f"removed a leftover of an interrupted run beside {target}: {item}")
             plan = plan_target(target, overwrite)  # again, under the lock: the directory may have changed
-            staging = _staging_path(target, PARTIAL_TAG)
+            staging = staging_path(target, PARTIAL_TAG)
             staging.mkdir()
             try:
                 yield staging
@@ -289,7 +290,7 @@ def staged_update(directory: Path, command: str = "", on_warning: Optional[Calla
     with directory_lock(target, command):
         for item in clean_leftovers(target):
             warn(f"removed a leftover of an interrupted run beside {target}: {item}")
-        staging = _staging_path(target, PARTIAL_TAG)
+        staging = staging_path(target, PARTIAL_TAG)
         try:
             staging.mkdir()
             link_tree(target, staging)

@@ -15,7 +15,6 @@ is written, and the tests always do.
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from ..artifact.names import (
     TRITON_MODEL_VERSION,
     TRITON_PLATFORMS,
 )
+from ..artifact.staging import PARTIAL_TAG, staging_path, swap_in
 from ..errors import BadInput, one_line_text
 from ..runtime.triton import KSERVE_DTYPES
 from . import deps
@@ -240,29 +240,18 @@ def package_triton(options: PackageOptions, steps=None) -> Package:
     # Build the whole model folder beside its place, then rename it in: a server polling the
     # repository never sees a half-copied model, and a failure leaves nothing behind.
     repository.mkdir(parents=True, exist_ok=True)
-    staging = repository / f".{name}.tmp-{os.getpid()}"
-    old = repository / f".{name}.old-{os.getpid()}"
+    staging = staging_path(model_dir, PARTIAL_TAG)
+    replaced = model_dir.exists()
     try:
         if staging.exists():
             shutil.rmtree(staging)
         (staging / TRITON_MODEL_VERSION).mkdir(parents=True)
-        model_file = staging / TRITON_MODEL_VERSION / TRITON_MODEL_FILES[platform]
-        shutil.copyfile(source, model_file)
+        shutil.copyfile(source, staging / TRITON_MODEL_VERSION / TRITON_MODEL_FILES[platform])
         write_bytes_atomic(staging / TRITON_CONFIG_NAME, text.encode())
-        replaced = model_dir.exists()
-        if replaced:
-            os.replace(model_dir, old)
-        try:
-            os.replace(staging, model_dir)
-        except OSError:
-            if replaced:
-                os.replace(old, model_dir)  # put the previous model back where it was
-            raise
+        swap_in(model_dir, staging)  # the previous model is put back if the swap is interrupted
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
-    if old.exists():
-        shutil.rmtree(old, ignore_errors=True)
     return Package(
         name=name, platform=platform, model_dir=model_dir, config_path=model_dir / TRITON_CONFIG_NAME,
         model_path=model_dir / TRITON_MODEL_VERSION / TRITON_MODEL_FILES[platform], source=source,
