@@ -9,9 +9,11 @@ killed by the kernel) after minutes of work. torch-free.
 from __future__ import annotations
 
 import os
-from typing import Optional
+import warnings
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
-from .errors import BadInput
+from .errors import BadInput, MissingRuntime, one_line_text
 
 #: the largest picture decoded (width x height): 40 megapixels, above 8K UHD (33 MP), far above
 #: Cityscapes (2 MP); a 10000 x 10000 picture (100 MP) would take 1.2 GB as float32 RGB
@@ -102,3 +104,29 @@ def check_tensors_fit(label: str, inputs, outputs=()) -> None:
     shown = f"input {largest[0]} {list(largest[1][0])}" if largest else "its tensors"
     check_memory(needed, f"{label} ({shown} and its outputs, as declared)",
                  "use a graph exported at a smaller --res or --batch, or a machine with more memory")
+
+
+@contextmanager
+def open_picture(path, fix: str = "check the file") -> Iterator["object"]:
+    """A Pillow image of `path`, opened only after its declared size passed the pixel limit
+    (Image.open reads the header alone); Pillow's decompression-bomb guard and an unreadable file
+    are BadInput. Every decoder of pictures (reference, calibration, evaluate, predict) opens here."""
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:
+        raise MissingRuntime(f"reading {path} needs Pillow, which is not installed", "pip install pillow") from None
+    bombs = (Image.DecompressionBombError, Image.DecompressionBombWarning)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                check_picture_pixels(str(path), *image.size)  # ours first: it names the size and the limit
+                bomb = next((w.message for w in caught if isinstance(w.message, Image.DecompressionBombWarning)), None)
+                if bomb is not None:  # Pillow's own guard (Image.MAX_IMAGE_PIXELS) is an error here
+                    raise bomb
+                yield image
+    except bombs as exc:
+        raise BadInput(f"{path}: refused as a decompression bomb ({one_line_text(exc)})",
+                       f"downscale the picture first (limit: {MAX_PICTURE_PIXELS / 1e6:.0f} megapixels)") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:  # truncated, or not a picture
+        raise BadInput(f"{path}: not a readable picture ({one_line_text(exc)})", fix) from None

@@ -706,3 +706,18 @@ def test_build_refuses_while_another_writer_holds_the_directory(b0, tmp_path):
     lock_module.lock_path(a).unlink()
     released = cli("build", a)
     assert "being written" not in released.stderr  # the lock was the only obstacle (no TensorRT here: exit 3)
+
+
+def test_every_picture_reader_refuses_a_huge_picture_by_its_header(tmp_path):
+    """One guarded opener (limits.open_picture) for reference, calibration, evaluate and predict:
+    the Segmenter and evaluate's dataset reader refuse by the declared size, before decoding."""
+    from PIL import Image
+
+    from msla_deploy.evaluate.datasets import read_image
+    from msla_deploy.runtime.segmenter import to_rgb
+
+    huge = tmp_path / "huge.png"
+    Image.new("1", (10000, 10000)).save(huge)
+    for read in (to_rgb, read_image):
+        with pytest.raises(BadInput, match="10000x10000 = 100.0 megapixels"):
+            read(huge)

@@ -21,6 +21,7 @@ import numpy as np
 
 from ..classes import IGNORE_INDEX, ade20k_annotation_to_train, cityscapes_label_to_train
 from ..errors import BadInput, MissingRuntime
+from ..limits import open_picture
 
 DATASETS = ("auto", "cityscapes", "ade20k", "folder")
 SPLIT = {"cityscapes": "val", "ade20k": "validation"}
@@ -138,12 +139,9 @@ def find_dataset(data: Path, kind: str, num_classes: int, ignore_index: int = IG
 
 
 def read_image(path: Path) -> np.ndarray:
-    Image = _pillow()
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError) as exc:
-        raise BadInput(f"{path}: not a readable picture ({exc})", "replace the file, or pass --skip-bad") from None
+    _pillow()  # the missing-Pillow error with evaluate's fix
+    with open_picture(path, "replace the file, or pass --skip-bad") as image:
+        return np.asarray(image.convert("RGB"))
 
 
 def _read_label_file(path: Path) -> np.ndarray:

@@ -16,15 +16,14 @@ not a warning: a huge picture is refused with its size, never decoded.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import List, Tuple
 
 import numpy as np
 
 from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD
-from ..errors import BadInput, MissingRuntime, one_line_text
-from ..limits import MAX_PICTURE_PIXELS, check_picture_pixels
+from ..errors import BadInput, MissingRuntime
+from ..limits import check_picture_pixels, open_picture
 
 NPY_SUFFIXES = (".npy",)
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -61,27 +60,14 @@ def _pillow_pixels(image, path: Path) -> np.ndarray:
 
 def _decode_with_pillow(path: Path) -> np.ndarray:
     try:
-        from PIL import Image
+        import PIL  # noqa: F401
     except ImportError:
         raise MissingRuntime(
             f"{path.name}: reading {path.suffix} pictures needs Pillow, which is not installed",
             "pip install pillow, or convert the pictures to .npy (H x W x 3 uint8 RGB)",
         ) from None
-    bombs = (Image.DecompressionBombError, Image.DecompressionBombWarning)
-    try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", Image.DecompressionBombWarning)
-            with Image.open(path) as image:  # reads the header only: the size is known before decoding
-                check_picture_pixels(str(path), *image.size)  # ours first: it names the size and the limit
-                bomb = next((w.message for w in caught if isinstance(w.message, Image.DecompressionBombWarning)), None)
-                if bomb is not None:  # Pillow's own guard (Image.MAX_IMAGE_PIXELS) is an error here
-                    raise bomb
-                return _pillow_pixels(image, path)
-    except bombs as exc:
-        raise BadInput(f"{path}: refused as a decompression bomb ({one_line_text(exc)})",
-                       f"downscale the picture first (limit: {MAX_PICTURE_PIXELS / 1e6:.0f} megapixels)") from None
-    except OSError as exc:
-        raise BadInput(f"{path}: not a readable picture ({exc})", "check the file") from None
+    with open_picture(path) as image:
+        return _pillow_pixels(image, path)
 
 
 def _load_npy(path: Path) -> np.ndarray:

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..artifact.names import LABELS_NAME, OUTPUT_NAME
 from ..errors import BadInput
+from ..limits import open_picture
 from . import processing
 
 __all__ = ["Segmenter", "Segmentation", "to_rgb"]
@@ -61,14 +62,9 @@ def to_rgb(picture: PictureLike) -> np.ndarray:
 
 
 def _open_picture(path: Path):
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            return _pil_to_array(image)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:  # truncated or not a picture
-        raise BadInput(f"cannot read the picture {path}: {exc}", "pass a PNG, JPEG or another format Pillow reads") from None
+    with open_picture(path, "pass a PNG, JPEG or another format Pillow reads") as image:
+        image.load()
+        return _pil_to_array(image)
 
 
 def _pil_to_array(image) -> np.ndarray:
