@@ -48,3 +48,22 @@ NO_TORCH = BLOCK_TORCH + textwrap.dedent(
 
 def run_without_torch(*args, cwd: Path):
     return subprocess.run([sys.executable, "-c", NO_TORCH, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def one_error_line(result) -> str:
+    """The single `error:` line a failing command prints (and no traceback anywhere)."""
+    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, result.output
+    assert "Traceback" not in result.output
+    return lines[0]
+
+
+def export_random_b0(root: Path, name: str = "b0") -> Path:
+    """b0 at 64x128 with seeded random weights (an empty models dir: even where a checkpoint
+    lies in ./models), exported into root/name."""
+    from msla_deploy.artifact.options import ExportOptions
+    from msla_deploy.export.pipeline import run_export
+
+    out = root / name
+    run_export(ExportOptions(model="efficientvit-seg-b0-cityscapes", resolution=(64, 128), out=out, models_dir=root / "no-models"))
+    return out

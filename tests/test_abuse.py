@@ -27,13 +27,12 @@ from typer.testing import CliRunner
 from msla_deploy import cli as cli_module
 from msla_deploy import limits
 from msla_deploy.artifact import lock as lock_module
-from msla_deploy.artifact.options import ExportOptions
 from msla_deploy.artifact.staging import check_output_path
 from msla_deploy.cli import app
 from msla_deploy.errors import BadInput
 from msla_deploy.export import pipeline, torch_to_onnx
-from msla_deploy.export.pipeline import run_export
 from msla_deploy.parity.images import load_rgb
+from tests.fixtures import export_random_b0, one_error_line
 
 REPO = Path(__file__).resolve().parents[1]
 B0 = "efficientvit-seg-b0-cityscapes"
@@ -85,11 +84,6 @@ def cli(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def one_error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.output
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def tree_digest(root: Path) -> dict:
@@ -127,10 +121,7 @@ def export_tiny(tiny: Path, out: Path, *extra, factory: str = "build"):
 
 @pytest.fixture(scope="module")
 def b0(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("abuse-b0")
-    out = root / "b0"
-    run_export(ExportOptions(model=B0, resolution=(64, 128), out=out, models_dir=root / "no-models"))
-    return out
+    return export_random_b0(tmp_path_factory.mktemp("abuse-b0"))
 
 
 def copy_of(artifact: Path, where: Path) -> Path:

@@ -32,7 +32,7 @@ from msla_deploy.evaluate.datasets import find_dataset, read_pair
 from msla_deploy.evaluate.metrics import Confusion
 from msla_deploy.evaluate.synthetic import write_dataset
 from msla_deploy.export.pipeline import run_export
-from tests.fixtures import NO_TORCH
+from tests.fixtures import NO_TORCH, one_error_line
 
 B0 = "efficientvit-seg-b0-cityscapes"
 RES = (128, 256)
@@ -49,11 +49,6 @@ def evaluate_json(*args):
     return json.loads(result.stdout)
 
 
-def one_error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.output
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def _varied_weights(path: Path) -> Path:

@@ -29,6 +29,7 @@ from msla_deploy.parity.budgets import FP32
 from msla_deploy.parity.metrics import compare_outputs
 from msla_deploy.runtime.triton import TritonSession, parse_target
 from msla_deploy.serve.repository import PackageOptions, package_triton, parse_config
+from tests.fixtures import export_random_b0, one_error_line
 
 from .fixtures import REPO
 
@@ -45,11 +46,6 @@ def cli(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def one_error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 def free_port() -> int:
@@ -65,13 +61,7 @@ def model_config():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
-    from msla_deploy.artifact.options import ExportOptions
-    from msla_deploy.export.pipeline import run_export
-
-    root = tmp_path_factory.mktemp("serve")
-    out = root / "b0"
-    run_export(ExportOptions(model=B0, resolution=(64, 128), out=out, models_dir=root / "no-models"))
-    return out
+    return export_random_b0(tmp_path_factory.mktemp("serve"))
 
 
 def ort_outputs(onnx_path: Path, feeds):

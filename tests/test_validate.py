@@ -21,15 +21,13 @@ from onnx import numpy_helper
 from typer.testing import CliRunner
 
 from msla_deploy.artifact.files import sha256_file
-from msla_deploy.artifact.options import ExportOptions
 from msla_deploy.artifact.reference import read_reference
 from msla_deploy.cli import app
 from msla_deploy.errors import BadInput
-from msla_deploy.export.pipeline import run_export
 from msla_deploy.parity.budgets import FP16, FP32
 from msla_deploy.parity.config import parse_setting
 from msla_deploy.parity.metrics import class_iou, compare_outputs
-from tests.fixtures import run_without_torch
+from tests.fixtures import export_random_b0, one_error_line, run_without_torch
 
 B0 = "efficientvit-seg-b0-cityscapes"
 PERTURBED_BLOCK = "backbone.stages.2.op_list.1"
@@ -40,20 +38,11 @@ def cli(*args: str):
     return runner.invoke(app, [str(a) for a in args])
 
 
-def one_error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("validate")
-    out = root / "b0"
-    # an empty models dir: random weights even where a checkpoint lies in ./models
-    run_export(ExportOptions(model=B0, resolution=(64, 128), out=out, models_dir=root / "no-models"))
-    return out
+    return export_random_b0(tmp_path_factory.mktemp("validate"))
 
 
 def copy_of(artifact: Path, where: Path) -> Path:
