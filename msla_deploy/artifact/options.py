@@ -112,9 +112,6 @@ class ExportOptions:
         int8 = self.precision == "int8"
         if int8 and (self.attention_precision, self.io_dtype) != ("fp32", "fp32"):
             raise BadInput("--attention-precision/--io-dtype apply to fp16 exports", "drop them: int8 keeps fp32 I/O and an fp32 attention island")
-        if int8 and self.head != "logits":
-            raise BadInput(f"--head {self.head} is not available with --precision int8 yet (the quantizer would quantize the in-graph resize)",
-                           "export int8 with --head logits, and post-process with msla_deploy.Segmenter or predict")
         if int8 and self.calib_images is None:
             raise BadInput("--precision int8 needs calibration pictures", "add --calib-images DIR (photos like the deployment's, or a dataset root)")
         used = [flag for flag, on in (("--calib-images", self.calib_images is not None), ("--sensitivity", self.sensitivity),
