@@ -341,7 +341,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                                       metadata={p.key: p.value for p in quantized.proto.metadata_props})
             write_bytes_atomic(staging / ONNX_NAME, quantized.proto.SerializeToString())
             onnx_files = {"fp32": FP32_ONNX_NAME, "int8": ONNX_NAME}
-            hazards = {ONNX_NAME: _hazards(staging / ONNX_NAME, "fp32"), FP32_ONNX_NAME: _hazards(staging / FP32_ONNX_NAME, "fp32")}
+            hazards = {ONNX_NAME: _hazards(staging / ONNX_NAME, "int8"), FP32_ONNX_NAME: _hazards(staging / FP32_ONNX_NAME, "fp32")}
 
         with steps.step("parity", "Comparing ONNX Runtime" + (" and the fp16 PyTorch proxy" if fp16 else "") + " with PyTorch fp32"):
             bundle = ReferenceBundle(
