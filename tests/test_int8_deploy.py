@@ -338,3 +338,18 @@ def test_api_dla_int8_build_on_the_fake_is_the_printed_trtexec_build(labels_expo
     # what the fake's DLA refuses (HardSwish ...), less what the plan put on the GPU itself
     refused = {n.name for n in onnx.load(str(plan.onnx)).graph.node if n.op_type in fake_trt.fake.not_on_dla_ops}
     assert refused and set(built.dla_fallback_layers) == refused - on_gpu
+
+
+@pytest.mark.parametrize("version", ["8.6", "11.4"])
+def test_print_trtexec_for_dla_int8_shows_the_preflight_without_qdq(labels_export, version):
+    """`build --print-trtexec --dla-core`: the same forecast as `inspect --dla` (one rule table), Q/DQ folded."""
+    directory, _ = labels_export
+    result = runner.invoke(app, ["build", str(directory), "--dla-core", "0", "--print-trtexec", "--trt-version", version, "--json"])
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    _, report = _inspect(directory, "--target-trt", version, "--dla")
+    dla = report["info"]["dla"]
+    assert printed["dla_preflight"][0] == (f"DLA preflight (forecast): {dla['dla']} nodes on DLA, {dla['maybe']} depend on "
+                                           f"sizes/attributes, {dla['gpu']} fall back to the GPU")
+    assert f"{dla['qdq_fused']} QuantizeLinear/DequantizeLinear nodes fold into them" in printed["dla_preflight"][1]
+    assert ("--int8" in printed["argv"]) is (version == "8.6")
