@@ -353,3 +353,35 @@ def test_print_trtexec_for_dla_int8_shows_the_preflight_without_qdq(labels_expor
                                            f"sizes/attributes, {dla['gpu']} fall back to the GPU")
     assert f"{dla['qdq_fused']} QuantizeLinear/DequantizeLinear nodes fold into them" in printed["dla_preflight"][1]
     assert ("--int8" in printed["argv"]) is (version == "8.6")
+
+
+@pytest.mark.parametrize("version, typing, present, absent", [
+    ("8.5", "weak", ["--int8", "--fp16", "--precisionConstraints=obey", "--buildOnly"], ["--stronglyTyped", "--skipInference"]),  # JetPack 5.1
+    ("8.6", "weak", ["--int8", "--fp16", "--precisionConstraints=obey", "--skipInference"], ["--stronglyTyped", "--buildOnly"]),  # JetPack 6.0
+    ("10.3", "strong", ["--stronglyTyped", "--skipInference"], ["--int8", "--fp16", "--precisionConstraints"]),  # JetPack 6.1/6.2
+    ("10.13", "strong", ["--stronglyTyped"], ["--int8", "--fp16", "--precisionConstraints"]),  # JetPack 7.0/7.1
+    ("11.4", "strong", [], ["--int8", "--fp16", "--stronglyTyped", "--precisionConstraints"]),  # strongly typed only, no flag
+])
+def test_gpu_int8_trtexec_line_per_version(labels_export, version, typing, present, absent):
+    from msla_deploy.trt.trtexec import trtexec_argv
+
+    directory, _ = labels_export
+    model, plan = _plan(directory, version)
+    assert plan.typing == typing and plan.onnx.name == ONNX_NAME
+    argv = trtexec_argv(plan)
+    names = {a.split("=")[0] for a in argv}
+    assert set(p.split("=")[0] for p in present) <= names and not set(a.split("=")[0] for a in absent) & names
+    if typing == "weak":  # the pins include the labels head's Resize and ArgMax
+        spec = next(a for a in argv if a.startswith("--layerPrecisions="))
+        assert {i.split(":")[0] for i in spec.split("=", 1)[1].split(",")} == set(model.fp32_nodes)
+        assert trtexec_flags(argv, version) == {"INT8", "FP16", "OBEY_PRECISION_CONSTRAINTS"}
+    else:
+        assert trtexec_flags(argv, version) == set()  # --noTF32, no weak flag
+
+
+def test_int8_typing_strong_on_8_6_names_the_int8_fix(labels_export):
+    from msla_deploy.errors import BadInput
+
+    with pytest.raises(BadInput) as info:
+        _plan(labels_export[0], "8.6", typing="strong")
+    assert "INT8 and FP16 flags" in info.value.fix

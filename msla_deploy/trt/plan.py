@@ -158,7 +158,8 @@ def _typing(options: BuildOptions, version: TrtVersion) -> str:
     if options.typing == "strong" and not strong_ok:
         raise BadInput(
             f"strong typing does not exist in TensorRT {version} (NetworkDefinitionCreationFlag.STRONGLY_TYPED and --stronglyTyped appeared in 9.0)",
-            "use --typing weak (or auto): the fp32 ONNX with the FP16 flag and the attention pinned to fp32",
+            "use --typing weak (or auto): " + ("the Q/DQ graph with the INT8 and FP16 flags and the attention pinned to fp32"
+                                               if options.precision == "int8" else "the fp32 ONNX with the FP16 flag and the attention pinned to fp32"),
         )
     if options.typing == "auto":
         if options.precision == "int8" and strong_ok and options.dla_core is None:
