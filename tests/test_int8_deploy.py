@@ -385,3 +385,18 @@ def test_int8_typing_strong_on_8_6_names_the_int8_fix(labels_export):
     with pytest.raises(BadInput) as info:
         _plan(labels_export[0], "8.6", typing="strong")
     assert "INT8 and FP16 flags" in info.value.fix
+
+
+def test_calibrate_measures_again_in_a_used_workdir(labels_export, pictures, tmp_path):
+    """ONNX Runtime reuses any calibration cache at the path it is given: a second calibration in
+    the same folder (other pictures here) must measure its own ranges, not inherit the first's."""
+    directory, _ = labels_export
+    fp32 = directory / FP32_ONNX_NAME
+    batches = load_calibration(pictures, H, W, count=8).batches(1)
+    dark = [b * 0.25 for b in batches]  # other activations, other ranges
+    int8.calibrate(fp32, batches, "max", tmp_path)
+    first = (tmp_path / "calibration.json").read_text()
+    int8.calibrate(fp32, dark, "max", tmp_path)
+    (tmp_path / "fresh").mkdir()
+    int8.calibrate(fp32, dark, "max", tmp_path / "fresh")
+    assert (tmp_path / "calibration.json").read_text() == (tmp_path / "fresh" / "calibration.json").read_text() != first

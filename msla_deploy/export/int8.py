@@ -302,6 +302,10 @@ def calibrate(fp32_path: Path, batches: Sequence[np.ndarray], method: str, workd
     if method not in CALIB_METHODS:
         raise ValueError(f"unknown calibration method {method!r}")
     calibration = Calibration(method, sum(len(b) for b in batches), Path(workdir) / "calibration.json", list(batches))
+    # ONNX Runtime reuses an existing cache file without asking which model or pictures made it:
+    # a workdir used before (another model, other weights) would silently lend its ranges
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(calibration.cache)
     units = graph_units(onnx.load(str(fp32_path), load_external_data=False))
     nodes = [n for u in units for n in u.quantizable]
     _quantize_static(fp32_path, Path(workdir) / "calibrating.onnx", calibration, nodes)
