@@ -231,3 +231,12 @@ def test_inspect_knows_a_dynamic_batch_and_dla_refuses_it(exports):
     dla = cli("inspect", exports["dynamic"], "--target-trt", "10.3", "--dla", "--precision", "fp16", "--json")
     assert dla.exit_code == 1
     assert any(f["check"] == "dla-shape" for f in json.loads(dla.stdout)["errors"])
+
+
+def test_labels_head_keeps_the_batch_the_only_dynamic_dimension(tmp_path):
+    """The in-graph resize is traced with constant scales, not sizes built from Shape."""
+    out = export_random_b0(tmp_path, "both", batch=2, dynamic_batch=True, head="both")
+    model = onnx.load(str(out / "model.onnx"))
+    assert not {n.op_type for n in model.graph.node} & set(FORBIDDEN_OPS)
+    assert {o.name: _dims(o) for o in model.graph.output} == {"logits": [BATCH_DIM, 19, 8, 16], "labels": [BATCH_DIM, 64, 128]}
+    assert json.loads((out / "parity.json").read_text())["passed"]
