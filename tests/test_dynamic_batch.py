@@ -240,3 +240,14 @@ def test_labels_head_keeps_the_batch_the_only_dynamic_dimension(tmp_path):
     assert not {n.op_type for n in model.graph.node} & set(FORBIDDEN_OPS)
     assert {o.name: _dims(o) for o in model.graph.output} == {"logits": [BATCH_DIM, 19, 8, 16], "labels": [BATCH_DIM, 64, 128]}
     assert json.loads((out / "parity.json").read_text())["passed"]
+
+
+def test_bench_times_the_largest_batch_unless_told(exports):
+    runs = {}
+    for args in ((), ("--batch", "2")):
+        result = cli("bench", exports["dynamic"], "--backend", "ort-cpu", "--iterations", 3, "--warmup", 0, *args, "--json")
+        assert result.exit_code == 0, result.output
+        (runs[args],) = json.loads(result.stdout)["results"]
+    assert runs[()]["batch"] == MAX_BATCH and runs[("--batch", "2")]["batch"] == 2
+    too_big = cli("bench", exports["dynamic"], "--backend", "ort-cpu", "--iterations", 3, "--batch", MAX_BATCH + 1)
+    assert too_big.exit_code == 2 and "takes a batch of 1..3" in one_error_line(too_big)
