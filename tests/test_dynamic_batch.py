@@ -167,7 +167,8 @@ def test_validate_on_tensorrt_builds_the_profile_and_runs_every_batch(exports, v
     trt, _ = _install(monkeypatch, version, exports["dynamic"] / "model.onnx")
     result = cli("validate", exports["dynamic"], "--backend", "trt", "--report-dir", tmp_path / "r", "--json")
     assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout)["passed"]
+    report = json.loads(result.stdout)
+    assert report["passed"] and [o["name"] for o in report["outputs"]] == ["logits", "logits (batch 1)"]  # both ends of 1..N
     (profile,) = trt.fake.calls_to("IOptimizationProfile.set_shape")
     assert profile["input"] == "input"
     assert [tuple(profile[k]) for k in ("min", "opt", "max")] == [(1, 3, 64, 128), (MAX_BATCH, 3, 64, 128), (MAX_BATCH, 3, 64, 128)]
@@ -240,6 +241,17 @@ def test_labels_head_keeps_the_batch_the_only_dynamic_dimension(tmp_path):
     assert not {n.op_type for n in model.graph.node} & set(FORBIDDEN_OPS)
     assert {o.name: _dims(o) for o in model.graph.output} == {"logits": [BATCH_DIM, 19, 8, 16], "labels": [BATCH_DIM, 64, 128]}
     assert json.loads((out / "parity.json").read_text())["passed"]
+
+
+def test_validate_judges_batch_n_and_batch_1(exports, tmp_path):
+    result = cli("validate", exports["dynamic"], "--backend", "ort-cpu", "--report-dir", tmp_path / "r", "--junit", tmp_path / "j.xml", "--json")
+    assert result.exit_code == 0, result.output
+    outputs = {o["name"]: o for o in json.loads(result.stdout)["outputs"]}
+    assert set(outputs) == {"logits", "logits (batch 1)"} and all(o["passed"] for o in outputs.values())
+    assert outputs["logits"]["shape"][0] == MAX_BATCH and outputs["logits (batch 1)"]["shape"][0] == 1
+    assert "logits (batch 1)" in (tmp_path / "j.xml").read_text()
+    static = cli("validate", exports["static"], "--backend", "ort-cpu", "--report-dir", tmp_path / "s", "--json")
+    assert [o["name"] for o in json.loads(static.stdout)["outputs"]] == ["logits"]
 
 
 def test_bench_times_the_largest_batch_unless_told(exports):
