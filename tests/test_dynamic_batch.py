@@ -263,3 +263,20 @@ def test_bench_times_the_largest_batch_unless_told(exports):
     assert runs[()]["batch"] == MAX_BATCH and runs[("--batch", "2")]["batch"] == 2
     too_big = cli("bench", exports["dynamic"], "--backend", "ort-cpu", "--iterations", 3, "--batch", MAX_BATCH + 1)
     assert too_big.exit_code == 2 and "takes a batch of 1..3" in one_error_line(too_big)
+
+
+def test_evaluate_scores_a_dynamic_export_as_the_static_one(exports, tmp_path):
+    """5 pictures with a largest batch of 3: a full group and a short one; the same scores as
+    the batch-1 export of the same weights."""
+    from msla_deploy.evaluate.synthetic import write_dataset
+
+    write_dataset(tmp_path / "data", "folder", 5, (64, 128), 19)
+    scores = {}
+    for kind in ("dynamic", "static"):
+        result = cli("evaluate", exports[kind], "--data", tmp_path / "data", "--backend", "ort-cpu", "--report-dir", tmp_path / kind, "--json")
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report["images"] == 5
+        (scores[kind],) = report["backends"]
+    assert abs(scores["dynamic"]["miou"] - scores["static"]["miou"]) <= 1e-6
+    assert abs(scores["dynamic"]["pixel_accuracy"] - scores["static"]["pixel_accuracy"]) <= 1e-6
