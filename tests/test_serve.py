@@ -402,6 +402,13 @@ def test_dynamic_batch_repository_turns_the_batcher_on(exported_dynamic, tmp_pat
     # dims without the batch: Triton adds it, 1..max_batch_size
     assert [list(t.dims) for t in config.input] == [[3, 64, 128]] and [list(t.dims) for t in config.output] == [[19, 8, 16]]
     assert package.to_dict()["max_batch_size"] == 3 and package.to_dict()["dynamic_batch"] is True
+    # the engine of it (built with the profile 1..3): the same batching, platform tensorrt_plan
+    art = tmp_path / "built"
+    shutil.copytree(exported_dynamic, art)
+    (art / "model.engine").write_bytes(os.urandom(1024))
+    engine = parse(package_triton(PackageOptions(artifact=art, repository=tmp_path / "repo-trt")).config_path.read_text())
+    assert engine.platform == "tensorrt_plan" and engine.max_batch_size == 3 and engine.HasField("dynamic_batching")
+    assert [list(t.dims) for t in engine.input] == [[3, 64, 128]]
 
 
 @pytest.mark.slow
