@@ -386,3 +386,57 @@ def test_batch_n_export_is_served_with_dynamic_batching(tmp_path_factory):
             pair = session.run({"input": np.concatenate(pictures[:2])})["logits"]
     assert len(errors) == 5 * len(pictures) and max(errors) <= 1e-4, errors
     np.testing.assert_allclose(pair, local, rtol=0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def exported_dynamic(tmp_path_factory) -> Path:
+    return export_random_b0(tmp_path_factory.mktemp("serve-dyn"), "dyn", batch=3, dynamic_batch=True)
+
+
+def test_dynamic_batch_repository_turns_the_batcher_on(exported_dynamic, tmp_path):
+    parse = model_config()
+    package = package_triton(PackageOptions(artifact=exported_dynamic, repository=tmp_path / "repo"))
+    config = parse(package.config_path.read_text())
+    assert config.max_batch_size == 3 and config.HasField("dynamic_batching")
+    assert config.dynamic_batching.max_queue_delay_microseconds > 0
+    # dims without the batch: Triton adds it, 1..max_batch_size
+    assert [list(t.dims) for t in config.input] == [[3, 64, 128]] and [list(t.dims) for t in config.output] == [[19, 8, 16]]
+    assert package.to_dict()["max_batch_size"] == 3 and package.to_dict()["dynamic_batch"] is True
+    # the engine of it (built with the profile 1..3): the same batching, platform tensorrt_plan
+    art = tmp_path / "built"
+    shutil.copytree(exported_dynamic, art)
+    (art / "model.engine").write_bytes(os.urandom(1024))
+    engine = parse(package_triton(PackageOptions(artifact=art, repository=tmp_path / "repo-trt")).config_path.read_text())
+    assert engine.platform == "tensorrt_plan" and engine.max_batch_size == 3 and engine.HasField("dynamic_batching")
+    assert [list(t.dims) for t in engine.input] == [[3, 64, 128]]
+
+
+@pytest.mark.slow
+def test_dynamic_batch_export_is_served_unpadded(exported_dynamic):
+    pytest.importorskip("pytriton", reason=NO_PYTRITON)
+    from msla_deploy.serve.server import start_server
+
+    rng = np.random.default_rng(5)
+    pictures = rng.standard_normal((5, 3, 64, 128)).astype(np.float32)
+    expected = ort_outputs(exported_dynamic / "model.onnx", {"input": pictures[:3]})["logits"]
+    expected = np.concatenate([expected, ort_outputs(exported_dynamic / "model.onnx", {"input": pictures[3:]})["logits"]])
+    with start_server(exported_dynamic, host=LOOPBACK, port=free_port()) as server:
+        assert server.batching.dynamic and server.batching.max_batch_size == 3 and not server.batching.pad
+        errors, lock = [], threading.Lock()
+
+        def client(k: int) -> None:
+            rows = slice(k, k + 1 + k % 2)  # requests of one and of two pictures
+            with TritonSession(server.url, timeout_s=60) as session:
+                for _ in range(4):
+                    got = session.run({"input": pictures[rows]})["logits"]
+                    with lock:
+                        errors.append(float(np.abs(got - expected[rows]).max()) if got.shape == expected[rows].shape else float("inf"))
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        with TritonSession(server.url, timeout_s=60) as session:
+            assert session.max_batch == 3 and session.group == 3
+    assert len(errors) == 16 and max(errors) <= 1e-4, errors
