@@ -47,7 +47,7 @@ def both_export(tmp_path_factory, pictures):
 
 
 # --- the labels head ------------------------------------------------------------------------------
-def _head_only_graph(proto: onnx.ModelProto, logits: str) -> onnx.ModelProto:
+def _head_only_graph(proto: onnx.ModelProto, logits: str, resized: str) -> onnx.ModelProto:
     """The graph's own head nodes (Resize, ArgMax, Cast) alone, fed the logits as an fp32 input."""
     head = set(int8.head_nodes(proto))
     nodes = [n for n in proto.graph.node if n.name in head]
@@ -55,7 +55,8 @@ def _head_only_graph(proto: onnx.ModelProto, logits: str) -> onnx.ModelProto:
     inits = [i for i in proto.graph.initializer if i.name in used]
     graph = onnx.helper.make_graph(
         nodes, "head", [onnx.helper.make_tensor_value_info(logits, onnx.TensorProto.FLOAT, None)],
-        [onnx.helper.make_tensor_value_info(LABELS_NAME, onnx.TensorProto.INT32, None)], inits)
+        [onnx.helper.make_tensor_value_info(LABELS_NAME, onnx.TensorProto.INT32, None),
+         onnx.helper.make_tensor_value_info(resized, onnx.TensorProto.FLOAT, None)], inits)
     return onnx.helper.make_model(graph, opset_imports=list(proto.opset_import))
 
 
@@ -86,15 +87,21 @@ def test_int8_labels_head_is_computed_from_the_int8_logits_in_fp32(labels_export
     meta = {p.key: p.value for p in proto.metadata_props}
     assert set(floats) <= set(meta[META_FP32_NODES].split(","))
 
-    # independently: the head's nodes run alone in fp32 on the int8 graph's logits give exactly its labels
+    # independently: the head's nodes run alone in fp32 on the int8 graph's logits give exactly its
+    # resized logits and labels (the resized logits, not only the labels: random weights predict one
+    # class everywhere, and any quantization between logits and argmax would change these floats)
     batches = load_calibration(pictures, H, W, count=8).batches(1)
     logits_name = int8.logits_tensor(proto)
+    resize = next(n for n in proto.graph.node if n.name in head_nodes and n.op_type == "Resize")
+    assert resize.input[0] == logits_name and producer[logits_name].op_type == "Conv"  # the classifier conv, no DQ between
     logits = int8.run_batches(proto, batches)
     labels = int8.run_batches(proto, batches, LABELS_NAME)
-    head_session = int8.session(_head_only_graph(proto, logits_name))
-    again = np.concatenate([head_session.run([LABELS_NAME], {logits_name: logits[i:i + 1]})[0] for i in range(len(batches))])
-    np.testing.assert_array_equal(labels, again)
-    assert labels.dtype == np.int32 and labels.shape == (8, H, W)
+    resized = int8.run_batches(proto, batches, resize.output[0])
+    head_session = int8.session(_head_only_graph(proto, logits_name, resize.output[0]))
+    again = [head_session.run([LABELS_NAME, resize.output[0]], {logits_name: logits[i:i + 1]}) for i in range(len(batches))]
+    np.testing.assert_array_equal(labels, np.concatenate([a[0] for a in again]))
+    np.testing.assert_array_equal(resized, np.concatenate([a[1] for a in again]))
+    assert np.ptp(resized) > 0 and labels.dtype == np.int32 and labels.shape == (8, H, W)
 
     # parity: labels judged vs PyTorch and vs the fp32 graph's labels on the calibration pictures
     checks = {c["label"]: c for c in data["parity"]["checks"]}
