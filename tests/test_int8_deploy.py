@@ -285,6 +285,9 @@ def test_dla_int8_plan_is_weakly_typed_with_int8_fp16_and_gpu_fallback(labels_ex
     assert {n for n, p in plan.layer_precisions} == fp32 and {p for _, p in plan.layer_precisions} == {"fp32"}
     assert dict(plan.layer_device_types) == {n: "GPU" for n in fp32}  # DLA has no fp32: placed on the GPU
     assert any(n.startswith("node_upsample") for n in fp32) and any(n.startswith("node_argmax") for n in fp32)  # the labels head
+    # the ArgMax is pinned but never retyped: TensorRT's TopK has a second, int32 output (its indices)
+    assert "node_argmax" in dict(plan.layer_precisions) and "node_argmax" not in dict(plan.layer_output_types)
+    assert "node_upsample_bicubic2d_2" in dict(plan.layer_output_types)
     argv = trtexec_argv(plan)
     for flag in ("--int8", "--fp16", "--precisionConstraints=obey", "--useDLACore=0", "--allowGPUFallback"):
         assert flag in argv, (flag, argv)
