@@ -440,3 +440,57 @@ def test_dynamic_batch_export_is_served_unpadded(exported_dynamic):
         with TritonSession(server.url, timeout_s=60) as session:
             assert session.max_batch == 3 and session.group == 3
     assert len(errors) == 16 and max(errors) <= 1e-4, errors
+
+
+@pytest.mark.slow
+def test_evaluate_and_predict_through_triton_match_local(served, exported, tmp_path):
+    from msla_deploy.evaluate.synthetic import write_dataset
+    from msla_deploy.runtime.segmenter import Segmenter
+
+    write_dataset(tmp_path / "data", "folder", 6, (80, 150), 19, seed=7)  # another size: resized on the way in
+    scores = {}
+    for name, backend in (("local", "ort-cpu"), ("served", served.url)):
+        result = cli("evaluate", exported, "--data", tmp_path / "data", "--backend", backend, "--report-dir", tmp_path / name, "--json")
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report["images"] == 6
+        (scores[name],) = report["backends"]
+    assert served.url in json.dumps(scores["served"]["ran"])
+    assert abs(scores["served"]["miou"] - scores["local"]["miou"]) <= 1e-6
+    assert abs(scores["served"]["pixel_accuracy"] - scores["local"]["pixel_accuracy"]) <= 1e-6
+    pictures = [(np.random.default_rng(k).random((70, 110, 3)) * 255).astype(np.uint8) for k in range(3)]
+    with Segmenter(exported, served.url) as remote, Segmenter(exported, "ort-cpu") as local:
+        for a, b in zip(remote.batch(pictures), local.batch(pictures)):
+            assert (a.labels == b.labels).all()
+
+
+@pytest.mark.slow
+def test_server_killed_mid_evaluation_is_exit_3_without_a_report(exported, tmp_path, short_tmp, monkeypatch):
+    pytest.importorskip("pytriton", reason=NO_PYTRITON)
+    from msla_deploy.evaluate.synthetic import write_dataset
+
+    write_dataset(tmp_path / "data", "folder", 12, (64, 128), 19)
+    process, described = _start_cli_server(exported, free_port(), short_tmp)
+    answered = []
+    original = TritonSession._run
+
+    def run_then_kill(self, feeds):  # the server dies after its third answer, while pictures remain
+        out = original(self, feeds)
+        answered.append(1)
+        if len(answered) == 3:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+        return out
+
+    monkeypatch.setattr(TritonSession, "_run", run_then_kill)
+    try:
+        start = time.perf_counter()
+        result = cli("evaluate", exported, "--data", tmp_path / "data", "--backend", described["url"], "--report-dir", tmp_path / "report")
+        elapsed = time.perf_counter() - start
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+    assert len(answered) == 3 and result.exit_code == 3, result.output
+    assert described["url"] in one_error_line(result) and elapsed < 60
+    assert not (tmp_path / "report").exists()  # nothing half-written
