@@ -17,7 +17,8 @@ The rule (also the --precision help text):
   it): the rest may run in fp16 except the pinned nodes (the LiteMLA cores, the labels head).
 
 --precision auto (default) means int8 for a Q/DQ graph, fp16 if the graph has float16 tensors or
---dla is given (DLA runs fp16/int8 only), else fp32. Hazards that only bite in fp16 are then reported only in fp16 context.
+--dla is given (DLA runs fp16/int8 only), else fp32. Hazards that only bite in fp16 are then
+reported only in fp16 context.
 """
 
 from __future__ import annotations
