@@ -100,11 +100,13 @@ def parity_table(outputs: Iterable[Dict], budget: Dict, title: str) -> Table:
     return table
 
 
-def _budget_summary(budget: Dict) -> str:
+def _budget_summary(budget: Dict, labels_only: bool = False) -> str:
+    """The budget in a few words; a check of labels outputs only has no error or cosine to bound."""
     parts = []
-    if budget.get("max_abs_rel") is not None:
+    if budget.get("max_abs_rel") is not None and not labels_only:
         parts.append(f"err <= {budget['max_abs_rel']:.10g}*peak")
-    parts.append(f"cos >= {budget['min_cosine']:.10g}")
+    if not labels_only:
+        parts.append(f"cos >= {budget['min_cosine']:.10g}")
     parts.append(f"agree >= {100 * budget['min_argmax_agreement']:.10g}%")
     return ", ".join(parts)
 
@@ -128,7 +130,7 @@ def checks_table(checks: List[Dict], title: str) -> Table:
     ]
     for label, cell in rows:
         table.add_row(label, *(cell(o) for _, o in columns))
-    table.caption = "budgets: " + "; ".join(f"{c['label']}: {_budget_summary(c['budget'])}" for c in checks)
+    table.caption = "budgets: " + "; ".join(f"{c['label']}: {_budget_summary(c['budget'], all(o.get('labels') for o in c['outputs']))}" for c in checks)
     table.caption_justify = "left"
     return table
 

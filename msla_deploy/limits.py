@@ -69,8 +69,9 @@ def export_memory_estimate(batch: int, height: int, width: int) -> int:
     return EXPORT_BASE_BYTES + EXPORT_BYTES_PER_INPUT_BYTE * batch * 3 * height * width * 4
 
 
-def check_export_memory(batch: int, height: int, width: int, warn, available: Optional[int] = None) -> None:
-    """Refuse an export whose estimated peak exceeds the memory available; warn above half of it."""
+def check_export_memory(batch: int, height: int, width: int, warn, available: Optional[int] = None, flag: str = "--batch") -> None:
+    """Refuse an export whose estimated peak exceeds the memory available; warn above half of it.
+    `flag`: what sets the batch (--max-batch for a dynamic one, whose reference runs at its largest)."""
     needed = export_memory_estimate(batch, height, width)
     per_sample = export_memory_estimate(1, height, width) - EXPORT_BASE_BYTES
     available = available_memory() if available is None else available
@@ -80,7 +81,7 @@ def check_export_memory(batch: int, height: int, width: int, warn, available: Op
     if needed > available:
         raise BadInput(
             f"exporting batch {batch} at {height}x{width} needs an estimated {gib(needed)} of memory, and {gib(available)} is available",
-            f"use --batch {fits} or less (batch does not change the model; TensorRT builds take their batch from the ONNX), or a smaller --res"
+            f"use {flag} {fits} or less (the export's reference and parity run at this batch), or a smaller --res"
             if fits else "use a smaller --res, or a machine with more memory",
         )
     if needed > available / 2:

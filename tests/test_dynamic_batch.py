@@ -106,6 +106,8 @@ def test_every_batch_computes_what_pytorch_computes_per_picture(exports):
     (("--batch", "dynamic", "--max-batch", "1"), "a dynamic batch needs a largest batch of at least 2"),
     (("--batch", "4", "--max-batch", "8"), "--max-batch applies to --batch dynamic"),
     (("--batch", "many"), "is neither a number nor 'dynamic'"),
+    (("--batch", "dynamic", "--max-batch", "0"), "--max-batch 0: a dynamic batch needs a largest batch of at least 2"),
+    (("--batch", "-3"), "--batch -3 must be at least 1"),
 ])
 def test_bad_batch_options_exit_2(args, expected, tmp_path):
     result = cli("export", "-m", "efficientvit-seg-b0-cityscapes", "--res", "64x128", "--out", tmp_path / "x", *args)
@@ -187,7 +189,7 @@ def test_validate_on_tensorrt_builds_the_profile_and_runs_every_batch(exports, v
             np.testing.assert_allclose(got, expected[:n], rtol=0, atol=1e-5)
         shapes = [tuple(c["shape"]) for c in trt.fake.calls_to("IExecutionContext.set_input_shape")]
         assert (1, 3, 64, 128) in shapes and (2, 3, 64, 128) in shapes
-        with pytest.raises(Exception, match="outside the engine's profile"):
+        with pytest.raises(Exception, match="outside the model.s range 1..3"):
             session.run({"input": np.zeros((MAX_BATCH + 1, 3, 64, 128), np.float32)})
 
 
@@ -280,3 +282,59 @@ def test_evaluate_scores_a_dynamic_export_as_the_static_one(exports, tmp_path):
         (scores[kind],) = report["backends"]
     assert abs(scores["dynamic"]["miou"] - scores["static"]["miou"]) <= 1e-6
     assert abs(scores["dynamic"]["pixel_accuracy"] - scores["static"]["pixel_accuracy"]) <= 1e-6
+
+
+def test_every_backend_holds_to_the_range(exports):
+    from msla_deploy.artifact.resolve import resolve
+    from msla_deploy.runtime import open as open_session
+
+    with open_session(resolve(exports["dynamic"]), "ort-cpu") as session:
+        with pytest.raises(Exception, match="outside the model's range 1..3"):
+            session.run({"input": np.zeros((MAX_BATCH + 1, 3, 64, 128), np.float32)})
+
+
+def test_a_reference_of_any_size_is_validated_and_extended(exports, tmp_path):
+    """1 sample (not a multiple of 3): validate runs a short group; reference --inputs adds 1 picture."""
+    import shutil
+
+    from PIL import Image
+
+    one = cli("validate", exports["dynamic"] / "model.onnx", "--reference", exports["static"] / "reference", "--backend", "ort-cpu",
+              "--report-dir", tmp_path / "r", "--json")
+    assert one.exit_code == 0, one.output  # the same seeded weights: the static export's reference holds
+    art = tmp_path / "dyn"
+    shutil.copytree(exports["dynamic"], art)
+    (tmp_path / "pics").mkdir()
+    Image.fromarray((np.random.default_rng(0).random((40, 70, 3)) * 255).astype(np.uint8)).save(tmp_path / "pics" / "a.png")
+    added = cli("reference", "--inputs", tmp_path / "pics", art, "--json")
+    assert added.exit_code == 0, added.output
+    assert cli("validate", art, "--backend", "ort-cpu", "--report-dir", tmp_path / "r2").exit_code == 0  # 3 + 1 samples
+
+
+
+
+def test_bench_compare_warns_when_batches_differ(exports):
+    result = cli("bench", exports["dynamic"], "--compare", exports["static"], "--iterations", 2, "--warmup", 0)
+    assert result.exit_code == 0, result.output
+    assert "feed different batches" in result.stderr and f": {MAX_BATCH}" in result.stderr
+
+
+def test_int8_dynamic_export_calibrates_on_every_picture(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "calib").mkdir()
+    for k in range(5):  # not a multiple of the largest batch
+        Image.fromarray((np.random.default_rng(k).random((64, 128, 3)) * 255).astype(np.uint8)).save(tmp_path / "calib" / f"{k}.png")
+    out = export_random_b0(tmp_path, "i8", batch=4, dynamic_batch=True, precision="int8", calib_images=tmp_path / "calib")
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["precision"]["int8"]["calibration"]["used"] == 5
+    _check_graph(out / "model.onnx")
+    assert json.loads((out / "parity.json").read_text())["passed"]
+
+
+def test_a_static_batch_calibrates_on_whole_batches_and_says_so():
+    from msla_deploy.export.calibration import CalibrationSet
+
+    calib = CalibrationSet(root=None, files=[None] * 5, inputs=np.zeros((5, 3, 8, 8), np.float32))
+    assert [len(b) for b in calib.batches(2)] == [2, 2] and calib.used(2) == 4
+    assert [len(b) for b in calib.batches(1)] == [1] * 5 and calib.used(1) == 5  # what a dynamic batch is fed

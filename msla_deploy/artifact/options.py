@@ -47,12 +47,18 @@ def parse_batch(text: str, max_batch: Optional[int]) -> Tuple[int, bool]:
     if text == "dynamic":
         if max_batch is None:
             raise BadInput("--batch dynamic needs --max-batch N", "add --max-batch 8 (the largest batch TensorRT and Triton will be asked for)")
+        if max_batch < 2:
+            raise BadInput(f"--max-batch {max_batch}: a dynamic batch needs a largest batch of at least 2", "use --max-batch 8 (or another N >= 2)")
         return int(max_batch), True
-    if not text.isdigit():
-        raise BadInput(f"--batch {text!r} is neither a number nor 'dynamic'", "write --batch 4, or --batch dynamic --max-batch 8")
+    try:
+        batch = int(text)
+    except ValueError:
+        raise BadInput(f"--batch {text!r} is neither a number nor 'dynamic'", "write --batch 4, or --batch dynamic --max-batch 8") from None
+    if batch < 1:
+        raise BadInput(f"--batch {batch} must be at least 1", "use --batch 1, or --batch dynamic --max-batch N")
     if max_batch is not None:
-        raise BadInput(f"--max-batch applies to --batch dynamic, not to a static --batch {text}", "add --batch dynamic, or drop --max-batch")
-    return int(text), False
+        raise BadInput(f"--max-batch applies to --batch dynamic, not to a static --batch {batch}", "add --batch dynamic, or drop --max-batch")
+    return batch, False
 
 
 def is_factory_spec(model: str) -> bool:

@@ -90,7 +90,8 @@ def _timed_on_gpu(session, batch: Optional[int], transfers: bool, cuda_graph: bo
     inputs to the device and outputs back (what an application pays); without, it does not
     (trtexec's --noDataTransfers). `--cuda-graph` launches a CUDA graph of the enqueue captured
     at load. Written against TensorRT's documented API; not exercised on this project's machines."""
-    session.start_timing(transfers=transfers, cuda_graph=cuda_graph, batch=batch)
+    # a dynamic engine is timed at its largest batch unless --batch, as the other backends are
+    session.start_timing(transfers=transfers, cuda_graph=cuda_graph, batch=batch if batch is not None else session.max_batch)
     shapes = session.timing_input_shapes
     model_batch = next(iter(shapes.values()))[0] if shapes else 1
     if batch is not None and batch != model_batch:

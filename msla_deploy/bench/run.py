@@ -207,6 +207,9 @@ def run_bench(options: BenchOptions, steps: Optional[Steps] = None, on_round: Ca
         result.latencies_ms = [s * 1e3 for s in seconds]
     for result, ratio in zip(results, median_ratios([r.stats["p50_ms"] for r in results])):
         result.p50_ratio = ratio
+    if len({r.batch for r in results}) > 1:
+        steps.warn("the runs feed different batches (" + ", ".join(f"{r.label}: {r.batch}" for r in results) + "): x p50 compares the latency "
+                   "of one run; compare img/s for throughput, or pass --batch")
     return BenchReport(
         settings={"warmup": options.warmup, "iterations": iterations, "duration_s": options.duration, "batch": options.batch,
                   "threads": options.threads, "transfers": options.transfers, "cuda_graph": options.cuda_graph, "interleaved": len(results) > 1},

@@ -40,9 +40,14 @@ class CalibrationSet:
     warnings: List[str] = field(default_factory=list)
 
     def batches(self, batch: int) -> List[np.ndarray]:
-        """Feeds for a model with a static batch: whole batches only (a remainder is dropped)."""
-        usable = len(self.inputs) // batch * batch
+        """Feeds of `batch` pictures, whole batches only (a remainder is dropped: `used` says how
+        many are fed). ONNX Runtime's calibrators stack the feeds, so they must be of one size: a
+        dynamic-batch graph is fed one picture at a time, which uses them all."""
+        usable = self.used(batch)
         return [self.inputs[i:i + batch] for i in range(0, usable, batch)]
+
+    def used(self, batch: int) -> int:
+        return len(self.inputs) // batch * batch
 
     def to_dict(self) -> dict:
         return {"root": str(self.root), "count": len(self.files), "files": [str(f) for f in self.files]}

@@ -128,7 +128,8 @@ def export_command(
             ("weights", weights_text),
             ("precision", precision_text + ("" if p.upsample == "cubic" else ", [yellow]bilinear upsampling[/]")),
             ("exporter", f"{manifest.exporter['used']} (opset {manifest.exporter['opset']})"),
-            ("graph", f"{graph['node_count']} nodes, input {graph['inputs'][0]['shape']}, output {graph['outputs'][0]['shape']}"),
+            ("graph", f"{graph['node_count']} nodes, input {graph['inputs'][0]['shape']}, "
+                      + ", ".join(f"output {o['name']} {o['shape']}" for o in graph["outputs"])),
             ("swapped", ", ".join(f"{r['path'] or '<root>'} ({r['source'].rsplit('.', 1)[-1]}, eps {r['eps']:g})" for r in swapped) or "none needed"),
             ("written", str(result.directory)),
         ]))

@@ -174,14 +174,23 @@ def _hazards(path: Path, precision: str) -> Dict:
 def _load_calibration(options: ExportOptions, steps: Steps) -> CalibrationSet:
     height, width = options.resolution
     calib = load_calibration(Path(options.calib_images), height, width, options.calib_count, options.calib_method)
-    if len(calib.files) < options.batch:
+    if len(calib.files) < options.batch and not options.dynamic_batch:
         raise BadInput(
             f"--calib-images {options.calib_images}: {len(calib.files)} picture(s) for a batch-{options.batch} model",
             f"give at least {options.batch} pictures (whole batches are fed)",
         )
     for warning in calib.warnings:
         steps.warn(warning)
+    used = calib.used(_calibration_batch(options))
+    if used < len(calib.files):
+        steps.warn(f"{used} of the {len(calib.files)} calibration pictures are fed (whole batches of {options.batch}); "
+                   f"give a multiple of {options.batch}, or export with --batch dynamic, to use them all")
     return calib
+
+
+def _calibration_batch(options: ExportOptions) -> int:
+    """Pictures per calibration feed: the static batch, or one for a dynamic batch (every picture used)."""
+    return 1 if options.dynamic_batch else options.batch
 
 
 def _int8_budget(options: ExportOptions):
@@ -197,8 +206,9 @@ def _quantize_int8(options: ExportOptions, calib: CalibrationSet, staging: Path,
     files: List[str] = []
     sensitivity = None
     with tempfile.TemporaryDirectory(prefix="msla-int8-") as work:
-        with steps.step("calibrate", f"Calibrating int8 ranges on {len(calib.files)} picture(s) ({options.calib_method})"):
-            calibration = int8_q.calibrate(fp32_path, calib.batches(options.batch), options.calib_method, Path(work))
+        feeds = calib.batches(_calibration_batch(options))
+        with steps.step("calibrate", f"Calibrating int8 ranges on {sum(len(f) for f in feeds)} picture(s) ({options.calib_method})"):
+            calibration = int8_q.calibrate(fp32_path, feeds, options.calib_method, Path(work))
         units = int8_q.graph_units(onnx.load(str(fp32_path)))
         candidates = [u.module for u in units if options.int8_attention or u.kind == "block"]
         quantized_modules = candidates
@@ -216,7 +226,8 @@ def _quantize_int8(options: ExportOptions, calib: CalibrationSet, staging: Path,
         with steps.step("quantize", "Writing the int8 Q/DQ graph (LiteMLA cores " + ("int8" if options.int8_attention else "fp32") + ")"):
             quantized = int8_q.quantize(fp32_path, calibration, quantized_modules, Path(work))
     problems = int8_q.check_qdq(quantized.proto, quantized.fp32_nodes)
-    record = {**quantized.record(), "calibration": {**calib.to_dict(), "method": options.calib_method},
+    used = calib.used(_calibration_batch(options))
+    record = {**quantized.record(), "calibration": {**calib.to_dict(), "used": used, "method": options.calib_method},
               "qdq_check": {"passed": not problems, "problems": problems},
               "residual_adds": int8_q.residual_adds(quantized.proto)}
     if sensitivity is not None:
@@ -251,7 +262,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
     target = options.output_dir()
     check_replaceable(target, options.overwrite)
     height, width = options.resolution
-    check_export_memory(options.batch, height, width, steps.warn)  # before minutes of work, not after
+    check_export_memory(options.batch, height, width, steps.warn, flag="--max-batch" if options.dynamic_batch else "--batch")  # before minutes of work
     started = time.time()
     int8 = options.precision == "int8"
     # int8 quantizes the fp32 export: the PyTorch side exports fp32
@@ -380,7 +391,8 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                     _onnx_check("ONNX Runtime fp32", staging / FP32_ONNX_NAME, images, reference_outputs, fp32_budget),
                 ]
             elif int8:
-                checks = _int8_checks(staging, quantized, calib.batches(options.batch), images, reference_outputs, _int8_budget(options))
+                checks = _int8_checks(staging, quantized, calib.batches(_calibration_batch(options)), images, reference_outputs,
+                                      _int8_budget(options))
                 checks.append(_onnx_check("ONNX Runtime fp32", staging / FP32_ONNX_NAME, images, reference_outputs, fp32_budget))
             else:
                 checks = [_onnx_check("ONNX Runtime fp32", staging / ONNX_NAME, images, reference_outputs, fp32_budget)]

@@ -70,9 +70,10 @@ class OutputParity:
 VACUOUS_SHARE = 0.99
 
 
-def vacuous_labels_note(label_counts: np.ndarray) -> Optional[str]:
+def vacuous_labels_note(label_counts: np.ndarray, labels_only: bool = False) -> Optional[str]:
     """A note when the reference (nearly) predicts one class: then "argmax agreement 100%" and
-    "mIoU 1.0" say nothing about the model, only the error and cosine statistics do."""
+    "mIoU 1.0" say nothing about the model, only the error and cosine statistics do (of the
+    logits: a labels output has none)."""
     total = int(label_counts.sum())
     if not total:
         return None
@@ -81,7 +82,8 @@ def vacuous_labels_note(label_counts: np.ndarray) -> Optional[str]:
     if share < VACUOUS_SHARE:
         return None
     return (f"the reference predicts class {top} on {100 * share:.2f}% of its pixels: label agreement and mIoU are vacuous here "
-            "(random weights or featureless inputs?); judge by the error and cosine, or add real pictures with trained weights")
+            "(random weights or featureless inputs?); " + ("a labels output has no error to judge instead: export --head both for the logits' "
+            if labels_only else "judge by the error and cosine, ") + "or add real pictures with trained weights")
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
@@ -153,7 +155,7 @@ def _compare_labels(name: str, ref: np.ndarray, cand: np.ndarray, budget: Budget
         argmax_agreement=float((ref == cand).mean()) if ref.size else 1.0,
         miou=mean_iou(rows), class_iou=rows, labels=True,
         dominant_class=int(counts.argmax()), dominant_class_share=float(counts.max() / max(counts.sum(), 1)),
-        vacuous_note=vacuous_labels_note(counts),
+        vacuous_note=vacuous_labels_note(counts, labels_only=True),
     )
     result.failures = budget.violations(result)
     return result

@@ -59,8 +59,8 @@ def _add_images(directory: Path, staging: Path, images_dir: Path, steps: Steps) 
         raise BadInput(f"the reference bundle has {len(bundle.inputs)} inputs and {len(bundle.outputs)} outputs", "pictures can be added to "
                                                                                                                   "one-input, one-output models only")
     files = list_images(images_dir)
-    if len(files) % batch:
-        raise BadInput(f"{len(files)} pictures for a model with static batch {batch}", f"give a multiple of {batch} pictures")
+    if len(files) % batch and not manifest.options.dynamic_batch:  # a dynamic batch takes any count, in groups of up to N
+        raise BadInput(f"{len(files)} picture(s) for a model with static batch {batch}", f"give a multiple of {batch} pictures")
 
     with steps.step("images", f"Reading {len(files)} picture(s) at {height}x{width}"):
         decoded = [load_rgb(f) for f in files]

@@ -164,11 +164,8 @@ class TensorRTSession(Session):
         return DirectTiming(self._trt, self._engine, context, cudart.load_cudart(), transfers=transfers, cuda_graph=cuda_graph, batch=batch)
 
     def _run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        batch = None
-        if self.max_batch is not None:  # the context's input shapes are set per batch size
-            batch = int(np.shape(next(iter(feeds.values())))[0])
-            if not 1 <= batch <= self.max_batch:
-                raise BadInput(f"a batch of {batch} is outside the engine's profile 1..{self.max_batch}", f"run at most {self.max_batch} pictures at once")
+        # a dynamic batch (Session.run checked its range): the context's input shapes are set per batch size
+        batch = int(np.shape(next(iter(feeds.values())))[0]) if self.max_batch is not None else None
         if batch not in self._runners:
             self._runners[batch] = self._direct(transfers=True, cuda_graph=False, batch=batch)
         return self._runners[batch].infer(feeds)

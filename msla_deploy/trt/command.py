@@ -83,6 +83,7 @@ def build_command(
                 "command": planned.command,
                 "run_in": str(planned.plan.root),  # the relative paths in argv assume this folder
                 "summary": _summary(planned),
+                "profiles": [p.to_dict() for p in planned.plan.profiles],
                 "warnings": list(planned.plan.warnings),
                 "dla_preflight": None if planned.preflight is None else format_preflight(planned.preflight),
             })

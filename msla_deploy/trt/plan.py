@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..artifact.names import LAYER_INFO_SUFFIX, is_engine_file
+from ..artifact.names import LAYER_INFO_SUFFIX, META_MAX_BATCH, is_engine_file
 from ..errors import BadInput
 from . import versions as V
 from .inputs import ModelInput, TensorSpec
@@ -63,7 +63,11 @@ def batch_profiles(inputs: Tuple[TensorSpec, ...], max_batch: Optional[int], opt
             raise BadInput(f"--opt-batch {opt_batch}: {source} has a static batch", "drop --opt-batch (it is for `export --batch dynamic` graphs)")
         return ()
     described = ", ".join(f"{i.name} {list(i.shape)}" for i in dynamic)
-    if any(not all(isinstance(d, int) and d > 0 for d in i.shape[1:]) for i in dynamic) or max_batch is None:
+    batch_only = all(all(isinstance(d, int) and d > 0 for d in i.shape[1:]) for i in dynamic)
+    if batch_only and max_batch is None:
+        raise BadInput(f"{source} has a dynamic batch ({described}) but does not say its largest (ONNX metadata {META_MAX_BATCH})",
+                       "export it with msla-deploy export --batch dynamic --max-batch N, or set that metadata to N")
+    if not batch_only:
         raise BadInput(
             f"the ONNX has dynamic input dimensions ({described}); this tool builds engines whose only dynamic dimension is "
             "the batch of an `export --batch dynamic` graph",
