@@ -25,7 +25,7 @@ def bench_command(
     warmup: int = typer.Option(3, "--warmup", help="Untimed rounds before timing (the first run, which allocates, is never timed)."),
     iterations: Optional[int] = typer.Option(None, "--iterations", "-n", help="Timed runs per backend \\[default: 20]."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Time for this many seconds instead of a fixed count."),
-    batch: Optional[int] = typer.Option(None, "--batch", help="Batch size (exports are static: must match the model's)."),
+    batch: Optional[int] = typer.Option(None, "--batch", help="Batch: a static export's own (default), or 1..N for a --batch dynamic one (default N)."),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime / PyTorch (default: the runtime's choice)."),
     transfers: bool = typer.Option(True, "--transfers/--no-transfers", help="TensorRT: include host<->device copies in each run (--no-transfers: like "
                                                                             "trtexec --noDataTransfers)."),

@@ -90,7 +90,7 @@ def export_command(
     ),
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
-    """Export a model to a static, checked ONNX with a reference bundle and an ONNX Runtime parity report."""
+    """Export a model to a static (or dynamic-batch), checked ONNX with a reference bundle and an ONNX Runtime parity report."""
     from ..artifact.options import ExportOptions, parse_batch, parse_resolution
 
     run_export = torch_side("msla_deploy.export.pipeline", "run_export")

@@ -336,7 +336,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             if fp16:
                 deployable = apply_policy(loaded.module, policy)
                 fp16_graph = _export_graph(deployable, example.to(policy.io_torch_dtype), probe_names, options, prefix="model.")
-        with steps.step("check", "Checking the graph (static shapes, onnx.checker)"):
+        with steps.step("check", "Checking the graph (static shapes" + (" but the batch" if options.dynamic_batch else "") + ", onnx.checker)"):
             fp32_file = FP32_ONNX_NAME if fp16 or int8 else ONNX_NAME
             fp32_report = _write_graph(fp32_graph, staging / fp32_file, {**metadata, META_PRECISION: "fp32"}, options.dynamic_batch)
             primary_graph, primary_report = fp32_graph, fp32_report

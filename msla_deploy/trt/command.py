@@ -53,7 +53,9 @@ def build_command(
     opt_batch: Optional[int] = typer.Option(
         None, "--opt-batch", help="`export --batch dynamic` graphs: the batch TensorRT tunes its kernels for (profile 1..max, default: the max).",
     ),
-    dla_core: Optional[int] = typer.Option(None, "--dla-core", help="Build for this DLA core (Jetson Orin; fp16 only; TensorRT <= 10.7 or >= 11.4.1)."),
+    dla_core: Optional[int] = typer.Option(
+        None, "--dla-core", help="Build for this DLA core (Jetson Orin; fp16 or an int8 export, static batch; TensorRT <= 10.7 or >= 11.4.1).",
+    ),
     gpu_fallback: Optional[bool] = typer.Option(
         None, "--gpu-fallback/--no-gpu-fallback", help="Let layers DLA cannot run fall back to the GPU (default: on with --dla-core).",
     ),
