@@ -75,7 +75,8 @@ def test_print_trtexec_json(fp32_dir):
     result = build(fp32_dir, "--print-trtexec", "--trt-version", "10.3", "--json")
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
-    assert set(data) == {"argv", "command", "run_in", "summary", "warnings", "dla_preflight"}
+    assert set(data) == {"argv", "command", "run_in", "summary", "warnings", "dla_preflight", "profiles"}
+    assert data["profiles"] == []  # a static export: no optimisation profile
     assert data["run_in"] == str(fp32_dir) and data["dla_preflight"] is None
     assert shlex.split(data["command"]) == data["argv"] and "--memPoolSize=workspace:1024" in data["argv"]
 

@@ -130,7 +130,9 @@ def test_default_folder_of_a_dynamic_export_is_its_own():
 def test_trtexec_carries_the_profile(exports, version):
     result = cli("build", exports["dynamic"], "--trt-version", version, "--print-trtexec", "--opt-batch", "2", "--json")
     assert result.exit_code == 0, result.output
-    argv = json.loads(result.stdout)["argv"]
+    data = json.loads(result.stdout)
+    argv = data["argv"]
+    assert data["profiles"] == [{"name": "input", "min": [1, 3, 64, 128], "opt": [2, 3, 64, 128], "max": [MAX_BATCH, 3, 64, 128]}]
     shape = "3x64x128"
     assert f"--minShapes=input:1x{shape}" in argv and f"--optShapes=input:2x{shape}" in argv and f"--maxShapes=input:{MAX_BATCH}x{shape}" in argv
     static = json.loads(cli("build", exports["static"], "--trt-version", version, "--print-trtexec", "--json").stdout)["argv"]
