@@ -26,7 +26,7 @@ most 0.03% of the values).
 from __future__ import annotations
 
 import threading
-from typing import Dict, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -36,6 +36,7 @@ from .onnxruntime import import_onnxruntime
 CUBIC_COEFF_A = -0.75
 OPSET = 13  # Resize-13 has every attribute needed; old enough for JetPack 5's ONNX Runtime
 IR_VERSION = 7  # the IR that opset 13 shipped with (newer onnx packages default to a newer one)
+ROW_BLOCK_VALUES = 1 << 21  # upsampled floats per row block of the labels graph (8 MiB: a core's cache, about)
 
 _sessions: Dict[Tuple, object] = {}
 _lock = threading.RLock()  # re-entrant: building a graph opens the weights session
@@ -99,10 +100,19 @@ def _picture_graph(hw_in: Tuple[int, int], hw_out: Tuple[int, int], normalise: b
     from onnx import TensorProto, helper, numpy_helper
 
     oh, ow = hw_out
-    init = [numpy_helper.from_array(np.array(255.0, np.float32), "full")]
-    nodes = [_node("Cast", ["pixels"], ["pixels_f"], to=TensorProto.FLOAT), _node("Transpose", ["pixels_f"], ["chw"], perm=[2, 0, 1])]
-    current = _separable_resize("chw", hw_in, hw_out, nodes, init)
-    if current != "chw":
+    init = [
+        numpy_helper.from_array(np.array(255.0, np.float32), "full"),
+        numpy_helper.from_array(np.array([1, hw_in[0], hw_in[1], 3], np.int64), "nhwc"),
+    ]
+    # the batch axis and the channel transpose on the uint8 picture (a quarter of the bytes of a
+    # float one), so the normalised result is the graph output without a reshaping copy
+    nodes = [
+        _node("Reshape", ["pixels", "nhwc"], ["pixels_n"]),
+        _node("Transpose", ["pixels_n"], ["nchw_u8"], perm=[0, 3, 1, 2]),
+        _node("Cast", ["nchw_u8"], ["nchw"], to=TensorProto.FLOAT),
+    ]
+    current = _separable_resize("nchw", hw_in, hw_out, nodes, init)
+    if current != "nchw":
         # cv2 returns uint8: round to the nearest grey level and saturate
         init.append(numpy_helper.from_array(np.array(0.0, np.float32), "zero"))
         nodes += [_node("Round", [current], ["rounded"]), _node("Clip", ["rounded", "zero", "full"], ["clipped"])]
@@ -110,19 +120,22 @@ def _picture_graph(hw_in: Tuple[int, int], hw_out: Tuple[int, int], normalise: b
     if normalise:
         # torchvision's ToTensor then Normalize: x / 255, then (x - mean) / std, in float32
         init += [
-            numpy_helper.from_array(np.asarray(IMAGENET_MEAN, np.float32).reshape(3, 1, 1), "mean"),
-            numpy_helper.from_array(np.asarray(IMAGENET_STD, np.float32).reshape(3, 1, 1), "std"),
-            numpy_helper.from_array(np.array([1, 3, oh, ow], np.int64), "nchw"),
+            numpy_helper.from_array(np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1), "mean"),
+            numpy_helper.from_array(np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1), "std"),
         ]
         nodes += [
             _node("Div", [current, "full"], ["unit"]),
             _node("Sub", ["unit", "mean"], ["centred"]),
-            _node("Div", ["centred", "std"], ["normalised"]),
-            _node("Reshape", ["normalised", "nchw"], ["out"]),
+            _node("Div", ["centred", "std"], ["out"]),
         ]
         out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, oh, ow])
     else:
-        nodes += [_node("Transpose", [current], ["hwc"], perm=[1, 2, 0]), _node("Cast", ["hwc"], ["out"], to=TensorProto.UINT8)]
+        init.append(numpy_helper.from_array(np.array([oh, ow, 3], np.int64), "hwc"))
+        nodes += [
+            _node("Cast", [current], ["resized_u8"], to=TensorProto.UINT8),  # whole grey levels: exact
+            _node("Transpose", ["resized_u8"], ["nhwc_u8"], perm=[0, 2, 3, 1]),
+            _node("Reshape", ["nhwc_u8", "hwc"], ["out"]),
+        ]
         out = helper.make_tensor_value_info("out", TensorProto.UINT8, [oh, ow, 3])
     pixels = helper.make_tensor_value_info("pixels", TensorProto.UINT8, [hw_in[0], hw_in[1], 3])
     return _model(nodes, [pixels], [out], init)
@@ -145,6 +158,75 @@ def _logits_graph(shape: Tuple[int, ...], dtype: np.dtype, hw_out: Tuple[int, in
         out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [n, c, hw_out[0], hw_out[1]])
     elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
     return _model(nodes, [helper.make_tensor_value_info("logits", elem, list(shape))], [out], init)
+
+
+def _row_blocks(weights_t: np.ndarray, rows: int) -> List[Tuple[int, int, int, int]]:
+    """(r0, r1, k0, k1) for each block of `rows` output rows: the source rows k0:k1 its weights touch."""
+    blocks = []
+    for r0 in range(0, weights_t.shape[0], rows):
+        r1 = min(r0 + rows, weights_t.shape[0])
+        touched = np.flatnonzero(weights_t[r0:r1].any(axis=0))
+        blocks.append((r0, r1, int(touched[0]), int(touched[-1]) + 1))
+    return blocks
+
+
+def _banded_logits_graph(shape: Tuple[int, ...], dtype: np.dtype, hw_out: Tuple[int, int], argmax: bool) -> bytes:
+    """_logits_graph's arithmetic for a change of height, in blocks of output rows: each block
+    multiplies only the few source rows its cubic weights touch (the dense height MatMul spends
+    31 of 32 products on zeros at the model's x8), and with `argmax` is reduced to labels while
+    it is still in the cache, so the N x C x H x W floats never exist at once."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    n, c, h, w = shape
+    oh, ow = hw_out
+    init: list = [numpy_helper.from_array(np.array([2], np.int64), "rows_axis")]
+    nodes = [_node("Cast", ["logits"], ["logits_f"], to=TensorProto.FLOAT)]
+    current = _separable_resize("logits_f", (h, w), (h, ow), nodes, init)  # the width, dense, as before
+    weights_t = np.ascontiguousarray(axis_weights(h, oh).T)  # [H, h], the dense graph's weights_h
+    pieces = []
+    for b, (r0, r1, k0, k1) in enumerate(_row_blocks(weights_t, max(1, min(oh, ROW_BLOCK_VALUES // (c * ow))))):
+        init += [
+            numpy_helper.from_array(np.ascontiguousarray(weights_t[r0:r1, k0:k1]), f"weights_h{b}"),
+            numpy_helper.from_array(np.array([k0], np.int64), f"first{b}"),
+            numpy_helper.from_array(np.array([k1], np.int64), f"end{b}"),
+        ]
+        nodes += [
+            _node("Slice", [current, f"first{b}", f"end{b}", "rows_axis"], [f"source{b}"]),
+            _node("MatMul", [f"weights_h{b}", f"source{b}"], [f"resized{b}"]),
+        ]
+        if argmax:
+            nodes.append(_node("ArgMax", [f"resized{b}"], [f"labels{b}"], axis=1, keepdims=0, select_last_index=0))
+        pieces.append(f"labels{b}" if argmax else f"resized{b}")
+    nodes.append(_node("Concat", pieces, ["out"], axis=1 if argmax else 2))
+    if argmax:
+        out = helper.make_tensor_value_info("out", TensorProto.INT64, [n, oh, ow])
+    else:
+        out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [n, c, oh, ow])
+    elem = helper.np_dtype_to_tensor_dtype(np.dtype(dtype))
+    return _model(nodes, [helper.make_tensor_value_info("logits", elem, list(shape))], [out], init)
+
+
+def _banded_is_exact(shape: Tuple[int, ...], dtype: np.dtype, hw_out: Tuple[int, int], threads: Optional[int]) -> bool:
+    """Does this ONNX Runtime give the banded form the dense form's floats, bit for bit?
+
+    A product with a zero weight adds exactly nothing to a sum of finite values, so the two agree
+    when the MatMul kernel accumulates each output along K in order from zero (MLAS does); a
+    kernel that splits K into partial sums would not. Checked once per shape on random logits
+    rather than assumed, and the dense graph used where they differ."""
+    ort = import_onnxruntime()
+    logits = (np.random.default_rng(0).standard_normal(shape) * 4).astype(dtype)
+    dense = _session(("up", shape, np.dtype(dtype).str, hw_out), lambda: _logits_graph(shape, dtype, hw_out, argmax=False), threads)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or 0
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    banded = ort.InferenceSession(_banded_logits_graph(shape, dtype, hw_out, argmax=False), options, providers=["CPUExecutionProvider"])
+    return bool(np.array_equal(dense.run(None, {"logits": logits})[0], banded.run(None, {"logits": logits})[0]))
+
+
+def _labels_graph(shape: Tuple[int, ...], dtype: np.dtype, hw_out: Tuple[int, int], threads: Optional[int]) -> bytes:
+    if shape[2] != hw_out[0] and _banded_is_exact(shape, dtype, hw_out, threads):
+        return _banded_logits_graph(shape, dtype, hw_out, argmax=True)
+    return _logits_graph(shape, dtype, hw_out, argmax=True)
 
 
 def _session(key: Tuple, build, threads: Optional[int]):
@@ -210,5 +292,5 @@ def labels(logits: np.ndarray, size: Tuple[int, int], *, threads: Optional[int] 
     """[N, C, h, w] logits -> int64 [N, size[0], size[1]] labels: bicubic upsample, then argmax."""
     logits = _check_logits(logits)
     shape, hw_out = tuple(logits.shape), _hw(size)
-    session = _session(("labels", shape, logits.dtype.str, hw_out), lambda: _logits_graph(shape, logits.dtype, hw_out, argmax=True), threads)
+    session = _session(("labels", shape, logits.dtype.str, hw_out), lambda: _labels_graph(shape, logits.dtype, hw_out, threads), threads)
     return session.run(None, {"logits": logits})[0]
