@@ -37,6 +37,7 @@ CUBIC_COEFF_A = -0.75
 OPSET = 13  # Resize-13 has every attribute needed; old enough for JetPack 5's ONNX Runtime
 IR_VERSION = 7  # the IR that opset 13 shipped with (newer onnx packages default to a newer one)
 ROW_BLOCK_VALUES = 1 << 21  # upsampled floats per row block of the labels graph (8 MiB: a core's cache, about)
+WIDTH_BLOCK = 256  # output columns per block of the labels graph's width resize (measured: 64-512 alike)
 
 _sessions: Dict[Tuple, object] = {}
 _lock = threading.RLock()  # re-entrant: building a graph opens the weights session
@@ -170,18 +171,37 @@ def _row_blocks(weights_t: np.ndarray, rows: int) -> List[Tuple[int, int, int, i
     return blocks
 
 
-def _banded_logits_graph(shape: Tuple[int, ...], dtype: np.dtype, hw_out: Tuple[int, int], argmax: bool) -> bytes:
+def _banded_logits_graph(shape: Tuple[int, ...], dtype: np.dtype, hw_out: Tuple[int, int], argmax: bool, band_width: bool) -> bytes:
     """_logits_graph's arithmetic for a change of height, in blocks of output rows: each block
     multiplies only the few source rows its cubic weights touch (the dense height MatMul spends
     31 of 32 products on zeros at the model's x8), and with `argmax` is reduced to labels while
-    it is still in the cache, so the N x C x H x W floats never exist at once."""
+    it is still in the cache, so the N x C x H x W floats never exist at once. With `band_width`
+    the width is resized in blocks of output columns the same way."""
     from onnx import TensorProto, helper, numpy_helper
 
     n, c, h, w = shape
     oh, ow = hw_out
     init: list = [numpy_helper.from_array(np.array([2], np.int64), "rows_axis")]
     nodes = [_node("Cast", ["logits"], ["logits_f"], to=TensorProto.FLOAT)]
-    current = _separable_resize("logits_f", (h, w), (h, ow), nodes, init)  # the width, dense, as before
+    if band_width and w != ow:
+        weights_w = axis_weights(w, ow)  # [w, W], the dense graph's weights_w
+        init.append(numpy_helper.from_array(np.array([3], np.int64), "cols_axis"))
+        columns = []
+        for b, (c0, c1, k0, k1) in enumerate(_row_blocks(np.ascontiguousarray(weights_w.T), WIDTH_BLOCK)):
+            init += [
+                numpy_helper.from_array(np.ascontiguousarray(weights_w[k0:k1, c0:c1]), f"weights_w{b}"),
+                numpy_helper.from_array(np.array([k0], np.int64), f"first_w{b}"),
+                numpy_helper.from_array(np.array([k1], np.int64), f"end_w{b}"),
+            ]
+            nodes += [
+                _node("Slice", ["logits_f", f"first_w{b}", f"end_w{b}", "cols_axis"], [f"source_w{b}"]),
+                _node("MatMul", [f"source_w{b}", f"weights_w{b}"], [f"resized_w{b}"]),
+            ]
+            columns.append(f"resized_w{b}")
+        nodes.append(_node("Concat", columns, ["resized_w"], axis=3))
+        current = "resized_w"
+    else:
+        current = _separable_resize("logits_f", (h, w), (h, ow), nodes, init)  # the width, dense
     weights_t = np.ascontiguousarray(axis_weights(h, oh).T)  # [H, h], the dense graph's weights_h
     pieces = []
     for b, (r0, r1, k0, k1) in enumerate(_row_blocks(weights_t, max(1, min(oh, ROW_BLOCK_VALUES // (c * ow))))):
@@ -206,27 +226,33 @@ def _banded_logits_graph(shape: Tuple[int, ...], dtype: np.dtype, hw_out: Tuple[
     return _model(nodes, [helper.make_tensor_value_info("logits", elem, list(shape))], [out], init)
 
 
-def _banded_is_exact(shape: Tuple[int, ...], dtype: np.dtype, hw_out: Tuple[int, int], threads: Optional[int]) -> bool:
-    """Does this ONNX Runtime give the banded form the dense form's floats, bit for bit?
+def _exact_banding(shape: Tuple[int, ...], dtype: np.dtype, hw_out: Tuple[int, int], threads: Optional[int]) -> Optional[bool]:
+    """Which banded form this ONNX Runtime computes bit for bit as the dense one: band_width True
+    (both axes) or False (the height only), or None for neither.
 
-    A product with a zero weight adds exactly nothing to a sum of finite values, so the two agree
-    when the MatMul kernel accumulates each output along K in order from zero (MLAS does); a
-    kernel that splits K into partial sums would not. Checked once per shape on random logits
-    rather than assumed, and the dense graph used where they differ."""
+    A product with a zero weight adds exactly nothing to a sum of finite values, so the forms
+    agree when the MatMul kernel accumulates each output along K in order from zero (MLAS does
+    for K up to its block depth; a longer K is summed in partial blocks, which the banded form
+    would not reproduce). Checked once per shape on random logits rather than assumed."""
     ort = import_onnxruntime()
     logits = (np.random.default_rng(0).standard_normal(shape) * 4).astype(dtype)
     dense = _session(("up", shape, np.dtype(dtype).str, hw_out), lambda: _logits_graph(shape, dtype, hw_out, argmax=False), threads)
+    expected = dense.run(None, {"logits": logits})[0]
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or 0
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    banded = ort.InferenceSession(_banded_logits_graph(shape, dtype, hw_out, argmax=False), options, providers=["CPUExecutionProvider"])
-    return bool(np.array_equal(dense.run(None, {"logits": logits})[0], banded.run(None, {"logits": logits})[0]))
+    for band_width in (True, False) if shape[3] != hw_out[1] else (False,):
+        banded = ort.InferenceSession(_banded_logits_graph(shape, dtype, hw_out, False, band_width), options, providers=["CPUExecutionProvider"])
+        if np.array_equal(expected, banded.run(None, {"logits": logits})[0]):
+            return band_width
+    return None
 
 
 def _labels_graph(shape: Tuple[int, ...], dtype: np.dtype, hw_out: Tuple[int, int], threads: Optional[int]) -> bytes:
-    if shape[2] != hw_out[0] and _banded_is_exact(shape, dtype, hw_out, threads):
-        return _banded_logits_graph(shape, dtype, hw_out, argmax=True)
-    return _logits_graph(shape, dtype, hw_out, argmax=True)
+    band_width = _exact_banding(shape, dtype, hw_out, threads) if shape[2] != hw_out[0] else None
+    if band_width is None:
+        return _logits_graph(shape, dtype, hw_out, argmax=True)
+    return _banded_logits_graph(shape, dtype, hw_out, True, band_width)
 
 
 def _session(key: Tuple, build, threads: Optional[int]):
