@@ -58,12 +58,12 @@ def one_error_line(result) -> str:
     return lines[0]
 
 
-def export_random_b0(root: Path, name: str = "b0") -> Path:
+def export_random_b0(root: Path, name: str = "b0", **options) -> Path:
     """b0 at 64x128 with seeded random weights (an empty models dir: even where a checkpoint
-    lies in ./models), exported into root/name."""
+    lies in ./models), exported into root/name; `options`: more ExportOptions fields."""
     from msla_deploy.artifact.options import ExportOptions
     from msla_deploy.export.pipeline import run_export
 
     out = root / name
-    run_export(ExportOptions(model="efficientvit-seg-b0-cityscapes", resolution=(64, 128), out=out, models_dir=root / "no-models"))
+    run_export(ExportOptions(model="efficientvit-seg-b0-cityscapes", resolution=(64, 128), out=out, models_dir=root / "no-models", **options))
     return out

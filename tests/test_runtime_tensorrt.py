@@ -77,7 +77,7 @@ def _execute_with_onnxruntime(onnx_path):
         io = context._state["engine"]._state["desc"]["io"]
         feeds = {}
         for t in (t for t in io if t["mode"] == "INPUT"):
-            dtype, shape = _DTYPES[t["dtype"]], tuple(t["shape"])
+            dtype, shape = _DTYPES[t["dtype"]], tuple(context.get_tensor_shape(t["name"]))  # a dynamic batch: as set
             size = int(np.prod(shape)) * np.dtype(dtype).itemsize
             feeds[t["name"]] = np.frombuffer(ctypes.string_at(addresses[t["name"]], size), dtype).reshape(shape)
         wanted = {i.name: i for i in session.get_inputs()}
@@ -85,6 +85,7 @@ def _execute_with_onnxruntime(onnx_path):
         outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
         for t in (t for t in io if t["mode"] == "OUTPUT"):
             value = np.ascontiguousarray(outputs[t["name"]].astype(_DTYPES[t["dtype"]]))
+            assert value.shape == tuple(context.get_tensor_shape(t["name"])), (t["name"], value.shape)
             ctypes.memmove(addresses[t["name"]], value.ctypes.data, value.nbytes)
 
     return execute

@@ -386,3 +386,111 @@ def test_batch_n_export_is_served_with_dynamic_batching(tmp_path_factory):
             pair = session.run({"input": np.concatenate(pictures[:2])})["logits"]
     assert len(errors) == 5 * len(pictures) and max(errors) <= 1e-4, errors
     np.testing.assert_allclose(pair, local, rtol=0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def exported_dynamic(tmp_path_factory) -> Path:
+    return export_random_b0(tmp_path_factory.mktemp("serve-dyn"), "dyn", batch=3, dynamic_batch=True)
+
+
+def test_dynamic_batch_repository_turns_the_batcher_on(exported_dynamic, tmp_path):
+    parse = model_config()
+    package = package_triton(PackageOptions(artifact=exported_dynamic, repository=tmp_path / "repo"))
+    config = parse(package.config_path.read_text())
+    assert config.max_batch_size == 3 and config.HasField("dynamic_batching")
+    assert config.dynamic_batching.max_queue_delay_microseconds > 0
+    # dims without the batch: Triton adds it, 1..max_batch_size
+    assert [list(t.dims) for t in config.input] == [[3, 64, 128]] and [list(t.dims) for t in config.output] == [[19, 8, 16]]
+    assert package.to_dict()["max_batch_size"] == 3 and package.to_dict()["dynamic_batch"] is True
+    # the engine of it (built with the profile 1..3): the same batching, platform tensorrt_plan
+    art = tmp_path / "built"
+    shutil.copytree(exported_dynamic, art)
+    (art / "model.engine").write_bytes(os.urandom(1024))
+    engine = parse(package_triton(PackageOptions(artifact=art, repository=tmp_path / "repo-trt")).config_path.read_text())
+    assert engine.platform == "tensorrt_plan" and engine.max_batch_size == 3 and engine.HasField("dynamic_batching")
+    assert [list(t.dims) for t in engine.input] == [[3, 64, 128]]
+
+
+@pytest.mark.slow
+def test_dynamic_batch_export_is_served_unpadded(exported_dynamic):
+    pytest.importorskip("pytriton", reason=NO_PYTRITON)
+    from msla_deploy.serve.server import start_server
+
+    rng = np.random.default_rng(5)
+    pictures = rng.standard_normal((5, 3, 64, 128)).astype(np.float32)
+    expected = ort_outputs(exported_dynamic / "model.onnx", {"input": pictures[:3]})["logits"]
+    expected = np.concatenate([expected, ort_outputs(exported_dynamic / "model.onnx", {"input": pictures[3:]})["logits"]])
+    with start_server(exported_dynamic, host=LOOPBACK, port=free_port()) as server:
+        assert server.batching.dynamic and server.batching.max_batch_size == 3 and not server.batching.pad
+        errors, lock = [], threading.Lock()
+
+        def client(k: int) -> None:
+            rows = slice(k, k + 1 + k % 2)  # requests of one and of two pictures
+            with TritonSession(server.url, timeout_s=60) as session:
+                for _ in range(4):
+                    got = session.run({"input": pictures[rows]})["logits"]
+                    with lock:
+                        errors.append(float(np.abs(got - expected[rows]).max()) if got.shape == expected[rows].shape else float("inf"))
+
+        threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=120)
+        with TritonSession(server.url, timeout_s=60) as session:
+            assert session.max_batch == 3 and session.group == 3
+    assert len(errors) == 16 and max(errors) <= 1e-4, errors
+
+
+@pytest.mark.slow
+def test_evaluate_and_predict_through_triton_match_local(served, exported, tmp_path):
+    from msla_deploy.evaluate.synthetic import write_dataset
+    from msla_deploy.runtime.segmenter import Segmenter
+
+    write_dataset(tmp_path / "data", "folder", 6, (80, 150), 19, seed=7)  # another size: resized on the way in
+    scores = {}
+    for name, backend in (("local", "ort-cpu"), ("served", served.url)):
+        result = cli("evaluate", exported, "--data", tmp_path / "data", "--backend", backend, "--report-dir", tmp_path / name, "--json")
+        assert result.exit_code == 0, result.output
+        report = json.loads(result.stdout)
+        assert report["images"] == 6
+        (scores[name],) = report["backends"]
+    assert served.url in json.dumps(scores["served"]["ran"])
+    assert abs(scores["served"]["miou"] - scores["local"]["miou"]) <= 1e-6
+    assert abs(scores["served"]["pixel_accuracy"] - scores["local"]["pixel_accuracy"]) <= 1e-6
+    pictures = [(np.random.default_rng(k).random((70, 110, 3)) * 255).astype(np.uint8) for k in range(3)]
+    with Segmenter(exported, served.url) as remote, Segmenter(exported, "ort-cpu") as local:
+        for a, b in zip(remote.batch(pictures), local.batch(pictures)):
+            assert (a.labels == b.labels).all()
+
+
+@pytest.mark.slow
+def test_server_killed_mid_evaluation_is_exit_3_without_a_report(exported, tmp_path, short_tmp, monkeypatch):
+    pytest.importorskip("pytriton", reason=NO_PYTRITON)
+    from msla_deploy.evaluate.synthetic import write_dataset
+
+    write_dataset(tmp_path / "data", "folder", 12, (64, 128), 19)
+    process, described = _start_cli_server(exported, free_port(), short_tmp)
+    answered = []
+    original = TritonSession._run
+
+    def run_then_kill(self, feeds):  # the server dies after its third answer, while pictures remain
+        out = original(self, feeds)
+        answered.append(1)
+        if len(answered) == 3:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+        return out
+
+    monkeypatch.setattr(TritonSession, "_run", run_then_kill)
+    try:
+        start = time.perf_counter()
+        result = cli("evaluate", exported, "--data", tmp_path / "data", "--backend", described["url"], "--report-dir", tmp_path / "report")
+        elapsed = time.perf_counter() - start
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=30)
+    assert len(answered) == 3 and result.exit_code == 3, result.output
+    assert described["url"] in one_error_line(result) and elapsed < 60
+    assert not (tmp_path / "report").exists()  # nothing half-written

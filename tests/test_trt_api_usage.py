@@ -238,7 +238,7 @@ def test_fake_signatures_properties_and_constructors_are_the_real_ones(version):
     with pytest.raises(TypeError):
         trt.Runtime()  # needs a logger
     with pytest.raises(NotImplementedError, match="no behaviour"):
-        builder.create_optimization_profile()  # real, but not modelled: says so instead of returning None
+        builder.get_plugin_registry()  # real, but not modelled: says so instead of returning None
 
 
 def test_fake_behaviour_stays_inside_the_real_api():

@@ -762,7 +762,10 @@ class _BuilderB:
                      default_device_type=w.member("DeviceType", "GPU"), builder_optimization_level=3,
                      profiling_verbosity=w.member("ProfilingVerbosity", "LAYER_NAMES_ONLY"),
                      hardware_compatibility_level=w.member("HardwareCompatibilityLevel", "NONE"),
-                     avg_timing_iterations=1, max_aux_streams=-1)
+                     avg_timing_iterations=1, max_aux_streams=-1, profiles=[])
+
+    def create_optimization_profile(self):
+        return self._fake.new("IOptimizationProfile", shapes={})
 
     def build_serialized_network(self, network, config):
         return _build(self._fake, network, config)
@@ -783,7 +786,14 @@ def _flag_set(world: World, flags: int, name: str) -> bool:
 
 class _ConfigB:
     flags = property(lambda self: self._state["flags"], lambda self, v: self._state.__setitem__("flags", int(v)))
-    num_optimization_profiles = property(lambda self: 0)
+    num_optimization_profiles = property(lambda self: len(self._state["profiles"]))
+
+    def add_optimization_profile(self, profile):
+        if not profile._state["shapes"]:
+            self._fake.error("IBuilderConfig::addOptimizationProfile: the profile is not valid (no shapes set)")
+            return -1
+        self._state["profiles"].append(profile)
+        return len(self._state["profiles"]) - 1
 
     def set_flag(self, flag):
         self._state["flags"] |= 1 << int(flag)
@@ -840,6 +850,23 @@ class _ConfigB:
 
 def _short(version: str) -> str:
     return ".".join(version.split(".")[:2])
+
+
+class _ProfileB:
+    """min <= opt <= max per dimension, as IOptimizationProfile::setDimensions checks."""
+
+    def set_shape(self, input, min, opt, max):
+        low, mid, high = (tuple(int(d) for d in s) for s in (min, opt, max))
+        if not len(low) == len(mid) == len(high) or any(not 0 <= a <= b <= c for a, b, c in zip(low, mid, high)):
+            self._fake.error(f"IOptimizationProfile::setDimensions: {input}: need 0 <= min <= opt <= max, got {low} {mid} {high}")
+            return
+        self._state["shapes"][input] = [list(low), list(mid), list(high)]
+
+    def get_shape(self, input):
+        return [_dims(self._fake, s) for s in self._state["shapes"].get(input, [])]
+
+    def __bool__(self):
+        return True
 
 
 class _TimingCacheB:
@@ -985,6 +1012,18 @@ def _build(w: World, network, config):
         if refused and not _flag_set(w, flags, "GPU_FALLBACK"):
             w.error(f"{refused[0]} cannot run on DLA and GPU fallback is not enabled")
             return None
+    profiles = [p._state["shapes"] for p in config._state["profiles"]]
+    for t in network._state["inputs"]:
+        if any(d < 0 for d in t._state["shape"]):
+            if not profiles:
+                w.error("Network has dynamic or shape inputs, but no optimization profile has been defined.")
+                return None
+            for shapes in profiles:
+                fits = t.name in shapes and all(len(s) == len(t._state["shape"]) and all(d < 0 or d == v for d, v in zip(t._state["shape"], s))
+                                                for s in shapes[t.name])
+                if not fits:
+                    w.error(f"optimization profile is missing values for or does not match input tensor {t.name}")
+                    return None
     if not w.build_ok or not network._state["layers"]:
         w.error("Network build failed" if w.build_ok else "the fake was told to fail the build")
         return None
@@ -1005,6 +1044,7 @@ def _build(w: World, network, config):
         "profiling_verbosity": config._state["profiling_verbosity"].name,
         "hardware_compatibility_level": config._state["hardware_compatibility_level"].name,
         "memory_pools": dict(config._state["pools"]),
+        "profiles": profiles,
         "io": [{"name": t.name, "mode": "INPUT", "shape": list(t._state["shape"]), "dtype": t.dtype.name} for t in network._state["inputs"]]
               + [{"name": t.name, "mode": "OUTPUT", "shape": list(t._state["shape"]), "dtype": t.dtype.name} for t in network._state["outputs"]],
         "layers": [{"name": layer.name, "precision": layer._state["precision"].name if "precision" in layer._state else None,
@@ -1088,6 +1128,9 @@ class _EngineB:
         return _dt(self._fake, io["dtype"] if io else "FLOAT")
 
     def get_tensor_profile_shape(self, name, profile_index):
+        profiles = self._state["desc"].get("profiles") or []
+        if profile_index < len(profiles) and name in profiles[profile_index]:
+            return [_dims(self._fake, s) for s in profiles[profile_index][name]]
         shape = _EngineB._io(self, name)["shape"]
         return [_dims(self._fake, shape)] * 3
 
@@ -1110,10 +1153,18 @@ class _ContextB:
     def get_tensor_shape(self, name):
         if name in self._state["shapes"]:
             return _dims(self._fake, self._state["shapes"][name])
-        return _EngineB.get_tensor_shape(self._state["engine"], name)
+        shape = list(_EngineB._io(self._state["engine"], name)["shape"])
+        if shape and shape[0] < 0 and self._state["shapes"]:  # outputs follow the batch of the inputs set
+            shape[0] = next(iter(self._state["shapes"].values()))[0]
+        return _dims(self._fake, shape)
 
     def set_input_shape(self, name, shape):
-        self._state["shapes"][name] = list(shape)
+        low, _, high = (list(s) for s in _EngineB.get_tensor_profile_shape(self._state["engine"], name, 0))
+        shape = [int(d) for d in shape]
+        if len(shape) != len(low) or any(not a <= d <= b for a, d, b in zip(low, shape, high)):
+            self._fake.error(f"IExecutionContext::setInputShape: {name} {shape} is outside the optimization profile {low}..{high}")
+            return False
+        self._state["shapes"][name] = shape
         return True
 
     def set_tensor_address(self, name, memory):
@@ -1170,7 +1221,7 @@ CLASS_BEHAVIOUR: Dict[str, type] = {
     "Dims": _DimsB, "Logger": _LoggerB, "ILogger": _ILoggerB, "ITensor": _TensorB, "ILayer": _LayerB,
     "INetworkDefinition": _NetworkB, "Builder": _BuilderB, "IBuilderConfig": _ConfigB, "ITimingCache": _TimingCacheB,
     "IHostMemory": _HostMemoryB, "OnnxParser": _ParserB, "ParserError": _ParserErrorB, "Runtime": _RuntimeB,
-    "ICudaEngine": _EngineB, "IExecutionContext": _ContextB, "EngineInspector": _InspectorB,
+    "ICudaEngine": _EngineB, "IExecutionContext": _ContextB, "IOptimizationProfile": _ProfileB, "EngineInspector": _InspectorB,
 }
 _ITEMSIZE = {"FLOAT": 4, "HALF": 2, "BF16": 2, "INT8": 1, "UINT8": 1, "BOOL": 1, "FP8": 1, "INT32": 4, "INT64": 8, "INT4": 0.5, "FP4": 0.5, "E8M0": 1}
 ENUM_BEHAVIOUR: Dict[str, Dict[str, Any]] = {"DataType": {"itemsize": property(lambda self: _ITEMSIZE[self.name])}}
@@ -1222,17 +1273,19 @@ def uncovered(names: Iterable[str]) -> List[str]:
 # --- engines without a build (for runtime and bench tests) -------------------------------------------
 
 def engine_bytes(version: str, inputs: Dict[str, Tuple[tuple, str]], outputs: Dict[str, Tuple[tuple, str]], *,
-                 version_compatible: bool = False, dla_core: Optional[int] = None) -> bytes:
+                 version_compatible: bool = False, dla_core: Optional[int] = None, profile: Optional[Dict[str, Tuple[tuple, tuple, tuple]]] = None) -> bytes:
     """What the fake Builder of `version` would serialise for an engine with these I/O tensors.
 
     inputs/outputs: name -> (shape, DataType member name: "FLOAT", "HALF", "INT32", ...). The
     fake Runtime of the same version (or a later one, when version_compatible) deserialises it.
+    profile: name -> (min, opt, max) shapes of a dynamic input (a -1 in its shape).
     """
     io = [{"name": n, "mode": "INPUT", "shape": list(s), "dtype": d} for n, (s, d) in inputs.items()]
     io += [{"name": n, "mode": "OUTPUT", "shape": list(s), "dtype": d} for n, (s, d) in outputs.items()]
     desc = {"tensorrt": load_api(version)["version"], "flags": [], "network_flags": 0, "strongly_typed": version_key(version) >= (11, 0),
             "version_compatible": version_compatible, "dla_core": dla_core, "profiling_verbosity": "DETAILED",
             "hardware_compatibility_level": "NONE", "memory_pools": {}, "io": io,
+            "profiles": [{n: [list(s) for s in shapes] for n, shapes in profile.items()}] if profile else [],
             "layers": [{"name": "fake_layer", "precision": None, "device": "DLA" if dla_core is not None else "GPU"}]}
     return ENGINE_MAGIC + json.dumps(desc, sort_keys=True).encode()
 

@@ -34,6 +34,7 @@ TOOL_NAME = "msla-deploy"  # the manifest's tool.name: with "format", what tells
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 LABELS_NAME = "labels"  # [N, H, W] int32 train ids at the input resolution (export --head labels|both)
+BATCH_DIM = "batch"  # the symbolic first dimension of a dynamic-batch export (export --batch dynamic)
 PROBE_PREFIX = "probe/"  # module outputs kept as named tensors: PROBE_PREFIX + module path
 
 # --- ONNX metadata_props keys --------------------------------------------------------------------
@@ -41,7 +42,9 @@ META_PREFIX = "msla_deploy."
 META_VERSION = "msla_deploy.version"
 META_MODEL = "msla_deploy.model"
 META_RESOLUTION = "msla_deploy.resolution"
-META_BATCH = "msla_deploy.batch"
+META_BATCH = "msla_deploy.batch"  # the static batch, or DYNAMIC_BATCH
+META_MAX_BATCH = "msla_deploy.max_batch"  # dynamic-batch exports: the largest batch (TensorRT's profile max)
+DYNAMIC_BATCH = "dynamic"
 META_INPUT_NAMES = "msla_deploy.input_names"
 META_OUTPUT_NAMES = "msla_deploy.output_names"
 META_NUM_CLASSES = "msla_deploy.num_classes"

@@ -41,6 +41,20 @@ def parse_resolution(text: str) -> Tuple[int, int]:
     return height, width
 
 
+def parse_batch(text: str, max_batch: Optional[int]) -> Tuple[int, bool]:
+    """--batch N (static) or --batch dynamic --max-batch N -> (batch, dynamic)."""
+    text = (text or "").strip().lower()
+    if text == "dynamic":
+        if max_batch is None:
+            raise BadInput("--batch dynamic needs --max-batch N", "add --max-batch 8 (the largest batch TensorRT and Triton will be asked for)")
+        return int(max_batch), True
+    if not text.isdigit():
+        raise BadInput(f"--batch {text!r} is neither a number nor 'dynamic'", "write --batch 4, or --batch dynamic --max-batch 8")
+    if max_batch is not None:
+        raise BadInput(f"--max-batch applies to --batch dynamic, not to a static --batch {text}", "add --batch dynamic, or drop --max-batch")
+    return int(text), False
+
+
 def is_factory_spec(model: str) -> bool:
     """'path/to/file.py:build' or 'package.module:build' name a user factory; zoo names have no ':'."""
     return ":" in model
@@ -56,7 +70,8 @@ class ExportOptions:
     model: str = DEFAULT_MODEL
     weights: Optional[Path] = None
     resolution: Tuple[int, int] = DEFAULT_RESOLUTION
-    batch: int = 1
+    batch: int = 1  # the static batch; with dynamic_batch, the largest (--max-batch)
+    dynamic_batch: bool = False  # export --batch dynamic: the batch is the graph's one dynamic dimension, 1..batch
     opset: int = DEFAULT_OPSET
     exporter: str = "auto"
     out: Optional[Path] = None
@@ -82,6 +97,9 @@ class ExportOptions:
     def check(self) -> None:
         if self.batch < 1:
             raise BadInput(f"--batch {self.batch} must be at least 1", "use --batch 1")
+        if self.dynamic_batch and self.batch < 2:
+            raise BadInput(f"--batch dynamic with --max-batch {self.batch}: a dynamic batch needs a largest batch of at least 2",
+                           "use --max-batch 8 (or another N >= 2), or a static --batch 1")
         if not MIN_OPSET <= self.opset <= MAX_OPSET:
             raise BadInput(
                 f"--opset {self.opset} is outside {MIN_OPSET}..{MAX_OPSET}",
@@ -142,7 +160,13 @@ class ExportOptions:
             return Path(self.out)
         h, w = self.resolution
         head = "" if self.head == "logits" else f"-{self.head}"  # a labels graph never lands in a logits export's folder
-        return Path(self.artifacts_dir) / f"{self.model_label}-{h}x{w}-{self.precision}{head}"
+        batch = f"-dyn{self.batch}" if self.dynamic_batch else ""  # nor a dynamic-batch graph in a static one's
+        return Path(self.artifacts_dir) / f"{self.model_label}-{h}x{w}-{self.precision}{head}{batch}"
+
+    @property
+    def batch_text(self) -> str:
+        """The batch as people write it: 4, or 1..8 for a dynamic one."""
+        return f"1..{self.batch}" if self.dynamic_batch else str(self.batch)
 
     def to_dict(self) -> Dict[str, Any]:
         data = dataclasses.asdict(self)
@@ -151,6 +175,8 @@ class ExportOptions:
             data[key] = None if data[key] is None else str(data[key])
         data["out"] = str(self.output_dir())
         data.pop("overwrite")  # how this run writes, not what the artifact is: never recorded
+        if not self.dynamic_batch:  # recorded for dynamic-batch exports only: static manifests stay as they were
+            del data["dynamic_batch"]
         if self.precision != "int8":  # recorded for int8 exports only: other manifests stay as they were
             for key in _INT8_FIELDS:
                 del data[key]

@@ -18,6 +18,7 @@ from . import graph as G
 from .manifest import BuildRecord, Manifest, build_records, read_json_record, read_manifest_if_any
 from .names import (
     BUILD_RECORD_NAME,
+    META_MAX_BATCH,
     META_MODEL,
     META_NUM_CLASSES,
     META_PRECISION,
@@ -183,6 +184,15 @@ class Artifact:
         if outputs and len(outputs[0].shape) == 4 and isinstance(outputs[0].shape[1], int):
             return int(outputs[0].shape[1])
         return None
+
+    @property
+    def max_batch(self) -> Optional[int]:
+        """The largest batch of a dynamic-batch export (export --batch dynamic --max-batch N); None: static."""
+        text = self.metadata.get(META_MAX_BATCH, "")
+        if text.isdigit():
+            return int(text)
+        options = self.manifest.options if self.manifest is not None else None
+        return options.batch if options is not None and options.dynamic_batch else None
 
     @property
     def recipe_sha256(self) -> Optional[str]:

@@ -50,7 +50,8 @@ def preflight(backend: Backend) -> None:
 def feeds_for(session: Session, batch: Optional[int], label: str) -> Tuple[Dict[str, np.ndarray], int]:
     """Random inputs of the model's shapes, and the batch they give. Exports are static: a --batch
     that differs from the graph's is bad input (re-export), not something to paper over; a
-    symbolic first dimension (a hand-made ONNX) takes --batch, default 1."""
+    symbolic first dimension takes --batch, default the largest of a dynamic-batch export (as a
+    TensorRT engine of it is timed at its profile's optimum), else 1."""
     specs, model_batch = {}, None
     for name, spec in session.inputs.items():
         dims = list(spec.shape)
@@ -59,13 +60,15 @@ def feeds_for(session: Session, batch: Optional[int], label: str) -> Tuple[Dict[
                 raise BadInput(f"--batch {batch}: {label} has a static batch of {dims[0]}", f"re-export with --batch {batch}, or drop --batch")
             model_batch = dims[0]
         elif dims:
-            dims[0] = batch or 1
+            if batch is not None and session.max_batch is not None and not 1 <= batch <= session.max_batch:
+                raise BadInput(f"--batch {batch}: {label} takes a batch of 1..{session.max_batch}", f"use --batch 1..{session.max_batch}")
+            dims[0] = model_batch = batch or session.max_batch or 1
         if any(not isinstance(d, int) or d <= 0 for d in dims[1:]):
             raise BadInput(f"{label}: input {name} has a dynamic dimension {dims}", "export a static model (msla-deploy export does)")
         specs[name] = (tuple(dims), spec.numpy_dtype)
     outputs = [(tuple(d if isinstance(d, int) and d > 0 else 1 for d in o.shape), o.numpy_dtype) for o in session.outputs.values()]
     check_tensors_fit(label, specs, outputs)  # a huge declared shape: exit 2 with the number, not a MemoryError
-    return random_feeds(specs), model_batch or batch or 1
+    return random_feeds(specs), model_batch or 1
 
 
 def load(artifact: Artifact, backend: Backend, *, batch: Optional[int], threads: Optional[int], transfers: bool = True,

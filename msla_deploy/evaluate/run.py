@@ -246,7 +246,7 @@ def evaluate(options: EvaluateOptions, on_progress: Optional[Callable[[int, int]
     try:
         for name, backend in zip(names, chosen):
             sessions.append((name, runtime.open(artifact, backend, threads=options.threads, command="evaluate")))
-        batch = sessions[0][1].batch
+        batch = sessions[0][1].group  # a dynamic batch runs full groups of its largest batch
         input_name = next(iter(sessions[0][1].inputs))
         scores = {name: BackendScore(name, session.describe(), Confusion(num_classes)) for name, session in sessions}
         if any(LABELS_NAME in session.outputs for _, session in sessions):  # export --head both

@@ -24,7 +24,11 @@ def export_command(
         None, "--weights", "-w", help="State-dict checkpoint (.pt, loaded with weights_only=True). Zoo default: models/<upstream file> if present, else random."
     ),
     res: str = typer.Option("1024x2048", "--res", "-r", help="Input HxW; sides must be multiples of 32."),
-    batch: int = typer.Option(1, "--batch", "-b", help="Static batch size."),
+    batch: str = typer.Option(
+        "1", "--batch", "-b", help="Static batch size, or 'dynamic': the batch is the graph's one dynamic dimension, 1..--max-batch "
+        "(TensorRT optimisation profiles, Triton's dynamic batcher); everything else stays static.",
+    ),
+    max_batch: Optional[int] = typer.Option(None, "--max-batch", help="--batch dynamic: the largest batch (parity is checked at 1 and at this)."),
     opset: int = typer.Option(17, "--opset", help="ONNX opset (17 parses on TensorRT 8.5/8.6 and later)."),
     exporter: str = typer.Option("auto", "--exporter", help="auto | dynamo | torchscript (auto: dynamo, torchscript if it fails)."),
     precision: str = typer.Option(
@@ -84,12 +88,13 @@ def export_command(
     json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
 ) -> None:
     """Export a model to a static, checked ONNX with a reference bundle and an ONNX Runtime parity report."""
-    from ..artifact.options import ExportOptions, parse_resolution
+    from ..artifact.options import ExportOptions, parse_batch, parse_resolution
 
     run_export = torch_side("msla_deploy.export.pipeline", "run_export")
 
+    batch_size, dynamic_batch = parse_batch(batch, max_batch)
     options = ExportOptions(
-        model=model, weights=weights, resolution=parse_resolution(res), batch=batch, opset=opset,
+        model=model, weights=weights, resolution=parse_resolution(res), batch=batch_size, dynamic_batch=dynamic_batch, opset=opset,
         exporter=exporter, out=out_dir, models_dir=models_dir, precision=precision,
         attention_precision=attention_precision, io_dtype=io_dtype, upsample=upsample,
         fp16_guards=fp16_guards, stress_weights=stress_weights, head=head, overwrite=overwrite, calib_images=calib_images, calib_count=calib_count,

@@ -13,6 +13,7 @@ from typing import Dict, List
 
 import onnx
 
+from ..artifact.names import BATCH_DIM
 from ..errors import CheckFailed
 
 # ops that mean shapes or control flow are computed at run time
@@ -72,8 +73,34 @@ def _describe(value_info: onnx.ValueInfoProto) -> Dict:
     return {"name": value_info.name, "shape": _dims(value_info), "dtype": onnx.helper.tensor_dtype_to_np_dtype(elem).name}
 
 
-def inspect_static(model: onnx.ModelProto) -> GraphReport:
-    """Shape-infer strictly and list everything that is not static."""
+def mark_batch_dynamic(model: onnx.ModelProto) -> None:
+    """A dynamic-batch graph's I/O as TensorRT and Triton read it: the first dimension of every
+    input and output is BATCH_DIM, every other one a number (the legacy exporter names the
+    output's spatial dimensions too; shape inference gives their sizes back)."""
+    graph = model.graph
+    initializers = {t.name for t in graph.initializer}
+    for value in [v for v in graph.input if v.name not in initializers] + list(graph.output):
+        dims = value.type.tensor_type.shape.dim
+        for i, dim in enumerate(dims):
+            if i == 0 or not dim.HasField("dim_value"):
+                dim.Clear()
+        if dims:
+            dims[0].dim_param = BATCH_DIM
+    inferred = {o.name: o for o in onnx.shape_inference.infer_shapes(model, data_prop=True).graph.output}
+    for value in graph.output:
+        known = inferred[value.name].type.tensor_type.shape.dim
+        for dim, other in zip(list(value.type.tensor_type.shape.dim)[1:], list(known)[1:]):
+            if other.HasField("dim_value"):
+                dim.dim_value = other.dim_value
+
+
+def _static(dims: List, dynamic_batch: bool) -> bool:
+    fixed = dims[1:] if dynamic_batch and dims else dims
+    return all(isinstance(d, int) and d > 0 for d in fixed)
+
+
+def inspect_static(model: onnx.ModelProto, dynamic_batch: bool = False) -> GraphReport:
+    """Shape-infer strictly and list everything that is not static (but the batch, if `dynamic_batch`)."""
     inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     graph = inferred.graph
     op_counts = Counter(node.op_type for node in graph.node)
@@ -87,7 +114,7 @@ def inspect_static(model: onnx.ModelProto) -> GraphReport:
     typed = {v.name for v in values}
     for v in values:
         dims = _dims(v)
-        if not v.type.tensor_type.HasField("shape") or any(not isinstance(d, int) or d <= 0 for d in dims):
+        if not v.type.tensor_type.HasField("shape") or not _static(dims, dynamic_batch):
             problems.append(f"tensor {v.name!r} has non-static shape {dims}")
             break
     untyped = [o for n in graph.node for o in n.output if o and o not in typed and o not in initializers]
@@ -111,13 +138,15 @@ def set_metadata(model: onnx.ModelProto, metadata: Dict[str, str]) -> None:
         entry.key, entry.value = key, str(metadata[key])
 
 
-def finalize(model: onnx.ModelProto, *, producer_version: str, metadata: Dict[str, str]) -> GraphReport:
+def finalize(model: onnx.ModelProto, *, producer_version: str, metadata: Dict[str, str], dynamic_batch: bool = False) -> GraphReport:
     """Clean up in place, check, and stamp metadata. Raises CheckFailed if the graph is not deployable."""
     constants_to_initializers(model)
     drop_unused_initializers(model)
     model.producer_name = "msla-deploy"
     model.producer_version = producer_version
-    report = inspect_static(model)
+    if dynamic_batch:
+        mark_batch_dynamic(model)
+    report = inspect_static(model, dynamic_batch)
     if report.problems:
         raise CheckFailed(
             "exported graph is not static: " + "; ".join(report.problems),

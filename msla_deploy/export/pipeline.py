@@ -23,6 +23,7 @@ from .. import __version__, runtime, zoo
 from ..artifact.files import describe_files, environment, sha256_json, write_bytes_atomic, write_json_atomic
 from ..artifact.manifest import Manifest, ModelRecord, PrecisionRecord, write_manifest
 from ..artifact.names import (
+    DYNAMIC_BATCH,
     FP32_ONNX_NAME,
     INPUT_NAME,
     INT8_SENSITIVITY_NAME,
@@ -33,6 +34,7 @@ from ..artifact.names import (
     META_FP32_NODES,
     META_HEAD,
     META_INPUT_NAMES,
+    META_MAX_BATCH,
     META_MODEL,
     META_NORMALIZATION,
     META_NUM_CLASSES,
@@ -58,7 +60,7 @@ from ..nn import plan_static
 from ..nn.capture import capture
 from ..nn.heads import head_output_names, labels_from_logits, with_head
 from ..nn.precision import PrecisionPolicy, apply_policy, fp16_storage_proxy
-from ..parity import compare_outputs, default_budget
+from ..parity import Budget, compare_outputs, default_budget
 from ..progress import Steps
 from ..runtime.onnxruntime import CPU, import_onnxruntime
 from . import int8 as int8_q
@@ -112,6 +114,7 @@ def _export_graph(module: torch.nn.Module, example: torch.Tensor, probe_names: S
         exporter=options.exporter,
         input_name=INPUT_NAME,
         output_names=[*head_output_names(options.head), *probe_output_names(wrapped_names)],
+        dynamic_batch=options.dynamic_batch,
     )
     tensors = unmark_probe_outputs(proto)
     # node names are final only once Constant nodes are initializers: record islands after that
@@ -122,9 +125,9 @@ def _export_graph(module: torch.nn.Module, example: torch.Tensor, probe_names: S
     return ExportedGraph(proto, used, probes, island_nodes(proto, cores))
 
 
-def _write_graph(graph: ExportedGraph, path: Path, metadata: Dict[str, str]) -> GraphReport:
+def _write_graph(graph: ExportedGraph, path: Path, metadata: Dict[str, str], dynamic_batch: bool) -> GraphReport:
     metadata = {**metadata, META_EXPORTER: graph.exporter, META_FP32_NODES: ",".join(graph.fp32_nodes)}
-    report = finalize(graph.proto, producer_version=__version__, metadata=metadata)
+    report = finalize(graph.proto, producer_version=__version__, metadata=metadata, dynamic_batch=dynamic_batch)
     write_bytes_atomic(path, graph.proto.SerializeToString())
     return report
 
@@ -266,7 +269,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             example = torch.from_numpy(images)
             try:
                 with capture(loaded.module, probe_candidates(loaded.module)) as captured:
-                    output, plans = plan_static(loaded.module, example)
+                    output, plans = plan_static(loaded.module, example, options.dynamic_batch)
             except Exception as exc:  # a user's forward may raise anything: its error, not ours (exit 2)
                 if loaded.source != "factory" and not isinstance(exc, RuntimeError):
                     raise
@@ -290,6 +293,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             "weights": loaded.weights["state_dict_sha256"],
             "resolution": [height, width],
             "batch": options.batch,
+            **({"dynamic_batch": True} if options.dynamic_batch else {}),  # static recipes hash as before
             "opset": options.opset,
             "exporter": options.exporter,
             "policy": policy.to_dict(),
@@ -302,7 +306,8 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             META_VERSION: __version__,
             META_MODEL: loaded.name,
             META_RESOLUTION: f"{height}x{width}",
-            META_BATCH: str(options.batch),
+            META_BATCH: DYNAMIC_BATCH if options.dynamic_batch else str(options.batch),
+            **({META_MAX_BATCH: str(options.batch)} if options.dynamic_batch else {}),
             META_INPUT_NAMES: INPUT_NAME,
             META_OUTPUT_NAMES: ",".join(head_output_names(options.head)),
             META_HEAD: options.head,
@@ -319,10 +324,10 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                 fp16_graph = _export_graph(deployable, example.to(policy.io_torch_dtype), probe_names, options, prefix="model.")
         with steps.step("check", "Checking the graph (static shapes, onnx.checker)"):
             fp32_file = FP32_ONNX_NAME if fp16 or int8 else ONNX_NAME
-            fp32_report = _write_graph(fp32_graph, staging / fp32_file, {**metadata, META_PRECISION: "fp32"})
+            fp32_report = _write_graph(fp32_graph, staging / fp32_file, {**metadata, META_PRECISION: "fp32"}, options.dynamic_batch)
             primary_graph, primary_report = fp32_graph, fp32_report
             if fp16:
-                primary_report = _write_graph(fp16_graph, staging / ONNX_NAME, {**metadata, META_PRECISION: "fp16"})
+                primary_report = _write_graph(fp16_graph, staging / ONNX_NAME, {**metadata, META_PRECISION: "fp16"}, options.dynamic_batch)
                 primary_graph = fp16_graph
             onnx_files = {"fp32": fp32_file, **({"fp16": ONNX_NAME} if fp16 else {})}
             exporter_used = primary_graph.exporter
@@ -335,7 +340,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
         if int8:  # the Q/DQ graph, from the fp32 one just written
             quantized, int8_record, int8_files = _quantize_int8(options, calib, staging, steps)
             primary_report = finalize(quantized.proto, producer_version=__version__,
-                                      metadata={p.key: p.value for p in quantized.proto.metadata_props})
+                                      metadata={p.key: p.value for p in quantized.proto.metadata_props}, dynamic_batch=options.dynamic_batch)
             write_bytes_atomic(staging / ONNX_NAME, quantized.proto.SerializeToString())
             onnx_files = {"fp32": FP32_ONNX_NAME, "int8": ONNX_NAME}
             hazards = {ONNX_NAME: _hazards(staging / ONNX_NAME, "fp32"), FP32_ONNX_NAME: _hazards(staging / FP32_ONNX_NAME, "fp32")}
@@ -376,6 +381,12 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                 checks.append(_onnx_check("ONNX Runtime fp32", staging / FP32_ONNX_NAME, images, reference_outputs, fp32_budget))
             else:
                 checks = [_onnx_check("ONNX Runtime fp32", staging / ONNX_NAME, images, reference_outputs, fp32_budget)]
+            if options.dynamic_batch:  # the graph at the other end of its batch range: one picture
+                first = {name: value[:1] for name, value in reference_outputs.items()}
+                feed = images[:1].astype(np.float16) if fp16 and policy.io_dtype == "fp16" else images[:1]
+                outputs, ran = _run_onnx(staging / ONNX_NAME, feed)
+                checks.append(_parity_check(f"{checks[0]['label']}, batch 1 of 1..{options.batch}", ONNX_NAME, ran, first, outputs,
+                                            Budget(**checks[0]["budget"])))
             primary = checks[0]
             parity = {
                 "passed": all(c["passed"] for c in checks),

@@ -16,6 +16,7 @@ from typing import Sequence, Tuple
 import onnx
 import torch
 
+from ..artifact.names import BATCH_DIM
 from ..choices import EXPORTERS
 from ..errors import BadInput, CheckFailed, MissingRuntime, MslaError, one_line_text
 
@@ -68,8 +69,11 @@ def _quiet_exporters():
             lg.setLevel(level)
 
 
-def _export_torchscript(model, example, opset, input_name, output_names) -> onnx.ModelProto:
+def _export_torchscript(model, example, opset, input_name, output_names, dynamic_batch) -> onnx.ModelProto:
     buffer = io.BytesIO()
+    # the batch as the one dynamic axis of every input and output; the model's own sizes are
+    # Python ints (planned), so nothing else becomes shape arithmetic
+    axes = {name: {0: BATCH_DIM} for name in [input_name, *output_names]} if dynamic_batch else None
     torch.onnx.export(
         model,
         (example,),
@@ -80,11 +84,15 @@ def _export_torchscript(model, example, opset, input_name, output_names) -> onnx
         output_names=list(output_names),
         do_constant_folding=True,
         training=torch.onnx.TrainingMode.EVAL,
+        dynamic_axes=axes,
     )
     return onnx.load_from_string(buffer.getvalue())
 
 
-def _export_dynamo(model, example, opset, input_name, output_names) -> onnx.ModelProto:
+def _export_dynamo(model, example, opset, input_name, output_names, dynamic_batch) -> onnx.ModelProto:
+    shapes = None
+    if dynamic_batch:  # 1..the example's batch (>= 2: torch.export specialises sizes 0 and 1)
+        shapes = ({0: torch.export.Dim(BATCH_DIM, min=1, max=int(example.shape[0]))},)
     program = torch.onnx.export(
         model,
         (example,),
@@ -94,6 +102,7 @@ def _export_dynamo(model, example, opset, input_name, output_names) -> onnx.Mode
         output_names=list(output_names),
         optimize=True,
         verbose=False,
+        dynamic_shapes=shapes,
     )
     proto = program.model_proto
     opsets = {o.domain: o.version for o in proto.opset_import}
@@ -161,12 +170,14 @@ class _SwallowedSignal(Exception):
 
 
 def export_to_onnx(
-    model: torch.nn.Module, example: torch.Tensor, *, opset: int, exporter: str, input_name: str, output_names: Sequence[str]
+    model: torch.nn.Module, example: torch.Tensor, *, opset: int, exporter: str, input_name: str, output_names: Sequence[str],
+    dynamic_batch: bool = False,
 ) -> Tuple[onnx.ModelProto, str]:
     """Export; returns (model, exporter actually used). `auto` prefers dynamo, falls back to
     torchscript, but never after an interrupt (Ctrl-C, SIGTERM): that stops the run."""
     try:
-        return _export_to_onnx(model, example, opset=opset, exporter=exporter, input_name=input_name, output_names=output_names)
+        return _export_to_onnx(model, example, opset=opset, exporter=exporter, input_name=input_name, output_names=output_names,
+                               dynamic_batch=dynamic_batch)
     except _SwallowedSignal as swallowed:
         # the exporter ate the interrupt its handler raised: deliver it again, handlers restored
         import signal
@@ -177,7 +188,8 @@ def export_to_onnx(
 
 
 def _export_to_onnx(
-    model: torch.nn.Module, example: torch.Tensor, *, opset: int, exporter: str, input_name: str, output_names: Sequence[str]
+    model: torch.nn.Module, example: torch.Tensor, *, opset: int, exporter: str, input_name: str, output_names: Sequence[str],
+    dynamic_batch: bool,
 ) -> Tuple[onnx.ModelProto, str]:
     if exporter not in EXPORTERS:
         raise BadInput(f"unknown exporter {exporter!r}", f"choose one of {', '.join(EXPORTERS)}")
@@ -193,7 +205,7 @@ def _export_to_onnx(
     with torch.no_grad(), _quiet_exporters(), _signals_seen() as signals:
         if chosen == "dynamo":
             try:
-                return _export_dynamo(model, example, opset, input_name, output_names), "dynamo"
+                return _export_dynamo(model, example, opset, input_name, output_names, dynamic_batch), "dynamo"
             except MslaError:
                 if exporter != "auto":
                     raise
@@ -209,7 +221,7 @@ def _export_to_onnx(
             # records which one ran
         if exporter != "dynamo":
             try:
-                return _export_torchscript(model, example, opset, input_name, output_names), "torchscript"
+                return _export_torchscript(model, example, opset, input_name, output_names, dynamic_batch), "torchscript"
             except Exception as exc:  # noqa: BLE001
                 failures.append(f"torchscript: {one_line_text(exc)}")
     raise CheckFailed(

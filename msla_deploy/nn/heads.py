@@ -35,8 +35,14 @@ def head_output_names(head: str) -> Tuple[str, ...]:
 
 def labels_from_logits(logits: torch.Tensor, size: Tuple[int, int], upsample: str = "cubic") -> torch.Tensor:
     """Upstream's post-processing: [N, C, h, w] logits -> resize to `size` -> argmax -> [N, H, W] int32."""
-    if tuple(logits.shape[-2:]) != tuple(size):
-        logits = F.interpolate(logits, size=tuple(size), mode=_TORCH_MODES[upsample], align_corners=False)
+    (h, w), (height, width) = (int(d) for d in logits.shape[-2:]), size
+    if (h, w) != (height, width):
+        if height % h == 0 and width % w == 0:
+            # an exact factor (the logits are at 1/8): the same sampling as size=, and traced as a
+            # constant-scales Resize, with no Shape arithmetic even when the batch is dynamic
+            logits = F.interpolate(logits, scale_factor=(height / h, width / w), mode=_TORCH_MODES[upsample], align_corners=False)
+        else:
+            logits = F.interpolate(logits, size=(height, width), mode=_TORCH_MODES[upsample], align_corners=False)
     return logits.argmax(dim=1).to(LABELS_DTYPE)
 
 

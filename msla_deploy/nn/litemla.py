@@ -27,12 +27,16 @@ from torch import nn
 
 from .layers import ConvLayer, build_act, repeat_last
 
+#: the batch of a plan for a dynamic-batch export: a leading -1 in the reshapes is all the graph
+#: needs (no Shape/Gather arithmetic), since every other size stays a Python int
+ANY_BATCH = -1
+
 
 @dataclass(frozen=True)
 class AttentionPlan:
     """Static shapes of one LiteMLA call: everything the forward needs as Python ints."""
 
-    batch: int
+    batch: int  # ANY_BATCH: the reshapes say -1, the one dimension a dynamic-batch graph leaves open
     height: int
     width: int
     groups: int  # heads * (1 + number of scales)
@@ -213,7 +217,7 @@ class LiteMLA(nn.Module):
         if plan is None:
             # eager use without a plan: shapes are plain ints here, nothing is traced
             plan = self.plan_for(x.shape)
-        elif not torch.jit.is_tracing() and tuple(x.shape) != (plan.batch, x.shape[1], plan.height, plan.width):
+        elif not torch.jit.is_tracing() and tuple(x.shape) != (x.shape[0] if plan.batch == ANY_BATCH else plan.batch, x.shape[1], plan.height, plan.width):
             raise ValueError(
                 f"LiteMLA planned for {plan.batch}x{plan.height}x{plan.width} inputs got {tuple(x.shape)}; "
                 "re-plan the model for this input shape (msla_deploy.nn.plan_static)"
@@ -236,5 +240,6 @@ class LiteMLA(nn.Module):
         return out.reshape(plan.batch, plan.groups * d, plan.height, plan.width)
 
     def extra_repr(self) -> str:
-        plan = "unplanned" if self.plan is None else f"{self.plan.batch}x{self.plan.height}x{self.plan.width} {self.plan.branch}"
+        p = self.plan
+        plan = "unplanned" if p is None else f"{'N' if p.batch == ANY_BATCH else p.batch}x{p.height}x{p.width} {p.branch}"
         return f"dim={self.dim}, heads={self.heads}, scales={len(self.aggreg)}, plan={plan}"

@@ -7,12 +7,13 @@ PyTorch reference (export does) pays for one forward, not two.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Dict, List, Tuple
 
 import torch
 from torch import nn
 
-from .litemla import AttentionPlan, LiteMLA
+from .litemla import ANY_BATCH, AttentionPlan, LiteMLA
 
 
 def attention_modules(model: nn.Module) -> List[Tuple[str, LiteMLA]]:
@@ -25,8 +26,9 @@ def clear_plans(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def plan_static(model: nn.Module, example: torch.Tensor) -> Tuple[object, Dict[str, AttentionPlan]]:
-    """Plan every LiteMLA of `model` for `example`'s shape; return (model output, plans by name)."""
+def plan_static(model: nn.Module, example: torch.Tensor, dynamic_batch: bool = False) -> Tuple[object, Dict[str, AttentionPlan]]:
+    """Plan every LiteMLA of `model` for `example`'s shape; return (model output, plans by name).
+    `dynamic_batch`: every size but the batch is fixed; the batch is left to the graph (-1)."""
     modules = attention_modules(model)
     clear_plans(model)
     seen: Dict[str, Tuple[int, ...]] = {}
@@ -43,5 +45,6 @@ def plan_static(model: nn.Module, example: torch.Tensor) -> Tuple[object, Dict[s
     for name, module in modules:
         if name not in seen:
             raise ValueError(f"LiteMLA {name!r} was not called by the model's forward; it cannot be planned")
-        module.plan = plans[name] = module.plan_for(seen[name])
+        plan = module.plan_for(seen[name])
+        module.plan = plans[name] = dataclasses.replace(plan, batch=ANY_BATCH) if dynamic_batch else plan
     return output, plans

@@ -128,11 +128,12 @@ class _Head:
     output: str  # OUTPUT_NAME (logits: exact) or LABELS_NAME (in-graph labels)
     input_name: str
     input_dtype: np.dtype
-    batch: int
+    batch: int  # pictures per run: the static batch, or the largest of a dynamic one
     resolution: Tuple[int, int]
     num_classes: Optional[int]
     model_name: str = ""
     notes: List[str] = field(default_factory=list)
+    dynamic: bool = False  # a dynamic batch: runs of 1..batch pictures, no padding
 
 
 class Segmenter:
@@ -189,8 +190,9 @@ class Segmenter:
         return self.batch([picture])[0]
 
     def batch(self, pictures: Sequence[PictureLike]) -> List[Segmentation]:
-        """One Segmentation per picture. The artifact's batch is static: pictures run in groups of
-        that size, the last group padded with zeros (their outputs are dropped)."""
+        """One Segmentation per picture. A static batch runs pictures in groups of that size, the
+        last group padded with zeros (their outputs are dropped); a dynamic one in groups of up to
+        its largest batch, unpadded."""
         rgb = [to_rgb(p) for p in pictures]
         results: List[Segmentation] = []
         n = self._head.batch
@@ -201,7 +203,7 @@ class Segmenter:
 
     def _run_group(self, group: List[np.ndarray]) -> List[Segmentation]:
         head = self._head
-        feed = np.zeros((head.batch, 3, *head.resolution), np.float32)
+        feed = np.zeros((len(group) if head.dynamic else head.batch, 3, *head.resolution), np.float32)
         for i, pixels in enumerate(group):
             feed[i] = processing.preprocess(pixels, head.resolution, threads=self.threads)[0]
         outputs = self.session.run({head.input_name: feed.astype(head.input_dtype, copy=False)})
@@ -240,8 +242,10 @@ def _describe(session, model_name: str, num_classes: Optional[int]) -> _Head:
                        "export a one-input model (msla-deploy export)")
     spec = next(iter(session.inputs.values()))
     shape = tuple(spec.shape)
-    if len(shape) != 4 or shape[1] != 3 or not all(isinstance(d, int) and d > 0 for d in shape):
-        raise BadInput(f"input {spec.name!r} has shape {list(shape)}, not a static [N, 3, H, W]", "export with static shapes")
+    dynamic = session.max_batch is not None
+    if len(shape) != 4 or shape[1] != 3 or not all(isinstance(d, int) and d > 0 for d in shape[0 if not dynamic else 1:]):
+        raise BadInput(f"input {spec.name!r} has shape {list(shape)}, not a static [N, 3, H, W]",
+                       "export with static shapes (msla-deploy export --batch N, or --batch dynamic --max-batch N)")
     outputs = session.outputs
     if OUTPUT_NAME in outputs:
         name, num_classes = OUTPUT_NAME, tuple(outputs[OUTPUT_NAME].shape)[1]
@@ -251,7 +255,7 @@ def _describe(session, model_name: str, num_classes: Optional[int]) -> _Head:
         raise BadInput(f"the artifact has outputs {sorted(outputs)}, neither {OUTPUT_NAME!r} nor {LABELS_NAME!r}",
                        "use an artifact of msla-deploy export")
     return _Head(
-        output=name, input_name=spec.name, input_dtype=np.dtype(spec.dtype), batch=int(shape[0]),
+        output=name, input_name=spec.name, input_dtype=np.dtype(spec.dtype), batch=session.group, dynamic=dynamic,
         resolution=(int(shape[2]), int(shape[3])), num_classes=num_classes, model_name=model_name or "",
     )
 

@@ -38,6 +38,13 @@ class Session:
     # a run that times itself (seconds on the device clock), for bench; None: time run() on the host
     timed: Optional[Callable[[], float]] = None
     timer: str = "host"
+    # a dynamic batch (export --batch dynamic, a Triton batcher): runs take 1..max_batch rows; None: static
+    max_batch: Optional[int] = None
+
+    @property
+    def group(self) -> int:
+        """How many pictures a caller should put in one run: the static batch, or the largest a dynamic one takes."""
+        return self.max_batch or self.batch
 
     @property
     def batch(self) -> int:

@@ -25,6 +25,7 @@ from typing import Dict, Iterator, Optional, Union
 import numpy as np
 
 from ..artifact.graph import TensorSpec
+from ..artifact.names import BATCH_DIM
 from ..errors import BadInput, MissingRuntime
 from .polygraphy_env import quiet_polygraphy
 from .session import Session
@@ -135,7 +136,7 @@ class TensorRTSession(Session):
             engine = load_engine(trt, build_onnx(trt, model, precision=precision, fp16_flag=fp16_flag))
             how = "built from the ONNX" + (" (strongly typed)" if precision != "fp32" and not fp16_flag else "") + (" with the FP16 flag" if fp16_flag else "")
         self._engine = engine
-        self._runner = None  # the DirectTiming that run() uses, made on first use
+        self._runners: Dict[int, object] = {}  # the DirectTiming run() uses per batch (one for a static engine), made on first use
         self._timing = None  # bench's, with its own transfer and CUDA-graph settings
         self._contexts: list = []  # execution contexts live as long as the session
         self.backend = "trt"
@@ -143,8 +144,14 @@ class TensorRTSession(Session):
         self.inputs, self.outputs = {}, {}
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
-            spec = TensorSpec(name, tuple(int(d) for d in engine.get_tensor_shape(name)), np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name)
-            (self.inputs if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else self.outputs)[name] = spec
+            is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
+            shape = tuple(int(d) for d in engine.get_tensor_shape(name))
+            if shape and shape[0] < 0:  # a dynamic batch (export --batch dynamic): named as in the ONNX, bounded by the profile
+                if is_input:
+                    self.max_batch = int(tuple(engine.get_tensor_profile_shape(name, 0)[2])[0])
+                shape = (BATCH_DIM, *shape[1:])
+            spec = TensorSpec(name, shape, np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name)
+            (self.inputs if is_input else self.outputs)[name] = spec
 
     def _direct(self, *, transfers: bool, cuda_graph: bool, batch: Optional[int]):
         from . import cudart
@@ -157,9 +164,14 @@ class TensorRTSession(Session):
         return DirectTiming(self._trt, self._engine, context, cudart.load_cudart(), transfers=transfers, cuda_graph=cuda_graph, batch=batch)
 
     def _run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        if self._runner is None:
-            self._runner = self._direct(transfers=True, cuda_graph=False, batch=None)
-        return self._runner.infer(feeds)
+        batch = None
+        if self.max_batch is not None:  # the context's input shapes are set per batch size
+            batch = int(np.shape(next(iter(feeds.values())))[0])
+            if not 1 <= batch <= self.max_batch:
+                raise BadInput(f"a batch of {batch} is outside the engine's profile 1..{self.max_batch}", f"run at most {self.max_batch} pictures at once")
+        if batch not in self._runners:
+            self._runners[batch] = self._direct(transfers=True, cuda_graph=False, batch=batch)
+        return self._runners[batch].infer(feeds)
 
     def start_timing(self, *, transfers: bool, cuda_graph: bool, batch: Optional[int]) -> None:
         """Direct execute_async_v3 with CUDA events (bench): `timed()` then returns GPU seconds."""
@@ -176,7 +188,7 @@ class TensorRTSession(Session):
         if self._timing is not None:
             self._timing.close()
             self._timing = None
-        if self._runner is not None:
-            self._runner.close()
-            self._runner = None
+        for runner in self._runners.values():
+            runner.close()
+        self._runners.clear()
         self._contexts.clear()

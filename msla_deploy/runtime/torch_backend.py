@@ -12,7 +12,7 @@ from typing import Dict, Optional
 import numpy as np
 
 from ..artifact.graph import TensorSpec
-from ..artifact.names import INPUT_NAME, OUTPUT_NAME
+from ..artifact.names import BATCH_DIM, INPUT_NAME, OUTPUT_NAME
 from ..errors import BadInput, MissingRuntime
 from .session import Session
 
@@ -62,7 +62,9 @@ class TorchSession(Session):
             self.inputs = {s.name: s for s in inputs}
         else:  # an engine-only directory: the export options say the shape
             options = artifact.manifest.options
-            self.inputs = {INPUT_NAME: TensorSpec(INPUT_NAME, (options.batch, 3, *options.resolution), "float32")}
+            batch = BATCH_DIM if options.dynamic_batch else options.batch
+            self.inputs = {INPUT_NAME: TensorSpec(INPUT_NAME, (batch, 3, *options.resolution), "float32")}
+        self.max_batch = options.batch if options.dynamic_batch else None
         outputs = artifact.outputs
         self.outputs = {s.name: s for s in outputs} if outputs else {OUTPUT_NAME: TensorSpec(OUTPUT_NAME, (), "float32")}
         self._previous_threads = torch.get_num_threads()

@@ -136,6 +136,7 @@ class TritonSession(Session):
         config = self._call(f"the config of {self.model!r}", self._client.get_model_config, self.model, as_json=True)
         self.config = config.get("config", config)
         self.max_batch_size = int(self.config.get("max_batch_size") or 0)
+        self.max_batch = self.max_batch_size or None
         self.inputs = self._specs(self.metadata.get("inputs") or [])
         self.outputs = self._specs(self.metadata.get("outputs") or [])
         # .batch (Session's: the first input's first dim): with max_batch_size 0 the dims include

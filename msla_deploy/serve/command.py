@@ -48,7 +48,8 @@ def package_command(
         ("written", f"{package.config_path}, {package.model_path}"),
         ("inputs", ", ".join(f"{t.name} {t.dtype} {list(t.shape)}" for t in package.inputs)),
         ("outputs", ", ".join(f"{t.name} {t.dtype} {list(t.shape)}" for t in package.outputs) + f" (from {package.io_source})"),
-        ("batch", f"static {package.batch}: max_batch_size 0, the batch is in the dims"),
+        ("batch", f"dynamic 1..{package.layout.batch}: max_batch_size {package.layout.batch}, Triton's dynamic batcher on" if package.layout.dynamic
+                  else f"static {package.layout.batch}: max_batch_size 0, the batch is in the dims"),
         ("instances", f"{group.kind} x{group.count}" + (f" on GPUs {','.join(map(str, group.gpus))}" if group.gpus else "") + f" ({group.why})"),
         ("recipe", package.parameters.get(META_RECIPE, "-")),
         ("checked", "parsed back with Triton's ModelConfig" if package.checked_with_model_config else "[yellow]not parsed back (tritonclient missing)[/]"),

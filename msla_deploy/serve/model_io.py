@@ -1,18 +1,20 @@
 """What serving needs to know about an artifact beyond the resolver: a model name Triton takes,
-an engine's I/O without TensorRT, and the static batch."""
+an engine's I/O without TensorRT, and the batch as Triton sees it."""
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from ..artifact.graph import TensorSpec, graph_inputs, graph_outputs, load_onnx
 from ..artifact.names import MANIFEST_NAME
 from ..artifact.resolve import Artifact, resolve
 from ..errors import BadInput
 
-__all__ = ["Artifact", "TensorSpec", "check_model_name", "default_name", "engine_io", "onnx_io", "open_artifact", "static_batch"]
+__all__ = ["MAX_QUEUE_DELAY_US", "Artifact", "BatchLayout", "TensorSpec", "batch_layout", "check_model_name", "default_name", "engine_io", "onnx_io",
+           "open_artifact"]
 
 # what Triton accepts as a model name
 _NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -63,11 +65,35 @@ def engine_io(art: Artifact, engine: Path) -> Tuple[List[TensorSpec], List[Tenso
     return inputs, outputs, MANIFEST_NAME
 
 
-def static_batch(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], where: str) -> int:
-    """The batch of a static graph (every dimension fixed; the first one is the batch)."""
-    for t in (*inputs, *outputs):
+#: how long Triton's dynamic batcher may hold a request to fill a batch (packaged configs and serve)
+MAX_QUEUE_DELAY_US = 2000
+
+
+@dataclass(frozen=True)
+class BatchLayout:
+    """How Triton sees the batch: static (max_batch_size 0, the batch in the dims) or dynamic
+    (max_batch_size N, dims without the batch: Triton's dynamic batcher forms 1..N)."""
+
+    batch: int  # the static batch, or the largest dynamic one
+    dynamic: bool
+
+    @property
+    def max_batch_size(self) -> int:
+        return self.batch if self.dynamic else 0
+
+    def dims(self, t: TensorSpec) -> Tuple:
+        return tuple(t.shape[1:]) if self.dynamic else tuple(t.shape)
+
+
+def batch_layout(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], max_batch: Optional[int], where: str) -> BatchLayout:
+    """A static graph (every dimension fixed; the first one is the batch), or one whose only
+    dynamic dimension is the batch of an `export --batch dynamic` graph (max_batch known)."""
+    tensors = (*inputs, *outputs)
+    if max_batch is not None and all(t.shape and all(isinstance(d, int) and d > 0 for d in t.shape[1:]) for t in tensors):
+        return BatchLayout(int(max_batch), True)
+    for t in tensors:
         if not t.static:
             raise BadInput(f"{where}: {t.name} has a dynamic shape {list(t.shape)}",
-                           "package or serve a static export (msla-deploy export --batch N)")
+                           "package or serve a static export (msla-deploy export --batch N), or one with --batch dynamic --max-batch N")
     firsts = {t.shape[0] for t in inputs if t.shape}
-    return int(firsts.pop()) if len(firsts) == 1 else 1
+    return BatchLayout(int(firsts.pop()) if len(firsts) == 1 else 1, False)

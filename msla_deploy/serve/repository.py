@@ -3,9 +3,11 @@
     REPO/<name>/config.pbtxt
     REPO/<name>/1/model.plan    (platform tensorrt_plan)   or   model.onnx (onnxruntime_onnx)
 
-Names, dims and dtypes come from the artifact's graph. Our exports have a static batch, so the
-config says `max_batch_size: 0` and the batch is the first of the dims (Triton's dynamic batcher
-needs a dynamic batch dimension). The manifest's recipe hash rides along in `parameters`, so a
+Names, dims and dtypes come from the artifact's graph. A static export's config says
+`max_batch_size: 0` and the batch is the first of the dims (Triton's dynamic batcher needs a
+dynamic batch dimension); an `export --batch dynamic --max-batch N` one says `max_batch_size: N`,
+dims without the batch, and turns the dynamic batcher on (a TensorRT engine of it carries the
+profile 1..N that `build` gives it). The manifest's recipe hash rides along in `parameters`, so a
 server's model can be traced back to the export that made it.
 
 The config is written as text by us (the base install stays free of tritonclient); where
@@ -36,7 +38,18 @@ from ..artifact.staging import PARTIAL_TAG, staging_path, swap_in
 from ..errors import BadInput, one_line_text
 from ..runtime.triton import KSERVE_DTYPES
 from . import deps
-from .model_io import Artifact, TensorSpec, check_model_name, default_name, engine_io, onnx_io, open_artifact, static_batch
+from .model_io import (
+    MAX_QUEUE_DELAY_US,
+    Artifact,
+    BatchLayout,
+    TensorSpec,
+    batch_layout,
+    check_model_name,
+    default_name,
+    engine_io,
+    onnx_io,
+    open_artifact,
+)
 
 PLATFORM_CHOICES = ("auto",) + TRITON_PLATFORMS
 
@@ -74,7 +87,7 @@ class Package:
     inputs: List[TensorSpec]
     outputs: List[TensorSpec]
     io_source: str
-    batch: int
+    layout: BatchLayout
     instance_group: InstanceGroup
     parameters: Dict[str, str]
     config_text: str
@@ -86,7 +99,7 @@ class Package:
         return {
             "name": self.name, "platform": self.platform, "model_dir": str(self.model_dir), "config": str(self.config_path),
             "model_file": str(self.model_path), "source": str(self.source), "sha256": sha256_file(self.model_path),
-            "max_batch_size": 0, "batch": self.batch, "io_source": self.io_source,
+            "max_batch_size": self.layout.max_batch_size, "batch": self.layout.batch, "dynamic_batch": self.layout.dynamic, "io_source": self.io_source,
             "inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs],
             "instance_group": self.instance_group.to_dict(), "parameters": self.parameters,
             "checked_with_model_config": self.checked_with_model_config, "replaced": self.replaced, "notes": self.notes,
@@ -138,7 +151,7 @@ def _quote(text: str) -> str:
     return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _tensor_blocks(tensors: Sequence[TensorSpec], where: str) -> List[str]:
+def _tensor_blocks(tensors: Sequence[TensorSpec], layout: BatchLayout, where: str) -> List[str]:
     blocks = []
     for t in tensors:
         if t.dtype not in KSERVE_DTYPES:
@@ -147,23 +160,24 @@ def _tensor_blocks(tensors: Sequence[TensorSpec], where: str) -> List[str]:
             "  {\n"
             f"    name: {_quote(t.name)}\n"
             f"    data_type: TYPE_{KSERVE_DTYPES[t.dtype]}\n"
-            f"    dims: [ {', '.join(str(d) for d in t.shape)} ]\n"
+            f"    dims: [ {', '.join(str(d) for d in layout.dims(t))} ]\n"
             "  }"
         )
     return blocks
 
 
-def config_text(name: str, platform: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec],
+def config_text(name: str, platform: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], layout: BatchLayout,
                 group: InstanceGroup, parameters: Dict[str, str], source: str) -> str:
     """config.pbtxt in protobuf text format (comments allowed; field names are ModelConfig's)."""
     lines = [
         f"{TRITON_CONFIG_MARKER} {__version__} from {source}",
+        f"# dynamic batch 1..{layout.batch}: dims without the batch, Triton's dynamic batcher forms the batches" if layout.dynamic else
         "# static batch: max_batch_size 0 and the batch is the first dim (no dynamic batching)",
         f"name: {_quote(name)}",
         f"platform: {_quote(platform)}",
-        "max_batch_size: 0",
-        "input [", ",\n".join(_tensor_blocks(inputs, source)), "]",
-        "output [", ",\n".join(_tensor_blocks(outputs, source)), "]",
+        f"max_batch_size: {layout.max_batch_size}",
+        "input [", ",\n".join(_tensor_blocks(inputs, layout, source)), "]",
+        "output [", ",\n".join(_tensor_blocks(outputs, layout, source)), "]",
         "instance_group [",
         "  {",
         f"    kind: {group.kind}",
@@ -172,6 +186,8 @@ def config_text(name: str, platform: str, inputs: Sequence[TensorSpec], outputs:
     if group.gpus is not None:
         lines.append(f"    gpus: [ {', '.join(str(g) for g in group.gpus)} ]")
     lines += ["  }", "]"]
+    if layout.dynamic:
+        lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {MAX_QUEUE_DELAY_US} }}")
     for key, value in parameters.items():
         lines.append(f"parameters {{ key: {_quote(key)} value: {{ string_value: {_quote(value)} }} }}")
     return "\n".join(lines) + "\n"
@@ -228,11 +244,11 @@ def package_triton(options: PackageOptions, steps=None) -> Package:
         source = art.onnx_path
         inputs, outputs = onnx_io(source)
         io_source = source.name
-    batch = static_batch(inputs, outputs, str(source))
+    layout = batch_layout(inputs, outputs, art.max_batch, str(source))
     parameters = {k: v for k, v in ((META_RECIPE, art.recipe_sha256), (META_MODEL, art.model_name), (META_PRECISION, art.precision)) if v}
     if META_RECIPE not in parameters:
         notes.append(f"{art.path} records no recipe hash (not written by msla-deploy export?): none in the config")
-    text = config_text(name, platform, inputs, outputs, group, parameters, str(source))
+    text = config_text(name, platform, inputs, outputs, layout, group, parameters, str(source))
     checked = _check_with_model_config(text)
     if not checked:
         notes.append("tritonclient is not installed: the config was not parsed back with Triton's ModelConfig here")
@@ -255,6 +271,6 @@ def package_triton(options: PackageOptions, steps=None) -> Package:
     return Package(
         name=name, platform=platform, model_dir=model_dir, config_path=model_dir / TRITON_CONFIG_NAME,
         model_path=model_dir / TRITON_MODEL_VERSION / TRITON_MODEL_FILES[platform], source=source,
-        inputs=inputs, outputs=outputs, io_source=io_source, batch=batch, instance_group=group, parameters=parameters,
+        inputs=inputs, outputs=outputs, io_source=io_source, layout=layout, instance_group=group, parameters=parameters,
         config_text=text, checked_with_model_config=checked, replaced=replaced, notes=notes,
     )

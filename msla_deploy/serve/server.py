@@ -9,7 +9,8 @@ otherwise; `triton://HOST:PORT/MODEL` reaches it (msla_deploy.runtime.triton).
 Batching follows the artifact: a static batch-1 export is served with `max_batch_size: 0`, one
 request at a time (nothing to batch into). A static batch-N export (N > 1) is served with
 Triton's dynamic batcher up to N: requests of 1..N pictures are gathered, padded to N by
-repeating the last picture, run as one batch, and each request gets its own rows back.
+repeating the last picture, run as one batch, and each request gets its own rows back. A
+dynamic-batch export (export --batch dynamic --max-batch N) is batched the same way, unpadded.
 """
 
 from __future__ import annotations
@@ -32,11 +33,10 @@ from ..artifact.files import package_version
 from ..artifact.names import TRITON_SCHEME
 from ..errors import BadInput, MissingRuntime, one_line_text
 from . import deps
-from .model_io import Artifact, TensorSpec, check_model_name, default_name, open_artifact, static_batch
+from .model_io import MAX_QUEUE_DELAY_US, Artifact, BatchLayout, TensorSpec, batch_layout, check_model_name, default_name, open_artifact
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8001  # Triton's gRPC port
-MAX_QUEUE_DELAY_US = 2000  # how long the batcher may hold a request to fill a batch
 START_TIMEOUT_S = 120
 EXIT_TIMEOUT_S = 5  # in-flight requests get this long at stop
 
@@ -62,12 +62,16 @@ class Batching:
     dynamic: bool
     max_batch_size: int  # 0: no batching by Triton, the batch is in the dims
     why: str
+    pad: bool = True  # a static graph takes exactly max_batch_size rows
 
     def to_dict(self) -> Dict:
         return {"dynamic": self.dynamic, "max_batch_size": self.max_batch_size, "why": self.why}
 
 
-def batching_for(batch: int) -> Batching:
+def batching_for(layout: BatchLayout) -> Batching:
+    batch = layout.batch
+    if layout.dynamic:
+        return Batching(True, batch, f"dynamic batch 1..{batch}: Triton gathers up to {batch} pictures, run as gathered", pad=False)
     if batch > 1:
         return Batching(True, batch, f"static batch {batch}: Triton gathers up to {batch} pictures, padded to {batch}")
     return Batching(False, 0, "static batch 1: one picture per run, nothing to batch (export --batch N for batching)")
@@ -91,7 +95,7 @@ def _infer_function(run: Runner, inputs: List[TensorSpec], outputs: List[TensorS
         for start in range(0, total, size):  # the batcher never sends more than `size`; stay safe anyway
             chunk = {n: v[start:start + size] for n, v in stacked.items()}
             rows = next(iter(chunk.values())).shape[0]
-            if rows < size:  # the graph takes exactly `size`: repeat the last picture
+            if rows < size and batching.pad:  # the graph takes exactly `size`: repeat the last picture
                 chunk = {n: np.concatenate([v, np.repeat(v[-1:], size - rows, axis=0)]) for n, v in chunk.items()}
             out = run(chunk)
             for name in results:
@@ -225,7 +229,7 @@ def start_server(artifact: Path, *, host: str = DEFAULT_HOST, port: int = DEFAUL
 def _start_triton(pytriton, art: Artifact, session, *, host: str, port: int, model: str) -> Server:
     Triton, TritonConfig, ModelConfig, DynamicBatcher, Tensor = pytriton
     inputs, outputs = list(session.inputs.values()), list(session.outputs.values())
-    batching = batching_for(static_batch(inputs, outputs, str(art.path)))
+    batching = batching_for(batch_layout(inputs, outputs, session.max_batch, str(art.path)))
 
     def tensors(specs: List[TensorSpec]):
         return [Tensor(name=t.name, dtype=np.dtype(t.dtype).type, shape=t.shape[1:] if batching.dynamic else t.shape) for t in specs]

@@ -27,6 +27,8 @@ def _summary(planned) -> str:
         text += f", {len(plan.layer_precisions)} nodes pinned to fp32"
     if plan.uses_dla:
         text += f", DLA core {plan.dla_core}" + (" with GPU fallback" if plan.gpu_fallback else "")
+    for p in plan.profiles:
+        text += f", {p.name} batch {p.min[0]}..{p.max[0]} (tuned for {p.opt[0]})"
     return text
 
 
@@ -48,6 +50,9 @@ def build_command(
         help="Timing cache file, loaded if present and saved after the build (default: timing_trt<X.Y>.cache in the export directory).",
     ),
     opt_level: Optional[int] = typer.Option(None, "--opt-level", help="Builder optimization level 0-5 (TensorRT default 3; TensorRT >= 8.6)."),
+    opt_batch: Optional[int] = typer.Option(
+        None, "--opt-batch", help="`export --batch dynamic` graphs: the batch TensorRT tunes its kernels for (profile 1..max, default: the max).",
+    ),
     dla_core: Optional[int] = typer.Option(None, "--dla-core", help="Build for this DLA core (Jetson Orin; fp16 only; TensorRT <= 10.7 or >= 11.4.1)."),
     gpu_fallback: Optional[bool] = typer.Option(
         None, "--gpu-fallback/--no-gpu-fallback", help="Let layers DLA cannot run fall back to the GPU (default: on with --dla-core).",
@@ -67,7 +72,7 @@ def build_command(
 
     options = BuildOptions(
         source=source, precision=precision, typing=typing_mode, trt_version=trt_version, workspace=workspace,
-        timing_cache=timing_cache, opt_level=opt_level, dla_core=dla_core, gpu_fallback=gpu_fallback,
+        timing_cache=timing_cache, opt_level=opt_level, opt_batch=opt_batch, dla_core=dla_core, gpu_fallback=gpu_fallback,
         hardware_compat=hardware_compat, version_compatible=version_compatible, tf32=tf32, out=out_path,
     )
     if print_trtexec:

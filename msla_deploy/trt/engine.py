@@ -127,6 +127,11 @@ def configure(trt, builder, network, plan: BuildPlan, timing_cache_data: bytes =
         config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, V.HARDWARE_COMPAT_API[plan.hardware_compat])
     if plan.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    if plan.profiles:  # a dynamic batch: one profile covering every dynamic input (trtexec --minShapes/--optShapes/--maxShapes)
+        profile = builder.create_optimization_profile()
+        for p in plan.profiles:
+            profile.set_shape(p.name, p.min, p.opt, p.max)
+        config.add_optimization_profile(profile)
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     config.avg_timing_iterations = plan.avg_timing_iterations  # as trtexec: it always sets its default of 8
     if plan.dla_core is not None:

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional, Tuple
 
 from ..artifact.graph import TensorSpec, graph_inputs, has_fp16, load_onnx, metadata
 from ..artifact.manifest import Manifest, read_manifest
-from ..artifact.names import MANIFEST_NAME, META_FP32_NODES, META_PRECISION, ONNX_SUFFIX
+from ..artifact.names import MANIFEST_NAME, META_FP32_NODES, META_MAX_BATCH, META_PRECISION, ONNX_SUFFIX
 from ..errors import BadInput
 
 
@@ -36,6 +36,12 @@ class GraphFacts:
     has_fp16: bool
     cubic_resize: bool = False
     metadata: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def max_batch(self) -> Optional[int]:
+        """The largest batch of a dynamic-batch export (its metadata), None for any other graph."""
+        text = self.metadata.get(META_MAX_BATCH, "")
+        return int(text) if text.isdigit() and int(text) > 0 else None
 
 
 @dataclass

@@ -48,6 +48,7 @@ class BuildOptions:
     version_compatible: bool = False
     tf32: Optional[bool] = None  # None: off (see plan.py)
     out: Optional[Path] = None
+    opt_batch: Optional[int] = None  # dynamic-batch exports: the batch TensorRT tunes for (default: the largest)
 
     @property
     def workspace_bytes(self) -> int:

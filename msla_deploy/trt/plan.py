@@ -35,6 +35,45 @@ from .versions import TrtVersion
 
 
 @dataclass(frozen=True)
+class Profile:
+    """One dynamic input's optimisation profile: the shapes TensorRT tunes for (opt) and accepts (min..max)."""
+
+    name: str
+    min: Tuple[int, ...]
+    opt: Tuple[int, ...]
+    max: Tuple[int, ...]
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"name": self.name, "min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+
+def batch_profiles(inputs: Tuple[TensorSpec, ...], max_batch: Optional[int], opt_batch: Optional[int], source: Path,
+                   dla: bool) -> Tuple[Profile, ...]:
+    """Profiles for a dynamic-batch export (the batch is the only dynamic dimension, 1..max_batch,
+    tuned at opt_batch, default max_batch as trtexec users and Triton's batcher want throughput at
+    the top); BadInput for anything else that is dynamic."""
+    dynamic = [i for i in inputs if not i.static]
+    if not dynamic:
+        if opt_batch is not None:
+            raise BadInput(f"--opt-batch {opt_batch}: {source} has a static batch", "drop --opt-batch (it is for `export --batch dynamic` graphs)")
+        return ()
+    described = ", ".join(f"{i.name} {list(i.shape)}" for i in dynamic)
+    if any(not all(isinstance(d, int) and d > 0 for d in i.shape[1:]) for i in dynamic) or max_batch is None:
+        raise BadInput(
+            f"the ONNX has dynamic input dimensions ({described}); this tool builds engines whose only dynamic dimension is "
+            "the batch of an `export --batch dynamic` graph",
+            "export with a fixed resolution, and a static --batch N or --batch dynamic --max-batch N",
+        )
+    if dla:
+        raise BadInput(f"DLA needs static shapes; {source} has a dynamic batch ({described})",
+                       "export for DLA with a static --batch N, or drop --dla-core to build for the GPU")
+    opt = max_batch if opt_batch is None else opt_batch
+    if not 1 <= opt <= max_batch:
+        raise BadInput(f"--opt-batch {opt} is outside the export's batch range 1..{max_batch}", f"use a batch in 1..{max_batch}")
+    return tuple(Profile(i.name, (1, *i.shape[1:]), (opt, *i.shape[1:]), (max_batch, *i.shape[1:])) for i in dynamic)
+
+
+@dataclass(frozen=True)
 class BuildPlan:
     trt_version: str  # "10.13"
     precision: str  # what was asked: fp32 | fp16 | int8
@@ -64,7 +103,7 @@ class BuildPlan:
     # what `trtexec --useDLACore` adds by itself (versions.DLA_IMPLIES), so `build` makes the same engine
     prefer_precision_constraints: bool = False
     direct_io: bool = False
-    profiles: Tuple = ()  # static shapes: TensorRT needs no optimization profile
+    profiles: Tuple[Profile, ...] = ()  # one per dynamic input; none for static shapes (TensorRT needs none)
     profiling_verbosity: str = "detailed"  # full layer information for the inspector / --exportLayerInfo
     avg_timing_iterations: int = V.TRTEXEC_AVG_TIMING  # trtexec's default, not the API's (1)
     warnings: Tuple[str, ...] = field(default=())
@@ -110,7 +149,7 @@ class BuildPlan:
             "layer_output_types": [list(p) for p in self.layer_output_types],
             "layer_device_types": [list(p) for p in self.layer_device_types],
             "inputs": [i.to_dict() for i in self.inputs],
-            "profiles": list(self.profiles),
+            "profiles": [p.to_dict() for p in self.profiles],
             "workspace_bytes": self.workspace_bytes,
             "builder_optimization_level": self.opt_level,
             "hardware_compatibility_level": self.hardware_compat,
@@ -227,13 +266,7 @@ def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> 
     graph = model.graphs.get(role)
     inputs = graph.inputs if graph is not None else ()
 
-    dynamic = [i for i in inputs if not i.static]
-    if dynamic:
-        described = ", ".join(f"{i.name} {list(i.shape)}" for i in dynamic)
-        raise BadInput(
-            f"the ONNX has dynamic input dimensions ({described}); this tool builds static engines",
-            "export with a fixed batch and resolution (msla-deploy export --res HxW --batch N)",
-        )
+    profiles = batch_profiles(inputs, graph.max_batch if graph is not None else None, options.opt_batch, model.source, options.dla_core is not None)
 
     # an int8 Q/DQ graph built weakly typed (8.5-10.x): the INT8 flag for its Q/DQ layers, FP16 for
     # the rest, with the attention island pinned to fp32 as in a weak fp16 build
@@ -324,6 +357,7 @@ def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> 
         layer_output_types=layer_output_types,
         layer_device_types=layer_device_types,
         inputs=tuple(inputs),
+        profiles=profiles,
         workspace_bytes=options.workspace_bytes,
         opt_level=options.opt_level,
         hardware_compat=options.hardware_compat,

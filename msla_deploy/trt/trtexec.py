@@ -88,6 +88,9 @@ def trtexec_argv(plan: BuildPlan, trtexec: str = TRTEXEC, relative_to: Optional[
             argv.append(f"--layerPrecisions={_layer_spec(plan.layer_precisions)}")
         if plan.layer_output_types:
             argv.append(f"--layerOutputTypes={_layer_spec(plan.layer_output_types)}")
+    if plan.profiles:  # a dynamic batch: the profile, in trtexec's name:NxCxHxW spelling
+        for flag, which in (("--minShapes", "min"), ("--optShapes", "opt"), ("--maxShapes", "max")):
+            argv.append(f"{flag}=" + ",".join(f"{p.name}:" + "x".join(str(d) for d in getattr(p, which)) for p in plan.profiles))
     if not plan.tf32:
         argv.append("--noTF32")
     argv.append(f"--memPoolSize=workspace:{_mib(plan.workspace_bytes)}")  # plain MiB: never a suffix (10.0.x)

@@ -223,6 +223,9 @@ TRTEXEC_FLAGS: Dict[str, Span] = {
     "--layerPrecisions": Span((8, 5), (11, 0), f"{SRC_TRTEXEC}; {SRC_FACTS}", "8.x: '*' only as a whole name; 10.x: one '*' per name"),
     "--layerOutputTypes": Span((8, 5), (11, 0), SRC_TRTEXEC, "several outputs: types joined with '+'"),
     "--noTF32": Span((8, 5), None, SRC_TRTEXEC),
+    "--minShapes": Span((8, 5), None, SRC_TRTEXEC, "name:NxCxHxW,...; with --optShapes and --maxShapes, the optimisation profile"),
+    "--optShapes": Span((8, 5), None, SRC_TRTEXEC),
+    "--maxShapes": Span((8, 5), None, SRC_TRTEXEC),
     # 9.0 adds it; 11.0 keeps it as '[Deprecated] Strongly typed network is now enabled by default. This flag is a no-op.'
     "--stronglyTyped": Span((9, 0), None, SRC_TRTEXEC, "a deprecated no-op from 11.0"),
     "--timingCacheFile": Span((8, 5), None, SRC_TRTEXEC),
