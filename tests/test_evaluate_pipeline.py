@@ -9,6 +9,8 @@ upsample graph and numpy's argmax, np.add.at to count. Torch-free: the model is 
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -166,3 +168,30 @@ def test_labels_read_in_any_mode_are_the_label_ids_mapped_to_train_ids(tmp_path,
         train = read_label(dataset, sample)
         assert train.dtype == np.uint8
         np.testing.assert_array_equal(train, cityscapes_label_to_train()[ids])
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority") or not hasattr(threading, "get_native_id"), reason="per-thread priorities are a Linux feature")
+def test_host_work_runs_below_the_model_priority(tmp_path, monkeypatch):
+    import msla_deploy.evaluate.run as run
+
+    seen = []
+    preprocess, labels = processing.preprocess, processing.labels
+
+    def niceness():
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    def spy(inner):
+        def wrapped(*args, **kwargs):
+            seen.append(niceness())
+            return inner(*args, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(run.processing, "preprocess", spy(preprocess))
+    monkeypatch.setattr(run.processing, "labels", spy(labels))
+    model = _tiny_model(tmp_path / "tiny.onnx")
+    write_dataset(tmp_path / "cityscapes", "cityscapes", 3, RES, CLASSES, seed=9)
+    _evaluate(model, tmp_path / "cityscapes", tmp_path)
+    if niceness() == 19:
+        pytest.skip("this process already runs at the lowest priority")
+    assert len(seen) == 6  # 3 pictures decoded, 3 scored
+    assert set(seen) == {min(19, niceness() + run.HOST_NICENESS)} and run.HOST_NICENESS > 0  # below this (the model's) thread
