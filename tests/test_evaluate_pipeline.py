@@ -34,10 +34,10 @@ RES = (64, 128)
 CLASSES = 19
 
 
-def _tiny_model(path: Path, labels: str = "") -> Path:
+def _tiny_model(path: Path, labels: str = "", mode: str = "cubic") -> Path:
     """input [1, 3, 64, 128] -> logits [1, 19, 8, 16] (an 8x8 stride-8 convolution); with
-    labels="argmin" also a labels output at the input size that is NOT the protocol's argmax, so
-    a test can tell which of the two was scored."""
+    labels="argmin" also a labels output at the input size (resized with `mode`) that is NOT the
+    protocol's argmax, so a test can tell which of the two was scored."""
     rng = np.random.default_rng(7)
     init = [
         numpy_helper.from_array((rng.standard_normal((CLASSES, 3, 8, 8)) * 0.05).astype(np.float32), "weight"),
@@ -48,7 +48,7 @@ def _tiny_model(path: Path, labels: str = "") -> Path:
     if labels:
         init.append(numpy_helper.from_array(np.array([1, CLASSES, *RES], np.int64), "sizes"))
         nodes += [
-            helper.make_node("Resize", [OUTPUT_NAME, "", "", "sizes"], ["up"], mode="cubic", coordinate_transformation_mode="half_pixel", cubic_coeff_a=-0.75),
+            helper.make_node("Resize", [OUTPUT_NAME, "", "", "sizes"], ["up"], mode=mode, coordinate_transformation_mode="half_pixel", cubic_coeff_a=-0.75),
             helper.make_node("Neg", ["up"], ["negated"]),
             helper.make_node("ArgMax", ["negated"], ["index"], axis=1, keepdims=0),
             helper.make_node("Cast", ["index"], [LABELS_NAME], to=TensorProto.INT32),
@@ -111,11 +111,14 @@ def test_an_in_graph_labels_output_at_the_label_size_is_what_is_scored(tmp_path)
     assert "own labels output" in result.protocol["labels"]
 
 
-def test_labels_at_another_size_still_upsample_the_logits(tmp_path):
-    model = _tiny_model(tmp_path / "tiny-both.onnx", labels="argmin")
+@pytest.mark.parametrize("size,mode", [((80, 150), "cubic"), (RES, "linear")], ids=["labels-at-another-size", "graph-resizes-bilinearly"])
+def test_otherwise_the_logits_are_upsampled_on_the_host(tmp_path, size, mode):
+    model = _tiny_model(tmp_path / "tiny-both.onnx", labels="argmin", mode=mode)
     data = tmp_path / "cityscapes"
-    write_dataset(data, "cityscapes", 3, (80, 150), CLASSES, seed=7)
-    np.testing.assert_array_equal(_evaluate(model, data, tmp_path).backends[0].confusion.matrix, _sequential(model, data))
+    write_dataset(data, "cityscapes", 3, size, CLASSES, seed=7)
+    result = _evaluate(model, data, tmp_path)
+    np.testing.assert_array_equal(result.backends[0].confusion.matrix, _sequential(model, data))
+    assert ("own labels output" in result.protocol["labels"]) == (mode == "cubic")
 
 
 # --- the pieces ----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import heapq
 import os
+import sys
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -48,11 +49,23 @@ HOST_NICENESS = 10  # added to the thread's niceness (19 at most)
 
 
 def _lower_priority() -> None:
+    if not sys.platform.startswith("linux"):  # elsewhere PRIO_PROCESS takes a process id, not a thread's
+        return
     try:
         thread = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + HOST_NICENESS))
-    except (AttributeError, OSError):  # not Linux: the threads keep the process's priority
+    except OSError:  # a sandbox that forbids it: the threads keep the process's priority
         pass
+
+
+def _graph_labels_follow_the_protocol(artifact: Artifact) -> bool:
+    """An in-graph labels output (export --head both) can stand in for the host's upsample +
+    argmax only where the graph resizes bicubically (--upsample bilinear is not the protocol)."""
+    model = artifact.onnx_model
+    if model is None:  # an engine alone: what it resizes with is not known here
+        return False
+    modes = {a.s.decode() for n in model.graph.node if n.op_type == "Resize" for a in n.attribute if a.name == "mode"}
+    return modes == {"cubic"}
 
 
 @dataclass
@@ -249,7 +262,8 @@ def evaluate(options: EvaluateOptions, on_progress: Optional[Callable[[int, int]
         batch = sessions[0][1].group  # a dynamic batch runs full groups of its largest batch
         input_name = next(iter(sessions[0][1].inputs))
         scores = {name: BackendScore(name, session.describe(), Confusion(num_classes)) for name, session in sessions}
-        if any(LABELS_NAME in session.outputs for _, session in sessions):  # export --head both
+        graph_labels = _graph_labels_follow_the_protocol(artifact) and any(LABELS_NAME in session.outputs for _, session in sessions)
+        if graph_labels:
             protocol["labels"] = (f"the artifact's own labels output (its bicubic resize + argmax) where a label is {resolution[0]}x{resolution[1]}; "
                                   f"elsewhere {protocol['labels']}")
         pairs = [PairScore(against, name, Confusion(num_classes)) for name, _ in sessions if name != against]
@@ -268,7 +282,7 @@ def evaluate(options: EvaluateOptions, on_progress: Optional[Callable[[int, int]
             for i, (sample, label) in enumerate(batch_items):
                 predicted = {}
                 for name, result in outputs.items():
-                    if LABELS_NAME in result and label.shape == tuple(resolution):
+                    if graph_labels and LABELS_NAME in result and label.shape == tuple(resolution):
                         labels = result[LABELS_NAME][i]  # the graph's own resize + argmax, at the label size
                     else:
                         labels = processing.labels(result[OUTPUT_NAME][i : i + 1], label.shape, threads=HOST_THREADS)[0]
