@@ -178,6 +178,7 @@ def test_host_work_runs_below_the_model_priority(tmp_path, monkeypatch):
     import msla_deploy.evaluate.run as run
 
     seen = []
+    caller = threading.get_native_id()
     preprocess, labels = processing.preprocess, processing.labels
 
     def niceness():
@@ -185,7 +186,8 @@ def test_host_work_runs_below_the_model_priority(tmp_path, monkeypatch):
 
     def spy(inner):
         def wrapped(*args, **kwargs):
-            seen.append(niceness())
+            if threading.get_native_id() != caller:  # not the graphs built before the pass
+                seen.append(niceness())
             return inner(*args, **kwargs)
         return wrapped
 

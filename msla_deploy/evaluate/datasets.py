@@ -138,6 +138,13 @@ def find_dataset(data: Path, kind: str, num_classes: int, ignore_index: int = IG
 # --- reading a pair ------------------------------------------------------------------------------
 
 
+def picture_size(path: Path) -> Tuple[int, int]:
+    """(H, W) from the picture's header, nothing decoded."""
+    _pillow()
+    with open_picture(path, "replace the file, or pass --skip-bad") as image:
+        return int(image.size[1]), int(image.size[0])
+
+
 def read_image(path: Path) -> np.ndarray:
     _pillow()  # the missing-Pillow error with evaluate's fix
     with open_picture(path, "replace the file, or pass --skip-bad") as image:

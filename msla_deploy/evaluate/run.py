@@ -30,7 +30,7 @@ from ..artifact.resolve import Artifact, resolve
 from ..classes import IGNORE_INDEX, dataset_for, palette
 from ..errors import BadInput
 from ..runtime import processing
-from .datasets import Dataset, Sample, find_dataset, read_pair
+from .datasets import Dataset, Sample, find_dataset, picture_size, read_pair
 from .metrics import Confusion
 from .report import write_reports
 
@@ -210,6 +210,22 @@ def _protocol(artifact: Artifact, dataset: Dataset, resolution: Tuple[int, int])
     return protocol, notes
 
 
+def _build_host_graphs(sample: Sample, resolution: Tuple[int, int], sessions, graph_labels: bool) -> None:
+    """Build the preprocess and upsample graphs for the first picture's size before the timed
+    pass, as the sessions are (the upsample's exactness check runs a dense upsample once); a
+    picture of another size builds its own on the way."""
+    try:
+        size = picture_size(sample.image)
+    except BadInput:
+        return  # a bad first picture is the pass's to report
+    processing.preprocess(np.zeros(size + (3,), np.uint8), resolution, threads=HOST_THREADS)
+    if graph_labels and size == tuple(resolution):
+        return
+    for spec in {s.outputs[OUTPUT_NAME] for _, s in sessions if OUTPUT_NAME in s.outputs}:
+        if len(spec.shape) == 4 and all(isinstance(d, int) and d > 0 for d in spec.shape[1:]):
+            processing.labels(np.zeros((1,) + tuple(spec.shape[1:]), spec.dtype), size, threads=HOST_THREADS)
+
+
 def _disagreement_picture(reference: np.ndarray, candidate: np.ndarray, colours: np.ndarray) -> np.ndarray:
     picture = (colours[reference].astype(np.float32) * 0.35).astype(np.uint8)
     picture[reference != candidate] = 255
@@ -314,6 +330,8 @@ def evaluate(options: EvaluateOptions, on_progress: Optional[Callable[[int, int]
             for name in [n for n in pair.drawn if n not in keep]:  # fell out of the worst few
                 del pair.drawn[name]
 
+        if samples:
+            _build_host_graphs(samples[0], resolution, sessions, graph_labels)
         start = time.perf_counter()
         done = 0
         with ThreadPoolExecutor(READERS, thread_name_prefix="evaluate-read", initializer=_lower_priority) as readers, \
