@@ -42,10 +42,13 @@ IN_FLIGHT = 2  # batches waiting for the metric thread
 # readers and the metric thread are the host's parallelism, and extra pools beside the model's
 # would only take turns with it for the same cores.
 HOST_THREADS = 1
-# The readers and the metric thread run at a lower priority than the model (Linux: per thread),
-# so that on a CPU backend they fill the cores the model leaves idle between its parallel
-# sections instead of delaying it; they cannot starve, since the model waits for their pictures.
-HOST_NICENESS = 10  # added to the thread's niceness (19 at most)
+# The readers and the metric thread run at the lowest priority (Linux: per thread), so that on a
+# CPU backend they take the cores the model leaves idle between its parallel sections instead of
+# delaying it; they cannot starve for long, since the model waits for their pictures. On 2 quiet
+# cores at 1024x2048 (benchmarks/README.md) that is the difference between 0.7x and 0.9-1.0x of
+# bench's images/s (+10: 0.90-0.95x, +19: 0.97-1.02x); with the cores shared by other programs
+# +10 did slightly better than +19, and neither reached 0.8x (the host work itself is the limit).
+HOST_NICENESS = 19  # added to the thread's niceness (19 at most)
 
 
 def _lower_priority() -> None:
