@@ -47,7 +47,7 @@ HOST_THREADS = 1
 # delaying it; they cannot starve for long, since the model waits for their pictures. On 2 quiet
 # cores at 1024x2048 (benchmarks/README.md) that is the difference between 0.7x and 0.9-1.0x of
 # bench's images/s (+10: 0.90-0.95x, +19: 0.97-1.02x); with the cores shared by other programs
-# +10 did slightly better than +19, and neither reached 0.8x (the host work itself is the limit).
+# the figures scatter too widely to rank the two (bench alone moves by 25% between runs).
 HOST_NICENESS = 19  # added to the thread's niceness (19 at most)
 
 
