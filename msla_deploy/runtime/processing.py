@@ -14,8 +14,11 @@ interpolation to, run by ONNX Runtime on the CPU: no hand-written interpolation.
 cubic Resize is slow on large maps (6 s for 19 x 1024 x 2048 on one core), so it is applied the
 way it is defined, separably: Resize turns an identity matrix into each axis' interpolation
 matrix (a resize is linear, so resizing e_i gives the weights of source pixel i), and the graph
-multiplies by the two matrices (MatMul, fast and threaded; 0.26 s). The tiny graphs are built
-with onnx.helper and cached per shape, so a dataset of one size builds each once.
+multiplies by the two matrices (MatMul, fast and threaded; 0.26 s). For labels the matrices are
+applied in bands (each block of output rows or columns multiplies only the source lines its four
+cubic taps touch) and each block is argmax'ed while it is in the cache: 0.05 s on one thread for
+the same upsample + argmax, the same floats bit for bit (see _exact_banding). The tiny graphs are
+built with onnx.helper and cached per shape, so a dataset of one size builds each once.
 
 The one known difference: cv2 interpolates uint8 in 11-bit fixed point, we in float32 and round to
 the nearest grey level, so a resized pixel can differ from cv2's by one grey level (measured
