@@ -39,7 +39,7 @@ from .onnxruntime import import_onnxruntime
 CUBIC_COEFF_A = -0.75
 OPSET = 13  # Resize-13 has every attribute needed; old enough for JetPack 5's ONNX Runtime
 IR_VERSION = 7  # the IR that opset 13 shipped with (newer onnx packages default to a newer one)
-ROW_BLOCK_VALUES = 1 << 21  # upsampled floats per row block of the labels graph (8 MiB: a core's cache, about)
+ROW_BLOCK_VALUES = 1 << 21  # upsampled floats per row block of the labels graph (8 MiB; blocks of 1-20 MiB measured alike)
 WIDTH_BLOCK = 256  # output columns per block of the labels graph's width resize (measured: 64-512 alike)
 
 _sessions: Dict[Tuple, object] = {}
