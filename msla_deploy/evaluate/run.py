@@ -6,8 +6,10 @@ backends in one pass.
     matrices, disagreement between backends, saved predictions
 
 Each picture is decoded once for all backends; decoding, resizing and the metric overlap with
-inference (ONNX Runtime, TensorRT and PyTorch release the GIL while they compute). At most a
-few batches are in flight, so memory stays bounded.
+inference (ONNX Runtime, TensorRT and PyTorch release the GIL while they compute), on threads of
+the lowest priority so that they use the cores a CPU backend leaves idle rather than slow it. At
+most a few batches are in flight, so memory stays bounded. An artifact whose graph has its own
+bicubic labels output (export --head both) is scored from it where a label has the input size.
 """
 
 from __future__ import annotations
