@@ -1,7 +1,7 @@
 """int8 vs fp16 vs fp32: label agreement with the fp32 graph, LiteMLA cores in fp32 or in int8.
 
     .venv/bin/python benchmarks/int8_agreement.py [--model NAME] [--res HxW] [--calib N] [--eval N]
-        [--pictures DIR] [--weights CHECKPOINT] [--sensitivity] [--json FILE]
+        [--pictures DIR] [--weights CHECKPOINT] [--calib-method max|entropy|percentile] [--sensitivity] [--json FILE]
 
 For seeded and for stress weights (msla_deploy/nn/stress.py), one `msla-deploy export --precision
 fp16` is run (it writes the fp16 graph and the fp32 graph beside it); the fp32 graph is then
@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from msla_deploy.artifact.names import FP32_ONNX_NAME, ONNX_NAME  # noqa: E402
+from msla_deploy.artifact.options import DEFAULT_CALIB_METHOD  # noqa: E402
 from msla_deploy.export import int8, int8_sensitivity  # noqa: E402
 from msla_deploy.export.calibration import find_pictures, load_calibration  # noqa: E402
 from msla_deploy.parity.metrics import class_iou, mean_iou  # noqa: E402
@@ -52,6 +53,10 @@ def score(reference: np.ndarray, candidate: np.ndarray) -> dict:
     }
 
 
+def weights_label(args, stress: bool) -> str:
+    return ("trained" if args.weights else "seeded") + ("+stress" if stress else "")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="efficientvit-seg-b1-cityscapes")
@@ -60,6 +65,7 @@ def main() -> None:
     parser.add_argument("--eval", type=int, default=8)
     parser.add_argument("--pictures", type=Path)
     parser.add_argument("--weights", type=Path, help="a checkpoint (e.g. the trained stand-in); default: seeded random")
+    parser.add_argument("--calib-method", default=DEFAULT_CALIB_METHOD, help="as export --calib-method (default: the export's)")
     parser.add_argument("--sensitivity", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -77,7 +83,7 @@ def main() -> None:
     rows = []
     results = {"model": args.model,
                "weights": str(args.weights) if args.weights else "seeded random", "res": [h, w], "pictures": "given" if args.pictures else "procedural",
-               "calibration": len(calib.files), "evaluation": len(held_out), "rows": rows}
+               "calibration": len(calib.files), "calib_method": args.calib_method, "evaluation": len(held_out), "rows": rows}
     for stress in (False, True):
         out = work / ("stress" if stress else "seeded")
         cmd = [sys.executable, "-m", "msla_deploy", "export", "-m", args.model, "--res", args.res, "--precision", "fp16",
@@ -90,13 +96,14 @@ def main() -> None:
         fp32 = onnx.load(str(fp32_path))
         reference = int8.run_batches(fp32, held_out)
         fp16 = int8.run_batches(onnx.load(str(out / ONNX_NAME)), held_out)
-        calibration = int8.calibrate(fp32_path, calib.batches(1), "max", work)
+        (work / f"calib-{weights_label(args, stress)}").mkdir(exist_ok=True)  # one cache per calibration
+        calibration = int8.calibrate(fp32_path, calib.batches(1), args.calib_method, work / f"calib-{weights_label(args, stress)}")
         units = int8.graph_units(fp32)
         plans = {
             "int8, LiteMLA cores fp32 (default)": None,
             "int8, LiteMLA cores int8 too": [u.module for u in units],
         }
-        weights = ("trained" if args.weights else "seeded") + ("+stress" if stress else "")
+        weights = weights_label(args, stress)
         rows.append({"weights": weights, "graph": "fp16 (fp32 island)", **score(reference, fp16)})
         for label, plan in plans.items():
             graph = int8.quantize(fp32_path, calibration, plan)
@@ -106,6 +113,7 @@ def main() -> None:
             results["sensitivity"] = result.to_dict()
             int8_sensitivity.write_plot(result, work / "sensitivity.png")
             results["sensitivity_plot"] = str(work / "sensitivity.png")
+    print(f"calibration: {args.calib_method}, {len(calib.files)} pictures; scored on {len(held_out)}")
     for r in rows:
         print(f"{r['weights']:14s} {r['graph']:38s} agreement {100 * r['agreement']:8.3f}%  mIoU {100 * r['miou']:8.3f}%  "
               f"cosine {r['cosine']:.6f}  NaN {r['nan']}")

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from msla_deploy.artifact.manifest import read_manifest
 from msla_deploy.artifact.names import FP32_ONNX_NAME, META_FP32_NODES, META_INT8_MODULES, META_PRECISION, ONNX_NAME
-from msla_deploy.artifact.options import ExportOptions
+from msla_deploy.artifact.options import DEFAULT_CALIB_METHOD, ExportOptions
 from msla_deploy.cli import app
 from msla_deploy.errors import BadInput
 from msla_deploy.export import int8
@@ -87,7 +87,7 @@ def test_int8_export_directory(exported):
     assert record.precision == "int8" and record.onnx_files == {"fp32": FP32_ONNX_NAME, "int8": ONNX_NAME}
     info = record.extra["int8"]
     assert info["qdq_check"] == {"passed": True, "problems": []}
-    assert info["calibration"]["count"] == 8 and info["calibration"]["method"] == "max"
+    assert info["calibration"]["count"] == 8 and info["calibration"]["method"] == DEFAULT_CALIB_METHOD == "percentile"  # the CLI's default
     proto = onnx.load(str(directory / ONNX_NAME))
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta[META_PRECISION] == "int8" and json.loads(meta[META_INT8_MODULES]) == info["modules"]

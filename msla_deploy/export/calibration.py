@@ -17,7 +17,7 @@ from typing import Callable, List, Optional
 
 import numpy as np
 
-from ..artifact.options import DEFAULT_CALIB_COUNT
+from ..artifact.options import DEFAULT_CALIB_COUNT, DEFAULT_CALIB_METHOD
 from ..errors import BadInput
 from ..parity.images import NPY_SUFFIXES, PILLOW_SUFFIXES, load_rgb, preprocess
 
@@ -114,7 +114,7 @@ def load_calibration(
     height: int,
     width: int,
     count: int = DEFAULT_CALIB_COUNT,
-    method: str = "max",
+    method: str = DEFAULT_CALIB_METHOD,
     progress: Optional[Callable[[int, int], None]] = None,
 ) -> CalibrationSet:
     """Find, choose, check and preprocess `count` pictures; too few for `method` is a warning."""

@@ -25,6 +25,11 @@ What TensorRT consumes (FACTS §8), and the quantize_static options that give it
     tensors, so no DequantizeLinear feeds the island: TensorRT would otherwise fuse DQ -> MatMul
     into an int8 activation x activation matmul, which is where LiteMLA's numerics break.
 
+The labels head (`--head labels|both`: Resize to the input size, ArgMax, Cast): every node
+downstream of the logits is kept out of quantization (nodes_to_exclude), so the labels are the
+argmax of the int8 graph's logits resized in fp32, never of a quantized resize. Its float nodes
+(the Resize and the ArgMax) join the fp32 nodes, so a weakly typed build pins them to fp32 too.
+
 Modules, not node names: the exporters' node names carry no module scope, so nodes are mapped to
 PyTorch modules through the probe tensors (PROBE_PREFIX + module path) the export keeps: a node
 belongs to the innermost probed module whose output it computes. torch-free.
@@ -48,6 +53,7 @@ import onnx
 
 from ..artifact.names import (
     INPUT_NAME,
+    LABELS_NAME,
     META_FP32_NODES,
     META_INT8_CALIBRATION,
     META_INT8_MODULES,
@@ -63,6 +69,8 @@ QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm")  # weighted layers: TensorRT's
 ATTENTION_OPS = ("MatMul",)  # what a generic quantizer would quantize inside LiteMLA
 ROOT = "<output>"  # nodes after the last probed module: the layers producing the graph output
 QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+# the labels head's post-processing (nn/heads.py): resize, argmax, cast of the indices
+HEAD_OPS = ("Resize", "ArgMax", "Cast")
 
 
 def _ort_quantization():
@@ -162,6 +170,38 @@ def default_quantized(units: Sequence[Unit]) -> List[str]:
     return [u.module for u in units if u.kind == "block"]
 
 
+# --- the labels head ------------------------------------------------------------------------------
+def logits_tensor(model: onnx.ModelProto) -> str:
+    """The tensor holding the logits: the `logits` output, or, in a labels-only graph, what the
+    labels head (Resize -> ArgMax -> Cast) reads."""
+    outputs = [o.name for o in model.graph.output]
+    if OUTPUT_NAME in outputs or LABELS_NAME not in outputs:
+        return OUTPUT_NAME
+    producer = {o: n for n in model.graph.node for o in n.output}
+    tensor = LABELS_NAME
+    while tensor in producer and producer[tensor].op_type in HEAD_OPS:
+        tensor = producer[tensor].input[0]
+    return tensor
+
+
+def head_nodes(model: onnx.ModelProto) -> List[str]:
+    """Every node computed from the logits (the labels head), in graph order; none for a logits graph."""
+    logits = logits_tensor(model)
+    downstream, reached = set(), {logits}
+    for node in model.graph.node:  # graph order is topological
+        if any(t in reached for t in node.input):
+            downstream.add(node.name)
+            reached.update(node.output)
+    return [n.name for n in model.graph.node if n.name in downstream]
+
+
+def _float_head_nodes(model: onnx.ModelProto) -> List[str]:
+    """The head nodes that compute on floats (Resize, ArgMax): what a weak build pins to fp32.
+    The Cast of the int64 indices has no float arithmetic to pin."""
+    head = set(head_nodes(model))
+    return [n.name for n in model.graph.node if n.name in head and n.op_type != "Cast"]
+
+
 # --- calibration and quantization ----------------------------------------------------------------
 class _Reader:
     """ONNX Runtime's CalibrationDataReader protocol over a list of input batches, with the
@@ -235,6 +275,8 @@ def _qdq_options(method: str, batches: int) -> Dict:
 
 def _quantize_static(fp32_path: Path, out_path: Path, calibration: Calibration, nodes: List[str]) -> None:
     q = _ort_quantization()
+    # the labels head is never quantized: named explicitly, whatever op types a quantizer version adds
+    exclude = head_nodes(onnx.load(str(fp32_path), load_external_data=False))
     kwargs = dict(
         quant_format=q.QuantFormat.QDQ,
         # both families listed so that one calibration covers a plan with attention quantized
@@ -244,6 +286,7 @@ def _quantize_static(fp32_path: Path, out_path: Path, calibration: Calibration, 
         activation_type=q.QuantType.QInt8,
         weight_type=q.QuantType.QInt8,
         nodes_to_quantize=nodes,
+        nodes_to_exclude=exclude,
         calibrate_method=_calibration_method(calibration.method),
         extra_options=_qdq_options(calibration.method, len(calibration.batches)),
     )
@@ -259,6 +302,10 @@ def calibrate(fp32_path: Path, batches: Sequence[np.ndarray], method: str, workd
     if method not in CALIB_METHODS:
         raise ValueError(f"unknown calibration method {method!r}")
     calibration = Calibration(method, sum(len(b) for b in batches), Path(workdir) / "calibration.json", list(batches))
+    # ONNX Runtime reuses an existing cache file without asking which model or pictures made it:
+    # a workdir used before (another model, other weights) would silently lend its ranges
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(calibration.cache)
     units = graph_units(onnx.load(str(fp32_path), load_external_data=False))
     nodes = [n for u in units for n in u.quantizable]
     _quantize_static(fp32_path, Path(workdir) / "calibrating.onnx", calibration, nodes)
@@ -270,9 +317,10 @@ class QuantizedGraph:
     proto: onnx.ModelProto
     modules: Dict[str, str]  # module -> "int8" | "fp32", every unit
     quantized_nodes: List[str]
-    fp32_nodes: List[str]  # the attention islands (kept for weakly typed pins and the Q/DQ check)
+    fp32_nodes: List[str]  # the attention islands and the head's float nodes (weakly typed pins, the Q/DQ check)
     rewired: List[str]  # attention inputs reconnected to their unquantized tensors
     calibration: Dict
+    head_nodes: List[str] = field(default_factory=list)  # the labels head: never quantized
 
     def record(self) -> Dict:
         """What the manifest records (precision.int8) and the metadata summarises."""
@@ -288,6 +336,8 @@ class QuantizedGraph:
             "fp32_modules": [m for m, p in self.modules.items() if p != "int8"],
             "quantized_nodes": self.quantized_nodes,
             "attention_inputs_unquantized": self.rewired,
+            # --head labels|both: resize and argmax of the int8 logits, in fp32
+            "labels_head": {"precision": "fp32", "nodes": self.head_nodes} if self.head_nodes else None,
         }
 
 
@@ -351,17 +401,19 @@ def quantize(
     rewired = _rewire_attention_inputs(proto, fp32_cores, owners)
     modules = {u.module: ("int8" if u.module in chosen else "fp32") for u in units}
     island = [n.name for n in fp32.graph.node if owners.get(n.name) in set(fp32_cores)]
+    head = head_nodes(fp32)
+    fp32_nodes = island + [n for n in _float_head_nodes(fp32) if n not in island]
     meta = {p.key: p.value for p in fp32.metadata_props}
     meta.update({
         META_PRECISION: "int8",
-        META_FP32_NODES: ",".join(island),
+        META_FP32_NODES: ",".join(fp32_nodes),
         META_INT8_MODULES: json.dumps(modules, separators=(",", ":")),
         META_INT8_CALIBRATION: json.dumps(calibration.to_dict(), separators=(",", ":")),
     })
     del proto.metadata_props[:]
     for key in sorted(meta):
         proto.metadata_props.add(key=key, value=meta[key])
-    return QuantizedGraph(proto, modules, nodes, island, rewired, calibration.to_dict())
+    return QuantizedGraph(proto, modules, nodes, fp32_nodes, rewired, calibration.to_dict(), head)
 
 
 # --- what TensorRT needs of the result ------------------------------------------------------------
@@ -441,7 +493,21 @@ def session(model: onnx.ModelProto):
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def run_batches(model: onnx.ModelProto, batches: Sequence[np.ndarray]) -> np.ndarray:
-    """The logits of every batch, concatenated."""
-    s = session(model)
-    return np.concatenate([s.run([OUTPUT_NAME], {INPUT_NAME: b})[0] for b in batches])
+def with_outputs(model: onnx.ModelProto, tensors: Sequence[str]) -> onnx.ModelProto:
+    """A copy of `model` that also outputs `tensors` (the logits of a labels-only graph)."""
+    present = {o.name for o in model.graph.output}
+    missing = [t for t in tensors if t not in present]
+    if not missing:
+        return model
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for t in missing:
+        copy.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))
+    return copy
+
+
+def run_batches(model: onnx.ModelProto, batches: Sequence[np.ndarray], output: Optional[str] = None) -> np.ndarray:
+    """One output (default: the logits, also of a labels-only graph) of every batch, concatenated."""
+    name = output or logits_tensor(model)
+    s = session(with_outputs(model, [name]))
+    return np.concatenate([s.run([name], {INPUT_NAME: b})[0] for b in batches])

@@ -232,9 +232,12 @@ def _int8_checks(staging: Path, quantized, batches, images, reference, budget) -
     calibration pictures (where the ranges came from: the labels that matter)."""
     outputs, ran = _run_onnx(staging / ONNX_NAME, images)
     fp32_graph = onnx.load(str(staging / FP32_ONNX_NAME))
+    # the logits (of a labels-only graph too: the tensor its head reads), and the labels of a labels head
+    names = [None] + ([LABELS_NAME] if LABELS_NAME in reference else [])
     on_pictures = _parity_check(
         "ONNX Runtime int8 on the calibration pictures (vs the fp32 graph)", ONNX_NAME, ran,
-        {OUTPUT_NAME: int8_q.run_batches(fp32_graph, batches)}, {OUTPUT_NAME: int8_q.run_batches(quantized.proto, batches)}, budget,
+        {n or OUTPUT_NAME: int8_q.run_batches(fp32_graph, batches, n) for n in names},
+        {n or OUTPUT_NAME: int8_q.run_batches(quantized.proto, batches, n) for n in names}, budget,
     )
     return [_parity_check("ONNX Runtime int8", ONNX_NAME, ran, reference, outputs, budget), on_pictures]
 
@@ -343,7 +346,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                                       metadata={p.key: p.value for p in quantized.proto.metadata_props}, dynamic_batch=options.dynamic_batch)
             write_bytes_atomic(staging / ONNX_NAME, quantized.proto.SerializeToString())
             onnx_files = {"fp32": FP32_ONNX_NAME, "int8": ONNX_NAME}
-            hazards = {ONNX_NAME: _hazards(staging / ONNX_NAME, "fp32"), FP32_ONNX_NAME: _hazards(staging / FP32_ONNX_NAME, "fp32")}
+            hazards = {ONNX_NAME: _hazards(staging / ONNX_NAME, "int8"), FP32_ONNX_NAME: _hazards(staging / FP32_ONNX_NAME, "fp32")}
 
         with steps.step("parity", "Comparing ONNX Runtime" + (" and the fp16 PyTorch proxy" if fp16 else "") + " with PyTorch fp32"):
             bundle = ReferenceBundle(
@@ -415,7 +418,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                 fp16_guards=policy.guards,
                 onnx_files=onnx_files,
                 # nodes of the fp32 graph to keep in fp32 when TensorRT builds it with the FP16 flag
-                fp32_nodes=fp32_graph.fp32_nodes,
+                fp32_nodes=quantized.fp32_nodes if int8 else fp32_graph.fp32_nodes,  # int8: the island and the labels head
                 extra={"int8": int8_record} if int8 else {},
             ),
             exporter={"requested": options.exporter, "used": exporter_used, "opset": primary_report.opset},

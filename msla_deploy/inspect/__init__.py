@@ -1,4 +1,4 @@
-"""Torch-free analysis of any ONNX model: fp16 hazards and a TensorRT / DLA preflight.
+"""Torch-free analysis of any ONNX model: fp16 hazards, int8 Q/DQ, and a TensorRT / DLA preflight.
 
     from msla_deploy.inspect import inspect_onnx
     report = inspect_onnx("model.onnx", target="8.6", precision="auto", dla=False)
@@ -14,7 +14,7 @@ from typing import Optional, Union
 import onnx
 
 from ..errors import BadInput
-from . import dla, hazards, preflight, trt_support
+from . import dla, hazards, preflight, quantization, trt_support
 from .model_view import ModelView, graph_inputs, load, view_of
 from .precision import PINNED_KEY, decide, stale_pins
 from .report import ERROR, WARNING, Finding, InspectReport
@@ -53,6 +53,7 @@ def inspect_view(view: ModelView, version: Optional[trt_support.Target], precisi
         "msla_deploy": {k: v for k, v in sorted(view.metadata.items()) if k.startswith("msla_deploy.")},
     }
     findings += preflight.check_all(view, version, context, notes, info)
+    findings += quantization.check_int8(view, version, context, notes, info)
     if dla_requested:
         findings += dla.check_dla(view, version, context, info)
     for name in stale_pins(view, context):

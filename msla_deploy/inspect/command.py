@@ -16,7 +16,10 @@ PRECISION_HELP = (
     "A graph with float16 tensors is read strongly typed (a node is fp16 where its inputs are float16; fp32 islands "
     "are safe), except on TensorRT 8.x, which has no strongly typed mode. fp16 on an fp32 graph means a weak build "
     "(FP16 flag): every node may run in fp16 except those pinned in the metadata msla_deploy.fp32_nodes. "
-    "fp32: nothing runs in fp16, so fp16 hazards are not reported."
+    "fp32: nothing runs in fp16, so fp16 hazards are not reported. "
+    "int8 (auto on a graph with QuantizeLinear/DequantizeLinear, e.g. an int8 export's model.onnx): layers reading a "
+    "DequantizeLinear run in int8; strongly typed where the build is (9.0+ on the GPU, 11.x), weakly typed (--int8 --fp16, "
+    "pins held) on 8.x and for DLA before 11."
 )
 
 
@@ -75,7 +78,13 @@ def _render(report: InspectReport) -> None:
         f"{verdict}: {len(report.errors)} error(s), {len(report.warnings)} warning(s) - {info['model']}, opset {info['opset']}, "
         f"{where}, precision {precision['assumed']} ({precision['typing']} typing, {precision['fp16_nodes']} fp16 node(s))"
     )
+    if "int8" in info:
+        q = info["int8"]
+        summary += (f", int8: {q['int8_layers']} int8 layer(s), {len(q['quantized_modules'])} module(s) int8 / "
+                    f"{len(q['fp32_modules'])} fp32")
     if "dla" in info:
         dla = info["dla"]
         summary += f", DLA forecast {dla['dla']} on DLA / {dla['maybe']} maybe / {dla['gpu']} GPU"
+        if dla.get("qdq_fused"):
+            summary += f" ({dla['qdq_fused']} Q/DQ folded into their layers, not counted)"
     (out if report.passed else err).print(summary, highlight=False)

@@ -10,9 +10,15 @@ The rule (also the --precision help text):
   nodes pinned to fp32, listed in the ONNX metadata "msla_deploy.fp32_nodes" (comma-separated
   node names, which a build passes as --layerPrecisions=<node>:fp32 with precisionConstraints=obey).
 * fp32: an fp32 graph built without the FP16 flag: nothing computes in fp16.
+* int8: a graph with QuantizeLinear/DequantizeLinear nodes (explicit quantization; an int8 export,
+  metadata msla_deploy.precision=int8). A layer reading a DequantizeLinear output computes in int8.
+  Strongly typed where the build is (no target, 9.0+ for the GPU, every 11.x): the rest computes in
+  the graph's float32. Weakly typed on 8.x and for DLA before 11 (--int8 --fp16, as `build` plans
+  it): the rest may run in fp16 except the pinned nodes (the LiteMLA cores, the labels head).
 
---precision auto (default) means fp16 if the graph has float16 tensors or --dla is given (DLA runs
-fp16/int8 only), else fp32. Hazards that only bite in fp16 are then reported only in fp16 context.
+--precision auto (default) means int8 for a Q/DQ graph, fp16 if the graph has float16 tensors or
+--dla is given (DLA runs fp16/int8 only), else fp32. Hazards that only bite in fp16 are then
+reported only in fp16 context.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from ..errors import BadInput
 from .model_view import ModelView
 from .trt_support import Target
 
-PRECISIONS = ("auto", "fp16", "fp32")
+PRECISIONS = ("auto", "fp16", "fp32", "int8")
+QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 PINNED_KEY = META_FP32_NODES
 PRECISION_KEY = META_PRECISION
 # ops that carry no arithmetic: whether they "run in fp16" changes no number
@@ -38,15 +45,17 @@ _NO_ARITHMETIC = frozenset({"Cast", "Identity", "Reshape", "Transpose", "Squeeze
 @dataclass
 class PrecisionContext:
     requested: str
-    assumed: str  # "fp16" | "fp32"
+    assumed: str  # "fp16" | "fp32" | "int8"
     typing: str  # "strong" | "weak" | "fp32"
     graph_has_fp16: bool
     pinned: Set[str] = field(default_factory=set)
     rule: str = ""
 
     def computes_fp16(self, view: ModelView, node: onnx.NodeProto) -> bool:
-        if self.typing == "fp32" or node.op_type in _NO_ARITHMETIC:
-            return False
+        if self.typing == "fp32" or node.op_type in _NO_ARITHMETIC or node.op_type in QDQ_OPS:
+            return False  # Q/DQ scales stay fp32 in TensorRT
+        if self.assumed == "int8" and reads_dequantized(view, node):
+            return False  # an int8 layer
         # an unknown type (shape inference could not reach it) counts as float: better a false
         # alarm than a missed hazard
         float_inputs = [n for n in node.input if n and view.elem_type(n) in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, None)]
@@ -68,6 +77,15 @@ class PrecisionContext:
         }
 
 
+def reads_dequantized(view: ModelView, node: onnx.NodeProto) -> bool:
+    """A layer TensorRT runs in int8: one of its inputs is a DequantizeLinear output."""
+    return any(i and view.producer.get(i) is not None and view.producer[i].op_type == "DequantizeLinear" for i in node.input)
+
+
+def graph_has_qdq(view: ModelView) -> bool:
+    return any(n.op_type in QDQ_OPS for n in view.nodes)
+
+
 def graph_has_fp16(view: ModelView) -> bool:
     return any(t == onnx.TensorProto.FLOAT16 for t in view.types.values())
 
@@ -81,6 +99,8 @@ def decide(view: ModelView, precision: str, target: Optional[Target], dla: bool)
     if precision not in PRECISIONS:
         raise BadInput(f"--precision {precision!r} is unknown", f"choose one of {', '.join(PRECISIONS)}")
     has_fp16 = graph_has_fp16(view)
+    if graph_has_qdq(view) or precision == "int8":
+        return _decide_int8(view, precision, target, dla, has_fp16)
     if dla and precision == "fp32":
         raise BadInput("--dla with --precision fp32: DLA runs fp16 or int8 only", "drop --precision (DLA implies an fp16 build)")
     if has_fp16 and precision == "fp32":
@@ -102,6 +122,29 @@ def decide(view: ModelView, precision: str, target: Optional[Target], dla: bool)
     why = "fp32 graph built with the FP16 flag" if not has_fp16 else f"TensorRT {target.name} has no strongly typed mode"
     return PrecisionContext(precision, "fp16", "weak", has_fp16, pinned,
                             f"weak typing ({why}): every node may run in fp16 unless pinned in {PINNED_KEY}")
+
+
+def _decide_int8(view: ModelView, precision: str, target: Optional[Target], dla: bool, has_fp16: bool) -> PrecisionContext:
+    if not graph_has_qdq(view):
+        raise BadInput(
+            f"--precision int8 on {view.path}, which has no QuantizeLinear/DequantizeLinear nodes: TensorRT would build it "
+            "in fp32/fp16 (implicit int8 calibration is deprecated since 10.1 and gone in 11)",
+            "inspect an int8 export's model.onnx (msla-deploy export --precision int8 --calib-images DIR)",
+        )
+    if precision in ("fp16", "fp32"):
+        raise BadInput(
+            f"--precision {precision} on a Q/DQ graph: its QuantizeLinear/DequantizeLinear nodes make TensorRT compute int8 "
+            "whatever the build flags",
+            "drop --precision (a Q/DQ graph is inspected as int8), or inspect the fp32 graph beside it (model_fp32.onnx)",
+        )
+    pinned = pinned_nodes(view)
+    if target is not None and (not target.strongly_typed or (dla and target.dla == "yes")):
+        why = "no strongly typed mode" if not target.strongly_typed else "DLA builds before 11.x are weakly typed"
+        return PrecisionContext(precision, "int8", "weak", has_fp16, pinned,
+                                f"int8, weakly typed (TensorRT {target.name}: {why}; --int8 --fp16): layers reading a "
+                                f"DequantizeLinear run in int8, the others may run in fp16 unless pinned in {PINNED_KEY}")
+    return PrecisionContext(precision, "int8", "strong", has_fp16, pinned,
+                            "int8, strongly typed: layers reading a DequantizeLinear run in int8, the others in the graph's types")
 
 
 def stale_pins(view: ModelView, context: PrecisionContext) -> List[str]:

@@ -55,7 +55,9 @@ class BuildResult:
 
 def _planned(options: BuildOptions, model: ModelInput, version: V.TrtVersion) -> PlannedBuild:
     plan = make_plan(options, model, version)
-    checked = preflight(plan.onnx, [name for name, _ in plan.layer_precisions]) if plan.uses_dla else None
+    # the pinned layers; strongly typed, an int8 export's fp32 nodes (nothing pins them; the Q/DQ say the rest)
+    fp32 = [name for name, _ in plan.layer_precisions] or (list(model.fp32_nodes) if plan.onnx_role == "int8" else [])
+    checked = preflight(plan.onnx, fp32, strongly_typed=plan.typing == "strong") if plan.uses_dla else None
     if checked is not None and checked.problems:
         raise BadInput(f"DLA: {checked.problems[0]}", "export with static shapes no larger than 8192 per dimension, or drop --dla-core")
     return PlannedBuild(options, model, plan, checked)

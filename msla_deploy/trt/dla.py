@@ -15,6 +15,14 @@ Sources:
   non-batch dims <= 8192).
 - F: shared/docs/FACTS.md section 3 (hswish and GELU fall back; matrix products of two
   activations are not listed).
+
+int8 Q/DQ graphs (explicit quantization): QuantizeLinear/DequantizeLinear nodes make no layer of
+their own (TensorRT folds them into the scales of the layers around them), so they are counted
+apart, never as fallbacks. A layer reading a DequantizeLinear output computes in int8. In a
+weakly typed build (8.5 ... 10.7: --int8 --fp16) every other layer may run in fp16 and the rule
+table decides. In a strongly typed one (the only DLA mode of 11.4+) the graph's types decide: a
+layer that is not quantized computes in float32, which DLA does not run, and a quantized layer
+whose output stays float32 (no QuantizeLinear after it) may be placed on the GPU for that output.
 """
 
 from __future__ import annotations
@@ -81,6 +89,12 @@ RULES: Dict[str, Rule] = {
 }
 # Nodes that make no layer of their own.
 NO_LAYER = {"Constant", "Identity"}
+# Q/DQ: fused into the neighbouring layers' scales (explicit quantization), never a layer on DLA or GPU
+QDQ = frozenset({"QuantizeLinear", "DequantizeLinear"})
+# no arithmetic: in a strongly typed graph these run where their neighbours run
+_LAYOUT = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Shape", "Cast"})
+FP32_TYPED = "not quantized: float32 in a strongly typed graph, and DLA computes fp16/int8 only"
+FP32_OUTPUT = "int8 layer with a float32 output (no QuantizeLinear after it): DLA writes int8/fp16, TensorRT may place it on the GPU"
 
 
 @dataclass(frozen=True)
@@ -99,6 +113,8 @@ class NodeVerdict:
 class Preflight:
     nodes: Tuple[NodeVerdict, ...]
     problems: Tuple[str, ...]  # whole-network problems (dynamic or oversize dims)
+    qdq_fused: int = 0  # QuantizeLinear/DequantizeLinear nodes: folded into their neighbours, not layers
+    quantized: Tuple[str, ...] = ()  # layers computing in int8 (reading a DequantizeLinear output)
 
     @property
     def gpu(self) -> List[NodeVerdict]:
@@ -121,6 +137,8 @@ class Preflight:
         return {
             "source": "rule table (msla_deploy/trt/dla.py), a forecast; TensorRT's can_run_on_DLA decides",
             "counts": self.counts(),
+            "qdq_fused": self.qdq_fused,
+            "int8_layers": len(self.quantized),
             "problems": list(self.problems),
             "gpu": [n.to_dict() for n in self.gpu],
             "maybe": [n.to_dict() for n in self.maybe],
@@ -166,13 +184,29 @@ def _judge(node: onnx.NodeProto, constants: set, pinned: set) -> NodeVerdict:
     return NodeVerdict(name, node.op_type, verdict, reason, rule.source)
 
 
-def preflight(onnx_path: Path, fp32_nodes: Iterable[str] = ()) -> Preflight:
-    """Forecast DLA placement for every node of an ONNX graph (weights are not loaded)."""
+def _typed_int8(node: NodeVerdict, quantized: bool, output_quantized: bool) -> NodeVerdict:
+    """A strongly typed Q/DQ graph: what its types make of the rule table's verdict."""
+    if node.verdict == "gpu" or node.op_type in _LAYOUT:
+        return node
+    if not quantized:
+        return NodeVerdict(node.name, node.op_type, "gpu", FP32_TYPED, "T")
+    if not output_quantized and node.verdict == "dla":
+        return NodeVerdict(node.name, node.op_type, "maybe", FP32_OUTPUT, "T")
+    return node
+
+
+def preflight(onnx_path: Path, fp32_nodes: Iterable[str] = (), strongly_typed: bool = False) -> Preflight:
+    """Forecast DLA placement for every node of an ONNX graph (weights are not loaded).
+
+    fp32_nodes: nodes kept in fp32 on purpose (pinned, or an fp32 island). strongly_typed: the
+    build takes types from the graph (matters for a Q/DQ graph: see the module's docstring)."""
     model = onnx.load(str(onnx_path), load_external_data=False)
     graph = model.graph
     constants = {t.name for t in graph.initializer}
     constants |= {o for n in graph.node if n.op_type == "Constant" for o in n.output}
     pinned = set(fp32_nodes)
+    dq_outputs = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    q_inputs = {n.input[0] for n in graph.node if n.op_type == "QuantizeLinear" and n.input}
     problems: List[str] = []
     for vi in graph.input:
         if vi.name in constants:
@@ -182,14 +216,24 @@ def preflight(onnx_path: Path, fp32_nodes: Iterable[str] = ()) -> Preflight:
             problems.append(f"input {vi.name} has dynamic dimensions; DLA needs static shapes")
         elif any(d > DLA_MAX_DIM for d in dims[1:]):
             problems.append(f"input {vi.name} {dims}: DLA allows at most {DLA_MAX_DIM} per non-batch dimension")
-    verdicts = tuple(_judge(n, constants, pinned) for n in graph.node if n.op_type not in NO_LAYER)
-    return Preflight(verdicts, tuple(problems))
+    layers = [n for n in graph.node if n.op_type not in NO_LAYER and n.op_type not in QDQ]
+    quantized = [n.name for n in layers if any(i in dq_outputs for i in n.input)]
+    verdicts = [_judge(n, constants, pinned) for n in layers]
+    if strongly_typed and dq_outputs:
+        int8 = set(quantized)
+        verdicts = [v if n.name in pinned else _typed_int8(v, n.name in int8, all(o in q_inputs for o in n.output if o))
+                    for n, v in zip(layers, verdicts)]
+    fused = sum(1 for n in graph.node if n.op_type in QDQ)
+    return Preflight(tuple(verdicts), tuple(problems), fused, tuple(quantized))
 
 
 def format_preflight(result: Preflight, limit: int = 12) -> List[str]:
     """Lines for the terminal: counts, then the GPU fallbacks grouped by op type."""
     c = result.counts()
     lines = [f"DLA preflight (forecast): {c['dla']} nodes on DLA, {c['maybe']} depend on sizes/attributes, {c['gpu']} fall back to the GPU"]
+    if result.qdq_fused:
+        lines.append(f"  int8: {len(result.quantized)} quantized layers; {result.qdq_fused} QuantizeLinear/DequantizeLinear nodes "
+                     "fold into them (not layers, not counted)")
     lines += [f"  problem: {p}" for p in result.problems]
     for op, count, reason in result.summary_by_op("gpu")[:limit]:
         lines.append(f"  GPU  {count:4d} x {op}: {reason}")

@@ -69,7 +69,9 @@ def _graph_facts(path: Path) -> GraphFacts:
         opset=opset,
         inputs=tuple(graph_inputs(model)),
         node_names=frozenset(n.name for n in graph.node if n.name),
-        single_output_nodes=frozenset(n.name for n in graph.node if n.name and len(n.output) == 1),
+        # ArgMax is imported as a TopK layer with two outputs (values, indices): a single
+        # --layerOutputTypes type would also retype its int32 indices
+        single_output_nodes=frozenset(n.name for n in graph.node if n.name and len(n.output) == 1 and n.op_type not in ("ArgMax", "ArgMin")),
         has_fp16=has_fp16(model),
         cubic_resize=any(
             n.op_type == "Resize" and any(a.name == "mode" and a.s == b"cubic" for a in n.attribute) for n in graph.node

@@ -13,6 +13,11 @@ Precision policy (FACTS.md section 3):
 - weak typing (TensorRT < 11.0): an fp16 build parses the fp32 ONNX, sets the FP16 flag, and pins
   the export's fp32 nodes to fp32 with OBEY_PRECISION_CONSTRAINTS.
 - auto: strong from 10.12 (weak typing deprecated there, removed in 11.0), weak before.
+- int8 (an int8 export's Q/DQ graph, explicit quantization): strongly typed wherever it exists
+  (9.0+) for the GPU, with no precision flag; weakly typed on 8.5/8.6 and for DLA before 11
+  (--int8 --fp16, the export's fp32 nodes, LiteMLA cores and labels head, pinned to fp32 and,
+  on DLA, placed on the GPU). DLA on 11.4+ is strongly typed only: the fp32 nodes and every layer
+  the Q/DQ leave in float32 can only run there through GPU fallback, so fallback cannot be off.
 - fp16 asked and impossible is an error with a fix, never an fp32 engine.
 - TF32 is off unless --tf32: the fp32 layers of these engines (all of an fp32 build, the pinned
   attention of an fp16 one) are fp32 for accuracy, and TF32 rounds matmul inputs to fp16's
@@ -192,7 +197,8 @@ def _typing(options: BuildOptions, version: TrtVersion) -> str:
     if options.typing == "strong" and not strong_ok:
         raise BadInput(
             f"strong typing does not exist in TensorRT {version} (NetworkDefinitionCreationFlag.STRONGLY_TYPED and --stronglyTyped appeared in 9.0)",
-            "use --typing weak (or auto): the fp32 ONNX with the FP16 flag and the attention pinned to fp32",
+            "use --typing weak (or auto): " + ("the Q/DQ graph with the INT8 and FP16 flags and the attention pinned to fp32"
+                                               if options.precision == "int8" else "the fp32 ONNX with the FP16 flag and the attention pinned to fp32"),
         )
     if options.typing == "auto":
         if options.precision == "int8" and strong_ok and options.dla_core is None:
@@ -318,6 +324,16 @@ def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> 
                 "which a strongly typed network refuses (trtexec: 'Invalid usage')",
                 "drop --typing strong (auto builds DLA engines weakly typed before TensorRT 11), or drop --dla-core",
             )
+        if options.precision == "int8" and typing == "strong" and model.fp32_nodes:
+            # nothing pins or places layers in a strongly typed build: DLA refuses the fp32 ones
+            if not gpu_fallback:
+                raise BadInput(
+                    f"--no-gpu-fallback with an int8 DLA build on TensorRT {version}: strongly typed, the export's "
+                    f"{len(model.fp32_nodes)} fp32 nodes (LiteMLA cores, labels head) cannot run on DLA (fp16/int8 only)",
+                    "keep GPU fallback on (the default), or build for DLA with TensorRT <= 10.7 (weakly typed, fp32 layers placed on the GPU)",
+                )
+            warnings.append(f"int8 on DLA, strongly typed: the export's {len(model.fp32_nodes)} fp32 nodes and every layer the Q/DQ leave "
+                            "in float32 run on the GPU through GPU fallback (`msla-deploy inspect --dla` lists them)")
         if not gpu_fallback:
             warnings.append("GPU fallback is off: the build fails if any layer cannot run on DLA")
         if layer_precisions:
