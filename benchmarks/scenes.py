@@ -316,21 +316,15 @@ def write_cityscapes(
     """Write `count` scenes in the Cityscapes layout under `root`; return the written pairs.
 
     Scene i goes to city cities[i % len(cities)] as <city>_000000_<i:06d>_leftImg8bit.png and
-    <city>_000000_<i:06d>_gtFine_labelIds.png (label ids, void as ignored label ids).
+    <city>_000000_<i:06d>_gtFine_labelIds.png (label ids, void as ignored label ids), written by
+    the same layout writer as evaluate's test datasets (msla_deploy.evaluate.synthetic).
     """
-    from PIL import Image  # only the writer needs Pillow
+    from msla_deploy.evaluate.synthetic import write_sample
 
-    root = Path(root)
     written = []
     for i in range(count):
         scene = make_scene(seed, i, height, width)
         city = cities[i % len(cities)]
-        stem = f"{city}_000000_{i:06d}"
-        image_path = root / "leftImg8bit" / split / city / f"{stem}_leftImg8bit.png"
-        label_path = root / "gtFine" / split / city / f"{stem}_gtFine_labelIds.png"
-        image_path.parent.mkdir(parents=True, exist_ok=True)
-        label_path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(scene.image, "RGB").save(image_path)
-        Image.fromarray(scene.label_ids, "L").save(label_path)
+        image_path, label_path, _ = write_sample(Path(root), "cityscapes", f"{city}_000000_{i:06d}", scene.image, scene.label_ids, city=city, split=split)
         written.append({"image": image_path, "label": label_path})
     return written

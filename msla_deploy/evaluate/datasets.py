@@ -138,13 +138,24 @@ def find_dataset(data: Path, kind: str, num_classes: int, ignore_index: int = IG
 # --- reading a pair ------------------------------------------------------------------------------
 
 
+def picture_size(path: Path) -> Tuple[int, int]:
+    """(H, W) from the picture's header, nothing decoded."""
+    _pillow()
+    with open_picture(path, "replace the file, or pass --skip-bad") as image:
+        return int(image.size[1]), int(image.size[0])
+
+
 def read_image(path: Path) -> np.ndarray:
     _pillow()  # the missing-Pillow error with evaluate's fix
     with open_picture(path, "replace the file, or pass --skip-bad") as image:
-        return np.asarray(image.convert("RGB"))
+        # an RGB picture as it was decoded (convert() would copy it once more)
+        return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
 
 
-def _read_label_file(path: Path) -> np.ndarray:
+def _read_label_file(path: Path, table: Optional[np.ndarray]) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    """(the label's ids, table[ids] or None): Pillow maps an 8-bit grey label through the
+    256-entry table in C while it has it (four times numpy's lookup); other modes are left to
+    the caller."""
     if not path.is_file():
         raise BadInput(f"{path}: label missing", "every picture needs its label file, or pass --skip-bad")
     Image = _pillow()
@@ -152,24 +163,38 @@ def _read_label_file(path: Path) -> np.ndarray:
         with Image.open(path) as image:
             if image.mode not in ("L", "P", "I", "I;16"):
                 raise BadInput(f"{path}: label PNG has mode {image.mode}, not one channel of class ids", "store labels as 8-bit grey or palette PNGs")
-            return np.asarray(image)
+            raw = np.asarray(image)
+            mapped = np.asarray(image.point(table.tolist())) if table is not None and image.mode == "L" else None
+            return raw, mapped
     except (OSError, ValueError) as exc:
         raise BadInput(f"{path}: not a readable label PNG ({exc})", "replace the file, or pass --skip-bad") from None
 
 
+def _label_table(dataset: Dataset) -> Optional[np.ndarray]:
+    """The 256-entry lookup from the file's ids to train ids (None: the ids are train ids already)."""
+    if dataset.kind == "cityscapes":
+        return cityscapes_label_to_train()
+    if dataset.kind == "ade20k":
+        return ade20k_annotation_to_train()
+    if dataset.ignore_index == IGNORE_INDEX:
+        return None
+    table = np.arange(256, dtype=np.uint8)
+    table[dataset.ignore_index] = IGNORE_INDEX
+    return table
+
+
 def read_label(dataset: Dataset, sample: Sample) -> np.ndarray:
     """The label as train ids (uint8, classes.IGNORE_INDEX for ignored pixels)."""
-    raw = _read_label_file(sample.label)
+    table = _label_table(dataset)
+    raw, mapped = _read_label_file(sample.label, table)
     hint = "check the label file, or pass --skip-bad"
     if dataset.kind == "cityscapes":
         bad = (raw > CITYSCAPES_MAX_LABEL_ID) & (raw != 255)
         if bad.any():
             raise BadInput(f"{sample.label}: label id {int(raw[bad][0])} out of range (Cityscapes label ids are 0-33)", hint)
-        return cityscapes_label_to_train()[raw.astype(np.uint8)]
-    if dataset.kind == "ade20k":
+    elif dataset.kind == "ade20k":
         if (raw > ADE20K_CLASSES).any():
             raise BadInput(f"{sample.label}: annotation value {int(raw.max())} out of range (ADE20K has 1-150, 0 ignored)", hint)
-        train = ade20k_annotation_to_train()[raw.astype(np.uint8)]
     else:
         bad = (raw >= dataset.num_classes) & (raw != dataset.ignore_index)
         if bad.any():
@@ -177,10 +202,15 @@ def read_label(dataset: Dataset, sample: Sample) -> np.ndarray:
                 f"{sample.label}: class id {int(raw[bad][0])} out of range (the model has {dataset.num_classes} classes, ignore value {dataset.ignore_index})",
                 "check the label file or --ignore-index, or pass --skip-bad",
             )
-        train = np.where(raw == dataset.ignore_index, IGNORE_INDEX, raw).astype(np.uint8)
-    valid = train != IGNORE_INDEX
-    if valid.any() and int(train[valid].max()) >= dataset.num_classes:
-        raise BadInput(f"{sample.label}: class {int(train[valid].max())} out of range (the model has {dataset.num_classes} classes)", hint)
+    # every id is in 0-255 now
+    if table is None:
+        train = raw if raw.dtype == np.uint8 else raw.astype(np.uint8)
+    else:
+        train = mapped if mapped is not None else np.take(table, raw.astype(np.uint8))
+        if dataset.kind != "folder" and int(table[table != IGNORE_INDEX].max()) >= dataset.num_classes:  # more classes than the model
+            valid = train != IGNORE_INDEX
+            if valid.any() and int(train[valid].max()) >= dataset.num_classes:
+                raise BadInput(f"{sample.label}: class {int(train[valid].max())} out of range (the model has {dataset.num_classes} classes)", hint)
     return train
 
 

@@ -20,13 +20,23 @@ class Confusion:
         self.matrix = np.zeros((num_classes, num_classes), np.int64)  # [truth, prediction]
 
     def add(self, truth: np.ndarray, prediction: np.ndarray) -> None:
-        """Count the pixels whose truth is a class (ignore pixels count for nothing)."""
-        truth = truth.reshape(-1)
-        prediction = prediction.reshape(-1)
-        valid = truth != IGNORE_INDEX
+        """Count the pixels whose truth is a class (ignore pixels count for nothing).
+
+        One combined index truth * C + prediction and one bincount, no mask: an ignored truth
+        (IGNORE_INDEX, above every class) lands past the C x C cells and is cut off with them."""
         c = self.num_classes
-        index = truth[valid].astype(np.int64) * c + prediction[valid].astype(np.int64)
-        self.matrix += np.bincount(index, minlength=c * c).reshape(c, c)
+        if c > IGNORE_INDEX:  # the ignore value would be a class: count with a mask
+            valid = truth.reshape(-1) != IGNORE_INDEX
+            index = truth.reshape(-1)[valid].astype(np.int64) * c + prediction.reshape(-1)[valid]
+            self.matrix += np.bincount(index, minlength=c * c).reshape(c, c)
+            return
+        index = truth.reshape(-1).astype(np.intp)
+        index *= c
+        index += prediction.reshape(-1)
+        counts = np.bincount(index, minlength=(IGNORE_INDEX + 1) * c)
+        if counts.size > (IGNORE_INDEX + 1) * c or counts[c * c : IGNORE_INDEX * c].any():
+            raise ValueError(f"a truth or prediction is out of range for {c} classes")  # the readers refuse such labels
+        self.matrix += counts[: c * c].reshape(c, c)
 
     @property
     def intersection(self) -> np.ndarray:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -54,6 +54,32 @@ def _png(array: np.ndarray, path: Path, fmt: str = "PNG") -> None:
     path.write_bytes(buffer.getvalue())
 
 
+def sample_paths(root: Path, layout: str, stem: str, city: str = "", split: Optional[str] = None) -> Tuple[Path, Path, str]:
+    """(picture file, label file, the sample's name as evaluate reports it) in `layout`'s published tree."""
+    root = Path(root)
+    if layout == "cityscapes":
+        split = split or SPLIT["cityscapes"]
+        return (root / "leftImg8bit" / split / city / f"{stem}{CITYSCAPES_IMAGE_SUFFIX}",
+                root / "gtFine" / split / city / f"{stem}{CITYSCAPES_LABEL_SUFFIX}", f"{city}/{stem}")
+    if layout == "ade20k":
+        split = split or SPLIT["ade20k"]
+        base = root / ADE20K_ROOT
+        return base / "images" / split / f"{stem}.jpg", base / "annotations" / split / f"{stem}.png", stem
+    if layout == "folder":
+        return root / FOLDER_IMAGES / f"{stem}.png", root / FOLDER_LABELS / f"{stem}.png", stem
+    raise ValueError(f"unknown layout {layout!r}")
+
+
+def write_sample(root: Path, layout: str, stem: str, pixels: np.ndarray, label_file: np.ndarray, city: str = "",
+                 split: Optional[str] = None) -> Tuple[Path, Path, str]:
+    """Write one picture and its label as `layout` stores them: `label_file` holds that layout's
+    values (Cityscapes label ids, ADE20K annotations, or train ids with the folder's ignore value)."""
+    image, label, name = sample_paths(root, layout, stem, city, split)
+    _png(pixels, image, "JPEG" if image.suffix == ".jpg" else "PNG")
+    _png(np.asarray(label_file, np.uint8), label)
+    return image, label, name
+
+
 def write_dataset(
     root: Path,
     layout: str,
@@ -66,32 +92,22 @@ def write_dataset(
 ) -> List[Tuple[str, np.ndarray]]:
     """Write `count` scenes under `root` in `layout` (cityscapes | ade20k | folder); returns
     (sample name, train-id label) pairs as evaluate names them."""
+    if layout not in ("cityscapes", "ade20k", "folder"):
+        raise ValueError(f"unknown layout {layout!r}")
     rng = np.random.default_rng(seed)
-    root = Path(root)
     written = []
     for i in range(count):
         pixels, label = scene(rng, size, num_classes)
         ignored = label == IGNORE_INDEX
         if layout == "cityscapes":
             city = cities[i % len(cities)]
-            stem = f"{city}_{i:06d}_000019"
             label_ids = cityscapes_train_to_label()[label]
             label_ids[ignored] = rng.choice([0, 1, 3])  # unlabeled, ego vehicle, out of roi: all ignored
-            _png(pixels, root / "leftImg8bit" / SPLIT["cityscapes"] / city / f"{stem}{CITYSCAPES_IMAGE_SUFFIX}")
-            _png(label_ids, root / "gtFine" / SPLIT["cityscapes"] / city / f"{stem}{CITYSCAPES_LABEL_SUFFIX}")
-            written.append((f"{city}/{stem}", label))
+            name = write_sample(root, layout, f"{city}_{i:06d}_000019", pixels, label_ids, city=city)[2]
         elif layout == "ade20k":
-            stem = f"ADE_val_{i + 1:08d}"
-            annotation = np.where(ignored, 0, label.astype(np.int16) + 1).astype(np.uint8)
-            base = root / ADE20K_ROOT
-            _png(pixels, base / "images" / SPLIT["ade20k"] / f"{stem}.jpg", "JPEG")
-            _png(annotation, base / "annotations" / SPLIT["ade20k"] / f"{stem}.png")
-            written.append((stem, label))
-        elif layout == "folder":
-            stem = f"scene_{i:04d}"
-            _png(pixels, root / FOLDER_IMAGES / f"{stem}.png")
-            _png(np.where(ignored, ignore_value, label).astype(np.uint8), root / FOLDER_LABELS / f"{stem}.png")
-            written.append((stem, label))
+            annotation = np.where(ignored, 0, label.astype(np.int16) + 1)
+            name = write_sample(root, layout, f"ADE_val_{i + 1:08d}", pixels, annotation)[2]
         else:
-            raise ValueError(f"unknown layout {layout!r}")
+            name = write_sample(root, layout, f"scene_{i:04d}", pixels, np.where(ignored, ignore_value, label))[2]
+        written.append((name, label))
     return written
