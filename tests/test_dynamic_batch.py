@@ -340,3 +340,8 @@ def test_a_static_batch_calibrates_on_whole_batches_and_says_so():
     calib = CalibrationSet(root=None, files=[None] * 5, inputs=np.zeros((5, 3, 8, 8), np.float32))
     assert [len(b) for b in calib.batches(2)] == [2, 2] and calib.used(2) == 4
     assert [len(b) for b in calib.batches(1)] == [1] * 5 and calib.used(1) == 5  # what a dynamic batch is fed
+
+
+def test_a_bad_profile_is_exit_2_even_without_tensorrt(exports):
+    result = cli("build", exports["dynamic"], "--opt-batch", MAX_BATCH + 1)  # a real build: TensorRT is absent here
+    assert result.exit_code == 2 and "outside the export's batch range" in one_error_line(result)

@@ -22,7 +22,7 @@ from . import versions as V
 from .dla import Preflight, preflight
 from .inputs import ModelInput, load_model_input
 from .options import BuildOptions
-from .plan import BuildPlan, make_plan, resolve_options
+from .plan import BuildPlan, batch_profiles, make_plan, resolve_options
 from .trtexec import display_path, trtexec_argv, trtexec_command
 
 
@@ -181,6 +181,8 @@ def _run_build(
     asked = V.parse_version(options.trt_version) if options.trt_version != "auto" else None
     if asked is not None:
         _planned(options, model, asked)  # an impossible plan is exit 2, even without TensorRT
+    for graph in model.graphs.values():  # the batch and its profile need no version: exit 2 before TensorRT is looked for
+        batch_profiles(graph.inputs, graph.max_batch, options.opt_batch, model.source, options.dla_core is not None)
     trt = trt if trt is not None else import_tensorrt()
     installed = V.parse_version(str(trt.__version__))
     if asked is not None and asked.key != installed.key:
