@@ -29,6 +29,11 @@ class TensorSpec:
         return all(isinstance(d, int) and d > 0 for d in self.shape)
 
     @property
+    def static_but_batch(self) -> bool:
+        """Every dimension after the first is fixed (the first may be a dynamic batch)."""
+        return bool(self.shape) and all(isinstance(d, int) and d > 0 for d in self.shape[1:])
+
+    @property
     def numpy_dtype(self) -> np.dtype:
         return np.dtype(self.dtype)
 

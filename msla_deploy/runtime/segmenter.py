@@ -243,7 +243,7 @@ def _describe(session, model_name: str, num_classes: Optional[int]) -> _Head:
     spec = next(iter(session.inputs.values()))
     shape = tuple(spec.shape)
     dynamic = session.max_batch is not None
-    if len(shape) != 4 or shape[1] != 3 or not all(isinstance(d, int) and d > 0 for d in shape[0 if not dynamic else 1:]):
+    if len(shape) != 4 or shape[1] != 3 or not (spec.static_but_batch if dynamic else spec.static):
         raise BadInput(f"input {spec.name!r} has shape {list(shape)}, not a static [N, 3, H, W]",
                        "export with static shapes (msla-deploy export --batch N, or --batch dynamic --max-batch N)")
     outputs = session.outputs

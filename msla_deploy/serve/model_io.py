@@ -89,7 +89,7 @@ def batch_layout(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], ma
     """A static graph (every dimension fixed; the first one is the batch), or one whose only
     dynamic dimension is the batch of an `export --batch dynamic` graph (max_batch known)."""
     tensors = (*inputs, *outputs)
-    if max_batch is not None and all(t.shape and all(isinstance(d, int) and d > 0 for d in t.shape[1:]) for t in tensors):
+    if max_batch is not None and all(t.static_but_batch for t in tensors):
         return BatchLayout(int(max_batch), True)
     for t in tensors:
         if not t.static:

@@ -63,7 +63,7 @@ def batch_profiles(inputs: Tuple[TensorSpec, ...], max_batch: Optional[int], opt
             raise BadInput(f"--opt-batch {opt_batch}: {source} has a static batch", "drop --opt-batch (it is for `export --batch dynamic` graphs)")
         return ()
     described = ", ".join(f"{i.name} {list(i.shape)}" for i in dynamic)
-    batch_only = all(all(isinstance(d, int) and d > 0 for d in i.shape[1:]) for i in dynamic)
+    batch_only = all(i.static_but_batch for i in dynamic)
     if batch_only and max_batch is None:
         raise BadInput(f"{source} has a dynamic batch ({described}) but does not say its largest (ONNX metadata {META_MAX_BATCH})",
                        "export it with msla-deploy export --batch dynamic --max-batch N, or set that metadata to N")
