@@ -332,12 +332,7 @@ def test_api_int8_build_sets_what_trtexec_would(exported, fake_trt):
     version = ".".join(fake_trt.__version__.split(".")[:2])
     plan = make_plan(BuildOptions(source=directory, out=directory.parent / f"int8_{version}.engine"), model, parse_version(version))
     engine_mod.build_engine(fake_trt, plan, onnx_node_names=model.graphs["int8"].node_names)
-    flags = {"TF32"}
-    for call in fake_trt.fake.calls:
-        if call.name == "IBuilderConfig.set_flag":
-            flags.add(call.args["flag"].name)
-        elif call.name == "IBuilderConfig.clear_flag":
-            flags.discard(call.args["flag"].name)
+    flags = fake_trt.fake.builder_flags()
     argv = trtexec_argv(plan)
     expected = {"TF32"} if "--noTF32" not in argv else set()
     expected |= {"INT8"} if "--int8" in argv else set()

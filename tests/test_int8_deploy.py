@@ -331,12 +331,7 @@ def test_api_dla_int8_build_on_the_fake_is_the_printed_trtexec_build(labels_expo
     fake_trt.fake.dla_cores = 2
     model, plan = _plan(directory, version, dla_core=1, out=directory.parent / f"dla_{version}.engine")
     built = engine_mod.build_engine(fake_trt, plan, onnx_node_names=model.graphs["int8"].node_names)
-    state = {"TF32"}
-    for call in fake_trt.fake.calls:
-        if call.name == "IBuilderConfig.set_flag":
-            state.add(call.args["flag"].name)
-        elif call.name == "IBuilderConfig.clear_flag":
-            state.discard(call.args["flag"].name)
+    state = fake_trt.fake.builder_flags()
     assert state == trtexec_flags(trtexec_argv(plan), version)
     assert ("INT8" in state and "FP16" in state) is (version != "11.4")
     assert [v.name for v in fake_trt.fake.values_set("IBuilderConfig.default_device_type")] == ["DLA"]

@@ -348,6 +348,26 @@ def test_server_killed_mid_run_is_missing_runtime(exported, tmp_path, short_tmp)
     assert not (tmp_path / "report").exists()
 
 
+def concurrent_errors(url: str, jobs, repeats: int):
+    """One client thread per (input, expected logits) job, each sending it `repeats` times; the
+    max abs error of every answer (inf for a wrong shape; a lost answer is a missing entry)."""
+    errors, lock = [], threading.Lock()
+
+    def client(feed, expected) -> None:
+        with TritonSession(url, timeout_s=60) as session:
+            for _ in range(repeats):
+                got = session.run({"input": feed})["logits"]
+                with lock:
+                    errors.append(float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf"))
+
+    threads = [threading.Thread(target=client, args=job) for job in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    return errors
+
+
 @pytest.mark.slow
 def test_batch_n_export_is_served_with_dynamic_batching(tmp_path_factory):
     pytest.importorskip("pytriton", reason=NO_PYTRITON)
@@ -367,20 +387,8 @@ def test_batch_n_export_is_served_with_dynamic_batching(tmp_path_factory):
         expected[k], expected[k + 1] = out[:1], out[1:]
     with start_server(root / "b2", host=LOOPBACK, port=free_port()) as server:
         assert server.batching.dynamic and server.batching.max_batch_size == 2
-        errors, lock = [], threading.Lock()
-
-        def client(k: int) -> None:
-            with TritonSession(server.url, timeout_s=60) as session:
-                for _ in range(5):
-                    got = session.run({"input": pictures[k]})["logits"]  # batch 1 into a batch-2 model
-                    with lock:
-                        errors.append(float(np.abs(got - expected[k]).max()) if got.shape == (1, 19, 8, 16) else float("inf"))
-
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(len(pictures))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
+        # batch 1 into a batch-2 model, one client per picture
+        errors = concurrent_errors(server.url, [(pictures[k], expected[k]) for k in range(len(pictures))], repeats=5)
         with TritonSession(server.url, timeout_s=60) as session:
             assert session.batch == 2 and session.max_batch_size == 2
             pair = session.run({"input": np.concatenate(pictures[:2])})["logits"]
@@ -422,21 +430,8 @@ def test_dynamic_batch_export_is_served_unpadded(exported_dynamic):
     expected = np.concatenate([expected, ort_outputs(exported_dynamic / "model.onnx", {"input": pictures[3:]})["logits"]])
     with start_server(exported_dynamic, host=LOOPBACK, port=free_port()) as server:
         assert server.batching.dynamic and server.batching.max_batch_size == 3 and not server.batching.pad
-        errors, lock = [], threading.Lock()
-
-        def client(k: int) -> None:
-            rows = slice(k, k + 1 + k % 2)  # requests of one and of two pictures
-            with TritonSession(server.url, timeout_s=60) as session:
-                for _ in range(4):
-                    got = session.run({"input": pictures[rows]})["logits"]
-                    with lock:
-                        errors.append(float(np.abs(got - expected[rows]).max()) if got.shape == expected[rows].shape else float("inf"))
-
-        threads = [threading.Thread(target=client, args=(k,)) for k in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=120)
+        rows = [slice(k, k + 1 + k % 2) for k in range(4)]  # requests of one and of two pictures
+        errors = concurrent_errors(server.url, [(pictures[r], expected[r]) for r in rows], repeats=4)
         with TritonSession(server.url, timeout_s=60) as session:
             assert session.max_batch == 3 and session.group == 3
     assert len(errors) == 16 and max(errors) <= 1e-4, errors

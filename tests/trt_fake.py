@@ -328,6 +328,16 @@ class World:
     def flag_names(self, method: str = "IBuilderConfig.set_flag") -> List[str]:
         return [args["flag"].name for args in self.calls_to(method)]
 
+    def builder_flags(self) -> set:
+        """The builder flags a config ends with: TF32 (on by default), then every set/clear in order."""
+        flags = {"TF32"}
+        for call in self.calls:
+            if call.name == "IBuilderConfig.set_flag":
+                flags.add(call.args["flag"].name)
+            elif call.name == "IBuilderConfig.clear_flag":
+                flags.discard(call.args["flag"].name)
+        return flags
+
     def error(self, message: str) -> None:
         self.log.append(("ERROR", message))
 
