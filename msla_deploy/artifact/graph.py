@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Tuple, Union
+from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import onnx
 
 from ..errors import BadInput
+from .names import META_MAX_BATCH
 
 Dim = Union[int, str]  # a static size, or the name of a symbolic dimension
 
@@ -77,6 +78,12 @@ def graph_outputs(model: onnx.ModelProto) -> List[TensorSpec]:
 
 def metadata(model: onnx.ModelProto) -> Dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
+
+
+def max_batch_of(meta: Dict[str, str]) -> Optional[int]:
+    """The largest batch an `export --batch dynamic --max-batch N` graph records; None for any other."""
+    text = meta.get(META_MAX_BATCH, "")
+    return int(text) if text.isdigit() and int(text) > 0 else None
 
 
 def has_fp16(model: onnx.ModelProto) -> bool:

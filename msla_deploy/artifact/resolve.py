@@ -18,7 +18,6 @@ from . import graph as G
 from .manifest import BuildRecord, Manifest, build_records, read_json_record, read_manifest_if_any
 from .names import (
     BUILD_RECORD_NAME,
-    META_MAX_BATCH,
     META_MODEL,
     META_NUM_CLASSES,
     META_PRECISION,
@@ -188,9 +187,9 @@ class Artifact:
     @property
     def max_batch(self) -> Optional[int]:
         """The largest batch of a dynamic-batch export (export --batch dynamic --max-batch N); None: static."""
-        text = self.metadata.get(META_MAX_BATCH, "")
-        if text.isdigit():
-            return int(text)
+        recorded = G.max_batch_of(self.metadata)
+        if recorded is not None:
+            return recorded
         options = self.manifest.options if self.manifest is not None else None
         return options.batch if options is not None and options.dynamic_batch else None
 

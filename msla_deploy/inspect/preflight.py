@@ -11,7 +11,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import onnx
 
-from ..artifact.names import META_MAX_BATCH
+from ..artifact.graph import max_batch_of
 from .model_view import ModelView, attribute, graph_inputs
 from .precision import PrecisionContext
 from .report import ERROR, WARNING, Finding
@@ -61,8 +61,8 @@ def check_dynamic(view: ModelView, target: Optional[Target], notes: List[str]) -
     if not dynamic:
         return []
     where = ", ".join(f"{name} {dims}" for name, dims in dynamic.items())
-    max_batch = view.metadata.get(META_MAX_BATCH, "")
-    if max_batch.isdigit() and all(all(isinstance(d, int) and d > 0 for d in dims[1:]) for dims in dynamic.values()):
+    max_batch = max_batch_of(view.metadata)
+    if max_batch is not None and all(all(isinstance(d, int) and d > 0 for d in dims[1:]) for dims in dynamic.values()):
         # export --batch dynamic: what it is for; `build` gives TensorRT the profile (DLA refuses it there)
         notes.append(f"dynamic batch 1..{max_batch} ({where}): `msla-deploy build` gives TensorRT the optimisation profile "
                      f"(min 1, opt and max {max_batch}); DLA needs static shapes")

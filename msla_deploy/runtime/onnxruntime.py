@@ -15,8 +15,7 @@ from typing import Dict, List, Optional, Union
 
 import numpy as np
 
-from ..artifact.graph import TensorSpec
-from ..artifact.names import META_MAX_BATCH
+from ..artifact.graph import TensorSpec, max_batch_of
 from ..errors import BadInput, MissingRuntime
 from .session import Backend, Session
 
@@ -104,8 +103,7 @@ class OnnxRuntimeSession(Session):
         self._label = label
         first = next(iter(self.inputs.values()), None)
         if first is not None and first.shape and not isinstance(first.shape[0], int):  # a dynamic batch: its export says how far
-            text = self._session.get_modelmeta().custom_metadata_map.get(META_MAX_BATCH, "")
-            self.max_batch = int(text) if text.isdigit() else None
+            self.max_batch = max_batch_of(self._session.get_modelmeta().custom_metadata_map)
 
     def _run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         try:

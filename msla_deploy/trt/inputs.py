@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from ..artifact.graph import TensorSpec, graph_inputs, has_fp16, load_onnx, metadata
+from ..artifact.graph import TensorSpec, graph_inputs, has_fp16, load_onnx, max_batch_of, metadata
 from ..artifact.manifest import Manifest, read_manifest
-from ..artifact.names import MANIFEST_NAME, META_FP32_NODES, META_MAX_BATCH, META_PRECISION, ONNX_SUFFIX
+from ..artifact.names import MANIFEST_NAME, META_FP32_NODES, META_PRECISION, ONNX_SUFFIX
 from ..errors import BadInput
 
 
@@ -40,8 +40,7 @@ class GraphFacts:
     @property
     def max_batch(self) -> Optional[int]:
         """The largest batch of a dynamic-batch export (its metadata), None for any other graph."""
-        text = self.metadata.get(META_MAX_BATCH, "")
-        return int(text) if text.isdigit() and int(text) > 0 else None
+        return max_batch_of(self.metadata)
 
 
 @dataclass
