@@ -53,11 +53,11 @@ def test_percentiles_on_a_known_list():
 
 def test_summary_in_ms_and_throughput_from_the_mean():
     s = summarize([0.010, 0.020, 0.030, 0.040], batch=4)
-    assert s["iterations"] == 4
-    assert s["min_ms"] == pytest.approx(10) and s["max_ms"] == pytest.approx(40)
-    assert s["mean_ms"] == pytest.approx(25) and s["p50_ms"] == pytest.approx(25)
-    assert s["p90_ms"] == pytest.approx(37) and s["p99_ms"] == pytest.approx(39.7)
-    assert s["throughput_ips"] == pytest.approx(4 / 0.025)  # batch / mean latency, not median
+    assert s.iterations == 4
+    assert s.min_ms == pytest.approx(10) and s.max_ms == pytest.approx(40)
+    assert s.mean_ms == pytest.approx(25) and s.p50_ms == pytest.approx(25)
+    assert s.p90_ms == pytest.approx(37) and s.p99_ms == pytest.approx(39.7)
+    assert s.throughput_ips == pytest.approx(4 / 0.025)  # batch / mean latency, not median
     with pytest.raises(ValueError):
         summarize([], batch=1)
 
@@ -441,14 +441,14 @@ def test_trt_backend_times_with_cuda_events_and_a_graph(tiny_onnx):
 def test_summary_of_an_uneven_sample_tells_median_from_mean():
     """One slow outlier pulls the mean far from the median: p50 must stay with the median."""
     s = summarize([0.010, 0.011, 0.012, 0.013, 0.100], batch=1)
-    assert s["p50_ms"] == pytest.approx(12.0)  # the middle of five
-    assert s["mean_ms"] == pytest.approx(29.2)  # (10 + 11 + 12 + 13 + 100) / 5
-    assert s["p90_ms"] == pytest.approx(13 + 0.6 * 87)  # rank 3.6 of 0..4
-    assert s["p99_ms"] == pytest.approx(13 + 0.96 * 87)
-    assert s["throughput_ips"] == pytest.approx(1 / 0.0292)
+    assert s.p50_ms == pytest.approx(12.0)  # the middle of five
+    assert s.mean_ms == pytest.approx(29.2)  # (10 + 11 + 12 + 13 + 100) / 5
+    assert s.p90_ms == pytest.approx(13 + 0.6 * 87)  # rank 3.6 of 0..4
+    assert s.p99_ms == pytest.approx(13 + 0.96 * 87)
+    assert s.throughput_ips == pytest.approx(1 / 0.0292)
     even = summarize([0.001, 0.002, 0.004, 0.100], batch=1)
-    assert even["p50_ms"] == pytest.approx(3.0)  # halfway between the middle two
-    assert even["mean_ms"] == pytest.approx(26.75)
+    assert even.p50_ms == pytest.approx(3.0)  # halfway between the middle two
+    assert even.mean_ms == pytest.approx(26.75)
 
 
 def test_report_p50_is_the_median_of_its_own_latencies(tiny_onnx):
