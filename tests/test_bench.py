@@ -180,6 +180,40 @@ def test_compare_with_an_unknown_backend_names_the_backends(tiny_onnx):
     assert result.exit_code == 2 and "neither a backend nor a file" in result.stderr
 
 
+def test_compare_with_a_saved_report(tiny_onnx, tmp_path):
+    """`--compare FILE.json`: an earlier `bench --json` joins the table as read, not re-timed, and
+    its ratio is against this run's baseline."""
+    saved = tmp_path / "before.json"
+    first = bench(tiny_onnx, "--backend", "ort-cpu", "--iterations", 3, "--json")
+    saved.write_text(first.stdout)
+    report = _json(bench(tiny_onnx, "--backend", "ort-cpu", "--compare", saved, "--iterations", 4, "--json"))
+    live, earlier = report["results"]
+    assert (live["label"], live["source"]) == ("ort-cpu", None) and live["stats"]["iterations"] == 4
+    assert earlier["label"] == "before.json:ort-cpu" and earlier["source"] == str(saved)
+    assert earlier["latencies_ms"] == json.loads(first.stdout)["results"][0]["latencies_ms"] and earlier["stats"]["iterations"] == 3
+    assert earlier["p50_ratio"] == pytest.approx(earlier["stats"]["p50_ms"] / live["stats"]["p50_ms"])
+    assert report["settings"]["interleaved"] is False  # one contestant timed here
+    again = tmp_path / "again.json"
+    again.write_text(json.dumps(report))
+    chained = _json(bench(tiny_onnx, "--compare", again, "--iterations", 2, "--json"))
+    assert [r["label"] for r in chained["results"]] == ["ort-cpu", "again.json:ort-cpu"]  # a saved report's own rows only
+    table = bench(tiny_onnx, "--compare", saved, "--iterations", 2)
+    assert table.exit_code == 0, table.output
+    assert "before.json:ort-cpu" in table.stdout and f"{saved}: rows read from an earlier run" in table.stdout
+
+
+def test_compare_with_a_file_that_is_not_a_bench_report_exits_2(tiny_onnx, tmp_path):
+    other = tmp_path / "parity.json"
+    other.write_text(json.dumps({"format": "msla-deploy/parity/1", "checks": []}))
+    newer = tmp_path / "newer.json"
+    newer.write_text(json.dumps({"format": "msla-deploy/bench/7"}))
+    for path, needle in ((other, "'msla-deploy/parity/1' document"), (newer, "newer msla-deploy"), (tmp_path / "gone.json", "no such file")):
+        result = bench(tiny_onnx, "--compare", path, "--iterations", 1)
+        assert result.exit_code == 2, result.output
+        assert needle in result.stderr and str(path) in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output and "loading" not in result.stderr
+
+
 def test_help_shows_the_iterations_default():
     result = runner.invoke(app, ["bench", "--help"])
     assert result.exit_code == 0 and "[default: 20]" in result.stdout
