@@ -146,7 +146,17 @@ def _tiny_model() -> bytes:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8).SerializeToString()
 
 
-def start_provider(ort: Any, model: bytes, provider: str) -> Dict[str, Any]:
+@dataclass
+class ProviderStart:
+    """One ONNX Runtime provider tried on its own (kept in the onnxruntime Finding's data)."""
+
+    provider: str
+    started: bool  # it ran the session itself, and computed Relu right
+    ran_on: Optional[str]  # the provider the session really used
+    error: Optional[str]
+
+
+def start_provider(ort: Any, model: bytes, provider: str) -> ProviderStart:
     """Open a session with `provider` alone, run it once, and read back what really ran it:
     onnxruntime-gpu lists CUDA on machines without a usable GPU and quietly runs on the CPU."""
     import numpy as np
@@ -158,7 +168,7 @@ def start_provider(ort: Any, model: bytes, provider: str) -> Dict[str, Any]:
         result = session.run(None, {"x": np.array([[-1.0, 2.0, -3.0, 4.0]], dtype=np.float32)})[0]
         ran_on = session.get_providers()[0]
     except Exception as exc:  # noqa: BLE001 (any failure to start is the finding)
-        return {"provider": provider, "started": False, "ran_on": None, "error": one_line_text(exc)}
+        return ProviderStart(provider, False, None, one_line_text(exc))
     correct = np.array_equal(np.asarray(result), np.array([[0.0, 2.0, 0.0, 4.0]], dtype=np.float32))
     started = ran_on == provider and correct
     error = None
@@ -166,7 +176,7 @@ def start_provider(ort: Any, model: bytes, provider: str) -> Dict[str, Any]:
         error = f"listed, but the session ran on {ran_on} (its libraries or a usable GPU are missing)"
     elif not correct:
         error = f"ran, but computed {np.asarray(result).tolist()} for Relu"
-    return {"provider": provider, "started": started, "ran_on": ran_on, "error": error}
+    return ProviderStart(provider, started, ran_on, error)
 
 
 def onnxruntime() -> Finding:
@@ -178,9 +188,9 @@ def onnxruntime() -> Finding:
     model = _tiny_model()
     listed = list(ort.get_available_providers())
     providers = [start_provider(ort, model, p) for p in listed]
-    works = [p["provider"] for p in providers if p["started"]]
+    works = [p.provider for p in providers if p.started]
     detail = f"really start: {', '.join(works) or 'none'}"
-    quiet = [p["provider"] for p in providers if not p["started"]]
+    quiet = [p.provider for p in providers if not p.started]
     if quiet:
         detail += f"; listed but do not start: {', '.join(quiet)}"
     fix = ""
@@ -188,7 +198,7 @@ def onnxruntime() -> Finding:
         detail += "; BOTH onnxruntime and onnxruntime-gpu are installed (they overwrite each other's files)"
         fix = "pip uninstall -y onnxruntime onnxruntime-gpu, then install exactly one"
     return Finding("onnxruntime", "CPUExecutionProvider" in works, str(ort.__version__), detail=detail, fix=fix,
-                   data={"distributions": both, "available_providers": listed, "providers": providers})
+                   data={"distributions": both, "available_providers": listed, "providers": [asdict(p) for p in providers]})
 
 
 def polygraphy() -> Finding:

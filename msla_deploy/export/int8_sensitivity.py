@@ -109,6 +109,10 @@ class SensitivityTable(Record):
     def achieved(self) -> Optional[float]:
         return self.achieved_agreement
 
+    @property
+    def min_agreement(self) -> Optional[float]:
+        return self.min_argmax_agreement
+
 
 Sensitivity = SensitivityTable  # the name render() is annotated with (int8 plot, moving to Pillow)
 
