@@ -169,7 +169,7 @@ def test_sensitivity_table_reads_the_layout_from_before_records():
     core, conv = table.ranking
     assert math.isnan(core.alone_cosine) and core.cost == pytest.approx(0.04) and conv.alone_cosine == 0.99999
     assert (table.method, table.pictures, table.all_int8, table.achieved) == ("max", 4, 0.95, 0.999)  # what render() reads
-    assert table.rows is table.ranking and table.met
+    assert table.rows is table.ranking and table.met and table.min_agreement == 0.999
     data = table.to_dict()
     assert list(data) == ["format", *SENSITIVITY_BEFORE] and list(data["ranking"][0]) == list(SENSITIVITY_BEFORE["ranking"][0])
     assert data["ranking"][0]["alone_cosine"] == "nan"  # NaN now survives the file (records.py's rule)
