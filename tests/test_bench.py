@@ -53,11 +53,11 @@ def test_percentiles_on_a_known_list():
 
 def test_summary_in_ms_and_throughput_from_the_mean():
     s = summarize([0.010, 0.020, 0.030, 0.040], batch=4)
-    assert s["iterations"] == 4
-    assert s["min_ms"] == pytest.approx(10) and s["max_ms"] == pytest.approx(40)
-    assert s["mean_ms"] == pytest.approx(25) and s["p50_ms"] == pytest.approx(25)
-    assert s["p90_ms"] == pytest.approx(37) and s["p99_ms"] == pytest.approx(39.7)
-    assert s["throughput_ips"] == pytest.approx(4 / 0.025)  # batch / mean latency, not median
+    assert s.iterations == 4
+    assert s.min_ms == pytest.approx(10) and s.max_ms == pytest.approx(40)
+    assert s.mean_ms == pytest.approx(25) and s.p50_ms == pytest.approx(25)
+    assert s.p90_ms == pytest.approx(37) and s.p99_ms == pytest.approx(39.7)
+    assert s.throughput_ips == pytest.approx(4 / 0.025)  # batch / mean latency, not median
     with pytest.raises(ValueError):
         summarize([], batch=1)
 
@@ -178,6 +178,40 @@ def test_compare_with_an_unknown_backend_names_the_backends(tiny_onnx):
     assert "unknown backend 'foo'" in result.stderr and "ort-cpu" in result.stderr and "no such file" not in result.stderr
     result = bench(tiny_onnx, "--compare", "ort-cpuu", "--iterations", 1)
     assert result.exit_code == 2 and "neither a backend nor a file" in result.stderr
+
+
+def test_compare_with_a_saved_report(tiny_onnx, tmp_path):
+    """`--compare FILE.json`: an earlier `bench --json` joins the table as read, not re-timed, and
+    its ratio is against this run's baseline."""
+    saved = tmp_path / "before.json"
+    first = bench(tiny_onnx, "--backend", "ort-cpu", "--iterations", 3, "--json")
+    saved.write_text(first.stdout)
+    report = _json(bench(tiny_onnx, "--backend", "ort-cpu", "--compare", saved, "--iterations", 4, "--json"))
+    live, earlier = report["results"]
+    assert (live["label"], live["source"]) == ("ort-cpu", None) and live["stats"]["iterations"] == 4
+    assert earlier["label"] == "before.json:ort-cpu" and earlier["source"] == str(saved)
+    assert earlier["latencies_ms"] == json.loads(first.stdout)["results"][0]["latencies_ms"] and earlier["stats"]["iterations"] == 3
+    assert earlier["p50_ratio"] == pytest.approx(earlier["stats"]["p50_ms"] / live["stats"]["p50_ms"])
+    assert report["settings"]["interleaved"] is False  # one contestant timed here
+    again = tmp_path / "again.json"
+    again.write_text(json.dumps(report))
+    chained = _json(bench(tiny_onnx, "--compare", again, "--iterations", 2, "--json"))
+    assert [r["label"] for r in chained["results"]] == ["ort-cpu", "again.json:ort-cpu"]  # a saved report's own rows only
+    table = bench(tiny_onnx, "--compare", saved, "--iterations", 2)
+    assert table.exit_code == 0, table.output
+    assert "before.json:ort-cpu" in table.stdout and f"{saved}: rows read from an earlier run" in table.stdout
+
+
+def test_compare_with_a_file_that_is_not_a_bench_report_exits_2(tiny_onnx, tmp_path):
+    other = tmp_path / "parity.json"
+    other.write_text(json.dumps({"format": "msla-deploy/parity/1", "checks": []}))
+    newer = tmp_path / "newer.json"
+    newer.write_text(json.dumps({"format": "msla-deploy/bench/7"}))
+    for path, needle in ((other, "'msla-deploy/parity/1' document"), (newer, "newer msla-deploy"), (tmp_path / "gone.json", "no such file")):
+        result = bench(tiny_onnx, "--compare", path, "--iterations", 1)
+        assert result.exit_code == 2, result.output
+        assert needle in result.stderr and str(path) in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output and "loading" not in result.stderr
 
 
 def test_help_shows_the_iterations_default():
@@ -441,14 +475,14 @@ def test_trt_backend_times_with_cuda_events_and_a_graph(tiny_onnx):
 def test_summary_of_an_uneven_sample_tells_median_from_mean():
     """One slow outlier pulls the mean far from the median: p50 must stay with the median."""
     s = summarize([0.010, 0.011, 0.012, 0.013, 0.100], batch=1)
-    assert s["p50_ms"] == pytest.approx(12.0)  # the middle of five
-    assert s["mean_ms"] == pytest.approx(29.2)  # (10 + 11 + 12 + 13 + 100) / 5
-    assert s["p90_ms"] == pytest.approx(13 + 0.6 * 87)  # rank 3.6 of 0..4
-    assert s["p99_ms"] == pytest.approx(13 + 0.96 * 87)
-    assert s["throughput_ips"] == pytest.approx(1 / 0.0292)
+    assert s.p50_ms == pytest.approx(12.0)  # the middle of five
+    assert s.mean_ms == pytest.approx(29.2)  # (10 + 11 + 12 + 13 + 100) / 5
+    assert s.p90_ms == pytest.approx(13 + 0.6 * 87)  # rank 3.6 of 0..4
+    assert s.p99_ms == pytest.approx(13 + 0.96 * 87)
+    assert s.throughput_ips == pytest.approx(1 / 0.0292)
     even = summarize([0.001, 0.002, 0.004, 0.100], batch=1)
-    assert even["p50_ms"] == pytest.approx(3.0)  # halfway between the middle two
-    assert even["mean_ms"] == pytest.approx(26.75)
+    assert even.p50_ms == pytest.approx(3.0)  # halfway between the middle two
+    assert even.mean_ms == pytest.approx(26.75)
 
 
 def test_report_p50_is_the_median_of_its_own_latencies(tiny_onnx):

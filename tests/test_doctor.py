@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from msla_deploy.bench.report import JetsonFacts
 from msla_deploy.cli import app
 from msla_deploy.doctor import diagnose, probes
 from msla_deploy.trt import runtime as trt_runtime
@@ -189,7 +190,7 @@ def test_jetson_release_power_mode_and_board(monkeypatch):
                               "GPU MinFreq=114750000 MaxFreq=1109250000 CurrentFreq=1109250000\nEMC MinFreq=204000000 MaxFreq=1600000000 "
                               "CurrentFreq=1600000000 FreqOverride=1",
     }
-    monkeypatch.setattr(environment, "jetson", lambda: facts)
+    monkeypatch.setattr(environment, "jetson", lambda: JetsonFacts(**facts))
     monkeypatch.setattr(probes, "_dpkg_version", lambda package: None)
     jetson = doctor_json()["jetson"]
     assert (jetson["l4t"], jetson["jetpack"], jetson["power_mode"]) == ("35.4.1", "5.x", "MODE_20W_6CORE")

@@ -260,7 +260,7 @@ def test_sensitivity_ranks_a_quantized_attention_core_first(tmp_path):
     calibration = int8.calibrate(fp32_path, calib.batches(1), "max", tmp_path)
     result = sweep(fp32_path, calibration, include_attention=True, min_agreement=0.999)
     first = result.rows[0]
-    assert first.kind == "attention" and first.module.endswith(".core"), [r.to_dict() for r in result.rows[:3]]
+    assert first.kind == "attention" and first.module.endswith(".core"), [dataclasses.asdict(r) for r in result.rows[:3]]
     blocks = [r for r in result.rows if r.kind == "block"]
     assert first.cost > max(r.cost for r in blocks)
     assert result.met and result.keep_fp32 and all(m.endswith(".core") for m in result.keep_fp32)

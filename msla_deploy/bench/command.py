@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..console import err, key_values, out, print_json, steps_with_progress
+from .report import BenchReport
 
 
 def bench_command(
@@ -77,7 +78,7 @@ def _rate(value: Optional[float]) -> str:
     return "-" if not value else f"{value:.2f}" if value < 100 else f"{value:,.0f}"
 
 
-def results_table(report) -> Table:
+def results_table(report: BenchReport) -> Table:
     """Fits 80 columns: what ran (provider) is in the key-value block above, not a column."""
     from rich import box
 
@@ -89,9 +90,9 @@ def results_table(report) -> Table:
         table.add_column(column, justify="right", no_wrap=True)
     for r in results:
         s = r.stats
-        row = [escape(r.label), str(s["iterations"])]
-        row += [_ms(s[k]) for k in ("min_ms", "mean_ms", "p50_ms", "p90_ms", "p99_ms")]
-        row += [_rate(s["throughput_ips"]), _mib(r.host_memory["peak_delta_bytes"])]
+        row = [escape(r.label), str(s.iterations)]
+        row += [_ms(value) for value in (s.min_ms, s.mean_ms, s.p50_ms, s.p90_ms, s.p99_ms)]
+        row += [_rate(s.throughput_ips), _mib(r.host_memory.peak_delta_bytes)]
         if with_device:
             row.append(_mib(r.device_memory_delta_bytes))
         if compared:
@@ -100,22 +101,27 @@ def results_table(report) -> Table:
     return table
 
 
-def table_notes(report) -> list:
+def table_notes(report: BenchReport) -> List[str]:
     """Printed under the table, not as its caption: a long caption widens the table past 80 columns."""
-    results = report.results
+    results, measured = report.results, report.measured()
     notes = ["MiB: peak host resident memory added by loading and the first run"]
-    if len(results) > 1:
+    if len(measured) > 1:
         notes.append(f"runs interleaved round-robin, first runner rotating; x p50 = median / {results[0].label}'s (robust on a noisy machine)")
+    elif len(results) > 1:
+        notes.append(f"x p50 = median / {results[0].label}'s")
+    for source in dict.fromkeys(r.source for r in results if r.source is not None):
+        notes.append(f"{source}: rows read from an earlier run (not interleaved with this one, maybe another machine): "
+                     "their x p50 compares across runs")
     return notes
 
 
-def _render(report) -> None:
+def _render(report: BenchReport) -> None:
     env, settings = report.environment, report.settings
-    gpu = env.get("gpu")
+    gpu = env.gpu
     rows = [
-        ("cpu", escape(f"{env.get('cpu') or 'unknown'} ({env.get('cpu_usable')} of {env.get('cpu_count')} cores usable, threads: "
-                       f"{settings['threads'] or 'runtime default'})")),
-        ("gpu", escape(f"{gpu['name']} (sm {gpu['compute_capability']}, CUDA driver {gpu['driver_cuda_version']})") if gpu else "none"),
+        ("cpu", escape(f"{env.cpu or 'unknown'} ({env.cpu_usable} of {env.cpu_count} cores usable, threads: "
+                       f"{settings.threads or 'runtime default'})")),
+        ("gpu", escape(f"{gpu.name} (sm {gpu.compute_capability}, CUDA driver {gpu.driver_cuda_version})") if gpu else "none"),
         ("batch", ", ".join(sorted({str(r.batch) for r in report.results}))),
     ]
     for r in report.results:
@@ -125,9 +131,9 @@ def _render(report) -> None:
         extra += ", CUDA graph" if run.get("cuda_graph") else ""
         extra += ", timed with CUDA events" if r.timer == "cuda-events" else ""
         rows.append((escape(r.label), escape(f"{r.artifact} on {run['runtime']} {run['version']} ({ran_on}{extra})")))
-    jetson = env.get("jetson")
+    jetson = env.jetson
     if jetson:
-        mode = jetson.get("nvpmodel_q")
+        mode = jetson.nvpmodel_q
         rows.append(("jetson", escape(mode.splitlines()[0] if mode else "power mode unknown (nvpmodel not found)")))
     out.print(key_values(rows))
     out.print(results_table(report))

@@ -9,9 +9,10 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import List, Optional
 
 from ..artifact.files import environment as package_environment
+from .report import BenchEnvironment, GpuFacts, JetsonFacts
 
 TOOL_TIMEOUT_S = 3.0
 
@@ -44,47 +45,47 @@ def _run(argv: List[str]) -> Optional[str]:
     return (done.stdout + done.stderr).strip() or None
 
 
-def jetson() -> Optional[Dict]:
+def jetson() -> Optional[JetsonFacts]:
     """Power mode and clocks, when this is a Jetson (None elsewhere). `jetson_clocks --show`
     needs root on most images; its error text is recorded as is, since that says why."""
     release = _read("/etc/nv_tegra_release")
     if release is None and not Path("/etc/nvpmodel.conf").exists():
         return None
-    return {
-        "l4t_release": release.splitlines()[0] if release else None,
-        "board": _read("/proc/device-tree/model"),
-        "nvpmodel_conf": Path("/etc/nvpmodel.conf").exists(),
-        "nvpmodel_q": _run(["nvpmodel", "-q"]),
-        "jetson_clocks_show": _run(["jetson_clocks", "--show"]),
-    }
+    return JetsonFacts(
+        l4t_release=release.splitlines()[0] if release else None,
+        board=_read("/proc/device-tree/model"),
+        nvpmodel_conf=Path("/etc/nvpmodel.conf").exists(),
+        nvpmodel_q=_run(["nvpmodel", "-q"]),
+        jetson_clocks_show=_run(["jetson_clocks", "--show"]),
+    )
 
 
-def gpu() -> Optional[Dict]:
+def gpu() -> Optional[GpuFacts]:
     from ..errors import MissingRuntime
     from ..trt.runtime import probe_gpu
 
     try:
-        info = probe_gpu().to_dict()
+        info = probe_gpu()
     except MissingRuntime:
         return None
     driver = _read("/proc/driver/nvidia/version")  # desktop drivers; Jetson has none
-    info["driver"] = driver.splitlines()[0] if driver else None
-    return info
+    return GpuFacts(name=info.name, compute_capability=info.compute_capability, driver_cuda_version=info.driver_cuda_version,
+                    index=info.index, driver=driver.splitlines()[0] if driver else None)
 
 
-def capture(threads: Optional[int]) -> Dict:
+def capture(threads: Optional[int]) -> BenchEnvironment:
     try:
-        usable = len(os.sched_getaffinity(0))
+        usable: Optional[int] = len(os.sched_getaffinity(0))
     except AttributeError:
         usable = os.cpu_count()
-    env = package_environment()
-    env.update({
-        "cpu": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "cpu_usable": usable,
-        "threads_requested": threads,
-        "cpu_governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
-        "gpu": gpu(),
-        "jetson": jetson(),
-    })
-    return env
+    env = package_environment()  # the facts a manifest records too, by the same function
+    return BenchEnvironment(
+        python=env["python"], platform=env["platform"], machine=env["machine"], packages=env["packages"],
+        cpu=cpu_model(),
+        cpu_count=os.cpu_count(),
+        cpu_usable=usable,
+        threads_requested=threads,
+        cpu_governor=_read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor"),
+        gpu=gpu(),
+        jetson=jetson(),
+    )

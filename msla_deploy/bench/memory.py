@@ -12,7 +12,9 @@ import ctypes
 import resource
 import sys
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Optional
+
+from .report import HostMemory
 
 
 def _status_kib(field: str) -> Optional[int]:
@@ -65,14 +67,13 @@ class HostPeak:
     def __exit__(self, *exc) -> None:
         self.peak = peak_rss()
 
-    def to_dict(self) -> Dict:
-        return {
-            "peak_rss_bytes": self.peak,
-            "start_rss_bytes": self.start,
-            # without a reset the mark may be older than this block: the delta is then a lower bound
-            "peak_delta_bytes": None if self.peak is None else max(0, self.peak - self.start),
-            "peak_is_per_block": self.resettable,
-        }
+    def result(self) -> HostMemory:
+        return HostMemory(
+            peak_rss_bytes=self.peak,
+            start_rss_bytes=self.start,
+            peak_delta_bytes=None if self.peak is None else max(0, self.peak - self.start),
+            peak_is_per_block=self.resettable,
+        )
 
 
 def device_memory_used() -> Optional[int]:

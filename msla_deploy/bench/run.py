@@ -1,11 +1,11 @@
 """The bench library call: resolve what to run, load each contestant, time them (interleaved
-when there are several), and return one report dict. The CLI only parses and renders."""
+when there are several), and return one BenchReport record (report.py). The CLI only parses and
+renders."""
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -18,51 +18,11 @@ from ..runtime.triton import is_triton_target
 from . import backends
 from .environment import capture
 from .memory import HostPeak, device_memory_used
+from .report import BenchReport, BenchRun, BenchSettings, HostMemory, is_saved_report, read_earlier
 from .stats import interleaved_order, median_ratios, rotation, summarize
 
 DEFAULT_ITERATIONS = 20
 DEFAULT_WARMUP = 3
-
-
-@dataclass
-class BenchRun:
-    """One contestant's measurement."""
-
-    label: str
-    artifact: str
-    backend: str  # what ran
-    requested: str  # what was asked (may be "auto")
-    runtime: Dict  # what ran: runtime, version, ran_on, providers, transfers ...
-    timer: str  # "host" | "cuda-events"
-    batch: int
-    host_memory: Dict
-    device_memory_delta_bytes: Optional[int]
-    stats: Dict = field(default_factory=dict)  # stats.summarize: min/mean/p50/p90/p99 ms, throughput
-    latencies_ms: List[float] = field(default_factory=list)
-    p50_ratio: Optional[float] = None  # median / the baseline's median
-
-    def to_dict(self) -> Dict:
-        return dataclasses.asdict(self)
-
-
-@dataclass
-class BenchReport:
-    settings: Dict
-    baseline: str  # label of the first contestant: every ratio is against it
-    results: List[BenchRun]
-    host_memory_during_timing: Dict
-    environment: Dict
-    timings_s: Dict
-    plot: Optional[str] = None  # the PNG written by --plot
-
-    def to_dict(self) -> Dict:
-        data = {
-            "settings": self.settings, "baseline": self.baseline, "results": [r.to_dict() for r in self.results],
-            "host_memory_during_timing": self.host_memory_during_timing, "environment": self.environment, "timings_s": self.timings_s,
-        }
-        if self.plot is not None:
-            data["plot"] = self.plot
-        return data
 
 
 @dataclass
@@ -75,7 +35,7 @@ class BenchOptions:
     batch: Optional[int] = None
     threads: Optional[int] = None
     transfers: bool = True  # TensorRT: copy inputs/outputs every run (False = --noDataTransfers)
-    compare: List[str] = field(default_factory=list)  # backends, artifacts, or ARTIFACT@BACKEND
+    compare: List[str] = field(default_factory=list)  # backends, artifacts, ARTIFACT@BACKEND, or saved FILE.json
     cuda_graph: bool = False  # TensorRT: launch a CUDA graph of the enqueue, captured once at load
 
     def check(self) -> None:
@@ -99,6 +59,8 @@ def _contestant_specs(options: BenchOptions) -> List[Tuple[Artifact, str]]:
     main = resolve(options.artifact)
     specs = [(main, options.backend)]
     for item in options.compare:
+        if is_saved_report(item):
+            continue  # an earlier run's rows, not something to time (_earlier_rows)
         if item in backends.BACKENDS or is_triton_target(item):  # triton://...: the main artifact, served
             specs.append((main, item))
             continue
@@ -160,62 +122,94 @@ def measure(runs: List[Callable[[], object]], warmup: int, iterations: Optional[
     return latencies
 
 
-def run_bench(options: BenchOptions, steps: Optional[Steps] = None, on_round: Callable[[int, Optional[int]], None] = lambda r, t: None) -> BenchReport:
+def _earlier_rows(options: BenchOptions) -> List[BenchRun]:
+    """The rows each saved report (--compare FILE.json) measured itself, labelled with its file.
+    Read before anything loads, so a wrong file is exit 2 at once."""
+    rows: List[BenchRun] = []
+    for item in options.compare:
+        if is_saved_report(item):
+            earlier = read_earlier(Path(item))
+            rows += [replace(r, label=f"{Path(item).name}:{r.label}", source=item, p50_ratio=None) for r in earlier.measured()]
+    return rows
+
+
+@dataclass
+class _Contestant:
+    """A loaded contestant and what its loading cost, until its timing makes it a BenchRun."""
+
+    label: str
+    artifact: Artifact
+    requested: str
+    item: backends.Loaded
+    host_memory: HostMemory
+    device_memory_delta_bytes: Optional[int]
+
+    def row(self, seconds: List[float]) -> BenchRun:
+        item = self.item
+        return BenchRun(
+            label=self.label, artifact=str(self.artifact.path), backend=item.backend, requested=self.requested,
+            runtime=item.runtime, timer=item.timer, batch=item.batch, host_memory=self.host_memory,
+            device_memory_delta_bytes=self.device_memory_delta_bytes, stats=summarize(seconds, item.batch),
+            latencies_ms=[s * 1e3 for s in seconds],
+        )
+
+
+def run_bench(options: BenchOptions, steps: Optional[Steps] = None,
+              on_round: Callable[[int, Optional[int]], None] = lambda r, t: None) -> BenchReport:
     steps = steps or Steps()
     options.check()
     specs = _contestant_specs(options)
+    earlier = _earlier_rows(options)
     chosen = [(artifact, backends.choose(requested, artifact)) for artifact, requested in specs]
     if options.cuda_graph and not any(backend.name == "trt" for _, backend in chosen):
-        raise BadInput(f"--cuda-graph applies to TensorRT only, and {chosen[0][1].name} runs here", "pass --backend trt (or an .engine), or drop --cuda-graph")
+        raise BadInput(f"--cuda-graph applies to TensorRT only, and {chosen[0][1].name} runs here",
+                       "pass --backend trt (or an .engine), or drop --cuda-graph")
     for artifact, backend in chosen:
-        with engine_hint(artifact.is_engine or artifact.onnx_path is None, "bench", _onnx_beside(artifact)):  # an engine alone: --backend ort-cpu is refused
+        # an engine alone: --backend ort-cpu is refused
+        with engine_hint(artifact.is_engine or artifact.onnx_path is None, "bench", _onnx_beside(artifact)):
             backends.preflight(backend)  # a missing runtime exits 3 before anything loads
     labels = _labels([(a, b.name) for a, b in chosen])
     iterations = options.iterations if options.iterations is not None or options.duration is not None else DEFAULT_ITERATIONS
     environment = capture(options.threads)
-    on_gpu = environment["gpu"] is not None
+    on_gpu = environment.gpu is not None
 
-    loaded, results = [], []
+    contestants: List[_Contestant] = []
+    loaded: List[backends.Loaded] = []
     try:
         for (artifact, backend), label in zip(chosen, labels):
             with steps.step(f"load:{label}", f"loading {artifact.name} on {label}"):
                 device_before = device_memory_used() if on_gpu else None
                 with HostPeak() as peak:
                     with engine_hint(artifact.is_engine or artifact.onnx_path is None, "bench", _onnx_beside(artifact)):
-                        item = backends.load(artifact, backend, batch=options.batch, threads=options.threads, transfers=options.transfers,
-                                             cuda_graph=options.cuda_graph)
-                    loaded.append(item)
+                        item = backends.load(artifact, backend, batch=options.batch, threads=options.threads,
+                                             transfers=options.transfers, cuda_graph=options.cuda_graph)
+                    loaded.append(item)  # closed below even if its first run fails
                     item.run()  # the first run allocates; it is never timed (warm-up comes on top)
                 device_after = device_memory_used() if on_gpu else None
-            results.append(BenchRun(
-                label=label, artifact=str(artifact.path), backend=item.backend, requested=backend.requested,
-                runtime=item.runtime, timer=item.timer, batch=item.batch, host_memory=peak.to_dict(),
-                device_memory_delta_bytes=None if device_after is None or device_before is None else device_after - device_before,
-            ))
-        total = iterations if iterations is not None else None
+            device_delta = None if device_after is None or device_before is None else device_after - device_before
+            contestants.append(_Contestant(label, artifact, backend.requested, item, peak.result(), device_delta))
         title = f"timing {len(loaded)} backend(s), interleaved" if len(loaded) > 1 else f"timing {labels[0]}"
         with steps.step("measure", title):
             with HostPeak() as run_peak:
                 latencies = measure([item.run for item in loaded], options.warmup, iterations, options.duration,
-                                    lambda r: on_round(r, total), timed=[item.timed for item in loaded])
+                                    lambda r: on_round(r, iterations), timed=[item.timed for item in loaded])
     finally:
         for item in loaded:
             item.close()
 
-    for result, seconds in zip(results, latencies):
-        result.stats = summarize(seconds, result.batch)
-        result.latencies_ms = [s * 1e3 for s in seconds]
-    for result, ratio in zip(results, median_ratios([r.stats["p50_ms"] for r in results])):
+    results = [c.row(seconds) for c, seconds in zip(contestants, latencies)] + earlier
+    for result, ratio in zip(results, median_ratios([r.stats.p50_ms for r in results])):
         result.p50_ratio = ratio
     if len({r.batch for r in results}) > 1:
-        steps.warn("the runs feed different batches (" + ", ".join(f"{r.label}: {r.batch}" for r in results) + "): x p50 compares the latency "
-                   "of one run; compare img/s for throughput, or pass --batch")
+        steps.warn("the runs feed different batches (" + ", ".join(f"{r.label}: {r.batch}" for r in results) + "): x p50 compares "
+                   "the latency of one run; compare img/s for throughput, or pass --batch")
     return BenchReport(
-        settings={"warmup": options.warmup, "iterations": iterations, "duration_s": options.duration, "batch": options.batch,
-                  "threads": options.threads, "transfers": options.transfers, "cuda_graph": options.cuda_graph, "interleaved": len(results) > 1},
+        settings=BenchSettings(warmup=options.warmup, iterations=iterations, duration_s=options.duration, batch=options.batch,
+                               threads=options.threads, transfers=options.transfers, cuda_graph=options.cuda_graph,
+                               interleaved=len(loaded) > 1),
         baseline=results[0].label,
         results=results,
-        host_memory_during_timing=run_peak.to_dict(),
+        host_memory_during_timing=run_peak.result(),
         environment=environment,
         timings_s=steps.timings,
     )

@@ -6,11 +6,13 @@ hand-computed values without running a model.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 
-PERCENTILES = (50, 90, 99)
+from .report import LatencyStats
+
+PERCENTILES = (50, 90, 99)  # LatencyStats' p50_ms, p90_ms, p99_ms
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -20,24 +22,23 @@ def percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values, dtype=np.float64), q))
 
 
-def summarize(latencies_s: Sequence[float], batch: int) -> Dict[str, Optional[float]]:
-    """min / mean / p50 / p90 / p99 / std in milliseconds, and throughput in images per second
-    (batch / mean latency: the mean, not the median, is what a steady stream of work sees)."""
+def summarize(latencies_s: Sequence[float], batch: int) -> LatencyStats:
+    """min / mean / max / std / p50 / p90 / p99 in milliseconds, and throughput in images per
+    second (batch / mean latency: the mean, not the median, is what a steady stream of work sees)."""
     values = np.asarray(latencies_s, dtype=np.float64)
     if values.size == 0:
         raise ValueError("no latencies to summarize")
     mean = float(values.mean())
-    stats = {
-        "iterations": int(values.size),
-        "min_ms": float(values.min()) * 1e3,
-        "mean_ms": mean * 1e3,
-        "max_ms": float(values.max()) * 1e3,
-        "std_ms": float(values.std()) * 1e3,
-    }
-    for q in PERCENTILES:
-        stats[f"p{q}_ms"] = percentile(values, q) * 1e3
-    stats["throughput_ips"] = batch / mean if mean > 0 else None
-    return stats
+    p50, p90, p99 = (percentile(values, q) * 1e3 for q in PERCENTILES)
+    return LatencyStats(
+        iterations=int(values.size),
+        min_ms=float(values.min()) * 1e3,
+        mean_ms=mean * 1e3,
+        max_ms=float(values.max()) * 1e3,
+        std_ms=float(values.std()) * 1e3,
+        p50_ms=p50, p90_ms=p90, p99_ms=p99,
+        throughput_ips=batch / mean if mean > 0 else None,
+    )
 
 
 def median_ratios(medians: Sequence[float]) -> List[Optional[float]]:

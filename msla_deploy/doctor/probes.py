@@ -13,12 +13,13 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from ..artifact.files import package_version
 from ..errors import MissingRuntime, one_line_text
+from ..records import to_jsonable
 from ..runtime.onnxruntime import import_onnxruntime  # imports onnxruntime only when called
 
 TOOL_TIMEOUT_S = 5.0
@@ -42,7 +43,9 @@ OPTIONAL_PACKAGES = (
 
 @dataclass
 class Finding:
-    """One component: is it there, which version, what it said, how to get it."""
+    """One component: is it there, which version, what it said, how to get it. `data`: the facts
+    of this component alone (the providers that started, the GPU, the Jetson's release ...): each
+    probe has its own, so they stay a mapping of plain JSON values."""
 
     name: str
     ok: bool
@@ -51,8 +54,19 @@ class Finding:
     fix: str = ""
     data: Dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self) -> Dict[str, Any]:
-        return {"name": self.name, "ok": self.ok, "version": self.version, "detail": self.detail, "fix": self.fix, **self.data}
+    def flat(self) -> Dict[str, Any]:
+        """The report's JSON form: the component's facts beside its fields, as doctor has always printed."""
+        common = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "data"}
+        return to_jsonable({**common, **self.data})
+
+    @classmethod
+    def nested(cls, flat: Any) -> Any:
+        """`flat()` undone: the keys that are not fields go back into `data` (anything but an object
+        is left for the record reader to refuse)."""
+        if not isinstance(flat, dict):
+            return flat
+        names = {f.name for f in fields(cls)} - {"data"}
+        return {**{k: v for k, v in flat.items() if k in names}, "data": {k: v for k, v in flat.items() if k not in names}}
 
 
 def probe_failed(name: str, exc: BaseException) -> Finding:
@@ -132,7 +146,17 @@ def _tiny_model() -> bytes:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8).SerializeToString()
 
 
-def start_provider(ort: Any, model: bytes, provider: str) -> Dict[str, Any]:
+@dataclass
+class ProviderStart:
+    """One ONNX Runtime provider tried on its own (kept in the onnxruntime Finding's data)."""
+
+    provider: str
+    started: bool  # it ran the session itself, and computed Relu right
+    ran_on: Optional[str]  # the provider the session really used
+    error: Optional[str]
+
+
+def start_provider(ort: Any, model: bytes, provider: str) -> ProviderStart:
     """Open a session with `provider` alone, run it once, and read back what really ran it:
     onnxruntime-gpu lists CUDA on machines without a usable GPU and quietly runs on the CPU."""
     import numpy as np
@@ -144,7 +168,7 @@ def start_provider(ort: Any, model: bytes, provider: str) -> Dict[str, Any]:
         result = session.run(None, {"x": np.array([[-1.0, 2.0, -3.0, 4.0]], dtype=np.float32)})[0]
         ran_on = session.get_providers()[0]
     except Exception as exc:  # noqa: BLE001 (any failure to start is the finding)
-        return {"provider": provider, "started": False, "ran_on": None, "error": one_line_text(exc)}
+        return ProviderStart(provider, False, None, one_line_text(exc))
     correct = np.array_equal(np.asarray(result), np.array([[0.0, 2.0, 0.0, 4.0]], dtype=np.float32))
     started = ran_on == provider and correct
     error = None
@@ -152,7 +176,7 @@ def start_provider(ort: Any, model: bytes, provider: str) -> Dict[str, Any]:
         error = f"listed, but the session ran on {ran_on} (its libraries or a usable GPU are missing)"
     elif not correct:
         error = f"ran, but computed {np.asarray(result).tolist()} for Relu"
-    return {"provider": provider, "started": started, "ran_on": ran_on, "error": error}
+    return ProviderStart(provider, started, ran_on, error)
 
 
 def onnxruntime() -> Finding:
@@ -164,9 +188,9 @@ def onnxruntime() -> Finding:
     model = _tiny_model()
     listed = list(ort.get_available_providers())
     providers = [start_provider(ort, model, p) for p in listed]
-    works = [p["provider"] for p in providers if p["started"]]
+    works = [p.provider for p in providers if p.started]
     detail = f"really start: {', '.join(works) or 'none'}"
-    quiet = [p["provider"] for p in providers if not p["started"]]
+    quiet = [p.provider for p in providers if not p.started]
     if quiet:
         detail += f"; listed but do not start: {', '.join(quiet)}"
     fix = ""
@@ -174,7 +198,7 @@ def onnxruntime() -> Finding:
         detail += "; BOTH onnxruntime and onnxruntime-gpu are installed (they overwrite each other's files)"
         fix = "pip uninstall -y onnxruntime onnxruntime-gpu, then install exactly one"
     return Finding("onnxruntime", "CPUExecutionProvider" in works, str(ort.__version__), detail=detail, fix=fix,
-                   data={"distributions": both, "available_providers": listed, "providers": providers})
+                   data={"distributions": both, "available_providers": listed, "providers": [asdict(p) for p in providers]})
 
 
 def polygraphy() -> Finding:
@@ -227,10 +251,10 @@ def gpu() -> Finding:
         except MissingRuntime as exc:
             reason = exc
         return Finding("gpu", False, detail=reason.problem, fix=reason.fix)
-    detail = f"{info['name']} (compute {info['compute_capability']}), driver supports CUDA {info['driver_cuda_version']}"
-    if info.get("driver"):
-        detail += f"; {info['driver']}"
-    return Finding("gpu", True, detail=detail, data={"device": info})
+    detail = f"{info.name} (compute {info.compute_capability}), driver supports CUDA {info.driver_cuda_version}"
+    if info.driver:
+        detail += f"; {info.driver}"
+    return Finding("gpu", True, detail=detail, data={"device": asdict(info)})
 
 
 def cuda_runtime() -> Finding:
@@ -269,24 +293,24 @@ def jetson() -> Optional[Finding]:
     if facts is None:
         return None
     l4t, jetpack = None, None
-    match = _L4T.search(facts.get("l4t_release") or "")
+    match = _L4T.search(facts.l4t_release or "")
     if match:
         l4t = f"{match.group(1)}.{match.group(2)}"
         jetpack = L4T_TO_JETPACK.get(match.group(1))
     jetpack = _dpkg_version("nvidia-jetpack") or jetpack
     mode = None
-    for line in (facts.get("nvpmodel_q") or "").splitlines():
+    for line in (facts.nvpmodel_q or "").splitlines():
         if "Power Mode" in line:
             mode = line.split(":", 1)[-1].strip()
             break
-    show = (facts.get("jetson_clocks_show") or "").splitlines()
+    show = (facts.jetson_clocks_show or "").splitlines()
     # "GPU MinFreq=... MaxFreq=... CurrentFreq=..." and the memory clock; without root, its error
     clocks = [line.strip() for line in show if line.startswith(("GPU ", "EMC "))] or show[:1]
-    detail = f"{facts.get('board') or 'board unknown'}; L4T {l4t or '?'}, JetPack {jetpack or '?'}; power mode {mode or '?'}"
+    detail = f"{facts.board or 'board unknown'}; L4T {l4t or '?'}, JetPack {jetpack or '?'}; power mode {mode or '?'}"
     if clocks:
         detail += f"; clocks: {' | '.join(clocks)}"
     return Finding("jetson", True, jetpack, detail=detail,
-                   data={"l4t": l4t, "jetpack": jetpack, "power_mode": mode, "clocks": clocks, **facts})
+                   data={"l4t": l4t, "jetpack": jetpack, "power_mode": mode, "clocks": clocks, **asdict(facts)})
 
 
 def optional_packages() -> List[Finding]:

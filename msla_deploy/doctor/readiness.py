@@ -17,7 +17,8 @@ ORT_BACKENDS = (("ort-cpu", "CPUExecutionProvider"), ("ort-cuda", "CUDAExecution
 
 @dataclass
 class Availability:
-    """A backend or a command: can it run here; if not, why and the fix; if so, any caveat."""
+    """A backend or a command: can it run here; if not, why and the fix; if so, any caveat.
+    A part of the DoctorReport record (report.py), written field by field."""
 
     name: str
     ready: bool
@@ -25,9 +26,6 @@ class Availability:
     fix: str = ""
     note: str = ""
     backends: List[str] = field(default_factory=list)
-
-    def to_dict(self) -> Dict:
-        return {"name": self.name, "ready": self.ready, "reason": self.reason, "fix": self.fix, "note": self.note, "backends": self.backends}
 
 
 def _missing(name: str, finding: Finding) -> Availability:

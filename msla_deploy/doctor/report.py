@@ -1,12 +1,19 @@
-"""`diagnose()`: everything doctor finds, as one typed report (and its JSON form)."""
+"""`diagnose()`: everything doctor finds, as one typed record (DoctorReport), and its JSON form.
+
+The JSON layout is the one `doctor --json` printed before records existed (a bug report pasted
+then reads as version 1): components and commands keyed by name, and each component's own facts
+(Finding.data) beside its name/ok/version/detail/fix, not nested.
+"""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Type
 
+from ..records import R, Record
 from . import probes
+from .probes import Finding
 from .readiness import Availability, backends, commands
 
 # the order the report lists the components in
@@ -14,29 +21,45 @@ CORE = ("msla-deploy", "python", "torch", "onnx", "onnxruntime", "polygraphy", "
 
 
 @dataclass
-class DoctorReport:
-    components: List[probes.Finding]
-    jetson: Optional[probes.Finding]
+class DoctorReport(Record):
+    """What this machine has (components, and the Jetson when it is one), which backends run,
+    and which commands can run here or why not."""
+
+    KIND = "msla-deploy/doctor"
+    VERSION = 1
+
+    components: List[Finding]
+    jetson: Optional[Finding]
     backends: Dict[str, Availability]
     commands: List[Availability]
     cpu: Optional[str] = None
     seconds: float = 0.0
 
-    def component(self, name: str) -> probes.Finding:
+    def component(self, name: str) -> Finding:
         return next(c for c in self.components if c.name == name)
 
     def command(self, name: str) -> Availability:
         return next(c for c in self.commands if c.name == name)
 
     def to_dict(self) -> Dict[str, Any]:
-        return {
-            "components": {c.name: c.to_dict() for c in self.components},
-            "cpu": self.cpu,
-            "jetson": self.jetson.to_dict() if self.jetson else None,
-            "backends": {name: b.to_dict() for name, b in self.backends.items()},
-            "commands": {c.name: c.to_dict() for c in self.commands},
-            "seconds": round(self.seconds, 3),
-        }
+        data = super().to_dict()
+        data["components"] = {c.name: c.flat() for c in self.components}
+        data["jetson"] = self.jetson.flat() if self.jetson is not None else None
+        data["commands"] = {item["name"]: item for item in data["commands"]}
+        return {key: data[key] for key in ("format", "components", "cpu", "jetson", "backends", "commands", "seconds")}
+
+    @classmethod
+    def from_dict(cls: Type[R], data: Any, source: str = "") -> R:
+        """The keyed-by-name layout back into lists, each component's facts back into its data."""
+        if isinstance(data, dict):
+            data = dict(data)
+            if isinstance(data.get("components"), dict):
+                data["components"] = [Finding.nested(item) for item in data["components"].values()]
+            if "jetson" in data:
+                data["jetson"] = Finding.nested(data["jetson"])
+            if isinstance(data.get("commands"), dict):
+                data["commands"] = list(data["commands"].values())
+        return super().from_dict(data, source)  # type: ignore[misc]
 
 
 def diagnose(registered: Optional[Sequence[str]] = None) -> DoctorReport:
@@ -63,5 +86,5 @@ def diagnose(registered: Optional[Sequence[str]] = None) -> DoctorReport:
     usable = backends(found)
     report = DoctorReport(components=list(found.values()), jetson=jetson, backends=usable,
                           commands=commands(found, usable, registered), cpu=cpu_model())
-    report.seconds = time.perf_counter() - start
+    report.seconds = round(time.perf_counter() - start, 3)  # as printed: the record reads back equal
     return report

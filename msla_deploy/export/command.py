@@ -3,7 +3,6 @@ Registered in cli.py."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
@@ -156,16 +155,16 @@ def _print_sensitivity(path: Path) -> None:
     from rich import box
     from rich.table import Table
 
-    data = json.loads(path.read_text())
+    from .int8_sensitivity import SensitivityTable, table_rows
+
+    data = SensitivityTable.read(path)
     table = Table(title=f"int8 label cost per module ({path.name}, plot beside it)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for column, justify in (("#", "right"), ("module", "left"), ("kind", "left"), ("labels changed alone", "right"),
                             ("1 - cosine alone", "right"), ("agreement all but it", "right"), ("kept", "left")):
         table.add_column(column, justify=justify, no_wrap=True)
-    kept = set(data["keep_fp32"])
-    for i, row in enumerate(data["ranking"]):
-        table.add_row(str(i + 1), row["module"], row["kind"], f"{100 * row['cost']:.3f}%", f"{1 - row['alone_cosine']:.2e}",
-                      f"{100 * row['all_but']:.3f}%", "fp32" if row["module"] in kept else "")
+    for row in table_rows(data):
+        table.add_row(*row)
     out.print(table)
-    target = data["min_argmax_agreement"]
-    kept_text = f"; kept in fp32 for {100 * target:g}%: {', '.join(data['keep_fp32']) or 'none'}" if target else ""
-    out.print(f"all modules int8: {100 * data['all_int8_agreement']:.3f}% of labels as fp32{kept_text}", highlight=False)
+    target = data.min_argmax_agreement
+    kept_text = f"; kept in fp32 for {100 * target:g}%: {', '.join(data.keep_fp32) or 'none'}" if target else ""
+    out.print(f"all modules int8: {100 * data.all_int8_agreement:.3f}% of labels as fp32{kept_text}", highlight=False)

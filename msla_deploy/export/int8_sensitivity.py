@@ -12,15 +12,17 @@ passes, not a proven minimum).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import numpy as np
 import onnx
 
 from ..bench.font import draw_text, text_width
 from ..parity.png import write_png
+from ..records import Record
 from .int8 import Calibration, Unit, graph_units, quantize, run_batches
 
 
@@ -36,47 +38,83 @@ def agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
     return float((reference.argmax(axis=1) == labels).mean())
 
 
+METRIC = "argmax agreement of the Q/DQ graph with the fp32 graph on the calibration pictures (ONNX Runtime CPU)"
+
+
 @dataclass
 class UnitCost:
+    """One row of the table: one quantization unit."""
+
     module: str
-    kind: str
-    quantizable: int
+    kind: str  # "block" | "attention"
+    quantizable: int  # convs (or MatMuls) the unit owns
     alone: float  # agreement with only this unit in int8
     all_but: float  # agreement with every other candidate in int8 and this one in fp32
-    alone_cosine: float  # the logits' cosine with only this unit in int8: the cost before labels flip
+    # the logits' cosine with only this unit in int8: the cost before labels flip; NaN when the
+    # logits are not finite (files written before records hold null there: read back as NaN)
+    alone_cosine: Optional[float]
+    cost: float = field(init=False)  # 1 - alone: written for readers of the file, derived on read
 
-    @property
-    def cost(self) -> float:
-        return 1.0 - self.alone
-
-    def to_dict(self) -> Dict:
-        return {**asdict(self), "cost": self.cost}
+    def __post_init__(self) -> None:
+        if self.alone_cosine is None:
+            self.alone_cosine = math.nan
+        self.cost = 1.0 - self.alone
 
 
 @dataclass
-class Sensitivity:
+class CalibrationUsed:
     method: str
     pictures: int
-    include_attention: bool
-    all_int8: float  # agreement with every candidate unit in int8
-    rows: List[UnitCost]  # ranked, most costly first
-    min_agreement: Optional[float] = None
-    keep_fp32: List[str] = field(default_factory=list)  # chosen for min_agreement
-    achieved: Optional[float] = None
-    met: Optional[bool] = None
 
-    def to_dict(self) -> Dict:
-        return {
-            "metric": "argmax agreement of the Q/DQ graph with the fp32 graph on the calibration pictures (ONNX Runtime CPU)",
-            "calibration": {"method": self.method, "pictures": self.pictures},
-            "include_attention": self.include_attention,
-            "all_int8_agreement": self.all_int8,
-            "ranking": [r.to_dict() for r in self.rows],
-            "min_argmax_agreement": self.min_agreement,
-            "keep_fp32": self.keep_fp32,
-            "achieved_agreement": self.achieved,
-            "met": self.met,
-        }
+
+@dataclass
+class SensitivityTable(Record):
+    """int8_sensitivity.json: the units ranked by label cost, and the fp32 set chosen for a target."""
+
+    KIND = "msla-deploy/int8-sensitivity"
+    VERSION = 1
+
+    calibration: CalibrationUsed
+    include_attention: bool
+    all_int8_agreement: float  # agreement with every candidate unit in int8
+    ranking: List[UnitCost]  # most costly first
+    min_argmax_agreement: Optional[float] = None  # the target; None: no fp32 set was chosen
+    keep_fp32: List[str] = field(default_factory=list)  # chosen for min_argmax_agreement
+    achieved_agreement: Optional[float] = None
+    met: Optional[bool] = None
+    metric: str = METRIC
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = super().to_dict()
+        return {"format": data.pop("format"), "metric": data.pop("metric"), **data}  # the order of the file before records
+
+    # the names sweep()'s callers and render() read
+    @property
+    def rows(self) -> List[UnitCost]:
+        return self.ranking
+
+    @property
+    def method(self) -> str:
+        return self.calibration.method
+
+    @property
+    def pictures(self) -> int:
+        return self.calibration.pictures
+
+    @property
+    def all_int8(self) -> float:
+        return self.all_int8_agreement
+
+    @property
+    def achieved(self) -> Optional[float]:
+        return self.achieved_agreement
+
+    @property
+    def min_agreement(self) -> Optional[float]:
+        return self.min_argmax_agreement
+
+
+Sensitivity = SensitivityTable  # the name render() is annotated with (int8 plot, moving to Pillow)
 
 
 def candidates(units: List[Unit], include_attention: bool) -> List[Unit]:
@@ -89,7 +127,7 @@ def sweep(
     include_attention: bool = False,
     min_agreement: Optional[float] = None,
     progress: Optional[Callable[[str], None]] = None,
-) -> Sensitivity:
+) -> SensitivityTable:
     fp32 = onnx.load(str(fp32_path))
     reference = run_batches(fp32, calibration.batches)
     units = candidates(graph_units(fp32), include_attention)
@@ -115,7 +153,7 @@ def sweep(
         ))
     # most costly alone first; where no label flips (ties), the unit that moves the logits most
     rows.sort(key=lambda r: (r.alone, r.alone_cosine if r.alone_cosine == r.alone_cosine else -1.0, r.module))
-    result = Sensitivity(calibration.method, calibration.count, include_attention, all_int8, rows)
+    result = SensitivityTable(CalibrationUsed(calibration.method, calibration.count), include_attention, all_int8, rows)
     if min_agreement is not None:
         keep: List[str] = []
         achieved = all_int8
@@ -124,7 +162,7 @@ def sweep(
                 break
             keep.append(row.module)
             achieved = measure([n for n in names if n not in keep]) if len(keep) < len(names) else 1.0
-        result.min_agreement, result.keep_fp32, result.achieved = min_agreement, keep, achieved
+        result.min_argmax_agreement, result.keep_fp32, result.achieved_agreement = min_agreement, keep, achieved
         result.met = achieved >= min_agreement
     return result
 
@@ -164,7 +202,9 @@ def write_plot(result: Sensitivity, path: Path) -> None:
     write_png(Path(path), render(result))
 
 
-def table_rows(result: Sensitivity) -> List[List[str]]:
+def table_rows(result: SensitivityTable) -> List[List[str]]:
+    """The table as printed after `export --sensitivity`: rank, module, kind, labels changed alone,
+    1 - cosine alone, agreement all but it, kept."""
     kept = set(result.keep_fp32)
     return [
         [str(i + 1), r.module, r.kind, f"{100 * r.cost:.3f}%", f"{1 - r.alone_cosine:.2e}", f"{100 * r.all_but:.3f}%", "fp32" if r.module in kept else ""]
