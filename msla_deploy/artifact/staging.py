@@ -78,7 +78,7 @@ def export_manifest(directory: Path) -> Tuple[Optional[Dict], str]:
         return None, f"no {MANIFEST_NAME}"
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None, f"its {MANIFEST_NAME} is not readable JSON"
     tool = data.get("tool") if isinstance(data, dict) else None
     fmt = data.get("format") if isinstance(data, dict) else None
@@ -312,7 +312,7 @@ def protected_paths(root: Path) -> List[Path]:
     if manifest is None and (root / MANIFEST_NAME).is_file():
         try:
             listed = json.loads((root / MANIFEST_NAME).read_text()).get("artifacts")
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, RecursionError):
             listed = None
     else:
         listed = (manifest or {}).get("artifacts")
