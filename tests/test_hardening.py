@@ -204,3 +204,66 @@ def test_a_calibration_picture_bomb_is_exit_2(tmp_path, monkeypatch):
     monkeypatch.setattr(limits, "MAX_PICTURE_PIXELS", 50000)  # ours, checked first
     with pytest.raises(BadInput, match="megapixels"):
         load_calibration(folder, 64, 128, count=1)
+
+
+# --- things that do not do what they say ------------------------------------------------------
+
+TINY = """
+import torch
+from torch import nn
+
+
+def build():
+    torch.manual_seed(0)
+    return nn.Conv2d(3, 4, 1)
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tiny") / "tiny_model.py"
+    path.write_text(TINY)
+    return path
+
+
+def test_the_trust_variable_can_name_file_py_factory_specs(monkeypatch):
+    from msla_deploy.artifact.trust import TRUST_ENV, trusted_specs
+
+    monkeypatch.setenv(TRUST_ENV, "/models/a.py:build:nets/b.py:make")
+    assert trusted_specs() == ["/models/a.py:build", "nets/b.py:make"]
+    monkeypatch.setenv(TRUST_ENV, "/models/a.py:build:nets/b.py")
+    with pytest.raises(BadInput, match="not a list of FILE.py:FACTORY"):
+        trusted_specs()
+
+
+def test_reference_inputs_puts_back_a_directory_a_killed_swap_left_aside(tiny, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    assert cli("export", "-m", f"{tiny}:build", "--res", "64x64", "--out", out).exit_code == 0
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(child.stdout)  # a process that is gone: its leftovers are fair game
+    os.replace(out, tmp_path / f".out.old-{pid}")  # the state after the first rename of a swap
+    pictures = tmp_path / "pics"
+    pictures.mkdir()
+    Image.fromarray(np.full((64, 64, 3), 30, np.uint8)).save(pictures / "p.png")
+    result = cli("--trust-model-file", f"{tiny}:build", "reference", "--inputs", pictures, out)
+    assert result.exit_code == 0, result.output
+    assert (out / "manifest.json").is_file()
+    assert not list(tmp_path.glob(".out.*"))
+
+
+@pytest.mark.parametrize("spelling", [".", "sub/.."])
+def test_out_dot_keeps_the_lock_and_staging_beside_the_target(tiny, tmp_path, monkeypatch, spelling):
+    target = tmp_path / "target"
+    (target / "sub").mkdir(parents=True)
+    monkeypatch.chdir(target)
+    result = cli("export", "-m", f"{tiny}:build", "--res", "64x64", "--out", spelling, "--overwrite")
+    assert result.exit_code == 2, result.output  # it holds a folder that is not an export: protected
+    assert sorted(p.name for p in target.iterdir()) == ["sub"]  # no lock, no staging inside
+    (target / "sub").rmdir()
+    result = cli("export", "-m", f"{tiny}:build", "--res", "64x64", "--out", "." if spelling == "." else str(tmp_path / "target"))
+    assert result.exit_code == 0, result.output
+    assert not [p.name for p in target.iterdir() if p.name.startswith(".")]

@@ -56,8 +56,12 @@ def staging_path(target: Path, tag: str) -> Path:
 
 def real_target(out: Path, flag: str = "--out") -> Path:
     """The directory to write for `out`: a symbolic link is followed (the link itself is never
-    replaced); a dangling one is refused before anything is created."""
+    replaced); a dangling one is refused before anything is created. `.` and `a/b/..` are
+    made absolute first: the lock and the staging directory go beside the target by its name,
+    and those paths have none (they would land inside it)."""
     out = Path(out)
+    if out.name in ("", ".", "..") or ".." in out.parts:
+        out = Path(os.path.abspath(out))
     if out.is_symlink():
         if not out.exists():
             raise BadInput(
@@ -234,6 +238,24 @@ def clean_leftovers(target: Path) -> List[str]:
                     path.unlink(missing_ok=True)
                     removed.append(path.relative_to(target).as_posix())
     return removed
+
+
+def recover_interrupted_swap(directory: Path, command: str = "", on_warning: Optional[Callable[[str], None]] = None) -> None:
+    """Put back a directory that is missing only because a run was killed between the two renames
+    of its swap (its `.old-` copy lies beside it): every command that takes an existing
+    directory calls this before judging whether the directory is there."""
+    if Path(directory).exists() or Path(directory).is_symlink():
+        return
+    target = real_target(directory, "directory")
+    if not target.parent.is_dir():
+        return
+    prefix = f".{target.name}.{OLD_TAG}-"
+    if not any(entry.name.startswith(prefix) for entry in target.parent.iterdir()):
+        return
+    warn = on_warning or (lambda message: None)
+    with directory_lock(target, command):
+        for item in clean_leftovers(target):
+            warn(f"removed a leftover of an interrupted run beside {target}: {item}")
 
 
 def _created_parents(target: Path) -> List[Path]:
