@@ -267,3 +267,36 @@ def test_out_dot_keeps_the_lock_and_staging_beside_the_target(tiny, tmp_path, mo
     result = cli("export", "-m", f"{tiny}:build", "--res", "64x64", "--out", "." if spelling == "." else str(tmp_path / "target"))
     assert result.exit_code == 0, result.output
     assert not [p.name for p in target.iterdir() if p.name.startswith(".")]
+
+
+def test_install_hints_name_what_a_checkout_or_wheel_install_takes():
+    """msla-deploy is not on PyPI: no message may send a user to `pip install 'msla-deploy[...]'`."""
+    import re
+
+    from msla_deploy.runtime.triton import INSTALL_FIX
+
+    package = Path(__file__).resolve().parents[1] / "msla_deploy"
+    offenders = [f"{p.relative_to(package)}:{n}" for p in package.rglob("*.py")
+                 for n, line in enumerate(p.read_text().splitlines(), 1) if re.search(r"install '?msla-deploy\[", line)]
+    assert offenders == []
+    assert "pip install -e '.[serve]'" in INSTALL_FIX and "numpy" in INSTALL_FIX
+
+
+@pytest.mark.parametrize("url, problem", [
+    ("triton://[::1", "IPv6"),
+    ("triton://host name:8001", "not a host name"),
+    ("triton://127.0.0.1:8001/a b", "not usable by Triton"),
+    ("triton://127.0.0.1:8001/m\n", "not usable by Triton"),
+    ("triton://-bad:8001", "not a host name"),
+])
+def test_a_malformed_triton_url_is_bad_input_not_an_unreachable_server(b0, url, problem):
+    result = cli("validate", b0, "--backend", url)
+    assert result.exit_code == 2, result.output
+    assert problem in one_error_line(result)
+
+
+def test_a_newline_in_a_triton_model_name_is_refused(b0, tmp_path):
+    result = cli("package", b0, "--triton", tmp_path / "repo", "--name", "b0\n")
+    assert result.exit_code == 2, result.output
+    assert "not usable by Triton" in one_error_line(result)
+    assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
