@@ -300,3 +300,14 @@ def test_a_newline_in_a_triton_model_name_is_refused(b0, tmp_path):
     assert result.exit_code == 2, result.output
     assert "not usable by Triton" in one_error_line(result)
     assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
+
+
+def test_inspect_of_a_directory_checks_the_graph_build_parses_for_that_version(tmp_path):
+    """TensorRT 10.3 (JetPack 6) builds an fp16 export's fp32 graph weakly typed with the FP16
+    flag; 10.13 and 11 build its mixed-precision model.onnx strongly typed."""
+    art = export_random_b0(tmp_path, "f16", precision="fp16")
+    for target, graph, typing in (("10.3", "model_fp32.onnx", "weak"), ("10.13", "model.onnx", "strong"), ("11", "model.onnx", "strong")):
+        result = cli("inspect", art, "--target-trt", target, "--json")
+        info = json.loads(result.stdout)["info"]
+        assert Path(info["model"]).name == graph, target
+        assert info["precision"]["typing"] == typing, target
