@@ -311,3 +311,30 @@ def test_inspect_of_a_directory_checks_the_graph_build_parses_for_that_version(t
         info = json.loads(result.stdout)["info"]
         assert Path(info["model"]).name == graph, target
         assert info["precision"]["typing"] == typing, target
+
+
+# --- tampering through a symlink ---------------------------------------------------------------
+
+@pytest.mark.parametrize("what", ["model.onnx", "reference"])
+def test_a_symlink_to_a_changed_copy_is_tampering(b0, tmp_path, what):
+    a = copy_of(b0, tmp_path / "a")
+    elsewhere = tmp_path / "elsewhere"
+    if what == "model.onnx":
+        import onnx
+
+        model = onnx.load(str(a / what))
+        model.producer_version = "changed"
+        elsewhere.mkdir()
+        onnx.save(model, str(elsewhere / what))
+    else:
+        shutil.copytree(a / what, elsewhere / what)
+        data = dict(np.load(elsewhere / what / "inputs.npz"))
+        data["input"] = data["input"] + 0.5
+        np.savez(elsewhere / what / "inputs.npz", **data)
+    target = a / what
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    target.symlink_to(elsewhere / what, target_is_directory=what == "reference")
+    result = cli("validate", a)
+    assert result.exit_code == 1, result.output
+    assert "modified after export" in one_error_line(result)
+    assert (cli("validate", a, "--allow-modified").exit_code in (0, 1))  # allowed: judged as it is now
