@@ -43,3 +43,12 @@ def one_line_text(exc: BaseException, limit: int = 200) -> str:
     """An exception's message on one line, shortened: for errors quoted inside our own."""
     text = " ".join(str(exc).split()) or "(no message)"
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def install_extra(extra: str) -> str:
+    """How to add one of the project's extras. msla-deploy is not on PyPI: it is installed from a
+    checkout (editable) or from a wheel built from one (on a Jetson), so `pip install
+    'msla-deploy[extra]'` would find nothing. The serve extra's numpy<2 pin is said up front:
+    it moves the whole environment."""
+    note = " (it moves numpy to 1.26: nvidia-pytriton requires numpy<2)" if extra == "serve" else ""
+    return f"from the checkout: pip install -e '.[{extra}]', or pip install 'msla_deploy-<version>-py3-none-any.whl[{extra}]'{note}"

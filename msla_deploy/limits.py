@@ -47,7 +47,8 @@ def check_memory(needed: int, what: str, fix: str, available: Optional[int] = No
     return available
 
 
-def check_picture_pixels(name: str, width: int, height: int, limit: int = MAX_PICTURE_PIXELS) -> None:
+def check_picture_pixels(name: str, width: int, height: int, limit: Optional[int] = None) -> None:
+    limit = MAX_PICTURE_PIXELS if limit is None else limit  # read at call time: one place to change it
     pixels = int(width) * int(height)
     if pixels > limit:
         raise BadInput(

@@ -3,7 +3,7 @@ the command exits 3 with what to install, never with a traceback or a failed che
 
 from __future__ import annotations
 
-from .errors import MissingRuntime, one_line_text
+from .errors import MissingRuntime, install_extra, one_line_text
 
 
 def import_torch():
@@ -13,7 +13,7 @@ def import_torch():
         import torch
     except ImportError as exc:
         if exc.name == "torch":
-            raise MissingRuntime(f"this command needs PyTorch ({exc})", "pip install torch, then 'msla-deploy[export]'") from None
+            raise MissingRuntime(f"this command needs PyTorch ({exc})", f"pip install torch, then {install_extra('export')}") from None
         raise MissingRuntime(f"PyTorch is installed but does not import ({type(exc).__name__}: {one_line_text(exc)})",
                              "reinstall it: pip install --force-reinstall torch") from None
     except Exception as exc:  # OSError from a missing libtorch .so, AttributeError from mixed versions, ...
@@ -32,4 +32,4 @@ def torch_side(module: str, attr: str):
     except ImportError as exc:
         if exc.name not in ("torch", "onnxscript") and not str(exc.name or "").startswith("torch."):
             raise
-        raise MissingRuntime(f"this command needs PyTorch ({exc})", "pip install torch, then 'msla-deploy[export]'") from None
+        raise MissingRuntime(f"this command needs PyTorch ({exc})", f"pip install torch, then {install_extra('export')}") from None

@@ -37,8 +37,8 @@ B0 = "efficientvit-seg-b0-cityscapes"
 LOOPBACK = "127.0.0.1"
 # nvidia-pytriton pins numpy<2 (every release up to 0.7.0), so it lives in the optional `serve`
 # extra; where it is absent the server tests say so instead of failing.
-NO_PYTRITON = "nvidia-pytriton is not installed (pip install 'msla-deploy[serve]'; note it requires numpy<2)"
-NO_TRITONCLIENT = "tritonclient[grpc] is not installed (pip install 'msla-deploy[serve]')"
+NO_PYTRITON = "nvidia-pytriton is not installed (pip install -e '.[serve]'; note it requires numpy<2)"
+NO_TRITONCLIENT = "tritonclient[grpc] is not installed (pip install -e '.[serve]')"
 runner = CliRunner()
 
 

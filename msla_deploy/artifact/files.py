@@ -78,6 +78,21 @@ def json_text(data: Any) -> str:
     return json.dumps(strict_json_value(data), indent=2, default=str, allow_nan=False) + "\n"
 
 
+def read_json(path: Path, fix: str) -> Any:
+    """A JSON file's value; unreadable, undecodable, invalid or absurdly nested JSON is BadInput
+    naming the file (json raises RecursionError for deep nesting, which is no bug of ours)."""
+    from ..errors import BadInput
+
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadInput(f"{path}: no such file", fix) from None
+    except RecursionError:
+        raise BadInput(f"{path} is not usable JSON (nested too deeply)", fix) from None
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise BadInput(f"{path} is not readable JSON ({str(exc)[:120]})", fix) from None
+
+
 def write_json_atomic(path: Path, data: Any) -> None:
     write_bytes_atomic(path, json_text(data).encode())
 

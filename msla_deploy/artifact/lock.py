@@ -61,7 +61,7 @@ def read_holder(path: Path) -> Optional[Dict]:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         return None
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {}  # unreadable: treated as held by an unknown writer
     return data if isinstance(data, dict) else {}
 

@@ -293,6 +293,8 @@ def read_manifest(directory: Path) -> Manifest:
                             "run `msla-deploy export` first, or pass the .onnx file itself")
     try:
         data = json.loads(path.read_text())
+    except RecursionError:
+        raise ManifestError(f"{path} is not usable JSON (nested too deeply)", REEXPORT) from None
     except (OSError, ValueError) as exc:
         raise ManifestError(f"{path} is not readable JSON ({exc})", REEXPORT) from None
     return Manifest.from_dict(data, path)

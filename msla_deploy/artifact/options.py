@@ -16,6 +16,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 
 from ..choices import CALIB_METHODS, EXPORTERS, FLOAT_PRECISIONS, HEADS, PRECISIONS, UPSAMPLE_MODES
 from ..errors import BadInput
+from ..limits import MAX_PICTURE_PIXELS
 
 DEFAULT_MODEL = "efficientvit-seg-b1-cityscapes"
 DEFAULT_RESOLUTION = (1024, 2048)
@@ -38,6 +39,9 @@ def parse_resolution(text: str) -> Tuple[int, int]:
                 f"--res {text}: {side} {value} is not a positive multiple of {STRIDE}",
                 f"EfficientViT downsamples 5 times; use e.g. {lower} or {lower + STRIDE}",
             )
+    if height * width > MAX_PICTURE_PIXELS:  # the pictures it would be fed are refused above this too
+        raise BadInput(f"--res {text}: {height * width / 1e6:.0f} megapixels, above the limit of {MAX_PICTURE_PIXELS / 1e6:.0f}",
+                       "use a resolution like 1024x2048 (Cityscapes) or 2048x4096 at most")
     return height, width
 
 
@@ -105,6 +109,18 @@ class ExportOptions:
     min_argmax_agreement: Optional[float] = None  # keep modules in fp32 until int8 meets this; also the budget
 
     def check(self) -> None:
+        self.check_values()
+        if self.precision == "fp32" and (self.attention_precision, self.io_dtype) != ("fp32", "fp32"):
+            raise BadInput(
+                "--attention-precision/--io-dtype fp16 need --precision fp16", "add --precision fp16"
+            )
+        self._check_int8()
+        if self.weights is not None and not Path(self.weights).is_file():
+            raise BadInput(f"--weights {self.weights}: no such file", "pass the path of a .pt state dict")
+
+    def check_values(self) -> None:
+        """Each value in its range or vocabulary: what a manifest's recorded options must pass
+        too (a manifest is data; a batch of 0 or a 10^8-pixel side must not reach the runtime)."""
         if self.batch < 1:
             raise BadInput(f"--batch {self.batch} must be at least 1", "use --batch 1")
         if self.dynamic_batch and self.batch < 2:
@@ -126,13 +142,11 @@ class ExportOptions:
         ):
             if value not in allowed:
                 raise BadInput(f"{flag} {value!r} is unknown", f"choose one of {', '.join(allowed)}")
-        if self.precision == "fp32" and (self.attention_precision, self.io_dtype) != ("fp32", "fp32"):
-            raise BadInput(
-                "--attention-precision/--io-dtype fp16 need --precision fp16", "add --precision fp16"
-            )
-        self._check_int8()
-        if self.weights is not None and not Path(self.weights).is_file():
-            raise BadInput(f"--weights {self.weights}: no such file", "pass the path of a .pt state dict")
+        if self.calib_count < 1:
+            raise BadInput(f"--calib-count {self.calib_count} must be at least 1", f"use e.g. --calib-count {DEFAULT_CALIB_COUNT}")
+        m = self.min_argmax_agreement
+        if m is not None and not 0.0 < m <= 1.0:
+            raise BadInput(f"--min-argmax-agreement {m:g} is not a fraction in (0, 1]", "write e.g. 0.99")
         h, w = self.resolution
         parse_resolution(f"{h}x{w}")
 
@@ -147,11 +161,6 @@ class ExportOptions:
                                       ("--min-argmax-agreement", self.min_argmax_agreement is not None)) if on]
         if used and not int8:
             raise BadInput(f"{used[0]} applies to int8 exports", "add --precision int8")
-        if self.calib_count < 1:
-            raise BadInput(f"--calib-count {self.calib_count} must be at least 1", f"use e.g. --calib-count {DEFAULT_CALIB_COUNT}")
-        m = self.min_argmax_agreement
-        if m is not None and not 0.0 < m <= 1.0:
-            raise BadInput(f"--min-argmax-agreement {m:g} is not a fraction in (0, 1]", "write e.g. 0.99")
 
     @property
     def model_label(self) -> str:
@@ -225,4 +234,9 @@ class ExportOptions:
                 raise BadInput(
                     f"manifest options.{key} is {value!r}, not a valid value", "re-export the directory"
                 ) from None
-        return cls(**values)
+        options = cls(**values)
+        try:
+            options.check_values()
+        except BadInput as exc:
+            raise BadInput(f"manifest options: {exc.problem}", "re-export the directory") from None
+        return options

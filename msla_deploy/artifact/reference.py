@@ -14,8 +14,9 @@ from typing import Dict, List
 import numpy as np
 
 from ..errors import BadInput
-from .files import write_bytes_atomic, write_json_atomic
+from .files import read_json, write_bytes_atomic, write_json_atomic
 from .names import REFERENCE_DIR, REFERENCE_INFO, REFERENCE_INPUTS, REFERENCE_OUTPUTS
+from .npfiles import load_npz
 
 # upstream preprocessing: RGB / 255, then ImageNet mean and std
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -54,19 +55,18 @@ def write_reference(root: Path, bundle: ReferenceBundle) -> List[str]:
 
 
 def read_reference(folder: Path) -> ReferenceBundle:
+    """The bundle, each array refused from its header first (npfiles: kind, stored size, memory)."""
     folder = Path(folder)
-    try:
-        with np.load(folder / REFERENCE_INPUTS, allow_pickle=False) as f:
-            inputs = {k: f[k] for k in f.files}
-        with np.load(folder / REFERENCE_OUTPUTS, allow_pickle=False) as f:
-            outputs = {k: f[k] for k in f.files}
-        info = json.loads((folder / REFERENCE_INFO).read_text())
-    except (OSError, ValueError) as exc:
-        raise BadInput(f"cannot read the reference bundle in {folder}: {exc}", "re-run msla-deploy export") from None
+    fix = "re-run msla-deploy export"
+    inputs = load_npz(folder / REFERENCE_INPUTS, fix)
+    outputs = load_npz(folder / REFERENCE_OUTPUTS, fix)
+    info = read_json(folder / REFERENCE_INFO, fix)
     for file, arrays in ((REFERENCE_INPUTS, inputs), (REFERENCE_OUTPUTS, outputs)):
+        if not arrays:
+            raise BadInput(f"{folder / file} holds no arrays", fix)
         for name, array in arrays.items():
-            if not (np.issubdtype(array.dtype, np.number) or array.dtype == np.bool_):
-                raise BadInput(f"{folder / file}: array {name!r} holds {array.dtype} values, not numbers", "re-run msla-deploy export")
+            if array.ndim == 0 or array.shape[0] == 0:
+                raise BadInput(f"{folder / file}: array {name!r} of shape {list(array.shape)} holds no samples", fix)
     _check_info(info, folder / REFERENCE_INFO)
     return ReferenceBundle(inputs=inputs, outputs=outputs, info=info)
 

@@ -28,6 +28,7 @@ from .names import (
     VALIDATION_DIR,
     is_engine_file,
 )
+from .staging import recover_interrupted_swap
 
 POINT_AT = "pass an export directory, a .onnx or a .engine"
 
@@ -233,6 +234,8 @@ def _engines(folder: Path) -> List[Path]:
 def resolve(path: Path) -> Artifact:
     """An Artifact, or BadInput naming what is wrong (checked before anything runs)."""
     path = Path(path)
+    if not path.exists():
+        recover_interrupted_swap(path)  # a directory a killed swap left beside itself comes back
     if not path.exists():
         raise BadInput(f"{path}: no such file or directory", POINT_AT)
     if path.is_dir():

@@ -56,8 +56,12 @@ def staging_path(target: Path, tag: str) -> Path:
 
 def real_target(out: Path, flag: str = "--out") -> Path:
     """The directory to write for `out`: a symbolic link is followed (the link itself is never
-    replaced); a dangling one is refused before anything is created."""
+    replaced); a dangling one is refused before anything is created. `.` and `a/b/..` are
+    made absolute first: the lock and the staging directory go beside the target by its name,
+    and those paths have none (they would land inside it)."""
     out = Path(out)
+    if out.name in ("", ".", "..") or ".." in out.parts:
+        out = Path(os.path.abspath(out))
     if out.is_symlink():
         if not out.exists():
             raise BadInput(
@@ -78,7 +82,7 @@ def export_manifest(directory: Path) -> Tuple[Optional[Dict], str]:
         return None, f"no {MANIFEST_NAME}"
     try:
         data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None, f"its {MANIFEST_NAME} is not readable JSON"
     tool = data.get("tool") if isinstance(data, dict) else None
     fmt = data.get("format") if isinstance(data, dict) else None
@@ -236,6 +240,24 @@ def clean_leftovers(target: Path) -> List[str]:
     return removed
 
 
+def recover_interrupted_swap(directory: Path, command: str = "", on_warning: Optional[Callable[[str], None]] = None) -> None:
+    """Put back a directory that is missing only because a run was killed between the two renames
+    of its swap (its `.old-` copy lies beside it): every command that takes an existing
+    directory calls this before judging whether the directory is there."""
+    if Path(directory).exists() or Path(directory).is_symlink():
+        return
+    target = real_target(directory, "directory")
+    if not target.parent.is_dir():
+        return
+    prefix = f".{target.name}.{OLD_TAG}-"
+    if not any(entry.name.startswith(prefix) for entry in target.parent.iterdir()):
+        return
+    warn = on_warning or (lambda message: None)
+    with directory_lock(target, command):
+        for item in clean_leftovers(target):
+            warn(f"removed a leftover of an interrupted run beside {target}: {item}")
+
+
 def _created_parents(target: Path) -> List[Path]:
     return [p for p in reversed(target.absolute().parents) if not p.exists()]
 
@@ -312,7 +334,7 @@ def protected_paths(root: Path) -> List[Path]:
     if manifest is None and (root / MANIFEST_NAME).is_file():
         try:
             listed = json.loads((root / MANIFEST_NAME).read_text()).get("artifacts")
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, RecursionError):
             listed = None
     else:
         listed = (manifest or {}).get("artifacts")

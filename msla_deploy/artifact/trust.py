@@ -45,9 +45,23 @@ def trusting(*specs: str) -> Iterator[None]:
         _trusted[:] = saved
 
 
+def specs_from_env(text: str) -> List[str]:
+    """The specs in MSLA_DEPLOY_TRUST_MODEL_FILE, os.pathsep-separated. Where that separator is
+    ':' (POSIX) it is also the one inside every FILE.py:FACTORY, so the pieces pair up:
+    'a.py:build:b.py:make' is a.py:build and b.py:make. An odd count cannot be read that way."""
+    pieces = [p for p in text.split(os.pathsep) if p.strip()]
+    if os.pathsep != ":":
+        return pieces
+    if len(pieces) % 2:
+        from ..errors import BadInput
+
+        raise BadInput(f"{TRUST_ENV}={text!r} is not a list of FILE.py:FACTORY specs",
+                       "write FILE.py:FACTORY, several joined by ':' (a.py:build:b.py:make)")
+    return [f"{pieces[i]}:{pieces[i + 1]}" for i in range(0, len(pieces), 2)]
+
+
 def trusted_specs() -> List[str]:
-    from_env = [s for s in os.environ.get(TRUST_ENV, "").split(os.pathsep) if s]
-    return [*_trusted, *from_env]
+    return [*_trusted, *specs_from_env(os.environ.get(TRUST_ENV, ""))]
 
 
 # --- model specs ----------------------------------------------------------------------------------

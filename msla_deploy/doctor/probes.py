@@ -18,15 +18,15 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
 
 from ..artifact.files import package_version
-from ..errors import MissingRuntime, one_line_text
+from ..errors import MissingRuntime, install_extra, one_line_text
 from ..records import to_jsonable
 from ..runtime.onnxruntime import import_onnxruntime  # imports onnxruntime only when called
 
 TOOL_TIMEOUT_S = 5.0
 
 # Fixes named in the report; the TensorRT one is trt/runtime.py's own.
-FIX_TORCH = "pip install torch (the build for this machine: CPU, CUDA, or NVIDIA's Jetson wheel), then pip install 'msla-deploy[export]'"
-FIX_ONNXSCRIPT = "pip install 'msla-deploy[export]' (brings onnxscript)"
+FIX_TORCH = f"pip install torch (the build for this machine: CPU, CUDA, or NVIDIA's Jetson wheel), then {install_extra('export')}"
+FIX_ONNXSCRIPT = f"{install_extra('export')} (brings onnxscript)"
 FIX_ORT = "pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA; on a Jetson NVIDIA's build for its JetPack), never both"
 FIX_POLYGRAPHY = "pip install 'polygraphy>=0.53' (part of the base install)"
 FIX_PILLOW = "pip install Pillow (needed only for .png/.jpg pictures; .npy always works)"

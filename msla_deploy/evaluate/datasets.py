@@ -158,16 +158,21 @@ def _read_label_file(path: Path, table: Optional[np.ndarray]) -> Tuple[np.ndarra
     the caller."""
     if not path.is_file():
         raise BadInput(f"{path}: label missing", "every picture needs its label file, or pass --skip-bad")
-    Image = _pillow()
+    _pillow()
+    fix = "replace the file, or pass --skip-bad"
     try:
-        with Image.open(path) as image:
+        # open_picture: the declared size against the pixel limit before decoding (a label PNG
+        # can be a decompression bomb as well as a photo can)
+        with open_picture(path, fix) as image:
             if image.mode not in ("L", "P", "I", "I;16"):
                 raise BadInput(f"{path}: label PNG has mode {image.mode}, not one channel of class ids", "store labels as 8-bit grey or palette PNGs")
             raw = np.asarray(image)
             mapped = np.asarray(image.point(table.tolist())) if table is not None and image.mode == "L" else None
-            return raw, mapped
     except (OSError, ValueError) as exc:
-        raise BadInput(f"{path}: not a readable label PNG ({exc})", "replace the file, or pass --skip-bad") from None
+        raise BadInput(f"{path}: not a readable label PNG ({exc})", fix) from None
+    if raw.dtype.kind == "i" and raw.size and int(raw.min()) < 0:  # 32-bit labels: a negative id would wrap into a class
+        raise BadInput(f"{path}: label id {int(raw.min())} is negative", fix)
+    return raw, mapped
 
 
 def _label_table(dataset: Dataset) -> Optional[np.ndarray]:

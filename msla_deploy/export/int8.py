@@ -62,7 +62,7 @@ from ..artifact.names import (
     PROBE_PREFIX,
 )
 from ..choices import CALIB_METHODS
-from ..errors import MissingRuntime
+from ..errors import MissingRuntime, install_extra
 from .islands import BOUNDARY_OPS, island_nodes
 
 QUANTIZED_OPS = ("Conv", "ConvTranspose", "Gemm")  # weighted layers: TensorRT's int8 kernels
@@ -79,7 +79,7 @@ def _ort_quantization():
     except ImportError:
         raise MissingRuntime(
             "int8 export needs ONNX Runtime's quantizer (onnxruntime.quantization), which is not importable",
-            "pip install 'msla-deploy[cpu]' (or [gpu]); both wheels ship the quantizer",
+            f"{install_extra('cpu')} (or the gpu extra); both wheels ship the quantizer",
         ) from None
     return quantization
 

@@ -9,7 +9,8 @@ This package imports onnx and numpy only: it runs where PyTorch is not installed
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from pathlib import Path
+from typing import Optional, Tuple, Union
 
 import onnx
 
@@ -29,8 +30,25 @@ def inspect_onnx(model: Union[str, "onnx.ModelProto"], target: Optional[str] = N
     version = trt_support.parse_target(target)  # bad options fail before the model is read
     if dla and version is None:
         raise BadInput("--dla needs --target-trt: DLA support depends on the TensorRT version", "add e.g. --target-trt 10.3")
+    if not isinstance(model, onnx.ModelProto) and version is not None and precision == "auto":
+        model, precision = _what_build_parses(model, version, precision)
     view = view_of(model) if isinstance(model, onnx.ModelProto) else load(model)
     return inspect_view(view, version, precision, dla)
+
+
+def _what_build_parses(model: str, version: trt_support.Target, precision: str) -> Tuple[str, str]:
+    """For an export directory and a TensorRT version: the graph `build` would parse there and the
+    precision it would build it in (on 8.5-10.x an fp16 export builds its fp32 graph weakly typed
+    with the FP16 flag, not its mixed-precision model.onnx). Anything else is inspected as given."""
+    from ..artifact.names import MANIFEST_NAME
+    from ..trt.inputs import load_directory
+    from ..trt.plan import graph_to_build
+
+    if not (Path(model).is_dir() and (Path(model) / MANIFEST_NAME).is_file()):
+        return model, precision
+    inputs = load_directory(Path(model))
+    role, typing, built = graph_to_build(inputs, version.version)
+    return str(inputs.onnx_files[role]), ("fp16" if typing == "weak" and built == "fp16" else precision)
 
 
 def inspect_view(view: ModelView, version: Optional[trt_support.Target], precision: str, dla_requested: bool) -> InspectReport:

@@ -21,6 +21,7 @@ from typing import List, Tuple
 
 import numpy as np
 
+from ..artifact.npfiles import load_npy, npy_declared
 from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import BadInput, MissingRuntime
 from ..limits import check_picture_pixels, open_picture
@@ -71,18 +72,15 @@ def _decode_with_pillow(path: Path) -> np.ndarray:
 
 
 def _load_npy(path: Path) -> np.ndarray:
-    """The array, after its header's shape passed the pixel limit (.npy is not compressed, but a
-    header read first costs nothing and names the problem)."""
-    try:
-        with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-            shape, _, _ = read_header(f)
-        if len(shape) >= 2:
-            check_picture_pixels(str(path), shape[1], shape[0])
-        return np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise BadInput(f"{path}: not a readable .npy array ({exc})", "save it with numpy.save") from None
+    """The array, after its header passed (npfiles: real values, the bytes it stores) and its
+    declared shape is a picture within the pixel limit: H x W, or H x W x C with C <= 4 (every
+    dimension counts: a 3-D array with a huge last axis is no smaller than a huge picture)."""
+    fix = "save it with numpy.save"
+    shape, _ = npy_declared(path, fix)
+    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] > 4):
+        raise BadInput(f"{path}: shape {list(shape)} is not a picture", "store H x W x 3 RGB (channels last)")
+    check_picture_pixels(str(path), shape[1], shape[0])
+    return load_npy(path, fix)
 
 
 def load_rgb(path: Path) -> np.ndarray:

@@ -22,7 +22,7 @@ from ..artifact.files import describe_files, sha256_file
 from ..artifact.manifest import read_manifest_if_any, write_manifest
 from ..artifact.names import MANIFEST_NAME, REFERENCE_DIR
 from ..artifact.reference import ReferenceBundle, read_reference, write_reference
-from ..artifact.staging import staged_update
+from ..artifact.staging import recover_interrupted_swap, staged_update
 from ..errors import BadInput
 from ..progress import Steps
 from .images import PREPROCESSING, list_images, load_rgb, preprocess
@@ -40,6 +40,7 @@ class ReferenceImagesResult:
 def add_reference_images(directory: Path, images_dir: Path, steps: Optional[Steps] = None) -> ReferenceImagesResult:
     steps = steps or Steps()
     directory = Path(directory)
+    recover_interrupted_swap(directory, on_warning=steps.warn)
     if not directory.is_dir() or read_manifest_if_any(directory) is None:
         raise BadInput(f"{directory} is not an export directory (no {MANIFEST_NAME})", "pass the directory msla-deploy export wrote")
     with staged_update(directory, on_warning=steps.warn) as staging:

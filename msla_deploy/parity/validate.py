@@ -9,6 +9,7 @@ is raised before the first file is written; the reports are written only once ev
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -259,15 +260,17 @@ def modified_after_export(target: Target) -> List[str]:
     recorded = artifact.manifest.artifacts
     if not recorded:  # no hashes: nothing proves the files are the export's
         return [f"(every file: {MANIFEST_NAME} records no 'artifacts' hashes)"]
-    root = artifact.directory.resolve()
+    # Paths are compared as named, not resolved: a model.onnx or reference/ that is a symbolic
+    # link to a copy elsewhere is still the export's file by its name, and what it points to is
+    # what gets read, so that is what is hashed (a link must not be a way around the check).
+    root = Path(os.path.abspath(artifact.directory))
     files = [target.model_file]
-    if target.reference_dir.resolve() == root / REFERENCE_DIR:
+    if Path(os.path.abspath(target.reference_dir)) == root / REFERENCE_DIR:
         files += sorted(p for p in target.reference_dir.iterdir() if p.is_file())
     modified = []
     for path in files:
-        try:
-            rel = path.resolve().relative_to(root).as_posix()
-        except ValueError:
+        rel = Path(os.path.relpath(os.path.abspath(path), root)).as_posix()
+        if rel == ".." or rel.startswith("../"):  # outside the directory by name (--reference elsewhere)
             continue
         entry = recorded.get(rel)
         if not isinstance(entry, dict) or not entry.get("sha256"):

@@ -9,6 +9,7 @@ a server that stops answering is MissingRuntime (exit 3) with the reason, never 
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Dict, Optional, Tuple
 
@@ -16,13 +17,13 @@ import numpy as np
 
 from ..artifact.graph import TensorSpec
 from ..artifact.names import TRITON_SCHEME
-from ..errors import BadInput, MissingRuntime, one_line_text
+from ..errors import BadInput, MissingRuntime, install_extra, one_line_text
 from .session import Session
 
 DEFAULT_PORT = 8001  # Triton's gRPC port
 DEFAULT_TIMEOUT_S = 30.0
 BACKEND = "triton"
-INSTALL_FIX = "pip install 'msla-deploy[serve]' (tritonclient and nvidia-pytriton)"
+INSTALL_FIX = f"{install_extra('serve')}: tritonclient and nvidia-pytriton"
 
 # numpy dtype name -> KServe v2 datatype; Triton's config enum is "TYPE_" + the same word
 KSERVE_DTYPES = {
@@ -47,6 +48,10 @@ def is_triton_target(target) -> bool:
     return isinstance(target, str) and target.startswith(TRITON_SCHEME)
 
 
+# a DNS name or IPv4 address (labels of letters, digits and '-', not starting with '-'), or an IPv6 address
+_HOST_OK = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*|[0-9A-Fa-f:.%]+")
+
+
 def parse_target(url: str) -> Tuple[str, int, Optional[str]]:
     """triton://HOST[:PORT][/MODEL] -> (host, port, model or None)."""
     if not is_triton_target(url):
@@ -56,13 +61,21 @@ def parse_target(url: str) -> Tuple[str, int, Optional[str]]:
     model = model.strip("/") or None
     if model is not None and "/" in model:
         raise BadInput(f"{url!r}: a model name has no '/'", "write triton://HOST:PORT/MODEL")
+    if model is not None:
+        from ..serve.model_io import check_model_name
+
+        check_model_name(model)
     if address.startswith("["):  # [::1]:8001
-        host, _, port_text = address[1:].partition("]")
-        port_text = port_text.lstrip(":")
+        host, closed, port_text = address[1:].partition("]")
+        if not closed or (port_text and not port_text.startswith(":")):
+            raise BadInput(f"{url!r}: an IPv6 address is written [ADDRESS]:PORT", "write e.g. triton://[::1]:8001")
+        port_text = port_text[1:]
     else:
         host, _, port_text = address.partition(":")
     if not host:
         raise BadInput(f"{url!r} names no host", "write triton://HOST:PORT[/MODEL], e.g. triton://127.0.0.1:8001")
+    if not _HOST_OK.fullmatch(host):
+        raise BadInput(f"{url!r}: {host!r} is not a host name or address", "write triton://HOST:PORT[/MODEL], e.g. triton://127.0.0.1:8001")
     try:
         port = int(port_text) if port_text else DEFAULT_PORT
     except ValueError:

@@ -17,7 +17,7 @@ __all__ = ["MAX_QUEUE_DELAY_US", "Artifact", "BatchLayout", "TensorSpec", "batch
            "open_artifact"]
 
 # what Triton accepts as a model name
-_NAME_OK = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def open_artifact(path: Path) -> Artifact:
@@ -25,7 +25,9 @@ def open_artifact(path: Path) -> Artifact:
 
 
 def check_model_name(name: str) -> str:
-    if not _NAME_OK.match(name or ""):
+    """A name Triton can serve and a folder can carry (fullmatch: `$` alone would let a trailing
+    newline through, into config.pbtxt and the repository's folder name)."""
+    if not _NAME_OK.fullmatch(name or ""):
         raise BadInput(f"model name {name!r} is not usable by Triton", "use letters, digits, '.', '_' and '-' (--name)")
     return name
 

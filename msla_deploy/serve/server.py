@@ -31,7 +31,7 @@ import numpy as np
 
 from ..artifact.files import package_version
 from ..artifact.names import TRITON_SCHEME
-from ..errors import BadInput, MissingRuntime, one_line_text
+from ..errors import BadInput, MissingRuntime, install_extra, one_line_text
 from . import deps
 from .model_io import MAX_QUEUE_DELAY_US, Artifact, BatchLayout, TensorSpec, batch_layout, check_model_name, default_name, open_artifact
 
@@ -257,7 +257,7 @@ def _start_triton(pytriton, art: Artifact, session, *, host: str, port: int, mod
                 triton.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         raise MissingRuntime(f"Triton server could not start on {host}:{port}: {reason}",
-                             "check that nvidia-pytriton installed whole (pip install 'msla-deploy[serve]')") from None
+                             f"check that nvidia-pytriton installed whole ({install_extra('serve')})") from None
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return Server(url=f"{TRITON_SCHEME}{address}/{model}", host=host, port=port, model=model, artifact=Path(art.path),
                   inputs=inputs, outputs=outputs, batching=batching, runner=session.describe(), log_file=log_file,

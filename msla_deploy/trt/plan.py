@@ -253,6 +253,14 @@ def _pick_onnx(options: BuildOptions, model: ModelInput, typing: str, version: T
     return "fp32"
 
 
+def graph_to_build(model: ModelInput, version: TrtVersion) -> Tuple[str, str, str]:
+    """(graph role, typing, precision) a plain `msla-deploy build DIR` parses for this version:
+    what `inspect DIR --target-trt` must check, so that the two never look at different graphs."""
+    options = resolve_options(BuildOptions(source=model.source), model)
+    typing = _typing(options, version)
+    return _pick_onnx(options, model, typing, version), typing, options.precision or "fp32"
+
+
 def resolve_options(options: BuildOptions, model: ModelInput) -> BuildOptions:
     """Fill what defaults to the export: the precision (an fp16 export builds fp16)."""
     if options.precision is None:

@@ -1,0 +1,340 @@
+"""Issue 25: every malformed file is exit 2 with one line, judged by what it declares.
+
+Each test names the class of input it guards; each failed (internal error, exit 1, or a wrong
+acceptance) before the fix it came with. One b0 export at 64x128 is shared by the module and
+copied by the tests that change it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from msla_deploy.artifact.npfiles import load_npy, load_npz
+from msla_deploy.cli import app
+from msla_deploy.errors import BadInput
+from tests.fixtures import export_random_b0, one_error_line
+
+runner = CliRunner()
+
+
+def cli(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def b0(tmp_path_factory) -> Path:
+    return export_random_b0(tmp_path_factory.mktemp("hardening-b0"))
+
+
+def copy_of(artifact: Path, where: Path) -> Path:
+    shutil.copytree(artifact, where)
+    return where
+
+
+def forged_npy(shape, descr: str = "<f4", payload: bytes = b"") -> bytes:
+    """A .npy whose header declares `shape` but which stores only `payload`."""
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buffer.getvalue() + payload
+
+
+def forged_npz(path: Path, **members: bytes) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in members.items():
+            archive.writestr(f"{name}.npy", data)
+    return path
+
+
+# --- numpy files: refused from their headers ---------------------------------------------------
+
+def test_an_npz_declaring_a_huge_array_is_refused_before_allocation(tmp_path):
+    path = forged_npz(tmp_path / "bomb.npz", input=forged_npy((100000, 100000, 6)))
+    assert path.stat().st_size < 400  # a few hundred bytes that declare 223 GiB
+    with pytest.raises(BadInput, match=r"declares \[100000, 100000, 6\] float32 .* truncated or forged"):
+        load_npz(path, "fix")
+
+
+def test_an_honest_array_larger_than_memory_is_refused_from_its_header(tmp_path, monkeypatch):
+    from msla_deploy import limits
+
+    np.save(tmp_path / "a.npy", np.zeros((64, 64), np.float32))
+    monkeypatch.setattr(limits, "available_memory", lambda: 1000)  # less than the 16 KiB it declares
+    with pytest.raises(BadInput, match="needs about"):
+        load_npy(tmp_path / "a.npy", "fix")
+
+
+@pytest.mark.parametrize("dtype", [np.complex64, np.complex128])
+def test_complex_arrays_are_refused_not_truncated_to_their_real_part(tmp_path, dtype):
+    np.save(tmp_path / "c.npy", np.zeros((2, 2), dtype))
+    with pytest.raises(BadInput, match="complex values"):
+        load_npy(tmp_path / "c.npy", "fix")
+
+
+def test_the_reference_bundle_refuses_forged_truncated_empty_and_complex_arrays(b0, tmp_path):
+    cases = {
+        "forged": lambda p: forged_npz(p, input=forged_npy((100000, 100000, 6))),
+        "truncated": lambda p: p.write_bytes((b0 / "reference" / "inputs.npz").read_bytes()[:300]),
+        "zero samples": lambda p: np.savez(p, input=np.zeros((0, 3, 64, 128), np.float32)),
+        "no arrays": lambda p: np.savez(p),
+        "complex": lambda p: np.savez(p, input=np.zeros((1, 3, 64, 128), np.complex64)),
+    }
+    expected = {"forged": "truncated or forged", "truncated": "not a readable .npz", "zero samples": "holds no samples",
+                "no arrays": "holds no arrays", "complex": "complex values"}
+    for case, write in cases.items():
+        a = copy_of(b0, tmp_path / case.replace(" ", "-"))
+        write(a / "reference" / "inputs.npz")
+        result = cli("validate", a, "--allow-modified")
+        assert result.exit_code == 2, (case, result.output)
+        assert expected[case] in one_error_line(result), case
+
+
+def test_an_npy_picture_is_judged_by_every_dimension_it_declares(tmp_path, monkeypatch):
+    from msla_deploy import limits
+    from msla_deploy.parity.images import load_rgb
+
+    path = tmp_path / "wide.npy"
+    path.write_bytes(forged_npy((100, 100, 10**9), "|u1"))  # 100x100 "pixels" of a billion channels
+    with pytest.raises(BadInput, match="truncated or forged"):
+        load_rgb(path)
+    np.save(path, np.zeros((4, 4, 7), np.uint8))  # an honest file of a shape no picture has
+    with pytest.raises(BadInput, match="is not a picture"):
+        load_rgb(path)
+    np.save(path, np.zeros((300, 300, 3), np.uint8))
+    monkeypatch.setattr(limits, "MAX_PICTURE_PIXELS", 50000)
+    with pytest.raises(BadInput, match="megapixels"):
+        load_rgb(path)
+
+
+# --- JSON that is data, not a crash ------------------------------------------------------------
+
+def test_deeply_nested_json_in_a_manifest_or_reference_is_exit_2(b0, tmp_path):
+    for target in ("manifest.json", "reference/reference.json"):
+        a = copy_of(b0, tmp_path / target.replace("/", "-"))
+        (a / target).write_text("[" * 100000 + "]" * 100000)
+        result = cli("validate", a, "--allow-modified")
+        assert result.exit_code == 2, (target, result.output)
+        assert "nested too deeply" in one_error_line(result)
+
+
+@pytest.mark.parametrize("key, value, problem", [
+    ("batch", 0, "--batch 0"),
+    ("resolution", [-5, 128], "-5x128"),
+    ("resolution", [100000000, 100000000], "megapixels"),
+    ("head", "foo", "--head 'foo'"),
+    ("opset", 3, "--opset 3"),
+])
+def test_manifest_option_values_out_of_range_are_exit_2(b0, tmp_path, key, value, problem):
+    a = copy_of(b0, tmp_path / "a")
+    manifest = json.loads((a / "manifest.json").read_text())
+    manifest["options"][key] = value
+    (a / "manifest.json").write_text(json.dumps(manifest))
+    result = cli("validate", a, "--allow-modified")
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert "manifest options" in line and problem in line
+
+
+# --- pictures and labels -----------------------------------------------------------------------
+
+def _folder_dataset(root: Path, label: np.ndarray, mode: str = "L") -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    Image.fromarray(np.full((64, 128, 3), 90, np.uint8)).save(root / "images" / "a.png")
+    # a 32-bit label cannot be a PNG; Pillow reads by content, so a TIFF under the label's name is one
+    Image.fromarray(label, mode).save(root / "labels" / "a.png", format="TIFF" if mode == "I" else "PNG")
+    return root
+
+
+def test_a_negative_id_in_a_32_bit_label_is_exit_2_not_a_wrapped_class(b0, tmp_path):
+    label = np.zeros((64, 128), np.int32)
+    label[0, 0] = -255  # as uint8 this would be class 1
+    data = _folder_dataset(tmp_path / "d", label, "I")
+    result = cli("evaluate", b0, "--data", data, "--dataset", "folder", "--backend", "ort-cpu")
+    assert result.exit_code == 2, result.output
+    assert "label id -255 is negative" in one_error_line(result)
+
+
+def test_a_label_decompression_bomb_is_refused_even_with_skip_bad(b0, tmp_path, monkeypatch):
+    from msla_deploy import limits
+
+    data = _folder_dataset(tmp_path / "d", np.zeros((64, 128), np.uint8))
+    Image.fromarray(np.full((64, 128, 3), 90, np.uint8)).save(data / "images" / "b.png")
+    Image.fromarray(np.zeros((300, 300), np.uint8)).save(data / "labels" / "b.png")  # 90000 pixels
+    monkeypatch.setattr(limits, "MAX_PICTURE_PIXELS", 50000)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20000)  # Pillow's own guard: an error above twice this
+    result = cli("evaluate", b0, "--data", data, "--dataset", "folder", "--backend", "ort-cpu", "--skip-bad", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert [s["image"] for s in report["skipped"]] == ["b"] or len(report["skipped"]) == 1, report["skipped"]
+
+
+def test_a_grey_photo_among_the_calibration_pictures_is_calibrated_on(tmp_path):
+    from msla_deploy.export.calibration import load_calibration
+
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    Image.fromarray(np.full((40, 60, 3), 120, np.uint8)).save(folder / "colour.png")
+    Image.fromarray(np.full((40, 60), 200, np.uint8)).save(folder / "grey.png")  # a black-and-white photo
+    calibration = load_calibration(folder, 64, 128, count=2)
+    assert calibration.inputs.shape == (2, 3, 64, 128)
+    grey = calibration.inputs[1]
+    assert np.allclose(grey * np.array([0.229, 0.224, 0.225])[:, None, None] + np.array([0.485, 0.456, 0.406])[:, None, None],
+                       200 / 255, atol=1e-3)
+
+
+def test_a_calibration_picture_bomb_is_exit_2(tmp_path, monkeypatch):
+    from msla_deploy import limits
+    from msla_deploy.export.calibration import load_calibration
+
+    folder = tmp_path / "calib"
+    folder.mkdir()
+    Image.fromarray(np.zeros((300, 300, 3), np.uint8)).save(folder / "big.png")  # 90000 pixels
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 20000)  # Pillow's own guard: an error above 40000
+    with pytest.raises(BadInput, match="decompression bomb"):
+        load_calibration(folder, 64, 128, count=1)
+    monkeypatch.setattr(limits, "MAX_PICTURE_PIXELS", 50000)  # ours, checked first
+    with pytest.raises(BadInput, match="megapixels"):
+        load_calibration(folder, 64, 128, count=1)
+
+
+# --- things that do not do what they say ------------------------------------------------------
+
+TINY = """
+import torch
+from torch import nn
+
+
+def build():
+    torch.manual_seed(0)
+    return nn.Conv2d(3, 4, 1)
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("tiny") / "tiny_model.py"
+    path.write_text(TINY)
+    return path
+
+
+def test_the_trust_variable_can_name_file_py_factory_specs(monkeypatch):
+    from msla_deploy.artifact.trust import TRUST_ENV, trusted_specs
+
+    monkeypatch.setenv(TRUST_ENV, "/models/a.py:build:nets/b.py:make")
+    assert trusted_specs() == ["/models/a.py:build", "nets/b.py:make"]
+    monkeypatch.setenv(TRUST_ENV, "/models/a.py:build:nets/b.py")
+    with pytest.raises(BadInput, match="not a list of FILE.py:FACTORY"):
+        trusted_specs()
+
+
+def test_reference_inputs_puts_back_a_directory_a_killed_swap_left_aside(tiny, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    assert cli("export", "-m", f"{tiny}:build", "--res", "64x64", "--out", out).exit_code == 0
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(child.stdout)  # a process that is gone: its leftovers are fair game
+    os.replace(out, tmp_path / f".out.old-{pid}")  # the state after the first rename of a swap
+    pictures = tmp_path / "pics"
+    pictures.mkdir()
+    Image.fromarray(np.full((64, 64, 3), 30, np.uint8)).save(pictures / "p.png")
+    result = cli("--trust-model-file", f"{tiny}:build", "reference", "--inputs", pictures, out)
+    assert result.exit_code == 0, result.output
+    assert (out / "manifest.json").is_file()
+    assert not list(tmp_path.glob(".out.*"))
+
+
+@pytest.mark.parametrize("spelling", [".", "sub/.."])
+def test_out_dot_keeps_the_lock_and_staging_beside_the_target(tiny, tmp_path, monkeypatch, spelling):
+    target = tmp_path / "target"
+    (target / "sub").mkdir(parents=True)
+    monkeypatch.chdir(target)
+    result = cli("export", "-m", f"{tiny}:build", "--res", "64x64", "--out", spelling, "--overwrite")
+    assert result.exit_code == 2, result.output  # it holds a folder that is not an export: protected
+    assert sorted(p.name for p in target.iterdir()) == ["sub"]  # no lock, no staging inside
+    (target / "sub").rmdir()
+    result = cli("export", "-m", f"{tiny}:build", "--res", "64x64", "--out", "." if spelling == "." else str(tmp_path / "target"))
+    assert result.exit_code == 0, result.output
+    assert not [p.name for p in target.iterdir() if p.name.startswith(".")]
+
+
+def test_install_hints_name_what_a_checkout_or_wheel_install_takes():
+    """msla-deploy is not on PyPI: no message may send a user to `pip install 'msla-deploy[...]'`."""
+    import re
+
+    from msla_deploy.runtime.triton import INSTALL_FIX
+
+    package = Path(__file__).resolve().parents[1] / "msla_deploy"
+    offenders = [f"{p.relative_to(package)}:{n}" for p in package.rglob("*.py")
+                 for n, line in enumerate(p.read_text().splitlines(), 1) if re.search(r"install '?msla-deploy\[", line)]
+    assert offenders == []
+    assert "pip install -e '.[serve]'" in INSTALL_FIX and "numpy" in INSTALL_FIX
+
+
+@pytest.mark.parametrize("url, problem", [
+    ("triton://[::1", "IPv6"),
+    ("triton://host name:8001", "not a host name"),
+    ("triton://127.0.0.1:8001/a b", "not usable by Triton"),
+    ("triton://127.0.0.1:8001/m\n", "not usable by Triton"),
+    ("triton://-bad:8001", "not a host name"),
+])
+def test_a_malformed_triton_url_is_bad_input_not_an_unreachable_server(b0, url, problem):
+    result = cli("validate", b0, "--backend", url)
+    assert result.exit_code == 2, result.output
+    assert problem in one_error_line(result)
+
+
+def test_a_newline_in_a_triton_model_name_is_refused(b0, tmp_path):
+    result = cli("package", b0, "--triton", tmp_path / "repo", "--name", "b0\n")
+    assert result.exit_code == 2, result.output
+    assert "not usable by Triton" in one_error_line(result)
+    assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
+
+
+def test_inspect_of_a_directory_checks_the_graph_build_parses_for_that_version(tmp_path):
+    """TensorRT 10.3 (JetPack 6) builds an fp16 export's fp32 graph weakly typed with the FP16
+    flag; 10.13 and 11 build its mixed-precision model.onnx strongly typed."""
+    art = export_random_b0(tmp_path, "f16", precision="fp16")
+    for target, graph, typing in (("10.3", "model_fp32.onnx", "weak"), ("10.13", "model.onnx", "strong"), ("11", "model.onnx", "strong")):
+        result = cli("inspect", art, "--target-trt", target, "--json")
+        info = json.loads(result.stdout)["info"]
+        assert Path(info["model"]).name == graph, target
+        assert info["precision"]["typing"] == typing, target
+
+
+# --- tampering through a symlink ---------------------------------------------------------------
+
+@pytest.mark.parametrize("what", ["model.onnx", "reference"])
+def test_a_symlink_to_a_changed_copy_is_tampering(b0, tmp_path, what):
+    a = copy_of(b0, tmp_path / "a")
+    elsewhere = tmp_path / "elsewhere"
+    if what == "model.onnx":
+        import onnx
+
+        model = onnx.load(str(a / what))
+        model.producer_version = "changed"
+        elsewhere.mkdir()
+        onnx.save(model, str(elsewhere / what))
+    else:
+        shutil.copytree(a / what, elsewhere / what)
+        data = dict(np.load(elsewhere / what / "inputs.npz"))
+        data["input"] = data["input"] + 0.5
+        np.savez(elsewhere / what / "inputs.npz", **data)
+    target = a / what
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    target.symlink_to(elsewhere / what, target_is_directory=what == "reference")
+    result = cli("validate", a)
+    assert result.exit_code == 1, result.output
+    assert "modified after export" in one_error_line(result)
+    assert (cli("validate", a, "--allow-modified").exit_code in (0, 1))  # allowed: judged as it is now
