@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Dict, Iterable, List, Optional
+from typing import Any, Iterable, List, Optional
 
 from rich.console import Console
 from rich.markup import escape
@@ -69,68 +69,70 @@ def _fmt(value: Optional[float], spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def parity_table(outputs: Iterable[Dict], budget: Dict, title: str) -> Table:
-    """One row per metric, one column per output: stays readable in an 80-column terminal."""
+def parity_table(outputs: Iterable[Any], budget: Any, title: str) -> Table:
+    """One row per metric, one column per output: stays readable in an 80-column terminal.
+    `outputs` are parity.records.OutputRow, `budget` a parity.budgets.Budget."""
     outputs = list(outputs)
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
     for o in outputs:
-        table.add_column(o["name"], justify="right")
+        table.add_column(o.name, justify="right")
     table.add_column("budget", style="dim")
-    rel = budget.get("max_abs_rel")
+    rel = budget.max_abs_rel
     rows = [
-        ("max abs error", lambda o: _fmt(o["max_abs"], ".3g"), f"<= {rel:.10g} x peak + {budget['max_abs_floor']:.10g}" if rel is not None else ""),
-        ("  / peak |ref|", lambda o: _fmt(o["relative_max_abs"], ".2e"), ""),
-        ("mean abs error", lambda o: _fmt(o["mean_abs"], ".3g"), ""),
-        ("p99 abs error", lambda o: _fmt(o["p99_abs"], ".3g"), ""),
-        ("cosine", lambda o: _fmt(o["cosine"], ".7f"), f">= {budget['min_cosine']:.10g}"),
-        ("NaN / Inf", lambda o: f"{o['nan_count']} / {o['inf_count']}", "0 / 0" if not budget.get("allow_nonfinite") else ""),
-        ("argmax agreement", lambda o: "-" if o["argmax_agreement"] is None else f"{100 * o['argmax_agreement']:.3f}%",
-         f">= {100 * budget['min_argmax_agreement']:.10g}%"),
-        ("verdict", lambda o: "[green]pass[/]" if o["passed"] else "[bold red]FAIL[/]", ""),
+        ("max abs error", lambda o: _fmt(o.max_abs, ".3g"), f"<= {rel:.10g} x peak + {budget.max_abs_floor:.10g}" if rel is not None else ""),
+        ("  / peak |ref|", lambda o: _fmt(o.relative_max_abs, ".2e"), ""),
+        ("mean abs error", lambda o: _fmt(o.mean_abs, ".3g"), ""),
+        ("p99 abs error", lambda o: _fmt(o.p99_abs, ".3g"), ""),
+        ("cosine", lambda o: _fmt(o.cosine, ".7f"), f">= {budget.min_cosine:.10g}"),
+        ("NaN / Inf", lambda o: f"{o.nan_count} / {o.inf_count}", "0 / 0" if not budget.allow_nonfinite else ""),
+        ("argmax agreement", lambda o: "-" if o.argmax_agreement is None else f"{100 * o.argmax_agreement:.3f}%",
+         f">= {100 * budget.min_argmax_agreement:.10g}%"),
+        ("verdict", lambda o: "[green]pass[/]" if o.passed else "[bold red]FAIL[/]", ""),
     ]
     # a metric no output has (label maps have no error or cosine) is left out, budget and all
     measured = {"max abs error": "max_abs", "  / peak |ref|": "relative_max_abs", "mean abs error": "mean_abs",
                 "p99 abs error": "p99_abs", "cosine": "cosine", "argmax agreement": "argmax_agreement"}
     for label, cell, limit in rows:
         key = measured.get(label)
-        if key is not None and all(o.get(key) is None for o in outputs):
+        if key is not None and all(getattr(o, key) is None for o in outputs):
             continue
         table.add_row(label, *(cell(o) for o in outputs), limit)
     return table
 
 
-def _budget_summary(budget: Dict, labels_only: bool = False) -> str:
+def _budget_summary(budget: Any, labels_only: bool = False) -> str:
     """The budget in a few words; a check of labels outputs only has no error or cosine to bound."""
     parts = []
-    if budget.get("max_abs_rel") is not None and not labels_only:
-        parts.append(f"err <= {budget['max_abs_rel']:.10g}*peak")
+    if budget.max_abs_rel is not None and not labels_only:
+        parts.append(f"err <= {budget.max_abs_rel:.10g}*peak")
     if not labels_only:
-        parts.append(f"cos >= {budget['min_cosine']:.10g}")
-    parts.append(f"agree >= {100 * budget['min_argmax_agreement']:.10g}%")
+        parts.append(f"cos >= {budget.min_cosine:.10g}")
+    parts.append(f"agree >= {100 * budget.min_argmax_agreement:.10g}%")
     return ", ".join(parts)
 
 
-def checks_table(checks: List[Dict], title: str) -> Table:
-    """Several parity checks of one output side by side (e.g. ONNX Runtime fp16, fp16 proxy, fp32)."""
+def checks_table(checks: List[Any], title: str) -> Table:
+    """Several parity checks (parity.records.ParityCheck) of one output side by side (e.g. ONNX
+    Runtime fp16, fp16 proxy, fp32)."""
     if len(checks) == 1:
-        return parity_table(checks[0]["outputs"], checks[0]["budget"], f"{title}: {checks[0]['label']}")
+        return parity_table(checks[0].outputs, checks[0].budget, f"{title}: {checks[0].label}")
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
-    columns = [(c, o) for c in checks for o in c["outputs"]]
+    columns = [(c, o) for c in checks for o in c.outputs]
     for check, o in columns:
-        table.add_column(check["label"] + ("" if len(check["outputs"]) == 1 else f" {o['name']}"), justify="right")
+        table.add_column(check.label + ("" if len(check.outputs) == 1 else f" {o.name}"), justify="right")
     rows = [
-        ("max abs / peak", lambda o: _fmt(o["relative_max_abs"], ".2e")),
-        ("p99 abs error", lambda o: _fmt(o["p99_abs"], ".3g")),
-        ("cosine", lambda o: _fmt(o["cosine"], ".6f")),
-        ("NaN / Inf", lambda o: f"{o['nan_count']} / {o['inf_count']}"),
-        ("argmax agreement", lambda o: "-" if o["argmax_agreement"] is None else f"{100 * o['argmax_agreement']:.2f}%"),
-        ("verdict", lambda o: "[green]pass[/]" if o["passed"] else "[bold red]FAIL[/]"),
+        ("max abs / peak", lambda o: _fmt(o.relative_max_abs, ".2e")),
+        ("p99 abs error", lambda o: _fmt(o.p99_abs, ".3g")),
+        ("cosine", lambda o: _fmt(o.cosine, ".6f")),
+        ("NaN / Inf", lambda o: f"{o.nan_count} / {o.inf_count}"),
+        ("argmax agreement", lambda o: "-" if o.argmax_agreement is None else f"{100 * o.argmax_agreement:.2f}%"),
+        ("verdict", lambda o: "[green]pass[/]" if o.passed else "[bold red]FAIL[/]"),
     ]
     for label, cell in rows:
         table.add_row(label, *(cell(o) for _, o in columns))
-    table.caption = "budgets: " + "; ".join(f"{c['label']}: {_budget_summary(c['budget'], all(o.get('labels') for o in c['outputs']))}" for c in checks)
+    table.caption = "budgets: " + "; ".join(f"{c.label}: {_budget_summary(c.budget, all(o.labels for o in c.outputs))}" for c in checks)
     table.caption_justify = "left"
     return table
 

@@ -26,6 +26,7 @@ import typing
 from pathlib import Path
 from typing import Any, ClassVar, Dict, Mapping, Type, TypeVar
 
+from .atomic import write_bytes_atomic
 from .errors import BadInput
 
 R = TypeVar("R", bound="Record")
@@ -182,8 +183,6 @@ class Record:
         return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
 
     def write(self, path: Path) -> Path:
-        from .artifact.files import write_bytes_atomic
-
         write_bytes_atomic(Path(path), (self.to_json() + "\n").encode())
         return Path(path)
 

@@ -180,3 +180,24 @@ def test_entry_point_in_a_fresh_process(fp32_dir):
     if not _has_tensorrt():
         missing = subprocess.run([sys.executable, "-m", "msla_deploy", "build", str(fp32_dir)], capture_output=True, text=True)
         assert missing.returncode == 3 and "Traceback" not in missing.stderr and missing.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("fake_trt", ["10.3.0"], indirect=True)
+def test_a_build_renders_its_record(tmp_path, fake_trt):
+    """A whole build on the fake TensorRT (tests/trt_fake.py): --json is the record as the manifest holds it, the table reads it."""
+    from msla_deploy.artifact.builds import BuildRecord
+
+    from .test_build_plan import make_export_dir
+
+    directory = make_export_dir(tmp_path / "e", "fp16")
+    result = build(directory, "--json")
+    assert result.exit_code == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["record_file"] == str(directory / "manifest.json")
+    assert shown["record"] == read_manifest(directory)["builds"][0]
+    record = BuildRecord.from_dict(shown["record"])
+    assert record.engine_file == "model_fp16_trt10.3.engine" and record.precision == "fp16" and record.typing == "weak"
+    table = build(directory)  # a second build: the timing cache is loaded
+    assert table.exit_code == 0, table.stderr
+    for text in ("model_fp16_trt10.3.engine", f"sha256 {record.engine.sha256[:16]}", "loaded and updated", "fp32 layers", "recorded in"):
+        assert text in table.stdout, text

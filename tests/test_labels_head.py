@@ -231,7 +231,7 @@ def test_fp16_export_keeps_the_resize_in_the_logits_dtype(tmp_path):
         resize = made[made[made[LABELS_NAME].input[0]].input[0]]
         assert resize.op_type == "Resize" and types[resize.input[0]] == dtype == types[resize.output[0]], name
         assert [o.name for o in model.graph.output] == [LABELS_NAME] and types[LABELS_NAME] == TensorProto.INT32
-    labels = [o for c in result.parity["checks"] for o in c["outputs"]]
+    labels = [o for c in result.parity.to_dict()["checks"] for o in c["outputs"]]
     assert {o["name"] for o in labels} == {LABELS_NAME} and all(o["argmax_agreement"] >= 0.995 for o in labels)
 
 

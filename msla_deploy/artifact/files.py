@@ -8,11 +8,12 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import platform
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
+
+from ..atomic import write_bytes_atomic  # noqa: F401  (below records, which write with it; imported from here by every stage)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -47,19 +48,6 @@ def environment(packages: Iterable[str] = PACKAGES) -> Dict[str, Any]:
         "machine": platform.machine(),
         "packages": {name: package_version(name) for name in packages},
     }
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write to a temp file beside `path`, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def strict_json_value(data: Any) -> Any:

@@ -15,9 +15,10 @@ import json
 import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from ..errors import BadInput
+from .builds import BuildRecord, read_builds
 from .files import write_json_atomic
 from .names import MANIFEST_FORMAT, MANIFEST_NAME, ONNX_NAME
 from .options import ExportOptions
@@ -82,37 +83,6 @@ class PrecisionRecord:
             "upsample": self.upsample, "fp16_guards": self.fp16_guards, "onnx_files": dict(self.onnx_files),
             "fp32_nodes": list(self.fp32_nodes), **self.extra,
         }
-
-
-@dataclass
-class BuildRecord:
-    """One `msla-deploy build` of an engine (its full record is kept as written)."""
-
-    data: Dict[str, Any]
-
-    @property
-    def engine_file(self) -> str:
-        return str((self.data.get("engine") or {}).get("file", ""))
-
-    @property
-    def onnx_file(self) -> Optional[str]:
-        return (self.data.get("onnx") or {}).get("file")
-
-    @property
-    def precision(self) -> Optional[str]:
-        return self.data.get("precision")
-
-    @property
-    def typing(self) -> Optional[str]:
-        return self.data.get("typing")
-
-    @property
-    def version_compatible(self) -> bool:
-        return bool((self.data.get("options") or {}).get("version_compatible"))
-
-    @property
-    def dla_core(self) -> Optional[int]:
-        return (self.data.get("dla") or {}).get("core")
 
 
 _KNOWN = (
@@ -183,7 +153,7 @@ class Manifest:
         if self.artifacts is not None:
             data["artifacts"] = self.artifacts
         if self.builds:
-            data["builds"] = [b.data for b in self.builds]
+            data["builds"] = [b.to_dict() for b in self.builds]
         data.update(self.extra)
         # a section the file did not have and nobody set is not invented on the way back
         defaults = Manifest()
@@ -242,8 +212,7 @@ class Manifest:
                 relative_inside(rel, "an 'artifacts' entry", path)
                 _expect(entry, dict, f"artifacts[{rel!r}]", path)
             m.artifacts = artifacts
-        builds = _expect(data.get("builds") or [], list, "builds", path)
-        m.builds = [BuildRecord(_expect(b, dict, "a 'builds' entry", path)) for b in builds]
+        m.builds = read_builds(data.get("builds"), str(path))
         for i, b in enumerate(m.builds):  # the ONNX a build names is the artifact's own (localize rebuilds from it)
             if b.onnx_file is not None:
                 relative_inside(b.onnx_file, f"builds[{i}].onnx.file", path)
@@ -304,19 +273,3 @@ def write_manifest(directory: Path, manifest: Manifest) -> Path:
     path = manifest_path(directory)
     write_json_atomic(path, manifest.to_dict())
     return path
-
-
-def read_json_record(path: Path) -> Dict[str, Any]:
-    """A small JSON record beside an artifact (build.json): {} when absent; ManifestError if broken."""
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise ManifestError(f"{path} is not readable JSON ({exc})", "delete it, or copy it again") from None
-    return _expect(data, dict, "the record", path)
-
-
-def build_records(data: Mapping[str, Any], path: Path) -> List[BuildRecord]:
-    builds = _expect(data.get("builds") or [], list, "builds", path)
-    return [BuildRecord(_expect(b, dict, "a 'builds' entry", path)) for b in builds]

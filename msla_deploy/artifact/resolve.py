@@ -15,9 +15,9 @@ import onnx
 
 from ..errors import BadInput
 from . import graph as G
-from .manifest import BuildRecord, Manifest, build_records, read_json_record, read_manifest_if_any
+from .builds import BuildRecord, BuildsFile
+from .manifest import Manifest, read_manifest_if_any
 from .names import (
-    BUILD_RECORD_NAME,
     META_MODEL,
     META_NUM_CLASSES,
     META_PRECISION,
@@ -94,9 +94,9 @@ class Artifact:
         """What `msla-deploy build` recorded about this engine: in the export's manifest, or in
         build.json beside an engine built from a bare ONNX. The latest record wins."""
         records = list(self.manifest.builds) if self.manifest is not None else []
-        beside = engine.parent / BUILD_RECORD_NAME
-        if not records and beside.is_file():
-            records = build_records(read_json_record(beside), beside)
+        beside = BuildsFile.read_beside(engine) if not records else None
+        if beside is not None:
+            records = beside.builds
         mine = [r for r in records if Path(r.engine_file).name == engine.name]
         return mine[-1] if mine else None
 

@@ -132,8 +132,8 @@ def export_command(
             ("swapped", ", ".join(f"{r['path'] or '<root>'} ({r['source'].rsplit('.', 1)[-1]}, eps {r['eps']:g})" for r in swapped) or "none needed"),
             ("written", str(result.directory)),
         ]))
-        out.print(checks_table(parity["checks"], "Parity against PyTorch fp32"))
-        for note in sorted({o["vacuous_note"] for c in parity["checks"] for o in c["outputs"] if o.get("vacuous_note")}):
+        out.print(checks_table(parity.checks, "Parity against PyTorch fp32"))
+        for note in sorted({o.vacuous_note for c in parity.checks for o in c.outputs if o.vacuous_note}):
             out.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
         if int8_info and int8_info.get("sensitivity", {}).get("file"):
             _print_sensitivity(result.directory / int8_info["sensitivity"]["file"])
@@ -143,7 +143,7 @@ def export_command(
                 err.print(f"[{'red' if finding['severity'] == 'error' else 'yellow'}]{finding['severity']}:[/] {file}: {finding['check']} at {where}: "
                           f"{finding['detail']}", highlight=False)
     if not result.passed:
-        failures = "; ".join(f"{c['label']}: {f}" for c in parity["checks"] for o in c["outputs"] for f in o["failures"])
+        failures = "; ".join(parity.failures())
         hazard_errors = sum(len(scan["errors"]) for scan in manifest.hazards.values())
         if hazard_errors:
             failures = "; ".join(filter(None, [failures, f"{hazard_errors} fp16 hazard error(s) (msla-deploy inspect {result.directory}/<file>)"]))

@@ -60,7 +60,8 @@ from ..nn import plan_static
 from ..nn.capture import capture
 from ..nn.heads import head_output_names, labels_from_logits, with_head
 from ..nn.precision import PrecisionPolicy, apply_policy, fp16_storage_proxy
-from ..parity import Budget, compare_outputs, default_budget
+from ..parity import compare_outputs, default_budget
+from ..parity.records import ParityCheck, ParityRecord
 from ..progress import Steps
 from ..runtime.onnxruntime import CPU, import_onnxruntime
 from . import int8 as int8_q
@@ -76,15 +77,15 @@ from .torch_to_onnx import export_to_onnx
 class ExportResult:
     directory: Path
     manifest: Manifest
-    parity: Dict
+    parity: ParityRecord
 
     @property
     def passed(self) -> bool:
         """Parity within budget and no fp16 hazard error in the graphs."""
-        return bool(self.parity["passed"]) and all(h["passed"] for h in self.manifest.hazards.values())
+        return self.parity.passed and all(h["passed"] for h in self.manifest.hazards.values())
 
     def to_dict(self) -> Dict:
-        return {"directory": str(self.directory), "passed": self.passed, "manifest": self.manifest.to_dict(), "parity": self.parity}
+        return {"directory": str(self.directory), "passed": self.passed, "manifest": self.manifest.to_dict(), "parity": self.parity.to_dict()}
 
 
 def _single_output(output, model_name: str) -> torch.Tensor:
@@ -132,10 +133,9 @@ def _write_graph(graph: ExportedGraph, path: Path, metadata: Dict[str, str], dyn
     return report
 
 
-def _parity_check(label: str, artifact: str, runtime: Dict, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], budget) -> Dict:
+def _parity_check(label: str, artifact: str, runtime: Dict, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], budget) -> ParityCheck:
     results = [compare_outputs(name, ref, candidate[name], budget) for name, ref in reference.items()]
-    return {"label": label, "artifact": artifact, "runtime": runtime, "budget": budget.to_dict(),
-            "passed": all(r.passed for r in results), "outputs": [r.to_dict() for r in results]}
+    return ParityCheck.of(label, artifact, runtime, budget, results)
 
 
 def _run_onnx(path: Path, feed: np.ndarray):
@@ -146,7 +146,7 @@ def _run_onnx(path: Path, feed: np.ndarray):
     return outputs, {"name": "onnxruntime", "version": info["version"], "providers": info["providers_active"]}
 
 
-def _onnx_check(label: str, path: Path, images: np.ndarray, reference: Dict[str, np.ndarray], budget) -> Dict:
+def _onnx_check(label: str, path: Path, images: np.ndarray, reference: Dict[str, np.ndarray], budget) -> ParityCheck:
     outputs, ran = _run_onnx(path, images)
     return _parity_check(label, path.name, ran, reference, outputs, budget)
 
@@ -238,7 +238,7 @@ def _quantize_int8(options: ExportOptions, calib: CalibrationSet, staging: Path,
     return quantized, record, files
 
 
-def _int8_checks(staging: Path, quantized, batches, images, reference, budget) -> List[Dict]:
+def _int8_checks(staging: Path, quantized, batches, images, reference, budget) -> List[ParityCheck]:
     """int8 against PyTorch fp32 on the reference inputs, and against the fp32 graph on the
     calibration pictures (where the ranges came from: the labels that matter)."""
     outputs, ran = _run_onnx(staging / ONNX_NAME, images)
@@ -400,19 +400,10 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
                 first = {name: value[:1] for name, value in reference_outputs.items()}
                 feed = images[:1].astype(np.float16) if fp16 and policy.io_dtype == "fp16" else images[:1]
                 outputs, ran = _run_onnx(staging / ONNX_NAME, feed)
-                checks.append(_parity_check(f"{checks[0]['label']}, batch 1 of 1..{options.batch}", ONNX_NAME, ran, first, outputs,
-                                            Budget(**checks[0]["budget"])))
-            primary = checks[0]
-            parity = {
-                "passed": all(c["passed"] for c in checks),
-                "reference": "pytorch fp32",
-                # the primary artifact's results, first of `checks`
-                "runtime": primary["runtime"],
-                "budget": primary["budget"],
-                "outputs": primary["outputs"],
-                "checks": checks,
-            }
-            write_json_atomic(staging / PARITY_NAME, parity)
+                checks.append(_parity_check(f"{checks[0].label}, batch 1 of 1..{options.batch}", ONNX_NAME, ran, first, outputs,
+                                            checks[0].budget))
+            parity = ParityRecord.of(checks)  # the primary artifact's check first
+            parity.write(staging / PARITY_NAME)
 
         manifest = Manifest(
             created_unix=round(started, 3),
@@ -443,7 +434,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             # module path -> tensor of model.onnx holding its output, for drift localisation
             probes=primary_graph.probes,
             hazards=hazards,
-            parity={"passed": parity["passed"], "file": PARITY_NAME},
+            parity={"passed": parity.passed, "file": PARITY_NAME},
             environment=environment(),
             timings_s=steps.timings,
             warnings=steps.warnings,

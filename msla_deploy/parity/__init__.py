@@ -5,6 +5,7 @@ what runs the artifact is msla_deploy.runtime, what is on disk is msla_deploy.ar
 
     metrics, budgets      numbers and verdicts (numpy; export uses them too)
     config                the budget in force: flags > pyproject.toml > precision default
+    records               parity.json and validate's report.json as typed records
     polygraphy_compare    Polygraphy's comparators on the artifact's and the reference's outputs
     localize              probe tensors vs PyTorch hooks (torch_reference: the torch side, lazy)
     pictures, png         disagreement and error pictures, PNG without an imaging library

@@ -7,8 +7,8 @@ list of what failed.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Optional
+from dataclasses import dataclass
+from typing import Any, List, Optional
 
 
 @dataclass(frozen=True)
@@ -66,9 +66,6 @@ class Budget:
     def violations(self, p: Any) -> List[str]:
         return [c.message for c in self.checks(p) if not c.passed]
 
-    def to_dict(self) -> Dict:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
 class Check:
@@ -79,9 +76,6 @@ class Check:
     value: str  # the measured value, formatted
     limit: str  # the budget, formatted
     message: str  # what went wrong (used only when not passed)
-
-    def to_dict(self) -> Dict:
-        return asdict(self)
 
 
 # fp32 through ONNX Runtime against PyTorch fp32: differences are summation order only.

@@ -7,13 +7,16 @@ that cannot run here, including an ONNX Runtime GPU provider that fell back to t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.markup import escape
 
 from ..console import err, key_values, out, parity_table, print_json, steps_with_progress
 from ..errors import CheckFailed
+
+if TYPE_CHECKING:  # annotations only: msla_deploy.parity pulls numpy in, and --help must not wait for it
+    from .records import Localization, ValidateReport
 
 
 def validate_command(
@@ -38,61 +41,67 @@ def validate_command(
     from .validate import ValidateOptions, run_validate
 
     flags = {"atol": atol, "rtol": rtol, "min-cosine": min_cosine, "min-argmax-agreement": min_argmax_agreement, "max-miou-drop": max_miou_drop}
-    result = run_validate(
+    report = run_validate(
         ValidateOptions(artifact=artifact, reference=reference, backend=backend, budget_flags=flags,
                         report_dir=report_dir, junit=junit, localize=localize, allow_modified=allow_modified),
         steps_with_progress(),
     )
-    report = result.report
     if json_out:
-        print_json(report)
+        print_json(report.to_dict())
     else:
-        _render(report)
-    if not result.passed:
-        failures = "; ".join(f"{o['name']}: {f}" for o in report["outputs"] for f in o["failures"])
-        hint = "" if localize or report["localization"] else "; --localize finds where it starts"
-        raise CheckFailed(f"validation failed: {failures}", f"report in {result.report_dir / 'report.md'}{hint}")
+        render_validate(report)
+    if not report.passed:
+        hint = "" if localize or report.localization else "; --localize finds where it starts"
+        raise CheckFailed(f"validation failed: {'; '.join(report.failures())}", f"report in {report.files['markdown']}{hint}")
 
 
-def _render(report) -> None:
-    run, art, budget = report["backend"], report["artifact"], report["budget"]
+def render_validate(report: ValidateReport) -> None:
+    """The report on the terminal: what ran, the metrics table, notes, the drift, where the files are."""
+    run, art, budget = report.backend, report.artifact, report.budget
     ran_on = escape(f"{run['runtime']} {run['version']} on {run['ran_on']}")
     if run.get("note"):
         ran_on += f" [yellow]({escape(run['note'])})[/]"
-    sources = sorted({s for s in budget["sources"].values()})
+    sources = sorted(set(budget.sources.values()))
     # paths and table names are data, not Rich markup: "[tool.msla-deploy.validate]" must show
     out.print(key_values([
-        ("artifact", escape(f"{art['path']} ({art.get('model') or 'model unknown'})")),
-        ("precision", escape(f"{art['precision']} ({art['precision_source']})")),
+        ("artifact", escape(f"{art.path} ({art.model or 'model unknown'})")),
+        ("precision", escape(f"{art.precision} ({art.precision_source})")),
         ("ran on", ran_on),
-        ("reference", escape(f"{report['reference']['samples']} sample(s), {report['reference']['source']}")),
+        ("reference", escape(f"{report.reference.samples} sample(s), {report.reference.source}")),
         ("budget from", escape("; ".join(sources))),
     ]))
-    out.print(parity_table(report["outputs"], budget["values"], f"{run['ran_on']} vs PyTorch fp32 reference"))
-    for o in report["outputs"]:
-        if o.get("vacuous_note"):
-            out.print(f"[yellow]note:[/] {escape(o['name'])}: {escape(o['vacuous_note'])}", highlight=False)
-    for o in report["outputs"]:
-        if o.get("miou") is not None:
-            worst = max((c for c in o["class_iou"] if c["change"]), key=lambda c: c["change"], default=None)
-            text = f"{o['name']}: mIoU {100 * o['miou']:.3f}% (prediction vs prediction)"
+    out.print(parity_table(report.outputs, budget.values, f"{run['ran_on']} vs PyTorch fp32 reference"))
+    for o in report.outputs:
+        if o.vacuous_note:
+            out.print(f"[yellow]note:[/] {escape(o.name)}: {escape(o.vacuous_note)}", highlight=False)
+    for o in report.outputs:
+        if o.miou is not None:
+            worst = max((c for c in o.class_iou or [] if c["change"]), key=lambda c: c["change"], default=None)
+            text = f"{o.name}: mIoU {100 * o.miou:.3f}% (prediction vs prediction)"
             if worst:
-                text += f", largest IoU change: class {worst['class']}{' ' + worst['name'] if worst.get('name') else ''} {100 * worst['change']:.2f}%"
+                name = f" {worst['name']}" if worst.get("name") else ""
+                text += f", largest IoU change: class {worst['class']}{name} {100 * worst['change']:.2f}%"
             out.print(escape(text), highlight=False)
-    loc = report.get("localization")
-    if loc:
-        first = loc["first_offender"] or "none: every probe is within the limit"
-        out.print(f"first module where the numbers drift: [bold]{escape(first)}[/]", highlight=False)
-        by_name = {p["module"]: p for p in loc["probes"]}
-        for name in loc["ranked"][:5]:
-            p = by_name[name]
-            bad = f", {p['nonfinite']} NaN/Inf" if p["nonfinite"] else ""
-            out.print(escape(f"  {name}: max |error| / peak {p['relative']:.3g}, cosine {p['cosine']:.6f}{bad}"), highlight=False)
-        for note in loc["notes"]:
-            err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
-    for note in budget.get("notes", []):
+    _render_localization(report.localization)
+    for note in budget.notes:
         err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
-    out.print(escape(f"reports: {Path(report['files']['markdown']).parent}"), highlight=False)
+    out.print(escape(f"reports: {report.report_dir}"), highlight=False)
+
+
+def _render_localization(loc: Optional[Localization]) -> None:
+    if loc is None:
+        return
+    first = loc.first_offender or "none: every probe is within the limit"
+    out.print(f"first module where the numbers drift: [bold]{escape(first)}[/]", highlight=False)
+    by_name = {p.module: p for p in loc.probes}
+    for name in loc.ranked[:5]:
+        p = by_name[name]
+        bad = f", {p.nonfinite} NaN/Inf" if p.nonfinite else ""
+        relative = "-" if p.relative is None else f"{p.relative:.3g}"
+        cosine = "-" if p.cosine is None else f"{p.cosine:.6f}"
+        out.print(escape(f"  {name}: max |error| / peak {relative}, cosine {cosine}{bad}"), highlight=False)
+    for note in loc.notes:
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
 
 
 def reference_command(

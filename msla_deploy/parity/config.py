@@ -34,15 +34,17 @@ _FRACTIONS = {"min-argmax-agreement", "max-miou-drop"}
 
 @dataclass
 class BudgetChoice:
-    budget: Budget
+    """The budget in force and where each of its values came from (validate's report "budget")."""
+
     precision: str
+    values: Budget
     sources: Dict[str, str]  # Budget field -> "default (fp32)" | "pyproject.toml: PATH ..." | "flag --x"
     pyproject: Optional[str] = None  # the file that was read, if any
     notes: List[str] = field(default_factory=list)
 
-    def to_dict(self) -> Dict:
-        return {"precision": self.precision, "values": self.budget.to_dict(), "sources": self.sources,
-                "pyproject": self.pyproject, "notes": self.notes}
+    @property
+    def budget(self) -> Budget:
+        return self.values
 
 
 def parse_setting(key: str, value: Union[str, float, int], where: str) -> float:
@@ -158,4 +160,4 @@ def resolve_budget(precision: str, flags: Dict[str, Optional[str]], cwd: Path) -
     if values["max_abs_rel"] is None and sources["max_abs_floor"] != f"default ({precision})":
         values["max_abs_rel"] = 0.0
         sources["max_abs_rel"] = f"0 because {sources['max_abs_floor']} set atol"
-    return BudgetChoice(Budget(**values), precision, sources, str(pyproject) if used_pyproject else None, notes)
+    return BudgetChoice(precision, Budget(**values), sources, str(pyproject) if used_pyproject else None, notes)

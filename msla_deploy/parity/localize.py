@@ -10,8 +10,7 @@ list shows where it is worst.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import numpy as np
 import onnx
@@ -20,6 +19,7 @@ from ..artifact.names import PROBE_PREFIX
 from ..errors import BadInput
 from .budgets import Budget
 from .metrics import cosine_similarity
+from .records import Localization, LocalizeCriterion, ProbeDrift, measured
 
 # where the budget has no peak-relative limit (fp16 budgets judge outputs by cosine and labels),
 # an intermediate tensor counts as drifted beyond 1% of its peak
@@ -30,19 +30,6 @@ TENSORRT_NOTE = (
     "engine measured here is not the one validated, and a drift (especially fp16) can move or vanish. "
     "Use the ranking as a lead, and confirm by forcing suspect layers to fp32."
 )
-
-
-@dataclass
-class ProbeDrift:
-    module: str
-    tensor: str
-    shape: List[int]
-    max_abs: float
-    peak: float
-    relative: float  # max |error| / max |reference| of this tensor
-    cosine: float
-    nonfinite: int  # NaN/Inf in the artifact where PyTorch is finite
-    offender: bool
 
 
 def mark_outputs(model: onnx.ModelProto, tensors: Sequence[str]) -> bytes:
@@ -76,15 +63,15 @@ def drift(module: str, tensor: str, reference: np.ndarray, candidate: np.ndarray
     relative = max_abs / peak if peak > 0 else max_abs
     # over the finite elements; with none left there is nothing to be similar
     cosine = cosine_similarity(np.where(finite, ref, 0).ravel(), np.where(finite, cand, 0).ravel()) if finite.any() else float("nan")
-    offender = bool(nonfinite or not relative <= relative_limit or not cosine >= min_cosine)
-    return ProbeDrift(module, tensor, list(ref.shape), max_abs, peak, relative, cosine, nonfinite, offender)
+    offender = bool(nonfinite or not relative <= relative_limit or not cosine >= min_cosine)  # NaN: an offender
+    return ProbeDrift(module, tensor, list(ref.shape), measured(max_abs), peak, measured(relative), measured(cosine), nonfinite, offender)
 
 
 def relative_limit(budget: Budget) -> float:
     return budget.max_abs_rel if budget.max_abs_rel else FALLBACK_RELATIVE_LIMIT
 
 
-def localize(manifest, model: onnx.ModelProto, run_marked, feed: Dict[str, np.ndarray], budget: Budget, tensorrt: bool) -> Dict:
+def localize(manifest, model: onnx.ModelProto, run_marked, feed: Dict[str, np.ndarray], budget: Budget, tensorrt: bool) -> Localization:
     """`run_marked(onnx_bytes, feed) -> (outputs by name, runtime info)` runs the marked copy on
     the validation's backend; `feed` is one batch of the reference inputs."""
     from ..runtime.torch_backend import rebuild
@@ -119,18 +106,11 @@ def localize(manifest, model: onnx.ModelProto, run_marked, feed: Dict[str, np.nd
     not_found = [name for name in probes if probes[name] not in outputs]
     first = next((r.module for r in rows if r.offender), None)
     # worst first: NaN/Inf (largest share of the tensor first), then the largest relative error
-    ranked = sorted(rows, key=lambda r: (-r.nonfinite / max(1, int(np.prod(r.shape))), -(r.relative if r.relative == r.relative else float("inf"))))
+    ranked = sorted(rows, key=lambda r: (-r.nonfinite / max(1, int(np.prod(r.shape))), -(float("inf") if r.relative is None else r.relative)))
     notes = [TENSORRT_NOTE] if tensorrt else []
     if not_found:
         notes.append(f"{len(not_found)} probe tensors are not in the artifact's graph and were skipped (e.g. {not_found[0]})")
-    return {
-        "first_offender": first,
-        "criterion": {"max_relative": limit, "min_cosine": min_cosine,
-                      "rule": "first module, in execution order, whose max |error| / peak |PyTorch| exceeds max_relative, whose cosine is below "
-                              "min_cosine, or which has NaN/Inf"},
-        "input": f"reference inputs [0:{x.shape[0]}]",
-        "runtime": runtime,
-        "probes": [asdict(r) for r in rows],
-        "ranked": [r.module for r in ranked],
-        "notes": notes,
-    }
+    rule = ("first module, in execution order, whose max |error| / peak |PyTorch| exceeds max_relative, whose cosine is below "
+            "min_cosine, or which has NaN/Inf")
+    return Localization(first_offender=first, criterion=LocalizeCriterion(limit, min_cosine, rule), input=f"reference inputs [0:{x.shape[0]}]",
+                        runtime=runtime, probes=rows, ranked=[r.module for r in ranked], notes=notes)

@@ -31,13 +31,13 @@ from ..progress import Steps
 from ..runtime.polygraphy_env import import_polygraphy
 from ..runtime.session import Backend
 from ..runtime.tensorrt import engine_hint
-from .config import resolve_budget
+from .config import BudgetChoice, resolve_budget
 from .metrics import OutputParity, compare_outputs, is_segmentation_logits
 from .pictures import class_names, disagreement_picture, error_heatmap
 from .png import write_png
+from .records import ArtifactInfo, Localization, ReferenceInfo, ValidatedOutput, ValidateReport
 from .reports import write_reports
 
-REPORT_FORMAT = "msla-deploy/validate/1"
 BACKENDS = tuple(b for b in runtime.BACKENDS if b != "torch")  # the reference IS torch
 
 
@@ -52,16 +52,6 @@ class ValidateOptions:
     localize: bool = False
     allow_modified: bool = False  # validate files that no longer match the export's sha256 (warned)
     cwd: Optional[Path] = None  # where pyproject.toml is looked for (default: the current directory)
-
-
-@dataclass
-class ValidationResult:
-    report: Dict
-    report_dir: Path
-
-    @property
-    def passed(self) -> bool:
-        return bool(self.report["passed"])
 
 
 def _graph_io(specs: List[TensorSpec]) -> Dict[str, Dict]:
@@ -156,7 +146,8 @@ class Target:
         return self.model_file.suffix != ONNX_SUFFIX
 
 
-def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> ValidationResult:
+def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> ValidateReport:
+    """Validate, write report.json, report.md, junit.xml and the pictures; the report (its `files`: where)."""
     steps = steps or Steps()
     started = time.perf_counter()
     polygraphy = import_polygraphy()  # a missing runtime is reported before any work
@@ -237,17 +228,16 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
                     return marked.run(feed), marked.describe()
 
             localization = localize(artifact.manifest, localize_source.model, run_marked, batches[0], choice.budget, backend.is_tensorrt)
-            localization["notes"] += localize_source.notes
+            localization.notes += localize_source.notes
 
-    report = _report(target, ran_on, choice, bundle, results, localization)
-    report["artifact"]["modified_after_export"] = modified
-    report["warnings"] = list(steps.warnings)
+    report = _report(target, ran_on, choice, bundle, results, localization, modified)
+    report.warnings = list(steps.warnings)
     with steps.step("report", "Writing the reports"):
         input_hw = next((a.shape[2:] for a in bundle.inputs.values() if a.ndim == 4), None)
-        report["pictures"] = _pictures([r for r in results if r.name in bundle.outputs], bundle.outputs, produced, input_hw, report_dir)
-        report["timings_s"] = {**steps.timings, "total": round(time.perf_counter() - started, 3)}
+        report.pictures = _pictures([r for r in results if r.name in bundle.outputs], bundle.outputs, produced, input_hw, report_dir)
+        report.timings_s = {**steps.timings, "total": round(time.perf_counter() - started, 3)}
         write_reports(report, report_dir, str(options.junit) if options.junit else None)
-    return ValidationResult(report, report_dir)
+    return report
 
 
 def modified_after_export(target: Target) -> List[str]:
@@ -323,31 +313,29 @@ def _localize_preflight(target: Target) -> LocalizeSource:
     return LocalizeSource(load_onnx(source), precision="fp16" if typing == "strong" else "fp32", fp16_flag=weak_fp16, notes=notes)
 
 
-def _report(target: Target, ran_on: Dict, choice, bundle: ReferenceBundle, results: List[OutputParity], localization) -> Dict:
+def _report(target: Target, ran_on: Dict, choice: BudgetChoice, bundle: ReferenceBundle, results: List[OutputParity],
+            localization: Optional[Localization], modified: List[str]) -> ValidateReport:
     artifact, backend = target.artifact, target.backend
     outputs = []
     for r in results:
-        data = r.to_dict()
-        data["checks"] = [c.to_dict() for c in choice.budget.checks(r)]
+        row = ValidatedOutput.of(r, checks=choice.budget.checks(r))
         names = class_names(r.shape[1], artifact.model_name or "") if r.class_iou else None
-        if names:
-            for row in data["class_iou"]:
-                row["name"] = names[row["class"]]
-        outputs.append(data)
+        for c in row.class_iou if names else ():
+            c["name"] = names[c["class"]]
+        outputs.append(row)
     info = bundle.info or {}
     samples = next(iter(bundle.inputs.values())).shape[0]
     images = info.get("images") or []
     source = f"{info.get('source', 'unknown')} {info.get('precision', '')}".strip()
     source += f"; {len(images)} real image(s) among them" if images else "; synthetic inputs only"
-    return {
-        "format": REPORT_FORMAT,
-        "tool": {"name": "msla-deploy", "version": __version__},
-        "passed": all(r.passed for r in results),
-        "artifact": artifact.describe(target.model_file),
-        "reference": {"directory": str(target.reference_dir), "samples": samples, "source": source, "info": info},
-        "backend": {"requested": backend.requested, "used": backend.name, **ran_on},
-        "budget": choice.to_dict(),
-        "outputs": outputs,
-        "localization": localization,
-        "environment": environment(),
-    }
+    return ValidateReport(
+        tool={"name": "msla-deploy", "version": __version__},
+        passed=all(r.passed for r in results),
+        artifact=ArtifactInfo.of(artifact.describe(target.model_file), modified),
+        reference=ReferenceInfo(str(target.reference_dir), int(samples), source, info),
+        backend={"requested": backend.requested, "used": backend.name, **ran_on},
+        budget=choice,
+        outputs=outputs,
+        localization=localization,
+        environment=environment(),
+    )

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 
 from .. import __version__
-from ..artifact.files import environment, sha256_file, write_bytes_atomic, write_json_atomic
-from ..artifact.manifest import BuildRecord, read_json_record, read_manifest, write_manifest
-from ..artifact.names import BUILD_RECORD_NAME, MANIFEST_FORMAT
+from ..artifact.builds import BuildRecord, BuildsFile, DlaBuild, FileEntry, Fp32Layers, OnnxEntry, TimingCacheEntry
+from ..artifact.files import environment, sha256_file, write_bytes_atomic
+from ..artifact.manifest import read_manifest, write_manifest
+from ..artifact.names import BUILD_RECORD_NAME
 from ..errors import BadInput
 from ..progress import Steps
 from . import versions as V
@@ -45,8 +46,8 @@ class PlannedBuild:
 @dataclass
 class BuildResult:
     planned: PlannedBuild
-    record: Dict[str, Any]
-    record_path: Path
+    record: BuildRecord
+    record_path: Path  # the manifest.json or build.json that holds it
 
     @property
     def plan(self) -> BuildPlan:
@@ -115,8 +116,8 @@ def build_for_runtime(trt, source: Path, steps: Optional[Steps] = None, logger=N
     return plan, build_engine(trt, plan, steps, graph.node_names if graph is not None else (), logger=logger)
 
 
-def _file_entry(path: Path, root: Path) -> Dict[str, Any]:
-    return {"file": display_path(path, root), "sha256": sha256_file(path), "bytes": path.stat().st_size}
+def _file_entry(path: Path, root: Path, kind=FileEntry, **more: Any) -> FileEntry:
+    return kind(file=display_path(path, root), sha256=sha256_file(path), bytes=path.stat().st_size, **more)
 
 
 def _plan_record(plan: BuildPlan) -> Dict[str, Any]:
@@ -126,17 +127,15 @@ def _plan_record(plan: BuildPlan) -> Dict[str, Any]:
     return data
 
 
-def append_record(model: ModelInput, plan: BuildPlan, record: Dict[str, Any]) -> Path:
+def append_record(model: ModelInput, plan: BuildPlan, record: BuildRecord) -> Path:
     """Add the record to the export's manifest ("builds"), or to build.json beside the engine."""
     if model.kind == "directory":
         manifest = read_manifest(model.root)  # re-read: another stage may have written since
-        manifest.builds.append(BuildRecord(record))
+        manifest.builds.append(record)
         return write_manifest(model.root, manifest)
-    path = Path(plan.engine).parent / BUILD_RECORD_NAME
-    data = read_json_record(path) or {"format": MANIFEST_FORMAT, "stage": "build", "onnx": str(model.source)}
-    data.setdefault("builds", []).append(record)
-    write_json_atomic(path, data)
-    return path
+    builds = BuildsFile.read_beside(Path(plan.engine)) or BuildsFile(onnx=str(model.source))
+    builds.builds.append(record)
+    return builds.write(Path(plan.engine).parent / BUILD_RECORD_NAME)
 
 
 def run_build(
@@ -209,33 +208,33 @@ def _run_build(
             write_bytes_atomic(Path(plan.timing_cache), built.timing_cache)
 
     root = plan.root
-    record: Dict[str, Any] = {
-        "stage": "build",
-        "created_unix": round(time.time(), 3),
-        "tool": {"name": "msla-deploy", "version": __version__},
-        "engine": _file_entry(Path(plan.engine), root),
-        "layer_info": _file_entry(Path(plan.layer_info), root) if built.layer_info is not None else None,
-        "timing_cache": dict(_file_entry(Path(plan.timing_cache), root), loaded=built.timing_cache_loaded) if built.timing_cache is not None else None,
-        "onnx": dict(_file_entry(Path(plan.onnx), root), role=plan.onnx_role),
-        "precision": plan.precision,
-        "typing": plan.typing,
-        "options": options.to_dict(),
-        "plan": _plan_record(plan),
-        "trtexec_equivalent": planned.command,
-        "tensorrt": {"version": str(trt.__version__), "distribution": tensorrt_distribution()},
-        "cuda": {"driver_version": getattr(gpu, "driver_cuda_version", None), "runtime_version": cuda_runtime_version()},
-        "gpu": gpu.to_dict() if hasattr(gpu, "to_dict") else gpu,
-        "fp32_layers": {"pinned": built.pinned_layers, "unmatched_nodes": built.unmatched_fp32_nodes},
-        "dla": None if not plan.uses_dla else {
-            "core": plan.dla_core, "gpu_fallback": plan.gpu_fallback,
-            "forecast": planned.preflight.to_dict() if planned.preflight is not None else None,
-            "tensorrt_gpu_layers": built.dla_fallback_layers,
-        },
-        "warnings": list(plan.warnings),
-        "notes": built.notes,
-        "build_seconds": round(seconds, 3),
-        "timings_s": dict(steps.timings),
-        "environment": environment(),
-    }
+    record = BuildRecord(
+        created_unix=round(time.time(), 3),
+        tool={"name": "msla-deploy", "version": __version__},
+        engine=_file_entry(Path(plan.engine), root),
+        layer_info=_file_entry(Path(plan.layer_info), root) if built.layer_info is not None else None,
+        timing_cache=_file_entry(Path(plan.timing_cache), root, TimingCacheEntry, loaded=built.timing_cache_loaded)
+        if built.timing_cache is not None else None,
+        onnx=_file_entry(Path(plan.onnx), root, OnnxEntry, role=plan.onnx_role),
+        precision=plan.precision,
+        typing=plan.typing,
+        options=options.to_dict(),
+        plan=_plan_record(plan),
+        trtexec_equivalent=planned.command,
+        tensorrt={"version": str(trt.__version__), "distribution": tensorrt_distribution()},
+        cuda={"driver_version": getattr(gpu, "driver_cuda_version", None), "runtime_version": cuda_runtime_version()},
+        gpu=gpu.to_dict() if hasattr(gpu, "to_dict") else gpu,
+        fp32_layers=Fp32Layers(pinned=list(built.pinned_layers), unmatched_nodes=list(built.unmatched_fp32_nodes)),
+        dla=None if not plan.uses_dla else DlaBuild(
+            core=plan.dla_core, gpu_fallback=plan.gpu_fallback,
+            forecast=planned.preflight.to_dict() if planned.preflight is not None else None,
+            tensorrt_gpu_layers=built.dla_fallback_layers,
+        ),
+        warnings=list(plan.warnings),
+        notes=list(built.notes),
+        build_seconds=round(seconds, 3),
+        timings_s=dict(steps.timings),
+        environment=environment(),
+    )
     record_path = append_record(model, plan, record)
     return BuildResult(planned, record, record_path)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import typer
 
@@ -100,25 +100,28 @@ def build_command(
         err.print(_summary(planned), highlight=False, markup=False)
 
     result = run_build(options, steps_with_progress(), on_plan=on_plan)
-    record = result.record
     if json_out:
-        print_json({"record_file": str(result.record_path), "record": record})
+        print_json({"record_file": str(result.record_path), "record": result.record.to_dict()})
         return
-    dla = record.get("dla") or {}
+    out.print(key_values(_build_rows(result)))
+
+
+def _build_rows(result) -> List[Tuple[str, str]]:
+    """The build record (artifact.builds.BuildRecord) as the terminal shows it."""
+    record = result.record
+    engine, cache, gpu = record.engine, record.timing_cache, record.gpu
     rows = [
-        ("engine", f"{record['engine']['file']} ({record['engine']['bytes'] / 1e6:.1f} MB, sha256 {record['engine']['sha256'][:16]})"),
+        ("engine", f"{engine.file} ({engine.bytes / 1e6:.1f} MB, sha256 {engine.sha256[:16]})"),
         ("built", _summary(result.planned)),
-        ("TensorRT", f"{record['tensorrt']['version']} on {record['gpu']['name']} (sm {record['gpu']['compute_capability']}), "
-                     f"CUDA driver {record['cuda']['driver_version']}"),
-        ("layer info", record["layer_info"]["file"] if record["layer_info"] else "not available on this TensorRT"),
-        ("timing cache", f"{record['timing_cache']['file']} ({'loaded and updated' if record['timing_cache']['loaded'] else 'new'})"
-                         if record["timing_cache"] else "-"),
-        ("build time", f"{record['build_seconds']:.1f} s"),
+        ("TensorRT", f"{record.tensorrt['version']} on {gpu['name']} (sm {gpu['compute_capability']}), CUDA driver {record.cuda['driver_version']}"),
+        ("layer info", record.layer_info.file if record.layer_info else "not available on this TensorRT"),
+        ("timing cache", f"{cache.file} ({'loaded and updated' if cache.loaded else 'new'})" if cache else "-"),
+        ("build time", f"{record.build_seconds:.1f} s"),
         ("recorded in", str(result.record_path)),
     ]
-    if record["fp32_layers"]["pinned"] or record["fp32_layers"]["unmatched_nodes"]:
-        pinned, unmatched = len(record["fp32_layers"]["pinned"]), len(record["fp32_layers"]["unmatched_nodes"])
-        rows.insert(2, ("fp32 layers", f"{pinned} pinned, {unmatched} recorded nodes without a layer"))
-    if dla:
-        rows.insert(2, ("DLA", f"core {dla['core']}, {len(dla.get('tensorrt_gpu_layers') or [])} layers on the GPU (TensorRT's count)"))
-    out.print(key_values(rows))
+    pinned, unmatched = record.fp32_layers.pinned, record.fp32_layers.unmatched_nodes
+    if pinned or unmatched:
+        rows.insert(2, ("fp32 layers", f"{len(pinned)} pinned, {len(unmatched)} recorded nodes without a layer"))
+    if record.dla is not None:
+        rows.insert(2, ("DLA", f"core {record.dla.core}, {len(record.dla.tensorrt_gpu_layers or [])} layers on the GPU (TensorRT's count)"))
+    return rows
