@@ -11,8 +11,10 @@ Rules every record keeps, so that a newcomer meets one idea, not one per stage:
 - A document without "format" (written before records existed) reads as VERSION 1 of its kind.
 - A document of a newer VERSION than this tool knows is refused (its meaning may have changed);
   keys this version does not know are ignored on read (additive changes need no new version).
-- Floats that are NaN or infinite are written as the strings "nan", "inf", "-inf" (JSON has no
-  such numbers) and read back as floats, so a report of a broken model round-trips.
+- Floats that are NaN or infinite are written as null (JSON has no such numbers, and strict
+  parsers reject a document that has them); the counts beside such values say what happened. A
+  null read into a field typed `float` (not Optional) comes back as NaN, so a report of a broken
+  model round-trips; the strings "nan", "inf", "-inf" are read as well.
 
 torch-free, Python 3.8 (runs on a Jetson).
 """
@@ -39,11 +41,7 @@ class RecordError(BadInput):
 
 
 def _float_out(value: float):
-    if math.isnan(value):
-        return "nan"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return value
+    return value if math.isfinite(value) else None
 
 
 def to_jsonable(value: Any) -> Any:
@@ -103,6 +101,8 @@ def _from_json(annotation: Any, value: Any, where: str) -> Any:
         _need(value, dict, where)
         return _dataclass_from(annotation, value, where)
     if annotation is float:
+        if value is None:  # how a NaN or an infinity was written
+            return math.nan
         if isinstance(value, str) and value in _NON_FINITE:
             return _NON_FINITE[value]
         if isinstance(value, bool) or not isinstance(value, (int, float)):

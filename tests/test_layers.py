@@ -16,7 +16,6 @@ PACKAGE = Path(__file__).resolve().parents[1] / "msla_deploy"
 # floor of each top-level part of msla_deploy; an import may go to the same floor or below
 FLOORS = {
     "errors": 0, "choices": 0, "progress": 0, "limits": 0, "torch_side": 0, "__init__": 0, "__main__": 9, "console": 1,
-    "records": 1,  # typed JSON documents: writes through artifact.files
     "classes": 0,  # dataset label sets: data only (evaluate, predict, reports)
     "atomic": 0, "records": 0,  # atomic writes and typed JSON documents: every floor writes files
     "reporting": 1,  # report.json/md/junit.xml of the stages that judge
@@ -83,7 +82,7 @@ def test_nothing_is_imported_from_a_higher_floor():
 
 def test_artifact_imports_no_stage_and_runtime_no_stage():
     graph = _part_graph()
-    assert graph["artifact"] <= {"errors", "choices", "__init__", "atomic", "records"}, graph["artifact"]
+    assert graph["artifact"] <= {"errors", "choices", "__init__", "atomic", "records", "limits"}, graph["artifact"]
     assert not graph["runtime"] & {"parity", "bench", "export", "evaluate", "predict", "serve", "doctor", "cli"}, graph["runtime"]
 
 

@@ -172,7 +172,7 @@ def test_sensitivity_table_reads_the_layout_from_before_records():
     assert table.rows is table.ranking and table.met and table.min_agreement == 0.999
     data = table.to_dict()
     assert list(data) == ["format", *SENSITIVITY_BEFORE] and list(data["ranking"][0]) == list(SENSITIVITY_BEFORE["ranking"][0])
-    assert data["ranking"][0]["alone_cosine"] == "nan"  # NaN now survives the file (records.py's rule)
+    assert data["ranking"][0]["alone_cosine"] is None  # NaN is written as null and read back as NaN (records.py's rule)
     assert table_rows(table)[0] == ["1", "backbone.stages.3.op.core", "attention", "4.000%", "nan", "99.900%", "fp32"]
 
 

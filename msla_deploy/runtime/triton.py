@@ -52,6 +52,17 @@ def is_triton_target(target) -> bool:
 _HOST_OK = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*|[0-9A-Fa-f:.%]+")
 
 
+_NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a model name Triton serves and a folder can carry
+
+
+def check_model_name(name: str) -> str:
+    """A name Triton can serve and a folder can carry (fullmatch: `$` alone would let a trailing
+    newline through, into config.pbtxt and the repository's folder name)."""
+    if not _NAME_OK.fullmatch(name or ""):
+        raise BadInput(f"model name {name!r} is not usable by Triton", "use letters, digits, '.', '_' and '-' (--name)")
+    return name
+
+
 def parse_target(url: str) -> Tuple[str, int, Optional[str]]:
     """triton://HOST[:PORT][/MODEL] -> (host, port, model or None)."""
     if not is_triton_target(url):
@@ -62,8 +73,6 @@ def parse_target(url: str) -> Tuple[str, int, Optional[str]]:
     if model is not None and "/" in model:
         raise BadInput(f"{url!r}: a model name has no '/'", "write triton://HOST:PORT/MODEL")
     if model is not None:
-        from ..serve.model_io import check_model_name
-
         check_model_name(model)
     if address.startswith("["):  # [::1]:8001
         host, closed, port_text = address[1:].partition("]")

@@ -12,24 +12,16 @@ from ..artifact.graph import TensorSpec, graph_inputs, graph_outputs, load_onnx
 from ..artifact.names import MANIFEST_NAME
 from ..artifact.resolve import Artifact, resolve
 from ..errors import BadInput
+from ..runtime.triton import check_model_name
 
 __all__ = ["MAX_QUEUE_DELAY_US", "Artifact", "BatchLayout", "TensorSpec", "batch_layout", "check_model_name", "default_name", "engine_io", "onnx_io",
            "open_artifact"]
 
 # what Triton accepts as a model name
-_NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def open_artifact(path: Path) -> Artifact:
     return resolve(Path(path))
-
-
-def check_model_name(name: str) -> str:
-    """A name Triton can serve and a folder can carry (fullmatch: `$` alone would let a trailing
-    newline through, into config.pbtxt and the repository's folder name)."""
-    if not _NAME_OK.fullmatch(name or ""):
-        raise BadInput(f"model name {name!r} is not usable by Triton", "use letters, digits, '.', '_' and '-' (--name)")
-    return name
 
 
 def default_name(art: Artifact) -> str:
