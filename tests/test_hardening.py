@@ -338,3 +338,57 @@ def test_a_symlink_to_a_changed_copy_is_tampering(b0, tmp_path, what):
     assert result.exit_code == 1, result.output
     assert "modified after export" in one_error_line(result)
     assert (cli("validate", a, "--allow-modified").exit_code in (0, 1))  # allowed: judged as it is now
+
+
+# --- doctor tells the truth, and always exits 0 ------------------------------------------------
+
+def _doctor_json(monkeypatch=None):
+    result = cli("doctor", "--json")
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_doctor_says_serve_needs_pytriton_not_only_tritonclient(monkeypatch):
+    from msla_deploy.doctor import probes
+
+    real = probes.importable
+    monkeypatch.setattr(probes, "importable", lambda module: module == "tritonclient" or (module != "pytriton" and real(module)))
+    report = _doctor_json()
+    serve = report["commands"]["serve"]
+    assert serve["ready"] is False and "nvidia-pytriton" in serve["reason"]
+    assert "pip install -e '.[serve]'" in serve["fix"]
+
+
+def test_a_tensorrt_that_exits_on_import_is_reported_and_doctor_exits_0(monkeypatch, tmp_path):
+    import sys
+
+    broken = tmp_path / "site" / "tensorrt"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("import sys\nsys.exit(7)\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(sys.modules, "tensorrt", raising=False)
+    report = _doctor_json()
+    trt = report["components"]["tensorrt"]
+    assert trt["ok"] is False and "SystemExit" in trt["detail"]
+    assert report["backends"]["trt"]["ready"] is False
+
+
+def test_tensorrt_and_a_gpu_without_libcudart_is_not_a_trt_backend(monkeypatch):
+    import sys
+    import types
+
+    from msla_deploy.trt import runtime as trt_runtime
+    from msla_deploy.trt.runtime import GpuInfo
+
+    module = types.ModuleType("tensorrt")
+    module.__version__ = "10.7.0"
+    monkeypatch.setitem(sys.modules, "tensorrt", module)
+    monkeypatch.setattr(trt_runtime, "probe_gpu", lambda index=0: GpuInfo(name="fake", compute_capability="8.7", driver_cuda_version="12.6"))
+
+    def no_cudart():
+        raise trt_runtime.MissingRuntime("libcudart cannot be loaded: faked", "install the CUDA runtime")
+    monkeypatch.setattr(trt_runtime, "cuda_runtime_version", no_cudart)
+    report = _doctor_json()
+    assert report["components"]["cuda-runtime"]["ok"] is False
+    assert report["backends"]["trt"]["ready"] is False and "cuda-runtime" in report["backends"]["trt"]["reason"]
+    assert "trt" not in (report["commands"]["validate"]["backends"] or [])

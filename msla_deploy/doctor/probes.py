@@ -37,8 +37,10 @@ OPTIONAL_PACKAGES = (
     ("Pillow", "PIL", "reading .png/.jpg pictures (reference, evaluate, predict)"),
     ("onnxscript", "onnxscript", "the dynamo exporter (export)"),
     ("tomli", "tomli", "reading [tool.msla-deploy] from pyproject.toml on Python < 3.11"),
-    ("tritonclient", "tritonclient", "talking to a Triton server (serve)"),
+    ("tritonclient", "tritonclient", "talking to a Triton server (triton:// backends)"),
+    ("nvidia-pytriton", "pytriton", "running a Triton server here (serve)"),
 )
+SERVE_PACKAGES = ("tritonclient", "nvidia-pytriton")  # the serve extra: a finding each
 
 
 @dataclass
@@ -77,7 +79,7 @@ def guarded(name: str, probe: Callable[[], Finding]) -> Finding:
     """Run a probe; a bug or an odd machine becomes a failed Finding, never a traceback."""
     try:
         return probe()
-    except Exception as exc:  # noqa: BLE001 (doctor must report, not crash)
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 (doctor must report, not crash; a package may exit on import)
         return probe_failed(name, exc)
 
 
@@ -319,6 +321,6 @@ def optional_packages() -> List[Finding]:
         if distribution == "tomli" and sys.version_info >= (3, 11):
             continue  # tomllib is in the standard library
         ok = importable(module)
-        fix = FIX_PILLOW if distribution == "Pillow" else f"pip install {distribution}"
+        fix = FIX_PILLOW if distribution == "Pillow" else install_extra("serve") if distribution in SERVE_PACKAGES else f"pip install {distribution}"
         found.append(Finding(distribution.lower(), ok, package_version(distribution), detail=purpose, fix="" if ok else fix))
     return found

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
-from .probes import FIX_ORT, FIX_PILLOW, Finding
+from .probes import FIX_ORT, FIX_PILLOW, SERVE_PACKAGES, Finding
 
 # ONNX Runtime backend names -> the provider that must really start for them
 ORT_BACKENDS = (("ort-cpu", "CPUExecutionProvider"), ("ort-cuda", "CUDAExecutionProvider"), ("ort-trt", "TensorrtExecutionProvider"))
@@ -119,8 +119,9 @@ def commands(found: Dict[str, Finding], usable: Dict[str, Availability], registe
         return rule
 
     def serve() -> Availability:
-        client = found.get("tritonclient")
-        missing = _needs("serve", onnx, *([client] if client is not None else []))
+        # serve starts PyTriton's tritonserver; tritonclient alone only talks to a server elsewhere
+        extra = [found[name] for name in SERVE_PACKAGES if name in found]
+        missing = _needs("serve", onnx, *extra)
         return missing or Availability("serve", True)
 
     rules: Dict[str, Callable[[], Availability]] = {
