@@ -240,13 +240,27 @@ def test_wrong_shape_is_named_with_both_shapes(b0_state, tmp_path):
     assert key in message and "[150, 128, 1, 1]" in message and "[19, 128, 1, 1]" in message
 
 
-@pytest.mark.parametrize("payload", [_PickledDict(a=torch.zeros(1)), argparse.Namespace(state_dict={})])
+class _WritesAFile:
+    """Unpickled by a loader that runs arbitrary code, this creates `path` (the proof it ran)."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+@pytest.mark.parametrize("payload", ["dict", "namespace", "code"])
 def test_pickle_needing_arbitrary_objects_is_refused(payload, tmp_path):
-    path = _save(payload, tmp_path / "unsafe.pt")
+    sentinel = tmp_path / "ran.txt"
+    objects = {"dict": _PickledDict(a=torch.zeros(1)), "namespace": argparse.Namespace(state_dict={}),
+               "code": {"weight": torch.zeros(1), "hook": _WritesAFile(sentinel)}}
+    path = _save(objects[payload], tmp_path / "checkpoint.pt")  # the name says nothing: the reason must
     with pytest.raises(BadInput) as err:
         zoo.load_checkpoint(zoo.build(B0), path)
-    assert "unsafe" in str(err.value)
+    assert "would need unsafe unpickling" in str(err.value)
     assert "\n" not in str(err.value)
+    assert not sentinel.exists()  # weights_only=True: the payload's code never ran
 
 
 def test_text_file_is_bad_input(tmp_path):
