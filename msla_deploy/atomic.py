@@ -16,6 +16,10 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
         with open(tmp, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None:  # a full disk or a quota names no file: say which one did not fit
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from None
+        raise
     finally:
         if tmp.exists():
             tmp.unlink()
