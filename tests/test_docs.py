@@ -91,8 +91,8 @@ GLOBAL_OPTIONS = {opt for param in CLICK.params for opt in (*param.opts, *param.
 
 
 def command_options(name: str) -> set:
-    command = CLICK.commands[name]
-    return {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)} | {"--help"}
+    options = [param for param in CLICK.commands[name].params if param.param_type_name == "option"]  # not the arguments
+    return {opt for param in options for opt in (*param.opts, *param.secondary_opts)} | {"--help"}
 
 
 # ---------------------------------------------------------------------------------------------
