@@ -41,7 +41,7 @@ fi
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 PYTHON="${PYTHON:-python3}"
 if command -v msla-deploy >/dev/null 2>&1; then MSLA=(msla-deploy); else MSLA=("$PYTHON" -m msla_deploy); fi
-"${MSLA[@]}" --version >/dev/null 2>&1 || die "msla-deploy is not installed for $PYTHON (pip install the wheel: see the README's Jetson section)" 3
+"${MSLA[@]}" --version >/dev/null 2>&1 || die "msla-deploy is not installed for $PYTHON (pip install the wheel: see docs/build-and-jetson.md)" 3
 
 OUT="${OUT:-device-check-$(hostname -s 2>/dev/null || echo host)-$(date -u +%Y%m%dT%H%M%SZ)}"
 [ -e "$OUT" ] && [ -n "$(ls -A "$OUT" 2>/dev/null)" ] && die "$OUT exists and is not empty: choose another --out"

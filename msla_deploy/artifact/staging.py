@@ -1,6 +1,6 @@
 """Writing an artifact directory without losing anything: staged, swapped whole, locked, owned.
 
-The rules (README, "Overwrite, lock and trust rules"):
+The rules (docs/export.md, "Overwrite, lock and trust rules"):
 - A directory is ours only if its manifest.json says so (tool and format fields) and the files
   that manifest lists are there. Anything else that is not empty is never written into.
 - Re-exporting over one of ours needs --overwrite. It replaces the files the earlier export wrote

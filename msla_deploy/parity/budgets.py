@@ -1,4 +1,4 @@
-"""What "close enough" means, per precision. Defaults are documented in the README.
+"""What "close enough" means, per precision. Defaults are documented in docs/validate.md.
 
 A budget is a set of criteria; each criterion is checked separately (`Budget.checks`) so that a
 report can show every one of them (a JUnit test case each), and `violations` keeps the short
