@@ -1,15 +1,40 @@
-"""Where the upstream golden data lives: shared/ beside the repository (as CI lays it out)."""
+"""Helpers the tests share, and where their data lives: tests/data/ inside the repository
+(tests/data/README.md says where each file came from)."""
 
 from __future__ import annotations
 
-import os
+import gzip
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(os.environ.get("MSLA_FIXTURES", REPO.parent / "shared" / "fixtures" / "upstream"))
+DATA = REPO / "tests" / "data"
+FIXTURES = DATA / "upstream"  # upstream EfficientViT's golden data (tests/data/README.md)
+B0_GOLDEN = FIXTURES / "efficientvit-seg-b0-cityscapes" / "golden.npz"
+
+
+def data_file(path: Path) -> Path:
+    """`path` under tests/data, which must exist: a missing golden file fails, never skips (a
+    skipped parity test would read as green)."""
+    assert path.is_file(), f"test data {path} is missing: tests/data is part of the repository (git checkout it)"
+    return path
+
+
+def read_gzip_text(path: Path) -> str:
+    """A text file stored gzip-compressed under tests/data (`<name>.gz`)."""
+    with gzip.open(data_file(path), "rt", encoding="utf-8") as handle:
+        return handle.read()
+
+
+def b0_golden(name: str):
+    """One of upstream's b0-cityscapes golden arrays: 'input_256x512', 'output_256x512',
+    'input_64x64', 'output_64x64' (float32, as upstream's own model read and wrote them)."""
+    import numpy as np
+
+    with np.load(data_file(B0_GOLDEN)) as arrays:
+        return arrays[name]
 
 
 def manifest_json(directory: Path) -> dict:

@@ -427,7 +427,7 @@ def test_opset_above_the_parser_warns(tmp_path):
 
 # --- applying a plan to the TensorRT API: the fake generated from each version's real API -----------------
 #
-# tests/trt_fake.py builds `tensorrt` from shared/fixtures/tensorrt_api/<version>.json: a name the
+# tests/trt_fake.py builds `tensorrt` from tests/data/tensorrt_api/<version>.json.gz: a name the
 # version lacks raises AttributeError, enum values and signatures are the real ones. Each test runs
 # against every fixture version its code path supports (ids: [trt8.6.1], [trt10.3.0], ...).
 

@@ -25,7 +25,7 @@ from msla_deploy.export.graph import FORBIDDEN_OPS
 from msla_deploy.export.pipeline import run_export
 from msla_deploy.parity.budgets import Budget
 
-from .fixtures import FIXTURES
+from .fixtures import FIXTURES, b0_golden
 
 B0 = "efficientvit-seg-b0-cityscapes"
 B0_DIR = FIXTURES / B0
@@ -51,8 +51,8 @@ def test_golden_b0_through_onnx(tmp_path, exporter, res):
     result = run_export(options)
     assert result.passed
     assert result.manifest.to_dict()["exporter"]["used"] == exporter
-    x = np.load(B0_DIR / f"input_{res}.npy")
-    golden = np.load(B0_DIR / f"output_{res}.npy")
+    x = b0_golden(f"input_{res}")
+    golden = b0_golden(f"output_{res}")
     actual = ort_run(result.directory / "model.onnx", x)
     assert actual.shape == golden.shape == (1, 19, h // 8, w // 8)
     assert np.abs(actual - golden).max() <= 1e-4 * np.abs(golden).max()

@@ -254,8 +254,8 @@ def _plan(directory, version, **options):
 
 
 def trtexec_flags(argv, version) -> set:
-    """The BuilderFlags trtexec sets for argv (sampleEngines.cpp setupNetworkAndConfig, as FACTS.md
-    section 8 and trt/versions.py DLA_IMPLIES read it): --int8/--fp16/--precisionConstraints as
+    """The BuilderFlags trtexec sets for argv (sampleEngines.cpp setupNetworkAndConfig, as
+    docs/facts/tensorrt.md#trtexec-flags and trt/versions.py DLA_IMPLIES read it): --int8/--fp16/--precisionConstraints as
     given; --useDLACore adds PREFER_PRECISION_CONSTRAINTS and FP16 unless --int8 (before 11.0),
     GPU_FALLBACK with --allowGPUFallback, else DIRECT_IO; TF32 unless --noTF32."""
     from msla_deploy.trt.versions import parse_version

@@ -270,7 +270,7 @@ def test_fake_parser_needs_an_explicit_batch_network_before_10(version, tmp_path
 
 @pytest.mark.parametrize("version", ["10.0.1", "10.13.3.9"])
 def test_fake_refuses_the_fp16_flag_on_a_strongly_typed_network(version, tmp_path):
-    """FACTS.md section 3: STRONGLY_TYPED together with the FP16 flag is an API usage error on 10.x."""
+    """docs/facts/tensorrt.md#weak-and-strong-typing: STRONGLY_TYPED together with the FP16 flag is an API usage error on 10.x."""
     trt = make_fake_tensorrt(version)
     builder = trt.Builder(trt.Logger())
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))

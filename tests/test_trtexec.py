@@ -1,5 +1,6 @@
 """trtexec command lines per TensorRT version, checked against versions.TRTEXEC_FLAGS (read off
-trtexec's sampleOptions.cpp per release branch) and against the flag lists in FACTS.md."""
+trtexec's sampleOptions.cpp per release branch) and against the project's fact page
+docs/facts/tensorrt.md (its typing rules, and its flag, JetPack and opset tables agree with versions.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from msla_deploy.trt.versions import parse_version
 from .fixtures import REPO
 from .test_build_plan import FP32_NODES, make_export_dir
 
-FACTS = REPO.parent / "shared" / "docs" / "FACTS.md"
+FACTS = REPO / "docs" / "facts" / "tensorrt.md"
 ALL_VERSIONS = ("8.5", "8.6", "9.3", "10.0", "10.3", "10.7", "10.8", "10.12", "10.13", "10.16", "11.0", "11.4")
 
 
@@ -155,7 +156,7 @@ def test_flag_table_matches_trtexec_history():
     assert has("--stronglyTyped", "9.0") and not has("--stronglyTyped", "8.6")
     assert has("--builderOptimizationLevel", "8.6") and not has("--builderOptimizationLevel", "8.5")
     assert has("--skipInference", "8.6") and not has("--skipInference", "8.5")
-    # FACTS.md section 8: --buildOnly exists up to 8.6 (a deprecated alias through 9.x) and is gone from 10.0
+    # docs/facts/tensorrt.md#trtexec-flags: --buildOnly exists up to 8.6 (a deprecated alias through 9.x) and is gone from 10.0
     assert has("--buildOnly", "8.5") and has("--buildOnly", "9.3") and not has("--buildOnly", "10.0") and not has("--buildOnly", "11.4")
     for flag in ("--fp16", "--best", "--precisionConstraints", "--layerPrecisions", "--layerOutputTypes"):
         assert has(flag, "10.16") and not has(flag, "11.0")
@@ -164,12 +165,46 @@ def test_flag_table_matches_trtexec_history():
         assert has(flag, "11.4")
 
 
-def _facts_section3() -> str:
-    if not FACTS.is_file():
-        pytest.skip(f"{FACTS} is not laid out beside the repository")
+def facts_section(title: str) -> str:
+    """One `## title` section of docs/facts/tensorrt.md (part of the repository: missing is a failure)."""
     text = FACTS.read_text()
-    start = text.index("## 3.")
-    return text[start: text.index("## 4.", start)]
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start: end if end != -1 else len(text)]
+
+
+def _facts_section3() -> str:
+    return facts_section("Weak and strong typing")
+
+
+def table_rows(section: str) -> list:
+    """The body rows of the markdown table in a section, as lists of stripped cells."""
+    rows = [line.strip().strip("|").split("|") for line in section.splitlines() if line.startswith("|")]
+    return [[cell.strip() for cell in row] for row in rows[2:]]  # header and |---| rule dropped
+
+
+def test_facts_page_flag_table_is_versions_py():
+    """docs/facts/tensorrt.md#trtexec-flags lists exactly TRTEXEC_FLAGS, with the same spans."""
+    def version(cell):
+        return None if cell == "-" else tuple(int(p) for p in cell.split("."))
+
+    table = {row[0].strip("`"): (version(row[1]), version(row[2])) for row in table_rows(facts_section("trtexec flags"))}
+    assert table == {flag: (span.since, span.until) for flag, span in V.TRTEXEC_FLAGS.items()}
+
+
+def test_facts_page_jetpack_and_opset_tables_are_versions_py():
+    jetpack = {}
+    for release, trt, cuda in table_rows(facts_section("JetPack releases")):
+        for number in release.split("(")[0].split("/"):
+            jetpack[number.strip()] = (".".join(trt.split(".")[:2]), cuda)
+    assert jetpack == V.JETPACK
+    documented = {}
+    for versions, opset in table_rows(facts_section("ONNX parser")):
+        for version in versions.split(","):
+            documented[version.split("-")[0].strip().rstrip("+").replace(".x", ".0")] = int(opset)  # "11.x": 11.0
+    for version, opset in documented.items():
+        assert V.parser_max_opset(parse_version(version)) == opset, version
+    assert {(parse_version(v).key, o) for v, o in documented.items() if v in ("8.5", "10.0", "10.13")} == set(V.PARSER_MAX_OPSET)
 
 
 def test_against_facts_md_removed_in_11(dirs):
@@ -191,12 +226,12 @@ def test_against_facts_md_removed_in_11(dirs):
 def test_against_facts_md_weak_typing_recipe(dirs):
     section = _facts_section3()
     recipe = re.search(r"\(`(--precisionConstraints=obey --layerPrecisions=[^`]*)`\)", section).group(1)
-    # FACTS: --precisionConstraints=obey --layerPrecisions=<layer>:fp32,...
+    # docs/facts/tensorrt.md: --precisionConstraints=obey --layerPrecisions=<layer>:fp32,...
     pattern = recipe.replace("<layer>:fp32,...", r"[^,:\s]+:fp32(,[^,:\s]+:fp32)*")
     for version in ("8.5", "8.6", "10.3"):  # JetPack 5/6: weakly typed
         command = trtexec_command(argv_for(dirs["fp16"], version))
         assert re.search(pattern, command), command
-    # FACTS: "STRONGLY_TYPED together with the FP16 flag is an API usage error on 10.x"
+    # docs/facts/tensorrt.md: "STRONGLY_TYPED together with the FP16 flag is an API usage error on 10.x"
     assert re.search(r"STRONGLY_TYPED together with the\s+FP16 flag is an API usage error", section)
     for version in ("9.3", "10.3", "10.13", "10.16"):
         for typing in ("strong", "auto", "weak"):

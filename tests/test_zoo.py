@@ -10,7 +10,6 @@ import argparse
 import collections
 import dataclasses
 import hashlib
-import os
 from pathlib import Path
 
 import numpy as np
@@ -22,15 +21,14 @@ from msla_deploy import zoo
 from msla_deploy.errors import BadInput
 from msla_deploy.nn.litemla import LiteMLA
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-# CI clones the repo with shared/ beside it; MSLA_FIXTURES points elsewhere when needed
-FIXTURES = Path(os.environ.get("MSLA_FIXTURES") or REPO_ROOT.parent / "shared" / "fixtures" / "upstream")
+from .fixtures import FIXTURES, b0_golden, data_file, read_gzip_text
+
 B0 = "efficientvit-seg-b0-cityscapes"
 
 CITYSCAPES = [f"efficientvit-seg-{v}-cityscapes" for v in ("b0", "b1", "b2", "b3", "l1", "l2")]
 ADE20K = [f"efficientvit-seg-{v}-ade20k" for v in ("b1", "b2", "b3", "l1", "l2")]
 
-# UPSTREAM_SPEC.md §7, measured on upstream's own modules:
+# docs/facts/upstream.md#measured-sizes, measured on upstream's own modules:
 # params, backbone params, head params, BatchNorm layers, LiteMLA blocks
 UPSTREAM_SIZES = {
     "efficientvit-seg-b0-cityscapes": (706_691, 682_608, 24_083, 32, 4),
@@ -46,15 +44,13 @@ UPSTREAM_SIZES = {
     "efficientvit-seg-l2-ade20k": (51_462_454, 49_090_208, 2_372_246, 51, 8),
 }
 
-# FACTS.md §6: upstream README, Cityscapes at 1024x2048, in GMACs
+# docs/facts/upstream.md#reference-figures: upstream README, Cityscapes at 1024x2048, in GMACs
 PUBLISHED_GMACS = {"b0": 4.4, "b1": 25, "b2": 74, "b3": 179, "l1": 282, "l2": 396}
 
 
 def fixture_path(*parts: str) -> Path:
-    path = FIXTURES.joinpath(*parts)
     # fail, not skip: a missing fixture must not turn the parity tests green
-    assert path.exists(), f"upstream fixture {path} missing (set MSLA_FIXTURES to shared/fixtures/upstream)"
-    return path
+    return data_file(FIXTURES.joinpath(*parts))
 
 
 def meta_model(name: str) -> nn.Module:
@@ -63,7 +59,7 @@ def meta_model(name: str) -> nn.Module:
 
 
 def manifest_rows(name: str) -> list:
-    lines = fixture_path("state_dict_keys", f"{name}.tsv").read_text().splitlines()
+    lines = read_gzip_text(FIXTURES / "state_dict_keys" / f"{name}.tsv.gz").splitlines()
     assert lines[0].split("\t") == ["key", "shape", "dtype"]
     return [tuple(line.split("\t")) for line in lines[1:] if line]
 
@@ -154,8 +150,8 @@ def b0_upstream_weights():
 
 @pytest.mark.parametrize("size, branch", [("256x512", "linear"), ("64x64", "quadratic")])
 def test_b0_reproduces_upstream_outputs(b0_upstream_weights, size, branch):
-    x = torch.from_numpy(np.load(fixture_path(B0, f"input_{size}.npy")))
-    reference = np.load(fixture_path(B0, f"output_{size}.npy"))
+    x = torch.from_numpy(b0_golden(f"input_{size}"))
+    reference = b0_golden(f"output_{size}")
     branches = []
     hooks = [
         m.register_forward_pre_hook(lambda mod, args: branches.append(mod.plan_for(args[0].shape).branch))

@@ -25,8 +25,8 @@ How to use it in a test:
 
 What it is. The module's surface (classes, their bases, methods with their pybind11 signatures,
 properties and whether they are writable, enums with their values, module functions and
-constants) is read from ../shared/fixtures/tensorrt_api/<version>.json (made from NVIDIA's own
-binding wheels; shared/tools/trt_api_surface/README.md says how). So, as on a device with that
+constants) is read from tests/data/tensorrt_api/<version>.json.gz (read off NVIDIA's own
+binding wheels; tests/data/README.md says how). So, as on a device with that
 version:
 - a name the version lacks raises AttributeError (`trt.BuilderFlag.FP16` on 11.4, `trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED` on 8.6,
   `layer.precision = ...` on 11.4);
@@ -57,8 +57,8 @@ code under test must never read it (tests/test_trt_api_usage.py checks).
 
 from __future__ import annotations
 
+import gzip
 import json
-import os
 import re
 import sys
 import types
@@ -77,25 +77,17 @@ CACHE_MAGIC = b"FAKE-TRT-CACHE "
 
 
 def api_dir() -> Path:
-    """shared/fixtures/tensorrt_api: $MSLA_TRT_API, beside $MSLA_FIXTURES, or shared/ beside any parent of the repository."""
-    candidates: List[Path] = []
-    if os.environ.get("MSLA_TRT_API"):
-        candidates.append(Path(os.environ["MSLA_TRT_API"]))
-    if os.environ.get("MSLA_FIXTURES"):
-        candidates.append(Path(os.environ["MSLA_FIXTURES"]).parent / "tensorrt_api")
-    candidates += [parent / "shared" / "fixtures" / "tensorrt_api" for parent in REPO.parents]
-    for candidate in candidates:
-        if (candidate / f"{FAKE_VERSIONS[0]}.json").is_file():
-            return candidate
-    raise FileNotFoundError(
-        "the TensorRT API fixtures (shared/fixtures/tensorrt_api/<version>.json) are not beside the repository; "
-        "set MSLA_TRT_API to that folder"
-    )
+    """tests/data/tensorrt_api: one <version>.json.gz per version in FAKE_VERSIONS."""
+    return REPO / "tests" / "data" / "tensorrt_api"
 
 
 @lru_cache(maxsize=None)
 def load_api(version: str) -> Dict[str, Any]:
-    return json.loads((api_dir() / f"{version}.json").read_text())
+    path = api_dir() / f"{version}.json.gz"
+    if not path.is_file():
+        raise FileNotFoundError(f"the TensorRT {version} API surface {path} is missing (tests/data is part of the repository)")
+    with gzip.open(path, "rt", encoding="utf-8") as handle:
+        return json.load(handle)
 
 
 def version_key(version: str) -> Tuple[int, int]:

@@ -4,8 +4,8 @@ This is what a user's model file contains when they pasted (or vendored) upstrea
 block: the same attribute names (so the same state-dict keys), the same forward math, and the
 same run-time precision logic (CUDA autocast switched off around the attention, an fp16 upcast,
 a Python branch on the token count). It is written from the architecture description in
-`shared/docs/UPSTREAM_SPEC.md` §2.1 and §6, not copied, and the tests prove it faithful against
-upstream's golden outputs in `shared/fixtures/upstream/litemla/`.
+`docs/facts/upstream.md#litemla` and `#dtype-and-autocast`, not copied, and the tests prove it
+faithful against upstream's golden outputs in `tests/data/upstream/litemla/`.
 
 Nothing here imports `msla_deploy`: the plug-and-play converter must recognise this class by
 its structure alone. The benchmark imports this file too, so it depends on torch only.

@@ -4,10 +4,11 @@ Why ONNX Runtime's static quantizer (`onnxruntime.quantization.quantize_static`,
 it ships inside the onnxruntime (or onnxruntime-gpu) wheel the project already depends on, so
 it installs on a CPU-only machine and on a Jetson without anything beside it. NVIDIA ModelOpt's
 ONNX PTQ places Q/DQ the TensorRT way too, but its `[onnx]` extra pulls onnxruntime-gpu and cupy
-on x86, and two onnxruntime wheels must never share an environment (FACTS §5); its attention
+on x86, and two onnxruntime wheels must never share an environment
+(docs/facts/onnxruntime.md#one-wheel-per-environment); its attention
 rule (MatMul->Softmax->MatMul) does not match LiteMLA either, so the placement is ours anyway.
 
-What TensorRT consumes (FACTS §8), and the quantize_static options that give it:
+What TensorRT consumes (docs/facts/tensorrt.md#int8), and the quantize_static options that give it:
   - int8 with zero point 0 everywhere: QuantType.QInt8 for both, ActivationSymmetric and
     WeightSymmetric True;
   - per-channel weight scales on the output-channel axis: per_channel=True (axis 0 for Conv);

@@ -258,8 +258,8 @@ def check_types(view: ModelView, target: Target, notes: List[str], info: Dict) -
 
 
 def check_precision(view: ModelView, target: Target, context: PrecisionContext, notes: List[str]) -> List[Finding]:
-    """What the requested precision means on this version (FACTS §3: weak typing deprecated in
-    10.12, removed in 11.0)."""
+    """What the requested precision means on this version (docs/facts/tensorrt.md#weak-and-strong-typing:
+    weak typing deprecated in 10.12, removed in 11.0)."""
     if context.assumed != "fp16":
         return []
     if not context.graph_has_fp16 and target.weak_typing == "removed":

@@ -1,6 +1,6 @@
 """int8 Q/DQ graphs: what is quantized, what stays fp32, and what TensorRT needs of the Q/DQ nodes.
 
-What TensorRT consumes (FACTS.md section 8): symmetric int8 Q/DQ (zero point 0), per-channel
+What TensorRT consumes (docs/facts/tensorrt.md#int8): symmetric int8 Q/DQ (zero point 0), per-channel
 weight scales, per-tensor activation scales; TensorRT 11 quantizes only through these nodes,
 strongly typed. What is quantized is read from the graph itself (a layer reading a
 DequantizeLinear output runs in int8) and, for an int8 export of ours, by PyTorch module name

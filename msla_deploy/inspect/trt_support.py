@@ -20,7 +20,7 @@ what the parser takes, per version. Sources (read for this table; nothing here i
   "cubic" to ResizeMode::kCUBIC since the 8.5 GA release commit (3b008c4), although every
   operators.md up to 10.15 lists only nearest and linear. Hence cubic is a warning on 8.5 ("not
   in the documented matrix, verify") and a note from 8.6 on, where it was reported working
-  (FACTS.md §3).
+  (docs/facts/tensorrt.md#onnx-parser).
 
 When TensorRT itself is at hand its parser is the authority: this table lets the preflight run
 on a workstation or CI machine without TensorRT.
@@ -71,7 +71,7 @@ _MATRICES: Tuple[Tuple[V.Version, FrozenSet[str], str], ...] = (
 # Resize attributes every listed parser accepts (operators.md "Restrictions" column)
 RESIZE_COORDINATE_MODES = frozenset({"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"})
 RESIZE_DOCUMENTED_MODES = frozenset({"nearest", "linear"})
-EXAMPLES = ("8.5", "8.6", "10.3", "10.13", "11")  # the JetPack releases' versions (FACTS.md §3) and 11.x
+EXAMPLES = ("8.5", "8.6", "10.3", "10.13", "11")  # the JetPack releases' versions (docs/facts/tensorrt.md#jetpack-releases) and 11.x
 
 
 @dataclass(frozen=True)
@@ -148,5 +148,5 @@ SOURCES: Tuple[str, ...] = (
     "github.com/onnx/onnx-tensorrt builtin_op_importers.cpp @ 8.5-GA (Resize: cubic import path; Cast: UINT8)",
     "github.com/onnx/onnx-tensorrt argMinMaxHelper @ 8.5-GA, 8.6-GA, 10.1-GA, main (ArgMax: TopK k=1, index type)",
     "msla_deploy/trt/versions.py (max opset, typing modes, DLA per version, JetPack) and trt/dla.py (DLA rules)",
-    "shared/docs/FACTS.md §3",
+    "docs/facts/tensorrt.md#onnx-parser",
 )

@@ -31,7 +31,7 @@ from .polygraphy_env import quiet_polygraphy
 from .session import Session
 
 NO_TENSORRT_FIX = "run on a machine with TensorRT and an NVIDIA GPU (e.g. a Jetson with JetPack), or use --backend ort-cpu"
-STRONG_TYPING_IN_POLYGRAPHY = (10, 0)  # NetworkFromOnnx*(strongly_typed=True) raises before (FACTS.md section 8)
+STRONG_TYPING_IN_POLYGRAPHY = (10, 0)  # NetworkFromOnnx*(strongly_typed=True) raises before (docs/facts/tensorrt.md#engines-and-runtime)
 
 
 def engine_without_tensorrt_fix(command: str, onnx: Optional[Path]) -> str:

@@ -13,7 +13,7 @@ Sources:
   ElementWise: Sum, Sub, Product, Max, Min, Div, Pow; Concatenation: channel axis only;
   Convolution: kernel [1,32], stride [1,8], channels [1,8192]; FP16/INT8 only; no dynamic dims;
   non-batch dims <= 8192).
-- F: shared/docs/FACTS.md section 3 (hswish and GELU fall back; matrix products of two
+- F: docs/facts/tensorrt.md#dla (hswish and GELU fall back; matrix products of two
   activations are not listed).
 
 int8 Q/DQ graphs (explicit quantization): QuantizeLinear/DequantizeLinear nodes make no layer of

@@ -16,7 +16,7 @@ from ..errors import BadInput
 PRECISIONS = ("fp32", "fp16", "int8")  # int8: an int8 export's Q/DQ graph (explicit quantization)
 TYPINGS = ("auto", "strong", "weak")
 HARDWARE_COMPAT = ("none", "ampere+", "same-cc")
-MAX_OPT_LEVEL = 5  # IBuilderConfig::setBuilderOptimizationLevel: 0..5, default 3 (FACTS.md section 3)
+MAX_OPT_LEVEL = 5  # IBuilderConfig::setBuilderOptimizationLevel: 0..5, default 3 (docs/facts/tensorrt.md#build-api)
 DEFAULT_WORKSPACE = 1 << 30  # 1 GiB: a limit, not an allocation; plenty for EfficientViT-Seg tactics
 
 _UNITS = {"": 1 << 20, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}

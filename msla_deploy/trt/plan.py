@@ -5,7 +5,7 @@ The plan is plain data. engine.py applies it to the TensorRT API, trtexec.py ren
 trtexec command line; neither decides anything. That is what lets the plan be tested for every
 version on a machine without TensorRT.
 
-Precision policy (FACTS.md section 3):
+Precision policy (docs/facts/tensorrt.md#weak-and-strong-typing):
 
 - strong typing (TensorRT >= 9.0): tensor types come from the ONNX. An fp16 build parses the
   mixed-precision fp16 ONNX (explicit Casts keep attention in fp32) and never sets the FP16 flag
@@ -119,7 +119,7 @@ class BuildPlan:
     int8_flag: bool = False  # BuilderFlag.INT8: a Q/DQ graph built weakly typed (8.5-10.x)
 
     def __post_init__(self) -> None:
-        # invariants that no combination of options may break (FACTS.md section 3)
+        # invariants that no combination of options may break (docs/facts/tensorrt.md#weak-and-strong-typing)
         weak_fields = (self.fp16_flag or self.int8_flag or self.obey_precision_constraints or self.prefer_precision_constraints
                        or self.layer_precisions or self.layer_output_types)
         if self.typing == "strong" and weak_fields:

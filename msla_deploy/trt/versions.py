@@ -8,7 +8,8 @@ no other module compares version numbers against literals. Sources are named per
   Python binding names, ``samples/common/sampleOptions.cpp`` for trtexec's flags (its help text
   and parser). Each "since"/"until" below was read off those files at every release branch from
   8.5 to 11.1.
-- ``FACTS.md`` is this project's shared fact sheet (shared/docs/FACTS.md, section 3).
+- ``docs/facts/tensorrt.md#<section>`` is this project's own fact page, which explains these tables and names
+  the sources above per fact.
 - ``docs:`` is NVIDIA's documentation site (docs.nvidia.com/deeplearning/tensorrt/...).
 
 Versions are compared as (major, minor): TensorRT's behaviour changes at minor releases.
@@ -28,9 +29,10 @@ SRC_HEADER = "NVIDIA/TensorRT release/X.Y include/NvInfer.h"
 SRC_PYTHON = "NVIDIA/TensorRT release/X.Y python/src/infer/pyCore.cpp (Python bindings)"
 SRC_TRTEXEC = "NVIDIA/TensorRT release/X.Y samples/common/sampleOptions.cpp (trtexec help and parser)"
 SRC_TRTEXEC_ENGINES = "NVIDIA/TensorRT release/X.Y samples/common/sampleEngines.cpp (trtexec's network/config set-up and engine loading)"
-SRC_FACTS = "shared/docs/FACTS.md section 3"
-SRC_FACTS_8 = "shared/docs/FACTS.md section 8 (checked against NVIDIA's binding wheels and trtexec sources)"
-SRC_API_FIXTURES = "shared/fixtures/tensorrt_api/<version>.json (the Python API read from NVIDIA's binding wheels 8.6.1 ... 11.4)"
+SRC_FACTS = "docs/facts/tensorrt.md#weak-and-strong-typing"
+SRC_FACTS_DLA = "docs/facts/tensorrt.md#dla"
+SRC_FACTS_8 = "docs/facts/tensorrt.md#python-api-per-version and #trtexec-flags (checked against NVIDIA's binding wheels and trtexec sources)"
+SRC_API_FIXTURES = "tests/data/tensorrt_api/<version>.json.gz (the Python API read from NVIDIA's binding wheels 8.6.1 ... 11.4)"
 SRC_DLA_DOCS = (
     "docs: inference-library/work-with-dla.html (11.3.0, 11.4.0, 11.4.1) and "
     "getting-started/release-notes-11/11.4.1.html"
@@ -143,8 +145,8 @@ def dla_implies(flag: str, version: TrtVersion) -> bool:
 
 # The TensorRT Python names this project's code reads that some supported versions lack, with the
 # feature (a key of API) whose span gates the code path that reads them. tests/test_trt_api_usage.py
-# walks msla_deploy's source for every `trt.X.Y` it reads and checks it against the API fixtures of
-# each version where its gate (or, ungated, every supported version) lets the code run.
+# walks msla_deploy's source for every `trt.X.Y` it reads and checks it against the API surfaces of
+# each version (tests/data/tensorrt_api) where its gate (or, ungated, every supported version) lets the code run.
 GATED_NAMES: Dict[str, str] = {
     "NetworkDefinitionCreationFlag.EXPLICIT_BATCH": "explicit_batch_flag",
     "NetworkDefinitionCreationFlag.STRONGLY_TYPED": "strongly_typed_flag",
@@ -165,12 +167,12 @@ GATED_NAMES: Dict[str, str] = {
 # Weak typing still works on 10.12-10.x but is deprecated: 'auto' switches to strong typing here.
 AUTO_STRONG_SINCE: Version = (10, 12)
 
-# DLA (Orin). FACTS.md section 3 and NVIDIA's DLA pages: 10.7 was the last 10.x with DLA; 11.0-11.3
+# DLA (Orin). docs/facts/tensorrt.md#dla and NVIDIA's DLA pages: 10.7 was the last 10.x with DLA; 11.0-11.3
 # have none; 11.4.0 only on Windows on ARM; 11.4.1 on Jetson AGX Orin with JetPack >= 7.2.2,
 # strongly typed networks only.
 DLA: Tuple[Span, ...] = (
-    Span((8, 5), (10, 8), f"{SRC_FACTS}; {SRC_DLA_DOCS}", "weak (FP16 flag) or strong typing"),
-    Span((11, 4), None, f"{SRC_FACTS}; {SRC_DLA_DOCS}", "11.4.1+ on Jetson AGX Orin with JetPack >= 7.2.2, strongly typed only"),
+    Span((8, 5), (10, 8), f"{SRC_FACTS_DLA}; {SRC_DLA_DOCS}", "weak (FP16 flag) or strong typing"),
+    Span((11, 4), None, f"{SRC_FACTS_DLA}; {SRC_DLA_DOCS}", "11.4.1+ on Jetson AGX Orin with JetPack >= 7.2.2, strongly typed only"),
 )
 DLA_STRONGLY_TYPED_ONLY_SINCE: Version = (11, 4)
 
@@ -185,7 +187,7 @@ def dla_available(version: TrtVersion) -> bool:
 
 # --- ONNX parser --------------------------------------------------------------------------------
 
-# Highest opset each parser is documented to read (FACTS.md section 3). 10.9-10.12 are not listed
+# Highest opset each parser is documented to read (docs/facts/tensorrt.md#onnx-parser). 10.9-10.12 are not listed
 # there: they are treated as 20, the last known value below them, and only warned about.
 PARSER_MAX_OPSET: Tuple[Tuple[Version, int], ...] = (
     ((8, 5), 17),
@@ -238,7 +240,7 @@ TRTEXEC_FLAGS: Dict[str, Span] = {
     "--profilingVerbosity": Span((8, 5), None, SRC_TRTEXEC, "layer_names_only|detailed|none"),
     "--exportLayerInfo": Span((8, 5), None, SRC_TRTEXEC),
     # 8.5 calls it --buildOnly; 8.6 renames it --skipInference and keeps --buildOnly as a deprecated
-    # alias through 9.3; release/10.0's sampleOptions.cpp has no --buildOnly (FACTS.md section 8).
+    # alias through 9.3; release/10.0's sampleOptions.cpp has no --buildOnly (docs/facts/tensorrt.md#trtexec-flags).
     "--buildOnly": Span((8, 5), (10, 0), f"{SRC_TRTEXEC}; {SRC_FACTS_8}", "deprecated alias of --skipInference in 8.6-9.x, gone from 10.0"),
     "--skipInference": Span((8, 6), None, SRC_TRTEXEC),
 }
@@ -254,7 +256,7 @@ def trtexec_has(flag: str, version: TrtVersion) -> bool:
 
 # --- JetPack ------------------------------------------------------------------------------------
 
-# JetPack -> (TensorRT, CUDA), FACTS.md section 3.
+# JetPack -> (TensorRT, CUDA), docs/facts/tensorrt.md#jetpack-releases.
 JETPACK: Dict[str, Tuple[str, str]] = {
     "5.1": ("8.5", "11.4"),
     "6.0": ("8.6", "12.2"),

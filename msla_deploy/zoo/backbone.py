@@ -6,7 +6,7 @@ Both return a dict of features: `input`, `stage0` ... `stage4` at strides 2 ... 
 Module indices are state-dict names, so the stage layout below mirrors the official checkpoints
 exactly, including two quirks: the B backbone's `stages.i` produces feature `stage{i+1}` (the
 stem produces `stage0`), and depth counts the downsampling block in the conv stages but not in
-the attention stages (B) -- see UPSTREAM_SPEC.md §3.
+the attention stages (B) -- see docs/facts/upstream.md#backbones.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ aggregation convs) and LiteMLA's attention matmuls. Ignored: BatchNorm, activati
 adds, the bicubic upsampling and the attention division, which is the usual convention of
 published MAC figures.
 
-Against upstream's published Cityscapes figures at 1024x2048 (docs/FACTS.md §6) this gives
+Against upstream's published Cityscapes figures at 1024x2048 (docs/facts/upstream.md#reference-figures) this gives
 B0 4.39G (published 4.4G), B1 25.09G (25G), B2 73.62G (74G), B3 179.18G (179G), L1 282.47G
 (282G) and L2 396.11G (396G): all within 0.6%, about the rounding of the published figures,
 which confirms the counting convention. tests/test_zoo.py holds them within 10%.

@@ -1,7 +1,7 @@
 """The segmentation head: fuse stride-32/16/8 features at stride 8, refine, classify.
 
 It is a DAGBlock reading `stage4`, `stage3`, `stage2` from the backbone's feature dict and
-writing the logits under `segout`. Index layout = state-dict names (UPSTREAM_SPEC.md §4.1).
+writing the logits under `segout`. Index layout = state-dict names (docs/facts/upstream.md#seg-head).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The segmentation model zoo as data: one registry entry per public (upstream) model name.
 
 Torch-free on purpose, so that listing models and resolving checkpoint names works where only
-the runtime side is installed. The numbers are upstream's (docs/UPSTREAM_SPEC.md §3-§5); the
-state-dict manifests in the test fixtures pin them down key for key.
+the runtime side is installed. The numbers are upstream's (docs/facts/upstream.md#backbones, #seg-head, #zoo); the
+state-dict manifests in tests/data/upstream/state_dict_keys/ pin them down key for key.
 """
 
 from __future__ import annotations
