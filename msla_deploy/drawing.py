@@ -243,7 +243,7 @@ def legend(items: Sequence[Tuple[RGB, str]], width: Optional[int] = None, title:
     return stack([text(title, width, SMALL_SIZE, MUTED), block], gap=2) if title else block
 
 
-def colour_bar(colour_of: Callable[[np.ndarray], np.ndarray], ticks: Sequence[Tuple[float, str]], caption: str,
+def colour_bar(colour_of: Callable[[np.ndarray], np.ndarray], ticks: Sequence[Tuple[float, str]], caption: Union[str, Sequence[str]],
                width: int = 360, height: int = 16, extra: Sequence[Tuple[RGB, str]] = ()):
     """A horizontal colour bar: `colour_of` maps fractions 0..1 along it to [..., 3] uint8 colours;
     `ticks` are (fraction, label) marked under it; `caption` (units, what the scale is) above it;
@@ -283,28 +283,53 @@ def format_number(value: float) -> str:
     if abs(value) >= 1000:
         return f"{value:.0f}"
     if abs(value) < 1e-3:
-        return f"{value:.2g}"
+        return f"{value:.3g}"
     return f"{value:.3g}"
+
+
+def log_ticks(lo: float, hi: float) -> List[float]:
+    """1, 2 and 5 times the powers of ten from just below `lo` to just above `hi` (both > 0)."""
+    ticks = []
+    for power in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1):
+        ticks += [m * 10.0 ** power for m in (1, 2, 5)]
+    first = max(t for t in ticks if t <= lo)
+    last = min(t for t in ticks if t >= hi)
+    return [t for t in ticks if first <= t <= last]
+
+
+# a spread wider than this (largest / smallest value) is drawn on a log axis: on a linear one the
+# fast series would be squeezed into a few pixels at its left end
+LOG_SPREAD = 20.0
 
 
 @dataclass
 class XAxis:
-    """A linear value axis from `lo` to `hi` drawn between pixel columns `left` and `right`."""
+    """A value axis from `lo` to `hi` (linear, or logarithmic with `log`) drawn between pixel
+    columns `left` and `right`."""
 
     lo: float
     hi: float
     left: int
     right: int
+    log: bool = False
 
     @classmethod
-    def covering(cls, lo: float, hi: float, left: int, right: int, count: int = 6) -> Tuple["XAxis", List[float]]:
+    def covering(cls, lo: float, hi: float, left: int, right: int, count: int = 6, allow_log: bool = False) -> Tuple["XAxis", List[float]]:
+        """The axis over [lo, hi] with round ticks; logarithmic when `allow_log` and hi / lo > LOG_SPREAD."""
+        if allow_log and lo > 0 and hi / lo > LOG_SPREAD:
+            ticks = log_ticks(lo, hi)
+            return cls(ticks[0], ticks[-1], left, right, log=True), ticks
         ticks = nice_ticks(lo, hi, count)
         top = ticks[-1] if ticks[-1] > ticks[0] else ticks[0] + 1
         return cls(ticks[0], top, left, right), ticks
 
     def x(self, value):
-        position = self.left + (np.asarray(value, np.float64) - self.lo) / (self.hi - self.lo) * (self.right - self.left)
-        return np.round(position).astype(int)
+        value = np.asarray(value, np.float64)
+        if self.log:
+            fraction = (np.log10(np.maximum(value, self.lo)) - math.log10(self.lo)) / (math.log10(self.hi) - math.log10(self.lo))
+        else:
+            fraction = (value - self.lo) / (self.hi - self.lo)
+        return np.round(self.left + fraction * (self.right - self.left)).astype(int)
 
     def draw(self, draw, ticks: Sequence[float], top: int, bottom: int, label: str, fmt: Callable[[float], str] = format_number) -> int:
         """Grid lines from `top` to `bottom`, the axis line, ticks with labels and the axis label

@@ -1,9 +1,10 @@
 """`--plot FILE`: the latency distribution of each backend as a PNG (drawn with msla_deploy.drawing).
 
 One row per backend, its full label at the left (wrapped, never cut), on a shared millisecond
-axis with ticks: every timed run as a dot (spread vertically so that repeated values stay
-visible), a box from p25 to p75, a thick mark at p50, whiskers from min to p99, and the p50
-written at the right. A legend under the axis says what each mark is.
+axis with ticks (logarithmic when the slowest run is over 20x the fastest): every timed run as a
+dot (spread vertically so that repeated values stay visible), a box from p25 to p75, a thick mark
+at p50, whiskers from min to p99, and the p50 written at the right. A legend under the axis says
+what each mark is.
 """
 
 from __future__ import annotations
@@ -46,11 +47,11 @@ def render(rows: Sequence[Dict], title: str = TITLE, subtitle: Optional[str] = N
     canvas = Image.new("RGB", (width, plot_bottom + 60), drawing.BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     values = np.concatenate([np.asarray(r["latencies_ms"], np.float64) for r in rows])
-    axis, ticks = XAxis.covering(float(values.min()), float(values.max()), left, left + PLOT_W - 1)
+    axis, ticks = XAxis.covering(float(values.min()), float(values.max()), left, left + PLOT_W - 1, allow_log=True)
     tops = [top + sum(row_h[:i]) for i in range(len(rows))]
     for y, height in zip(tops, row_h):  # bands first: the grid is drawn over them
         draw.rectangle([left, y + 4, left + PLOT_W - 1, y + height - 4], fill=BAND)
-    end = axis.draw(draw, ticks, top, plot_bottom, "latency per run (ms)")
+    end = axis.draw(draw, ticks, top, plot_bottom, "latency per run (ms, log scale)" if axis.log else "latency per run (ms)")
     rng = np.random.default_rng(0)  # fixed jitter: the same data draws the same picture
     for i, (row, lines, y, height) in enumerate(zip(rows, labels, tops, row_h)):
         colour, mid = SERIES[i % len(SERIES)], y + height // 2
@@ -67,7 +68,7 @@ def render(rows: Sequence[Dict], title: str = TITLE, subtitle: Optional[str] = N
         draw.rectangle([x25, mid - 10, x75, mid + 10], fill=tint, outline=colour)
         draw.rectangle([x50 - 1, mid - 13, x50 + 1, mid + 13], fill=INK)
         for x, dy in zip(axis.x(ms), rng.integers(-17, 18, size=ms.size)):
-            draw.rectangle([int(x), mid + int(dy), int(x) + 1, mid + int(dy) + 1], fill=colour)
+            draw.rectangle([int(x) - 1, mid + int(dy) - 1, int(x) + 1, mid + int(dy) + 1], fill=colour)
         drawing.draw_text(draw, (left + PLOT_W + 12, mid), f"p50 {format_number(p50)} ms", TEXT_SIZE, anchor="lm")
     canvas = canvas.crop((0, 0, width, end + 4))
     key = drawing.legend([((120, 120, 120), "dot: one timed run"), ((200, 200, 200), "box: p25 to p75"),

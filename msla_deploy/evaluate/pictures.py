@@ -47,8 +47,8 @@ def disagreement_figure(labels: np.ndarray, reference: str, candidate: str, imag
     legends = [
         drawing.legend([(tuple(DISAGREE), "labels differ (in the darkened map)")], grid.width),
         drawing.legend([(tuple(int(v) for v in colours[c]), label_of(c)) for c in shown], grid.width,
-                       f"classes, the {len(shown)} most common here" + (f" (+ {len(present) - len(shown)} more)" if len(present) > len(shown) else "")
-                       + f"; darkened x{DARKEN:g} in the disagreement map"),
+                       f"classes in the labels, {f'the {len(shown)} most common of {len(present)}' if len(present) > len(shown) else 'all'} "
+                       f"(darkened x{DARKEN:g} in the disagreement map):"),
     ]
     subtitle = (f"{image}: the labels differ on {100 * float(differs.mean()):.3g}% of pixels ({int(differs.sum())} of {differs.size}); "
                 f"{ref.shape[1]}x{ref.shape[0]}, the label's resolution")

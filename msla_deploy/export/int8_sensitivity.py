@@ -130,7 +130,7 @@ def sweep(
 
 # --- the bar chart ------------------------------------------------------------------------------
 BLOCK, ATTENTION, KEPT = (31, 119, 180), (214, 39, 40), (150, 150, 150)
-ROW, PLOT_W, VALUE_W = 24, 420, 150
+ROW, PLOT_W, VALUE_W = 24, 420, 230
 
 
 def render(result: Sensitivity) -> np.ndarray:
@@ -151,11 +151,12 @@ def render(result: Sensitivity) -> np.ndarray:
         drawing.draw_text(draw, (8, y + ROW // 2), row.module, drawing.TEXT_SIZE, colour, anchor="lm")
         x = int(axis.x(100 * row.cost))
         draw.rectangle([left, y + 4, max(x, left + 1), y + ROW - 4], fill=colour)
-        drawing.draw_text(draw, (max(x, left + 1) + 6, y + ROW // 2), f"{100 * row.cost:.3g}%" + (" (kept fp32)" if row.module in kept else ""),
-                          drawing.SMALL_SIZE, anchor="lm")
+        value = f"{100 * row.cost:.3g}%, 1 - cosine {1 - row.alone_cosine:.2g}" + (" (kept fp32)" if row.module in kept else "")
+        drawing.draw_text(draw, (max(x, left + 1) + 6, y + ROW // 2), value, drawing.SMALL_SIZE, anchor="lm")
     canvas = canvas.crop((0, 0, width, end + 4))
     key = drawing.legend([(BLOCK, "block (convolutions)"), (ATTENTION, "LiteMLA attention core"), (KEPT, "kept in fp32")], width)
-    notes = [f"Calibration: {result.method}, {result.pictures} pictures. Every candidate in int8: {100 * (1 - result.all_int8):.3g}% of pixels change."]
+    notes = [f"Calibration: {result.method}, {result.pictures} pictures. Every candidate in int8: {100 * (1 - result.all_int8):.3g}% of pixels "
+             "change. Beside each bar: the logits' 1 - cosine with fp32 (the cost before labels flip; it orders ties)."]
     if result.min_agreement is not None:
         notes.append(f"For at least {100 * result.min_agreement:g}% agreement, {len(result.keep_fp32)} module(s) kept in fp32: "
                      f"{100 * (result.achieved or 0):.4g}% achieved ({'met' if result.met else 'not met'}).")

@@ -160,20 +160,48 @@ def _samples_caption(drawn: Sequence[int], total: int) -> str:
 
 # --- the figures (Pillow) ---------------------------------------------------------------------
 
-def _panel_size(map_hw: Tuple[int, int]) -> Tuple[int, int]:
-    enlarge, shrink = drawing.display_factor(map_hw[1])
-    return max(1, map_hw[1] * enlarge // shrink), max(1, map_hw[0] * enlarge // shrink)
+def _panel_size(hw: Tuple[int, int]) -> Tuple[int, int]:
+    """(width, height) of a panel showing an H x W picture: a whole factor larger or smaller for reading."""
+    enlarge, shrink = drawing.display_factor(hw[1])
+    return max(1, hw[1] * enlarge // shrink), max(1, hw[0] * enlarge // shrink)
 
 
-def _rows(maps: np.ndarray, inputs: Optional[np.ndarray], map_title: str, captions: Sequence[str]):
-    """One row per drawn sample: its caption over [input | map]; `maps` and `inputs` hold the drawn samples only."""
-    size = _panel_size(maps.shape[1:3])
+def _preview(x: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
+    """One [3, H, W] input as H' x W' x 3 uint8, box-averaged first when the panel is smaller
+    (converting a 1024x2048 input at full size would cost seconds per sample, for pixels not shown)."""
+    step = max(1, x.shape[1] // size[1])
+    if step > 1:
+        h, w = x.shape[1] // step * step, x.shape[2] // step * step
+        x = x[:, :h, :w].reshape(x.shape[0], h // step, step, w // step, step).mean(axis=(2, 4))
+    return input_pictures(x[None])[0]
+
+
+@dataclass
+class Selection:
+    """What both pictures of an output draw: which samples, the panel size, the inputs shown."""
+
+    drawn: List[int]
+    total: int
+    size: Tuple[int, int]  # a panel's (width, height)
+    inputs: Optional[List[np.ndarray]]  # per drawn sample, H x W x 3 uint8; None: no input picture
+
+
+def select(reference: np.ndarray, candidate: np.ndarray, inputs: Optional[np.ndarray], input_hw=None, cap: int = MAX_SAMPLES) -> Selection:
+    drawn = choose_samples(reference, candidate, cap)
+    size = _panel_size(tuple(input_hw) if input_hw else reference.shape[2:])
+    shown = None if inputs is None else [_preview(np.asarray(inputs[i], np.float32), size) for i in drawn]
+    return Selection(drawn, int(reference.shape[0]), size, shown)
+
+
+def _rows(maps: np.ndarray, selection: Selection, map_title: str, captions: Sequence[str]):
+    """One row per drawn sample: its caption over [input | map]; `maps` holds the drawn samples
+    at the logits' resolution (enlarged to the panel, nearest: a logit stays a block)."""
     rows = []
     for k, caption in enumerate(captions):
         panels = []
-        if inputs is not None:
-            panels.append(drawing.panel(inputs[k], "input (as the model sees it)", size, smooth=True))
-        panels.append(drawing.panel(maps[k], map_title, size))
+        if selection.inputs is not None:
+            panels.append(drawing.panel(selection.inputs[k], "input (as the model sees it)", selection.size, smooth=True))
+        panels.append(drawing.panel(maps[k], map_title, selection.size))
         rows.append(drawing.stack([drawing.text(caption, None, drawing.TEXT_SIZE), drawing.stack(panels, horizontal=True, gap=10)], gap=3))
     return rows
 
@@ -184,19 +212,21 @@ def _class_legend(ref_labels: np.ndarray, num_classes: int) -> Tuple[List, str]:
     names = class_names(num_classes) or tuple(f"class {c}" for c in range(num_classes))
     colours = (palette(num_classes).astype(np.float32) * DARKEN).astype(np.uint8)
     items = [(tuple(colours[c]), names[c]) for c in present[:MAX_LEGEND_CLASSES]]
-    more = f" (+ {len(present) - MAX_LEGEND_CLASSES} more)" if len(present) > MAX_LEGEND_CLASSES else ""
-    return items, f"reference labels, darkened: the {len(items)} most common here{more}"
+    shown = f", the {len(items)} most common of {len(present)}" if len(present) > len(items) else ""
+    return items, f"classes of the reference labels (darkened) in the drawn samples{shown}:"
 
 
 def disagreement_figure(name: str, reference: np.ndarray, candidate: np.ndarray, inputs: Optional[np.ndarray], input_hw=None,
-                        cap: int = MAX_SAMPLES):
+                        cap: int = MAX_SAMPLES, selection: Optional[Selection] = None):
     """The label disagreement picture (a PIL image) of one output."""
-    drawn = choose_samples(reference, candidate, cap)
-    maps = disagreement_maps(reference[drawn], candidate[drawn], input_hw)
+    selection = selection or select(reference, candidate, inputs, input_hw, cap)
+    drawn = selection.drawn
     ref_labels = reference[drawn].argmax(axis=1)
-    differs = (ref_labels != candidate[drawn].argmax(axis=1)) | ~np.isfinite(candidate[drawn]).all(axis=1)
+    finite = np.isfinite(candidate[drawn]).all(axis=1)
+    maps = label_disagreement(ref_labels, candidate[drawn].argmax(axis=1), palette(reference.shape[1]), ~finite)
+    differs = (ref_labels != candidate[drawn].argmax(axis=1)) | ~finite
     captions = [f"sample {i}: labels differ on {100 * float(d.mean()):.3g}% of pixels ({int(d.sum())} of {d.size})" for i, d in zip(drawn, differs)]
-    rows = _rows(maps, None if inputs is None else input_pictures(inputs[drawn]), "reference labels; white: the artifact's label differs", captions)
+    rows = _rows(maps, selection, "reference labels; white: the artifact's label differs", captions)
     width = max(r.width for r in rows)
     classes, classes_title = _class_legend(ref_labels, reference.shape[1])
     legends = [
@@ -204,27 +234,28 @@ def disagreement_figure(name: str, reference: np.ndarray, candidate: np.ndarray,
         drawing.legend(classes, width, classes_title),
     ]
     subtitle = [f"{reference.shape[1]} classes, {reference.shape[2]}x{reference.shape[3]} logits shown at the input's resolution. "
-                + _samples_caption(drawn, reference.shape[0])]
+                + _samples_caption(drawn, selection.total)]
     return drawing.figure(f"Label disagreement of '{name}': the artifact against the PyTorch reference", legends + rows, subtitle)
 
 
 def heatmap_figure(name: str, reference: np.ndarray, candidate: np.ndarray, inputs: Optional[np.ndarray], scale: HeatScale,
-                   input_hw=None, cap: int = MAX_SAMPLES):
+                   input_hw=None, cap: int = MAX_SAMPLES, selection: Optional[Selection] = None):
     """The error heatmap picture (a PIL image) of one output, on the absolute scale `scale`."""
-    drawn = choose_samples(reference, candidate, cap)
-    maps = error_heatmaps(reference[drawn], candidate[drawn], scale.limit, input_hw)
+    selection = selection or select(reference, candidate, inputs, input_hw, cap)
+    drawn = selection.drawn
     per_pixel, bad = error_per_pixel(reference[drawn], candidate[drawn])
+    maps = heat_colours(per_pixel, scale.limit, bad)
     word = "limit" if scale.judged else "scale"
     captions = [f"sample {i}: max |error| {float(e.max()):.3g} ({float(e.max()) / scale.limit:.3g} x the {word}), "
                 f"{int((e > scale.limit).sum())} pixel(s) over it, {int(b.sum())} NaN/Inf" for i, e, b in zip(drawn, per_pixel, bad)]
-    rows = _rows(maps, None if inputs is None else input_pictures(inputs[drawn]), "|error| per pixel (largest over the classes)", captions)
+    rows = _rows(maps, selection, "|error| per pixel (largest over the classes)", captions)
     ticks = [(f, f"{drawing.format_number(f * scale.limit)}" + (f" ({word})" if f == 1.0 else "")) for f in (0.0, 0.25, 0.5, 0.75, 1.0)]
     over = "over the limit (fails max |error|)" if scale.judged else "over the scale"
     bar = drawing.colour_bar(lambda f: heat_colours(f * scale.limit, scale.limit), ticks,
-                             f"|error| in logit units, absolute: black 0, yellow {scale.limit:.3g} ({scale.source})",
+                             [f"|error| in logit units, absolute: black 0, yellow {scale.limit:.3g}, red beyond it", f"{word}: {scale.source}"],
                              extra=[(tuple(OVER), over), (tuple(NONFINITE), "NaN/Inf")])
     subtitle = [f"largest |error| over the {reference.shape[1]} classes at each pixel; {reference.shape[2]}x{reference.shape[3]} "
-                "logits shown at the input's resolution. " + _samples_caption(drawn, reference.shape[0])]
+                "logits shown at the input's resolution. " + _samples_caption(drawn, selection.total)]
     return drawing.figure(f"Error heatmap of '{name}': |artifact - PyTorch reference|", [bar] + rows, subtitle,
                           width=max([r.width for r in rows] + [bar.width]))
 
@@ -238,8 +269,8 @@ def write_pictures(folder: Path, prefix: str, name: str, reference: np.ndarray, 
     if inputs is not None and inputs.shape[0] != reference.shape[0]:
         inputs, input_hw = None, None
     scale = heat_scale(budget, reference)
+    selection = select(reference, candidate, inputs, input_hw, cap)
     files = {"disagreement": f"{prefix}{DISAGREEMENT_FILE}", "error_heatmap": f"{prefix}{HEATMAP_FILE}"}
-    drawing.save_picture(Path(folder) / files["disagreement"], disagreement_figure(name, reference, candidate, inputs, input_hw, cap))
-    drawing.save_picture(Path(folder) / files["error_heatmap"], heatmap_figure(name, reference, candidate, inputs, scale, input_hw, cap))
-    return {**files, "error_scale": scale.limit, "error_scale_source": scale.source,
-            "samples_drawn": choose_samples(reference, candidate, cap), "samples": int(reference.shape[0])}
+    drawing.save_picture(Path(folder) / files["disagreement"], disagreement_figure(name, reference, candidate, inputs, selection=selection))
+    drawing.save_picture(Path(folder) / files["error_heatmap"], heatmap_figure(name, reference, candidate, inputs, scale, selection=selection))
+    return {**files, "error_scale": scale.limit, "error_scale_source": scale.source, "samples_drawn": selection.drawn, "samples": selection.total}
