@@ -32,7 +32,15 @@ MUTED: RGB = (100, 100, 100)
 GRID: RGB = (222, 222, 222)
 BAND: RGB = (246, 246, 246)
 # one colour per series (bench backends): distinguishable, and readable as text on white
-SERIES: Tuple[RGB, ...] = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75), (23, 190, 207))
+SERIES: Tuple[RGB, ...] = (
+    (31, 119, 180),
+    (214, 39, 40),
+    (44, 160, 44),
+    (255, 127, 14),
+    (148, 103, 189),
+    (140, 86, 75),
+    (23, 190, 207),
+)
 TITLE_SIZE, TEXT_SIZE, SMALL_SIZE = 18, 14, 12  # pixels
 MARGIN, GAP = 14, 8
 # Panels of pixel maps are enlarged or shrunk by a whole factor into this width range: a 64x128
@@ -47,11 +55,14 @@ def pil():
     try:
         from PIL import Image, ImageDraw, ImageFont
     except ImportError:
-        raise MissingRuntime("drawing pictures needs Pillow, which is not installed", "pip install pillow") from None
+        raise MissingRuntime(
+            "drawing pictures needs Pillow, which is not installed", "pip install pillow"
+        ) from None
     return Image, ImageDraw, ImageFont
 
 
 # --- text ---------------------------------------------------------------------------------------
+
 
 @functools.lru_cache(maxsize=None)
 def font(size: int = TEXT_SIZE):
@@ -103,8 +114,11 @@ def wrap(text: str, width: Optional[int], size: int = TEXT_SIZE) -> List[str]:
     return lines + [line]
 
 
-def draw_text(draw, xy: Tuple[float, float], text: str, size: int = TEXT_SIZE, colour: RGB = INK, anchor: str = "la") -> None:
-    """One line at `xy`; `anchor` as Pillow's (la: left/top, ma: centre/top, ra: right/top, lm: left/middle)."""
+def draw_text(
+    draw, xy: Tuple[float, float], text: str, size: int = TEXT_SIZE, colour: RGB = INK, anchor: str = "la"
+) -> None:
+    """One line at `xy`; `anchor` as Pillow's (la: left/top, ma: centre/top, ra: right/top,
+    lm: left/middle)."""
     x, y = xy
     face = font(size)
     if hasattr(face, "getbbox"):  # anchors need a TrueType font; the bitmap fallback is placed by hand
@@ -119,10 +133,14 @@ def draw_text(draw, xy: Tuple[float, float], text: str, size: int = TEXT_SIZE, c
     draw.text((x, y), text, fill=colour, font=face)
 
 
-def text(lines: Union[str, Sequence[str]], width: Optional[int] = None, size: int = TEXT_SIZE, colour: RGB = INK):
+def text(
+    lines: Union[str, Sequence[str]], width: Optional[int] = None, size: int = TEXT_SIZE, colour: RGB = INK
+):
     """A block of text lines, each wrapped to `width` pixels; the block is `width` wide when given."""
     Image, ImageDraw, _ = pil()
-    wrapped = [part for line in ([lines] if isinstance(lines, str) else lines) for part in wrap(line, width, size)]
+    wrapped = [
+        part for line in ([lines] if isinstance(lines, str) else lines) for part in wrap(line, width, size)
+    ]
     block_w = width if width is not None else max([text_width(t, size) for t in wrapped] + [1])
     block = Image.new("RGB", (max(block_w, 1), line_height(size) * len(wrapped)), BACKGROUND)
     draw = ImageDraw.Draw(block)
@@ -132,6 +150,7 @@ def text(lines: Union[str, Sequence[str]], width: Optional[int] = None, size: in
 
 
 # --- blocks and figures ---------------------------------------------------------------------------
+
 
 def to_image(picture: Picture):
     """A PIL image of an H x W x 3 uint8 array (or an H x W one: grey / 16-bit grey); images pass through."""
@@ -174,7 +193,12 @@ def framed(block: Any, margin: int = MARGIN):
     return canvas
 
 
-def figure(title: str, blocks: Sequence[Any], subtitle: Union[str, Sequence[str], None] = None, width: Optional[int] = None):
+def figure(
+    title: str,
+    blocks: Sequence[Any],
+    subtitle: Union[str, Sequence[str], None] = None,
+    width: Optional[int] = None,
+):
     """A titled figure: the title, an optional subtitle, then the blocks, with margins. Text is
     wrapped to the widest block (or `width`), so nothing is cut."""
     blocks = [to_image(b) for b in blocks if b is not None]
@@ -185,8 +209,11 @@ def figure(title: str, blocks: Sequence[Any], subtitle: Union[str, Sequence[str]
     return framed(stack([stack(head, gap=2)] + blocks, gap=GAP + 2))
 
 
-def display_factor(width: int, min_width: int = PANEL_MIN_WIDTH, max_width: int = PANEL_MAX_WIDTH) -> Tuple[int, int]:
-    """(enlarge, shrink): the whole factors that bring `width` into [min_width, max_width] (one of them is 1)."""
+def display_factor(
+    width: int, min_width: int = PANEL_MIN_WIDTH, max_width: int = PANEL_MAX_WIDTH
+) -> Tuple[int, int]:
+    """(enlarge, shrink): the whole factors that bring `width` into [min_width, max_width]
+    (one of them is 1)."""
     if width <= 0:
         return 1, 1
     if width < min_width:
@@ -207,8 +234,14 @@ def resized(picture: Picture, size: Tuple[int, int], smooth: bool = False):
     return image.resize(tuple(size), method)
 
 
-def panel(picture: Picture, title: Union[str, Sequence[str]], size: Optional[Tuple[int, int]] = None, smooth: bool = False):
-    """A picture (shown at `size`, width x height) with its title above, wrapped to its width, and a thin frame."""
+def panel(
+    picture: Picture,
+    title: Union[str, Sequence[str]],
+    size: Optional[Tuple[int, int]] = None,
+    smooth: bool = False,
+):
+    """A picture (shown at `size`, width x height) with its title above, wrapped to its width,
+    and a thin frame."""
     Image, ImageDraw, _ = pil()
     image = resized(picture, size, smooth) if size else to_image(picture)
     framed_image = Image.new("RGB", (image.width + 2, image.height + 2), MUTED)
@@ -243,8 +276,14 @@ def legend(items: Sequence[Tuple[RGB, str]], width: Optional[int] = None, title:
     return stack([text(title, width, SMALL_SIZE, MUTED), block], gap=2) if title else block
 
 
-def colour_bar(colour_of: Callable[[np.ndarray], np.ndarray], ticks: Sequence[Tuple[float, str]], caption: Union[str, Sequence[str]],
-               width: int = 360, height: int = 16, extra: Sequence[Tuple[RGB, str]] = ()):
+def colour_bar(
+    colour_of: Callable[[np.ndarray], np.ndarray],
+    ticks: Sequence[Tuple[float, str]],
+    caption: Union[str, Sequence[str]],
+    width: int = 360,
+    height: int = 16,
+    extra: Sequence[Tuple[RGB, str]] = (),
+):
     """A horizontal colour bar: `colour_of` maps fractions 0..1 along it to [..., 3] uint8 colours;
     `ticks` are (fraction, label) marked under it; `caption` (units, what the scale is) above it;
     `extra` legend swatches beside it (e.g. "over the limit", "NaN/Inf")."""
@@ -265,6 +304,7 @@ def colour_bar(colour_of: Callable[[np.ndarray], np.ndarray], ticks: Sequence[Tu
 
 
 # --- axes --------------------------------------------------------------------------------------------
+
 
 def nice_ticks(lo: float, hi: float, count: int = 6) -> List[float]:
     """Round tick values (1, 2 or 5 times a power of ten) covering [lo, hi]."""
@@ -291,7 +331,7 @@ def log_ticks(lo: float, hi: float) -> List[float]:
     """1, 2 and 5 times the powers of ten from just below `lo` to just above `hi` (both > 0)."""
     ticks = []
     for power in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1):
-        ticks += [m * 10.0 ** power for m in (1, 2, 5)]
+        ticks += [m * 10.0**power for m in (1, 2, 5)]
     first = max(t for t in ticks if t <= lo)
     last = min(t for t in ticks if t >= hi)
     return [t for t in ticks if first <= t <= last]
@@ -314,7 +354,9 @@ class XAxis:
     log: bool = False
 
     @classmethod
-    def covering(cls, lo: float, hi: float, left: int, right: int, count: int = 6, allow_log: bool = False) -> Tuple["XAxis", List[float]]:
+    def covering(
+        cls, lo: float, hi: float, left: int, right: int, count: int = 6, allow_log: bool = False
+    ) -> Tuple["XAxis", List[float]]:
         """The axis over [lo, hi] with round ticks; logarithmic when `allow_log` and hi / lo > LOG_SPREAD."""
         if allow_log and lo > 0 and hi / lo > LOG_SPREAD:
             ticks = log_ticks(lo, hi)
@@ -326,12 +368,22 @@ class XAxis:
     def x(self, value):
         value = np.asarray(value, np.float64)
         if self.log:
-            fraction = (np.log10(np.maximum(value, self.lo)) - math.log10(self.lo)) / (math.log10(self.hi) - math.log10(self.lo))
+            fraction = (np.log10(np.maximum(value, self.lo)) - math.log10(self.lo)) / (
+                math.log10(self.hi) - math.log10(self.lo)
+            )
         else:
             fraction = (value - self.lo) / (self.hi - self.lo)
         return np.round(self.left + fraction * (self.right - self.left)).astype(int)
 
-    def draw(self, draw, ticks: Sequence[float], top: int, bottom: int, label: str, fmt: Callable[[float], str] = format_number) -> int:
+    def draw(
+        self,
+        draw,
+        ticks: Sequence[float],
+        top: int,
+        bottom: int,
+        label: str,
+        fmt: Callable[[float], str] = format_number,
+    ) -> int:
         """Grid lines from `top` to `bottom`, the axis line, ticks with labels and the axis label
         under it; returns the first free row below."""
         for tick in ticks:
@@ -346,6 +398,7 @@ class XAxis:
 
 
 # --- files -------------------------------------------------------------------------------------------
+
 
 def encode(picture: Picture, fmt: str = "PNG") -> bytes:
     """PNG (or JPEG) bytes of a picture; a 2-D uint16 array is a 16-bit grey PNG."""

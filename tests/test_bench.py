@@ -17,10 +17,11 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
-from msla_deploy.bench.plot import nice_ticks, render
+from msla_deploy.bench.plot import render
 from msla_deploy.bench.run import measure
 from msla_deploy.bench.stats import interleaved_order, median_ratios, percentile, rotation, summarize
 from msla_deploy.cli import app
+from msla_deploy.drawing import nice_ticks
 from msla_deploy.errors import MissingRuntime
 from msla_deploy.runtime.cudart import MEMCPY_DEVICE_TO_HOST, MEMCPY_HOST_TO_DEVICE, call
 from msla_deploy.runtime.trt_direct import DirectTiming

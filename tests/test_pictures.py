@@ -35,7 +35,9 @@ def _logits(samples: int, seed: int = 0) -> np.ndarray:
 def _preprocessed(rgb: np.ndarray) -> np.ndarray:
     """[N, H, W, 3] uint8 -> [N, 3, H, W] as the reference bundle stores inputs."""
     x = rgb.astype(np.float32).transpose(0, 3, 1, 2) / 255
-    return (x - np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1)) / np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1)
+    return (x - np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1)) / np.asarray(
+        IMAGENET_STD, np.float32
+    ).reshape(1, 3, 1, 1)
 
 
 def _colour_count(picture, colour) -> int:
@@ -44,6 +46,7 @@ def _colour_count(picture, colour) -> int:
 
 
 # --- the error heatmap's absolute scale -----------------------------------------------------------
+
 
 def test_heat_scale_is_absolute_against_the_limit():
     limit = 1.4e-3
@@ -81,6 +84,7 @@ def test_a_budget_without_a_max_abs_limit_scales_by_its_cosine():
 
 
 # --- the grid ---------------------------------------------------------------------------------------
+
 
 def test_the_grid_caps_the_samples_and_says_which(tmp_path):
     reference = _logits(35)
@@ -127,6 +131,7 @@ def test_disagreement_marks_changed_labels_white_and_nan_in_the_legend_colour():
 
 # --- evaluate, bench -----------------------------------------------------------------------------
 
+
 def test_evaluate_worst_image_shows_the_picture_and_both_backends(tmp_path):
     rng = np.random.default_rng(0)
     ref = rng.integers(0, 19, (96, 200))
@@ -142,7 +147,12 @@ def test_evaluate_worst_image_shows_the_picture_and_both_backends(tmp_path):
     assert _colour_count(figure, (255, 255, 255)) > 0
     path = tmp_path / "x.png"
     np.save(tmp_path / "p.npy", picture)
-    assert write_disagreement(path, kept, "torch", "ort-cpu", "aachen/x", colours, None, tmp_path / "missing.png") == path
+    assert (
+        write_disagreement(
+            path, kept, "torch", "ort-cpu", "aachen/x", colours, None, tmp_path / "missing.png"
+        )
+        == path
+    )
     with Image.open(path) as written:  # a picture that cannot be read again: the maps are still drawn
         assert written.mode == "RGB" and written.width >= 2 * 200
 
@@ -155,10 +165,13 @@ def test_bench_labels_are_kept_whole():
         assert "".join(lines) == label and all(drawing.text_width(line) <= LABEL_MAX_W for line in lines)
     assert len(_label_lines(long)) > 1
     picture = render([{"label": a, "latencies_ms": [1.0, 2.0]}, {"label": b, "latencies_ms": [3.0]}])
-    assert picture.shape[1] > drawing.text_width(a) + 400  # the label column holds the whole label, the axis beside it
+    assert (
+        picture.shape[1] > drawing.text_width(a) + 400
+    )  # the label column holds the whole label, the axis beside it
 
 
 # --- the drawing blocks --------------------------------------------------------------------------
+
 
 def test_text_wraps_instead_of_cutting():
     sentence = "a caption that is certainly longer than one hundred and twenty pixels"
@@ -184,4 +197,8 @@ def test_save_picture_is_png_or_jpeg_by_suffix_and_keeps_16_bit(tmp_path):
 
 def test_nice_ticks_and_display_factor():
     assert drawing.nice_ticks(0.0, 4.2) == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
-    assert drawing.display_factor(128) == (2, 1) and drawing.display_factor(2048) == (1, 4) and drawing.display_factor(300) == (1, 1)
+    assert (
+        drawing.display_factor(128) == (2, 1)
+        and drawing.display_factor(2048) == (1, 4)
+        and drawing.display_factor(300) == (1, 1)
+    )

@@ -15,14 +15,15 @@ from typing import Dict, List, Optional, Sequence
 import numpy as np
 
 from .. import drawing
-from ..drawing import BAND, INK, SERIES, SMALL_SIZE, TEXT_SIZE, XAxis, format_number, nice_ticks  # noqa: F401 (nice_ticks: tests import it here)
+from ..drawing import BAND, INK, SERIES, TEXT_SIZE, XAxis, format_number
 
 PLOT_W, ROW, LABEL_MAX_W, VALUE_W = 560, 60, 360, 130
 TITLE = "Latency per run, by backend"
 
 
 def _label_lines(label: str) -> List[str]:
-    """A backend's label in lines that fit the label column: broken at ':' '/' '@' and spaces, then by characters."""
+    """A backend's label in lines that fit the label column: broken after ':' '/' '@' or a space,
+    else between characters."""
     lines: List[str] = []
     line = ""
     for ch in label:
@@ -47,17 +48,27 @@ def render(rows: Sequence[Dict], title: str = TITLE, subtitle: Optional[str] = N
     canvas = Image.new("RGB", (width, plot_bottom + 60), drawing.BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     values = np.concatenate([np.asarray(r["latencies_ms"], np.float64) for r in rows])
-    axis, ticks = XAxis.covering(float(values.min()), float(values.max()), left, left + PLOT_W - 1, allow_log=True)
+    axis, ticks = XAxis.covering(
+        float(values.min()), float(values.max()), left, left + PLOT_W - 1, allow_log=True
+    )
     tops = [top + sum(row_h[:i]) for i in range(len(rows))]
     for y, height in zip(tops, row_h):  # bands first: the grid is drawn over them
         draw.rectangle([left, y + 4, left + PLOT_W - 1, y + height - 4], fill=BAND)
-    end = axis.draw(draw, ticks, top, plot_bottom, "latency per run (ms, log scale)" if axis.log else "latency per run (ms)")
+    end = axis.draw(
+        draw,
+        ticks,
+        top,
+        plot_bottom,
+        "latency per run (ms, log scale)" if axis.log else "latency per run (ms)",
+    )
     rng = np.random.default_rng(0)  # fixed jitter: the same data draws the same picture
     for i, (row, lines, y, height) in enumerate(zip(rows, labels, tops, row_h)):
         colour, mid = SERIES[i % len(SERIES)], y + height // 2
         text_top = mid - len(lines) * drawing.line_height(TEXT_SIZE) // 2
         for k, line in enumerate(lines):
-            drawing.draw_text(draw, (8, text_top + k * drawing.line_height(TEXT_SIZE)), line, TEXT_SIZE, colour)
+            drawing.draw_text(
+                draw, (8, text_top + k * drawing.line_height(TEXT_SIZE)), line, TEXT_SIZE, colour
+            )
         ms = np.asarray(row["latencies_ms"], np.float64)
         p25, p50, p75, p99 = np.percentile(ms, [25, 50, 75, 99])
         xmin, x25, x50, x75, x99 = (int(v) for v in axis.x([ms.min(), p25, p50, p75, p99]))
@@ -69,18 +80,29 @@ def render(rows: Sequence[Dict], title: str = TITLE, subtitle: Optional[str] = N
         draw.rectangle([x50 - 1, mid - 13, x50 + 1, mid + 13], fill=INK)
         for x, dy in zip(axis.x(ms), rng.integers(-17, 18, size=ms.size)):
             draw.rectangle([int(x) - 1, mid + int(dy) - 1, int(x) + 1, mid + int(dy) + 1], fill=colour)
-        drawing.draw_text(draw, (left + PLOT_W + 12, mid), f"p50 {format_number(p50)} ms", TEXT_SIZE, anchor="lm")
+        drawing.draw_text(
+            draw, (left + PLOT_W + 12, mid), f"p50 {format_number(p50)} ms", TEXT_SIZE, anchor="lm"
+        )
     canvas = canvas.crop((0, 0, width, end + 4))
-    key = drawing.legend([((120, 120, 120), "dot: one timed run"), ((200, 200, 200), "box: p25 to p75"),
-                          (INK, "thick mark: p50 (median)"), ((90, 90, 90), "whiskers: min to p99")], width)
+    key = drawing.legend(
+        [
+            ((120, 120, 120), "dot: one timed run"),
+            ((200, 200, 200), "box: p25 to p75"),
+            (INK, "thick mark: p50 (median)"),
+            ((90, 90, 90), "whiskers: min to p99"),
+        ],
+        width,
+    )
     return drawing.to_array(drawing.figure(title, [canvas, key], subtitle, width=width))
 
 
 def _subtitle(report) -> str:
     runs = sorted({len(r.latencies_ms) for r in report.results})
     batches = sorted({r.batch for r in report.results})
-    return (f"{'/'.join(str(n) for n in runs)} timed runs each, batch {'/'.join(str(b) for b in batches)}; "
-            f"timer: {', '.join(sorted({r.timer for r in report.results}))}; baseline {report.baseline}")
+    return (
+        f"{'/'.join(str(n) for n in runs)} timed runs each, batch {'/'.join(str(b) for b in batches)}; "
+        f"timer: {', '.join(sorted({r.timer for r in report.results}))}; baseline {report.baseline}"
+    )
 
 
 def write_plot(path: Path, report) -> Path:

@@ -142,25 +142,35 @@ def render(result: Sensitivity) -> np.ndarray:
     width, plot_bottom = left + PLOT_W + VALUE_W, 4 + ROW * max(len(rows), 1)
     canvas = Image.new("RGB", (width, plot_bottom + 60), drawing.BACKGROUND)
     draw = ImageDraw.Draw(canvas)
-    axis, ticks = drawing.XAxis.covering(0.0, max([100 * r.cost for r in rows] + [1e-3]), left, left + PLOT_W - 1, count=5)
+    peak = max([100 * r.cost for r in rows] + [1e-3])
+    axis, ticks = drawing.XAxis.covering(0.0, peak, left, left + PLOT_W - 1, count=5)
     end = axis.draw(draw, ticks, 0, plot_bottom, "% of pixels whose label changes with only this module in int8")
     kept = set(result.keep_fp32)
     for i, row in enumerate(rows):
         y = 4 + i * ROW
         colour = KEPT if row.module in kept else (ATTENTION if row.kind == "attention" else BLOCK)
         drawing.draw_text(draw, (8, y + ROW // 2), row.module, drawing.TEXT_SIZE, colour, anchor="lm")
-        x = int(axis.x(100 * row.cost))
-        draw.rectangle([left, y + 4, max(x, left + 1), y + ROW - 4], fill=colour)
-        value = f"{100 * row.cost:.3g}%, 1 - cosine {1 - row.alone_cosine:.2g}" + (" (kept fp32)" if row.module in kept else "")
-        drawing.draw_text(draw, (max(x, left + 1) + 6, y + ROW // 2), value, drawing.SMALL_SIZE, anchor="lm")
+        x = max(int(axis.x(100 * row.cost)), left + 1)
+        draw.rectangle([left, y + 4, x, y + ROW - 4], fill=colour)
+        value = f"{100 * row.cost:.3g}%, 1 - cosine {1 - row.alone_cosine:.2g}"
+        value += " (kept fp32)" if row.module in kept else ""
+        drawing.draw_text(draw, (x + 6, y + ROW // 2), value, drawing.SMALL_SIZE, anchor="lm")
     canvas = canvas.crop((0, 0, width, end + 4))
-    key = drawing.legend([(BLOCK, "block (convolutions)"), (ATTENTION, "LiteMLA attention core"), (KEPT, "kept in fp32")], width)
-    notes = [f"Calibration: {result.method}, {result.pictures} pictures. Every candidate in int8: {100 * (1 - result.all_int8):.3g}% of pixels "
-             "change. Beside each bar: the logits' 1 - cosine with fp32 (the cost before labels flip; it orders ties)."]
+    key = drawing.legend(
+        [(BLOCK, "block (convolutions)"), (ATTENTION, "LiteMLA attention core"), (KEPT, "kept in fp32")], width
+    )
+    notes = [
+        f"Calibration: {result.method}, {result.pictures} pictures. Every candidate in int8: "
+        f"{100 * (1 - result.all_int8):.3g}% of pixels change. Beside each bar: the logits' 1 - cosine with "
+        "fp32 (the cost before labels flip; it orders ties)."
+    ]
     if result.min_agreement is not None:
-        notes.append(f"For at least {100 * result.min_agreement:g}% agreement, {len(result.keep_fp32)} module(s) kept in fp32: "
-                     f"{100 * (result.achieved or 0):.4g}% achieved ({'met' if result.met else 'not met'}).")
-    return drawing.to_array(drawing.figure("int8 label cost per module (argmax vs the fp32 graph)", [canvas, key], notes, width=width))
+        notes.append(
+            f"For at least {100 * result.min_agreement:g}% agreement, {len(result.keep_fp32)} module(s) kept in "
+            f"fp32: {100 * (result.achieved or 0):.4g}% achieved ({'met' if result.met else 'not met'})."
+        )
+    title = "int8 label cost per module (argmax vs the fp32 graph)"
+    return drawing.to_array(drawing.figure(title, [canvas, key], notes, width=width))
 
 
 def write_plot(result: Sensitivity, path: Path) -> None:

@@ -27,7 +27,9 @@ import numpy as np
 
 from .. import drawing
 from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD
-from ..classes import class_names, palette  # noqa: F401 (class names and colours have one owner; validate imports them from here)
+
+# class names and colours have one owner (classes); validate imports them from here
+from ..classes import class_names, palette  # noqa: F401
 from .budgets import Budget
 
 MAX_SAMPLES = 8  # rows per picture; the rest are named in the caption
@@ -51,12 +53,19 @@ def stride(output_hw: Tuple[int, int], input_hw: Optional[Tuple[int, int]]) -> T
     """How much to enlarge an output map to cover the input (1 where it does not divide evenly)."""
     if not input_hw:
         return (1, 1)
-    return tuple(i // o if o and i % o == 0 else 1 for i, o in zip(input_hw, output_hw))  # type: ignore[return-value]
+    factors = (i // o if o and i % o == 0 else 1 for i, o in zip(input_hw, output_hw))
+    return tuple(factors)  # type: ignore[return-value]
 
 
 # --- the maps (numpy) --------------------------------------------------------------------------
 
-def label_disagreement(ref_labels: np.ndarray, cand_labels: np.ndarray, colours: np.ndarray, nonfinite: Optional[np.ndarray] = None) -> np.ndarray:
+
+def label_disagreement(
+    ref_labels: np.ndarray,
+    cand_labels: np.ndarray,
+    colours: np.ndarray,
+    nonfinite: Optional[np.ndarray] = None,
+) -> np.ndarray:
     """[..., H, W] labels -> [..., H, W, 3] uint8: reference colours darkened, DISAGREE where the
     labels differ, NONFINITE where `nonfinite` (the candidate had no label there). evaluate draws
     its backend pairs with this too."""
@@ -70,12 +79,15 @@ def label_disagreement(ref_labels: np.ndarray, cand_labels: np.ndarray, colours:
 def disagreement_maps(reference: np.ndarray, candidate: np.ndarray, input_hw=None) -> np.ndarray:
     """[N, C, H, W] logits -> [N, H', W', 3] uint8 at the input's resolution."""
     finite = np.isfinite(candidate).all(axis=1)
-    maps = label_disagreement(reference.argmax(axis=1), candidate.argmax(axis=1), palette(reference.shape[1]), ~finite)
+    maps = label_disagreement(
+        reference.argmax(axis=1), candidate.argmax(axis=1), palette(reference.shape[1]), ~finite
+    )
     return _upscale(maps, stride(reference.shape[2:], input_hw))
 
 
 def error_per_pixel(reference: np.ndarray, candidate: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
-    """[N, C, H, W] -> (the largest finite |error| over the classes [N, H, W], NaN/Inf anywhere over them [N, H, W])."""
+    """[N, C, H, W] -> (the largest finite |error| over the classes [N, H, W],
+    NaN/Inf in any class [N, H, W])."""
     with np.errstate(invalid="ignore"):
         err = np.abs(reference.astype(np.float64) - candidate.astype(np.float64))
     finite = np.isfinite(err)
@@ -83,9 +95,14 @@ def error_per_pixel(reference: np.ndarray, candidate: np.ndarray) -> Tuple[np.nd
 
 
 def heat_colours(error: np.ndarray, limit: float, nonfinite: Optional[np.ndarray] = None) -> np.ndarray:
-    """|error| -> [..., 3] uint8 on the absolute scale: black at 0, LIMIT_COLOUR at `limit`, OVER beyond it."""
+    """|error| -> [..., 3] uint8 on the absolute scale: black at 0, LIMIT_COLOUR at `limit`,
+    OVER beyond it."""
     level = np.asarray(error, np.float64) / limit
-    rgb = np.stack([np.interp(level, _HEAT_STOPS, _HEAT_RGB[:, c]) for c in range(3)], axis=-1).round().astype(np.uint8)
+    rgb = (
+        np.stack([np.interp(level, _HEAT_STOPS, _HEAT_RGB[:, c]) for c in range(3)], axis=-1)
+        .round()
+        .astype(np.uint8)
+    )
     rgb[level > 1.0] = OVER
     if nonfinite is not None:
         rgb[nonfinite] = NONFINITE
@@ -112,16 +129,28 @@ def heat_scale(budget: Budget, reference: np.ndarray) -> HeatScale:
     peak = float(finite.max()) if finite.size else 0.0
     limit = budget.max_abs_limit(peak)
     if limit is not None and limit > 0:
-        return HeatScale(limit, f"the budget's max |error| = {budget.max_abs_rel:g} x peak |reference| {peak:.4g} "
-                                f"+ {budget.max_abs_floor:g} = {limit:.3g}", True)
+        return HeatScale(
+            limit,
+            f"the budget's max |error| = {budget.max_abs_rel:g} x peak |reference| {peak:.4g} "
+            f"+ {budget.max_abs_floor:g} = {limit:.3g}",
+            True,
+        )
     # |e| / |r| = sqrt(2 (1 - cos)) for a small error: per element, the RMS error the cosine allows
-    rms = float(np.sqrt(np.mean(finite ** 2))) if finite.size else 0.0
+    rms = float(np.sqrt(np.mean(finite**2))) if finite.size else 0.0
     allowed = math.sqrt(2.0 * max(1.0 - budget.min_cosine, 0.0)) * rms
     if allowed > 0:
-        return HeatScale(allowed, f"no max |error| in this budget: the average element error its cosine allows, sqrt(2 x (1 - "
-                                  f"{budget.min_cosine:g})) x RMS |reference| {rms:.3g} = {allowed:.3g}", False)
+        return HeatScale(
+            allowed,
+            f"no max |error| in this budget: the average element error its cosine allows, sqrt(2 x (1 - "
+            f"{budget.min_cosine:g})) x RMS |reference| {rms:.3g} = {allowed:.3g}",
+            False,
+        )
     fallback = max(peak, 1.0) * 1e-6
-    return HeatScale(fallback, f"no max |error| or cosine slack in this budget: 1e-6 x peak |reference| = {fallback:.3g}", False)
+    return HeatScale(
+        fallback,
+        f"no max |error| or cosine slack in this budget: 1e-6 x peak |reference| = {fallback:.3g}",
+        False,
+    )
 
 
 def input_pictures(inputs: np.ndarray) -> np.ndarray:
@@ -129,7 +158,9 @@ def input_pictures(inputs: np.ndarray) -> np.ndarray:
     normalization undone); any other channel count: the first channel, stretched to its range."""
     x = np.asarray(inputs, np.float32)
     if x.shape[1] == 3:
-        rgb = x * np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1) + np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1)
+        rgb = x * np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1) + np.asarray(
+            IMAGENET_MEAN, np.float32
+        ).reshape(1, 3, 1, 1)
         return (np.clip(np.nan_to_num(rgb), 0.0, 1.0) * 255).round().astype(np.uint8).transpose(0, 2, 3, 1)
     first = np.nan_to_num(x[:, 0])
     lo, hi = first.min(axis=(1, 2), keepdims=True), first.max(axis=(1, 2), keepdims=True)
@@ -154,11 +185,15 @@ def _samples_caption(drawn: Sequence[int], total: int) -> str:
     if len(drawn) == total:
         return f"All {total} sample(s) drawn, one per row."
     shown = ", ".join(str(i) for i in drawn)
-    return (f"{len(drawn)} of {total} samples drawn (the most label disagreement, then the largest error): {shown}; "
-            f"{total - len(drawn)} not drawn.")
+    return (
+        f"{len(drawn)} of {total} samples drawn (the most label disagreement, then the largest error): "
+        f"{shown}; "
+        f"{total - len(drawn)} not drawn."
+    )
 
 
 # --- the figures (Pillow) ---------------------------------------------------------------------
+
 
 def _panel_size(hw: Tuple[int, int]) -> Tuple[int, int]:
     """(width, height) of a panel showing an H x W picture: a whole factor larger or smaller for reading."""
@@ -186,7 +221,13 @@ class Selection:
     inputs: Optional[List[np.ndarray]]  # per drawn sample, H x W x 3 uint8; None: no input picture
 
 
-def select(reference: np.ndarray, candidate: np.ndarray, inputs: Optional[np.ndarray], input_hw=None, cap: int = MAX_SAMPLES) -> Selection:
+def select(
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    inputs: Optional[np.ndarray],
+    input_hw=None,
+    cap: int = MAX_SAMPLES,
+) -> Selection:
     drawn = choose_samples(reference, candidate, cap)
     size = _panel_size(tuple(input_hw) if input_hw else reference.shape[2:])
     shown = None if inputs is None else [_preview(np.asarray(inputs[i], np.float32), size) for i in drawn]
@@ -200,9 +241,21 @@ def _rows(maps: np.ndarray, selection: Selection, map_title: str, captions: Sequ
     for k, caption in enumerate(captions):
         panels = []
         if selection.inputs is not None:
-            panels.append(drawing.panel(selection.inputs[k], "input (as the model sees it)", selection.size, smooth=True))
+            panels.append(
+                drawing.panel(
+                    selection.inputs[k], "input (as the model sees it)", selection.size, smooth=True
+                )
+            )
         panels.append(drawing.panel(maps[k], map_title, selection.size))
-        rows.append(drawing.stack([drawing.text(caption, None, drawing.TEXT_SIZE), drawing.stack(panels, horizontal=True, gap=10)], gap=3))
+        rows.append(
+            drawing.stack(
+                [
+                    drawing.text(caption, None, drawing.TEXT_SIZE),
+                    drawing.stack(panels, horizontal=True, gap=10),
+                ],
+                gap=3,
+            )
+        )
     return rows
 
 
@@ -216,52 +269,108 @@ def _class_legend(ref_labels: np.ndarray, num_classes: int) -> Tuple[List, str]:
     return items, f"classes of the reference labels (darkened) in the drawn samples{shown}:"
 
 
-def disagreement_figure(name: str, reference: np.ndarray, candidate: np.ndarray, inputs: Optional[np.ndarray], input_hw=None,
-                        cap: int = MAX_SAMPLES, selection: Optional[Selection] = None):
+def disagreement_figure(
+    name: str,
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    inputs: Optional[np.ndarray],
+    input_hw=None,
+    cap: int = MAX_SAMPLES,
+    selection: Optional[Selection] = None,
+):
     """The label disagreement picture (a PIL image) of one output."""
     selection = selection or select(reference, candidate, inputs, input_hw, cap)
     drawn = selection.drawn
     ref_labels = reference[drawn].argmax(axis=1)
     finite = np.isfinite(candidate[drawn]).all(axis=1)
-    maps = label_disagreement(ref_labels, candidate[drawn].argmax(axis=1), palette(reference.shape[1]), ~finite)
+    maps = label_disagreement(
+        ref_labels, candidate[drawn].argmax(axis=1), palette(reference.shape[1]), ~finite
+    )
     differs = (ref_labels != candidate[drawn].argmax(axis=1)) | ~finite
-    captions = [f"sample {i}: labels differ on {100 * float(d.mean()):.3g}% of pixels ({int(d.sum())} of {d.size})" for i, d in zip(drawn, differs)]
+    captions = [
+        f"sample {i}: labels differ on {100 * float(d.mean()):.3g}% of pixels ({int(d.sum())} of {d.size})"
+        for i, d in zip(drawn, differs)
+    ]
     rows = _rows(maps, selection, "reference labels; white: the artifact's label differs", captions)
     width = max(r.width for r in rows)
     classes, classes_title = _class_legend(ref_labels, reference.shape[1])
     legends = [
-        drawing.legend([(tuple(DISAGREE), "label differs"), (tuple(NONFINITE), "NaN/Inf in the artifact's output")], width),
+        drawing.legend(
+            [(tuple(DISAGREE), "label differs"), (tuple(NONFINITE), "NaN/Inf in the artifact's output")],
+            width,
+        ),
         drawing.legend(classes, width, classes_title),
     ]
-    subtitle = [f"{reference.shape[1]} classes, {reference.shape[2]}x{reference.shape[3]} logits shown at the input's resolution. "
-                + _samples_caption(drawn, selection.total)]
-    return drawing.figure(f"Label disagreement of '{name}': the artifact against the PyTorch reference", legends + rows, subtitle)
+    subtitle = [
+        f"{reference.shape[1]} classes, {reference.shape[2]}x{reference.shape[3]} logits shown at "
+        "the input's resolution. " + _samples_caption(drawn, selection.total)
+    ]
+    return drawing.figure(
+        f"Label disagreement of '{name}': the artifact against the PyTorch reference",
+        legends + rows,
+        subtitle,
+    )
 
 
-def heatmap_figure(name: str, reference: np.ndarray, candidate: np.ndarray, inputs: Optional[np.ndarray], scale: HeatScale,
-                   input_hw=None, cap: int = MAX_SAMPLES, selection: Optional[Selection] = None):
+def heatmap_figure(
+    name: str,
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    inputs: Optional[np.ndarray],
+    scale: HeatScale,
+    input_hw=None,
+    cap: int = MAX_SAMPLES,
+    selection: Optional[Selection] = None,
+):
     """The error heatmap picture (a PIL image) of one output, on the absolute scale `scale`."""
     selection = selection or select(reference, candidate, inputs, input_hw, cap)
     drawn = selection.drawn
     per_pixel, bad = error_per_pixel(reference[drawn], candidate[drawn])
     maps = heat_colours(per_pixel, scale.limit, bad)
     word = "limit" if scale.judged else "scale"
-    captions = [f"sample {i}: max |error| {float(e.max()):.3g} ({float(e.max()) / scale.limit:.3g} x the {word}), "
-                f"{int((e > scale.limit).sum())} pixel(s) over it, {int(b.sum())} NaN/Inf" for i, e, b in zip(drawn, per_pixel, bad)]
+    captions = [
+        f"sample {i}: max |error| {float(e.max()):.3g} ({float(e.max()) / scale.limit:.3g} x the {word}), "
+        f"{int((e > scale.limit).sum())} pixel(s) over it, {int(b.sum())} NaN/Inf"
+        for i, e, b in zip(drawn, per_pixel, bad)
+    ]
     rows = _rows(maps, selection, "|error| per pixel (largest over the classes)", captions)
-    ticks = [(f, f"{drawing.format_number(f * scale.limit)}" + (f" ({word})" if f == 1.0 else "")) for f in (0.0, 0.25, 0.5, 0.75, 1.0)]
+    ticks = [
+        (f, f"{drawing.format_number(f * scale.limit)}" + (f" ({word})" if f == 1.0 else ""))
+        for f in (0.0, 0.25, 0.5, 0.75, 1.0)
+    ]
     over = "over the limit (fails max |error|)" if scale.judged else "over the scale"
-    bar = drawing.colour_bar(lambda f: heat_colours(f * scale.limit, scale.limit), ticks,
-                             [f"|error| in logit units, absolute: black 0, yellow {scale.limit:.3g}, red beyond it", f"{word}: {scale.source}"],
-                             extra=[(tuple(OVER), over), (tuple(NONFINITE), "NaN/Inf")])
-    subtitle = [f"largest |error| over the {reference.shape[1]} classes at each pixel; {reference.shape[2]}x{reference.shape[3]} "
-                "logits shown at the input's resolution. " + _samples_caption(drawn, selection.total)]
-    return drawing.figure(f"Error heatmap of '{name}': |artifact - PyTorch reference|", [bar] + rows, subtitle,
-                          width=max([r.width for r in rows] + [bar.width]))
+    bar = drawing.colour_bar(
+        lambda f: heat_colours(f * scale.limit, scale.limit),
+        ticks,
+        [
+            f"|error| in logit units, absolute: black 0, yellow {scale.limit:.3g}, red beyond it",
+            f"{word}: {scale.source}",
+        ],
+        extra=[(tuple(OVER), over), (tuple(NONFINITE), "NaN/Inf")],
+    )
+    subtitle = [
+        f"largest |error| over the {reference.shape[1]} classes at each pixel; "
+        f"{reference.shape[2]}x{reference.shape[3]} "
+        "logits shown at the input's resolution. " + _samples_caption(drawn, selection.total)
+    ]
+    return drawing.figure(
+        f"Error heatmap of '{name}': |artifact - PyTorch reference|",
+        [bar] + rows,
+        subtitle,
+        width=max([r.width for r in rows] + [bar.width]),
+    )
 
 
-def write_pictures(folder: Path, prefix: str, name: str, reference: np.ndarray, candidate: np.ndarray, inputs: Optional[np.ndarray],
-                   budget: Budget, cap: int = MAX_SAMPLES) -> Dict:
+def write_pictures(
+    folder: Path,
+    prefix: str,
+    name: str,
+    reference: np.ndarray,
+    candidate: np.ndarray,
+    inputs: Optional[np.ndarray],
+    budget: Budget,
+    cap: int = MAX_SAMPLES,
+) -> Dict:
     """Write `<prefix>disagreement.png` and `<prefix>error_heatmap.png` into `folder`; returns the
     report's entry: the file names, `error_scale` (the |error| drawn in the limit colour) and which
     samples were drawn. `inputs`: the reference's [N, 3, H, W] model inputs, or None."""
@@ -271,6 +380,18 @@ def write_pictures(folder: Path, prefix: str, name: str, reference: np.ndarray, 
     scale = heat_scale(budget, reference)
     selection = select(reference, candidate, inputs, input_hw, cap)
     files = {"disagreement": f"{prefix}{DISAGREEMENT_FILE}", "error_heatmap": f"{prefix}{HEATMAP_FILE}"}
-    drawing.save_picture(Path(folder) / files["disagreement"], disagreement_figure(name, reference, candidate, inputs, selection=selection))
-    drawing.save_picture(Path(folder) / files["error_heatmap"], heatmap_figure(name, reference, candidate, inputs, scale, selection=selection))
-    return {**files, "error_scale": scale.limit, "error_scale_source": scale.source, "samples_drawn": selection.drawn, "samples": selection.total}
+    drawing.save_picture(
+        Path(folder) / files["disagreement"],
+        disagreement_figure(name, reference, candidate, inputs, selection=selection),
+    )
+    drawing.save_picture(
+        Path(folder) / files["error_heatmap"],
+        heatmap_figure(name, reference, candidate, inputs, scale, selection=selection),
+    )
+    return {
+        **files,
+        "error_scale": scale.limit,
+        "error_scale_source": scale.source,
+        "samples_drawn": selection.drawn,
+        "samples": selection.total,
+    }
