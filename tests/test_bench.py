@@ -17,16 +17,18 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
-from msla_deploy.bench.plot import nice_ticks, render
+from msla_deploy.bench.plot import render
 from msla_deploy.bench.run import measure
 from msla_deploy.bench.stats import interleaved_order, median_ratios, percentile, rotation, summarize
 from msla_deploy.cli import app
+from msla_deploy.drawing import nice_ticks
 from msla_deploy.errors import MissingRuntime
-from msla_deploy.parity.png import SIGNATURE
 from msla_deploy.runtime.cudart import MEMCPY_DEVICE_TO_HOST, MEMCPY_HOST_TO_DEVICE, call
 from msla_deploy.runtime.trt_direct import DirectTiming
 
 from .trt_fake import FAKE_VERSIONS, make_engine, make_fake_tensorrt
+
+SIGNATURE = b"\x89PNG\r\n\x1a\n"  # every PNG starts so
 
 B0 = "efficientvit-seg-b0-cityscapes"
 runner = CliRunner()

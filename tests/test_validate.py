@@ -27,6 +27,7 @@ from msla_deploy.errors import BadInput
 from msla_deploy.parity.budgets import FP16, FP32
 from msla_deploy.parity.config import parse_setting
 from msla_deploy.parity.metrics import class_iou, compare_outputs
+from msla_deploy.parity.pictures import disagreement_maps, error_heatmaps
 from tests.fixtures import export_random_b0, one_error_line, run_without_torch
 
 B0 = "efficientvit-seg-b0-cityscapes"
@@ -329,9 +330,18 @@ def png_size(path: Path):
 
 
 def test_pictures_are_valid_pngs_at_the_input_resolution(perturbed, tmp_path):
-    validate_json(perturbed, tmp_path / "r")
-    assert png_size(tmp_path / "r" / "disagreement.png") == (128, 64)
-    assert png_size(tmp_path / "r" / "error_heatmap.png") == (128, 64)
+    """The pictures are Pillow figures now (titles, legends, the input beside each map), so their
+    size is no longer the map's: the map at the input resolution is checked on the maps, and the
+    file holds the input and the map side by side, each at least that size."""
+    _, report = validate_json(perturbed, tmp_path / "r")
+    for name in ("disagreement.png", "error_heatmap.png"):
+        width, height = png_size(tmp_path / "r" / name)
+        assert width >= 2 * 128 and height >= 64
+    entry = report["pictures"]["logits"]
+    assert entry["samples_drawn"] == [0] and entry["samples"] == 1
+    reference = read_reference(perturbed / "reference").outputs["logits"]
+    assert disagreement_maps(reference, reference, (64, 128)).shape == (1, 64, 128, 3)
+    assert error_heatmaps(reference, reference, 1.0, (64, 128)).shape == (1, 64, 128, 3)
 
 
 def test_default_report_dir_is_next_to_the_artifact(exported, tmp_path):
@@ -431,7 +441,8 @@ def test_reference_adds_pictures_and_validate_uses_them(exported, tmp_path):
     result, report = validate_json(art, tmp_path / "r")
     assert result.exit_code == 0, result.output
     assert report["reference"]["samples"] == 3 and "2 real image(s)" in report["reference"]["source"]
-    assert png_size(tmp_path / "r" / "disagreement.png") == (128, 3 * 64)
+    width, height = png_size(tmp_path / "r" / "disagreement.png")  # one row per sample, the input beside its map
+    assert report["pictures"]["logits"]["samples_drawn"] == [0, 1, 2] and width >= 2 * 128 and height >= 3 * 64
 
 
 def test_reference_refuses_what_it_cannot_read(exported, tmp_path):

@@ -1,86 +1,111 @@
-"""`--plot FILE`: the latency distribution of each backend as a PNG, drawn with numpy.
+"""`--plot FILE`: the latency distribution of each backend as a PNG (drawn with msla_deploy.drawing).
 
-One row per backend on a shared millisecond axis: every timed run as a dot (spread vertically
-so that repeated values stay visible), a box from p25 to p75, a thick mark at p50, whiskers from
-min to p99, and the p50 written at the right. PNG encoding is validate's (parity/png.py).
+One row per backend, its full label at the left (wrapped, never cut), on a shared millisecond
+axis with ticks (logarithmic when the slowest run is over 20x the fastest): every timed run as a
+dot (spread vertically so that repeated values stay visible), a box from p25 to p75, a thick mark
+at p50, whiskers from min to p99, and the p50 written at the right. A legend under the axis says
+what each mark is.
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..parity.png import write_png
-from .font import draw_text, text_width
+from .. import drawing
+from ..drawing import BAND, INK, SERIES, TEXT_SIZE, XAxis, format_number
 
-WIDTH, ROW, TOP, BOTTOM, LEFT, RIGHT = 900, 56, 34, 44, 150, 130
-BACKGROUND, INK, GRID, BAND = (255, 255, 255), (30, 30, 30), (225, 225, 225), (246, 246, 246)
-COLORS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75), (23, 190, 207)]
-
-
-def nice_ticks(lo: float, hi: float, count: int = 6) -> List[float]:
-    """Round tick values (1, 2 or 5 times a power of ten) covering [lo, hi]."""
-    span = max(hi - lo, 1e-9)
-    raw = span / max(count - 1, 1)
-    power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
-    first = math.floor(lo / step) * step
-    return [first + i * step for i in range(int(math.ceil((hi - first) / step)) + 1)]
+PLOT_W, ROW, LABEL_MAX_W, VALUE_W = 560, 60, 360, 130
+TITLE = "Latency per run, by backend"
 
 
-def _fmt(value: float) -> str:
-    return f"{value:.3g}" if value < 1000 else f"{value:.0f}"
+def _label_lines(label: str) -> List[str]:
+    """A backend's label in lines that fit the label column: broken after ':' '/' '@' or a space,
+    else between characters."""
+    lines: List[str] = []
+    line = ""
+    for ch in label:
+        if line and drawing.text_width(line + ch, TEXT_SIZE) > LABEL_MAX_W:
+            cut = max(line.rfind(c) for c in ":/@ ")
+            cut = cut + 1 if cut > 0 else len(line)
+            lines.append(line[:cut])
+            line = line[cut:]
+        line += ch
+    return lines + [line]
 
 
-def render(rows: Sequence[Dict], title: str = "LATENCY PER RUN (MS)") -> np.ndarray:
+def render(rows: Sequence[Dict], title: str = TITLE, subtitle: Optional[str] = None) -> np.ndarray:
     """rows: {"label": str, "latencies_ms": [...]} -> [H, W, 3] uint8."""
-    height = TOP + ROW * len(rows) + BOTTOM
-    canvas = np.empty((height, WIDTH, 3), np.uint8)
-    canvas[:] = BACKGROUND
+    Image, ImageDraw, _ = drawing.pil()
+    labels = [_label_lines(str(r["label"])) for r in rows]
+    left = max([drawing.text_width(line, TEXT_SIZE) for lines in labels for line in lines] + [60]) + 16
+    row_h = [max(ROW, len(lines) * drawing.line_height(TEXT_SIZE) + 16) for lines in labels]
+    top = 6
+    plot_bottom = top + sum(row_h)
+    width = left + PLOT_W + VALUE_W
+    canvas = Image.new("RGB", (width, plot_bottom + 60), drawing.BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
     values = np.concatenate([np.asarray(r["latencies_ms"], np.float64) for r in rows])
-    ticks = nice_ticks(float(values.min()), float(values.max()))
-    lo, hi = ticks[0], ticks[-1] if ticks[-1] > ticks[0] else ticks[0] + 1
-    plot_w = WIDTH - LEFT - RIGHT
-
-    def x_of(v):
-        return (LEFT + (np.asarray(v, np.float64) - lo) / (hi - lo) * (plot_w - 1)).round().astype(int)
-
-    for tick in ticks:
-        x = int(x_of(tick))
-        canvas[TOP - 4:TOP + ROW * len(rows), x] = GRID
-        label = _fmt(tick)
-        draw_text(canvas, label, x - text_width(label, 2) // 2, TOP + ROW * len(rows) + 8, INK)
-    draw_text(canvas, title, LEFT, 10, INK)
+    axis, ticks = XAxis.covering(
+        float(values.min()), float(values.max()), left, left + PLOT_W - 1, allow_log=True
+    )
+    tops = [top + sum(row_h[:i]) for i in range(len(rows))]
+    for y, height in zip(tops, row_h):  # bands first: the grid is drawn over them
+        draw.rectangle([left, y + 4, left + PLOT_W - 1, y + height - 4], fill=BAND)
+    end = axis.draw(
+        draw,
+        ticks,
+        top,
+        plot_bottom,
+        "latency per run (ms, log scale)" if axis.log else "latency per run (ms)",
+    )
     rng = np.random.default_rng(0)  # fixed jitter: the same data draws the same picture
-    for i, row in enumerate(rows):
-        top, color = TOP + i * ROW, COLORS[i % len(COLORS)]
-        mid = top + ROW // 2
-        canvas[top + 4:top + ROW - 4, LEFT:LEFT + plot_w] = BAND
-        draw_text(canvas, row["label"][:18], 8, mid - 5, color)
+    for i, (row, lines, y, height) in enumerate(zip(rows, labels, tops, row_h)):
+        colour, mid = SERIES[i % len(SERIES)], y + height // 2
+        text_top = mid - len(lines) * drawing.line_height(TEXT_SIZE) // 2
+        for k, line in enumerate(lines):
+            drawing.draw_text(
+                draw, (8, text_top + k * drawing.line_height(TEXT_SIZE)), line, TEXT_SIZE, colour
+            )
         ms = np.asarray(row["latencies_ms"], np.float64)
         p25, p50, p75, p99 = np.percentile(ms, [25, 50, 75, 99])
-        xmin, x25, x50, x75, x99 = (int(v) for v in x_of([ms.min(), p25, p50, p75, p99]))
-        canvas[mid, xmin:x99 + 1] = INK  # whisker min..p99
-        canvas[mid - 6:mid + 7, xmin] = INK
-        canvas[mid - 6:mid + 7, x99] = INK
-        box = canvas[mid - 10:mid + 11, x25:x75 + 1]
-        box[:] = (np.asarray(box, np.float64) * 0.55 + np.asarray(color) * 0.45).astype(np.uint8)
-        canvas[mid - 10, x25:x75 + 1] = canvas[mid + 10, x25:x75 + 1] = color
-        canvas[mid - 10:mid + 11, x25] = canvas[mid - 10:mid + 11, x75] = color
-        canvas[mid - 13:mid + 14, max(x50 - 1, 0):x50 + 2] = INK
-        xs = x_of(ms)
-        ys = mid + rng.integers(-17, 18, size=ms.size)
-        for dx, dy in ((0, 0), (1, 0), (0, 1), (1, 1)):  # 2x2 dots
-            canvas[np.clip(ys + dy, 0, height - 1), np.clip(xs + dx, 0, WIDTH - 1)] = color
-        draw_text(canvas, f"P50 {_fmt(p50)}", LEFT + plot_w + 12, mid - 5, INK)
-    return canvas
+        xmin, x25, x50, x75, x99 = (int(v) for v in axis.x([ms.min(), p25, p50, p75, p99]))
+        draw.line([xmin, mid, x99, mid], fill=INK)  # whisker min..p99
+        draw.line([xmin, mid - 6, xmin, mid + 6], fill=INK)
+        draw.line([x99, mid - 6, x99, mid + 6], fill=INK)
+        tint = tuple(int(0.55 * b + 0.45 * c) for b, c in zip(BAND, colour))
+        draw.rectangle([x25, mid - 10, x75, mid + 10], fill=tint, outline=colour)
+        draw.rectangle([x50 - 1, mid - 13, x50 + 1, mid + 13], fill=INK)
+        for x, dy in zip(axis.x(ms), rng.integers(-17, 18, size=ms.size)):
+            draw.rectangle([int(x) - 1, mid + int(dy) - 1, int(x) + 1, mid + int(dy) + 1], fill=colour)
+        drawing.draw_text(
+            draw, (left + PLOT_W + 12, mid), f"p50 {format_number(p50)} ms", TEXT_SIZE, anchor="lm"
+        )
+    canvas = canvas.crop((0, 0, width, end + 4))
+    key = drawing.legend(
+        [
+            ((120, 120, 120), "dot: one timed run"),
+            ((200, 200, 200), "box: p25 to p75"),
+            (INK, "thick mark: p50 (median)"),
+            ((90, 90, 90), "whiskers: min to p99"),
+        ],
+        width,
+    )
+    return drawing.to_array(drawing.figure(title, [canvas, key], subtitle, width=width))
+
+
+def _subtitle(report) -> str:
+    runs = sorted({len(r.latencies_ms) for r in report.results})
+    batches = sorted({r.batch for r in report.results})
+    return (
+        f"{'/'.join(str(n) for n in runs)} timed runs each, batch {'/'.join(str(b) for b in batches)}; "
+        f"timer: {', '.join(sorted({r.timer for r in report.results}))}; baseline {report.baseline}"
+    )
 
 
 def write_plot(path: Path, report) -> Path:
     """The latency distribution of each run of a bench.run.BenchReport, as a PNG."""
     rows = [{"label": r.label, "latencies_ms": r.latencies_ms} for r in report.results]
-    write_png(Path(path), render(rows))
-    return Path(path)
+    return drawing.save_picture(Path(path), render(rows, subtitle=_subtitle(report)))

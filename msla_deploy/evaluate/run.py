@@ -30,10 +30,12 @@ from .. import runtime
 from ..artifact.names import EVALUATION_DIR, LABELS_NAME, OUTPUT_NAME
 from ..artifact.resolve import Artifact, resolve
 from ..classes import IGNORE_INDEX, dataset_for, palette
+from ..drawing import save_picture
 from ..errors import BadInput
 from ..runtime import processing
 from .datasets import Dataset, Sample, find_dataset, picture_size, read_pair
 from .metrics import Confusion
+from .pictures import keep_labels, write_disagreement
 from .report import write_reports
 
 WORST_IMAGES = 10  # disagreeing images listed per backend pair
@@ -130,7 +132,7 @@ class PairScore:
     confusion: Confusion  # reference's labels as the truth, every pixel
     worst: List[Tuple[float, str]] = field(default_factory=list)  # min-heap of (disagreement, image)
     pictures: Dict[str, str] = field(default_factory=dict)  # image -> picture file
-    drawn: Dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # the worst few, until written
+    drawn: Dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # the worst few's labels (pictures.keep_labels), until drawn
 
     def to_dict(self) -> Dict:
         m = self.confusion.matrix
@@ -231,24 +233,6 @@ def _build_host_graphs(sample: Sample, resolution: Tuple[int, int], sessions, gr
             processing.labels(np.zeros((1,) + tuple(spec.shape[1:]), spec.dtype), size, threads=HOST_THREADS)
 
 
-def _disagreement_picture(reference: np.ndarray, candidate: np.ndarray, colours: np.ndarray) -> np.ndarray:
-    picture = (colours[reference].astype(np.float32) * 0.35).astype(np.uint8)
-    picture[reference != candidate] = 255
-    return picture
-
-
-def _save_png(path: Path, array: np.ndarray) -> None:
-    import io
-
-    from PIL import Image
-
-    from ..artifact.files import write_bytes_atomic
-
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
-    write_bytes_atomic(path, buffer.getvalue())
-
-
 def _safe(name: str) -> str:
     return name.replace("/", "__")
 
@@ -310,7 +294,7 @@ def evaluate(options: EvaluateOptions, on_progress: Optional[Callable[[int, int]
                     predicted[name] = labels
                     scores[name].confusion.add(label, labels)
                     if options.save_predictions is not None:
-                        _save_png(Path(options.save_predictions) / name / f"{_safe(sample.name)}.png", labels.astype(np.uint8))
+                        save_picture(Path(options.save_predictions) / name / f"{_safe(sample.name)}.png", labels.astype(np.uint8))
                 for pair in pairs:
                     ref, cand = predicted[pair.reference], predicted[pair.candidate]
                     pair.confusion.add(ref, cand)
@@ -330,7 +314,7 @@ def evaluate(options: EvaluateOptions, on_progress: Optional[Callable[[int, int]
             ranked = sorted(pair.worst, reverse=True)[:WORST_PICTURES]
             if (differs, image) not in ranked:
                 return
-            pair.drawn[image] = _disagreement_picture(ref, cand, colours)
+            pair.drawn[image] = keep_labels(ref, cand)
             keep = {name for _, name in ranked}
             for name in [n for n in pair.drawn if n not in keep]:  # fell out of the worst few
                 del pair.drawn[name]
@@ -428,10 +412,11 @@ def evaluate(options: EvaluateOptions, on_progress: Optional[Callable[[int, int]
         seconds,
         classes.names if classes else None,
     )
+    files_of = {s.name: s.image for s in samples}
     for pair in pairs:
-        for image, picture in pair.drawn.items():
+        for image, labels in pair.drawn.items():
             file = report_dir / "disagreement" / f"{_safe(pair.candidate)}-vs-{_safe(pair.reference)}-{_safe(image)}.png"
-            _save_png(file, picture)
+            write_disagreement(file, labels, pair.reference, pair.candidate, image, colours, classes.names if classes else None, files_of.get(image))
             pair.pictures[image] = str(file)
         pair.drawn.clear()
     result.files = write_reports(result.to_dict(), report_dir, options.junit)

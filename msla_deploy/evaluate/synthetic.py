@@ -8,13 +8,13 @@ knows every label. Some pixels are ignored, and each scene uses a random subset 
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..classes import IGNORE_INDEX, cityscapes_train_to_label, palette
+from ..drawing import save_picture
 from .datasets import ADE20K_ROOT, CITYSCAPES_IMAGE_SUFFIX, CITYSCAPES_LABEL_SUFFIX, FOLDER_IMAGES, FOLDER_LABELS, SPLIT
 
 
@@ -45,15 +45,6 @@ def scene(rng: np.random.Generator, size: Tuple[int, int], num_classes: int) -> 
     return np.clip(pixels, 0, 255).astype(np.uint8), label
 
 
-def _png(array: np.ndarray, path: Path, fmt: str = "PNG") -> None:
-    from PIL import Image
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format=fmt, **({"quality": 95} if fmt == "JPEG" else {}))
-    path.write_bytes(buffer.getvalue())
-
-
 def sample_paths(root: Path, layout: str, stem: str, city: str = "", split: Optional[str] = None) -> Tuple[Path, Path, str]:
     """(picture file, label file, the sample's name as evaluate reports it) in `layout`'s published tree."""
     root = Path(root)
@@ -75,8 +66,8 @@ def write_sample(root: Path, layout: str, stem: str, pixels: np.ndarray, label_f
     """Write one picture and its label as `layout` stores them: `label_file` holds that layout's
     values (Cityscapes label ids, ADE20K annotations, or train ids with the folder's ignore value)."""
     image, label, name = sample_paths(root, layout, stem, city, split)
-    _png(pixels, image, "JPEG" if image.suffix == ".jpg" else "PNG")
-    _png(np.asarray(label_file, np.uint8), label)
+    save_picture(image, pixels)  # JPEG for ADE20K's .jpg, by the suffix
+    save_picture(label, np.asarray(label_file, np.uint8))
     return image, label, name
 
 

@@ -20,8 +20,7 @@ from typing import Any, Callable, Dict, List, Optional
 import numpy as np
 import onnx
 
-from ..bench.font import draw_text, text_width
-from ..parity.png import write_png
+from .. import drawing
 from ..records import Record
 from .int8 import Calibration, Unit, graph_units, quantize, run_batches
 
@@ -168,38 +167,52 @@ def sweep(
 
 
 # --- the bar chart ------------------------------------------------------------------------------
-BACKGROUND, INK, GRID = (255, 255, 255), (30, 30, 30), (225, 225, 225)
 BLOCK, ATTENTION, KEPT = (31, 119, 180), (214, 39, 40), (150, 150, 150)
-ROW, TOP, BOTTOM, PLOT_W, RIGHT = 22, 40, 30, 420, 110
+ROW, PLOT_W, VALUE_W = 24, 420, 230
 
 
 def render(result: Sensitivity) -> np.ndarray:
-    """One bar per unit: its label cost (% of pixels changed) when it alone is int8."""
+    """One bar per unit (full module names): its label cost (% of pixels changed) when it alone is
+    int8, on a % axis with ticks; a legend for the colours; [H, W, 3] uint8."""
+    Image, ImageDraw, _ = drawing.pil()
     rows = result.rows
-    left = max([text_width(r.module, 2) for r in rows] + [200]) + 20
-    width, height = left + PLOT_W + RIGHT, TOP + ROW * max(len(rows), 1) + BOTTOM
-    canvas = np.empty((height, width, 3), np.uint8)
-    canvas[:] = BACKGROUND
+    left = max([drawing.text_width(r.module, drawing.TEXT_SIZE) for r in rows] + [160]) + 16
+    width, plot_bottom = left + PLOT_W + VALUE_W, 4 + ROW * max(len(rows), 1)
+    canvas = Image.new("RGB", (width, plot_bottom + 60), drawing.BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
     peak = max([100 * r.cost for r in rows] + [1e-3])
-    draw_text(canvas, f"INT8 LABEL COST PER MODULE (% PIXELS CHANGED, {result.method}, {result.pictures} PICTURES)", 8, 12, INK)
-    for k in range(5):
-        x = left + round(k / 4 * (PLOT_W - 1))
-        canvas[TOP - 4:TOP + ROW * len(rows), x] = GRID
-        label = f"{peak * k / 4:.3g}"
-        draw_text(canvas, label, x - text_width(label, 2) // 2, TOP + ROW * len(rows) + 8, INK)
+    axis, ticks = drawing.XAxis.covering(0.0, peak, left, left + PLOT_W - 1, count=5)
+    end = axis.draw(draw, ticks, 0, plot_bottom, "% of pixels whose label changes with only this module in int8")
     kept = set(result.keep_fp32)
     for i, row in enumerate(rows):
-        y = TOP + i * ROW
-        color = KEPT if row.module in kept else (ATTENTION if row.kind == "attention" else BLOCK)
-        draw_text(canvas, row.module, 8, y + 5, color)
-        bar = round(100 * row.cost / peak * (PLOT_W - 1))
-        canvas[y + 3:y + ROW - 3, left:left + max(bar, 1)] = color
-        draw_text(canvas, f"{100 * row.cost:.3g}%" + (" FP32" if row.module in kept else ""), left + max(bar, 1) + 6, y + 5, INK)
-    return canvas
+        y = 4 + i * ROW
+        colour = KEPT if row.module in kept else (ATTENTION if row.kind == "attention" else BLOCK)
+        drawing.draw_text(draw, (8, y + ROW // 2), row.module, drawing.TEXT_SIZE, colour, anchor="lm")
+        x = max(int(axis.x(100 * row.cost)), left + 1)
+        draw.rectangle([left, y + 4, x, y + ROW - 4], fill=colour)
+        value = f"{100 * row.cost:.3g}%, 1 - cosine {1 - row.alone_cosine:.2g}"
+        value += " (kept fp32)" if row.module in kept else ""
+        drawing.draw_text(draw, (x + 6, y + ROW // 2), value, drawing.SMALL_SIZE, anchor="lm")
+    canvas = canvas.crop((0, 0, width, end + 4))
+    key = drawing.legend(
+        [(BLOCK, "block (convolutions)"), (ATTENTION, "LiteMLA attention core"), (KEPT, "kept in fp32")], width
+    )
+    notes = [
+        f"Calibration: {result.method}, {result.pictures} pictures. Every candidate in int8: "
+        f"{100 * (1 - result.all_int8):.3g}% of pixels change. Beside each bar: the logits' 1 - cosine with "
+        "fp32 (the cost before labels flip; it orders ties)."
+    ]
+    if result.min_agreement is not None:
+        notes.append(
+            f"For at least {100 * result.min_agreement:g}% agreement, {len(result.keep_fp32)} module(s) kept in "
+            f"fp32: {100 * (result.achieved or 0):.4g}% achieved ({'met' if result.met else 'not met'})."
+        )
+    title = "int8 label cost per module (argmax vs the fp32 graph)"
+    return drawing.to_array(drawing.figure(title, [canvas, key], notes, width=width))
 
 
 def write_plot(result: Sensitivity, path: Path) -> None:
-    write_png(Path(path), render(result))
+    drawing.save_picture(Path(path), render(result))
 
 
 def table_rows(result: SensitivityTable) -> List[List[str]]:

@@ -8,7 +8,7 @@ what runs the artifact is msla_deploy.runtime, what is on disk is msla_deploy.ar
     records               parity.json and validate's report.json as typed records
     polygraphy_compare    Polygraphy's comparators on the artifact's and the reference's outputs
     localize              probe tensors vs PyTorch hooks (torch_reference: the torch side, lazy)
-    pictures, png         disagreement and error pictures, PNG without an imaging library
+    pictures              disagreement and error pictures (drawn with msla_deploy.drawing)
     reports               report.json, report.md, junit.xml
     validate              the pipeline; command: the CLI commands (validate, reference)
     images, reference_images   real pictures into a reference bundle

@@ -132,7 +132,7 @@ def markdown(report: ValidateReport) -> str:
         lines += ["### Pictures", ""]
         for name, files in report.pictures.items():
             lines.append(f"- `{name}`: label disagreement `{files['disagreement']}` (white: label differs), error heatmap `{files['error_heatmap']}` "
-                         f"(white = {files['error_scale']:.3g})")
+                         f"(absolute scale: black 0, yellow = {files['error_scale']:.3g}, red beyond it, magenta NaN/Inf)")
         lines.append("")
     for note in report.budget.notes:
         lines.append(f"> {note}")

@@ -33,8 +33,7 @@ from ..runtime.session import Backend
 from ..runtime.tensorrt import engine_hint
 from .config import BudgetChoice, resolve_budget
 from .metrics import OutputParity, compare_outputs, is_segmentation_logits
-from .pictures import class_names, disagreement_picture, error_heatmap
-from .png import write_png
+from .pictures import class_names, write_pictures
 from .records import ArtifactInfo, Localization, ReferenceInfo, ValidatedOutput, ValidateReport
 from .reports import write_reports
 
@@ -117,17 +116,12 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "output"
 
 
-def _pictures(results: List[OutputParity], reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], input_hw, folder: Path) -> Dict[str, Dict]:
+def _pictures(results: List[OutputParity], reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], inputs: Dict[str, np.ndarray],
+              budget, folder: Path) -> Dict[str, Dict]:
     drawable = [r.name for r in results if is_segmentation_logits(reference[r.name].shape)]
-    out = {}
-    for name in drawable:
-        prefix = "" if len(drawable) == 1 else f"{_safe(name)}-"
-        files = {"disagreement": f"{prefix}disagreement.png", "error_heatmap": f"{prefix}error_heatmap.png"}
-        write_png(folder / files["disagreement"], disagreement_picture(reference[name], candidate[name], input_hw))
-        heat, scale = error_heatmap(reference[name], candidate[name], input_hw)
-        write_png(folder / files["error_heatmap"], heat)
-        out[name] = {**files, "error_scale": scale}
-    return out
+    picture = next((a for a in inputs.values() if a.ndim == 4), None)
+    return {name: write_pictures(folder, "" if len(drawable) == 1 else f"{_safe(name)}-", name, reference[name], candidate[name], picture, budget)
+            for name in drawable}
 
 
 @dataclass
@@ -233,8 +227,7 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
     report = _report(target, ran_on, choice, bundle, results, localization, modified)
     report.warnings = list(steps.warnings)
     with steps.step("report", "Writing the reports"):
-        input_hw = next((a.shape[2:] for a in bundle.inputs.values() if a.ndim == 4), None)
-        report.pictures = _pictures([r for r in results if r.name in bundle.outputs], bundle.outputs, produced, input_hw, report_dir)
+        report.pictures = _pictures([r for r in results if r.name in bundle.outputs], bundle.outputs, produced, bundle.inputs, choice.budget, report_dir)
         report.timings_s = {**steps.timings, "total": round(time.perf_counter() - started, 3)}
         write_reports(report, report_dir, str(options.junit) if options.junit else None)
     return report

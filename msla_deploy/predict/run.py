@@ -11,7 +11,6 @@ then rename). An unreadable picture is reported and skipped, or with `strict` st
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
@@ -19,6 +18,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..artifact.files import write_bytes_atomic
+from ..drawing import png_bytes
 from ..errors import BadInput
 from ..runtime.segmenter import Segmentation, Segmenter, to_rgb
 
@@ -92,14 +92,6 @@ def check_outputs(jobs: Sequence[Job], out: Path, overwrite: bool) -> None:
         for path in job.outputs(out).values():
             if path.exists():
                 raise BadInput(f"{path} exists (from an earlier run?)", "pass --overwrite to replace it, or another --out folder")
-
-
-def png_bytes(array: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(array)).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def label_picture(result: Segmentation, label_ids: bool) -> np.ndarray:
