@@ -22,7 +22,7 @@ from typing import Any, Callable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from .artifact.files import write_bytes_atomic
+from .atomic import write_bytes_atomic
 from .errors import MissingRuntime
 
 RGB = Tuple[int, int, int]

@@ -19,6 +19,7 @@ FLOORS = {
     "classes": 0,  # dataset label sets: data only (evaluate, predict, reports)
     "atomic": 0, "records": 0,  # atomic writes and typed JSON documents: every floor writes files
     "reporting": 1,  # report.json/md/junit.xml of the stages that judge
+    "drawing": 0,  # every picture (Pillow): used by the stages that report
     "artifact": 1,
     "nn": 2, "zoo": 2, "convert": 2, "user_model": 2, "loading": 2, "inspect": 2, "trt": 2,
     "runtime": 3,
