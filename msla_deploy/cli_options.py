@@ -20,6 +20,11 @@ from typing import Any, Callable, List, Optional, Sequence
 import typer
 from typer.core import TyperCommand, TyperGroup
 
+try:  # Typer >= 0.22 carries its own click
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - older Typer (Python 3.8) uses click itself
+    from click.exceptions import UsageError
+
 from .artifact.names import TRITON_SCHEME
 from .choices import BACKENDS, NON_TORCH_BACKENDS
 
@@ -38,6 +43,24 @@ def _flags_without_metavar(params: List[Any]) -> List[Any]:
     return params
 
 
+# --- usage errors on one line ----------------------------------------------------------------------
+
+def _one_line(exc: UsageError) -> None:
+    """Show Typer's usage error (a wrong choice, an unknown option, a missing argument: its own
+    words, exit 2) as the one `error:` line every bad input of msla-deploy gets, with where to
+    look instead of the usage block."""
+
+    def show(file=None) -> None:
+        from .console import error_line
+
+        # Typer >= 0.2x checks values with pydantic, whose messages start "Value error, "
+        message = exc.format_message().replace("Value error, ", "")
+        where = f" (see {exc.ctx.command_path} --help)" if exc.ctx is not None else ""
+        error_line(message.rstrip(".") + where)
+
+    exc.show = show
+
+
 class Command(TyperCommand):
     """Every msla-deploy command: Typer's, with flags shown as flags."""
 
@@ -46,10 +69,25 @@ class Command(TyperCommand):
 
 
 class Group(TyperGroup):
-    """The msla-deploy group: Typer's, with flags shown as flags (--version, completion)."""
+    """The msla-deploy group: Typer's, with flags shown as flags and usage errors on one line
+    (those of its commands too: they are parsed inside the group's invoke)."""
 
     def get_params(self, ctx):
         return _flags_without_metavar(super().get_params(ctx))
+
+    def make_context(self, *args, **kwargs):
+        try:
+            return super().make_context(*args, **kwargs)
+        except UsageError as exc:
+            _one_line(exc)
+            raise
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            _one_line(exc)
+            raise
 
 
 # --- shared options -----------------------------------------------------------------------------------
