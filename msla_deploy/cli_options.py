@@ -2,7 +2,8 @@
 
 Each is a function (a fresh typer.Option per use; a help text may name what the command prints).
 Closed sets are str-Enums from choices.py: Typer shows them in --help, completes them and refuses
-anything else with its usage error (exit 2). --backend is an open set, because a served model is
+anything else with its usage error (exit 2), which Group shows as the one `error:` line every bad
+input gets. --backend is an open set, because a served model is
 `triton://HOST:PORT/MODEL`: it stays a string whose metavar lists the names and the address form,
 is completed from the names, and is checked while the command line is parsed (backend_check), with
 the same usage error; the address itself is parsed where it is used (runtime.triton.parse_target).

@@ -16,8 +16,9 @@ from typer.testing import CliRunner
 
 from msla_deploy import choices
 from msla_deploy.cli import app
-from msla_deploy.cli_options import TRITON_FORM, backend_check, command_line
+from msla_deploy.cli_options import TRITON_FORM, backend_check, backend_completion, command_line
 from msla_deploy.export.command import next_after_export
+from msla_deploy.inspect.command import _complete_target
 from msla_deploy.parity.command import next_after_validate
 from msla_deploy.serve.command import next_after_package
 from msla_deploy.trt.command import next_after_build
@@ -161,6 +162,9 @@ def test_flags_show_as_flags(name, command):
 def test_completion_is_offered():
     text = help_text()
     assert "--install-completion" in text and "--show-completion" in text
+    assert backend_completion(choices.BACKENDS)("ort-c") == ["ort-cpu", "ort-cuda"]
+    assert backend_completion(choices.BACKENDS)("tri") == ["triton://"]
+    assert _complete_target("10.") == ["10.3", "10.13"]
 
 
 # --- the next command ---------------------------------------------------------------------------
