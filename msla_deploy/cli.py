@@ -35,8 +35,9 @@ app = typer.Typer(
     help="Export EfficientViT / LiteMLA models to static ONNX (and TensorRT), and prove parity with PyTorch.",
     no_args_is_help=True,
     cls=Group,
-    # click's plain help and usage errors: Typer's rich help imports rich.markdown (markdown-it)
-    # on every --help, about half of the start-up budget (benchmarks/README.md, start-up)
+    # click's plain help: Typer's rich help imports rich.markdown (markdown-it) on every --help,
+    # about half of the start-up budget (benchmarks/README.md, start-up). Help texts are plain
+    # text, so a default that is not a value is written literally: "[default: every visible GPU]".
     rich_markup_mode=None,
     context_settings={"max_content_width": 120},  # click's 80 columns cut the commands' summaries short
     pretty_exceptions_enable=False,

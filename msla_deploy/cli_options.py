@@ -111,7 +111,7 @@ def models_dir_option(what: str = "Where zoo checkpoints are looked up.") -> Any
 
 
 def report_dir_option(default: str, what: str = "the reports") -> Any:
-    return typer.Option(None, "--report-dir", help=f"Where {what} go (default: {default}).")
+    return typer.Option(None, "--report-dir", help=f"Where {what} go [default: {default}].")
 
 
 def junit_option(what: str = "the JUnit XML") -> Any:
@@ -123,7 +123,7 @@ def artifact_argument(what: str = "Export directory, .onnx or engine (.engine/.p
 
 
 def name_option(default: str = "the export directory's name") -> Any:
-    return typer.Option(None, "--name", "-n", help=f"Model name (default: {default}).")
+    return typer.Option(None, "--name", "-n", help=f"Model name [default: {default}].")
 
 
 # --- --backend: names or a served model ---------------------------------------------------------------

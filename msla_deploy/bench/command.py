@@ -23,7 +23,7 @@ def bench_command(
     artifact: Path = artifact_argument(),
     backend: str = backend_option(),
     warmup: int = typer.Option(3, "--warmup", help="Untimed rounds before timing (the first run, which allocates, is never timed)."),
-    iterations: Optional[int] = typer.Option(None, "--iterations", "-n", help="Timed runs per backend (default: 20)."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", "-n", help="Timed runs per backend [default: 20]."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Time for this many seconds instead of a fixed count."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Batch: a static export's own (default), or 1..N for a --batch dynamic one (default N)."),
     threads: Optional[int] = threads_option(),

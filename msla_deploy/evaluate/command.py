@@ -22,10 +22,10 @@ def evaluate_command(
     data: Path = typer.Option(..., "--data", help="Dataset root or its split folder (Cityscapes, ADE20K, or images/ + labels/)."),
     dataset: Dataset = typer.Option(Dataset.AUTO, "--dataset", help="Dataset layout (auto: recognised from the folder; folder: images/ + labels/)."),
     backend: Optional[List[str]] = backend_option(
-        None, multiple=True, help=f"Backend to evaluate (repeatable, one pass over the data; {AUTO_BACKEND}) (default: auto)."
+        None, multiple=True, help=f"Backend to evaluate (repeatable, one pass over the data; {AUTO_BACKEND}) [default: auto]."
     ),
     against: Optional[str] = typer.Option(
-        None, "--against", help="Reference backend for the mIoU drop (default: torch if evaluated, else the first --backend)."
+        None, "--against", help="Reference backend for the mIoU drop [default: torch if evaluated, else the first --backend]."
     ),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate the first N pictures only."),
     max_miou_drop: Optional[float] = typer.Option(

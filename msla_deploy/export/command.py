@@ -87,7 +87,7 @@ def export_command(
         None, "--min-argmax-agreement", help="int8: keep the costliest modules in fp32 until the labels agree this much "
         "with fp32 on the calibration pictures (e.g. 0.99); also the parity budget.", rich_help_panel="int8",
     ),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory (default: artifacts/<model>-<H>x<W>-<precision>)."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory [default: artifacts/<model>-<H>x<W>-<precision>]."),
     models_dir: Path = models_dir_option(),
     overwrite: bool = overwrite_option("Replace an earlier export at --out: its own files are replaced, every other file (engines, reports, yours) is kept."),
     json_out: bool = json_option(),

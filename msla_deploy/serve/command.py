@@ -29,7 +29,7 @@ def package_command(
     instances: int = typer.Option(1, "--instances", help="Model instances (instance_group count)."),
     gpus: Optional[str] = typer.Option(
         None, "--gpus",
-        help="GPU indices for the instances, e.g. 0,1 (default: every visible GPU). An ONNX model runs on the CPU (KIND_CPU) unless --gpus is given."),
+        help="GPU indices for the instances, e.g. 0,1 [default: every visible GPU]. An ONNX model runs on the CPU (KIND_CPU) unless --gpus is given."),
     overwrite: bool = overwrite_option("Replace REPO/<name>/ if msla-deploy wrote it before."),
     json_out: bool = json_option("what was written"),
 ) -> None:
