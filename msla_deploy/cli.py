@@ -17,6 +17,7 @@ import typer
 
 from . import __version__
 from .bench.command import bench_command
+from .cli_options import Command, Group
 from .console import error_line, out
 from .doctor.command import doctor_command
 from .errors import BadInput, MslaError
@@ -33,7 +34,12 @@ app = typer.Typer(
     name="msla-deploy",
     help="Export EfficientViT / LiteMLA models to static ONNX (and TensorRT), and prove parity with PyTorch.",
     no_args_is_help=True,
-    add_completion=False,
+    cls=Group,
+    # click's plain help: Typer's rich help imports rich.markdown (markdown-it) on every --help,
+    # about half of the start-up budget (benchmarks/README.md, start-up). Help texts are plain
+    # text, so a default that is not a value is written literally: "[default: every visible GPU]".
+    rich_markup_mode=None,
+    context_settings={"max_content_width": 120},  # click's 80 columns cut the commands' summaries short
     pretty_exceptions_enable=False,
 )
 
@@ -149,7 +155,7 @@ COMMANDS = (  # name -> the command function beside its library code (parse, cal
     ("predict", predict_command),
 )
 for _name, _command in COMMANDS:
-    app.command(_name)(handle_errors(_command))
+    app.command(_name, cls=Command)(handle_errors(_command))
 
 
 def robust_console_streams() -> None:

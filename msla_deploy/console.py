@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterable, List, Optional
+from typing import Any, Iterable, List, Optional, Sequence, Tuple
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .artifact.files import json_text
 from .progress import Steps
 
 # off a terminal (CI logs, pipes) Rich assumes 80 columns and would cut table cells
@@ -22,6 +21,8 @@ json_stream = None
 
 
 def print_json(data) -> None:
+    from .artifact.files import json_text  # hashlib, importlib.metadata: not for `--help`
+
     stream = json_stream or sys.stdout
     stream.write(json_text(data))
     stream.flush()
@@ -144,3 +145,14 @@ def key_values(rows: List[tuple]) -> Table:
     for key, value in rows:
         table.add_row(key, value)
     return table
+
+
+def print_next(steps: Sequence[Tuple[str, str]]) -> None:
+    """What to run next, after a command's result (as yolo does): one pasteable line per step, with
+    why as a shell comment. Never with --json: stdout is then the JSON document only."""
+    if not steps:
+        return
+    width = max(len(command) for command, _ in steps)
+    out.print("Next:", style="bold", highlight=False)
+    for command, why in steps:
+        out.print(escape(f"  {command.ljust(width)}  # {why}" if why else f"  {command}"), highlight=False)

@@ -79,10 +79,10 @@ def test_runs_without_torch_and_says_what_needs_it(tmp_path):
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["components"]["torch"]["ok"] is False
-    for command in ("models", "export", "reference"):
+    for command in ("export", "reference"):
         entry = report["commands"][command]
         assert entry["ready"] is False and "torch" in entry["reason"] and "pip install torch" in entry["fix"], entry
-    for command in ("inspect", "build --print-trtexec", "validate", "bench", "doctor"):
+    for command in ("models", "inspect", "build --print-trtexec", "validate", "bench", "doctor"):
         assert report["commands"][command]["ready"] is True, report["commands"][command]
     assert "ort-cpu" in report["commands"]["validate"]["backends"]
     assert "torch" not in report["commands"]["bench"]["backends"]

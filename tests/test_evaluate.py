@@ -318,11 +318,11 @@ def test_bad_datasets_exit_2_naming_the_file_or_are_skipped(exported, tmp_path, 
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["--dataset", "coco"], "--dataset 'coco' is unknown"),
+        (["--dataset", "coco"], "'--dataset': 'coco' is not one of"),  # Typer's refusal of a wrong choice
         (["--limit", "0"], "--limit 0"),
         (["--max-miou-drop", "-1"], "--max-miou-drop -1"),
         (["--backend", "ort-cpu", "--backend", "ort-cpu"], "--backend given twice"),
-        (["--backend", "nope"], "--backend 'nope' is unknown"),
+        (["--backend", "nope"], "'--backend': 'nope' is unknown"),
     ],
 )
 def test_bad_flags_are_one_line_exit_2(exported, tmp_path, args, needle):

@@ -106,7 +106,7 @@ def test_int8_export_directory(exported):
     (["--precision", "int8"], "needs calibration pictures"),
     (["--precision", "int8", "--calib-images", "EMPTY"], "no .png, .jpg or .npy pictures"),
     (["--sensitivity"], "--sensitivity applies to int8 exports"),
-    (["--precision", "int8", "--calib-images", "EMPTY", "--calib-method", "kl"], "--calib-method 'kl' is unknown"),
+    (["--precision", "int8", "--calib-images", "EMPTY", "--calib-method", "kl"], "'--calib-method': 'kl' is not one of"),
     (["--precision", "int8", "--calib-images", "EMPTY", "--min-argmax-agreement", "99"], "not a fraction"),
 ])
 def test_bad_int8_options_exit_2_with_one_line(tmp_path, args, needle):

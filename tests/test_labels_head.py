@@ -176,7 +176,7 @@ def test_bench_runs_a_labels_artifact(both):
 
 def test_bad_head_is_bad_input(tmp_path):
     result = cli("export", "-m", B0, "-r", "64x128", "--head", "mask", "-o", tmp_path / "x")
-    assert result.exit_code == 2 and "--head 'mask' is unknown" in result.stderr
+    assert result.exit_code == 2 and "'--head': 'mask' is not one of" in result.stderr
     assert not (tmp_path / "x").exists()
 
 

@@ -140,7 +140,7 @@ def test_package_never_overwrites_without_asking(exported, tmp_path):
     (["--gpus", "0,x"], "--gpus"),
     (["--name", "bad/name"], "not usable by Triton"),
     (["--platform", "tensorrt_plan"], "holds no TensorRT engine"),
-    (["--platform", "savedmodel"], "--platform 'savedmodel' is unknown"),
+    (["--platform", "savedmodel"], "'--platform': 'savedmodel' is not one of"),
     (["--instances", "0"], "--instances 0"),
 ])
 def test_package_bad_options_exit_2(exported, tmp_path, args, expected):

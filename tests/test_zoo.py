@@ -318,6 +318,18 @@ def test_listing_rows(tmp_path):
     assert rows[B0]["gmacs"] == pytest.approx(zoo.count_macs(B0) / 1e9)
 
 
+@pytest.mark.slow  # about a second a model on 2 cores (L2 at 1024x2048 on the meta device)
+@pytest.mark.parametrize("name", CITYSCAPES + ADE20K)
+def test_listed_sizes_are_the_built_models(name):
+    """variants.SIZES (what `msla-deploy models` lists without building anything) recounted."""
+    from msla_deploy.zoo.complexity import count_model_macs
+
+    spec = zoo.get_spec(name)
+    model = meta_model(name)
+    assert spec.params == zoo.count_params(model) == UPSTREAM_SIZES[name][0]
+    assert spec.macs == count_model_macs(model, spec.default_resolution)
+
+
 # --- the refusal is for the right reason, and nothing runs (issue 16) ------------------------
 
 def _write_sentinel(path: str) -> str:

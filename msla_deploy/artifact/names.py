@@ -7,6 +7,8 @@ module. Nothing else spells these strings.
 
 from __future__ import annotations
 
+from ..choices import TRITON_PLATFORMS  # noqa: F401 (a closed choice of `package --platform`, spelled there)
+
 # --- files of an export directory ------------------------------------------------------------
 MANIFEST_NAME = "manifest.json"
 ONNX_NAME = "model.onnx"  # fp32, the mixed-precision fp16 graph, or the int8 Q/DQ graph
@@ -66,7 +68,6 @@ def is_engine_file(name: str) -> bool:
 # --- Triton Inference Server model repository (msla-deploy package --triton) -----------------------
 TRITON_CONFIG_NAME = "config.pbtxt"
 TRITON_MODEL_VERSION = "1"  # the one version folder a package writes
-TRITON_PLATFORMS = ("tensorrt_plan", "onnxruntime_onnx")
 TRITON_MODEL_FILES = {"tensorrt_plan": "model.plan", "onnxruntime_onnx": "model.onnx"}  # Triton's default file names
 TRITON_CONFIG_MARKER = "# written by msla-deploy"  # first line of our config.pbtxt: what --overwrite may replace
 TRITON_SCHEME = "triton://"

@@ -3,4 +3,7 @@
 Torch-free except the torch backend, which imports PyTorch only when it is chosen.
 """
 
-from .stats import interleaved_order, median_ratios, summarize  # noqa: F401
+from ..lazy import lazy_exports
+
+# loaded on first use: `msla-deploy --help` imports bench.command, and stats imports numpy
+__getattr__, __dir__ = lazy_exports(__name__, {"interleaved_order": "stats", "median_ratios": "stats", "summarize": "stats"})

@@ -15,19 +15,19 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..cli_options import artifact_argument, backend_option, json_option, threads_option
 from ..console import err, key_values, out, print_json, steps_with_progress
 from .report import BenchReport
 
 
 def bench_command(
-    artifact: Path = typer.Argument(..., help="Export directory, .onnx or .engine."),
-    backend: str = typer.Option("auto", "--backend", help="auto | torch | ort-cpu | ort-cuda | ort-trt | trt (auto: TensorRT for an .engine, else "
-                                                          "ONNX Runtime, CUDA if present)."),
+    artifact: Path = artifact_argument(),
+    backend: str = backend_option(),
     warmup: int = typer.Option(3, "--warmup", help="Untimed rounds before timing (the first run, which allocates, is never timed)."),
-    iterations: Optional[int] = typer.Option(None, "--iterations", "-n", help="Timed runs per backend \\[default: 20]."),
+    iterations: Optional[int] = typer.Option(None, "--iterations", "-n", help="Timed runs per backend [default: 20]."),
     duration: Optional[float] = typer.Option(None, "--duration", help="Time for this many seconds instead of a fixed count."),
     batch: Optional[int] = typer.Option(None, "--batch", help="Batch: a static export's own (default), or 1..N for a --batch dynamic one (default N)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime / PyTorch (default: the runtime's choice)."),
+    threads: Optional[int] = threads_option(),
     transfers: bool = typer.Option(True, "--transfers/--no-transfers", help="TensorRT: include host<->device copies in each run (--no-transfers: like "
                                                                             "trtexec --noDataTransfers)."),
     cuda_graph: bool = typer.Option(False, "--cuda-graph", help="TensorRT: capture the enqueue once as a CUDA graph and time graph launches (trt "
@@ -35,7 +35,7 @@ def bench_command(
     compare: Optional[List[str]] = typer.Option(None, "--compare", help="Also time this backend, ARTIFACT or ARTIFACT@BACKEND, interleaved "
                                                                         "round-robin (repeatable)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of the latency distribution per backend."),
-    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    json_out: bool = json_option("the report"),
 ) -> None:
     """Measure latency (min/mean/p50/p90/p99), throughput and memory of an artifact; --compare for ratios."""
     from .run import BenchOptions, run_bench

@@ -4,6 +4,8 @@ Torch-free and quick: the first thing to run on a new machine (a Jetson above al
 bug report pastes (`--json`).
 """
 
-from .report import DoctorReport, diagnose
+from ..lazy import lazy_exports
 
 __all__ = ["DoctorReport", "diagnose"]
+# loaded on first use: `msla-deploy --help` imports doctor.command, and the probes import the runtimes
+__getattr__, __dir__ = lazy_exports(__name__, {name: "report" for name in __all__})

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-from typing import List
+from typing import TYPE_CHECKING, List
 
 import typer
 from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from ..cli_options import json_option
 from ..console import out, print_json
-from .report import DoctorReport, diagnose
+
+if TYPE_CHECKING:
+    from .report import DoctorReport
 
 
 def registered_commands(ctx: typer.Context) -> List[str]:
@@ -21,9 +24,11 @@ def registered_commands(ctx: typer.Context) -> List[str]:
 
 def doctor_command(
     ctx: typer.Context,
-    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout (paste it into a bug report)."),
+    json_out: bool = json_option(help="Print the report as JSON on stdout (paste it into a bug report)."),
 ) -> None:
     """What this machine has (Python, torch, ONNX Runtime providers that really start, TensorRT, GPU, Jetson), and which commands can run here."""
+    from .report import diagnose  # the probes import the runtimes: not for `--help`
+
     report = diagnose(registered_commands(ctx))
     if json_out:
         print_json(report.to_dict())

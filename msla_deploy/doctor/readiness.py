@@ -9,10 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence
 
+from ..choices import ORT_BACKENDS as ORT_BACKEND_NAMES
+from ..runtime.onnxruntime import PROVIDERS
 from .probes import FIX_ORT, FIX_PILLOW, SERVE_PACKAGES, Finding
 
-# ONNX Runtime backend names -> the provider that must really start for them
-ORT_BACKENDS = (("ort-cpu", "CPUExecutionProvider"), ("ort-cuda", "CUDAExecutionProvider"), ("ort-trt", "TensorrtExecutionProvider"))
+# ONNX Runtime backend names -> the provider that must really start for them (the first one it asks for)
+ORT_BACKENDS = tuple((name, PROVIDERS[name][0]) for name in ORT_BACKEND_NAMES)
 
 
 @dataclass
@@ -125,7 +127,7 @@ def commands(found: Dict[str, Finding], usable: Dict[str, Availability], registe
         return missing or Availability("serve", True)
 
     rules: Dict[str, Callable[[], Availability]] = {
-        "models": lambda: _needs("models", torch) or Availability("models", True, backends=["torch"]),
+        "models": lambda: Availability("models", True),  # the zoo's sizes are data: no torch
         "export": export,
         "inspect": lambda: _needs("inspect", onnx) or Availability("inspect", True),
         "build": build,

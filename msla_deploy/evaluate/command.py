@@ -12,33 +12,32 @@ from typing import List, Optional
 import typer
 from rich.markup import escape
 
-from ..classes import IGNORE_INDEX
+from ..choices import IGNORE_INDEX, Dataset
+from ..cli_options import AUTO_BACKEND, artifact_argument, backend_option, json_option, junit_option, report_dir_option, threads_option
 from ..console import err, error_line, key_values, out, print_json
 
 
 def evaluate_command(
-    artifact: Path = typer.Argument(..., help="Export directory, .onnx or .engine."),
+    artifact: Path = artifact_argument(),
     data: Path = typer.Option(..., "--data", help="Dataset root or its split folder (Cityscapes, ADE20K, or images/ + labels/)."),
-    dataset: str = typer.Option("auto", "--dataset", help="auto | cityscapes | ade20k | folder."),
-    backend: Optional[List[str]] = typer.Option(
-        None, "--backend", help="Backend to evaluate (repeatable, one pass over the data): auto | torch | ort-cpu | ort-cuda | ort-trt | trt \\[default: auto]."
+    dataset: Dataset = typer.Option(Dataset.AUTO, "--dataset", help="Dataset layout (auto: recognised from the folder; folder: images/ + labels/)."),
+    backend: Optional[List[str]] = backend_option(
+        None, multiple=True, help=f"Backend to evaluate (repeatable, one pass over the data; {AUTO_BACKEND}) [default: auto]."
     ),
     against: Optional[str] = typer.Option(
-        None, "--against", help="Reference backend for the mIoU drop \\[default: torch if evaluated, else the first --backend]."
+        None, "--against", help="Reference backend for the mIoU drop [default: torch if evaluated, else the first --backend]."
     ),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate the first N pictures only."),
     max_miou_drop: Optional[float] = typer.Option(
         None, "--max-miou-drop", help="Exit 1 when a backend loses more than this many points of mIoU against --against."
     ),
     ignore_index: int = typer.Option(IGNORE_INDEX, "--ignore-index", help="--dataset folder: the label value that counts for no class."),
-    report_dir: Optional[Path] = typer.Option(
-        None, "--report-dir", help="Where report.json, report.md, junit.xml and pictures go \\[default: evaluation/ in the export directory]."
-    ),
-    junit: Optional[Path] = typer.Option(None, "--junit", help="Also write junit.xml here."),
+    report_dir: Optional[Path] = report_dir_option("evaluation/ in the export directory", "report.json, report.md, junit.xml and pictures"),
+    junit: Optional[Path] = junit_option("junit.xml"),
     save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", help="Write each backend's labels (train ids, PNG) under DIR/<backend>/."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad pictures or labels (counted and listed in the report) instead of stopping."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime / PyTorch (default: the runtime's choice)."),
-    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    threads: Optional[int] = threads_option(),
+    json_out: bool = json_option("the report"),
 ) -> None:
     """mIoU of the deployed model on a labelled dataset (upstream's protocol), several backends in one pass."""
     from .run import EvaluateOptions, evaluate

@@ -19,11 +19,11 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from ..choices import DATASETS
 from ..classes import IGNORE_INDEX, ade20k_annotation_to_train, cityscapes_label_to_train
 from ..errors import BadInput, MissingRuntime
 from ..limits import open_picture
 
-DATASETS = ("auto", "cityscapes", "ade20k", "folder")
 SPLIT = {"cityscapes": "val", "ade20k": "validation"}
 CITYSCAPES_IMAGE_SUFFIX = "_leftImg8bit.png"
 CITYSCAPES_LABEL_SUFFIX = "_gtFine_labelIds.png"

@@ -4,20 +4,22 @@ Registered in cli.py."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import typer
 from rich.markup import escape
 
 from ..artifact.names import MANIFEST_NAME, PARITY_NAME
-from ..artifact.options import DEFAULT_CALIB_METHOD
-from ..console import checks_table, err, error_line, key_values, out, print_json, steps_with_progress
+from ..artifact.options import DEFAULT_CALIB_METHOD, DEFAULT_MODEL, DEFAULT_OPSET
+from ..choices import CalibMethod, Exporter, FloatPrecision, Head, Precision, Upsample
+from ..cli_options import json_option, models_dir_option, next_command, overwrite_option
+from ..console import checks_table, err, error_line, key_values, out, print_json, print_next, steps_with_progress
 from ..torch_side import torch_side
 
 
 def export_command(
     model: str = typer.Option(
-        "efficientvit-seg-b1-cityscapes", "--model", "-m",
+        DEFAULT_MODEL, "--model", "-m",
         help="Zoo name (see `msla-deploy models`) or FILE.py:FACTORY returning an nn.Module.",
     ),
     weights: Optional[Path] = typer.Option(
@@ -29,24 +31,26 @@ def export_command(
         "(TensorRT optimisation profiles, Triton's dynamic batcher); everything else stays static.",
     ),
     max_batch: Optional[int] = typer.Option(None, "--max-batch", help="--batch dynamic: the largest batch (parity is checked at 1 and at this)."),
-    opset: int = typer.Option(17, "--opset", help="ONNX opset (17 parses on TensorRT 8.5/8.6 and later)."),
-    exporter: str = typer.Option("auto", "--exporter", help="auto | dynamo | torchscript (auto: dynamo, torchscript if it fails)."),
-    precision: str = typer.Option(
-        "fp32", "--precision", "-p",
-        help="fp32, fp16 or int8. fp16: model.onnx is mixed precision (fp16, fp32 attention island) for strongly typed "
+    opset: int = typer.Option(DEFAULT_OPSET, "--opset", help="ONNX opset (17 parses on TensorRT 8.5/8.6 and later)."),
+    exporter: Exporter = typer.Option(Exporter.AUTO, "--exporter", help="The PyTorch exporter (auto: dynamo, torchscript if it fails)."),
+    precision: Precision = typer.Option(
+        Precision.FP32, "--precision", "-p",
+        help="fp16: model.onnx is mixed precision (fp16, fp32 attention island) for strongly typed "
         "TensorRT 10.12+/11; model_fp32.onnx beside it is for weakly typed builds (JetPack 5/6). int8: model.onnx is "
         "an explicit Q/DQ graph calibrated on --calib-images (LiteMLA cores in fp32).",
         rich_help_panel="Precision",
     ),
-    attention_precision: str = typer.Option(
-        "fp32", "--attention-precision",
+    attention_precision: FloatPrecision = typer.Option(
+        FloatPrecision.FP32, "--attention-precision",
         help="fp16 exports: LiteMLA's matmuls, normaliser and division in fp32, or in fp16 with token-mean "
         "scaling (small parity cost).",
         rich_help_panel="Precision",
     ),
-    io_dtype: str = typer.Option("fp32", "--io-dtype", help="fp16 exports: dtype of the graph input and output.", rich_help_panel="Precision"),
-    upsample: str = typer.Option(
-        "cubic", "--upsample", help="Head resize: cubic (upstream parity) or bilinear (for TensorRT 8.5 / JetPack 5).",
+    io_dtype: FloatPrecision = typer.Option(
+        FloatPrecision.FP32, "--io-dtype", help="fp16 exports: dtype of the graph input and output.", rich_help_panel="Precision",
+    ),
+    upsample: Upsample = typer.Option(
+        Upsample.CUBIC, "--upsample", help="Head resize: cubic (upstream parity) or bilinear (for TensorRT 8.5 / JetPack 5).",
         rich_help_panel="Precision",
     ),
     stress_weights: bool = typer.Option(
@@ -57,8 +61,8 @@ def export_command(
         True, "--fp16-guards/--no-fp16-guards", help="--no-fp16-guards exports naive fp16 (eps lost, sums in fp16), to see what the guards prevent.",
         rich_help_panel="Precision",
     ),
-    head: str = typer.Option(
-        "logits", "--head",
+    head: Head = typer.Option(
+        Head.LOGITS, "--head",
         help="Graph outputs: logits (upstream's), labels (in-graph bicubic resize to the input size + argmax, int32 "
         "[N,H,W] train ids for TensorRT/DeepStream/Triton/C++), or both.",
     ),
@@ -66,9 +70,9 @@ def export_command(
         None, "--calib-images", help="int8: folder of .png/.jpg/.npy pictures, or a dataset root (Cityscapes, ADE20K).", rich_help_panel="int8",
     ),
     calib_count: int = typer.Option(64, "--calib-count", help="int8: pictures to calibrate on (evenly spread over the folder).", rich_help_panel="int8"),
-    calib_method: str = typer.Option(
-        DEFAULT_CALIB_METHOD, "--calib-method", rich_help_panel="int8",
-        help="int8: max | entropy | percentile (ONNX Runtime's MinMax/Entropy/Percentile 99.999%; percentile kept the most labels "
+    calib_method: CalibMethod = typer.Option(
+        CalibMethod(DEFAULT_CALIB_METHOD), "--calib-method", rich_help_panel="int8",
+        help="int8: the calibrator (ONNX Runtime's MinMax/Entropy/Percentile 99.999%; percentile kept the most labels "
         "on the trained stand-in, benchmarks/README.md).",
     ),
     int8_attention: bool = typer.Option(
@@ -82,12 +86,10 @@ def export_command(
         None, "--min-argmax-agreement", help="int8: keep the costliest modules in fp32 until the labels agree this much "
         "with fp32 on the calibration pictures (e.g. 0.99); also the parity budget.", rich_help_panel="int8",
     ),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory \\[default: artifacts/<model>-<H>x<W>-<precision>]."),
-    models_dir: Path = typer.Option(Path("models"), "--models-dir", envvar="MSLA_DEPLOY_MODELS", help="Where zoo checkpoints are looked up."),
-    overwrite: bool = typer.Option(
-        False, "--overwrite", help="Replace an earlier export at --out: its own files are replaced, every other file (engines, reports, yours) is kept.",
-    ),
-    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory [default: artifacts/<model>-<H>x<W>-<precision>]."),
+    models_dir: Path = models_dir_option(),
+    overwrite: bool = overwrite_option("Replace an earlier export at --out: its own files are replaced, every other file (engines, reports, yours) is kept."),
+    json_out: bool = json_option(),
 ) -> None:
     """Export a model to a static (or dynamic-batch), checked ONNX with a reference bundle and an ONNX Runtime parity report."""
     from ..artifact.options import ExportOptions, parse_batch, parse_resolution
@@ -149,6 +151,15 @@ def export_command(
             failures = "; ".join(filter(None, [failures, f"{hazard_errors} fp16 hazard error(s) (msla-deploy inspect {result.directory}/<file>)"]))
         error_line(f"export checks failed: {failures} (details in {result.directory / PARITY_NAME} and {MANIFEST_NAME})")
         raise typer.Exit(1)
+    if not json_out:
+        print_next(next_after_export(result.directory))
+
+
+def next_after_export(directory: Path) -> List[Tuple[str, str]]:
+    return [
+        (next_command("build", directory), "a TensorRT engine for this GPU (--print-trtexec: the command for a Jetson)"),
+        (next_command("bench", directory), "latency and throughput on ONNX Runtime"),
+    ]
 
 
 def _print_sensitivity(path: Path) -> None:

@@ -10,23 +10,31 @@ This package imports onnx and numpy only: it runs where PyTorch is not installed
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple, Union
+from typing import TYPE_CHECKING, Optional, Tuple, Union
 
-import onnx
-
+from ..choices import TRT_TARGET_EXAMPLES as TARGETS
 from ..errors import BadInput
-from . import dla, hazards, preflight, quantization, trt_support
-from .model_view import ModelView, graph_inputs, load, view_of
-from .precision import PINNED_KEY, decide, stale_pins
-from .report import ERROR, WARNING, Finding, InspectReport
+from ..lazy import lazy_exports
+
+if TYPE_CHECKING:
+    import onnx
+
+    from . import trt_support
+    from .model_view import ModelView
+    from .report import InspectReport
 
 __all__ = ["inspect_onnx", "inspect_view", "InspectReport", "Finding", "TARGETS"]
-
-TARGETS = trt_support.EXAMPLES
+# onnx and the checks load when an inspection runs: `msla-deploy --help` imports inspect.command
+__getattr__, __dir__ = lazy_exports(__name__, {"InspectReport": "report", "Finding": "report"})
 
 
 def inspect_onnx(model: Union[str, "onnx.ModelProto"], target: Optional[str] = None, precision: str = "auto", dla: bool = False) -> InspectReport:
     """Inspect an ONNX file (path) or an in-memory ModelProto."""
+    import onnx
+
+    from . import trt_support
+    from .model_view import load, view_of
+
     version = trt_support.parse_target(target)  # bad options fail before the model is read
     if dla and version is None:
         raise BadInput("--dla needs --target-trt: DLA support depends on the TensorRT version", "add e.g. --target-trt 10.3")
@@ -52,6 +60,11 @@ def _what_build_parses(model: str, version: trt_support.Target, precision: str) 
 
 
 def inspect_view(view: ModelView, version: Optional[trt_support.Target], precision: str, dla_requested: bool) -> InspectReport:
+    from . import dla, hazards, preflight, quantization, trt_support
+    from .model_view import graph_inputs
+    from .precision import PINNED_KEY, decide, stale_pins
+    from .report import ERROR, WARNING, Finding, InspectReport
+
     context = decide(view, precision, version, dla_requested)
     notes: list = []
     findings = hazards.check_all(view, context, notes)

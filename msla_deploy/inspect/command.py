@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
+from ..choices import TRT_TARGET_EXAMPLES, InspectPrecision
+from ..cli_options import json_option
 from ..console import err, out, print_json
-from . import TARGETS, inspect_onnx
-from .report import ERROR, InspectReport
+
+if TYPE_CHECKING:
+    from .report import InspectReport
 
 PRECISION_HELP = (
     "What you will build with. auto (default): fp16 if the graph has float16 tensors or --dla is given, else fp32. "
@@ -23,20 +26,27 @@ PRECISION_HELP = (
 )
 
 
+def _complete_target(incomplete: str) -> List[str]:
+    return [version for version in TRT_TARGET_EXAMPLES if version.startswith(incomplete)]
+
+
 def inspect_command(
     model: Path = typer.Argument(..., help="The ONNX model to inspect (any exporter's).", show_default=False),
     target_trt: Optional[str] = typer.Option(
-        None, "--target-trt", "-t", help=f"TensorRT version to preflight against, e.g. {' | '.join(TARGETS)} (any 8.5 ... 11.x; '11' means 11.0, a "
-                                         f"patch suffix like 8.6.1 is fine)."
+        None, "--target-trt", "-t", metavar="X.Y", autocompletion=_complete_target,
+        help=f"TensorRT version to preflight against, e.g. {', '.join(TRT_TARGET_EXAMPLES)} (any 8.5 ... 11.x; '11' means 11.0, a "
+             f"patch suffix like 8.6.1 is fine).",
     ),
     dla: bool = typer.Option(False, "--dla", help="Also check DLA: availability in that version, static shapes, layers that fall back to the GPU."),
-    precision: str = typer.Option("auto", "--precision", "-p", help=PRECISION_HELP),
-    json_out: bool = typer.Option(False, "--json", help='Print {"errors": [...], "warnings": [...], "info": {...}} on stdout.'),
+    precision: InspectPrecision = typer.Option(InspectPrecision.AUTO, "--precision", "-p", help=PRECISION_HELP),
+    json_out: bool = json_option(help='Print {"errors": [...], "warnings": [...], "info": {...}} on stdout.'),
 ) -> None:
     """fp16 hazards and TensorRT/DLA preflight of an ONNX model, without PyTorch or TensorRT.
 
     Exit 1 when an error was found (warnings do not fail), 2 for bad input.
     """
+    from . import inspect_onnx  # onnx: not for `--help`
+
     report = inspect_onnx(str(model), target=target_trt, precision=precision, dla=dla)
     if json_out:
         print_json(report.to_dict())
@@ -49,6 +59,8 @@ def inspect_command(
 def _render(report: InspectReport) -> None:
     from rich import box
     from rich.table import Table
+
+    from .report import ERROR
 
     if report.findings:
         table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_lines=False)

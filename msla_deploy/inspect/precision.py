@@ -29,11 +29,11 @@ from typing import List, Optional, Set
 import onnx
 
 from ..artifact.names import META_FP32_NODES, META_PRECISION
+from ..choices import INSPECT_PRECISIONS as PRECISIONS
 from ..errors import BadInput
 from .model_view import ModelView
 from .trt_support import Target
 
-PRECISIONS = ("auto", "fp16", "fp32", "int8")
 QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 PINNED_KEY = META_FP32_NODES
 PRECISION_KEY = META_PRECISION

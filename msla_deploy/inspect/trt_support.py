@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import FrozenSet, Optional, Tuple
 
+from ..choices import TRT_TARGET_EXAMPLES
 from ..errors import BadInput
 from ..trt import versions as V
 
@@ -71,7 +72,7 @@ _MATRICES: Tuple[Tuple[V.Version, FrozenSet[str], str], ...] = (
 # Resize attributes every listed parser accepts (operators.md "Restrictions" column)
 RESIZE_COORDINATE_MODES = frozenset({"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"})
 RESIZE_DOCUMENTED_MODES = frozenset({"nearest", "linear"})
-EXAMPLES = ("8.5", "8.6", "10.3", "10.13", "11")  # the JetPack releases' versions (docs/facts/tensorrt.md#jetpack-releases) and 11.x
+EXAMPLES = TRT_TARGET_EXAMPLES  # the JetPack releases' versions (docs/facts/tensorrt.md#jetpack-releases) and 11.x
 
 
 @dataclass(frozen=True)

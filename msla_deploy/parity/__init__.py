@@ -14,7 +14,8 @@ what runs the artifact is msla_deploy.runtime, what is on disk is msla_deploy.ar
     images, reference_images   real pictures into a reference bundle
 """
 
-from .budgets import Budget, default_budget
-from .metrics import OutputParity, compare_outputs
+from ..lazy import lazy_exports
 
 __all__ = ["Budget", "default_budget", "OutputParity", "compare_outputs"]
+# loaded on first use (numpy): `msla-deploy --help` imports parity.command
+__getattr__, __dir__ = lazy_exports(__name__, {"Budget": "budgets", "default_budget": "budgets", "OutputParity": "metrics", "compare_outputs": "metrics"})

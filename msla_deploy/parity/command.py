@@ -7,12 +7,13 @@ that cannot run here, including an ONNX Runtime GPU provider that fell back to t
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import typer
 from rich.markup import escape
 
-from ..console import err, key_values, out, parity_table, print_json, steps_with_progress
+from ..cli_options import VALIDATE_BACKENDS, artifact_argument, backend_option, json_option, junit_option, next_command, report_dir_option
+from ..console import err, key_values, out, parity_table, print_json, print_next, steps_with_progress
 from ..errors import CheckFailed
 
 if TYPE_CHECKING:  # annotations only: msla_deploy.parity pulls numpy in, and --help must not wait for it
@@ -20,19 +21,17 @@ if TYPE_CHECKING:  # annotations only: msla_deploy.parity pulls numpy in, and --
 
 
 def validate_command(
-    artifact: Path = typer.Argument(..., help="Export directory, .onnx or .engine."),
+    artifact: Path = artifact_argument(),
     reference: Optional[Path] = typer.Option(None, "--reference", help="Reference bundle folder (default: the export's reference/)."),
-    backend: str = typer.Option("auto", "--backend", help="auto | ort-cpu | ort-cuda | ort-trt | trt (auto: TensorRT for .engine, else ONNX Runtime, "
-                                                          "CUDA if present)."),
+    backend: str = backend_option(names=VALIDATE_BACKENDS),
     atol: Optional[str] = typer.Option(None, "--atol", help="Absolute part of the max-abs-error limit (limit = atol + rtol x peak |reference|)."),
     rtol: Optional[str] = typer.Option(None, "--rtol", help="Peak-relative part of the max-abs-error limit."),
     min_cosine: Optional[str] = typer.Option(None, "--min-cosine", help="Minimum cosine similarity per output."),
     min_argmax_agreement: Optional[str] = typer.Option(None, "--min-argmax-agreement", help="Minimum share of pixels with the same label: 0.995 or 99.5%."),
     max_miou_drop: Optional[str] = typer.Option(None, "--max-miou-drop", help="Maximum 1 - mIoU of the artifact's labels against the reference's: 0.01 or 1%."),
-    report_dir: Optional[Path] = typer.Option(None, "--report-dir", help="Where the reports go (default: DIR/validation/, or validation-<file>/ "
-                                                                         "beside a file)."),
-    junit: Optional[Path] = typer.Option(None, "--junit", help="Also write the JUnit XML here."),
-    json_out: bool = typer.Option(False, "--json", help="Print the report as JSON on stdout."),
+    report_dir: Optional[Path] = report_dir_option("DIR/validation/, or validation-<file>/ beside a file"),
+    junit: Optional[Path] = junit_option(),
+    json_out: bool = json_option("the report"),
     localize: bool = typer.Option(False, "--localize", help="Find the first module where the numbers drift (needs PyTorch and the export's manifest)."),
     allow_modified: bool = typer.Option(False, "--allow-modified", help="Validate an export whose files no longer match the sha256 its manifest "
                                                                         "recorded (default: that fails, exit 1)."),
@@ -53,6 +52,23 @@ def validate_command(
     if not report.passed:
         hint = "" if localize or report.localization else "; --localize finds where it starts"
         raise CheckFailed(f"validation failed: {'; '.join(report.failures())}", f"report in {report.files['markdown']}{hint}")
+    if not json_out:
+        print_next(next_after_validate(artifact, backend, report.backend["used"]))
+
+
+def next_after_validate(artifact: Path, requested: str, used: str) -> List[Tuple[str, str]]:
+    """After a pass: an ONNX on ONNX Runtime goes on to TensorRT; an engine to timing and Triton."""
+    if used == "triton":
+        return [(next_command("bench", artifact, "--backend", requested), "latency and throughput through the server")]
+    if used == "trt":
+        return [
+            (next_command("bench", artifact, "--backend", "trt"), "latency and throughput of the engine"),
+            (next_command("package", artifact, "--triton", "triton-repo"), "a Triton Inference Server model repository"),
+        ]
+    return [
+        (next_command("build", artifact), "a TensorRT engine for this GPU; then validate it with --backend trt"),
+        (next_command("bench", artifact, "--backend", used), "latency and throughput"),
+    ]
 
 
 def render_validate(report: ValidateReport) -> None:
@@ -107,7 +123,7 @@ def _render_localization(loc: Optional[Localization]) -> None:
 def reference_command(
     artifact_dir: Path = typer.Argument(..., help="Export directory whose reference bundle gets the pictures."),
     inputs: Path = typer.Option(..., "--inputs", help="Folder of pictures: .npy (H x W x 3 RGB, uint8 or [0, 1]) always; .png/.jpg with Pillow."),
-    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    json_out: bool = json_option(),
 ) -> None:
     """Add real pictures to an export's reference bundle (PyTorch computes their outputs).
 

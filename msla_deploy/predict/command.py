@@ -13,21 +13,22 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..cli_options import artifact_argument, backend_option, json_option, overwrite_option, threads_option
 from ..console import err, key_values, out, print_json
 
 
 def predict_command(
-    artifact: Path = typer.Argument(..., help="Export directory, .onnx or engine."),
+    artifact: Path = artifact_argument(),
     pictures: List[Path] = typer.Argument(..., help="Picture files and/or folders (scanned recursively)."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Folder for <name>_labels.png, <name>_color.png, <name>_overlay.png."),
-    backend: str = typer.Option("auto", "--backend", help="auto | ort-cpu | ort-cuda | ort-trt | trt."),
+    backend: str = backend_option(),
     label_ids: bool = typer.Option(False, "--label-ids", help="Cityscapes: the _labels.png holds label ids "
                                    "(the official evaluator's *_gtFine_labelIds values) instead of train ids."),
     strict: bool = typer.Option(False, "--strict", help="Stop at the first unreadable picture (exit 2) instead of skipping it."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs that already exist."),
+    overwrite: bool = overwrite_option("Replace outputs that already exist."),
     alpha: float = typer.Option(0.5, "--alpha", help="Overlay: weight of the class colours (0..1)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for ONNX Runtime (default: its choice)."),
-    json_out: bool = typer.Option(False, "--json", help="Print the files written and per-picture class areas as JSON."),
+    threads: Optional[int] = threads_option(),
+    json_out: bool = json_option("the files written and per-picture class areas"),
 ) -> None:
     """Segment pictures with an artifact: a label PNG, a colour PNG and an overlay PNG per picture."""
     from .run import PredictOptions, run_predict

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Optional, Sequence, Union
 
 from ..artifact.resolve import Artifact, resolve
+from ..choices import BACKENDS
 from ..errors import BadInput
 from .session import Backend, Session
 from .triton import is_triton_target, parse_target
 
-BACKENDS = ("auto", "torch", "ort-cpu", "ort-cuda", "ort-trt", "trt")
 REBUILD_FROM = "pass the export directory written by msla-deploy export"
 
 __all__ = ["BACKENDS", "Backend", "Session", "choose", "open", "open_onnx", "preflight"]

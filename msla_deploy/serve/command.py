@@ -7,32 +7,35 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional, Tuple
 
 import typer
 
-from ..artifact.names import META_RECIPE
-from ..console import err, key_values, out, print_json, print_json_line, steps_with_progress
+from ..artifact.names import META_RECIPE, TRITON_SCHEME
+from ..choices import NonTorchBackend, Platform
+from ..cli_options import AUTO_BACKEND, artifact_argument, command_line, json_option, name_option, next_command, overwrite_option
+from ..console import err, key_values, out, print_json, print_json_line, print_next, steps_with_progress
 from ..errors import BadInput
-from .repository import PLATFORM_CHOICES, PackageOptions, package_triton, parse_gpus
-from .server import DEFAULT_HOST, DEFAULT_PORT, SERVE_BACKENDS
+from .address import DEFAULT_HOST, DEFAULT_PORT
 
 
 def package_command(
-    artifact: Path = typer.Argument(..., help="Export directory, .onnx or engine (.engine/.plan/.trt).", show_default=False),
+    artifact: Path = artifact_argument(),
     triton: Optional[Path] = typer.Option(
         None, "--triton", help="Triton model repository to write REPO/<name>/ into (created if missing).", show_default=False),
-    name: Optional[str] = typer.Option(None, "--name", "-n", help="Model name in the repository \\[default: the export directory's name]."),
-    platform: str = typer.Option(
-        "auto", "--platform", help=f"{' | '.join(PLATFORM_CHOICES)} (auto: tensorrt_plan where the artifact holds an engine, else onnxruntime_onnx)."),
+    name: Optional[str] = name_option(),
+    platform: Platform = typer.Option(
+        Platform.AUTO, "--platform", help="Triton's platform (auto: tensorrt_plan where the artifact holds an engine, else onnxruntime_onnx)."),
     instances: int = typer.Option(1, "--instances", help="Model instances (instance_group count)."),
     gpus: Optional[str] = typer.Option(
         None, "--gpus",
-        help="GPU indices for the instances, e.g. 0,1 \\[default: every visible GPU]. An ONNX model runs on the CPU (KIND_CPU) unless --gpus is given."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace REPO/<name>/ if msla-deploy wrote it before."),
-    json_out: bool = typer.Option(False, "--json", help="Print what was written as JSON on stdout."),
+        help="GPU indices for the instances, e.g. 0,1 [default: every visible GPU]. An ONNX model runs on the CPU (KIND_CPU) unless --gpus is given."),
+    overwrite: bool = overwrite_option("Replace REPO/<name>/ if msla-deploy wrote it before."),
+    json_out: bool = json_option("what was written"),
 ) -> None:
     """Put an artifact into a Triton Inference Server model repository (config.pbtxt + 1/model.plan or model.onnx)."""
+    from .repository import PackageOptions, package_triton, parse_gpus
+
     if triton is None:
         raise BadInput("package needs a target format", "pass --triton REPO (a Triton model repository directory)")
     steps = steps_with_progress(enabled=not json_out)
@@ -56,17 +59,29 @@ def package_command(
     ]))
     for note in package.notes:
         err.print(f"[yellow]note:[/] {note}", highlight=False)
+    print_next(next_after_package(artifact, triton, package.name, package.platform))
+
+
+def next_after_package(artifact: Path, repository: Path, name: str, platform: str) -> List[Tuple[str, str]]:
+    """Run the repository in NVIDIA's Triton container (or, for an ONNX, `serve` here), then check what it serves."""
+    url = f"{TRITON_SCHEME}127.0.0.1:{DEFAULT_PORT}/{name}"
+    docker = (command_line("docker", "run", "--rm", "--gpus", "all", "-p", f"{DEFAULT_PORT}:{DEFAULT_PORT}", "-v", f"{Path(repository).resolve()}:/models")
+              + " nvcr.io/nvidia/tritonserver:<yy.mm>-py3 tritonserver --model-repository=/models")
+    steps = [(docker, "<yy.mm>: the Triton release with the TensorRT that built the engine" if platform == Platform.TENSORRT_PLAN.value
+              else "any recent <yy.mm>: Triton's ONNX Runtime backend")]
+    if platform == Platform.ONNXRUNTIME_ONNX.value:
+        steps.append((next_command("serve", artifact, "--name", name), "or serve it here, without the container"))
+    steps.append((next_command("validate", artifact, "--backend", url), "parity of the served model"))
+    return steps
 
 
 def serve_command(
-    artifact: Path = typer.Argument(..., help="Export directory or .onnx to serve.", show_default=False),
+    artifact: Path = artifact_argument("Export directory or .onnx to serve."),
     host: str = typer.Option(DEFAULT_HOST, "--host", help="Address to listen on (gRPC). Anything but the loopback exposes the model to the network."),
     port: int = typer.Option(DEFAULT_PORT, "--port", "-p", help="gRPC port (triton://HOST:PORT/MODEL reaches it)."),
-    name: Optional[str] = typer.Option(None, "--name", "-n", help="Model name \\[default: the export directory's name]."),
-    backend: str = typer.Option(
-        "auto", "--backend",
-        help=f"What runs the model in the server: {' | '.join(SERVE_BACKENDS)} (auto: TensorRT for an engine, else ONNX Runtime, CUDA if present)."),
-    json_out: bool = typer.Option(False, "--json", help="Print the server's description as JSON (one line) once it is ready."),
+    name: Optional[str] = name_option(),
+    backend: NonTorchBackend = typer.Option(NonTorchBackend.AUTO, "--backend", help=f"What runs the model in the server ({AUTO_BACKEND})."),
+    json_out: bool = json_option(help="Print the server's description as JSON (one line) once it is ready."),
 ) -> None:
     """Serve an artifact through a real Triton Inference Server (PyTriton) until Ctrl-C or SIGTERM."""
     from .server import serve_until_stopped, start_server

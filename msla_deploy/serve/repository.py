@@ -51,7 +51,7 @@ from .model_io import (
     open_artifact,
 )
 
-PLATFORM_CHOICES = ("auto",) + TRITON_PLATFORMS
+PLATFORM_CHOICES = ("auto",) + TRITON_PLATFORMS  # = choices.PLATFORM_CHOICES
 
 
 @dataclass

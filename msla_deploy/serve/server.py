@@ -31,12 +31,12 @@ import numpy as np
 
 from ..artifact.files import package_version
 from ..artifact.names import TRITON_SCHEME
+from ..choices import NON_TORCH_BACKENDS
 from ..errors import BadInput, MissingRuntime, install_extra, one_line_text
 from . import deps
+from .address import DEFAULT_HOST, DEFAULT_PORT
 from .model_io import MAX_QUEUE_DELAY_US, Artifact, BatchLayout, TensorSpec, batch_layout, check_model_name, default_name, open_artifact
 
-DEFAULT_HOST = "127.0.0.1"
-DEFAULT_PORT = 8001  # Triton's gRPC port
 START_TIMEOUT_S = 120
 EXIT_TIMEOUT_S = 5  # in-flight requests get this long at stop
 
@@ -44,7 +44,7 @@ EXIT_TIMEOUT_S = 5  # in-flight requests get this long at stop
 Runner = Callable[[Dict[str, np.ndarray]], Dict[str, np.ndarray]]
 
 
-SERVE_BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "trt")
+SERVE_BACKENDS = NON_TORCH_BACKENDS  # PyTorch does not serve: the model runs from its export
 
 
 def open_runner(art: Artifact, backend: str = "auto"):

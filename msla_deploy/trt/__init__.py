@@ -9,15 +9,16 @@ starts; planning, the trtexec command and the DLA forecast work without it.
     print(trtexec_command(trtexec_argv(plan)))
 """
 
-from .build import BuildResult, PlannedBuild, build_for_runtime, plan_for_runtime, plan_for_trtexec, run_build
-from .inputs import ModelInput, load_model_input
-from .options import BuildOptions, parse_size
-from .plan import BuildPlan, make_plan
-from .trtexec import trtexec_argv, trtexec_command
-from .versions import TrtVersion, parse_version
+from ..lazy import lazy_exports
 
-__all__ = [
-    "BuildOptions", "BuildPlan", "BuildResult", "ModelInput", "PlannedBuild", "TrtVersion",
-    "build_for_runtime", "load_model_input", "make_plan", "parse_size", "parse_version", "plan_for_runtime", "plan_for_trtexec", "run_build",
-    "trtexec_argv", "trtexec_command",
-]
+_EXPORTS = {
+    "build": ("BuildResult", "PlannedBuild", "build_for_runtime", "plan_for_runtime", "plan_for_trtexec", "run_build"),
+    "inputs": ("ModelInput", "load_model_input"),
+    "options": ("BuildOptions", "parse_size"),
+    "plan": ("BuildPlan", "make_plan"),
+    "trtexec": ("trtexec_argv", "trtexec_command"),
+    "versions": ("TrtVersion", "parse_version"),
+}
+__all__ = sorted(name for names in _EXPORTS.values() for name in names)
+# loaded on first use (onnx, numpy): `msla-deploy --help` imports trt.command
+__getattr__, __dir__ = lazy_exports(__name__, {name: module for module, names in _EXPORTS.items() for name in names})

@@ -7,7 +7,9 @@ from typing import List, Optional, Tuple
 
 import typer
 
-from ..console import err, key_values, out, print_json, steps_with_progress
+from ..choices import HardwareCompat, Precision, Typing
+from ..cli_options import json_option, next_command
+from ..console import err, key_values, out, print_json, print_next, steps_with_progress
 
 
 def _show_plan_notes(planned) -> None:
@@ -34,16 +36,16 @@ def _summary(planned) -> str:
 
 def build_command(
     source: Path = typer.Argument(..., help="An export directory (reads its manifest.json) or an .onnx file (reads its metadata)."),
-    precision: Optional[str] = typer.Option(
+    precision: Optional[Precision] = typer.Option(
         None, "--precision",
-        help="fp32 | fp16 | int8 (default: the export's precision). int8: the export's Q/DQ graph, strongly typed from 9.0, "
+        help="What to build (default: the export's precision). int8: the export's Q/DQ graph, strongly typed from 9.0, "
         "--int8 --fp16 with the attention pinned to fp32 on 8.5/8.6."),
-    typing_mode: str = typer.Option(
-        "auto", "--typing",
-        help="auto | strong | weak. auto: strongly typed from the mixed-precision fp16 ONNX on TensorRT >= 10.12, "
+    typing_mode: Typing = typer.Option(
+        Typing.AUTO, "--typing",
+        help="auto: strongly typed from the mixed-precision fp16 ONNX on TensorRT >= 10.12, "
         "weakly typed (fp32 ONNX + FP16 flag, attention pinned to fp32) before.",
     ),
-    trt_version: str = typer.Option("auto", "--trt-version", help="X.Y of the TensorRT to plan for (default: the installed one)."),
+    trt_version: str = typer.Option("auto", "--trt-version", metavar="X.Y", help="The TensorRT to plan for (auto: the installed one)."),
     workspace: Optional[str] = typer.Option(None, "--workspace", help="Workspace memory pool limit, e.g. 1G, 512M, 2048 (MiB) (default: 1G)."),
     timing_cache: Optional[Path] = typer.Option(
         None, "--timing-cache",
@@ -59,12 +61,13 @@ def build_command(
     gpu_fallback: Optional[bool] = typer.Option(
         None, "--gpu-fallback/--no-gpu-fallback", help="Let layers DLA cannot run fall back to the GPU (default: on with --dla-core).",
     ),
-    hardware_compat: str = typer.Option("none", "--hardware-compat", help="none | ampere+ (TensorRT >= 8.6) | same-cc (>= 10.9)."),
+    hardware_compat: HardwareCompat = typer.Option(
+        HardwareCompat.NONE, "--hardware-compat", help="Engine portable across GPUs: ampere+ (TensorRT >= 8.6), same-cc (>= 10.9)."),
     version_compatible: bool = typer.Option(False, "--version-compatible", help="Engine loadable by newer TensorRT versions (>= 8.6)."),
     tf32: Optional[bool] = typer.Option(None, "--tf32/--no-tf32", help="Allow TF32 for fp32 layers (default: off, fp32 layers stay comparable to PyTorch)."),
     out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Engine file (default: model_<precision>_trt<X.Y>.engine in the export directory)."),
     print_trtexec: bool = typer.Option(False, "--print-trtexec", help="Print the equivalent trtexec command for --trt-version and exit (needs no TensorRT)."),
-    json_out: bool = typer.Option(False, "--json", help="Print the result as JSON on stdout."),
+    json_out: bool = json_option(),
 ) -> None:
     """Build a TensorRT engine from an export (or print the trtexec command that builds it on a Jetson)."""
     from .build import plan_for_trtexec, run_build
@@ -104,6 +107,7 @@ def build_command(
         print_json({"record_file": str(result.record_path), "record": result.record.to_dict()})
         return
     out.print(key_values(_build_rows(result)))
+    print_next(next_after_build(result.plan.engine))
 
 
 def _build_rows(result) -> List[Tuple[str, str]]:
@@ -125,3 +129,10 @@ def _build_rows(result) -> List[Tuple[str, str]]:
     if record.dla is not None:
         rows.insert(2, ("DLA", f"core {record.dla.core}, {len(record.dla.tensorrt_gpu_layers or [])} layers on the GPU (TensorRT's count)"))
     return rows
+
+
+def next_after_build(engine: Path) -> List[Tuple[str, str]]:
+    return [
+        (next_command("validate", engine, "--backend", "trt"), "the engine against the PyTorch reference"),
+        (next_command("bench", engine), "latency and throughput of the engine"),
+    ]

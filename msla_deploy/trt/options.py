@@ -11,11 +11,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Dict, Optional
 
+from ..choices import HARDWARE_COMPAT, PRECISIONS, TYPINGS  # noqa: F401 (int8: an int8 export's Q/DQ graph)
 from ..errors import BadInput
 
-PRECISIONS = ("fp32", "fp16", "int8")  # int8: an int8 export's Q/DQ graph (explicit quantization)
-TYPINGS = ("auto", "strong", "weak")
-HARDWARE_COMPAT = ("none", "ampere+", "same-cc")
 MAX_OPT_LEVEL = 5  # IBuilderConfig::setBuilderOptimizationLevel: 0..5, default 3 (docs/facts/tensorrt.md#build-api)
 DEFAULT_WORKSPACE = 1 << 30  # 1 GiB: a limit, not an allocation; plenty for EfficientViT-Seg tactics
 

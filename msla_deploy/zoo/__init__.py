@@ -7,25 +7,24 @@
     find_checkpoint(name, models_dir)         models_dir / <official file name>, if present
     count_params(model), count_macs(name, (H, W))
 
-`names` and `get_spec` need no torch (listing models must work on a runtime-only install); the
+`names`, `get_spec` and `find_checkpoint` need no torch (listing models must work on a runtime-only install); the
 rest is imported on first use.
 """
 
 from __future__ import annotations
 
-from .variants import ZooSpec, get_spec, names
+from .variants import ZooSpec, find_checkpoint, get_spec, names
 
 # name -> submodule that defines it; loaded lazily because those submodules import torch
 _TORCH_SIDE = {
     "build": "model",
     "EfficientViTSeg": "model",
     "load_checkpoint": "checkpoints",
-    "find_checkpoint": "checkpoints",
     "count_params": "complexity",
     "count_macs": "complexity",
 }
 
-__all__ = ["ZooSpec", "get_spec", "names", *_TORCH_SIDE]
+__all__ = ["ZooSpec", "find_checkpoint", "get_spec", "names", *_TORCH_SIDE]
 
 
 def __getattr__(attr: str):

@@ -23,16 +23,10 @@ import torch
 from torch import nn
 
 from ..errors import BadInput
-from .variants import get_spec
+from .variants import find_checkpoint, get_spec  # noqa: F401 (find_checkpoint: torch-free, listed by `models`)
 
 #: how many keys of each kind a mismatch message names
 _SHOWN = 3
-
-
-def find_checkpoint(name: str, models_dir: Union[str, Path]) -> Optional[Path]:
-    """`models_dir / <official file name>` if that file exists, else None."""
-    path = Path(models_dir).expanduser() / get_spec(name).checkpoint_file
-    return path if path.is_file() else None
 
 
 def _sha256(path: Path) -> str:

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import typer
-
+from ..cli_options import json_option, models_dir_option
 from ..console import out, print_json
-from ..torch_side import torch_side
 
 
 def models_command(
-    models_dir: Path = typer.Option(Path("models"), "--models-dir", envvar="MSLA_DEPLOY_MODELS", help="Where checkpoints are looked up."),
-    json_out: bool = typer.Option(False, "--json", help="Print the list as JSON on stdout."),
+    models_dir: Path = models_dir_option("Where checkpoints are looked up."),
+    json_out: bool = json_option("the list"),
 ) -> None:
     """List the EfficientViT-Seg zoo: size, cost at the default resolution, checkpoint status."""
-    rows = torch_side("msla_deploy.zoo.listing", "zoo_rows")(models_dir)
+    from .listing import zoo_rows
+
+    rows = zoo_rows(models_dir)
     if json_out:
         print_json(rows)
         return

@@ -1,33 +1,30 @@
-"""One row per zoo model for `msla-deploy models`: size, cost, and whether its checkpoint is present."""
+"""One row per zoo model for `msla-deploy models`: size, cost, and whether its checkpoint is present.
+
+Torch-free and instant: the sizes are data of each variant (variants.SIZES, recounted on the built
+models by tests/test_zoo.py), not counted by building eleven models at every listing.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, Dict, List, Union
 
-import torch
-
-from .checkpoints import find_checkpoint
-from .complexity import count_model_macs, count_params
-from .model import build
-from .variants import get_spec, names
+from .variants import find_checkpoint, get_spec, names
 
 
 def zoo_rows(models_dir: Union[str, Path]) -> List[Dict[str, Any]]:
-    """JSON-able rows, in registry order; sizes come from weightless (meta-device) models."""
+    """JSON-able rows, in registry order."""
     rows = []
     for name in names():
         spec = get_spec(name)
-        with torch.device("meta"):
-            model = build(name)
         checkpoint = find_checkpoint(name, models_dir)
         rows.append({
             "name": name,
             "variant": spec.variant,
             "dataset": spec.dataset,
             "num_classes": spec.num_classes,
-            "params": count_params(model),
-            "gmacs": count_model_macs(model, spec.default_resolution) / 1e9,
+            "params": spec.params,
+            "gmacs": spec.macs / 1e9,
             "resolution": list(spec.default_resolution),
             "checkpoint_file": spec.checkpoint_file,
             "present": checkpoint is not None,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
 
 from ..errors import BadInput
 
@@ -25,6 +26,8 @@ class ZooSpec:
     norm_eps: float  # set on every BatchNorm after construction, as upstream's zoo does
     checkpoint_file: str  # file name of the official checkpoint
     default_resolution: Tuple[int, int]  # (H, W) of upstream's evaluation
+    params: int  # parameter elements
+    macs: int  # multiply-accumulates of one batch-1 forward at default_resolution
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,25 @@ HEADS: Dict[str, HeadDims] = {
 }
 
 
+#: (parameters, MACs at the dataset's default resolution) per public name: facts of each model, kept
+#: as data so that `msla-deploy models` lists them at once and without torch. Counted by
+#: zoo/complexity.py on the built model (tests/test_zoo.py recounts every entry); the Cityscapes
+#: MACs are upstream's published 4.4/25/74/179/282/396 GMACs to within 0.6%.
+SIZES: Dict[str, Tuple[int, int]] = {
+    "efficientvit-seg-b0-cityscapes": (706_691, 4_388_290_560),
+    "efficientvit-seg-b1-cityscapes": (4_803_443, 25_094_520_832),
+    "efficientvit-seg-b2-cityscapes": (15_323_779, 73_619_472_384),
+    "efficientvit-seg-b3-cityscapes": (39_603_155, 179_183_812_608),
+    "efficientvit-seg-l1-cityscapes": (40_242_227, 282_467_500_032),
+    "efficientvit-seg-l2-cityscapes": (52_607_923, 396_105_875_456),
+    "efficientvit-seg-b1-ade20k": (4_791_414, 3_089_104_896),
+    "efficientvit-seg-b2-ade20k": (15_293_382, 9_080_537_088),
+    "efficientvit-seg-b3-ade20k": (39_546_198, 22_168_338_432),
+    "efficientvit-seg-l1-ade20k": (40_409_526, 36_337_090_560),
+    "efficientvit-seg-l2-ade20k": (51_462_454, 45_173_178_368),
+}
+
+
 def _spec_from_name(name: str) -> ZooSpec:
     variant, dataset = name.rsplit("-", 2)[-2:]
     family = FAMILIES[BACKBONES[variant].family]
@@ -114,6 +136,8 @@ def _spec_from_name(name: str) -> ZooSpec:
         norm_eps=family.norm_eps,
         checkpoint_file=f"efficientvit_seg_{variant}_{dataset}.pt",
         default_resolution=data.default_resolution,
+        params=SIZES[name][0],
+        macs=SIZES[name][1],
     )
 
 
@@ -142,3 +166,9 @@ def architecture(name: str) -> Tuple[BackboneDims, HeadDims, str]:
     spec = get_spec(name)
     backbone = BACKBONES[spec.variant]
     return backbone, HEADS[name], FAMILIES[backbone.family].act
+
+
+def find_checkpoint(name: str, models_dir: Union[str, Path]) -> Optional[Path]:
+    """`models_dir / <official file name>` if that file exists, else None."""
+    path = Path(models_dir).expanduser() / get_spec(name).checkpoint_file
+    return path if path.is_file() else None
