@@ -174,7 +174,7 @@ def _shown(word: Any) -> str:
     if isinstance(word, Path) and word.is_absolute():
         try:
             return str(word.relative_to(Path.cwd()))
-        except ValueError:
+        except (ValueError, OSError):  # OSError: the working directory was the one just replaced (--out .)
             pass
     return str(word)
 
