@@ -60,10 +60,12 @@ class Confusion:
         c, ignore = self.num_classes, self.ignore_index
         cols = c + 1
         t, p = truth.reshape(-1), prediction.reshape(-1)
+        if p.dtype.kind not in "iu":  # labels held as floats
+            p = p.astype(np.intp)
         if p.size and (p.min() < NO_LABEL or p.max() >= c):  # a broken engine's labels: no class
             p = np.where((p < 0) | (p >= c), NO_LABEL, p)
         if ignore is None or ignore < c:  # every pixel counts, or the ignore value is a class number
-            if ignore is not None:
+            if ignore is not None and t.size and (t == ignore).any():  # a mask (a copy) only if needed
                 keep = t != ignore
                 t, p = t[keep], p[keep]
             rows = c

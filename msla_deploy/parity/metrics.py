@@ -150,6 +150,11 @@ def class_iou(ref_labels: np.ndarray, cand_labels: np.ndarray, num_classes: int)
     return class_rows(label_confusion(ref_labels, cand_labels, num_classes))
 
 
+def _agreement(same: np.ndarray) -> Optional[float]:
+    """The fraction of pixels with the same label; None without a pixel (like mIoU: nothing to judge)."""
+    return float(same.mean()) if same.size else None
+
+
 def is_label_map(array: np.ndarray) -> bool:
     return np.issubdtype(array.dtype, np.integer)
 
@@ -167,7 +172,7 @@ def _compare_labels(name: str, ref: np.ndarray, cand: np.ndarray, budget: Budget
     result = OutputParity(
         name=name, shape=list(ref.shape), max_abs=none, mean_abs=none, p99_abs=none, max_abs_reference=none, cosine=none,
         nan_count=0, inf_count=0, reference_nonfinite=0,
-        argmax_agreement=float((ref == cand).mean()) if ref.size else 1.0,
+        argmax_agreement=_agreement(ref == cand),
         miou=confusion.miou(), class_iou=class_rows(confusion), labels=True,
         dominant_class=int(counts.argmax()), dominant_class_share=float(counts.max() / max(counts.sum(), 1)),
         vacuous_note=vacuous_labels_note(counts, labels_only=True),
@@ -215,7 +220,7 @@ def compare_outputs(
         # NaN logits make argmax meaningless (numpy picks the NaN): such pixels have no label, and a
         # reference pixel without one agrees with nothing
         ref_labels, cand_labels = labels_of(ref), labels_of(cand)
-        agreement = float(((ref_labels == cand_labels) & (ref_labels != NO_LABEL)).mean())
+        agreement = _agreement((ref_labels == cand_labels) & (ref_labels != NO_LABEL))
         num_classes = ref.shape[1]
         confusion = label_confusion(ref_labels, cand_labels, num_classes)
         rows, miou = class_rows(confusion), confusion.miou()

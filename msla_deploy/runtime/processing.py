@@ -349,9 +349,45 @@ def upsample(logits: np.ndarray, size: Tuple[int, int], *, threads: Optional[int
     return session.run(None, {"logits": logits})[0]
 
 
-def labels(logits: np.ndarray, size: Tuple[int, int], *, threads: Optional[int] = None) -> np.ndarray:
-    """[N, C, h, w] logits -> int64 [N, size[0], size[1]] labels: bicubic upsample, then argmax."""
+def labels(logits: np.ndarray, size: Tuple[int, int], *, threads: Optional[int] = None, no_label: Optional[int] = None) -> np.ndarray:
+    """[N, C, h, w] logits -> int64 [N, size[0], size[1]] labels: bicubic upsample, then argmax.
+
+    With `no_label` (evaluate: metrics.NO_LABEL), the pixels whose upsample draws on a non-finite
+    logit get that value instead of an argmax over NaN, and the others the labels they have (the
+    non-finite logits enter them with weight 0, so they are replaced by 0 for the graph: a NaN
+    times 0 would spread over whole rows of the separable MatMuls)."""
     logits = _check_logits(logits)
     shape, hw_out = tuple(logits.shape), _hw(size)
+    unknown = unlabelled(logits, hw_out) if no_label is not None else None
+    if unknown is not None:
+        logits = np.where(np.isfinite(logits), logits, 0).astype(logits.dtype)
     session = _session(("labels", shape, logits.dtype.str, hw_out), lambda: _labels_graph(shape, logits.dtype, hw_out, threads), threads)
-    return session.run(None, {"logits": logits})[0]
+    result = session.run(None, {"logits": logits})[0]
+    if unknown is not None:
+        result[unknown] = no_label
+    return result
+
+
+def _taps(n_in: int, n_out: int) -> np.ndarray:
+    """[n_out, n_in] bool: the source positions each output position's cubic resize reads (the 4
+    around x = (o + 0.5) * n_in / n_out - 0.5, clamped at the edges). The identity for no resize:
+    the graphs leave an axis of the same size alone (torch would multiply a NaN by the zero weights
+    of its neighbours and spread it, for labels that are the plain argmax everywhere else)."""
+    if n_in == n_out:
+        return np.eye(n_in, dtype=bool)
+    centre = np.floor((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5).astype(np.int64)
+    taps = np.zeros((n_out, n_in), bool)
+    for offset in (-1, 0, 1, 2):
+        taps[np.arange(n_out), np.clip(centre + offset, 0, n_in - 1)] = True
+    return taps
+
+
+def unlabelled(logits: np.ndarray, size: Tuple[int, int]) -> Optional[np.ndarray]:
+    """bool [N, size[0], size[1]]: the pixels whose bicubic upsample of `logits` draws on a
+    non-finite logit, which therefore have no label; None when every logit is finite (one pass
+    over the small logits, the common case)."""
+    bad = ~np.isfinite(logits).all(axis=1)  # [N, h, w]
+    if not bad.any():
+        return None
+    rows, cols = _taps(logits.shape[2], int(size[0])), _taps(logits.shape[3], int(size[1]))
+    return (rows.astype(np.float32) @ bad.astype(np.float32)) @ cols.T.astype(np.float32) > 0
