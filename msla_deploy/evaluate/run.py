@@ -190,6 +190,16 @@ class Decoded(NamedTuple):
     problem: Optional[str] = None
 
 
+def _check_artifact(artifact: Artifact) -> None:
+    """A segmentation artifact with logits, a static input resolution and a class count."""
+    if artifact.outputs and OUTPUT_NAME not in {o.name for o in artifact.outputs}:
+        raise BadInput(f"{artifact.path} has no {OUTPUT_NAME!r} output (a --head labels export): "
+                       "upstream's protocol upsamples the logits to each label's size",
+                       "evaluate an export made with --head logits or --head both")
+    if artifact.resolution is None or artifact.num_classes is None:
+        raise BadInput(f"{artifact.path}: no static input resolution or class count", "evaluate an export directory or a static segmentation ONNX")
+
+
 def _order_backends(options: EvaluateOptions) -> Tuple[List[str], str]:
     names = list(options.backends)
     against = options.against or ("torch" if "torch" in names else names[0])
@@ -268,13 +278,8 @@ class Evaluation:
         self.report_dir = Path(options.report_dir) if options.report_dir else artifact.default_report_dir(EVALUATION_DIR)
         if self.report_dir.exists() and not self.report_dir.is_dir():
             raise BadInput(f"--report-dir {self.report_dir} is a file", "pass a directory (it is created if missing)")
-        if artifact.outputs and OUTPUT_NAME not in {o.name for o in artifact.outputs}:
-            raise BadInput(f"{artifact.path} has no {OUTPUT_NAME!r} output (a --head labels export): "
-                           "upstream's protocol upsamples the logits to each label's size",
-                           "evaluate an export made with --head logits or --head both")
-        if artifact.resolution is None or artifact.num_classes is None:
-            raise BadInput(f"{artifact.path}: no static input resolution or class count", "evaluate an export directory or a static segmentation ONNX")
-        self.resolution: Tuple[int, int] = tuple(artifact.resolution)  # type: ignore[assignment]
+        _check_artifact(artifact)
+        self.resolution: Tuple[int, int] = tuple(artifact.resolution)  # type: ignore[arg-type]
         self.num_classes: int = artifact.num_classes
         self.dataset = find_dataset(options.data, options.dataset, self.num_classes, options.ignore_index)
         self.samples = self.dataset.samples[: options.limit] if options.limit else self.dataset.samples
