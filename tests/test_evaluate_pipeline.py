@@ -9,6 +9,7 @@ upsample graph and numpy's argmax, np.add.at to count. Torch-free: the model is 
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from pathlib import Path
@@ -26,7 +27,7 @@ from msla_deploy.artifact.reference import IMAGENET_MEAN, IMAGENET_STD  # noqa: 
 from msla_deploy.classes import IGNORE_INDEX, cityscapes_label_to_train  # noqa: E402
 from msla_deploy.evaluate.datasets import find_dataset, read_label  # noqa: E402
 from msla_deploy.evaluate.metrics import Confusion  # noqa: E402
-from msla_deploy.evaluate.run import EvaluateOptions, evaluate  # noqa: E402
+from msla_deploy.evaluate.run import EvaluateOptions, Evaluation  # noqa: E402
 from msla_deploy.evaluate.synthetic import write_dataset  # noqa: E402
 from msla_deploy.runtime import processing  # noqa: E402
 
@@ -85,8 +86,11 @@ def _sequential(model: Path, data: Path, use_labels_output: bool = False) -> np.
     return matrix
 
 
-def _evaluate(model: Path, data: Path, tmp_path: Path):
-    return evaluate(EvaluateOptions(artifact=model, data=data, backends=["ort-cpu"], report_dir=tmp_path / "report"))
+def _evaluate(model: Path, data: Path, tmp_path: Path) -> Evaluation:
+    """The pass, kept after its run: its tallies hold the confusion matrices the report was made from."""
+    evaluation = Evaluation(EvaluateOptions(artifact=model, data=data, backends=["ort-cpu"], report_dir=tmp_path / "report"))
+    evaluation.run()
+    return evaluation
 
 
 @pytest.mark.parametrize("size", [RES, (96, 176)], ids=["at-the-input-size", "resized"])
@@ -200,3 +204,61 @@ def test_host_work_runs_below_the_model_priority(tmp_path, monkeypatch):
         pytest.skip("this process already runs at the lowest priority")
     assert len(seen) == 6  # 3 pictures decoded, 3 scored
     assert set(seen) == {min(19, niceness() + run.HOST_NICENESS)} and run.HOST_NICENESS > 0  # below this (the model's) thread
+
+
+# --- the record and the edge cases of the metric ---------------------------------------------------
+
+def test_the_report_is_a_record_that_round_trips(tmp_path):
+    from msla_deploy.evaluate.report import EvaluateReport
+
+    model = _tiny_model(tmp_path / "tiny.onnx")
+    write_dataset(tmp_path / "cityscapes", "cityscapes", 3, (48, 100), CLASSES, seed=11)
+    evaluation = Evaluation(EvaluateOptions(artifact=model, data=tmp_path / "cityscapes", backends=["ort-cpu"], report_dir=tmp_path / "r"))
+    report = evaluation.run()
+    assert isinstance(report, EvaluateReport) and report.files["json"] == str(tmp_path / "r" / "report.json")
+    assert EvaluateReport.from_dict(report.to_dict()) == report
+    assert EvaluateReport.read(tmp_path / "r" / "report.json") == report
+    written = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert written["format"] == "msla-deploy/evaluate-report/1"
+    # the keys report.json has always had, in their order, under the format tag
+    assert list(written) == ["format", "passed", "artifact", "dataset", "protocol", "against", "max_miou_drop_points", "images", "seconds",
+                             "images_per_second", "backends", "pairs", "skipped", "notes", "files"]
+    assert list(written["backends"][0]) == ["backend", "ran", "miou", "pixel_accuracy", "miou_drop_points", "passed", "inference_s", "class_iou"]
+    del written["format"]  # a report written before records: version 1 of its kind
+    assert EvaluateReport.from_dict(written) == report
+    assert report.backends[0].miou == evaluation.backends[0].confusion.miou()
+
+
+def test_nan_logits_have_no_label_and_count_against_the_truth(tmp_path):
+    """A backend whose logits hold a NaN: the pixels whose upsample reads it have no label (not
+    numpy's or ONNX Runtime's pick among NaNs) and count as wrong for their true class."""
+    clean = _tiny_model(tmp_path / "tiny.onnx")
+    model = onnx.load(clean)
+    h, w = RES[0] // 8, RES[1] // 8
+    poison = np.ones((1, 1, h, w), np.float32)
+    poison[0, 0, 3, 5] = np.nan
+    model.graph.node[0].output[0] = "raw"
+    model.graph.initializer.append(numpy_helper.from_array(poison, "poison"))
+    model.graph.node.append(helper.make_node("Mul", ["raw", "poison"], [OUTPUT_NAME]))
+    onnx.save(model, tmp_path / "nan.onnx")
+    data = tmp_path / "cityscapes"
+    write_dataset(data, "cityscapes", 2, RES, CLASSES, seed=12)
+    broken, expected = _evaluate(tmp_path / "nan.onnx", data, tmp_path / "a"), _evaluate(clean, data, tmp_path / "b")
+    mask = processing.unlabelled(poison * np.ones((1, CLASSES, h, w), np.float32), RES)[0]
+    assert 0 < mask.sum() < mask.size
+    # the clean model's counts on the masked pixels, one picture after the other
+    session, table = ort.InferenceSession(str(clean), providers=["CPUExecutionProvider"]), cityscapes_label_to_train()
+    masked, unlabelled = np.zeros((CLASSES, CLASSES), np.int64), np.zeros(CLASSES, np.int64)
+    for image in sorted((data / "leftImg8bit" / "val").glob("*/*_leftImg8bit.png")):
+        stem = image.name[: -len("_leftImg8bit.png")]
+        label = table[np.asarray(Image.open(data / "gtFine" / "val" / image.parent.name / f"{stem}_gtFine_labelIds.png"))]
+        logits = session.run(None, {"input": processing.preprocess(np.asarray(Image.open(image).convert("RGB")), RES)})[0]
+        predicted = processing.labels(logits, RES)[0]
+        where = (label != IGNORE_INDEX) & mask
+        np.add.at(masked, (label[where].astype(np.int64), predicted[where]), 1)
+        unlabelled += np.bincount(label[where], minlength=CLASSES)
+    confusion = broken.backends[0].confusion
+    assert unlabelled.sum() > 0 and np.array_equal(confusion.unlabelled, unlabelled)
+    # every other pixel is scored as the clean model scores it
+    np.testing.assert_array_equal(confusion.matrix, expected.backends[0].confusion.matrix - masked)
+    assert confusion.union.tolist() == (expected.backends[0].confusion.union - masked.sum(axis=0) + np.diag(masked)).tolist()

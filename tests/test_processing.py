@@ -110,3 +110,71 @@ def test_axis_weights_are_a_partition_of_unity():
 def test_pictures_that_are_not_hxwx3_uint8_are_refused(bad):
     with pytest.raises(ValueError, match="H x W x 3 uint8"):
         processing.preprocess(bad, (4, 4))
+
+
+# --- the one preprocessing: decoded picture files (reference --inputs, calibration) -------------
+
+def _normalised(unit: np.ndarray) -> np.ndarray:
+    return (unit - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+
+
+def test_a_picture_file_gives_the_input_evaluate_gives(tmp_path):
+    """parity/images.py decodes, processing.py preprocesses: an 8-bit PNG stays uint8, so
+    reference --inputs and calibration feed the model what evaluate and the Segmenter feed it."""
+    from PIL import Image
+
+    from msla_deploy.parity.images import load_rgb, preprocess
+
+    pixels = np.random.default_rng(8).integers(0, 256, size=(40, 70, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "p.png")
+    decoded = load_rgb(tmp_path / "p.png")
+    assert decoded.dtype == np.uint8 and np.array_equal(decoded, pixels)
+    np.testing.assert_array_equal(preprocess(decoded, 64, 128), processing.preprocess(pixels, (64, 128))[0])
+
+
+def test_float_pictures_are_resized_in_floats_clipped_not_rounded():
+    rng = np.random.default_rng(9)
+    unit = rng.random((30, 50, 3), dtype=np.float32)
+    same = processing.preprocess(unit, (30, 50), floats=True)[0].transpose(1, 2, 0)
+    np.testing.assert_allclose(same, _normalised(unit), rtol=0, atol=1e-6)  # no resize: normalised only
+    resized = processing.preprocess(unit, (64, 96), floats=True)[0].transpose(1, 2, 0)
+    expected = np.clip(_reference_resize(unit, (64, 96)), 0.0, 1.0).astype(np.float32)  # cubic overshoots [0, 1]
+    assert (_reference_resize(unit, (64, 96)) > 1.0).any()
+    np.testing.assert_allclose(resized, _normalised(expected), rtol=0, atol=2e-5)
+    grey = (unit * 255).round().astype(np.uint8)  # the same picture in 8 bits: within half a grey level
+    as_bytes = processing.preprocess(grey, (64, 96))[0].transpose(1, 2, 0)
+    from_floats = processing.preprocess(grey.astype(np.float32) / 255, (64, 96), floats=True)[0].transpose(1, 2, 0)
+    assert np.abs(as_bytes - from_floats).max() <= 0.5 / 255 / min(IMAGENET_STD) + 1e-5
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        processing.preprocess(unit * 255, (64, 96), floats=True)
+
+
+# --- logits that are not finite ------------------------------------------------------------------
+
+@pytest.mark.parametrize("shape,size", [((1, 5, 8, 16), (64, 128)), ((2, 3, 9, 13), (40, 29))])
+def test_unlabelled_pixels_are_where_torch_bicubic_spreads_a_nan(shape, size):
+    torch = pytest.importorskip("torch")
+    logits = np.random.default_rng(10).standard_normal(shape).astype(np.float32)
+    assert processing.unlabelled(logits, size) is None  # finite: nothing to mask (the common case)
+    broken = logits.copy()
+    broken[0, 1, 2, 3] = np.nan
+    broken[-1, 0, -1, -1] = np.inf
+    upsampled = torch.nn.functional.interpolate(torch.from_numpy(broken), size=size, mode="bicubic", align_corners=False).numpy()
+    mask = processing.unlabelled(broken, size)
+    np.testing.assert_array_equal(mask, ~np.isfinite(upsampled).all(axis=1))
+    labels = processing.labels(broken, size, no_label=-1)
+    assert (labels[mask] == -1).all()
+    # everywhere else the labels of the finite logits, which the non-finite ones enter with weight 0
+    np.testing.assert_array_equal(labels[~mask], processing.labels(logits, size)[~mask])
+    np.testing.assert_array_equal(labels[~mask], upsampled.argmax(axis=1)[~mask])
+
+
+def test_at_the_same_size_only_the_non_finite_pixels_are_unlabelled():
+    """No resize is applied along an axis whose size stays (torch would multiply the NaN by its
+    neighbours' zero weights): the labels are the argmax, and only the broken pixel has none."""
+    logits = np.random.default_rng(11).standard_normal((1, 4, 6, 6)).astype(np.float32)
+    logits[0, 2, 3, 4] = np.nan
+    expected = ~np.isfinite(logits).all(axis=1)
+    np.testing.assert_array_equal(processing.unlabelled(logits, (6, 6)), expected)
+    labels = processing.labels(logits, (6, 6), no_label=-1)
+    np.testing.assert_array_equal(labels, np.where(expected, -1, np.nan_to_num(logits).argmax(axis=1)))

@@ -2,8 +2,8 @@
 
 datasets   the published layouts (Cityscapes, ADE20K, a plain folder), decoding and checks
 metrics    running confusion matrices (mIoU, pixel accuracy, per-class IoU)
-run        the pass over the data: readers, backends, metric thread; EvaluateResult
-report     report.json, report.md, junit.xml
+run        the pass over the data (Evaluation: decode, infer, score, report)
+report     EvaluateReport (report.json's typed record), report.md, junit.xml
 synthetic  procedural scenes with known labels in each layout (tests, benchmarks)
 command    the CLI front end
 """

@@ -7,7 +7,7 @@ Exit codes: 0 evaluated (and within --max-miou-drop), 1 a backend lost more mIoU
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 from rich.markup import escape
@@ -15,6 +15,9 @@ from rich.markup import escape
 from ..choices import IGNORE_INDEX, Dataset
 from ..cli_options import AUTO_BACKEND, artifact_argument, backend_option, json_option, junit_option, report_dir_option, threads_option
 from ..console import err, error_line, key_values, out, print_json
+
+if TYPE_CHECKING:
+    from .report import EvaluateReport
 
 
 def evaluate_command(
@@ -59,22 +62,20 @@ def evaluate_command(
     )
     options.check()  # bad flags exit 2 before the progress display starts
     with _progress() as on_progress:
-        result = evaluate(options, on_progress)
-    report = result.to_dict()
+        report = evaluate(options, on_progress)
     if json_out:
-        print_json(report)
+        print_json(report.to_dict())
     else:
         _render(report)
-    if not result.passed:
-        failed = [b for b in result.backends if b.passed is False]
+    if not report.passed:
         error_line(
             "; ".join(
-                f"{b.backend} loses {b.drop:.3f} points of mIoU against {result.against} (budget {result.max_miou_drop:g})"
-                if b.drop is not None
+                f"{b.backend} loses {b.miou_drop_points:.3f} points of mIoU against {report.against} (budget {report.max_miou_drop_points:g})"
+                if b.miou_drop_points is not None
                 else f"{b.backend}: no mIoU"
-                for b in failed
+                for b in report.failed
             )
-            + f" (details in {result.files['markdown']})"
+            + f" (details in {report.files['markdown']})"
         )
         raise typer.Exit(1)
 
@@ -118,41 +119,38 @@ def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
 
 
-def _render(report) -> None:
+def _render(report: "EvaluateReport") -> None:
     from rich import box
     from rich.table import Table
 
-    art, data = report["artifact"], report["dataset"]
+    art, data = report.artifact, report.dataset
+    skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
+    speed = f"{report.images_per_second:.2f} images/s ({report.seconds:.1f} s)" if report.images_per_second else "-"
     out.print(
         key_values(
             [
-                (
-                    "artifact",
-                    escape(f"{art['path']} ({art.get('model') or 'model unknown'}, {art['precision']}, {art['resolution'][0]}x{art['resolution'][1]})"),
-                ),
-                (
-                    "dataset",
-                    escape(
-                        f"{data['kind']} {data['root']}: {data['evaluated']} picture(s)" + (f", {len(report['skipped'])} skipped" if report["skipped"] else "")
-                    ),
-                ),
-                ("speed", f"{report['images_per_second']:.2f} images/s ({report['seconds']:.1f} s)" if report["images_per_second"] else "-"),
-                ("report", escape(report["files"].get("markdown", ""))),
+                ("artifact", escape(f"{art.path} ({art.model or 'model unknown'}, {art.precision}, {art.resolution[0]}x{art.resolution[1]})")),
+                ("dataset", escape(f"{data.kind} {data.root}: {data.evaluated} picture(s){skipped}")),
+                ("speed", speed),
+                ("report", escape(report.files.get("markdown", ""))),
             ]
         )
     )
     table = Table(title="mIoU", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     for column in ("backend", "mIoU %", "pixel acc %", "drop (points)", "verdict"):
         table.add_column(column, justify="left" if column == "backend" else "right", no_wrap=True)
-    for b in report["backends"]:
-        drop = "reference" if b["backend"] == report["against"] else ("-" if b["miou_drop_points"] is None else f"{b['miou_drop_points']:.3f}")
-        verdict = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: ""}[b["passed"]]
-        table.add_row(escape(b["backend"]), _pct(b["miou"]), _pct(b["pixel_accuracy"]), drop, verdict)
+    for b in report.backends:
+        if b.backend == report.against:
+            drop = "reference"
+        else:
+            drop = "-" if b.miou_drop_points is None else f"{b.miou_drop_points:.3f}"
+        verdict = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: ""}[b.passed]
+        table.add_row(escape(b.backend), _pct(b.miou), _pct(b.pixel_accuracy), drop, verdict)
     out.print(table)
-    for pair in report["pairs"]:
+    for pair in report.pairs:
         out.print(
-            f"{escape(pair['candidate'])} vs {escape(pair['reference'])}: prediction mIoU {_pct(pair['miou'])} %, pixels agreeing {_pct(pair['agreement'])} %",
+            f"{escape(pair.candidate)} vs {escape(pair.reference)}: prediction mIoU {_pct(pair.miou)} %, pixels agreeing {_pct(pair.agreement)} %",
             highlight=False,
         )
-    for note in report["notes"]:
+    for note in report.notes:
         err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)

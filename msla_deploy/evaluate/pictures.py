@@ -15,16 +15,16 @@ import numpy as np
 
 from .. import drawing
 from ..errors import BadInput
-from ..parity.pictures import DARKEN, DISAGREE, label_disagreement
+from ..parity.pictures import DARKEN, DISAGREE, NONFINITE, label_disagreement
 from .datasets import read_image
 
 MAX_LEGEND_CLASSES = 12
 
 
 def keep_labels(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
-    """The two backends' labels of one image, kept compactly until the report is written: [2, H, W]."""
-    dtype = np.uint8 if max(int(reference.max(initial=0)), int(candidate.max(initial=0))) < 256 else np.uint16
-    return np.stack([reference, candidate]).astype(dtype)
+    """The two backends' labels of one image, kept compactly until the report is written: [2, H, W]
+    (int16: metrics.NO_LABEL, a pixel whose logits were NaN or infinite, is negative)."""
+    return np.stack([reference, candidate]).astype(np.int16)
 
 
 def disagreement_figure(
@@ -38,7 +38,10 @@ def disagreement_figure(
 ):
     """The picture (a PIL image) of one image's disagreement: `labels` from keep_labels, `picture`
     the H x W x 3 input (None: left out)."""
-    ref, cand = labels[0].astype(np.int64), labels[1].astype(np.int64)
+    # a pixel without a label (NaN/Inf logits) gets a colour of its own, after the classes'
+    unlabelled = len(colours)
+    colours = np.vstack([colours, NONFINITE[None].astype(colours.dtype)])
+    ref, cand = (np.where(labels[i] < 0, unlabelled, labels[i]).astype(np.int64) for i in (0, 1))
     differs = ref != cand
     enlarge, shrink = drawing.display_factor(ref.shape[1])
     size = (max(1, ref.shape[1] * enlarge // shrink), max(1, ref.shape[0] * enlarge // shrink))
@@ -60,7 +63,9 @@ def disagreement_figure(
     )
     counts = np.bincount(np.concatenate([ref.ravel(), cand.ravel()]), minlength=len(colours))
     present = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c] > 0]
-    label_of = (lambda c: names[c]) if names else (lambda c: f"class {c}")
+    def label_of(c: int) -> str:
+        return "no label (NaN/Inf logits)" if c == unlabelled else (names[c] if names else f"class {c}")
+
     shown = present[:MAX_LEGEND_CLASSES]
     which = f"the {len(shown)} most common of {len(present)}" if len(present) > len(shown) else "all"
     legends = [

@@ -1,9 +1,11 @@
 """`evaluate`: mIoU of a deployed model on a labelled dataset, upstream's protocol, several
-backends in one pass.
+backends in one pass. `Evaluation` is the pass, one method per stage:
 
-    pictures -> [reader threads] decode, check, preprocess -> [this thread] every backend runs
-    the batch -> [metric thread] bicubic upsample + argmax to the label size, confusion
-    matrices, disagreement between backends, saved predictions
+    pictures -> [reader threads] decode: read, check, preprocess
+             -> [this thread]    infer: every backend runs the batch
+             -> [metric thread]  score: bicubic upsample + argmax to the label size, confusion
+                                 matrices, disagreement between backends, saved predictions
+             -> report: the EvaluateReport record (report.py), report.json/md, junit.xml
 
 Each picture is decoded once for all backends; decoding, resizing and the metric overlap with
 inference (ONNX Runtime, TensorRT and PyTorch release the GIL while they compute), on threads of
@@ -22,7 +24,7 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -34,9 +36,19 @@ from ..drawing import save_picture
 from ..errors import BadInput
 from ..runtime import processing
 from .datasets import Dataset, Sample, find_dataset, picture_size, read_pair
-from .metrics import Confusion
+from .metrics import NO_LABEL, Confusion
 from .pictures import keep_labels, write_disagreement
-from .report import write_reports
+from .report import (
+    ArtifactSummary,
+    BackendResult,
+    DatasetSummary,
+    EvaluateReport,
+    PairResult,
+    Protocol,
+    SkippedPicture,
+    WorstImage,
+    write_reports,
+)
 
 WORST_IMAGES = 10  # disagreeing images listed per backend pair
 WORST_PICTURES = 3  # of which a picture is drawn
@@ -103,90 +115,91 @@ class EvaluateOptions:
 
 
 @dataclass
-class BackendScore:
+class BackendTally:
+    """One backend's running figures during the pass."""
+
     backend: str
     describe: Dict
     confusion: Confusion
     seconds: float = 0.0  # inference time of this backend alone
-    drop: Optional[float] = None  # points of mIoU lost against the reference backend
-    passed: Optional[bool] = None
 
-    def to_dict(self, names) -> Dict:
-        miou = self.confusion.miou()
-        return {
-            "backend": self.backend,
-            "ran": self.describe,
-            "miou": miou,
-            "pixel_accuracy": self.confusion.pixel_accuracy(),
-            "miou_drop_points": self.drop,
-            "passed": self.passed,
-            "inference_s": round(self.seconds, 3),
-            "class_iou": self.confusion.class_table(names),
-        }
+    def result(self, names: Optional[Tuple[str, ...]], drop: Optional[float], passed: Optional[bool]) -> BackendResult:
+        return BackendResult(
+            backend=self.backend,
+            ran=self.describe,
+            miou=self.confusion.miou(),
+            pixel_accuracy=self.confusion.pixel_accuracy(),
+            miou_drop_points=drop,
+            passed=passed,
+            inference_s=round(self.seconds, 3),
+            class_iou=self.confusion.class_table(names),
+        )
 
 
 @dataclass
-class PairScore:
+class PairTally:
+    """A candidate backend's labels against the reference backend's, during the pass."""
+
     reference: str
     candidate: str
-    confusion: Confusion  # reference's labels as the truth, every pixel
+    # the reference's labels as the truth, every pixel (one without a label is no truth)
+    confusion: Confusion
     worst: List[Tuple[float, str]] = field(default_factory=list)  # min-heap of (disagreement, image)
     pictures: Dict[str, str] = field(default_factory=dict)  # image -> picture file
-    drawn: Dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # the worst few's labels (pictures.keep_labels), until drawn
+    drawn: Dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # the worst few, until written
 
-    def to_dict(self) -> Dict:
-        m = self.confusion.matrix
-        total = int(m.sum())
-        return {
-            "reference": self.reference,
-            "candidate": self.candidate,
-            "miou": self.confusion.miou(),
-            "agreement": float(np.trace(m) / total) if total else None,
-            "worst_images": [{"image": name, "disagreement": d, "picture": self.pictures.get(name)} for d, name in sorted(self.worst, reverse=True)],
-        }
+    def add(self, image: str, ref: np.ndarray, cand: np.ndarray, draw: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+        self.confusion.add(ref, cand)
+        differs = float(np.mean(ref != cand))
+        entry = (differs, image)
+        if len(self.worst) < WORST_IMAGES:
+            heapq.heappush(self.worst, entry)
+        elif entry > self.worst[0]:
+            heapq.heapreplace(self.worst, entry)
+        else:
+            return
+        if differs > 0:
+            self._keep_picture(entry, ref, cand, draw)
+
+    def _keep_picture(self, entry: Tuple[float, str], ref: np.ndarray, cand: np.ndarray, draw) -> None:
+        # drawn now, written with the report: a run stopped by bad input leaves no pictures behind
+        ranked = sorted(self.worst, reverse=True)[:WORST_PICTURES]
+        if entry not in ranked:
+            return
+        self.drawn[entry[1]] = draw(ref, cand)
+        keep = {name for _, name in ranked}
+        for name in [n for n in self.drawn if n not in keep]:  # fell out of the worst few
+            del self.drawn[name]
+
+    def save_pictures(self, folder: Path, colours: np.ndarray, names: Optional[List[str]], files_of: Dict[str, Path]) -> None:
+        for image, labels in self.drawn.items():
+            file = folder / f"{_safe(self.candidate)}-vs-{_safe(self.reference)}-{_safe(image)}.png"
+            write_disagreement(file, labels, self.reference, self.candidate, image, colours, names, files_of.get(image))
+            self.pictures[image] = str(file)
+        self.drawn.clear()
+
+    def result(self) -> PairResult:
+        worst = [WorstImage(name, d, self.pictures.get(name)) for d, name in sorted(self.worst, reverse=True)]
+        return PairResult(self.reference, self.candidate, self.confusion.miou(), self.confusion.pixel_accuracy(), worst)
 
 
-@dataclass
-class EvaluateResult:
-    artifact: Dict
-    dataset: Dict
-    protocol: Dict
-    against: str
-    backends: List[BackendScore]
-    pairs: List[PairScore]
-    skipped: List[Dict]
-    notes: List[str]
-    max_miou_drop: Optional[float]
-    images: int
-    seconds: float
-    class_names: Optional[Tuple[str, ...]]
-    files: Dict[str, str] = field(default_factory=dict)
+class Decoded(NamedTuple):
+    """A picture from a reader thread: its model input and label, or the problem that skips it."""
 
-    @property
-    def passed(self) -> bool:
-        return all(b.passed is not False for b in self.backends)
+    sample: Sample
+    x: Optional[np.ndarray]  # 1 x 3 x H x W, preprocessed
+    label: Optional[np.ndarray]
+    problem: Optional[str] = None
 
-    @property
-    def images_per_second(self) -> Optional[float]:
-        return self.images / self.seconds if self.seconds > 0 else None
 
-    def to_dict(self) -> Dict:
-        return {
-            "passed": self.passed,
-            "artifact": self.artifact,
-            "dataset": self.dataset,
-            "protocol": self.protocol,
-            "against": self.against,
-            "max_miou_drop_points": self.max_miou_drop,
-            "images": self.images,
-            "seconds": round(self.seconds, 3),
-            "images_per_second": self.images_per_second,
-            "backends": [b.to_dict(self.class_names) for b in self.backends],
-            "pairs": [p.to_dict() for p in self.pairs],
-            "skipped": self.skipped,
-            "notes": self.notes,
-            "files": self.files,
-        }
+def _check_artifact(artifact: Artifact) -> None:
+    """A segmentation artifact with logits, a static input resolution and a class count."""
+    if artifact.outputs and OUTPUT_NAME not in {o.name for o in artifact.outputs}:
+        raise BadInput(f"{artifact.path} has no {OUTPUT_NAME!r} output (a --head labels export): "
+                       "upstream's protocol upsamples the logits to each label's size",
+                       "evaluate an export made with --head logits or --head both")
+    if artifact.resolution is None or artifact.num_classes is None:
+        raise BadInput(f"{artifact.path}: no static input resolution or class count", "evaluate an export directory or a static segmentation ONNX")
 
 
 def _order_backends(options: EvaluateOptions) -> Tuple[List[str], str]:
@@ -197,7 +210,7 @@ def _order_backends(options: EvaluateOptions) -> Tuple[List[str], str]:
     return names, against
 
 
-def _protocol(artifact: Artifact, dataset: Dataset, resolution: Tuple[int, int]) -> Tuple[Dict, List[str]]:
+def _protocol(dataset: Dataset, resolution: Tuple[int, int]) -> Tuple[Dict[str, str], List[str]]:
     notes = []
     h, w = resolution
     if dataset.kind == "ade20k":
@@ -208,7 +221,6 @@ def _protocol(artifact: Artifact, dataset: Dataset, resolution: Tuple[int, int])
     elif dataset.kind == "cityscapes" and (h, w) != (1024, 2048):
         notes.append(f"Cityscapes: upstream evaluates at 1024x2048; this artifact takes {h}x{w}, so pictures are resized to it")
     protocol = {
-        "input_resolution": [h, w],
         "resize": "cubic (cv2 INTER_CUBIC-like, a=-0.75, half-pixel) when sizes differ",
         "normalise": "RGB / 255, ImageNet mean/std",
         "labels": "logits upsampled bicubically (align_corners=False) to the label size, argmax",
@@ -237,187 +249,208 @@ def _safe(name: str) -> str:
     return name.replace("/", "__")
 
 
-def evaluate(options: EvaluateOptions, on_progress: Optional[Callable[[int, int], None]] = None) -> EvaluateResult:
-    """Run the evaluation and write its report (report.json, report.md, junit.xml, pictures)."""
-    options.check()
-    artifact = resolve(Path(options.artifact))
-    report_dir = Path(options.report_dir) if options.report_dir else artifact.default_report_dir(EVALUATION_DIR)
-    if report_dir.exists() and not report_dir.is_dir():
-        raise BadInput(f"--report-dir {report_dir} is a file", "pass a directory (it is created if missing)")
-    resolution, num_classes = artifact.resolution, artifact.num_classes
-    if artifact.outputs and OUTPUT_NAME not in {o.name for o in artifact.outputs}:
-        raise BadInput(f"{artifact.path} has no {OUTPUT_NAME!r} output (a --head labels export): upstream's protocol upsamples the logits to each label's size",
-                       "evaluate an export made with --head logits or --head both")
-    if resolution is None or num_classes is None:
-        raise BadInput(f"{artifact.path}: no static input resolution or class count", "evaluate an export directory or a static segmentation ONNX")
-    dataset = find_dataset(options.data, options.dataset, num_classes, options.ignore_index)
-    samples = dataset.samples[: options.limit] if options.limit else dataset.samples
-    names, against = _order_backends(options)
-    chosen = [runtime.choose(n, artifact, command="evaluate") for n in names]
-    for backend in chosen:
-        runtime.preflight(backend)  # a missing runtime exits 3 before any session loads
-    classes = dataset_for(artifact.model_name or "", num_classes)
-    colours = palette(num_classes, artifact.model_name or "")
-    protocol, notes = _protocol(artifact, dataset, resolution)
+class Evaluation:
+    """One evaluation: checks the inputs when made, `run()` makes the pass and writes the report.
 
-    sessions = []
-    try:
-        for name, backend in zip(names, chosen):
-            sessions.append((name, runtime.open(artifact, backend, threads=options.threads, command="evaluate")))
-        batch = sessions[0][1].group  # a dynamic batch runs full groups of its largest batch
-        input_name = next(iter(sessions[0][1].inputs))
-        scores = {name: BackendScore(name, session.describe(), Confusion(num_classes)) for name, session in sessions}
-        graph_labels = _graph_labels_follow_the_protocol(artifact) and any(LABELS_NAME in session.outputs for _, session in sessions)
-        if graph_labels:
-            protocol["labels"] = (f"the artifact's own labels output (its bicubic resize + argmax) where a label is {resolution[0]}x{resolution[1]}; "
-                                  f"elsewhere {protocol['labels']}")
-        pairs = [PairScore(against, name, Confusion(num_classes)) for name, _ in sessions if name != against]
-        skipped: List[Dict] = []
+    After `run()`, `backends` and `pairs` hold the running tallies (confusion matrices) the
+    report was made from."""
 
-        def load(sample: Sample):
-            try:
-                pixels, label = read_pair(dataset, sample)
-            except BadInput as exc:
-                if not options.skip_bad:
-                    raise
-                return sample, None, None, exc.one_line()
-            return sample, processing.preprocess(pixels, resolution, threads=HOST_THREADS), label, None
+    def __init__(self, options: EvaluateOptions, on_progress: Optional[Callable[[int, int], None]] = None) -> None:
+        options.check()
+        self.options, self.on_progress = options, on_progress
+        self.artifact = artifact = resolve(Path(options.artifact))
+        self.report_dir = Path(options.report_dir) if options.report_dir else artifact.default_report_dir(EVALUATION_DIR)
+        if self.report_dir.exists() and not self.report_dir.is_dir():
+            raise BadInput(f"--report-dir {self.report_dir} is a file", "pass a directory (it is created if missing)")
+        _check_artifact(artifact)
+        self.resolution: Tuple[int, int] = tuple(artifact.resolution)  # type: ignore[arg-type]
+        self.num_classes: int = artifact.num_classes
+        self.dataset = find_dataset(options.data, options.dataset, self.num_classes, options.ignore_index)
+        self.samples = self.dataset.samples[: options.limit] if options.limit else self.dataset.samples
+        self.names, self.against = _order_backends(options)
+        self.chosen = [runtime.choose(n, artifact, command="evaluate") for n in self.names]
+        for backend in self.chosen:
+            runtime.preflight(backend)  # a missing runtime exits 3 before any session loads
+        self.classes = dataset_for(artifact.model_name or "", self.num_classes)
+        self.colours = palette(self.num_classes, artifact.model_name or "")
+        self.protocol, self.notes = _protocol(self.dataset, self.resolution)
+        self.sessions: List[Tuple[str, object]] = []
+        self.backends: List[BackendTally] = []
+        self.pairs: List[PairTally] = []
+        self.skipped: List[SkippedPicture] = []
+        self.done = 0
+        self.seconds = 0.0
+        self.graph_labels = False  # score an in-graph labels output where it follows the protocol
+        self.batch = 1
+        self.input_name = ""
 
-        def score(batch_items, outputs: Dict[str, Dict[str, np.ndarray]]) -> None:
-            for i, (sample, label) in enumerate(batch_items):
-                predicted = {}
-                for name, result in outputs.items():
-                    if graph_labels and LABELS_NAME in result and label.shape == tuple(resolution):
-                        labels = result[LABELS_NAME][i]  # the graph's own resize + argmax, at the label size
-                    else:
-                        labels = processing.labels(result[OUTPUT_NAME][i : i + 1], label.shape, threads=HOST_THREADS)[0]
-                    predicted[name] = labels
-                    scores[name].confusion.add(label, labels)
-                    if options.save_predictions is not None:
-                        save_picture(Path(options.save_predictions) / name / f"{_safe(sample.name)}.png", labels.astype(np.uint8))
-                for pair in pairs:
-                    ref, cand = predicted[pair.reference], predicted[pair.candidate]
-                    pair.confusion.add(ref, cand)
-                    differs = float(np.mean(ref != cand))
-                    entry = (differs, sample.name)
-                    if len(pair.worst) < WORST_IMAGES:
-                        heapq.heappush(pair.worst, entry)
-                    elif entry > pair.worst[0]:
-                        heapq.heapreplace(pair.worst, entry)
-                    else:
-                        continue
-                    if differs > 0:
-                        _keep_picture(pair, sample.name, differs, ref, cand)
+    # --- the pass ----------------------------------------------------------------------------
+    def run(self) -> EvaluateReport:
+        """Open the sessions, make the pass, close them; then the report, written to report_dir."""
+        try:
+            self._open_sessions()
+            if self.samples:
+                _build_host_graphs(self.samples[0], self.resolution, self.sessions, self.graph_labels)
+            start = time.perf_counter()
+            self._pass()
+            self.seconds = time.perf_counter() - start
+        finally:
+            for _, session in self.sessions:
+                session.close()
+        return self._report()
 
-        def _keep_picture(pair: PairScore, image: str, differs: float, ref, cand) -> None:
-            # drawn now, written with the report: a run stopped by bad input leaves no pictures behind
-            ranked = sorted(pair.worst, reverse=True)[:WORST_PICTURES]
-            if (differs, image) not in ranked:
-                return
-            pair.drawn[image] = keep_labels(ref, cand)
-            keep = {name for _, name in ranked}
-            for name in [n for n in pair.drawn if n not in keep]:  # fell out of the worst few
-                del pair.drawn[name]
+    def _open_sessions(self) -> None:
+        for name, backend in zip(self.names, self.chosen):
+            self.sessions.append((name, runtime.open(self.artifact, backend, threads=self.options.threads, command="evaluate")))
+        first = self.sessions[0][1]
+        self.batch = first.group  # a dynamic batch runs full groups of its largest batch
+        self.input_name = next(iter(first.inputs))
+        self.backends = [BackendTally(name, session.describe(), Confusion(self.num_classes)) for name, session in self.sessions]
+        self.pairs = [PairTally(self.against, name, Confusion(self.num_classes, ignore_index=NO_LABEL))
+                      for name, _ in self.sessions if name != self.against]
+        self.graph_labels = _graph_labels_follow_the_protocol(self.artifact) and any(LABELS_NAME in s.outputs for _, s in self.sessions)
+        if self.graph_labels:
+            h, w = self.resolution
+            self.protocol["labels"] = (f"the artifact's own labels output (its bicubic resize + argmax) where a label is {h}x{w}; "
+                                       f"elsewhere {self.protocol['labels']}")
 
-        if samples:
-            _build_host_graphs(samples[0], resolution, sessions, graph_labels)
-        start = time.perf_counter()
-        done = 0
+    def _pass(self) -> None:
+        """Readers decode ahead, this thread infers full batches, the metric thread scores them;
+        at most a few batches are in flight."""
         with ThreadPoolExecutor(READERS, thread_name_prefix="evaluate-read", initializer=_lower_priority) as readers, \
                 ThreadPoolExecutor(1, thread_name_prefix="evaluate-metric", initializer=_lower_priority) as metric:
-            pending_reads: List[Future] = [readers.submit(load, s) for s in samples[: READERS * batch * 2]]
-            next_read = len(pending_reads)
-            pending_scores: List[Future] = []
-            items: List[Tuple[Sample, np.ndarray]] = []
-            inputs: List[np.ndarray] = []
-
-            def flush() -> None:
-                nonlocal done
-                if not items:
-                    return
-                # pad the last batch; one picture is fed as it is (a concatenation would copy it)
-                x = inputs[0] if batch == 1 else np.concatenate(inputs + [inputs[-1]] * (batch - len(inputs)), axis=0)
-                outputs = {}
-                for name, session in sessions:
-                    t0 = time.perf_counter()
-                    result = session.run({input_name: x})
-                    scores[name].seconds += time.perf_counter() - t0
-                    outputs[name] = {k: v[: len(items)] for k, v in result.items() if k in (OUTPUT_NAME, LABELS_NAME)}
-                while len(pending_scores) >= IN_FLIGHT:
-                    pending_scores.pop(0).result()
-                pending_scores.append(metric.submit(score, list(items), outputs))
-                done += len(items)
-                items.clear()
-                inputs.clear()
-                if on_progress:
-                    on_progress(done + len(skipped), len(samples))
-
-            while pending_reads:
-                sample, x, label, problem = pending_reads.pop(0).result()
-                if next_read < len(samples):
-                    pending_reads.append(readers.submit(load, samples[next_read]))
-                    next_read += 1
-                if problem is not None:
-                    skipped.append({"image": sample.name, "problem": problem})
-                    continue
-                items.append((sample, label))
-                inputs.append(x)
-                if len(items) == batch:
-                    flush()
-            flush()
-            for future in pending_scores:
+            pending: List[Future] = []
+            for batch in self._batches(readers):
+                outputs = self._infer(batch)
+                while len(pending) >= IN_FLIGHT:
+                    pending.pop(0).result()
+                pending.append(metric.submit(self._score, batch, outputs))
+                self.done += len(batch)
+                if self.on_progress:
+                    self.on_progress(self.done + len(self.skipped), len(self.samples))
+            for future in pending:
                 future.result()
-        seconds = time.perf_counter() - start
-    finally:
-        for _, session in sessions:
-            session.close()
 
-    if done == 0:
-        raise BadInput(
-            f"--data {options.data}: no picture could be evaluated ({len(skipped)} skipped as bad)", "fix the dataset; the report lists the bad files"
+    def _batches(self, readers: ThreadPoolExecutor) -> Iterator[List[Decoded]]:
+        """Decoded pictures in order, in groups of the batch (the last one short); bad pictures
+        are skipped here (with --skip-bad) or raise (without)."""
+        samples = self.samples
+        reads: List[Future] = [readers.submit(self._decode, s) for s in samples[: READERS * self.batch * 2]]
+        next_read = len(reads)
+        batch: List[Decoded] = []
+        while reads:
+            decoded = reads.pop(0).result()
+            if next_read < len(samples):
+                reads.append(readers.submit(self._decode, samples[next_read]))
+                next_read += 1
+            if decoded.problem is not None:
+                self.skipped.append(SkippedPicture(decoded.sample.name, decoded.problem))
+                continue
+            batch.append(decoded)
+            if len(batch) == self.batch:
+                yield batch
+                batch = []
+        if batch:
+            yield batch
+
+    # --- the stages ----------------------------------------------------------------------------
+    def _decode(self, sample: Sample) -> Decoded:
+        """A reader thread: the picture and its label, checked, and the model input."""
+        try:
+            pixels, label = read_pair(self.dataset, sample)
+        except BadInput as exc:
+            if not self.options.skip_bad:
+                raise
+            return Decoded(sample, None, None, exc.one_line())
+        return Decoded(sample, processing.preprocess(pixels, self.resolution, threads=HOST_THREADS), label)
+
+    def _infer(self, batch: List[Decoded]) -> Dict[str, Dict[str, np.ndarray]]:
+        """This thread: every backend runs the batch; their logits (and labels) per backend."""
+        # pad the last batch; one picture is fed as it is (a concatenation would copy it)
+        inputs = [d.x for d in batch]
+        x = inputs[0] if self.batch == 1 else np.concatenate(inputs + [inputs[-1]] * (self.batch - len(inputs)), axis=0)
+        outputs = {}
+        for (name, session), tally in zip(self.sessions, self.backends):
+            t0 = time.perf_counter()
+            result = session.run({self.input_name: x})
+            tally.seconds += time.perf_counter() - t0
+            outputs[name] = {k: v[: len(batch)] for k, v in result.items() if k in (OUTPUT_NAME, LABELS_NAME)}
+        return outputs
+
+    def _score(self, batch: List[Decoded], outputs: Dict[str, Dict[str, np.ndarray]]) -> None:
+        """The metric thread: labels at each label's size, confusion matrices, pairs, saved predictions."""
+        for i, decoded in enumerate(batch):
+            predicted = {}
+            for tally in self.backends:
+                labels = self._labels(outputs[tally.backend], i, decoded.label.shape)
+                predicted[tally.backend] = labels
+                tally.confusion.add(decoded.label, labels)
+                if self.options.save_predictions is not None:
+                    folder = Path(self.options.save_predictions) / tally.backend
+                    save_picture(folder / f"{_safe(decoded.sample.name)}.png", labels.astype(np.uint8))
+            for pair in self.pairs:
+                pair.add(decoded.sample.name, predicted[pair.reference], predicted[pair.candidate], self._draw)
+
+    def _labels(self, result: Dict[str, np.ndarray], i: int, size: Tuple[int, int]) -> np.ndarray:
+        """Picture i's labels at `size`: the graph's own resize + argmax where it has one at that
+        size, else the host's; NO_LABEL where they come from NaN or infinite logits."""
+        logits = result[OUTPUT_NAME][i : i + 1]
+        if self.graph_labels and LABELS_NAME in result and tuple(size) == tuple(self.resolution):
+            labels = result[LABELS_NAME][i]
+            unknown = processing.unlabelled(logits, size)
+            return labels if unknown is None else np.where(unknown[0], NO_LABEL, labels)
+        return processing.labels(logits, size, threads=HOST_THREADS, no_label=NO_LABEL)[0]
+
+    def _draw(self, ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
+        return keep_labels(ref, cand)  # drawn when the report is written (pictures.write_disagreement)
+
+    # --- the report ----------------------------------------------------------------------------
+    def _report(self) -> EvaluateReport:
+        """The record from the tallies; report.json, report.md, junit.xml and the pictures written."""
+        if self.done == 0:
+            raise BadInput(f"--data {self.options.data}: no picture could be evaluated ({len(self.skipped)} skipped as bad)",
+                           "fix the dataset; the report lists the bad files")
+        gate = self.options.max_miou_drop
+        reference = next(t for t in self.backends if t.backend == self.against)
+        reference_miou = reference.confusion.miou()
+        names = self.classes.names if self.classes else None
+        backends = []
+        for tally in self.backends:
+            drop = passed = None
+            if tally.backend != self.against:
+                miou = tally.confusion.miou()
+                drop = None if miou is None or reference_miou is None else 100.0 * (reference_miou - miou)
+                passed = None if gate is None else (drop is not None and drop <= gate)
+            backends.append(tally.result(names, drop, passed))
+        notes = list(self.notes)
+        if self.skipped:
+            notes.append(f"{len(self.skipped)} bad picture(s) skipped (--skip-bad); listed under 'skipped'")
+        absent = [c for c, v in enumerate(reference.confusion.iou()) if v is None]
+        if absent:
+            notes.append(f"{len(absent)} class(es) appear in neither the labels nor the predictions and are left out of the mean: {absent[:10]}")
+        files_of = {s.name: s.image for s in self.samples}
+        for pair in self.pairs:
+            pair.save_pictures(self.report_dir / "disagreement", self.colours, names, files_of)
+        a = self.artifact
+        report = EvaluateReport(
+            passed=all(b.passed is not False for b in backends),
+            artifact=ArtifactSummary(str(a.path), a.name, a.model_name, a.precision, list(self.resolution), self.batch, self.num_classes),
+            dataset=DatasetSummary(**self.dataset.describe(), evaluated=self.done),
+            protocol=Protocol(input_resolution=list(self.resolution), **self.protocol),
+            against=self.against,
+            max_miou_drop_points=gate,
+            images=self.done,
+            seconds=round(self.seconds, 3),
+            images_per_second=self.done / self.seconds if self.seconds > 0 else None,
+            backends=backends,
+            pairs=[p.result() for p in self.pairs],
+            skipped=list(self.skipped),
+            notes=notes,
         )
-    reference_miou = scores[against].confusion.miou()
-    for name, s in scores.items():
-        if name == against:
-            continue
-        miou = s.confusion.miou()
-        s.drop = None if miou is None or reference_miou is None else 100.0 * (reference_miou - miou)
-        if options.max_miou_drop is not None:
-            s.passed = s.drop is not None and s.drop <= options.max_miou_drop
-    if skipped:
-        notes.append(f"{len(skipped)} bad picture(s) skipped (--skip-bad); listed under 'skipped'")
-    absent = [c for c, v in enumerate(scores[against].confusion.iou()) if v is None]
-    if absent:
-        notes.append(f"{len(absent)} class(es) appear in neither the labels nor the predictions and are left out of the mean: {absent[:10]}")
-    art = {
-        "path": str(artifact.path),
-        "name": artifact.name,
-        "model": artifact.model_name,
-        "precision": artifact.precision,
-        "resolution": list(resolution),
-        "batch": batch,
-        "num_classes": num_classes,
-    }
-    result = EvaluateResult(
-        art,
-        {**dataset.describe(), "evaluated": done},
-        protocol,
-        against,
-        [scores[n] for n, _ in sessions],
-        pairs,
-        skipped,
-        notes,
-        options.max_miou_drop,
-        done,
-        seconds,
-        classes.names if classes else None,
-    )
-    files_of = {s.name: s.image for s in samples}
-    for pair in pairs:
-        for image, labels in pair.drawn.items():
-            file = report_dir / "disagreement" / f"{_safe(pair.candidate)}-vs-{_safe(pair.reference)}-{_safe(image)}.png"
-            write_disagreement(file, labels, pair.reference, pair.candidate, image, colours, classes.names if classes else None, files_of.get(image))
-            pair.pictures[image] = str(file)
-        pair.drawn.clear()
-    result.files = write_reports(result.to_dict(), report_dir, options.junit)
-    return result
+        write_reports(report, self.report_dir, self.options.junit)
+        return report
+
+
+def evaluate(options: EvaluateOptions, on_progress: Optional[Callable[[int, int], None]] = None) -> EvaluateReport:
+    """Run the evaluation and write its report (report.json, report.md, junit.xml, pictures)."""
+    return Evaluation(options, on_progress).run()

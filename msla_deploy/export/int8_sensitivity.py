@@ -21,14 +21,9 @@ import numpy as np
 import onnx
 
 from .. import drawing
+from ..parity.metrics import cosine_similarity
 from ..records import Record
 from .int8 import Calibration, Unit, graph_units, quantize, run_batches
-
-
-def cosine(reference: np.ndarray, candidate: np.ndarray) -> float:
-    a, b = reference.astype(np.float64).ravel(), candidate.astype(np.float64).ravel()
-    norm = float(np.linalg.norm(a) * np.linalg.norm(b))
-    return float(np.dot(a, b) / norm) if norm and np.isfinite(b).all() else float("nan")
 
 
 def agreement(reference: np.ndarray, candidate: np.ndarray) -> float:
@@ -148,7 +143,7 @@ def sweep(
             unit.module, unit.kind, len(unit.quantizable),
             alone=agreement(reference, alone),
             all_but=measure([n for n in names if n != unit.module]) if len(names) > 1 else 1.0,
-            alone_cosine=cosine(reference, alone),
+            alone_cosine=cosine_similarity(reference, alone),
         ))
     # most costly alone first; where no label flips (ties), the unit that moves the logits most
     rows.sort(key=lambda r: (r.alone, r.alone_cosine if r.alone_cosine == r.alone_cosine else -1.0, r.module))

@@ -1,8 +1,8 @@
-"""Pictures in, model inputs out: decoding and upstream's preprocessing, in numpy.
-
-Upstream feeds RGB / 255 normalised with the ImageNet mean and std. Pictures are resized to the
-artifact's fixed resolution (a static model takes nothing else) with bilinear interpolation at
-pixel centres (align_corners=False, no antialiasing), on the [0, 1] values before normalising.
+"""Pictures in, model inputs out: decoding picture files for `reference --inputs` and int8
+calibration, then the project's one preprocessing (runtime/processing.py: upstream's cubic
+resize to the artifact's fixed resolution, /255, ImageNet mean/std), the same arithmetic evaluate
+and the Segmenter apply. 8-bit pictures stay uint8 until then, so that a picture gives the same
+model input here as there, bit for bit.
 
 .npy pictures always work (H x W x 3 RGB, uint8, or float in [0, 1]; H x W grey; an alpha
 channel is dropped). PNG and JPEG are decoded by Pillow when it is installed; without it they are
@@ -17,18 +17,18 @@ not a warning: a huge picture is refused with its size, never decoded.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Tuple
+from typing import List
 
 import numpy as np
 
 from ..artifact.npfiles import load_npy, npy_declared
-from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD
 from ..errors import BadInput, MissingRuntime
 from ..limits import check_picture_pixels, open_picture
+from ..runtime import processing
+from ..runtime.processing import PREPROCESSING  # noqa: F401  (what reference --inputs records)
 
 NPY_SUFFIXES = (".npy",)
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg")
-PREPROCESSING = "RGB, bilinear resize (align_corners=False) to the artifact's HxW, /255, ImageNet mean/std"
 
 
 def list_images(folder: Path) -> List[Path]:
@@ -84,7 +84,8 @@ def _load_npy(path: Path) -> np.ndarray:
 
 
 def load_rgb(path: Path) -> np.ndarray:
-    """The picture as H x W x 3 float32 RGB in [0, 1]."""
+    """The picture as H x W x 3 RGB: uint8 for 8-bit pictures, float32 in [0, 1] for the others
+    (16-bit grey PNGs, .npy floats), the two kinds `preprocess` takes."""
     path = Path(path)
     if path.suffix.lower() in PILLOW_SUFFIXES:
         pixels = _decode_with_pillow(path)
@@ -96,35 +97,14 @@ def load_rgb(path: Path) -> np.ndarray:
         raise BadInput(f"{path}: shape {list(pixels.shape)} is not a picture", "store H x W x 3 RGB (channels last)")
     pixels = pixels[:, :, :3]
     if pixels.dtype == np.uint8:
-        return pixels.astype(np.float32) / 255.0
+        return np.ascontiguousarray(pixels)
     if np.issubdtype(pixels.dtype, np.floating):
         if not np.isfinite(pixels).all() or pixels.min() < 0.0 or pixels.max() > 1.0:
             raise BadInput(f"{path}: float pixels outside [0, 1]", "store uint8 RGB, or floats already divided by 255")
-        return pixels.astype(np.float32)
+        return np.ascontiguousarray(pixels, np.float32)
     raise BadInput(f"{path}: pixel type {pixels.dtype} is not uint8 or float", "store uint8 RGB")
 
 
-def _axis_weights(size_in: int, size_out: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices (low, high) and the weight of `high` for each output position."""
-    centres = (np.arange(size_out) + 0.5) * (size_in / size_out) - 0.5
-    centres = np.clip(centres, 0, size_in - 1)
-    low = np.floor(centres).astype(np.int64)
-    high = np.minimum(low + 1, size_in - 1)
-    return low, high, (centres - low).astype(np.float32)
-
-
-def resize_bilinear(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
-    if pixels.shape[:2] == (height, width):
-        return pixels
-    top, bottom, wy = _axis_weights(pixels.shape[0], height)
-    left, right, wx = _axis_weights(pixels.shape[1], width)
-    rows = pixels[top] * (1 - wy)[:, None, None] + pixels[bottom] * wy[:, None, None]
-    return rows[:, left] * (1 - wx)[None, :, None] + rows[:, right] * wx[None, :, None]
-
-
 def preprocess(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
-    """H x W x 3 in [0, 1] -> 3 x height x width float32, normalised like upstream."""
-    resized = resize_bilinear(pixels, height, width)
-    mean = np.asarray(IMAGENET_MEAN, np.float32)
-    std = np.asarray(IMAGENET_STD, np.float32)
-    return np.ascontiguousarray(((resized - mean) / std).transpose(2, 0, 1).astype(np.float32))
+    """A picture from load_rgb -> 3 x height x width float32: processing.preprocess, one sample."""
+    return processing.preprocess(pixels, (height, width), floats=True)[0]

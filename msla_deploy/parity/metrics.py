@@ -15,6 +15,7 @@ from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
+from ..evaluate.metrics import NO_LABEL, Confusion, labels_of
 from .budgets import Budget
 
 
@@ -87,12 +88,25 @@ def vacuous_labels_note(label_counts: np.ndarray, labels_only: bool = False) -> 
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
+    """The cosine of the angle between two tensors, flattened and in float64: the one cosine of
+    the project (validate, export's checks, the drift localizer, int8 sensitivity).
+
+    - NaN when either tensor holds a NaN or an infinity: there is no angle to speak of, and a
+      check `cosine >= limit` then fails (never a reassuring 1.0 over broken values);
+    - 1.0 when both are all zeros (they are identical), 0.0 when exactly one is (nothing in
+      common), rather than 0 / 0;
+    - otherwise dot / (|a| |b|), clipped to [-1, 1] (rounding can step past 1 for identical tensors).
+    """
+    a = np.asarray(a, np.float64).ravel()
+    b = np.asarray(b, np.float64).ravel()
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        return float("nan")
     na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
     if na == 0.0 and nb == 0.0:
         return 1.0
     if na == 0.0 or nb == 0.0:
         return 0.0
-    return float(np.dot(a, b) / (na * nb))
+    return float(np.clip(np.dot(a, b) / (na * nb), -1.0, 1.0))
 
 
 def is_segmentation_logits(shape) -> bool:
@@ -107,31 +121,38 @@ REL_FLOOR_OF_PEAK = 1e-3
 MEASURABLE = ("max_abs", "mean_abs", "p99_abs", "cosine")
 
 
-def class_iou(ref_labels: np.ndarray, cand_labels: np.ndarray, num_classes: int) -> List[Dict]:
+def class_rows(confusion: Confusion) -> List[Dict]:
     """Per class: pixels in each prediction and the IoU of the candidate's mask against the
     reference's (None where the class is in neither). `change` is 1 - IoU: how much of the
     class's area moved."""
-    pairs = ref_labels.astype(np.int64).ravel() * num_classes + cand_labels.astype(np.int64).ravel()
-    confusion = np.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
-    inter = np.diag(confusion)
-    ref_pixels, cand_pixels = confusion.sum(axis=1), confusion.sum(axis=0)
     rows = []
-    for c in range(num_classes):
-        union = int(ref_pixels[c] + cand_pixels[c] - inter[c])
-        iou = float(inter[c] / union) if union else None
+    for c, (iou, ref_pixels, cand_pixels) in enumerate(zip(confusion.iou(), confusion.truth_pixels, confusion.predicted_pixels)):
         rows.append({
             "class": c,
-            "reference_pixels": int(ref_pixels[c]),
-            "candidate_pixels": int(cand_pixels[c]),
+            "reference_pixels": int(ref_pixels),
+            "candidate_pixels": int(cand_pixels),
             "iou": iou,
             "change": None if iou is None else 1.0 - iou,
         })
     return rows
 
 
-def mean_iou(rows: List[Dict]) -> float:
-    present = [r["iou"] for r in rows if r["iou"] is not None]
-    return float(np.mean(present)) if present else 1.0
+def label_confusion(ref_labels: np.ndarray, cand_labels: np.ndarray, num_classes: int) -> Confusion:
+    """The candidate's labels scored against the reference's (evaluate/metrics.py's semantics):
+    every reference pixel counts except those with no label; a candidate pixel with no label
+    (NaN logits) or outside the classes counts as wrong."""
+    confusion = Confusion(num_classes, ignore_index=NO_LABEL)
+    confusion.add(ref_labels, cand_labels)
+    return confusion
+
+
+def class_iou(ref_labels: np.ndarray, cand_labels: np.ndarray, num_classes: int) -> List[Dict]:
+    return class_rows(label_confusion(ref_labels, cand_labels, num_classes))
+
+
+def _agreement(same: np.ndarray) -> Optional[float]:
+    """The fraction of pixels with the same label; None without a pixel (like mIoU: nothing to judge)."""
+    return float(same.mean()) if same.size else None
 
 
 def is_label_map(array: np.ndarray) -> bool:
@@ -145,15 +166,14 @@ def _compare_labels(name: str, ref: np.ndarray, cand: np.ndarray, budget: Budget
     ref = ref.astype(np.int64)
     cand = cand.astype(np.int64)
     num_classes = int(max(ref.max(initial=0), 0)) + 1
-    invalid = (cand < 0) | (cand >= num_classes)
-    rows = class_iou(np.clip(ref, 0, num_classes - 1), np.where(invalid, num_classes, cand), num_classes + 1)[:num_classes]
+    confusion = label_confusion(np.clip(ref, 0, num_classes - 1), cand, num_classes)
     none = None  # no error magnitudes between labels: reports show "-"
     counts = np.bincount(np.clip(ref, 0, num_classes - 1).ravel(), minlength=num_classes)
     result = OutputParity(
         name=name, shape=list(ref.shape), max_abs=none, mean_abs=none, p99_abs=none, max_abs_reference=none, cosine=none,
         nan_count=0, inf_count=0, reference_nonfinite=0,
-        argmax_agreement=float((ref == cand).mean()) if ref.size else 1.0,
-        miou=mean_iou(rows), class_iou=rows, labels=True,
+        argmax_agreement=_agreement(ref == cand),
+        miou=confusion.miou(), class_iou=class_rows(confusion), labels=True,
         dominant_class=int(counts.argmax()), dominant_class_share=float(counts.max() / max(counts.sum(), 1)),
         vacuous_note=vacuous_labels_note(counts, labels_only=True),
     )
@@ -197,16 +217,14 @@ def compare_outputs(
     max_rel = float(rel.max()) if rel.size else float("nan")
     agreement = miou = rows = None
     if is_segmentation_logits(ref.shape):
-        # NaN logits make argmax meaningless (numpy picks the NaN); count them as disagreement
-        ref_labels = ref.argmax(axis=1)
-        cand_labels = np.where(np.isfinite(cand).all(axis=1), cand.argmax(axis=1), -1)
-        agreement = float((ref_labels == cand_labels).mean())
+        # NaN logits make argmax meaningless (numpy picks the NaN): such pixels have no label, and a
+        # reference pixel without one agrees with nothing
+        ref_labels, cand_labels = labels_of(ref), labels_of(cand)
+        agreement = _agreement((ref_labels == cand_labels) & (ref_labels != NO_LABEL))
         num_classes = ref.shape[1]
-        # IoU needs a class for every pixel: give label-less pixels one that is surely wrong
-        surely_wrong = (ref_labels + 1) % num_classes
-        rows = class_iou(ref_labels, np.where(cand_labels < 0, surely_wrong, cand_labels), num_classes)
-        miou = mean_iou(rows)
-        counts = np.bincount(ref_labels.ravel(), minlength=num_classes)
+        confusion = label_confusion(ref_labels, cand_labels, num_classes)
+        rows, miou = class_rows(confusion), confusion.miou()
+        counts = confusion.truth_pixels
         dominant, dominant_share = int(counts.argmax()), float(counts.max() / max(counts.sum(), 1))
         vacuous = vacuous_labels_note(counts)
     else:

@@ -20,6 +20,14 @@ cubic taps touch) and each block is argmax'ed while it is in the cache: 0.05 s o
 the same upsample + argmax, the same floats bit for bit (see _exact_banding). The tiny graphs are
 built with onnx.helper and cached per shape, so a dataset of one size builds each once.
 
+This is the project's one preprocessing: evaluate, the Segmenter (predict, serve), `reference
+--inputs` and int8 calibration (through parity/images.py, which only decodes the files) all feed
+the model what `preprocess` gives. The resize is upstream's evaluation protocol, cv2's cubic, for
+all of them: reference pictures and calibration pictures are then exactly the input the deployed
+model is scored and used on. (Those two once had a bilinear numpy path of their own, which gave
+the same picture an input a few grey levels away from evaluate's wherever it was resized.)
+Pictures already at the model's size are only normalised, which no resize choice changes.
+
 The one known difference: cv2 interpolates uint8 in 11-bit fixed point, we in float32 and round to
 the nearest grey level, so a resized pixel can differ from cv2's by one grey level (measured
 against opencv-python-headless 5.0 on procedural scenes, up- and downscaling: at most 1, on at
@@ -36,6 +44,9 @@ import numpy as np
 from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD
 from .onnxruntime import import_onnxruntime
 
+#: the preprocessing in words, as reports and the reference bundle's info record it
+PREPROCESSING = ("RGB, cubic resize (cv2 INTER_CUBIC: a=-0.75, half-pixel) to the artifact's HxW when sizes differ, "
+                 "/255, ImageNet mean/std")
 CUBIC_COEFF_A = -0.75
 OPSET = 13  # Resize-13 has every attribute needed; old enough for JetPack 5's ONNX Runtime
 IR_VERSION = 7  # the IR that opset 13 shipped with (newer onnx packages default to a newer one)
@@ -99,27 +110,31 @@ def _separable_resize(source: str, hw_in: Tuple[int, int], hw_out: Tuple[int, in
     return current
 
 
-def _picture_graph(hw_in: Tuple[int, int], hw_out: Tuple[int, int], normalise: bool) -> bytes:
-    """uint8 [H, W, 3] -> uint8 [H', W', 3] (resize only), or float32 [1, 3, H', W'] normalised."""
+def _picture_graph(hw_in: Tuple[int, int], hw_out: Tuple[int, int], normalise: bool, grey_levels: bool = True) -> bytes:
+    """uint8 [H, W, 3] -> uint8 [H', W', 3] (resize only), or float32 [1, 3, H', W'] normalised.
+    With grey_levels False the picture is float32 in [0, 1] (more than 8 bits): resized in
+    floats and clipped to [0, 1], not rounded (cv2 resizes a float picture in floats)."""
     from onnx import TensorProto, helper, numpy_helper
 
     oh, ow = hw_out
-    init = [
-        numpy_helper.from_array(np.array(255.0, np.float32), "full"),
-        numpy_helper.from_array(np.array([1, hw_in[0], hw_in[1], 3], np.int64), "nhwc"),
-    ]
+    init = [numpy_helper.from_array(np.array([1, hw_in[0], hw_in[1], 3], np.int64), "nhwc")]
+    if grey_levels or hw_in != tuple(hw_out):  # white: what Div and Clip need
+        init.append(numpy_helper.from_array(np.array(255.0 if grey_levels else 1.0, np.float32), "full"))
     # the batch axis and the channel transpose on the uint8 picture (a quarter of the bytes of a
     # float one), so the normalised result is the graph output without a reshaping copy
     nodes = [
         _node("Reshape", ["pixels", "nhwc"], ["pixels_n"]),
-        _node("Transpose", ["pixels_n"], ["nchw_u8"], perm=[0, 3, 1, 2]),
-        _node("Cast", ["nchw_u8"], ["nchw"], to=TensorProto.FLOAT),
+        _node("Transpose", ["pixels_n"], ["nchw_in"], perm=[0, 3, 1, 2]),
+        _node("Cast", ["nchw_in"], ["nchw"], to=TensorProto.FLOAT),
     ]
     current = _separable_resize("nchw", hw_in, hw_out, nodes, init)
     if current != "nchw":
-        # cv2 returns uint8: round to the nearest grey level and saturate
+        # cv2 returns uint8: round to the nearest grey level and saturate (a float picture: saturate)
         init.append(numpy_helper.from_array(np.array(0.0, np.float32), "zero"))
-        nodes += [_node("Round", [current], ["rounded"]), _node("Clip", ["rounded", "zero", "full"], ["clipped"])]
+        if grey_levels:
+            nodes.append(_node("Round", [current], ["rounded"]))
+            current = "rounded"
+        nodes.append(_node("Clip", [current, "zero", "full"], ["clipped"]))
         current = "clipped"
     if normalise:
         # torchvision's ToTensor then Normalize: x / 255, then (x - mean) / std, in float32
@@ -127,9 +142,11 @@ def _picture_graph(hw_in: Tuple[int, int], hw_out: Tuple[int, int], normalise: b
             numpy_helper.from_array(np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1), "mean"),
             numpy_helper.from_array(np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1), "std"),
         ]
+        if grey_levels:
+            nodes.append(_node("Div", [current, "full"], ["unit"]))
+            current = "unit"
         nodes += [
-            _node("Div", [current, "full"], ["unit"]),
-            _node("Sub", ["unit", "mean"], ["centred"]),
+            _node("Sub", [current, "mean"], ["centred"]),
             _node("Div", ["centred", "std"], ["out"]),
         ]
         out = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 3, oh, ow])
@@ -141,7 +158,8 @@ def _picture_graph(hw_in: Tuple[int, int], hw_out: Tuple[int, int], normalise: b
             _node("Reshape", ["nhwc_u8", "hwc"], ["out"]),
         ]
         out = helper.make_tensor_value_info("out", TensorProto.UINT8, [oh, ow, 3])
-    pixels = helper.make_tensor_value_info("pixels", TensorProto.UINT8, [hw_in[0], hw_in[1], 3])
+    source = TensorProto.UINT8 if grey_levels else TensorProto.FLOAT
+    pixels = helper.make_tensor_value_info("pixels", source, [hw_in[0], hw_in[1], 3])
     return _model(nodes, [pixels], [out], init)
 
 
@@ -275,10 +293,17 @@ def _session(key: Tuple, build, threads: Optional[int]):
     return session
 
 
-def _check_picture(pixels: np.ndarray) -> np.ndarray:
-    if pixels.ndim != 3 or pixels.shape[2] != 3 or pixels.dtype != np.uint8 or min(pixels.shape[:2]) < 1:
-        raise ValueError(f"expected an H x W x 3 uint8 RGB picture, got {pixels.shape} {pixels.dtype}")
-    return np.ascontiguousarray(pixels)
+def _check_picture(pixels: np.ndarray, floats: bool = False) -> np.ndarray:
+    """The picture as the graphs take it: H x W x 3 uint8, or (with `floats`) float32 in [0, 1]."""
+    shape_ok = pixels.ndim == 3 and pixels.shape[2] == 3 and min(pixels.shape[:2]) >= 1
+    if shape_ok and pixels.dtype == np.uint8:
+        return np.ascontiguousarray(pixels)
+    if shape_ok and floats and pixels.dtype in (np.float32, np.float64):
+        if not np.isfinite(pixels).all() or pixels.min() < 0.0 or pixels.max() > 1.0:
+            raise ValueError("a float picture's values must lie in [0, 1]")
+        return np.ascontiguousarray(pixels, np.float32)
+    kinds = "uint8 RGB (or float32 in [0, 1])" if floats else "uint8 RGB"
+    raise ValueError(f"expected an H x W x 3 {kinds} picture, got {pixels.shape} {pixels.dtype}")
 
 
 def _hw(size) -> Tuple[int, int]:
@@ -295,11 +320,18 @@ def resize_rgb(pixels: np.ndarray, size: Tuple[int, int], *, threads: Optional[i
     return session.run(None, {"pixels": pixels})[0]
 
 
-def preprocess(pixels: np.ndarray, size: Tuple[int, int], *, threads: Optional[int] = None) -> np.ndarray:
-    """H x W x 3 uint8 RGB -> 1 x 3 x size[0] x size[1] float32, upstream's evaluation input."""
-    pixels = _check_picture(pixels)
+def preprocess(pixels: np.ndarray, size: Tuple[int, int], *, threads: Optional[int] = None, floats: bool = False) -> np.ndarray:
+    """H x W x 3 uint8 RGB -> 1 x 3 x size[0] x size[1] float32, upstream's evaluation input (PREPROCESSING).
+
+    With `floats`, a float picture in [0, 1] is taken too (one with more than 8 bits, such as a
+    16-bit grey PNG decoded by parity/images.py): resized the same way in floats, clipped to
+    [0, 1], not rounded to grey levels (it has none). Without it a float picture is refused: one
+    in 0..255 passed by mistake would otherwise be read as nearly white."""
+    pixels = _check_picture(pixels, floats=floats)
     hw_in, hw_out = pixels.shape[:2], _hw(size)
-    session = _session(("input", hw_in, hw_out), lambda: _picture_graph(hw_in, hw_out, normalise=True), threads)
+    grey_levels = pixels.dtype == np.uint8
+    key = ("input", hw_in, hw_out, grey_levels)
+    session = _session(key, lambda: _picture_graph(hw_in, hw_out, normalise=True, grey_levels=grey_levels), threads)
     return session.run(None, {"pixels": pixels})[0]
 
 
@@ -317,9 +349,45 @@ def upsample(logits: np.ndarray, size: Tuple[int, int], *, threads: Optional[int
     return session.run(None, {"logits": logits})[0]
 
 
-def labels(logits: np.ndarray, size: Tuple[int, int], *, threads: Optional[int] = None) -> np.ndarray:
-    """[N, C, h, w] logits -> int64 [N, size[0], size[1]] labels: bicubic upsample, then argmax."""
+def labels(logits: np.ndarray, size: Tuple[int, int], *, threads: Optional[int] = None, no_label: Optional[int] = None) -> np.ndarray:
+    """[N, C, h, w] logits -> int64 [N, size[0], size[1]] labels: bicubic upsample, then argmax.
+
+    With `no_label` (evaluate: metrics.NO_LABEL), the pixels whose upsample draws on a non-finite
+    logit get that value instead of an argmax over NaN, and the others the labels they have (the
+    non-finite logits enter them with weight 0, so they are replaced by 0 for the graph: a NaN
+    times 0 would spread over whole rows of the separable MatMuls)."""
     logits = _check_logits(logits)
     shape, hw_out = tuple(logits.shape), _hw(size)
+    unknown = unlabelled(logits, hw_out) if no_label is not None else None
+    if unknown is not None:
+        logits = np.where(np.isfinite(logits), logits, 0).astype(logits.dtype)
     session = _session(("labels", shape, logits.dtype.str, hw_out), lambda: _labels_graph(shape, logits.dtype, hw_out, threads), threads)
-    return session.run(None, {"logits": logits})[0]
+    result = session.run(None, {"logits": logits})[0]
+    if unknown is not None:
+        result[unknown] = no_label
+    return result
+
+
+def _taps(n_in: int, n_out: int) -> np.ndarray:
+    """[n_out, n_in] bool: the source positions each output position's cubic resize reads (the 4
+    around x = (o + 0.5) * n_in / n_out - 0.5, clamped at the edges). The identity for no resize:
+    the graphs leave an axis of the same size alone (torch would multiply a NaN by the zero weights
+    of its neighbours and spread it, for labels that are the plain argmax everywhere else)."""
+    if n_in == n_out:
+        return np.eye(n_in, dtype=bool)
+    centre = np.floor((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5).astype(np.int64)
+    taps = np.zeros((n_out, n_in), bool)
+    for offset in (-1, 0, 1, 2):
+        taps[np.arange(n_out), np.clip(centre + offset, 0, n_in - 1)] = True
+    return taps
+
+
+def unlabelled(logits: np.ndarray, size: Tuple[int, int]) -> Optional[np.ndarray]:
+    """bool [N, size[0], size[1]]: the pixels whose bicubic upsample of `logits` draws on a
+    non-finite logit, which therefore have no label; None when every logit is finite (one pass
+    over the small logits, the common case)."""
+    bad = ~np.isfinite(logits).all(axis=1)  # [N, h, w]
+    if not bad.any():
+        return None
+    rows, cols = _taps(logits.shape[2], int(size[0])), _taps(logits.shape[3], int(size[1]))
+    return (rows.astype(np.float32) @ bad.astype(np.float32)) @ cols.T.astype(np.float32) > 0
