@@ -19,6 +19,7 @@ import torch
 
 from . import convert, zoo
 from .artifact.manifest import Manifest
+from .artifact.names import WEIGHTS_CHECKPOINT, WEIGHTS_FACTORY, WEIGHTS_RANDOM
 from .artifact.options import ExportOptions, is_factory_spec
 from .errors import BadInput
 from .nn.stress import apply_stress_weights
@@ -52,16 +53,16 @@ def load_model(options: ExportOptions) -> LoadedModel:
         module, _ = build_user_model(options.model)
         name = options.model_label
         source, num_classes = "factory", None
-        weights = {"source": "factory", "note": "as returned by the factory"}
+        weights = {"source": WEIGHTS_FACTORY, "note": "as returned by the factory"}
         checkpoint = options.weights
     else:
         spec = zoo.get_spec(options.model)
         module, name, source, num_classes = zoo.build(spec.name), spec.name, "zoo", spec.num_classes
         checkpoint = options.weights or zoo.find_checkpoint(spec.name, Path(options.models_dir))
-        weights = {"source": "random", "seed": options.seed, "note": "RANDOM WEIGHTS: no checkpoint given or found"}
+        weights = {"source": WEIGHTS_RANDOM, "seed": options.seed, "note": "RANDOM WEIGHTS: no checkpoint given or found"}
     if checkpoint is not None:
         digest = zoo.load_checkpoint(module, Path(checkpoint))
-        weights = {"source": "checkpoint", "path": str(checkpoint), "sha256": digest}
+        weights = {"source": WEIGHTS_CHECKPOINT, "path": str(checkpoint), "sha256": digest}
     module, records = convert.swap_litemla(module)
     module.eval()
     if options.stress_weights:

@@ -137,14 +137,16 @@ def test_evaluate_worst_image_shows_the_picture_and_both_backends(tmp_path):
     ref = rng.integers(0, 19, (96, 200))
     cand = ref.copy()
     cand[:10] = (cand[:10] + 1) % 19
+    cand[50, :7] = -1  # metrics.NO_LABEL: NaN/Inf logits there
     kept = keep_labels(ref, cand)
-    assert kept.shape == (2, 96, 200) and kept.dtype == np.uint8
+    assert kept.shape == (2, 96, 200) and kept.dtype == np.int16 and kept.min() == -1
     colours = pictures.palette(19)
     picture = np.zeros((96, 200, 3), np.uint8)
     picture[:] = (12, 200, 34)
     figure = evaluate_figure(kept, "torch", "ort-cpu", "aachen/x", colours, None, picture)
     assert _colour_count(figure, (12, 200, 34)) >= 96 * 200
     assert _colour_count(figure, (255, 255, 255)) > 0
+    assert _colour_count(figure, (255, 0, 255)) >= 7  # the pixels without a label, in the NaN colour
     path = tmp_path / "x.png"
     np.save(tmp_path / "p.npy", picture)
     assert (

@@ -66,6 +66,10 @@ def is_engine_file(name: str) -> bool:
 
 
 # --- Triton Inference Server model repository (msla-deploy package --triton) -----------------------
+# the manifest's weights.source: where the exported weights came from
+WEIGHTS_CHECKPOINT, WEIGHTS_RANDOM, WEIGHTS_FACTORY = "checkpoint", "random", "factory"
+RANDOM_WEIGHTS_WARNING = "RANDOM WEIGHTS: exported without a checkpoint; its predictions and scores mean nothing"
+
 TRITON_CONFIG_NAME = "config.pbtxt"
 TRITON_MODEL_VERSION = "1"  # the one version folder a package writes
 TRITON_MODEL_FILES = {"tensorrt_plan": "model.plan", "onnxruntime_onnx": "model.onnx"}  # Triton's default file names

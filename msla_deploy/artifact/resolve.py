@@ -24,8 +24,10 @@ from .names import (
     META_RECIPE,
     ONNX_NAME,
     ONNX_SUFFIX,
+    RANDOM_WEIGHTS_WARNING,
     REFERENCE_DIR,
     VALIDATION_DIR,
+    WEIGHTS_RANDOM,
     is_engine_file,
 )
 from .staging import recover_interrupted_swap
@@ -44,6 +46,24 @@ class Artifact:
     _model: Optional[onnx.ModelProto] = field(default=None, repr=False)
 
     # --- the model ------------------------------------------------------------------------------
+    @property
+    def weights_source(self) -> Optional[str]:
+        """Where the exported weights came from (the manifest's weights.source: checkpoint, random,
+        factory); None where no manifest says (a bare .onnx or engine)."""
+        if self.manifest is None:
+            return None
+        source = (self.manifest.weights or {}).get("source")
+        return source if isinstance(source, str) else None
+
+    @property
+    def random_weights(self) -> bool:
+        return self.weights_source == WEIGHTS_RANDOM
+
+    @property
+    def weights_warning(self) -> Optional[str]:
+        """What every command that runs this artifact says in its header, report and --json."""
+        return RANDOM_WEIGHTS_WARNING if self.random_weights else None
+
     @property
     def name(self) -> str:
         return self.path.name or str(self.path)
