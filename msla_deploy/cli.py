@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 checks ran and failed, 2 bad input, 3 missing runtime.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import os
 import signal
@@ -108,8 +109,7 @@ def handle_errors(command):
             error_line("interrupted; staged writes were removed")
             raise typer.Exit(EXIT_INTERRUPTED) from None
         except OSError as exc:  # a path we were given cannot be read or written
-            where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
-            error_line(f"cannot use{where}: {exc.strerror or exc} (check the path and its permissions)")
+            error_line(os_error_line(exc))
             raise typer.Exit(BadInput.exit_code) from None
         except Exception as exc:  # a bug of ours: one line, traceback on request
             if os.environ.get("MSLA_DEPLOY_DEBUG"):
@@ -118,6 +118,17 @@ def handle_errors(command):
             raise typer.Exit(1) from None
 
     return wrapper
+
+
+_FULL = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def os_error_line(exc: OSError) -> str:
+    """An OSError as one line: the file (atomic writes name it, full disks included) and a fix
+    that fits the cause: a full disk is not a matter of permissions."""
+    where = f" {exc.filename}" if getattr(exc, "filename", None) else ""
+    fix = "free space on that disk, or write elsewhere" if exc.errno in _FULL else "check the path and its permissions"
+    return f"cannot use{where}: {exc.strerror or exc} ({fix})"
 
 
 def _version(value: bool) -> None:

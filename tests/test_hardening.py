@@ -392,3 +392,23 @@ def test_tensorrt_and_a_gpu_without_libcudart_is_not_a_trt_backend(monkeypatch):
     assert report["components"]["cuda-runtime"]["ok"] is False
     assert report["backends"]["trt"]["ready"] is False and "cuda-runtime" in report["backends"]["trt"]["reason"]
     assert "trt" not in (report["commands"]["validate"]["backends"] or [])
+
+
+def test_a_full_disk_names_the_file_and_says_the_disk_is_full(b0, tmp_path, monkeypatch):
+    import errno
+
+    from msla_deploy import atomic
+
+    real_open = open
+
+    def full(path, mode="r", *args, **kwargs):
+        if "w" in mode and ".tmp-" in str(path):
+            raise OSError(errno.ENOSPC, "No space left on device")  # as a write to a full disk: no file name
+        return real_open(path, mode, *args, **kwargs)
+
+    monkeypatch.setattr(atomic, "open", full, raising=False)
+    result = cli("validate", b0, "--report-dir", tmp_path / "reports")
+    assert result.exit_code == 2, result.output
+    line = one_error_line(result)
+    assert "No space left on device" in line and str(tmp_path / "reports") in line
+    assert "free space on that disk" in line and "permissions" not in line
