@@ -91,27 +91,35 @@ def spread(files: List[Path], count: int) -> List[Path]:
 def _check_kind(path: Path) -> None:
     """Colour photos only: a single-channel picture is most likely a label map or a depth map."""
     if path.suffix.lower() in PILLOW_SUFFIXES:
-        try:
-            from PIL import Image
-        except ImportError:
-            return  # load_rgb raises the missing-Pillow error with its fix
-        try:
-            with Image.open(path) as image:
-                mode = image.mode
-        except OSError as exc:
-            raise BadInput(f"{path}: not a readable picture ({exc})", "remove it from the calibration folder") from None
-        if mode in ("1", "L", "LA", "P", "I", "I;16", "F"):
-            raise BadInput(
-                f"{path}: a {mode!r} (single-channel/palette) picture, not a colour photo (a label map?)",
-                "calibrate on the RGB photos (e.g. leftImg8bit/ or images/), not on labels",
-            )
+        _check_picture_mode(path)
     else:
-        try:
-            shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
-        except (OSError, ValueError) as exc:
-            raise BadInput(f"{path}: not a readable .npy array ({exc})", "save it with numpy.save") from None
-        if len(shape) != 3 or shape[2] not in (3, 4):
-            raise BadInput(f"{path}: shape {list(shape)} is not an H x W x 3 colour picture", "store H x W x 3 RGB (channels last)")
+        _check_array_shape(path)
+
+
+def _check_picture_mode(path: Path) -> None:
+    try:
+        from PIL import Image
+    except ImportError:
+        return  # load_rgb raises the missing-Pillow error with its fix
+    try:
+        with Image.open(path) as image:
+            mode = image.mode
+    except OSError as exc:
+        raise BadInput(f"{path}: not a readable picture ({exc})", "remove it from the calibration folder") from None
+    if mode in ("1", "L", "LA", "P", "I", "I;16", "F"):
+        raise BadInput(
+            f"{path}: a {mode!r} (single-channel/palette) picture, not a colour photo (a label map?)",
+            "calibrate on the RGB photos (e.g. leftImg8bit/ or images/), not on labels",
+        )
+
+
+def _check_array_shape(path: Path) -> None:
+    try:
+        shape = np.load(path, mmap_mode="r", allow_pickle=False).shape
+    except (OSError, ValueError) as exc:
+        raise BadInput(f"{path}: not a readable .npy array ({exc})", "save it with numpy.save") from None
+    if len(shape) != 3 or shape[2] not in (3, 4):
+        raise BadInput(f"{path}: shape {list(shape)} is not an H x W x 3 colour picture", "store H x W x 3 RGB (channels last)")
 
 
 def load_calibration(

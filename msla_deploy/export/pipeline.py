@@ -224,7 +224,12 @@ class PrecisionRecipe:
 
     def __init__(self, options: ExportOptions, steps: Steps) -> None:
         self.options = options
-        self.policy = PrecisionPolicy.from_options(options)
+        self.policy = self.torch_policy(options)
+
+    @staticmethod
+    def torch_policy(options: ExportOptions) -> PrecisionPolicy:
+        """How the PyTorch side is exported (precision, attention, I/O dtype, upsampling)."""
+        return PrecisionPolicy.from_options(options)
 
     def recipe(self) -> Dict:
         """Its part of the hashed export recipe (recipe_sha256)."""
@@ -327,9 +332,12 @@ class Int8Recipe(PrecisionRecipe):
     def __init__(self, options: ExportOptions, steps: Steps) -> None:
         super().__init__(options, steps)
         self.quantized: Optional[QuantizedExport] = None  # once derived
-        # int8 quantizes the fp32 export: the PyTorch side exports fp32
-        self.policy = PrecisionPolicy.from_options(dataclasses.replace(options, precision="fp32"))
         self.calib = load_int8_calibration(options, steps)  # bad pictures never cost a model build
+
+    @staticmethod
+    def torch_policy(options: ExportOptions) -> PrecisionPolicy:
+        # int8 quantizes the fp32 export: the PyTorch side exports fp32
+        return PrecisionPolicy.from_options(dataclasses.replace(options, precision="fp32"))
 
     def recipe(self) -> Dict:
         return {"int8": {"calibration": [str(f) for f in self.calib.files], "method": self.options.calib_method,
