@@ -130,7 +130,8 @@ def render(result: ExportResult) -> None:
         ("written", str(result.directory)),
     ]))
     out.print(checks_table(parity["checks"], "Parity against PyTorch fp32"))
-    for note in sorted({o["vacuous_note"] for c in parity["checks"] for o in c["outputs"] if o.get("vacuous_note")}):
+    notes = {o["vacuous_note"] for c in parity["checks"] for o in c["outputs"] if o.get("vacuous_note")}
+    for note in sorted(notes):
         out.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     if int8_info and int8_info.get("sensitivity", {}).get("file"):
         _print_sensitivity(result.directory / int8_info["sensitivity"]["file"])
@@ -138,11 +139,15 @@ def render(result: ExportResult) -> None:
         for finding in scan["errors"] + scan["warnings"]:
             where = finding.get("module") or finding["node"]
             colour = "red" if finding["severity"] == "error" else "yellow"
-            err.print(f"[{colour}]{finding['severity']}:[/] {file}: {finding['check']} at {where}: {finding['detail']}", highlight=False)
+            err.print(f"[{colour}]{finding['severity']}:[/] {file}: {finding['check']} at {where}: "
+                      f"{finding['detail']}", highlight=False)
 
 
 def _weights_text(weights) -> str:
-    sources = {"random": "[bold yellow]RANDOM (no checkpoint given or found in models/)[/]", "factory": "as returned by the factory"}
+    sources = {
+        "random": "[bold yellow]RANDOM (no checkpoint given or found in models/)[/]",
+        "factory": "as returned by the factory",
+    }
     text = sources.get(weights["source"], weights.get("path", ""))
     if "stress" in weights:
         text += " [bold yellow]+ STRESS (LiteMLA q/k/v rescaled, head 0 queries zeroed)[/]"
@@ -156,12 +161,15 @@ def _precision_text(p: PrecisionRecord) -> str:
         text = p.precision
     elif int8:
         calibration = int8["calibration"]
-        text = (f"int8 Q/DQ ({len(int8['quantized_modules'])} modules int8, fp32: {', '.join(int8['fp32_modules']) or 'none'}; "
-                f"calibrated on {calibration['count']} pictures, {calibration['method']}); fp32 graph: {p.onnx_files['fp32']}")
+        fp32_modules = ", ".join(int8["fp32_modules"]) or "none"
+        text = (f"int8 Q/DQ ({len(int8['quantized_modules'])} modules int8, fp32: {fp32_modules}; "
+                f"calibrated on {calibration['count']} pictures, {calibration['method']}); "
+                f"fp32 graph: {p.onnx_files['fp32']}")
     else:
         guards = "" if p.fp16_guards else ", [bold red]guards OFF[/]"
         attention = p.attention_precision if p.fp16_guards else "naive fp16"
-        text = f"fp16 (attention {attention}, I/O {p.io_dtype}{guards}); weak-typing graph: {p.onnx_files['fp32']}"
+        text = (f"fp16 (attention {attention}, I/O {p.io_dtype}{guards}); "
+                f"weak-typing graph: {p.onnx_files['fp32']}")
     return text + ("" if p.upsample == "cubic" else ", [yellow]bilinear upsampling[/]")
 
 
@@ -172,7 +180,8 @@ def _graph_text(graph) -> str:
 
 def _swapped_text(swapped_modules) -> str:
     swapped = [r for r in swapped_modules if r["swapped"]]
-    return ", ".join(f"{r['path'] or '<root>'} ({r['source'].rsplit('.', 1)[-1]}, eps {r['eps']:g})" for r in swapped) or "none needed"
+    texts = [f"{r['path'] or '<root>'} ({r['source'].rsplit('.', 1)[-1]}, eps {r['eps']:g})" for r in swapped]
+    return ", ".join(texts) or "none needed"
 
 
 def _fail(result: ExportResult) -> None:
@@ -181,8 +190,10 @@ def _fail(result: ExportResult) -> None:
     failures = "; ".join(f"{c['label']}: {f}" for c in parity["checks"] for o in c["outputs"] for f in o["failures"])
     hazard_errors = sum(len(scan["errors"]) for scan in manifest.hazards.values())
     if hazard_errors:
-        failures = "; ".join(filter(None, [failures, f"{hazard_errors} fp16 hazard error(s) (msla-deploy inspect {result.directory}/<file>)"]))
-    error_line(f"export checks failed: {failures} (details in {result.directory / PARITY_NAME} and {MANIFEST_NAME})")
+        hazards = f"{hazard_errors} fp16 hazard error(s) (msla-deploy inspect {result.directory}/<file>)"
+        failures = "; ".join(filter(None, [failures, hazards]))
+    details = f"{result.directory / PARITY_NAME} and {MANIFEST_NAME}"
+    error_line(f"export checks failed: {failures} (details in {details})")
     raise typer.Exit(1)
 
 

@@ -193,6 +193,18 @@ def _int8_budget(options: ExportOptions):
     return budget
 
 
+@dataclass
+class Reference:
+    """The PyTorch fp32 side of the export: inputs, outputs, attention plans, probed modules."""
+
+    images: np.ndarray  # the synthetic reference inputs
+    example: torch.Tensor  # the same, for PyTorch
+    logits: np.ndarray
+    outputs: Dict[str, np.ndarray]  # the head's outputs (upstream's post-processing), by output name
+    plans: Dict
+    probe_names: List[str]  # the modules whose outputs the graphs keep as named tensors
+
+
 # --- one recipe per precision ----------------------------------------------------------------------
 # (Not the hashed export recipe, recipe_sha256: a precision recipe adds its part to that one.)
 @dataclass
@@ -218,7 +230,7 @@ class PrecisionRecipe:
 
     precision = "fp32"  # the manifest's precision
     fp32_file = ONNX_NAME  # where the fp32 graph is written
-    hazard_scans = ((ONNX_NAME, "auto"),)  # the fp16 hazard scan of `inspect`: (file, read as)
+    hazard_scans = ((ONNX_NAME, "auto"),)  # (file, precision it is built in) for the fp16 hazard scan
     export_note = ""  # in the export step's title
     parity_note = ""  # in the parity step's title
 
@@ -235,10 +247,12 @@ class PrecisionRecipe:
         """Its part of the hashed export recipe (recipe_sha256)."""
         return {}
 
-    def export(self, module: torch.nn.Module, example: torch.Tensor, probe_names: Sequence[str]) -> None:
+    def export(self, module: torch.nn.Module, reference: Reference) -> None:
         """Export the graphs beyond the fp32 one (in the export step)."""
 
-    def write(self, staging: Path, fp32: ExportedGraph, fp32_report: GraphReport, metadata: Dict[str, str]) -> Graphs:
+    def write(
+        self, staging: Path, fp32: ExportedGraph, fp32_report: GraphReport, metadata: Dict[str, str]
+    ) -> Graphs:
         """Write those graphs beside the fp32 one, just written (in the check step)."""
         return Graphs(fp32.probes, fp32.exporter, fp32_report, {"fp32": self.fp32_file}, fp32.fp32_nodes)
 
@@ -250,7 +264,7 @@ class PrecisionRecipe:
         """model.onnx's input for these reference images."""
         return images
 
-    def checks(self, staging: Path, images: np.ndarray, example: torch.Tensor, reference: Dict[str, np.ndarray]) -> List[Dict]:
+    def checks(self, staging: Path, reference: Reference) -> List[Dict]:
         """Parity checks of its own graphs (the fp32 graph's check follows them): the first is
         the primary one, repeated at batch 1 for a dynamic batch."""
         return []
@@ -290,30 +304,40 @@ class Fp16Recipe(PrecisionRecipe):
         self.deployable: Optional[torch.nn.Module] = None  # the policy applied, until the proxy's check
         self.graph: Optional[ExportedGraph] = None
 
-    def export(self, module: torch.nn.Module, example: torch.Tensor, probe_names: Sequence[str]) -> None:
+    def export(self, module: torch.nn.Module, reference: Reference) -> None:
         self.deployable = apply_policy(module, self.policy)  # kept for the PyTorch proxy's parity
-        self.graph = _export_graph(self.deployable, example.to(self.policy.io_torch_dtype), probe_names, self.options, prefix="model.")
+        example = reference.example.to(self.policy.io_torch_dtype)
+        self.graph = _export_graph(
+            self.deployable, example, reference.probe_names, self.options, prefix="model."
+        )
 
-    def write(self, staging: Path, fp32: ExportedGraph, fp32_report: GraphReport, metadata: Dict[str, str]) -> Graphs:
-        report = _write_graph(self.graph, staging / ONNX_NAME, {**metadata, META_PRECISION: "fp16"}, self.options.dynamic_batch)
+    def write(
+        self, staging: Path, fp32: ExportedGraph, fp32_report: GraphReport, metadata: Dict[str, str]
+    ) -> Graphs:
+        fp16_metadata = {**metadata, META_PRECISION: "fp16"}
+        report = _write_graph(self.graph, staging / ONNX_NAME, fp16_metadata, self.options.dynamic_batch)
         graphs = super().write(staging, fp32, fp32_report, metadata)
         # the fp32 nodes stay the fp32 graph's: the pins of its weakly typed build
-        return dataclasses.replace(graphs, probes=self.graph.probes, exporter=self.graph.exporter, report=report,
-                                   onnx_files={**graphs.onnx_files, "fp16": ONNX_NAME})
+        return dataclasses.replace(
+            graphs, probes=self.graph.probes, exporter=self.graph.exporter, report=report,
+            onnx_files={**graphs.onnx_files, "fp16": ONNX_NAME},
+        )
 
     def feed(self, images: np.ndarray) -> np.ndarray:
         return images.astype(np.float16) if self.policy.io_dtype == "fp16" else images
 
-    def checks(self, staging: Path, images: np.ndarray, example: torch.Tensor, reference: Dict[str, np.ndarray]) -> List[Dict]:
-        fp16_outputs, ran = _run_onnx(staging / ONNX_NAME, self.feed(images))
+    def checks(self, staging: Path, reference: Reference) -> List[Dict]:
+        fp16_outputs, ran = _run_onnx(staging / ONNX_NAME, self.feed(reference.images))
         with torch.no_grad(), fp16_storage_proxy(self.deployable) as proxy:
-            proxy_out = _head_outputs(proxy(example), self.options, self.policy.upsample)
+            proxy_out = _head_outputs(proxy(reference.example), self.options, self.policy.upsample)
         self.deployable = None
+        proxy_ran = {"name": "torch", "version": torch.__version__, "mode": "fp16 storage, fp32 accumulation"}
+        budget = default_budget("fp16")
         return [
-            _parity_check("ONNX Runtime fp16", ONNX_NAME, ran, reference, fp16_outputs, default_budget("fp16")),
-            _parity_check("PyTorch fp16 proxy", "(policy applied in PyTorch)",
-                          {"name": "torch", "version": torch.__version__, "mode": "fp16 storage, fp32 accumulation"},
-                          reference, proxy_out, default_budget("fp16")),
+            _parity_check("ONNX Runtime fp16", ONNX_NAME, ran, reference.outputs, fp16_outputs, budget),
+            _parity_check(
+                "PyTorch fp16 proxy", "(policy applied in PyTorch)", proxy_ran, reference.outputs, proxy_out, budget
+            ),
         ]
 
     @property
@@ -340,23 +364,33 @@ class Int8Recipe(PrecisionRecipe):
         return PrecisionPolicy.from_options(dataclasses.replace(options, precision="fp32"))
 
     def recipe(self) -> Dict:
-        return {"int8": {"calibration": [str(f) for f in self.calib.files], "method": self.options.calib_method,
-                         "attention": self.options.int8_attention, "min_argmax_agreement": self.options.min_argmax_agreement}}
+        options = self.options
+        return {"int8": {
+            "calibration": [str(f) for f in self.calib.files],
+            "method": options.calib_method,
+            "attention": options.int8_attention,
+            "min_argmax_agreement": options.min_argmax_agreement,
+        }}
 
     def derive(self, staging: Path, graphs: Graphs, steps: Steps) -> Graphs:
         """The Q/DQ graph, from the fp32 one just written, as model.onnx."""
         self.quantized = quantize_export(self.options, self.calib, staging, steps)
         proto = self.quantized.graph.proto
-        report = finalize(proto, producer_version=__version__, metadata={p.key: p.value for p in proto.metadata_props},
-                          dynamic_batch=self.options.dynamic_batch)
+        metadata = {p.key: p.value for p in proto.metadata_props}
+        report = finalize(
+            proto, producer_version=__version__, metadata=metadata, dynamic_batch=self.options.dynamic_batch
+        )
         write_bytes_atomic(staging / ONNX_NAME, proto.SerializeToString())
         # probes and exporter stay the fp32 graph's; fp32 nodes: the island and the labels head
         return dataclasses.replace(graphs, report=report, onnx_files={**graphs.onnx_files, "int8": ONNX_NAME},
                                    fp32_nodes=self.quantized.graph.fp32_nodes)
 
-    def checks(self, staging: Path, images: np.ndarray, example: torch.Tensor, reference: Dict[str, np.ndarray]) -> List[Dict]:
+    def checks(self, staging: Path, reference: Reference) -> List[Dict]:
         batches = self.calib.batches(calibration_batch(self.options))
-        return _int8_checks(staging, self.quantized.graph, batches, images, reference, _int8_budget(self.options))
+        budget = _int8_budget(self.options)
+        return _int8_checks(
+            staging, self.quantized.graph, batches, reference.images, reference.outputs, budget
+        )
 
     def extra(self) -> Dict:
         return {"int8": self.quantized.record}
@@ -381,14 +415,17 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
         reference = _plan_and_reference(loaded, options, steps)
         recipe_sha, metadata = _recipe_and_metadata(options, loaded, reference, recipe)
         graphs = _export_graphs(options, loaded, reference, recipe, metadata, staging, steps)
+        # the fp16 hazard scan `msla-deploy inspect` runs, of each graph as TensorRT will build it
         hazards = {file: _hazards(staging / file, read_as) for file, read_as in recipe.hazard_scans}
         with steps.step("parity", "Comparing ONNX Runtime" + recipe.parity_note + " with PyTorch fp32"):
             reference_files = write_reference(staging, _reference_bundle(reference, options))
             checks = _checks(options, reference, recipe, staging)
             parity = _write_parity(staging, checks)
-        manifest = _manifest(options, started, recipe_sha, loaded, reference, recipe, graphs, hazards, parity, steps)
+        manifest = _manifest(options, started, recipe_sha, loaded, reference, recipe, graphs, hazards, parity,
+                             steps)
         graph_files = [ONNX_NAME, *(f for f in graphs.onnx_files.values() if f != ONNX_NAME)]
-        manifest.artifacts = describe_files(staging, [*graph_files, PARITY_NAME, *reference_files, *recipe.extra_files()])
+        files = [*graph_files, PARITY_NAME, *reference_files, *recipe.extra_files()]
+        manifest.artifacts = describe_files(staging, files)
         write_manifest(staging, manifest)
     return ExportResult(directory=target, manifest=manifest, parity=parity)
 
@@ -402,7 +439,8 @@ def _preflight(options: ExportOptions, steps: Steps) -> Path:
     target = options.output_dir()
     check_replaceable(target, options.overwrite)
     height, width = options.resolution
-    check_export_memory(options.batch, height, width, steps.warn, flag="--max-batch" if options.dynamic_batch else "--batch")
+    flag = "--max-batch" if options.dynamic_batch else "--batch"
+    check_export_memory(options.batch, height, width, steps.warn, flag=flag)
     return target
 
 
@@ -415,18 +453,6 @@ def _build_model(options: ExportOptions, steps: Steps):
     if options.stress_weights and not loaded.weights.get("stress"):
         steps.warn("--stress-weights changed nothing: the model has no LiteMLA")
     return loaded
-
-
-@dataclass
-class Reference:
-    """The PyTorch fp32 side of the export: inputs, outputs, attention plans, probed modules."""
-
-    images: np.ndarray  # the synthetic reference inputs
-    example: torch.Tensor  # the same, for PyTorch
-    logits: np.ndarray
-    outputs: Dict[str, np.ndarray]  # the head's outputs (upstream's post-processing), by output name
-    plans: Dict
-    probe_names: List[str]  # the modules whose outputs the graphs keep as named tensors
 
 
 def _plan_and_reference(loaded, options: ExportOptions, steps: Steps) -> Reference:
@@ -490,16 +516,22 @@ def _recipe_and_metadata(options: ExportOptions, loaded, reference: Reference, r
     return recipe_sha, metadata
 
 
-def _export_graphs(options: ExportOptions, loaded, reference: Reference, recipe: PrecisionRecipe, metadata: Dict[str, str],
-                   staging: Path, steps: Steps) -> Graphs:
+def _export_graphs(
+    options: ExportOptions, loaded, reference: Reference, recipe: PrecisionRecipe, metadata: Dict[str, str],
+    staging: Path, steps: Steps,
+) -> Graphs:
     """torch -> ONNX (the fp32 graph and the recipe's), each checked and written; then what the
     recipe derives from them."""
     with steps.step("export", "Exporting to ONNX" + recipe.export_note):
         fp32_module = apply_policy(loaded.module, PrecisionPolicy(upsample=recipe.policy.upsample))
         fp32_graph = _export_graph(fp32_module, reference.example, reference.probe_names, options)
-        recipe.export(loaded.module, reference.example, reference.probe_names)
-    with steps.step("check", "Checking the graph (static shapes" + (" but the batch" if options.dynamic_batch else "") + ", onnx.checker)"):
-        fp32_report = _write_graph(fp32_graph, staging / recipe.fp32_file, {**metadata, META_PRECISION: "fp32"}, options.dynamic_batch)
+        recipe.export(loaded.module, reference)
+    shapes = "static shapes" + (" but the batch" if options.dynamic_batch else "")
+    with steps.step("check", f"Checking the graph ({shapes}, onnx.checker)"):
+        fp32_metadata = {**metadata, META_PRECISION: "fp32"}
+        fp32_report = _write_graph(
+            fp32_graph, staging / recipe.fp32_file, fp32_metadata, options.dynamic_batch
+        )
         graphs = recipe.write(staging, fp32_graph, fp32_report, metadata)
     return recipe.derive(staging, graphs, steps)
 
@@ -521,11 +553,13 @@ def _reference_bundle(reference: Reference, options: ExportOptions) -> Reference
     )
 
 
-def _checks(options: ExportOptions, reference: Reference, recipe: PrecisionRecipe, staging: Path) -> List[Dict]:
+def _checks(
+    options: ExportOptions, reference: Reference, recipe: PrecisionRecipe, staging: Path
+) -> List[Dict]:
     """The recipe's parity checks, the fp32 graph's, and for a dynamic batch the primary check
     again at batch 1 (the other end of the graph's batch range)."""
     images, outputs = reference.images, reference.outputs
-    checks = recipe.checks(staging, images, reference.example, outputs)
+    checks = recipe.checks(staging, reference)
     # bilinear resize is an approximation of upstream's cubic one: judged like fp16
     fp32_budget = default_budget("fp32" if recipe.policy.upsample == "cubic" else "fp16")
     checks.append(_onnx_check("ONNX Runtime fp32", staging / recipe.fp32_file, images, outputs, fp32_budget))
@@ -534,15 +568,20 @@ def _checks(options: ExportOptions, reference: Reference, recipe: PrecisionRecip
     return checks
 
 
-def _batch_one_check(staging: Path, primary: Dict, reference: Dict[str, np.ndarray], feed: np.ndarray, max_batch: int) -> Dict:
+def _batch_one_check(
+    staging: Path, primary: Dict, reference: Dict[str, np.ndarray], feed: np.ndarray, max_batch: int
+) -> Dict:
     """The primary check of a dynamic-batch model.onnx repeated on one picture."""
     first = {name: value[:1] for name, value in reference.items()}
     outputs, ran = _run_onnx(staging / ONNX_NAME, feed)
-    return _parity_check(f"{primary['label']}, batch 1 of 1..{max_batch}", ONNX_NAME, ran, first, outputs, Budget(**primary["budget"]))
+    label = f"{primary['label']}, batch 1 of 1..{max_batch}"
+    return _parity_check(label, ONNX_NAME, ran, first, outputs, Budget(**primary["budget"]))
 
 
-def _manifest(options: ExportOptions, started: float, recipe_sha: str, loaded, reference: Reference, recipe: PrecisionRecipe,
-              graphs: Graphs, hazards: Dict, parity: Dict, steps: Steps) -> Manifest:
+def _manifest(
+    options: ExportOptions, started: float, recipe_sha: str, loaded, reference: Reference,
+    recipe: PrecisionRecipe, graphs: Graphs, hazards: Dict, parity: Dict, steps: Steps,
+) -> Manifest:
     """manifest.json but for its artifacts (described once every file is written)."""
     return Manifest(
         created_unix=round(started, 3),
