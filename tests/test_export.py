@@ -358,3 +358,16 @@ def test_export_failing_halfway_keeps_the_old_artifact(tmp_path):
     after = _tree(kept)
     assert sorted(after) == sorted(before)  # no hidden .partial/.old folders beside it
     assert after == before  # and not one byte of the old artifact changed
+
+
+def test_every_precision_has_one_recipe():
+    """run_export looks the precision's recipe up: a precision added to the choices needs one, and
+    every recipe writes model.onnx and its fp32 graph and scans both for fp16 hazards."""
+    from msla_deploy.artifact.names import FP32_ONNX_NAME, ONNX_NAME
+    from msla_deploy.choices import PRECISIONS
+
+    assert set(pipeline.RECIPES) == set(PRECISIONS)
+    for precision, recipe in pipeline.RECIPES.items():
+        assert recipe.precision == precision
+        assert {file for file, _ in recipe.hazard_scans} == {ONNX_NAME, recipe.fp32_file}
+        assert recipe.fp32_file == (ONNX_NAME if precision == "fp32" else FP32_ONNX_NAME)

@@ -4,7 +4,7 @@ Registered in cli.py."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import typer
 from rich.markup import escape
@@ -15,6 +15,10 @@ from ..choices import CalibMethod, Exporter, FloatPrecision, Head, Precision, Up
 from ..cli_options import json_option, models_dir_option, next_command, overwrite_option
 from ..console import checks_table, err, error_line, key_values, out, print_json, print_next, steps_with_progress
 from ..torch_side import torch_side
+
+if TYPE_CHECKING:  # annotations only: the pipeline imports torch
+    from ..artifact.manifest import PrecisionRecord
+    from .pipeline import ExportResult
 
 
 def export_command(
@@ -105,52 +109,12 @@ def export_command(
         calib_method=calib_method, int8_attention=int8_attention, sensitivity=sensitivity, min_argmax_agreement=min_argmax_agreement,
     )
     result = run_export(options, steps_with_progress())
-    manifest, parity = result.manifest, result.parity
     if json_out:
         print_json(result.to_dict())
     else:
-        w = manifest.weights
-        weights_text = {"random": "[bold yellow]RANDOM (no checkpoint given or found in models/)[/]", "factory": "as returned by the factory"}.get(
-            w["source"], w.get("path", "")
-        ) + (" [bold yellow]+ STRESS (LiteMLA q/k/v rescaled, head 0 queries zeroed)[/]" if "stress" in w else "")
-        p = manifest.precision
-        int8_info = p.extra.get("int8")
-        precision_text = p.precision if p.precision == "fp32" else (
-            f"int8 Q/DQ ({len(int8_info['quantized_modules'])} modules int8, fp32: {', '.join(int8_info['fp32_modules']) or 'none'}; "
-            f"calibrated on {int8_info['calibration']['count']} pictures, {int8_info['calibration']['method']}); fp32 graph: {p.onnx_files['fp32']}"
-        ) if int8_info else p.precision if p.precision == "fp32" else (
-            f"fp16 (attention {p.attention_precision if p.fp16_guards else 'naive fp16'}, I/O {p.io_dtype}"
-            + ("" if p.fp16_guards else ", [bold red]guards OFF[/]") + f"); weak-typing graph: {p.onnx_files['fp32']}"
-        )
-        swapped = [r for r in manifest.swapped_modules if r["swapped"]]
-        graph = manifest.onnx
-        out.print(key_values([
-            ("model", manifest.model.name),
-            ("weights", weights_text),
-            ("precision", precision_text + ("" if p.upsample == "cubic" else ", [yellow]bilinear upsampling[/]")),
-            ("exporter", f"{manifest.exporter['used']} (opset {manifest.exporter['opset']})"),
-            ("graph", f"{graph['node_count']} nodes, input {graph['inputs'][0]['shape']}, "
-                      + ", ".join(f"output {o['name']} {o['shape']}" for o in graph["outputs"])),
-            ("swapped", ", ".join(f"{r['path'] or '<root>'} ({r['source'].rsplit('.', 1)[-1]}, eps {r['eps']:g})" for r in swapped) or "none needed"),
-            ("written", str(result.directory)),
-        ]))
-        out.print(checks_table(parity.checks, "Parity against PyTorch fp32"))
-        for note in sorted({o.vacuous_note for c in parity.checks for o in c.outputs if o.vacuous_note}):
-            out.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
-        if int8_info and int8_info.get("sensitivity", {}).get("file"):
-            _print_sensitivity(result.directory / int8_info["sensitivity"]["file"])
-        for file, scan in manifest.hazards.items():
-            for finding in scan["errors"] + scan["warnings"]:
-                where = finding.get("module") or finding["node"]
-                err.print(f"[{'red' if finding['severity'] == 'error' else 'yellow'}]{finding['severity']}:[/] {file}: {finding['check']} at {where}: "
-                          f"{finding['detail']}", highlight=False)
+        render(result)
     if not result.passed:
-        failures = "; ".join(parity.failures())
-        hazard_errors = sum(len(scan["errors"]) for scan in manifest.hazards.values())
-        if hazard_errors:
-            failures = "; ".join(filter(None, [failures, f"{hazard_errors} fp16 hazard error(s) (msla-deploy inspect {result.directory}/<file>)"]))
-        error_line(f"export checks failed: {failures} (details in {result.directory / PARITY_NAME} and {MANIFEST_NAME})")
-        raise typer.Exit(1)
+        _fail(result)
     if not json_out:
         print_next(next_after_export(result.directory))
 
@@ -160,6 +124,87 @@ def next_after_export(directory: Path) -> List[Tuple[str, str]]:
         (next_command("build", directory), "a TensorRT engine for this GPU (--print-trtexec: the command for a Jetson)"),
         (next_command("bench", directory), "latency and throughput on ONNX Runtime"),
     ]
+
+
+def render(result: ExportResult) -> None:
+    """The export for a person: what was exported, the parity table, notes, hazard findings."""
+    manifest, parity = result.manifest, result.parity
+    int8_info = manifest.precision.extra.get("int8")
+    out.print(key_values([
+        ("model", manifest.model.name),
+        ("weights", _weights_text(manifest.weights)),
+        ("precision", _precision_text(manifest.precision)),
+        ("exporter", f"{manifest.exporter['used']} (opset {manifest.exporter['opset']})"),
+        ("graph", _graph_text(manifest.onnx)),
+        ("swapped", _swapped_text(manifest.swapped_modules)),
+        ("written", str(result.directory)),
+    ]))
+    out.print(checks_table(parity.checks, "Parity against PyTorch fp32"))
+    notes = {o.vacuous_note for c in parity.checks for o in c.outputs if o.vacuous_note}
+    for note in sorted(notes):
+        out.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+    if int8_info and int8_info.get("sensitivity", {}).get("file"):
+        _print_sensitivity(result.directory / int8_info["sensitivity"]["file"])
+    for file, scan in manifest.hazards.items():
+        for finding in scan["errors"] + scan["warnings"]:
+            where = finding.get("module") or finding["node"]
+            colour = "red" if finding["severity"] == "error" else "yellow"
+            err.print(f"[{colour}]{finding['severity']}:[/] {file}: {finding['check']} at {where}: "
+                      f"{finding['detail']}", highlight=False)
+
+
+def _weights_text(weights) -> str:
+    sources = {
+        "random": "[bold yellow]RANDOM (no checkpoint given or found in models/)[/]",
+        "factory": "as returned by the factory",
+    }
+    text = sources.get(weights["source"], weights.get("path", ""))
+    if "stress" in weights:
+        text += " [bold yellow]+ STRESS (LiteMLA q/k/v rescaled, head 0 queries zeroed)[/]"
+    return text
+
+
+def _precision_text(p: PrecisionRecord) -> str:
+    """fp32, or what the fp16/int8 graph holds and where its fp32 graph is."""
+    int8 = p.extra.get("int8")
+    if p.precision == "fp32":
+        text = p.precision
+    elif int8:
+        calibration = int8["calibration"]
+        fp32_modules = ", ".join(int8["fp32_modules"]) or "none"
+        text = (f"int8 Q/DQ ({len(int8['quantized_modules'])} modules int8, fp32: {fp32_modules}; "
+                f"calibrated on {calibration['count']} pictures, {calibration['method']}); "
+                f"fp32 graph: {p.onnx_files['fp32']}")
+    else:
+        guards = "" if p.fp16_guards else ", [bold red]guards OFF[/]"
+        attention = p.attention_precision if p.fp16_guards else "naive fp16"
+        text = (f"fp16 (attention {attention}, I/O {p.io_dtype}{guards}); "
+                f"weak-typing graph: {p.onnx_files['fp32']}")
+    return text + ("" if p.upsample == "cubic" else ", [yellow]bilinear upsampling[/]")
+
+
+def _graph_text(graph) -> str:
+    outputs = ", ".join(f"output {o['name']} {o['shape']}" for o in graph["outputs"])
+    return f"{graph['node_count']} nodes, input {graph['inputs'][0]['shape']}, {outputs}"
+
+
+def _swapped_text(swapped_modules) -> str:
+    swapped = [r for r in swapped_modules if r["swapped"]]
+    texts = [f"{r['path'] or '<root>'} ({r['source'].rsplit('.', 1)[-1]}, eps {r['eps']:g})" for r in swapped]
+    return ", ".join(texts) or "none needed"
+
+
+def _fail(result: ExportResult) -> None:
+    """One error line naming every failed parity budget and the count of hazard errors; exit 1."""
+    manifest, parity = result.manifest, result.parity
+    failures = "; ".join(parity.failures())
+    hazard_errors = sum(len(scan["errors"]) for scan in manifest.hazards.values())
+    if hazard_errors:
+        hazards = f"{hazard_errors} fp16 hazard error(s) (msla-deploy inspect {result.directory}/<file>)"
+        failures = "; ".join(filter(None, [failures, hazards]))
+    details = f"{result.directory / PARITY_NAME} and {MANIFEST_NAME}"
+    error_line(f"export checks failed: {failures} (details in {details})")
+    raise typer.Exit(1)
 
 
 def _print_sensitivity(path: Path) -> None:

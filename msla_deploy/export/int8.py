@@ -47,7 +47,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence, Set
 
 import numpy as np
 import onnx
@@ -129,27 +129,33 @@ def node_owners(model: onnx.ModelProto) -> Dict[str, str]:
     owners: Dict[str, str] = {}
     depth: Dict[str, int] = {}
     for module, tensor in probes.items():
-        if _is_core(module):
-            members = set(island_nodes(model, [tensor]))
-        else:
-            members, stack = set(), [tensor]
-            while stack:
-                t = stack.pop()
-                other = stop_of.get(t)
-                if other is not None and t != tensor and not _nested(other, module):
-                    continue
-                node = producer.get(t)
-                if node is None or node.name in members:
-                    continue
-                members.add(node.name)
-                stack.extend(node.input)
         level = module.count(".") + 1
-        for name in members:
+        for name in _module_nodes(model, module, tensor, producer, stop_of):
             if level > depth.get(name, 0):
                 owners[name], depth[name] = module, level
     for node in model.graph.node:
         owners.setdefault(node.name, ROOT)
     return owners
+
+
+def _module_nodes(model: onnx.ModelProto, module: str, tensor: str, producer: Dict[str, onnx.NodeProto],
+                  stop_of: Dict[str, str]) -> Set[str]:
+    """The nodes computing `module`'s probe tensor, back to the probes of modules outside it."""
+    if _is_core(module):
+        return set(island_nodes(model, [tensor]))
+    members: Set[str] = set()
+    stack = [tensor]
+    while stack:
+        t = stack.pop()
+        other = stop_of.get(t)
+        if other is not None and t != tensor and not _nested(other, module):
+            continue
+        node = producer.get(t)
+        if node is None or node.name in members:
+            continue
+        members.add(node.name)
+        stack.extend(node.input)
+    return members
 
 
 def graph_units(model: onnx.ModelProto) -> List[Unit]:
@@ -354,22 +360,26 @@ def _rewire_attention_inputs(model: onnx.ModelProto, fp32_cores: Iterable[str], 
         if node.name in seen:
             continue
         seen.add(node.name)
-        for i, tensor in enumerate(node.input):
-            source = producer.get(tensor)
-            if source is None:
-                continue
-            if source.op_type == "DequantizeLinear":
-                quant = producer.get(source.input[0])
-                if quant is not None and quant.op_type == "QuantizeLinear":
-                    node.input[i] = quant.input[0]
-                    rewired.append(node.name)
-                    source = producer.get(quant.input[0])
-                    if source is None:
-                        continue
+        for i in range(len(node.input)):
+            source = _bypass_qdq(node, i, producer, rewired)
             # keep walking through the data-movement ops between the convs and the island
-            if source.op_type in BOUNDARY_OPS or source.op_type in ("Concat", "Transpose", "Identity"):
+            if source is not None and (source.op_type in BOUNDARY_OPS or source.op_type in ("Concat", "Transpose", "Identity")):
                 frontier.append(source)
     return sorted(set(rewired))
+
+
+def _bypass_qdq(node: onnx.NodeProto, i: int, producer: Dict[str, onnx.NodeProto], rewired: List[str]) -> Optional[onnx.NodeProto]:
+    """Reconnect input `i` of `node` to x where it reads DQ(Q(x)) (noted in `rewired`); returns
+    the node producing that input now (None for a graph input or an initializer)."""
+    source = producer.get(node.input[i])
+    if source is None or source.op_type != "DequantizeLinear":
+        return source
+    quant = producer.get(source.input[0])
+    if quant is None or quant.op_type != "QuantizeLinear":
+        return source
+    node.input[i] = quant.input[0]
+    rewired.append(node.name)
+    return producer.get(quant.input[0])
 
 
 def quantize(
@@ -388,22 +398,33 @@ def quantize(
         raise ValueError(f"not quantization units of this graph: {sorted(unknown)}")
     nodes = [n for u in units if u.module in chosen for n in u.quantizable]
     owners = node_owners(fp32)
-    with contextlib.ExitStack() as stack:
-        folder = Path(workdir) if workdir is not None else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="msla-int8-")))
-        if nodes:
-            out = folder / "quantized.onnx"
-            _quantize_static(fp32_path, out, calibration, nodes)
-            proto = onnx.load(str(out))
-            with contextlib.suppress(OSError):
-                os.remove(out)
-        else:  # nothing to quantize: quantize_static reads an empty list as "everything"
-            proto = fp32
+    # nothing to quantize: quantize_static would read an empty list as "everything"
+    proto = _quantized_proto(fp32_path, calibration, nodes, workdir) if nodes else fp32
     fp32_cores = [u.module for u in units if u.kind == "attention" and u.module not in chosen]
     rewired = _rewire_attention_inputs(proto, fp32_cores, owners)
     modules = {u.module: ("int8" if u.module in chosen else "fp32") for u in units}
     island = [n.name for n in fp32.graph.node if owners.get(n.name) in set(fp32_cores)]
     head = head_nodes(fp32)
     fp32_nodes = island + [n for n in _float_head_nodes(fp32) if n not in island]
+    _set_int8_metadata(proto, fp32, fp32_nodes, modules, calibration)
+    return QuantizedGraph(proto, modules, nodes, fp32_nodes, rewired, calibration.to_dict(), head)
+
+
+def _quantized_proto(fp32_path: Path, calibration: Calibration, nodes: List[str], workdir: Optional[Path]) -> onnx.ModelProto:
+    """quantize_static's Q/DQ graph of `nodes`, read back into memory (its file removed)."""
+    with contextlib.ExitStack() as stack:
+        folder = Path(workdir) if workdir is not None else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="msla-int8-")))
+        out = folder / "quantized.onnx"
+        _quantize_static(fp32_path, out, calibration, nodes)
+        proto = onnx.load(str(out))
+        with contextlib.suppress(OSError):
+            os.remove(out)
+    return proto
+
+
+def _set_int8_metadata(proto: onnx.ModelProto, fp32: onnx.ModelProto, fp32_nodes: List[str], modules: Dict[str, str],
+                       calibration: Calibration) -> None:
+    """The fp32 graph's metadata, with precision int8, its fp32 nodes, modules and calibration."""
     meta = {p.key: p.value for p in fp32.metadata_props}
     meta.update({
         META_PRECISION: "int8",
@@ -414,7 +435,6 @@ def quantize(
     del proto.metadata_props[:]
     for key in sorted(meta):
         proto.metadata_props.add(key=key, value=meta[key])
-    return QuantizedGraph(proto, modules, nodes, fp32_nodes, rewired, calibration.to_dict(), head)
 
 
 # --- what TensorRT needs of the result ------------------------------------------------------------
@@ -437,34 +457,37 @@ def check_qdq(model: onnx.ModelProto, fp32_nodes: Iterable[str] = ()) -> List[st
         for t in node.input:
             consumers.setdefault(t, []).append(node)
     for node in model.graph.node:
-        if node.op_type not in QDQ_OPS:
-            if node.name in island:
-                for t in node.input:
-                    src = producer.get(t)
-                    if src is not None and src.op_type == "DequantizeLinear":
-                        problems.append(f"{node.name} (fp32 island) reads a DequantizeLinear output ({src.name})")
-            continue
-        if len(node.input) < 3:
-            problems.append(f"{node.name}: no zero point (TensorRT needs an explicit int8 zero point of 0)")
-            continue
-        zero = _initializer(model, node.input[2])
-        scale = _initializer(model, node.input[1])
-        if zero is None or scale is None:
-            problems.append(f"{node.name}: scale or zero point is not a constant")
-            continue
-        if zero.dtype != np.int8 or np.any(zero != 0):
-            problems.append(f"{node.name}: zero point {zero.dtype} {zero.ravel()[:4].tolist()} is not int8 0 (asymmetric)")
-        weight = _initializer(model, node.input[0]) if node.op_type == "DequantizeLinear" else None
-        if weight is not None:  # a weight: per-channel on axis 0
-            axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
-            if weight.ndim > 1 and (scale.size != weight.shape[0] or axis != 0):
-                problems.append(f"{node.name}: weight scales {list(scale.shape)} on axis {axis}, not per output channel (axis 0, {weight.shape[0]})")
-        elif scale.size != 1:
-            problems.append(f"{node.name}: activation scale has {scale.size} values, not per-tensor")
-        touching = [producer[t].name for t in node.input if t in producer] + [c.name for t in node.output for c in consumers.get(t, [])]
-        inside = [n for n in touching if n in island]
-        if inside:
-            problems.append(f"{node.name}: Q/DQ next to fp32 island node(s) {', '.join(sorted(set(inside)))}")
+        if node.op_type in QDQ_OPS:
+            problems += _qdq_problems(model, node, island, producer, consumers)
+        elif node.name in island:
+            dequantized = [producer[t] for t in node.input if t in producer and producer[t].op_type == "DequantizeLinear"]
+            problems += [f"{node.name} (fp32 island) reads a DequantizeLinear output ({src.name})" for src in dequantized]
+    return problems
+
+
+def _qdq_problems(model: onnx.ModelProto, node: onnx.NodeProto, island: Set[str], producer: Dict[str, onnx.NodeProto],
+                  consumers: Dict[str, List[onnx.NodeProto]]) -> List[str]:
+    """One QuantizeLinear/DequantizeLinear node against what TensorRT accepts (check_qdq)."""
+    if len(node.input) < 3:
+        return [f"{node.name}: no zero point (TensorRT needs an explicit int8 zero point of 0)"]
+    zero = _initializer(model, node.input[2])
+    scale = _initializer(model, node.input[1])
+    if zero is None or scale is None:
+        return [f"{node.name}: scale or zero point is not a constant"]
+    problems = []
+    if zero.dtype != np.int8 or np.any(zero != 0):
+        problems.append(f"{node.name}: zero point {zero.dtype} {zero.ravel()[:4].tolist()} is not int8 0 (asymmetric)")
+    weight = _initializer(model, node.input[0]) if node.op_type == "DequantizeLinear" else None
+    if weight is not None:  # a weight: per-channel on axis 0
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        if weight.ndim > 1 and (scale.size != weight.shape[0] or axis != 0):
+            problems.append(f"{node.name}: weight scales {list(scale.shape)} on axis {axis}, not per output channel (axis 0, {weight.shape[0]})")
+    elif scale.size != 1:
+        problems.append(f"{node.name}: activation scale has {scale.size} values, not per-tensor")
+    touching = [producer[t].name for t in node.input if t in producer] + [c.name for t in node.output for c in consumers.get(t, [])]
+    inside = [n for n in touching if n in island]
+    if inside:
+        problems.append(f"{node.name}: Q/DQ next to fp32 island node(s) {', '.join(sorted(set(inside)))}")
     return problems
 
 

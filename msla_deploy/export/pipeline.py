@@ -4,12 +4,15 @@ Writes into a staged directory (see artifact/staging.py): model.onnx (fp32, the 
 fp16 graph or the int8 Q/DQ graph), model_fp32.onnx beside an fp16/int8 one, reference/,
 parity.json, manifest.json. A parity failure still leaves a complete directory (exit 1, the
 numbers are the evidence); any other failure leaves nothing.
+
+run_export is the one sequence of steps every export runs (build, reference, export, check,
+parity, manifest); what a precision adds to them is its recipe (PrecisionRecipe: fp16 adds the
+mixed-precision graph and the PyTorch proxy's parity, int8 the calibration and the Q/DQ graph).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,14 +23,12 @@ import onnx
 import torch
 
 from .. import __version__, runtime, zoo
-from ..artifact.files import describe_files, environment, sha256_json, write_bytes_atomic, write_json_atomic
+from ..artifact.files import describe_files, environment, sha256_json, write_bytes_atomic
 from ..artifact.manifest import Manifest, ModelRecord, PrecisionRecord, write_manifest
 from ..artifact.names import (
     DYNAMIC_BATCH,
     FP32_ONNX_NAME,
     INPUT_NAME,
-    INT8_SENSITIVITY_NAME,
-    INT8_SENSITIVITY_PLOT,
     LABELS_NAME,
     META_BATCH,
     META_EXPORTER,
@@ -52,7 +53,7 @@ from ..artifact.options import ExportOptions, is_factory_spec
 from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD, ReferenceBundle, synthetic_images, write_reference
 from ..artifact.staging import check_replaceable, staged_directory
 from ..artifact.trust import model_file_sha256
-from ..errors import BadInput, CheckFailed, one_line_text
+from ..errors import BadInput, one_line_text
 from ..inspect import inspect_onnx
 from ..limits import check_export_memory
 from ..loading import load_model
@@ -65,9 +66,8 @@ from ..parity.records import ParityCheck, ParityRecord
 from ..progress import Steps
 from ..runtime.onnxruntime import CPU, import_onnxruntime
 from . import int8 as int8_q
-from . import int8_sensitivity as int8_sweep
-from .calibration import CalibrationSet, load_calibration
 from .graph import GraphReport, constants_to_initializers, finalize
+from .int8_stage import QuantizedExport, calibration_batch, load_int8_calibration, quantize_export
 from .islands import island_nodes, name_unnamed_nodes
 from .probes import ProbedModel, probe_candidates, probe_output_names, unmark_probe_outputs
 from .torch_to_onnx import export_to_onnx
@@ -171,73 +171,6 @@ def _hazards(path: Path, precision: str) -> Dict:
     }
 
 
-def _load_calibration(options: ExportOptions, steps: Steps) -> CalibrationSet:
-    height, width = options.resolution
-    calib = load_calibration(Path(options.calib_images), height, width, options.calib_count, options.calib_method)
-    if len(calib.files) < options.batch and not options.dynamic_batch:
-        raise BadInput(
-            f"--calib-images {options.calib_images}: {len(calib.files)} picture(s) for a batch-{options.batch} model",
-            f"give at least {options.batch} pictures (whole batches are fed)",
-        )
-    for warning in calib.warnings:
-        steps.warn(warning)
-    used = calib.used(_calibration_batch(options))
-    if used < len(calib.files):
-        steps.warn(f"{used} of the {len(calib.files)} calibration pictures are fed (whole batches of {options.batch}); "
-                   f"give a multiple of {options.batch}, or export with --batch dynamic, to use them all")
-    return calib
-
-
-def _calibration_batch(options: ExportOptions) -> int:
-    """Pictures per calibration feed: the static batch, or one for a dynamic batch (every picture used)."""
-    return 1 if options.dynamic_batch else options.batch
-
-
-def _int8_budget(options: ExportOptions):
-    budget = default_budget("int8")
-    if options.min_argmax_agreement is not None:  # the sensitivity target is the budget too
-        budget = dataclasses.replace(budget, min_argmax_agreement=options.min_argmax_agreement)
-    return budget
-
-
-def _quantize_int8(options: ExportOptions, calib: CalibrationSet, staging: Path, steps: Steps):
-    """Calibrate once on the pictures, optionally sweep the modules, quantize the fp32 graph."""
-    fp32_path = staging / FP32_ONNX_NAME
-    files: List[str] = []
-    sensitivity = None
-    with tempfile.TemporaryDirectory(prefix="msla-int8-") as work:
-        feeds = calib.batches(_calibration_batch(options))
-        with steps.step("calibrate", f"Calibrating int8 ranges on {sum(len(f) for f in feeds)} picture(s) ({options.calib_method})"):
-            calibration = int8_q.calibrate(fp32_path, feeds, options.calib_method, Path(work))
-        units = int8_q.graph_units(onnx.load(str(fp32_path)))
-        candidates = [u.module for u in units if options.int8_attention or u.kind == "block"]
-        quantized_modules = candidates
-        if options.sensitivity or options.min_argmax_agreement is not None:
-            with steps.step("sensitivity", f"Quantizing {len(candidates)} module(s) one at a time (and all but one)"):
-                sensitivity = int8_sweep.sweep(fp32_path, calibration, options.int8_attention, options.min_argmax_agreement)
-            quantized_modules = [m for m in candidates if m not in sensitivity.keep_fp32]
-            if options.sensitivity:
-                write_json_atomic(staging / INT8_SENSITIVITY_NAME, sensitivity.to_dict())
-                int8_sweep.write_plot(sensitivity, staging / INT8_SENSITIVITY_PLOT)
-                files = [INT8_SENSITIVITY_NAME, INT8_SENSITIVITY_PLOT]
-            if sensitivity.met is False:
-                steps.warn(f"--min-argmax-agreement {options.min_argmax_agreement:g} not met even with "
-                           f"{len(sensitivity.keep_fp32)} module(s) in fp32 ({100 * sensitivity.achieved:.3f}%)")
-        with steps.step("quantize", "Writing the int8 Q/DQ graph (LiteMLA cores " + ("int8" if options.int8_attention else "fp32") + ")"):
-            quantized = int8_q.quantize(fp32_path, calibration, quantized_modules, Path(work))
-    problems = int8_q.check_qdq(quantized.proto, quantized.fp32_nodes)
-    used = calib.used(_calibration_batch(options))
-    record = {**quantized.record(), "calibration": {**calib.to_dict(), "used": used, "method": options.calib_method},
-              "qdq_check": {"passed": not problems, "problems": problems},
-              "residual_adds": int8_q.residual_adds(quantized.proto)}
-    if sensitivity is not None:
-        record["sensitivity"] = {"file": INT8_SENSITIVITY_NAME if options.sensitivity else None, "keep_fp32": sensitivity.keep_fp32,
-                                 "achieved_agreement": sensitivity.achieved, "all_int8_agreement": sensitivity.all_int8}
-    if problems:
-        raise CheckFailed(f"the int8 Q/DQ graph is not what TensorRT consumes: {problems[0]}", "please report this model")
-    return quantized, record, files
-
-
 def _int8_checks(staging: Path, quantized, batches, images, reference, budget) -> List[ParityCheck]:
     """int8 against PyTorch fp32 on the reference inputs, and against the fp32 graph on the
     calibration pictures (where the ranges came from: the labels that matter)."""
@@ -253,8 +186,252 @@ def _int8_checks(staging: Path, quantized, batches, images, reference, budget) -
     return [_parity_check("ONNX Runtime int8", ONNX_NAME, ran, reference, outputs, budget), on_pictures]
 
 
+def _int8_budget(options: ExportOptions):
+    budget = default_budget("int8")
+    if options.min_argmax_agreement is not None:  # the sensitivity target is the budget too
+        budget = dataclasses.replace(budget, min_argmax_agreement=options.min_argmax_agreement)
+    return budget
+
+
+@dataclass
+class Reference:
+    """The PyTorch fp32 side of the export: inputs, outputs, attention plans, probed modules."""
+
+    images: np.ndarray  # the synthetic reference inputs
+    example: torch.Tensor  # the same, for PyTorch
+    logits: np.ndarray
+    outputs: Dict[str, np.ndarray]  # the head's outputs (upstream's post-processing), by output name
+    plans: Dict
+    probe_names: List[str]  # the modules whose outputs the graphs keep as named tensors
+
+
+# --- one recipe per precision ----------------------------------------------------------------------
+# (Not the hashed export recipe, recipe_sha256: a precision recipe adds its part to that one.)
+@dataclass
+class Graphs:
+    """The graphs written into the staging directory, as the manifest describes them."""
+
+    probes: Dict[str, str]  # module path -> tensor of model.onnx's export holding its output
+    exporter: str  # the exporter that made model.onnx's export
+    report: GraphReport  # model.onnx's checks
+    onnx_files: Dict[str, str]  # precision -> file
+    fp32_nodes: List[str]  # kept in fp32 by a weakly typed TensorRT build
+
+
+class PrecisionRecipe:
+    """What one precision adds to the steps every export runs (run_export): which graphs it
+    exports and writes, which files it scans for hazards, which parity checks it adds before the
+    fp32 graph's own, what the manifest records. The base is the fp32 export, which every
+    precision contains: the fp32 graph (model.onnx here, model_fp32.onnx beside another
+    precision's model.onnx) checked against PyTorch.
+
+    One instance serves one export; what an earlier hook makes (the fp16 graph, the int8 one) it
+    keeps for the later ones."""
+
+    precision = "fp32"  # the manifest's precision
+    fp32_file = ONNX_NAME  # where the fp32 graph is written
+    hazard_scans = ((ONNX_NAME, "auto"),)  # (file, precision it is built in) for the fp16 hazard scan
+    export_note = ""  # in the export step's title
+    parity_note = ""  # in the parity step's title
+
+    def __init__(self, options: ExportOptions, steps: Steps) -> None:
+        self.options = options
+        self.policy = self.torch_policy(options)
+
+    @staticmethod
+    def torch_policy(options: ExportOptions) -> PrecisionPolicy:
+        """How the PyTorch side is exported (precision, attention, I/O dtype, upsampling)."""
+        return PrecisionPolicy.from_options(options)
+
+    def recipe(self) -> Dict:
+        """Its part of the hashed export recipe (recipe_sha256)."""
+        return {}
+
+    def export(self, module: torch.nn.Module, reference: Reference) -> None:
+        """Export the graphs beyond the fp32 one (in the export step)."""
+
+    def write(
+        self, staging: Path, fp32: ExportedGraph, fp32_report: GraphReport, metadata: Dict[str, str]
+    ) -> Graphs:
+        """Write those graphs beside the fp32 one, just written (in the check step)."""
+        return Graphs(fp32.probes, fp32.exporter, fp32_report, {"fp32": self.fp32_file}, fp32.fp32_nodes)
+
+    def derive(self, staging: Path, graphs: Graphs, steps: Steps) -> Graphs:
+        """Graphs made from the written ones, in steps of their own."""
+        return graphs
+
+    def feed(self, images: np.ndarray) -> np.ndarray:
+        """model.onnx's input for these reference images."""
+        return images
+
+    def checks(self, staging: Path, reference: Reference) -> List[ParityCheck]:
+        """Parity checks of its own graphs (the fp32 graph's check follows them): the first is
+        the primary one, repeated at batch 1 for a dynamic batch."""
+        return []
+
+    @property
+    def attention_precision(self) -> str:
+        return "fp32"
+
+    def extra(self) -> Dict:
+        """The manifest's precision.extra."""
+        return {}
+
+    def extra_files(self) -> List[str]:
+        """Files beyond the graphs, parity.json and the reference bundle."""
+        return []
+
+
+class Fp32Recipe(PrecisionRecipe):
+    """model.onnx is the fp32 graph: nothing to add."""
+
+
+class Fp16Recipe(PrecisionRecipe):
+    """model.onnx is the mixed-precision fp16 graph (strongly typed builds), model_fp32.onnx the
+    fp32 one (weakly typed --fp16 builds, with its fp32 node pins); parity of the fp16 graph and
+    of the policy applied in PyTorch (the fp16 storage proxy)."""
+
+    precision = "fp16"
+    fp32_file = FP32_ONNX_NAME
+    # the fp16 graph as it will be built (strongly typed), the fp32 graph as a weakly typed
+    # --fp16 build with its recorded pins
+    hazard_scans = ((ONNX_NAME, "auto"), (FP32_ONNX_NAME, "fp16"))
+    export_note = " (fp32 and mixed-precision fp16)"
+    parity_note = " and the fp16 PyTorch proxy"
+
+    def __init__(self, options: ExportOptions, steps: Steps) -> None:
+        super().__init__(options, steps)
+        self.deployable: Optional[torch.nn.Module] = None  # the policy applied, until the proxy's check
+        self.graph: Optional[ExportedGraph] = None
+
+    def export(self, module: torch.nn.Module, reference: Reference) -> None:
+        self.deployable = apply_policy(module, self.policy)  # kept for the PyTorch proxy's parity
+        example = reference.example.to(self.policy.io_torch_dtype)
+        self.graph = _export_graph(
+            self.deployable, example, reference.probe_names, self.options, prefix="model."
+        )
+
+    def write(
+        self, staging: Path, fp32: ExportedGraph, fp32_report: GraphReport, metadata: Dict[str, str]
+    ) -> Graphs:
+        fp16_metadata = {**metadata, META_PRECISION: "fp16"}
+        report = _write_graph(self.graph, staging / ONNX_NAME, fp16_metadata, self.options.dynamic_batch)
+        graphs = super().write(staging, fp32, fp32_report, metadata)
+        # the fp32 nodes stay the fp32 graph's: the pins of its weakly typed build
+        return dataclasses.replace(
+            graphs, probes=self.graph.probes, exporter=self.graph.exporter, report=report,
+            onnx_files={**graphs.onnx_files, "fp16": ONNX_NAME},
+        )
+
+    def feed(self, images: np.ndarray) -> np.ndarray:
+        return images.astype(np.float16) if self.policy.io_dtype == "fp16" else images
+
+    def checks(self, staging: Path, reference: Reference) -> List[ParityCheck]:
+        fp16_outputs, ran = _run_onnx(staging / ONNX_NAME, self.feed(reference.images))
+        with torch.no_grad(), fp16_storage_proxy(self.deployable) as proxy:
+            proxy_out = _head_outputs(proxy(reference.example), self.options, self.policy.upsample)
+        self.deployable = None
+        proxy_ran = {"name": "torch", "version": torch.__version__, "mode": "fp16 storage, fp32 accumulation"}
+        budget = default_budget("fp16")
+        return [
+            _parity_check("ONNX Runtime fp16", ONNX_NAME, ran, reference.outputs, fp16_outputs, budget),
+            _parity_check(
+                "PyTorch fp16 proxy", "(policy applied in PyTorch)", proxy_ran, reference.outputs, proxy_out, budget
+            ),
+        ]
+
+    @property
+    def attention_precision(self) -> str:
+        return self.policy.attention if self.policy.guards else "fp16-naive"
+
+
+class Int8Recipe(PrecisionRecipe):
+    """model.onnx is the int8 Q/DQ graph quantized from model_fp32.onnx on --calib-images;
+    parity against PyTorch and against the fp32 graph on those pictures."""
+
+    precision = "int8"
+    fp32_file = FP32_ONNX_NAME
+    hazard_scans = ((ONNX_NAME, "int8"), (FP32_ONNX_NAME, "fp32"))
+
+    def __init__(self, options: ExportOptions, steps: Steps) -> None:
+        super().__init__(options, steps)
+        self.quantized: Optional[QuantizedExport] = None  # once derived
+        self.calib = load_int8_calibration(options, steps)  # bad pictures never cost a model build
+
+    @staticmethod
+    def torch_policy(options: ExportOptions) -> PrecisionPolicy:
+        # int8 quantizes the fp32 export: the PyTorch side exports fp32
+        return PrecisionPolicy.from_options(dataclasses.replace(options, precision="fp32"))
+
+    def recipe(self) -> Dict:
+        options = self.options
+        return {"int8": {
+            "calibration": [str(f) for f in self.calib.files],
+            "method": options.calib_method,
+            "attention": options.int8_attention,
+            "min_argmax_agreement": options.min_argmax_agreement,
+        }}
+
+    def derive(self, staging: Path, graphs: Graphs, steps: Steps) -> Graphs:
+        """The Q/DQ graph, from the fp32 one just written, as model.onnx."""
+        self.quantized = quantize_export(self.options, self.calib, staging, steps)
+        proto = self.quantized.graph.proto
+        metadata = {p.key: p.value for p in proto.metadata_props}
+        report = finalize(
+            proto, producer_version=__version__, metadata=metadata, dynamic_batch=self.options.dynamic_batch
+        )
+        write_bytes_atomic(staging / ONNX_NAME, proto.SerializeToString())
+        # probes and exporter stay the fp32 graph's; fp32 nodes: the island and the labels head
+        return dataclasses.replace(graphs, report=report, onnx_files={**graphs.onnx_files, "int8": ONNX_NAME},
+                                   fp32_nodes=self.quantized.graph.fp32_nodes)
+
+    def checks(self, staging: Path, reference: Reference) -> List[ParityCheck]:
+        batches = self.calib.batches(calibration_batch(self.options))
+        budget = _int8_budget(self.options)
+        return _int8_checks(
+            staging, self.quantized.graph, batches, reference.images, reference.outputs, budget
+        )
+
+    def extra(self) -> Dict:
+        return {"int8": self.quantized.record}
+
+    def extra_files(self) -> List[str]:
+        return self.quantized.files
+
+
+RECIPES = {"fp32": Fp32Recipe, "fp16": Fp16Recipe, "int8": Int8Recipe}
+
+
+# --- the steps every export runs ---------------------------------------------------------------------
 def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportResult:
+    """Build the model, plan and compute the PyTorch reference, export and check the graphs (what
+    the precision's recipe adds included), compare them with PyTorch, write the manifest."""
     steps = steps or Steps()
+    target = _preflight(options, steps)
+    started = time.time()
+    recipe = RECIPES[options.precision](options, steps)
+    with staged_directory(target, options.overwrite, steps.warn) as staging:
+        loaded = _build_model(options, steps)
+        reference = _plan_and_reference(loaded, options, steps)
+        recipe_sha, metadata = _recipe_and_metadata(options, loaded, reference, recipe)
+        graphs = _export_graphs(options, loaded, reference, recipe, metadata, staging, steps)
+        # the fp16 hazard scan `msla-deploy inspect` runs, of each graph as TensorRT will build it
+        hazards = {file: _hazards(staging / file, read_as) for file, read_as in recipe.hazard_scans}
+        with steps.step("parity", "Comparing ONNX Runtime" + recipe.parity_note + " with PyTorch fp32"):
+            reference_files = write_reference(staging, _reference_bundle(reference, options))
+            checks = _checks(options, reference, recipe, staging)
+            parity = _write_parity(staging, checks)
+        manifest = _manifest(options, started, recipe_sha, loaded, reference, recipe, graphs, hazards, parity,
+                             steps)
+        graph_files = [ONNX_NAME, *(f for f in graphs.onnx_files.values() if f != ONNX_NAME)]
+        files = [*graph_files, PARITY_NAME, *reference_files, *recipe.extra_files()]
+        manifest.artifacts = describe_files(staging, files)
+        write_manifest(staging, manifest)
+    return ExportResult(directory=target, manifest=manifest, parity=parity)
+
+
+def _preflight(options: ExportOptions, steps: Steps) -> Path:
+    """What fails in a second fails before the minutes of work; returns the output directory."""
     options.check()
     if not is_factory_spec(options.model):
         zoo.get_spec(options.model)  # unknown names fail here, before anything is built
@@ -262,185 +439,188 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
     target = options.output_dir()
     check_replaceable(target, options.overwrite)
     height, width = options.resolution
-    check_export_memory(options.batch, height, width, steps.warn, flag="--max-batch" if options.dynamic_batch else "--batch")  # before minutes of work
-    started = time.time()
-    int8 = options.precision == "int8"
-    # int8 quantizes the fp32 export: the PyTorch side exports fp32
-    policy = PrecisionPolicy.from_options(dataclasses.replace(options, precision="fp32") if int8 else options)
-    fp16 = policy.precision == "fp16"
-    calib = _load_calibration(options, steps) if int8 else None  # bad pictures never cost a model build
+    flag = "--max-batch" if options.dynamic_batch else "--batch"
+    check_export_memory(options.batch, height, width, steps.warn, flag=flag)
+    return target
 
-    with staged_directory(target, options.overwrite, steps.warn) as staging:
-        with steps.step("build", "Building model"):
-            loaded = load_model(options)
-        for record in loaded.swapped:
-            if not record["swapped"]:
-                steps.warn(f"LiteMLA look-alike {record['path'] or '<root>'} ({record['source']}) left as is: {record['problem']}")
-        if options.stress_weights and not loaded.weights.get("stress"):
-            steps.warn("--stress-weights changed nothing: the model has no LiteMLA")
-        with steps.step("reference", "Planning attention and computing the PyTorch reference"):
-            images = synthetic_images(options.batch, height, width, options.seed)
-            example = torch.from_numpy(images)
-            try:
-                with capture(loaded.module, probe_candidates(loaded.module)) as captured:
-                    output, plans = plan_static(loaded.module, example, options.dynamic_batch)
-            except Exception as exc:  # a user's forward may raise anything: its error, not ours (exit 2)
-                if loaded.source != "factory" and not isinstance(exc, RuntimeError):
-                    raise
-                from ..user_model import describe_error
 
-                detail = describe_error(exc) if loaded.source == "factory" else one_line_text(exc)
-                raise BadInput(
-                    f"model {loaded.name!r} failed on a {options.batch}x3x{height}x{width} input: {detail}",
-                    "check --res and --batch against what the model accepts" + ("; fix its forward()" if loaded.source == "factory" else ""),
-                ) from None
-            reference = _single_output(output, loaded.name).detach().numpy()
-            # upstream's own post-processing of the fp32 logits: the labels head's reference
-            reference_outputs = _head_outputs(output, options, "cubic")
-            probe_names = [name for name, tensor in captured if tensor is not output]
-            del captured
+def _build_model(options: ExportOptions, steps: Steps):
+    with steps.step("build", "Building model"):
+        loaded = load_model(options)
+    for record in loaded.swapped:
+        if not record["swapped"]:
+            steps.warn(f"LiteMLA look-alike {record['path'] or '<root>'} ({record['source']}) left as is: {record['problem']}")
+    if options.stress_weights and not loaded.weights.get("stress"):
+        steps.warn("--stress-weights changed nothing: the model has no LiteMLA")
+    return loaded
 
-        recipe = {
-            "tool": __version__,
-            "torch": torch.__version__,
-            "model": loaded.name,
-            "weights": loaded.weights["state_dict_sha256"],
-            "resolution": [height, width],
-            "batch": options.batch,
-            **({"dynamic_batch": True} if options.dynamic_batch else {}),  # static recipes hash as before
-            "opset": options.opset,
-            "exporter": options.exporter,
-            "policy": policy.to_dict(),
-            "head": options.head,
-            **({"int8": {"calibration": [str(f) for f in calib.files], "method": options.calib_method,
-                         "attention": options.int8_attention, "min_argmax_agreement": options.min_argmax_agreement}} if int8 else {}),
-        }
-        recipe_sha = sha256_json(recipe)
-        metadata = {
-            META_VERSION: __version__,
-            META_MODEL: loaded.name,
-            META_RESOLUTION: f"{height}x{width}",
-            META_BATCH: DYNAMIC_BATCH if options.dynamic_batch else str(options.batch),
-            **({META_MAX_BATCH: str(options.batch)} if options.dynamic_batch else {}),
-            META_INPUT_NAMES: INPUT_NAME,
-            META_OUTPUT_NAMES: ",".join(head_output_names(options.head)),
-            META_HEAD: options.head,
-            META_NUM_CLASSES: str(reference.shape[1]) if reference.ndim == 4 else "",
-            META_NORMALIZATION: f"rgb/255, mean={list(IMAGENET_MEAN)}, std={list(IMAGENET_STD)}",
-            META_RECIPE: recipe_sha,
-        }
 
-        with steps.step("export", "Exporting to ONNX" + (" (fp32 and mixed-precision fp16)" if fp16 else "")):
-            fp32_module = apply_policy(loaded.module, PrecisionPolicy(upsample=policy.upsample))
-            fp32_graph = _export_graph(fp32_module, example, probe_names, options)
-            if fp16:
-                deployable = apply_policy(loaded.module, policy)
-                fp16_graph = _export_graph(deployable, example.to(policy.io_torch_dtype), probe_names, options, prefix="model.")
-        with steps.step("check", "Checking the graph (static shapes" + (" but the batch" if options.dynamic_batch else "") + ", onnx.checker)"):
-            fp32_file = FP32_ONNX_NAME if fp16 or int8 else ONNX_NAME
-            fp32_report = _write_graph(fp32_graph, staging / fp32_file, {**metadata, META_PRECISION: "fp32"}, options.dynamic_batch)
-            primary_graph, primary_report = fp32_graph, fp32_report
-            if fp16:
-                primary_report = _write_graph(fp16_graph, staging / ONNX_NAME, {**metadata, META_PRECISION: "fp16"}, options.dynamic_batch)
-                primary_graph = fp16_graph
-            onnx_files = {"fp32": fp32_file, **({"fp16": ONNX_NAME} if fp16 else {})}
-            exporter_used = primary_graph.exporter
-            # the same fp16 hazard scan `msla-deploy inspect` runs: the fp16 graph as it will be
-            # built (strongly typed), the fp32 graph as fp32 and, beside an fp16 export, as a
-            # weakly typed --fp16 build with its recorded pins
-            hazards = {} if int8 else {ONNX_NAME: _hazards(staging / ONNX_NAME, "auto")}
-            if fp16:
-                hazards[FP32_ONNX_NAME] = _hazards(staging / FP32_ONNX_NAME, "fp16")
-        if int8:  # the Q/DQ graph, from the fp32 one just written
-            quantized, int8_record, int8_files = _quantize_int8(options, calib, staging, steps)
-            primary_report = finalize(quantized.proto, producer_version=__version__,
-                                      metadata={p.key: p.value for p in quantized.proto.metadata_props}, dynamic_batch=options.dynamic_batch)
-            write_bytes_atomic(staging / ONNX_NAME, quantized.proto.SerializeToString())
-            onnx_files = {"fp32": FP32_ONNX_NAME, "int8": ONNX_NAME}
-            hazards = {ONNX_NAME: _hazards(staging / ONNX_NAME, "int8"), FP32_ONNX_NAME: _hazards(staging / FP32_ONNX_NAME, "fp32")}
+def _plan_and_reference(loaded, options: ExportOptions, steps: Steps) -> Reference:
+    height, width = options.resolution
+    with steps.step("reference", "Planning attention and computing the PyTorch reference"):
+        images = synthetic_images(options.batch, height, width, options.seed)
+        example = torch.from_numpy(images)
+        try:
+            with capture(loaded.module, probe_candidates(loaded.module)) as captured:
+                output, plans = plan_static(loaded.module, example, options.dynamic_batch)
+        except Exception as exc:  # a user's forward may raise anything: its error, not ours (exit 2)
+            if loaded.source != "factory" and not isinstance(exc, RuntimeError):
+                raise
+            from ..user_model import describe_error
 
-        with steps.step("parity", "Comparing ONNX Runtime" + (" and the fp16 PyTorch proxy" if fp16 else "") + " with PyTorch fp32"):
-            bundle = ReferenceBundle(
-                inputs={INPUT_NAME: images},
-                outputs=reference_outputs,
-                info={
-                    "source": "pytorch",
-                    "precision": "fp32",
-                    "torch": torch.__version__,
-                    "inputs": "synthetic uniform-noise RGB images, preprocessed like upstream",
-                    "normalization": {"scale": 1 / 255, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
-                    "seed": options.seed,
-                    "input_names": [INPUT_NAME],
-                    "output_names": list(reference_outputs),
-                },
-            )
-            reference_files = write_reference(staging, bundle)
-            # bilinear resize is an approximation of upstream's cubic one: judged like fp16
-            fp32_budget = default_budget("fp32" if policy.upsample == "cubic" else "fp16")
-            if fp16:
-                feed = images.astype(np.float16) if policy.io_dtype == "fp16" else images
-                fp16_outputs, ran = _run_onnx(staging / ONNX_NAME, feed)
-                with torch.no_grad(), fp16_storage_proxy(deployable) as proxy:
-                    proxy_out = _head_outputs(proxy(example), options, policy.upsample)
-                del deployable
-                checks = [
-                    _parity_check("ONNX Runtime fp16", ONNX_NAME, ran, reference_outputs, fp16_outputs, default_budget("fp16")),
-                    _parity_check("PyTorch fp16 proxy", "(policy applied in PyTorch)",
-                                  {"name": "torch", "version": torch.__version__, "mode": "fp16 storage, fp32 accumulation"},
-                                  reference_outputs, proxy_out, default_budget("fp16")),
-                    _onnx_check("ONNX Runtime fp32", staging / FP32_ONNX_NAME, images, reference_outputs, fp32_budget),
-                ]
-            elif int8:
-                checks = _int8_checks(staging, quantized, calib.batches(_calibration_batch(options)), images, reference_outputs,
-                                      _int8_budget(options))
-                checks.append(_onnx_check("ONNX Runtime fp32", staging / FP32_ONNX_NAME, images, reference_outputs, fp32_budget))
-            else:
-                checks = [_onnx_check("ONNX Runtime fp32", staging / ONNX_NAME, images, reference_outputs, fp32_budget)]
-            if options.dynamic_batch:  # the graph at the other end of its batch range: one picture
-                first = {name: value[:1] for name, value in reference_outputs.items()}
-                feed = images[:1].astype(np.float16) if fp16 and policy.io_dtype == "fp16" else images[:1]
-                outputs, ran = _run_onnx(staging / ONNX_NAME, feed)
-                checks.append(_parity_check(f"{checks[0].label}, batch 1 of 1..{options.batch}", ONNX_NAME, ran, first, outputs,
-                                            checks[0].budget))
-            parity = ParityRecord.of(checks)  # the primary artifact's check first
-            parity.write(staging / PARITY_NAME)
+            detail = describe_error(exc) if loaded.source == "factory" else one_line_text(exc)
+            raise BadInput(
+                f"model {loaded.name!r} failed on a {options.batch}x3x{height}x{width} input: {detail}",
+                "check --res and --batch against what the model accepts" + ("; fix its forward()" if loaded.source == "factory" else ""),
+            ) from None
+        logits = _single_output(output, loaded.name).detach().numpy()
+        # upstream's own post-processing of the fp32 logits: the labels head's reference
+        outputs = _head_outputs(output, options, "cubic")
+        probe_names = [name for name, tensor in captured if tensor is not output]
+        del captured
+    return Reference(images, example, logits, outputs, plans, probe_names)
 
-        manifest = Manifest(
-            created_unix=round(started, 3),
-            tool={"name": "msla-deploy", "version": __version__},
-            recipe_sha256=recipe_sha,
-            model=ModelRecord(loaded.name, loaded.source, options.model, loaded.num_classes, sum(p.numel() for p in loaded.module.parameters()),
-                              file_sha256=model_file_sha256(options.model)),  # checked before the file is imported again (trust.py)
-            weights=loaded.weights,
-            options=options,
-            precision=PrecisionRecord(
-                precision="int8" if int8 else policy.precision,
-                attention_precision="fp32" if not fp16 else (policy.attention if policy.guards else "fp16-naive"),
-                io_dtype=policy.io_dtype,
-                upsample=policy.upsample,
-                fp16_guards=policy.guards,
-                onnx_files=onnx_files,
-                # nodes of the fp32 graph to keep in fp32 when TensorRT builds it with the FP16 flag
-                fp32_nodes=quantized.fp32_nodes if int8 else fp32_graph.fp32_nodes,  # int8: the island and the labels head
-                extra={"int8": int8_record} if int8 else {},
-            ),
-            exporter={"requested": options.exporter, "used": exporter_used, "opset": primary_report.opset},
-            swapped_modules=loaded.swapped,
-            attention_plans=[
-                {"module": name, "batch": p.batch, "height": p.height, "width": p.width, "tokens": p.tokens, "branch": p.branch}
-                for name, p in plans.items()
-            ],
-            onnx=primary_report.to_dict(),
-            # module path -> tensor of model.onnx holding its output, for drift localisation
-            probes=primary_graph.probes,
-            hazards=hazards,
-            parity={"passed": parity.passed, "file": PARITY_NAME},
-            environment=environment(),
-            timings_s=steps.timings,
-            warnings=steps.warnings,
+
+def _recipe_and_metadata(options: ExportOptions, loaded, reference: Reference, recipe: PrecisionRecipe):
+    """The export recipe's hash (what made the graph) and the metadata every graph carries."""
+    height, width = options.resolution
+    hashed = {
+        "tool": __version__,
+        "torch": torch.__version__,
+        "model": loaded.name,
+        "weights": loaded.weights["state_dict_sha256"],
+        "resolution": [height, width],
+        "batch": options.batch,
+        **({"dynamic_batch": True} if options.dynamic_batch else {}),  # static recipes hash as before
+        "opset": options.opset,
+        "exporter": options.exporter,
+        "policy": recipe.policy.to_dict(),
+        "head": options.head,
+        **recipe.recipe(),
+    }
+    recipe_sha = sha256_json(hashed)
+    logits = reference.logits
+    metadata = {
+        META_VERSION: __version__,
+        META_MODEL: loaded.name,
+        META_RESOLUTION: f"{height}x{width}",
+        META_BATCH: DYNAMIC_BATCH if options.dynamic_batch else str(options.batch),
+        **({META_MAX_BATCH: str(options.batch)} if options.dynamic_batch else {}),
+        META_INPUT_NAMES: INPUT_NAME,
+        META_OUTPUT_NAMES: ",".join(head_output_names(options.head)),
+        META_HEAD: options.head,
+        META_NUM_CLASSES: str(logits.shape[1]) if logits.ndim == 4 else "",
+        META_NORMALIZATION: f"rgb/255, mean={list(IMAGENET_MEAN)}, std={list(IMAGENET_STD)}",
+        META_RECIPE: recipe_sha,
+    }
+    return recipe_sha, metadata
+
+
+def _export_graphs(
+    options: ExportOptions, loaded, reference: Reference, recipe: PrecisionRecipe, metadata: Dict[str, str],
+    staging: Path, steps: Steps,
+) -> Graphs:
+    """torch -> ONNX (the fp32 graph and the recipe's), each checked and written; then what the
+    recipe derives from them."""
+    with steps.step("export", "Exporting to ONNX" + recipe.export_note):
+        fp32_module = apply_policy(loaded.module, PrecisionPolicy(upsample=recipe.policy.upsample))
+        fp32_graph = _export_graph(fp32_module, reference.example, reference.probe_names, options)
+        recipe.export(loaded.module, reference)
+    shapes = "static shapes" + (" but the batch" if options.dynamic_batch else "")
+    with steps.step("check", f"Checking the graph ({shapes}, onnx.checker)"):
+        fp32_metadata = {**metadata, META_PRECISION: "fp32"}
+        fp32_report = _write_graph(
+            fp32_graph, staging / recipe.fp32_file, fp32_metadata, options.dynamic_batch
         )
-        files = [ONNX_NAME, *([FP32_ONNX_NAME] if fp16 or int8 else []), PARITY_NAME, *reference_files]
-        files += int8_files if int8 else []
-        manifest.artifacts = describe_files(staging, files)
-        write_manifest(staging, manifest)
-    return ExportResult(directory=target, manifest=manifest, parity=parity)
+        graphs = recipe.write(staging, fp32_graph, fp32_report, metadata)
+    return recipe.derive(staging, graphs, steps)
+
+
+def _reference_bundle(reference: Reference, options: ExportOptions) -> ReferenceBundle:
+    return ReferenceBundle(
+        inputs={INPUT_NAME: reference.images},
+        outputs=reference.outputs,
+        info={
+            "source": "pytorch",
+            "precision": "fp32",
+            "torch": torch.__version__,
+            "inputs": "synthetic uniform-noise RGB images, preprocessed like upstream",
+            "normalization": {"scale": 1 / 255, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+            "seed": options.seed,
+            "input_names": [INPUT_NAME],
+            "output_names": list(reference.outputs),
+        },
+    )
+
+
+def _checks(
+    options: ExportOptions, reference: Reference, recipe: PrecisionRecipe, staging: Path
+) -> List[ParityCheck]:
+    """The recipe's parity checks, the fp32 graph's, and for a dynamic batch the primary check
+    again at batch 1 (the other end of the graph's batch range)."""
+    images, outputs = reference.images, reference.outputs
+    checks = recipe.checks(staging, reference)
+    # bilinear resize is an approximation of upstream's cubic one: judged like fp16
+    fp32_budget = default_budget("fp32" if recipe.policy.upsample == "cubic" else "fp16")
+    checks.append(_onnx_check("ONNX Runtime fp32", staging / recipe.fp32_file, images, outputs, fp32_budget))
+    if options.dynamic_batch:
+        checks.append(_batch_one_check(staging, checks[0], outputs, recipe.feed(images[:1]), options.batch))
+    return checks
+
+
+def _batch_one_check(
+    staging: Path, primary: ParityCheck, reference: Dict[str, np.ndarray], feed: np.ndarray, max_batch: int
+) -> ParityCheck:
+    """The primary check of a dynamic-batch model.onnx repeated on one picture."""
+    first = {name: value[:1] for name, value in reference.items()}
+    outputs, ran = _run_onnx(staging / ONNX_NAME, feed)
+    label = f"{primary.label}, batch 1 of 1..{max_batch}"
+    return _parity_check(label, ONNX_NAME, ran, first, outputs, primary.budget)
+
+
+def _manifest(
+    options: ExportOptions, started: float, recipe_sha: str, loaded, reference: Reference,
+    recipe: PrecisionRecipe, graphs: Graphs, hazards: Dict, parity: ParityRecord, steps: Steps,
+) -> Manifest:
+    """manifest.json but for its artifacts (described once every file is written)."""
+    return Manifest(
+        created_unix=round(started, 3),
+        tool={"name": "msla-deploy", "version": __version__},
+        recipe_sha256=recipe_sha,
+        model=ModelRecord(loaded.name, loaded.source, options.model, loaded.num_classes, sum(p.numel() for p in loaded.module.parameters()),
+                          file_sha256=model_file_sha256(options.model)),  # checked before the file is imported again (trust.py)
+        weights=loaded.weights,
+        options=options,
+        precision=PrecisionRecord(
+            precision=recipe.precision,
+            attention_precision=recipe.attention_precision,
+            io_dtype=recipe.policy.io_dtype,
+            upsample=recipe.policy.upsample,
+            fp16_guards=recipe.policy.guards,
+            onnx_files=graphs.onnx_files,
+            # nodes of the fp32 graph to keep in fp32 when TensorRT builds it with the FP16 flag
+            fp32_nodes=graphs.fp32_nodes,
+            extra=recipe.extra(),
+        ),
+        exporter={"requested": options.exporter, "used": graphs.exporter, "opset": graphs.report.opset},
+        swapped_modules=loaded.swapped,
+        attention_plans=[
+            {"module": name, "batch": p.batch, "height": p.height, "width": p.width, "tokens": p.tokens, "branch": p.branch}
+            for name, p in reference.plans.items()
+        ],
+        onnx=graphs.report.to_dict(),
+        # module path -> tensor of model.onnx holding its output, for drift localisation
+        probes=graphs.probes,
+        hazards=hazards,
+        parity={"passed": parity.passed, "file": PARITY_NAME},
+        environment=environment(),
+        timings_s=steps.timings,
+        warnings=steps.warnings,
+    )
+
+
+def _write_parity(staging: Path, checks: List[ParityCheck]) -> ParityRecord:
+    """parity.json: every check, and the primary one's results (the first of `checks`) on top."""
+    parity = ParityRecord.of(checks)
+    parity.write(staging / PARITY_NAME)
+    return parity

@@ -191,6 +191,33 @@ def _export_to_onnx(
     model: torch.nn.Module, example: torch.Tensor, *, opset: int, exporter: str, input_name: str, output_names: Sequence[str],
     dynamic_batch: bool,
 ) -> Tuple[onnx.ModelProto, str]:
+    chosen = _choose_exporter(exporter, opset)
+    arguments = (model, example, opset, input_name, output_names, dynamic_batch)
+    failures = []
+    with torch.no_grad(), _quiet_exporters(), _signals_seen() as signals:
+        if chosen == "dynamo":
+            try:
+                return _export_dynamo(*arguments), "dynamo"
+            except MslaError:
+                if exporter != "auto":
+                    raise
+            except Exception as exc:  # noqa: BLE001 - any exporter failure is reported as one line
+                failures.append(f"dynamo: {_failure_text(exc, signals)}")
+            # auto: the legacy exporter handles some models dynamo cannot trace; the manifest
+            # records which one ran
+        if exporter != "dynamo":
+            try:
+                return _export_torchscript(*arguments), "torchscript"
+            except Exception as exc:  # noqa: BLE001
+                failures.append(f"torchscript: {one_line_text(exc)}")
+    raise CheckFailed(
+        f"torch.onnx.export failed at opset {opset} ({'; '.join(failures)})",
+        "try the other --exporter or another --opset (torchscript supports up to 20-23 depending on torch)",
+    )
+
+
+def _choose_exporter(exporter: str, opset: int) -> str:
+    """The exporter to try first (auto: dynamo where onnxscript is installed), checked against the opset."""
     if exporter not in EXPORTERS:
         raise BadInput(f"unknown exporter {exporter!r}", f"choose one of {', '.join(EXPORTERS)}")
     if exporter == "dynamo" and not dynamo_available():
@@ -201,30 +228,15 @@ def _export_to_onnx(
             f"the torchscript exporter of torch {torch.__version__} supports opset <= {torchscript_max_opset()}, not {opset}",
             "use --exporter dynamo, or a lower --opset",
         )
-    failures = []
-    with torch.no_grad(), _quiet_exporters(), _signals_seen() as signals:
-        if chosen == "dynamo":
-            try:
-                return _export_dynamo(model, example, opset, input_name, output_names, dynamic_batch), "dynamo"
-            except MslaError:
-                if exporter != "auto":
-                    raise
-            except Exception as exc:  # noqa: BLE001 - any exporter failure is reported as one line
-                # an interrupt is never an exporter failure: no fallback, the run stops
-                interrupt = _interrupt_in(exc)
-                if interrupt is not None:
-                    raise interrupt from None
-                if signals:
-                    raise _SwallowedSignal(signals[-1]) from None
-                failures.append(f"dynamo: {one_line_text(exc)}")
-            # auto: the legacy exporter handles some models dynamo cannot trace; the manifest
-            # records which one ran
-        if exporter != "dynamo":
-            try:
-                return _export_torchscript(model, example, opset, input_name, output_names, dynamic_batch), "torchscript"
-            except Exception as exc:  # noqa: BLE001
-                failures.append(f"torchscript: {one_line_text(exc)}")
-    raise CheckFailed(
-        f"torch.onnx.export failed at opset {opset} ({'; '.join(failures)})",
-        "try the other --exporter or another --opset (torchscript supports up to 20-23 depending on torch)",
-    )
+    return chosen
+
+
+def _failure_text(exc: BaseException, signals: Sequence[int]) -> str:
+    """A dynamo failure as one line; an interrupt is never an exporter failure: it is raised
+    again (no fallback, the run stops)."""
+    interrupt = _interrupt_in(exc)
+    if interrupt is not None:
+        raise interrupt from None
+    if signals:
+        raise _SwallowedSignal(signals[-1]) from None
+    return one_line_text(exc)
