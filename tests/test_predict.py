@@ -79,14 +79,30 @@ def smooth_picture(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.clip(np.stack(channels, axis=2), 0, 255).astype(np.uint8)
 
 
-def torch_pipeline(model, pixels: np.ndarray) -> np.ndarray:
-    """Upstream's evaluation in PyTorch: the model on the preprocessed picture, logits bicubically
-    upsampled to the picture's size, argmax."""
+def torch_upsampled(model, pixels: np.ndarray) -> np.ndarray:
+    """Upstream's evaluation in PyTorch up to the argmax: the model on the preprocessed picture,
+    logits bicubically upsampled to the picture's size ([C, H, W])."""
     x = processing.preprocess(pixels, RES) if pixels.shape[:2] != RES else _normalise(pixels)
     with torch.no_grad():
         logits = model(torch.from_numpy(x))
         up = F.interpolate(logits, size=pixels.shape[:2], mode="bicubic", align_corners=False)
-    return up.argmax(dim=1)[0].numpy()
+    return up[0].numpy()
+
+
+def assert_same_labels_but_exact_ties(labels: np.ndarray, upsampled: np.ndarray) -> None:
+    """The labels are PyTorch's, except where PyTorch's two best classes are closer than the fp32
+    parity budget lets the exported logits differ (1e-4 x peak + 1e-6): there either label is the
+    model's answer, and which one a runtime picks depends on its last bits (seen: one pixel in
+    1.2 million at 300x4000 with onnxruntime 1.32, top two 81.03473 vs 81.03466). Such ties must
+    stay rare."""
+    expected = upsampled.argmax(axis=0)
+    differ = labels != expected
+    if not differ.any():
+        return
+    top2 = np.sort(upsampled[:, differ], axis=0)[-2:]
+    tolerance = 1e-4 * float(np.abs(upsampled).max()) + 1e-6
+    assert np.all(top2[1] - top2[0] <= tolerance), f"labels differ where PyTorch is not tied: {int(differ.sum())} pixels"
+    assert differ.sum() <= max(1, differ.size // 100_000), f"{int(differ.sum())} near-tied pixels of {differ.size}"
 
 
 def _normalise(pixels: np.ndarray) -> np.ndarray:
@@ -143,8 +159,9 @@ def test_segmenter_labels_equal_the_pytorch_pipeline(logits_artifact, torch_mode
     seg = Segmenter(logits_artifact, backend="ort-cpu")
     result = seg(pixels)
     assert result.labels.shape == (h, w) and result.labels.dtype == np.uint8 and result.exact
-    expected = torch_pipeline(torch_model, pixels)
-    np.testing.assert_array_equal(result.labels, expected)
+    upsampled = torch_upsampled(torch_model, pixels)
+    expected = upsampled.argmax(axis=0)
+    assert_same_labels_but_exact_ties(result.labels, upsampled)
     if h * w > 1000:  # labels that say something: more than one class
         assert np.bincount(expected.ravel()).max() < 0.95 * expected.size, np.bincount(expected.ravel())
     assert result.colorize().shape == (h, w, 3) and result.overlay(0.3).shape == (h, w, 3)
