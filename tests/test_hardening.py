@@ -412,3 +412,53 @@ def test_a_full_disk_names_the_file_and_says_the_disk_is_full(b0, tmp_path, monk
     line = one_error_line(result)
     assert "No space left on device" in line and str(tmp_path / "reports") in line
     assert "free space on that disk" in line and "permissions" not in line
+
+
+# --- an int8 target out of reach is a verdict, not bad input -----------------------------------
+
+TWO_CONVS = """
+import torch
+from torch import nn
+
+
+def build():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 4, 1))
+"""
+
+
+def test_keeping_every_module_in_fp32_is_never_a_solution():
+    from msla_deploy.export.int8_sensitivity import choose_fp32_modules
+
+    measured = {("b", "c"): 0.95, ("c",): 0.97}  # agreement by the modules left in int8
+
+    def measure(int8):
+        assert int8, "every module kept in fp32 was measured"
+        return measured[tuple(int8)]
+
+    assert choose_fp32_modules(["a", "b", "c"], 0.9, 0.96, measure) == (["a", "b"], 0.97)
+    kept, achieved = choose_fp32_modules(["a", "b", "c"], 0.9, 0.999, measure)  # only all-fp32 would reach it
+    assert kept == ["a", "b"] and achieved == 0.97  # the best mix with something in int8
+    assert choose_fp32_modules(["a"], 0.9, 0.999, measure) == ([], 0.9)
+
+
+def test_an_unreachable_int8_target_writes_what_was_measured_and_exits_1(tmp_path):
+    factory = tmp_path / "two.py"
+    factory.write_text(TWO_CONVS)
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    for i in range(4):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(pictures / f"{i}.png")
+    out = tmp_path / "out"
+    result = cli("export", "-m", f"{factory}:build", "--res", "64x64", "--precision", "int8", "--calib-images", pictures,
+                 "--sensitivity", "--min-argmax-agreement", "1", "--out", out)
+    assert result.exit_code == 1, result.output
+    line = one_error_line(result)
+    assert "--min-argmax-agreement 1 is out of reach" in line and "the best mix found keeps 1 module(s) in fp32" in line
+    assert "/tmp" not in line.split("details in")[0]  # no temporary path
+    assert (out / "int8_sensitivity.json").is_file() and (out / "int8_sensitivity.png").is_file()
+    import onnx
+
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out / "model.onnx")).graph.node)  # the best mix, int8
+    sweep = json.loads((out / "manifest.json").read_text())["precision"]["int8"]["sensitivity"]
+    assert sweep["met"] is False and sweep["min_argmax_agreement"] == 1 and len(sweep["keep_fp32"]) == 1

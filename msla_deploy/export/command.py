@@ -202,6 +202,7 @@ def _fail(result: ExportResult) -> None:
     if hazard_errors:
         hazards = f"{hazard_errors} fp16 hazard error(s) (msla-deploy inspect {result.directory}/<file>)"
         failures = "; ".join(filter(None, [failures, hazards]))
+    failures = "; ".join(filter(None, [failures, result.int8_target_failure]))
     details = f"{result.directory / PARITY_NAME} and {MANIFEST_NAME}"
     error_line(f"export checks failed: {failures} (details in {details})")
     raise typer.Exit(1)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import onnx
@@ -149,16 +149,31 @@ def sweep(
     rows.sort(key=lambda r: (r.alone, r.alone_cosine if r.alone_cosine == r.alone_cosine else -1.0, r.module))
     result = SensitivityTable(CalibrationUsed(calibration.method, calibration.count), include_attention, all_int8, rows)
     if min_agreement is not None:
-        keep: List[str] = []
-        achieved = all_int8
-        for row in rows:
-            if achieved >= min_agreement:
-                break
-            keep.append(row.module)
-            achieved = measure([n for n in names if n not in keep]) if len(keep) < len(names) else 1.0
+        keep, achieved = choose_fp32_modules([r.module for r in rows], all_int8, min_agreement, measure)
         result.min_argmax_agreement, result.keep_fp32, result.achieved_agreement = min_agreement, keep, achieved
         result.met = achieved >= min_agreement
     return result
+
+
+def choose_fp32_modules(ranked: List[str], all_int8: float, target: float,
+                        measure: Callable[[List[str]], float]) -> Tuple[List[str], float]:
+    """Modules to keep in fp32, most costly first (`ranked`), until the rest in int8 agrees with
+    the fp32 graph on at least `target` of the labels: (kept, agreement). At least one module
+    stays int8, since keeping them all is the fp32 graph under another name; a target only that
+    would reach is not met, and the best mix measured is returned (the caller says so: exit 1)."""
+    keep: List[str] = []
+    achieved = all_int8
+    best: Tuple[float, List[str]] = (all_int8, [])
+    for module in ranked[:-1]:
+        if achieved >= target:
+            return keep, achieved
+        keep.append(module)
+        achieved = measure([n for n in ranked if n not in keep])
+        if achieved > best[0]:
+            best = (achieved, list(keep))
+    if achieved >= target:
+        return keep, achieved
+    return best[1], best[0]
 
 
 # --- the bar chart ------------------------------------------------------------------------------

@@ -67,7 +67,7 @@ from ..progress import Steps
 from ..runtime.onnxruntime import CPU, import_onnxruntime
 from . import int8 as int8_q
 from .graph import GraphReport, constants_to_initializers, finalize
-from .int8_stage import QuantizedExport, calibration_batch, load_int8_calibration, quantize_export
+from .int8_stage import QuantizedExport, calibration_batch, int8_target_failure, load_int8_calibration, quantize_export
 from .islands import island_nodes, name_unnamed_nodes
 from .probes import ProbedModel, probe_candidates, probe_output_names, unmark_probe_outputs
 from .torch_to_onnx import export_to_onnx
@@ -80,9 +80,13 @@ class ExportResult:
     parity: ParityRecord
 
     @property
+    def int8_target_failure(self) -> Optional[str]:
+        return int8_target_failure(self.manifest.precision.extra.get("int8"))
+
+    @property
     def passed(self) -> bool:
-        """Parity within budget and no fp16 hazard error in the graphs."""
-        return self.parity.passed and all(h["passed"] for h in self.manifest.hazards.values())
+        """Parity within budget, no fp16 hazard error in the graphs, an int8 target met."""
+        return self.parity.passed and all(h["passed"] for h in self.manifest.hazards.values()) and not self.int8_target_failure
 
     def to_dict(self) -> Dict:
         return {"directory": str(self.directory), "passed": self.passed, "manifest": self.manifest.to_dict(), "parity": self.parity.to_dict()}
