@@ -14,6 +14,14 @@ against stand-ins: this project's machines cannot install TensorRT.
   strongly typed only where Polygraphy can ask for it (TensorRT >= 10).
 - Runs go through runtime.trt_direct.DirectTiming: `run()` copies the inputs in and the outputs
   back, bench's `timed` measures the same enqueue with CUDA events.
+
+Why our own runner and not Polygraphy's TrtRunner (which validate used until the runtime layer
+came): what validate checks must be what bench times, one execution context, one set of device
+buffers, one execute_async_v3 with the same profile shape per batch; TrtRunner makes its own
+context and buffers and times nothing with CUDA events, and it deserializes engines itself, so a
+version-compatible or DLA engine would load without the settings trt.runtime.deserialize_engine
+gives it (as trtexec does). Polygraphy still does what it does well here: the network from ONNX
+bytes above, and the error statistics of every comparison (parity/polygraphy_compare.py).
 """
 
 from __future__ import annotations
