@@ -42,28 +42,52 @@ def error_line(message: str) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
 
 
+def count_bar(title: str):
+    """A transient bar on stderr: the title, done/total, percent and ETA (rich.progress.Progress;
+    add one task with its total, then update its `completed`)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn(escape(title)), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True)
+
+
 def steps_with_progress(enabled: bool = True) -> Steps:
-    """Steps that show a spinner on a terminal and one line per finished step everywhere."""
+    """Steps that show a spinner on a terminal (a bar with counts and ETA once a step calls
+    `steps.advance`) and one line per finished step everywhere."""
     if not enabled:
         return Steps(on_warning=lambda message: err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False))
-    status = {"live": None}
+    status = {"live": None, "bar": None, "task": None, "title": ""}
 
     def start(title: str) -> None:
+        status["title"] = title
         if err.is_terminal:
             status["live"] = err.status(f"{title} ...")
             status["live"].start()
 
+    def advance(done: int, total: int) -> None:
+        if not err.is_terminal:
+            return  # logs get the one line per step; a bar would only add redraws
+        if status["bar"] is None:
+            if status["live"] is not None:  # the bar takes the spinner's place
+                status["live"].stop()
+                status["live"] = None
+            status["bar"] = count_bar(status["title"])
+            status["bar"].start()
+            status["task"] = status["bar"].add_task(status["title"], total=total)
+        status["bar"].update(status["task"], completed=done, total=total)
+
     def end(title: str, seconds: float, ok: bool) -> None:
-        if status["live"] is not None:
-            status["live"].stop()
-            status["live"] = None
+        for key in ("live", "bar"):
+            if status[key] is not None:
+                status[key].stop()
+                status[key] = None
         mark = "[green]done[/]" if ok else "[red]failed[/]"
         err.print(f"{title} ... {mark} ({seconds:.1f} s)", highlight=False)
 
     def warning(message: str) -> None:
         err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)
 
-    return Steps(on_start=start, on_end=end, on_warning=warning)
+    return Steps(on_start=start, on_end=end, on_warning=warning, on_advance=advance)
 
 
 def _fmt(value: Optional[float], spec: str) -> str:

@@ -250,6 +250,46 @@ def test_int8_runs_in_onnxruntime_within_its_budget(seeded):
     assert not np.array_equal(ref, out)  # really quantized: not the fp32 numbers
 
 
+def test_sensitivity_ranks_by_labels_changed_not_by_cosine(monkeypatch, tmp_path):
+    """Fast, with hand-made logits in place of ONNX Runtime: unit "flips" changes the label of half
+    the pixels with a small nudge (cosine stays high); unit "moves" shifts the logits far
+    (cosine drops) without changing one label. Ranked by labels changed, "flips" is the costlier
+    and the only one kept in fp32 for a 90% target; ranked by cosine it would be "moves"."""
+    from types import SimpleNamespace
+
+    from msla_deploy.export import int8_sensitivity as sens
+    from msla_deploy.parity.metrics import cosine_similarity
+
+    reference = np.zeros((1, 2, 4, 4), np.float32)
+    reference[:, 0], reference[:, 1] = 1.0, 0.9  # class 0 everywhere, by a margin of 0.1
+    half = np.zeros((4, 4), bool)
+    half[:2] = True  # the 8 pixels "flips" nudges; "moves" acts on the other 8
+
+    def logits(quantized) -> np.ndarray:
+        out = reference.copy()
+        if "flips" in quantized:
+            out[:, 1][:, half] += 0.2  # class 1 wins there now
+        if "moves" in quantized:
+            out[:, 0][:, ~half] += 5.0  # class 0 wins by more: no label changes
+        return out
+
+    units = [SimpleNamespace(module=m, kind="block", quantizable=["conv"]) for m in ("moves", "flips", "still")]
+    monkeypatch.setattr(sens, "onnx", SimpleNamespace(load=lambda path: "fp32"))
+    monkeypatch.setattr(sens, "graph_units", lambda model: units)
+    monkeypatch.setattr(sens, "quantize", lambda path, calibration, quantized: SimpleNamespace(proto=tuple(quantized)))
+    monkeypatch.setattr(sens, "run_batches", lambda model, batches: reference if model == "fp32" else logits(model))
+    calibration = int8.Calibration("max", 1, tmp_path / "cache", [np.zeros((1, 3, 4, 4), np.float32)])
+
+    result = sweep(tmp_path / "model.onnx", calibration, min_agreement=0.9)
+    rows = {r.module: r for r in result.rows}
+    assert (rows["flips"].alone, rows["moves"].alone, rows["still"].alone) == (0.5, 1.0, 1.0)
+    assert rows["moves"].alone_cosine < rows["flips"].alone_cosine < 1.0  # cosine alone would rank "moves" first
+    assert rows["flips"].alone_cosine == pytest.approx(cosine_similarity(reference, logits(["flips"])))
+    assert [r.module for r in result.rows] == ["flips", "moves", "still"]  # labels first; ties by cosine
+    assert rows["flips"].cost == 0.5 and rows["flips"].all_but == 1.0 and rows["moves"].all_but == 0.5
+    assert result.all_int8 == 0.5 and result.keep_fp32 == ["flips"] and result.achieved == 1.0 and result.met
+
+
 @pytest.mark.slow
 def test_sensitivity_ranks_a_quantized_attention_core_first(tmp_path):
     """On stress weights, with the LiteMLA cores allowed into int8, a core is the costliest unit,

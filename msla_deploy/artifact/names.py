@@ -69,6 +69,7 @@ def is_engine_file(name: str) -> bool:
 # the manifest's weights.source: where the exported weights came from
 WEIGHTS_CHECKPOINT, WEIGHTS_RANDOM, WEIGHTS_FACTORY = "checkpoint", "random", "factory"
 RANDOM_WEIGHTS_WARNING = "RANDOM WEIGHTS: exported without a checkpoint; its predictions and scores mean nothing"
+META_WEIGHTS = "msla_deploy.weights"  # a packaged model's parameters: the weights' source
 
 TRITON_CONFIG_NAME = "config.pbtxt"
 TRITON_MODEL_VERSION = "1"  # the one version folder a package writes

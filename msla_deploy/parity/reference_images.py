@@ -64,10 +64,15 @@ def _add_images(directory: Path, staging: Path, images_dir: Path, steps: Steps) 
         raise BadInput(f"{len(files)} picture(s) for a model with static batch {batch}", f"give a multiple of {batch} pictures")
 
     with steps.step("images", f"Reading {len(files)} picture(s) at {height}x{width}"):
-        decoded = [load_rgb(f) for f in files]
-        sizes = [list(d.shape[:2]) for d in decoded]
-        pixels = np.stack([preprocess(d, height, width) for d in decoded])
-        del decoded
+        sizes, preprocessed = [], []
+        steps.advance(0, len(files))
+        for done, f in enumerate(files, 1):  # one decoded picture in memory at a time
+            decoded = load_rgb(f)
+            sizes.append(list(decoded.shape[:2]))
+            preprocessed.append(preprocess(decoded, height, width))
+            steps.advance(done, len(files))
+        pixels = np.stack(preprocessed)
+        del preprocessed
     from ..runtime.torch_backend import rebuild  # torch: only now that the input is known good
     from .torch_reference import run_model
 
@@ -77,8 +82,13 @@ def _add_images(directory: Path, staging: Path, images_dir: Path, steps: Steps) 
 
         # a labels head: upstream's resize + argmax on the rebuilt logits, like the export's reference
         module = with_head(module, manifest.options.head, manifest.options.resolution)
-    with steps.step("reference", "Computing the PyTorch reference outputs"):
-        outputs = np.concatenate([run_model(module, pixels[i:i + batch]) for i in range(0, len(files), batch)])
+    with steps.step("reference", f"Computing the PyTorch reference outputs of {len(files)} picture(s)"):
+        parts = []
+        steps.advance(0, len(files))  # the bar (counts, ETA) shows before the first batch, the slowest
+        for i in range(0, len(files), batch):
+            parts.append(run_model(module, pixels[i:i + batch]))
+            steps.advance(min(i + batch, len(files)), len(files))
+        outputs = np.concatenate(parts)
 
     (input_name, old_inputs), (output_name, old_outputs) = next(iter(bundle.inputs.items())), next(iter(bundle.outputs.items()))
     if outputs.shape[1:] != old_outputs.shape[1:]:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 import typer
+from rich.markup import escape
 
 from ..artifact.names import META_RECIPE, TRITON_SCHEME
 from ..choices import NonTorchBackend, Platform
@@ -45,6 +46,7 @@ def package_command(
     if json_out:
         print_json(package.to_dict())
         return
+    warn_random_weights(package.weights_warning)
     group = package.instance_group
     out.print(key_values([
         ("model", f"{package.name} ({package.platform})"),
@@ -55,11 +57,24 @@ def package_command(
                   else f"static {package.layout.batch}: max_batch_size 0, the batch is in the dims"),
         ("instances", f"{group.kind} x{group.count}" + (f" on GPUs {','.join(map(str, group.gpus))}" if group.gpus else "") + f" ({group.why})"),
         ("recipe", package.parameters.get(META_RECIPE, "-")),
+        ("weights", weights_text(package.weights_source, package.weights_warning)),
         ("checked", "parsed back with Triton's ModelConfig" if package.checked_with_model_config else "[yellow]not parsed back (tritonclient missing)[/]"),
     ]))
     for note in package.notes:
         err.print(f"[yellow]note:[/] {note}", highlight=False)
     print_next(next_after_package(artifact, triton, package.name, package.platform))
+
+
+def weights_text(source: Optional[str], warning: Optional[str]) -> str:
+    """The weights' source for a header: loud when they are random."""
+    if warning:
+        return f"[bold yellow]{escape(source or '')}: {escape(warning)}[/]"
+    return escape(source) if source else "- (no manifest says)"
+
+
+def warn_random_weights(warning: Optional[str]) -> None:
+    if warning:
+        err.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
 def next_after_package(artifact: Path, repository: Path, name: str, platform: str) -> List[Tuple[str, str]]:
@@ -98,9 +113,11 @@ def serve_command(
             if json_out:
                 print_json_line(server.describe())
             else:
+                warn_random_weights(server.weights_warning)
                 b = server.batching
                 out.print(key_values([
                     ("serving", f"{server.model} from {server.artifact}"),
+                    ("weights", weights_text(server.weights_source, server.weights_warning)),
                     ("url", f"[bold]{server.url}[/]"),
                     ("batching", ("dynamic, up to " + str(b.max_batch_size) if b.dynamic else "none") + f" ({b.why})"),
                     ("model runs on", f"{server.runner.get('runtime')} {server.runner.get('version')} on {server.runner.get('ran_on')}"),

@@ -8,7 +8,12 @@ Names, dims and dtypes come from the artifact's graph. A static export's config 
 dynamic batch dimension); an `export --batch dynamic --max-batch N` one says `max_batch_size: N`,
 dims without the batch, and turns the dynamic batcher on (a TensorRT engine of it carries the
 profile 1..N that `build` gives it). The manifest's recipe hash rides along in `parameters`, so a
-server's model can be traced back to the export that made it.
+server's model can be traced back to the export that made it, and so does the weights' source
+(random weights stay visible on the server that runs them).
+
+The repository is written where the user names it and nowhere else: never onto the artifact's
+files nor inside its export directory, and REPO/<name> never through a link out of REPO
+(artifact/outputs.py); a refusal is exit 2 before anything is written.
 
 The config is written as text by us (the base install stays free of tritonclient); where
 tritonclient is installed it is parsed back with Triton's own ModelConfig message before anything
@@ -17,6 +22,7 @@ is written, and the tests always do.
 
 from __future__ import annotations
 
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,12 +34,14 @@ from ..artifact.names import (
     META_MODEL,
     META_PRECISION,
     META_RECIPE,
+    META_WEIGHTS,
     TRITON_CONFIG_MARKER,
     TRITON_CONFIG_NAME,
     TRITON_MODEL_FILES,
     TRITON_MODEL_VERSION,
     TRITON_PLATFORMS,
 )
+from ..artifact.outputs import check_repository_entry, guard_for
 from ..artifact.staging import PARTIAL_TAG, staging_path, swap_in
 from ..errors import BadInput, one_line_text
 from ..runtime.triton import KSERVE_DTYPES
@@ -52,6 +60,7 @@ from .model_io import (
 )
 
 PLATFORM_CHOICES = ("auto",) + TRITON_PLATFORMS  # = choices.PLATFORM_CHOICES
+REPOSITORY_FLAG = "--triton"
 
 
 @dataclass
@@ -94,6 +103,8 @@ class Package:
     checked_with_model_config: bool
     replaced: bool = False
     notes: List[str] = field(default_factory=list)
+    weights_source: Optional[str] = None  # the manifest's weights.source (None: no manifest says)
+    weights_warning: Optional[str] = None  # said wherever the model runs: random weights
 
     def to_dict(self) -> Dict:
         return {
@@ -103,6 +114,7 @@ class Package:
             "inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs],
             "instance_group": self.instance_group.to_dict(), "parameters": self.parameters,
             "checked_with_model_config": self.checked_with_model_config, "replaced": self.replaced, "notes": self.notes,
+            "weights_source": self.weights_source, "weights_warning": self.weights_warning,
         }
 
 
@@ -219,15 +231,37 @@ def _is_ours(model_dir: Path) -> bool:
         return False
 
 
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = Path(os.path.realpath(path)), Path(os.path.realpath(folder))
+    return path == folder or folder in path.parents
+
+
+def check_destination(art: Artifact, repository: Path, model_dir: Path) -> None:
+    """Refuse (exit 2) a repository on the artifact's files or inside its export directory, and a
+    model folder that is a link out of the repository: the copy of the model must land where the
+    user said, and never become part of (or replace part of) what it was copied from."""
+    guard = guard_for(art)
+    guard.check(repository, REPOSITORY_FLAG)
+    guard.check(model_dir, REPOSITORY_FLAG)
+    # beside the artifact's files is fine for reports, not for a repository: a second model
+    # (engine) inside the export would travel with it, and the export directory is no repository
+    home = art.directory or (art.path if art.kind == "directory" else None)  # with a manifest or without
+    if home is not None and _inside(repository, home):
+        raise BadInput(f"{REPOSITORY_FLAG} {repository} is inside the export directory {home}",
+                       "put the model repository outside the artifact, e.g. --triton triton-repo")
+    check_repository_entry(repository, model_dir, REPOSITORY_FLAG)
+
+
 def package_triton(options: PackageOptions, steps=None) -> Package:
     art = open_artifact(options.artifact)
     platform = choose_platform(art, options.platform)
     name = check_model_name(options.name) if options.name is not None else default_name(art)
     group = instance_group(platform, options.instances, options.gpus)
     repository = Path(options.repository)
+    model_dir = repository / name
+    check_destination(art, repository, model_dir)
     if repository.exists() and not repository.is_dir():
         raise BadInput(f"--triton {repository} is a file", "pass a directory for the model repository")
-    model_dir = repository / name
     if model_dir.exists() or model_dir.is_symlink():
         if not options.overwrite:
             raise BadInput(f"{model_dir} already exists", "pass --overwrite to replace it, or choose another --name")
@@ -245,7 +279,8 @@ def package_triton(options: PackageOptions, steps=None) -> Package:
         inputs, outputs = onnx_io(source)
         io_source = source.name
     layout = batch_layout(inputs, outputs, art.max_batch, str(source))
-    parameters = {k: v for k, v in ((META_RECIPE, art.recipe_sha256), (META_MODEL, art.model_name), (META_PRECISION, art.precision)) if v}
+    parameters = {k: v for k, v in ((META_RECIPE, art.recipe_sha256), (META_MODEL, art.model_name), (META_PRECISION, art.precision),
+                                    (META_WEIGHTS, art.weights_source)) if v}
     if META_RECIPE not in parameters:
         notes.append(f"{art.path} records no recipe hash (not written by msla-deploy export?): none in the config")
     text = config_text(name, platform, inputs, outputs, layout, group, parameters, str(source))
@@ -273,4 +308,5 @@ def package_triton(options: PackageOptions, steps=None) -> Package:
         model_path=model_dir / TRITON_MODEL_VERSION / TRITON_MODEL_FILES[platform], source=source,
         inputs=inputs, outputs=outputs, io_source=io_source, layout=layout, instance_group=group, parameters=parameters,
         config_text=text, checked_with_model_config=checked, replaced=replaced, notes=notes,
+        weights_source=art.weights_source, weights_warning=art.weights_warning,
     )

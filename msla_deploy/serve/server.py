@@ -169,6 +169,8 @@ class Server:
     batching: Batching
     runner: Dict
     log_file: Path
+    weights_source: Optional[str] = None  # the manifest's weights.source (None: no manifest says)
+    weights_warning: Optional[str] = None  # random weights: said in the header and the description
     _triton: object = field(repr=False, default=None)
     _workdir: Optional[Path] = field(repr=False, default=None)
     _session: object = field(repr=False, default=None)
@@ -198,6 +200,7 @@ class Server:
             "url": self.url, "host": self.host, "port": self.port, "protocol": "grpc", "model": self.model,
             "artifact": str(self.artifact), "inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs],
             "batching": self.batching.to_dict(), "model_runs_on": self.runner,
+            "weights_source": self.weights_source, "weights_warning": self.weights_warning,
             "server": {"tritonserver": "bundled with nvidia-pytriton", "nvidia-pytriton": package_version("nvidia-pytriton")},
         }
 
@@ -261,7 +264,7 @@ def _start_triton(pytriton, art: Artifact, session, *, host: str, port: int, mod
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     return Server(url=f"{TRITON_SCHEME}{address}/{model}", host=host, port=port, model=model, artifact=Path(art.path),
                   inputs=inputs, outputs=outputs, batching=batching, runner=session.describe(), log_file=log_file,
-                  _triton=triton, _workdir=workdir, _session=session)
+                  weights_source=art.weights_source, weights_warning=art.weights_warning, _triton=triton, _workdir=workdir, _session=session)
 
 
 def serve_until_stopped(server: Server, stop: threading.Event, poll_s: float = 1.0) -> None:
