@@ -159,10 +159,11 @@ def test_bad_calibration_input_is_one_line(tmp_path, case):
         folder.mkdir()
     if case == "unreadable":
         (folder / "broken.png").write_bytes(b"not a png at all")
-    elif case == "label_map":
+    elif case == "label_map":  # label maps are left out by their folder (a grey photo elsewhere is calibrated on)
         from PIL import Image
 
-        Image.fromarray(np.zeros((16, 16), np.uint8), mode="L").save(folder / "labels.png")
+        (folder / "gtFine").mkdir()
+        Image.fromarray(np.zeros((16, 16), np.uint8), mode="L").save(folder / "gtFine" / "labels.png")
     elif case == "wrong_shape":
         np.save(folder / "x.npy", np.zeros((4, 4, 7), np.uint8))
     with pytest.raises(BadInput) as info:
