@@ -462,3 +462,34 @@ def test_an_unreachable_int8_target_writes_what_was_measured_and_exits_1(tmp_pat
     assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out / "model.onnx")).graph.node)  # the best mix, int8
     sweep = json.loads((out / "manifest.json").read_text())["precision"]["int8"]["sensitivity"]
     assert sweep["met"] is False and sweep["min_argmax_agreement"] == 1 and len(sweep["keep_fp32"]) == 1
+
+
+def test_calibration_reports_its_batches_as_they_are_fed():
+    from msla_deploy.export.int8 import _Reader
+
+    seen = []
+    reader = _Reader([np.zeros((1, 3, 4, 4), np.float32)] * 3, progress=lambda done, total: seen.append((done, total)))
+    while reader.get_next() is not None:
+        pass
+    assert seen == [(1, 3), (2, 3), (3, 3)]
+
+
+def test_the_int8_export_shows_calibration_and_sweep_progress(tmp_path, monkeypatch):
+    from msla_deploy.artifact.options import ExportOptions
+    from msla_deploy.export.pipeline import run_export
+    from msla_deploy.progress import Steps
+
+    factory = tmp_path / "two.py"
+    factory.write_text(TWO_CONVS)
+    pictures = tmp_path / "pictures"
+    pictures.mkdir()
+    for i in range(2):
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(pictures / f"{i}.png")
+    advances = []
+    steps = Steps(on_start=lambda title: advances.append(title), on_advance=lambda done, total: advances.append((done, total)))
+    run_export(ExportOptions(model=f"{factory}:build", resolution=(64, 64), precision="int8", calib_images=pictures,
+                             sensitivity=True, out=tmp_path / "out"), steps)
+    calibrating = advances.index(next(a for a in advances if isinstance(a, str) and a.startswith("Calibrating")))
+    sweeping = advances.index(next(a for a in advances if isinstance(a, str) and a.startswith("Quantizing")))
+    assert (2, 2) in advances[calibrating:sweeping]  # every picture fed
+    assert advances[sweeping + 1] == (0, 2) and (2, 2) in advances[sweeping:]  # both modules measured

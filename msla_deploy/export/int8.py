@@ -47,7 +47,7 @@ import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence, Set
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Set
 
 import numpy as np
 import onnx
@@ -214,9 +214,10 @@ class _Reader:
     """ONNX Runtime's CalibrationDataReader protocol over a list of input batches, with the
     ranges (`set_range`) its strided calibration reads chunk by chunk."""
 
-    def __init__(self, batches: Sequence[np.ndarray]) -> None:
+    def __init__(self, batches: Sequence[np.ndarray], progress: Optional[Callable[[int, int], None]] = None) -> None:
         self._batches = list(batches)
         self._it = iter(self._batches)
+        self._progress, self._fed = progress, 0
 
     def __len__(self) -> int:
         return len(self._batches)
@@ -226,7 +227,12 @@ class _Reader:
 
     def get_next(self):
         batch = next(self._it, None)
-        return None if batch is None else {INPUT_NAME: batch}
+        if batch is None:
+            return None
+        self._fed += 1
+        if self._progress is not None:  # batches handed to the calibrator: the pass's progress
+            self._progress(min(self._fed, len(self._batches)), len(self._batches))
+        return {INPUT_NAME: batch}
 
 
 # ONNX Runtime's calibrators hold every tensor of every batch until ranges are computed: at
@@ -280,7 +286,8 @@ def _qdq_options(method: str, batches: int) -> Dict:
     return options
 
 
-def _quantize_static(fp32_path: Path, out_path: Path, calibration: Calibration, nodes: List[str]) -> None:
+def _quantize_static(fp32_path: Path, out_path: Path, calibration: Calibration, nodes: List[str],
+                     progress: Optional[Callable[[int, int], None]] = None) -> None:
     q = _ort_quantization()
     # the labels head is never quantized: named explicitly, whatever op types a quantizer version adds
     exclude = head_nodes(onnx.load(str(fp32_path), load_external_data=False))
@@ -301,11 +308,13 @@ def _quantize_static(fp32_path: Path, out_path: Path, calibration: Calibration, 
         kwargs["calibration_cache_path"] = str(calibration.cache)
     # older ONNX Runtime: no cache, calibrate again (same data, same ranges, slower)
     with _quiet():
-        q.quantize_static(str(fp32_path), str(out_path), _Reader(calibration.batches), **kwargs)
+        q.quantize_static(str(fp32_path), str(out_path), _Reader(calibration.batches, progress), **kwargs)
 
 
-def calibrate(fp32_path: Path, batches: Sequence[np.ndarray], method: str, workdir: Path) -> Calibration:
-    """Measure the ranges of every quantizable tensor on `batches` (one quantization pass)."""
+def calibrate(fp32_path: Path, batches: Sequence[np.ndarray], method: str, workdir: Path,
+              progress: Optional[Callable[[int, int], None]] = None) -> Calibration:
+    """Measure the ranges of every quantizable tensor on `batches` (one quantization pass);
+    `progress(done, total)` as the batches are fed."""
     if method not in CALIB_METHODS:
         raise ValueError(f"unknown calibration method {method!r}")
     calibration = Calibration(method, sum(len(b) for b in batches), Path(workdir) / "calibration.json", list(batches))
@@ -315,7 +324,7 @@ def calibrate(fp32_path: Path, batches: Sequence[np.ndarray], method: str, workd
         os.remove(calibration.cache)
     units = graph_units(onnx.load(str(fp32_path), load_external_data=False))
     nodes = [n for u in units for n in u.quantizable]
-    _quantize_static(fp32_path, Path(workdir) / "calibrating.onnx", calibration, nodes)
+    _quantize_static(fp32_path, Path(workdir) / "calibrating.onnx", calibration, nodes, progress)
     return calibration
 
 

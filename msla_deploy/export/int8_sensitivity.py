@@ -120,8 +120,10 @@ def sweep(
     calibration: Calibration,
     include_attention: bool = False,
     min_agreement: Optional[float] = None,
-    progress: Optional[Callable[[str], None]] = None,
+    progress: Optional[Callable[[int, int], None]] = None,
 ) -> SensitivityTable:
+    """Quantize each candidate module alone (and all but it), measure label agreement and cosine
+    with the fp32 graph; `progress(done, total)` after each module."""
     fp32 = onnx.load(str(fp32_path))
     reference = run_batches(fp32, calibration.batches)
     units = candidates(graph_units(fp32), include_attention)
@@ -135,9 +137,9 @@ def sweep(
 
     all_int8 = measure(names)
     rows = []
+    if progress is not None:
+        progress(0, len(units))
     for i, unit in enumerate(units):
-        if progress is not None:
-            progress(f"{i + 1}/{len(units)} {unit.module}")
         alone = logits([unit.module])
         rows.append(UnitCost(
             unit.module, unit.kind, len(unit.quantizable),
@@ -145,6 +147,8 @@ def sweep(
             all_but=measure([n for n in names if n != unit.module]) if len(names) > 1 else 1.0,
             alone_cosine=cosine_similarity(reference, alone),
         ))
+        if progress is not None:
+            progress(i + 1, len(units))
     # most costly alone first; where no label flips (ties), the unit that moves the logits most
     rows.sort(key=lambda r: (r.alone, r.alone_cosine if r.alone_cosine == r.alone_cosine else -1.0, r.module))
     result = SensitivityTable(CalibrationUsed(calibration.method, calibration.count), include_attention, all_int8, rows)

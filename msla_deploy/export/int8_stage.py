@@ -70,7 +70,7 @@ def quantize_export(
         feeds = calib.batches(calibration_batch(options))
         pictures = sum(len(f) for f in feeds)
         with steps.step("calibrate", f"Calibrating int8 ranges on {pictures} picture(s) ({options.calib_method})"):
-            calibration = int8_q.calibrate(fp32_path, feeds, options.calib_method, Path(work))
+            calibration = int8_q.calibrate(fp32_path, feeds, options.calib_method, Path(work), progress=steps.advance)
         units = int8_q.graph_units(onnx.load(str(fp32_path)))
         candidates = [u.module for u in units if options.int8_attention or u.kind == "block"]
         sensitivity, files = _sweep(options, fp32_path, calibration, len(candidates), staging, steps)
@@ -98,7 +98,7 @@ def _sweep(
         return None, []
     with steps.step("sensitivity", f"Quantizing {candidates} module(s) one at a time (and all but one)"):
         sensitivity = int8_sweep.sweep(
-            fp32_path, calibration, options.int8_attention, options.min_argmax_agreement
+            fp32_path, calibration, options.int8_attention, options.min_argmax_agreement, progress=steps.advance
         )
     files: List[str] = []
     if options.sensitivity:
