@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 from msla_deploy import cli as cli_module
 from msla_deploy import limits
 from msla_deploy.artifact import lock as lock_module
-from msla_deploy.artifact.staging import check_output_path
+from msla_deploy.artifact.outputs import OutputGuard
 from msla_deploy.cli import app
 from msla_deploy.errors import BadInput
 from msla_deploy.export import pipeline, torch_to_onnx
@@ -252,8 +252,8 @@ def test_validate_reports_beside_the_artifact_still_work(b0, tmp_path):
     assert result.exit_code == 0, result.output
     assert (a / "validation" / "junit.xml").read_text().startswith("<?xml")
     with pytest.raises(BadInput):
-        check_output_path(a / "reference" / "new.json", a)
-    check_output_path(a / "validation", a)  # no error
+        OutputGuard(artifact_dir=a).check(a / "reference" / "new.json", "--junit")
+    OutputGuard(artifact_dir=a).check(a / "validation", "--report-dir")  # no error
 
 
 def _picture_folder(where: Path, count: int = 1) -> Path:

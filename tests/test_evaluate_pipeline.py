@@ -223,8 +223,15 @@ def test_the_report_is_a_record_that_round_trips(tmp_path):
     # the keys report.json has always had, in their order, under the format tag
     assert list(written) == ["format", "passed", "artifact", "dataset", "protocol", "against", "max_miou_drop_points", "images", "seconds",
                              "images_per_second", "backends", "pairs", "skipped", "notes", "files"]
-    assert list(written["backends"][0]) == ["backend", "ran", "miou", "pixel_accuracy", "miou_drop_points", "passed", "inference_s", "class_iou"]
+    # (issue 25 added the non-finite counts after them: the keys it had stay first, in their order)
+    assert list(written["backends"][0]) == ["backend", "ran", "miou", "pixel_accuracy", "miou_drop_points", "passed", "inference_s", "class_iou",
+                                            "nonfinite_pixels", "nonfinite_pictures"]
     del written["format"]  # a report written before records: version 1 of its kind
+    assert EvaluateReport.from_dict(written) == report
+    for backend in written["backends"]:  # and one written before the non-finite counts: none counted
+        del backend["nonfinite_pixels"], backend["nonfinite_pictures"]
+    for key in ("weights_source", "weights_warning"):
+        del written["artifact"][key]
     assert EvaluateReport.from_dict(written) == report
     assert report.backends[0].miou == evaluation.backends[0].confusion.miou()
 

@@ -75,7 +75,7 @@ class OutputGuard:
                                "remove the link, or name the place it points to yourself")
             real_root = _real(root)
             if where == real_root:
-                raise BadInput(f"{flag} {path} is the artifact directory itself", fix)
+                raise BadInput(f"{flag} {path} would write onto the artifact directory itself, part of the artifact in {root}", fix)
             for item in protected_paths(root):
                 if _inside(where, _real(item)):
                     raise BadInput(f"{flag} {path} would write onto {item.relative_to(root).as_posix()}, part of the artifact in {root}", fix)

@@ -343,21 +343,3 @@ def protected_paths(root: Path) -> List[Path]:
     if root.is_dir():
         names |= {p.name for p in root.iterdir() if p.suffix in (ONNX_SUFFIX, *ENGINE_SUFFIXES)}
     return [root / n for n in sorted(names)]
-
-
-def check_output_path(path: Path, protected_root: Path, flag: str = "output", extra: Iterable[Path] = (),
-                      guard_root: bool = True) -> None:
-    """BadInput (exit 2) if writing `path` (a file, or a folder of reports) would overwrite part
-    of the artifact in `protected_root`: the directory itself, its manifest, model, reference
-    bundle or any file its manifest lists (or anything inside those)."""
-    where = Path(os.path.realpath(path))
-    root = Path(os.path.realpath(protected_root))
-    guarded = ([root] if guard_root else []) + [Path(os.path.realpath(p)) for p in (*protected_paths(protected_root), *extra)]
-    for item in guarded:
-        inside = where == item or (item != root and item in where.parents)
-        if inside:
-            what = "the artifact directory itself" if item == root else f"{item.relative_to(root).as_posix() if root in item.parents else item}"
-            raise BadInput(
-                f"{flag} {path} would write onto {what}, part of the artifact in {protected_root}",
-                f"write it elsewhere, e.g. {root / 'validation'} or a path outside the artifact",
-            )

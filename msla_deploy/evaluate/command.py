@@ -1,7 +1,7 @@
 """The `evaluate` command: parse, call msla_deploy.evaluate.run, render. Registered in cli.py.
 
-Exit codes: 0 evaluated (and within --max-miou-drop), 1 a backend lost more mIoU than allowed,
-2 bad input (a bad dataset file is named), 3 missing runtime.
+Exit codes: 0 evaluated (and within --max-miou-drop), 1 a backend gave a NaN/Inf logit or lost
+more mIoU than allowed, 2 bad input (a bad dataset file is named), 3 missing runtime.
 """
 
 from __future__ import annotations
@@ -68,15 +68,7 @@ def evaluate_command(
     else:
         _render(report)
     if not report.passed:
-        error_line(
-            "; ".join(
-                f"{b.backend} loses {b.miou_drop_points:.3f} points of mIoU against {report.against} (budget {report.max_miou_drop_points:g})"
-                if b.miou_drop_points is not None
-                else f"{b.backend}: no mIoU"
-                for b in report.failed
-            )
-            + f" (details in {report.files['markdown']})"
-        )
+        error_line("; ".join(report.failures()) + f" (details in {report.files['markdown']})")
         raise typer.Exit(1)
 
 
@@ -123,6 +115,8 @@ def _render(report: "EvaluateReport") -> None:
     from rich import box
     from rich.table import Table
 
+    from ..parity.command import weights_cell
+
     art, data = report.artifact, report.dataset
     skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
     speed = f"{report.images_per_second:.2f} images/s ({report.seconds:.1f} s)" if report.images_per_second else "-"
@@ -130,6 +124,7 @@ def _render(report: "EvaluateReport") -> None:
         key_values(
             [
                 ("artifact", escape(f"{art.path} ({art.model or 'model unknown'}, {art.precision}, {art.resolution[0]}x{art.resolution[1]})")),
+                ("weights", weights_cell(art.weights_source, art.weights_warning)),
                 ("dataset", escape(f"{data.kind} {data.root}: {data.evaluated} picture(s){skipped}")),
                 ("speed", speed),
                 ("report", escape(report.files.get("markdown", ""))),
@@ -137,7 +132,7 @@ def _render(report: "EvaluateReport") -> None:
         )
     )
     table = Table(title="mIoU", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column in ("backend", "mIoU %", "pixel acc %", "drop (points)", "verdict"):
+    for column in ("backend", "mIoU %", "pixel acc %", "drop (points)", "NaN/Inf px (pictures)", "verdict"):
         table.add_column(column, justify="left" if column == "backend" else "right", no_wrap=True)
     for b in report.backends:
         if b.backend == report.against:
@@ -145,7 +140,8 @@ def _render(report: "EvaluateReport") -> None:
         else:
             drop = "-" if b.miou_drop_points is None else f"{b.miou_drop_points:.3f}"
         verdict = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: ""}[b.passed]
-        table.add_row(escape(b.backend), _pct(b.miou), _pct(b.pixel_accuracy), drop, verdict)
+        nonfinite = f"[red]{b.nonfinite_pixels} ({b.nonfinite_pictures})[/]" if b.nonfinite_pixels else "0"
+        table.add_row(escape(b.backend), _pct(b.miou), _pct(b.pixel_accuracy), drop, nonfinite, verdict)
     out.print(table)
     for pair in report.pairs:
         out.print(

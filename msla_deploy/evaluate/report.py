@@ -23,6 +23,8 @@ class ArtifactSummary:
     resolution: List[int]  # [H, W]
     batch: int
     num_classes: int
+    weights_source: Optional[str] = None  # the manifest's weights.source (checkpoint, random, factory); None: no manifest
+    weights_warning: Optional[str] = None  # said in the header and the report when the weights are random
 
 
 @dataclass
@@ -58,6 +60,11 @@ class BackendResult:
     # Confusion.class_table rows: {class, name, iou, label_pixels, predicted_pixels}
     # (dicts: "class" is the key reports have always had, and a Python keyword)
     class_iou: List[Dict[str, Any]]
+    # pixels of the model's output (its logits' resolution) with a NaN or infinite logit, and the
+    # pictures that had any: a single one fails the backend (NaN argmaxes to class 0, and a
+    # random-weight reference scores ~0, so an mIoU gate alone would pass an all-NaN artifact)
+    nonfinite_pixels: int = 0
+    nonfinite_pictures: int = 0
 
 
 @dataclass
@@ -114,6 +121,25 @@ class EvaluateReport(Record):
     def failed(self) -> List[BackendResult]:
         return [b for b in self.backends if b.passed is False]
 
+    def failures(self) -> List[str]:
+        """Why each failed backend failed, one phrase each (the verdict line and junit.xml)."""
+        return [_failure(self, b) for b in self.failed]
+
+
+def nonfinite_text(b: BackendResult, images: int) -> str:
+    return f"NaN/Inf logits at {b.nonfinite_pixels} output pixel(s) in {b.nonfinite_pictures} of {images} picture(s)"
+
+
+def _failure(report: EvaluateReport, b: BackendResult) -> str:
+    gate = report.max_miou_drop_points
+    reasons = [f"{b.backend} gave {nonfinite_text(b, report.images)}"] if b.nonfinite_pixels else []
+    if b.backend != report.against and gate is not None:
+        if b.miou_drop_points is None:
+            reasons.append(f"{b.backend}: no mIoU")
+        elif b.miou_drop_points > gate:
+            reasons.append(f"{b.backend} loses {b.miou_drop_points:.3f} points of mIoU against {report.against} (budget {gate:g})")
+    return "; ".join(reasons)
+
 
 def _pct(value) -> str:
     return "-" if value is None else f"{100 * value:.2f}"
@@ -122,14 +148,17 @@ def _pct(value) -> str:
 def markdown(report: EvaluateReport) -> str:
     art, data = report.artifact, report.dataset
     gate = report.max_miou_drop_points
-    lines = [
-        f"## msla-deploy evaluate: {'PASS' if report.passed else 'FAIL'}",
-        "",
+    lines = [f"## msla-deploy evaluate: {'PASS' if report.passed else 'FAIL'}" + (" (RANDOM WEIGHTS)" if art.weights_warning else ""), ""]
+    if art.weights_warning:  # a PASS at 0.05% mIoU must not read as a result
+        lines += [f"> **{art.weights_warning}**", ""]
+    lines += [
         f"- **artifact**: `{art.path}` ({art.model or 'model unknown'}, {art.precision}, "
         f"input {art.resolution[0]}x{art.resolution[1]})",
+        f"- **weights**: {art.weights_source or 'not recorded (no manifest)'}",
         f"- **dataset**: {data.kind} `{data.root}`, {data.evaluated} picture(s)"
         + (f", {len(report.skipped)} skipped as bad" if report.skipped else ""),
-        f"- **reference backend**: `{report.against}`; gate: " + ("none" if gate is None else f"mIoU drop <= {gate:g} points"),
+        f"- **reference backend**: `{report.against}`; gate: every logit finite"
+        + ("" if gate is None else f", mIoU drop <= {gate:g} points"),
         f"- **throughput**: {report.images_per_second:.2f} images/s over {report.seconds:.1f} s "
         "(all backends, decoding and metrics included)"
         if report.images_per_second
@@ -152,12 +181,14 @@ def _drop(b: BackendResult, against: str) -> str:
 
 
 def _backend_table(report: EvaluateReport) -> List[str]:
-    lines = ["| backend | ran on | mIoU % | pixel acc % | drop (points) | verdict |", "|---|---|---|---|---|---|"]
+    lines = ["| backend | ran on | mIoU % | pixel acc % | drop (points) | NaN/Inf px (pictures) | verdict |", "|---|---|---|---|---|---|---|"]
     for b in report.backends:
         verdict = {True: "pass", False: "**FAIL**", None: ""}[b.passed]
+        nonfinite = f"**{b.nonfinite_pixels} ({b.nonfinite_pictures})**" if b.nonfinite_pixels else "0"
         lines.append(f"| `{b.backend}` | {b.ran.get('ran_on', '')} | {_pct(b.miou)} | {_pct(b.pixel_accuracy)} | "
-                     f"{_drop(b, report.against)} | {verdict} |")
-    return lines + [""]
+                     f"{_drop(b, report.against)} | {nonfinite} | {verdict} |")
+    failures = report.failures()
+    return lines + [""] + ((["**Failed:**", ""] + [f"- {f}" for f in failures] + [""]) if failures else [])
 
 
 def _class_table(report: EvaluateReport) -> List[str]:
@@ -190,16 +221,20 @@ def junit_xml(report: EvaluateReport) -> bytes:
     reference_miou = report.reference.miou
     cases = []
     for b in report.backends:
+        passed = b.passed is not False
+        failure = "" if passed else _failure(report, b)
         if b.backend == report.against:
+            # the reference has no drop to gate: a case of its own only when its logits are not finite
+            if b.nonfinite_pixels:
+                cases.append((f"{b.backend}: finite logits", False, nonfinite_text(b, report.images), failure))
             continue
         detail = (
             f"mIoU {_pct(b.miou)} % vs {_pct(reference_miou)} % on `{report.against}`: drop "
             + ("-" if b.miou_drop_points is None else f"{b.miou_drop_points:.3f}")
             + " points"
             + ("" if gate is None else f", budget {gate:g}")
+            + f"; {nonfinite_text(b, report.images)}"
         )
-        passed = b.passed is not False
-        failure = "" if passed else f"{b.backend} loses more than {gate:g} points of mIoU"
         cases.append((f"{b.backend}: mIoU drop against {report.against}", passed, detail, failure))
     classname = f"msla-deploy.evaluate.{report.artifact.model or report.artifact.name}"
     return junit_suite("msla-deploy evaluate", classname, cases, report.seconds)

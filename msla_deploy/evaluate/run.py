@@ -30,10 +30,11 @@ import numpy as np
 
 from .. import runtime
 from ..artifact.names import EVALUATION_DIR, LABELS_NAME, OUTPUT_NAME
+from ..artifact.outputs import guard_for
 from ..artifact.resolve import Artifact, resolve
 from ..classes import IGNORE_INDEX, dataset_for, palette
 from ..drawing import save_picture
-from ..errors import BadInput
+from ..errors import BadInput, one_line_text
 from ..runtime import processing
 from .datasets import Dataset, Sample, find_dataset, picture_size, read_pair
 from .metrics import NO_LABEL, Confusion
@@ -52,6 +53,7 @@ from .report import (
 
 WORST_IMAGES = 10  # disagreeing images listed per backend pair
 WORST_PICTURES = 3  # of which a picture is drawn
+SKIPPED_SHOWN = 3  # bad files named in the error line when none was usable
 READERS = 2
 IN_FLIGHT = 2  # batches waiting for the metric thread
 # The host graphs (preprocess, upsample + argmax) run on one ONNX Runtime thread each: the
@@ -122,6 +124,14 @@ class BackendTally:
     describe: Dict
     confusion: Confusion
     seconds: float = 0.0  # inference time of this backend alone
+    nonfinite_pixels: int = 0  # output pixels with a NaN or infinite logit
+    nonfinite_pictures: int = 0  # pictures with any
+
+    def count_nonfinite(self, logits: np.ndarray) -> None:
+        """One picture's [C, h, w] logits: its pixels with a logit that is not finite."""
+        bad = int(np.count_nonzero(~np.isfinite(logits).all(axis=0)))
+        self.nonfinite_pixels += bad
+        self.nonfinite_pictures += bool(bad)
 
     def result(self, names: Optional[Tuple[str, ...]], drop: Optional[float], passed: Optional[bool]) -> BackendResult:
         return BackendResult(
@@ -133,6 +143,8 @@ class BackendTally:
             passed=passed,
             inference_s=round(self.seconds, 3),
             class_iou=self.confusion.class_table(names),
+            nonfinite_pixels=self.nonfinite_pixels,
+            nonfinite_pictures=self.nonfinite_pictures,
         )
 
 
@@ -260,6 +272,14 @@ class Evaluation:
         self.options, self.on_progress = options, on_progress
         self.artifact = artifact = resolve(Path(options.artifact))
         self.report_dir = Path(options.report_dir) if options.report_dir else artifact.default_report_dir(EVALUATION_DIR)
+        # nothing is written onto the artifact or the dataset, nor through a link out of the
+        # artifact (an `evaluation` link shipped inside it): the default folder is checked too
+        guard = guard_for(artifact, inputs=[Path(options.data)])
+        guard.check(self.report_dir, "--report-dir" if options.report_dir else "the report folder")
+        if options.junit is not None:
+            guard.check(Path(options.junit), "--junit")
+        if options.save_predictions is not None:
+            guard.check(Path(options.save_predictions), "--save-predictions")
         if self.report_dir.exists() and not self.report_dir.is_dir():
             raise BadInput(f"--report-dir {self.report_dir} is a file", "pass a directory (it is created if missing)")
         _check_artifact(artifact)
@@ -382,6 +402,7 @@ class Evaluation:
         for i, decoded in enumerate(batch):
             predicted = {}
             for tally in self.backends:
+                tally.count_nonfinite(outputs[tally.backend][OUTPUT_NAME][i])
                 labels = self._labels(outputs[tally.backend], i, decoded.label.shape)
                 predicted[tally.backend] = labels
                 tally.confusion.add(decoded.label, labels)
@@ -407,9 +428,11 @@ class Evaluation:
     # --- the report ----------------------------------------------------------------------------
     def _report(self) -> EvaluateReport:
         """The record from the tallies; report.json, report.md, junit.xml and the pictures written."""
-        if self.done == 0:
-            raise BadInput(f"--data {self.options.data}: no picture could be evaluated ({len(self.skipped)} skipped as bad)",
-                           "fix the dataset; the report lists the bad files")
+        if self.done == 0:  # no report is written: the line itself names the bad files
+            shown = "; ".join(one_line_text(f"{s.image}: {s.problem}", 240) for s in self.skipped[:SKIPPED_SHOWN])
+            more = f"; and {len(self.skipped) - SKIPPED_SHOWN} more" if len(self.skipped) > SKIPPED_SHOWN else ""
+            raise BadInput(f"--data {self.options.data}: no picture could be evaluated, all {len(self.skipped)} were bad ({shown}{more})",
+                           "fix or remove those files")
         gate = self.options.max_miou_drop
         reference = next(t for t in self.backends if t.backend == self.against)
         reference_miou = reference.confusion.miou()
@@ -421,6 +444,8 @@ class Evaluation:
                 miou = tally.confusion.miou()
                 drop = None if miou is None or reference_miou is None else 100.0 * (reference_miou - miou)
                 passed = None if gate is None else (drop is not None and drop <= gate)
+            if tally.nonfinite_pixels:  # with or without --max-miou-drop, the reference too
+                passed = False
             backends.append(tally.result(names, drop, passed))
         notes = list(self.notes)
         if self.skipped:
@@ -434,7 +459,8 @@ class Evaluation:
         a = self.artifact
         report = EvaluateReport(
             passed=all(b.passed is not False for b in backends),
-            artifact=ArtifactSummary(str(a.path), a.name, a.model_name, a.precision, list(self.resolution), self.batch, self.num_classes),
+            artifact=ArtifactSummary(str(a.path), a.name, a.model_name, a.precision, list(self.resolution), self.batch, self.num_classes,
+                                     weights_source=a.weights_source, weights_warning=a.weights_warning),
             dataset=DatasetSummary(**self.dataset.describe(), evaluated=self.done),
             protocol=Protocol(input_resolution=list(self.resolution), **self.protocol),
             against=self.against,

@@ -71,6 +71,13 @@ def next_after_validate(artifact: Path, requested: str, used: str) -> List[Tuple
     ]
 
 
+def weights_cell(source: Optional[str], warning: Optional[str]) -> str:
+    """The header's weights row: where they came from, and loudly when they are random."""
+    if warning:
+        return f"[bold red]{escape(warning)}[/]"
+    return escape(source or "not recorded (no manifest)")
+
+
 def render_validate(report: ValidateReport) -> None:
     """The report on the terminal: what ran, the metrics table, notes, the drift, where the files are."""
     run, art, budget = report.backend, report.artifact, report.budget
@@ -82,6 +89,7 @@ def render_validate(report: ValidateReport) -> None:
     out.print(key_values([
         ("artifact", escape(f"{art.path} ({art.model or 'model unknown'})")),
         ("precision", escape(f"{art.precision} ({art.precision_source})")),
+        ("weights", weights_cell(art.weights_source, art.weights_warning)),
         ("ran on", ran_on),
         ("reference", escape(f"{report.reference.samples} sample(s), {report.reference.source}")),
         ("budget from", escape("; ".join(sources))),

@@ -182,11 +182,15 @@ class ArtifactInfo:
     precision_source: str
     recipe_sha256: Optional[str] = None
     modified_after_export: List[str] = field(default_factory=list)
+    weights_source: Optional[str] = None  # the manifest's weights.source (checkpoint, random, factory); None: no manifest
+    weights_warning: Optional[str] = None  # said in the header and the report when the weights are random
 
     @classmethod
-    def of(cls, described: Mapping[str, Any], modified: Sequence[str] = ()) -> "ArtifactInfo":
+    def of(cls, described: Mapping[str, Any], modified: Sequence[str] = (), **more: Any) -> "ArtifactInfo":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in described.items() if k in known}, modified_after_export=list(modified))
+        values = {k: v for k, v in described.items() if k in known}
+        values.update(more)
+        return cls(**values, modified_after_export=list(modified))
 
 
 @dataclass

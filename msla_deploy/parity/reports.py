@@ -105,9 +105,14 @@ def markdown(report: ValidateReport) -> str:
     art, run = report.artifact, report.backend
     verdict = "PASS" if report.passed else "FAIL"
     lines = [
-        f"## msla-deploy validate: {verdict}",
+        f"## msla-deploy validate: {verdict}" + (" (RANDOM WEIGHTS)" if art.weights_warning else ""),
         "",
+    ]
+    if art.weights_warning:  # a pass proves the deployment matches PyTorch, not that the model is any good
+        lines += [f"> **{art.weights_warning}**", ""]
+    lines += [
         f"- **artifact**: `{art.path}` ({art.model or 'model unknown'}, {art.precision})",
+        f"- **weights**: {art.weights_source or 'not recorded (no manifest)'}",
         f"- **ran on**: {run['runtime']} {run['version']}, {run['ran_on']} (backend `{run['requested']}` -> `{run['used']}`)"
         + (f" - {run['note']}" if run.get("note") else ""),
         f"- **reference**: {report.reference.samples} sample(s), {report.reference.source}",

@@ -23,9 +23,9 @@ from .. import __version__, runtime
 from ..artifact.files import environment, sha256_file
 from ..artifact.graph import TensorSpec, graph_inputs, graph_outputs, load_onnx
 from ..artifact.names import MANIFEST_NAME, ONNX_NAME, ONNX_SUFFIX, REFERENCE_DIR
+from ..artifact.outputs import guard_for
 from ..artifact.reference import ReferenceBundle, read_reference
 from ..artifact.resolve import Artifact, resolve
-from ..artifact.staging import check_output_path
 from ..errors import BadInput, CheckFailed
 from ..progress import Steps
 from ..runtime.polygraphy_env import import_polygraphy
@@ -169,13 +169,14 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
     for rel in modified:  # allowed: a warning, and the file is judged as it is now
         steps.warn(f"artifact modified after export: {rel} does not match its sha256 in {artifact.directory / MANIFEST_NAME}")
     report_dir = Path(options.report_dir) if options.report_dir else artifact.default_report_dir()
+    # reports never land on the artifact's files nor on what is read, nor through a link out of it
+    # (a `validation` link shipped inside an artifact): the default folder is checked too
+    guard = guard_for(artifact, inputs=[model_file, reference_dir])
+    guard.check(report_dir, "--report-dir" if options.report_dir else "the report folder")
+    if options.junit:
+        guard.check(Path(options.junit), "--junit")
     if report_dir.exists() and not report_dir.is_dir():
         raise BadInput(f"--report-dir {report_dir} is a file", "pass a directory (it is created if missing)")
-    guarded = {"protected_root": artifact.directory or model_file.parent, "guard_root": artifact.directory is not None,
-               "extra": [model_file, reference_dir]}  # reports never land on the artifact's own files
-    check_output_path(report_dir, flag="--report-dir", **guarded)
-    if options.junit:
-        check_output_path(Path(options.junit), flag="--junit", **guarded)
 
     with steps.step("read", "Reading the reference bundle"):
         bundle = read_reference(reference_dir)
@@ -324,7 +325,8 @@ def _report(target: Target, ran_on: Dict, choice: BudgetChoice, bundle: Referenc
     return ValidateReport(
         tool={"name": "msla-deploy", "version": __version__},
         passed=all(r.passed for r in results),
-        artifact=ArtifactInfo.of(artifact.describe(target.model_file), modified),
+        artifact=ArtifactInfo.of(artifact.describe(target.model_file), modified, weights_source=artifact.weights_source,
+                                 weights_warning=artifact.weights_warning),
         reference=ReferenceInfo(str(target.reference_dir), int(samples), source, info),
         backend={"requested": backend.requested, "used": backend.name, **ran_on},
         budget=choice,
