@@ -5,13 +5,14 @@ ready (host copies included unless the TensorRT backend is told not to transfer)
 clock around it measures what an application waits for. The model is opened through the runtime
 layer (msla_deploy.runtime), which owns backend choice, the ONNX Runtime fallback rule, the
 TensorRT engine loader and the PyTorch rebuild; TensorRT times itself with CUDA events
-(`Loaded.timed`, msla_deploy.runtime.trt_direct).
+(`Loaded.timed`, msla_deploy.runtime.trt_direct). `Loaded.outputs` gives what a run computed, for
+the count of NaN/Inf values a bench reports (and fails on).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
@@ -35,6 +36,19 @@ class Loaded:
     # a run that times itself (seconds, e.g. CUDA events); None: the host clock around run()
     timed: Optional[Callable[[], float]] = None
     timer: str = "host"  # "host" | "cuda-events", recorded in the report
+    # the outputs of the run that just returned `result` (what run() returned: the runtime
+    # layer's outputs; a self-timed TensorRT run reads them back from the device), on the host
+    outputs: Callable[[Any], Dict[str, np.ndarray]] = field(default=lambda result: result)
+
+
+def count_nonfinite(outputs: Dict[str, np.ndarray]) -> int:
+    """NaN and Inf values in a run's float outputs."""
+    count = 0
+    for value in outputs.values():
+        value = np.asarray(value)
+        if np.issubdtype(value.dtype, np.floating):
+            count += int(value.size - np.count_nonzero(np.isfinite(value)))
+    return count
 
 
 def choose(requested: str, artifact: Artifact) -> Backend:
@@ -96,4 +110,5 @@ def _timed_on_gpu(session, batch: Optional[int], transfers: bool, cuda_graph: bo
     model_batch = next(iter(shapes.values()))[0] if shapes else 1
     if batch is not None and batch != model_batch:
         raise BadInput(f"--batch {batch}: the engine's batch is {model_batch}", f"rebuild for batch {batch}, or drop --batch")
-    return Loaded("trt", session.timed, session.describe(), model_batch, close=session.close, timed=session.timed, timer="cuda-events")
+    return Loaded("trt", session.timed, session.describe(), model_batch, close=session.close, timed=session.timed, timer="cuda-events",
+                  outputs=lambda _seconds: session.timing_outputs())

@@ -1,9 +1,10 @@
 """The `bench` command: parse, call msla_deploy.bench.run, render. Registered in cli.py.
 
 TensorRT (--backend trt) is timed on the GPU with CUDA events, not the host clock (the report's
-"timer" says which). Exit codes: 0 measured, 2 bad input, 3 missing runtime (TensorRT, a GPU,
-libcudart, PyTorch for the torch backend, or an ONNX Runtime GPU provider that fell back to the
-CPU).
+"timer" says which). Exit codes: 0 measured, 1 measured but some outputs held NaN/Inf values, 2
+bad input (an existing --plot file without --overwrite, or one onto an artifact or a compared
+report, included), 3 missing runtime (TensorRT, a GPU, libcudart, PyTorch for the torch backend,
+or an ONNX Runtime GPU provider that fell back to the CPU).
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..cli_options import artifact_argument, backend_option, json_option, threads_option
-from ..console import err, key_values, out, print_json, steps_with_progress
+from ..cli_options import artifact_argument, backend_option, json_option, overwrite_option, threads_option
+from ..console import err, error_line, key_values, out, print_json, steps_with_progress
 from .report import BenchReport
 
 
@@ -35,13 +36,15 @@ def bench_command(
     compare: Optional[List[str]] = typer.Option(None, "--compare", help="Also time this backend, ARTIFACT or ARTIFACT@BACKEND, interleaved "
                                                                         "round-robin (repeatable)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of the latency distribution per backend."),
+    overwrite: bool = overwrite_option("Replace an existing --plot file."),
     json_out: bool = json_option("the report"),
 ) -> None:
     """Measure latency (min/mean/p50/p90/p99), throughput and memory of an artifact; --compare for ratios."""
     from .run import BenchOptions, run_bench
 
     options = BenchOptions(artifact=artifact, backend=backend, warmup=warmup, iterations=iterations, duration=duration,
-                           batch=batch, threads=threads, transfers=transfers, compare=list(compare or []), cuda_graph=cuda_graph)
+                           batch=batch, threads=threads, transfers=transfers, compare=list(compare or []), cuda_graph=cuda_graph,
+                           plot=plot, overwrite=overwrite)
     options.check()  # bad flags exit 2 before the progress display starts
     report = run_bench(options, steps_with_progress(), on_round=_round_printer())
     if plot is not None:
@@ -52,6 +55,11 @@ def bench_command(
         print_json(report.to_dict())
     else:
         _render(report)
+    failed = report.nonfinite_runs()
+    if failed:
+        error_line("outputs with NaN/Inf values: " + ", ".join(f"{r.label} {r.nonfinite}" for r in failed)
+                   + " (in the first and first timed runs); the timings are of a broken model: validate the artifact")
+        raise typer.Exit(1)
 
 
 def _round_printer():
@@ -109,6 +117,15 @@ def table_notes(report: BenchReport) -> List[str]:
         notes.append(f"runs interleaved round-robin, first runner rotating; x p50 = median / {results[0].label}'s (robust on a noisy machine)")
     elif len(results) > 1:
         notes.append(f"x p50 = median / {results[0].label}'s")
+    sources = {r.label: r.weights_source or "not recorded" for r in report.measured()}
+    if len(set(sources.values())) == 1:
+        notes.append(f"weights: {next(iter(sources.values()))}")
+    elif sources:
+        notes.append("weights: " + ", ".join(f"{label} {source}" for label, source in sources.items()))
+    checked = [r for r in report.measured() if r.nonfinite is not None]
+    if checked:
+        bad = [f"{r.label} {r.nonfinite}" for r in checked if r.nonfinite]
+        notes.append("NaN/Inf output values (first and first timed runs): " + (", ".join(bad) if bad else "none"))
     for source in dict.fromkeys(r.source for r in results if r.source is not None):
         notes.append(f"{source}: rows read from an earlier run (not interleaved with this one, maybe another machine): "
                      "their x p50 compares across runs")
@@ -130,7 +147,9 @@ def _render(report: BenchReport) -> None:
         extra = "" if run.get("transfers", True) else ", no host<->device transfers"
         extra += ", CUDA graph" if run.get("cuda_graph") else ""
         extra += ", timed with CUDA events" if r.timer == "cuda-events" else ""
-        rows.append((escape(r.label), escape(f"{r.artifact} on {run['runtime']} {run['version']} ({ran_on}{extra})")))
+        weights = escape(r.weights_source or "not recorded")
+        weights = f"[bold yellow]{weights.upper()}[/]" if r.weights_warning else weights  # the warning itself is under the table
+        rows.append((escape(r.label), escape(f"{r.artifact} on {run['runtime']} {run['version']} ({ran_on}{extra}); ") + f"weights: {weights}"))
     jetson = env.jetson
     if jetson:
         mode = jetson.nvpmodel_q
@@ -139,6 +158,8 @@ def _render(report: BenchReport) -> None:
     out.print(results_table(report))
     for note in table_notes(report):
         out.print(escape(note), style="dim", highlight=False)
+    for warning in dict.fromkeys(r.weights_warning for r in report.measured() if r.weights_warning):
+        out.print(f"[bold yellow]{escape(warning)}[/]", highlight=False)  # loud: the timings are of a model that means nothing
     for r in report.results:
         if r.runtime.get("note"):
             err.print(f"[yellow]note:[/] {escape(r.label)}: {escape(r.runtime['note'])}", highlight=False)

@@ -120,6 +120,16 @@ class BenchRun:
     # the saved report this row was read from (--compare FILE.json): measured in another run,
     # maybe on another machine, never interleaved with this one; None: measured here
     source: Optional[str] = None
+    # NaN/Inf values in the outputs of the runs checked (the first, untimed run and the first
+    # timed run): any fails the bench; None: not checked (a row of a report from before the check)
+    nonfinite: Optional[int] = None
+    # the artifact's Artifact.weights_source / weights_warning (None: no manifest says / not random)
+    weights_source: Optional[str] = None
+    weights_warning: Optional[str] = None
+
+
+#: BenchRun keys written only when set, so a report from before them reads and writes back unchanged
+OPTIONAL_RUN_KEYS = ("nonfinite", "weights_source", "weights_warning")
 
 
 @dataclass
@@ -141,11 +151,19 @@ class BenchReport(Record):
         data = super().to_dict()
         if self.plot is None:  # the key appears only with --plot, as it always has
             del data["plot"]
+        for row in data["results"]:
+            for key in OPTIONAL_RUN_KEYS:
+                if row.get(key) is None:
+                    del row[key]
         return data
 
     def measured(self) -> List[BenchRun]:
         """The rows timed in this run (not read from an earlier report)."""
         return [r for r in self.results if r.source is None]
+
+    def nonfinite_runs(self) -> List[BenchRun]:
+        """The rows timed in this run whose outputs held NaN/Inf values: a failed bench (exit 1)."""
+        return [r for r in self.measured() if r.nonfinite]
 
 
 def read_earlier(path: Path) -> BenchReport:

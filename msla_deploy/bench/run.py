@@ -1,6 +1,11 @@
 """The bench library call: resolve what to run, load each contestant, time them (interleaved
 when there are several), and return one BenchReport record (report.py). The CLI only parses and
-renders."""
+renders.
+
+Each row counts the NaN/Inf values its outputs held (the first, untimed run and the first timed
+run: any fails the bench) and carries its artifact's weights source. A --plot file passes the
+output guard (artifact/outputs.py: never onto an artifact or a saved report being compared)
+and, existing, is replaced only with `overwrite`, all before anything loads."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Tuple
 
 from ..artifact.names import ONNX_NAME
+from ..artifact.outputs import guard_for
 from ..artifact.resolve import Artifact, resolve
 from ..errors import BadInput
 from ..progress import Steps
@@ -37,6 +43,8 @@ class BenchOptions:
     transfers: bool = True  # TensorRT: copy inputs/outputs every run (False = --noDataTransfers)
     compare: List[str] = field(default_factory=list)  # backends, artifacts, ARTIFACT@BACKEND, or saved FILE.json
     cuda_graph: bool = False  # TensorRT: launch a CUDA graph of the enqueue, captured once at load
+    plot: Optional[Path] = None  # --plot: where the command writes the latency picture (checked here, before anything runs)
+    overwrite: bool = False  # replace an existing --plot file
 
     def check(self) -> None:
         if self.iterations is not None and self.duration is not None:
@@ -75,6 +83,21 @@ def _contestant_specs(options: BenchOptions) -> List[Tuple[Artifact, str]]:
     return specs
 
 
+def check_plot(options: BenchOptions, artifacts: List[Artifact]) -> None:
+    """--plot may not land on (or in) any artifact being timed or a saved report being compared,
+    and replaces an existing file only with --overwrite."""
+    if options.plot is None:
+        return
+    plot = Path(options.plot)
+    saved = [Path(item) for item in options.compare if is_saved_report(item)]
+    for artifact in {str(a.path): a for a in artifacts}.values():
+        guard_for(artifact, inputs=saved).check(plot, "--plot")
+    if plot.is_dir():
+        raise BadInput(f"--plot {plot} is a folder", "name the PNG file to write, e.g. --plot latency.png")
+    if (plot.exists() or plot.is_symlink()) and not options.overwrite:
+        raise BadInput(f"--plot {plot} exists", "pass --overwrite to replace it, or name another file")
+
+
 def _onnx_beside(artifact: Artifact) -> Optional[Path]:
     """The export's model.onnx next to an engine given by itself, for a hint."""
     beside = artifact.path.parent / ONNX_NAME
@@ -93,10 +116,13 @@ def _labels(chosen: List[Tuple[Artifact, str]]) -> List[str]:
 
 
 def measure(runs: List[Callable[[], object]], warmup: int, iterations: Optional[int], duration: Optional[float],
-            on_round: Callable[[int], None] = lambda r: None, timed: Optional[List[Optional[Callable[[], float]]]] = None) -> List[List[float]]:
+            on_round: Callable[[int], None] = lambda r: None, timed: Optional[List[Optional[Callable[[], float]]]] = None,
+            on_first: Callable[[int, object], None] = lambda i, result: None) -> List[List[float]]:
     """Seconds per run for each callable, one round at a time in rotating order; warm-up rounds
     are run the same way and not recorded. Where `timed[i]` is given it runs instead and returns
-    its own seconds (CUDA events); otherwise the host clock times runs[i]."""
+    its own seconds (CUDA events); otherwise the host clock times runs[i]. `on_first(i, result)`
+    after the first timed run of each (outside its time): what it returned (its seconds for a
+    self-timed run), for the check of its outputs."""
     timed = timed or [None] * len(runs)
     count = len(runs)
     for order in interleaved_order(count, warmup):
@@ -112,11 +138,14 @@ def measure(runs: List[Callable[[], object]], warmup: int, iterations: Optional[
             break
         for i in rotation(count, rounds):
             if timed[i] is not None:
-                latencies[i].append(timed[i]())
-                continue
-            t0 = clock()
-            runs[i]()
-            latencies[i].append(clock() - t0)
+                result = timed[i]()
+                latencies[i].append(result)
+            else:
+                t0 = clock()
+                result = runs[i]()
+                latencies[i].append(clock() - t0)
+            if not rounds:
+                on_first(i, result)
         rounds += 1
         on_round(rounds)
     return latencies
@@ -143,6 +172,11 @@ class _Contestant:
     item: backends.Loaded
     host_memory: HostMemory
     device_memory_delta_bytes: Optional[int]
+    nonfinite: int = 0  # NaN/Inf output values of the runs checked so far
+
+    def check(self, result: object) -> None:
+        """Count the NaN/Inf values of the run that returned `result`."""
+        self.nonfinite += backends.count_nonfinite(self.item.outputs(result))
 
     def row(self, seconds: List[float]) -> BenchRun:
         item = self.item
@@ -150,7 +184,8 @@ class _Contestant:
             label=self.label, artifact=str(self.artifact.path), backend=item.backend, requested=self.requested,
             runtime=item.runtime, timer=item.timer, batch=item.batch, host_memory=self.host_memory,
             device_memory_delta_bytes=self.device_memory_delta_bytes, stats=summarize(seconds, item.batch),
-            latencies_ms=[s * 1e3 for s in seconds],
+            latencies_ms=[s * 1e3 for s in seconds], nonfinite=self.nonfinite,
+            weights_source=self.artifact.weights_source, weights_warning=self.artifact.weights_warning,
         )
 
 
@@ -159,6 +194,7 @@ def run_bench(options: BenchOptions, steps: Optional[Steps] = None,
     steps = steps or Steps()
     options.check()
     specs = _contestant_specs(options)
+    check_plot(options, [artifact for artifact, _ in specs])
     earlier = _earlier_rows(options)
     chosen = [(artifact, backends.choose(requested, artifact)) for artifact, requested in specs]
     if options.cuda_graph and not any(backend.name == "trt" for _, backend in chosen):
@@ -184,15 +220,19 @@ def run_bench(options: BenchOptions, steps: Optional[Steps] = None,
                         item = backends.load(artifact, backend, batch=options.batch, threads=options.threads,
                                              transfers=options.transfers, cuda_graph=options.cuda_graph)
                     loaded.append(item)  # closed below even if its first run fails
-                    item.run()  # the first run allocates; it is never timed (warm-up comes on top)
+                    first = item.run()  # the first run allocates; it is never timed (warm-up comes on top)
                 device_after = device_memory_used() if on_gpu else None
             device_delta = None if device_after is None or device_before is None else device_after - device_before
-            contestants.append(_Contestant(label, artifact, backend.requested, item, peak.result(), device_delta))
+            contestant = _Contestant(label, artifact, backend.requested, item, peak.result(), device_delta)
+            contestant.check(first)
+            del first
+            contestants.append(contestant)
         title = f"timing {len(loaded)} backend(s), interleaved" if len(loaded) > 1 else f"timing {labels[0]}"
         with steps.step("measure", title):
             with HostPeak() as run_peak:
                 latencies = measure([item.run for item in loaded], options.warmup, iterations, options.duration,
-                                    lambda r: on_round(r, iterations), timed=[item.timed for item in loaded])
+                                    lambda r: on_round(r, iterations), timed=[item.timed for item in loaded],
+                                    on_first=lambda i, result: contestants[i].check(result))
     finally:
         for item in loaded:
             item.close()

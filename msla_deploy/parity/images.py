@@ -45,8 +45,9 @@ def list_images(folder: Path) -> List[Path]:
 _SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 
 
-def _pillow_pixels(image, path: Path) -> np.ndarray:
-    """uint8 RGB, or float32 grey in [0, 1] for 16-bit pictures."""
+def pillow_pixels(image, path: Path) -> np.ndarray:
+    """uint8 RGB, or float32 grey in [0, 1] for 16-bit pictures: the one rule for what a Pillow
+    picture's values mean (reference, calibration and the Segmenter decode with it)."""
     if image.mode in _SIXTEEN_BIT_MODES or (image.mode == "I" and image.format == "PNG"):
         # PNG stores at most 16 bits per grey sample; older Pillow opens them as mode I
         grey = np.asarray(image).astype(np.float32)
@@ -68,7 +69,7 @@ def _decode_with_pillow(path: Path) -> np.ndarray:
             "pip install pillow, or convert the pictures to .npy (H x W x 3 uint8 RGB)",
         ) from None
     with open_picture(path) as image:
-        return _pillow_pixels(image, path)
+        return pillow_pixels(image, path)
 
 
 def _load_npy(path: Path) -> np.ndarray:

@@ -1,7 +1,8 @@
 """The `predict` command: parse, call msla_deploy.predict.run, render. Registered in cli.py.
 
-Exit codes: 0 written, 2 bad input (including an existing output without --overwrite, or an
-unreadable picture with --strict), 3 missing runtime.
+Exit codes: 0 written, 1 some labels came from non-finite (NaN/Inf) logits (the files are
+written all the same), 2 bad input (including an existing output without --overwrite, an --out
+onto the artifact or an input, or an unreadable picture with --strict), 3 missing runtime.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..cli_options import artifact_argument, backend_option, json_option, overwrite_option, threads_option
-from ..console import err, key_values, out, print_json
+from ..console import err, error_line, key_values, out, print_json
 
 
 def predict_command(
@@ -41,20 +42,41 @@ def predict_command(
     report = result.report
     if json_out:
         print_json(report)
-        return
+    else:
+        _render(result)
+    if not result.passed:
+        bad = result.nonfinite_pictures
+        error_line(f"{len(bad)} of {len(report['pictures'])} picture(s) got labels from non-finite (NaN/Inf) logits, "
+                   f"{report['nonfinite_pixels']} pixel(s) in all (first: {bad[0]['input']}); their labels mean nothing "
+                   f"(the files were written to {report['out']}; validate the artifact)")
+        raise typer.Exit(1)
+
+
+def weights_text(source: Optional[str], warning: Optional[str]) -> str:
+    """Rich text for where the weights came from: the warning in bold when they are random."""
+    if warning:
+        return f"[bold yellow]{escape(warning)}[/]"
+    return escape(source) if source else "not recorded (no manifest)"
+
+
+def _render(result) -> None:
+    report = result.report
     rt = report["runtime"]
+    weights = weights_text(report["weights_source"], report["weights_warning"])
     out.print(key_values([
         ("artifact", escape(report["artifact"])),
+        ("weights", weights),
         ("ran on", f"{rt.get('runtime', '')} {rt.get('version', '')} ({rt.get('ran_on', '')}), labels from {rt.get('labels_from')}"),
         ("label PNG", report["label_values"]),
         ("written", f"{len(result.written)} file(s) in {escape(report['out'])}"),
     ]))
-    table = Table(title=None, show_edge=False, pad_edge=False)
-    for column in ("picture", "size", "largest classes"):
-        table.add_column(column, no_wrap=column != "largest classes")
+    table = Table(title=None, show_edge=False, pad_edge=False, caption=f"weights: {weights}", caption_justify="left")
+    for column in ("picture", "size", "NaN/Inf px", "largest classes"):
+        table.add_column(column, no_wrap=column != "largest classes", justify="right" if column == "NaN/Inf px" else "left")
     for p in report["pictures"]:
         top = ", ".join(f"{name} {100 * share:.0f}%" for name, share in list(p["areas"].items())[:3])
-        table.add_row(escape(p["input"]), "x".join(map(str, p["size"])), escape(top))
+        nonfinite = "-" if p["nonfinite"] is None else f"[bold red]{p['nonfinite']}[/]" if p["nonfinite"] else "0"
+        table.add_row(escape(p["input"]), "x".join(map(str, p["size"])), nonfinite, escape(top))
     out.print(table)
     if report["skipped"]:
         err.print(f"[yellow]{len(report['skipped'])} picture(s) skipped[/] (unreadable; --strict makes that an error)", highlight=False)

@@ -3,14 +3,23 @@
     pictures (files, folders) -> Segmenter (upstream pre/postprocessing) -> three PNGs each
 
 Every problem that can be known before running is raised before the first file is written:
-unknown files, output names two pictures would share, existing outputs without `overwrite`,
-`label_ids` for a model that is not Cityscapes. Each output is written atomically (temp file,
-then rename). An unreadable picture is reported and skipped, or with `strict` stops the run
-(the pictures before it keep their complete outputs).
+unknown files, output names two pictures would share, an output folder onto the artifact or an
+input (artifact/outputs.py's guard: never into the artifact, never onto or inside an input, with
+or without `overwrite`), existing outputs without `overwrite`, `label_ids` for a model that is
+not Cityscapes, a graph too large for the memory. Each output is written atomically (temp file,
+then rename). An unreadable picture (or one with no fixed white level: 32-bit integer or float)
+is reported and skipped, or with `strict` stops the run (the pictures before it keep their
+complete outputs).
+
+The report says where the weights came from (the random-weights warning when they are random)
+and, per picture, how many pixels got their label from non-finite logits: any is a failed run
+(`PredictResult.passed`), with the files written all the same.
 """
 
 from __future__ import annotations
 
+import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
@@ -18,9 +27,11 @@ from typing import Callable, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..artifact.files import write_bytes_atomic
+from ..artifact.outputs import OutputGuard, guard_for
+from ..artifact.resolve import resolve
 from ..drawing import png_bytes
 from ..errors import BadInput
-from ..runtime.segmenter import Segmentation, Segmenter, to_rgb
+from ..runtime.segmenter import RandomWeightsWarning, Segmentation, Segmenter, decode
 
 # what a folder is scanned for (lower-case suffixes Pillow reads)
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -56,6 +67,15 @@ class PredictResult:
     report: Dict
     written: List[Path] = field(default_factory=list)
 
+    @property
+    def nonfinite_pictures(self) -> List[Dict]:
+        """The pictures some of whose labels came from NaN/Inf logits."""
+        return [p for p in self.report["pictures"] if p["nonfinite"]]
+
+    @property
+    def passed(self) -> bool:
+        return not self.nonfinite_pictures
+
 
 def collect_jobs(inputs: Sequence[Path]) -> List[Job]:
     """Files as given (output named after the file's stem); folders scanned recursively for
@@ -83,7 +103,21 @@ def collect_jobs(inputs: Sequence[Path]) -> List[Job]:
     return jobs
 
 
-def check_outputs(jobs: Sequence[Job], out: Path, overwrite: bool) -> None:
+def check_outputs(jobs: Sequence[Job], out: Path, overwrite: bool, guard: Optional[OutputGuard] = None) -> None:
+    """Refuse (before anything is written) outputs the guard refuses (into the artifact, onto or
+    inside an input: with `overwrite` or not), an output that is an input picture, and without
+    `overwrite` any output that exists."""
+    if guard is not None:
+        guard.check(out, "--out")
+        folders = {path.parent for job in jobs for path in job.outputs(out).values()} - {out}
+        for folder in sorted(folders):  # a folder input's layout, mirrored below --out
+            guard.check(folder, "--out")
+    sources = {os.path.realpath(job.source): job.source for job in jobs}
+    for job in jobs:
+        for path in job.outputs(out).values():
+            if os.path.realpath(path) in sources:
+                raise BadInput(f"--out {out}: {path} would replace the input picture {sources[os.path.realpath(path)]}",
+                               "predict into another --out folder")
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out {out} is a file", "pass a folder (it is created if missing)")
     if overwrite:
@@ -108,8 +142,11 @@ def run_predict(options: PredictOptions, on_picture: Optional[Callable[[int, int
         raise BadInput(f"--alpha {options.alpha} is outside 0..1", "use e.g. 0.5")
     jobs = collect_jobs(options.inputs)
     out = Path(options.out)
-    check_outputs(jobs, out, options.overwrite)
-    segmenter = Segmenter(options.artifact, options.backend, threads=options.threads)
+    artifact = resolve(Path(options.artifact))
+    check_outputs(jobs, out, options.overwrite, guard_for(artifact, inputs=options.inputs))
+    with warnings.catch_warnings():  # random weights: the report and its header say so, louder
+        warnings.simplefilter("ignore", RandomWeightsWarning)
+        segmenter = Segmenter(artifact, options.backend, threads=options.threads)
     if options.label_ids and segmenter.dataset != "cityscapes":
         raise BadInput(f"--label-ids: {options.artifact} does not predict Cityscapes classes ({segmenter.dataset or 'unknown label set'})",
                        "leave --label-ids out: the label PNG then holds train ids")
@@ -119,7 +156,7 @@ def run_predict(options: PredictOptions, on_picture: Optional[Callable[[int, int
     with segmenter:
         for index, job in enumerate(jobs):
             try:
-                pixels = to_rgb(job.source)
+                picture = decode(job.source)
             except BadInput as exc:
                 if options.strict:
                     raise BadInput(f"{exc.problem} (--strict: stopped; {len(pictures)} picture(s) before it were written)", exc.fix) from None
@@ -127,7 +164,7 @@ def run_predict(options: PredictOptions, on_picture: Optional[Callable[[int, int
                 if warn:
                     warn(f"skipped {job.source}: {exc.problem}")
             else:
-                result = segmenter(pixels)
+                result = segmenter(picture)
                 files = job.outputs(out)
                 content = {
                     "labels": png_bytes(label_picture(result, options.label_ids)),
@@ -139,9 +176,10 @@ def run_predict(options: PredictOptions, on_picture: Optional[Callable[[int, int
                     written.append(path)
                 pictures.append({
                     "input": str(job.source),
-                    "size": [int(pixels.shape[0]), int(pixels.shape[1])],
+                    "size": [int(result.labels.shape[0]), int(result.labels.shape[1])],
                     "files": {kind: str(path) for kind, path in files.items()},
                     "exact": result.exact,
+                    "nonfinite": result.nonfinite,  # pixels labelled from NaN/Inf logits (None: a labels head cannot tell)
                     "areas": result.areas(),
                 })
             if on_picture:
@@ -151,9 +189,12 @@ def run_predict(options: PredictOptions, on_picture: Optional[Callable[[int, int
         "format": PREDICT_FORMAT,
         "artifact": str(options.artifact),
         "runtime": described,
+        "weights_source": segmenter.weights_source,
+        "weights_warning": segmenter.weights_warning,
         "out": str(out),
         "label_values": "cityscapes label ids" if options.label_ids else "train ids",
         "pictures": pictures,
         "skipped": skipped,
+        "nonfinite_pixels": sum(p["nonfinite"] or 0 for p in pictures),
     }
     return PredictResult(report, written)

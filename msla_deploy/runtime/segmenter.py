@@ -5,10 +5,18 @@
     result.labels                            # H x W train ids at the picture's own size
     result.colorize(), result.overlay(0.5)   # the dataset's palette
     seg.batch(pictures)                      # the artifact's static batch, filled and padded
+    result.nonfinite                         # pixels whose labels came from NaN/Inf logits (0 for a sound model)
+    seg.weights_source                       # "checkpoint", "random", "factory" (None: no manifest says)
 
 Pre- and postprocessing are upstream's evaluation, shared with `evaluate`
 (runtime/processing.py): cubic resize of the picture to the artifact's resolution, /255, ImageNet
-mean/std; then the logits bicubically upsampled to the picture's size and argmax'ed.
+mean/std; then the logits bicubically upsampled to the picture's size and argmax'ed. Pictures
+are decoded by the rules `reference --inputs` uses (parity/images.py): 8-bit as is, 16-bit grey
+scaled to [0, 1], 32-bit integer and float pictures (no fixed white level) refused.
+
+An artifact exported with random weights warns once, when the Segmenter is made (warnings.warn
+with Artifact.weights_warning); a graph whose declared tensors do not fit the memory available is
+refused before anything is allocated.
 
 With a labels head (`export --head labels`) and no logits output, the graph's labels are at the
 artifact's resolution; for a picture of another size they are resized to it by nearest
@@ -20,63 +28,90 @@ both heads is used through its logits (exact at any size).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from ..artifact.names import LABELS_NAME, OUTPUT_NAME
 from ..errors import BadInput
-from ..limits import open_picture
+from ..limits import check_tensors_fit, open_picture
 from . import processing
 
-__all__ = ["Segmenter", "Segmentation", "to_rgb"]
+if TYPE_CHECKING:  # resolve imports onnx: only where an Artifact is given
+    from ..artifact.resolve import Artifact
 
-PictureLike = Union[str, Path, "PIL.Image.Image", np.ndarray]  # noqa: F821
+__all__ = ["Segmenter", "Segmentation", "RandomWeightsWarning", "to_rgb", "decode"]
+
+PictureLike = Union[str, Path, "PIL.Image.Image", np.ndarray, "Picture"]  # noqa: F821
+
+
+class RandomWeightsWarning(UserWarning):
+    """A Segmenter of an artifact exported with random weights: its labels mean nothing."""
 
 
 def to_rgb(picture: PictureLike) -> np.ndarray:
-    """H x W x 3 uint8 RGB from a path, a PIL image or an array (H x W grey, H x W x 1/3/4).
+    """H x W x 3 uint8 RGB, as drawn, from a path, a PIL image or an array (H x W grey, H x W x 1/3/4).
 
     Grey is repeated into RGB; alpha is dropped (the colour channels as stored, not composited);
-    16-bit pictures keep their top 8 bits (a 16-bit PNG's 65535 is 255, not clipped at 255).
+    16-bit pictures show their top 8 bits (a 16-bit PNG's 65535 is 255, not clipped at 255). What
+    the model is fed from a 16-bit picture is its values scaled to [0, 1] (see `decode`).
     """
+    return decode(picture).image
+
+
+@dataclass
+class Picture:
+    """A decoded picture: what the model is fed and what is drawn."""
+
+    pixels: np.ndarray  # H x W x 3: uint8, or float32 in [0, 1] for 16-bit pictures (processing.preprocess takes both)
+    image: np.ndarray  # H x W x 3 uint8: the picture the labels are drawn over
+
+
+def decode(picture: PictureLike) -> Picture:
+    """A path, PIL image or array as the model's input and as a drawable picture, by the rules
+    `reference --inputs` decodes pictures with (parity/images.py pillow_pixels: 8-bit as is,
+    16-bit grey divided by 65535; 32-bit integer and floating-point pictures, which have no fixed
+    white level, refused). Arrays: uint8 as is, uint16 divided by 65535 like a 16-bit file."""
+    if isinstance(picture, Picture):  # decoded already (predict decodes first, to skip what it cannot read)
+        return picture
     if isinstance(picture, (str, Path)):
-        picture = _open_picture(Path(picture))
-    if not isinstance(picture, np.ndarray):
-        picture = _pil_to_array(picture)
-    array = np.asarray(picture)
+        array = _open_picture(Path(picture))
+    elif isinstance(picture, np.ndarray):
+        array = picture
+    else:
+        array = _pil_pixels(picture, f"a PIL image of mode {getattr(picture, 'mode', None)}")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     if array.ndim != 3 or array.shape[2] not in (3, 4) or min(array.shape[:2]) < 1:
         raise BadInput(f"a picture of shape {list(array.shape)} is not H x W, H x W x 3 or H x W x 4", "pass an RGB(A) or grey picture")
-    array = array[:, :, :3]
-    if array.dtype == np.uint16:
-        array = (array >> 8).astype(np.uint8)
-    elif array.dtype != np.uint8:
-        raise BadInput(f"a picture array of dtype {array.dtype} is not uint8 (or uint16)", "pass uint8 RGB pixels (0..255)")
-    return np.ascontiguousarray(array)
+    array = np.ascontiguousarray(array[:, :, :3])
+    if array.dtype == np.uint8:
+        return Picture(array, array)
+    if array.dtype == np.uint16:  # an array: the 16-bit rule of the files
+        return Picture(array.astype(np.float32) / 65535.0, (array >> 8).astype(np.uint8))
+    if array.dtype == np.float32 and not isinstance(picture, np.ndarray):  # a 16-bit picture, scaled by pillow_pixels
+        return Picture(array, (np.rint(array * 65535.0).astype(np.uint16) >> 8).astype(np.uint8))
+    raise BadInput(f"a picture array of dtype {array.dtype} is not uint8 (or uint16)", "pass uint8 RGB pixels (0..255)")
 
 
-def _open_picture(path: Path):
+def _open_picture(path: Path) -> np.ndarray:
     with open_picture(path, "pass a PNG, JPEG or another format Pillow reads") as image:
         image.load()
-        return _pil_to_array(image)
+        return _pil_pixels(image, str(path))
 
 
-def _pil_to_array(image) -> np.ndarray:
-    """A PIL image as uint8/uint16 pixels: 16-bit grey modes as uint16, palettes and CMYK as RGB."""
-    mode = getattr(image, "mode", None)
-    if mode is None:
+def _pil_pixels(image, name: str) -> np.ndarray:
+    """uint8 RGB, or float32 grey in [0, 1] for a 16-bit picture, by the one rule for Pillow pictures."""
+    from ..parity.images import pillow_pixels
+
+    if getattr(image, "mode", None) is None:
         raise BadInput(f"a {type(image).__name__} is not a picture", "pass a path, a PIL image or an H x W x 3 uint8 array")
-    if mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit PNGs open as I;16 or I (32-bit ints)
-        return np.clip(np.asarray(image, dtype=np.int64), 0, 65535).astype(np.uint16)
-    if mode not in ("RGB", "RGBA", "L"):
-        image = image.convert("RGBA" if "A" in mode or "transparency" in image.info else "RGB")
-    return np.asarray(image)
+    return pillow_pixels(image, name)
 
 
 @dataclass
@@ -89,6 +124,9 @@ class Segmentation:
     class_names: Optional[Tuple[str, ...]] = None
     dataset: Optional[str] = None  # "cityscapes", "ade20k" or None
     exact: bool = True  # False: labels-head output resized by nearest neighbour (see the module doc)
+    # pixels whose labels came from non-finite logits (NaN/Inf: their label means nothing); None
+    # where the artifact gives labels only, which cannot tell
+    nonfinite: Optional[int] = 0
 
     def colorize(self) -> np.ndarray:
         """H x W x 3 uint8: each pixel in its class's colour."""
@@ -140,19 +178,31 @@ class Segmenter:
     """Runs a deployed artifact on pictures. `backend`: auto, ort-cpu, ort-cuda, ort-trt, trt, torch
     (runtime.open's backends; `threads`: CPU threads of ONNX Runtime / PyTorch)."""
 
-    def __init__(self, artifact: Union[str, Path], backend: str = "auto", *, threads: Optional[int] = None) -> None:
-        self.session, model_name, num_classes = _open(artifact, backend, threads)
+    def __init__(self, artifact: Union[str, Path, Artifact], backend: str = "auto", *, threads: Optional[int] = None) -> None:
+        resolved = _resolve(artifact)
+        #: where the weights came from (the manifest's weights.source; None for a bare .onnx or engine)
+        self.weights_source: Optional[str] = resolved.weights_source
+        #: what to say about them: the random-weights warning, or None
+        self.weights_warning: Optional[str] = resolved.weights_warning
+        self.session = _open(resolved, backend, threads)
+        try:
+            self._head = _describe(self.session, resolved.model_name or "", resolved.num_classes)
+            if self._head.num_classes is None:
+                raise BadInput(f"{artifact}: cannot tell the model's number of classes", "use an export directory or an ONNX written by msla-deploy export")
+            _check_fits(self.session, self._head, resolved.name)
+        except BaseException:
+            self.session.close()
+            raise
         self.threads = threads
-        self._head = _describe(self.session, model_name, num_classes)
         from ..classes import class_names, dataset_for, palette
 
         head = self._head
-        if head.num_classes is None:
-            raise BadInput(f"{artifact}: cannot tell the model's number of classes", "use an export directory or an ONNX written by msla-deploy export")
         found = dataset_for(head.model_name, head.num_classes)
         self.dataset = found.dataset if found else None
         self.class_names = class_names(head.num_classes, head.model_name)
         self.palette = palette(head.num_classes, head.model_name)
+        if self.weights_warning:  # once, here: not on every picture
+            warnings.warn(f"{resolved.name}: {self.weights_warning}", RandomWeightsWarning, stacklevel=2)
 
     # --- what the artifact is ---------------------------------------------------------------
     @property
@@ -193,31 +243,36 @@ class Segmenter:
         """One Segmentation per picture. A static batch runs pictures in groups of that size, the
         last group padded with zeros (their outputs are dropped); a dynamic one in groups of up to
         its largest batch, unpadded."""
-        rgb = [to_rgb(p) for p in pictures]
+        decoded = [decode(p) for p in pictures]
         results: List[Segmentation] = []
         n = self._head.batch
-        for start in range(0, len(rgb), n):
-            group = rgb[start:start + n]
+        for start in range(0, len(decoded), n):
+            group = decoded[start:start + n]
             results += self._run_group(group)
         return results
 
-    def _run_group(self, group: List[np.ndarray]) -> List[Segmentation]:
+    def _run_group(self, group: List[Picture]) -> List[Segmentation]:
         head = self._head
         feed = np.zeros((len(group) if head.dynamic else head.batch, 3, *head.resolution), np.float32)
-        for i, pixels in enumerate(group):
-            feed[i] = processing.preprocess(pixels, head.resolution, threads=self.threads)[0]
+        for i, picture in enumerate(group):
+            feed[i] = processing.preprocess(picture.pixels, head.resolution, threads=self.threads, floats=True)[0]
         outputs = self.session.run({head.input_name: feed.astype(head.input_dtype, copy=False)})
         out = outputs[head.output]
         results = []
-        for i, pixels in enumerate(group):
-            size = pixels.shape[:2]
+        for i, picture in enumerate(group):
+            size = picture.image.shape[:2]
             if head.output == OUTPUT_NAME:
-                labels, exact = processing.labels(out[i:i + 1], size, threads=self.threads)[0], True
+                logits = out[i:i + 1]
+                labels, exact = processing.labels(logits, size, threads=self.threads)[0], True
+                unknown = processing.unlabelled(logits, size)
+                nonfinite: Optional[int] = 0 if unknown is None else int(unknown.sum())
             else:
                 labels, exact = nearest_resize(out[i], size), tuple(size) == tuple(head.resolution)
+                nonfinite = None
             results.append(Segmentation(
                 labels=labels.astype(np.uint8 if self.num_classes <= 256 else np.int32),
-                image=pixels, palette=self.palette, class_names=self.class_names, dataset=self.dataset, exact=exact,
+                image=picture.image, palette=self.palette, class_names=self.class_names, dataset=self.dataset, exact=exact,
+                nonfinite=nonfinite,
             ))
         return results
 
@@ -262,13 +317,30 @@ def _describe(session, model_name: str, num_classes: Optional[int]) -> _Head:
 
 
 
+def _check_fits(session, head: _Head, label: str) -> None:
+    """The tensors one run allocates, from the graph's declared shapes, against the memory
+    available: a graph declaring a huge input is refused (exit 2) before anything is allocated."""
+    def sized(shape) -> Tuple[int, ...]:  # a symbolic batch runs at most head.batch pictures
+        return tuple(int(d) if isinstance(d, int) and d > 0 else (head.batch if i == 0 else 1) for i, d in enumerate(shape))
+
+    inputs = {name: (sized(spec.shape), spec.numpy_dtype) for name, spec in session.inputs.items()}
+    if head.input_dtype != np.float32:  # the float32 batch it is cast from
+        inputs["float32 batch"] = (sized(session.inputs[head.input_name].shape), np.float32)
+    outputs = [(sized(spec.shape), spec.numpy_dtype) for spec in session.outputs.values()]
+    check_tensors_fit(label, inputs, outputs)
+
+
 # --- opening the artifact ------------------------------------------------------------------------
-def _open(target: Union[str, Path], backend: str, threads: Optional[int]):
-    """(session, model name, number of classes) through the runtime layer: an export directory,
-    an .onnx or an engine, on any backend it offers."""
-    from ..artifact.resolve import resolve
+def _resolve(target):
+    """An Artifact (artifact.resolve) from a path, or the one given."""
+    from ..artifact.resolve import Artifact, resolve
+
+    return target if isinstance(target, Artifact) else resolve(Path(target))
+
+
+def _open(artifact, backend: str, threads: Optional[int]):
+    """A session through the runtime layer: an export directory, an .onnx or an engine, on any
+    backend it offers."""
     from . import open as open_session
 
-    artifact = resolve(Path(target))
-    session = open_session(artifact, backend, threads=threads, command="predict")
-    return session, artifact.model_name or "", artifact.num_classes
+    return open_session(artifact, backend, threads=threads, command="predict")

@@ -189,6 +189,10 @@ class TensorRTSession(Session):
     def timing_input_shapes(self) -> Dict[str, tuple]:
         return dict(self._timing.input_shapes) if self._timing is not None else {}
 
+    def timing_outputs(self) -> Dict[str, np.ndarray]:
+        """The outputs of the last timed run, on the host (bench checks them for NaN/Inf)."""
+        return self._timing.fetch_outputs() if self._timing is not None else {}
+
     def close(self) -> None:
         if self._timing is not None:
             self._timing.close()

@@ -110,6 +110,14 @@ class DirectTiming:
         self._run(transfers=True)
         return {name: host.copy() for name, (host, _) in zip(self.output_names, self.outputs)}
 
+    def fetch_outputs(self) -> Dict[str, np.ndarray]:
+        """The outputs of the last run, copied from the device (outside any timed run: bench counts
+        their NaN/Inf values, with or without --no-transfers)."""
+        for host, device in self.outputs:
+            self._copy(host, device, MEMCPY_DEVICE_TO_HOST)
+        call(self.lib, "cudaStreamSynchronize", self.stream)
+        return {name: host.copy() for name, (host, _) in zip(self.output_names, self.outputs)}
+
     def timed(self) -> float:
         """One run; seconds between the two events on the GPU."""
         return self._run(self.transfers)
