@@ -180,3 +180,17 @@ def print_next(steps: Sequence[Tuple[str, str]]) -> None:
     out.print("Next:", style="bold", highlight=False)
     for command, why in steps:
         out.print(escape(f"  {command.ljust(width)}  # {why}" if why else f"  {command}"), highlight=False)
+
+
+def weights_cell(source: Optional[str], warning: Optional[str]) -> str:
+    """A header's weights row (Artifact.weights_source / weights_warning): where they came from,
+    and loudly when they are random."""
+    if warning:
+        return f"[bold red]{escape(source or '')}: {escape(warning)}[/]"
+    return escape(source or "not recorded (no manifest)")
+
+
+def warn_random_weights(warning: Optional[str]) -> None:
+    """The random-weights warning on stderr, for commands whose output is not a header table."""
+    if warning:
+        err.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)

@@ -14,7 +14,7 @@ from rich.markup import escape
 
 from ..choices import IGNORE_INDEX, Dataset
 from ..cli_options import AUTO_BACKEND, artifact_argument, backend_option, json_option, junit_option, report_dir_option, threads_option
-from ..console import err, error_line, key_values, out, print_json
+from ..console import err, error_line, key_values, out, print_json, weights_cell
 
 if TYPE_CHECKING:
     from .report import EvaluateReport
@@ -115,7 +115,6 @@ def _render(report: "EvaluateReport") -> None:
     from rich import box
     from rich.table import Table
 
-    from ..parity.command import weights_cell
 
     art, data = report.artifact, report.dataset
     skipped = f", {len(report.skipped)} skipped" if report.skipped else ""

@@ -13,7 +13,7 @@ import typer
 from rich.markup import escape
 
 from ..cli_options import VALIDATE_BACKENDS, artifact_argument, backend_option, json_option, junit_option, next_command, report_dir_option
-from ..console import err, key_values, out, parity_table, print_json, print_next, steps_with_progress
+from ..console import err, key_values, out, parity_table, print_json, print_next, steps_with_progress, weights_cell
 from ..errors import CheckFailed
 
 if TYPE_CHECKING:  # annotations only: msla_deploy.parity pulls numpy in, and --help must not wait for it
@@ -69,13 +69,6 @@ def next_after_validate(artifact: Path, requested: str, used: str) -> List[Tuple
         (next_command("build", artifact), "a TensorRT engine for this GPU; then validate it with --backend trt"),
         (next_command("bench", artifact, "--backend", used), "latency and throughput"),
     ]
-
-
-def weights_cell(source: Optional[str], warning: Optional[str]) -> str:
-    """The header's weights row: where they came from, and loudly when they are random."""
-    if warning:
-        return f"[bold red]{escape(warning)}[/]"
-    return escape(source or "not recorded (no manifest)")
 
 
 def render_validate(report: ValidateReport) -> None:

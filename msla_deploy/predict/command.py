@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..cli_options import artifact_argument, backend_option, json_option, overwrite_option, threads_option
-from ..console import err, error_line, key_values, out, print_json
+from ..console import err, error_line, key_values, out, print_json, weights_cell
 
 
 def predict_command(
@@ -52,17 +52,10 @@ def predict_command(
         raise typer.Exit(1)
 
 
-def weights_text(source: Optional[str], warning: Optional[str]) -> str:
-    """Rich text for where the weights came from: the warning in bold when they are random."""
-    if warning:
-        return f"[bold yellow]{escape(warning)}[/]"
-    return escape(source) if source else "not recorded (no manifest)"
-
-
 def _render(result) -> None:
     report = result.report
     rt = report["runtime"]
-    weights = weights_text(report["weights_source"], report["weights_warning"])
+    weights = weights_cell(report["weights_source"], report["weights_warning"])
     out.print(key_values([
         ("artifact", escape(report["artifact"])),
         ("weights", weights),

@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 import typer
-from rich.markup import escape
 
 from ..artifact.names import META_RECIPE, TRITON_SCHEME
 from ..choices import NonTorchBackend, Platform
 from ..cli_options import AUTO_BACKEND, artifact_argument, command_line, json_option, name_option, next_command, overwrite_option
-from ..console import err, key_values, out, print_json, print_json_line, print_next, steps_with_progress
+from ..console import err, key_values, out, print_json, print_json_line, print_next, steps_with_progress, warn_random_weights, weights_cell
 from ..errors import BadInput
 from .address import DEFAULT_HOST, DEFAULT_PORT
 
@@ -57,24 +56,12 @@ def package_command(
                   else f"static {package.layout.batch}: max_batch_size 0, the batch is in the dims"),
         ("instances", f"{group.kind} x{group.count}" + (f" on GPUs {','.join(map(str, group.gpus))}" if group.gpus else "") + f" ({group.why})"),
         ("recipe", package.parameters.get(META_RECIPE, "-")),
-        ("weights", weights_text(package.weights_source, package.weights_warning)),
+        ("weights", weights_cell(package.weights_source, package.weights_warning)),
         ("checked", "parsed back with Triton's ModelConfig" if package.checked_with_model_config else "[yellow]not parsed back (tritonclient missing)[/]"),
     ]))
     for note in package.notes:
         err.print(f"[yellow]note:[/] {note}", highlight=False)
     print_next(next_after_package(artifact, triton, package.name, package.platform))
-
-
-def weights_text(source: Optional[str], warning: Optional[str]) -> str:
-    """The weights' source for a header: loud when they are random."""
-    if warning:
-        return f"[bold yellow]{escape(source or '')}: {escape(warning)}[/]"
-    return escape(source) if source else "- (no manifest says)"
-
-
-def warn_random_weights(warning: Optional[str]) -> None:
-    if warning:
-        err.print(f"[bold yellow]warning:[/] {escape(warning)}", highlight=False)
 
 
 def next_after_package(artifact: Path, repository: Path, name: str, platform: str) -> List[Tuple[str, str]]:
@@ -117,7 +104,7 @@ def serve_command(
                 b = server.batching
                 out.print(key_values([
                     ("serving", f"{server.model} from {server.artifact}"),
-                    ("weights", weights_text(server.weights_source, server.weights_warning)),
+                    ("weights", weights_cell(server.weights_source, server.weights_warning)),
                     ("url", f"[bold]{server.url}[/]"),
                     ("batching", ("dynamic, up to " + str(b.max_batch_size) if b.dynamic else "none") + f" ({b.why})"),
                     ("model runs on", f"{server.runner.get('runtime')} {server.runner.get('version')} on {server.runner.get('ran_on')}"),
