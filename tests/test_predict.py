@@ -245,6 +245,11 @@ def test_predict_writes_three_pngs_per_picture_and_skips_unreadable(logits_artif
         assert abs(sum(p["areas"].values()) - 1) < 1e-9
     assert (out / "sub" / "grey_labels.png").is_file()  # folders keep their layout below the given one
     assert not list(out.rglob("*.tmp*"))
+    from msla_deploy.predict.run import PredictReport
+
+    typed = PredictReport.from_dict(report)  # --json is the typed record, and it round-trips
+    assert report["format"] == "msla-deploy/predict/1" and typed.to_dict() == report
+    assert [p.size for p in typed.pictures] == [p["size"] for p in report["pictures"]]
 
 
 def test_predict_refuses_to_overwrite_and_label_ids(logits_artifact, folder, tmp_path):

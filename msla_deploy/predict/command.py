@@ -41,38 +41,38 @@ def predict_command(
         result = run_predict(options, on_picture=on_picture, warn=warn)
     report = result.report
     if json_out:
-        print_json(report)
+        print_json(report.to_dict())
     else:
         _render(result)
     if not result.passed:
         bad = result.nonfinite_pictures
-        error_line(f"{len(bad)} of {len(report['pictures'])} picture(s) got labels from non-finite (NaN/Inf) logits, "
-                   f"{report['nonfinite_pixels']} pixel(s) in all (first: {bad[0]['input']}); their labels mean nothing "
-                   f"(the files were written to {report['out']}; validate the artifact)")
+        error_line(f"{len(bad)} of {len(report.pictures)} picture(s) got labels from non-finite (NaN/Inf) logits, "
+                   f"{report.nonfinite_pixels} pixel(s) in all (first: {bad[0].input}); their labels mean nothing "
+                   f"(the files were written to {report.out}; validate the artifact)")
         raise typer.Exit(1)
 
 
 def _render(result) -> None:
     report = result.report
-    rt = report["runtime"]
-    weights = weights_cell(report["weights_source"], report["weights_warning"])
+    rt = report.runtime
+    weights = weights_cell(report.weights_source, report.weights_warning)
     out.print(key_values([
-        ("artifact", escape(report["artifact"])),
+        ("artifact", escape(report.artifact)),
         ("weights", weights),
         ("ran on", f"{rt.get('runtime', '')} {rt.get('version', '')} ({rt.get('ran_on', '')}), labels from {rt.get('labels_from')}"),
-        ("label PNG", report["label_values"]),
-        ("written", f"{len(result.written)} file(s) in {escape(report['out'])}"),
+        ("label PNG", report.label_values),
+        ("written", f"{len(result.written)} file(s) in {escape(report.out)}"),
     ]))
     table = Table(title=None, show_edge=False, pad_edge=False, caption=f"weights: {weights}", caption_justify="left")
     for column in ("picture", "size", "NaN/Inf px", "largest classes"):
         table.add_column(column, no_wrap=column != "largest classes", justify="right" if column == "NaN/Inf px" else "left")
-    for p in report["pictures"]:
-        top = ", ".join(f"{name} {100 * share:.0f}%" for name, share in list(p["areas"].items())[:3])
-        nonfinite = "-" if p["nonfinite"] is None else f"[bold red]{p['nonfinite']}[/]" if p["nonfinite"] else "0"
-        table.add_row(escape(p["input"]), "x".join(map(str, p["size"])), nonfinite, escape(top))
+    for p in report.pictures:
+        top = ", ".join(f"{name} {100 * share:.0f}%" for name, share in list(p.areas.items())[:3])
+        nonfinite = "-" if p.nonfinite is None else f"[bold red]{p.nonfinite}[/]" if p.nonfinite else "0"
+        table.add_row(escape(p.input), "x".join(map(str, p.size)), nonfinite, escape(top))
     out.print(table)
-    if report["skipped"]:
-        err.print(f"[yellow]{len(report['skipped'])} picture(s) skipped[/] (unreadable; --strict makes that an error)", highlight=False)
+    if report.skipped:
+        err.print(f"[yellow]{len(report.skipped)} picture(s) skipped[/] (unreadable; --strict makes that an error)", highlight=False)
 
 
 class _progress:

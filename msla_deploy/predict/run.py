@@ -22,7 +22,7 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -31,13 +31,13 @@ from ..artifact.outputs import OutputGuard, guard_for
 from ..artifact.resolve import resolve
 from ..drawing import png_bytes
 from ..errors import BadInput
+from ..records import Record
 from ..runtime.segmenter import RandomWeightsWarning, Segmentation, Segmenter, decode
 
 # what a folder is scanned for (lower-case suffixes Pillow reads)
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 # per picture: <stem> + suffix
 OUTPUT_SUFFIXES = {"labels": "_labels.png", "color": "_color.png", "overlay": "_overlay.png"}
-PREDICT_FORMAT = "msla-deploy/predict/1"
 
 
 @dataclass
@@ -63,14 +63,41 @@ class Job:
 
 
 @dataclass
+class PredictedPicture:
+    input: str
+    size: List[int]  # [H, W]
+    files: Dict[str, str]  # labels | color | overlay -> path
+    exact: bool  # labels upsampled from the logits (False: a labels-only artifact, nearest resize)
+    nonfinite: Optional[int]  # pixels labelled from NaN/Inf logits (None: a labels head cannot tell)
+    areas: Dict[str, float]  # class -> fraction of the picture
+
+
+@dataclass
+class PredictReport(Record):
+    """What `predict --json` prints: where it ran, the weights' source, every picture's files."""
+
+    KIND = "msla-deploy/predict"
+
+    artifact: str
+    runtime: Dict[str, Any]  # the session's description
+    weights_source: Optional[str]
+    weights_warning: Optional[str]
+    out: str
+    label_values: str  # "train ids" | "cityscapes label ids"
+    pictures: List[PredictedPicture] = field(default_factory=list)
+    skipped: List[Dict[str, str]] = field(default_factory=list)  # {input, error}
+    nonfinite_pixels: int = 0
+
+
+@dataclass
 class PredictResult:
-    report: Dict
+    report: PredictReport
     written: List[Path] = field(default_factory=list)
 
     @property
-    def nonfinite_pictures(self) -> List[Dict]:
+    def nonfinite_pictures(self) -> List[PredictedPicture]:
         """The pictures some of whose labels came from NaN/Inf logits."""
-        return [p for p in self.report["pictures"] if p["nonfinite"]]
+        return [p for p in self.report.pictures if p.nonfinite]
 
     @property
     def passed(self) -> bool:
@@ -174,27 +201,17 @@ def run_predict(options: PredictOptions, on_picture: Optional[Callable[[int, int
                 for kind, path in files.items():
                     write_bytes_atomic(path, content[kind])
                     written.append(path)
-                pictures.append({
-                    "input": str(job.source),
-                    "size": [int(result.labels.shape[0]), int(result.labels.shape[1])],
-                    "files": {kind: str(path) for kind, path in files.items()},
-                    "exact": result.exact,
-                    "nonfinite": result.nonfinite,  # pixels labelled from NaN/Inf logits (None: a labels head cannot tell)
-                    "areas": result.areas(),
-                })
+                pictures.append(PredictedPicture(
+                    str(job.source), [int(result.labels.shape[0]), int(result.labels.shape[1])],
+                    {kind: str(path) for kind, path in files.items()}, result.exact, result.nonfinite, result.areas(),
+                ))
             if on_picture:
                 on_picture(index + 1, len(jobs), job.source)
         described = segmenter.describe()
-    report = {
-        "format": PREDICT_FORMAT,
-        "artifact": str(options.artifact),
-        "runtime": described,
-        "weights_source": segmenter.weights_source,
-        "weights_warning": segmenter.weights_warning,
-        "out": str(out),
-        "label_values": "cityscapes label ids" if options.label_ids else "train ids",
-        "pictures": pictures,
-        "skipped": skipped,
-        "nonfinite_pixels": sum(p["nonfinite"] or 0 for p in pictures),
-    }
+    report = PredictReport(
+        artifact=str(options.artifact), runtime=described, weights_source=segmenter.weights_source,
+        weights_warning=segmenter.weights_warning, out=str(out),
+        label_values="cityscapes label ids" if options.label_ids else "train ids",
+        pictures=pictures, skipped=skipped, nonfinite_pixels=sum(p.nonfinite or 0 for p in pictures),
+    )
     return PredictResult(report, written)
