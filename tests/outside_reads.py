@@ -45,8 +45,12 @@ class OutsideReads:
         allowed.add(site.getusersitepackages())
         # only those inside the parent folder matter (a venv or a temp folder beside the checkout);
         # one that holds the parent folder (a clone made in /tmp, as CI does) would excuse everything
-        self.allowed = tuple(root for folder in allowed for root in _roots(Path(folder))
-                             if _inside(root, self.beside) and root not in self.beside)
+        self.allowed = tuple(
+            root
+            for folder in allowed
+            for root in _roots(Path(folder))
+            if _inside(root, self.beside) and root not in self.beside
+        )
         self.seen: List[str] = []
         self._capture: Optional[List[str]] = None
 

@@ -38,7 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 B0 = "efficientvit-seg-b0-cityscapes"
 runner = CliRunner()
 
-TINY = '''
+TINY = """
 import torch
 from torch import nn
 
@@ -77,17 +77,19 @@ class Broken(nn.Module):
 
 def build_broken():
     return Broken()
-'''
+"""
 
 
 def cli(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-
-
 def tree_digest(root: Path) -> dict:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def hidden_beside(path: Path) -> list:
@@ -131,6 +133,7 @@ def copy_of(artifact: Path, where: Path) -> Path:
 
 # --- data loss ------------------------------------------------------------------------------------
 
+
 def test_a_foreign_directory_holding_a_manifest_is_never_touched(tiny, tmp_path):
     w = tmp_path / "w"
     (w / "src").mkdir(parents=True)
@@ -157,7 +160,9 @@ def test_reexport_needs_overwrite_and_keeps_what_export_did_not_write(tiny, tmp_
     refused = export_tiny(tiny, out)
     assert refused.exit_code == 2
     line = one_error_line(refused)
-    assert "already holds an export" in line and "--overwrite" in line and "model.onnx" in line and "model.engine" in line
+    assert (
+        "already holds an export" in line and "--overwrite" in line and "model.onnx" in line and "model.engine" in line
+    )
     assert tree_digest(out) == before
 
     result = export_tiny(tiny, out, "--overwrite", factory="build_one_class")
@@ -178,8 +183,22 @@ def test_a_second_writer_exits_2_naming_the_first(tiny, tmp_path, monkeypatch):
     def write_graph_while_another_export_starts(*args, **kwargs):
         if not seen:  # a second, real process exports to the same --out while this one works
             seen["proc"] = subprocess.run(
-                [sys.executable, "-m", "msla_deploy", "export", "-m", f"{tiny}:build", "--res", "64x64", "--out", str(out)],
-                capture_output=True, text=True, timeout=300, env=subprocess_env(),
+                [
+                    sys.executable,
+                    "-m",
+                    "msla_deploy",
+                    "export",
+                    "-m",
+                    f"{tiny}:build",
+                    "--res",
+                    "64x64",
+                    "--out",
+                    str(out),
+                ],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                env=subprocess_env(),
             )
         return original(*args, **kwargs)
 
@@ -194,7 +213,12 @@ def test_a_second_writer_exits_2_naming_the_first(tiny, tmp_path, monkeypatch):
 
 def test_a_stale_lock_of_a_dead_pid_is_taken_over(tiny, tmp_path):
     out = tmp_path / "out"
-    stale = {"pid": dead_pid(), "host": socket.gethostname(), "command": "msla-deploy export (killed)", "started_unix": 0}
+    stale = {
+        "pid": dead_pid(),
+        "host": socket.gethostname(),
+        "command": "msla-deploy export (killed)",
+        "started_unix": 0,
+    }
     lock_module.lock_path(out).write_text(json.dumps(stale))
     result = export_tiny(tiny, out)
     assert result.exit_code == 0, result.output
@@ -233,10 +257,17 @@ def test_a_dangling_symlinked_out_exits_2_leaving_nothing(tiny, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link"]
 
 
-@pytest.mark.parametrize("flag, where", [
-    ("--junit", "manifest.json"), ("--junit", "model.onnx"), ("--junit", "reference/inputs.npz"),
-    ("--report-dir", "."), ("--report-dir", "reference"), ("--report-dir", "reference/deeper"),
-])
+@pytest.mark.parametrize(
+    "flag, where",
+    [
+        ("--junit", "manifest.json"),
+        ("--junit", "model.onnx"),
+        ("--junit", "reference/inputs.npz"),
+        ("--report-dir", "."),
+        ("--report-dir", "reference"),
+        ("--report-dir", "reference/deeper"),
+    ],
+)
 def test_validate_outputs_onto_the_artifact_are_refused(b0, tmp_path, flag, where):
     a = copy_of(b0, tmp_path / "a")
     before = tree_digest(a)
@@ -345,6 +376,7 @@ def test_a_swap_killed_between_its_two_renames_is_restored(tiny, tmp_path):
 
 # --- wrong input accepted -----------------------------------------------------------------------
 
+
 def test_a_sixteen_bit_grey_png_is_scaled_not_white(tmp_path):
     from PIL import Image
 
@@ -382,6 +414,7 @@ def _interrupting_dynamo(how: str):
                 pass
             raise RuntimeError("torch.export failed")
         raise AssertionError("SIGINT did not interrupt")
+
     return export
 
 
@@ -430,7 +463,9 @@ def test_vacuous_parity_is_said_next_to_the_verdict(tiny, b0, tmp_path):
     assert "class 0 on 100.00%" in result.stdout and "vacuous" in result.stdout
     parity = json.loads((tmp_path / "one" / "parity.json").read_text())
     output = parity["outputs"][0]
-    assert output["dominant_class"] == 0 and output["dominant_class_share"] == 1.0 and "vacuous" in output["vacuous_note"]
+    assert (
+        output["dominant_class"] == 0 and output["dominant_class_share"] == 1.0 and "vacuous" in output["vacuous_note"]
+    )
 
     # b0 with random weights predicts one class everywhere on the synthetic inputs: validate says so
     a = copy_of(b0, tmp_path / "a")
@@ -446,6 +481,7 @@ def test_vacuous_parity_is_said_next_to_the_verdict(tiny, b0, tmp_path):
 
 
 # --- limits and exit codes ------------------------------------------------------------------------
+
 
 def test_a_zip_bomb_checkpoint_is_refused_before_loading(tmp_path, monkeypatch):
     import torch
@@ -496,7 +532,11 @@ def test_a_batch_that_cannot_fit_is_refused_before_the_export(tmp_path, monkeypa
     result = cli("export", "-m", B0, "--res", "1024x2048", "--batch", "64", "--out", tmp_path / "out")
     assert result.exit_code == 2, result.output
     line = one_error_line(result)
-    assert "batch 64 at 1024x2048" in line and "GiB" in line and f"--batch {(8 * 2**30 - 512 * 2**20) // (10 * 3 * 1024 * 2048 * 4)} or less" in line
+    assert (
+        "batch 64 at 1024x2048" in line
+        and "GiB" in line
+        and f"--batch {(8 * 2**30 - 512 * 2**20) // (10 * 3 * 1024 * 2048 * 4)} or less" in line
+    )
     assert not (tmp_path / "out").exists()
     warnings = []
     limits.check_export_memory(64, 1024, 2048, warnings.append, available=24 * 2**30)
@@ -522,7 +562,9 @@ def test_a_string_array_in_the_reference_is_exit_2(b0, tmp_path):
     assert "not numbers" in one_error_line(result)
 
 
-@pytest.mark.parametrize("field, value", [("images", 5), ("synthetic_samples", "three"), ("source", ["x"]), (None, [1, 2])])
+@pytest.mark.parametrize(
+    "field, value", [("images", 5), ("synthetic_samples", "three"), ("source", ["x"]), (None, [1, 2])]
+)
 def test_wrong_typed_reference_json_is_exit_2(b0, tmp_path, field, value):
     a = copy_of(b0, tmp_path / "a")
     path = a / "reference" / "reference.json"
@@ -551,10 +593,18 @@ def test_bench_of_a_graph_with_a_huge_declared_shape_is_exit_2(tmp_path):
 def test_a_broken_torch_install_is_exit_3(tmp_path):
     fake = tmp_path / "fake" / "torch"
     fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text("raise OSError('libtorch_cpu.so: cannot open shared object file: No such file or directory')\n")
+    (fake / "__init__.py").write_text(
+        "raise OSError('libtorch_cpu.so: cannot open shared object file: No such file or directory')\n"
+    )
     env = subprocess_env(PYTHONPATH=os.pathsep.join([str(tmp_path / "fake"), str(REPO)]))
-    proc = subprocess.run([sys.executable, "-m", "msla_deploy", "export", "-m", B0, "--res", "64x64", "--out", str(tmp_path / "o")],
-                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-m", "msla_deploy", "export", "-m", B0, "--res", "64x64", "--out", str(tmp_path / "o")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 3, proc.stderr
     assert "installed but does not import" in proc.stderr and "libtorch_cpu.so" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -563,15 +613,23 @@ def test_a_broken_torch_install_is_exit_3(tmp_path):
 def test_non_ascii_paths_on_an_ascii_console(b0, tmp_path):
     a = copy_of(b0, tmp_path / "caf\u00e9-artifact")
     env = subprocess_env(PYTHONIOENCODING="ascii", LC_ALL="C", LANG="C")
-    proc = subprocess.run([sys.executable, "-m", "msla_deploy", "validate", str(a)], capture_output=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "msla_deploy", "validate", str(a)], capture_output=True, timeout=300, env=env
+    )
     assert proc.returncode == 0, proc.stderr.decode("ascii", "replace")
     assert b"caf\\xe9-artifact" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "msla_deploy", "validate", str(tmp_path / "\u00fcber.onnx")], capture_output=True, timeout=300, env=env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "msla_deploy", "validate", str(tmp_path / "\u00fcber.onnx")],
+        capture_output=True,
+        timeout=300,
+        env=env,
+    )
     assert proc.returncode == 2, proc.stderr.decode("ascii", "replace")
     assert b"\\xfcber.onnx" in proc.stderr and b"Traceback" not in proc.stderr
 
 
 # --- code run from data -------------------------------------------------------------------------
+
 
 def test_model_code_named_only_by_a_manifest_is_never_imported(tiny, tmp_path):
     out = tmp_path / "out"
@@ -595,8 +653,11 @@ def test_model_code_named_only_by_a_manifest_is_never_imported(tiny, tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
     manifest["options"]["model"] = f"{evil}:build"
     (out / "manifest.json").write_text(json.dumps(manifest))
-    for args in (("reference", out, "--inputs", pictures), ("--trust-model-file", f"{tiny}:build", "reference", out, "--inputs", pictures),
-                 ("bench", out, "--backend", "torch", "-n", "1")):
+    for args in (
+        ("reference", out, "--inputs", pictures),
+        ("--trust-model-file", f"{tiny}:build", "reference", out, "--inputs", pictures),
+        ("bench", out, "--backend", "torch", "-n", "1"),
+    ):
         result = cli(*args)
         assert result.exit_code == 2, (args, result.output)
         assert "named only by the manifest" in one_error_line(result)
@@ -623,16 +684,21 @@ def test_a_trusted_model_file_must_still_match_the_export(tiny, tmp_path):
     out = tmp_path / "out"
     assert cli("export", "-m", f"{model_file}:build", "--res", "64x64", "--out", out).exit_code == 0
     model_file.write_text(TINY + "\nprint('changed')\n")
-    result = cli("--trust-model-file", f"{model_file}:build", "reference", out, "--inputs", _picture_folder(tmp_path / "pics"))
+    result = cli(
+        "--trust-model-file", f"{model_file}:build", "reference", out, "--inputs", _picture_folder(tmp_path / "pics")
+    )
     assert result.exit_code == 2
     assert "changed since the export" in one_error_line(result)
 
 
-@pytest.mark.parametrize("where, value", [
-    (("precision", "onnx_files", "fp32"), "/etc/passwd.onnx"),
-    (("precision", "onnx_files", "fp32"), "../elsewhere/model.onnx"),
-    (("parity", "file"), "/tmp/parity.json"),
-])
+@pytest.mark.parametrize(
+    "where, value",
+    [
+        (("precision", "onnx_files", "fp32"), "/etc/passwd.onnx"),
+        (("precision", "onnx_files", "fp32"), "../elsewhere/model.onnx"),
+        (("parity", "file"), "/tmp/parity.json"),
+    ],
+)
 def test_manifest_paths_must_stay_inside_the_directory(b0, tmp_path, where, value):
     a = copy_of(b0, tmp_path / "a")
     manifest = json.loads((a / "manifest.json").read_text())
@@ -660,6 +726,7 @@ def test_an_absolute_artifacts_key_is_refused(b0, tmp_path):
 
 # --- the tamper check is strict ---------------------------------------------------------------------
 
+
 def test_a_manifest_without_its_hashes_fails_validate_unless_allowed(b0, tmp_path):
     a = copy_of(b0, tmp_path / "a")
     manifest = json.loads((a / "manifest.json").read_text())
@@ -677,7 +744,12 @@ def test_a_manifest_without_its_hashes_fails_validate_unless_allowed(b0, tmp_pat
 def test_a_model_and_reference_swapped_together_fail_validate(b0, tiny, tmp_path):
     a = copy_of(b0, tmp_path / "a")
     other = tmp_path / "other"
-    assert cli("export", "-m", B0, "--res", "64x128", "--out", other, "--models-dir", tmp_path / "none", "--stress-weights").exit_code == 0
+    assert (
+        cli(
+            "export", "-m", B0, "--res", "64x128", "--out", other, "--models-dir", tmp_path / "none", "--stress-weights"
+        ).exit_code
+        == 0
+    )
     shutil.copy(other / "model.onnx", a / "model.onnx")
     shutil.copytree(other / "reference", a / "reference", dirs_exist_ok=True)
     result = cli("validate", a)
@@ -689,7 +761,12 @@ def test_a_model_and_reference_swapped_together_fail_validate(b0, tiny, tmp_path
 
 def test_build_refuses_while_another_writer_holds_the_directory(b0, tmp_path):
     a = copy_of(b0, tmp_path / "a")
-    holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": "msla-deploy export --overwrite (still running)", "started_unix": 0}
+    holder = {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "command": "msla-deploy export --overwrite (still running)",
+        "started_unix": 0,
+    }
     lock_module.lock_path(a).write_text(json.dumps(holder))
     result = cli("build", a)
     assert result.exit_code == 2, result.output

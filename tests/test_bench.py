@@ -45,6 +45,7 @@ def _json(result):
 
 # --- statistics ------------------------------------------------------------------------------
 
+
 def test_percentiles_on_a_known_list():
     values = list(range(1, 11))  # 1..10: linear interpolation between closest ranks
     assert percentile(values, 50) == pytest.approx(5.5)
@@ -99,13 +100,16 @@ def test_plot_renders_an_rgb_picture():
 
 # --- a tiny hand-made ONNX ---------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny_onnx(tmp_path_factory) -> Path:
     weight = numpy_helper.from_array(np.random.default_rng(0).standard_normal((16, 16)).astype(np.float32), "W")
     graph = helper.make_graph(
-        [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Relu", ["h"], ["y"])], "tiny",
+        [helper.make_node("MatMul", ["x", "W"], ["h"]), helper.make_node("Relu", ["h"], ["y"])],
+        "tiny",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 16])], [weight],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 16])],
+        [weight],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -115,7 +119,11 @@ def tiny_onnx(tmp_path_factory) -> Path:
 
 
 def test_tiny_onnx_report(tiny_onnx):
-    report = _json(bench(tiny_onnx, "--backend", "ort-cpu", "--iterations", 5, "--warmup", 1, "--batch", 4, "--threads", 1, "--json"))
+    report = _json(
+        bench(
+            tiny_onnx, "--backend", "ort-cpu", "--iterations", 5, "--warmup", 1, "--batch", 4, "--threads", 1, "--json"
+        )
+    )
     (r,) = report["results"]
     s = r["stats"]
     assert r["backend"] == "ort-cpu" and r["runtime"]["ran_on"] == "CPUExecutionProvider" and r["batch"] == 4
@@ -136,8 +144,22 @@ def test_auto_picks_the_cpu_here_and_the_table_renders(tiny_onnx):
 
 def test_compare_two_backends_and_plot(tiny_onnx, tmp_path):
     plot = tmp_path / "latency.png"
-    report = _json(bench(tiny_onnx, "--backend", "ort-cpu", "--compare", "ort-cpu", "--compare", f"{tiny_onnx}@ort-cpu",
-                         "--iterations", 4, "--plot", plot, "--json"))
+    report = _json(
+        bench(
+            tiny_onnx,
+            "--backend",
+            "ort-cpu",
+            "--compare",
+            "ort-cpu",
+            "--compare",
+            f"{tiny_onnx}@ort-cpu",
+            "--iterations",
+            4,
+            "--plot",
+            plot,
+            "--json",
+        )
+    )
     labels = [r["label"] for r in report["results"]]
     assert labels == ["ort-cpu", "ort-cpu#2", "ort-cpu#3"] and report["settings"]["interleaved"]
     assert [r["stats"]["iterations"] for r in report["results"]] == [4, 4, 4]
@@ -150,13 +172,16 @@ def test_compare_two_backends_and_plot(tiny_onnx, tmp_path):
     assert width >= 400 and height >= 100
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--iterations", 0], "--iterations 0"),
-    (["--iterations", 3, "--duration", 1], "--iterations and --duration"),
-    (["--warmup", -1], "--warmup"),
-    (["--backend", "tpu"], "unknown"),
-    (["--batch", 0], "--batch"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--iterations", 0], "--iterations 0"),
+        (["--iterations", 3, "--duration", 1], "--iterations and --duration"),
+        (["--warmup", -1], "--warmup"),
+        (["--backend", "tpu"], "unknown"),
+        (["--batch", 0], "--batch"),
+    ],
+)
 def test_bad_options_exit_2(tiny_onnx, args, needle):
     result = bench(tiny_onnx, *args)
     assert result.exit_code == 2, result.output
@@ -177,7 +202,9 @@ def test_missing_file_and_foreign_file_exit_2(tmp_path):
 def test_compare_with_an_unknown_backend_names_the_backends(tiny_onnx):
     result = bench(tiny_onnx, "--compare", f"{tiny_onnx}@foo", "--iterations", 1)
     assert result.exit_code == 2, result.output
-    assert "unknown backend 'foo'" in result.stderr and "ort-cpu" in result.stderr and "no such file" not in result.stderr
+    assert (
+        "unknown backend 'foo'" in result.stderr and "ort-cpu" in result.stderr and "no such file" not in result.stderr
+    )
     result = bench(tiny_onnx, "--compare", "ort-cpuu", "--iterations", 1)
     assert result.exit_code == 2 and "neither a backend nor a file" in result.stderr
 
@@ -192,13 +219,17 @@ def test_compare_with_a_saved_report(tiny_onnx, tmp_path):
     live, earlier = report["results"]
     assert (live["label"], live["source"]) == ("ort-cpu", None) and live["stats"]["iterations"] == 4
     assert earlier["label"] == "before.json:ort-cpu" and earlier["source"] == str(saved)
-    assert earlier["latencies_ms"] == json.loads(first.stdout)["results"][0]["latencies_ms"] and earlier["stats"]["iterations"] == 3
+    assert (
+        earlier["latencies_ms"] == json.loads(first.stdout)["results"][0]["latencies_ms"]
+        and earlier["stats"]["iterations"] == 3
+    )
     assert earlier["p50_ratio"] == pytest.approx(earlier["stats"]["p50_ms"] / live["stats"]["p50_ms"])
     assert report["settings"]["interleaved"] is False  # one contestant timed here
     again = tmp_path / "again.json"
     again.write_text(json.dumps(report))
     chained = _json(bench(tiny_onnx, "--compare", again, "--iterations", 2, "--json"))
-    assert [r["label"] for r in chained["results"]] == ["ort-cpu", "again.json:ort-cpu"]  # a saved report's own rows only
+    # a saved report's own rows only
+    assert [r["label"] for r in chained["results"]] == ["ort-cpu", "again.json:ort-cpu"]
     table = bench(tiny_onnx, "--compare", saved, "--iterations", 2)
     assert table.exit_code == 0, table.output
     assert "before.json:ort-cpu" in table.stdout and f"{saved}: rows read from an earlier run" in table.stdout
@@ -209,11 +240,19 @@ def test_compare_with_a_file_that_is_not_a_bench_report_exits_2(tiny_onnx, tmp_p
     other.write_text(json.dumps({"format": "msla-deploy/parity/1", "checks": []}))
     newer = tmp_path / "newer.json"
     newer.write_text(json.dumps({"format": "msla-deploy/bench/7"}))
-    for path, needle in ((other, "'msla-deploy/parity/1' document"), (newer, "newer msla-deploy"), (tmp_path / "gone.json", "no such file")):
+    for path, needle in (
+        (other, "'msla-deploy/parity/1' document"),
+        (newer, "newer msla-deploy"),
+        (tmp_path / "gone.json", "no such file"),
+    ):
         result = bench(tiny_onnx, "--compare", path, "--iterations", 1)
         assert result.exit_code == 2, result.output
         assert needle in result.stderr and str(path) in result.stderr, result.stderr
-        assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output and "loading" not in result.stderr
+        assert (
+            len(result.stderr.strip().splitlines()) == 1
+            and "Traceback" not in result.output
+            and "loading" not in result.stderr
+        )
 
 
 def test_help_shows_the_iterations_default():
@@ -249,7 +288,8 @@ def test_trt_backend_without_tensorrt_exits_3(tiny_onnx, tmp_path):
     engine.write_bytes(b"not really an engine")
     result = bench(engine, "--iterations", 1)
     assert result.exit_code == 3, result.output
-    assert "--backend ort-cpu" not in result.stderr and "model.onnx" in result.stderr  # ort-cpu is refused for an engine
+    # ort-cpu is refused for an engine
+    assert "--backend ort-cpu" not in result.stderr and "model.onnx" in result.stderr
 
 
 @pytest.mark.skipif(_has_cuda_provider(), reason="this ONNX Runtime has the CUDA provider")
@@ -259,7 +299,9 @@ def test_ort_cuda_without_cuda_exits_3(tiny_onnx):
     assert "CUDAExecutionProvider" in result.output
 
 
-@pytest.mark.skipif(not _has_tensorrt(), reason="TensorRT is not installed here (it cannot be on this project's machines)")
+@pytest.mark.skipif(
+    not _has_tensorrt(), reason="TensorRT is not installed here (it cannot be on this project's machines)"
+)
 def test_trt_backend_with_and_without_transfers(tiny_onnx):
     for flag in ("--transfers", "--no-transfers"):
         report = _json(bench(tiny_onnx, "--backend", "trt", "--batch", 2, "--iterations", 3, flag, "--json"))
@@ -280,6 +322,7 @@ def test_bench_of_an_onnx_imports_no_torch(tiny_onnx):
 
 # --- a small real export -----------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def b0_export(tmp_path_factory) -> Path:
     pytest.importorskip("torch")
@@ -293,7 +336,9 @@ def b0_export(tmp_path_factory) -> Path:
 
 
 def test_real_export_torch_vs_ort_cpu(b0_export):
-    report = _json(bench(b0_export, "--backend", "ort-cpu", "--compare", "torch", "--iterations", 3, "--warmup", 1, "--json"))
+    report = _json(
+        bench(b0_export, "--backend", "ort-cpu", "--compare", "torch", "--iterations", 3, "--warmup", 1, "--json")
+    )
     ort, torch_result = report["results"]
     assert (ort["backend"], torch_result["backend"]) == ("ort-cpu", "torch")
     assert torch_result["runtime"]["runtime"] == "torch" and ort["batch"] == torch_result["batch"] == 1
@@ -327,10 +372,25 @@ def test_torch_backend_without_torch_exits_3(b0_export):
 
 # --- TensorRT timed directly with CUDA events (the generated fake TensorRT and a recording libcudart) --
 
-CUDART_CALLS = ("cudaMalloc", "cudaFree", "cudaMemcpyAsync", "cudaStreamCreate", "cudaStreamDestroy", "cudaStreamSynchronize",
-                "cudaEventCreate", "cudaEventRecord", "cudaEventSynchronize", "cudaEventElapsedTime", "cudaEventDestroy",
-                "cudaStreamBeginCapture", "cudaStreamEndCapture", "cudaGraphInstantiateWithFlags", "cudaGraphLaunch",
-                "cudaGraphExecDestroy", "cudaGraphDestroy")
+CUDART_CALLS = (
+    "cudaMalloc",
+    "cudaFree",
+    "cudaMemcpyAsync",
+    "cudaStreamCreate",
+    "cudaStreamDestroy",
+    "cudaStreamSynchronize",
+    "cudaEventCreate",
+    "cudaEventRecord",
+    "cudaEventSynchronize",
+    "cudaEventElapsedTime",
+    "cudaEventDestroy",
+    "cudaStreamBeginCapture",
+    "cudaStreamEndCapture",
+    "cudaGraphInstantiateWithFlags",
+    "cudaGraphLaunch",
+    "cudaGraphExecDestroy",
+    "cudaGraphDestroy",
+)
 
 
 class FakeCudart:
@@ -345,18 +405,26 @@ class FakeCudart:
 
         def function(*args):
             self.log.append((name, args))
-            if name in ("cudaMalloc", "cudaStreamCreate", "cudaEventCreate", "cudaStreamEndCapture", "cudaGraphInstantiateWithFlags"):
+            if name in (
+                "cudaMalloc",
+                "cudaStreamCreate",
+                "cudaEventCreate",
+                "cudaStreamEndCapture",
+                "cudaGraphInstantiateWithFlags",
+            ):
                 out = args[-1] if name == "cudaStreamEndCapture" else args[0]
                 self.next_handle += 0x100
                 out._obj.value = self.next_handle
             if name == "cudaEventElapsedTime":
                 args[0]._obj.value = 2.5
             return self.fail.get(name, 0)
+
         return function
 
 
 def _engine(log, version):
-    """The generated fake TensorRT of `version` (tests/trt_fake.py): x (2, 3) fp32 in, y (2, 5) fp16 out; execute_async_v3 logs."""
+    """The generated fake TensorRT of `version` (tests/trt_fake.py): x (2, 3) fp32 in, y (2, 5) fp16 out;
+    execute_async_v3 logs."""
     trt = make_fake_tensorrt(version, execute=lambda context, stream: log.append(("execute_async_v3", (stream,))))
     engine = make_engine(trt, {"x": ((2, 3), "FLOAT")}, {"y": ((2, 5), "HALF")})
     return trt, engine, engine.create_execution_context()
@@ -377,13 +445,28 @@ def _names(log):
 @pytest.mark.parametrize("transfers", [True, False])
 def test_direct_trt_one_timed_iteration_call_sequence(transfers, version):
     timing, context, log = _direct(transfers=transfers, version=version)
-    assert _names(log) == ["cudaMalloc", "cudaMalloc", "cudaStreamCreate", "cudaEventCreate", "cudaEventCreate",
-                           "cudaMemcpyAsync", "cudaStreamSynchronize"]  # inputs reach the device once at load
+    assert _names(log) == [
+        "cudaMalloc",
+        "cudaMalloc",
+        "cudaStreamCreate",
+        "cudaEventCreate",
+        "cudaEventCreate",
+        "cudaMemcpyAsync",
+        "cudaStreamSynchronize",
+    ]  # inputs reach the device once at load
     assert all(context.get_tensor_address(name) for name in ("x", "y"))
     del log[:]
     assert timing.timed() == pytest.approx(2.5e-3)  # cudaEventElapsedTime's ms, in seconds
     copies = ["cudaMemcpyAsync"] if transfers else []
-    assert _names(log) == ["cudaEventRecord", *copies, "execute_async_v3", *copies, "cudaEventRecord", "cudaEventSynchronize", "cudaEventElapsedTime"]
+    assert _names(log) == [
+        "cudaEventRecord",
+        *copies,
+        "execute_async_v3",
+        *copies,
+        "cudaEventRecord",
+        "cudaEventSynchronize",
+        "cudaEventElapsedTime",
+    ]
     stream = timing.stream.value
     assert log[0][1] == (timing.start, timing.stream) and dict(log)["execute_async_v3"] == (stream,) and stream
     if transfers:
@@ -392,18 +475,34 @@ def test_direct_trt_one_timed_iteration_call_sequence(transfers, version):
         assert d2h[2:4] == (2 * 5 * 2, MEMCPY_DEVICE_TO_HOST) and d2h[1].value == context.get_tensor_address("y")
     del log[:]
     timing.close()
-    assert _names(log) == ["cudaStreamSynchronize", "cudaEventDestroy", "cudaEventDestroy", "cudaStreamDestroy", "cudaFree", "cudaFree"]
+    assert _names(log) == [
+        "cudaStreamSynchronize",
+        "cudaEventDestroy",
+        "cudaEventDestroy",
+        "cudaStreamDestroy",
+        "cudaFree",
+        "cudaFree",
+    ]
 
 
 @pytest.mark.parametrize("version", FAKE_VERSIONS)
 def test_direct_trt_cuda_graph_captures_once_then_launches(version):
     timing, _, log = _direct(transfers=False, cuda_graph=True, version=version)
-    assert _names(log)[-6:] == ["execute_async_v3", "cudaStreamSynchronize", "cudaStreamBeginCapture", "execute_async_v3",
-                                "cudaStreamEndCapture", "cudaGraphInstantiateWithFlags"]
+    assert _names(log)[-6:] == [
+        "execute_async_v3",
+        "cudaStreamSynchronize",
+        "cudaStreamBeginCapture",
+        "execute_async_v3",
+        "cudaStreamEndCapture",
+        "cudaGraphInstantiateWithFlags",
+    ]
     del log[:]
     for _ in range(2):
         timing.timed()
-    assert _names(log) == ["cudaEventRecord", "cudaGraphLaunch", "cudaEventRecord", "cudaEventSynchronize", "cudaEventElapsedTime"] * 2
+    assert (
+        _names(log)
+        == ["cudaEventRecord", "cudaGraphLaunch", "cudaEventRecord", "cudaEventSynchronize", "cudaEventElapsedTime"] * 2
+    )
     assert log[1][1] == (timing.graph_exec, timing.stream)
     del log[:]
     timing.close()
@@ -414,8 +513,15 @@ def test_direct_trt_cuda_graph_with_transfers_copies_around_the_launch():
     timing, _, log = _direct(transfers=True, cuda_graph=True)
     del log[:]
     timing.timed()
-    assert _names(log) == ["cudaEventRecord", "cudaMemcpyAsync", "cudaGraphLaunch", "cudaMemcpyAsync", "cudaEventRecord",
-                           "cudaEventSynchronize", "cudaEventElapsedTime"]
+    assert _names(log) == [
+        "cudaEventRecord",
+        "cudaMemcpyAsync",
+        "cudaGraphLaunch",
+        "cudaMemcpyAsync",
+        "cudaEventRecord",
+        "cudaEventSynchronize",
+        "cudaEventElapsedTime",
+    ]
 
 
 def test_a_failing_cuda_call_names_itself_and_releases_what_was_taken():
@@ -435,7 +541,9 @@ def test_failed_construction_frees_its_buffers(version):
     log = []
     trt, engine, context = _engine(log, version)
     with pytest.raises(MissingRuntime, match="cudaStreamBeginCapture"):
-        DirectTiming(trt, engine, context, FakeCudart(log, {"cudaStreamBeginCapture": 1}), transfers=True, cuda_graph=True)
+        DirectTiming(
+            trt, engine, context, FakeCudart(log, {"cudaStreamBeginCapture": 1}), transfers=True, cuda_graph=True
+        )
     assert _names(log).count("cudaFree") == 2 and "cudaStreamDestroy" in _names(log)
 
 
@@ -449,7 +557,9 @@ def test_tensorrt_without_the_name_api_is_refused():
 
 def test_measure_uses_a_runs_own_timer():
     host_calls = []
-    latencies = measure([lambda: host_calls.append(1), lambda: None], warmup=1, iterations=2, duration=None, timed=[None, lambda: 0.004])
+    latencies = measure(
+        [lambda: host_calls.append(1), lambda: None], warmup=1, iterations=2, duration=None, timed=[None, lambda: 0.004]
+    )
     assert latencies[1] == [0.004, 0.004] and len(latencies[0]) == 2 and len(host_calls) == 3  # warm-up uses run()
 
 
@@ -464,15 +574,22 @@ def test_host_timer_is_recorded(tiny_onnx):
     assert report["results"][0]["timer"] == "host" and report["settings"]["cuda_graph"] is False
 
 
-@pytest.mark.skipif(not _has_tensorrt(), reason="TensorRT is not installed here (it cannot be on this project's machines)")
+@pytest.mark.skipif(
+    not _has_tensorrt(), reason="TensorRT is not installed here (it cannot be on this project's machines)"
+)
 def test_trt_backend_times_with_cuda_events_and_a_graph(tiny_onnx):
     for flags in (["--no-transfers"], ["--cuda-graph"]):
         report = _json(bench(tiny_onnx, "--backend", "trt", "--batch", 1, "--iterations", 3, *flags, "--json"))
         (r,) = report["results"]
-        assert r["timer"] == "cuda-events" and r["runtime"]["cuda_graph"] is ("--cuda-graph" in flags) and r["stats"]["min_ms"] > 0
+        assert (
+            r["timer"] == "cuda-events"
+            and r["runtime"]["cuda_graph"] is ("--cuda-graph" in flags)
+            and r["stats"]["min_ms"] > 0
+        )
 
 
 # --- p50 is the median, not the mean (issue 16) -----------------------------------------------
+
 
 def test_summary_of_an_uneven_sample_tells_median_from_mean():
     """One slow outlier pulls the mean far from the median: p50 must stay with the median."""
@@ -489,8 +606,24 @@ def test_summary_of_an_uneven_sample_tells_median_from_mean():
 
 def test_report_p50_is_the_median_of_its_own_latencies(tiny_onnx):
     """The report's figures recomputed from the latencies it lists, for two contestants."""
-    report = _json(bench(tiny_onnx, "--backend", "ort-cpu", "--compare", "ort-cpu", "--iterations", 7, "--warmup", 0,
-                         "--batch", 1, "--threads", 1, "--json"))
+    report = _json(
+        bench(
+            tiny_onnx,
+            "--backend",
+            "ort-cpu",
+            "--compare",
+            "ort-cpu",
+            "--iterations",
+            7,
+            "--warmup",
+            0,
+            "--batch",
+            1,
+            "--threads",
+            1,
+            "--json",
+        )
+    )
     medians = []
     for r in report["results"]:
         ms = np.asarray(r["latencies_ms"])

@@ -136,18 +136,24 @@ def test_real_build_without_tensorrt_exits_3(fp32_dir):
     assert sorted(p.name for p in fp32_dir.iterdir()) == before
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--opt-level", "9"], "0..5"),
-    (["--workspace", "banana"], "not a size"),
-    (["--dla-core", "0", "--precision", "fp32"], "fp16 and int8 only"),
-    (["--precision", "fp16", "--typing", "weak", "--trt-version", "11.4"], "removed in TensorRT 11.0"),
-    (["--precision", "fp16", "--typing", "weak", "--trt-version", "11.4", "--print-trtexec"], "removed in TensorRT 11.0"),
-    (["--precision", "fp16", "--trt-version", "11.4"], "mixed-precision fp16 ONNX"),
-    (["--typing", "strong", "--trt-version", "8.6", "--print-trtexec"], "9.0"),
-    (["--hardware-compat", "same-cc", "--trt-version", "10.3", "--print-trtexec"], "10.9"),
-    (["--dla-core", "0", "--precision", "fp16", "--trt-version", "10.13", "--print-trtexec"], "no DLA"),
-    (["--gpu-fallback"], "only to DLA"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--opt-level", "9"], "0..5"),
+        (["--workspace", "banana"], "not a size"),
+        (["--dla-core", "0", "--precision", "fp32"], "fp16 and int8 only"),
+        (["--precision", "fp16", "--typing", "weak", "--trt-version", "11.4"], "removed in TensorRT 11.0"),
+        (
+            ["--precision", "fp16", "--typing", "weak", "--trt-version", "11.4", "--print-trtexec"],
+            "removed in TensorRT 11.0",
+        ),
+        (["--precision", "fp16", "--trt-version", "11.4"], "mixed-precision fp16 ONNX"),
+        (["--typing", "strong", "--trt-version", "8.6", "--print-trtexec"], "9.0"),
+        (["--hardware-compat", "same-cc", "--trt-version", "10.3", "--print-trtexec"], "10.9"),
+        (["--dla-core", "0", "--precision", "fp16", "--trt-version", "10.13", "--print-trtexec"], "no DLA"),
+        (["--gpu-fallback"], "only to DLA"),
+    ],
+)
 def test_bad_options_exit_2(fp32_dir, args, needle):
     before = sorted(p.name for p in fp32_dir.iterdir())
     result = build(fp32_dir, *args)
@@ -171,20 +177,30 @@ def test_print_trtexec_needs_a_version_without_tensorrt(fp32_dir):
 
 def test_entry_point_in_a_fresh_process(fp32_dir):
     """As a shell sees it: stdout is only the command, exit codes are the documented ones."""
-    ok = subprocess.run([sys.executable, "-m", "msla_deploy", "build", str(fp32_dir), "--print-trtexec", "--trt-version", "10.3"],
-                        capture_output=True, text=True)
+    ok = subprocess.run(
+        [sys.executable, "-m", "msla_deploy", "build", str(fp32_dir), "--print-trtexec", "--trt-version", "10.3"],
+        capture_output=True,
+        text=True,
+    )
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.count("\n") == 1 and ok.stdout.startswith("trtexec --onnx=model.onnx")
-    bad = subprocess.run([sys.executable, "-m", "msla_deploy", "build", str(fp32_dir), "--opt-level", "9"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "msla_deploy", "build", str(fp32_dir), "--opt-level", "9"],
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     if not _has_tensorrt():
-        missing = subprocess.run([sys.executable, "-m", "msla_deploy", "build", str(fp32_dir)], capture_output=True, text=True)
+        missing = subprocess.run(
+            [sys.executable, "-m", "msla_deploy", "build", str(fp32_dir)], capture_output=True, text=True
+        )
         assert missing.returncode == 3 and "Traceback" not in missing.stderr and missing.stderr.count("\n") == 1
 
 
 @pytest.mark.parametrize("fake_trt", ["10.3.0"], indirect=True)
 def test_a_build_renders_its_record(tmp_path, fake_trt):
-    """A whole build on the fake TensorRT (tests/trt_fake.py): --json is the record as the manifest holds it, the table reads it."""
+    """A whole build on the fake TensorRT (tests/trt_fake.py): --json is the record as the manifest holds it,
+    the table reads it."""
     from msla_deploy.artifact.builds import BuildRecord
 
     from .test_build_plan import make_export_dir
@@ -199,5 +215,11 @@ def test_a_build_renders_its_record(tmp_path, fake_trt):
     assert record.engine_file == "model_fp16_trt10.3.engine" and record.precision == "fp16" and record.typing == "weak"
     table = build(directory)  # a second build: the timing cache is loaded
     assert table.exit_code == 0, table.stderr
-    for text in ("model_fp16_trt10.3.engine", f"sha256 {record.engine.sha256[:16]}", "loaded and updated", "fp32 layers", "recorded in"):
+    for text in (
+        "model_fp16_trt10.3.engine",
+        f"sha256 {record.engine.sha256[:16]}",
+        "loaded and updated",
+        "fp32 layers",
+        "recorded in",
+    ):
         assert text in table.stdout, text

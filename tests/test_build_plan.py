@@ -52,6 +52,7 @@ FP32_NODES = ["node_transpose", "node_matmul", "node_sum", "node_add", "node_div
 
 # --- small export directories with the manifest contract ------------------------------------------
 
+
 def tiny_graph(mixed: bool, dynamic: bool = False) -> onnx.ModelProto:
     """conv -> hswish -> linear attention (MatMul of two activations, ReduceSum, Div) -> cubic resize.
 
@@ -106,7 +107,8 @@ def tiny_graph(mixed: bool, dynamic: bool = False) -> onnx.ModelProto:
         nodes[-1].output[0] = "logits"
     batch = "N" if dynamic else 1
     graph = helper.make_graph(
-        nodes, "tiny",
+        nodes,
+        "tiny",
         [helper.make_tensor_value_info("input", F32, [batch, 3, 32, 32])],
         [helper.make_tensor_value_info("logits", F32, [batch, 8, 64, 64])],
         inits,
@@ -134,8 +136,11 @@ def make_export_dir(root: Path, kind: str = "fp16", dynamic: bool = False, fp32_
         files = {"fp32": "model.onnx"}
     if kind != "legacy":
         manifest["precision"] = {
-            "precision": "fp16" if kind == "fp16" else "fp32", "attention_precision": "fp32", "io_dtype": "fp32",
-            "onnx_files": files, "fp32_nodes": list(fp32_nodes),
+            "precision": "fp16" if kind == "fp16" else "fp32",
+            "attention_precision": "fp32",
+            "io_dtype": "fp32",
+            "onnx_files": files,
+            "fp32_nodes": list(fp32_nodes),
         }
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return root
@@ -159,9 +164,18 @@ def test_tiny_graphs_are_valid_onnx():
 
 # --- options --------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("text, expected", [
-    ("1G", 1 << 30), ("512M", 512 << 20), ("2048", 2048 << 20), ("1536MiB", 1536 << 20), ("0.5GiB", 512 << 20), ("4096k", 4 << 20),
-])
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("1G", 1 << 30),
+        ("512M", 512 << 20),
+        ("2048", 2048 << 20),
+        ("1536MiB", 1536 << 20),
+        ("0.5GiB", 512 << 20),
+        ("4096k", 4 << 20),
+    ],
+)
 def test_parse_size(text, expected):
     assert parse_size(text) == expected
 
@@ -172,19 +186,22 @@ def test_parse_size_rejects(text):
         parse_size(text)
 
 
-@pytest.mark.parametrize("changes, needle", [
-    ({"opt_level": 9}, "0..5"),
-    ({"opt_level": -1}, "0..5"),
-    ({"workspace": "banana"}, "not a size"),
-    ({"dla_core": 0, "precision": "fp32"}, "fp16 and int8 only"),
-    ({"dla_core": -1, "precision": "fp16"}, "negative"),
-    ({"gpu_fallback": True}, "only to DLA"),
-    ({"typing": "loose"}, "--typing"),
-    ({"precision": "int4"}, "--precision"),  # int8 is a precision since the int8 export (tests/test_int8.py)
-    ({"hardware_compat": "turing+"}, "--hardware-compat"),
-    ({"trt_version": "ten"}, "X.Y"),
-    ({"trt_version": "7.2"}, "older"),
-])
+@pytest.mark.parametrize(
+    "changes, needle",
+    [
+        ({"opt_level": 9}, "0..5"),
+        ({"opt_level": -1}, "0..5"),
+        ({"workspace": "banana"}, "not a size"),
+        ({"dla_core": 0, "precision": "fp32"}, "fp16 and int8 only"),
+        ({"dla_core": -1, "precision": "fp16"}, "negative"),
+        ({"gpu_fallback": True}, "only to DLA"),
+        ({"typing": "loose"}, "--typing"),
+        ({"precision": "int4"}, "--precision"),  # int8 is a precision since the int8 export (tests/test_int8.py)
+        ({"hardware_compat": "turing+"}, "--hardware-compat"),
+        ({"trt_version": "ten"}, "X.Y"),
+        ({"trt_version": "7.2"}, "older"),
+    ],
+)
 def test_options_rejected_before_anything_is_read(changes, needle):
     options = BuildOptions(source=Path("/nonexistent"), **changes)
     with pytest.raises(BadInput) as info:
@@ -194,6 +211,7 @@ def test_options_rejected_before_anything_is_read(changes, needle):
 
 
 # --- plans per version ----------------------------------------------------------------------------
+
 
 def test_fp16_on_jetpack5_and_6_is_weakly_typed_from_the_fp32_graph(dirs):
     for version in ("8.5", "8.6", "10.3"):
@@ -310,6 +328,7 @@ def test_no_plan_ever_mixes_strong_typing_with_weak_settings(dirs, version, prec
 
 
 # --- error cases (BadInput, exit 2, with a fix) ------------------------------------------------------
+
 
 def _bad(directory, version, **options) -> BadInput:
     with pytest.raises(BadInput) as info:
@@ -461,15 +480,25 @@ def test_api_weak_fp16(dirs, fake_trt):
     trt.fake.extra_layers.update(EXTRA)
     plan = plan_for(dirs["fp16"], short(version), typing="weak")
     built = _build(plan, trt, dirs["fp16"])
-    explicit = 1 << api_value(version, "NetworkDefinitionCreationFlag", "EXPLICIT_BATCH") if version_key(version) < (10, 0) else 0
+    explicit = (
+        1 << api_value(version, "NetworkDefinitionCreationFlag", "EXPLICIT_BATCH")
+        if version_key(version) < (10, 0)
+        else 0
+    )
     assert trt.fake.calls_to("Builder.create_network") == [{"flags": explicit}]  # no STRONGLY_TYPED
     assert [Path(c["model"]).name for c in trt.fake.calls_to("OnnxParser.parse_from_file")] == ["model_fp32.onnx"]
     assert trt.fake.flag_names() == ["FP16", "OBEY_PRECISION_CONSTRAINTS"]
     assert trt.fake.flag_names("IBuilderConfig.clear_flag") == ["TF32"]  # TF32 is on by default
-    assert [(c["pool"].name, c["pool_size"]) for c in trt.fake.calls_to("IBuilderConfig.set_memory_pool_limit")] == [("WORKSPACE", DEFAULT_WORKSPACE)]
+    assert [(c["pool"].name, c["pool_size"]) for c in trt.fake.calls_to("IBuilderConfig.set_memory_pool_limit")] == [
+        ("WORKSPACE", DEFAULT_WORKSPACE)
+    ]
     assert [v.name for v in trt.fake.values_set("IBuilderConfig.profiling_verbosity")] == ["DETAILED"]
     assert trt.fake.values_set("IBuilderConfig.avg_timing_iterations") == [8]  # trtexec's default, set by trtexec
-    extra = [n for n in (x["name"] for x in read_fake_engine(built.engine)["layers"]) if n.startswith("node_matmul_") and n != "node_matmul_1"]
+    extra = [
+        n
+        for n in (x["name"] for x in read_fake_engine(built.engine)["layers"])
+        if n.startswith("node_matmul_") and n != "node_matmul_1"
+    ]
     assert len(extra) == 1 and set(_pinned(trt)) == set(FP32_NODES) | set(extra)  # '<node>_<n>' is pinned too
     assert {"index": 0, "dtype": trt.fake.member("DataType", "FLOAT")} in trt.fake.calls_to("ILayer.set_output_type")
     assert "NetworkDefinitionCreationFlag.STRONGLY_TYPED" not in trt.fake.lookups
@@ -480,7 +509,10 @@ def test_api_weak_fp16(dirs, fake_trt):
     assert [i["name"] for i in engine["io"]] == ["input", "logits"]
     assert built.unmatched_fp32_nodes == []
     assert [x["Name"] for x in json.loads(built.layer_info)["Layers"]] == [x["name"] for x in engine["layers"]]
-    assert built.timing_cache.startswith(b"FAKE-TRT-CACHE " + short(version).encode()) and built.timing_cache_loaded is False
+    assert (
+        built.timing_cache.startswith(b"FAKE-TRT-CACHE " + short(version).encode())
+        and built.timing_cache_loaded is False
+    )
 
 
 @pytest.mark.parametrize("fake_trt", STRONG, indirect=True)
@@ -488,14 +520,25 @@ def test_api_strong_fp16_touches_no_weak_typing_api(dirs, fake_trt):
     trt, version = fake_trt, fake_trt.__version__
     plan = plan_for(dirs["fp16"], short(version), typing="strong")
     built = _build(plan, trt, dirs["fp16"])
-    strongly = 1 << api_value(version, "NetworkDefinitionCreationFlag", "STRONGLY_TYPED") if version_key(version) < (11, 0) else 0
+    strongly = (
+        1 << api_value(version, "NetworkDefinitionCreationFlag", "STRONGLY_TYPED")
+        if version_key(version) < (11, 0)
+        else 0
+    )
     assert trt.fake.calls_to("Builder.create_network") == [{"flags": strongly}]  # 11.x: always strong, no flag
     assert [Path(c["model"]).name for c in trt.fake.calls_to("OnnxParser.parse_from_file")] == ["model.onnx"]
-    for name in ("BuilderFlag.FP16", "BuilderFlag.OBEY_PRECISION_CONSTRAINTS", "NetworkDefinitionCreationFlag.EXPLICIT_BATCH"):
+    for name in (
+        "BuilderFlag.FP16",
+        "BuilderFlag.OBEY_PRECISION_CONSTRAINTS",
+        "NetworkDefinitionCreationFlag.EXPLICIT_BATCH",
+    ):
         assert name not in trt.fake.lookups
     assert not [c for c in trt.fake.calls if c.name.startswith("ILayer.")] and trt.fake.flag_names() == []
     engine = read_fake_engine(built.engine)
-    assert engine["strongly_typed"] and {"io": "input", "dtype": "FLOAT"} == {"io": engine["io"][0]["name"], "dtype": engine["io"][0]["dtype"]}
+    assert engine["strongly_typed"] and {"io": "input", "dtype": "FLOAT"} == {
+        "io": engine["io"][0]["name"],
+        "dtype": engine["io"][0]["dtype"],
+    }
 
 
 @pytest.mark.parametrize("fake_trt", ["11.4.0.106"], indirect=True)
@@ -522,11 +565,21 @@ def test_api_options_timing_cache_and_version_compatible(dirs, fake_trt, tmp_pat
     trt, version = fake_trt, fake_trt.__version__
     compat = "same-cc" if version_key(version) >= (10, 9) else "ampere+"
     cache = tmp_path / "t.cache"
-    plan = plan_for(dirs["fp32"], short(version), opt_level=4, hardware_compat=compat, version_compatible=True,
-                    tf32=True, workspace="2G", timing_cache=cache)
+    plan = plan_for(
+        dirs["fp32"],
+        short(version),
+        opt_level=4,
+        hardware_compat=compat,
+        version_compatible=True,
+        tf32=True,
+        workspace="2G",
+        timing_cache=cache,
+    )
     first = _build(plan, trt)
     assert trt.fake.values_set("IBuilderConfig.builder_optimization_level") == [4]
-    assert [v.name for v in trt.fake.values_set("IBuilderConfig.hardware_compatibility_level")] == [V.HARDWARE_COMPAT_API[compat]]
+    assert [v.name for v in trt.fake.values_set("IBuilderConfig.hardware_compatibility_level")] == [
+        V.HARDWARE_COMPAT_API[compat]
+    ]
     assert set(trt.fake.flag_names()) == {"VERSION_COMPATIBLE", "TF32"}
     assert [c["pool_size"] for c in trt.fake.calls_to("IBuilderConfig.set_memory_pool_limit")] == [2 << 30]
     # the layer information comes from loading the version-compatible engine: host code allowed first
@@ -534,7 +587,9 @@ def test_api_options_timing_cache_and_version_compatible(dirs, fake_trt, tmp_pat
     assert not first.timing_cache_loaded and b"node_conv:tactic" in first.timing_cache
     cache.write_bytes(first.timing_cache)
     second = _build(plan, trt)
-    assert trt.fake.calls_to("IBuilderConfig.create_timing_cache")[-1] == {"serialized_timing_cache": first.timing_cache}
+    assert trt.fake.calls_to("IBuilderConfig.create_timing_cache")[-1] == {
+        "serialized_timing_cache": first.timing_cache
+    }
     assert second.timing_cache_loaded and second.timing_cache == first.timing_cache
 
 
@@ -587,7 +642,9 @@ def test_api_dla_build_is_the_printed_trtexec_build(dirs, fake_trt, fallback):
     assert trt.fake.values_set("IBuilderConfig.DLA_core") == [1]
     assert _flags_after_build(trt) == trtexec_builder_flags(trtexec_argv(plan), version)
     assert ("DIRECT_IO" in trt.fake.flag_names()) is (not fallback)
-    placed = {c["layer"].name for c in trt.fake.calls_to("IBuilderConfig.set_device_type") if c["device_type"].name == "GPU"}
+    placed = {
+        c["layer"].name for c in trt.fake.calls_to("IBuilderConfig.set_device_type") if c["device_type"].name == "GPU"
+    }
     assert placed == set(FP32_NODES)  # DLA has no fp32: the pinned layers go to the GPU explicitly
     assert built.dla_fallback_layers == (["node_hswish"] if fallback else [])
     assert trt.fake.values_set("Runtime.DLA_core") == [1]  # the layer information loads it like trtexec
@@ -669,6 +726,7 @@ def test_suffix_pinning_skips_layers_named_after_other_nodes(dirs, fake_trt):
 
 # --- loading engines: runtime.deserialize_engine, the one loader ----------------------------------------
 
+
 @pytest.mark.parametrize("fake_trt", versions_where(lambda v: v >= (8, 6)), indirect=True)
 def test_version_compatible_engines_load_only_with_host_code_allowed(dirs, fake_trt):
     trt = fake_trt
@@ -706,7 +764,10 @@ def test_an_engine_from_another_version_is_refused_with_a_fix(dirs, fake_trt):
 def _load_options(engine: Path):
     """What runtime.open passes to the loader for an engine: its build record, read by the artifact layer."""
     record = resolve(engine).build_record(engine)
-    return {"version_compatible": bool(record and record.version_compatible), "dla_core": record.dla_core if record else None}
+    return {
+        "version_compatible": bool(record and record.version_compatible),
+        "dla_core": record.dla_core if record else None,
+    }
 
 
 @pytest.mark.parametrize("fake_trt", DLA_WEAK, indirect=True)
@@ -715,7 +776,10 @@ def test_build_records_say_how_to_load_the_engine(tmp_path, fake_trt):
     directory = make_export_dir(tmp_path / "e", "fp16")
     compatible = run_build(BuildOptions(source=directory, version_compatible=True))
     dla = run_build(BuildOptions(source=directory, dla_core=1))
-    for result, expected in ((compatible, {"version_compatible": True, "dla_core": None}), (dla, {"version_compatible": False, "dla_core": 1})):
+    for result, expected in (
+        (compatible, {"version_compatible": True, "dla_core": None}),
+        (dla, {"version_compatible": False, "dla_core": 1}),
+    ):
         engine = Path(result.plan.engine)
         assert _load_options(engine) == expected
         assert runtime_mod.deserialize_engine(fake_trt, engine.read_bytes(), **expected).num_io_tensors == 2
@@ -741,6 +805,7 @@ def test_runtime_open_loads_the_engines_build_wrote(tmp_path, fake_trt):
 
 
 # --- the plan validate and bench build from (build.plan_for_runtime) ------------------------------------
+
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_plan_for_runtime_decides_the_graph_from_the_version(dirs, version):
@@ -775,6 +840,7 @@ def test_build_for_runtime_builds_the_installed_versions_plan(dirs, fake_trt):
 
 # --- the whole build, with the fake TensorRT installed and a fake GPU ----------------------------------------
 
+
 def test_run_build_writes_engine_layer_info_cache_and_manifest(tmp_path, fake_trt):
     version = short(fake_trt.__version__)
     directory = make_export_dir(tmp_path / "e", "fp16")
@@ -790,7 +856,10 @@ def test_run_build_writes_engine_layer_info_cache_and_manifest(tmp_path, fake_tr
     assert manifest["model"] == {"name": "tiny"}  # the export's content is kept
     record = manifest["builds"][0]
     assert record["engine"] == {"file": engine.name, "sha256": sha256_file(engine), "bytes": engine.stat().st_size}
-    assert record["tensorrt"]["version"] == fake_trt.__version__ and record["gpu"]["compute_capability"] == FAKE_GPU.compute_capability
+    assert (
+        record["tensorrt"]["version"] == fake_trt.__version__
+        and record["gpu"]["compute_capability"] == FAKE_GPU.compute_capability
+    )
     assert record["plan"]["builder_flags"]["fp16"] is (typing == "weak")
     assert record["plan"]["onnx"] == ("model_fp32.onnx" if typing == "weak" else "model.onnx")
     assert record["timing_cache"]["sha256"] == sha256_file(directory / f"timing_trt{version}.cache")
@@ -819,7 +888,9 @@ def test_run_build_checks_before_needing_tensorrt(dirs, monkeypatch):
 
     # an impossible plan for an explicit version is exit 2 even without TensorRT
     with pytest.raises(BadInput, match="removed in TensorRT 11.0"):
-        run_build(BuildOptions(source=dirs["fp16"], trt_version="11.4", typing="weak", precision="fp16"), gpu_probe=no_trt)
+        run_build(
+            BuildOptions(source=dirs["fp16"], trt_version="11.4", typing="weak", precision="fp16"), gpu_probe=no_trt
+        )
     with pytest.raises(BadInput, match="0..5"):
         run_build(BuildOptions(source=dirs["fp16"], opt_level=9), gpu_probe=no_trt)
     # an engine only runs on the TensorRT that built it
@@ -853,23 +924,28 @@ sys.meta_path.insert(0, _Block())
 
 
 def test_trt_package_imports_no_torch_and_no_tensorrt(dirs):
-    code = BLOCK_TORCH + f"""
+    code = (
+        BLOCK_TORCH
+        + f"""
 from pathlib import Path
 import msla_deploy.trt, msla_deploy.trt.command, msla_deploy.trt.engine, msla_deploy.trt.dla
 from msla_deploy.trt import BuildOptions, load_model_input, make_plan, parse_version, trtexec_argv
 from msla_deploy.trt.dla import preflight
-d = Path({str(dirs['fp16'])!r})
+d = Path({str(dirs["fp16"])!r})
 plan = make_plan(BuildOptions(source=d, dla_core=0), load_model_input(d), parse_version("10.3"))
 print(" ".join(trtexec_argv(plan)))
 print(preflight(plan.onnx).counts())
-assert "torch" not in sys.modules and "tensorrt" not in sys.modules, sorted(m for m in sys.modules if "torch" in m or "tensorrt" in m)
+heavy = sorted(m for m in sys.modules if "torch" in m or "tensorrt" in m)
+assert "torch" not in sys.modules and "tensorrt" not in sys.modules, heavy
 """
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert "--useDLACore=0" in proc.stdout
 
 
 # --- real TensorRT (only where TensorRT and a GPU exist) ------------------------------------------------
+
 
 def _gpu_or_skip():
     from msla_deploy.trt.runtime import probe_gpu
@@ -887,7 +963,9 @@ def test_real_tensorrt_build(tmp_path, kind, precision):
     directory = make_export_dir(tmp_path / kind, kind)
     result = run_build(BuildOptions(source=directory, precision=precision))
     engine_bytes = Path(result.plan.engine).read_bytes()
-    engine = runtime_mod.deserialize_engine(trt, engine_bytes, version_compatible=result.plan.version_compatible, dla_core=result.plan.dla_core)
+    engine = runtime_mod.deserialize_engine(
+        trt, engine_bytes, version_compatible=result.plan.version_compatible, dla_core=result.plan.dla_core
+    )
     assert engine.num_io_tensors >= 2
     assert result.record["engine"]["sha256"] == sha256_file(Path(result.plan.engine))
     if precision == "fp16" and result.plan.typing == "weak":

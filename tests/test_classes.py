@@ -10,8 +10,27 @@ from msla_deploy.parity import pictures
 
 def test_cityscapes_label_ids_map_to_the_19_train_ids_and_the_rest_is_ignored():
     table = classes.cityscapes_label_to_train()
-    expected = {7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9, 23: 10, 24: 11, 25: 12,
-                26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18}
+    expected = {
+        7: 0,
+        8: 1,
+        11: 2,
+        12: 3,
+        13: 4,
+        17: 5,
+        19: 6,
+        20: 7,
+        21: 8,
+        22: 9,
+        23: 10,
+        24: 11,
+        25: 12,
+        26: 13,
+        27: 14,
+        28: 15,
+        31: 16,
+        32: 17,
+        33: 18,
+    }
     for label_id in range(256):
         assert table[label_id] == expected.get(label_id, classes.IGNORE_INDEX)
     back = classes.cityscapes_train_to_label()
@@ -20,7 +39,9 @@ def test_cityscapes_label_ids_map_to_the_19_train_ids_and_the_rest_is_ignored():
 
 def test_ade20k_annotations_shift_by_one_and_zero_is_ignored():
     table = classes.ade20k_annotation_to_train()
-    assert table[0] == classes.IGNORE_INDEX and table[1] == 0 and table[150] == 149 and table[151] == classes.IGNORE_INDEX
+    assert (
+        table[0] == classes.IGNORE_INDEX and table[1] == 0 and table[150] == 149 and table[151] == classes.IGNORE_INDEX
+    )
     assert len(classes.ADE20K_CLASSES) == len(set(classes.ADE20K_CLASSES)) == 150
 
 

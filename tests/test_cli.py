@@ -68,32 +68,40 @@ def test_help_shows_the_choices(command, option, enum):
     assert re.search(rf"{option} [<\[]{shown}[>\]]", help_text(command)), (option, help_text(command))
 
 
-@pytest.mark.parametrize("command, names", [
-    ("bench", choices.BACKENDS), ("evaluate", choices.BACKENDS), ("predict", choices.BACKENDS),
-    ("validate", choices.NON_TORCH_BACKENDS),
-])
+@pytest.mark.parametrize(
+    "command, names",
+    [
+        ("bench", choices.BACKENDS),
+        ("evaluate", choices.BACKENDS),
+        ("predict", choices.BACKENDS),
+        ("validate", choices.NON_TORCH_BACKENDS),
+    ],
+)
 def test_an_open_backend_shows_its_names_and_the_triton_form(command, names):
     assert "--backend [" + "|".join(names) + f"|{TRITON_FORM}]" in help_text(command)
 
 
-@pytest.mark.parametrize("args, option, bad", [
-    (["export", "--precision", "fp8"], "--precision", "fp8"),
-    (["export", "--exporter", "magic"], "--exporter", "magic"),
-    (["export", "--attention-precision", "bf16"], "--attention-precision", "bf16"),
-    (["export", "--upsample", "nearest"], "--upsample", "nearest"),
-    (["export", "--head", "mask"], "--head", "mask"),
-    (["export", "--calib-method", "kl"], "--calib-method", "kl"),
-    (["build", "x.onnx", "--typing", "loose"], "--typing", "loose"),
-    (["build", "x.onnx", "--hardware-compat", "turing+"], "--hardware-compat", "turing+"),
-    (["inspect", "x.onnx", "--precision", "fp8"], "--precision", "fp8"),
-    (["evaluate", "x", "--data", "d", "--dataset", "coco"], "--dataset", "coco"),
-    (["package", "x", "--platform", "savedmodel"], "--platform", "savedmodel"),
-    (["serve", "x", "--backend", "torch"], "--backend", "torch"),  # PyTorch does not serve
-    (["validate", "x", "--backend", "torch"], "--backend", "torch"),  # the reference IS torch
-    (["bench", "x", "--backend", "tpu"], "--backend", "tpu"),
-    (["evaluate", "x", "--data", "d", "--backend", "ort-cpu", "--backend", "tpu"], "--backend", "tpu"),
-    (["predict", "x", "p.png", "-o", "o", "--backend", "tpu"], "--backend", "tpu"),
-])
+@pytest.mark.parametrize(
+    "args, option, bad",
+    [
+        (["export", "--precision", "fp8"], "--precision", "fp8"),
+        (["export", "--exporter", "magic"], "--exporter", "magic"),
+        (["export", "--attention-precision", "bf16"], "--attention-precision", "bf16"),
+        (["export", "--upsample", "nearest"], "--upsample", "nearest"),
+        (["export", "--head", "mask"], "--head", "mask"),
+        (["export", "--calib-method", "kl"], "--calib-method", "kl"),
+        (["build", "x.onnx", "--typing", "loose"], "--typing", "loose"),
+        (["build", "x.onnx", "--hardware-compat", "turing+"], "--hardware-compat", "turing+"),
+        (["inspect", "x.onnx", "--precision", "fp8"], "--precision", "fp8"),
+        (["evaluate", "x", "--data", "d", "--dataset", "coco"], "--dataset", "coco"),
+        (["package", "x", "--platform", "savedmodel"], "--platform", "savedmodel"),
+        (["serve", "x", "--backend", "torch"], "--backend", "torch"),  # PyTorch does not serve
+        (["validate", "x", "--backend", "torch"], "--backend", "torch"),  # the reference IS torch
+        (["bench", "x", "--backend", "tpu"], "--backend", "tpu"),
+        (["evaluate", "x", "--data", "d", "--backend", "ort-cpu", "--backend", "tpu"], "--backend", "tpu"),
+        (["predict", "x", "p.png", "-o", "o", "--backend", "tpu"], "--backend", "tpu"),
+    ],
+)
 def test_a_wrong_choice_is_typers_usage_error_on_one_line(tmp_path, monkeypatch, args, option, bad):
     monkeypatch.chdir(tmp_path)  # nothing may be written
     result = cli(*args)
@@ -112,7 +120,11 @@ def test_a_wrong_choice_names_the_choices():
 
 
 def test_other_usage_errors_are_one_line_too():
-    for args, needle in ((["export", "--no-such-flag"], "No such option"), (["bench"], "Missing argument"), (["exprot"], "No such command")):
+    for args, needle in (
+        (["export", "--no-such-flag"], "No such option"),
+        (["bench"], "Missing argument"),
+        (["exprot"], "No such command"),
+    ):
         result = cli(*args)
         assert result.exit_code == 2 and needle in one_error_line(result), result.output
 
@@ -143,12 +155,22 @@ def test_one_owner_of_each_vocabulary():
 
     assert runtime.BACKENDS is choices.BACKENDS and server.SERVE_BACKENDS is choices.NON_TORCH_BACKENDS
     assert [name for name, _ in readiness.ORT_BACKENDS] == list(choices.ORT_BACKENDS)
-    assert (options.PRECISIONS, options.TYPINGS, options.HARDWARE_COMPAT) == (choices.PRECISIONS, choices.TYPINGS, choices.HARDWARE_COMPAT)
-    assert precision.PRECISIONS is choices.INSPECT_PRECISIONS and TARGETS is trt_support.EXAMPLES is choices.TRT_TARGET_EXAMPLES
-    assert names.TRITON_PLATFORMS is choices.TRITON_PLATFORMS and repository.PLATFORM_CHOICES == choices.PLATFORM_CHOICES
+    assert (options.PRECISIONS, options.TYPINGS, options.HARDWARE_COMPAT) == (
+        choices.PRECISIONS,
+        choices.TYPINGS,
+        choices.HARDWARE_COMPAT,
+    )
+    assert (
+        precision.PRECISIONS is choices.INSPECT_PRECISIONS
+        and TARGETS is trt_support.EXAMPLES is choices.TRT_TARGET_EXAMPLES
+    )
+    assert (
+        names.TRITON_PLATFORMS is choices.TRITON_PLATFORMS and repository.PLATFORM_CHOICES == choices.PLATFORM_CHOICES
+    )
 
 
 # --- flags --------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("name, command", click_commands(), ids=lambda v: v if isinstance(v, str) else "")
 def test_flags_show_as_flags(name, command):
@@ -169,28 +191,40 @@ def test_completion_is_offered():
 
 # --- the next command ---------------------------------------------------------------------------
 
+
 def test_next_commands_are_pasteable():
     assert command_line("msla-deploy", "build", Path("my exports/b1")) == "msla-deploy build 'my exports/b1'"
     export = next_after_export(Path("artifacts/b1"))
     assert [c for c, _ in export] == ["msla-deploy build artifacts/b1", "msla-deploy bench artifacts/b1"]
     build = next_after_build(Path("artifacts/b1/model_fp16_trt10.13.engine"))
     assert build[0][0] == "msla-deploy validate artifacts/b1/model_fp16_trt10.13.engine --backend trt"
-    assert [c for c, _ in next_after_validate(Path("b1"), "auto", "ort-cpu")] == ["msla-deploy build b1", "msla-deploy bench b1 --backend ort-cpu"]
+    assert [c for c, _ in next_after_validate(Path("b1"), "auto", "ort-cpu")] == [
+        "msla-deploy build b1",
+        "msla-deploy bench b1 --backend ort-cpu",
+    ]
     assert [c for c, _ in next_after_validate(Path("b1"), "trt", "trt")] == [
-        "msla-deploy bench b1 --backend trt", "msla-deploy package b1 --triton triton-repo"]
-    assert [c for c, _ in next_after_validate(Path("b1"), "triton://h:1/b1", "triton")] == ["msla-deploy bench b1 --backend triton://h:1/b1"]
+        "msla-deploy bench b1 --backend trt",
+        "msla-deploy package b1 --triton triton-repo",
+    ]
+    assert [c for c, _ in next_after_validate(Path("b1"), "triton://h:1/b1", "triton")] == [
+        "msla-deploy bench b1 --backend triton://h:1/b1"
+    ]
 
 
 def test_next_after_package_runs_the_repository(tmp_path):
     plan = next_after_package(Path("b1"), tmp_path / "repo", "b1", "tensorrt_plan")
     docker, validate = plan[0][0], plan[-1][0]
-    assert docker.startswith("docker run") and f"{tmp_path / 'repo'}:/models" in docker and "tritonserver --model-repository=/models" in docker
+    assert (
+        docker.startswith("docker run")
+        and f"{tmp_path / 'repo'}:/models" in docker
+        and "tritonserver --model-repository=/models" in docker
+    )
     assert validate == "msla-deploy validate b1 --backend triton://127.0.0.1:8001/b1" and len(plan) == 2
     onnx_plan = next_after_package(Path("b1"), tmp_path / "repo", "b1", "onnxruntime_onnx")
     assert [c for c, _ in onnx_plan][1] == "msla-deploy serve b1 --name b1"
 
 
-TINY = '''
+TINY = """
 import torch
 from torch import nn
 
@@ -207,7 +241,7 @@ class Tiny(nn.Module):
 def build():
     torch.manual_seed(0)
     return Tiny()
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +251,9 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     (root / "tiny_model.py").write_text(TINY)
     out = root / "tiny"
-    result = cli("export", "-m", f"{root / 'tiny_model.py'}:build", "--res", "64x64", "--exporter", "torchscript", "--out", out)
+    result = cli(
+        "export", "-m", f"{root / 'tiny_model.py'}:build", "--res", "64x64", "--exporter", "torchscript", "--out", out
+    )
     assert result.exit_code == 0, result.output
     return result, out
 
@@ -225,7 +261,7 @@ def exported(tmp_path_factory):
 def _next_block(stdout: str) -> list:
     lines = stdout.splitlines()
     assert "Next:" in lines, stdout
-    return [line.split("#")[0].strip() for line in lines[lines.index("Next:") + 1:]]
+    return [line.split("#")[0].strip() for line in lines[lines.index("Next:") + 1 :]]
 
 
 def test_export_validate_and_package_print_the_next_command(exported, tmp_path):
@@ -234,7 +270,10 @@ def test_export_validate_and_package_print_the_next_command(exported, tmp_path):
 
     validated = cli("validate", out, "--backend", "ort-cpu", "--report-dir", tmp_path / "v")
     assert validated.exit_code == 0, validated.output
-    assert _next_block(validated.stdout) == [command_line("msla-deploy", "build", out), command_line("msla-deploy", "bench", out, "--backend", "ort-cpu")]
+    assert _next_block(validated.stdout) == [
+        command_line("msla-deploy", "build", out),
+        command_line("msla-deploy", "bench", out, "--backend", "ort-cpu"),
+    ]
 
     packaged = cli("package", out, "--triton", tmp_path / "repo")
     assert packaged.exit_code == 0, packaged.output
@@ -244,8 +283,10 @@ def test_export_validate_and_package_print_the_next_command(exported, tmp_path):
 
 def test_json_output_carries_no_next_command(exported, tmp_path):
     _, out = exported
-    for args in (["validate", out, "--backend", "ort-cpu", "--report-dir", tmp_path / "v", "--json"],
-                 ["package", out, "--triton", tmp_path / "repo", "--json"]):
+    for args in (
+        ["validate", out, "--backend", "ort-cpu", "--report-dir", tmp_path / "v", "--json"],
+        ["package", out, "--triton", tmp_path / "repo", "--json"],
+    ):
         result = cli(*args)
         assert result.exit_code == 0, result.output
         json.loads(result.stdout)  # the document and nothing else
@@ -255,7 +296,19 @@ def test_json_output_carries_no_next_command(exported, tmp_path):
 # --- start-up -----------------------------------------------------------------------------------
 
 # what start-up must not import: the runtimes, the array and image libraries, Typer's rich help
-HEAVY = ("numpy", "onnx", "onnxruntime", "torch", "polygraphy", "tensorrt", "PIL", "markdown_it", "pygments", "rich.progress", "rich.syntax")
+HEAVY = (
+    "numpy",
+    "onnx",
+    "onnxruntime",
+    "torch",
+    "polygraphy",
+    "tensorrt",
+    "PIL",
+    "markdown_it",
+    "pygments",
+    "rich.progress",
+    "rich.syntax",
+)
 
 
 def imported_by(*args: str) -> set:
@@ -282,7 +335,14 @@ def test_start_up_imports_nothing_heavy(args):
 
 def test_doctor_imports_no_stage_it_does_not_ask_about():
     modules = imported_by("doctor", "--json")
-    stages = ("msla_deploy.inspect.hazards", "msla_deploy.parity.metrics", "msla_deploy.bench.stats", "msla_deploy.export.pipeline",
-              "msla_deploy.evaluate.run", "msla_deploy.trt.build", "msla_deploy.zoo.model")
+    stages = (
+        "msla_deploy.inspect.hazards",
+        "msla_deploy.parity.metrics",
+        "msla_deploy.bench.stats",
+        "msla_deploy.export.pipeline",
+        "msla_deploy.evaluate.run",
+        "msla_deploy.trt.build",
+        "msla_deploy.zoo.model",
+    )
     assert not [m for m in stages if m in modules]
     assert "torch" not in modules

@@ -73,7 +73,9 @@ class ContextStage(nn.Module):
 class TinySegNet(nn.Module):
     def __init__(self, channels: int = 32, classes: int = 5) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, channels, 3, stride=4, padding=1, bias=False), nn.BatchNorm2d(channels), nn.Hardswish())
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, channels, 3, stride=4, padding=1, bias=False), nn.BatchNorm2d(channels), nn.Hardswish()
+        )
         self.body = nn.ModuleDict({"context": ContextStage(channels)})
         self.neck = TimmStyleLiteMLA(channels, channels, dim=16, scales=(3,))
         self.head = nn.Conv2d(channels, classes, 1)
@@ -301,23 +303,39 @@ def bad_input(spec: str, *fragments: str) -> str:
 def test_factory_spec_errors(tmp_path):
     bad_input("model.py", "':factory'")
     bad_input(str(tmp_path / "missing.py") + ":build", "not found")
-    bad_input(write(tmp_path / "boom.py", "import torch\n\nx = 1 / 0\n") + ":build", "ZeroDivisionError at boom.py line 3")
+    bad_input(
+        write(tmp_path / "boom.py", "import torch\n\nx = 1 / 0\n") + ":build", "ZeroDivisionError at boom.py line 3"
+    )
     bad_input(write(tmp_path / "syntax.py", "def build(:\n    pass\n") + ":build", "SyntaxError at syntax.py line 1")
-    bad_input(write(tmp_path / "deps.py", "import no_such_package_xyz\n") + ":build", "ModuleNotFoundError", "no_such_package_xyz", "install")
+    bad_input(
+        write(tmp_path / "deps.py", "import no_such_package_xyz\n") + ":build",
+        "ModuleNotFoundError",
+        "no_such_package_xyz",
+        "install",
+    )
     spec = write(tmp_path / "names.py", "from torch import nn\n\ndef make():\n    return nn.Identity()\n")
     bad_input(spec + ":build", "no attribute 'build'", "make")
     bad_input(write(tmp_path / "value.py", "build = 3\n") + ":build", "not callable")
     raising = "def helper():\n    raise ValueError('no weights here')\n\ndef build():\n    return helper()\n"
-    bad_input(write(tmp_path / "raises.py", raising) + ":build", "raised ValueError at raises.py line 2: no weights here")
+    bad_input(
+        write(tmp_path / "raises.py", raising) + ":build", "raised ValueError at raises.py line 2: no weights here"
+    )
     bad_input(write(tmp_path / "wrong.py", "def build():\n    return 42\n") + ":build", "returned int", "nn.Module")
-    bad_input(write(tmp_path / "args.py", "def build(classes):\n    pass\n") + ":build", "build(classes)", "needs arguments")
+    bad_input(
+        write(tmp_path / "args.py", "def build(classes):\n    pass\n") + ":build", "build(classes)", "needs arguments"
+    )
     bad_input("no_such_package_xyz.models:build", "no module named")
     bad_input("collections:OrderedDict", "returned OrderedDict")
 
 
 def test_factory_from_file_with_sibling_import(tmp_path):
-    write(tmp_path / "msla_test_sibling_blocks.py", "from torch import nn\n\ndef conv():\n    return nn.Conv2d(3, 4, 1)\n")
-    spec = write(tmp_path / "net.py", "from msla_test_sibling_blocks import conv\n\ndef build():\n    return conv()\n") + ":build"
+    write(
+        tmp_path / "msla_test_sibling_blocks.py", "from torch import nn\n\ndef conv():\n    return nn.Conv2d(3, 4, 1)\n"
+    )
+    spec = (
+        write(tmp_path / "net.py", "from msla_test_sibling_blocks import conv\n\ndef build():\n    return conv()\n")
+        + ":build"
+    )
     assert callable(load_factory(spec))
     model, name = build_user_model(spec)
     assert isinstance(model, nn.Conv2d) and name == "build"
@@ -346,8 +364,15 @@ def test_example_segmenter_is_swapped():
 def test_record_dict_round_trip():
     record = SwapRecord("a.b", "pkg.Cls", True, dim=8, heads=4, scales=(3, 5), eps=1e-5, kernel="ReLU")
     assert record.to_dict() == {
-        "path": "a.b", "source": "pkg.Cls", "swapped": True, "dim": 8, "heads": 4,
-        "scales": [3, 5], "eps": 1e-5, "kernel": "ReLU", "problem": None,
+        "path": "a.b",
+        "source": "pkg.Cls",
+        "swapped": True,
+        "dim": 8,
+        "heads": 4,
+        "scales": [3, 5],
+        "eps": 1e-5,
+        "kernel": "ReLU",
+        "problem": None,
     }
     assert convert.class_name(record) == "msla_deploy.convert.SwapRecord"
 

@@ -77,10 +77,12 @@ def read_blocks(page: Path) -> List[Block]:
         indent, fence, lang = opening.groups()
         end = next((j for j in range(i + 1, len(lines)) if lines[j].strip() == fence), None)
         assert end is not None, f"{page.relative_to(REPO)}:{i + 1}: unclosed code block"
-        body = [line[len(indent):] if line.startswith(indent) else line.lstrip() for line in lines[i + 1:end]]
+        body = [line[len(indent) :] if line.startswith(indent) else line.lstrip() for line in lines[i + 1 : end]]
         before = next((lines[j] for j in range(i - 1, -1, -1) if lines[j].strip()), "")
         marker = NOT_RUN.match(before)
-        blocks.append(Block(page, i + 1, lang.lower(), "\n".join(body) + "\n", marker.group(1).strip() if marker else None))
+        blocks.append(
+            Block(page, i + 1, lang.lower(), "\n".join(body) + "\n", marker.group(1).strip() if marker else None)
+        )
         i = end + 1
     return blocks
 
@@ -159,7 +161,9 @@ def msla_problems(command: str, tokens: List[str]) -> List[str]:
     for token in rest[1:]:
         match = OPTION.fullmatch(token.split("=", 1)[0]) if token.startswith("-") else None
         if match and re.fullmatch(r"-\d.*", token) is None and match.group(1) not in known:
-            problems.append(f"{command!r}: {match.group(1)} is not an option of `msla-deploy {name}` ({', '.join(sorted(known))})")
+            problems.append(
+                f"{command!r}: {match.group(1)} is not an option of `msla-deploy {name}` ({', '.join(sorted(known))})"
+            )
     return problems
 
 
@@ -174,7 +178,7 @@ def synopsis_problems(synopsis: str) -> List[str]:
     problems = msla_problems(synopsis, head)
     if problems or not head or head[-1].startswith("-"):
         return problems
-    options = [m.group(1) for m in re.finditer(r"(?<![\w-])(--[A-Za-z][\w-]*)", " ".join(words[len(head):]))]
+    options = [m.group(1) for m in re.finditer(r"(?<![\w-])(--[A-Za-z][\w-]*)", " ".join(words[len(head) :]))]
     return msla_problems(synopsis, head + options)
 
 
@@ -184,7 +188,12 @@ def msla_commands(block: Block) -> List[Tuple[str, List[str]]]:
         return [(line, line.split()[1:]) for line in synopsis_lines(block.text)]
     if block.lang not in SHELL:
         return []
-    return [(line, segment[1:]) for line in shell_lines(block.text) for segment in shell_segments(line) if segment[0] == "msla-deploy"]
+    return [
+        (line, segment[1:])
+        for line in shell_lines(block.text)
+        for segment in shell_segments(line)
+        if segment[0] == "msla-deploy"
+    ]
 
 
 def ci_example_commands() -> List[str]:
@@ -200,11 +209,13 @@ def ci_example_commands() -> List[str]:
             commands.append(value)
             continue
         body = []
-        for following in lines[i + 1:]:
+        for following in lines[i + 1 :]:
             if following.strip() and len(following) - len(following.lstrip()) <= indent:
                 break
             body.append(following.strip())
-        commands.extend([" ".join(part for part in body if part)] if value.startswith(">") else [part for part in body if part])
+        commands.extend(
+            [" ".join(part for part in body if part)] if value.startswith(">") else [part for part in body if part]
+        )
     return [command for command in commands if command.startswith("msla-deploy")]
 
 
@@ -245,8 +256,10 @@ def runnable_steps(block: Block) -> Tuple[List[Step], List[str]]:
         elif len(tokens) >= 2 and tokens[0] == "python" and tokens[1].endswith(".py"):
             steps.append(Step(block, "script", tokens[1:]))
         else:
-            problems.append(f"{block.id}: {line.strip()!r} cannot run as written (only `msla-deploy ...` and `python FILE.py ...` "
-                            "lines run): write it so, or mark the block <!-- not-run: why -->")
+            problems.append(
+                f"{block.id}: {line.strip()!r} cannot run as written (only `msla-deploy ...` and `python FILE.py ...` "
+                "lines run): write it so, or mark the block <!-- not-run: why -->"
+            )
     return steps, problems
 
 
@@ -279,7 +292,9 @@ def run_step(step: Step, cwd: Path) -> None:
     }[step.kind]
     done = subprocess.run(argv, cwd=cwd, env=environment(), capture_output=True, text=True, timeout=900)
     shown = " ".join(step.payload) if step.kind != "python" else "the python block"
-    assert done.returncode == 0, f"{step.block.id}: {shown} exited {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    assert done.returncode == 0, (
+        f"{step.block.id}: {shown} exited {done.returncode}\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -292,10 +307,15 @@ def test_blocks_are_found_labelled_and_not_run_only_on_purpose():
     assert not unlabelled, f"label each block with one of {sorted(KNOWN_LANGUAGES)}: {unlabelled}"
     not_run = [b for b in BLOCKS if b.not_run is not None]
     assert all(b.not_run for b in not_run), [b.id for b in not_run if not b.not_run]  # a reason, always
-    markers = sum(len(NOT_RUN.findall(line)) for page in PAGES for line in page.read_text(encoding="utf-8").splitlines())
+    markers = sum(
+        len(NOT_RUN.findall(line)) for page in PAGES for line in page.read_text(encoding="utf-8").splitlines()
+    )
     assert markers == len(not_run), "a <!-- not-run: --> marker must be the line just before a code block"
     assert len(not_run) <= NOT_RUN_CAP, f"{len(not_run)} blocks are not run: {[b.id for b in not_run]}"
-    print(f"{len(BLOCKS)} blocks in {len(PAGES)} pages; {len(not_run)} not run: " + "; ".join(f"{b.id} ({b.not_run})" for b in not_run))
+    print(
+        f"{len(BLOCKS)} blocks in {len(PAGES)} pages; {len(not_run)} not run: "
+        + "; ".join(f"{b.id} ({b.not_run})" for b in not_run)
+    )
 
 
 def test_the_readme_keeps_the_test_command_ci_runs():
@@ -326,7 +346,9 @@ def test_command_lines_use_real_commands_and_options(block):
 
 def test_ci_example_commands_use_real_options():
     commands = ci_example_commands()
-    assert any(c.startswith("msla-deploy export") for c in commands) and any(c.startswith("msla-deploy validate") for c in commands)
+    assert any(c.startswith("msla-deploy export") for c in commands) and any(
+        c.startswith("msla-deploy validate") for c in commands
+    )
     problems = [p for c in commands for p in msla_problems(c, shlex.split(c)[1:])]
     assert not problems, "\n".join(problems)
 

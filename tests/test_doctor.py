@@ -53,6 +53,7 @@ def fake_gpu(monkeypatch):
 def no_gpu(monkeypatch):
     def probe(index=0):
         raise trt_runtime.MissingRuntime("no CUDA driver found (libcuda): faked", "build on the target GPU")
+
     monkeypatch.setattr(trt_runtime, "probe_gpu", probe)
 
 
@@ -165,12 +166,15 @@ def test_missing_tensorrt_shows_build_unavailable_with_the_install_hint(missing_
 
 def test_no_gpu_is_named_as_the_reason(fake_tensorrt, no_gpu):
     build = doctor_json()["commands"]["build"]
-    assert build["ready"] is False and "gpu: no CUDA driver found" in build["reason"] and "tensorrt" not in build["reason"]
+    assert (
+        build["ready"] is False and "gpu: no CUDA driver found" in build["reason"] and "tensorrt" not in build["reason"]
+    )
 
 
 def test_a_probe_that_crashes_is_reported_not_raised(monkeypatch):
     def broken():
         raise RuntimeError("polygraphy exploded")
+
     monkeypatch.setattr(probes, "polygraphy", broken)
     report = doctor_json()
     poly = report["components"]["polygraphy"]
@@ -182,13 +186,16 @@ def test_jetson_release_power_mode_and_board(monkeypatch):
     from msla_deploy.bench import environment
 
     facts = {
-        "l4t_release": "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: Tue Aug  1 19:57:35 UTC 2023",
+        "l4t_release": (
+            "# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref, EABI: aarch64, DATE: Tue Aug  1 "
+            "19:57:35 UTC 2023"
+        ),
         "board": "NVIDIA Jetson Xavier NX Developer Kit",
         "nvpmodel_conf": True,
         "nvpmodel_q": "NV Power Mode: MODE_20W_6CORE\n8",
         "jetson_clocks_show": "SOC family:tegra194  Machine:NVIDIA Jetson Xavier NX Developer Kit\n"
-                              "GPU MinFreq=114750000 MaxFreq=1109250000 CurrentFreq=1109250000\nEMC MinFreq=204000000 MaxFreq=1600000000 "
-                              "CurrentFreq=1600000000 FreqOverride=1",
+        "GPU MinFreq=114750000 MaxFreq=1109250000 CurrentFreq=1109250000\nEMC MinFreq=204000000 MaxFreq=1600000000 "
+        "CurrentFreq=1600000000 FreqOverride=1",
     }
     monkeypatch.setattr(environment, "jetson", lambda: JetsonFacts(**facts))
     monkeypatch.setattr(probes, "_dpkg_version", lambda package: None)
@@ -222,8 +229,14 @@ DEVICE_CHECK = Path(__file__).resolve().parents[1] / "scripts" / "device-check.s
 
 
 def device_check(*args, cwd: Path):
-    env = dict(os.environ, PYTHON=sys.executable, PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
-    return subprocess.run(["bash", str(DEVICE_CHECK), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        PATH=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
+    )
+    return subprocess.run(
+        ["bash", str(DEVICE_CHECK), *map(str, args)], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_device_check_script_is_valid_bash():
@@ -287,17 +300,30 @@ def test_device_check_flow_with_a_stand_in_cli(tmp_path):
     (export / "reference").mkdir(parents=True)
     (export / "manifest.json").write_text("{}")
     calls = tmp_path / "calls.txt"
-    env = dict(os.environ, PYTHON=sys.executable, CALLS=str(calls), DOCTOR_JSON=str(tmp_path / "doctor.json"),
-               PATH=os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]))
+    env = dict(
+        os.environ,
+        PYTHON=sys.executable,
+        CALLS=str(calls),
+        DOCTOR_JSON=str(tmp_path / "doctor.json"),
+        PATH=os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]),
+    )
     out = tmp_path / "report"
-    done = subprocess.run(["bash", str(DEVICE_CHECK), str(export), "--out", str(out), "--no-tests", "--iterations", "7"],
-                          env=env, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        ["bash", str(DEVICE_CHECK), str(export), "--out", str(out), "--no-tests", "--iterations", "7"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in export.iterdir()) == ["manifest.json", "reference"]  # the user's folder is untouched
     lines = calls.read_text().splitlines()
     weak = str(out / "export" / "device-check-fp16-weak.engine")
     assert any(line.startswith("build ") and "--typing strong" in line for line in lines)
-    assert f"validate {weak} --reference {out / 'export' / 'reference'} --backend trt --report-dir {out / 'validate-fp16-weak'} --json" in lines
+    assert (
+        f"validate {weak} --reference {out / 'export' / 'reference'} --backend trt --report-dir "
+        f"{out / 'validate-fp16-weak'} --json" in lines
+    )
     assert f"bench {weak} --backend trt --iterations 7 --plot {out / 'bench-fp16-weak.png'} --json" in lines
     assert not any("device-check-fp16-strong.engine --backend" in line for line in lines)  # never built: never run
     summary = (out / "summary.md").read_text()

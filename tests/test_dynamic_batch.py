@@ -101,14 +101,20 @@ def test_every_batch_computes_what_pytorch_computes_per_picture(exports):
             assert np.abs(got - alone[:n]).max() <= 1e-4 * np.abs(alone).max()
 
 
-@pytest.mark.parametrize("args, expected", [
-    (("--batch", "dynamic"), "--batch dynamic needs --max-batch N"),
-    (("--batch", "dynamic", "--max-batch", "1"), "a dynamic batch needs a largest batch of at least 2"),
-    (("--batch", "4", "--max-batch", "8"), "--max-batch applies to --batch dynamic"),
-    (("--batch", "many"), "is neither a number nor 'dynamic'"),
-    (("--batch", "dynamic", "--max-batch", "0"), "--max-batch 0: a dynamic batch needs a largest batch of at least 2"),
-    (("--batch", "-3"), "--batch -3 must be at least 1"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (("--batch", "dynamic"), "--batch dynamic needs --max-batch N"),
+        (("--batch", "dynamic", "--max-batch", "1"), "a dynamic batch needs a largest batch of at least 2"),
+        (("--batch", "4", "--max-batch", "8"), "--max-batch applies to --batch dynamic"),
+        (("--batch", "many"), "is neither a number nor 'dynamic'"),
+        (
+            ("--batch", "dynamic", "--max-batch", "0"),
+            "--max-batch 0: a dynamic batch needs a largest batch of at least 2",
+        ),
+        (("--batch", "-3"), "--batch -3 must be at least 1"),
+    ],
+)
 def test_bad_batch_options_exit_2(args, expected, tmp_path):
     result = cli("export", "-m", "efficientvit-seg-b0-cityscapes", "--res", "64x128", "--out", tmp_path / "x", *args)
     assert result.exit_code == 2
@@ -119,12 +125,16 @@ def test_bad_batch_options_exit_2(args, expected, tmp_path):
 def test_default_folder_of_a_dynamic_export_is_its_own():
     from msla_deploy.artifact.options import ExportOptions
 
-    static, dynamic = ExportOptions(model="m", resolution=(64, 128)), ExportOptions(model="m", resolution=(64, 128), batch=8, dynamic_batch=True)
+    static, dynamic = (
+        ExportOptions(model="m", resolution=(64, 128)),
+        ExportOptions(model="m", resolution=(64, 128), batch=8, dynamic_batch=True),
+    )
     assert static.output_dir() != dynamic.output_dir() and dynamic.output_dir().name.endswith("-dyn8")
     assert ExportOptions.from_dict(dynamic.to_dict()).dynamic_batch is True
 
 
 # --- TensorRT: the plan, trtexec, the API on the real-API fake ------------------------------------
+
 
 @pytest.mark.parametrize("version", ["8.6", "10.3", "10.13", "11.4"])
 def test_trtexec_carries_the_profile(exports, version):
@@ -132,17 +142,28 @@ def test_trtexec_carries_the_profile(exports, version):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     argv = data["argv"]
-    assert data["profiles"] == [{"name": "input", "min": [1, 3, 64, 128], "opt": [2, 3, 64, 128], "max": [MAX_BATCH, 3, 64, 128]}]
+    assert data["profiles"] == [
+        {"name": "input", "min": [1, 3, 64, 128], "opt": [2, 3, 64, 128], "max": [MAX_BATCH, 3, 64, 128]}
+    ]
     shape = "3x64x128"
-    assert f"--minShapes=input:1x{shape}" in argv and f"--optShapes=input:2x{shape}" in argv and f"--maxShapes=input:{MAX_BATCH}x{shape}" in argv
-    static = json.loads(cli("build", exports["static"], "--trt-version", version, "--print-trtexec", "--json").stdout)["argv"]
+    assert (
+        f"--minShapes=input:1x{shape}" in argv
+        and f"--optShapes=input:2x{shape}" in argv
+        and f"--maxShapes=input:{MAX_BATCH}x{shape}" in argv
+    )
+    static = json.loads(cli("build", exports["static"], "--trt-version", version, "--print-trtexec", "--json").stdout)[
+        "argv"
+    ]
     assert not [a for a in static if "Shapes=" in a]  # a static engine needs no profile
 
 
-@pytest.mark.parametrize("args, expected", [
-    (("--opt-batch", "4"), "outside the export's batch range 1..3"),
-    (("--precision", "fp16", "--dla-core", "0"), "DLA needs static shapes"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (("--opt-batch", "4"), "outside the export's batch range 1..3"),
+        (("--precision", "fp16", "--dla-core", "0"), "DLA needs static shapes"),
+    ],
+)
 def test_build_refuses_what_the_profile_cannot_be(exports, args, expected):
     result = cli("build", exports["dynamic"], "--trt-version", "8.6", "--print-trtexec", *args)
     assert result.exit_code == 2 and expected in one_error_line(result)
@@ -172,10 +193,15 @@ def test_validate_on_tensorrt_builds_the_profile_and_runs_every_batch(exports, v
     result = cli("validate", exports["dynamic"], "--backend", "trt", "--report-dir", tmp_path / "r", "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert report["passed"] and [o["name"] for o in report["outputs"]] == ["logits", "logits (batch 1)"]  # both ends of 1..N
+    # both ends of 1..N
+    assert report["passed"] and [o["name"] for o in report["outputs"]] == ["logits", "logits (batch 1)"]
     (profile,) = trt.fake.calls_to("IOptimizationProfile.set_shape")
     assert profile["input"] == "input"
-    assert [tuple(profile[k]) for k in ("min", "opt", "max")] == [(1, 3, 64, 128), (MAX_BATCH, 3, 64, 128), (MAX_BATCH, 3, 64, 128)]
+    assert [tuple(profile[k]) for k in ("min", "opt", "max")] == [
+        (1, 3, 64, 128),
+        (MAX_BATCH, 3, 64, 128),
+        (MAX_BATCH, 3, 64, 128),
+    ]
     assert len(trt.fake.calls_to("IBuilderConfig.add_optimization_profile")) == 1
 
     pictures = np.random.default_rng(2).standard_normal((2, 3, 64, 128)).astype(np.float32)
@@ -210,6 +236,7 @@ def test_fake_refuses_a_dynamic_network_without_a_profile(exports, monkeypatch):
 
 # --- pictures --------------------------------------------------------------------------------------
 
+
 def test_segmenter_groups_by_the_largest_batch_and_labels_as_a_static_export(exports):
     from msla_deploy.runtime.segmenter import Segmenter
 
@@ -243,12 +270,25 @@ def test_labels_head_keeps_the_batch_the_only_dynamic_dimension(tmp_path):
     out = export_random_b0(tmp_path, "both", batch=2, dynamic_batch=True, head="both")
     model = onnx.load(str(out / "model.onnx"))
     assert not {n.op_type for n in model.graph.node} & set(FORBIDDEN_OPS)
-    assert {o.name: _dims(o) for o in model.graph.output} == {"logits": [BATCH_DIM, 19, 8, 16], "labels": [BATCH_DIM, 64, 128]}
+    assert {o.name: _dims(o) for o in model.graph.output} == {
+        "logits": [BATCH_DIM, 19, 8, 16],
+        "labels": [BATCH_DIM, 64, 128],
+    }
     assert json.loads((out / "parity.json").read_text())["passed"]
 
 
 def test_validate_judges_batch_n_and_batch_1(exports, tmp_path):
-    result = cli("validate", exports["dynamic"], "--backend", "ort-cpu", "--report-dir", tmp_path / "r", "--junit", tmp_path / "j.xml", "--json")
+    result = cli(
+        "validate",
+        exports["dynamic"],
+        "--backend",
+        "ort-cpu",
+        "--report-dir",
+        tmp_path / "r",
+        "--junit",
+        tmp_path / "j.xml",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     outputs = {o["name"]: o for o in json.loads(result.stdout)["outputs"]}
     assert set(outputs) == {"logits", "logits (batch 1)"} and all(o["passed"] for o in outputs.values())
@@ -261,7 +301,9 @@ def test_validate_judges_batch_n_and_batch_1(exports, tmp_path):
 def test_bench_times_the_largest_batch_unless_told(exports):
     runs = {}
     for args in ((), ("--batch", "2")):
-        result = cli("bench", exports["dynamic"], "--backend", "ort-cpu", "--iterations", 3, "--warmup", 0, *args, "--json")
+        result = cli(
+            "bench", exports["dynamic"], "--backend", "ort-cpu", "--iterations", 3, "--warmup", 0, *args, "--json"
+        )
         assert result.exit_code == 0, result.output
         (runs[args],) = json.loads(result.stdout)["results"]
     assert runs[()]["batch"] == MAX_BATCH and runs[("--batch", "2")]["batch"] == 2
@@ -277,7 +319,17 @@ def test_evaluate_scores_a_dynamic_export_as_the_static_one(exports, tmp_path):
     write_dataset(tmp_path / "data", "folder", 5, (64, 128), 19)
     scores = {}
     for kind in ("dynamic", "static"):
-        result = cli("evaluate", exports[kind], "--data", tmp_path / "data", "--backend", "ort-cpu", "--report-dir", tmp_path / kind, "--json")
+        result = cli(
+            "evaluate",
+            exports[kind],
+            "--data",
+            tmp_path / "data",
+            "--backend",
+            "ort-cpu",
+            "--report-dir",
+            tmp_path / kind,
+            "--json",
+        )
         assert result.exit_code == 0, result.output
         report = json.loads(result.stdout)
         assert report["images"] == 5
@@ -301,18 +353,27 @@ def test_a_reference_of_any_size_is_validated_and_extended(exports, tmp_path):
 
     from PIL import Image
 
-    one = cli("validate", exports["dynamic"] / "model.onnx", "--reference", exports["static"] / "reference", "--backend", "ort-cpu",
-              "--report-dir", tmp_path / "r", "--json")
+    one = cli(
+        "validate",
+        exports["dynamic"] / "model.onnx",
+        "--reference",
+        exports["static"] / "reference",
+        "--backend",
+        "ort-cpu",
+        "--report-dir",
+        tmp_path / "r",
+        "--json",
+    )
     assert one.exit_code == 0, one.output  # the same seeded weights: the static export's reference holds
     art = tmp_path / "dyn"
     shutil.copytree(exports["dynamic"], art)
     (tmp_path / "pics").mkdir()
-    Image.fromarray((np.random.default_rng(0).random((40, 70, 3)) * 255).astype(np.uint8)).save(tmp_path / "pics" / "a.png")
+    Image.fromarray((np.random.default_rng(0).random((40, 70, 3)) * 255).astype(np.uint8)).save(
+        tmp_path / "pics" / "a.png"
+    )
     added = cli("reference", "--inputs", tmp_path / "pics", art, "--json")
     assert added.exit_code == 0, added.output
     assert cli("validate", art, "--backend", "ort-cpu", "--report-dir", tmp_path / "r2").exit_code == 0  # 3 + 1 samples
-
-
 
 
 def test_bench_compare_warns_when_batches_differ(exports):
@@ -326,8 +387,12 @@ def test_int8_dynamic_export_calibrates_on_every_picture(tmp_path):
 
     (tmp_path / "calib").mkdir()
     for k in range(5):  # not a multiple of the largest batch
-        Image.fromarray((np.random.default_rng(k).random((64, 128, 3)) * 255).astype(np.uint8)).save(tmp_path / "calib" / f"{k}.png")
-    out = export_random_b0(tmp_path, "i8", batch=4, dynamic_batch=True, precision="int8", calib_images=tmp_path / "calib")
+        Image.fromarray((np.random.default_rng(k).random((64, 128, 3)) * 255).astype(np.uint8)).save(
+            tmp_path / "calib" / f"{k}.png"
+        )
+    out = export_random_b0(
+        tmp_path, "i8", batch=4, dynamic_batch=True, precision="int8", calib_images=tmp_path / "calib"
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["precision"]["int8"]["calibration"]["used"] == 5
     _check_graph(out / "model.onnx")

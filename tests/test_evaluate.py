@@ -49,8 +49,6 @@ def evaluate_json(*args):
     return json.loads(result.stdout)
 
 
-
-
 def _varied_weights(path: Path) -> Path:
     """Random b0 weights whose classifier ignores the features' spatial mean: a random head
     predicts one class everywhere (its bias and the mean feature win); without them the label
@@ -66,7 +64,9 @@ def _varied_weights(path: Path) -> Path:
     hook = classifier.register_forward_hook(lambda module, args, output: seen.setdefault("features", args[0]))
     pixels = write_dataset(path.parent / "probe", "folder", 1, RES, 19, seed=100)
     picture = np.asarray(Image.open(path.parent / "probe" / "images" / f"{pixels[0][0]}.png").convert("RGB"))
-    x = (picture.astype(np.float32) / 255 - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+    x = (picture.astype(np.float32) / 255 - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(
+        IMAGENET_STD, np.float32
+    )
     with torch.inference_mode():
         model(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[None])))
     hook.remove()
@@ -96,7 +96,9 @@ def _torch_logits(artifact: Path, pixels: np.ndarray):
     from msla_deploy.runtime.torch_backend import rebuild
 
     model = rebuild(resolve(artifact).manifest, "test")
-    x = (pixels.astype(np.float32) / np.float32(255) - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+    x = (pixels.astype(np.float32) / np.float32(255) - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(
+        IMAGENET_STD, np.float32
+    )
     with torch.inference_mode():
         return model(torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)[None])))
 
@@ -128,7 +130,11 @@ def _independent_miou(artifact: Path, data: Path) -> float:
         pixels = np.asarray(Image.open(data / "images" / label_file.name).convert("RGB"))
         label = np.asarray(Image.open(label_file)).astype(np.int64)
         logits = _torch_logits(artifact, pixels)
-        pred = torch.nn.functional.interpolate(logits, size=label.shape, mode="bicubic", align_corners=False).argmax(1)[0].numpy()
+        pred = (
+            torch.nn.functional.interpolate(logits, size=label.shape, mode="bicubic", align_corners=False)
+            .argmax(1)[0]
+            .numpy()
+        )
         valid = label != IGNORE_INDEX
         for c in range(19):
             t, p = (label == c) & valid, (pred == c) & valid
@@ -160,7 +166,8 @@ def test_each_layout_reads_back_the_known_labels_and_labels_as_predictions_give_
     seen = set()
     for sample in dataset.samples:
         pixels, label = read_pair(dataset, sample)
-        np.testing.assert_array_equal(label, written[sample.name])  # label ids / shifted annotations mapped back to train ids
+        # label ids / shifted annotations mapped back to train ids
+        np.testing.assert_array_equal(label, written[sample.name])
         assert pixels.shape == (48, 80, 3) and (label == IGNORE_INDEX).any()
         seen |= set(np.unique(label[label != IGNORE_INDEX]).tolist())
         prediction = np.where(label == IGNORE_INDEX, rng.integers(0, 19, label.shape), label)  # ignore pixels: anything
@@ -174,8 +181,8 @@ def test_a_known_confusion_gives_the_hand_computed_miou():
     pred = np.array([0, 1, 1, 1, 0, 2, 3], np.uint8)
     confusion = Confusion(4)
     confusion.add(truth, pred)
-    # class 0: I 1, U 2+2-1 = 3; class 1: I 2, U 3+3-2 = 4; class 2: I 0, U 1 (its prediction on an ignore pixel does not count);
-    # class 3: I 0, U 1 (predicted once); so mIoU = (1/3 + 2/4 + 0 + 0) / 4
+    # class 0: I 1, U 2+2-1 = 3; class 1: I 2, U 3+3-2 = 4; class 2: I 0, U 1 (its prediction on an ignore
+    # pixel does not count); class 3: I 0, U 1 (predicted once); so mIoU = (1/3 + 2/4 + 0 + 0) / 4
     assert confusion.iou() == pytest.approx([1 / 3, 2 / 4, 0.0, 0.0])
     assert confusion.miou() == pytest.approx((1 / 3 + 1 / 2) / 4)
     assert confusion.pixel_accuracy() == pytest.approx(3 / 6)
@@ -188,7 +195,9 @@ def test_a_known_confusion_gives_the_hand_computed_miou():
 
 
 def test_torch_miou_equals_an_independent_computation_and_ort_matches_it(exported, own_labels, tmp_path):
-    report = evaluate_json(exported, "--data", own_labels, "--backend", "torch", "--backend", "ort-cpu", "--report-dir", tmp_path / "r")
+    report = evaluate_json(
+        exported, "--data", own_labels, "--backend", "torch", "--backend", "ort-cpu", "--report-dir", tmp_path / "r"
+    )
     torch_score, ort_score = report["backends"]
     assert torch_score["backend"] == "torch" and report["against"] == "torch"
     expected = _independent_miou(exported, own_labels)
@@ -250,7 +259,17 @@ def test_resized_pictures_limit_and_saved_predictions(exported, tmp_path):
     data = tmp_path / "cs"
     written = dict(write_dataset(data, "cityscapes", 3, (96, 200), 19, seed=5))
     report = evaluate_json(
-        exported, "--data", data, "--backend", "ort-cpu", "--limit", "2", "--save-predictions", tmp_path / "pred", "--report-dir", tmp_path / "r"
+        exported,
+        "--data",
+        data,
+        "--backend",
+        "ort-cpu",
+        "--limit",
+        "2",
+        "--save-predictions",
+        tmp_path / "pred",
+        "--report-dir",
+        tmp_path / "r",
     )
     assert report["images"] == 2 and report["dataset"]["kind"] == "cityscapes"
     assert any("1024x2048" in note for note in report["notes"])
@@ -310,7 +329,9 @@ def test_bad_datasets_exit_2_naming_the_file_or_are_skipped(exported, tmp_path, 
     line = one_error_line(result)
     assert needle in line and str(bad) in line
     assert not (tmp_path / "r" / "report.json").exists()  # nothing half-written
-    report = evaluate_json(exported, "--data", data, "--backend", "ort-cpu", "--skip-bad", "--report-dir", tmp_path / "r2")
+    report = evaluate_json(
+        exported, "--data", data, "--backend", "ort-cpu", "--skip-bad", "--report-dir", tmp_path / "r2"
+    )
     assert report["images"] == 2 and len(report["skipped"]) == 1 and needle in report["skipped"][0]["problem"]
     assert "Skipped (bad input)" in (tmp_path / "r2" / "report.md").read_text()
 
@@ -341,15 +362,38 @@ def test_not_a_dataset_is_bad_input(exported, tmp_path):
 # --- torch-free ----------------------------------------------------------------------------------
 
 
-
 def test_onnx_backends_evaluate_without_torch(exported, own_labels, tmp_path):
-    args = ["evaluate", exported, "--data", own_labels, "--backend", "ort-cpu", "--report-dir", tmp_path / "r", "--json"]
-    proc = subprocess.run([sys.executable, "-c", NO_TORCH, *map(str, args)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    args = [
+        "evaluate",
+        exported,
+        "--data",
+        own_labels,
+        "--backend",
+        "ort-cpu",
+        "--report-dir",
+        tmp_path / "r",
+        "--json",
+    ]
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, *map(str, args)], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report["against"] == "ort-cpu" and abs(100 * report["backends"][0]["miou"] - 100 * _independent_miou(exported, own_labels)) <= 0.01
+    assert (
+        report["against"] == "ort-cpu"
+        and abs(100 * report["backends"][0]["miou"] - 100 * _independent_miou(exported, own_labels)) <= 0.01
+    )
     proc = subprocess.run(
-        [sys.executable, "-c", NO_TORCH, *map(str, args[:4]), "--backend", "torch", "--report-dir", str(tmp_path / "r3")],
+        [
+            sys.executable,
+            "-c",
+            NO_TORCH,
+            *map(str, args[:4]),
+            "--backend",
+            "torch",
+            "--report-dir",
+            str(tmp_path / "r3"),
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,

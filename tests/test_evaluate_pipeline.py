@@ -49,13 +49,26 @@ def _tiny_model(path: Path, labels: str = "", mode: str = "cubic") -> Path:
     if labels:
         init.append(numpy_helper.from_array(np.array([1, CLASSES, *RES], np.int64), "sizes"))
         nodes += [
-            helper.make_node("Resize", [OUTPUT_NAME, "", "", "sizes"], ["up"], mode=mode, coordinate_transformation_mode="half_pixel", cubic_coeff_a=-0.75),
+            helper.make_node(
+                "Resize",
+                [OUTPUT_NAME, "", "", "sizes"],
+                ["up"],
+                mode=mode,
+                coordinate_transformation_mode="half_pixel",
+                cubic_coeff_a=-0.75,
+            ),
             helper.make_node("Neg", ["up"], ["negated"]),
             helper.make_node("ArgMax", ["negated"], ["index"], axis=1, keepdims=0),
             helper.make_node("Cast", ["index"], [LABELS_NAME], to=TensorProto.INT32),
         ]
         outputs.append(helper.make_tensor_value_info(LABELS_NAME, TensorProto.INT32, [1, *RES]))
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, *RES])], outputs, initializer=init)
+    graph = helper.make_graph(
+        nodes,
+        "tiny",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, *RES])],
+        outputs,
+        initializer=init,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_operatorsetid("", 13)])
     model.ir_version = 7
     onnx.save(model, path)
@@ -69,18 +82,25 @@ def _sequential(model: Path, data: Path, use_labels_output: bool = False) -> np.
     matrix = np.zeros((CLASSES, CLASSES), np.int64)
     for image in sorted((data / "leftImg8bit" / "val").glob("*/*_leftImg8bit.png")):
         stem = image.name[: -len("_leftImg8bit.png")]
-        label = table[np.asarray(Image.open(data / "gtFine" / "val" / image.parent.name / f"{stem}_gtFine_labelIds.png"))]
+        label = table[
+            np.asarray(Image.open(data / "gtFine" / "val" / image.parent.name / f"{stem}_gtFine_labelIds.png"))
+        ]
         pixels = np.asarray(Image.open(image).convert("RGB"))
         if pixels.shape[:2] == RES:
             unit = pixels.astype(np.float32) / np.float32(255)
-            x = np.ascontiguousarray(((unit - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)).transpose(2, 0, 1)[None])
+            x = np.ascontiguousarray(
+                ((unit - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)).transpose(
+                    2, 0, 1
+                )[None]
+            )
         else:
             x = processing.preprocess(pixels, RES)
         out = dict(zip([o.name for o in session.get_outputs()], session.run(None, {"input": x})))
         if use_labels_output and label.shape == RES:
             predicted = out[LABELS_NAME][0]
         else:
-            predicted = processing.upsample(out[OUTPUT_NAME], label.shape).argmax(axis=1)[0]  # the dense graph, numpy's argmax
+            # the dense graph, numpy's argmax
+            predicted = processing.upsample(out[OUTPUT_NAME], label.shape).argmax(axis=1)[0]
         valid = label != IGNORE_INDEX
         np.add.at(matrix, (label[valid].astype(np.int64), predicted[valid].astype(np.int64)), 1)
     return matrix
@@ -88,7 +108,9 @@ def _sequential(model: Path, data: Path, use_labels_output: bool = False) -> np.
 
 def _evaluate(model: Path, data: Path, tmp_path: Path) -> Evaluation:
     """The pass, kept after its run: its tallies hold the confusion matrices the report was made from."""
-    evaluation = Evaluation(EvaluateOptions(artifact=model, data=data, backends=["ort-cpu"], report_dir=tmp_path / "report"))
+    evaluation = Evaluation(
+        EvaluateOptions(artifact=model, data=data, backends=["ort-cpu"], report_dir=tmp_path / "report")
+    )
     evaluation.run()
     return evaluation
 
@@ -115,7 +137,9 @@ def test_an_in_graph_labels_output_at_the_label_size_is_what_is_scored(tmp_path)
     assert "own labels output" in result.protocol["labels"]
 
 
-@pytest.mark.parametrize("size,mode", [((80, 150), "cubic"), (RES, "linear")], ids=["labels-at-another-size", "graph-resizes-bilinearly"])
+@pytest.mark.parametrize(
+    "size,mode", [((80, 150), "cubic"), (RES, "linear")], ids=["labels-at-another-size", "graph-resizes-bilinearly"]
+)
 def test_otherwise_the_logits_are_upsampled_on_the_host(tmp_path, size, mode):
     model = _tiny_model(tmp_path / "tiny-both.onnx", labels="argmin", mode=mode)
     data = tmp_path / "cityscapes"
@@ -129,8 +153,14 @@ def test_otherwise_the_logits_are_upsampled_on_the_host(tmp_path, size, mode):
 
 # the model's x8, odd ratios, a downscale, ADE20K's 150 classes, and a width of 300 logits (longer
 # than MLAS's K block on AVX-512: the banded width is not exact there and must not be used)
-SHAPES = [((1, 19, 16, 32), (128, 256)), ((1, 19, 64, 128), (512, 1024)), ((2, 5, 9, 13), (40, 29)), ((1, 7, 32, 32), (20, 12)),
-          ((1, 150, 8, 8), (64, 64)), ((1, 3, 8, 300), (64, 2400))]
+SHAPES = [
+    ((1, 19, 16, 32), (128, 256)),
+    ((1, 19, 64, 128), (512, 1024)),
+    ((2, 5, 9, 13), (40, 29)),
+    ((1, 7, 32, 32), (20, 12)),
+    ((1, 150, 8, 8), (64, 64)),
+    ((1, 3, 8, 300), (64, 2400)),
+]
 
 
 @pytest.mark.parametrize("shape,size", SHAPES)
@@ -139,7 +169,9 @@ def test_banded_labels_equal_the_dense_upsample_then_argmax(shape, size, dtype):
     logits = (np.random.default_rng(sum(shape)).standard_normal(shape) * 3).astype(dtype)
     graph = onnx.load_from_string(processing._labels_graph(shape, np.dtype(dtype), size, 1)).graph
     assert "Slice" in {n.op_type for n in graph.node}  # the banded form is the one in use here
-    np.testing.assert_array_equal(processing.labels(logits, size, threads=1), processing.upsample(logits, size).argmax(axis=1))
+    np.testing.assert_array_equal(
+        processing.labels(logits, size, threads=1), processing.upsample(logits, size).argmax(axis=1)
+    )
 
 
 @pytest.mark.parametrize("classes", [2, 19, 150])
@@ -170,14 +202,19 @@ def test_labels_read_in_any_mode_are_the_label_ids_mapped_to_train_ids(tmp_path,
     for sample in dataset.samples:
         ids = np.asarray(Image.open(sample.label)).copy()
         stored = Image.fromarray(ids)
-        (stored.convert("P") if mode == "P" else Image.fromarray(ids.astype(np.uint16)) if mode == "I;16" else stored).save(sample.label)
+        (
+            stored.convert("P") if mode == "P" else Image.fromarray(ids.astype(np.uint16)) if mode == "I;16" else stored
+        ).save(sample.label)
         assert Image.open(sample.label).mode == mode
         train = read_label(dataset, sample)
         assert train.dtype == np.uint8
         np.testing.assert_array_equal(train, cityscapes_label_to_train()[ids])
 
 
-@pytest.mark.skipif(not hasattr(os, "getpriority") or not hasattr(threading, "get_native_id"), reason="per-thread priorities are a Linux feature")
+@pytest.mark.skipif(
+    not hasattr(os, "getpriority") or not hasattr(threading, "get_native_id"),
+    reason="per-thread priorities are a Linux feature",
+)
 def test_host_work_runs_below_the_model_priority(tmp_path, monkeypatch):
     import msla_deploy.evaluate.run as run
 
@@ -193,6 +230,7 @@ def test_host_work_runs_below_the_model_priority(tmp_path, monkeypatch):
             if threading.get_native_id() != caller:  # not the graphs built before the pass
                 seen.append(niceness())
             return inner(*args, **kwargs)
+
         return wrapped
 
     monkeypatch.setattr(run.processing, "preprocess", spy(preprocess))
@@ -203,17 +241,21 @@ def test_host_work_runs_below_the_model_priority(tmp_path, monkeypatch):
     if niceness() == 19:
         pytest.skip("this process already runs at the lowest priority")
     assert len(seen) == 6  # 3 pictures decoded, 3 scored
-    assert set(seen) == {min(19, niceness() + run.HOST_NICENESS)} and run.HOST_NICENESS > 0  # below this (the model's) thread
+    # below this (the model's) thread
+    assert set(seen) == {min(19, niceness() + run.HOST_NICENESS)} and run.HOST_NICENESS > 0
 
 
 # --- the record and the edge cases of the metric ---------------------------------------------------
+
 
 def test_the_report_is_a_record_that_round_trips(tmp_path):
     from msla_deploy.evaluate.report import EvaluateReport
 
     model = _tiny_model(tmp_path / "tiny.onnx")
     write_dataset(tmp_path / "cityscapes", "cityscapes", 3, (48, 100), CLASSES, seed=11)
-    evaluation = Evaluation(EvaluateOptions(artifact=model, data=tmp_path / "cityscapes", backends=["ort-cpu"], report_dir=tmp_path / "r"))
+    evaluation = Evaluation(
+        EvaluateOptions(artifact=model, data=tmp_path / "cityscapes", backends=["ort-cpu"], report_dir=tmp_path / "r")
+    )
     report = evaluation.run()
     assert isinstance(report, EvaluateReport) and report.files["json"] == str(tmp_path / "r" / "report.json")
     assert EvaluateReport.from_dict(report.to_dict()) == report
@@ -221,11 +263,36 @@ def test_the_report_is_a_record_that_round_trips(tmp_path):
     written = json.loads((tmp_path / "r" / "report.json").read_text())
     assert written["format"] == "msla-deploy/evaluate-report/1"
     # the keys report.json has always had, in their order, under the format tag
-    assert list(written) == ["format", "passed", "artifact", "dataset", "protocol", "against", "max_miou_drop_points", "images", "seconds",
-                             "images_per_second", "backends", "pairs", "skipped", "notes", "files"]
+    assert list(written) == [
+        "format",
+        "passed",
+        "artifact",
+        "dataset",
+        "protocol",
+        "against",
+        "max_miou_drop_points",
+        "images",
+        "seconds",
+        "images_per_second",
+        "backends",
+        "pairs",
+        "skipped",
+        "notes",
+        "files",
+    ]
     # (issue 25 added the non-finite counts after them: the keys it had stay first, in their order)
-    assert list(written["backends"][0]) == ["backend", "ran", "miou", "pixel_accuracy", "miou_drop_points", "passed", "inference_s", "class_iou",
-                                            "nonfinite_pixels", "nonfinite_pictures"]
+    assert list(written["backends"][0]) == [
+        "backend",
+        "ran",
+        "miou",
+        "pixel_accuracy",
+        "miou_drop_points",
+        "passed",
+        "inference_s",
+        "class_iou",
+        "nonfinite_pixels",
+        "nonfinite_pictures",
+    ]
     del written["format"]  # a report written before records: version 1 of its kind
     assert EvaluateReport.from_dict(written) == report
     for backend in written["backends"]:  # and one written before the non-finite counts: none counted
@@ -258,8 +325,12 @@ def test_nan_logits_have_no_label_and_count_against_the_truth(tmp_path):
     masked, unlabelled = np.zeros((CLASSES, CLASSES), np.int64), np.zeros(CLASSES, np.int64)
     for image in sorted((data / "leftImg8bit" / "val").glob("*/*_leftImg8bit.png")):
         stem = image.name[: -len("_leftImg8bit.png")]
-        label = table[np.asarray(Image.open(data / "gtFine" / "val" / image.parent.name / f"{stem}_gtFine_labelIds.png"))]
-        logits = session.run(None, {"input": processing.preprocess(np.asarray(Image.open(image).convert("RGB")), RES)})[0]
+        label = table[
+            np.asarray(Image.open(data / "gtFine" / "val" / image.parent.name / f"{stem}_gtFine_labelIds.png"))
+        ]
+        logits = session.run(None, {"input": processing.preprocess(np.asarray(Image.open(image).convert("RGB")), RES)})[
+            0
+        ]
         predicted = processing.labels(logits, RES)[0]
         where = (label != IGNORE_INDEX) & mask
         np.add.at(masked, (label[where].astype(np.int64), predicted[where]), 1)
@@ -268,4 +339,7 @@ def test_nan_logits_have_no_label_and_count_against_the_truth(tmp_path):
     assert unlabelled.sum() > 0 and np.array_equal(confusion.unlabelled, unlabelled)
     # every other pixel is scored as the clean model scores it
     np.testing.assert_array_equal(confusion.matrix, expected.backends[0].confusion.matrix - masked)
-    assert confusion.union.tolist() == (expected.backends[0].confusion.union - masked.sum(axis=0) + np.diag(masked)).tolist()
+    assert (
+        confusion.union.tolist()
+        == (expected.backends[0].confusion.union - masked.sum(axis=0) + np.diag(masked)).tolist()
+    )

@@ -70,13 +70,22 @@ def test_artifact_directory_contract(tmp_path):
     manifest = json.loads((out / "manifest.json").read_text())
 
     # every artifact is listed with its hash
-    assert set(manifest["artifacts"]) == {"model.onnx", "parity.json", "reference/inputs.npz", "reference/outputs.npz", "reference/reference.json"}
+    assert set(manifest["artifacts"]) == {
+        "model.onnx",
+        "parity.json",
+        "reference/inputs.npz",
+        "reference/outputs.npz",
+        "reference/reference.json",
+    }
     for rel, entry in manifest["artifacts"].items():
         assert sha256_file(out / rel) == entry["sha256"], rel
     assert manifest["weights"]["source"] == "checkpoint"
     assert manifest["weights"]["sha256"] == sha256_file(B0_WEIGHTS)
     assert set(manifest["timings_s"]) == {"build", "reference", "export", "check", "parity"}
-    assert manifest["environment"]["packages"]["torch"] == torch.__version__.split("+")[0] or manifest["environment"]["packages"]["torch"]
+    assert (
+        manifest["environment"]["packages"]["torch"] == torch.__version__.split("+")[0]
+        or manifest["environment"]["packages"]["torch"]
+    )
     assert manifest["options"]["resolution"] == [64, 128] and manifest["options"]["opset"] == 17
 
     # the ONNX: one static float32 input and output, no run-time shape ops, checker-clean, metadata
@@ -89,7 +98,11 @@ def test_artifact_directory_contract(tmp_path):
     (inp,), (outp,) = model.graph.input, model.graph.output
     dims = lambda v: [d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
     assert (inp.name, dims(inp), inp.type.tensor_type.elem_type) == ("input", [1, 3, 64, 128], onnx.TensorProto.FLOAT)
-    assert (outp.name, dims(outp), outp.type.tensor_type.elem_type) == ("logits", [1, 19, 8, 16], onnx.TensorProto.FLOAT)
+    assert (outp.name, dims(outp), outp.type.tensor_type.elem_type) == (
+        "logits",
+        [1, 19, 8, 16],
+        onnx.TensorProto.FLOAT,
+    )
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["msla_deploy.model"] == B0
     assert meta["msla_deploy.resolution"] == "64x128"
@@ -193,7 +206,10 @@ def test_console_script_bad_input_has_no_traceback(tmp_path):
     """The installed entry point, in a fresh process: exit code and stderr as a shell sees them."""
     proc = subprocess.run(
         [sys.executable, "-m", "msla_deploy", "export", "--res", "1000x2048"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 2
     assert "1000" in proc.stderr and "multiple of 32" in proc.stderr
@@ -287,7 +303,9 @@ def build():
 @pytest.mark.parametrize("exporter", ["dynamo", "torchscript"])
 def test_a_module_called_twice_exports(tmp_path, exporter):
     (tmp_path / "shared_net.py").write_text(SHARED_BLOCK_NET)
-    options = ExportOptions(model=f"{tmp_path / 'shared_net.py'}:build", resolution=(64, 64), exporter=exporter, out=tmp_path / "o")
+    options = ExportOptions(
+        model=f"{tmp_path / 'shared_net.py'}:build", resolution=(64, 64), exporter=exporter, out=tmp_path / "o"
+    )
     result = run_export(options)
     assert result.passed
     assert sorted(result.manifest.to_dict()["probes"]) == ["attn", "attn.core"]  # one tensor each: the first call
@@ -339,8 +357,10 @@ def test_export_failing_halfway_leaves_no_trace(tmp_path):
     fresh = tmp_path / "fresh"
     fresh.mkdir()
     with pytest.raises(_StepFailed):
-        run_export(ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(64, 64), out=fresh / "deep" / "b0"),
-                   steps=_failing_steps("parity"))
+        run_export(
+            ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(64, 64), out=fresh / "deep" / "b0"),
+            steps=_failing_steps("parity"),
+        )
     assert _tree(fresh) == {}, sorted(_tree(fresh))
 
 
@@ -353,8 +373,10 @@ def test_export_failing_halfway_keeps_the_old_artifact(tmp_path):
     before = _tree(kept)
     assert "b0/model.onnx" in before and "b0/manifest.json" in before
     with pytest.raises(_StepFailed):
-        run_export(ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(64, 64), seed=1, out=kept / "b0", overwrite=True),
-                   steps=_failing_steps("parity"))
+        run_export(
+            ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(64, 64), seed=1, out=kept / "b0", overwrite=True),
+            steps=_failing_steps("parity"),
+        )
     after = _tree(kept)
     assert sorted(after) == sorted(before)  # no hidden .partial/.old folders beside it
     assert after == before  # and not one byte of the old artifact changed

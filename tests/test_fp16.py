@@ -98,7 +98,10 @@ def test_policy_folds_batchnorm_and_keeps_the_original_model():
 def _onnx_types(path):
     model = onnx.load(path)
     inferred = onnx.shape_inference.infer_shapes(model)
-    types = {v.name: v.type.tensor_type.elem_type for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)}
+    types = {
+        v.name: v.type.tensor_type.elem_type
+        for v in list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    }
     types.update({t.name: t.data_type for t in model.graph.initializer})
     return model, types
 
@@ -153,10 +156,18 @@ def test_fp32_graph_records_the_nodes_to_pin(fp16_export):
 
 
 def test_io_dtype_and_attention_precision_fp16(tmp_path):
-    result = run_export(ExportOptions(
-        model=B0, weights=B0_WEIGHTS, resolution=(64, 128), precision="fp16", attention_precision="fp16",
-        io_dtype="fp16", exporter="dynamo", out=tmp_path / "o",
-    ))
+    result = run_export(
+        ExportOptions(
+            model=B0,
+            weights=B0_WEIGHTS,
+            resolution=(64, 128),
+            precision="fp16",
+            attention_precision="fp16",
+            io_dtype="fp16",
+            exporter="dynamo",
+            out=tmp_path / "o",
+        )
+    )
     assert result.passed
     model, types = _onnx_types(result.directory / "model.onnx")
     assert model.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
@@ -164,7 +175,9 @@ def test_io_dtype_and_attention_precision_fp16(tmp_path):
 
 
 def test_bilinear_upsampling_is_measured_against_cubic(tmp_path):
-    result = run_export(ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(128, 256), upsample="bilinear", out=tmp_path / "o"))
+    result = run_export(
+        ExportOptions(model=B0, weights=B0_WEIGHTS, resolution=(128, 256), upsample="bilinear", out=tmp_path / "o")
+    )
     model = onnx.load(result.directory / "model.onnx")
     modes = {a.s.decode() for n in model.graph.node if n.op_type == "Resize" for a in n.attribute if a.name == "mode"}
     assert modes == {"linear"}
@@ -175,19 +188,38 @@ def test_bilinear_upsampling_is_measured_against_cubic(tmp_path):
 
 
 def test_fp16_options_need_fp16(tmp_path):
-    result = runner.invoke(app, ["export", "-m", B0, "--res", "64x64", "--attention-precision", "fp16", "--out", str(tmp_path / "o")])
+    result = runner.invoke(
+        app, ["export", "-m", B0, "--res", "64x64", "--attention-precision", "fp16", "--out", str(tmp_path / "o")]
+    )
     assert result.exit_code == 2 and "--precision fp16" in result.stderr
 
 
 @pytest.mark.slow
 def test_b1_fp16_at_1024x2048_with_stress_weights_needs_its_guards(tmp_path):
     """Done means: our fp16 export passes its own parity check on stress weights, naive fails."""
-    ours = runner.invoke(app, ["export", "--precision", "fp16", "--stress-weights", "--res", "1024x2048", "--out", str(tmp_path / "ours")])
+    ours = runner.invoke(
+        app,
+        ["export", "--precision", "fp16", "--stress-weights", "--res", "1024x2048", "--out", str(tmp_path / "ours")],
+    )
     assert ours.exit_code == 0, ours.output
-    naive = runner.invoke(app, ["export", "--precision", "fp16", "--stress-weights", "--res", "1024x2048", "--no-fp16-guards",
-                                "--out", str(tmp_path / "naive")])
+    naive = runner.invoke(
+        app,
+        [
+            "export",
+            "--precision",
+            "fp16",
+            "--stress-weights",
+            "--res",
+            "1024x2048",
+            "--no-fp16-guards",
+            "--out",
+            str(tmp_path / "naive"),
+        ],
+    )
     assert naive.exit_code == 1, naive.output
-    checks = {c["label"]: c["outputs"][0] for c in json.loads((tmp_path / "naive" / "parity.json").read_text())["checks"]}
+    checks = {
+        c["label"]: c["outputs"][0] for c in json.loads((tmp_path / "naive" / "parity.json").read_text())["checks"]
+    }
     assert checks["ONNX Runtime fp16"]["nan_count"] + checks["ONNX Runtime fp16"]["inf_count"] > 0
     assert checks["PyTorch fp16 proxy"]["nan_count"] + checks["PyTorch fp16 proxy"]["inf_count"] > 0
 
@@ -197,9 +229,16 @@ def test_export_scans_its_graphs_for_fp16_hazards(fp16_export, tmp_path):
     hazards = fp16_export.manifest.to_dict()["hazards"]
     assert set(hazards) == {"model.onnx", "model_fp32.onnx"}
     assert all(h["passed"] and not h["errors"] for h in hazards.values())
-    naive = run_export(ExportOptions(
-        model=B0, weights=B0_WEIGHTS, resolution=(64, 128), precision="fp16", fp16_guards=False, out=tmp_path / "naive",
-    ))
+    naive = run_export(
+        ExportOptions(
+            model=B0,
+            weights=B0_WEIGHTS,
+            resolution=(64, 128),
+            precision="fp16",
+            fp16_guards=False,
+            out=tmp_path / "naive",
+        )
+    )
     assert not naive.passed
     checks = {f["check"] for f in naive.manifest.to_dict()["hazards"]["model.onnx"]["errors"]}
     assert checks & {"eps-underflow", "missing-eps"}
@@ -207,10 +246,23 @@ def test_export_scans_its_graphs_for_fp16_hazards(fp16_export, tmp_path):
 
 def test_naive_fp16_report_is_strict_json(tmp_path):
     """NaN is what a failing fp16 export is about; its report must still parse everywhere."""
-    result = runner.invoke(app, [
-        "export", "-m", B0, "--res", "128x256", "--precision", "fp16", "--stress-weights", "--no-fp16-guards",
-        "--json", "--out", str(tmp_path / "o"),
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "-m",
+            B0,
+            "--res",
+            "128x256",
+            "--precision",
+            "fp16",
+            "--stress-weights",
+            "--no-fp16-guards",
+            "--json",
+            "--out",
+            str(tmp_path / "o"),
+        ],
+    )
     assert result.exit_code == 1
 
     def reject(constant):
@@ -225,10 +277,15 @@ def test_naive_fp16_report_is_strict_json(tmp_path):
 def test_fp16_attention_passes_parity_where_the_last_stage_is_quadratic(tmp_path):
     """b1 at 64x128: stage 4 has 2x4 = 8 tokens <= dim 16, the quadratic branch. With token-mean
     scaling that branch once came out 1/sqrt(8) too small and parity failed (cosine 0.9968)."""
-    result = run_export(ExportOptions(
-        model="efficientvit-seg-b1-cityscapes", resolution=(64, 128), precision="fp16", attention_precision="fp16",
-        out=tmp_path / "o",
-    ))
+    result = run_export(
+        ExportOptions(
+            model="efficientvit-seg-b1-cityscapes",
+            resolution=(64, 128),
+            precision="fp16",
+            attention_precision="fp16",
+            out=tmp_path / "o",
+        )
+    )
     branches = Counter(plan["branch"] for plan in result.manifest.attention_plans)
     assert branches["quadratic"] > 0 and branches["linear"] > 0  # both branches are exercised
     checks = {c["label"]: c for c in result.parity.to_dict()["checks"]}

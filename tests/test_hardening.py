@@ -56,6 +56,7 @@ def forged_npz(path: Path, **members: bytes) -> Path:
 
 # --- numpy files: refused from their headers ---------------------------------------------------
 
+
 def test_an_npz_declaring_a_huge_array_is_refused_before_allocation(tmp_path):
     path = forged_npz(tmp_path / "bomb.npz", input=forged_npy((100000, 100000, 6)))
     assert path.stat().st_size < 400  # a few hundred bytes that declare 223 GiB
@@ -87,8 +88,13 @@ def test_the_reference_bundle_refuses_forged_truncated_empty_and_complex_arrays(
         "no arrays": lambda p: np.savez(p),
         "complex": lambda p: np.savez(p, input=np.zeros((1, 3, 64, 128), np.complex64)),
     }
-    expected = {"forged": "truncated or forged", "truncated": "not a readable .npz", "zero samples": "holds no samples",
-                "no arrays": "holds no arrays", "complex": "complex values"}
+    expected = {
+        "forged": "truncated or forged",
+        "truncated": "not a readable .npz",
+        "zero samples": "holds no samples",
+        "no arrays": "holds no arrays",
+        "complex": "complex values",
+    }
     for case, write in cases.items():
         a = copy_of(b0, tmp_path / case.replace(" ", "-"))
         write(a / "reference" / "inputs.npz")
@@ -116,6 +122,7 @@ def test_an_npy_picture_is_judged_by_every_dimension_it_declares(tmp_path, monke
 
 # --- JSON that is data, not a crash ------------------------------------------------------------
 
+
 def test_deeply_nested_json_in_a_manifest_or_reference_is_exit_2(b0, tmp_path):
     for target in ("manifest.json", "reference/reference.json"):
         a = copy_of(b0, tmp_path / target.replace("/", "-"))
@@ -125,13 +132,16 @@ def test_deeply_nested_json_in_a_manifest_or_reference_is_exit_2(b0, tmp_path):
         assert "nested too deeply" in one_error_line(result)
 
 
-@pytest.mark.parametrize("key, value, problem", [
-    ("batch", 0, "--batch 0"),
-    ("resolution", [-5, 128], "-5x128"),
-    ("resolution", [100000000, 100000000], "megapixels"),
-    ("head", "foo", "--head 'foo'"),
-    ("opset", 3, "--opset 3"),
-])
+@pytest.mark.parametrize(
+    "key, value, problem",
+    [
+        ("batch", 0, "--batch 0"),
+        ("resolution", [-5, 128], "-5x128"),
+        ("resolution", [100000000, 100000000], "megapixels"),
+        ("head", "foo", "--head 'foo'"),
+        ("opset", 3, "--opset 3"),
+    ],
+)
 def test_manifest_option_values_out_of_range_are_exit_2(b0, tmp_path, key, value, problem):
     a = copy_of(b0, tmp_path / "a")
     manifest = json.loads((a / "manifest.json").read_text())
@@ -144,6 +154,7 @@ def test_manifest_option_values_out_of_range_are_exit_2(b0, tmp_path, key, value
 
 
 # --- pictures and labels -----------------------------------------------------------------------
+
 
 def _folder_dataset(root: Path, label: np.ndarray, mode: str = "L") -> Path:
     (root / "images").mkdir(parents=True)
@@ -187,8 +198,11 @@ def test_a_grey_photo_among_the_calibration_pictures_is_calibrated_on(tmp_path):
     calibration = load_calibration(folder, 64, 128, count=2)
     assert calibration.inputs.shape == (2, 3, 64, 128)
     grey = calibration.inputs[1]
-    assert np.allclose(grey * np.array([0.229, 0.224, 0.225])[:, None, None] + np.array([0.485, 0.456, 0.406])[:, None, None],
-                       200 / 255, atol=1e-3)
+    assert np.allclose(
+        grey * np.array([0.229, 0.224, 0.225])[:, None, None] + np.array([0.485, 0.456, 0.406])[:, None, None],
+        200 / 255,
+        atol=1e-3,
+    )
 
 
 def test_a_calibration_picture_bomb_is_exit_2(tmp_path, monkeypatch):
@@ -264,7 +278,9 @@ def test_out_dot_keeps_the_lock_and_staging_beside_the_target(tiny, tmp_path, mo
     assert result.exit_code == 2, result.output  # it holds a folder that is not an export: protected
     assert sorted(p.name for p in target.iterdir()) == ["sub"]  # no lock, no staging inside
     (target / "sub").rmdir()
-    result = cli("export", "-m", f"{tiny}:build", "--res", "64x64", "--out", "." if spelling == "." else str(tmp_path / "target"))
+    result = cli(
+        "export", "-m", f"{tiny}:build", "--res", "64x64", "--out", "." if spelling == "." else str(tmp_path / "target")
+    )
     assert result.exit_code == 0, result.output
     assert not [p.name for p in target.iterdir() if p.name.startswith(".")]
 
@@ -276,19 +292,26 @@ def test_install_hints_name_what_a_checkout_or_wheel_install_takes():
     from msla_deploy.runtime.triton import INSTALL_FIX
 
     package = Path(__file__).resolve().parents[1] / "msla_deploy"
-    offenders = [f"{p.relative_to(package)}:{n}" for p in package.rglob("*.py")
-                 for n, line in enumerate(p.read_text().splitlines(), 1) if re.search(r"install '?msla-deploy\[", line)]
+    offenders = [
+        f"{p.relative_to(package)}:{n}"
+        for p in package.rglob("*.py")
+        for n, line in enumerate(p.read_text().splitlines(), 1)
+        if re.search(r"install '?msla-deploy\[", line)
+    ]
     assert offenders == []
     assert "pip install -e '.[serve]'" in INSTALL_FIX and "numpy" in INSTALL_FIX
 
 
-@pytest.mark.parametrize("url, problem", [
-    ("triton://[::1", "IPv6"),
-    ("triton://host name:8001", "not a host name"),
-    ("triton://127.0.0.1:8001/a b", "not usable by Triton"),
-    ("triton://127.0.0.1:8001/m\n", "not usable by Triton"),
-    ("triton://-bad:8001", "not a host name"),
-])
+@pytest.mark.parametrize(
+    "url, problem",
+    [
+        ("triton://[::1", "IPv6"),
+        ("triton://host name:8001", "not a host name"),
+        ("triton://127.0.0.1:8001/a b", "not usable by Triton"),
+        ("triton://127.0.0.1:8001/m\n", "not usable by Triton"),
+        ("triton://-bad:8001", "not a host name"),
+    ],
+)
 def test_a_malformed_triton_url_is_bad_input_not_an_unreachable_server(b0, url, problem):
     result = cli("validate", b0, "--backend", url)
     assert result.exit_code == 2, result.output
@@ -306,7 +329,11 @@ def test_inspect_of_a_directory_checks_the_graph_build_parses_for_that_version(t
     """TensorRT 10.3 (JetPack 6) builds an fp16 export's fp32 graph weakly typed with the FP16
     flag; 10.13 and 11 build its mixed-precision model.onnx strongly typed."""
     art = export_random_b0(tmp_path, "f16", precision="fp16")
-    for target, graph, typing in (("10.3", "model_fp32.onnx", "weak"), ("10.13", "model.onnx", "strong"), ("11", "model.onnx", "strong")):
+    for target, graph, typing in (
+        ("10.3", "model_fp32.onnx", "weak"),
+        ("10.13", "model.onnx", "strong"),
+        ("11", "model.onnx", "strong"),
+    ):
         result = cli("inspect", art, "--target-trt", target, "--json")
         info = json.loads(result.stdout)["info"]
         assert Path(info["model"]).name == graph, target
@@ -314,6 +341,7 @@ def test_inspect_of_a_directory_checks_the_graph_build_parses_for_that_version(t
 
 
 # --- tampering through a symlink ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("what", ["model.onnx", "reference"])
 def test_a_symlink_to_a_changed_copy_is_tampering(b0, tmp_path, what):
@@ -337,10 +365,11 @@ def test_a_symlink_to_a_changed_copy_is_tampering(b0, tmp_path, what):
     result = cli("validate", a)
     assert result.exit_code == 1, result.output
     assert "modified after export" in one_error_line(result)
-    assert (cli("validate", a, "--allow-modified").exit_code in (0, 1))  # allowed: judged as it is now
+    assert cli("validate", a, "--allow-modified").exit_code in (0, 1)  # allowed: judged as it is now
 
 
 # --- doctor tells the truth, and always exits 0 ------------------------------------------------
+
 
 def _doctor_json(monkeypatch=None):
     result = cli("doctor", "--json")
@@ -352,7 +381,9 @@ def test_doctor_says_serve_needs_pytriton_not_only_tritonclient(monkeypatch):
     from msla_deploy.doctor import probes
 
     real = probes.importable
-    monkeypatch.setattr(probes, "importable", lambda module: module == "tritonclient" or (module != "pytriton" and real(module)))
+    monkeypatch.setattr(
+        probes, "importable", lambda module: module == "tritonclient" or (module != "pytriton" and real(module))
+    )
     report = _doctor_json()
     serve = report["commands"]["serve"]
     assert serve["ready"] is False and "nvidia-pytriton" in serve["reason"]
@@ -383,10 +414,15 @@ def test_tensorrt_and_a_gpu_without_libcudart_is_not_a_trt_backend(monkeypatch):
     module = types.ModuleType("tensorrt")
     module.__version__ = "10.7.0"
     monkeypatch.setitem(sys.modules, "tensorrt", module)
-    monkeypatch.setattr(trt_runtime, "probe_gpu", lambda index=0: GpuInfo(name="fake", compute_capability="8.7", driver_cuda_version="12.6"))
+    monkeypatch.setattr(
+        trt_runtime,
+        "probe_gpu",
+        lambda index=0: GpuInfo(name="fake", compute_capability="8.7", driver_cuda_version="12.6"),
+    )
 
     def no_cudart():
         raise trt_runtime.MissingRuntime("libcudart cannot be loaded: faked", "install the CUDA runtime")
+
     monkeypatch.setattr(trt_runtime, "cuda_runtime_version", no_cudart)
     report = _doctor_json()
     assert report["components"]["cuda-runtime"]["ok"] is False
@@ -448,10 +484,26 @@ def test_an_unreachable_int8_target_writes_what_was_measured_and_exits_1(tmp_pat
     pictures = tmp_path / "pictures"
     pictures.mkdir()
     for i in range(4):
-        Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(pictures / f"{i}.png")
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(
+            pictures / f"{i}.png"
+        )
     out = tmp_path / "out"
-    result = cli("export", "-m", f"{factory}:build", "--res", "64x64", "--precision", "int8", "--calib-images", pictures,
-                 "--sensitivity", "--min-argmax-agreement", "1", "--out", out)
+    result = cli(
+        "export",
+        "-m",
+        f"{factory}:build",
+        "--res",
+        "64x64",
+        "--precision",
+        "int8",
+        "--calib-images",
+        pictures,
+        "--sensitivity",
+        "--min-argmax-agreement",
+        "1",
+        "--out",
+        out,
+    )
     assert result.exit_code == 1, result.output
     line = one_error_line(result)
     assert "--min-argmax-agreement 1 is out of reach" in line and "the best mix found keeps 1 module(s) in fp32" in line
@@ -459,7 +511,8 @@ def test_an_unreachable_int8_target_writes_what_was_measured_and_exits_1(tmp_pat
     assert (out / "int8_sensitivity.json").is_file() and (out / "int8_sensitivity.png").is_file()
     import onnx
 
-    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out / "model.onnx")).graph.node)  # the best mix, int8
+    # the best mix, int8
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(out / "model.onnx")).graph.node)
     sweep = json.loads((out / "manifest.json").read_text())["precision"]["int8"]["sensitivity"]
     assert sweep["met"] is False and sweep["min_argmax_agreement"] == 1 and len(sweep["keep_fp32"]) == 1
 
@@ -484,11 +537,24 @@ def test_the_int8_export_shows_calibration_and_sweep_progress(tmp_path, monkeypa
     pictures = tmp_path / "pictures"
     pictures.mkdir()
     for i in range(2):
-        Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(pictures / f"{i}.png")
+        Image.fromarray(np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(
+            pictures / f"{i}.png"
+        )
     advances = []
-    steps = Steps(on_start=lambda title: advances.append(title), on_advance=lambda done, total: advances.append((done, total)))
-    run_export(ExportOptions(model=f"{factory}:build", resolution=(64, 64), precision="int8", calib_images=pictures,
-                             sensitivity=True, out=tmp_path / "out"), steps)
+    steps = Steps(
+        on_start=lambda title: advances.append(title), on_advance=lambda done, total: advances.append((done, total))
+    )
+    run_export(
+        ExportOptions(
+            model=f"{factory}:build",
+            resolution=(64, 64),
+            precision="int8",
+            calib_images=pictures,
+            sensitivity=True,
+            out=tmp_path / "out",
+        ),
+        steps,
+    )
     calibrating = advances.index(next(a for a in advances if isinstance(a, str) and a.startswith("Calibrating")))
     sweeping = advances.index(next(a for a in advances if isinstance(a, str) and a.startswith("Quantizing")))
     assert (2, 2) in advances[calibrating:sweeping]  # every picture fed

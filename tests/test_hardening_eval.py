@@ -50,10 +50,15 @@ def copy_of(artifact: Path, where: Path) -> Path:
 
 
 def tree_digest(root: Path) -> dict:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 # --- §1: nothing is written onto what is read, nor through a link out of the artifact -----------
+
 
 def test_validate_through_a_validation_link_out_of_the_artifact_is_refused(b0, tmp_path):
     a = copy_of(b0, tmp_path / "a")
@@ -79,16 +84,19 @@ def test_validate_reports_onto_its_own_reference_folder_are_refused(b0, tmp_path
     assert tree_digest(reference) == before
 
 
-@pytest.mark.parametrize("flag, where, needle", [
-    ("--junit", "ART/manifest.json", "part of the artifact"),
-    ("--junit", "ART/model.onnx", "part of the artifact"),
-    ("--report-dir", "ART/reference", "part of the artifact"),
-    ("--report-dir", "ART", "part of the artifact"),
-    ("--report-dir", "DATA", "which this command reads"),
-    ("--junit", "DATA/images/junit.xml", "which this command reads"),
-    ("--save-predictions", "DATA/predictions", "which this command reads"),
-    ("--save-predictions", "ART/reference/predictions", "part of the artifact"),
-])
+@pytest.mark.parametrize(
+    "flag, where, needle",
+    [
+        ("--junit", "ART/manifest.json", "part of the artifact"),
+        ("--junit", "ART/model.onnx", "part of the artifact"),
+        ("--report-dir", "ART/reference", "part of the artifact"),
+        ("--report-dir", "ART", "part of the artifact"),
+        ("--report-dir", "DATA", "which this command reads"),
+        ("--junit", "DATA/images/junit.xml", "which this command reads"),
+        ("--save-predictions", "DATA/predictions", "which this command reads"),
+        ("--save-predictions", "ART/reference/predictions", "part of the artifact"),
+    ],
+)
 def test_evaluate_outputs_onto_the_artifact_or_the_dataset_are_refused(b0, data, tmp_path, flag, where, needle):
     a, d = copy_of(b0, tmp_path / "a"), copy_of(data, tmp_path / "d")
     target = Path(where.replace("ART", str(a)).replace("DATA", str(d)))
@@ -114,14 +122,25 @@ def test_evaluate_through_an_evaluation_link_out_of_the_artifact_is_refused(b0, 
 
 def test_evaluate_reports_beside_the_artifact_still_work(b0, data, tmp_path):
     a = copy_of(b0, tmp_path / "a")
-    result = cli("evaluate", a, "--data", data, "--backend", "ort-cpu", "--junit", a / "evaluation" / "extra.xml",
-                 "--save-predictions", tmp_path / "pred")
+    result = cli(
+        "evaluate",
+        a,
+        "--data",
+        data,
+        "--backend",
+        "ort-cpu",
+        "--junit",
+        a / "evaluation" / "extra.xml",
+        "--save-predictions",
+        tmp_path / "pred",
+    )
     assert result.exit_code == 0, result.output
     assert (a / "evaluation" / "report.json").is_file() and (a / "evaluation" / "extra.xml").is_file()
     assert len(list((tmp_path / "pred" / "ort-cpu").glob("*.png"))) == 2
 
 
 # --- §3: a model whose logits are not finite fails, whatever the mIoU gate ------------------------
+
 
 def _poisoned(artifact: Path, where: Path, nan_at=None) -> Path:
     """A copy whose model.onnx multiplies its logits by a constant: NaN at the output positions
@@ -164,8 +183,21 @@ def test_an_all_nan_candidate_fails_against_a_random_weight_reference(b0, data, 
     """The issue's case: NaN argmaxes to class 0 and a random-weight torch reference scores ~0,
     so the mIoU drop alone is within a generous gate."""
     a = _poisoned(b0, tmp_path / "a")
-    result = cli("evaluate", a, "--data", data, "--backend", "torch", "--backend", "ort-cpu", "--max-miou-drop", "100",
-                 "--report-dir", tmp_path / "r", "--json")
+    result = cli(
+        "evaluate",
+        a,
+        "--data",
+        data,
+        "--backend",
+        "torch",
+        "--backend",
+        "ort-cpu",
+        "--max-miou-drop",
+        "100",
+        "--report-dir",
+        tmp_path / "r",
+        "--json",
+    )
     assert result.exit_code == 1, result.output
     report = json.loads(result.stdout)
     torch_side, ort_side = report["backends"]
@@ -184,6 +216,7 @@ def test_finite_logits_count_zero_and_pass(b0, data, tmp_path):
 
 # --- §3: random weights are said after export ---------------------------------------------------
 
+
 def test_evaluate_says_random_weights_in_header_report_and_json(b0, data, tmp_path):
     result = cli("evaluate", b0, "--data", data, "--backend", "ort-cpu", "--report-dir", tmp_path / "r")
     assert result.exit_code == 0, result.output
@@ -191,8 +224,13 @@ def test_evaluate_says_random_weights_in_header_report_and_json(b0, data, tmp_pa
     md = (tmp_path / "r" / "report.md").read_text()
     assert md.startswith("## msla-deploy evaluate: PASS (RANDOM WEIGHTS)") and RANDOM_WEIGHTS_WARNING in md
     report = json.loads((tmp_path / "r" / "report.json").read_text())
-    assert report["artifact"]["weights_source"] == "random" and report["artifact"]["weights_warning"] == RANDOM_WEIGHTS_WARNING
-    as_json = json.loads(cli("evaluate", b0, "--data", data, "--backend", "ort-cpu", "--report-dir", tmp_path / "r2", "--json").stdout)
+    assert (
+        report["artifact"]["weights_source"] == "random"
+        and report["artifact"]["weights_warning"] == RANDOM_WEIGHTS_WARNING
+    )
+    as_json = json.loads(
+        cli("evaluate", b0, "--data", data, "--backend", "ort-cpu", "--report-dir", tmp_path / "r2", "--json").stdout
+    )
     assert as_json["artifact"]["weights_warning"] == RANDOM_WEIGHTS_WARNING
 
 
@@ -203,7 +241,10 @@ def test_validate_says_random_weights_in_header_report_and_json(b0, tmp_path):
     md = (tmp_path / "r" / "report.md").read_text()
     assert md.startswith("## msla-deploy validate: PASS (RANDOM WEIGHTS)") and RANDOM_WEIGHTS_WARNING in md
     as_json = json.loads(cli("validate", b0, "--report-dir", tmp_path / "r2", "--json").stdout)
-    assert as_json["artifact"]["weights_source"] == "random" and as_json["artifact"]["weights_warning"] == RANDOM_WEIGHTS_WARNING
+    assert (
+        as_json["artifact"]["weights_source"] == "random"
+        and as_json["artifact"]["weights_warning"] == RANDOM_WEIGHTS_WARNING
+    )
 
 
 def _with_weights_source(artifact: Path, where: Path, source: str) -> Path:
@@ -228,6 +269,7 @@ def test_checkpoint_weights_are_named_without_the_warning(b0, data, tmp_path):
 
 
 # --- §5: --skip-bad with nothing usable names the bad files itself ------------------------------
+
 
 def test_skip_bad_with_nothing_usable_names_the_bad_files(b0, tmp_path):
     d = tmp_path / "d"

@@ -41,7 +41,11 @@ def cli(*args):
 
 def snapshot(folder: Path) -> dict:
     """Every file below `folder` and its sha256: what a refused command must leave as it was."""
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def picture(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -80,7 +84,8 @@ def nan_b0(b0, tmp_path_factory) -> Path:
 def logits_onnx(path: Path, shape, scale: float = 1.0) -> Path:
     """A hand-made artifact: logits = input * scale, input [N, 3, H, W] (three classes)."""
     graph = helper.make_graph(
-        [helper.make_node("Mul", ["input", "scale"], ["logits"])], "scaled",
+        [helper.make_node("Mul", ["input", "scale"], ["logits"])],
+        "scaled",
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, list(shape))],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, list(shape))],
         [numpy_helper.from_array(np.array(scale, np.float32), "scale")],
@@ -101,6 +106,7 @@ def pics(tmp_path) -> Path:
 
 
 # --- 1. outputs guarded --------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("where", ["the input folder", "a folder inside it", "an input picture"])
 def test_predict_out_onto_or_into_an_input_is_refused_even_with_overwrite(b0, pics, where):
@@ -170,6 +176,7 @@ def test_bench_plot_onto_a_compared_report_is_refused(tmp_path):
 
 # --- 2. NaN outputs fail -------------------------------------------------------------------------
 
+
 def test_segmenter_counts_the_pixels_labelled_from_nonfinite_logits(b0, nan_b0):
     pixels = picture(30, 70)
     assert Segmenter(b0, backend="ort-cpu")(pixels).nonfinite == 0
@@ -216,8 +223,13 @@ def test_bench_counts_nan_outputs_and_exits_1(b0, nan_b0):
 def test_measure_hands_over_the_first_timed_run_of_each():
     results = iter(range(100))
     first = []
-    measure([lambda: next(results), lambda: next(results)], warmup=2, iterations=3, duration=None,
-            on_first=lambda i, result: first.append((i, result)))
+    measure(
+        [lambda: next(results), lambda: next(results)],
+        warmup=2,
+        iterations=3,
+        duration=None,
+        on_first=lambda i, result: first.append((i, result)),
+    )
     assert first == [(0, 4), (1, 5)]  # after the four warm-up runs: the first timed run of each, once
 
 
@@ -245,6 +257,7 @@ def test_a_saved_bench_report_without_the_new_fields_still_reads():
 
 
 # --- 3. random weights are said ------------------------------------------------------------------
+
 
 def test_predict_says_the_weights_source_and_the_random_weights_warning(b0, pics, tmp_path):
     result = cli("predict", b0, pics / "street.png", "--out", tmp_path / "j", "--json")
@@ -284,6 +297,7 @@ def test_the_segmenter_warns_once_and_says_the_source(b0, tmp_path):
 
 
 # --- 4. pictures decoded by reference's rules; declared sizes checked first ---------------------
+
 
 def deep_pictures(folder: Path) -> dict:
     """A 32-bit integer TIFF and a floating-point TIFF: no fixed white level."""
@@ -368,6 +382,7 @@ def test_bench_makes_its_inputs_in_the_dtype_its_memory_check_counts(dtype):
 
 
 # --- 7. the colour and overlay files are what they claim --------------------------------------
+
 
 def test_predict_colour_and_overlay_files_are_colorize_and_overlay(b0, pics, tmp_path):
     out = tmp_path / "out"

@@ -66,7 +66,9 @@ def tiny(tmp_path_factory) -> tuple:
 
 def snapshot(folder: Path) -> dict:
     """Every path under `folder` with its content hash (None for folders): what 'nothing written' compares."""
-    return {p.relative_to(folder).as_posix(): (sha256_file(p) if p.is_file() else None) for p in sorted(folder.rglob("*"))}
+    return {
+        p.relative_to(folder).as_posix(): (sha256_file(p) if p.is_file() else None) for p in sorted(folder.rglob("*"))
+    }
 
 
 def parameter(config_text: str, key: str):
@@ -84,13 +86,17 @@ def parameter(config_text: str, key: str):
 
 # --- §1: the repository is never written into the artifact -------------------------------------
 
-@pytest.mark.parametrize("where, name", [
-    (".", []),  # the export directory itself as the repository
-    ("triton-repo", []),  # a repository inside the export directory
-    ("reference", ["--name", "x"]),  # inside the reference bundle
-    ("..", ["--name", "b0"]),  # REPO/<name> is the export directory
-    ("..", []),  # the default name is the export directory's name: the same place
-])
+
+@pytest.mark.parametrize(
+    "where, name",
+    [
+        (".", []),  # the export directory itself as the repository
+        ("triton-repo", []),  # a repository inside the export directory
+        ("reference", ["--name", "x"]),  # inside the reference bundle
+        ("..", ["--name", "b0"]),  # REPO/<name> is the export directory
+        ("..", []),  # the default name is the export directory's name: the same place
+    ],
+)
 def test_package_never_writes_into_the_artifact(b0, tmp_path, where, name):
     art = shutil.copytree(b0, tmp_path / "b0")
     before, around = snapshot(art), sorted(p.name for p in tmp_path.iterdir())
@@ -137,6 +143,7 @@ def test_package_refuses_a_model_folder_that_links_out_of_the_repository(b0, tmp
 
 # --- §3: random weights are loud in a packaged model --------------------------------------------
 
+
 def test_package_carries_random_weights_into_config_json_and_header(b0, tmp_path):
     result = cli("package", b0, "--triton", tmp_path / "repo", "--json")
     assert result.exit_code == 0, result.output
@@ -161,6 +168,7 @@ def test_package_of_factory_weights_says_so_without_a_warning(tiny, tmp_path):
 
 
 # --- §3: random weights are loud in a served model ----------------------------------------------
+
 
 class FakeTriton:
     """PyTriton's Triton without a server: binds, 'runs', and is dead at the first health poll."""
@@ -216,6 +224,7 @@ def test_serve_says_random_weights_in_its_description_and_header(b0, fake_pytrit
 
 # --- §6: reference --inputs' PyTorch pass shows a bar with counts and ETA -------------------------
 
+
 def write_pictures(folder: Path, count: int) -> Path:
     folder.mkdir()
     for i in range(count):
@@ -232,8 +241,10 @@ def test_reference_inputs_reports_counts_through_steps(tiny, tmp_path, monkeypat
     monkeypatch.setenv(TRUST_ENV, f"{factory}:build")
     seen = []
     current = {"step": None}
-    steps = Steps(on_start=lambda title: current.update(step=title),
-                  on_advance=lambda done, total: seen.append((current["step"], done, total)))
+    steps = Steps(
+        on_start=lambda title: current.update(step=title),
+        on_advance=lambda done, total: seen.append((current["step"], done, total)),
+    )
     add_reference_images(art, write_pictures(tmp_path / "pics", 3), steps)
     torch_pass = [(done, total) for step, done, total in seen if step.startswith("Computing the PyTorch reference")]
     assert torch_pass == [(0, 3), (1, 3), (2, 3), (3, 3)]  # batch 1: one count per picture, 0 first
@@ -244,7 +255,9 @@ def test_reference_inputs_draws_a_bar_on_a_terminal(tiny, tmp_path, monkeypatch)
     art = shutil.copytree(art, tmp_path / "tiny")
     screen = io.StringIO()
     monkeypatch.setattr(console, "err", Console(file=screen, force_terminal=True, width=120))
-    result = cli("--trust-model-file", f"{factory}:build", "reference", "--inputs", write_pictures(tmp_path / "pics", 3), art)
+    result = cli(
+        "--trust-model-file", f"{factory}:build", "reference", "--inputs", write_pictures(tmp_path / "pics", 3), art
+    )
     assert result.exit_code == 0, result.output
     drawn = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())  # without the terminal's control sequences
     assert re.search(r"Computing the PyTorch reference outputs of 3 picture\(s\).*3/3.*100%.*ETA", drawn), drawn

@@ -124,10 +124,18 @@ def test_divisions_that_cannot_be_0_over_0_are_not_flagged():
     y = helper.make_tensor_value_info("y", F16, [1, 4, 64])
     zero = numpy_helper.from_array(np.zeros(1, np.float16), "zero")
     softmax = _model(  # a sum of exponentials is > 0
-        [helper.make_node("Exp", ["x"], ["e"]), helper.make_node("ReduceSum", ["e", "axes"], ["s"]),
-         helper.make_node("Div", ["e", "s"], ["y"])], [x], [y], [_axes()])
+        [
+            helper.make_node("Exp", ["x"], ["e"]),
+            helper.make_node("ReduceSum", ["e", "axes"], ["s"]),
+            helper.make_node("Div", ["e", "s"], ["y"]),
+        ],
+        [x],
+        [y],
+        [_axes()],
+    )
     plain = _model(  # dividing by an input plus 0 is not a normaliser without its eps
-        [helper.make_node("Add", ["x", "zero"], ["d"]), helper.make_node("Div", ["x", "d"], ["y"])], [x], [y], [zero])
+        [helper.make_node("Add", ["x", "zero"], ["d"]), helper.make_node("Div", ["x", "d"], ["y"])], [x], [y], [zero]
+    )
     assert not inspect_onnx(softmax).findings and not inspect_onnx(plain).findings
 
 
@@ -199,8 +207,10 @@ def test_scaled_long_reduce_sum_is_safe():
         src = "x"
         if scale is not None:
             inits.append(numpy_helper.from_array(np.array([scale], np.float16), "c"))
-            nodes += [helper.make_node("Mul", ["x", "c"], ["xs"], name="scale"),
-                      helper.make_node("Cast", ["xs"], ["xc"], to=F16, name="same_type")]
+            nodes += [
+                helper.make_node("Mul", ["x", "c"], ["xs"], name="scale"),
+                helper.make_node("Cast", ["xs"], ["xc"], to=F16, name="same_type"),
+            ]
             src = "xc"
         nodes.append(helper.make_node("ReduceSum", [src, "axes"], ["y"], keepdims=1, name="k_sum"))
         return _model(nodes, [x], [y], inits)
@@ -255,10 +265,15 @@ def test_fp32_graph_is_only_at_risk_when_built_fp16():
     y = helper.make_tensor_value_info("y", F32, [1, 4, 64])
     eps = numpy_helper.from_array(np.array([1e-15], np.float32), "eps")
     model = _model(
-        [helper.make_node("ReduceSum", ["x", "axes"], ["s"], name="sum"),
-         helper.make_node("Add", ["s", "eps"], ["den"], name="add_eps"),
-         helper.make_node("Div", ["x", "den"], ["y"], name="div")],
-        [x], [y], [_axes(), eps])
+        [
+            helper.make_node("ReduceSum", ["x", "axes"], ["s"], name="sum"),
+            helper.make_node("Add", ["s", "eps"], ["den"], name="add_eps"),
+            helper.make_node("Div", ["x", "den"], ["y"], name="div"),
+        ],
+        [x],
+        [y],
+        [_axes(), eps],
+    )
     assert inspect_onnx(model).passed  # fp32 build
     assert _checks(inspect_onnx(model, precision="fp16")) == ["eps-underflow"]
     # TensorRT 11 has no FP16 flag: the fp16 intent itself is the error
@@ -268,8 +283,10 @@ def test_fp32_graph_is_only_at_risk_when_built_fp16():
 def test_batchnorm_with_dead_channel_overflows_in_fp16():
     x = helper.make_tensor_value_info("x", F16, [1, 2, 4, 4])
     y = helper.make_tensor_value_info("y", F16, [1, 2, 4, 4])
-    params = [numpy_helper.from_array(np.array(v, np.float16), n) for n, v in
-              (("g", [1, 100]), ("b", [0, 0]), ("m", [0, 0]), ("v", [1, 0]))]
+    params = [
+        numpy_helper.from_array(np.array(v, np.float16), n)
+        for n, v in (("g", [1, 100]), ("b", [0, 0]), ("m", [0, 0]), ("v", [1, 0]))
+    ]
     node = helper.make_node("BatchNormalization", ["x", "g", "b", "m", "v"], ["y"], epsilon=1e-7, name="bn")
     report = inspect_onnx(_model([node], [x], [y], params))
     assert "bn-variance" in _checks(report)  # 100 / sqrt(0 + 1e-7) = 3.2e5 > 65504
@@ -296,7 +313,10 @@ def test_cubic_resize_per_version():
 def test_unsupported_operator_per_version():
     x = helper.make_tensor_value_info("x", F32, [1, 4, 8])
     y = helper.make_tensor_value_info("y", F32, [1, 4, 8])
-    inits = [numpy_helper.from_array(np.ones(8, np.float32), "s"), numpy_helper.from_array(np.zeros(8, np.float32), "b")]
+    inits = [
+        numpy_helper.from_array(np.ones(8, np.float32), "s"),
+        numpy_helper.from_array(np.zeros(8, np.float32), "b"),
+    ]
     model = _model([helper.make_node("LayerNormalization", ["x", "s", "b"], ["y"], name="ln")], [x], [y], inits)
     assert _checks(inspect_onnx(model, target="8.5")) == ["unsupported-op"]
     assert inspect_onnx(model, target="8.6").passed
@@ -341,7 +361,9 @@ def upstream_exports(tmp_path_factory):
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         buffer = io.BytesIO()
-        torch.onnx.export(model, (example,), buffer, dynamo=False, opset_version=17, input_names=["x"], output_names=["y"])
+        torch.onnx.export(
+            model, (example,), buffer, dynamo=False, opset_version=17, input_names=["x"], output_names=["y"]
+        )
         out["legacy"] = onnx.load_from_string(buffer.getvalue())
         # the dynamo exporter keeps opset 18 for this model's Pad when asked for 17
         out["dynamo"] = torch.onnx.export(model, (example,), dynamo=True, opset_version=18, verbose=False).model_proto
@@ -442,7 +464,9 @@ def test_our_fp16_export_has_nothing_to_fear(tmp_path):
     from msla_deploy.artifact.options import ExportOptions
     from msla_deploy.export.pipeline import run_export
 
-    options = ExportOptions(model="efficientvit-seg-b0-cityscapes", resolution=(64, 128), out=tmp_path / "fp16", precision="fp16")
+    options = ExportOptions(
+        model="efficientvit-seg-b0-cityscapes", resolution=(64, 128), out=tmp_path / "fp16", precision="fp16"
+    )
     try:
         options.check()
     except BadInput as exc:
@@ -473,7 +497,12 @@ def test_cli_exit_codes_and_json(tmp_path):
     result = runner.invoke(app, ["inspect", str(bad)])
     assert result.exit_code == 1 and "missing-eps" in result.stdout
 
-    for args in ([str(tmp_path / "absent.onnx")], [str(text)], [str(good), "--target-trt", "9.9"], [str(good), "--precision", "fp8"]):
+    for args in (
+        [str(tmp_path / "absent.onnx")],
+        [str(text)],
+        [str(good), "--target-trt", "9.9"],
+        [str(good), "--precision", "fp8"],
+    ):
         result = runner.invoke(app, ["inspect", *args])
         assert result.exit_code == 2, (args, result.output)
         assert "Traceback" not in result.output and result.stderr.count("\n") == 1

@@ -51,7 +51,9 @@ def write_pictures(folder, count: int, start: int = 0):
 
 
 def fp32_export(root, stress: bool):
-    options = ExportOptions(model=B0, resolution=(H, W), out=root / ("stress" if stress else "seeded"), stress_weights=stress)
+    options = ExportOptions(
+        model=B0, resolution=(H, W), out=root / ("stress" if stress else "seeded"), stress_weights=stress
+    )
     return run_export(options).directory / "model.onnx"
 
 
@@ -63,8 +65,25 @@ def exported(tmp_path_factory):
     """`export --precision int8` through the CLI, seeded weights, 8 procedural pictures."""
     root = tmp_path_factory.mktemp("int8")
     pictures = write_pictures(root / "pictures", 8)
-    result = runner.invoke(app, ["export", "-m", B0, "--res", f"{H}x{W}", "--precision", "int8", "--calib-images", str(pictures),
-                                 "--calib-count", "8", "--out", str(root / "export"), "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "export",
+            "-m",
+            B0,
+            "--res",
+            f"{H}x{W}",
+            "--precision",
+            "int8",
+            "--calib-images",
+            str(pictures),
+            "--calib-count",
+            "8",
+            "--out",
+            str(root / "export"),
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     return root, pictures, json.loads(result.stdout)
 
@@ -87,7 +106,8 @@ def test_int8_export_directory(exported):
     assert record.precision == "int8" and record.onnx_files == {"fp32": FP32_ONNX_NAME, "int8": ONNX_NAME}
     info = record.extra["int8"]
     assert info["qdq_check"] == {"passed": True, "problems": []}
-    assert info["calibration"]["count"] == 8 and info["calibration"]["method"] == DEFAULT_CALIB_METHOD == "percentile"  # the CLI's default
+    # the CLI's default
+    assert info["calibration"]["count"] == 8 and info["calibration"]["method"] == DEFAULT_CALIB_METHOD == "percentile"
     proto = onnx.load(str(directory / ONNX_NAME))
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta[META_PRECISION] == "int8" and json.loads(meta[META_INT8_MODULES]) == info["modules"]
@@ -102,13 +122,19 @@ def test_int8_export_directory(exported):
     assert set(manifest.artifacts) >= {ONNX_NAME, FP32_ONNX_NAME}
 
 
-@pytest.mark.parametrize("args, needle", [
-    (["--precision", "int8"], "needs calibration pictures"),
-    (["--precision", "int8", "--calib-images", "EMPTY"], "no .png, .jpg or .npy pictures"),
-    (["--sensitivity"], "--sensitivity applies to int8 exports"),
-    (["--precision", "int8", "--calib-images", "EMPTY", "--calib-method", "kl"], "'--calib-method': 'kl' is not one of"),
-    (["--precision", "int8", "--calib-images", "EMPTY", "--min-argmax-agreement", "99"], "not a fraction"),
-])
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["--precision", "int8"], "needs calibration pictures"),
+        (["--precision", "int8", "--calib-images", "EMPTY"], "no .png, .jpg or .npy pictures"),
+        (["--sensitivity"], "--sensitivity applies to int8 exports"),
+        (
+            ["--precision", "int8", "--calib-images", "EMPTY", "--calib-method", "kl"],
+            "'--calib-method': 'kl' is not one of",
+        ),
+        (["--precision", "int8", "--calib-images", "EMPTY", "--min-argmax-agreement", "99"], "not a fraction"),
+    ],
+)
 def test_bad_int8_options_exit_2_with_one_line(tmp_path, args, needle):
     (tmp_path / "empty").mkdir()
     args = [str(tmp_path / "empty") if a == "EMPTY" else a for a in args]
@@ -119,8 +145,15 @@ def test_bad_int8_options_exit_2_with_one_line(tmp_path, args, needle):
 
 
 def test_int8_options_round_trip_through_the_manifest(tmp_path):
-    options = ExportOptions(model=B0, precision="int8", calib_images=tmp_path, calib_count=12, calib_method="entropy",
-                            sensitivity=True, min_argmax_agreement=0.99)
+    options = ExportOptions(
+        model=B0,
+        precision="int8",
+        calib_images=tmp_path,
+        calib_count=12,
+        calib_method="entropy",
+        sensitivity=True,
+        min_argmax_agreement=0.99,
+    )
     again = ExportOptions.from_dict(json.loads(json.dumps(options.to_dict())))
     assert again == dataclasses.replace(options, out=options.output_dir())
 
@@ -148,7 +181,9 @@ def test_calibration_preprocessed_like_the_reference_inputs(tmp_path):
     calib = load_calibration(folder, H, W, count=3, method="max")
     assert calib.inputs.shape == (3, 3, H, W) and calib.inputs.dtype == np.float32
     np.testing.assert_array_equal(calib.inputs[1], preprocess(load_rgb(calib.files[1]), H, W))
-    assert len(calib.warnings) == 1 and "only 3 calibration picture(s)" in calib.warnings[0] and "16" in calib.warnings[0]
+    assert (
+        len(calib.warnings) == 1 and "only 3 calibration picture(s)" in calib.warnings[0] and "16" in calib.warnings[0]
+    )
     assert [b.shape[0] for b in calib.batches(2)] == [2]  # whole batches of a static-batch model
 
 
@@ -218,7 +253,9 @@ def test_qdq_graph_is_what_tensorrt_consumes(seeded):
     for name in island:
         node = by_name[name]
         assert all(producer[t].op_type != "DequantizeLinear" for t in node.input if t in producer), name
-        assert all(c.op_type != "QuantizeLinear" for t in node.output for c in consumers.get(t, []) if c.name in island), name
+        assert all(
+            c.op_type != "QuantizeLinear" for t in node.output for c in consumers.get(t, []) if c.name in island
+        ), name
     # residual adds: conv branch unquantized, the skip input through a DQ (TensorRT's conv+add fusion)
     residual = [r for r in int8.residual_adds(proto) if r["other_side"] != "Resize"]
     assert len(residual) >= 10 and all(r["other_side"] == "DequantizeLinear" for r in residual)
@@ -241,7 +278,9 @@ def test_int8_runs_in_onnxruntime_within_its_budget(seeded):
     fp32_path, calibration, calib = seeded
     graph = int8.quantize(fp32_path, calibration)
     fp32 = onnx.load(str(fp32_path))
-    held_out = load_calibration(write_pictures(fp32_path.parent.parent / "held_out", 4, start=100), H, W, count=4).batches(1)
+    held_out = load_calibration(
+        write_pictures(fp32_path.parent.parent / "held_out", 4, start=100), H, W, count=4
+    ).batches(1)
     ref = int8.run_batches(fp32, held_out)
     out = int8.run_batches(graph.proto, held_out)
     budget = default_budget("int8")
@@ -301,7 +340,9 @@ def test_sensitivity_ranks_a_quantized_attention_core_first(tmp_path):
     calibration = int8.calibrate(fp32_path, calib.batches(1), "max", tmp_path)
     result = sweep(fp32_path, calibration, include_attention=True, min_agreement=0.999)
     first = result.rows[0]
-    assert first.kind == "attention" and first.module.endswith(".core"), [dataclasses.asdict(r) for r in result.rows[:3]]
+    assert first.kind == "attention" and first.module.endswith(".core"), [
+        dataclasses.asdict(r) for r in result.rows[:3]
+    ]
     blocks = [r for r in result.rows if r.kind == "block"]
     assert first.cost > max(r.cost for r in blocks)
     assert result.met and result.keep_fp32 and all(m.endswith(".core") for m in result.keep_fp32)
@@ -313,11 +354,18 @@ def test_sensitivity_ranks_a_quantized_attention_core_first(tmp_path):
     assert picture.ndim == 3 and picture.shape[0] > 20 * len(result.rows)
 
 
-@pytest.mark.parametrize("version, typing, flags", [
-    ("8.6", "weak", ["--int8", "--fp16", "--precisionConstraints=obey"]),  # JetPack 6.0: explicit quantization, weak
-    ("10.3", "strong", ["--stronglyTyped"]),  # JetPack 6.1: strongly typed Q/DQ
-    ("11.4", "strong", []),  # every network strongly typed; no precision flag exists
-])
+@pytest.mark.parametrize(
+    "version, typing, flags",
+    [
+        (
+            "8.6",
+            "weak",
+            ["--int8", "--fp16", "--precisionConstraints=obey"],
+        ),  # JetPack 6.0: explicit quantization, weak
+        ("10.3", "strong", ["--stronglyTyped"]),  # JetPack 6.1: strongly typed Q/DQ
+        ("11.4", "strong", []),  # every network strongly typed; no precision flag exists
+    ],
+)
 def test_build_plans_an_int8_export_per_tensorrt_version(exported, version, typing, flags):
     from msla_deploy.trt.inputs import load_model_input
     from msla_deploy.trt.options import BuildOptions
@@ -371,7 +419,9 @@ def test_api_int8_build_sets_what_trtexec_would(exported, fake_trt):
     directory = exported[0] / "export"
     model = load_model_input(directory)
     version = ".".join(fake_trt.__version__.split(".")[:2])
-    plan = make_plan(BuildOptions(source=directory, out=directory.parent / f"int8_{version}.engine"), model, parse_version(version))
+    plan = make_plan(
+        BuildOptions(source=directory, out=directory.parent / f"int8_{version}.engine"), model, parse_version(version)
+    )
     engine_mod.build_engine(fake_trt, plan, onnx_node_names=model.graphs["int8"].node_names)
     flags = fake_trt.fake.builder_flags()
     argv = trtexec_argv(plan)

@@ -64,7 +64,9 @@ def both(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("labels")
     out = root / "both"
     weights = calibrated_b0_checkpoint(root / "b0.pt")
-    result = run_export(ExportOptions(model=B0, weights=weights, resolution=RES, out=out, models_dir=root / "no-models", head="both"))
+    result = run_export(
+        ExportOptions(model=B0, weights=weights, resolution=RES, out=out, models_dir=root / "no-models", head="both")
+    )
     assert result.passed, result.parity
     return out
 
@@ -86,7 +88,10 @@ def attrs(node: onnx.NodeProto):
 
 def test_graph_ends_in_resize_argmax_and_an_int32_cast(both):
     model = onnx.load(both / "model.onnx")
-    outputs = {o.name: (o.type.tensor_type.elem_type, [d.dim_value for d in o.type.tensor_type.shape.dim]) for o in model.graph.output}
+    outputs = {
+        o.name: (o.type.tensor_type.elem_type, [d.dim_value for d in o.type.tensor_type.shape.dim])
+        for o in model.graph.output
+    }
     assert outputs == {OUTPUT_NAME: (TensorProto.FLOAT, [1, 19, 8, 16]), LABELS_NAME: (TensorProto.INT32, [1, *RES])}
     made = producers(model)
     cast = made[LABELS_NAME]
@@ -96,7 +101,10 @@ def test_graph_ends_in_resize_argmax_and_an_int32_cast(both):
     resize = made[argmax.input[0]]
     a = attrs(resize)
     assert resize.op_type == "Resize" and a["mode"] == b"cubic" and a["cubic_coeff_a"] == -0.75
-    assert a["coordinate_transformation_mode"] in (b"half_pixel", b"pytorch_half_pixel") and a.get("exclude_outside", 0) == 0
+    assert (
+        a["coordinate_transformation_mode"] in (b"half_pixel", b"pytorch_half_pixel")
+        and a.get("exclude_outside", 0) == 0
+    )
     # the labels are resized from the logits output itself: one model, two views of it
     assert resize.input[0] == OUTPUT_NAME
     meta = {p.key: p.value for p in model.metadata_props}
@@ -115,7 +123,11 @@ def test_labels_head_equals_torch_upsample_and_argmax_on_the_reference_inputs(bo
     agreement = float((outputs[LABELS_NAME] == expected).mean())
     assert agreement >= 0.999, agreement
     # and the graph's labels are its own logits' labels (ONNX Runtime's cubic = torch's bicubic)
-    own = F.interpolate(torch.from_numpy(outputs[OUTPUT_NAME]), size=RES, mode="bicubic", align_corners=False).argmax(dim=1).numpy()
+    own = (
+        F.interpolate(torch.from_numpy(outputs[OUTPUT_NAME]), size=RES, mode="bicubic", align_corners=False)
+        .argmax(dim=1)
+        .numpy()
+    )
     assert float((outputs[LABELS_NAME] == own).mean()) >= 0.999
     parity = json.loads((both / "parity.json").read_text())
     by_name = {o["name"]: o for o in parity["outputs"]}
@@ -221,8 +233,17 @@ def test_preflight_of_the_exported_labels_graph(both):
 @pytest.mark.slow
 def test_fp16_export_keeps_the_resize_in_the_logits_dtype(tmp_path):
     out = tmp_path / "fp16"
-    result = run_export(ExportOptions(model=B0, resolution=RES, out=out, models_dir=tmp_path / "none", head="labels",
-                                      precision="fp16", io_dtype="fp16"))
+    result = run_export(
+        ExportOptions(
+            model=B0,
+            resolution=RES,
+            out=out,
+            models_dir=tmp_path / "none",
+            head="labels",
+            precision="fp16",
+            io_dtype="fp16",
+        )
+    )
     assert result.passed, result.parity
     for name, dtype in (("model.onnx", TensorProto.FLOAT16), ("model_fp32.onnx", TensorProto.FLOAT)):
         model = onnx.shape_inference.infer_shapes(onnx.load(out / name))
@@ -241,7 +262,9 @@ def test_a_labels_only_export_is_refused_by_evaluate_with_the_fix(tmp_path):
     from msla_deploy.evaluate.synthetic import write_dataset
 
     out = tmp_path / "labels-only"
-    result = cli("export", "--model", B0, "--res", "64x128", "--head", "labels", "--out", out, "--models-dir", tmp_path / "none")
+    result = cli(
+        "export", "--model", B0, "--res", "64x128", "--head", "labels", "--out", out, "--models-dir", tmp_path / "none"
+    )
     assert result.exit_code == 0, result.output
     write_dataset(tmp_path / "ds", "folder", 2, (64, 128), 19)
     result = cli("evaluate", out, "--data", tmp_path / "ds", "--dataset", "folder", "--backend", "ort-cpu")
@@ -253,4 +276,6 @@ def test_the_default_folder_of_a_labels_export_is_not_the_logits_one():
     from msla_deploy.artifact.options import ExportOptions
 
     plain = ExportOptions(model=B0, resolution=(64, 128)).output_dir()
-    assert ExportOptions(model=B0, resolution=(64, 128), head="labels").output_dir() == plain.with_name(plain.name + "-labels")
+    assert ExportOptions(model=B0, resolution=(64, 128), head="labels").output_dir() == plain.with_name(
+        plain.name + "-labels"
+    )

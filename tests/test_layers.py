@@ -15,17 +15,37 @@ PACKAGE = Path(__file__).resolve().parents[1] / "msla_deploy"
 
 # floor of each top-level part of msla_deploy; an import may go to the same floor or below
 FLOORS = {
-    "errors": 0, "choices": 0, "progress": 0, "limits": 0, "torch_side": 0, "__init__": 0, "__main__": 9, "console": 1,
+    "errors": 0,
+    "choices": 0,
+    "progress": 0,
+    "limits": 0,
+    "torch_side": 0,
+    "__init__": 0,
+    "__main__": 9,
+    "console": 1,
     "lazy": 0,  # PEP 562 helper of the package __init__s
     "cli_options": 1,  # the commands' shared options: typer, choices, artifact names
     "classes": 0,  # dataset label sets: data only (evaluate, predict, reports)
-    "atomic": 0, "records": 0,  # atomic writes and typed JSON documents: every floor writes files
+    "atomic": 0,
+    "records": 0,  # atomic writes and typed JSON documents: every floor writes files
     "reporting": 1,  # report.json/md/junit.xml of the stages that judge
     "drawing": 0,  # every picture (Pillow): used by the stages that report
     "artifact": 1,
-    "nn": 2, "zoo": 2, "convert": 2, "user_model": 2, "loading": 2, "inspect": 2, "trt": 2,
+    "nn": 2,
+    "zoo": 2,
+    "convert": 2,
+    "user_model": 2,
+    "loading": 2,
+    "inspect": 2,
+    "trt": 2,
     "runtime": 3,
-    "parity": 4, "bench": 4, "export": 4, "evaluate": 4, "predict": 4, "serve": 4, "doctor": 4,
+    "parity": 4,
+    "bench": 4,
+    "export": 4,
+    "evaluate": 4,
+    "predict": 4,
+    "serve": 4,
+    "doctor": 4,
     "cli": 9,
 }
 
@@ -70,14 +90,19 @@ def _part_graph() -> Dict[str, Set[str]]:
 
 
 def test_every_part_has_a_floor():
-    parts = {p.stem if p.is_file() else p.name for p in PACKAGE.iterdir() if (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))}
+    parts = {
+        p.stem if p.is_file() else p.name
+        for p in PACKAGE.iterdir()
+        if (p.suffix == ".py" or (p.is_dir() and (p / "__init__.py").exists()))
+    }
     assert parts <= set(FLOORS), f"give these a floor in FLOORS: {sorted(parts - set(FLOORS))}"
 
 
 def test_nothing_is_imported_from_a_higher_floor():
     upward = sorted(
         f"{source} (floor {FLOORS[source]}) imports {target} (floor {FLOORS[target]})"
-        for source, targets in _part_graph().items() for target in targets
+        for source, targets in _part_graph().items()
+        for target in targets
         if target in FLOORS and FLOORS[target] > FLOORS[source]
     )
     assert not upward, "\n".join(upward)
@@ -86,7 +111,9 @@ def test_nothing_is_imported_from_a_higher_floor():
 def test_artifact_imports_no_stage_and_runtime_no_stage():
     graph = _part_graph()
     assert graph["artifact"] <= {"errors", "choices", "__init__", "atomic", "records", "limits"}, graph["artifact"]
-    assert not graph["runtime"] & {"parity", "bench", "export", "evaluate", "predict", "serve", "doctor", "cli"}, graph["runtime"]
+    assert not graph["runtime"] & {"parity", "bench", "export", "evaluate", "predict", "serve", "doctor", "cli"}, graph[
+        "runtime"
+    ]
 
 
 def test_no_cycle_between_parts():

@@ -74,5 +74,8 @@ def test_inspect_takes_the_export_directory(legacy):
 
 def test_trt_version_spellings_are_the_same_for_build_and_inspect(legacy):
     """'11' is 11.0 for inspect --target-trt; build --trt-version reads it the same."""
-    for args in (("build", legacy, "--print-trtexec", "--trt-version", "11"), ("inspect", legacy, "--target-trt", "11")):
+    for args in (
+        ("build", legacy, "--print-trtexec", "--trt-version", "11"),
+        ("inspect", legacy, "--target-trt", "11"),
+    ):
         assert cli(*args).exit_code in (0, 1), args  # 1: inspect's preflight may find errors; never 2

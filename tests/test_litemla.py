@@ -182,9 +182,7 @@ def test_both_branches_mean_the_same_in_every_mode(tokens_hw, token_scaling, isl
     eps = tokens * FP16_EPS if token_scaling else 1e-15
     with torch.no_grad():
         reference = AttentionCore(eps).double()(q.double(), k.double(), v.double(), AttentionPlan(**fields))
-        linear, quadratic = (
-            core(q, k, v, _BranchPlan(**fields, take_linear=take)).double() for take in (True, False)
-        )
+        linear, quadratic = (core(q, k, v, _BranchPlan(**fields, take_linear=take)).double() for take in (True, False))
     tolerance = 1e-5 if island_dtype == torch.float32 else 5e-3  # fp16 rounding of q, k, v
     assert rel_error(linear, reference) < tolerance
     assert rel_error(quadratic, reference) < tolerance

@@ -142,6 +142,7 @@ def test_confusion_counts_labels_outside_the_classes_as_no_class():
 
 # --- one cosine (parity/metrics.py) ----------------------------------------------------------------
 
+
 def test_cosine_edge_cases():
     a = np.array([1.0, 2.0, 3.0], np.float32)
     assert cosine_similarity(a, a.copy()) == 1.0  # identical: exactly 1 (rounding clipped)
@@ -156,7 +157,9 @@ def test_cosine_edge_cases():
     assert np.isnan(cosine_similarity(np.zeros(3), np.array([0.0, np.nan, 0.0])))  # NaN wins over "zero"
     rng = np.random.default_rng(4)
     x, y = rng.standard_normal((2, 3, 4, 5))
-    assert cosine_similarity(x, y) == pytest.approx(float(np.dot(x.ravel(), y.ravel()) / (np.linalg.norm(x) * np.linalg.norm(y))))
+    assert cosine_similarity(x, y) == pytest.approx(
+        float(np.dot(x.ravel(), y.ravel()) / (np.linalg.norm(x) * np.linalg.norm(y)))
+    )
 
 
 def test_int8_sensitivity_uses_the_one_cosine():

@@ -18,13 +18,18 @@ def artifact(tmp_path) -> Path:
     (root / "reference").mkdir(parents=True)
     (root / "model.onnx").write_bytes(b"onnx")
     (root / "reference" / "inputs.npz").write_bytes(b"npz")
-    manifest = {"tool": {"name": "msla-deploy"}, "format": "msla-deploy/1",
-                "artifacts": {"model.onnx": {"sha256": "x"}, "reference/inputs.npz": {"sha256": "y"}}}
+    manifest = {
+        "tool": {"name": "msla-deploy"},
+        "format": "msla-deploy/1",
+        "artifacts": {"model.onnx": {"sha256": "x"}, "reference/inputs.npz": {"sha256": "y"}},
+    }
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
 
 
-@pytest.mark.parametrize("target", ["manifest.json", "model.onnx", "reference", "reference/inputs.npz", "reference/new.xml", "."])
+@pytest.mark.parametrize(
+    "target", ["manifest.json", "model.onnx", "reference", "reference/inputs.npz", "reference/new.xml", "."]
+)
 def test_nothing_lands_on_the_artifact(artifact, target):
     with pytest.raises(BadInput, match="artifact"):
         OutputGuard(artifact_dir=artifact).check(artifact / target, "--junit")

@@ -150,10 +150,7 @@ def test_evaluate_worst_image_shows_the_picture_and_both_backends(tmp_path):
     path = tmp_path / "x.png"
     np.save(tmp_path / "p.npy", picture)
     assert (
-        write_disagreement(
-            path, kept, "torch", "ort-cpu", "aachen/x", colours, None, tmp_path / "missing.png"
-        )
-        == path
+        write_disagreement(path, kept, "torch", "ort-cpu", "aachen/x", colours, None, tmp_path / "missing.png") == path
     )
     with Image.open(path) as written:  # a picture that cannot be read again: the maps are still drawn
         assert written.mode == "RGB" and written.width >= 2 * 200
@@ -167,9 +164,7 @@ def test_bench_labels_are_kept_whole():
         assert "".join(lines) == label and all(drawing.text_width(line) <= LABEL_MAX_W for line in lines)
     assert len(_label_lines(long)) > 1
     picture = render([{"label": a, "latencies_ms": [1.0, 2.0]}, {"label": b, "latencies_ms": [3.0]}])
-    assert (
-        picture.shape[1] > drawing.text_width(a) + 400
-    )  # the label column holds the whole label, the axis beside it
+    assert picture.shape[1] > drawing.text_width(a) + 400  # the label column holds the whole label, the axis beside it
 
 
 # --- the drawing blocks --------------------------------------------------------------------------

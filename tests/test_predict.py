@@ -54,14 +54,20 @@ def weights(root) -> Path:
 @pytest.fixture(scope="module")
 def logits_artifact(root, weights) -> Path:
     out = root / "logits"
-    assert run_export(ExportOptions(model=B0, weights=weights, resolution=RES, out=out, models_dir=root / "none")).passed
+    assert run_export(
+        ExportOptions(model=B0, weights=weights, resolution=RES, out=out, models_dir=root / "none")
+    ).passed
     return out
 
 
 @pytest.fixture(scope="module")
 def labels_artifact(root, weights) -> Path:
     out = root / "labels"
-    assert run_export(ExportOptions(model=B0, weights=weights, resolution=RES, batch=2, out=out, models_dir=root / "none", head="labels")).passed
+    assert run_export(
+        ExportOptions(
+            model=B0, weights=weights, resolution=RES, batch=2, out=out, models_dir=root / "none", head="labels"
+        )
+    ).passed
     return out
 
 
@@ -101,14 +107,18 @@ def assert_same_labels_but_exact_ties(labels: np.ndarray, upsampled: np.ndarray)
         return
     top2 = np.sort(upsampled[:, differ], axis=0)[-2:]
     tolerance = 1e-4 * float(np.abs(upsampled).max()) + 1e-6
-    assert np.all(top2[1] - top2[0] <= tolerance), f"labels differ where PyTorch is not tied: {int(differ.sum())} pixels"
+    assert np.all(top2[1] - top2[0] <= tolerance), (
+        f"labels differ where PyTorch is not tied: {int(differ.sum())} pixels"
+    )
     assert differ.sum() <= max(1, differ.size // 100_000), f"{int(differ.sum())} near-tied pixels of {differ.size}"
 
 
 def _normalise(pixels: np.ndarray) -> np.ndarray:
     # at the artifact's resolution preprocessing is only the normalisation: computed here by hand
     x = pixels.astype(np.float32).transpose(2, 0, 1)[None] / 255.0
-    return (x - np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1)) / np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1)
+    return (x - np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1)) / np.asarray(
+        IMAGENET_STD, np.float32
+    ).reshape(1, 3, 1, 1)
 
 
 # --- pictures in --------------------------------------------------------------------------------------
@@ -131,11 +141,21 @@ def onnx_nearest(labels: np.ndarray, size) -> np.ndarray:
     import onnxruntime
     from onnx import TensorProto, helper, numpy_helper
 
-    node = helper.make_node("Resize", ["x", "", "", "sizes"], ["y"], mode="nearest", coordinate_transformation_mode="half_pixel",
-                            nearest_mode="round_prefer_ceil")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, *labels.shape])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, *size])],
-                              [numpy_helper.from_array(np.array([1, 1, *size], np.int64), "sizes")])
+    node = helper.make_node(
+        "Resize",
+        ["x", "", "", "sizes"],
+        ["y"],
+        mode="nearest",
+        coordinate_transformation_mode="half_pixel",
+        nearest_mode="round_prefer_ceil",
+    )
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, *labels.shape])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, *size])],
+        [numpy_helper.from_array(np.array([1, 1, *size], np.int64), "sizes")],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 7
     session = onnxruntime.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -201,7 +221,9 @@ def test_labels_head_is_exact_at_the_artifact_size_and_nearest_elsewhere(logits_
     approx = labels_seg(other)
     assert not approx.exact and approx.labels.shape == (100, 150)
     # nearest neighbour from the artifact-size labels of the same (resized) picture
-    graph_labels = labels_seg.session.run({"input": np.repeat(processing.preprocess(other, RES), 2, axis=0)})["labels"][0]
+    graph_labels = labels_seg.session.run({"input": np.repeat(processing.preprocess(other, RES), 2, axis=0)})["labels"][
+        0
+    ]
     np.testing.assert_array_equal(approx.labels, nearest_resize(graph_labels, (100, 150)))
 
 
@@ -293,7 +315,9 @@ NO_TORCH = BLOCK_TORCH + textwrap.dedent(
 def test_segmenter_and_predict_run_without_torch(logits_artifact, folder, tmp_path):
     pic = folder / "street.png"
     args = [logits_artifact, pic, "predict", logits_artifact, pic, "--out", tmp_path / "nt", "--json"]
-    proc = subprocess.run([sys.executable, "-c", NO_TORCH, *map(str, args)], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, *map(str, args)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("(64, 128)")
     assert (tmp_path / "nt" / "street_overlay.png").is_file()
@@ -318,6 +342,8 @@ def test_reference_pictures_for_a_labels_head_then_validate(labels_artifact, tmp
     assert bundle.outputs["labels"].shape == (4, 64, 128) and bundle.outputs["labels"].dtype == np.int32
     seg = Segmenter(art)
     for i, seed in enumerate((1, 2)):  # the pictures' reference labels are what the Segmenter gives
-        assert float((bundle.outputs["labels"][2 + i] == seg(smooth_picture(64, 128, seed=seed)).labels).mean()) >= 0.999
+        assert (
+            float((bundle.outputs["labels"][2 + i] == seg(smooth_picture(64, 128, seed=seed)).labels).mean()) >= 0.999
+        )
     validated = cli("validate", art, "--report-dir", tmp_path / "v", "--json")
     assert validated.exit_code == 0, validated.output

@@ -42,7 +42,9 @@ SHAPES = [((1, 19, 16, 32), (128, 256)), ((2, 5, 9, 13), (40, 29)), ((1, 7, 32, 
 def test_upsample_and_labels_equal_torch_bicubic_then_argmax(shape, size):
     torch = pytest.importorskip("torch")
     logits = np.random.default_rng(sum(shape)).standard_normal(shape).astype(np.float32) * 3
-    expected = torch.nn.functional.interpolate(torch.from_numpy(logits), size=size, mode="bicubic", align_corners=False).numpy()
+    expected = torch.nn.functional.interpolate(
+        torch.from_numpy(logits), size=size, mode="bicubic", align_corners=False
+    ).numpy()
     upsampled = processing.upsample(logits, size)
     assert upsampled.shape == expected.shape and upsampled.dtype == np.float32
     # integer ratios (the model's stride 8 to the label size) agree to 1e-5; at other ratios both
@@ -61,7 +63,9 @@ def test_upsample_and_labels_equal_torch_bicubic_then_argmax(shape, size):
 def test_fp16_logits_are_upsampled_in_fp32():
     torch = pytest.importorskip("torch")
     logits = np.random.default_rng(3).standard_normal((1, 4, 8, 8)).astype(np.float16)
-    expected = torch.nn.functional.interpolate(torch.from_numpy(logits.astype(np.float32)), size=(24, 40), mode="bicubic", align_corners=False).numpy()
+    expected = torch.nn.functional.interpolate(
+        torch.from_numpy(logits.astype(np.float32)), size=(24, 40), mode="bicubic", align_corners=False
+    ).numpy()
     np.testing.assert_allclose(processing.upsample(logits, (24, 40)), expected, rtol=0, atol=1e-5)
 
 
@@ -87,15 +91,23 @@ def test_preprocess_is_resize_then_imagenet_normalisation():
     x = processing.preprocess(pixels, (64, 96))
     assert x.shape == (1, 3, 64, 96) and x.dtype == np.float32
     resized = processing.resize_rgb(pixels, (64, 96))
-    expected = (resized.astype(np.float32) / np.float32(255) - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
+    expected = (resized.astype(np.float32) / np.float32(255) - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(
+        IMAGENET_STD, np.float32
+    )
     np.testing.assert_allclose(x[0].transpose(1, 2, 0), expected, rtol=0, atol=1e-6)
 
 
 def test_same_size_is_identity_then_normalisation():
     pixels = np.random.default_rng(7).integers(0, 256, size=(32, 64, 3), dtype=np.uint8)
-    assert processing.resize_rgb(pixels, (32, 64)) is pixels or np.array_equal(processing.resize_rgb(pixels, (32, 64)), pixels)
-    expected = (pixels.astype(np.float32) / np.float32(255) - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
-    np.testing.assert_allclose(processing.preprocess(pixels, (32, 64))[0].transpose(1, 2, 0), expected, rtol=0, atol=1e-6)
+    assert processing.resize_rgb(pixels, (32, 64)) is pixels or np.array_equal(
+        processing.resize_rgb(pixels, (32, 64)), pixels
+    )
+    expected = (pixels.astype(np.float32) / np.float32(255) - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(
+        IMAGENET_STD, np.float32
+    )
+    np.testing.assert_allclose(
+        processing.preprocess(pixels, (32, 64))[0].transpose(1, 2, 0), expected, rtol=0, atol=1e-6
+    )
 
 
 def test_axis_weights_are_a_partition_of_unity():
@@ -106,13 +118,16 @@ def test_axis_weights_are_a_partition_of_unity():
     np.testing.assert_allclose(processing.axis_weights(32, 20).T, _reference_matrix(32, 20), atol=1.5e-6)
 
 
-@pytest.mark.parametrize("bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 4), np.uint8)])
+@pytest.mark.parametrize(
+    "bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 3), np.float32), np.zeros((4, 4, 4), np.uint8)]
+)
 def test_pictures_that_are_not_hxwx3_uint8_are_refused(bad):
     with pytest.raises(ValueError, match="H x W x 3 uint8"):
         processing.preprocess(bad, (4, 4))
 
 
 # --- the one preprocessing: decoded picture files (reference --inputs, calibration) -------------
+
 
 def _normalised(unit: np.ndarray) -> np.ndarray:
     return (unit - np.asarray(IMAGENET_MEAN, np.float32)) / np.asarray(IMAGENET_STD, np.float32)
@@ -151,6 +166,7 @@ def test_float_pictures_are_resized_in_floats_clipped_not_rounded():
 
 # --- logits that are not finite ------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("shape,size", [((1, 5, 8, 16), (64, 128)), ((2, 3, 9, 13), (40, 29))])
 def test_unlabelled_pixels_are_where_torch_bicubic_spreads_a_nan(shape, size):
     torch = pytest.importorskip("torch")
@@ -159,7 +175,9 @@ def test_unlabelled_pixels_are_where_torch_bicubic_spreads_a_nan(shape, size):
     broken = logits.copy()
     broken[0, 1, 2, 3] = np.nan
     broken[-1, 0, -1, -1] = np.inf
-    upsampled = torch.nn.functional.interpolate(torch.from_numpy(broken), size=size, mode="bicubic", align_corners=False).numpy()
+    upsampled = torch.nn.functional.interpolate(
+        torch.from_numpy(broken), size=size, mode="bicubic", align_corners=False
+    ).numpy()
     mask = processing.unlabelled(broken, size)
     np.testing.assert_array_equal(mask, ~np.isfinite(upsampled).all(axis=1))
     labels = processing.labels(broken, size, no_label=-1)

@@ -19,29 +19,86 @@ from msla_deploy.records import RecordError
 
 # `bench --json` as printed before records (one run on ort-cpu, latencies cut to three)
 BENCH_BEFORE = {
-    "settings": {"warmup": 3, "iterations": 3, "duration_s": None, "batch": None, "threads": None, "transfers": True,
-                 "cuda_graph": False, "interleaved": False},
+    "settings": {
+        "warmup": 3,
+        "iterations": 3,
+        "duration_s": None,
+        "batch": None,
+        "threads": None,
+        "transfers": True,
+        "cuda_graph": False,
+        "interleaved": False,
+    },
     "baseline": "ort-cpu",
-    "results": [{
-        "label": "ort-cpu", "artifact": "/tmp/rb/tiny.onnx", "backend": "ort-cpu", "requested": "auto",
-        "runtime": {"runtime": "onnxruntime", "version": "1.32.0", "providers_requested": ["CPUExecutionProvider"],
-                    "providers_active": ["CPUExecutionProvider"], "ran_on": "CPUExecutionProvider", "fell_back": False,
-                    "intra_op_threads": None},
-        "timer": "host", "batch": 1,
-        "host_memory": {"peak_rss_bytes": 115978240, "start_rss_bytes": 110276608, "peak_delta_bytes": 5701632, "peak_is_per_block": True},
-        "device_memory_delta_bytes": None,
-        "stats": {"iterations": 3, "min_ms": 0.02105, "mean_ms": 0.022596, "max_ms": 0.023374, "std_ms": 0.001093, "p50_ms": 0.023364,
-                  "p90_ms": 0.023372, "p99_ms": 0.0233738, "throughput_ips": 44255.62},
-        "latencies_ms": [0.023374, 0.023364, 0.02105], "p50_ratio": 1.0,
-    }],
-    "host_memory_during_timing": {"peak_rss_bytes": 116858880, "start_rss_bytes": 116858880, "peak_delta_bytes": 0, "peak_is_per_block": True},
+    "results": [
+        {
+            "label": "ort-cpu",
+            "artifact": "/tmp/rb/tiny.onnx",
+            "backend": "ort-cpu",
+            "requested": "auto",
+            "runtime": {
+                "runtime": "onnxruntime",
+                "version": "1.32.0",
+                "providers_requested": ["CPUExecutionProvider"],
+                "providers_active": ["CPUExecutionProvider"],
+                "ran_on": "CPUExecutionProvider",
+                "fell_back": False,
+                "intra_op_threads": None,
+            },
+            "timer": "host",
+            "batch": 1,
+            "host_memory": {
+                "peak_rss_bytes": 115978240,
+                "start_rss_bytes": 110276608,
+                "peak_delta_bytes": 5701632,
+                "peak_is_per_block": True,
+            },
+            "device_memory_delta_bytes": None,
+            "stats": {
+                "iterations": 3,
+                "min_ms": 0.02105,
+                "mean_ms": 0.022596,
+                "max_ms": 0.023374,
+                "std_ms": 0.001093,
+                "p50_ms": 0.023364,
+                "p90_ms": 0.023372,
+                "p99_ms": 0.0233738,
+                "throughput_ips": 44255.62,
+            },
+            "latencies_ms": [0.023374, 0.023364, 0.02105],
+            "p50_ratio": 1.0,
+        }
+    ],
+    "host_memory_during_timing": {
+        "peak_rss_bytes": 116858880,
+        "start_rss_bytes": 116858880,
+        "peak_delta_bytes": 0,
+        "peak_is_per_block": True,
+    },
     "environment": {
-        "python": "3.11.7", "platform": "Linux-6.18.44-x86_64-with-glibc2.36", "machine": "x86_64",
+        "python": "3.11.7",
+        "platform": "Linux-6.18.44-x86_64-with-glibc2.36",
+        "machine": "x86_64",
         "packages": {"msla-deploy": "0.1.0", "onnxruntime": "1.32.0", "tensorrt": None},
-        "cpu": "AMD EPYC", "cpu_count": 2, "cpu_usable": 2, "threads_requested": None, "cpu_governor": None,
-        "gpu": {"index": 0, "name": "NVIDIA Orin (nvgpu)", "compute_capability": "8.7", "driver_cuda_version": "12.6", "driver": None},
-        "jetson": {"l4t_release": "# R36 (release), REVISION: 4.3", "board": "NVIDIA Jetson AGX Orin", "nvpmodel_conf": True,
-                   "nvpmodel_q": "NV Power Mode: MAXN\n0", "jetson_clocks_show": None},
+        "cpu": "AMD EPYC",
+        "cpu_count": 2,
+        "cpu_usable": 2,
+        "threads_requested": None,
+        "cpu_governor": None,
+        "gpu": {
+            "index": 0,
+            "name": "NVIDIA Orin (nvgpu)",
+            "compute_capability": "8.7",
+            "driver_cuda_version": "12.6",
+            "driver": None,
+        },
+        "jetson": {
+            "l4t_release": "# R36 (release), REVISION: 4.3",
+            "board": "NVIDIA Jetson AGX Orin",
+            "nvpmodel_conf": True,
+            "nvpmodel_q": "NV Power Mode: MAXN\n0",
+            "jetson_clocks_show": None,
+        },
     },
     "timings_s": {"load:ort-cpu": 0.007, "measure": 0.001},
 }
@@ -52,7 +109,9 @@ def test_bench_report_reads_the_layout_from_before_records():
     (run,) = report.results
     assert run.stats.p50_ms == 0.023364 and run.stats.iterations == 3 and run.host_memory.peak_delta_bytes == 5701632
     assert run.runtime["ran_on"] == "CPUExecutionProvider" and run.source is None
-    assert report.environment.gpu.compute_capability == "8.7" and report.environment.jetson.nvpmodel_q.startswith("NV Power")
+    assert report.environment.gpu.compute_capability == "8.7" and report.environment.jetson.nvpmodel_q.startswith(
+        "NV Power"
+    )
     assert report.settings.iterations == 3 and report.settings.duration_s is None and report.plot is None
     # written again: the same keys in the same order, plus the format tag and each row's source
     again = report.to_dict()
@@ -71,12 +130,15 @@ def test_bench_report_round_trips_through_a_file(tmp_path):
     assert json.loads((tmp_path / "bench.json").read_text())["plot"] == report.plot
 
 
-@pytest.mark.parametrize("change, needle", [
-    (lambda d: d.update(format="msla-deploy/bench/99"), "newer msla-deploy"),
-    (lambda d: d.update(format="msla-deploy/doctor/1"), "'msla-deploy/doctor/1' document"),
-    (lambda d: d.pop("results"), "results is missing"),
-    (lambda d: d["results"][0]["stats"].update(p50_ms="fast"), "results[0].stats.p50_ms is str"),
-])
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        (lambda d: d.update(format="msla-deploy/bench/99"), "newer msla-deploy"),
+        (lambda d: d.update(format="msla-deploy/doctor/1"), "'msla-deploy/doctor/1' document"),
+        (lambda d: d.pop("results"), "results is missing"),
+        (lambda d: d["results"][0]["stats"].update(p50_ms="fast"), "results[0].stats.p50_ms is str"),
+    ],
+)
 def test_a_saved_report_of_another_kind_or_version_is_one_line(tmp_path, change, needle):
     data = copy.deepcopy(BENCH_BEFORE)
     change(data)
@@ -94,23 +156,73 @@ def test_a_saved_report_of_another_kind_or_version_is_one_line(tmp_path, change,
 # `doctor --json` as printed before records, cut to a few components
 DOCTOR_BEFORE = {
     "components": {
-        "python": {"name": "python", "ok": True, "version": "3.8.10", "detail": "/usr/bin/python3", "fix": "",
-                   "implementation": "CPython", "platform": "Linux-5.10.216-tegra-aarch64-with-glibc2.29", "machine": "aarch64"},
-        "onnxruntime": {"name": "onnxruntime", "ok": True, "version": "1.16.3", "detail": "really start: CPUExecutionProvider", "fix": "",
-                        "distributions": ["onnxruntime-gpu"], "available_providers": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-                        "providers": [{"provider": "CUDAExecutionProvider", "started": False, "ran_on": None, "error": "libcublas missing"},
-                                      {"provider": "CPUExecutionProvider", "started": True, "ran_on": "CPUExecutionProvider", "error": None}]},
-        "gpu": {"name": "gpu", "ok": True, "version": None, "detail": "Orin (compute 8.7)", "fix": "",
-                "device": {"name": "Orin", "compute_capability": "8.7", "driver_cuda_version": "11.4", "index": 0, "driver": None}},
+        "python": {
+            "name": "python",
+            "ok": True,
+            "version": "3.8.10",
+            "detail": "/usr/bin/python3",
+            "fix": "",
+            "implementation": "CPython",
+            "platform": "Linux-5.10.216-tegra-aarch64-with-glibc2.29",
+            "machine": "aarch64",
+        },
+        "onnxruntime": {
+            "name": "onnxruntime",
+            "ok": True,
+            "version": "1.16.3",
+            "detail": "really start: CPUExecutionProvider",
+            "fix": "",
+            "distributions": ["onnxruntime-gpu"],
+            "available_providers": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+            "providers": [
+                {"provider": "CUDAExecutionProvider", "started": False, "ran_on": None, "error": "libcublas missing"},
+                {"provider": "CPUExecutionProvider", "started": True, "ran_on": "CPUExecutionProvider", "error": None},
+            ],
+        },
+        "gpu": {
+            "name": "gpu",
+            "ok": True,
+            "version": None,
+            "detail": "Orin (compute 8.7)",
+            "fix": "",
+            "device": {
+                "name": "Orin",
+                "compute_capability": "8.7",
+                "driver_cuda_version": "11.4",
+                "index": 0,
+                "driver": None,
+            },
+        },
     },
     "cpu": "ARMv8 Processor rev 1 (v8l)",
-    "jetson": {"name": "jetson", "ok": True, "version": "5.1.2-b104", "detail": "NVIDIA Jetson AGX Orin; L4T 35.4.1", "fix": "",
-               "l4t": "35.4.1", "jetpack": "5.1.2-b104", "power_mode": "MAXN", "clocks": [], "l4t_release": "# R35 (release), REVISION: 4.1",
-               "board": "NVIDIA Jetson AGX Orin", "nvpmodel_conf": True, "nvpmodel_q": "NV Power Mode: MAXN\n0", "jetson_clocks_show": None},
+    "jetson": {
+        "name": "jetson",
+        "ok": True,
+        "version": "5.1.2-b104",
+        "detail": "NVIDIA Jetson AGX Orin; L4T 35.4.1",
+        "fix": "",
+        "l4t": "35.4.1",
+        "jetpack": "5.1.2-b104",
+        "power_mode": "MAXN",
+        "clocks": [],
+        "l4t_release": "# R35 (release), REVISION: 4.1",
+        "board": "NVIDIA Jetson AGX Orin",
+        "nvpmodel_conf": True,
+        "nvpmodel_q": "NV Power Mode: MAXN\n0",
+        "jetson_clocks_show": None,
+    },
     "backends": {"ort-cpu": {"name": "ort-cpu", "ready": True, "reason": "", "fix": "", "note": "", "backends": []}},
-    "commands": {"bench": {"name": "bench", "ready": True, "reason": "", "fix": "", "note": "", "backends": ["ort-cpu"]},
-                 "build": {"name": "build", "ready": False, "reason": "tensorrt: not installed", "fix": "apt install python3-libnvinfer",
-                           "note": "", "backends": []}},
+    "commands": {
+        "bench": {"name": "bench", "ready": True, "reason": "", "fix": "", "note": "", "backends": ["ort-cpu"]},
+        "build": {
+            "name": "build",
+            "ready": False,
+            "reason": "tensorrt: not installed",
+            "fix": "apt install python3-libnvinfer",
+            "note": "",
+            "backends": [],
+        },
+    },
     "seconds": 1.234,
 }
 
@@ -118,7 +230,11 @@ DOCTOR_BEFORE = {
 def test_doctor_report_reads_the_layout_from_before_records():
     report = DoctorReport.from_dict(copy.deepcopy(DOCTOR_BEFORE))
     ort = report.component("onnxruntime")
-    assert ort.ok and ort.data["providers"][0]["error"] == "libcublas missing" and ort.data["distributions"] == ["onnxruntime-gpu"]
+    assert (
+        ort.ok
+        and ort.data["providers"][0]["error"] == "libcublas missing"
+        and ort.data["distributions"] == ["onnxruntime-gpu"]
+    )
     assert report.component("gpu").data["device"]["compute_capability"] == "8.7"
     assert report.jetson.data["power_mode"] == "MAXN" and report.jetson.version == "5.1.2-b104"
     assert not report.command("build").ready and report.backends["ort-cpu"].ready
@@ -131,7 +247,8 @@ def test_doctor_report_of_this_machine_round_trips(tmp_path):
     assert DoctorReport.read(report.write(tmp_path / "doctor.json")) == report
     data = report.to_dict()
     assert list(data) == ["format", "components", "cpu", "jetson", "backends", "commands", "seconds"]
-    assert set(data["components"]["onnxruntime"]) >= {"name", "ok", "providers"}  # a component's facts beside its fields
+    # a component's facts beside its fields
+    assert set(data["components"]["onnxruntime"]) >= {"name", "ok", "providers"}
 
 
 def test_doctor_report_refuses_a_newer_version_and_a_broken_component():
@@ -152,10 +269,24 @@ SENSITIVITY_BEFORE = {
     "include_attention": True,
     "all_int8_agreement": 0.95,
     "ranking": [
-        {"module": "backbone.stages.3.op.core", "kind": "attention", "quantizable": 2, "alone": 0.96, "all_but": 0.999,
-         "alone_cosine": None, "cost": 0.040000000000000036},
-        {"module": "backbone.stages.0.op", "kind": "block", "quantizable": 3, "alone": 0.999, "all_but": 0.951,
-         "alone_cosine": 0.99999, "cost": 0.0010000000000000009},
+        {
+            "module": "backbone.stages.3.op.core",
+            "kind": "attention",
+            "quantizable": 2,
+            "alone": 0.96,
+            "all_but": 0.999,
+            "alone_cosine": None,
+            "cost": 0.040000000000000036,
+        },
+        {
+            "module": "backbone.stages.0.op",
+            "kind": "block",
+            "quantizable": 3,
+            "alone": 0.999,
+            "all_but": 0.951,
+            "alone_cosine": 0.99999,
+            "cost": 0.0010000000000000009,
+        },
     ],
     "min_argmax_agreement": 0.999,
     "keep_fp32": ["backbone.stages.3.op.core"],
@@ -168,17 +299,24 @@ def test_sensitivity_table_reads_the_layout_from_before_records():
     table = SensitivityTable.from_dict(copy.deepcopy(SENSITIVITY_BEFORE))
     core, conv = table.ranking
     assert math.isnan(core.alone_cosine) and core.cost == pytest.approx(0.04) and conv.alone_cosine == 0.99999
-    assert (table.method, table.pictures, table.all_int8, table.achieved) == ("max", 4, 0.95, 0.999)  # what render() reads
+    # what render() reads
+    assert (table.method, table.pictures, table.all_int8, table.achieved) == ("max", 4, 0.95, 0.999)
     assert table.rows is table.ranking and table.met and table.min_agreement == 0.999
     data = table.to_dict()
-    assert list(data) == ["format", *SENSITIVITY_BEFORE] and list(data["ranking"][0]) == list(SENSITIVITY_BEFORE["ranking"][0])
+    assert list(data) == ["format", *SENSITIVITY_BEFORE] and list(data["ranking"][0]) == list(
+        SENSITIVITY_BEFORE["ranking"][0]
+    )
     assert data["ranking"][0]["alone_cosine"] is None  # NaN is written as null and read back as NaN (records.py's rule)
     assert table_rows(table)[0] == ["1", "backbone.stages.3.op.core", "attention", "4.000%", "nan", "99.900%", "fp32"]
 
 
 def test_sensitivity_table_round_trips_and_derives_the_cost(tmp_path):
-    table = SensitivityTable(CalibrationUsed("percentile", 8), False, 0.97,
-                             [UnitCost("decoder.block", "block", 5, alone=0.98, all_but=0.995, alone_cosine=0.9999)])
+    table = SensitivityTable(
+        CalibrationUsed("percentile", 8),
+        False,
+        0.97,
+        [UnitCost("decoder.block", "block", 5, alone=0.98, all_but=0.995, alone_cosine=0.9999)],
+    )
     assert table.ranking[0].cost == pytest.approx(0.02) and table.min_argmax_agreement is None and table.met is None
     assert SensitivityTable.from_dict(table.to_dict()) == table
     assert SensitivityTable.read(table.write(tmp_path / "int8_sensitivity.json")) == table

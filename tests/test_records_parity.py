@@ -48,6 +48,7 @@ def _contains(whole, part, where="") -> None:
 
 # --- parity.json -----------------------------------------------------------------------------------
 
+
 def test_a_0_1_0_parity_json_reads_and_writes_back_its_keys():
     data = json.loads(LEGACY_PARITY.read_text())
     record = ParityRecord.read(LEGACY_PARITY)
@@ -66,12 +67,23 @@ def _logits(seed: int = 0, shape=(1, 4, 6, 8)) -> np.ndarray:
 
 def test_parity_record_of_checks_round_trips_through_its_file(tmp_path):
     ref = _logits()
-    close = ParityCheck.of("ONNX Runtime fp32", "model.onnx", {"name": "onnxruntime", "version": "1"}, FP32,
-                           [compare_outputs("logits", ref, ref + 1e-7, FP32)])
-    far = ParityCheck.of("PyTorch fp16 proxy", "(policy applied in PyTorch)", {"name": "torch"}, FP16,
-                         [compare_outputs("logits", ref, -ref, FP16)])
+    close = ParityCheck.of(
+        "ONNX Runtime fp32",
+        "model.onnx",
+        {"name": "onnxruntime", "version": "1"},
+        FP32,
+        [compare_outputs("logits", ref, ref + 1e-7, FP32)],
+    )
+    far = ParityCheck.of(
+        "PyTorch fp16 proxy",
+        "(policy applied in PyTorch)",
+        {"name": "torch"},
+        FP16,
+        [compare_outputs("logits", ref, -ref, FP16)],
+    )
     record = ParityRecord.of([close, far])
-    assert record.runtime == close.runtime and record.budget == FP32 and record.outputs == close.outputs  # the primary's, on top
+    # the primary's, on top
+    assert record.runtime == close.runtime and record.budget == FP32 and record.outputs == close.outputs
     assert close.passed and not far.passed and not record.passed
     assert record.failures() and all(f.startswith("PyTorch fp16 proxy: ") for f in record.failures())
     path = record.write(tmp_path / "parity.json")
@@ -122,6 +134,7 @@ def test_a_labels_output_row_has_no_error_statistics():
 
 # --- validate's report.json --------------------------------------------------------------------------
 
+
 def test_a_report_json_written_before_records_reads_and_writes_back_its_keys():
     data = json.loads(LEGACY_REPORT.read_text())
     report = ValidateReport.read(LEGACY_REPORT)
@@ -139,7 +152,9 @@ def test_a_report_json_written_before_records_reads_and_writes_back_its_keys():
 def _report_with(outputs, localization=None) -> ValidateReport:
     data = json.loads(LEGACY_REPORT.read_text())
     report = ValidateReport.from_dict(data)
-    return dataclasses.replace(report, outputs=outputs, passed=all(o.passed for o in outputs), localization=localization, files={})
+    return dataclasses.replace(
+        report, outputs=outputs, passed=all(o.passed for o in outputs), localization=localization, files={}
+    )
 
 
 def test_a_failing_report_renders_markdown_junit_and_reads_back(tmp_path):
@@ -153,10 +168,15 @@ def test_a_failing_report_renders_markdown_junit_and_reads_back(tmp_path):
     assert report.files == files and set(files) == {"json", "markdown", "junit", "junit_extra"}
     assert ValidateReport.read(tmp_path / "r" / REPORT_JSON) == report
     text = (tmp_path / "r" / REPORT_MD).read_text()
-    assert "## msla-deploy validate: FAIL" in text and "**Failed:**" in text and "| cosine similarity | - **FAIL** |" in text
+    assert (
+        "## msla-deploy validate: FAIL" in text
+        and "**Failed:**" in text
+        and "| cosine similarity | - **FAIL** |" in text
+    )
     suite = ET.fromstring((tmp_path / "r" / JUNIT_XML).read_bytes())
     failed = [c.get("name") for c in suite.iter("testcase") if c.find("failure") is not None]
-    assert failed == ["logits: NaN / Inf", "logits: cosine similarity", "logits: argmax agreement"]  # the NaN pixel has no label
+    # the NaN pixel has no label
+    assert failed == ["logits: NaN / Inf", "logits: cosine similarity", "logits: argmax agreement"]
     assert (tmp_path / "extra.xml").read_bytes() == junit_xml(report)
 
 
@@ -175,18 +195,28 @@ def test_the_report_refuses_a_newer_format_and_another_kind(tmp_path):
 # --- the build record -----------------------------------------------------------------------------------
 
 LEGACY_BUILD = {  # a record as trt/build.py wrote it before records (no "format")
-    "stage": "build", "created_unix": 1700000000.0, "tool": {"name": "msla-deploy", "version": "0.1.0"},
+    "stage": "build",
+    "created_unix": 1700000000.0,
+    "tool": {"name": "msla-deploy", "version": "0.1.0"},
     "engine": {"file": "model_fp16_trt10.3.engine", "sha256": "ab" * 32, "bytes": 1234},
     "layer_info": None,
     "timing_cache": {"file": "timing_trt10.3.cache", "sha256": "cd" * 32, "bytes": 10, "loaded": True},
     "onnx": {"file": "model_fp32.onnx", "sha256": "ef" * 32, "bytes": 99, "role": "fp32"},
-    "precision": "fp16", "typing": "weak", "options": {"version_compatible": True, "dla_core": 0},
-    "plan": {"onnx": "model_fp32.onnx"}, "trtexec_equivalent": "trtexec --onnx=model_fp32.onnx",
-    "tensorrt": {"version": "10.3.0", "distribution": None}, "cuda": {"driver_version": "12.6", "runtime_version": None},
+    "precision": "fp16",
+    "typing": "weak",
+    "options": {"version_compatible": True, "dla_core": 0},
+    "plan": {"onnx": "model_fp32.onnx"},
+    "trtexec_equivalent": "trtexec --onnx=model_fp32.onnx",
+    "tensorrt": {"version": "10.3.0", "distribution": None},
+    "cuda": {"driver_version": "12.6", "runtime_version": None},
     "gpu": {"index": 0, "name": "Orin", "compute_capability": "8.7", "driver_cuda_version": "12.6"},
     "fp32_layers": {"pinned": ["/a/MatMul"], "unmatched_nodes": []},
     "dla": {"core": 0, "gpu_fallback": True, "forecast": None, "tensorrt_gpu_layers": ["x"]},
-    "warnings": [], "notes": [], "build_seconds": 12.5, "timings_s": {"build": 12.0}, "environment": {"python": "3.8"},
+    "warnings": [],
+    "notes": [],
+    "build_seconds": 12.5,
+    "timings_s": {"build": 12.0},
+    "environment": {"python": "3.8"},
     "from_a_newer_tool": {"kept": True},
 }
 
@@ -196,16 +226,27 @@ def test_a_build_record_reads_todays_layout_and_keeps_what_it_does_not_know():
     assert record.engine == FileEntry("model_fp16_trt10.3.engine", "ab" * 32, 1234)
     assert isinstance(record.timing_cache, TimingCacheEntry) and record.timing_cache.loaded is True
     assert record.onnx == OnnxEntry("model_fp32.onnx", "ef" * 32, 99, role="fp32")
-    assert (record.engine_file, record.onnx_file, record.precision, record.typing) == ("model_fp16_trt10.3.engine", "model_fp32.onnx", "fp16", "weak")
+    assert (record.engine_file, record.onnx_file, record.precision, record.typing) == (
+        "model_fp16_trt10.3.engine",
+        "model_fp32.onnx",
+        "fp16",
+        "weak",
+    )
     assert record.version_compatible is True and record.dla_core == 0 and record.fp32_layers.pinned == ["/a/MatMul"]
     written = record.to_dict()
-    assert written["format"] == "msla-deploy/build/1" and written["from_a_newer_tool"] == {"kept": True} and "extra" not in written
+    assert (
+        written["format"] == "msla-deploy/build/1"
+        and written["from_a_newer_tool"] == {"kept": True}
+        and "extra" not in written
+    )
     _contains(written, LEGACY_BUILD)
     assert BuildRecord.from_dict(written) == record and BuildRecord.from_dict(written).extra == record.extra
 
 
 def test_a_manifest_keeps_its_build_records_and_refuses_a_broken_one(tmp_path):
-    manifest = Manifest.from_dict({"format": MANIFEST_FORMAT, "stage": "export", "builds": [LEGACY_BUILD]}, tmp_path / "manifest.json")
+    manifest = Manifest.from_dict(
+        {"format": MANIFEST_FORMAT, "stage": "export", "builds": [LEGACY_BUILD]}, tmp_path / "manifest.json"
+    )
     (build,) = manifest.builds
     assert isinstance(build, BuildRecord) and manifest.build_for("model_fp16_trt10.3.engine") is build
     again = Manifest.from_dict(manifest.to_dict(), tmp_path / "manifest.json")
@@ -219,7 +260,9 @@ def test_a_manifest_keeps_its_build_records_and_refuses_a_broken_one(tmp_path):
 
 def test_build_json_of_today_reads_and_appends(tmp_path):
     engine = tmp_path / "model_fp16_trt10.3.engine"
-    (tmp_path / "build.json").write_text(json.dumps({"format": MANIFEST_FORMAT, "stage": "build", "onnx": "m.onnx", "builds": [LEGACY_BUILD]}))
+    (tmp_path / "build.json").write_text(
+        json.dumps({"format": MANIFEST_FORMAT, "stage": "build", "onnx": "m.onnx", "builds": [LEGACY_BUILD]})
+    )
     found = BuildsFile.read_beside(engine)
     assert found.onnx == "m.onnx" and found.builds[0].engine_file == engine.name
     found.builds.append(BuildRecord(engine=FileEntry(engine.name, "00", 1)))
@@ -230,6 +273,7 @@ def test_build_json_of_today_reads_and_appends(tmp_path):
 
 
 # --- the report writer -------------------------------------------------------------------------------------
+
 
 def test_junit_suite_takes_cases_or_tuples():
     xml = junit_suite("s", "c", [JUnitCase("ok", True, "fine", ""), ("bad", False, "measured 2", "too big")], 1.5)

@@ -81,7 +81,11 @@ def _execute_with_onnxruntime(onnx_path):
             size = int(np.prod(shape)) * np.dtype(dtype).itemsize
             feeds[t["name"]] = np.frombuffer(ctypes.string_at(addresses[t["name"]], size), dtype).reshape(shape)
         wanted = {i.name: i for i in session.get_inputs()}
-        feeds = {n: v.astype(np.float16 if wanted[n].type == "tensor(float16)" else np.float32) for n, v in feeds.items() if n in wanted}
+        feeds = {
+            n: v.astype(np.float16 if wanted[n].type == "tensor(float16)" else np.float32)
+            for n, v in feeds.items()
+            if n in wanted
+        }
         outputs = dict(zip([o.name for o in session.get_outputs()], session.run(None, feeds)))
         for t in (t for t in io if t["mode"] == "OUTPUT"):
             value = np.ascontiguousarray(outputs[t["name"]].astype(_DTYPES[t["dtype"]]))
@@ -98,7 +102,11 @@ def exports(tmp_path_factory):
     root = tmp_path_factory.mktemp("trt-runtime")
     made = {}
     for precision in ("fp32", "fp16"):
-        result = run_export(ExportOptions(model=B0, resolution=(64, 128), out=root / precision, precision=precision, models_dir=root / "none"))
+        result = run_export(
+            ExportOptions(
+                model=B0, resolution=(64, 128), out=root / precision, precision=precision, models_dir=root / "none"
+            )
+        )
         assert result.passed
         made[precision] = result.directory
     return made
@@ -123,8 +131,13 @@ def test_validate_on_tensorrt_builds_the_fp32_export_and_passes(exports, version
     backend = report["backend"]
     assert backend["runtime"] == "tensorrt" and backend["version"] == trt.__version__
     assert "model.onnx" in backend["engine"] and "fp32" in backend["engine"]
-    assert report["passed"] and report["outputs"][0]["max_abs"] < 1e-4 * report["outputs"][0]["max_abs_reference"] + 1e-6
-    assert ("memcpy", cudart.MEMCPY_HOST_TO_DEVICE) in memory.calls and ("memcpy", cudart.MEMCPY_DEVICE_TO_HOST) in memory.calls
+    assert (
+        report["passed"] and report["outputs"][0]["max_abs"] < 1e-4 * report["outputs"][0]["max_abs_reference"] + 1e-6
+    )
+    assert ("memcpy", cudart.MEMCPY_HOST_TO_DEVICE) in memory.calls and (
+        "memcpy",
+        cudart.MEMCPY_DEVICE_TO_HOST,
+    ) in memory.calls
     assert not trt.fake.flag_names() or "FP16" not in trt.fake.flag_names()  # an fp32 build never asks for fp16
 
 
@@ -148,7 +161,9 @@ def test_validate_on_tensorrt_types_the_fp16_export_as_build_would(exports, vers
 @pytest.mark.parametrize("version", FAKE_VERSIONS)
 def test_bench_on_tensorrt_times_with_cuda_events(exports, version, monkeypatch):
     _install(monkeypatch, version, exports["fp32"] / "model.onnx")
-    result = cli("bench", exports["fp32"], "--backend", "trt", "--iterations", 3, "--warmup", 0, "--no-transfers", "--json")
+    result = cli(
+        "bench", exports["fp32"], "--backend", "trt", "--iterations", 3, "--warmup", 0, "--no-transfers", "--json"
+    )
     assert result.exit_code == 0, result.output
     (run,) = json.loads(result.stdout)["results"]
     assert run["timer"] == "cuda-events" and run["stats"]["p50_ms"] == pytest.approx(1.5)

@@ -22,7 +22,9 @@ THIS = Path(__file__).resolve()
 # What reading beside the checkout looked like (and would look like again).
 OUTSIDE_PATTERNS = {
     "a sibling data folder": re.compile(r"\.\./shared|shared/(fixtures|docs|tools)\b"),
-    "a path built from the checkout's parent": re.compile(r"""(REPO|REPO_ROOT|ROOT)\.parent\b|parent\s*/\s*["']shared["']"""),
+    "a path built from the checkout's parent": re.compile(
+        r"""(REPO|REPO_ROOT|ROOT)\.parent\b|parent\s*/\s*["']shared["']"""
+    ),
     "an environment variable naming data outside": re.compile(r"MSLA_FIXTURES|MSLA_TRT_API"),
     "a fact sheet that is not in the repository": re.compile(r"\bFACTS\.md|\bFACTS §|UPSTREAM_SPEC|\bDESIGN\.md"),
 }
@@ -35,7 +37,11 @@ SUFFIXES = {".py", ".sh", ".yml", ".yaml", ".toml", ".cfg"}
 def scanned_files():
     files = [REPO / ".ci" / "run", REPO / "pyproject.toml"]
     for top in SCANNED:
-        files += [p for p in sorted((REPO / top).rglob("*")) if p.suffix in SUFFIXES and p.is_file() and "__pycache__" not in p.parts]
+        files += [
+            p
+            for p in sorted((REPO / top).rglob("*"))
+            if p.suffix in SUFFIXES and p.is_file() and "__pycache__" not in p.parts
+        ]
     return [p for p in files if p.resolve() != THIS]
 
 

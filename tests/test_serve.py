@@ -46,8 +46,6 @@ def cli(*args):
     return runner.invoke(app, [str(a) for a in args])
 
 
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((LOOPBACK, 0))
@@ -74,6 +72,7 @@ def ort_outputs(onnx_path: Path, feeds):
 
 # --- the model repository ---------------------------------------------------------------------
 
+
 def test_onnx_repository_parses_with_model_config(exported, tmp_path):
     parse = model_config()
     result = cli("package", exported, "--triton", tmp_path / "repo", "--instances", "2", "--json")
@@ -86,11 +85,16 @@ def test_onnx_repository_parses_with_model_config(exported, tmp_path):
     assert config.max_batch_size == 0  # static batch: the batch is in the dims
     assert [(t.name, list(t.dims)) for t in config.input] == [("input", [1, 3, 64, 128])]
     assert [(t.name, list(t.dims)) for t in config.output] == [("logits", [1, 19, 8, 16])]
-    type_names = config.DESCRIPTOR.fields_by_name["input"].message_type.fields_by_name["data_type"].enum_type.values_by_number
+    type_names = (
+        config.DESCRIPTOR.fields_by_name["input"].message_type.fields_by_name["data_type"].enum_type.values_by_number
+    )
     assert type_names[config.input[0].data_type].name == "TYPE_FP32" == type_names[config.output[0].data_type].name
     group = config.instance_group[0]
     assert group.kind == group.KIND_CPU and group.count == 2 and list(group.gpus) == []
-    assert config.parameters["msla_deploy.recipe_sha256"].string_value == json.loads((exported / "manifest.json").read_text())["recipe_sha256"]
+    assert (
+        config.parameters["msla_deploy.recipe_sha256"].string_value
+        == json.loads((exported / "manifest.json").read_text())["recipe_sha256"]
+    )
     assert sha256_file(model_dir / "1" / "model.onnx") == sha256_file(exported / "model.onnx")
     assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["b0"]  # no staging folder left
 
@@ -101,7 +105,9 @@ def test_engine_repository_parses_with_model_config(exported, tmp_path):
     shutil.copytree(exported, art)
     engine_bytes = os.urandom(4096)  # packaging copies an engine, never opens it: any bytes do
     (art / "model.engine").write_bytes(engine_bytes)
-    package = package_triton(PackageOptions(artifact=art, repository=tmp_path / "repo", name="b0-trt", instances=2, gpus=[0, 1]))
+    package = package_triton(
+        PackageOptions(artifact=art, repository=tmp_path / "repo", name="b0-trt", instances=2, gpus=[0, 1])
+    )
     assert package.platform == "tensorrt_plan"  # auto: the engine, where one was built
     config = parse(package.config_path.read_text())
     assert config.platform == "tensorrt_plan" and config.max_batch_size == 0
@@ -136,13 +142,16 @@ def test_package_never_overwrites_without_asking(exported, tmp_path):
     assert (repo / "theirs" / "config.pbtxt").read_text() == 'name: "theirs"\n'
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--gpus", "0,x"], "--gpus"),
-    (["--name", "bad/name"], "not usable by Triton"),
-    (["--platform", "tensorrt_plan"], "holds no TensorRT engine"),
-    (["--platform", "savedmodel"], "'--platform': 'savedmodel' is not one of"),
-    (["--instances", "0"], "--instances 0"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--gpus", "0,x"], "--gpus"),
+        (["--name", "bad/name"], "not usable by Triton"),
+        (["--platform", "tensorrt_plan"], "holds no TensorRT engine"),
+        (["--platform", "savedmodel"], "'--platform': 'savedmodel' is not one of"),
+        (["--instances", "0"], "--instances 0"),
+    ],
+)
 def test_package_bad_options_exit_2(exported, tmp_path, args, expected):
     result = cli("package", exported, "--triton", tmp_path / "repo", *args)
     assert result.exit_code == 2 and expected in one_error_line(result)
@@ -150,6 +159,7 @@ def test_package_bad_options_exit_2(exported, tmp_path, args, expected):
 
 
 # --- the triton:// address ----------------------------------------------------------------------
+
 
 def test_parse_target():
     assert parse_target("triton://127.0.0.1:9001/seg") == ("127.0.0.1", 9001, "seg")
@@ -171,6 +181,7 @@ def test_server_down_is_missing_runtime_fast():
 
 
 # --- a real server ------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def served(exported):
@@ -228,9 +239,12 @@ def test_triton_backend_refuses_another_model(served, tmp_path):
     from onnx import TensorProto, helper
 
     # another model (other input size) named like ours: its answers must not be judged as ours
-    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["logits"])], "other",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 64, 96])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 64, 96])])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["logits"])],
+        "other",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 64, 96])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 3, 64, 96])],
+    )
     other = tmp_path / "other.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), other)
     result = cli("bench", other, "--backend", served.url, "--iterations", "3")
@@ -267,7 +281,8 @@ def test_concurrent_clients_all_answered(served, exported):
     elapsed = time.perf_counter() - start
     assert not failures, failures
     assert not any(t.is_alive() for t in threads)
-    assert sorted((i, r) for i, r, _ in answers) == [(i, r) for i in range(clients) for r in range(requests)]  # none lost
+    # none lost
+    assert sorted((i, r) for i, r, _ in answers) == [(i, r) for i in range(clients) for r in range(requests)]
     assert max(err for _, _, err in answers) <= 1e-5  # each answer is its own picture's
     assert elapsed < 120, f"{clients}x{requests} requests took {elapsed:.1f} s"
 
@@ -286,8 +301,23 @@ def _start_cli_server(exported: Path, port: int, tmp: Path) -> tuple:
     Its temporary files go under `tmp`: a server killed with SIGKILL cannot clean up after itself."""
     env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), TMPDIR=str(tmp))
     process = subprocess.Popen(
-        [sys.executable, "-m", "msla_deploy", "serve", str(exported), "--host", LOOPBACK, "--port", str(port), "--json"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "msla_deploy",
+            "serve",
+            str(exported),
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--json",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
     )
     lines = []
     reader = threading.Thread(target=lambda: lines.append(process.stdout.readline()), daemon=True)
@@ -383,7 +413,7 @@ def test_batch_n_export_is_served_with_dynamic_batching(tmp_path_factory):
     local = ort_outputs(root / "b2" / "model.onnx", {"input": np.concatenate(pictures[:2])})["logits"]
     expected = [None] * len(pictures)
     for k in range(0, len(pictures), 2):
-        out = ort_outputs(root / "b2" / "model.onnx", {"input": np.concatenate(pictures[k:k + 2])})["logits"]
+        out = ort_outputs(root / "b2" / "model.onnx", {"input": np.concatenate(pictures[k : k + 2])})["logits"]
         expected[k], expected[k + 1] = out[:1], out[1:]
     with start_server(root / "b2", host=LOOPBACK, port=free_port()) as server:
         assert server.batching.dynamic and server.batching.max_batch_size == 2
@@ -408,13 +438,17 @@ def test_dynamic_batch_repository_turns_the_batcher_on(exported_dynamic, tmp_pat
     assert config.max_batch_size == 3 and config.HasField("dynamic_batching")
     assert config.dynamic_batching.max_queue_delay_microseconds > 0
     # dims without the batch: Triton adds it, 1..max_batch_size
-    assert [list(t.dims) for t in config.input] == [[3, 64, 128]] and [list(t.dims) for t in config.output] == [[19, 8, 16]]
+    assert [list(t.dims) for t in config.input] == [[3, 64, 128]] and [list(t.dims) for t in config.output] == [
+        [19, 8, 16]
+    ]
     assert package.to_dict()["max_batch_size"] == 3 and package.to_dict()["dynamic_batch"] is True
     # the engine of it (built with the profile 1..3): the same batching, platform tensorrt_plan
     art = tmp_path / "built"
     shutil.copytree(exported_dynamic, art)
     (art / "model.engine").write_bytes(os.urandom(1024))
-    engine = parse(package_triton(PackageOptions(artifact=art, repository=tmp_path / "repo-trt")).config_path.read_text())
+    engine = parse(
+        package_triton(PackageOptions(artifact=art, repository=tmp_path / "repo-trt")).config_path.read_text()
+    )
     assert engine.platform == "tensorrt_plan" and engine.max_batch_size == 3 and engine.HasField("dynamic_batching")
     assert [list(t.dims) for t in engine.input] == [[3, 64, 128]]
 
@@ -427,7 +461,9 @@ def test_dynamic_batch_export_is_served_unpadded(exported_dynamic):
     rng = np.random.default_rng(5)
     pictures = rng.standard_normal((5, 3, 64, 128)).astype(np.float32)
     expected = ort_outputs(exported_dynamic / "model.onnx", {"input": pictures[:3]})["logits"]
-    expected = np.concatenate([expected, ort_outputs(exported_dynamic / "model.onnx", {"input": pictures[3:]})["logits"]])
+    expected = np.concatenate(
+        [expected, ort_outputs(exported_dynamic / "model.onnx", {"input": pictures[3:]})["logits"]]
+    )
     with start_server(exported_dynamic, host=LOOPBACK, port=free_port()) as server:
         assert server.batching.dynamic and server.batching.max_batch_size == 3 and not server.batching.pad
         rows = [slice(k, k + 1 + k % 2) for k in range(4)]  # requests of one and of two pictures
@@ -445,7 +481,17 @@ def test_evaluate_and_predict_through_triton_match_local(served, exported, tmp_p
     write_dataset(tmp_path / "data", "folder", 6, (80, 150), 19, seed=7)  # another size: resized on the way in
     scores = {}
     for name, backend in (("local", "ort-cpu"), ("served", served.url)):
-        result = cli("evaluate", exported, "--data", tmp_path / "data", "--backend", backend, "--report-dir", tmp_path / name, "--json")
+        result = cli(
+            "evaluate",
+            exported,
+            "--data",
+            tmp_path / "data",
+            "--backend",
+            backend,
+            "--report-dir",
+            tmp_path / name,
+            "--json",
+        )
         assert result.exit_code == 0, result.output
         report = json.loads(result.stdout)
         assert report["images"] == 6
@@ -480,7 +526,16 @@ def test_server_killed_mid_evaluation_is_exit_3_without_a_report(exported, tmp_p
     monkeypatch.setattr(TritonSession, "_run", run_then_kill)
     try:
         start = time.perf_counter()
-        result = cli("evaluate", exported, "--data", tmp_path / "data", "--backend", described["url"], "--report-dir", tmp_path / "report")
+        result = cli(
+            "evaluate",
+            exported,
+            "--data",
+            tmp_path / "data",
+            "--backend",
+            described["url"],
+            "--report-dir",
+            tmp_path / "report",
+        )
         elapsed = time.perf_counter() - start
     finally:
         if process.poll() is None:

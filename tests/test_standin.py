@@ -92,9 +92,27 @@ def test_three_training_steps_write_a_checkpoint_that_loads_strictly(tmp_path):
 
     out = tmp_path / "models"
     done = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "train_synthetic.py"), "--out", str(out), "--steps", "3", "--res", f"{H}x{W}",
-         "--batch", "2", "--bn-batches", "2", "--val-count", "2", "--workers", "0"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "train_synthetic.py"),
+            "--out",
+            str(out),
+            "--steps",
+            "3",
+            "--res",
+            f"{H}x{W}",
+            "--batch",
+            "2",
+            "--bn-batches",
+            "2",
+            "--val-count",
+            "2",
+            "--workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     spec = zoo.get_spec("efficientvit-seg-b0-cityscapes")

@@ -26,9 +26,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "msla_deploy"
 
 # In a function that takes `trt`, these local names hold TensorRT objects of these classes.
 OBJECT_NAMES = {
-    "builder": "Builder", "config": "IBuilderConfig", "network": "INetworkDefinition", "parser": "OnnxParser",
-    "runtime": "Runtime", "engine": "ICudaEngine", "context": "IExecutionContext", "layer": "ILayer",
-    "inspector": "EngineInspector", "cache": "ITimingCache",
+    "builder": "Builder",
+    "config": "IBuilderConfig",
+    "network": "INetworkDefinition",
+    "parser": "OnnxParser",
+    "runtime": "Runtime",
+    "engine": "ICudaEngine",
+    "context": "IExecutionContext",
+    "layer": "ILayer",
+    "inspector": "EngineInspector",
+    "cache": "ITimingCache",
 }
 
 
@@ -53,7 +60,10 @@ def _takes_trt(function: ast.AST) -> bool:
     args = function.args
     if any(a.arg == "trt" for a in args.args + args.kwonlyargs + getattr(args, "posonlyargs", [])):
         return True
-    return any(isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "trt" for t in n.targets) for n in ast.walk(function))
+    return any(
+        isinstance(n, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "trt" for t in n.targets)
+        for n in ast.walk(function)
+    )
 
 
 class _Walker(ast.NodeVisitor):
@@ -82,7 +92,13 @@ class _Walker(ast.NodeVisitor):
     def visit_Call(self, node):
         if isinstance(node.func, ast.Name) and node.func.id == "getattr" and len(node.args) >= 2:
             target, name = _chain(node.args[0]), node.args[1]
-            if target and target[0] == "trt" and len(target) == 2 and isinstance(name, ast.Constant) and isinstance(name.value, str):
+            if (
+                target
+                and target[0] == "trt"
+                and len(target) == 2
+                and isinstance(name, ast.Constant)
+                and isinstance(name.value, str)
+            ):
                 self._add(f"{target[1]}.{name.value}", node)
         self.generic_visit(node)
 
@@ -117,8 +133,16 @@ def resolves(version: str, name: str) -> bool:
 
 def test_the_walk_finds_the_uses_it_must_check():
     names = {u.name for u in project_uses()}
-    for expected in ("BuilderFlag.FP16", "NetworkDefinitionCreationFlag.STRONGLY_TYPED", "Runtime", "Runtime.engine_host_code_allowed",
-                     "Runtime.DLA_core", "IBuilderConfig.set_memory_pool_limit", "ILayer.precision", "TensorIOMode.INPUT"):
+    for expected in (
+        "BuilderFlag.FP16",
+        "NetworkDefinitionCreationFlag.STRONGLY_TYPED",
+        "Runtime",
+        "Runtime.engine_host_code_allowed",
+        "Runtime.DLA_core",
+        "IBuilderConfig.set_memory_pool_limit",
+        "ILayer.precision",
+        "TensorIOMode.INPUT",
+    ):
         assert expected in names, f"the walk missed {expected}"
 
 
@@ -131,7 +155,10 @@ def test_every_tensorrt_name_msla_deploy_reads_exists_where_its_code_runs():
         for version in runs_on(use.name):
             if not resolves(version, use.name):
                 gate = V.GATED_NAMES.get(use.name)
-                problems.append(f"{use.name} at {use.where}: TensorRT {version} lacks it ({'gated by ' + gate if gate else 'read on every version'})")
+                problems.append(
+                    f"{use.name} at {use.where}: TensorRT {version} lacks it "
+                    f"({'gated by ' + gate if gate else 'read on every version'})"
+                )
     assert not problems, "\n".join(problems)
 
 
@@ -149,13 +176,17 @@ def test_every_gate_names_a_feature():
     assert set(V.GATED_NAMES.values()) <= set(V.API)
 
 
-@pytest.mark.parametrize("name, feature", [
-    ("NetworkDefinitionCreationFlag.STRONGLY_TYPED", "strongly_typed_flag"),  # absent in 8.6, present from 10.0
-    ("BuilderFlag.FP16", "weak_typing"),  # present up to 10.13, absent in 11.4
-    ("ILayer.precision", "weak_typing"),
-    ("HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY", "hardware_compat_same_cc"),  # absent in 10.7, present in 10.13
-    ("Runtime.engine_host_code_allowed", "engine_host_code_allowed"),
-])
+@pytest.mark.parametrize(
+    "name, feature",
+    [
+        ("NetworkDefinitionCreationFlag.STRONGLY_TYPED", "strongly_typed_flag"),  # absent in 8.6, present from 10.0
+        ("BuilderFlag.FP16", "weak_typing"),  # present up to 10.13, absent in 11.4
+        ("ILayer.precision", "weak_typing"),
+        # absent in 10.7, present in 10.13
+        ("HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY", "hardware_compat_same_cc"),
+        ("Runtime.engine_host_code_allowed", "engine_host_code_allowed"),
+    ],
+)
 def test_versions_py_spans_agree_with_the_fixtures_at_their_edges(name, feature):
     """Where the fixtures can tell (they start at 8.6.1), a feature's span and the name's presence coincide."""
     span = V.API[feature]
@@ -168,6 +199,7 @@ def test_versions_py_spans_agree_with_the_fixtures_at_their_edges(name, feature)
 
 
 # --- the fake against the fixtures it is generated from ----------------------------------------------------
+
 
 @pytest.mark.parametrize("version", FAKE_VERSIONS)
 def test_fake_enums_have_the_real_values(version):
@@ -182,15 +214,33 @@ def test_fake_enums_have_the_real_values(version):
     assert trt.BuilderFlag.TF32 != int(trt.BuilderFlag.TF32)  # members are not ints (pybind11 enum classes)
 
 
-@pytest.mark.parametrize("version, present, absent", [
-    ("8.6.1", ["BuilderFlag.FP16", "Builder.build_engine", "NetworkDefinitionCreationFlag.EXPLICIT_PRECISION"],
-     ["NetworkDefinitionCreationFlag.STRONGLY_TYPED", "HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY"]),
-    ("10.7.0", ["NetworkDefinitionCreationFlag.STRONGLY_TYPED", "ILayer.precision"],
-     ["Builder.build_engine", "HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY", "ICudaEngine.num_bindings"]),
-    ("11.4.0.106", ["HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY", "Runtime.engine_host_code_allowed"],
-     ["BuilderFlag.FP16", "BuilderFlag.OBEY_PRECISION_CONSTRAINTS", "ILayer.precision", "ILayer.set_output_type",
-      "NetworkDefinitionCreationFlag.EXPLICIT_BATCH", "IInt8EntropyCalibrator2"]),
-])
+@pytest.mark.parametrize(
+    "version, present, absent",
+    [
+        (
+            "8.6.1",
+            ["BuilderFlag.FP16", "Builder.build_engine", "NetworkDefinitionCreationFlag.EXPLICIT_PRECISION"],
+            ["NetworkDefinitionCreationFlag.STRONGLY_TYPED", "HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY"],
+        ),
+        (
+            "10.7.0",
+            ["NetworkDefinitionCreationFlag.STRONGLY_TYPED", "ILayer.precision"],
+            ["Builder.build_engine", "HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY", "ICudaEngine.num_bindings"],
+        ),
+        (
+            "11.4.0.106",
+            ["HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY", "Runtime.engine_host_code_allowed"],
+            [
+                "BuilderFlag.FP16",
+                "BuilderFlag.OBEY_PRECISION_CONSTRAINTS",
+                "ILayer.precision",
+                "ILayer.set_output_type",
+                "NetworkDefinitionCreationFlag.EXPLICIT_BATCH",
+                "IInt8EntropyCalibrator2",
+            ],
+        ),
+    ],
+)
 def test_fake_lacks_exactly_what_the_version_lacks(version, present, absent):
     trt = make_fake_tensorrt(version)
     for name in present:
@@ -250,8 +300,12 @@ def _tiny_onnx(tmp_path):
     from onnx import TensorProto, helper
 
     node = helper.make_node("Relu", ["x"], ["y"], name="relu")
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
     path = tmp_path / "relu.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
@@ -270,7 +324,8 @@ def test_fake_parser_needs_an_explicit_batch_network_before_10(version, tmp_path
 
 @pytest.mark.parametrize("version", ["10.0.1", "10.13.3.9"])
 def test_fake_refuses_the_fp16_flag_on_a_strongly_typed_network(version, tmp_path):
-    """docs/facts/tensorrt.md#weak-and-strong-typing: STRONGLY_TYPED together with the FP16 flag is an API usage error on 10.x."""
+    """docs/facts/tensorrt.md#weak-and-strong-typing: STRONGLY_TYPED together with the FP16 flag is an API usage
+    error on 10.x."""
     trt = make_fake_tensorrt(version)
     builder = trt.Builder(trt.Logger())
     network = builder.create_network(1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED))

@@ -96,9 +96,18 @@ def test_11_4_strong_fp16(dirs):
 def test_every_flag_exists_in_its_version(dirs):
     """Over many option combinations, no command names a flag its trtexec lacks (per TRTEXEC_FLAGS)."""
     combos = [
-        {}, {"precision": "fp32"}, {"typing": "weak"}, {"typing": "strong"}, {"opt_level": 2},
-        {"hardware_compat": "ampere+"}, {"hardware_compat": "same-cc"}, {"version_compatible": True},
-        {"dla_core": 0}, {"dla_core": 1, "gpu_fallback": False}, {"tf32": True}, {"workspace": "3G"},
+        {},
+        {"precision": "fp32"},
+        {"typing": "weak"},
+        {"typing": "strong"},
+        {"opt_level": 2},
+        {"hardware_compat": "ampere+"},
+        {"hardware_compat": "same-cc"},
+        {"version_compatible": True},
+        {"dla_core": 0},
+        {"dla_core": 1, "gpu_fallback": False},
+        {"tf32": True},
+        {"workspace": "3G"},
     ]
     built = 0
     for version in ALL_VERSIONS:
@@ -146,7 +155,9 @@ def test_mem_pool_size_means_the_same_to_every_trtexec(dirs, workspace):
 
 def test_no_command_from_10_names_build_only(dirs):
     for version in ("10.0", "10.3", "10.13", "11.4"):
-        assert "--buildOnly" not in argv_for(dirs["fp16"], version) and "--skipInference" in argv_for(dirs["fp16"], version)
+        assert "--buildOnly" not in argv_for(dirs["fp16"], version) and "--skipInference" in argv_for(
+            dirs["fp16"], version
+        )
 
 
 def test_flag_table_matches_trtexec_history():
@@ -156,12 +167,28 @@ def test_flag_table_matches_trtexec_history():
     assert has("--stronglyTyped", "9.0") and not has("--stronglyTyped", "8.6")
     assert has("--builderOptimizationLevel", "8.6") and not has("--builderOptimizationLevel", "8.5")
     assert has("--skipInference", "8.6") and not has("--skipInference", "8.5")
-    # docs/facts/tensorrt.md#trtexec-flags: --buildOnly exists up to 8.6 (a deprecated alias through 9.x) and is gone from 10.0
-    assert has("--buildOnly", "8.5") and has("--buildOnly", "9.3") and not has("--buildOnly", "10.0") and not has("--buildOnly", "11.4")
+    # docs/facts/tensorrt.md#trtexec-flags: --buildOnly exists up to 8.6 (a deprecated alias through 9.x)
+    # and is gone from 10.0
+    assert (
+        has("--buildOnly", "8.5")
+        and has("--buildOnly", "9.3")
+        and not has("--buildOnly", "10.0")
+        and not has("--buildOnly", "11.4")
+    )
     for flag in ("--fp16", "--best", "--precisionConstraints", "--layerPrecisions", "--layerOutputTypes"):
         assert has(flag, "10.16") and not has(flag, "11.0")
-    for flag in ("--noTF32", "--memPoolSize", "--timingCacheFile", "--useDLACore", "--allowGPUFallback", "--saveEngine",
-                 "--exportLayerInfo", "--profilingVerbosity", "--versionCompatible", "--hardwareCompatibilityLevel"):
+    for flag in (
+        "--noTF32",
+        "--memPoolSize",
+        "--timingCacheFile",
+        "--useDLACore",
+        "--allowGPUFallback",
+        "--saveEngine",
+        "--exportLayerInfo",
+        "--profilingVerbosity",
+        "--versionCompatible",
+        "--hardwareCompatibilityLevel",
+    ):
         assert has(flag, "11.4")
 
 
@@ -170,7 +197,7 @@ def facts_section(title: str) -> str:
     text = FACTS.read_text()
     start = text.index(f"\n## {title}\n")
     end = text.find("\n## ", start + 1)
-    return text[start: end if end != -1 else len(text)]
+    return text[start : end if end != -1 else len(text)]
 
 
 def _facts_section3() -> str:
@@ -185,10 +212,13 @@ def table_rows(section: str) -> list:
 
 def test_facts_page_flag_table_is_versions_py():
     """docs/facts/tensorrt.md#trtexec-flags lists exactly TRTEXEC_FLAGS, with the same spans."""
+
     def version(cell):
         return None if cell == "-" else tuple(int(p) for p in cell.split("."))
 
-    table = {row[0].strip("`"): (version(row[1]), version(row[2])) for row in table_rows(facts_section("trtexec flags"))}
+    table = {
+        row[0].strip("`"): (version(row[1]), version(row[2])) for row in table_rows(facts_section("trtexec flags"))
+    }
     assert table == {flag: (span.since, span.until) for flag, span in V.TRTEXEC_FLAGS.items()}
 
 
@@ -204,7 +234,9 @@ def test_facts_page_jetpack_and_opset_tables_are_versions_py():
             documented[version.split("-")[0].strip().rstrip("+").replace(".x", ".0")] = int(opset)  # "11.x": 11.0
     for version, opset in documented.items():
         assert V.parser_max_opset(parse_version(version)) == opset, version
-    assert {(parse_version(v).key, o) for v, o in documented.items() if v in ("8.5", "10.0", "10.13")} == set(V.PARSER_MAX_OPSET)
+    assert {(parse_version(v).key, o) for v, o in documented.items() if v in ("8.5", "10.0", "10.13")} == set(
+        V.PARSER_MAX_OPSET
+    )
 
 
 def test_against_facts_md_removed_in_11(dirs):
@@ -252,7 +284,15 @@ def test_dla_flags(dirs):
 
 
 def test_options_become_flags(dirs):
-    argv = argv_for(dirs["fp16"], "10.13", opt_level=5, hardware_compat="same-cc", version_compatible=True, tf32=True, workspace="1536M")
+    argv = argv_for(
+        dirs["fp16"],
+        "10.13",
+        opt_level=5,
+        hardware_compat="same-cc",
+        version_compatible=True,
+        tf32=True,
+        workspace="1536M",
+    )
     assert "--builderOptimizationLevel=5" in argv and "--hardwareCompatibilityLevel=sameComputeCapability" in argv
     assert "--versionCompatible" in argv and "--noTF32" not in argv
     assert value(argv, "--memPoolSize") == "workspace:1536"
@@ -263,14 +303,20 @@ def test_options_become_flags(dirs):
 
 
 def test_paths_relative_to_the_artifact_directory(dirs, tmp_path):
-    argv = argv_for(dirs["fp16"], "10.3", out=dirs["fp16"] / "engines" / "x.engine", timing_cache=tmp_path / "shared.cache")
+    argv = argv_for(
+        dirs["fp16"], "10.3", out=dirs["fp16"] / "engines" / "x.engine", timing_cache=tmp_path / "shared.cache"
+    )
     assert value(argv, "--saveEngine") == "engines/x.engine"
     assert value(argv, "--exportLayerInfo") == "engines/x.layers.json"
     assert value(argv, "--timingCacheFile") == str((tmp_path / "shared.cache").resolve())  # outside: absolute
 
 
 def test_command_is_shell_safe(dirs, tmp_path):
-    plan = make_plan(BuildOptions(source=dirs["fp16"], out=tmp_path / "a dir" / "m.engine"), load_model_input(dirs["fp16"]), parse_version("10.3"))
+    plan = make_plan(
+        BuildOptions(source=dirs["fp16"], out=tmp_path / "a dir" / "m.engine"),
+        load_model_input(dirs["fp16"]),
+        parse_version("10.3"),
+    )
     argv = trtexec_argv(plan)
     assert shlex.split(trtexec_command(argv)) == argv
 

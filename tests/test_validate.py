@@ -39,8 +39,6 @@ def cli(*args: str):
     return runner.invoke(app, [str(a) for a in args])
 
 
-
-
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
     return export_random_b0(tmp_path_factory.mktemp("validate"))
@@ -82,17 +80,22 @@ def validate_json(artifact: Path, report_dir: Path, *args):
 
 # --- verdicts ---------------------------------------------------------------------------------
 
+
 def test_a_faithful_artifact_passes(exported, tmp_path):
     result, report = validate_json(exported, tmp_path / "r")
     assert result.exit_code == 0, result.output
     assert report["passed"] is True
     assert report["backend"]["requested"] == "auto" and report["backend"]["ran_on"] == "CPUExecutionProvider"
     assert report["backend"]["fell_back"] is False
-    assert report["artifact"]["precision"] == "fp32" and report["artifact"]["precision_source"].startswith("ONNX metadata")
+    assert report["artifact"]["precision"] == "fp32" and report["artifact"]["precision_source"].startswith(
+        "ONNX metadata"
+    )
     assert set(report["budget"]["sources"].values()) == {"default (fp32)"}
     (logits,) = report["outputs"]
     assert logits["argmax_agreement"] == 1.0 and logits["miou"] == 1.0 and logits["nan_count"] == 0
-    assert logits["measured_by"]["max_abs"].startswith("polygraphy") and logits["measured_by"]["cosine"].startswith("polygraphy")
+    assert logits["measured_by"]["max_abs"].startswith("polygraphy") and logits["measured_by"]["cosine"].startswith(
+        "polygraphy"
+    )
     assert [c["name"] for c in logits["checks"]] == ["finite", "max_abs", "cosine", "argmax_agreement"]
     assert all(c["passed"] for c in logits["checks"])
     assert {c["name"] for c in logits["class_iou"]} >= {"road", "sky"}  # Cityscapes names
@@ -107,7 +110,9 @@ def test_polygraphy_numbers_agree_with_numpy(exported, tmp_path):
     bundle = read_reference(exported / "reference")
     import onnxruntime as ort
 
-    actual = ort.InferenceSession(str(exported / "model.onnx"), providers=["CPUExecutionProvider"]).run(None, dict(bundle.inputs))[0]
+    actual = ort.InferenceSession(str(exported / "model.onnx"), providers=["CPUExecutionProvider"]).run(
+        None, dict(bundle.inputs)
+    )[0]
     numpy_side = compare_outputs("logits", bundle.outputs["logits"], actual, FP32)
     polygraphy_side = report["outputs"][0]
     for key in ("max_abs", "mean_abs", "p99_abs"):
@@ -138,6 +143,7 @@ def test_localize_on_request_for_a_passing_artifact(exported, tmp_path):
 
 
 # --- bad input: one line, exit 2, nothing written -------------------------------------------
+
 
 def test_truncated_onnx_is_bad_input(exported, tmp_path):
     art = copy_of(exported, tmp_path)
@@ -203,6 +209,7 @@ def test_missing_artifact_and_missing_reference(tmp_path, exported):
 
 # --- torch-free --------------------------------------------------------------------------------
 
+
 def test_validate_runs_without_torch(exported, tmp_path):
     proc = run_without_torch("validate", exported, "--report-dir", tmp_path / "r", "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -215,11 +222,13 @@ def test_validate_runs_without_torch(exported, tmp_path):
 
 # --- budgets: flags > pyproject.toml > defaults ------------------------------------------------
 
+
 def test_pyproject_budget_changes_the_verdict(exported, perturbed, tmp_path, monkeypatch):
     project = tmp_path / "project"
     (project / "sub").mkdir(parents=True)
-    (project / "pyproject.toml").write_text(textwrap.dedent(
-        """
+    (project / "pyproject.toml").write_text(
+        textwrap.dedent(
+            """
         [project]
         name = "someone-elses"
 
@@ -230,13 +239,17 @@ def test_pyproject_budget_changes_the_verdict(exported, perturbed, tmp_path, mon
         atol = 0.0
         rtol = 0.0
         """
-    ))
+        )
+    )
     monkeypatch.chdir(project / "sub")  # found from a subdirectory upward
 
     result, report = validate_json(exported, tmp_path / "a")  # zero tolerance: even fp32 noise fails
     assert result.exit_code == 1, result.output
     sources = report["budget"]["sources"]
-    assert "[tool.msla-deploy.validate.fp32]" in sources["max_abs_rel"] and "[tool.msla-deploy.validate]" in sources["min_cosine"]
+    assert (
+        "[tool.msla-deploy.validate.fp32]" in sources["max_abs_rel"]
+        and "[tool.msla-deploy.validate]" in sources["min_cosine"]
+    )
     assert sources["min_argmax_agreement"] == "default (fp32)"
     assert report["budget"]["pyproject"] == str(project / "pyproject.toml")
 
@@ -296,18 +309,26 @@ def test_precision_comes_from_onnx_metadata(exported, tmp_path):
 
 # --- reports -----------------------------------------------------------------------------------
 
+
 def test_junit_has_one_case_per_output_and_criterion(perturbed, tmp_path):
     extra = tmp_path / "ci" / "validate-junit.xml"
     result, _ = validate_json(perturbed, tmp_path / "r", "--junit", extra, "--max-miou-drop", "1%")
     assert result.exit_code == 1
     root = ET.parse(tmp_path / "r" / "junit.xml").getroot()
     cases = {c.get("name"): c for c in root.iter("testcase")}
-    assert set(cases) == {"logits: NaN / Inf", "logits: max abs error", "logits: cosine similarity",
-                          "logits: argmax agreement", "logits: mIoU drop (prediction vs prediction)"}
+    assert set(cases) == {
+        "logits: NaN / Inf",
+        "logits: max abs error",
+        "logits: cosine similarity",
+        "logits: argmax agreement",
+        "logits: mIoU drop (prediction vs prediction)",
+    }
     assert cases["logits: max abs error"].find("failure") is not None
     assert cases["logits: NaN / Inf"].find("failure") is None
     suite = root.find("testsuite")
-    assert int(suite.get("tests")) == 5 and int(suite.get("failures")) == len([c for c in cases.values() if c.find("failure") is not None])
+    assert int(suite.get("tests")) == 5 and int(suite.get("failures")) == len(
+        [c for c in cases.values() if c.find("failure") is not None]
+    )
     assert extra.read_bytes() == (tmp_path / "r" / "junit.xml").read_bytes()
 
 
@@ -317,9 +338,9 @@ def png_size(path: Path):
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     pos, chunks = 8, {}
     while pos < len(data):
-        (length,) = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
-        assert struct.unpack(">I", data[pos + 8 + length:pos + 12 + length])[0] == zlib.crc32(kind + body)
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        assert struct.unpack(">I", data[pos + 8 + length : pos + 12 + length])[0] == zlib.crc32(kind + body)
         chunks.setdefault(kind, b"")
         chunks[kind] += body
         pos += 12 + length
@@ -353,6 +374,7 @@ def test_default_report_dir_is_next_to_the_artifact(exported, tmp_path):
 
 
 # --- backends ----------------------------------------------------------------------------------
+
 
 def test_ort_cuda_without_cuda_is_a_missing_runtime(exported, tmp_path):
     import onnxruntime as ort
@@ -411,6 +433,7 @@ def test_tensorrt_backend(exported, tmp_path):
 
 # --- reference pictures --------------------------------------------------------------------------
 
+
 def test_reference_adds_pictures_and_validate_uses_them(exported, tmp_path):
     art = copy_of(exported, tmp_path)
     pictures = tmp_path / "pictures"
@@ -466,6 +489,7 @@ def test_reference_refuses_what_it_cannot_read(exported, tmp_path):
 
 
 # --- metrics ---------------------------------------------------------------------------------
+
 
 def test_class_iou_and_nan_labels():
     ref = np.array([[0, 0, 1, 1]])

@@ -29,7 +29,9 @@ def python38() -> Optional[str]:
     pyenv_root = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv"))
     candidates += [str(p) for p in sorted(pyenv_root.glob("versions/3.8*/bin/python3.8"))]
     for candidate in filter(None, candidates):
-        done = subprocess.run([candidate, "-c", "import sys, venv; print(sys.version_info[:2] == (3, 8))"], capture_output=True, text=True)
+        done = subprocess.run(
+            [candidate, "-c", "import sys, venv; print(sys.version_info[:2] == (3, 8))"], capture_output=True, text=True
+        )
         if done.returncode == 0 and done.stdout.strip() == "True":
             return candidate
     return None
@@ -67,7 +69,9 @@ def test_wheel_installs_without_torch_and_runs_doctor_and_validate(tmp_path):
     python, cli = venv / "bin" / "python", venv / "bin" / "msla-deploy"
     installed = run([python, "-m", "pip", "install", "--quiet", f"{wheel}[cpu]"], timeout=600)
     assert installed.returncode == 0, installed.stderr[-3000:]
-    no_torch = run([python, "-c", "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"])
+    no_torch = run(
+        [python, "-c", "import importlib.util, sys; sys.exit(importlib.util.find_spec('torch') is not None)"]
+    )
     assert no_torch.returncode == 0, "torch is importable in the fresh venv: the test would prove nothing"
 
     doctor = run([cli, "doctor", "--json"], cwd=tmp_path, timeout=120)

@@ -249,8 +249,11 @@ class _WritesAFile:
 @pytest.mark.parametrize("payload", ["dict", "namespace", "code"])
 def test_pickle_needing_arbitrary_objects_is_refused(payload, tmp_path):
     sentinel = tmp_path / "ran.txt"
-    objects = {"dict": _PickledDict(a=torch.zeros(1)), "namespace": argparse.Namespace(state_dict={}),
-               "code": {"weight": torch.zeros(1), "hook": _WritesAFile(sentinel)}}
+    objects = {
+        "dict": _PickledDict(a=torch.zeros(1)),
+        "namespace": argparse.Namespace(state_dict={}),
+        "code": {"weight": torch.zeros(1), "hook": _WritesAFile(sentinel)},
+    }
     path = _save(objects[payload], tmp_path / "checkpoint.pt")  # the name says nothing: the reason must
     with pytest.raises(BadInput) as err:
         zoo.load_checkpoint(zoo.build(B0), path)
@@ -331,6 +334,7 @@ def test_listed_sizes_are_the_built_models(name):
 
 
 # --- the refusal is for the right reason, and nothing runs (issue 16) ------------------------
+
 
 def _write_sentinel(path: str) -> str:
     """What a malicious checkpoint would do on load; here it only leaves a file behind."""

@@ -18,16 +18,18 @@ def zoo_rows(models_dir: Union[str, Path]) -> List[Dict[str, Any]]:
     for name in names():
         spec = get_spec(name)
         checkpoint = find_checkpoint(name, models_dir)
-        rows.append({
-            "name": name,
-            "variant": spec.variant,
-            "dataset": spec.dataset,
-            "num_classes": spec.num_classes,
-            "params": spec.params,
-            "gmacs": spec.macs / 1e9,
-            "resolution": list(spec.default_resolution),
-            "checkpoint_file": spec.checkpoint_file,
-            "present": checkpoint is not None,
-            "checkpoint_path": str(checkpoint) if checkpoint is not None else None,
-        })
+        rows.append(
+            {
+                "name": name,
+                "variant": spec.variant,
+                "dataset": spec.dataset,
+                "num_classes": spec.num_classes,
+                "params": spec.params,
+                "gmacs": spec.macs / 1e9,
+                "resolution": list(spec.default_resolution),
+                "checkpoint_file": spec.checkpoint_file,
+                "present": checkpoint is not None,
+                "checkpoint_path": str(checkpoint) if checkpoint is not None else None,
+            }
+        )
     return rows
