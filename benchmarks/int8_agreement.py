@@ -11,7 +11,7 @@ int8 too). Every graph runs in ONNX Runtime on the CPU (real int8 kernels) on he
 and is scored against the fp32 graph's labels: argmax agreement and prediction-vs-prediction mIoU.
 
 Pictures: `--pictures DIR` (a folder or a dataset root, as `--calib-images` takes), split into
-calibration and evaluation sets; without it, procedural street-like scenes (tests/test_int8.py's
+calibration and evaluation sets; without it, procedural street-like scenes (tests/export/test_int8.py's
 generator), which say nothing about a trained model's accuracy, only about the graph's numerics.
 With `--sensitivity`, the per-module sweep on stress weights with the cores as candidates.
 """

@@ -9,7 +9,7 @@ folder, but outside the repository, was opened. Temporary folders and the Python
 are not "beside the repository" even when they happen to live there.
 
 Only this process is watched: commands run as subprocesses are covered by the static scan in
-tests/test_self_contained.py.
+tests/cli/test_self_contained.py.
 """
 
 from __future__ import annotations

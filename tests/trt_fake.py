@@ -3,7 +3,7 @@
 How to use it in a test:
 
     # fake_trt: a fixture (conftest.py)
-    from .trt_fake import FAKE_GPU, FAKE_VERSIONS, install_fake_tensorrt, make_fake_tensorrt
+    from tests.trt_fake import FAKE_GPU, FAKE_VERSIONS, install_fake_tensorrt, make_fake_tensorrt
 
     def test_something(fake_trt):            # parametrised over FAKE_VERSIONS: test_something[trt10.3.0] ...
         trt = fake_trt                       # also sys.modules["tensorrt"]; runtime.probe_gpu() returns FAKE_GPU
@@ -53,7 +53,7 @@ A member with no behaviour here records its call and raises NotImplementedError:
 behaviour below (never a name the surface lacks).
 
 The one extra attribute the real module lacks is `trt.fake` (the World: knobs and records);
-code under test must never read it (tests/test_trt_api_usage.py checks).
+code under test must never read it (tests/trt/test_trt_api_usage.py checks).
 """
 
 from __future__ import annotations

@@ -167,7 +167,7 @@ def dla_implies(flag: str, version: TrtVersion) -> bool:
 
 
 # The TensorRT Python names this project's code reads that some supported versions lack, with the
-# feature (a key of API) whose span gates the code path that reads them. tests/test_trt_api_usage.py
+# feature (a key of API) whose span gates the code path that reads them. tests/trt/test_trt_api_usage.py
 # walks msla_deploy's source for every `trt.X.Y` it reads and checks it against the API surfaces of
 # each version (tests/data/tensorrt_api) where its gate (or, ungated, every supported version) lets the code run.
 GATED_NAMES: Dict[str, str] = {

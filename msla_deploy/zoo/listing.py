@@ -1,7 +1,7 @@
 """One row per zoo model for `msla-deploy models`: size, cost, and whether its checkpoint is present.
 
 Torch-free and instant: the sizes are data of each variant (variants.SIZES, recounted on the built
-models by tests/test_zoo.py), not counted by building eleven models at every listing.
+models by tests/zoo/test_zoo.py), not counted by building eleven models at every listing.
 """
 
 from __future__ import annotations
