@@ -301,6 +301,8 @@ def test_ort_cuda_without_cuda_exits_3(tiny_onnx):
 @pytest.mark.skipif(
     not _has_tensorrt(), reason="TensorRT is not installed here (it cannot be on this project's machines)"
 )
+@pytest.mark.tensorrt
+@pytest.mark.gpu
 def test_trt_backend_with_and_without_transfers(tiny_onnx):
     for flag in ("--transfers", "--no-transfers"):
         report = _json(bench(tiny_onnx, "--backend", "trt", "--batch", 2, "--iterations", 3, flag, "--json"))
@@ -576,6 +578,8 @@ def test_host_timer_is_recorded(tiny_onnx):
 @pytest.mark.skipif(
     not _has_tensorrt(), reason="TensorRT is not installed here (it cannot be on this project's machines)"
 )
+@pytest.mark.tensorrt
+@pytest.mark.gpu
 def test_trt_backend_times_with_cuda_events_and_a_graph(tiny_onnx):
     for flags in (["--no-transfers"], ["--cuda-graph"]):
         report = _json(bench(tiny_onnx, "--backend", "trt", "--batch", 1, "--iterations", 3, *flags, "--json"))

@@ -425,6 +425,8 @@ def test_tensorrt_without_tensorrt_is_exit_3(exported, tmp_path):
     assert result.exit_code == 2  # an engine on ONNX Runtime is a usage error, whatever is installed
 
 
+@pytest.mark.tensorrt
+@pytest.mark.gpu
 def test_tensorrt_backend(exported, tmp_path):
     pytest.importorskip("tensorrt", reason="TensorRT is not installed (it cannot be on this project's CPU machines)")
     result, report = validate_json(exported, tmp_path / "r", "--backend", "trt")

@@ -71,6 +71,7 @@ def ort_outputs(onnx_path: Path, feeds):
 # --- the model repository ---------------------------------------------------------------------
 
 
+@pytest.mark.serve
 def test_onnx_repository_parses_with_model_config(exported, tmp_path):
     parse = model_config()
     result = cli("package", exported, "--triton", tmp_path / "repo", "--instances", "2", "--json")
@@ -97,6 +98,7 @@ def test_onnx_repository_parses_with_model_config(exported, tmp_path):
     assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == ["b0"]  # no staging folder left
 
 
+@pytest.mark.serve
 def test_engine_repository_parses_with_model_config(exported, tmp_path):
     parse = model_config()
     art = tmp_path / "built"
@@ -168,6 +170,7 @@ def test_parse_target():
             parse_target(bad)
 
 
+@pytest.mark.serve
 def test_server_down_is_missing_runtime_fast():
     pytest.importorskip("tritonclient.grpc", reason=NO_TRITONCLIENT)
     port = free_port()  # nobody listens there now
@@ -194,6 +197,7 @@ def served(exported):
 
 
 @pytest.mark.slow
+@pytest.mark.serve
 def test_served_model_matches_onnxruntime(served, exported):
     assert served.url.startswith(f"triton://{LOOPBACK}:") and served.url.endswith("/b0")
     assert served.batching.dynamic is False and served.batching.max_batch_size == 0  # static batch 1
@@ -213,6 +217,7 @@ def test_served_model_matches_onnxruntime(served, exported):
 
 
 @pytest.mark.slow
+@pytest.mark.serve
 def test_validate_and_bench_through_triton(served, exported, tmp_path):
     local = cli("validate", exported, "--backend", "ort-cpu", "--report-dir", tmp_path / "local", "--json")
     remote = cli("validate", exported, "--backend", served.url, "--report-dir", tmp_path / "remote", "--json")
@@ -232,6 +237,7 @@ def test_validate_and_bench_through_triton(served, exported, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.serve
 def test_triton_backend_refuses_another_model(served, tmp_path):
     import onnx
     from onnx import TensorProto, helper
@@ -250,6 +256,7 @@ def test_triton_backend_refuses_another_model(served, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.serve
 def test_concurrent_clients_all_answered(served, exported):
     clients, requests = 8, 20
     rng = np.random.default_rng(7)
@@ -329,6 +336,7 @@ def _start_cli_server(exported: Path, port: int, tmp: Path) -> tuple:
 
 
 @pytest.mark.slow
+@pytest.mark.serve
 def test_cli_serve_stops_cleanly_on_sigterm(exported, short_tmp):
     pytest.importorskip("pytriton", reason=NO_PYTRITON)
     port = free_port()
@@ -349,6 +357,7 @@ def test_cli_serve_stops_cleanly_on_sigterm(exported, short_tmp):
 
 
 @pytest.mark.slow
+@pytest.mark.serve
 def test_server_killed_mid_run_is_missing_runtime(exported, tmp_path, short_tmp):
     pytest.importorskip("pytriton", reason=NO_PYTRITON)
     process, described = _start_cli_server(exported, free_port(), short_tmp)
@@ -397,6 +406,7 @@ def concurrent_errors(url: str, jobs, repeats: int):
 
 
 @pytest.mark.slow
+@pytest.mark.serve
 def test_batch_n_export_is_served_with_dynamic_batching(tmp_path_factory):
     pytest.importorskip("pytriton", reason=NO_PYTRITON)
     from msla_deploy.artifact.options import ExportOptions
@@ -429,6 +439,7 @@ def exported_dynamic(tmp_path_factory) -> Path:
     return export_random_b0(tmp_path_factory.mktemp("serve-dyn"), "dyn", batch=3, dynamic_batch=True)
 
 
+@pytest.mark.serve
 def test_dynamic_batch_repository_turns_the_batcher_on(exported_dynamic, tmp_path):
     parse = model_config()
     package = package_triton(PackageOptions(artifact=exported_dynamic, repository=tmp_path / "repo"))
@@ -452,6 +463,7 @@ def test_dynamic_batch_repository_turns_the_batcher_on(exported_dynamic, tmp_pat
 
 
 @pytest.mark.slow
+@pytest.mark.serve
 def test_dynamic_batch_export_is_served_unpadded(exported_dynamic):
     pytest.importorskip("pytriton", reason=NO_PYTRITON)
     from msla_deploy.serve.server import start_server
@@ -472,6 +484,7 @@ def test_dynamic_batch_export_is_served_unpadded(exported_dynamic):
 
 
 @pytest.mark.slow
+@pytest.mark.serve
 def test_evaluate_and_predict_through_triton_match_local(served, exported, tmp_path):
     from msla_deploy.evaluate.synthetic import write_dataset
     from msla_deploy.runtime.segmenter import Segmenter
@@ -504,6 +517,7 @@ def test_evaluate_and_predict_through_triton_match_local(served, exported, tmp_p
 
 
 @pytest.mark.slow
+@pytest.mark.serve
 def test_server_killed_mid_evaluation_is_exit_3_without_a_report(exported, tmp_path, short_tmp, monkeypatch):
     pytest.importorskip("pytriton", reason=NO_PYTRITON)
     from msla_deploy.evaluate.synthetic import write_dataset

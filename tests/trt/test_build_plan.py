@@ -956,6 +956,8 @@ def _gpu_or_skip():
 
 
 @pytest.mark.parametrize("kind, precision", [("fp32", "fp32"), ("fp16", "fp16")])
+@pytest.mark.tensorrt
+@pytest.mark.gpu
 def test_real_tensorrt_build(tmp_path, kind, precision):
     trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed on this machine")
     _gpu_or_skip()
