@@ -142,12 +142,16 @@ def _child_export_naive(out: Path, model_name: str, weights: Path, resolution: T
     # the baseline as upstream's script writes it: no names, no dynamic axes, folding at its default
     torch.onnx.export(model, (example,), str(out), dynamo=False, opset_version=OPSET)
     timings["export"] = time.perf_counter() - mark
-    print(json.dumps({
-        "timings_s": {k: round(v, 3) for k, v in timings.items()},
-        "blocks": len(blocks),
-        "state_dict_sha256": state_dict_sha256(model),
-        "torch": torch.__version__,
-    }))
+    print(
+        json.dumps(
+            {
+                "timings_s": {k: round(v, 3) for k, v in timings.items()},
+                "blocks": len(blocks),
+                "state_dict_sha256": state_dict_sha256(model),
+                "torch": torch.__version__,
+            }
+        )
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -194,8 +198,20 @@ def _msla_deploy_command() -> List[str]:
 
 def export_ours(out: Path, args, weights: Path, log_dir: Path, label: str) -> Dict:
     command = _msla_deploy_command() + [
-        "export", "--model", args.model, "--weights", str(weights), "--res", args.res,
-        "--opset", str(OPSET), "--exporter", args.exporter, "--out", str(out), "--json",
+        "export",
+        "--model",
+        args.model,
+        "--weights",
+        str(weights),
+        "--res",
+        args.res,
+        "--opset",
+        str(OPSET),
+        "--exporter",
+        args.exporter,
+        "--out",
+        str(out),
+        "--json",
     ]
     result = run_measured(command, log_dir, label)
     _check(result, "msla-deploy export", allowed=(0, 1))  # 1: parity failed, the JSON still says how
@@ -220,8 +236,18 @@ def export_ours(out: Path, args, weights: Path, log_dir: Path, label: str) -> Di
 
 
 def export_naive(out: Path, args, weights: Path, log_dir: Path, label: str) -> Dict:
-    command = [sys.executable, str(Path(__file__).resolve()), "--_export-naive", str(out),
-               "--model", args.model, "--weights", str(weights), "--res", args.res]
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--_export-naive",
+        str(out),
+        "--model",
+        args.model,
+        "--weights",
+        str(weights),
+        "--res",
+        args.res,
+    ]
     result = run_measured(command, log_dir, label)
     _check(result, "naive export")
     report = json.loads(result["stdout"].strip().splitlines()[-1])
@@ -314,7 +340,12 @@ def graph_summary(path: Path) -> Dict:
 
 #: --ort-level: "all" is ORT's default; "basic" (constant folding and node elimination, no fusions
 #: or layout changes) is closer to what a simpler runtime makes of the graph as exported
-ORT_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+ORT_LEVELS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
 
 
 def make_session(path: Path, threads: int, level: str = "all", optimized_path: Optional[Path] = None):
@@ -341,7 +372,9 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
-def bootstrap_ratio(ours: Sequence[float], naive: Sequence[float], reps: int = 2000, seed: int = 0) -> Tuple[float, float]:
+def bootstrap_ratio(
+    ours: Sequence[float], naive: Sequence[float], reps: int = 2000, seed: int = 0
+) -> Tuple[float, float]:
     """95% interval of median(ours)/median(naive), resampling whole pairs (they share the noise)."""
     import numpy as np
 
@@ -352,7 +385,9 @@ def bootstrap_ratio(ours: Sequence[float], naive: Sequence[float], reps: int = 2
     return float(np.percentile(ratios, 2.5)), float(np.percentile(ratios, 97.5))
 
 
-def time_interleaved(sessions: Dict[str, object], feed_of: Dict[str, Dict], runs: int, warmup: int) -> Dict[str, List[float]]:
+def time_interleaved(
+    sessions: Dict[str, object], feed_of: Dict[str, Dict], runs: int, warmup: int
+) -> Dict[str, List[float]]:
     """Alternate which variant goes first, so neither always runs on a warmer cache or quieter moment."""
     order = list(sessions)
     for _ in range(warmup):
@@ -360,7 +395,7 @@ def time_interleaved(sessions: Dict[str, object], feed_of: Dict[str, Dict], runs
             sessions[name].run(None, feed_of[name])
     times: Dict[str, List[float]] = {name: [] for name in order}
     for i in range(runs):
-        for name in (order if i % 2 == 0 else order[::-1]):
+        for name in order if i % 2 == 0 else order[::-1]:
             started = time.perf_counter()
             sessions[name].run(None, feed_of[name])
             times[name].append(time.perf_counter() - started)
@@ -388,52 +423,103 @@ def render(results: Dict) -> str:
     g_ours, g_naive = results["graph"]["ours"], results["graph"]["naive"]
     b_ours, b_naive = g_ours["attention_blocks_found"], g_naive["attention_blocks_found"]
     out = []
-    out.append(f"{results['model']} at {results['resolution']}, opset {OPSET}, ORT CPU {results['latency']['threads']} thread(s), "
-               f"ORT optimisation level {results['latency']['ort_level']}")
+    out.append(
+        f"{results['model']} at {results['resolution']}, opset {OPSET}, ORT CPU {results['latency']['threads']} "
+        "thread(s), "
+        f"ORT optimisation level {results['latency']['ort_level']}"
+    )
     out.append("")
     ops = sorted(set(g_ours["op_counts"]) | set(g_naive["op_counts"]), key=lambda op: (op not in WATCHED_OPS, op))
     rows = []
     for op in ops:
-        rows.append([
-            op + (" *" if op in WATCHED_OPS else ""),
-            g_naive["op_counts"].get(op, 0), g_ours["op_counts"].get(op, 0),
-            _per_block(g_naive["attention_op_counts"].get(op, 0), b_naive), _per_block(g_ours["attention_op_counts"].get(op, 0), b_ours),
-        ])
-    rows.append(["total nodes", g_naive["nodes"], g_ours["nodes"],
-                 _per_block(g_naive["attention_nodes"], b_naive), _per_block(g_ours["attention_nodes"], b_ours)])
+        rows.append(
+            [
+                op + (" *" if op in WATCHED_OPS else ""),
+                g_naive["op_counts"].get(op, 0),
+                g_ours["op_counts"].get(op, 0),
+                _per_block(g_naive["attention_op_counts"].get(op, 0), b_naive),
+                _per_block(g_ours["attention_op_counts"].get(op, 0), b_ours),
+            ]
+        )
+    rows.append(
+        [
+            "total nodes",
+            g_naive["nodes"],
+            g_ours["nodes"],
+            _per_block(g_naive["attention_nodes"], b_naive),
+            _per_block(g_ours["attention_nodes"], b_ours),
+        ]
+    )
     rows.append(["total without Constant", g_naive["nodes_without_constant"], g_ours["nodes_without_constant"], "", ""])
     out.append(_table(rows, ["op (* = watched)", "naive", "ours", "naive/block", "ours/block"]))
-    out.append(f"attention blocks found by structure: naive {b_naive}, ours {b_ours} (LiteMLA modules: {results['blocks']})")
-    ort_n, ort_o = results["graph"].get("ort_optimized", {}).get("naive"), results["graph"].get("ort_optimized", {}).get("ours")
+    out.append(
+        f"attention blocks found by structure: naive {b_naive}, ours {b_ours} (LiteMLA modules: {results['blocks']})"
+    )
+    ort_n, ort_o = (
+        results["graph"].get("ort_optimized", {}).get("naive"),
+        results["graph"].get("ort_optimized", {}).get("ours"),
+    )
     if ort_n and ort_o:
-        out.append(f"after ORT's own optimisation ({results['latency']['ort_level']}): naive {ort_n['nodes']} nodes, ours {ort_o['nodes']} nodes")
+        out.append(
+            f"after ORT's own optimisation ({results['latency']['ort_level']}): naive {ort_n['nodes']} nodes, ours "
+            f"{ort_o['nodes']} nodes"
+        )
     out.append("")
 
     check = results["check"]
     out.append(
         f"same logits: max |ours - naive| = {check['max_abs_ours_vs_naive']:.3g}; vs PyTorch: "
-        f"ours {check['max_abs_ours_vs_torch']:.3g}, naive {check['max_abs_naive_vs_torch']:.3g} (max |logit| {check['max_abs_logit']:.3g})"
+        f"ours {check['max_abs_ours_vs_torch']:.3g}, naive {check['max_abs_naive_vs_torch']:.3g} (max |logit| "
+        f"{check['max_abs_logit']:.3g})"
     )
     lat = results["latency"]
-    out.append(_table(
-        [[name, f"{lat[name]['median_s'] * 1e3:.1f}", f"{lat[name]['p90_s'] * 1e3:.1f}", f"{lat[name]['min_s'] * 1e3:.1f}",
-          f"{lat[name]['session_create_s']:.2f}"] for name in ("naive", "ours")],
-        ["ORT latency", "median ms", "p90 ms", "min ms", "session s"],
-    ))
+    out.append(
+        _table(
+            [
+                [
+                    name,
+                    f"{lat[name]['median_s'] * 1e3:.1f}",
+                    f"{lat[name]['p90_s'] * 1e3:.1f}",
+                    f"{lat[name]['min_s'] * 1e3:.1f}",
+                    f"{lat[name]['session_create_s']:.2f}",
+                ]
+                for name in ("naive", "ours")
+            ],
+            ["ORT latency", "median ms", "p90 ms", "min ms", "session s"],
+        )
+    )
     r = lat["ratio"]
     out.append(
-        f"ours/naive: ratio of medians {r['of_medians']:.3f} (bootstrap 95% {r['bootstrap_95'][0]:.3f}..{r['bootstrap_95'][1]:.3f}; "
-        f"per-pair ratios median {r['pairs_median']:.3f}, min {r['pairs_min']:.3f}, max {r['pairs_max']:.3f}; {lat['runs']} pairs)"
+        f"ours/naive: ratio of medians {r['of_medians']:.3f} (bootstrap 95% "
+        f"{r['bootstrap_95'][0]:.3f}..{r['bootstrap_95'][1]:.3f}; "
+        f"per-pair ratios median {r['pairs_median']:.3f}, min {r['pairs_min']:.3f}, max {r['pairs_max']:.3f}; "
+        f"{lat['runs']} pairs)"
     )
     out.append("")
     e_o, e_n = results["export"]["ours"], results["export"]["naive"]
     rows = [
-        ["naive (legacy exporter)", f"{e_n['wall_s']:.1f}", "-", f"{e_n['timings_s']['export']:.1f}", f"{e_n['cpu_s']:.1f}",
-         f"{e_n['peak_rss_mib']:.0f}", ", ".join(f"{k} {v:.1f}" for k, v in e_n["timings_s"].items())],
-        [f"ours ({e_o['exporter_used']})", f"{e_o['wall_s']:.1f}", f"{e_o['wall_without_reference_s']:.1f}", f"{e_o['timings_s']['export']:.1f}",
-         f"{e_o['cpu_s']:.1f}", f"{e_o['peak_rss_mib']:.0f}", ", ".join(f"{k} {v:.1f}" for k, v in e_o["timings_s"].items())],
+        [
+            "naive (legacy exporter)",
+            f"{e_n['wall_s']:.1f}",
+            "-",
+            f"{e_n['timings_s']['export']:.1f}",
+            f"{e_n['cpu_s']:.1f}",
+            f"{e_n['peak_rss_mib']:.0f}",
+            ", ".join(f"{k} {v:.1f}" for k, v in e_n["timings_s"].items()),
+        ],
+        [
+            f"ours ({e_o['exporter_used']})",
+            f"{e_o['wall_s']:.1f}",
+            f"{e_o['wall_without_reference_s']:.1f}",
+            f"{e_o['timings_s']['export']:.1f}",
+            f"{e_o['cpu_s']:.1f}",
+            f"{e_o['peak_rss_mib']:.0f}",
+            ", ".join(f"{k} {v:.1f}" for k, v in e_o["timings_s"].items()),
+        ],
     ]
-    out.append(_table(rows, ["export", "wall s", "w/o reference s", "export call s", "CPU s", "peak RSS MiB", "steps (s)"]))
+    out.append(
+        _table(rows, ["export", "wall s", "w/o reference s", "export call s", "CPU s", "peak RSS MiB", "steps (s)"])
+    )
     if not e_o["parity_passed"]:
         out.append("WARNING: our export's own ORT-vs-PyTorch parity check failed (msla-deploy exited 1)")
     if len(e_o.get("wall_all_s", [])) > 1:
@@ -462,6 +548,7 @@ def _median_run(runs: List[Dict]) -> Dict:
 
 def _source_state() -> Dict:
     """Which code was measured: the tree is shared and edited while benchmarks run."""
+
     def git(*cmd: str) -> str:
         # --no-optional-locks: a read must not take the index lock from someone committing
         done = subprocess.run(["git", "--no-optional-locks", *cmd], cwd=REPO, capture_output=True, text=True)
@@ -482,8 +569,20 @@ def benchmark(args) -> Dict:
         tmp = Path(tmp_name)
         weights = Path(args.weights).resolve() if args.weights else tmp / "weights.pt"
         if not args.weights:
-            made = run_measured([sys.executable, str(Path(__file__).resolve()), "--_make-weights", str(weights),
-                                 "--model", args.model, "--seed", str(args.seed)], tmp, "weights")
+            made = run_measured(
+                [
+                    sys.executable,
+                    str(Path(__file__).resolve()),
+                    "--_make-weights",
+                    str(weights),
+                    "--model",
+                    args.model,
+                    "--seed",
+                    str(args.seed),
+                ],
+                tmp,
+                "weights",
+            )
             _check(made, "making seeded weights")
 
         # alternate the order of repeated exports, as for latency: neither always goes first
@@ -530,10 +629,18 @@ def benchmark(args) -> Dict:
         if not check["passed"]:
             raise SystemExit(f"the two graphs disagree: {check}; refusing to time them")
 
-        print(f"timing {args.runs} interleaved pairs after {args.warmup} warm-up pairs ...", file=sys.stderr, flush=True)
+        print(
+            f"timing {args.runs} interleaved pairs after {args.warmup} warm-up pairs ...", file=sys.stderr, flush=True
+        )
         times = time_interleaved(sessions, feeds, args.runs, args.warmup)
         ratios = [o / n for o, n in zip(times["ours"], times["naive"])]
-        latency = {"threads": args.threads, "ort_level": args.ort_level, "runs": args.runs, "warmup": args.warmup, "onnxruntime": onnxruntime.__version__}
+        latency = {
+            "threads": args.threads,
+            "ort_level": args.ort_level,
+            "runs": args.runs,
+            "warmup": args.warmup,
+            "onnxruntime": onnxruntime.__version__,
+        }
         for name in sessions:
             latency[name] = {
                 "median_s": statistics.median(times[name]),
@@ -558,8 +665,12 @@ def benchmark(args) -> Dict:
         "blocks": naive_export["blocks"],
         "source": _source_state(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_avg_at_end": os.getloadavg()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_avg_at_end": os.getloadavg(),
+        },
         "graph": graphs,
         "check": check,
         "latency": latency,
@@ -569,7 +680,9 @@ def benchmark(args) -> Dict:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", default=DEFAULT_MODEL, help="zoo name")
     parser.add_argument("--res", default="1024x2048", help="input HxW")
     parser.add_argument("--weights", default=None, help="state-dict checkpoint for both; default: seeded random")
@@ -579,7 +692,9 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
     parser.add_argument("--threads", type=int, default=2, help="ORT intra-op threads")
     parser.add_argument("--ort-level", default="all", choices=tuple(ORT_LEVELS), help="ORT graph optimisation level")
     parser.add_argument("--exporter", default="auto", choices=("auto", "dynamo", "torchscript"), help="our exporter")
-    parser.add_argument("--export-reps", type=int, default=1, help="exports per variant (order alternates); median wall reported")
+    parser.add_argument(
+        "--export-reps", type=int, default=1, help="exports per variant (order alternates); median wall reported"
+    )
     parser.add_argument("--json", dest="json_out", default=None, help="write all results (per-run times too) here")
     # internal modes, run in child processes
     parser.add_argument("--_export-naive", dest="export_naive", default=None, help=argparse.SUPPRESS)

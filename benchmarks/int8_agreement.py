@@ -11,7 +11,7 @@ int8 too). Every graph runs in ONNX Runtime on the CPU (real int8 kernels) on he
 and is scored against the fp32 graph's labels: argmax agreement and prediction-vs-prediction mIoU.
 
 Pictures: `--pictures DIR` (a folder or a dataset root, as `--calib-images` takes), split into
-calibration and evaluation sets; without it, procedural street-like scenes (tests/test_int8.py's
+calibration and evaluation sets; without it, procedural street-like scenes (tests/export/test_int8.py's
 generator), which say nothing about a trained model's accuracy, only about the graph's numerics.
 With `--sensitivity`, the per-module sweep on stress weights with the cores as candidates.
 """
@@ -65,7 +65,9 @@ def main() -> None:
     parser.add_argument("--eval", type=int, default=8)
     parser.add_argument("--pictures", type=Path)
     parser.add_argument("--weights", type=Path, help="a checkpoint (e.g. the trained stand-in); default: seeded random")
-    parser.add_argument("--calib-method", default=DEFAULT_CALIB_METHOD, help="as export --calib-method (default: the export's)")
+    parser.add_argument(
+        "--calib-method", default=DEFAULT_CALIB_METHOD, help="as export --calib-method (default: the export's)"
+    )
     parser.add_argument("--sensitivity", action="store_true")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -81,13 +83,33 @@ def main() -> None:
     calib = load_calibration(calib_dir, h, w, count=args.calib)
     held_out = load_calibration(eval_dir, h, w, count=args.eval).batches(1)
     rows = []
-    results = {"model": args.model,
-               "weights": str(args.weights) if args.weights else "seeded random", "res": [h, w], "pictures": "given" if args.pictures else "procedural",
-               "calibration": len(calib.files), "calib_method": args.calib_method, "evaluation": len(held_out), "rows": rows}
+    results = {
+        "model": args.model,
+        "weights": str(args.weights) if args.weights else "seeded random",
+        "res": [h, w],
+        "pictures": "given" if args.pictures else "procedural",
+        "calibration": len(calib.files),
+        "calib_method": args.calib_method,
+        "evaluation": len(held_out),
+        "rows": rows,
+    }
     for stress in (False, True):
         out = work / ("stress" if stress else "seeded")
-        cmd = [sys.executable, "-m", "msla_deploy", "export", "-m", args.model, "--res", args.res, "--precision", "fp16",
-               "--out", str(out), "--json"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "msla_deploy",
+            "export",
+            "-m",
+            args.model,
+            "--res",
+            args.res,
+            "--precision",
+            "fp16",
+            "--out",
+            str(out),
+            "--json",
+        ]
         cmd += (["--stress-weights"] if stress else []) + (["--weights", str(args.weights)] if args.weights else [])
         subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
         fp32_path = out / FP32_ONNX_NAME
@@ -97,7 +119,9 @@ def main() -> None:
         reference = int8.run_batches(fp32, held_out)
         fp16 = int8.run_batches(onnx.load(str(out / ONNX_NAME)), held_out)
         (work / f"calib-{weights_label(args, stress)}").mkdir(exist_ok=True)  # one cache per calibration
-        calibration = int8.calibrate(fp32_path, calib.batches(1), args.calib_method, work / f"calib-{weights_label(args, stress)}")
+        calibration = int8.calibrate(
+            fp32_path, calib.batches(1), args.calib_method, work / f"calib-{weights_label(args, stress)}"
+        )
         units = int8.graph_units(fp32)
         plans = {
             "int8, LiteMLA cores fp32 (default)": None,
@@ -107,7 +131,9 @@ def main() -> None:
         rows.append({"weights": weights, "graph": "fp16 (fp32 island)", **score(reference, fp16)})
         for label, plan in plans.items():
             graph = int8.quantize(fp32_path, calibration, plan)
-            rows.append({"weights": weights, "graph": label, **score(reference, int8.run_batches(graph.proto, held_out))})
+            rows.append(
+                {"weights": weights, "graph": label, **score(reference, int8.run_batches(graph.proto, held_out))}
+            )
         if stress and args.sensitivity:
             result = int8_sensitivity.sweep(fp32_path, calibration, include_attention=True, min_agreement=0.999)
             results["sensitivity"] = result.to_dict()
@@ -115,12 +141,17 @@ def main() -> None:
             results["sensitivity_plot"] = str(work / "sensitivity.png")
     print(f"calibration: {args.calib_method}, {len(calib.files)} pictures; scored on {len(held_out)}")
     for r in rows:
-        print(f"{r['weights']:14s} {r['graph']:38s} agreement {100 * r['agreement']:8.3f}%  mIoU {100 * r['miou']:8.3f}%  "
-              f"cosine {r['cosine']:.6f}  NaN {r['nan']}")
+        print(
+            f"{r['weights']:14s} {r['graph']:38s} agreement {100 * r['agreement']:8.3f}%  mIoU "
+            f"{100 * r['miou']:8.3f}%  "
+            f"cosine {r['cosine']:.6f}  NaN {r['nan']}"
+        )
     if "sensitivity" in results:
         for i, r in enumerate(results["sensitivity"]["ranking"][:8]):
-            print(f"{i + 1:2d} {r['module']:55s} {r['kind']:9s} changed {100 * r['cost']:7.3f}%  "
-                  f"1-cos {1 - r['alone_cosine']:.2e}  all-but {100 * r['all_but']:.3f}%")
+            print(
+                f"{i + 1:2d} {r['module']:55s} {r['kind']:9s} changed {100 * r['cost']:7.3f}%  "
+                f"1-cos {1 - r['alone_cosine']:.2e}  all-but {100 * r['all_but']:.3f}%"
+            )
         print("keep fp32 for 99.9%:", results["sensitivity"]["keep_fp32"], results["sensitivity"]["achieved_agreement"])
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -59,7 +59,9 @@ def main() -> None:
     for start in (int(s) for s in args.splits.split(",")):
         chosen = set(range(start, start + args.calib))
         split = f"{start}-{start + args.calib - 1}"
-        calib = load_calibration(_folder(work / split / "calib", [f for i, f in enumerate(files) if i in chosen]), h, w, count=args.calib)
+        calib = load_calibration(
+            _folder(work / split / "calib", [f for i, f in enumerate(files) if i in chosen]), h, w, count=args.calib
+        )
         rest = [f for i, f in enumerate(files) if i not in chosen]
         held = load_calibration(_folder(work / split / "eval", rest), h, w, count=len(rest)).batches(1)
         reference = int8.run_batches(fp32, held)
@@ -68,17 +70,31 @@ def main() -> None:
             calibration = int8.calibrate(args.onnx, calib.batches(1), method, work / split)
             seconds = time.time() - started
             for keep in [None, *args.keep_fp32]:
-                graph = int8.quantize(args.onnx, calibration, None if keep is None else [b for b in blocks if b != keep])
+                graph = int8.quantize(
+                    args.onnx, calibration, None if keep is None else [b for b in blocks if b != keep]
+                )
                 candidate = int8.run_batches(graph.proto, held)
                 ref, cand = reference.argmax(1), candidate.argmax(1)
-                row = {"split": split, "scored": len(held), "method": method, "fp32": keep, "calibrate_s": round(seconds, 1),
-                       "agreement": float((ref == cand).mean()), "miou": mean_iou(class_iou(ref, cand, reference.shape[1])),
-                       "cosine": cosine(reference, candidate)}
+                row = {
+                    "split": split,
+                    "scored": len(held),
+                    "method": method,
+                    "fp32": keep,
+                    "calibrate_s": round(seconds, 1),
+                    "agreement": float((ref == cand).mean()),
+                    "miou": mean_iou(class_iou(ref, cand, reference.shape[1])),
+                    "cosine": cosine(reference, candidate),
+                }
                 rows.append(row)
-                print(f"{split:7s} {method:10s} {keep or '-':32s} agreement {100 * row['agreement']:7.3f}%  "
-                      f"mIoU {100 * row['miou']:7.3f}%  cosine {row['cosine']:.6f}  calibrate {seconds:.1f} s", flush=True)
+                print(
+                    f"{split:7s} {method:10s} {keep or '-':32s} agreement {100 * row['agreement']:7.3f}%  "
+                    f"mIoU {100 * row['miou']:7.3f}%  cosine {row['cosine']:.6f}  calibrate {seconds:.1f} s",
+                    flush=True,
+                )
     if args.json:
-        args.json.write_text(json.dumps({"onnx": str(args.onnx), "pictures": str(args.pictures), "res": [h, w], "rows": rows}, indent=2))
+        args.json.write_text(
+            json.dumps({"onnx": str(args.onnx), "pictures": str(args.pictures), "res": [h, w], "rows": rows}, indent=2)
+        )
 
 
 if __name__ == "__main__":

@@ -39,20 +39,51 @@ NUM_CLASSES = len(CITYSCAPES_LABEL_IDS)
 VOID_LABEL_IDS = (0, 4, 5, 6, 9, 10, 14, 15, 16, 18, 29, 30)
 EGO_VEHICLE_LABEL_ID = 1
 
-(ROAD, SIDEWALK, BUILDING, WALL, FENCE, POLE, LIGHT, SIGN, VEGETATION, TERRAIN, SKY, PERSON, RIDER,
- CAR, TRUCK, BUS, TRAIN, MOTORCYCLE, BICYCLE) = range(NUM_CLASSES)
+(
+    ROAD,
+    SIDEWALK,
+    BUILDING,
+    WALL,
+    FENCE,
+    POLE,
+    LIGHT,
+    SIGN,
+    VEGETATION,
+    TERRAIN,
+    SKY,
+    PERSON,
+    RIDER,
+    CAR,
+    TRUCK,
+    BUS,
+    TRAIN,
+    MOTORCYCLE,
+    BICYCLE,
+) = range(NUM_CLASSES)
 
 #: every train id a scene can contain (all 19): the tests check each one really appears
 CLASSES = tuple(range(NUM_CLASSES))
 
 # base colours (RGB, 0..1); each instance jitters its own, then the picture's light changes all
 _BASE = {
-    ROAD: (0.33, 0.32, 0.34), SIDEWALK: (0.62, 0.52, 0.58), BUILDING: (0.50, 0.42, 0.36),
-    WALL: (0.78, 0.72, 0.55), FENCE: (0.55, 0.45, 0.30), POLE: (0.60, 0.60, 0.62),
-    LIGHT: (0.10, 0.10, 0.10), SIGN: (0.95, 0.80, 0.10), VEGETATION: (0.20, 0.50, 0.15),
-    TERRAIN: (0.55, 0.62, 0.30), SKY: (0.45, 0.65, 0.92), PERSON: (0.80, 0.20, 0.25),
-    RIDER: (0.95, 0.50, 0.10), CAR: (0.15, 0.25, 0.75), TRUCK: (0.10, 0.15, 0.40),
-    BUS: (0.10, 0.45, 0.50), TRAIN: (0.40, 0.75, 0.80), MOTORCYCLE: (0.75, 0.15, 0.75),
+    ROAD: (0.33, 0.32, 0.34),
+    SIDEWALK: (0.62, 0.52, 0.58),
+    BUILDING: (0.50, 0.42, 0.36),
+    WALL: (0.78, 0.72, 0.55),
+    FENCE: (0.55, 0.45, 0.30),
+    POLE: (0.60, 0.60, 0.62),
+    LIGHT: (0.10, 0.10, 0.10),
+    SIGN: (0.95, 0.80, 0.10),
+    VEGETATION: (0.20, 0.50, 0.15),
+    TERRAIN: (0.55, 0.62, 0.30),
+    SKY: (0.45, 0.65, 0.92),
+    PERSON: (0.80, 0.20, 0.25),
+    RIDER: (0.95, 0.50, 0.10),
+    CAR: (0.15, 0.25, 0.75),
+    TRUCK: (0.10, 0.15, 0.40),
+    BUS: (0.10, 0.45, 0.50),
+    TRAIN: (0.40, 0.75, 0.80),
+    MOTORCYCLE: (0.75, 0.15, 0.75),
     BICYCLE: (0.55, 0.05, 0.15),
 }
 
@@ -103,7 +134,7 @@ class _Canvas:
         return 1.0 - depth * (((coord + phase) % period) < period / 2)
 
     def grid(self, period_y: float, period_x: float, depth: float) -> np.ndarray:
-        on = (((self.yy % period_y) < period_y * 0.45) & ((self.xx % period_x) < period_x * 0.5))
+        on = ((self.yy % period_y) < period_y * 0.45) & ((self.xx % period_x) < period_x * 0.5)
         return 1.0 - depth * on
 
     def rect(self, y0: float, y1: float, x0: float, x1: float) -> np.ndarray:
@@ -158,8 +189,11 @@ def _background(c: _Canvas, horizon: float) -> None:
         c.paint(blob, VEGETATION, _textured(c, VEGETATION, c.noise(0.25)))
     if rng.random() < 0.4:  # a low wall
         x0 = rng.uniform(0, 0.7) * c.w
-        c.paint(c.rect(horizon - 0.08 * c.h, horizon + 0.04 * c.h, x0, x0 + rng.uniform(0.15, 0.4) * c.w),
-                WALL, _textured(c, WALL, c.stripes(4, False, 0.12) * c.noise(0.03)))
+        c.paint(
+            c.rect(horizon - 0.08 * c.h, horizon + 0.04 * c.h, x0, x0 + rng.uniform(0.15, 0.4) * c.w),
+            WALL,
+            _textured(c, WALL, c.stripes(4, False, 0.12) * c.noise(0.03)),
+        )
     if rng.random() < 0.4:  # a fence: bars with the background showing through
         x0 = rng.uniform(0, 0.7) * c.w
         region = c.rect(horizon - 0.1 * c.h, horizon + 0.05 * c.h, x0, x0 + rng.uniform(0.15, 0.4) * c.w)
@@ -222,7 +256,9 @@ def _road_user(c: _Canvas, kind: int, foot: float, x: float, scale: float) -> No
     if kind == CAR:
         w, h = unit * rng.uniform(0.5, 0.8), unit * rng.uniform(0.22, 0.3)
         body = c.rect(foot - h, foot - h * 0.2, x - w / 2, x + w / 2) | c.ellipse(foot - h * 0.95, x, h * 0.35, w * 0.3)
-        wheels = c.ellipse(foot - h * 0.2, x - w * 0.3, h * 0.2, h * 0.2) | c.ellipse(foot - h * 0.2, x + w * 0.3, h * 0.2, h * 0.2)
+        wheels = c.ellipse(foot - h * 0.2, x - w * 0.3, h * 0.2, h * 0.2) | c.ellipse(
+            foot - h * 0.2, x + w * 0.3, h * 0.2, h * 0.2
+        )
         rgb = _textured(c, CAR, c.noise(0.03))
         rgb[wheels] = 0.05
         c.paint(body | wheels, CAR, rgb)
@@ -261,10 +297,12 @@ def _void(c: _Canvas) -> None:
     rng = c.rng
     if rng.random() < 0.5:  # the ego vehicle's bonnet along the bottom edge
         top = c.h * rng.uniform(0.88, 0.95)
-        bonnet = (c.yy >= top + 0.02 * c.h * np.cos((c.xx / c.w - 0.5) * np.pi))
+        bonnet = c.yy >= top + 0.02 * c.h * np.cos((c.xx / c.w - 0.5) * np.pi)
         c.paint(bonnet, IGNORE, c.colour(CAR, 0.3) * 0.3, EGO_VEHICLE_LABEL_ID)
     for _ in range(rng.integers(1, 4)):  # unlabelled clutter of any colour
-        blob = c.ellipse(rng.uniform(0, c.h), rng.uniform(0, c.w), rng.uniform(2, 0.08 * c.h + 3), rng.uniform(2, 0.08 * c.w + 3))
+        blob = c.ellipse(
+            rng.uniform(0, c.h), rng.uniform(0, c.w), rng.uniform(2, 0.08 * c.h + 3), rng.uniform(2, 0.08 * c.w + 3)
+        )
         c.paint(blob, IGNORE, rng.uniform(0, 1, 3).astype(np.float32), int(rng.choice(VOID_LABEL_IDS)))
 
 
@@ -300,7 +338,7 @@ def scene_batch(seed: int, start: int, count: int, height: int, width: int) -> T
 def to_label_ids(train_ids: np.ndarray, void_id: int = 0) -> np.ndarray:
     """Train ids -> Cityscapes label ids; ignore (255) becomes `void_id`."""
     table = np.full(256, void_id, np.uint8)
-    table[: NUM_CLASSES] = cityscapes_train_to_label()[:NUM_CLASSES]
+    table[:NUM_CLASSES] = cityscapes_train_to_label()[:NUM_CLASSES]
     return table[train_ids]
 
 
@@ -310,7 +348,13 @@ def to_train_ids(label_ids: np.ndarray) -> np.ndarray:
 
 
 def write_cityscapes(
-    root: "str | Path", count: int, height: int, width: int, *, seed: int = 1000, split: str = "val",
+    root: "str | Path",
+    count: int,
+    height: int,
+    width: int,
+    *,
+    seed: int = 1000,
+    split: str = "val",
     cities: Sequence[str] = ("synthburg", "procville"),
 ) -> List[Dict[str, Path]]:
     """Write `count` scenes in the Cityscapes layout under `root`; return the written pairs.
@@ -325,6 +369,8 @@ def write_cityscapes(
     for i in range(count):
         scene = make_scene(seed, i, height, width)
         city = cities[i % len(cities)]
-        image_path, label_path, _ = write_sample(Path(root), "cityscapes", f"{city}_000000_{i:06d}", scene.image, scene.label_ids, city=city, split=split)
+        image_path, label_path, _ = write_sample(
+            Path(root), "cityscapes", f"{city}_000000_{i:06d}", scene.image, scene.label_ids, city=city, split=split
+        )
         written.append({"image": image_path, "label": label_path})
     return written

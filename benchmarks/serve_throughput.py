@@ -31,8 +31,26 @@ from msla_deploy.serve.server import free_port, open_runner, start_server  # noq
 
 def export(model: str, res: str, where: Path) -> Path:
     out = where / "artifact"
-    subprocess.run([sys.executable, "-m", "msla_deploy", "export", "-m", model, "-r", res, "-o", str(out), "--json",
-                    "--models-dir", str(where / "no-models")], check=True, stdout=subprocess.DEVNULL, cwd=REPO)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "msla_deploy",
+            "export",
+            "-m",
+            model,
+            "-r",
+            res,
+            "-o",
+            str(out),
+            "--json",
+            "--models-dir",
+            str(where / "no-models"),
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        cwd=REPO,
+    )
     return out
 
 
@@ -108,17 +126,30 @@ def main() -> None:
 
     base = rows["in-process"]
     result = {
-        "artifact": str(artifact), "inputs": [t.to_dict() for t in inputs], "model_runs_on": runner,
-        "server": {"url": server.url, "tritonserver": described["version"], "platform": described["platform"], "batching": server.batching.to_dict()},
-        "rounds": args.rounds, "requests_per_measurement": args.requests,
+        "artifact": str(artifact),
+        "inputs": [t.to_dict() for t in inputs],
+        "model_runs_on": runner,
+        "server": {
+            "url": server.url,
+            "tritonserver": described["version"],
+            "platform": described["platform"],
+            "batching": server.batching.to_dict(),
+        },
+        "rounds": args.rounds,
+        "requests_per_measurement": args.requests,
         "environment": environment(("numpy", "onnxruntime", "nvidia-pytriton", "tritonclient")),
         "throughput_rps": {name: values for name, values in rows.items()},
         "median_rps": {name: statistics.median(values) for name, values in rows.items()},
         # per round: served / in-process of the same round, then the median over rounds
-        "ratio_to_in_process": {name: statistics.median(v / b for v, b in zip(values, base)) for name, values in rows.items()},
+        "ratio_to_in_process": {
+            name: statistics.median(v / b for v, b in zip(values, base)) for name, values in rows.items()
+        },
     }
     for name in rows:
-        print(f"{name:>12}: {result['median_rps'][name]:8.1f} req/s   x{result['ratio_to_in_process'][name]:.2f} of in-process")
+        print(
+            f"{name:>12}: {result['median_rps'][name]:8.1f} req/s   x{result['ratio_to_in_process'][name]:.2f} of "
+            "in-process"
+        )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
 

@@ -37,7 +37,9 @@ def run_once(args: Sequence[str], env: Dict[str, str]) -> Tuple[float, float]:
     """(wall seconds, CPU seconds) of one child process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    done = subprocess.run(
+        [sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
@@ -46,8 +48,11 @@ def run_once(args: Sequence[str], env: Dict[str, str]) -> Tuple[float, float]:
 
 
 def measure(repeats: int) -> Dict[str, Dict[str, float]]:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-               COLUMNS="100")
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        COLUMNS="100",
+    )
     for args in CASES.values():  # warm the file cache and the bytecode once, untimed
         run_once(args, env)
     samples: Dict[str, List[Tuple[float, float]]] = {name: [] for name in CASES}
@@ -59,7 +64,12 @@ def measure(repeats: int) -> Dict[str, Dict[str, float]]:
     result = {}
     for name, runs in samples.items():
         wall, cpu = statistics.median(w for w, _ in runs), statistics.median(c for _, c in runs)
-        result[name] = {"wall_s": wall, "cpu_s": cpu, "wall_ratio": wall / base_wall, "cpu_ratio": cpu / base_cpu if base_cpu else float("nan")}
+        result[name] = {
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "wall_ratio": wall / base_wall,
+            "cpu_ratio": cpu / base_cpu if base_cpu else float("nan"),
+        }
     return result
 
 
@@ -69,13 +79,17 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="Also write the figures here.")
     args = parser.parse_args()
     result = measure(args.repeats)
-    print(f"median of {args.repeats} runs, {sys.executable} (Python {sys.version.split()[0]}), {os.cpu_count()} cores, "
-          f"load average {os.getloadavg()[0]:.1f}")
+    print(
+        f"median of {args.repeats} runs, {sys.executable} (Python {sys.version.split()[0]}), {os.cpu_count()} cores, "
+        f"load average {os.getloadavg()[0]:.1f}"
+    )
     print(f"{'command':<28} {'wall s':>8} {'x pass':>7} {'CPU s':>8} {'x pass':>7}")
     for name, r in result.items():
         print(f"{name:<28} {r['wall_s']:8.3f} {r['wall_ratio']:7.1f} {r['cpu_s']:8.3f} {r['cpu_ratio']:7.1f}")
     if args.json:
-        args.json.write_text(json.dumps({"repeats": args.repeats, "python": sys.version.split()[0], "results": result}, indent=2))
+        args.json.write_text(
+            json.dumps({"repeats": args.repeats, "python": sys.version.split()[0], "results": result}, indent=2)
+        )
 
 
 if __name__ == "__main__":

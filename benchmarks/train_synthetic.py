@@ -146,12 +146,22 @@ def train(model: nn.Module, args: argparse.Namespace) -> Dict[str, float]:
             now = time.perf_counter()
             rate = window_images / max(now - window_start, 1e-9)
             lr = optimizer.param_groups[0]["lr"]
-            print(f"step {step:5d}  {now - started:6.0f} s  loss {value:.3f} (ema {ema:.3f})  {rate:5.1f} img/s  lr {lr:.2e}", flush=True)
+            print(
+                f"step {step:5d}  {now - started:6.0f} s  loss {value:.3f} (ema {ema:.3f})  {rate:5.1f} img/s  lr "
+                f"{lr:.2e}",
+                flush=True,
+            )
             window_start, window_images = now, 0
     seconds = time.perf_counter() - started
     tail = losses[-20:] or [float("nan")]
-    return {"steps": step, "images": step * args.batch, "seconds": round(seconds, 1), "final_loss": float(np.mean(tail)),
-            "final_loss_steps": len(tail), "last_loss": losses[-1] if losses else float("nan")}
+    return {
+        "steps": step,
+        "images": step * args.batch,
+        "seconds": round(seconds, 1),
+        "final_loss": float(np.mean(tail)),
+        "final_loss_steps": len(tail),
+        "last_loss": losses[-1] if losses else float("nan"),
+    }
 
 
 @torch.no_grad()
@@ -195,14 +205,20 @@ def metrics(confusion: np.ndarray) -> Dict[str, object]:
 
 def labels_from_logits(logits: torch.Tensor, size: Tuple[int, int]) -> np.ndarray:
     """Upstream's protocol: bicubic (align_corners=False) to the label size, then argmax."""
-    return F.interpolate(logits.float(), size=size, mode="bicubic", align_corners=False).argmax(1).numpy().astype(np.int64)
+    return (
+        F.interpolate(logits.float(), size=size, mode="bicubic", align_corners=False).argmax(1).numpy().astype(np.int64)
+    )
 
 
 @torch.no_grad()
 def predict_torch(model: nn.Module, images: np.ndarray, batch: int = 8) -> np.ndarray:
     model.eval()
-    return np.concatenate([labels_from_logits(model(to_input(images[i : i + batch])), images.shape[1:3])
-                           for i in range(0, len(images), batch)])
+    return np.concatenate(
+        [
+            labels_from_logits(model(to_input(images[i : i + batch])), images.shape[1:3])
+            for i in range(0, len(images), batch)
+        ]
+    )
 
 
 def predict_onnx(path: Path, images: np.ndarray, threads: int) -> np.ndarray:
@@ -259,8 +275,10 @@ def save_checkpoint(model: nn.Module, path: Path) -> None:
 
 
 def print_scores(title: str, result: Dict[str, object]) -> None:
-    print(f"{title}: pixel accuracy {100 * result['pixel_accuracy']:.2f} %, mIoU {100 * result['miou']:.2f} "
-          f"({result['classes_scored']} classes, {result['pixels']} pixels)")
+    print(
+        f"{title}: pixel accuracy {100 * result['pixel_accuracy']:.2f} %, mIoU {100 * result['miou']:.2f} "
+        f"({result['classes_scored']} classes, {result['pixels']} pixels)"
+    )
     ious = result["iou"]
     print("  per class IoU: " + ", ".join(f"{c}:{'-' if v is None else f'{100 * v:.0f}'}" for c, v in ious.items()))
 
@@ -280,25 +298,50 @@ def evaluate(args: argparse.Namespace) -> int:
         with fp16_storage_proxy(apply_policy(model, PrecisionPolicy(precision="fp16"))) as proxy:
             results["pytorch fp16 proxy"] = compare(predict_torch(proxy, images), reference, labels)
     for path in args.onnx:
-        results[f"onnxruntime {path.parent.name}/{path.name}"] = compare(predict_onnx(path, images, args.threads), reference, labels)
-    print(f"{args.weights} on {args.evaluate}: {len(images)} images at {size} (the model's input; logits x8 bicubic to the labels)")
+        results[f"onnxruntime {path.parent.name}/{path.name}"] = compare(
+            predict_onnx(path, images, args.threads), reference, labels
+        )
+    print(
+        f"{args.weights} on {args.evaluate}: {len(images)} images at {size} (the model's input; logits x8 bicubic to "
+        "the labels)"
+    )
     width = max(len(k) for k in results)
     print(f"{'':{width}}  pixel acc     mIoU   agree w/ torch   pred-vs-pred mIoU   differing px")
     for name, r in results.items():
-        print(f"{name:{width}}  {100 * r['pixel_accuracy']:8.2f} %  {100 * r['miou']:7.3f}   {100 * r['agreement']:12.3f} %"
-              f"   {100 * r['pred_vs_pred_miou']:15.3f} %   {r['differing_pixels']:12d}")
+        print(
+            f"{name:{width}}  {100 * r['pixel_accuracy']:8.2f} %  {100 * r['miou']:7.3f}   "
+            f"{100 * r['agreement']:12.3f} %"
+            f"   {100 * r['pred_vs_pred_miou']:15.3f} %   {r['differing_pixels']:12d}"
+        )
     print_scores("per class (pytorch fp32)", results["pytorch fp32"])
     if args.json:
-        write_json_atomic(args.json, {"weights": str(args.weights), "data": str(args.evaluate), "images": len(images),
-                                      "resolution": [int(images.shape[1]), int(images.shape[2])], "results": results})
+        write_json_atomic(
+            args.json,
+            {
+                "weights": str(args.weights),
+                "data": str(args.evaluate),
+                "images": len(images),
+                "resolution": [int(images.shape[1]), int(images.shape[2])],
+                "results": results,
+            },
+        )
     return 0
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, help="folder for the checkpoint and its JSON (created)")
-    parser.add_argument("--res", type=parse_res, default=(128, 128),
-                        help="training HxW (default 128x128: LiteMLA takes the linear branch at stride 16 and the quadratic one at stride 32)")
+    parser.add_argument(
+        "--res",
+        type=parse_res,
+        default=(128, 128),
+        help=(
+            "training HxW (default 128x128: LiteMLA takes the linear branch at stride 16 and the quadratic one at "
+            "stride 32)"
+        ),
+    )
     parser.add_argument("--minutes", type=float, default=8.0, help="training wall time (ignored with --steps)")
     parser.add_argument("--steps", type=int, default=None, help="train this many steps instead of --minutes")
     parser.add_argument("--batch", type=int, default=8)
@@ -306,17 +349,37 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--weight-decay", type=float, default=0.01)
     parser.add_argument("--bn-batches", type=int, default=16, help="batches of fresh scenes for the BN statistics")
-    parser.add_argument("--val-count", type=int, default=50, help="held-out scenes (seed --val-seed, training resolution)")
+    parser.add_argument(
+        "--val-count", type=int, default=50, help="held-out scenes (seed --val-seed, training resolution)"
+    )
     parser.add_argument("--val-seed", type=int, default=VAL_SEED)
-    parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on a shared 2-core machine)")
-    parser.add_argument("--workers", type=int, default=1, help="scene-drawing processes (0: draw in the training process)")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch intra-op threads (1 is fastest on a shared 2-core machine)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="scene-drawing processes (0: draw in the training process)"
+    )
     parser.add_argument("--log-every", type=int, default=10)
-    parser.add_argument("--write-val", type=Path, metavar="DIR", help="write the held-out scenes in the Cityscapes layout to DIR")
-    parser.add_argument("--evaluate", type=Path, metavar="DIR", help="score --weights on a Cityscapes-layout folder and exit")
+    parser.add_argument(
+        "--write-val", type=Path, metavar="DIR", help="write the held-out scenes in the Cityscapes layout to DIR"
+    )
+    parser.add_argument(
+        "--evaluate", type=Path, metavar="DIR", help="score --weights on a Cityscapes-layout folder and exit"
+    )
     parser.add_argument("--weights", type=Path, help="checkpoint for --evaluate")
-    parser.add_argument("--onnx", type=Path, action="append", default=[], metavar="FILE",
-                        help="--evaluate: also score this exported ONNX (ONNX Runtime CPU) against the PyTorch labels; repeatable")
-    parser.add_argument("--fp16-proxy", action="store_true", help="--evaluate: also score msla-deploy's PyTorch fp16 proxy (fp16 policy)")
+    parser.add_argument(
+        "--onnx",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="--evaluate: also score this exported ONNX (ONNX Runtime CPU) against the PyTorch labels; repeatable",
+    )
+    parser.add_argument(
+        "--fp16-proxy",
+        action="store_true",
+        help="--evaluate: also score msla-deploy's PyTorch fp16 proxy (fp16 policy)",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="--evaluate: write the figures here")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -339,8 +402,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     model = zoo.build(MODEL)
     plan = branches(model, args.res)
     counts = {b: sum(1 for v in plan.values() if v == b) for b in sorted(set(plan.values()))}
-    print(f"{MODEL} at {args.res[0]}x{args.res[1]}, batch {args.batch}, {args.threads} thread(s); LiteMLA modules per branch: "
-          + ", ".join(f"{b} {n}" for b, n in counts.items()), flush=True)
+    print(
+        f"{MODEL} at {args.res[0]}x{args.res[1]}, batch {args.batch}, {args.threads} thread(s); LiteMLA modules per "
+        "branch: " + ", ".join(f"{b} {n}" for b, n in counts.items()),
+        flush=True,
+    )
     figures = train(model, args)
     bn_images = recompute_bn(model, args.seed, args.batch, args.res, args.bn_batches)
     print(f"BatchNorm statistics recomputed over {bn_images} fresh scenes", flush=True)
@@ -352,18 +418,33 @@ def main(argv: Optional[List[str]] = None) -> int:
     save_checkpoint(model, checkpoint)
     sha256 = zoo.load_checkpoint(zoo.build(MODEL), checkpoint)  # proves it loads strictly, weights only
     record = {
-        "model": MODEL, "checkpoint": checkpoint.name, "sha256": sha256,
-        "resolution": list(args.res), "batch": args.batch, "seed": args.seed, "lr": args.lr,
-        "weight_decay": args.weight_decay, "threads": args.threads, **figures,
-        "bn_statistics": {"method": "recomputed: reset, cumulative average (momentum None) in train mode", "images": bn_images,
-                          "scenes": f"seed {args.seed}, index {BN_INDEX_OFFSET}+"},
+        "model": MODEL,
+        "checkpoint": checkpoint.name,
+        "sha256": sha256,
+        "resolution": list(args.res),
+        "batch": args.batch,
+        "seed": args.seed,
+        "lr": args.lr,
+        "weight_decay": args.weight_decay,
+        "threads": args.threads,
+        **figures,
+        "bn_statistics": {
+            "method": "recomputed: reset, cumulative average (momentum None) in train mode",
+            "images": bn_images,
+            "scenes": f"seed {args.seed}, index {BN_INDEX_OFFSET}+",
+        },
         "held_out": {"scenes": args.val_count, "seed": args.val_seed, **held_out},
-        "liteMLA_branches": plan, "torch": torch.__version__, "python": platform.python_version(),
+        "liteMLA_branches": plan,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
     }
     json_path = checkpoint.with_suffix(".train.json")
     write_json_atomic(json_path, record)
-    print(f"wrote {checkpoint} and {json_path.name}: {figures['steps']} steps in {figures['seconds'] / 60:.1f} min, "
-          f"final loss {figures['final_loss']:.3f}", flush=True)
+    print(
+        f"wrote {checkpoint} and {json_path.name}: {figures['steps']} steps in {figures['seconds'] / 60:.1f} min, "
+        f"final loss {figures['final_loss']:.3f}",
+        flush=True,
+    )
     return 0
 
 

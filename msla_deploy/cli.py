@@ -139,11 +139,16 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def main_callback(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
     trust_model_file: Optional[List[str]] = typer.Option(
-        None, "--trust-model-file", metavar="FILE.py:FACTORY",
-        help="Allow rebuilding a model whose manifest names this code (reference, validate --localize, bench --backend torch); "
-        "its sha256 must still match the export's. Repeatable. A manifest's code is never run otherwise.",
+        None,
+        "--trust-model-file",
+        metavar="FILE.py:FACTORY",
+        help="Allow rebuilding a model whose manifest names this code (reference, validate --localize, "
+        "bench --backend torch); its sha256 must still match the export's. Repeatable. A manifest's code is never "
+        "run otherwise.",
     ),
 ) -> None:
     from .artifact.trust import set_trusted

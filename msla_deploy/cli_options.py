@@ -35,16 +35,22 @@ TRITON_FORM = f"{TRITON_SCHEME}HOST:PORT/MODEL"
 
 # --- flags show as flags ------------------------------------------------------------------------------
 
+
 def _flags_without_metavar(params: List[Any]) -> List[Any]:
     """A bool flag takes no value, so help shows no `<bool>` beside it (Typer's rich help would):
     an empty metavar leaves its type column blank, --help and --version included."""
     for param in params:
-        if getattr(param, "param_type_name", "") == "option" and getattr(param, "is_flag", False) and param.metavar is None:
+        if (
+            getattr(param, "param_type_name", "") == "option"
+            and getattr(param, "is_flag", False)
+            and param.metavar is None
+        ):
             param.metavar = ""
     return params
 
 
 # --- usage errors on one line ----------------------------------------------------------------------
+
 
 def _one_line(exc: UsageError) -> None:
     """Show Typer's usage error (a wrong choice, an unknown option, a missing argument: its own
@@ -93,6 +99,7 @@ class Group(TyperGroup):
 
 # --- shared options -----------------------------------------------------------------------------------
 
+
 def json_option(what: str = "the result", help: Optional[str] = None) -> Any:
     """--json: stdout carries one JSON document and nothing else (cli.py sends other prints to stderr)."""
     return typer.Option(False, "--json", help=help or f"Print {what} as JSON on stdout.")
@@ -128,6 +135,7 @@ def name_option(default: str = "the export directory's name") -> Any:
 
 # --- --backend: names or a served model ---------------------------------------------------------------
 
+
 def backend_metavar(names: Sequence[str]) -> str:
     return "[" + "|".join(list(names) + [TRITON_FORM]) + "]"
 
@@ -155,10 +163,16 @@ def backend_completion(names: Sequence[str]) -> Callable[[str], List[str]]:
 AUTO_BACKEND = "auto: TensorRT for an engine, else ONNX Runtime, CUDA if present"
 
 
-def backend_option(default: Any = "auto", *, names: Sequence[str] = BACKENDS, help: str = "", multiple: bool = False) -> Any:
+def backend_option(
+    default: Any = "auto", *, names: Sequence[str] = BACKENDS, help: str = "", multiple: bool = False
+) -> Any:
     """--backend for commands that run an artifact: one of `names` or a triton:// address."""
     return typer.Option(
-        default, "--backend", metavar=backend_metavar(names), callback=backend_check(names), autocompletion=backend_completion(names),
+        default,
+        "--backend",
+        metavar=backend_metavar(names),
+        callback=backend_check(names),
+        autocompletion=backend_completion(names),
         help=help or f"What runs the artifact ({AUTO_BACKEND}; {TRITON_FORM}: a model served by Triton).",
         show_default=not multiple,
     )
@@ -168,6 +182,7 @@ VALIDATE_BACKENDS = NON_TORCH_BACKENDS  # validate compares against PyTorch: the
 
 
 # --- the next command to run --------------------------------------------------------------------------
+
 
 def _shown(word: Any) -> str:
     """A path under the working directory is shown relative to it (what the user typed, mostly)."""

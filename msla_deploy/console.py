@@ -45,10 +45,25 @@ def error_line(message: str) -> None:
 def count_bar(title: str):
     """A transient bar on stderr: the title, done/total, percent and ETA (rich.progress.Progress;
     add one task with its total, then update its `completed`)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
-    return Progress(TextColumn(escape(title)), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-                    TextColumn("ETA"), TimeRemainingColumn(), console=err, transient=True)
+    return Progress(
+        TextColumn(escape(title)),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
 
 
 def steps_with_progress(enabled: bool = True) -> Steps:
@@ -105,19 +120,32 @@ def parity_table(outputs: Iterable[Any], budget: Any, title: str) -> Table:
     table.add_column("budget", style="dim")
     rel = budget.max_abs_rel
     rows = [
-        ("max abs error", lambda o: _fmt(o.max_abs, ".3g"), f"<= {rel:.10g} x peak + {budget.max_abs_floor:.10g}" if rel is not None else ""),
+        (
+            "max abs error",
+            lambda o: _fmt(o.max_abs, ".3g"),
+            f"<= {rel:.10g} x peak + {budget.max_abs_floor:.10g}" if rel is not None else "",
+        ),
         ("  / peak |ref|", lambda o: _fmt(o.relative_max_abs, ".2e"), ""),
         ("mean abs error", lambda o: _fmt(o.mean_abs, ".3g"), ""),
         ("p99 abs error", lambda o: _fmt(o.p99_abs, ".3g"), ""),
         ("cosine", lambda o: _fmt(o.cosine, ".7f"), f">= {budget.min_cosine:.10g}"),
         ("NaN / Inf", lambda o: f"{o.nan_count} / {o.inf_count}", "0 / 0" if not budget.allow_nonfinite else ""),
-        ("argmax agreement", lambda o: "-" if o.argmax_agreement is None else f"{100 * o.argmax_agreement:.3f}%",
-         f">= {100 * budget.min_argmax_agreement:.10g}%"),
+        (
+            "argmax agreement",
+            lambda o: "-" if o.argmax_agreement is None else f"{100 * o.argmax_agreement:.3f}%",
+            f">= {100 * budget.min_argmax_agreement:.10g}%",
+        ),
         ("verdict", lambda o: "[green]pass[/]" if o.passed else "[bold red]FAIL[/]", ""),
     ]
     # a metric no output has (label maps have no error or cosine) is left out, budget and all
-    measured = {"max abs error": "max_abs", "  / peak |ref|": "relative_max_abs", "mean abs error": "mean_abs",
-                "p99 abs error": "p99_abs", "cosine": "cosine", "argmax agreement": "argmax_agreement"}
+    measured = {
+        "max abs error": "max_abs",
+        "  / peak |ref|": "relative_max_abs",
+        "mean abs error": "mean_abs",
+        "p99 abs error": "p99_abs",
+        "cosine": "cosine",
+        "argmax agreement": "argmax_agreement",
+    }
     for label, cell, limit in rows:
         key = measured.get(label)
         if key is not None and all(getattr(o, key) is None for o in outputs):
@@ -157,7 +185,9 @@ def checks_table(checks: List[Any], title: str) -> Table:
     ]
     for label, cell in rows:
         table.add_row(label, *(cell(o) for _, o in columns))
-    table.caption = "budgets: " + "; ".join(f"{c.label}: {_budget_summary(c.budget, all(o.labels for o in c.outputs))}" for c in checks)
+    table.caption = "budgets: " + "; ".join(
+        f"{c.label}: {_budget_summary(c.budget, all(o.labels for o in c.outputs))}" for c in checks
+    )
     table.caption_justify = "left"
     return table
 

@@ -73,9 +73,7 @@ def _keeps_size(conv: nn.Conv2d) -> bool:
         return False
     if conv.padding == "same":
         return True
-    return all(
-        k % 2 == 1 and p == d * (k - 1) // 2 for k, p, d in zip(conv.kernel_size, conv.padding, conv.dilation)
-    )
+    return all(k % 2 == 1 and p == d * (k - 1) // 2 for k, p, d in zip(conv.kernel_size, conv.padding, conv.dilation))
 
 
 def _only_conv(block: nn.Module, role: str) -> nn.Conv2d:
@@ -99,7 +97,11 @@ def _read_scales(aggreg: nn.Module, channels: int) -> Tuple[int, ...]:
             raise _Inconsistent(f"aggreg.{i}.0 is not a depthwise conv over the {channels} qkv channels")
         if spatial.kernel_size != (k, k) or not _keeps_size(spatial):
             raise _Inconsistent(f"aggreg.{i}.0 is not a square stride-1 'same' conv")
-        if mixing.kernel_size != (1, 1) or not (mixing.in_channels == mixing.out_channels == channels) or not _keeps_size(mixing):
+        if (
+            mixing.kernel_size != (1, 1)
+            or not (mixing.in_channels == mixing.out_channels == channels)
+            or not _keeps_size(mixing)
+        ):
             raise _Inconsistent(f"aggreg.{i}.1 is not a stride-1 1x1 conv over the {channels} qkv channels")
         scales.append(int(k))
     return tuple(scales)
@@ -109,7 +111,9 @@ def _read_layout(module: nn.Module) -> AttentionLayout:
     """Read dim, heads, scales and eps off a candidate, checking that they agree with each other."""
     extra = sorted(set(module._modules) - KNOWN_CHILDREN)
     if extra:
-        raise _Inconsistent(f"has submodule(s) {', '.join(extra)} beyond qkv/aggreg/kernel_func/proj; a swap would drop them")
+        raise _Inconsistent(
+            f"has submodule(s) {', '.join(extra)} beyond qkv/aggreg/kernel_func/proj; a swap would drop them"
+        )
     own_state = list(module._parameters) + [n for n in module._buffers if n not in module._non_persistent_buffers_set]
     if own_state:
         raise _Inconsistent(f"has its own parameter(s)/buffer(s) {', '.join(own_state)}; a swap would drop them")
@@ -136,7 +140,8 @@ def _read_layout(module: nn.Module) -> AttentionLayout:
     expected = heads * dim * (1 + len(scales))
     if proj.in_channels != expected:
         raise _Inconsistent(
-            f"proj takes {proj.in_channels} channels, but {heads} heads x dim {dim} x {1 + len(scales)} scales make {expected}"
+            f"proj takes {proj.in_channels} channels, but {heads} heads x dim {dim} x {1 + len(scales)} scales make "
+            f"{expected}"
         )
     kernel = type(kernel_func).__name__ if isinstance(kernel_func, nn.Module) else getattr(kernel_func, "__name__", "?")
     return AttentionLayout(int(dim), int(heads), scales, float(eps), kernel, int(qkv.in_channels))
@@ -248,7 +253,10 @@ def check_swap(foreign: nn.Module, replacement: LiteMLA, layout: AttentionLayout
     except Exception as exc:  # the check must not crash the export: report and leave it
         return f"a test forward failed ({type(exc).__name__}: {one_line_text(exc)})"
     if not isinstance(want, torch.Tensor) or want.shape != got.shape:
-        return f"its forward returns {getattr(want, 'shape', type(want).__name__)}, the standard LiteMLA {tuple(got.shape)}"
+        return (
+            f"its forward returns {getattr(want, 'shape', type(want).__name__)}, the standard LiteMLA "
+            f"{tuple(got.shape)}"
+        )
     if not torch.isfinite(want).all():
         return "its forward gives non-finite values on a random input; cannot verify a swap"
     error = (got.double() - want.double()).abs().max().item()

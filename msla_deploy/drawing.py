@@ -55,9 +55,7 @@ def pil():
     try:
         from PIL import Image, ImageDraw, ImageFont
     except ImportError:
-        raise MissingRuntime(
-            "drawing pictures needs Pillow, which is not installed", "pip install pillow"
-        ) from None
+        raise MissingRuntime("drawing pictures needs Pillow, which is not installed", "pip install pillow") from None
     return Image, ImageDraw, ImageFont
 
 
@@ -133,14 +131,10 @@ def draw_text(
     draw.text((x, y), text, fill=colour, font=face)
 
 
-def text(
-    lines: Union[str, Sequence[str]], width: Optional[int] = None, size: int = TEXT_SIZE, colour: RGB = INK
-):
+def text(lines: Union[str, Sequence[str]], width: Optional[int] = None, size: int = TEXT_SIZE, colour: RGB = INK):
     """A block of text lines, each wrapped to `width` pixels; the block is `width` wide when given."""
     Image, ImageDraw, _ = pil()
-    wrapped = [
-        part for line in ([lines] if isinstance(lines, str) else lines) for part in wrap(line, width, size)
-    ]
+    wrapped = [part for line in ([lines] if isinstance(lines, str) else lines) for part in wrap(line, width, size)]
     block_w = width if width is not None else max([text_width(t, size) for t in wrapped] + [1])
     block = Image.new("RGB", (max(block_w, 1), line_height(size) * len(wrapped)), BACKGROUND)
     draw = ImageDraw.Draw(block)
@@ -209,9 +203,7 @@ def figure(
     return framed(stack([stack(head, gap=2)] + blocks, gap=GAP + 2))
 
 
-def display_factor(
-    width: int, min_width: int = PANEL_MIN_WIDTH, max_width: int = PANEL_MAX_WIDTH
-) -> Tuple[int, int]:
+def display_factor(width: int, min_width: int = PANEL_MIN_WIDTH, max_width: int = PANEL_MAX_WIDTH) -> Tuple[int, int]:
     """(enlarge, shrink): the whole factors that bring `width` into [min_width, max_width]
     (one of them is 1)."""
     if width <= 0:

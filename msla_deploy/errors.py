@@ -51,4 +51,7 @@ def install_extra(extra: str) -> str:
     'msla-deploy[extra]'` would find nothing. The serve extra's numpy<2 pin is said up front:
     it moves the whole environment."""
     note = " (it moves numpy to 1.26: nvidia-pytriton requires numpy<2)" if extra == "serve" else ""
-    return f"from the checkout: pip install -e '.[{extra}]', or pip install 'msla_deploy-<version>-py3-none-any.whl[{extra}]'{note}"
+    return (
+        f"from the checkout: pip install -e '.[{extra}]', or pip install "
+        f"'msla_deploy-<version>-py3-none-any.whl[{extra}]'{note}"
+    )

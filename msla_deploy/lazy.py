@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, List, Tuple
 def lazy_exports(package: str, exports: Dict[str, str]) -> Tuple[Callable[[str], Any], Callable[[], List[str]]]:
     """(__getattr__, __dir__) for `package`, whose name `n` is `exports[n]`'s attribute of that name.
 
-        __getattr__, __dir__ = lazy_exports(__name__, {"summarize": "stats"})
+    __getattr__, __dir__ = lazy_exports(__name__, {"summarize": "stats"})
     """
 
     def __getattr__(name: str) -> Any:

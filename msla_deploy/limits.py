@@ -52,7 +52,8 @@ def check_picture_pixels(name: str, width: int, height: int, limit: Optional[int
     pixels = int(width) * int(height)
     if pixels > limit:
         raise BadInput(
-            f"{name}: {width}x{height} = {pixels / 1e6:.1f} megapixels, above the limit of {limit / 1e6:.0f} megapixels "
+            f"{name}: {width}x{height} = {pixels / 1e6:.1f} megapixels, above the limit of {limit / 1e6:.0f} "
+            "megapixels "
             f"(it would take {gib(pixels * 3 * 4)} as float RGB)",
             "downscale the picture first (the model sees it at the artifact's resolution anyway)",
         )
@@ -70,7 +71,9 @@ def export_memory_estimate(batch: int, height: int, width: int) -> int:
     return EXPORT_BASE_BYTES + EXPORT_BYTES_PER_INPUT_BYTE * batch * 3 * height * width * 4
 
 
-def check_export_memory(batch: int, height: int, width: int, warn, available: Optional[int] = None, flag: str = "--batch") -> None:
+def check_export_memory(
+    batch: int, height: int, width: int, warn, available: Optional[int] = None, flag: str = "--batch"
+) -> None:
     """Refuse an export whose estimated peak exceeds the memory available; warn above half of it.
     `flag`: what sets the batch (--max-batch for a dynamic one, whose reference runs at its largest)."""
     needed = export_memory_estimate(batch, height, width)
@@ -81,13 +84,17 @@ def check_export_memory(batch: int, height: int, width: int, warn, available: Op
     fits = max(int((available - EXPORT_BASE_BYTES) // per_sample), 0)
     if needed > available:
         raise BadInput(
-            f"exporting batch {batch} at {height}x{width} needs an estimated {gib(needed)} of memory, and {gib(available)} is available",
+            f"exporting batch {batch} at {height}x{width} needs an estimated {gib(needed)} of memory, and "
+            f"{gib(available)} is available",
             f"use {flag} {fits} or less (the export's reference and parity run at this batch), or a smaller --res"
-            if fits else "use a smaller --res, or a machine with more memory",
+            if fits
+            else "use a smaller --res, or a machine with more memory",
         )
     if needed > available / 2:
-        warn(f"exporting batch {batch} at {height}x{width} needs an estimated {gib(needed)} of memory, "
-             f"more than half of the {gib(available)} available")
+        warn(
+            f"exporting batch {batch} at {height}x{width} needs an estimated {gib(needed)} of memory, "
+            f"more than half of the {gib(available)} available"
+        )
 
 
 def check_tensors_fit(label: str, inputs, outputs=()) -> None:
@@ -104,8 +111,11 @@ def check_tensors_fit(label: str, inputs, outputs=()) -> None:
     needed = sum(nbytes(s, d) for s, d in inputs.values()) + sum(nbytes(s, d) for s, d in outputs)
     largest = max(inputs.items(), key=lambda kv: nbytes(*kv[1]), default=None)
     shown = f"input {largest[0]} {list(largest[1][0])}" if largest else "its tensors"
-    check_memory(needed, f"{label} ({shown} and its outputs, as declared)",
-                 "use a graph exported at a smaller --res or --batch, or a machine with more memory")
+    check_memory(
+        needed,
+        f"{label} ({shown} and its outputs, as declared)",
+        "use a graph exported at a smaller --res or --batch, or a machine with more memory",
+    )
 
 
 @contextmanager
@@ -128,7 +138,9 @@ def open_picture(path, fix: str = "check the file") -> Iterator["object"]:
                     raise bomb
                 yield image
     except bombs as exc:
-        raise BadInput(f"{path}: refused as a decompression bomb ({one_line_text(exc)})",
-                       f"downscale the picture first (limit: {MAX_PICTURE_PIXELS / 1e6:.0f} megapixels)") from None
+        raise BadInput(
+            f"{path}: refused as a decompression bomb ({one_line_text(exc)})",
+            f"downscale the picture first (limit: {MAX_PICTURE_PIXELS / 1e6:.0f} megapixels)",
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:  # truncated, or not a picture
         raise BadInput(f"{path}: not a readable picture ({one_line_text(exc)})", fix) from None

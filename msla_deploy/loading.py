@@ -59,7 +59,11 @@ def load_model(options: ExportOptions) -> LoadedModel:
         spec = zoo.get_spec(options.model)
         module, name, source, num_classes = zoo.build(spec.name), spec.name, "zoo", spec.num_classes
         checkpoint = options.weights or zoo.find_checkpoint(spec.name, Path(options.models_dir))
-        weights = {"source": WEIGHTS_RANDOM, "seed": options.seed, "note": "RANDOM WEIGHTS: no checkpoint given or found"}
+        weights = {
+            "source": WEIGHTS_RANDOM,
+            "seed": options.seed,
+            "note": "RANDOM WEIGHTS: no checkpoint given or found",
+        }
     if checkpoint is not None:
         digest = zoo.load_checkpoint(module, Path(checkpoint))
         weights = {"source": WEIGHTS_CHECKPOINT, "path": str(checkpoint), "sha256": digest}
@@ -75,7 +79,10 @@ def load_model(options: ExportOptions) -> LoadedModel:
 def rebuild_exported_model(manifest: Manifest, purpose: str) -> torch.nn.Module:
     """The exported nn.Module (eval mode), weights verified against the manifest."""
     if manifest.options is None or not manifest.weights:
-        raise BadInput(f"{purpose} needs the manifest's 'options' and 'weights' to rebuild the model", "use an export directory written by msla-deploy export")
+        raise BadInput(
+            f"{purpose} needs the manifest's 'options' and 'weights' to rebuild the model",
+            "use an export directory written by msla-deploy export",
+        )
     weights = manifest.weights
     checkpoint = None
     if weights.get("source") == "checkpoint":
@@ -88,13 +95,16 @@ def rebuild_exported_model(manifest: Manifest, purpose: str) -> torch.nn.Module:
     with tempfile.TemporaryDirectory() as empty:
         # models_dir is empty on purpose: random weights must not turn into a checkpoint that
         # happens to lie in ./models now; a checkpoint source is passed explicitly above
-        rebuilt = ExportOptions.from_dict({**manifest.options.to_dict(), "weights": checkpoint, "models_dir": empty, "out": None})
+        rebuilt = ExportOptions.from_dict(
+            {**manifest.options.to_dict(), "weights": checkpoint, "models_dir": empty, "out": None}
+        )
         loaded = load_model(rebuilt)
     expected = weights.get("state_dict_sha256")
     actual = loaded.weights.get("state_dict_sha256")
     if expected and actual != expected:
         raise BadInput(
-            f"{purpose}: the rebuilt PyTorch model's weights (sha256 {actual[:12]}) are not the exported ones ({expected[:12]})",
+            f"{purpose}: the rebuilt PyTorch model's weights (sha256 {actual[:12]}) are not the exported ones "
+            f"({expected[:12]})",
             "the checkpoint or the model code changed since the export; re-export",
         )
     return loaded.module

@@ -26,7 +26,7 @@ import json
 import math
 import typing
 from pathlib import Path
-from typing import Any, ClassVar, Dict, Mapping, Type, TypeVar
+from typing import Any, ClassVar, Dict, Mapping, Tuple, Type, TypeVar
 
 from .atomic import write_bytes_atomic
 from .errors import BadInput
@@ -73,26 +73,13 @@ def _from_json(annotation: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Union:
-        if value is None and type(None) in args:
-            return None
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _from_json(arg, value, where)
-            except _Invalid as exc:
-                errors.append(str(exc))
-        raise _Invalid(errors[0] if errors else f"{where} is null")
+        return _union_from(args, value, where)
     if origin in (list, typing.List):
         _need(value, list, where)
         item = args[0] if args else Any
         return [_from_json(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
     if origin in (tuple, typing.Tuple):
-        _need(value, list, where)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_from_json(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-        if args and len(args) != len(value):
-            raise _Invalid(f"{where} has {len(value)} items, expected {len(args)}")
-        return tuple(_from_json(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value))) if args else tuple(value)
+        return _tuple_from(args, value, where)
     if origin in (dict, typing.Dict, Mapping):
         _need(value, dict, where)
         item = args[1] if len(args) == 2 else Any
@@ -101,13 +88,7 @@ def _from_json(annotation: Any, value: Any, where: str) -> Any:
         _need(value, dict, where)
         return _dataclass_from(annotation, value, where)
     if annotation is float:
-        if value is None:  # how a NaN or an infinity was written
-            return math.nan
-        if isinstance(value, str) and value in _NON_FINITE:
-            return _NON_FINITE[value]
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise _Invalid(f"{where} is {type(value).__name__}, expected a number")
-        return float(value)
+        return _float_from(value, where)
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, int):
             raise _Invalid(f"{where} is {type(value).__name__}, expected an integer")
@@ -119,6 +100,41 @@ def _from_json(annotation: Any, value: Any, where: str) -> Any:
     if annotation is Path:
         return Path(_need(value, str, where))
     return value  # an annotation this reader does not interpret: the JSON value as it is
+
+
+def _union_from(args: Tuple[Any, ...], value: Any, where: str) -> Any:
+    """Optional[X] / Union[...]: null where None is allowed, else the first member that reads it."""
+    if value is None and type(None) in args:
+        return None
+    errors = []
+    for arg in (a for a in args if a is not type(None)):
+        try:
+            return _from_json(arg, value, where)
+        except _Invalid as exc:
+            errors.append(str(exc))
+    raise _Invalid(errors[0] if errors else f"{where} is null")
+
+
+def _tuple_from(args: Tuple[Any, ...], value: Any, where: str) -> Any:
+    """Tuple[X, ...] or Tuple[X, Y]: written as a JSON list."""
+    _need(value, list, where)
+    if len(args) == 2 and args[1] is Ellipsis:
+        return tuple(_from_json(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+    if args and len(args) != len(value):
+        raise _Invalid(f"{where} has {len(value)} items, expected {len(args)}")
+    return (
+        tuple(_from_json(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value))) if args else tuple(value)
+    )
+
+
+def _float_from(value: Any, where: str) -> float:
+    if value is None:  # how a NaN or an infinity was written
+        return math.nan
+    if isinstance(value, str) and value in _NON_FINITE:
+        return _NON_FINITE[value]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Invalid(f"{where} is {type(value).__name__}, expected a number")
+    return float(value)
 
 
 def _need(value: Any, kind: type, where: str) -> Any:
@@ -168,8 +184,10 @@ class Record:
         if kind != cls.KIND or not version.isdigit():
             raise RecordError(f"{prefix}is a {tag!r} document, expected {cls.format_tag()!r}", cls._fix())
         if int(version) > cls.VERSION:
-            raise RecordError(f"{prefix}was written by a newer msla-deploy ({tag}; this one reads up to {cls.format_tag()})",
-                              "upgrade msla-deploy")
+            raise RecordError(
+                f"{prefix}was written by a newer msla-deploy ({tag}; this one reads up to {cls.format_tag()})",
+                "upgrade msla-deploy",
+            )
         try:
             return _dataclass_from(cls, {k: v for k, v in data.items() if k != "format"}, "")
         except _Invalid as exc:

@@ -23,6 +23,7 @@ JUNIT_XML = "junit.xml"
 
 # --- Markdown -----------------------------------------------------------------------------------
 
+
 def cell(value: Optional[float], spec: str) -> str:
     """A number for a table cell; "-" where there is none (not measured, not measurable)."""
     return "-" if value is None else format(value, spec)
@@ -41,6 +42,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> List[str]:
 
 # --- JUnit --------------------------------------------------------------------------------------
 
+
 class JUnitCase(NamedTuple):
     """One test case: a failed one carries <failure message=...>detail</failure>."""
 
@@ -55,8 +57,16 @@ def junit_suite(suite_name: str, classname: str, cases: Iterable[Sequence[Any]],
     cases = [JUnitCase(*c) for c in cases]
     failures = sum(1 for c in cases if not c.passed)
     suites = ET.Element("testsuites", name=suite_name, tests=str(len(cases)), failures=str(failures))
-    suite = ET.SubElement(suites, "testsuite", name=suite_name, tests=str(len(cases)), failures=str(failures),
-                          errors="0", skipped="0", time=f"{seconds:.3f}")
+    suite = ET.SubElement(
+        suites,
+        "testsuite",
+        name=suite_name,
+        tests=str(len(cases)),
+        failures=str(failures),
+        errors="0",
+        skipped="0",
+        time=f"{seconds:.3f}",
+    )
     for c in cases:
         case = ET.SubElement(suite, "testcase", classname=classname, name=c.name, time="0")
         if not c.passed:
@@ -71,8 +81,10 @@ def junit_suite(suite_name: str, classname: str, cases: Iterable[Sequence[Any]],
 
 # --- the three files ----------------------------------------------------------------------------
 
-def write_report_files(report: Union[Record, Dict[str, Any]], folder, markdown_text: str, junit: bytes,
-                       extra_junit=None) -> Dict[str, str]:
+
+def write_report_files(
+    report: Union[Record, Dict[str, Any]], folder, markdown_text: str, junit: bytes, extra_junit=None
+) -> Dict[str, str]:
     """report.md, junit.xml and report.json in `folder`, each atomically; junit also at
     `extra_junit`. The record's `files` field (a dict's "files" key) says where they went.
 

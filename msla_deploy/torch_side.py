@@ -13,12 +13,18 @@ def import_torch():
         import torch
     except ImportError as exc:
         if exc.name == "torch":
-            raise MissingRuntime(f"this command needs PyTorch ({exc})", f"pip install torch, then {install_extra('export')}") from None
-        raise MissingRuntime(f"PyTorch is installed but does not import ({type(exc).__name__}: {one_line_text(exc)})",
-                             "reinstall it: pip install --force-reinstall torch") from None
+            raise MissingRuntime(
+                f"this command needs PyTorch ({exc})", f"pip install torch, then {install_extra('export')}"
+            ) from None
+        raise MissingRuntime(
+            f"PyTorch is installed but does not import ({type(exc).__name__}: {one_line_text(exc)})",
+            "reinstall it: pip install --force-reinstall torch",
+        ) from None
     except Exception as exc:  # OSError from a missing libtorch .so, AttributeError from mixed versions, ...
-        raise MissingRuntime(f"PyTorch is installed but does not import ({type(exc).__name__}: {one_line_text(exc)})",
-                             "reinstall it: pip install --force-reinstall torch") from None
+        raise MissingRuntime(
+            f"PyTorch is installed but does not import ({type(exc).__name__}: {one_line_text(exc)})",
+            "reinstall it: pip install --force-reinstall torch",
+        ) from None
     return torch
 
 
@@ -32,4 +38,6 @@ def torch_side(module: str, attr: str):
     except ImportError as exc:
         if exc.name not in ("torch", "onnxscript") and not str(exc.name or "").startswith("torch."):
             raise
-        raise MissingRuntime(f"this command needs PyTorch ({exc})", f"pip install torch, then {install_extra('export')}") from None
+        raise MissingRuntime(
+            f"this command needs PyTorch ({exc})", f"pip install torch, then {install_extra('export')}"
+        ) from None

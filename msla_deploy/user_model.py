@@ -107,7 +107,9 @@ def _is_file_target(target: str) -> bool:
 def _import_file(path_text: str):
     path = Path(path_text).expanduser()
     if not path.exists():
-        raise BadInput(f"model file {path_text} not found", "check the path (relative paths start at the current directory)")
+        raise BadInput(
+            f"model file {path_text} not found", "check the path (relative paths start at the current directory)"
+        )
     if not path.is_file():
         raise BadInput(f"model file {path_text} is not a file", _USAGE)
     path = path.resolve()
@@ -179,7 +181,10 @@ def _resolve(spec: str) -> _Factory:
             raise BadInput(f"{where} has no attribute {attr!r}", hint)
         obj = getattr(obj, part)
     if not callable(obj):
-        raise BadInput(f"{attr!r} in {where} is a {type(obj).__name__}, not callable", "name a function or class that builds the model")
+        raise BadInput(
+            f"{attr!r} in {where} is a {type(obj).__name__}, not callable",
+            "name a function or class that builds the model",
+        )
     return _Factory(obj, attr.split(".")[-1], where, file)
 
 
@@ -200,7 +205,8 @@ def _check_no_arguments(factory: _Factory) -> None:
     ]
     if required:
         raise BadInput(
-            f"factory {factory.name}({', '.join(required)}) in {factory.where} needs arguments, and it is called with none",
+            f"factory {factory.name}({', '.join(required)}) in {factory.where} needs arguments, and it is called "
+            "with none",
             "give its parameters defaults, or add a factory that takes none",
         )
 

@@ -130,7 +130,7 @@ if [ "$RUN_TESTS" -eq 1 ]; then
     if [ -d "$HERE/tests" ] && "$PYTHON" -c "import pytest" 2>/dev/null; then
         IGNORE=()
         if ! "$PYTHON" -c "import torch" 2>/dev/null; then
-            for f in $(cd "$HERE" && grep -l -E '^(import torch|from torch|from msla_deploy\.(export|zoo|nn|convert)|from tests\.test_(validate|export))' tests/test_*.py); do
+            for f in $(cd "$HERE" && grep -l -E '^(import torch|from torch|from msla_deploy\.(export|zoo|nn|convert)|from tests\.[a-z_]+\.test_(validate|export))' tests/*/test_*.py); do
                 IGNORE+=("--ignore=$f")
             done
             echo "| pytest-tensorrt (note) | torch is not installed: left out ${IGNORE[*]:-nothing} | - | - |" >>"$SUMMARY"

@@ -72,7 +72,9 @@ NO_TORCH = BLOCK_TORCH + textwrap.dedent(
 
 
 def run_without_torch(*args, cwd: Path):
-    return subprocess.run([sys.executable, "-c", NO_TORCH, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-c", NO_TORCH, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=120
+    )
 
 
 def one_error_line(result) -> str:
@@ -90,5 +92,13 @@ def export_random_b0(root: Path, name: str = "b0", **options) -> Path:
     from msla_deploy.export.pipeline import run_export
 
     out = root / name
-    run_export(ExportOptions(model="efficientvit-seg-b0-cityscapes", resolution=(64, 128), out=out, models_dir=root / "no-models", **options))
+    run_export(
+        ExportOptions(
+            model="efficientvit-seg-b0-cityscapes",
+            resolution=(64, 128),
+            out=out,
+            models_dir=root / "no-models",
+            **options,
+        )
+    )
     return out

@@ -9,7 +9,7 @@ folder, but outside the repository, was opened. Temporary folders and the Python
 are not "beside the repository" even when they happen to live there.
 
 Only this process is watched: commands run as subprocesses are covered by the static scan in
-tests/test_self_contained.py.
+tests/cli/test_self_contained.py.
 """
 
 from __future__ import annotations
@@ -45,8 +45,12 @@ class OutsideReads:
         allowed.add(site.getusersitepackages())
         # only those inside the parent folder matter (a venv or a temp folder beside the checkout);
         # one that holds the parent folder (a clone made in /tmp, as CI does) would excuse everything
-        self.allowed = tuple(root for folder in allowed for root in _roots(Path(folder))
-                             if _inside(root, self.beside) and root not in self.beside)
+        self.allowed = tuple(
+            root
+            for folder in allowed
+            for root in _roots(Path(folder))
+            if _inside(root, self.beside) and root not in self.beside
+        )
         self.seen: List[str] = []
         self._capture: Optional[List[str]] = None
 

@@ -31,8 +31,15 @@ def _as_pair(value) -> tuple:
 
 
 class ConvNormAct(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 1, bias: bool = False,
-                 norm_layer=nn.BatchNorm2d, act_layer=nn.ReLU) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 1,
+        bias: bool = False,
+        norm_layer=nn.BatchNorm2d,
+        act_layer=nn.ReLU,
+    ) -> None:
         super().__init__()
         self.dropout = nn.Dropout(0.0)
         self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=bias)
@@ -44,9 +51,20 @@ class ConvNormAct(nn.Module):
 
 
 class TimmStyleLiteMLA(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int, heads=None, heads_ratio: float = 1.0, dim: int = 8,
-                 use_bias=False, norm_layer=(None, nn.BatchNorm2d), act_layer=(None, None), kernel_func=nn.ReLU,
-                 scales=(5,), eps: float = 1e-5) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        heads=None,
+        heads_ratio: float = 1.0,
+        dim: int = 8,
+        use_bias=False,
+        norm_layer=(None, nn.BatchNorm2d),
+        act_layer=(None, None),
+        kernel_func=nn.ReLU,
+        scales=(5,),
+        eps: float = 1e-5,
+    ) -> None:
         super().__init__()
         self.eps = eps
         heads = heads or int(in_channels // dim * heads_ratio)
@@ -63,7 +81,9 @@ class TimmStyleLiteMLA(nn.Module):
             for k in scales
         )
         self.kernel_func = kernel_func(inplace=False)
-        self.proj = ConvNormAct(total_dim * (1 + len(scales)), out_channels, 1, use_bias[1], norm_layer[1], act_layer[1])
+        self.proj = ConvNormAct(
+            total_dim * (1 + len(scales)), out_channels, 1, use_bias[1], norm_layer[1], act_layer[1]
+        )
 
     def _attn(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         io_dtype = v.dtype

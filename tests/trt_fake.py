@@ -2,7 +2,8 @@
 
 How to use it in a test:
 
-    from .trt_fake import FAKE_GPU, FAKE_VERSIONS, install_fake_tensorrt, make_fake_tensorrt   # fake_trt: a fixture (conftest.py)
+    # fake_trt: a fixture (conftest.py)
+    from tests.trt_fake import FAKE_GPU, FAKE_VERSIONS, install_fake_tensorrt, make_fake_tensorrt
 
     def test_something(fake_trt):            # parametrised over FAKE_VERSIONS: test_something[trt10.3.0] ...
         trt = fake_trt                       # also sys.modules["tensorrt"]; runtime.probe_gpu() returns FAKE_GPU
@@ -28,8 +29,8 @@ properties and whether they are writable, enums with their values, module functi
 constants) is read from tests/data/tensorrt_api/<version>.json.gz (read off NVIDIA's own
 binding wheels; tests/data/README.md says how). So, as on a device with that
 version:
-- a name the version lacks raises AttributeError (`trt.BuilderFlag.FP16` on 11.4, `trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED` on 8.6,
-  `layer.precision = ...` on 11.4);
+- a name the version lacks raises AttributeError (`trt.BuilderFlag.FP16` on 11.4,
+  `trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED` on 8.6, `layer.precision = ...` on 11.4);
 - enum members carry the version's values (`int(trt.BuilderFlag.TF32)` is 7 on 8.6, 6 on 10.x),
   compare equal only to members of the same enum, and enum-typed arguments refuse plain ints;
 - assigning a read-only property raises AttributeError; calling a method with arguments that
@@ -52,7 +53,7 @@ A member with no behaviour here records its call and raises NotImplementedError:
 behaviour below (never a name the surface lacks).
 
 The one extra attribute the real module lacks is `trt.fake` (the World: knobs and records);
-code under test must never read it (tests/test_trt_api_usage.py checks).
+code under test must never read it (tests/trt/test_trt_api_usage.py checks).
 """
 
 from __future__ import annotations
@@ -85,7 +86,9 @@ def api_dir() -> Path:
 def load_api(version: str) -> Dict[str, Any]:
     path = api_dir() / f"{version}.json.gz"
     if not path.is_file():
-        raise FileNotFoundError(f"the TensorRT {version} API surface {path} is missing (tests/data is part of the repository)")
+        raise FileNotFoundError(
+            f"the TensorRT {version} API surface {path} is missing (tests/data is part of the repository)"
+        )
     with gzip.open(path, "rt", encoding="utf-8") as handle:
         return json.load(handle)
 
@@ -96,7 +99,8 @@ def version_key(version: str) -> Tuple[int, int]:
 
 
 def surface_has(version: str, dotted: str) -> bool:
-    """'BuilderFlag.FP16', 'Runtime.engine_host_code_allowed', 'Runtime' -> present in this version (members of bases count)."""
+    """'BuilderFlag.FP16', 'Runtime.engine_host_code_allowed', 'Runtime' -> present in this version
+    (members of bases count)."""
     api = load_api(version)
     classes = api["classes"]
     head, _, rest = dotted.partition(".")
@@ -121,6 +125,7 @@ def surface_has(version: str, dotted: str) -> bool:
 
 
 # --- pybind11 signatures ---------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Param:
@@ -171,11 +176,11 @@ def parse_signature(text: str) -> Signature:
             if depth == 0:
                 break
     params = []
-    for part in _split_top(text[start + 1:end], ","):
+    for part in _split_top(text[start + 1 : end], ","):
         if part in ("*", "/"):
             continue
         star = "**" if part.startswith("**") else "*" if part.startswith("*") else ""
-        part = part[len(star):]
+        part = part[len(star) :]
         name_type, _, default = part.partition("=")
         name, _, typ = name_type.partition(":")
         params.append(Param(name.strip(), typ.strip(), bool(default.strip()), star))
@@ -183,11 +188,16 @@ def parse_signature(text: str) -> Signature:
 
 
 _INT_TYPES = {"int", "SupportsInt", "SupportsIndex"}
-_NO_CHECK_CLASSES = {"Dims", "Dims2", "Dims3", "Dims4", "DimsHW", "DimsExprs", "Weights", "Permutation"}  # pybind11 converts tuples/arrays
+# pybind11 converts tuples/arrays
+_NO_CHECK_CLASSES = {"Dims", "Dims2", "Dims3", "Dims4", "DimsHW", "DimsExprs", "Weights", "Permutation"}
 
 
 def _normal_type(text: str) -> str:
-    text = re.sub(r"\b(typing_extensions|typing|collections\.abc|tensorrt_bindings\.tensorrt|tensorrt\.tensorrt|tensorrt)\.", "", text.strip())
+    text = re.sub(
+        r"\b(typing_extensions|typing|collections\.abc|tensorrt_bindings\.tensorrt|tensorrt\.tensorrt|tensorrt)\.",
+        "",
+        text.strip(),
+    )
     if "::" in text and "[" not in text:
         text = text.split("::")[-1]
     return text
@@ -258,8 +268,17 @@ def _bind(world: "World", sig: Signature, args: tuple, kwargs: dict, has_self: b
     return bound
 
 
-def _call_surface(world: "World", owner: str, name: str, sigs: List[Signature], impl: Optional[Callable], has_self: bool,
-                  self_obj: Any, args: tuple, kwargs: dict) -> Any:
+def _call_surface(
+    world: "World",
+    owner: str,
+    name: str,
+    sigs: List[Signature],
+    impl: Optional[Callable],
+    has_self: bool,
+    self_obj: Any,
+    args: tuple,
+    kwargs: dict,
+) -> Any:
     problems = []
     for sig in sigs:
         try:
@@ -270,15 +289,21 @@ def _call_surface(world: "World", owner: str, name: str, sigs: List[Signature], 
         world.calls.append(Call(f"{owner}.{name}" if owner else name, self_obj, bound))
         if impl is None:
             where = f"{owner}.{name}" if owner else name
-            raise NotImplementedError(f"fake tensorrt {world.version}: {where} exists in the real API but has no behaviour in tests/trt_fake.py")
+            raise NotImplementedError(
+                f"fake tensorrt {world.version}: {where} exists in the real API but has no behaviour in "
+                "tests/trt_fake.py"
+            )
         return impl(self_obj, **bound) if has_self else impl(**bound)
     listed = "\n".join(f"    {i}. {s.text}" for i, s in enumerate(sigs, 1))
     what = "constructor" if name == "__init__" else "function"
-    raise TypeError(f"{name}(): incompatible {what} arguments. The following argument types are supported:\n{listed}\n\n"
-                    f"Invoked with: {args!r} {kwargs!r} ({'; '.join(problems)})")
+    raise TypeError(
+        f"{name}(): incompatible {what} arguments. The following argument types are supported:\n{listed}\n\n"
+        f"Invoked with: {args!r} {kwargs!r} ({'; '.join(problems)})"
+    )
 
 
 # --- records ---------------------------------------------------------------------------------------
+
 
 @dataclass
 class Call:
@@ -347,6 +372,7 @@ class World:
 
 # --- generated enums ------------------------------------------------------------------------------
 
+
 class _EnumMeta(type):
     """pybind11 enums: members are class attributes; reading one is recorded; EnumType(int) finds the member."""
 
@@ -412,7 +438,13 @@ class _EnumBase:
 
 def _make_enum(world: World, qualname: str, spec: Dict[str, Any]):
     short = qualname.split(".")[-1]
-    namespace: Dict[str, Any] = {"__slots__": (), "__qualname__": qualname, "__module__": "tensorrt", "_world_": world, "_members_": {}}
+    namespace: Dict[str, Any] = {
+        "__slots__": (),
+        "__qualname__": qualname,
+        "__module__": "tensorrt",
+        "_world_": world,
+        "_members_": {},
+    }
     behaviour = ENUM_BEHAVIOUR.get(qualname, {})
     for extra in spec.get("extra", {}):
         if extra in behaviour:
@@ -427,6 +459,7 @@ def _make_enum(world: World, qualname: str, spec: Dict[str, Any]):
 
 
 # --- generated classes ----------------------------------------------------------------------------
+
 
 class _Object:
     """Root of every generated class: no attributes but the surface's (pybind11 objects have no __dict__)."""
@@ -454,6 +487,7 @@ def _new(world: World, cls, state: Dict[str, Any]):
 def _no_constructor(qualname: str):
     def __init__(self, *args, **kwargs):
         raise TypeError(f"tensorrt.{qualname}: No constructor defined!")
+
     return __init__
 
 
@@ -461,12 +495,15 @@ def _method(world: World, owner: str, name: str, spec: Dict[str, Any], impl: Opt
     sigs = [parse_signature(s) for s in spec.get("signatures", ["(*args, **kwargs)"])]
 
     if static:
+
         def function(*args, **kwargs):
             return _call_surface(world, owner, name, sigs, impl, False, None, args, kwargs)
+
         return staticmethod(function)
 
     def method(self, *args, **kwargs):
         return _call_surface(world, owner, name, sigs, impl, True, self, args, kwargs)
+
     method.__name__ = name
     method.__qualname__ = f"{owner}.{name}"
     return method
@@ -513,7 +550,11 @@ def _make_class(world: World, qualname: str, spec: Dict[str, Any], bases: tuple)
         if kind in ("method", "staticmethod"):
             if name == "__del__":
                 continue
-            if name.startswith("__") and name not in ("__init__", "__enter__", "__exit__", "__len__", "__getitem__") and impl is None:
+            if (
+                name.startswith("__")
+                and name not in ("__init__", "__enter__", "__exit__", "__len__", "__getitem__")
+                and impl is None
+            ):
                 continue  # keep Python's repr/eq/hash rather than a stub that raises
             if name in ("__enter__", "__exit__") and impl is None:
                 impl = _enter if name == "__enter__" else _exit
@@ -595,8 +636,22 @@ def make_fake_tensorrt(version: str = "10.3.0", **knobs) -> types.ModuleType:
             setattr(module, qualname, cls)
     for name, spec in api["functions"].items():
         impl = FUNCTION_BEHAVIOUR.get(name)
-        setattr(module, name, _method(world, "", name, spec, (lambda f: (lambda **kw: f(world, **kw)))(impl) if impl else None, static=True).__func__)
-    for name, spec in api["attributes"].items():
+        setattr(
+            module,
+            name,
+            _method(
+                world, "", name, spec, (lambda f: lambda **kw: f(world, **kw))(impl) if impl else None, static=True
+            ).__func__,
+        )
+    _set_module_attributes(world, module, api["attributes"])
+    module.__version__ = api["version"]
+    module.fake = world
+    return module
+
+
+def _set_module_attributes(world: World, module: types.ModuleType, attributes: Dict[str, Any]) -> None:
+    """The module's own attributes: constants, enum values, types and submodules."""
+    for name, spec in attributes.items():
         kind = spec["kind"]
         if kind == "constant":
             setattr(module, name, spec["value"])
@@ -606,12 +661,10 @@ def make_fake_tensorrt(version: str = "10.3.0", **knobs) -> types.ModuleType:
             setattr(module, name, world.types[spec["ref"]])
         elif kind == "module":
             setattr(module, name, module if spec["name"].startswith("tensorrt") else __import__(spec["name"]))
-    module.__version__ = api["version"]
-    module.fake = world
-    return module
 
 
 # --- behaviour (only applied to names the version's surface has) --------------------------------------
+
 
 def _dt(world: World, name: str):
     return type.__getattribute__(world.types["DataType"], name)
@@ -620,9 +673,16 @@ def _dt(world: World, name: str):
 def _onnx_dtype(world: World, elem_type: int):
     import onnx
 
-    names = {onnx.TensorProto.FLOAT: "FLOAT", onnx.TensorProto.FLOAT16: "HALF", onnx.TensorProto.INT8: "INT8",
-             onnx.TensorProto.INT32: "INT32", onnx.TensorProto.BOOL: "BOOL", onnx.TensorProto.UINT8: "UINT8",
-             onnx.TensorProto.INT64: "INT64", onnx.TensorProto.BFLOAT16: "BF16"}
+    names = {
+        onnx.TensorProto.FLOAT: "FLOAT",
+        onnx.TensorProto.FLOAT16: "HALF",
+        onnx.TensorProto.INT8: "INT8",
+        onnx.TensorProto.INT32: "INT32",
+        onnx.TensorProto.BOOL: "BOOL",
+        onnx.TensorProto.UINT8: "UINT8",
+        onnx.TensorProto.INT64: "INT64",
+        onnx.TensorProto.BFLOAT16: "BF16",
+    }
     name = names.get(elem_type, "FLOAT")
     members = type.__getattribute__(world.types["DataType"], "_members_")
     return members.get(name) or members["INT32"]  # 8.6 has no INT64: the parser narrows to INT32
@@ -656,7 +716,9 @@ class _DimsB:
 class _LoggerB:
     def __init__(self, min_severity=None):
         _init_state(self)
-        self._state["min_severity"] = min_severity if min_severity is not None else self._fake.member("ILogger.Severity", "WARNING")
+        self._state["min_severity"] = (
+            min_severity if min_severity is not None else self._fake.member("ILogger.Severity", "WARNING")
+        )
 
     def log(self, severity, msg):
         self._fake.log.append((severity.name, msg))
@@ -734,7 +796,9 @@ class _NetworkB:
 def _explicit_batch(world: World, flags: int) -> bool:
     if world.key >= (10, 0):
         return True  # 10.0: "networks are always explicit batch"
-    return bool(flags & (1 << int(type.__getattribute__(world.types["NetworkDefinitionCreationFlag"], "EXPLICIT_BATCH"))))
+    return bool(
+        flags & (1 << int(type.__getattribute__(world.types["NetworkDefinitionCreationFlag"], "EXPLICIT_BATCH")))
+    )
 
 
 def _strongly_typed(world: World, flags: int) -> bool:
@@ -760,11 +824,21 @@ class _BuilderB:
 
     def create_builder_config(self):
         w = self._fake
-        return w.new("IBuilderConfig", flags=_default_flags(w), pools={}, devices={}, cache=None, DLA_core=-1,
-                     default_device_type=w.member("DeviceType", "GPU"), builder_optimization_level=3,
-                     profiling_verbosity=w.member("ProfilingVerbosity", "LAYER_NAMES_ONLY"),
-                     hardware_compatibility_level=w.member("HardwareCompatibilityLevel", "NONE"),
-                     avg_timing_iterations=1, max_aux_streams=-1, profiles=[])
+        return w.new(
+            "IBuilderConfig",
+            flags=_default_flags(w),
+            pools={},
+            devices={},
+            cache=None,
+            DLA_core=-1,
+            default_device_type=w.member("DeviceType", "GPU"),
+            builder_optimization_level=3,
+            profiling_verbosity=w.member("ProfilingVerbosity", "LAYER_NAMES_ONLY"),
+            hardware_compatibility_level=w.member("HardwareCompatibilityLevel", "NONE"),
+            avg_timing_iterations=1,
+            max_aux_streams=-1,
+            profiles=[],
+        )
 
     def create_optimization_profile(self):
         return self._fake.new("IOptimizationProfile", shapes={})
@@ -837,7 +911,7 @@ class _ConfigB:
         if not data.startswith(header):
             self._fake.log.append(("WARNING", "the timing cache was made by another TensorRT version or device"))
             return self._fake.new("ITimingCache", entries=[], foreign=True)
-        entries = [e for e in data[len(header):].decode().split("\n") if e]
+        entries = [e for e in data[len(header) :].decode().split("\n") if e]
         return self._fake.new("ITimingCache", entries=entries, foreign=False)
 
     def set_timing_cache(self, cache, ignore_mismatch):
@@ -860,7 +934,9 @@ class _ProfileB:
     def set_shape(self, input, min, opt, max):
         low, mid, high = (tuple(int(d) for d in s) for s in (min, opt, max))
         if not len(low) == len(mid) == len(high) or any(not 0 <= a <= b <= c for a, b, c in zip(low, mid, high)):
-            self._fake.error(f"IOptimizationProfile::setDimensions: {input}: need 0 <= min <= opt <= max, got {low} {mid} {high}")
+            self._fake.error(
+                f"IOptimizationProfile::setDimensions: {input}: need 0 <= min <= opt <= max, got {low} {mid} {high}"
+            )
             return
         self._state["shapes"][input] = [list(low), list(mid), list(high)]
 
@@ -874,7 +950,12 @@ class _ProfileB:
 class _TimingCacheB:
     def serialize(self):
         w = self._fake
-        body = CACHE_MAGIC + _short(w.version).encode() + b"\n" + "".join(e + "\n" for e in self._state["entries"]).encode()
+        body = (
+            CACHE_MAGIC
+            + _short(w.version).encode()
+            + b"\n"
+            + "".join(e + "\n" for e in self._state["entries"]).encode()
+        )
         return w.new("IHostMemory", _bytes=body)
 
     def combine(self, input_cache, ignore_mismatch):
@@ -937,7 +1018,10 @@ class _ParserErrorB:
         return 0
 
     def __str__(self):
-        return f"In node {self._state['node']} with name: {self._state['node_name']} and operator: {self._state['node_operator']} ({self._state['desc']})"
+        return (
+            f"In node {self._state['node']} with name: {self._state['node_name']} and operator: "
+            f"{self._state['node_operator']} ({self._state['desc']})"
+        )
 
     __repr__ = __str__
 
@@ -949,7 +1033,9 @@ def _parse(parser, path: Path) -> bool:
 
     def fail(desc, node=-1, node_name="", op=""):
         code = w.member("ErrorCode", "UNSUPPORTED_NODE" if node >= 0 else "MODEL_DESERIALIZE_FAILED")
-        parser._state["errors"].append(w.new("ParserError", code=code, desc=desc, node=node, node_name=node_name, node_operator=op))
+        parser._state["errors"].append(
+            w.new("ParserError", code=code, desc=desc, node=node, node_name=node_name, node_operator=op)
+        )
         return False
 
     if not _explicit_batch(w, network._state["flags"]):
@@ -966,7 +1052,11 @@ def _parse(parser, path: Path) -> bool:
     def tensor(name):
         if name not in tensors:
             vi = info.get(name)
-            shape = [d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim] if vi is not None else []
+            shape = (
+                [d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim]
+                if vi is not None
+                else []
+            )
             dtype = _onnx_dtype(w, vi.type.tensor_type.elem_type) if vi is not None else _dt(w, "FLOAT")
             tensors[name] = w.new("ITensor", name=name, shape=shape, dtype=dtype)
         return tensors[name]
@@ -985,8 +1075,14 @@ def _parse(parser, path: Path) -> bool:
             w.layer_counter += 1
             layer_name = name if k == 0 else f"{name}_{w.layer_counter}"
             inputs = [tensor(x) for x in node.input if x] if k == 0 else []
-            outputs = [tensor(x) for x in node.output] if k == count - 1 else [w.new("ITensor", name=f"{layer_name}_out", shape=[], dtype=_dt(w, "FLOAT"))]
-            network._state["layers"].append(w.new("ILayer", name=layer_name, op_type=node.op_type, inputs=inputs, outputs=outputs))
+            outputs = (
+                [tensor(x) for x in node.output]
+                if k == count - 1
+                else [w.new("ITensor", name=f"{layer_name}_out", shape=[], dtype=_dt(w, "FLOAT"))]
+            )
+            network._state["layers"].append(
+                w.new("ILayer", name=layer_name, op_type=node.op_type, inputs=inputs, outputs=outputs)
+            )
     for vi in graph.output:
         t = tensor(vi.name)
         t._state["is_output"] = True
@@ -1009,8 +1105,12 @@ def _build(w: World, network, config):
             w.error(f"DLA core {core} is not available ({w.dla_cores} cores)")
             return None
         devices, default = config._state["devices"], config._state["default_device_type"]
-        refused = [layer.name for layer in network._state["layers"]
-                   if devices.get(layer.name, default) == w.member("DeviceType", "DLA") and not _ConfigB.can_run_on_DLA(config, layer)]
+        refused = [
+            layer.name
+            for layer in network._state["layers"]
+            if devices.get(layer.name, default) == w.member("DeviceType", "DLA")
+            and not _ConfigB.can_run_on_DLA(config, layer)
+        ]
         if refused and not _flag_set(w, flags, "GPU_FALLBACK"):
             w.error(f"{refused[0]} cannot run on DLA and GPU fallback is not enabled")
             return None
@@ -1021,8 +1121,10 @@ def _build(w: World, network, config):
                 w.error("Network has dynamic or shape inputs, but no optimization profile has been defined.")
                 return None
             for shapes in profiles:
-                fits = t.name in shapes and all(len(s) == len(t._state["shape"]) and all(d < 0 or d == v for d, v in zip(t._state["shape"], s))
-                                                for s in shapes[t.name])
+                fits = t.name in shapes and all(
+                    len(s) == len(t._state["shape"]) and all(d < 0 or d == v for d, v in zip(t._state["shape"], s))
+                    for s in shapes[t.name]
+                )
                 if not fits:
                     w.error(f"optimization profile is missing values for or does not match input tensor {t.name}")
                     return None
@@ -1047,11 +1149,22 @@ def _build(w: World, network, config):
         "hardware_compatibility_level": config._state["hardware_compatibility_level"].name,
         "memory_pools": dict(config._state["pools"]),
         "profiles": profiles,
-        "io": [{"name": t.name, "mode": "INPUT", "shape": list(t._state["shape"]), "dtype": t.dtype.name} for t in network._state["inputs"]]
-              + [{"name": t.name, "mode": "OUTPUT", "shape": list(t._state["shape"]), "dtype": t.dtype.name} for t in network._state["outputs"]],
-        "layers": [{"name": layer.name, "precision": layer._state["precision"].name if "precision" in layer._state else None,
-                    "device": config._state["devices"].get(layer.name, config._state["default_device_type"]).name}
-                   for layer in network._state["layers"]],
+        "io": [
+            {"name": t.name, "mode": "INPUT", "shape": list(t._state["shape"]), "dtype": t.dtype.name}
+            for t in network._state["inputs"]
+        ]
+        + [
+            {"name": t.name, "mode": "OUTPUT", "shape": list(t._state["shape"]), "dtype": t.dtype.name}
+            for t in network._state["outputs"]
+        ],
+        "layers": [
+            {
+                "name": layer.name,
+                "precision": layer._state["precision"].name if "precision" in layer._state else None,
+                "device": config._state["devices"].get(layer.name, config._state["default_device_type"]).name,
+            }
+            for layer in network._state["layers"]
+        ],
     }
     return w.new("IHostMemory", _bytes=ENGINE_MAGIC + json.dumps(desc, sort_keys=True).encode())
 
@@ -1060,7 +1173,7 @@ def read_fake_engine(data: bytes) -> Dict[str, Any]:
     """The description inside an engine the fake built (for tests' assertions)."""
     data = bytes(data)
     assert data.startswith(ENGINE_MAGIC), "not an engine built by the fake TensorRT"
-    return json.loads(data[len(ENGINE_MAGIC):].decode())
+    return json.loads(data[len(ENGINE_MAGIC) :].decode())
 
 
 class _RuntimeB:
@@ -1078,20 +1191,28 @@ class _RuntimeB:
         if not data.startswith(ENGINE_MAGIC):
             w.error("Serialization assertion failed: the data is not a TensorRT engine (magic tag mismatch)")
             return None
-        desc = json.loads(data[len(ENGINE_MAGIC):].decode())
+        desc = json.loads(data[len(ENGINE_MAGIC) :].decode())
         built, here = version_key(desc["tensorrt"]), w.key
         if built != here and not (desc["version_compatible"] and built <= here):
-            w.error(f"The engine plan file is not compatible with this version of TensorRT (built by {desc['tensorrt']}, running {w.version})")
+            w.error(
+                f"The engine plan file is not compatible with this version of TensorRT (built by {desc['tensorrt']}, "
+                f"running {w.version})"
+            )
             return None
         if desc["version_compatible"] and not self._state["engine_host_code_allowed"]:
-            w.error("Cannot deserialize a version-compatible engine: engine host code is not allowed (set Runtime.engine_host_code_allowed)")
+            w.error(
+                "Cannot deserialize a version-compatible engine: engine host code is not allowed (set "
+                "Runtime.engine_host_code_allowed)"
+            )
             return None
         if desc["dla_core"] is not None:
             core = self._state["DLA_core"]
             if not 0 <= core < w.dla_cores:
                 w.error(f"the engine runs on DLA but Runtime.DLA_core is {core} ({w.dla_cores} DLA cores)")
                 return None
-        return w.new("ICudaEngine", desc=desc, dla_core=self._state["DLA_core"] if desc["dla_core"] is not None else None)
+        return w.new(
+            "ICudaEngine", desc=desc, dla_core=self._state["DLA_core"] if desc["dla_core"] is not None else None
+        )
 
 
 class _EngineB:
@@ -1102,8 +1223,14 @@ class _EngineB:
     has_implicit_batch_dimension = property(lambda self: False)
     device_memory_size = property(lambda self: 1 << 20)
     device_memory_size_v2 = property(lambda self: 1 << 20)
-    hardware_compatibility_level = property(lambda self: self._fake.member("HardwareCompatibilityLevel", self._state["desc"]["hardware_compatibility_level"]))
-    profiling_verbosity = property(lambda self: self._fake.member("ProfilingVerbosity", self._state["desc"]["profiling_verbosity"]))
+    hardware_compatibility_level = property(
+        lambda self: self._fake.member(
+            "HardwareCompatibilityLevel", self._state["desc"]["hardware_compatibility_level"]
+        )
+    )
+    profiling_verbosity = property(
+        lambda self: self._fake.member("ProfilingVerbosity", self._state["desc"]["profiling_verbosity"])
+    )
 
     def _io(self, name):
         for io in self._state["desc"]["io"]:
@@ -1143,7 +1270,9 @@ class _EngineB:
         return self._fake.new("EngineInspector", engine=self)
 
     def serialize(self):
-        return self._fake.new("IHostMemory", _bytes=ENGINE_MAGIC + json.dumps(self._state["desc"], sort_keys=True).encode())
+        return self._fake.new(
+            "IHostMemory", _bytes=ENGINE_MAGIC + json.dumps(self._state["desc"], sort_keys=True).encode()
+        )
 
 
 class _ContextB:
@@ -1164,7 +1293,9 @@ class _ContextB:
         low, _, high = (list(s) for s in _EngineB.get_tensor_profile_shape(self._state["engine"], name, 0))
         shape = [int(d) for d in shape]
         if len(shape) != len(low) or any(not a <= d <= b for a, d, b in zip(low, shape, high)):
-            self._fake.error(f"IExecutionContext::setInputShape: {name} {shape} is outside the optimization profile {low}..{high}")
+            self._fake.error(
+                f"IExecutionContext::setInputShape: {name} {shape} is outside the optimization profile {low}..{high}"
+            )
             return False
         self._state["shapes"][name] = shape
         return True
@@ -1183,7 +1314,11 @@ class _ContextB:
         return []
 
     def execute_async_v3(self, stream_handle):
-        missing = [io["name"] for io in self._state["engine"]._state["desc"]["io"] if not self._state["addresses"].get(io["name"])]
+        missing = [
+            io["name"]
+            for io in self._state["engine"]._state["desc"]["io"]
+            if not self._state["addresses"].get(io["name"])
+        ]
         if missing:
             self._fake.error(f"execute_async_v3: no address set for {missing[0]}")
             return False
@@ -1196,7 +1331,10 @@ class _InspectorB:
     def get_engine_information(self, format):
         desc = self._state["engine"]._state["desc"]
         detailed = desc["profiling_verbosity"] == "DETAILED"
-        layers = [{"Name": x["name"], "Precision": x["precision"], "Device": x["device"]} if detailed else x["name"] for x in desc["layers"]]
+        layers = [
+            {"Name": x["name"], "Precision": x["precision"], "Device": x["device"]} if detailed else x["name"]
+            for x in desc["layers"]
+        ]
         info = {"Layers": layers, "Bindings": [io["name"] for io in desc["io"]]}
         return json.dumps(info) if format.name == "JSON" else "\n".join(str(x) for x in layers)
 
@@ -1206,7 +1344,15 @@ class _InspectorB:
 
 
 def _nptype(world: World, trt_type):
-    table = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "BOOL": np.bool_, "UINT8": np.uint8, "INT64": np.int64}
+    table = {
+        "FLOAT": np.float32,
+        "HALF": np.float16,
+        "INT8": np.int8,
+        "INT32": np.int32,
+        "BOOL": np.bool_,
+        "UINT8": np.uint8,
+        "INT64": np.int64,
+    }
     if trt_type.name not in table:
         raise TypeError(f"Could not resolve TensorRT datatype to an equivalent numpy datatype. {trt_type}")
     return table[trt_type.name]
@@ -1220,17 +1366,48 @@ def _volume(world: World, iterable):
 
 
 CLASS_BEHAVIOUR: Dict[str, type] = {
-    "Dims": _DimsB, "Logger": _LoggerB, "ILogger": _ILoggerB, "ITensor": _TensorB, "ILayer": _LayerB,
-    "INetworkDefinition": _NetworkB, "Builder": _BuilderB, "IBuilderConfig": _ConfigB, "ITimingCache": _TimingCacheB,
-    "IHostMemory": _HostMemoryB, "OnnxParser": _ParserB, "ParserError": _ParserErrorB, "Runtime": _RuntimeB,
-    "ICudaEngine": _EngineB, "IExecutionContext": _ContextB, "IOptimizationProfile": _ProfileB, "EngineInspector": _InspectorB,
+    "Dims": _DimsB,
+    "Logger": _LoggerB,
+    "ILogger": _ILoggerB,
+    "ITensor": _TensorB,
+    "ILayer": _LayerB,
+    "INetworkDefinition": _NetworkB,
+    "Builder": _BuilderB,
+    "IBuilderConfig": _ConfigB,
+    "ITimingCache": _TimingCacheB,
+    "IHostMemory": _HostMemoryB,
+    "OnnxParser": _ParserB,
+    "ParserError": _ParserErrorB,
+    "Runtime": _RuntimeB,
+    "ICudaEngine": _EngineB,
+    "IExecutionContext": _ContextB,
+    "IOptimizationProfile": _ProfileB,
+    "EngineInspector": _InspectorB,
 }
-_ITEMSIZE = {"FLOAT": 4, "HALF": 2, "BF16": 2, "INT8": 1, "UINT8": 1, "BOOL": 1, "FP8": 1, "INT32": 4, "INT64": 8, "INT4": 0.5, "FP4": 0.5, "E8M0": 1}
+_ITEMSIZE = {
+    "FLOAT": 4,
+    "HALF": 2,
+    "BF16": 2,
+    "INT8": 1,
+    "UINT8": 1,
+    "BOOL": 1,
+    "FP8": 1,
+    "INT32": 4,
+    "INT64": 8,
+    "INT4": 0.5,
+    "FP4": 0.5,
+    "E8M0": 1,
+}
 ENUM_BEHAVIOUR: Dict[str, Dict[str, Any]] = {"DataType": {"itemsize": property(lambda self: _ITEMSIZE[self.name])}}
-FUNCTION_BEHAVIOUR: Dict[str, Callable] = {"nptype": _nptype, "volume": _volume, "init_libnvinfer_plugins": lambda world, logger, namespace: True}
+FUNCTION_BEHAVIOUR: Dict[str, Callable] = {
+    "nptype": _nptype,
+    "volume": _volume,
+    "init_libnvinfer_plugins": lambda world, logger, namespace: True,
+}
 
 
 # --- installing it --------------------------------------------------------------------------------
+
 
 def _fake_gpu():
     from msla_deploy.trt.runtime import GpuInfo
@@ -1242,7 +1419,8 @@ FAKE_GPU = _fake_gpu()
 
 
 def install_fake_tensorrt(monkeypatch, version: str = "10.3.0", **knobs) -> types.ModuleType:
-    """sys.modules["tensorrt"] = a fake of `version`; msla_deploy.trt.runtime.probe_gpu() returns FAKE_GPU. Undone after the test."""
+    """sys.modules["tensorrt"] = a fake of `version`; msla_deploy.trt.runtime.probe_gpu() returns FAKE_GPU.
+    Undone after the test."""
     from msla_deploy.trt import runtime
 
     module = make_fake_tensorrt(version, **knobs)
@@ -1253,7 +1431,8 @@ def install_fake_tensorrt(monkeypatch, version: str = "10.3.0", **knobs) -> type
 
 @pytest.fixture(params=FAKE_VERSIONS, ids=lambda v: f"trt{v}")
 def fake_trt(request, monkeypatch):
-    """The fake TensorRT of each version, installed as `tensorrt` with a fake GPU (indirect parametrisation picks versions)."""
+    """The fake TensorRT of each version, installed as `tensorrt` with a fake GPU (indirect parametrisation
+    picks versions)."""
     return install_fake_tensorrt(monkeypatch, request.param)
 
 
@@ -1266,7 +1445,11 @@ def uncovered(names: Iterable[str]) -> List[str]:
     """Behaviour keys no version's surface has (a typo would be behaviour beyond the real API)."""
     missing = []
     for qualname, behaviour in CLASS_BEHAVIOUR.items():
-        for name in (n for n in vars(behaviour) if not n.startswith("_") or n in ("__init__", "__len__", "__getitem__", "__eq__", "__repr__", "__str__")):
+        for name in (
+            n
+            for n in vars(behaviour)
+            if not n.startswith("_") or n in ("__init__", "__len__", "__getitem__", "__eq__", "__repr__", "__str__")
+        ):
             if not any(surface_has(v, f"{qualname}.{name}") for v in FAKE_VERSIONS):
                 missing.append(f"{qualname}.{name}")
     return missing + [n for n in names if not any(surface_has(v, n) for v in FAKE_VERSIONS)]
@@ -1274,8 +1457,16 @@ def uncovered(names: Iterable[str]) -> List[str]:
 
 # --- engines without a build (for runtime and bench tests) -------------------------------------------
 
-def engine_bytes(version: str, inputs: Dict[str, Tuple[tuple, str]], outputs: Dict[str, Tuple[tuple, str]], *,
-                 version_compatible: bool = False, dla_core: Optional[int] = None, profile: Optional[Dict[str, Tuple[tuple, tuple, tuple]]] = None) -> bytes:
+
+def engine_bytes(
+    version: str,
+    inputs: Dict[str, Tuple[tuple, str]],
+    outputs: Dict[str, Tuple[tuple, str]],
+    *,
+    version_compatible: bool = False,
+    dla_core: Optional[int] = None,
+    profile: Optional[Dict[str, Tuple[tuple, tuple, tuple]]] = None,
+) -> bytes:
     """What the fake Builder of `version` would serialise for an engine with these I/O tensors.
 
     inputs/outputs: name -> (shape, DataType member name: "FLOAT", "HALF", "INT32", ...). The
@@ -1284,11 +1475,20 @@ def engine_bytes(version: str, inputs: Dict[str, Tuple[tuple, str]], outputs: Di
     """
     io = [{"name": n, "mode": "INPUT", "shape": list(s), "dtype": d} for n, (s, d) in inputs.items()]
     io += [{"name": n, "mode": "OUTPUT", "shape": list(s), "dtype": d} for n, (s, d) in outputs.items()]
-    desc = {"tensorrt": load_api(version)["version"], "flags": [], "network_flags": 0, "strongly_typed": version_key(version) >= (11, 0),
-            "version_compatible": version_compatible, "dla_core": dla_core, "profiling_verbosity": "DETAILED",
-            "hardware_compatibility_level": "NONE", "memory_pools": {}, "io": io,
-            "profiles": [{n: [list(s) for s in shapes] for n, shapes in profile.items()}] if profile else [],
-            "layers": [{"name": "fake_layer", "precision": None, "device": "DLA" if dla_core is not None else "GPU"}]}
+    desc = {
+        "tensorrt": load_api(version)["version"],
+        "flags": [],
+        "network_flags": 0,
+        "strongly_typed": version_key(version) >= (11, 0),
+        "version_compatible": version_compatible,
+        "dla_core": dla_core,
+        "profiling_verbosity": "DETAILED",
+        "hardware_compatibility_level": "NONE",
+        "memory_pools": {},
+        "io": io,
+        "profiles": [{n: [list(s) for s in shapes] for n, shapes in profile.items()}] if profile else [],
+        "layers": [{"name": "fake_layer", "precision": None, "device": "DLA" if dla_core is not None else "GPU"}],
+    }
     return ENGINE_MAGIC + json.dumps(desc, sort_keys=True).encode()
 
 

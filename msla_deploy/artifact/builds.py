@@ -122,7 +122,9 @@ def read_builds(entries: Any, source: str) -> List[BuildRecord]:
         return []
     if not isinstance(entries, list):
         raise RecordError(f"{source}: builds is {type(entries).__name__}, expected list", BuildRecord._fix())
-    return [BuildRecord.from_dict(b, f"{source}: builds[{i}]" if source else f"builds[{i}]") for i, b in enumerate(entries)]
+    return [
+        BuildRecord.from_dict(b, f"{source}: builds[{i}]" if source else f"builds[{i}]") for i, b in enumerate(entries)
+    ]
 
 
 @dataclass
@@ -155,4 +157,3 @@ class BuildsFile(Record):
     @classmethod
     def _fix(cls) -> str:
         return "delete it (the engines beside it lose their record), or copy it again"
-

@@ -37,7 +37,17 @@ def package_version(name: str) -> Optional[str]:
         return None
 
 
-PACKAGES = ("msla-deploy", "torch", "onnx", "onnxscript", "onnxruntime", "onnxruntime-gpu", "numpy", "polygraphy", "tensorrt")
+PACKAGES = (
+    "msla-deploy",
+    "torch",
+    "onnx",
+    "onnxscript",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "numpy",
+    "polygraphy",
+    "tensorrt",
+)
 
 
 def environment(packages: Iterable[str] = PACKAGES) -> Dict[str, Any]:

@@ -48,7 +48,9 @@ def load_onnx(path: Path, load_external_data: bool = True) -> onnx.ModelProto:
         return onnx.load(str(path), load_external_data=load_external_data)
     except Exception as exc:  # protobuf DecodeError, external-data errors, ...: all mean "not a usable ONNX"
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInput(f"{path} is not a readable ONNX model ({detail}; truncated?)", "re-export it, or copy the file again") from None
+        raise BadInput(
+            f"{path} is not a readable ONNX model ({detail}; truncated?)", "re-export it, or copy the file again"
+        ) from None
 
 
 def _dtype_name(elem_type: int) -> str:

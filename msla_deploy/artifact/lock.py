@@ -137,7 +137,10 @@ def directory_lock(directory: Path, command: str = "") -> Iterator[Path]:
             f"wait for it to finish; if that process is gone, delete {path}",
         )
     else:
-        raise BadInput(f"could not take the lock {path} (other runs keep replacing it)", "run one msla-deploy writer per directory at a time")
+        raise BadInput(
+            f"could not take the lock {path} (other runs keep replacing it)",
+            "run one msla-deploy writer per directory at a time",
+        )
     try:
         yield path
     finally:

@@ -42,7 +42,13 @@ def relative_inside(text: Any, where: str, path: Path) -> str:
     would let a manifest (data) point the tool at files elsewhere on the machine."""
     _expect(text, str, where, path)
     normal = posixpath.normpath(text.replace("\\", "/"))
-    if not text or posixpath.isabs(normal) or normal == ".." or normal.startswith("../") or (len(text) > 1 and text[1] == ":"):
+    if (
+        not text
+        or posixpath.isabs(normal)
+        or normal == ".."
+        or normal.startswith("../")
+        or (len(text) > 1 and text[1] == ":")
+    ):
         raise ManifestError(f"{path}: {where} = {text!r} is not a path inside the artifact directory", REEXPORT)
     return normal
 
@@ -54,11 +60,18 @@ class ModelRecord:
     spec: Optional[str] = None  # the zoo name or FILE.py:FACTORY as given
     num_classes: Optional[int] = None
     parameters: Optional[int] = None
-    file_sha256: Optional[str] = None  # of FILE.py when spec is FILE.py:FACTORY: checked before it is imported again (trust.py)
+    # of FILE.py when spec is FILE.py:FACTORY: checked before it is imported again (trust.py)
+    file_sha256: Optional[str] = None
     present: Optional[Tuple[str, ...]] = field(default=None, compare=False, repr=False)  # keys read (None: all)
 
     def to_dict(self) -> Dict[str, Any]:
-        data = {"name": self.name, "source": self.source, "spec": self.spec, "num_classes": self.num_classes, "parameters": self.parameters}
+        data = {
+            "name": self.name,
+            "source": self.source,
+            "spec": self.spec,
+            "num_classes": self.num_classes,
+            "parameters": self.parameters,
+        }
         if self.file_sha256 is not None:
             data["file_sha256"] = self.file_sha256
         return data if self.present is None else {k: v for k, v in data.items() if k in self.present or v is not None}
@@ -79,16 +92,39 @@ class PrecisionRecord:
 
     def to_dict(self) -> Dict[str, Any]:
         return {
-            "precision": self.precision, "attention_precision": self.attention_precision, "io_dtype": self.io_dtype,
-            "upsample": self.upsample, "fp16_guards": self.fp16_guards, "onnx_files": dict(self.onnx_files),
-            "fp32_nodes": list(self.fp32_nodes), **self.extra,
+            "precision": self.precision,
+            "attention_precision": self.attention_precision,
+            "io_dtype": self.io_dtype,
+            "upsample": self.upsample,
+            "fp16_guards": self.fp16_guards,
+            "onnx_files": dict(self.onnx_files),
+            "fp32_nodes": list(self.fp32_nodes),
+            **self.extra,
         }
 
 
 _KNOWN = (
-    "format", "stage", "created_unix", "tool", "recipe_sha256", "model", "weights", "options", "precision",
-    "exporter", "swapped_modules", "attention_plans", "onnx", "probes", "hazards", "parity", "environment",
-    "timings_s", "warnings", "artifacts", "builds",
+    "format",
+    "stage",
+    "created_unix",
+    "tool",
+    "recipe_sha256",
+    "model",
+    "weights",
+    "options",
+    "precision",
+    "exporter",
+    "swapped_modules",
+    "attention_plans",
+    "onnx",
+    "probes",
+    "hazards",
+    "parity",
+    "environment",
+    "timings_s",
+    "warnings",
+    "artifacts",
+    "builds",
 )
 
 
@@ -187,7 +223,8 @@ class Manifest:
         num_classes = model.get("num_classes")
         m.model = ModelRecord(
             name=_expect(model.get("name"), (str, type(None)), "model.name", path),
-            source=model.get("source"), spec=model.get("spec"),
+            source=model.get("source"),
+            spec=model.get("spec"),
             num_classes=_expect(num_classes, (int, type(None)), "model.num_classes", path),
             parameters=model.get("parameters"),
             file_sha256=_expect(model.get("file_sha256"), (str, type(None)), "model.file_sha256", path),
@@ -225,8 +262,14 @@ def _precision(section: Any, path: Path) -> PrecisionRecord:
     _expect(section, dict, "precision", path)
     files = section.get("onnx_files")
     if not isinstance(files, dict):
-        raise ManifestError(f"{path}: 'precision' has no 'onnx_files' table", "re-export the directory with this version of msla-deploy")
-    onnx_files = {role: relative_inside(rel, f"precision.onnx_files.{role}", path) for role, rel in files.items() if role in ("fp32", "fp16", "int8")}
+        raise ManifestError(
+            f"{path}: 'precision' has no 'onnx_files' table", "re-export the directory with this version of msla-deploy"
+        )
+    onnx_files = {
+        role: relative_inside(rel, f"precision.onnx_files.{role}", path)
+        for role, rel in files.items()
+        if role in ("fp32", "fp16", "int8")
+    }
     if not onnx_files:
         raise ManifestError(f"{path} lists no fp32 or fp16 ONNX", "re-export the directory")
     nodes = _expect(section.get("fp32_nodes") or [], list, "precision.fp32_nodes", path)
@@ -258,8 +301,10 @@ def read_manifest_if_any(directory: Path) -> Optional[Manifest]:
 def read_manifest(directory: Path) -> Manifest:
     path = manifest_path(directory)
     if not path.is_file():
-        raise ManifestError(f"{Path(directory)} has no {MANIFEST_NAME}: not an export directory",
-                            "run `msla-deploy export` first, or pass the .onnx file itself")
+        raise ManifestError(
+            f"{Path(directory)} has no {MANIFEST_NAME}: not an export directory",
+            "run `msla-deploy export` first, or pass the .onnx file itself",
+        )
     try:
         data = json.loads(path.read_text())
     except RecursionError:

@@ -62,7 +62,10 @@ def _check(declared: Declared, stored: int, where: str, fix: str) -> int:
     check_array_kind(dtype, where, fix)
     nbytes = declared_bytes(shape, dtype)
     if nbytes != stored:
-        raise BadInput(f"{where} declares {list(shape)} {dtype} ({nbytes} bytes) but stores {stored} bytes: truncated or forged", fix)
+        raise BadInput(
+            f"{where} declares {list(shape)} {dtype} ({nbytes} bytes) but stores {stored} bytes: truncated or forged",
+            fix,
+        )
     return nbytes
 
 

@@ -40,8 +40,10 @@ def parse_resolution(text: str) -> Tuple[int, int]:
                 f"EfficientViT downsamples 5 times; use e.g. {lower} or {lower + STRIDE}",
             )
     if height * width > MAX_PICTURE_PIXELS:  # the pictures it would be fed are refused above this too
-        raise BadInput(f"--res {text}: {height * width / 1e6:.0f} megapixels, above the limit of {MAX_PICTURE_PIXELS / 1e6:.0f}",
-                       "use a resolution like 1024x2048 (Cityscapes) or 2048x4096 at most")
+        raise BadInput(
+            f"--res {text}: {height * width / 1e6:.0f} megapixels, above the limit of {MAX_PICTURE_PIXELS / 1e6:.0f}",
+            "use a resolution like 1024x2048 (Cityscapes) or 2048x4096 at most",
+        )
     return height, width
 
 
@@ -50,18 +52,29 @@ def parse_batch(text: str, max_batch: Optional[int]) -> Tuple[int, bool]:
     text = (text or "").strip().lower()
     if text == "dynamic":
         if max_batch is None:
-            raise BadInput("--batch dynamic needs --max-batch N", "add --max-batch 8 (the largest batch TensorRT and Triton will be asked for)")
+            raise BadInput(
+                "--batch dynamic needs --max-batch N",
+                "add --max-batch 8 (the largest batch TensorRT and Triton will be asked for)",
+            )
         if max_batch < 2:
-            raise BadInput(f"--max-batch {max_batch}: a dynamic batch needs a largest batch of at least 2", "use --max-batch 8 (or another N >= 2)")
+            raise BadInput(
+                f"--max-batch {max_batch}: a dynamic batch needs a largest batch of at least 2",
+                "use --max-batch 8 (or another N >= 2)",
+            )
         return int(max_batch), True
     try:
         batch = int(text)
     except ValueError:
-        raise BadInput(f"--batch {text!r} is neither a number nor 'dynamic'", "write --batch 4, or --batch dynamic --max-batch 8") from None
+        raise BadInput(
+            f"--batch {text!r} is neither a number nor 'dynamic'", "write --batch 4, or --batch dynamic --max-batch 8"
+        ) from None
     if batch < 1:
         raise BadInput(f"--batch {batch} must be at least 1", "use --batch 1, or --batch dynamic --max-batch N")
     if max_batch is not None:
-        raise BadInput(f"--max-batch applies to --batch dynamic, not to a static --batch {batch}", "add --batch dynamic, or drop --max-batch")
+        raise BadInput(
+            f"--max-batch applies to --batch dynamic, not to a static --batch {batch}",
+            "add --batch dynamic, or drop --max-batch",
+        )
     return batch, False
 
 
@@ -111,9 +124,7 @@ class ExportOptions:
     def check(self) -> None:
         self.check_values()
         if self.precision == "fp32" and (self.attention_precision, self.io_dtype) != ("fp32", "fp32"):
-            raise BadInput(
-                "--attention-precision/--io-dtype fp16 need --precision fp16", "add --precision fp16"
-            )
+            raise BadInput("--attention-precision/--io-dtype fp16 need --precision fp16", "add --precision fp16")
         self._check_int8()
         if self.weights is not None and not Path(self.weights).is_file():
             raise BadInput(f"--weights {self.weights}: no such file", "pass the path of a .pt state dict")
@@ -124,8 +135,10 @@ class ExportOptions:
         if self.batch < 1:
             raise BadInput(f"--batch {self.batch} must be at least 1", "use --batch 1")
         if self.dynamic_batch and self.batch < 2:
-            raise BadInput(f"--batch dynamic with --max-batch {self.batch}: a dynamic batch needs a largest batch of at least 2",
-                           "use --max-batch 8 (or another N >= 2), or a static --batch 1")
+            raise BadInput(
+                f"--batch dynamic with --max-batch {self.batch}: a dynamic batch needs a largest batch of at least 2",
+                "use --max-batch 8 (or another N >= 2), or a static --batch 1",
+            )
         if not MIN_OPSET <= self.opset <= MAX_OPSET:
             raise BadInput(
                 f"--opset {self.opset} is outside {MIN_OPSET}..{MAX_OPSET}",
@@ -143,7 +156,9 @@ class ExportOptions:
             if value not in allowed:
                 raise BadInput(f"{flag} {value!r} is unknown", f"choose one of {', '.join(allowed)}")
         if self.calib_count < 1:
-            raise BadInput(f"--calib-count {self.calib_count} must be at least 1", f"use e.g. --calib-count {DEFAULT_CALIB_COUNT}")
+            raise BadInput(
+                f"--calib-count {self.calib_count} must be at least 1", f"use e.g. --calib-count {DEFAULT_CALIB_COUNT}"
+            )
         m = self.min_argmax_agreement
         if m is not None and not 0.0 < m <= 1.0:
             raise BadInput(f"--min-argmax-agreement {m:g} is not a fraction in (0, 1]", "write e.g. 0.99")
@@ -153,12 +168,25 @@ class ExportOptions:
     def _check_int8(self) -> None:
         int8 = self.precision == "int8"
         if int8 and (self.attention_precision, self.io_dtype) != ("fp32", "fp32"):
-            raise BadInput("--attention-precision/--io-dtype apply to fp16 exports", "drop them: int8 keeps fp32 I/O and an fp32 attention island")
+            raise BadInput(
+                "--attention-precision/--io-dtype apply to fp16 exports",
+                "drop them: int8 keeps fp32 I/O and an fp32 attention island",
+            )
         if int8 and self.calib_images is None:
-            raise BadInput("--precision int8 needs calibration pictures", "add --calib-images DIR (photos like the deployment's, or a dataset root)")
-        used = [flag for flag, on in (("--calib-images", self.calib_images is not None), ("--sensitivity", self.sensitivity),
-                                      ("--int8-attention", self.int8_attention),
-                                      ("--min-argmax-agreement", self.min_argmax_agreement is not None)) if on]
+            raise BadInput(
+                "--precision int8 needs calibration pictures",
+                "add --calib-images DIR (photos like the deployment's, or a dataset root)",
+            )
+        used = [
+            flag
+            for flag, on in (
+                ("--calib-images", self.calib_images is not None),
+                ("--sensitivity", self.sensitivity),
+                ("--int8-attention", self.int8_attention),
+                ("--min-argmax-agreement", self.min_argmax_agreement is not None),
+            )
+            if on
+        ]
         if used and not int8:
             raise BadInput(f"{used[0]} applies to int8 exports", "add --precision int8")
 
@@ -175,7 +203,8 @@ class ExportOptions:
         if self.out is not None:
             return Path(self.out)
         h, w = self.resolution
-        head = "" if self.head == "logits" else f"-{self.head}"  # a labels graph never lands in a logits export's folder
+        # a labels graph never lands in a logits export's folder
+        head = "" if self.head == "logits" else f"-{self.head}"
         batch = f"-dyn{self.batch}" if self.dynamic_batch else ""  # nor a dynamic-batch graph in a static one's
         return Path(self.artifacts_dir) / f"{self.model_label}-{h}x{w}-{self.precision}{head}{batch}"
 

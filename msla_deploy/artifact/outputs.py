@@ -71,14 +71,22 @@ class OutputGuard:
             root = Path(self.artifact_dir)
             link = escaping_link(path, root)
             if link is not None:
-                raise BadInput(f"{flag} {path} goes through {link}, a link out of the artifact to {_real(link)}",
-                               "remove the link, or name the place it points to yourself")
+                raise BadInput(
+                    f"{flag} {path} goes through {link}, a link out of the artifact to {_real(link)}",
+                    "remove the link, or name the place it points to yourself",
+                )
             real_root = _real(root)
             if where == real_root:
-                raise BadInput(f"{flag} {path} would write onto the artifact directory itself, part of the artifact in {root}", fix)
+                raise BadInput(
+                    f"{flag} {path} would write onto the artifact directory itself, part of the artifact in {root}", fix
+                )
             for item in protected_paths(root):
                 if _inside(where, _real(item)):
-                    raise BadInput(f"{flag} {path} would write onto {item.relative_to(root).as_posix()}, part of the artifact in {root}", fix)
+                    raise BadInput(
+                        f"{flag} {path} would write onto {item.relative_to(root).as_posix()}, part of the artifact "
+                        f"in {root}",
+                        fix,
+                    )
         for item in self.artifact_files:
             if where == _real(item):
                 raise BadInput(f"{flag} {path} would write onto {item}, the artifact being read", fix)
@@ -94,8 +102,10 @@ def check_repository_entry(repository: Path, entry: Path, flag: str) -> None:
     """A folder written inside a repository must not be a link out of it."""
     link = escaping_link(entry, repository)
     if link is not None:
-        raise BadInput(f"{flag} {repository}: {link} links out of the repository to {_real(link)}",
-                       "remove the link, or choose another --name")
+        raise BadInput(
+            f"{flag} {repository}: {link} links out of the repository to {_real(link)}",
+            "remove the link, or choose another --name",
+        )
 
 
 def guard_for(artifact, inputs: Iterable[Path] = ()) -> OutputGuard:

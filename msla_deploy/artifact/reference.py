@@ -73,9 +73,19 @@ def read_reference(folder: Path) -> ReferenceBundle:
 
 #: fields of reference.json that are read, and the JSON types they must have
 _INFO_TYPES = {
-    "source": (str,), "precision": (str,), "torch": (str,), "inputs": (str,), "synthetic_inputs": (str,),
-    "image_preprocessing": (str,), "image_source_dir": (str,), "normalization": (dict,), "seed": (int,),
-    "synthetic_samples": (int,), "images": (list,), "input_names": (list,), "output_names": (list,),
+    "source": (str,),
+    "precision": (str,),
+    "torch": (str,),
+    "inputs": (str,),
+    "synthetic_inputs": (str,),
+    "image_preprocessing": (str,),
+    "image_source_dir": (str,),
+    "normalization": (dict,),
+    "seed": (int,),
+    "synthetic_samples": (int,),
+    "images": (list,),
+    "input_names": (list,),
+    "output_names": (list,),
 }
 
 
@@ -87,7 +97,10 @@ def _check_info(info, path: Path) -> None:
     for key, types in _INFO_TYPES.items():
         value = info.get(key)
         if value is not None and (not isinstance(value, types) or isinstance(value, bool) and bool not in types):
-            raise BadInput(f"{path}: field {key!r} is {type(value).__name__} {json.dumps(value)[:40]}, not {types[0].__name__}", fix)
+            raise BadInput(
+                f"{path}: field {key!r} is {type(value).__name__} {json.dumps(value)[:40]}, not {types[0].__name__}",
+                fix,
+            )
     if isinstance(info.get("synthetic_samples"), int) and info["synthetic_samples"] < 0:
         raise BadInput(f"{path}: field 'synthetic_samples' is negative", fix)
     for key in ("input_names", "output_names"):

@@ -86,7 +86,10 @@ class Artifact:
     def single_engine(self) -> Optional[Path]:
         """The engine to run on TensorRT: the one given, or a directory's only engine."""
         if len(self.engines) > 1:
-            raise BadInput(f"{self.path} holds {len(self.engines)} engines ({', '.join(e.name for e in self.engines)})", "pass the one to use")
+            raise BadInput(
+                f"{self.path} holds {len(self.engines)} engines ({', '.join(e.name for e in self.engines)})",
+                "pass the one to use",
+            )
         return self.engines[0] if self.engines else None
 
     def model_file(self, tensorrt: bool) -> Path:
@@ -96,7 +99,10 @@ class Artifact:
         if self.is_engine or engine is not None:
             return engine or self.engines[0]
         if self.onnx_path is None:
-            raise BadInput(f"{self.path} has no {ONNX_NAME}", "pass an export directory written by msla-deploy export, or the model file itself")
+            raise BadInput(
+                f"{self.path} has no {ONNX_NAME}",
+                "pass an export directory written by msla-deploy export, or the model file itself",
+            )
         return self.onnx_path
 
     @property
@@ -124,7 +130,11 @@ class Artifact:
         """(precision, where it was read). An ONNX says it best itself (an fp16 export also holds
         an fp32 ONNX); an engine's build record speaks for it; then the export's options."""
         if model_file.suffix == ONNX_SUFFIX:
-            meta = G.metadata(self.onnx_model) if model_file == self.onnx_path else G.metadata(G.load_onnx(model_file, False))
+            meta = (
+                G.metadata(self.onnx_model)
+                if model_file == self.onnx_path
+                else G.metadata(G.load_onnx(model_file, False))
+            )
             if meta.get(META_PRECISION):
                 return meta[META_PRECISION], f"ONNX metadata {META_PRECISION}"
         elif is_engine_file(model_file.name):
@@ -156,7 +166,13 @@ class Artifact:
         recorded = options.upsample if options is not None else None
         bilinear = recorded == "bilinear"
         if recorded is None and self.onnx_model is not None:
-            modes = {a.s.decode() for n in self.onnx_model.graph.node if n.op_type == "Resize" for a in n.attribute if a.name == "mode"}
+            modes = {
+                a.s.decode()
+                for n in self.onnx_model.graph.node
+                if n.op_type == "Resize"
+                for a in n.attribute
+                if a.name == "mode"
+            }
             bilinear = "linear" in modes and "cubic" not in modes
         if precision == "fp32" and bilinear:
             return "fp16", "the head resizes bilinearly (upstream: bicubic), judged like fp16 as export does"
@@ -172,7 +188,12 @@ class Artifact:
 
     @property
     def batch(self) -> Optional[int]:
-        if self.inputs and self.inputs[0].shape and isinstance(self.inputs[0].shape[0], int) and self.inputs[0].shape[0] > 0:
+        if (
+            self.inputs
+            and self.inputs[0].shape
+            and isinstance(self.inputs[0].shape[0], int)
+            and self.inputs[0].shape[0] > 0
+        ):
             return int(self.inputs[0].shape[0])
         if self.manifest is not None and self.manifest.options is not None:
             return self.manifest.options.batch
@@ -229,7 +250,10 @@ class Artifact:
             return Path(given)
         folder = (self.path if self.kind == "directory" else self.path.parent) / REFERENCE_DIR
         if not folder.is_dir():
-            raise BadInput(f"no reference bundle at {folder}", "pass --reference DIR (the reference/ folder of the export this artifact came from)")
+            raise BadInput(
+                f"no reference bundle at {folder}",
+                "pass --reference DIR (the reference/ folder of the export this artifact came from)",
+            )
         return folder
 
     def default_report_dir(self, stage: str = VALIDATION_DIR) -> Path:
@@ -241,9 +265,15 @@ class Artifact:
         model_file = model_file or self.model_file(tensorrt=self.is_engine)
         precision, source = self.precision_of(model_file)
         return {
-            "path": str(self.path), "name": self.path.name, "kind": self.kind, "model_file": str(model_file),
-            "directory": None if self.directory is None else str(self.directory), "model": self.model_name,
-            "precision": precision, "precision_source": source, "recipe_sha256": self.recipe_sha256,
+            "path": str(self.path),
+            "name": self.path.name,
+            "kind": self.kind,
+            "model_file": str(model_file),
+            "directory": None if self.directory is None else str(self.directory),
+            "model": self.model_name,
+            "precision": precision,
+            "precision_source": source,
+            "recipe_sha256": self.recipe_sha256,
         }
 
 
@@ -267,15 +297,32 @@ def resolve(path: Path) -> Artifact:
             onnx_path = path / primary if primary else onnx_path
         engines = _engines(path)
         if not onnx_path.is_file() and not engines:
-            raise BadInput(f"{path} has neither {ONNX_NAME} nor an .engine", "pass an export directory written by msla-deploy export, or the model file")
-        artifact = Artifact(path, "directory", path if manifest is not None else None, manifest, onnx_path if onnx_path.is_file() else None, engines)
+            raise BadInput(
+                f"{path} has neither {ONNX_NAME} nor an .engine",
+                "pass an export directory written by msla-deploy export, or the model file",
+            )
+        artifact = Artifact(
+            path,
+            "directory",
+            path if manifest is not None else None,
+            manifest,
+            onnx_path if onnx_path.is_file() else None,
+            engines,
+        )
     elif path.suffix == ONNX_SUFFIX:
         manifest = read_manifest_if_any(path.parent)
         artifact = Artifact(path, "onnx", path.parent if manifest is not None else None, manifest, path)
     elif is_engine_file(path.name):
         manifest = read_manifest_if_any(path.parent)
         beside = path.parent / ONNX_NAME
-        artifact = Artifact(path, "engine", path.parent if manifest is not None else None, manifest, beside if beside.is_file() else None, [path])
+        artifact = Artifact(
+            path,
+            "engine",
+            path.parent if manifest is not None else None,
+            manifest,
+            beside if beside.is_file() else None,
+            [path],
+        )
     else:
         raise BadInput(f"{path}: not an .onnx, an .engine or a directory", POINT_AT)
     if artifact.onnx_path is not None and not artifact.is_engine:

@@ -87,7 +87,12 @@ def export_manifest(directory: Path) -> Tuple[Optional[Dict], str]:
     tool = data.get("tool") if isinstance(data, dict) else None
     fmt = data.get("format") if isinstance(data, dict) else None
     family = MANIFEST_FORMAT.split("/")[0]
-    if not isinstance(tool, dict) or tool.get("name") != TOOL_NAME or not isinstance(fmt, str) or fmt.split("/")[0] != family:
+    if (
+        not isinstance(tool, dict)
+        or tool.get("name") != TOOL_NAME
+        or not isinstance(fmt, str)
+        or fmt.split("/")[0] != family
+    ):
         return None, f"its {MANIFEST_NAME} was not written by {TOOL_NAME} (no tool/format fields of ours)"
     listed = data.get("artifacts")
     if not isinstance(listed, dict) or not listed:
@@ -156,6 +161,7 @@ def check_replaceable(target: Path, overwrite: bool = False) -> None:
 
 
 # --- staging, swapping, carrying --------------------------------------------------------------
+
 
 def _link_or_copy(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
@@ -240,7 +246,9 @@ def clean_leftovers(target: Path) -> List[str]:
     return removed
 
 
-def recover_interrupted_swap(directory: Path, command: str = "", on_warning: Optional[Callable[[str], None]] = None) -> None:
+def recover_interrupted_swap(
+    directory: Path, command: str = "", on_warning: Optional[Callable[[str], None]] = None
+) -> None:
     """Put back a directory that is missing only because a run was killed between the two renames
     of its swap (its `.old-` copy lies beside it): every command that takes an existing
     directory calls this before judging whether the directory is there."""
@@ -263,8 +271,9 @@ def _created_parents(target: Path) -> List[Path]:
 
 
 @contextmanager
-def staged_directory(out: Path, overwrite: bool = False, on_warning: Optional[Callable[[str], None]] = None,
-                     command: str = "") -> Iterator[Path]:
+def staged_directory(
+    out: Path, overwrite: bool = False, on_warning: Optional[Callable[[str], None]] = None, command: str = ""
+) -> Iterator[Path]:
     """A fresh staging directory for a whole export; swapped in at `out` if the block succeeds.
 
     Holds the lock of the directory throughout; an earlier export there is replaced only with
@@ -288,8 +297,11 @@ def staged_directory(out: Path, overwrite: bool = False, on_warning: Optional[Ca
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
             if plan.kept:
-                warn(f"--overwrite kept {len(plan.kept)} file(s) the earlier export did not write ({_names(plan.kept)}); "
-                     "engines and reports among them were made from the earlier model: rebuild and re-validate")
+                warn(
+                    f"--overwrite kept {len(plan.kept)} file(s) the earlier export did not write "
+                    f"({_names(plan.kept)}); "
+                    "engines and reports among them were made from the earlier model: rebuild and re-validate"
+                )
             for rel in renamed:
                 warn(f"your file {rel} has the name of one this export writes: it is kept as {rel}{KEPT_SUFFIX}")
     except BaseException:
@@ -302,7 +314,9 @@ def staged_directory(out: Path, overwrite: bool = False, on_warning: Optional[Ca
 
 
 @contextmanager
-def staged_update(directory: Path, command: str = "", on_warning: Optional[Callable[[str], None]] = None) -> Iterator[Path]:
+def staged_update(
+    directory: Path, command: str = "", on_warning: Optional[Callable[[str], None]] = None
+) -> Iterator[Path]:
     """A staged copy of an existing directory (its files hard-linked) to change several files
     in; swapped in whole if the block succeeds. Writers must REPLACE files in the copy (write a
     new file and rename it, as write_bytes_atomic does), never write into one: a hard-linked
@@ -324,6 +338,7 @@ def staged_update(directory: Path, command: str = "", on_warning: Optional[Calla
 
 
 # --- outputs that must not land on the artifact -----------------------------------------------
+
 
 def protected_paths(root: Path) -> List[Path]:
     """What an artifact directory is made of: its manifest, the files it lists, the reference

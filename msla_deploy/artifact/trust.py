@@ -55,8 +55,10 @@ def specs_from_env(text: str) -> List[str]:
     if len(pieces) % 2:
         from ..errors import BadInput
 
-        raise BadInput(f"{TRUST_ENV}={text!r} is not a list of FILE.py:FACTORY specs",
-                       "write FILE.py:FACTORY, several joined by ':' (a.py:build:b.py:make)")
+        raise BadInput(
+            f"{TRUST_ENV}={text!r} is not a list of FILE.py:FACTORY specs",
+            "write FILE.py:FACTORY, several joined by ':' (a.py:build:b.py:make)",
+        )
     return [f"{pieces[i]}:{pieces[i + 1]}" for i in range(0, len(pieces), 2)]
 
 
@@ -65,6 +67,7 @@ def trusted_specs() -> List[str]:
 
 
 # --- model specs ----------------------------------------------------------------------------------
+
 
 def is_factory_spec(model) -> bool:
     return isinstance(model, str) and ":" in model
@@ -114,7 +117,8 @@ def check_model_code(manifest: Any, purpose: str) -> None:
     if not any(same_spec(n, spec) for n in named):
         also = f" (you trusted {', '.join(named)}: not that)" if named else ""
         raise BadInput(
-            f"{purpose} would import and run {spec}, named only by the manifest; a manifest is data, its code is not run{also}",
+            f"{purpose} would import and run {spec}, named only by the manifest; a manifest is data, its code is not "
+            f"run{also}",
             f"if you trust that file, name it again: msla-deploy {TRUST_FLAG} {spec} ...",
         )
     target, _ = _split(spec)
@@ -122,18 +126,26 @@ def check_model_code(manifest: Any, purpose: str) -> None:
         return  # an installed module the user named: nothing on disk of ours to hash
     path = Path(target).expanduser()
     if not path.is_file():
-        raise BadInput(f"{purpose}: the model file {target} is not there", "run from the directory the export ran in, or put the file back")
+        raise BadInput(
+            f"{purpose}: the model file {target} is not there",
+            "run from the directory the export ran in, or put the file back",
+        )
     recorded = _field(_field(manifest, "model"), "file_sha256")
     if not isinstance(recorded, str) or not recorded:
-        raise BadInput(f"{purpose}: the manifest records no sha256 of {target}, so the file cannot be checked against the export",
-                       "re-export (export records it), then run this again")
+        raise BadInput(
+            f"{purpose}: the manifest records no sha256 of {target}, so the file cannot be checked against the export",
+            "re-export (export records it), then run this again",
+        )
     actual = sha256_file(path)
     if actual != recorded:
-        raise BadInput(f"{purpose}: {target} changed since the export (sha256 {actual[:12]}, the export recorded {recorded[:12]})",
-                       "restore the file the export used, or re-export")
+        raise BadInput(
+            f"{purpose}: {target} changed since the export (sha256 {actual[:12]}, the export recorded {recorded[:12]})",
+            "restore the file the export used, or re-export",
+        )
 
 
 # --- paths ------------------------------------------------------------------------------------------
+
 
 def is_inside_relative(rel) -> bool:
     """Relative, no '..', no drive or root, no backslashes: stays inside the directory."""

@@ -6,4 +6,6 @@ Torch-free except the torch backend, which imports PyTorch only when it is chose
 from ..lazy import lazy_exports
 
 # loaded on first use: `msla-deploy --help` imports bench.command, and stats imports numpy
-__getattr__, __dir__ = lazy_exports(__name__, {"interleaved_order": "stats", "median_ratios": "stats", "summarize": "stats"})
+__getattr__, __dir__ = lazy_exports(
+    __name__, {"interleaved_order": "stats", "median_ratios": "stats", "summarize": "stats"}
+)

@@ -71,22 +71,41 @@ def feeds_for(session: Session, batch: Optional[int], label: str) -> Tuple[Dict[
         dims = list(spec.shape)
         if dims and isinstance(dims[0], int) and dims[0] > 0:
             if batch is not None and dims[0] != batch:
-                raise BadInput(f"--batch {batch}: {label} has a static batch of {dims[0]}", f"re-export with --batch {batch}, or drop --batch")
+                raise BadInput(
+                    f"--batch {batch}: {label} has a static batch of {dims[0]}",
+                    f"re-export with --batch {batch}, or drop --batch",
+                )
             model_batch = dims[0]
         elif dims:
             if batch is not None and session.max_batch is not None and not 1 <= batch <= session.max_batch:
-                raise BadInput(f"--batch {batch}: {label} takes a batch of 1..{session.max_batch}", f"use --batch 1..{session.max_batch}")
+                raise BadInput(
+                    f"--batch {batch}: {label} takes a batch of 1..{session.max_batch}",
+                    f"use --batch 1..{session.max_batch}",
+                )
             dims[0] = model_batch = batch or session.max_batch or 1
         if any(not isinstance(d, int) or d <= 0 for d in dims[1:]):
-            raise BadInput(f"{label}: input {name} has a dynamic dimension {dims}", "export a static model (msla-deploy export does)")
+            raise BadInput(
+                f"{label}: input {name} has a dynamic dimension {dims}",
+                "export a static model (msla-deploy export does)",
+            )
         specs[name] = (tuple(dims), spec.numpy_dtype)
-    outputs = [(tuple(d if isinstance(d, int) and d > 0 else 1 for d in o.shape), o.numpy_dtype) for o in session.outputs.values()]
+    outputs = [
+        (tuple(d if isinstance(d, int) and d > 0 else 1 for d in o.shape), o.numpy_dtype)
+        for o in session.outputs.values()
+    ]
     check_tensors_fit(label, specs, outputs)  # a huge declared shape: exit 2 with the number, not a MemoryError
     return random_feeds(specs), model_batch or 1
 
 
-def load(artifact: Artifact, backend: Backend, *, batch: Optional[int], threads: Optional[int], transfers: bool = True,
-         cuda_graph: bool = False) -> Loaded:
+def load(
+    artifact: Artifact,
+    backend: Backend,
+    *,
+    batch: Optional[int],
+    threads: Optional[int],
+    transfers: bool = True,
+    cuda_graph: bool = False,
+) -> Loaded:
     session = runtime.open(artifact, backend, threads=threads, command="bench")
     try:
         if backend.is_tensorrt:
@@ -105,10 +124,22 @@ def _timed_on_gpu(session, batch: Optional[int], transfers: bool, cuda_graph: bo
     (trtexec's --noDataTransfers). `--cuda-graph` launches a CUDA graph of the enqueue captured
     at load. Written against TensorRT's documented API; not exercised on this project's machines."""
     # a dynamic engine is timed at its largest batch unless --batch, as the other backends are
-    session.start_timing(transfers=transfers, cuda_graph=cuda_graph, batch=batch if batch is not None else session.max_batch)
+    session.start_timing(
+        transfers=transfers, cuda_graph=cuda_graph, batch=batch if batch is not None else session.max_batch
+    )
     shapes = session.timing_input_shapes
     model_batch = next(iter(shapes.values()))[0] if shapes else 1
     if batch is not None and batch != model_batch:
-        raise BadInput(f"--batch {batch}: the engine's batch is {model_batch}", f"rebuild for batch {batch}, or drop --batch")
-    return Loaded("trt", session.timed, session.describe(), model_batch, close=session.close, timed=session.timed, timer="cuda-events",
-                  outputs=lambda _seconds: session.timing_outputs())
+        raise BadInput(
+            f"--batch {batch}: the engine's batch is {model_batch}", f"rebuild for batch {batch}, or drop --batch"
+        )
+    return Loaded(
+        "trt",
+        session.timed,
+        session.describe(),
+        model_batch,
+        close=session.close,
+        timed=session.timed,
+        timer="cuda-events",
+        outputs=lambda _seconds: session.timing_outputs(),
+    )

@@ -24,17 +24,32 @@ from .report import BenchReport
 def bench_command(
     artifact: Path = artifact_argument(),
     backend: str = backend_option(),
-    warmup: int = typer.Option(3, "--warmup", help="Untimed rounds before timing (the first run, which allocates, is never timed)."),
+    warmup: int = typer.Option(
+        3, "--warmup", help="Untimed rounds before timing (the first run, which allocates, is never timed)."
+    ),
     iterations: Optional[int] = typer.Option(None, "--iterations", "-n", help="Timed runs per backend [default: 20]."),
-    duration: Optional[float] = typer.Option(None, "--duration", help="Time for this many seconds instead of a fixed count."),
-    batch: Optional[int] = typer.Option(None, "--batch", help="Batch: a static export's own (default), or 1..N for a --batch dynamic one (default N)."),
+    duration: Optional[float] = typer.Option(
+        None, "--duration", help="Time for this many seconds instead of a fixed count."
+    ),
+    batch: Optional[int] = typer.Option(
+        None, "--batch", help="Batch: a static export's own (default), or 1..N for a --batch dynamic one (default N)."
+    ),
     threads: Optional[int] = threads_option(),
-    transfers: bool = typer.Option(True, "--transfers/--no-transfers", help="TensorRT: include host<->device copies in each run (--no-transfers: like "
-                                                                            "trtexec --noDataTransfers)."),
-    cuda_graph: bool = typer.Option(False, "--cuda-graph", help="TensorRT: capture the enqueue once as a CUDA graph and time graph launches (trt "
-                                                                "backend only)."),
-    compare: Optional[List[str]] = typer.Option(None, "--compare", help="Also time this backend, ARTIFACT or ARTIFACT@BACKEND, interleaved "
-                                                                        "round-robin (repeatable)."),
+    transfers: bool = typer.Option(
+        True,
+        "--transfers/--no-transfers",
+        help="TensorRT: include host<->device copies in each run (--no-transfers: like trtexec --noDataTransfers).",
+    ),
+    cuda_graph: bool = typer.Option(
+        False,
+        "--cuda-graph",
+        help="TensorRT: capture the enqueue once as a CUDA graph and time graph launches (trt backend only).",
+    ),
+    compare: Optional[List[str]] = typer.Option(
+        None,
+        "--compare",
+        help="Also time this backend, ARTIFACT or ARTIFACT@BACKEND, interleaved round-robin (repeatable).",
+    ),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG of the latency distribution per backend."),
     overwrite: bool = overwrite_option("Replace an existing --plot file."),
     json_out: bool = json_option("the report"),
@@ -42,9 +57,20 @@ def bench_command(
     """Measure latency (min/mean/p50/p90/p99), throughput and memory of an artifact; --compare for ratios."""
     from .run import BenchOptions, run_bench
 
-    options = BenchOptions(artifact=artifact, backend=backend, warmup=warmup, iterations=iterations, duration=duration,
-                           batch=batch, threads=threads, transfers=transfers, compare=list(compare or []), cuda_graph=cuda_graph,
-                           plot=plot, overwrite=overwrite)
+    options = BenchOptions(
+        artifact=artifact,
+        backend=backend,
+        warmup=warmup,
+        iterations=iterations,
+        duration=duration,
+        batch=batch,
+        threads=threads,
+        transfers=transfers,
+        compare=list(compare or []),
+        cuda_graph=cuda_graph,
+        plot=plot,
+        overwrite=overwrite,
+    )
     options.check()  # bad flags exit 2 before the progress display starts
     report = run_bench(options, steps_with_progress(), on_round=_round_printer())
     if plot is not None:
@@ -57,19 +83,24 @@ def bench_command(
         _render(report)
     failed = report.nonfinite_runs()
     if failed:
-        error_line("outputs with NaN/Inf values: " + ", ".join(f"{r.label} {r.nonfinite}" for r in failed)
-                   + " (in the first and first timed runs); the timings are of a broken model: validate the artifact")
+        error_line(
+            "outputs with NaN/Inf values: "
+            + ", ".join(f"{r.label} {r.nonfinite}" for r in failed)
+            + " (in the first and first timed runs); the timings are of a broken model: validate the artifact"
+        )
         raise typer.Exit(1)
 
 
 def _round_printer():
     """Round counts on stderr, overwritten in place on a terminal, otherwise silent (logs stay short)."""
+
     def on_round(done: int, total: Optional[int]) -> None:
         if err.is_terminal:
             err.file.write(f"\r  round {done}" + (f"/{total}" if total else "") + " ")
             err.file.flush()
             if total and done == total:
                 err.file.write("\r" + " " * 24 + "\r")
+
     return on_round
 
 
@@ -92,9 +123,20 @@ def results_table(report: BenchReport) -> Table:
 
     results, compared = report.results, len(report.results) > 1
     with_device = any(r.device_memory_delta_bytes is not None for r in results)
-    table = Table(title="Latency in ms (warm-up excluded)", title_justify="left", box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
+    table = Table(
+        title="Latency in ms (warm-up excluded)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
     table.add_column("backend", no_wrap=True, justify="left")
-    for column in ("runs", "min", "mean", "p50", "p90", "p99", "img/s", "MiB") + (("GPU MiB",) if with_device else ()) + (("x p50",) if compared else ()):
+    for column in (
+        ("runs", "min", "mean", "p50", "p90", "p99", "img/s", "MiB")
+        + (("GPU MiB",) if with_device else ())
+        + (("x p50",) if compared else ())
+    ):
         table.add_column(column, justify="right", no_wrap=True)
     for r in results:
         s = r.stats
@@ -114,7 +156,10 @@ def table_notes(report: BenchReport) -> List[str]:
     results, measured = report.results, report.measured()
     notes = ["MiB: peak host resident memory added by loading and the first run"]
     if len(measured) > 1:
-        notes.append(f"runs interleaved round-robin, first runner rotating; x p50 = median / {results[0].label}'s (robust on a noisy machine)")
+        notes.append(
+            f"runs interleaved round-robin, first runner rotating; x p50 = median / {results[0].label}'s (robust on "
+            "a noisy machine)"
+        )
     elif len(results) > 1:
         notes.append(f"x p50 = median / {results[0].label}'s")
     sources = {r.label: r.weights_source or "not recorded" for r in report.measured()}
@@ -127,8 +172,10 @@ def table_notes(report: BenchReport) -> List[str]:
         bad = [f"{r.label} {r.nonfinite}" for r in checked if r.nonfinite]
         notes.append("NaN/Inf output values (first and first timed runs): " + (", ".join(bad) if bad else "none"))
     for source in dict.fromkeys(r.source for r in results if r.source is not None):
-        notes.append(f"{source}: rows read from an earlier run (not interleaved with this one, maybe another machine): "
-                     "their x p50 compares across runs")
+        notes.append(
+            f"{source}: rows read from an earlier run (not interleaved with this one, maybe another machine): "
+            "their x p50 compares across runs"
+        )
     return notes
 
 
@@ -136,9 +183,19 @@ def _render(report: BenchReport) -> None:
     env, settings = report.environment, report.settings
     gpu = env.gpu
     rows = [
-        ("cpu", escape(f"{env.cpu or 'unknown'} ({env.cpu_usable} of {env.cpu_count} cores usable, threads: "
-                       f"{settings.threads or 'runtime default'})")),
-        ("gpu", escape(f"{gpu.name} (sm {gpu.compute_capability}, CUDA driver {gpu.driver_cuda_version})") if gpu else "none"),
+        (
+            "cpu",
+            escape(
+                f"{env.cpu or 'unknown'} ({env.cpu_usable} of {env.cpu_count} cores usable, threads: "
+                f"{settings.threads or 'runtime default'})"
+            ),
+        ),
+        (
+            "gpu",
+            escape(f"{gpu.name} (sm {gpu.compute_capability}, CUDA driver {gpu.driver_cuda_version})")
+            if gpu
+            else "none",
+        ),
         ("batch", ", ".join(sorted({str(r.batch) for r in report.results}))),
     ]
     for r in report.results:
@@ -148,8 +205,15 @@ def _render(report: BenchReport) -> None:
         extra += ", CUDA graph" if run.get("cuda_graph") else ""
         extra += ", timed with CUDA events" if r.timer == "cuda-events" else ""
         weights = escape(r.weights_source or "not recorded")
-        weights = f"[bold yellow]{weights.upper()}[/]" if r.weights_warning else weights  # the warning itself is under the table
-        rows.append((escape(r.label), escape(f"{r.artifact} on {run['runtime']} {run['version']} ({ran_on}{extra}); ") + f"weights: {weights}"))
+        # the warning itself is under the table
+        weights = f"[bold yellow]{weights.upper()}[/]" if r.weights_warning else weights
+        rows.append(
+            (
+                escape(r.label),
+                escape(f"{r.artifact} on {run['runtime']} {run['version']} ({ran_on}{extra}); ")
+                + f"weights: {weights}",
+            )
+        )
     jetson = env.jetson
     if jetson:
         mode = jetson.nvpmodel_q
@@ -159,7 +223,8 @@ def _render(report: BenchReport) -> None:
     for note in table_notes(report):
         out.print(escape(note), style="dim", highlight=False)
     for warning in dict.fromkeys(r.weights_warning for r in report.measured() if r.weights_warning):
-        out.print(f"[bold yellow]{escape(warning)}[/]", highlight=False)  # loud: the timings are of a model that means nothing
+        # loud: the timings are of a model that means nothing
+        out.print(f"[bold yellow]{escape(warning)}[/]", highlight=False)
     for r in report.results:
         if r.runtime.get("note"):
             err.print(f"[yellow]note:[/] {escape(r.label)}: {escape(r.runtime['note'])}", highlight=False)

@@ -69,8 +69,13 @@ def gpu() -> Optional[GpuFacts]:
     except MissingRuntime:
         return None
     driver = _read("/proc/driver/nvidia/version")  # desktop drivers; Jetson has none
-    return GpuFacts(name=info.name, compute_capability=info.compute_capability, driver_cuda_version=info.driver_cuda_version,
-                    index=info.index, driver=driver.splitlines()[0] if driver else None)
+    return GpuFacts(
+        name=info.name,
+        compute_capability=info.compute_capability,
+        driver_cuda_version=info.driver_cuda_version,
+        index=info.index,
+        driver=driver.splitlines()[0] if driver else None,
+    )
 
 
 def capture(threads: Optional[int]) -> BenchEnvironment:
@@ -80,7 +85,10 @@ def capture(threads: Optional[int]) -> BenchEnvironment:
         usable = os.cpu_count()
     env = package_environment()  # the facts a manifest records too, by the same function
     return BenchEnvironment(
-        python=env["python"], platform=env["platform"], machine=env["machine"], packages=env["packages"],
+        python=env["python"],
+        platform=env["platform"],
+        machine=env["machine"],
+        packages=env["packages"],
         cpu=cpu_model(),
         cpu_count=os.cpu_count(),
         cpu_usable=usable,

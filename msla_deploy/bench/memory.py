@@ -86,7 +86,10 @@ def device_memory_used() -> Optional[int]:
     if lib is None or lib.cuInit(0) != 0:
         return None
     device, context = ctypes.c_int(0), ctypes.c_void_p()
-    if lib.cuDeviceGet(ctypes.byref(device), 0) != 0 or lib.cuDevicePrimaryCtxRetain(ctypes.byref(context), device) != 0:
+    if (
+        lib.cuDeviceGet(ctypes.byref(device), 0) != 0
+        or lib.cuDevicePrimaryCtxRetain(ctypes.byref(context), device) != 0
+    ):
         return None
     try:
         lib.cuCtxPushCurrent_v2(context)

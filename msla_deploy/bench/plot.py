@@ -48,9 +48,7 @@ def render(rows: Sequence[Dict], title: str = TITLE, subtitle: Optional[str] = N
     canvas = Image.new("RGB", (width, plot_bottom + 60), drawing.BACKGROUND)
     draw = ImageDraw.Draw(canvas)
     values = np.concatenate([np.asarray(r["latencies_ms"], np.float64) for r in rows])
-    axis, ticks = XAxis.covering(
-        float(values.min()), float(values.max()), left, left + PLOT_W - 1, allow_log=True
-    )
+    axis, ticks = XAxis.covering(float(values.min()), float(values.max()), left, left + PLOT_W - 1, allow_log=True)
     tops = [top + sum(row_h[:i]) for i in range(len(rows))]
     for y, height in zip(tops, row_h):  # bands first: the grid is drawn over them
         draw.rectangle([left, y + 4, left + PLOT_W - 1, y + height - 4], fill=BAND)
@@ -66,9 +64,7 @@ def render(rows: Sequence[Dict], title: str = TITLE, subtitle: Optional[str] = N
         colour, mid = SERIES[i % len(SERIES)], y + height // 2
         text_top = mid - len(lines) * drawing.line_height(TEXT_SIZE) // 2
         for k, line in enumerate(lines):
-            drawing.draw_text(
-                draw, (8, text_top + k * drawing.line_height(TEXT_SIZE)), line, TEXT_SIZE, colour
-            )
+            drawing.draw_text(draw, (8, text_top + k * drawing.line_height(TEXT_SIZE)), line, TEXT_SIZE, colour)
         ms = np.asarray(row["latencies_ms"], np.float64)
         p25, p50, p75, p99 = np.percentile(ms, [25, 50, 75, 99])
         xmin, x25, x50, x75, x99 = (int(v) for v in axis.x([ms.min(), p25, p50, p75, p99]))
@@ -80,9 +76,7 @@ def render(rows: Sequence[Dict], title: str = TITLE, subtitle: Optional[str] = N
         draw.rectangle([x50 - 1, mid - 13, x50 + 1, mid + 13], fill=INK)
         for x, dy in zip(axis.x(ms), rng.integers(-17, 18, size=ms.size)):
             draw.rectangle([int(x) - 1, mid + int(dy) - 1, int(x) + 1, mid + int(dy) + 1], fill=colour)
-        drawing.draw_text(
-            draw, (left + PLOT_W + 12, mid), f"p50 {format_number(p50)} ms", TEXT_SIZE, anchor="lm"
-        )
+        drawing.draw_text(draw, (left + PLOT_W + 12, mid), f"p50 {format_number(p50)} ms", TEXT_SIZE, anchor="lm")
     canvas = canvas.crop((0, 0, width, end + 4))
     key = drawing.legend(
         [

@@ -173,8 +173,10 @@ def read_earlier(path: Path) -> BenchReport:
         return BenchReport.read(path)
     except RecordError as exc:
         newer = "newer msla-deploy" in exc.problem
-        raise BadInput(f"--compare {exc.problem}",
-                       exc.fix if newer else "pass a report saved with `msla-deploy bench ... --json > FILE.json`") from None
+        raise BadInput(
+            f"--compare {exc.problem}",
+            exc.fix if newer else "pass a report saved with `msla-deploy bench ... --json > FILE.json`",
+        ) from None
 
 
 def is_saved_report(item: str) -> bool:

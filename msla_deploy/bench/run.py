@@ -43,7 +43,8 @@ class BenchOptions:
     transfers: bool = True  # TensorRT: copy inputs/outputs every run (False = --noDataTransfers)
     compare: List[str] = field(default_factory=list)  # backends, artifacts, ARTIFACT@BACKEND, or saved FILE.json
     cuda_graph: bool = False  # TensorRT: launch a CUDA graph of the enqueue, captured once at load
-    plot: Optional[Path] = None  # --plot: where the command writes the latency picture (checked here, before anything runs)
+    # --plot: where the command writes the latency picture (checked here, before anything runs)
+    plot: Optional[Path] = None
     overwrite: bool = False  # replace an existing --plot file
 
     def check(self) -> None:
@@ -52,7 +53,9 @@ class BenchOptions:
         if self.iterations is not None and self.iterations < 1:
             raise BadInput(f"--iterations {self.iterations}: must be at least 1", "pass --iterations 20, for example")
         if self.duration is not None and not self.duration > 0:
-            raise BadInput(f"--duration {self.duration}: must be more than 0 seconds", "pass --duration 10, for example")
+            raise BadInput(
+                f"--duration {self.duration}: must be more than 0 seconds", "pass --duration 10, for example"
+            )
         if self.warmup < 0:
             raise BadInput(f"--warmup {self.warmup}: must be 0 or more", "pass --warmup 3, for example")
         if self.batch is not None and self.batch < 1:
@@ -76,9 +79,14 @@ def _contestant_specs(options: BenchOptions) -> List[Tuple[Artifact, str]]:
         if "@" in item and not Path(item).exists():  # a path may hold "@" itself
             path, backend = item.rsplit("@", 1)
             if backend not in backends.BACKENDS and not is_triton_target(backend):
-                raise BadInput(f"--compare {item}: unknown backend {backend!r}", f"choose one of {', '.join(backends.BACKENDS)}")
+                raise BadInput(
+                    f"--compare {item}: unknown backend {backend!r}", f"choose one of {', '.join(backends.BACKENDS)}"
+                )
         elif not Path(item).exists() and not Path(item).suffix and "/" not in item:  # a mistyped backend name
-            raise BadInput(f"--compare {item}: neither a backend nor a file", f"backends: {', '.join(backends.BACKENDS)}; or pass ARTIFACT[@BACKEND]")
+            raise BadInput(
+                f"--compare {item}: neither a backend nor a file",
+                f"backends: {', '.join(backends.BACKENDS)}; or pass ARTIFACT[@BACKEND]",
+            )
         specs.append((resolve(Path(path)), backend))
     return specs
 
@@ -115,9 +123,15 @@ def _labels(chosen: List[Tuple[Artifact, str]]) -> List[str]:
     return labels
 
 
-def measure(runs: List[Callable[[], object]], warmup: int, iterations: Optional[int], duration: Optional[float],
-            on_round: Callable[[int], None] = lambda r: None, timed: Optional[List[Optional[Callable[[], float]]]] = None,
-            on_first: Callable[[int, object], None] = lambda i, result: None) -> List[List[float]]:
+def measure(
+    runs: List[Callable[[], object]],
+    warmup: int,
+    iterations: Optional[int],
+    duration: Optional[float],
+    on_round: Callable[[int], None] = lambda r: None,
+    timed: Optional[List[Optional[Callable[[], float]]]] = None,
+    on_first: Callable[[int, object], None] = lambda i, result: None,
+) -> List[List[float]]:
     """Seconds per run for each callable, one round at a time in rotating order; warm-up rounds
     are run the same way and not recorded. Where `timed[i]` is given it runs instead and returns
     its own seconds (CUDA events); otherwise the host clock times runs[i]. `on_first(i, result)`
@@ -158,7 +172,10 @@ def _earlier_rows(options: BenchOptions) -> List[BenchRun]:
     for item in options.compare:
         if is_saved_report(item):
             earlier = read_earlier(Path(item))
-            rows += [replace(r, label=f"{Path(item).name}:{r.label}", source=item, p50_ratio=None) for r in earlier.measured()]
+            rows += [
+                replace(r, label=f"{Path(item).name}:{r.label}", source=item, p50_ratio=None)
+                for r in earlier.measured()
+            ]
     return rows
 
 
@@ -181,16 +198,28 @@ class _Contestant:
     def row(self, seconds: List[float]) -> BenchRun:
         item = self.item
         return BenchRun(
-            label=self.label, artifact=str(self.artifact.path), backend=item.backend, requested=self.requested,
-            runtime=item.runtime, timer=item.timer, batch=item.batch, host_memory=self.host_memory,
-            device_memory_delta_bytes=self.device_memory_delta_bytes, stats=summarize(seconds, item.batch),
-            latencies_ms=[s * 1e3 for s in seconds], nonfinite=self.nonfinite,
-            weights_source=self.artifact.weights_source, weights_warning=self.artifact.weights_warning,
+            label=self.label,
+            artifact=str(self.artifact.path),
+            backend=item.backend,
+            requested=self.requested,
+            runtime=item.runtime,
+            timer=item.timer,
+            batch=item.batch,
+            host_memory=self.host_memory,
+            device_memory_delta_bytes=self.device_memory_delta_bytes,
+            stats=summarize(seconds, item.batch),
+            latencies_ms=[s * 1e3 for s in seconds],
+            nonfinite=self.nonfinite,
+            weights_source=self.artifact.weights_source,
+            weights_warning=self.artifact.weights_warning,
         )
 
 
-def run_bench(options: BenchOptions, steps: Optional[Steps] = None,
-              on_round: Callable[[int, Optional[int]], None] = lambda r, t: None) -> BenchReport:
+def run_bench(
+    options: BenchOptions,
+    steps: Optional[Steps] = None,
+    on_round: Callable[[int, Optional[int]], None] = lambda r, t: None,
+) -> BenchReport:
     steps = steps or Steps()
     options.check()
     specs = _contestant_specs(options)
@@ -198,14 +227,18 @@ def run_bench(options: BenchOptions, steps: Optional[Steps] = None,
     earlier = _earlier_rows(options)
     chosen = [(artifact, backends.choose(requested, artifact)) for artifact, requested in specs]
     if options.cuda_graph and not any(backend.name == "trt" for _, backend in chosen):
-        raise BadInput(f"--cuda-graph applies to TensorRT only, and {chosen[0][1].name} runs here",
-                       "pass --backend trt (or an .engine), or drop --cuda-graph")
+        raise BadInput(
+            f"--cuda-graph applies to TensorRT only, and {chosen[0][1].name} runs here",
+            "pass --backend trt (or an .engine), or drop --cuda-graph",
+        )
     for artifact, backend in chosen:
         # an engine alone: --backend ort-cpu is refused
         with engine_hint(artifact.is_engine or artifact.onnx_path is None, "bench", _onnx_beside(artifact)):
             backends.preflight(backend)  # a missing runtime exits 3 before anything loads
     labels = _labels([(a, b.name) for a, b in chosen])
-    iterations = options.iterations if options.iterations is not None or options.duration is not None else DEFAULT_ITERATIONS
+    iterations = (
+        options.iterations if options.iterations is not None or options.duration is not None else DEFAULT_ITERATIONS
+    )
     environment = capture(options.threads)
     on_gpu = environment.gpu is not None
 
@@ -217,8 +250,14 @@ def run_bench(options: BenchOptions, steps: Optional[Steps] = None,
                 device_before = device_memory_used() if on_gpu else None
                 with HostPeak() as peak:
                     with engine_hint(artifact.is_engine or artifact.onnx_path is None, "bench", _onnx_beside(artifact)):
-                        item = backends.load(artifact, backend, batch=options.batch, threads=options.threads,
-                                             transfers=options.transfers, cuda_graph=options.cuda_graph)
+                        item = backends.load(
+                            artifact,
+                            backend,
+                            batch=options.batch,
+                            threads=options.threads,
+                            transfers=options.transfers,
+                            cuda_graph=options.cuda_graph,
+                        )
                     loaded.append(item)  # closed below even if its first run fails
                     first = item.run()  # the first run allocates; it is never timed (warm-up comes on top)
                 device_after = device_memory_used() if on_gpu else None
@@ -230,9 +269,15 @@ def run_bench(options: BenchOptions, steps: Optional[Steps] = None,
         title = f"timing {len(loaded)} backend(s), interleaved" if len(loaded) > 1 else f"timing {labels[0]}"
         with steps.step("measure", title):
             with HostPeak() as run_peak:
-                latencies = measure([item.run for item in loaded], options.warmup, iterations, options.duration,
-                                    lambda r: on_round(r, iterations), timed=[item.timed for item in loaded],
-                                    on_first=lambda i, result: contestants[i].check(result))
+                latencies = measure(
+                    [item.run for item in loaded],
+                    options.warmup,
+                    iterations,
+                    options.duration,
+                    lambda r: on_round(r, iterations),
+                    timed=[item.timed for item in loaded],
+                    on_first=lambda i, result: contestants[i].check(result),
+                )
     finally:
         for item in loaded:
             item.close()
@@ -241,12 +286,23 @@ def run_bench(options: BenchOptions, steps: Optional[Steps] = None,
     for result, ratio in zip(results, median_ratios([r.stats.p50_ms for r in results])):
         result.p50_ratio = ratio
     if len({r.batch for r in results}) > 1:
-        steps.warn("the runs feed different batches (" + ", ".join(f"{r.label}: {r.batch}" for r in results) + "): x p50 compares "
-                   "the latency of one run; compare img/s for throughput, or pass --batch")
+        steps.warn(
+            "the runs feed different batches ("
+            + ", ".join(f"{r.label}: {r.batch}" for r in results)
+            + "): x p50 compares "
+            "the latency of one run; compare img/s for throughput, or pass --batch"
+        )
     return BenchReport(
-        settings=BenchSettings(warmup=options.warmup, iterations=iterations, duration_s=options.duration, batch=options.batch,
-                               threads=options.threads, transfers=options.transfers, cuda_graph=options.cuda_graph,
-                               interleaved=len(loaded) > 1),
+        settings=BenchSettings(
+            warmup=options.warmup,
+            iterations=iterations,
+            duration_s=options.duration,
+            batch=options.batch,
+            threads=options.threads,
+            transfers=options.transfers,
+            cuda_graph=options.cuda_graph,
+            interleaved=len(loaded) > 1,
+        ),
         baseline=results[0].label,
         results=results,
         host_memory_during_timing=run_peak.result(),

@@ -36,7 +36,9 @@ def summarize(latencies_s: Sequence[float], batch: int) -> LatencyStats:
         mean_ms=mean * 1e3,
         max_ms=float(values.max()) * 1e3,
         std_ms=float(values.std()) * 1e3,
-        p50_ms=p50, p90_ms=p90, p99_ms=p99,
+        p50_ms=p50,
+        p90_ms=p90,
+        p99_ms=p99,
         throughput_ips=batch / mean if mean > 0 else None,
     )
 

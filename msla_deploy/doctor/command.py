@@ -26,7 +26,8 @@ def doctor_command(
     ctx: typer.Context,
     json_out: bool = json_option(help="Print the report as JSON on stdout (paste it into a bug report)."),
 ) -> None:
-    """What this machine has (Python, torch, ONNX Runtime providers that really start, TensorRT, GPU, Jetson), and which commands can run here."""
+    """What this machine has (Python, torch, ONNX Runtime providers that really start, TensorRT, GPU, Jetson),
+    and which commands can run here."""
     from .report import diagnose  # the probes import the runtimes: not for `--help`
 
     report = diagnose(registered_commands(ctx))
@@ -50,9 +51,15 @@ def render(report: DoctorReport) -> None:
     if report.cpu:
         table.add_row("cpu", "", "", escape(report.cpu))
     if report.jetson is not None:
-        table.add_row("jetson", _mark(report.jetson.ok), escape(report.jetson.version or "-"), escape(report.jetson.detail))
+        table.add_row(
+            "jetson", _mark(report.jetson.ok), escape(report.jetson.version or "-"), escape(report.jetson.detail)
+        )
     out.print(table)
-    out.print("backends that run here: " + (", ".join(f"[green]{n}[/]" for n, b in report.backends.items() if b.ready) or "[red]none[/]"), highlight=False)
+    out.print(
+        "backends that run here: "
+        + (", ".join(f"[green]{n}[/]" for n, b in report.backends.items() if b.ready) or "[red]none[/]"),
+        highlight=False,
+    )
 
     commands = Table(title="Commands", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
     commands.add_column("command", no_wrap=True)

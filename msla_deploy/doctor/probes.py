@@ -25,9 +25,14 @@ from ..runtime.onnxruntime import import_onnxruntime  # imports onnxruntime only
 TOOL_TIMEOUT_S = 5.0
 
 # Fixes named in the report; the TensorRT one is trt/runtime.py's own.
-FIX_TORCH = f"pip install torch (the build for this machine: CPU, CUDA, or NVIDIA's Jetson wheel), then {install_extra('export')}"
+FIX_TORCH = (
+    "pip install torch (the build for this machine: CPU, CUDA, or NVIDIA's Jetson wheel), then "
+    f"{install_extra('export')}"
+)
 FIX_ONNXSCRIPT = f"{install_extra('export')} (brings onnxscript)"
-FIX_ORT = "pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA; on a Jetson NVIDIA's build for its JetPack), never both"
+FIX_ORT = (
+    "pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA; on a Jetson NVIDIA's build for its JetPack), never both"
+)
 FIX_POLYGRAPHY = "pip install 'polygraphy>=0.53' (part of the base install)"
 FIX_PILLOW = "pip install Pillow (needed only for .png/.jpg pictures; .npy always works)"
 FIX_ONNX = "pip install 'onnx>=1.15' (part of the base install)"
@@ -68,7 +73,10 @@ class Finding:
         if not isinstance(flat, dict):
             return flat
         names = {f.name for f in fields(cls)} - {"data"}
-        return {**{k: v for k, v in flat.items() if k in names}, "data": {k: v for k, v in flat.items() if k not in names}}
+        return {
+            **{k: v for k, v in flat.items() if k in names},
+            "data": {k: v for k, v in flat.items() if k not in names},
+        }
 
 
 def probe_failed(name: str, exc: BaseException) -> Finding:
@@ -92,9 +100,17 @@ def importable(module: str) -> bool:
 
 
 def python() -> Finding:
-    return Finding("python", True, platform.python_version(), detail=sys.executable, data={
-        "implementation": platform.python_implementation(), "platform": platform.platform(), "machine": platform.machine(),
-    })
+    return Finding(
+        "python",
+        True,
+        platform.python_version(),
+        detail=sys.executable,
+        data={
+            "implementation": platform.python_implementation(),
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+        },
+    )
 
 
 def msla_deploy_itself() -> Finding:
@@ -127,14 +143,18 @@ def torch() -> Finding:
             cuda_build = match.group("value")
         break
     build = f"CUDA {cuda_build} build" if cuda_build else "CPU build (no CUDA)"
-    return Finding("torch", True, version, detail=f"{build}; {locations[0] if locations else '?'}", data={"cuda_build": cuda_build})
+    return Finding(
+        "torch", True, version, detail=f"{build}; {locations[0] if locations else '?'}", data={"cuda_build": cuda_build}
+    )
 
 
 def onnx() -> Finding:
     try:
         import onnx as onnx_module
     except ImportError as exc:
-        return Finding("onnx", False, package_version("onnx"), detail=f"cannot import: {one_line_text(exc)}", fix=FIX_ONNX)
+        return Finding(
+            "onnx", False, package_version("onnx"), detail=f"cannot import: {one_line_text(exc)}", fix=FIX_ONNX
+        )
     return Finding("onnx", True, onnx_module.__version__, detail=f"opset up to {onnx_module.defs.onnx_opset_version()}")
 
 
@@ -186,7 +206,13 @@ def onnxruntime() -> Finding:
     try:
         ort = import_onnxruntime()
     except MissingRuntime as exc:
-        return Finding("onnxruntime", False, detail=exc.problem, fix=exc.fix or FIX_ORT, data={"available_providers": [], "providers": []})
+        return Finding(
+            "onnxruntime",
+            False,
+            detail=exc.problem,
+            fix=exc.fix or FIX_ORT,
+            data={"available_providers": [], "providers": []},
+        )
     model = _tiny_model()
     listed = list(ort.get_available_providers())
     providers = [start_provider(ort, model, p) for p in listed]
@@ -199,8 +225,14 @@ def onnxruntime() -> Finding:
     if len(both) > 1:
         detail += "; BOTH onnxruntime and onnxruntime-gpu are installed (they overwrite each other's files)"
         fix = "pip uninstall -y onnxruntime onnxruntime-gpu, then install exactly one"
-    return Finding("onnxruntime", "CPUExecutionProvider" in works, str(ort.__version__), detail=detail, fix=fix,
-                   data={"distributions": both, "available_providers": listed, "providers": [asdict(p) for p in providers]})
+    return Finding(
+        "onnxruntime",
+        "CPUExecutionProvider" in works,
+        str(ort.__version__),
+        detail=detail,
+        fix=fix,
+        data={"distributions": both, "available_providers": listed, "providers": [asdict(p) for p in providers]},
+    )
 
 
 def polygraphy() -> Finding:
@@ -209,7 +241,9 @@ def polygraphy() -> Finding:
     try:
         module = import_polygraphy()
     except MissingRuntime as exc:
-        return Finding("polygraphy", False, package_version("polygraphy"), detail=exc.problem, fix=exc.fix or FIX_POLYGRAPHY)
+        return Finding(
+            "polygraphy", False, package_version("polygraphy"), detail=exc.problem, fix=exc.fix or FIX_POLYGRAPHY
+        )
     return Finding("polygraphy", True, str(module.__version__))
 
 
@@ -222,13 +256,27 @@ def tensorrt() -> Finding:
     try:
         trt = import_tensorrt()
     except MissingRuntime as exc:
-        return Finding("tensorrt", False, distribution["version"] if distribution else None, detail=exc.problem, fix=exc.fix,
-                       data={"path": None, "distribution": distribution})
+        return Finding(
+            "tensorrt",
+            False,
+            distribution["version"] if distribution else None,
+            detail=exc.problem,
+            fix=exc.fix,
+            data={"path": None, "distribution": distribution},
+        )
     path = getattr(trt, "__file__", None)
-    source = (f"pip distribution {distribution['name']} {distribution['version']}" if distribution
-              else "no pip distribution (a system package, e.g. JetPack's python3-libnvinfer)")
-    return Finding("tensorrt", True, str(getattr(trt, "__version__", "unknown")), detail=f"{path or '?'}; {source}",
-                   data={"path": path, "distribution": distribution})
+    source = (
+        f"pip distribution {distribution['name']} {distribution['version']}"
+        if distribution
+        else "no pip distribution (a system package, e.g. JetPack's python3-libnvinfer)"
+    )
+    return Finding(
+        "tensorrt",
+        True,
+        str(getattr(trt, "__version__", "unknown")),
+        detail=f"{path or '?'}; {source}",
+        data={"path": path, "distribution": distribution},
+    )
 
 
 def trtexec() -> Finding:
@@ -236,8 +284,15 @@ def trtexec() -> Finding:
 
     found = shutil.which(TRTEXEC) or (JETPACK_TRTEXEC if Path(JETPACK_TRTEXEC).is_file() else None)
     if found is None:
-        return Finding("trtexec", False, detail="not on PATH nor in /usr/src/tensorrt/bin",
-                       fix="only needed to run `build --print-trtexec`'s command: it comes with TensorRT (JetPack: /usr/src/tensorrt/bin)")
+        return Finding(
+            "trtexec",
+            False,
+            detail="not on PATH nor in /usr/src/tensorrt/bin",
+            fix=(
+                "only needed to run `build --print-trtexec`'s command: it comes with TensorRT (JetPack: "
+                "/usr/src/tensorrt/bin)"
+            ),
+        )
     return Finding("trtexec", True, detail=found, data={"path": found})
 
 
@@ -278,7 +333,9 @@ def _dpkg_version(package: str) -> Optional[str]:
     if shutil.which("dpkg-query") is None:
         return None
     try:
-        done = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True, timeout=TOOL_TIMEOUT_S)
+        done = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True, timeout=TOOL_TIMEOUT_S
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if done.returncode != 0:
@@ -311,8 +368,13 @@ def jetson() -> Optional[Finding]:
     detail = f"{facts.board or 'board unknown'}; L4T {l4t or '?'}, JetPack {jetpack or '?'}; power mode {mode or '?'}"
     if clocks:
         detail += f"; clocks: {' | '.join(clocks)}"
-    return Finding("jetson", True, jetpack, detail=detail,
-                   data={"l4t": l4t, "jetpack": jetpack, "power_mode": mode, "clocks": clocks, **asdict(facts)})
+    return Finding(
+        "jetson",
+        True,
+        jetpack,
+        detail=detail,
+        data={"l4t": l4t, "jetpack": jetpack, "power_mode": mode, "clocks": clocks, **asdict(facts)},
+    )
 
 
 def optional_packages() -> List[Finding]:
@@ -321,6 +383,14 @@ def optional_packages() -> List[Finding]:
         if distribution == "tomli" and sys.version_info >= (3, 11):
             continue  # tomllib is in the standard library
         ok = importable(module)
-        fix = FIX_PILLOW if distribution == "Pillow" else install_extra("serve") if distribution in SERVE_PACKAGES else f"pip install {distribution}"
-        found.append(Finding(distribution.lower(), ok, package_version(distribution), detail=purpose, fix="" if ok else fix))
+        fix = (
+            FIX_PILLOW
+            if distribution == "Pillow"
+            else install_extra("serve")
+            if distribution in SERVE_PACKAGES
+            else f"pip install {distribution}"
+        )
+        found.append(
+            Finding(distribution.lower(), ok, package_version(distribution), detail=purpose, fix="" if ok else fix)
+        )
     return found

@@ -43,13 +43,25 @@ def backends(found: Dict[str, Finding]) -> Dict[str, Availability]:
         if "providers" not in ort.data or not ort.version:
             result[name] = _missing(name, ort)
         elif probe is None:
-            hint = FIX_ORT if provider == "CPUExecutionProvider" else (
-                "pip install onnxruntime-gpu instead of onnxruntime (a build matching this CUDA; on a Jetson, NVIDIA's)")
-            result[name] = Availability(name, False, reason=f"onnxruntime {ort.version} does not offer {provider}", fix=hint)
+            hint = (
+                FIX_ORT
+                if provider == "CPUExecutionProvider"
+                else (
+                    "pip install onnxruntime-gpu instead of onnxruntime (a build matching this CUDA; on a Jetson, "
+                    "NVIDIA's)"
+                )
+            )
+            result[name] = Availability(
+                name, False, reason=f"onnxruntime {ort.version} does not offer {provider}", fix=hint
+            )
         elif not probe["started"]:
-            result[name] = Availability(name, False, reason=f"{provider}: {probe['error']}",
-                                        fix="install the CUDA/cuDNN (and for TensorRT, TensorRT) libraries this onnxruntime-gpu was built for, on a "
-                                            "machine with a GPU")
+            result[name] = Availability(
+                name,
+                False,
+                reason=f"{provider}: {probe['error']}",
+                fix="install the CUDA/cuDNN (and for TensorRT, TensorRT) libraries this onnxruntime-gpu was built "
+                "for, on a machine with a GPU",
+            )
         else:
             result[name] = Availability(name, True)
     # TensorRT runs need the CUDA runtime too: Polygraphy and bench's timing both load libcudart
@@ -63,11 +75,17 @@ def _needs(name: str, *findings: Finding) -> Optional[Availability]:
     missing = [f for f in findings if not f.ok]
     if not missing:
         return None
-    return Availability(name, False, reason="; ".join(_missing(name, f).reason for f in missing),
-                        fix="; ".join(dict.fromkeys(f.fix for f in missing if f.fix)))
+    return Availability(
+        name,
+        False,
+        reason="; ".join(_missing(name, f).reason for f in missing),
+        fix="; ".join(dict.fromkeys(f.fix for f in missing if f.fix)),
+    )
 
 
-def _any_backend(name: str, usable: Dict[str, Availability], names: Sequence[str], needs: Sequence[Finding] = ()) -> Availability:
+def _any_backend(
+    name: str, usable: Dict[str, Availability], names: Sequence[str], needs: Sequence[Finding] = ()
+) -> Availability:
     """Ready when every one of `needs` is there and at least one of the backends runs."""
     missing = _needs(name, *needs)
     if missing:
@@ -80,7 +98,9 @@ def _any_backend(name: str, usable: Dict[str, Availability], names: Sequence[str
     return Availability(name, True, backends=ready)
 
 
-def commands(found: Dict[str, Finding], usable: Dict[str, Availability], registered: Optional[Sequence[str]] = None) -> List[Availability]:
+def commands(
+    found: Dict[str, Finding], usable: Dict[str, Availability], registered: Optional[Sequence[str]] = None
+) -> List[Availability]:
     onnx, torch, ort, poly = found["onnx"], found["torch"], found["onnxruntime"], found["polygraphy"]
     trt, gpu, pillow = found["tensorrt"], found["gpu"], found.get("pillow")
     onnxscript = found.get("onnxscript")
@@ -90,7 +110,11 @@ def commands(found: Dict[str, Finding], usable: Dict[str, Availability], registe
         missing = _needs("export", torch, onnx, ort)
         if missing:
             return missing
-        note = "" if onnxscript is None or onnxscript.ok else "onnxscript is missing: the dynamo exporter is off, --exporter torchscript works"
+        note = (
+            ""
+            if onnxscript is None or onnxscript.ok
+            else "onnxscript is missing: the dynamo exporter is off, --exporter torchscript works"
+        )
         return Availability("export", True, note=note, backends=["torch", "ort-cpu"])
 
     def reference() -> Availability:
@@ -109,7 +133,11 @@ def commands(found: Dict[str, Finding], usable: Dict[str, Availability], registe
         if missing:
             return missing
         trtexec = found.get("trtexec")
-        note = "" if trtexec is None or trtexec.ok else "prints the command; running it needs trtexec (TensorRT), on the target"
+        note = (
+            ""
+            if trtexec is None or trtexec.ok
+            else "prints the command; running it needs trtexec (TensorRT), on the target"
+        )
         return Availability("build --print-trtexec", True, note=note)
 
     def with_pictures(name: str) -> Callable[[], Availability]:
@@ -118,6 +146,7 @@ def commands(found: Dict[str, Finding], usable: Dict[str, Availability], registe
             if result.ready and pillow is not None and not pillow.ok:
                 result.note = f".npy pictures only: {FIX_PILLOW}"
             return result
+
         return rule
 
     def serve() -> Availability:
@@ -143,8 +172,14 @@ def commands(found: Dict[str, Finding], usable: Dict[str, Availability], registe
     answers = []
     for name, rule in rules.items():
         if registered is not None and name.split()[0] not in registered:
-            answers.append(Availability(name, False, reason="not a command of this msla-deploy version",
-                                        fix="install a newer msla-deploy wheel"))
+            answers.append(
+                Availability(
+                    name,
+                    False,
+                    reason="not a command of this msla-deploy version",
+                    fix="install a newer msla-deploy wheel",
+                )
+            )
             continue
         answers.append(rule())
     return answers

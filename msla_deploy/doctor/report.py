@@ -17,7 +17,18 @@ from .probes import Finding
 from .readiness import Availability, backends, commands
 
 # the order the report lists the components in
-CORE = ("msla-deploy", "python", "torch", "onnx", "onnxruntime", "polygraphy", "tensorrt", "trtexec", "gpu", "cuda-runtime")
+CORE = (
+    "msla-deploy",
+    "python",
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "polygraphy",
+    "tensorrt",
+    "trtexec",
+    "gpu",
+    "cuda-runtime",
+)
 
 
 @dataclass
@@ -67,9 +78,16 @@ def diagnose(registered: Optional[Sequence[str]] = None) -> DoctorReport:
     among them are reported as not part of this version); None takes every command as present."""
     start = time.perf_counter()
     run = {
-        "msla-deploy": probes.msla_deploy_itself, "python": probes.python, "torch": probes.torch, "onnx": probes.onnx,
-        "onnxruntime": probes.onnxruntime, "polygraphy": probes.polygraphy, "tensorrt": probes.tensorrt,
-        "trtexec": probes.trtexec, "gpu": probes.gpu, "cuda-runtime": probes.cuda_runtime,
+        "msla-deploy": probes.msla_deploy_itself,
+        "python": probes.python,
+        "torch": probes.torch,
+        "onnx": probes.onnx,
+        "onnxruntime": probes.onnxruntime,
+        "polygraphy": probes.polygraphy,
+        "tensorrt": probes.tensorrt,
+        "trtexec": probes.trtexec,
+        "gpu": probes.gpu,
+        "cuda-runtime": probes.cuda_runtime,
     }
     found = {name: probes.guarded(name, run[name]) for name in CORE}
     try:
@@ -84,7 +102,12 @@ def diagnose(registered: Optional[Sequence[str]] = None) -> DoctorReport:
     from ..bench.environment import cpu_model
 
     usable = backends(found)
-    report = DoctorReport(components=list(found.values()), jetson=jetson, backends=usable,
-                          commands=commands(found, usable, registered), cpu=cpu_model())
+    report = DoctorReport(
+        components=list(found.values()),
+        jetson=jetson,
+        backends=usable,
+        commands=commands(found, usable, registered),
+        cpu=cpu_model(),
+    )
     report.seconds = round(time.perf_counter() - start, 3)  # as printed: the record reads back equal
     return report

@@ -13,7 +13,15 @@ import typer
 from rich.markup import escape
 
 from ..choices import IGNORE_INDEX, Dataset
-from ..cli_options import AUTO_BACKEND, artifact_argument, backend_option, json_option, junit_option, report_dir_option, threads_option
+from ..cli_options import (
+    AUTO_BACKEND,
+    artifact_argument,
+    backend_option,
+    json_option,
+    junit_option,
+    report_dir_option,
+    threads_option,
+)
 from ..console import err, error_line, key_values, out, print_json, weights_cell
 
 if TYPE_CHECKING:
@@ -22,23 +30,41 @@ if TYPE_CHECKING:
 
 def evaluate_command(
     artifact: Path = artifact_argument(),
-    data: Path = typer.Option(..., "--data", help="Dataset root or its split folder (Cityscapes, ADE20K, or images/ + labels/)."),
-    dataset: Dataset = typer.Option(Dataset.AUTO, "--dataset", help="Dataset layout (auto: recognised from the folder; folder: images/ + labels/)."),
+    data: Path = typer.Option(
+        ..., "--data", help="Dataset root or its split folder (Cityscapes, ADE20K, or images/ + labels/)."
+    ),
+    dataset: Dataset = typer.Option(
+        Dataset.AUTO, "--dataset", help="Dataset layout (auto: recognised from the folder; folder: images/ + labels/)."
+    ),
     backend: Optional[List[str]] = backend_option(
-        None, multiple=True, help=f"Backend to evaluate (repeatable, one pass over the data; {AUTO_BACKEND}) [default: auto]."
+        None,
+        multiple=True,
+        help=f"Backend to evaluate (repeatable, one pass over the data; {AUTO_BACKEND}) [default: auto].",
     ),
     against: Optional[str] = typer.Option(
-        None, "--against", help="Reference backend for the mIoU drop [default: torch if evaluated, else the first --backend]."
+        None,
+        "--against",
+        help="Reference backend for the mIoU drop [default: torch if evaluated, else the first --backend].",
     ),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate the first N pictures only."),
     max_miou_drop: Optional[float] = typer.Option(
-        None, "--max-miou-drop", help="Exit 1 when a backend loses more than this many points of mIoU against --against."
+        None,
+        "--max-miou-drop",
+        help="Exit 1 when a backend loses more than this many points of mIoU against --against.",
     ),
-    ignore_index: int = typer.Option(IGNORE_INDEX, "--ignore-index", help="--dataset folder: the label value that counts for no class."),
-    report_dir: Optional[Path] = report_dir_option("evaluation/ in the export directory", "report.json, report.md, junit.xml and pictures"),
+    ignore_index: int = typer.Option(
+        IGNORE_INDEX, "--ignore-index", help="--dataset folder: the label value that counts for no class."
+    ),
+    report_dir: Optional[Path] = report_dir_option(
+        "evaluation/ in the export directory", "report.json, report.md, junit.xml and pictures"
+    ),
     junit: Optional[Path] = junit_option("junit.xml"),
-    save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", help="Write each backend's labels (train ids, PNG) under DIR/<backend>/."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip bad pictures or labels (counted and listed in the report) instead of stopping."),
+    save_predictions: Optional[Path] = typer.Option(
+        None, "--save-predictions", help="Write each backend's labels (train ids, PNG) under DIR/<backend>/."
+    ),
+    skip_bad: bool = typer.Option(
+        False, "--skip-bad", help="Skip bad pictures or labels (counted and listed in the report) instead of stopping."
+    ),
     threads: Optional[int] = threads_option(),
     json_out: bool = json_option("the report"),
 ) -> None:
@@ -78,7 +104,14 @@ class _progress:
     def __enter__(self):
         if not err.is_terminal:
             return None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         self.bar = Progress(
             TextColumn("evaluating"),
@@ -115,14 +148,19 @@ def _render(report: "EvaluateReport") -> None:
     from rich import box
     from rich.table import Table
 
-
     art, data = report.artifact, report.dataset
     skipped = f", {len(report.skipped)} skipped" if report.skipped else ""
     speed = f"{report.images_per_second:.2f} images/s ({report.seconds:.1f} s)" if report.images_per_second else "-"
     out.print(
         key_values(
             [
-                ("artifact", escape(f"{art.path} ({art.model or 'model unknown'}, {art.precision}, {art.resolution[0]}x{art.resolution[1]})")),
+                (
+                    "artifact",
+                    escape(
+                        f"{art.path} ({art.model or 'model unknown'}, {art.precision}, "
+                        f"{art.resolution[0]}x{art.resolution[1]})"
+                    ),
+                ),
                 ("weights", weights_cell(art.weights_source, art.weights_warning)),
                 ("dataset", escape(f"{data.kind} {data.root}: {data.evaluated} picture(s){skipped}")),
                 ("speed", speed),
@@ -144,7 +182,8 @@ def _render(report: "EvaluateReport") -> None:
     out.print(table)
     for pair in report.pairs:
         out.print(
-            f"{escape(pair.candidate)} vs {escape(pair.reference)}: prediction mIoU {_pct(pair.miou)} %, pixels agreeing {_pct(pair.agreement)} %",
+            f"{escape(pair.candidate)} vs {escape(pair.reference)}: prediction mIoU {_pct(pair.miou)} %, pixels "
+            f"agreeing {_pct(pair.agreement)} %",
             highlight=False,
         )
     for note in report.notes:

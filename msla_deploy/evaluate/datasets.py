@@ -63,7 +63,9 @@ def _pillow():
     try:
         from PIL import Image
     except ImportError:
-        raise MissingRuntime("reading dataset pictures needs Pillow, which is not installed", "pip install pillow") from None
+        raise MissingRuntime(
+            "reading dataset pictures needs Pillow, which is not installed", "pip install pillow"
+        ) from None
     return Image
 
 
@@ -108,7 +110,13 @@ def _pairs(kind: str, images: Path, labels: Path) -> List[Sample]:
     if kind == "cityscapes":
         for image in sorted(images.glob(f"*/*{CITYSCAPES_IMAGE_SUFFIX}")):
             stem = image.name[: -len(CITYSCAPES_IMAGE_SUFFIX)]
-            samples.append(Sample(f"{image.parent.name}/{stem}", image, labels / image.parent.name / f"{stem}{CITYSCAPES_LABEL_SUFFIX}"))
+            samples.append(
+                Sample(
+                    f"{image.parent.name}/{stem}",
+                    image,
+                    labels / image.parent.name / f"{stem}{CITYSCAPES_LABEL_SUFFIX}",
+                )
+            )
     else:
         suffixes = (".jpg",) if kind == "ade20k" else IMAGE_SUFFIXES
         for image in sorted(p for p in images.iterdir() if p.is_file() and p.suffix.lower() in suffixes):
@@ -165,12 +173,16 @@ def _read_label_file(path: Path, table: Optional[np.ndarray]) -> Tuple[np.ndarra
         # can be a decompression bomb as well as a photo can)
         with open_picture(path, fix) as image:
             if image.mode not in ("L", "P", "I", "I;16"):
-                raise BadInput(f"{path}: label PNG has mode {image.mode}, not one channel of class ids", "store labels as 8-bit grey or palette PNGs")
+                raise BadInput(
+                    f"{path}: label PNG has mode {image.mode}, not one channel of class ids",
+                    "store labels as 8-bit grey or palette PNGs",
+                )
             raw = np.asarray(image)
             mapped = np.asarray(image.point(table.tolist())) if table is not None and image.mode == "L" else None
     except (OSError, ValueError) as exc:
         raise BadInput(f"{path}: not a readable label PNG ({exc})", fix) from None
-    if raw.dtype.kind == "i" and raw.size and int(raw.min()) < 0:  # 32-bit labels: a negative id would wrap into a class
+    if raw.dtype.kind == "i" and raw.size and int(raw.min()) < 0:
+        # 32-bit labels: a negative id would wrap into a class
         raise BadInput(f"{path}: label id {int(raw.min())} is negative", fix)
     return raw, mapped
 
@@ -196,15 +208,20 @@ def read_label(dataset: Dataset, sample: Sample) -> np.ndarray:
     if dataset.kind == "cityscapes":
         bad = (raw > CITYSCAPES_MAX_LABEL_ID) & (raw != 255)
         if bad.any():
-            raise BadInput(f"{sample.label}: label id {int(raw[bad][0])} out of range (Cityscapes label ids are 0-33)", hint)
+            raise BadInput(
+                f"{sample.label}: label id {int(raw[bad][0])} out of range (Cityscapes label ids are 0-33)", hint
+            )
     elif dataset.kind == "ade20k":
         if (raw > ADE20K_CLASSES).any():
-            raise BadInput(f"{sample.label}: annotation value {int(raw.max())} out of range (ADE20K has 1-150, 0 ignored)", hint)
+            raise BadInput(
+                f"{sample.label}: annotation value {int(raw.max())} out of range (ADE20K has 1-150, 0 ignored)", hint
+            )
     else:
         bad = (raw >= dataset.num_classes) & (raw != dataset.ignore_index)
         if bad.any():
             raise BadInput(
-                f"{sample.label}: class id {int(raw[bad][0])} out of range (the model has {dataset.num_classes} classes, ignore value {dataset.ignore_index})",
+                f"{sample.label}: class id {int(raw[bad][0])} out of range (the model has {dataset.num_classes} "
+                f"classes, ignore value {dataset.ignore_index})",
                 "check the label file or --ignore-index, or pass --skip-bad",
             )
     # every id is in 0-255 now
@@ -212,10 +229,15 @@ def read_label(dataset: Dataset, sample: Sample) -> np.ndarray:
         train = raw if raw.dtype == np.uint8 else raw.astype(np.uint8)
     else:
         train = mapped if mapped is not None else np.take(table, raw.astype(np.uint8))
-        if dataset.kind != "folder" and int(table[table != IGNORE_INDEX].max()) >= dataset.num_classes:  # more classes than the model
+        if dataset.kind != "folder" and int(table[table != IGNORE_INDEX].max()) >= dataset.num_classes:
+            # more classes than the model
             valid = train != IGNORE_INDEX
             if valid.any() and int(train[valid].max()) >= dataset.num_classes:
-                raise BadInput(f"{sample.label}: class {int(train[valid].max())} out of range (the model has {dataset.num_classes} classes)", hint)
+                raise BadInput(
+                    f"{sample.label}: class {int(train[valid].max())} out of range (the model has "
+                    f"{dataset.num_classes} classes)",
+                    hint,
+                )
     return train
 
 
@@ -225,7 +247,8 @@ def read_pair(dataset: Dataset, sample: Sample) -> Tuple[np.ndarray, np.ndarray]
     pixels = read_image(sample.image)
     if pixels.shape[:2] != label.shape:
         raise BadInput(
-            f"{sample.label}: label is {label.shape[1]}x{label.shape[0]} but its picture {sample.image.name} is {pixels.shape[1]}x{pixels.shape[0]}",
+            f"{sample.label}: label is {label.shape[1]}x{label.shape[0]} but its picture {sample.image.name} is "
+            f"{pixels.shape[1]}x{pixels.shape[0]}",
             "labels must have their picture's size, or pass --skip-bad",
         )
     return pixels, label

@@ -63,6 +63,7 @@ def disagreement_figure(
     )
     counts = np.bincount(np.concatenate([ref.ravel(), cand.ravel()]), minlength=len(colours))
     present = [int(c) for c in np.argsort(-counts, kind="stable") if counts[c] > 0]
+
     def label_of(c: int) -> str:
         return "no label (NaN/Inf logits)" if c == unlabelled else (names[c] if names else f"class {c}")
 
@@ -81,9 +82,7 @@ def disagreement_figure(
         f"({int(differs.sum())} of {differs.size}); "
         f"{ref.shape[1]}x{ref.shape[0]}, the label's resolution"
     )
-    return drawing.figure(
-        f"{candidate} against {reference}: where the labels differ", legends + [grid], subtitle
-    )
+    return drawing.figure(f"{candidate} against {reference}: where the labels differ", legends + [grid], subtitle)
 
 
 def write_disagreement(

@@ -23,7 +23,8 @@ class ArtifactSummary:
     resolution: List[int]  # [H, W]
     batch: int
     num_classes: int
-    weights_source: Optional[str] = None  # the manifest's weights.source (checkpoint, random, factory); None: no manifest
+    # the manifest's weights.source (checkpoint, random, factory); None: no manifest
+    weights_source: Optional[str] = None
     weights_warning: Optional[str] = None  # said in the header and the report when the weights are random
 
 
@@ -137,7 +138,9 @@ def _failure(report: EvaluateReport, b: BackendResult) -> str:
         if b.miou_drop_points is None:
             reasons.append(f"{b.backend}: no mIoU")
         elif b.miou_drop_points > gate:
-            reasons.append(f"{b.backend} loses {b.miou_drop_points:.3f} points of mIoU against {report.against} (budget {gate:g})")
+            reasons.append(
+                f"{b.backend} loses {b.miou_drop_points:.3f} points of mIoU against {report.against} (budget {gate:g})"
+            )
     return "; ".join(reasons)
 
 
@@ -148,7 +151,11 @@ def _pct(value) -> str:
 def markdown(report: EvaluateReport) -> str:
     art, data = report.artifact, report.dataset
     gate = report.max_miou_drop_points
-    lines = [f"## msla-deploy evaluate: {'PASS' if report.passed else 'FAIL'}" + (" (RANDOM WEIGHTS)" if art.weights_warning else ""), ""]
+    lines = [
+        f"## msla-deploy evaluate: {'PASS' if report.passed else 'FAIL'}"
+        + (" (RANDOM WEIGHTS)" if art.weights_warning else ""),
+        "",
+    ]
     if art.weights_warning:  # a PASS at 0.05% mIoU must not read as a result
         lines += [f"> **{art.weights_warning}**", ""]
     lines += [
@@ -181,12 +188,17 @@ def _drop(b: BackendResult, against: str) -> str:
 
 
 def _backend_table(report: EvaluateReport) -> List[str]:
-    lines = ["| backend | ran on | mIoU % | pixel acc % | drop (points) | NaN/Inf px (pictures) | verdict |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| backend | ran on | mIoU % | pixel acc % | drop (points) | NaN/Inf px (pictures) | verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for b in report.backends:
         verdict = {True: "pass", False: "**FAIL**", None: ""}[b.passed]
         nonfinite = f"**{b.nonfinite_pixels} ({b.nonfinite_pictures})**" if b.nonfinite_pixels else "0"
-        lines.append(f"| `{b.backend}` | {b.ran.get('ran_on', '')} | {_pct(b.miou)} | {_pct(b.pixel_accuracy)} | "
-                     f"{_drop(b, report.against)} | {nonfinite} | {verdict} |")
+        lines.append(
+            f"| `{b.backend}` | {b.ran.get('ran_on', '')} | {_pct(b.miou)} | {_pct(b.pixel_accuracy)} | "
+            f"{_drop(b, report.against)} | {nonfinite} | {verdict} |"
+        )
     failures = report.failures()
     return lines + [""] + ((["**Failed:**", ""] + [f"- {f}" for f in failures] + [""]) if failures else [])
 
@@ -211,8 +223,16 @@ def _pair_section(pair: PairResult) -> List[str]:
     worst = [w for w in pair.worst_images if w.disagreement > 0]
     if worst:
         lines += ["| image | pixels disagreeing % | picture |", "|---|---|---|"]
-        lines += [f"| `{w.image}` | {100 * w.disagreement:.3f} | {('`' + Path(w.picture).name + '`') if w.picture else ''} |" for w in worst]
-        lines += ["", "Pictures: the reference backend's labels in their colours, darkened; white where the other backend's label differs.", ""]
+        lines += [
+            f"| `{w.image}` | {100 * w.disagreement:.3f} | {('`' + Path(w.picture).name + '`') if w.picture else ''} |"
+            for w in worst
+        ]
+        lines += [
+            "",
+            "Pictures: the reference backend's labels in their colours, darkened; white where the other backend's "
+            "label differs.",
+            "",
+        ]
     return lines
 
 

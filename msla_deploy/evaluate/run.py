@@ -109,11 +109,16 @@ class EvaluateOptions:
         if self.limit is not None and self.limit < 1:
             raise BadInput(f"--limit {self.limit}: must be at least 1", "give the number of pictures to evaluate")
         if self.max_miou_drop is not None and not self.max_miou_drop >= 0:
-            raise BadInput(f"--max-miou-drop {self.max_miou_drop}: must be >= 0 (points of mIoU)", "for example --max-miou-drop 0.3")
+            raise BadInput(
+                f"--max-miou-drop {self.max_miou_drop}: must be >= 0 (points of mIoU)",
+                "for example --max-miou-drop 0.3",
+            )
         if len(set(self.backends)) != len(self.backends):
             raise BadInput(f"--backend given twice ({', '.join(self.backends)})", "name each backend once")
         if not 0 <= self.ignore_index <= 255:
-            raise BadInput(f"--ignore-index {self.ignore_index}: label PNGs hold 0-255", "for example --ignore-index 255")
+            raise BadInput(
+                f"--ignore-index {self.ignore_index}: label PNGs hold 0-255", "for example --ignore-index 255"
+            )
 
 
 @dataclass
@@ -160,7 +165,9 @@ class PairTally:
     pictures: Dict[str, str] = field(default_factory=dict)  # image -> picture file
     drawn: Dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # the worst few, until written
 
-    def add(self, image: str, ref: np.ndarray, cand: np.ndarray, draw: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> None:
+    def add(
+        self, image: str, ref: np.ndarray, cand: np.ndarray, draw: Callable[[np.ndarray, np.ndarray], np.ndarray]
+    ) -> None:
         self.confusion.add(ref, cand)
         differs = float(np.mean(ref != cand))
         entry = (differs, image)
@@ -183,7 +190,9 @@ class PairTally:
         for name in [n for n in self.drawn if n not in keep]:  # fell out of the worst few
             del self.drawn[name]
 
-    def save_pictures(self, folder: Path, colours: np.ndarray, names: Optional[List[str]], files_of: Dict[str, Path]) -> None:
+    def save_pictures(
+        self, folder: Path, colours: np.ndarray, names: Optional[List[str]], files_of: Dict[str, Path]
+    ) -> None:
         for image, labels in self.drawn.items():
             file = folder / f"{_safe(self.candidate)}-vs-{_safe(self.reference)}-{_safe(image)}.png"
             write_disagreement(file, labels, self.reference, self.candidate, image, colours, names, files_of.get(image))
@@ -207,11 +216,16 @@ class Decoded(NamedTuple):
 def _check_artifact(artifact: Artifact) -> None:
     """A segmentation artifact with logits, a static input resolution and a class count."""
     if artifact.outputs and OUTPUT_NAME not in {o.name for o in artifact.outputs}:
-        raise BadInput(f"{artifact.path} has no {OUTPUT_NAME!r} output (a --head labels export): "
-                       "upstream's protocol upsamples the logits to each label's size",
-                       "evaluate an export made with --head logits or --head both")
+        raise BadInput(
+            f"{artifact.path} has no {OUTPUT_NAME!r} output (a --head labels export): "
+            "upstream's protocol upsamples the logits to each label's size",
+            "evaluate an export made with --head logits or --head both",
+        )
     if artifact.resolution is None or artifact.num_classes is None:
-        raise BadInput(f"{artifact.path}: no static input resolution or class count", "evaluate an export directory or a static segmentation ONNX")
+        raise BadInput(
+            f"{artifact.path}: no static input resolution or class count",
+            "evaluate an export directory or a static segmentation ONNX",
+        )
 
 
 def _order_backends(options: EvaluateOptions) -> Tuple[List[str], str]:
@@ -231,7 +245,9 @@ def _protocol(dataset: Dataset, resolution: Tuple[int, int]) -> Tuple[Dict[str, 
             f"a static artifact is evaluated at its own resolution, {h}x{w}, so the figure is not upstream's protocol"
         )
     elif dataset.kind == "cityscapes" and (h, w) != (1024, 2048):
-        notes.append(f"Cityscapes: upstream evaluates at 1024x2048; this artifact takes {h}x{w}, so pictures are resized to it")
+        notes.append(
+            f"Cityscapes: upstream evaluates at 1024x2048; this artifact takes {h}x{w}, so pictures are resized to it"
+        )
     protocol = {
         "resize": "cubic (cv2 INTER_CUBIC-like, a=-0.75, half-pixel) when sizes differ",
         "normalise": "RGB / 255, ImageNet mean/std",
@@ -271,7 +287,9 @@ class Evaluation:
         options.check()
         self.options, self.on_progress = options, on_progress
         self.artifact = artifact = resolve(Path(options.artifact))
-        self.report_dir = Path(options.report_dir) if options.report_dir else artifact.default_report_dir(EVALUATION_DIR)
+        self.report_dir = (
+            Path(options.report_dir) if options.report_dir else artifact.default_report_dir(EVALUATION_DIR)
+        )
         # nothing is written onto the artifact or the dataset, nor through a link out of the
         # artifact (an `evaluation` link shipped inside it): the default folder is checked too
         guard = guard_for(artifact, inputs=[Path(options.data)])
@@ -321,24 +339,38 @@ class Evaluation:
 
     def _open_sessions(self) -> None:
         for name, backend in zip(self.names, self.chosen):
-            self.sessions.append((name, runtime.open(self.artifact, backend, threads=self.options.threads, command="evaluate")))
+            self.sessions.append(
+                (name, runtime.open(self.artifact, backend, threads=self.options.threads, command="evaluate"))
+            )
         first = self.sessions[0][1]
         self.batch = first.group  # a dynamic batch runs full groups of its largest batch
         self.input_name = next(iter(first.inputs))
-        self.backends = [BackendTally(name, session.describe(), Confusion(self.num_classes)) for name, session in self.sessions]
-        self.pairs = [PairTally(self.against, name, Confusion(self.num_classes, ignore_index=NO_LABEL))
-                      for name, _ in self.sessions if name != self.against]
-        self.graph_labels = _graph_labels_follow_the_protocol(self.artifact) and any(LABELS_NAME in s.outputs for _, s in self.sessions)
+        self.backends = [
+            BackendTally(name, session.describe(), Confusion(self.num_classes)) for name, session in self.sessions
+        ]
+        self.pairs = [
+            PairTally(self.against, name, Confusion(self.num_classes, ignore_index=NO_LABEL))
+            for name, _ in self.sessions
+            if name != self.against
+        ]
+        self.graph_labels = _graph_labels_follow_the_protocol(self.artifact) and any(
+            LABELS_NAME in s.outputs for _, s in self.sessions
+        )
         if self.graph_labels:
             h, w = self.resolution
-            self.protocol["labels"] = (f"the artifact's own labels output (its bicubic resize + argmax) where a label is {h}x{w}; "
-                                       f"elsewhere {self.protocol['labels']}")
+            self.protocol["labels"] = (
+                f"the artifact's own labels output (its bicubic resize + argmax) where a label is {h}x{w}; "
+                f"elsewhere {self.protocol['labels']}"
+            )
 
     def _pass(self) -> None:
         """Readers decode ahead, this thread infers full batches, the metric thread scores them;
         at most a few batches are in flight."""
-        with ThreadPoolExecutor(READERS, thread_name_prefix="evaluate-read", initializer=_lower_priority) as readers, \
-                ThreadPoolExecutor(1, thread_name_prefix="evaluate-metric", initializer=_lower_priority) as metric:
+        with ThreadPoolExecutor(
+            READERS, thread_name_prefix="evaluate-read", initializer=_lower_priority
+        ) as readers, ThreadPoolExecutor(
+            1, thread_name_prefix="evaluate-metric", initializer=_lower_priority
+        ) as metric:
             pending: List[Future] = []
             for batch in self._batches(readers):
                 outputs = self._infer(batch)
@@ -431,8 +463,11 @@ class Evaluation:
         if self.done == 0:  # no report is written: the line itself names the bad files
             shown = "; ".join(one_line_text(f"{s.image}: {s.problem}", 240) for s in self.skipped[:SKIPPED_SHOWN])
             more = f"; and {len(self.skipped) - SKIPPED_SHOWN} more" if len(self.skipped) > SKIPPED_SHOWN else ""
-            raise BadInput(f"--data {self.options.data}: no picture could be evaluated, all {len(self.skipped)} were bad ({shown}{more})",
-                           "fix or remove those files")
+            raise BadInput(
+                f"--data {self.options.data}: no picture could be evaluated, all {len(self.skipped)} were bad "
+                f"({shown}{more})",
+                "fix or remove those files",
+            )
         gate = self.options.max_miou_drop
         reference = next(t for t in self.backends if t.backend == self.against)
         reference_miou = reference.confusion.miou()
@@ -452,15 +487,27 @@ class Evaluation:
             notes.append(f"{len(self.skipped)} bad picture(s) skipped (--skip-bad); listed under 'skipped'")
         absent = [c for c, v in enumerate(reference.confusion.iou()) if v is None]
         if absent:
-            notes.append(f"{len(absent)} class(es) appear in neither the labels nor the predictions and are left out of the mean: {absent[:10]}")
+            notes.append(
+                f"{len(absent)} class(es) appear in neither the labels nor the predictions and are left out of the "
+                f"mean: {absent[:10]}"
+            )
         files_of = {s.name: s.image for s in self.samples}
         for pair in self.pairs:
             pair.save_pictures(self.report_dir / "disagreement", self.colours, names, files_of)
         a = self.artifact
         report = EvaluateReport(
             passed=all(b.passed is not False for b in backends),
-            artifact=ArtifactSummary(str(a.path), a.name, a.model_name, a.precision, list(self.resolution), self.batch, self.num_classes,
-                                     weights_source=a.weights_source, weights_warning=a.weights_warning),
+            artifact=ArtifactSummary(
+                str(a.path),
+                a.name,
+                a.model_name,
+                a.precision,
+                list(self.resolution),
+                self.batch,
+                self.num_classes,
+                weights_source=a.weights_source,
+                weights_warning=a.weights_warning,
+            ),
             dataset=DatasetSummary(**self.dataset.describe(), evaluated=self.done),
             protocol=Protocol(input_resolution=list(self.resolution), **self.protocol),
             against=self.against,

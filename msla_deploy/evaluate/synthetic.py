@@ -45,13 +45,18 @@ def scene(rng: np.random.Generator, size: Tuple[int, int], num_classes: int) -> 
     return np.clip(pixels, 0, 255).astype(np.uint8), label
 
 
-def sample_paths(root: Path, layout: str, stem: str, city: str = "", split: Optional[str] = None) -> Tuple[Path, Path, str]:
+def sample_paths(
+    root: Path, layout: str, stem: str, city: str = "", split: Optional[str] = None
+) -> Tuple[Path, Path, str]:
     """(picture file, label file, the sample's name as evaluate reports it) in `layout`'s published tree."""
     root = Path(root)
     if layout == "cityscapes":
         split = split or SPLIT["cityscapes"]
-        return (root / "leftImg8bit" / split / city / f"{stem}{CITYSCAPES_IMAGE_SUFFIX}",
-                root / "gtFine" / split / city / f"{stem}{CITYSCAPES_LABEL_SUFFIX}", f"{city}/{stem}")
+        return (
+            root / "leftImg8bit" / split / city / f"{stem}{CITYSCAPES_IMAGE_SUFFIX}",
+            root / "gtFine" / split / city / f"{stem}{CITYSCAPES_LABEL_SUFFIX}",
+            f"{city}/{stem}",
+        )
     if layout == "ade20k":
         split = split or SPLIT["ade20k"]
         base = root / ADE20K_ROOT
@@ -61,8 +66,15 @@ def sample_paths(root: Path, layout: str, stem: str, city: str = "", split: Opti
     raise ValueError(f"unknown layout {layout!r}")
 
 
-def write_sample(root: Path, layout: str, stem: str, pixels: np.ndarray, label_file: np.ndarray, city: str = "",
-                 split: Optional[str] = None) -> Tuple[Path, Path, str]:
+def write_sample(
+    root: Path,
+    layout: str,
+    stem: str,
+    pixels: np.ndarray,
+    label_file: np.ndarray,
+    city: str = "",
+    split: Optional[str] = None,
+) -> Tuple[Path, Path, str]:
     """Write one picture and its label as `layout` stores them: `label_file` holds that layout's
     values (Cityscapes label ids, ADE20K annotations, or train ids with the folder's ignore value)."""
     image, label, name = sample_paths(root, layout, stem, city, split)

@@ -44,7 +44,7 @@ class CalibrationSet:
         many are fed). ONNX Runtime's calibrators stack the feeds, so they must be of one size: a
         dynamic-batch graph is fed one picture at a time, which uses them all."""
         usable = self.used(batch)
-        return [self.inputs[i:i + batch] for i in range(0, usable, batch)]
+        return [self.inputs[i : i + batch] for i in range(0, usable, batch)]
 
     def used(self, batch: int) -> int:
         return len(self.inputs) // batch * batch
@@ -57,7 +57,9 @@ def find_pictures(root: Path) -> List[Path]:
     """Every picture under `root`, sorted; a dataset root is narrowed to its picture folder."""
     root = Path(root)
     if not root.exists():
-        raise BadInput(f"--calib-images {root}: no such folder", "pass a folder of .png/.jpg/.npy pictures or a dataset root")
+        raise BadInput(
+            f"--calib-images {root}: no such folder", "pass a folder of .png/.jpg/.npy pictures or a dataset root"
+        )
     if root.is_file():
         raise BadInput(f"--calib-images {root} is a file, not a folder", "pass the folder that holds the pictures")
     for name in PICTURE_FOLDERS:

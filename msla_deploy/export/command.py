@@ -23,90 +23,160 @@ if TYPE_CHECKING:  # annotations only: the pipeline imports torch
 
 def export_command(
     model: str = typer.Option(
-        DEFAULT_MODEL, "--model", "-m",
+        DEFAULT_MODEL,
+        "--model",
+        "-m",
         help="Zoo name (see `msla-deploy models`) or FILE.py:FACTORY returning an nn.Module.",
     ),
     weights: Optional[Path] = typer.Option(
-        None, "--weights", "-w", help="State-dict checkpoint (.pt, loaded with weights_only=True). Zoo default: models/<upstream file> if present, else random."
+        None,
+        "--weights",
+        "-w",
+        help=(
+            "State-dict checkpoint (.pt, loaded with weights_only=True). Zoo default: models/<upstream file> if "
+            "present, else random."
+        ),
     ),
     res: str = typer.Option("1024x2048", "--res", "-r", help="Input HxW; sides must be multiples of 32."),
     batch: str = typer.Option(
-        "1", "--batch", "-b", help="Static batch size, or 'dynamic': the batch is the graph's one dynamic dimension, 1..--max-batch "
+        "1",
+        "--batch",
+        "-b",
+        help="Static batch size, or 'dynamic': the batch is the graph's one dynamic dimension, 1..--max-batch "
         "(TensorRT optimisation profiles, Triton's dynamic batcher); everything else stays static.",
     ),
-    max_batch: Optional[int] = typer.Option(None, "--max-batch", help="--batch dynamic: the largest batch (parity is checked at 1 and at this)."),
+    max_batch: Optional[int] = typer.Option(
+        None, "--max-batch", help="--batch dynamic: the largest batch (parity is checked at 1 and at this)."
+    ),
     opset: int = typer.Option(DEFAULT_OPSET, "--opset", help="ONNX opset (17 parses on TensorRT 8.5/8.6 and later)."),
-    exporter: Exporter = typer.Option(Exporter.AUTO, "--exporter", help="The PyTorch exporter (auto: dynamo, torchscript if it fails)."),
+    exporter: Exporter = typer.Option(
+        Exporter.AUTO, "--exporter", help="The PyTorch exporter (auto: dynamo, torchscript if it fails)."
+    ),
     precision: Precision = typer.Option(
-        Precision.FP32, "--precision", "-p",
+        Precision.FP32,
+        "--precision",
+        "-p",
         help="fp16: model.onnx is mixed precision (fp16, fp32 attention island) for strongly typed "
         "TensorRT 10.12+/11; model_fp32.onnx beside it is for weakly typed builds (JetPack 5/6). int8: model.onnx is "
         "an explicit Q/DQ graph calibrated on --calib-images (LiteMLA cores in fp32).",
         rich_help_panel="Precision",
     ),
     attention_precision: FloatPrecision = typer.Option(
-        FloatPrecision.FP32, "--attention-precision",
+        FloatPrecision.FP32,
+        "--attention-precision",
         help="fp16 exports: LiteMLA's matmuls, normaliser and division in fp32, or in fp16 with token-mean "
         "scaling (small parity cost).",
         rich_help_panel="Precision",
     ),
     io_dtype: FloatPrecision = typer.Option(
-        FloatPrecision.FP32, "--io-dtype", help="fp16 exports: dtype of the graph input and output.", rich_help_panel="Precision",
+        FloatPrecision.FP32,
+        "--io-dtype",
+        help="fp16 exports: dtype of the graph input and output.",
+        rich_help_panel="Precision",
     ),
     upsample: Upsample = typer.Option(
-        Upsample.CUBIC, "--upsample", help="Head resize: cubic (upstream parity) or bilinear (for TensorRT 8.5 / JetPack 5).",
+        Upsample.CUBIC,
+        "--upsample",
+        help="Head resize: cubic (upstream parity) or bilinear (for TensorRT 8.5 / JetPack 5).",
         rich_help_panel="Precision",
     ),
     stress_weights: bool = typer.Option(
-        False, "--stress-weights", help="Rescale LiteMLA q/k/v to trained-model magnitudes and zero some queries: tests the fp16 guards.",
+        False,
+        "--stress-weights",
+        help="Rescale LiteMLA q/k/v to trained-model magnitudes and zero some queries: tests the fp16 guards.",
         rich_help_panel="Precision",
     ),
     fp16_guards: bool = typer.Option(
-        True, "--fp16-guards/--no-fp16-guards", help="--no-fp16-guards exports naive fp16 (eps lost, sums in fp16), to see what the guards prevent.",
+        True,
+        "--fp16-guards/--no-fp16-guards",
+        help="--no-fp16-guards exports naive fp16 (eps lost, sums in fp16), to see what the guards prevent.",
         rich_help_panel="Precision",
     ),
     head: Head = typer.Option(
-        Head.LOGITS, "--head",
+        Head.LOGITS,
+        "--head",
         help="Graph outputs: logits (upstream's), labels (in-graph bicubic resize to the input size + argmax, int32 "
         "[N,H,W] train ids for TensorRT/DeepStream/Triton/C++), or both.",
     ),
     calib_images: Optional[Path] = typer.Option(
-        None, "--calib-images", help="int8: folder of .png/.jpg/.npy pictures, or a dataset root (Cityscapes, ADE20K).", rich_help_panel="int8",
+        None,
+        "--calib-images",
+        help="int8: folder of .png/.jpg/.npy pictures, or a dataset root (Cityscapes, ADE20K).",
+        rich_help_panel="int8",
     ),
-    calib_count: int = typer.Option(64, "--calib-count", help="int8: pictures to calibrate on (evenly spread over the folder).", rich_help_panel="int8"),
+    calib_count: int = typer.Option(
+        64,
+        "--calib-count",
+        help="int8: pictures to calibrate on (evenly spread over the folder).",
+        rich_help_panel="int8",
+    ),
     calib_method: CalibMethod = typer.Option(
-        CalibMethod(DEFAULT_CALIB_METHOD), "--calib-method", rich_help_panel="int8",
+        CalibMethod(DEFAULT_CALIB_METHOD),
+        "--calib-method",
+        rich_help_panel="int8",
         help="int8: the calibrator (ONNX Runtime's MinMax/Entropy/Percentile 99.999%; percentile kept the most labels "
         "on the trained stand-in, benchmarks/README.md).",
     ),
     int8_attention: bool = typer.Option(
-        False, "--int8-attention", help="int8: quantize the LiteMLA cores too (what generic quantizers do; to measure the cost).", rich_help_panel="int8",
+        False,
+        "--int8-attention",
+        help="int8: quantize the LiteMLA cores too (what generic quantizers do; to measure the cost).",
+        rich_help_panel="int8",
     ),
     sensitivity: bool = typer.Option(
-        False, "--sensitivity", help="int8: quantize one module at a time (and all but one); rank by label cost; "
-        "int8_sensitivity.json/.png.", rich_help_panel="int8",
+        False,
+        "--sensitivity",
+        help="int8: quantize one module at a time (and all but one); rank by label cost; int8_sensitivity.json/.png.",
+        rich_help_panel="int8",
     ),
     min_argmax_agreement: Optional[float] = typer.Option(
-        None, "--min-argmax-agreement", help="int8: keep the costliest modules in fp32 until the labels agree this much "
-        "with fp32 on the calibration pictures (e.g. 0.99); also the parity budget.", rich_help_panel="int8",
+        None,
+        "--min-argmax-agreement",
+        help="int8: keep the costliest modules in fp32 until the labels agree this much "
+        "with fp32 on the calibration pictures (e.g. 0.99); also the parity budget.",
+        rich_help_panel="int8",
     ),
-    out_dir: Optional[Path] = typer.Option(None, "--out", "-o", help="Output directory [default: artifacts/<model>-<H>x<W>-<precision>]."),
+    out_dir: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Output directory [default: artifacts/<model>-<H>x<W>-<precision>]."
+    ),
     models_dir: Path = models_dir_option(),
-    overwrite: bool = overwrite_option("Replace an earlier export at --out: its own files are replaced, every other file (engines, reports, yours) is kept."),
+    overwrite: bool = overwrite_option(
+        "Replace an earlier export at --out: its own files are replaced, every other file (engines, reports, yours) "
+        "is kept."
+    ),
     json_out: bool = json_option(),
 ) -> None:
-    """Export a model to a static (or dynamic-batch), checked ONNX with a reference bundle and an ONNX Runtime parity report."""
+    """Export a model to a static (or dynamic-batch), checked ONNX with a reference bundle and an ONNX Runtime
+    parity report."""
     from ..artifact.options import ExportOptions, parse_batch, parse_resolution
 
     run_export = torch_side("msla_deploy.export.pipeline", "run_export")
 
     batch_size, dynamic_batch = parse_batch(batch, max_batch)
     options = ExportOptions(
-        model=model, weights=weights, resolution=parse_resolution(res), batch=batch_size, dynamic_batch=dynamic_batch, opset=opset,
-        exporter=exporter, out=out_dir, models_dir=models_dir, precision=precision,
-        attention_precision=attention_precision, io_dtype=io_dtype, upsample=upsample,
-        fp16_guards=fp16_guards, stress_weights=stress_weights, head=head, overwrite=overwrite, calib_images=calib_images, calib_count=calib_count,
-        calib_method=calib_method, int8_attention=int8_attention, sensitivity=sensitivity, min_argmax_agreement=min_argmax_agreement,
+        model=model,
+        weights=weights,
+        resolution=parse_resolution(res),
+        batch=batch_size,
+        dynamic_batch=dynamic_batch,
+        opset=opset,
+        exporter=exporter,
+        out=out_dir,
+        models_dir=models_dir,
+        precision=precision,
+        attention_precision=attention_precision,
+        io_dtype=io_dtype,
+        upsample=upsample,
+        fp16_guards=fp16_guards,
+        stress_weights=stress_weights,
+        head=head,
+        overwrite=overwrite,
+        calib_images=calib_images,
+        calib_count=calib_count,
+        calib_method=calib_method,
+        int8_attention=int8_attention,
+        sensitivity=sensitivity,
+        min_argmax_agreement=min_argmax_agreement,
     )
     result = run_export(options, steps_with_progress())
     if json_out:
@@ -121,7 +191,10 @@ def export_command(
 
 def next_after_export(directory: Path) -> List[Tuple[str, str]]:
     return [
-        (next_command("build", directory), "a TensorRT engine for this GPU (--print-trtexec: the command for a Jetson)"),
+        (
+            next_command("build", directory),
+            "a TensorRT engine for this GPU (--print-trtexec: the command for a Jetson)",
+        ),
         (next_command("bench", directory), "latency and throughput on ONNX Runtime"),
     ]
 
@@ -130,15 +203,19 @@ def render(result: ExportResult) -> None:
     """The export for a person: what was exported, the parity table, notes, hazard findings."""
     manifest, parity = result.manifest, result.parity
     int8_info = manifest.precision.extra.get("int8")
-    out.print(key_values([
-        ("model", manifest.model.name),
-        ("weights", _weights_text(manifest.weights)),
-        ("precision", _precision_text(manifest.precision)),
-        ("exporter", f"{manifest.exporter['used']} (opset {manifest.exporter['opset']})"),
-        ("graph", _graph_text(manifest.onnx)),
-        ("swapped", _swapped_text(manifest.swapped_modules)),
-        ("written", str(result.directory)),
-    ]))
+    out.print(
+        key_values(
+            [
+                ("model", manifest.model.name),
+                ("weights", _weights_text(manifest.weights)),
+                ("precision", _precision_text(manifest.precision)),
+                ("exporter", f"{manifest.exporter['used']} (opset {manifest.exporter['opset']})"),
+                ("graph", _graph_text(manifest.onnx)),
+                ("swapped", _swapped_text(manifest.swapped_modules)),
+                ("written", str(result.directory)),
+            ]
+        )
+    )
     out.print(checks_table(parity.checks, "Parity against PyTorch fp32"))
     notes = {o.vacuous_note for c in parity.checks for o in c.outputs if o.vacuous_note}
     for note in sorted(notes):
@@ -149,8 +226,10 @@ def render(result: ExportResult) -> None:
         for finding in scan["errors"] + scan["warnings"]:
             where = finding.get("module") or finding["node"]
             colour = "red" if finding["severity"] == "error" else "yellow"
-            err.print(f"[{colour}]{finding['severity']}:[/] {file}: {finding['check']} at {where}: "
-                      f"{finding['detail']}", highlight=False)
+            err.print(
+                f"[{colour}]{finding['severity']}:[/] {file}: {finding['check']} at {where}: {finding['detail']}",
+                highlight=False,
+            )
 
 
 def _weights_text(weights) -> str:
@@ -172,14 +251,15 @@ def _precision_text(p: PrecisionRecord) -> str:
     elif int8:
         calibration = int8["calibration"]
         fp32_modules = ", ".join(int8["fp32_modules"]) or "none"
-        text = (f"int8 Q/DQ ({len(int8['quantized_modules'])} modules int8, fp32: {fp32_modules}; "
-                f"calibrated on {calibration['count']} pictures, {calibration['method']}); "
-                f"fp32 graph: {p.onnx_files['fp32']}")
+        text = (
+            f"int8 Q/DQ ({len(int8['quantized_modules'])} modules int8, fp32: {fp32_modules}; "
+            f"calibrated on {calibration['count']} pictures, {calibration['method']}); "
+            f"fp32 graph: {p.onnx_files['fp32']}"
+        )
     else:
         guards = "" if p.fp16_guards else ", [bold red]guards OFF[/]"
         attention = p.attention_precision if p.fp16_guards else "naive fp16"
-        text = (f"fp16 (attention {attention}, I/O {p.io_dtype}{guards}); "
-                f"weak-typing graph: {p.onnx_files['fp32']}")
+        text = f"fp16 (attention {attention}, I/O {p.io_dtype}{guards}); weak-typing graph: {p.onnx_files['fp32']}"
     return text + ("" if p.upsample == "cubic" else ", [yellow]bilinear upsampling[/]")
 
 
@@ -215,9 +295,21 @@ def _print_sensitivity(path: Path) -> None:
     from .int8_sensitivity import SensitivityTable, table_rows
 
     data = SensitivityTable.read(path)
-    table = Table(title=f"int8 label cost per module ({path.name}, plot beside it)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
-    for column, justify in (("#", "right"), ("module", "left"), ("kind", "left"), ("labels changed alone", "right"),
-                            ("1 - cosine alone", "right"), ("agreement all but it", "right"), ("kept", "left")):
+    table = Table(
+        title=f"int8 label cost per module ({path.name}, plot beside it)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for column, justify in (
+        ("#", "right"),
+        ("module", "left"),
+        ("kind", "left"),
+        ("labels changed alone", "right"),
+        ("1 - cosine alone", "right"),
+        ("agreement all but it", "right"),
+        ("kept", "left"),
+    ):
         table.add_column(column, justify=justify, no_wrap=True)
     for row in table_rows(data):
         table.add_row(*row)

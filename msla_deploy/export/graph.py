@@ -70,7 +70,11 @@ def _dims(value_info: onnx.ValueInfoProto) -> List:
 
 def _describe(value_info: onnx.ValueInfoProto) -> Dict:
     elem = value_info.type.tensor_type.elem_type
-    return {"name": value_info.name, "shape": _dims(value_info), "dtype": onnx.helper.tensor_dtype_to_np_dtype(elem).name}
+    return {
+        "name": value_info.name,
+        "shape": _dims(value_info),
+        "dtype": onnx.helper.tensor_dtype_to_np_dtype(elem).name,
+    }
 
 
 def mark_batch_dynamic(model: onnx.ModelProto) -> None:
@@ -138,7 +142,9 @@ def set_metadata(model: onnx.ModelProto, metadata: Dict[str, str]) -> None:
         entry.key, entry.value = key, str(metadata[key])
 
 
-def finalize(model: onnx.ModelProto, *, producer_version: str, metadata: Dict[str, str], dynamic_batch: bool = False) -> GraphReport:
+def finalize(
+    model: onnx.ModelProto, *, producer_version: str, metadata: Dict[str, str], dynamic_batch: bool = False
+) -> GraphReport:
     """Clean up in place, check, and stamp metadata. Raises CheckFailed if the graph is not deployable."""
     constants_to_initializers(model)
     drop_unused_initializers(model)

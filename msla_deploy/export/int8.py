@@ -87,7 +87,11 @@ def _ort_quantization():
 
 def _calibration_method(method: str):
     q = _ort_quantization()
-    return {"max": q.CalibrationMethod.MinMax, "entropy": q.CalibrationMethod.Entropy, "percentile": q.CalibrationMethod.Percentile}[method]
+    return {
+        "max": q.CalibrationMethod.MinMax,
+        "entropy": q.CalibrationMethod.Entropy,
+        "percentile": q.CalibrationMethod.Percentile,
+    }[method]
 
 
 # --- modules of the graph ----------------------------------------------------------------------
@@ -106,7 +110,7 @@ class Unit:
 
 def graph_probes(model: onnx.ModelProto) -> Dict[str, str]:
     """module path -> tensor, read from the graph itself (the probe tensors keep their names)."""
-    return {t[len(PROBE_PREFIX):]: t for n in model.graph.node for t in n.output if t.startswith(PROBE_PREFIX)}
+    return {t[len(PROBE_PREFIX) :]: t for n in model.graph.node for t in n.output if t.startswith(PROBE_PREFIX)}
 
 
 def _is_core(module: str) -> bool:
@@ -138,8 +142,9 @@ def node_owners(model: onnx.ModelProto) -> Dict[str, str]:
     return owners
 
 
-def _module_nodes(model: onnx.ModelProto, module: str, tensor: str, producer: Dict[str, onnx.NodeProto],
-                  stop_of: Dict[str, str]) -> Set[str]:
+def _module_nodes(
+    model: onnx.ModelProto, module: str, tensor: str, producer: Dict[str, onnx.NodeProto], stop_of: Dict[str, str]
+) -> Set[str]:
     """The nodes computing `module`'s probe tensor, back to the probes of modules outside it."""
     if _is_core(module):
         return set(island_nodes(model, [tensor]))
@@ -286,8 +291,13 @@ def _qdq_options(method: str, batches: int) -> Dict:
     return options
 
 
-def _quantize_static(fp32_path: Path, out_path: Path, calibration: Calibration, nodes: List[str],
-                     progress: Optional[Callable[[int, int], None]] = None) -> None:
+def _quantize_static(
+    fp32_path: Path,
+    out_path: Path,
+    calibration: Calibration,
+    nodes: List[str],
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> None:
     q = _ort_quantization()
     # the labels head is never quantized: named explicitly, whatever op types a quantizer version adds
     exclude = head_nodes(onnx.load(str(fp32_path), load_external_data=False))
@@ -311,8 +321,13 @@ def _quantize_static(fp32_path: Path, out_path: Path, calibration: Calibration, 
         q.quantize_static(str(fp32_path), str(out_path), _Reader(calibration.batches, progress), **kwargs)
 
 
-def calibrate(fp32_path: Path, batches: Sequence[np.ndarray], method: str, workdir: Path,
-              progress: Optional[Callable[[int, int], None]] = None) -> Calibration:
+def calibrate(
+    fp32_path: Path,
+    batches: Sequence[np.ndarray],
+    method: str,
+    workdir: Path,
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> Calibration:
     """Measure the ranges of every quantizable tensor on `batches` (one quantization pass);
     `progress(done, total)` as the batches are fed."""
     if method not in CALIB_METHODS:
@@ -372,12 +387,16 @@ def _rewire_attention_inputs(model: onnx.ModelProto, fp32_cores: Iterable[str], 
         for i in range(len(node.input)):
             source = _bypass_qdq(node, i, producer, rewired)
             # keep walking through the data-movement ops between the convs and the island
-            if source is not None and (source.op_type in BOUNDARY_OPS or source.op_type in ("Concat", "Transpose", "Identity")):
+            if source is not None and (
+                source.op_type in BOUNDARY_OPS or source.op_type in ("Concat", "Transpose", "Identity")
+            ):
                 frontier.append(source)
     return sorted(set(rewired))
 
 
-def _bypass_qdq(node: onnx.NodeProto, i: int, producer: Dict[str, onnx.NodeProto], rewired: List[str]) -> Optional[onnx.NodeProto]:
+def _bypass_qdq(
+    node: onnx.NodeProto, i: int, producer: Dict[str, onnx.NodeProto], rewired: List[str]
+) -> Optional[onnx.NodeProto]:
     """Reconnect input `i` of `node` to x where it reads DQ(Q(x)) (noted in `rewired`); returns
     the node producing that input now (None for a graph input or an initializer)."""
     source = producer.get(node.input[i])
@@ -419,10 +438,16 @@ def quantize(
     return QuantizedGraph(proto, modules, nodes, fp32_nodes, rewired, calibration.to_dict(), head)
 
 
-def _quantized_proto(fp32_path: Path, calibration: Calibration, nodes: List[str], workdir: Optional[Path]) -> onnx.ModelProto:
+def _quantized_proto(
+    fp32_path: Path, calibration: Calibration, nodes: List[str], workdir: Optional[Path]
+) -> onnx.ModelProto:
     """quantize_static's Q/DQ graph of `nodes`, read back into memory (its file removed)."""
     with contextlib.ExitStack() as stack:
-        folder = Path(workdir) if workdir is not None else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="msla-int8-")))
+        folder = (
+            Path(workdir)
+            if workdir is not None
+            else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="msla-int8-")))
+        )
         out = folder / "quantized.onnx"
         _quantize_static(fp32_path, out, calibration, nodes)
         proto = onnx.load(str(out))
@@ -431,16 +456,23 @@ def _quantized_proto(fp32_path: Path, calibration: Calibration, nodes: List[str]
     return proto
 
 
-def _set_int8_metadata(proto: onnx.ModelProto, fp32: onnx.ModelProto, fp32_nodes: List[str], modules: Dict[str, str],
-                       calibration: Calibration) -> None:
+def _set_int8_metadata(
+    proto: onnx.ModelProto,
+    fp32: onnx.ModelProto,
+    fp32_nodes: List[str],
+    modules: Dict[str, str],
+    calibration: Calibration,
+) -> None:
     """The fp32 graph's metadata, with precision int8, its fp32 nodes, modules and calibration."""
     meta = {p.key: p.value for p in fp32.metadata_props}
-    meta.update({
-        META_PRECISION: "int8",
-        META_FP32_NODES: ",".join(fp32_nodes),
-        META_INT8_MODULES: json.dumps(modules, separators=(",", ":")),
-        META_INT8_CALIBRATION: json.dumps(calibration.to_dict(), separators=(",", ":")),
-    })
+    meta.update(
+        {
+            META_PRECISION: "int8",
+            META_FP32_NODES: ",".join(fp32_nodes),
+            META_INT8_MODULES: json.dumps(modules, separators=(",", ":")),
+            META_INT8_CALIBRATION: json.dumps(calibration.to_dict(), separators=(",", ":")),
+        }
+    )
     del proto.metadata_props[:]
     for key in sorted(meta):
         proto.metadata_props.add(key=key, value=meta[key])
@@ -469,13 +501,22 @@ def check_qdq(model: onnx.ModelProto, fp32_nodes: Iterable[str] = ()) -> List[st
         if node.op_type in QDQ_OPS:
             problems += _qdq_problems(model, node, island, producer, consumers)
         elif node.name in island:
-            dequantized = [producer[t] for t in node.input if t in producer and producer[t].op_type == "DequantizeLinear"]
-            problems += [f"{node.name} (fp32 island) reads a DequantizeLinear output ({src.name})" for src in dequantized]
+            dequantized = [
+                producer[t] for t in node.input if t in producer and producer[t].op_type == "DequantizeLinear"
+            ]
+            problems += [
+                f"{node.name} (fp32 island) reads a DequantizeLinear output ({src.name})" for src in dequantized
+            ]
     return problems
 
 
-def _qdq_problems(model: onnx.ModelProto, node: onnx.NodeProto, island: Set[str], producer: Dict[str, onnx.NodeProto],
-                  consumers: Dict[str, List[onnx.NodeProto]]) -> List[str]:
+def _qdq_problems(
+    model: onnx.ModelProto,
+    node: onnx.NodeProto,
+    island: Set[str],
+    producer: Dict[str, onnx.NodeProto],
+    consumers: Dict[str, List[onnx.NodeProto]],
+) -> List[str]:
     """One QuantizeLinear/DequantizeLinear node against what TensorRT accepts (check_qdq)."""
     if len(node.input) < 3:
         return [f"{node.name}: no zero point (TensorRT needs an explicit int8 zero point of 0)"]
@@ -490,10 +531,15 @@ def _qdq_problems(model: onnx.ModelProto, node: onnx.NodeProto, island: Set[str]
     if weight is not None:  # a weight: per-channel on axis 0
         axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
         if weight.ndim > 1 and (scale.size != weight.shape[0] or axis != 0):
-            problems.append(f"{node.name}: weight scales {list(scale.shape)} on axis {axis}, not per output channel (axis 0, {weight.shape[0]})")
+            problems.append(
+                f"{node.name}: weight scales {list(scale.shape)} on axis {axis}, not per output channel (axis 0, "
+                f"{weight.shape[0]})"
+            )
     elif scale.size != 1:
         problems.append(f"{node.name}: activation scale has {scale.size} values, not per-tensor")
-    touching = [producer[t].name for t in node.input if t in producer] + [c.name for t in node.output for c in consumers.get(t, [])]
+    touching = [producer[t].name for t in node.input if t in producer] + [
+        c.name for t in node.output for c in consumers.get(t, [])
+    ]
     inside = [n for n in touching if n in island]
     if inside:
         problems.append(f"{node.name}: Q/DQ next to fp32 island node(s) {', '.join(sorted(set(inside)))}")

@@ -80,7 +80,8 @@ class SensitivityTable(Record):
 
     def to_dict(self) -> Dict[str, Any]:
         data = super().to_dict()
-        return {"format": data.pop("format"), "metric": data.pop("metric"), **data}  # the order of the file before records
+        # the order of the file before records
+        return {"format": data.pop("format"), "metric": data.pop("metric"), **data}
 
     # the names sweep()'s callers and render() read
     @property
@@ -141,12 +142,16 @@ def sweep(
         progress(0, len(units))
     for i, unit in enumerate(units):
         alone = logits([unit.module])
-        rows.append(UnitCost(
-            unit.module, unit.kind, len(unit.quantizable),
-            alone=agreement(reference, alone),
-            all_but=measure([n for n in names if n != unit.module]) if len(names) > 1 else 1.0,
-            alone_cosine=cosine_similarity(reference, alone),
-        ))
+        rows.append(
+            UnitCost(
+                unit.module,
+                unit.kind,
+                len(unit.quantizable),
+                alone=agreement(reference, alone),
+                all_but=measure([n for n in names if n != unit.module]) if len(names) > 1 else 1.0,
+                alone_cosine=cosine_similarity(reference, alone),
+            )
+        )
         if progress is not None:
             progress(i + 1, len(units))
     # most costly alone first; where no label flips (ties), the unit that moves the logits most
@@ -159,8 +164,9 @@ def sweep(
     return result
 
 
-def choose_fp32_modules(ranked: List[str], all_int8: float, target: float,
-                        measure: Callable[[List[str]], float]) -> Tuple[List[str], float]:
+def choose_fp32_modules(
+    ranked: List[str], all_int8: float, target: float, measure: Callable[[List[str]], float]
+) -> Tuple[List[str], float]:
     """Modules to keep in fp32, most costly first (`ranked`), until the rest in int8 agrees with
     the fp32 graph on at least `target` of the labels: (kept, agreement). At least one module
     stays int8, since keeping them all is the fp32 graph under another name; a target only that
@@ -234,6 +240,14 @@ def table_rows(result: SensitivityTable) -> List[List[str]]:
     1 - cosine alone, agreement all but it, kept."""
     kept = set(result.keep_fp32)
     return [
-        [str(i + 1), r.module, r.kind, f"{100 * r.cost:.3f}%", f"{1 - r.alone_cosine:.2e}", f"{100 * r.all_but:.3f}%", "fp32" if r.module in kept else ""]
+        [
+            str(i + 1),
+            r.module,
+            r.kind,
+            f"{100 * r.cost:.3f}%",
+            f"{1 - r.alone_cosine:.2e}",
+            f"{100 * r.all_but:.3f}%",
+            "fp32" if r.module in kept else "",
+        ]
         for i, r in enumerate(result.rows)
     ]

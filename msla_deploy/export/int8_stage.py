@@ -32,9 +32,7 @@ def calibration_batch(options: ExportOptions) -> int:
 def load_int8_calibration(options: ExportOptions, steps: Steps) -> CalibrationSet:
     """--calib-images, read and checked before any model is built (bad pictures never cost one)."""
     height, width = options.resolution
-    calib = load_calibration(
-        Path(options.calib_images), height, width, options.calib_count, options.calib_method
-    )
+    calib = load_calibration(Path(options.calib_images), height, width, options.calib_count, options.calib_method)
     found, batch = len(calib.files), options.batch
     if found < batch and not options.dynamic_batch:
         raise BadInput(
@@ -45,8 +43,10 @@ def load_int8_calibration(options: ExportOptions, steps: Steps) -> CalibrationSe
         steps.warn(warning)
     used = calib.used(calibration_batch(options))
     if used < found:
-        steps.warn(f"{used} of the {found} calibration pictures are fed (whole batches of {batch}); "
-                   f"give a multiple of {batch}, or export with --batch dynamic, to use them all")
+        steps.warn(
+            f"{used} of the {found} calibration pictures are fed (whole batches of {batch}); "
+            f"give a multiple of {batch}, or export with --batch dynamic, to use them all"
+        )
     return calib
 
 
@@ -60,9 +60,7 @@ class QuantizedExport:
     files: List[str]
 
 
-def quantize_export(
-    options: ExportOptions, calib: CalibrationSet, staging: Path, steps: Steps
-) -> QuantizedExport:
+def quantize_export(options: ExportOptions, calib: CalibrationSet, staging: Path, steps: Steps) -> QuantizedExport:
     """Calibrate once on the pictures, optionally sweep the modules, quantize the fp32 graph
     written at `staging`/model_fp32.onnx, and check that TensorRT can consume the result."""
     fp32_path = staging / FP32_ONNX_NAME
@@ -89,7 +87,11 @@ def quantize_export(
 
 
 def _sweep(
-    options: ExportOptions, fp32_path: Path, calibration: int8_q.Calibration, candidates: int, staging: Path,
+    options: ExportOptions,
+    fp32_path: Path,
+    calibration: int8_q.Calibration,
+    candidates: int,
+    staging: Path,
     steps: Steps,
 ):
     """--sensitivity / --min-argmax-agreement: quantize module by module (no sweep: None). With
@@ -109,7 +111,10 @@ def _sweep(
 
 
 def _record(
-    options: ExportOptions, calib: CalibrationSet, quantized: int8_q.QuantizedGraph, problems: List[str],
+    options: ExportOptions,
+    calib: CalibrationSet,
+    quantized: int8_q.QuantizedGraph,
+    problems: List[str],
     sensitivity: Optional[int8_sweep.Sensitivity],
 ) -> Dict:
     """The manifest's precision.int8: the quantizer's record, the pictures, the Q/DQ check."""
@@ -138,7 +143,9 @@ def int8_target_failure(int8_record: Optional[Dict]) -> Optional[str]:
     sweep = (int8_record or {}).get("sensitivity") or {}
     if sweep.get("met") is not False:
         return None
-    return (f"--min-argmax-agreement {sweep['min_argmax_agreement']:g} is out of reach: the best mix found keeps "
-            f"{len(sweep['keep_fp32'])} module(s) in fp32 and agrees with the fp32 graph on "
-            f"{100 * sweep['achieved_agreement']:.3f}% of the calibration pictures' labels (all int8: "
-            f"{100 * sweep['all_int8_agreement']:.3f}%); that mix was written")
+    return (
+        f"--min-argmax-agreement {sweep['min_argmax_agreement']:g} is out of reach: the best mix found keeps "
+        f"{len(sweep['keep_fp32'])} module(s) in fp32 and agrees with the fp32 graph on "
+        f"{100 * sweep['achieved_agreement']:.3f}% of the calibration pictures' labels (all int8: "
+        f"{100 * sweep['all_int8_agreement']:.3f}%); that mix was written"
+    )

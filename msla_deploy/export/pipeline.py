@@ -86,10 +86,19 @@ class ExportResult:
     @property
     def passed(self) -> bool:
         """Parity within budget, no fp16 hazard error in the graphs, an int8 target met."""
-        return self.parity.passed and all(h["passed"] for h in self.manifest.hazards.values()) and not self.int8_target_failure
+        return (
+            self.parity.passed
+            and all(h["passed"] for h in self.manifest.hazards.values())
+            and not self.int8_target_failure
+        )
 
     def to_dict(self) -> Dict:
-        return {"directory": str(self.directory), "passed": self.passed, "manifest": self.manifest.to_dict(), "parity": self.parity.to_dict()}
+        return {
+            "directory": str(self.directory),
+            "passed": self.passed,
+            "manifest": self.manifest.to_dict(),
+            "parity": self.parity.to_dict(),
+        }
 
 
 def _single_output(output, model_name: str) -> torch.Tensor:
@@ -109,7 +118,9 @@ class ExportedGraph:
     fp32_nodes: List[str]
 
 
-def _export_graph(module: torch.nn.Module, example: torch.Tensor, probe_names: Sequence[str], options: ExportOptions, prefix: str = "") -> ExportedGraph:
+def _export_graph(
+    module: torch.nn.Module, example: torch.Tensor, probe_names: Sequence[str], options: ExportOptions, prefix: str = ""
+) -> ExportedGraph:
     """Export with probes (module outputs kept as named tensors) and find the fp32 island nodes."""
     wrapped_names = [prefix + name for name in probe_names]
     proto, used = export_to_onnx(
@@ -125,7 +136,7 @@ def _export_graph(module: torch.nn.Module, example: torch.Tensor, probe_names: S
     # node names are final only once Constant nodes are initializers: record islands after that
     constants_to_initializers(proto)
     name_unnamed_nodes(proto)
-    probes = {t[len(PROBE_PREFIX) + len(prefix):]: t for t in tensors}
+    probes = {t[len(PROBE_PREFIX) + len(prefix) :]: t for t in tensors}
     cores = [t for name, t in probes.items() if name == "core" or name.endswith(".core")]
     return ExportedGraph(proto, used, probes, island_nodes(proto, cores))
 
@@ -137,7 +148,9 @@ def _write_graph(graph: ExportedGraph, path: Path, metadata: Dict[str, str], dyn
     return report
 
 
-def _parity_check(label: str, artifact: str, runtime: Dict, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], budget) -> ParityCheck:
+def _parity_check(
+    label: str, artifact: str, runtime: Dict, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], budget
+) -> ParityCheck:
     results = [compare_outputs(name, ref, candidate[name], budget) for name, ref in reference.items()]
     return ParityCheck.of(label, artifact, runtime, budget, results)
 
@@ -183,9 +196,12 @@ def _int8_checks(staging: Path, quantized, batches, images, reference, budget) -
     # the logits (of a labels-only graph too: the tensor its head reads), and the labels of a labels head
     names = [None] + ([LABELS_NAME] if LABELS_NAME in reference else [])
     on_pictures = _parity_check(
-        "ONNX Runtime int8 on the calibration pictures (vs the fp32 graph)", ONNX_NAME, ran,
+        "ONNX Runtime int8 on the calibration pictures (vs the fp32 graph)",
+        ONNX_NAME,
+        ran,
         {n or OUTPUT_NAME: int8_q.run_batches(fp32_graph, batches, n) for n in names},
-        {n or OUTPUT_NAME: int8_q.run_batches(quantized.proto, batches, n) for n in names}, budget,
+        {n or OUTPUT_NAME: int8_q.run_batches(quantized.proto, batches, n) for n in names},
+        budget,
     )
     return [_parity_check("ONNX Runtime int8", ONNX_NAME, ran, reference, outputs, budget), on_pictures]
 
@@ -254,9 +270,7 @@ class PrecisionRecipe:
     def export(self, module: torch.nn.Module, reference: Reference) -> None:
         """Export the graphs beyond the fp32 one (in the export step)."""
 
-    def write(
-        self, staging: Path, fp32: ExportedGraph, fp32_report: GraphReport, metadata: Dict[str, str]
-    ) -> Graphs:
+    def write(self, staging: Path, fp32: ExportedGraph, fp32_report: GraphReport, metadata: Dict[str, str]) -> Graphs:
         """Write those graphs beside the fp32 one, just written (in the check step)."""
         return Graphs(fp32.probes, fp32.exporter, fp32_report, {"fp32": self.fp32_file}, fp32.fp32_nodes)
 
@@ -311,19 +325,18 @@ class Fp16Recipe(PrecisionRecipe):
     def export(self, module: torch.nn.Module, reference: Reference) -> None:
         self.deployable = apply_policy(module, self.policy)  # kept for the PyTorch proxy's parity
         example = reference.example.to(self.policy.io_torch_dtype)
-        self.graph = _export_graph(
-            self.deployable, example, reference.probe_names, self.options, prefix="model."
-        )
+        self.graph = _export_graph(self.deployable, example, reference.probe_names, self.options, prefix="model.")
 
-    def write(
-        self, staging: Path, fp32: ExportedGraph, fp32_report: GraphReport, metadata: Dict[str, str]
-    ) -> Graphs:
+    def write(self, staging: Path, fp32: ExportedGraph, fp32_report: GraphReport, metadata: Dict[str, str]) -> Graphs:
         fp16_metadata = {**metadata, META_PRECISION: "fp16"}
         report = _write_graph(self.graph, staging / ONNX_NAME, fp16_metadata, self.options.dynamic_batch)
         graphs = super().write(staging, fp32, fp32_report, metadata)
         # the fp32 nodes stay the fp32 graph's: the pins of its weakly typed build
         return dataclasses.replace(
-            graphs, probes=self.graph.probes, exporter=self.graph.exporter, report=report,
+            graphs,
+            probes=self.graph.probes,
+            exporter=self.graph.exporter,
+            report=report,
             onnx_files={**graphs.onnx_files, "fp16": ONNX_NAME},
         )
 
@@ -369,12 +382,14 @@ class Int8Recipe(PrecisionRecipe):
 
     def recipe(self) -> Dict:
         options = self.options
-        return {"int8": {
-            "calibration": [str(f) for f in self.calib.files],
-            "method": options.calib_method,
-            "attention": options.int8_attention,
-            "min_argmax_agreement": options.min_argmax_agreement,
-        }}
+        return {
+            "int8": {
+                "calibration": [str(f) for f in self.calib.files],
+                "method": options.calib_method,
+                "attention": options.int8_attention,
+                "min_argmax_agreement": options.min_argmax_agreement,
+            }
+        }
 
     def derive(self, staging: Path, graphs: Graphs, steps: Steps) -> Graphs:
         """The Q/DQ graph, from the fp32 one just written, as model.onnx."""
@@ -386,15 +401,17 @@ class Int8Recipe(PrecisionRecipe):
         )
         write_bytes_atomic(staging / ONNX_NAME, proto.SerializeToString())
         # probes and exporter stay the fp32 graph's; fp32 nodes: the island and the labels head
-        return dataclasses.replace(graphs, report=report, onnx_files={**graphs.onnx_files, "int8": ONNX_NAME},
-                                   fp32_nodes=self.quantized.graph.fp32_nodes)
+        return dataclasses.replace(
+            graphs,
+            report=report,
+            onnx_files={**graphs.onnx_files, "int8": ONNX_NAME},
+            fp32_nodes=self.quantized.graph.fp32_nodes,
+        )
 
     def checks(self, staging: Path, reference: Reference) -> List[ParityCheck]:
         batches = self.calib.batches(calibration_batch(self.options))
         budget = _int8_budget(self.options)
-        return _int8_checks(
-            staging, self.quantized.graph, batches, reference.images, reference.outputs, budget
-        )
+        return _int8_checks(staging, self.quantized.graph, batches, reference.images, reference.outputs, budget)
 
     def extra(self) -> Dict:
         return {"int8": self.quantized.record}
@@ -425,8 +442,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
             reference_files = write_reference(staging, _reference_bundle(reference, options))
             checks = _checks(options, reference, recipe, staging)
             parity = _write_parity(staging, checks)
-        manifest = _manifest(options, started, recipe_sha, loaded, reference, recipe, graphs, hazards, parity,
-                             steps)
+        manifest = _manifest(options, started, recipe_sha, loaded, reference, recipe, graphs, hazards, parity, steps)
         graph_files = [ONNX_NAME, *(f for f in graphs.onnx_files.values() if f != ONNX_NAME)]
         files = [*graph_files, PARITY_NAME, *reference_files, *recipe.extra_files()]
         manifest.artifacts = describe_files(staging, files)
@@ -453,7 +469,9 @@ def _build_model(options: ExportOptions, steps: Steps):
         loaded = load_model(options)
     for record in loaded.swapped:
         if not record["swapped"]:
-            steps.warn(f"LiteMLA look-alike {record['path'] or '<root>'} ({record['source']}) left as is: {record['problem']}")
+            steps.warn(
+                f"LiteMLA look-alike {record['path'] or '<root>'} ({record['source']}) left as is: {record['problem']}"
+            )
     if options.stress_weights and not loaded.weights.get("stress"):
         steps.warn("--stress-weights changed nothing: the model has no LiteMLA")
     return loaded
@@ -475,7 +493,8 @@ def _plan_and_reference(loaded, options: ExportOptions, steps: Steps) -> Referen
             detail = describe_error(exc) if loaded.source == "factory" else one_line_text(exc)
             raise BadInput(
                 f"model {loaded.name!r} failed on a {options.batch}x3x{height}x{width} input: {detail}",
-                "check --res and --batch against what the model accepts" + ("; fix its forward()" if loaded.source == "factory" else ""),
+                "check --res and --batch against what the model accepts"
+                + ("; fix its forward()" if loaded.source == "factory" else ""),
             ) from None
         logits = _single_output(output, loaded.name).detach().numpy()
         # upstream's own post-processing of the fp32 logits: the labels head's reference
@@ -521,8 +540,13 @@ def _recipe_and_metadata(options: ExportOptions, loaded, reference: Reference, r
 
 
 def _export_graphs(
-    options: ExportOptions, loaded, reference: Reference, recipe: PrecisionRecipe, metadata: Dict[str, str],
-    staging: Path, steps: Steps,
+    options: ExportOptions,
+    loaded,
+    reference: Reference,
+    recipe: PrecisionRecipe,
+    metadata: Dict[str, str],
+    staging: Path,
+    steps: Steps,
 ) -> Graphs:
     """torch -> ONNX (the fp32 graph and the recipe's), each checked and written; then what the
     recipe derives from them."""
@@ -533,9 +557,7 @@ def _export_graphs(
     shapes = "static shapes" + (" but the batch" if options.dynamic_batch else "")
     with steps.step("check", f"Checking the graph ({shapes}, onnx.checker)"):
         fp32_metadata = {**metadata, META_PRECISION: "fp32"}
-        fp32_report = _write_graph(
-            fp32_graph, staging / recipe.fp32_file, fp32_metadata, options.dynamic_batch
-        )
+        fp32_report = _write_graph(fp32_graph, staging / recipe.fp32_file, fp32_metadata, options.dynamic_batch)
         graphs = recipe.write(staging, fp32_graph, fp32_report, metadata)
     return recipe.derive(staging, graphs, steps)
 
@@ -557,9 +579,7 @@ def _reference_bundle(reference: Reference, options: ExportOptions) -> Reference
     )
 
 
-def _checks(
-    options: ExportOptions, reference: Reference, recipe: PrecisionRecipe, staging: Path
-) -> List[ParityCheck]:
+def _checks(options: ExportOptions, reference: Reference, recipe: PrecisionRecipe, staging: Path) -> List[ParityCheck]:
     """The recipe's parity checks, the fp32 graph's, and for a dynamic batch the primary check
     again at batch 1 (the other end of the graph's batch range)."""
     images, outputs = reference.images, reference.outputs
@@ -583,16 +603,31 @@ def _batch_one_check(
 
 
 def _manifest(
-    options: ExportOptions, started: float, recipe_sha: str, loaded, reference: Reference,
-    recipe: PrecisionRecipe, graphs: Graphs, hazards: Dict, parity: ParityRecord, steps: Steps,
+    options: ExportOptions,
+    started: float,
+    recipe_sha: str,
+    loaded,
+    reference: Reference,
+    recipe: PrecisionRecipe,
+    graphs: Graphs,
+    hazards: Dict,
+    parity: ParityRecord,
+    steps: Steps,
 ) -> Manifest:
     """manifest.json but for its artifacts (described once every file is written)."""
     return Manifest(
         created_unix=round(started, 3),
         tool={"name": "msla-deploy", "version": __version__},
         recipe_sha256=recipe_sha,
-        model=ModelRecord(loaded.name, loaded.source, options.model, loaded.num_classes, sum(p.numel() for p in loaded.module.parameters()),
-                          file_sha256=model_file_sha256(options.model)),  # checked before the file is imported again (trust.py)
+        model=ModelRecord(
+            loaded.name,
+            loaded.source,
+            options.model,
+            loaded.num_classes,
+            sum(p.numel() for p in loaded.module.parameters()),
+            # checked before the file is imported again (trust.py)
+            file_sha256=model_file_sha256(options.model),
+        ),
         weights=loaded.weights,
         options=options,
         precision=PrecisionRecord(
@@ -609,7 +644,14 @@ def _manifest(
         exporter={"requested": options.exporter, "used": graphs.exporter, "opset": graphs.report.opset},
         swapped_modules=loaded.swapped,
         attention_plans=[
-            {"module": name, "batch": p.batch, "height": p.height, "width": p.width, "tokens": p.tokens, "branch": p.branch}
+            {
+                "module": name,
+                "batch": p.batch,
+                "height": p.height,
+                "width": p.width,
+                "tokens": p.tokens,
+                "branch": p.branch,
+            }
             for name, p in reference.plans.items()
         ],
         onnx=graphs.report.to_dict(),

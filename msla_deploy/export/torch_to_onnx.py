@@ -170,14 +170,27 @@ class _SwallowedSignal(Exception):
 
 
 def export_to_onnx(
-    model: torch.nn.Module, example: torch.Tensor, *, opset: int, exporter: str, input_name: str, output_names: Sequence[str],
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    *,
+    opset: int,
+    exporter: str,
+    input_name: str,
+    output_names: Sequence[str],
     dynamic_batch: bool = False,
 ) -> Tuple[onnx.ModelProto, str]:
     """Export; returns (model, exporter actually used). `auto` prefers dynamo, falls back to
     torchscript, but never after an interrupt (Ctrl-C, SIGTERM): that stops the run."""
     try:
-        return _export_to_onnx(model, example, opset=opset, exporter=exporter, input_name=input_name, output_names=output_names,
-                               dynamic_batch=dynamic_batch)
+        return _export_to_onnx(
+            model,
+            example,
+            opset=opset,
+            exporter=exporter,
+            input_name=input_name,
+            output_names=output_names,
+            dynamic_batch=dynamic_batch,
+        )
     except _SwallowedSignal as swallowed:
         # the exporter ate the interrupt its handler raised: deliver it again, handlers restored
         import signal
@@ -188,7 +201,13 @@ def export_to_onnx(
 
 
 def _export_to_onnx(
-    model: torch.nn.Module, example: torch.Tensor, *, opset: int, exporter: str, input_name: str, output_names: Sequence[str],
+    model: torch.nn.Module,
+    example: torch.Tensor,
+    *,
+    opset: int,
+    exporter: str,
+    input_name: str,
+    output_names: Sequence[str],
     dynamic_batch: bool,
 ) -> Tuple[onnx.ModelProto, str]:
     chosen = _choose_exporter(exporter, opset)
@@ -221,11 +240,14 @@ def _choose_exporter(exporter: str, opset: int) -> str:
     if exporter not in EXPORTERS:
         raise BadInput(f"unknown exporter {exporter!r}", f"choose one of {', '.join(EXPORTERS)}")
     if exporter == "dynamo" and not dynamo_available():
-        raise MissingRuntime("the dynamo exporter needs the onnxscript package", "pip install onnxscript, or use --exporter torchscript")
+        raise MissingRuntime(
+            "the dynamo exporter needs the onnxscript package", "pip install onnxscript, or use --exporter torchscript"
+        )
     chosen = ("dynamo" if dynamo_available() else "torchscript") if exporter == "auto" else exporter
     if chosen == "torchscript" and opset > torchscript_max_opset():
         raise BadInput(
-            f"the torchscript exporter of torch {torch.__version__} supports opset <= {torchscript_max_opset()}, not {opset}",
+            f"the torchscript exporter of torch {torch.__version__} supports opset <= {torchscript_max_opset()}, not "
+            f"{opset}",
             "use --exporter dynamo, or a lower --opset",
         )
     return chosen

@@ -28,7 +28,9 @@ __all__ = ["inspect_onnx", "inspect_view", "InspectReport", "Finding", "TARGETS"
 __getattr__, __dir__ = lazy_exports(__name__, {"InspectReport": "report", "Finding": "report"})
 
 
-def inspect_onnx(model: Union[str, "onnx.ModelProto"], target: Optional[str] = None, precision: str = "auto", dla: bool = False) -> InspectReport:
+def inspect_onnx(
+    model: Union[str, "onnx.ModelProto"], target: Optional[str] = None, precision: str = "auto", dla: bool = False
+) -> InspectReport:
     """Inspect an ONNX file (path) or an in-memory ModelProto."""
     import onnx
 
@@ -37,7 +39,9 @@ def inspect_onnx(model: Union[str, "onnx.ModelProto"], target: Optional[str] = N
 
     version = trt_support.parse_target(target)  # bad options fail before the model is read
     if dla and version is None:
-        raise BadInput("--dla needs --target-trt: DLA support depends on the TensorRT version", "add e.g. --target-trt 10.3")
+        raise BadInput(
+            "--dla needs --target-trt: DLA support depends on the TensorRT version", "add e.g. --target-trt 10.3"
+        )
     if not isinstance(model, onnx.ModelProto) and version is not None and precision == "auto":
         model, precision = _what_build_parses(model, version, precision)
     view = view_of(model) if isinstance(model, onnx.ModelProto) else load(model)
@@ -59,7 +63,9 @@ def _what_build_parses(model: str, version: trt_support.Target, precision: str) 
     return str(inputs.onnx_files[role]), ("fp16" if typing == "weak" and built == "fp16" else precision)
 
 
-def inspect_view(view: ModelView, version: Optional[trt_support.Target], precision: str, dla_requested: bool) -> InspectReport:
+def inspect_view(
+    view: ModelView, version: Optional[trt_support.Target], precision: str, dla_requested: bool
+) -> InspectReport:
     from . import dla, hazards, preflight, quantization, trt_support
     from .model_view import graph_inputs
     from .precision import PINNED_KEY, decide, stale_pins
@@ -76,8 +82,13 @@ def inspect_view(view: ModelView, version: Optional[trt_support.Target], precisi
         "inputs": {i.name: view.shape(i.name) for i in graph_inputs(view)},
         "outputs": {o.name: view.shape(o.name) for o in view.model.graph.output},
         "shape_inference": "ok" if view.inferred else "failed: types and shapes partly unknown",
-        "target_trt": None if version is None else {
-            "version": version.name, "given": version.version.text, "jetpack": version.jetpack, "max_opset": version.max_opset,
+        "target_trt": None
+        if version is None
+        else {
+            "version": version.name,
+            "given": version.version.text,
+            "jetpack": version.jetpack,
+            "max_opset": version.max_opset,
             "operators": version.matrix_note,
         },
         "precision": context.to_dict(view),
@@ -88,8 +99,15 @@ def inspect_view(view: ModelView, version: Optional[trt_support.Target], precisi
     if dla_requested:
         findings += dla.check_dla(view, version, context, info)
     for name in stale_pins(view, context):
-        findings.append(Finding(WARNING, "precision", name, f"{PINNED_KEY} names '{name}', which is not a node of this graph",
-                                "re-export: the metadata does not match the graph"))
+        findings.append(
+            Finding(
+                WARNING,
+                "precision",
+                name,
+                f"{PINNED_KEY} names '{name}', which is not a node of this graph",
+                "re-export: the metadata does not match the graph",
+            )
+        )
     if version is None:
         notes.append("no --target-trt: TensorRT preflight (opset, operators, precision, DLA) skipped")
     info["notes"] = notes

@@ -21,7 +21,8 @@ PRECISION_HELP = (
     "(FP16 flag): every node may run in fp16 except those pinned in the metadata msla_deploy.fp32_nodes. "
     "fp32: nothing runs in fp16, so fp16 hazards are not reported. "
     "int8 (auto on a graph with QuantizeLinear/DequantizeLinear, e.g. an int8 export's model.onnx): layers reading a "
-    "DequantizeLinear run in int8; strongly typed where the build is (9.0+ on the GPU, 11.x), weakly typed (--int8 --fp16, "
+    "DequantizeLinear run in int8; strongly typed where the build is (9.0+ on the GPU, 11.x), weakly typed (--int8 "
+    "--fp16, "
     "pins held) on 8.x and for DLA before 11."
 )
 
@@ -33,11 +34,19 @@ def _complete_target(incomplete: str) -> List[str]:
 def inspect_command(
     model: Path = typer.Argument(..., help="The ONNX model to inspect (any exporter's).", show_default=False),
     target_trt: Optional[str] = typer.Option(
-        None, "--target-trt", "-t", metavar="X.Y", autocompletion=_complete_target,
-        help=f"TensorRT version to preflight against, e.g. {', '.join(TRT_TARGET_EXAMPLES)} (any 8.5 ... 11.x; '11' means 11.0, a "
-             f"patch suffix like 8.6.1 is fine).",
+        None,
+        "--target-trt",
+        "-t",
+        metavar="X.Y",
+        autocompletion=_complete_target,
+        help=f"TensorRT version to preflight against, e.g. {', '.join(TRT_TARGET_EXAMPLES)} "
+        "(any 8.5 ... 11.x; '11' means 11.0, a patch suffix like 8.6.1 is fine).",
     ),
-    dla: bool = typer.Option(False, "--dla", help="Also check DLA: availability in that version, static shapes, layers that fall back to the GPU."),
+    dla: bool = typer.Option(
+        False,
+        "--dla",
+        help="Also check DLA: availability in that version, static shapes, layers that fall back to the GPU.",
+    ),
     precision: InspectPrecision = typer.Option(InspectPrecision.AUTO, "--precision", "-p", help=PRECISION_HELP),
     json_out: bool = json_option(help='Print {"errors": [...], "warnings": [...], "info": {...}} on stdout.'),
 ) -> None:
@@ -87,13 +96,17 @@ def _render(report: InspectReport) -> None:
         where = f"TensorRT {target['version']}" + (f" ({target['jetpack']})" if target["jetpack"] else "")
     verdict = "[bold red]FAIL[/]" if report.errors else "[green]ok[/]"
     summary = (
-        f"{verdict}: {len(report.errors)} error(s), {len(report.warnings)} warning(s) - {info['model']}, opset {info['opset']}, "
-        f"{where}, precision {precision['assumed']} ({precision['typing']} typing, {precision['fp16_nodes']} fp16 node(s))"
+        f"{verdict}: {len(report.errors)} error(s), {len(report.warnings)} warning(s) - {info['model']}, opset "
+        f"{info['opset']}, "
+        f"{where}, precision {precision['assumed']} ({precision['typing']} typing, {precision['fp16_nodes']} fp16 "
+        "node(s))"
     )
     if "int8" in info:
         q = info["int8"]
-        summary += (f", int8: {q['int8_layers']} int8 layer(s), {len(q['quantized_modules'])} module(s) int8 / "
-                    f"{len(q['fp32_modules'])} fp32")
+        summary += (
+            f", int8: {q['int8_layers']} int8 layer(s), {len(q['quantized_modules'])} module(s) int8 / "
+            f"{len(q['fp32_modules'])} fp32"
+        )
     if "dla" in info:
         dla = info["dla"]
         summary += f", DLA forecast {dla['dla']} on DLA / {dla['maybe']} maybe / {dla['gpu']} GPU"

@@ -30,33 +30,55 @@ _LAYOUT = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", 
 
 def check_dla(view: ModelView, target: Target, context: PrecisionContext, info: Dict) -> List[Finding]:
     if target.dla == "no":
-        return [Finding(
-            ERROR, "dla-unavailable", "",
-            f"TensorRT {target.name} has no DLA support (10.7 was the last 10.x with DLA; none in 10.8 ... 11.3)",
-            "build for DLA with TensorRT <= 10.7 (JetPack 6.x ships 10.3), or 11.4.1+ strongly typed on AGX Orin",
-        )]
+        return [
+            Finding(
+                ERROR,
+                "dla-unavailable",
+                "",
+                f"TensorRT {target.name} has no DLA support (10.7 was the last 10.x with DLA; none in 10.8 ... 11.3)",
+                "build for DLA with TensorRT <= 10.7 (JetPack 6.x ships 10.3), or 11.4.1+ strongly typed on AGX Orin",
+            )
+        ]
     findings: List[Finding] = []
     if target.dla == "strongly-typed":
-        findings.append(Finding(WARNING, "dla-version", "", "DLA on TensorRT 11.x needs 11.4.1+ on Jetson AGX Orin with JetPack >= 7.2.2",
-                                "check the device's TensorRT and JetPack"))
+        findings.append(
+            Finding(
+                WARNING,
+                "dla-version",
+                "",
+                "DLA on TensorRT 11.x needs 11.4.1+ on Jetson AGX Orin with JetPack >= 7.2.2",
+                "check the device's TensorRT and JetPack",
+            )
+        )
         if not context.graph_has_fp16 and context.assumed != "int8":
-            findings.append(Finding(
-                ERROR, "dla-unavailable", "",
-                f"DLA on TensorRT {target.name} is strongly typed only and computes fp16/int8: this fp32 graph cannot run on it",
-                "export the mixed-precision fp16 ONNX",
-            ))
+            findings.append(
+                Finding(
+                    ERROR,
+                    "dla-unavailable",
+                    "",
+                    f"DLA on TensorRT {target.name} is strongly typed only and computes fp16/int8: this fp32 graph "
+                    "cannot run on it",
+                    "export the mixed-precision fp16 ONNX",
+                )
+            )
     int8 = context.assumed == "int8"
     forecast = _forecast(view, _fp32_nodes(view, context), strongly_typed=int8 and context.typing == "strong")
     if int8 and target.dla == "strongly-typed":
         typed = [n.name for n in forecast.nodes if n.reason == trt_dla.FP32_TYPED]
         if typed:
-            findings.append(Finding(
-                WARNING, "dla-int8-typed", typed[0],
-                f"DLA on TensorRT {target.name} is strongly typed: {len(typed)} layer(s) of this int8 graph are not quantized and "
-                "compute in float32, which DLA does not run: they run on the GPU",
-                "keep GPU fallback on; for more of the graph on DLA, build with TensorRT <= 10.7 (weakly typed: --int8 --fp16)",
-                nodes=typed,
-            ))
+            findings.append(
+                Finding(
+                    WARNING,
+                    "dla-int8-typed",
+                    typed[0],
+                    f"DLA on TensorRT {target.name} is strongly typed: {len(typed)} layer(s) of this int8 graph are "
+                    "not quantized and "
+                    "compute in float32, which DLA does not run: they run on the GPU",
+                    "keep GPU fallback on; for more of the graph on DLA, build with TensorRT <= 10.7 (weakly typed: "
+                    "--int8 --fp16)",
+                    nodes=typed,
+                )
+            )
     for problem in forecast.problems:
         findings.append(Finding(ERROR, "dla-shape", "", problem, "export with static shapes within DLA's limits"))
     labels = {view.label(n): n for n in view.nodes}
@@ -69,11 +91,20 @@ def check_dla(view: ModelView, target: Target, context: PrecisionContext, info: 
             first = labels.get(names[0])
             module, source = view.module_of(first) if first is not None else (None, None)
             what = "falls back to the GPU" if verdict == "gpu" else "may fall back to the GPU"
-            findings.append(Finding(
-                WARNING, check, names[0], f"{op} x{len(names)} {what}: {reason}",
-                "allow GPU fallback (--allowGPUFallback); a DLA-friendly op (e.g. ReLU for HardSwish) keeps the work on DLA",
-                op, module, source, nodes=names,
-            ))
+            findings.append(
+                Finding(
+                    WARNING,
+                    check,
+                    names[0],
+                    f"{op} x{len(names)} {what}: {reason}",
+                    "allow GPU fallback (--allowGPUFallback); a DLA-friendly op (e.g. ReLU for HardSwish) keeps the "
+                    "work on DLA",
+                    op,
+                    module,
+                    source,
+                    nodes=names,
+                )
+            )
     fallback = Counter(n.op_type for n in forecast.nodes if n.verdict == "gpu")
     info["dla"] = {
         **forecast.counts(),
@@ -91,7 +122,9 @@ def _fp32_nodes(view: ModelView, context: PrecisionContext) -> Set[str]:
         # int8, strongly typed: the pins name the fp32 nodes; trt/dla.py reads the rest off the Q/DQ
         return set(context.pinned)
     if context.typing == "strong":
-        return {n.name for n in view.nodes if n.name and n.op_type not in _LAYOUT and not context.computes_fp16(view, n)}
+        return {
+            n.name for n in view.nodes if n.name and n.op_type not in _LAYOUT and not context.computes_fp16(view, n)
+        }
     return set()
 
 

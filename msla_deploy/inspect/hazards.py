@@ -65,14 +65,19 @@ def _finding(view: ModelView, node: onnx.NodeProto, severity: str, check: str, d
 def _keep_fp32_fix(context: PrecisionContext, node: onnx.NodeProto) -> str:
     # one wording per typing, without the node's name: the report lists each fix once
     if context.typing == "weak":
-        return (f"pin the node to fp32 (list it in the metadata {PINNED_KEY}; build with --precisionConstraints=obey "
-                f"--layerPrecisions=<node>:fp32), or export the mixed-precision fp16 ONNX")
-    return "compute it in an fp32 island (Cast to float32 before, back to float16 after), as msla-deploy's fp16 export does"
+        return (
+            f"pin the node to fp32 (list it in the metadata {PINNED_KEY}; build with --precisionConstraints=obey "
+            f"--layerPrecisions=<node>:fp32), or export the mixed-precision fp16 ONNX"
+        )
+    return (
+        "compute it in an fp32 island (Cast to float32 before, back to float16 after), as msla-deploy's fp16 export "
+        "does"
+    )
 
 
 def _short(name: str, keep: int = 28) -> str:
     """Exporters name constants after the first module that used them: keep the telling tail."""
-    return name if len(name) <= keep else "..." + name[-(keep - 3):]
+    return name if len(name) <= keep else "..." + name[-(keep - 3) :]
 
 
 def _show(value: np.ndarray) -> str:
@@ -162,29 +167,49 @@ def check_missing_eps(view: ModelView, context: PrecisionContext) -> List[Findin
             continue
         kind, source, const = _walk_denominator(view, divisor)
         if kind == "sum":
-            findings.append(_finding(
-                view, node, ERROR, "missing-eps",
-                f"divides by the {source.op_type} '{view.label(source)}' with no eps added: where that sum is 0 "
-                f"(e.g. an all-zero ReLU query) the result is 0/0 = NaN",
-                "add a positive eps before the division (den + eps, eps >= 6.1e-5 if it runs in fp16); with torch's "
-                "dynamo exporter keep eps in a 1-element tensor (a scalar within 1e-8 of 0 is optimised away), "
-                "or export with the legacy exporter (dynamo=False)",
-            ))
+            findings.append(
+                _finding(
+                    view,
+                    node,
+                    ERROR,
+                    "missing-eps",
+                    f"divides by the {source.op_type} '{view.label(source)}' with no eps added: where that sum is 0 "
+                    f"(e.g. an all-zero ReLU query) the result is 0/0 = NaN",
+                    "add a positive eps before the division (den + eps, eps >= 6.1e-5 if it runs in fp16); with "
+                    "torch's "
+                    "dynamo exporter keep eps in a 1-element tensor (a scalar within 1e-8 of 0 is optimised away), "
+                    "or export with the legacy exporter (dynamo=False)",
+                )
+            )
         elif kind == "guard" and const is not None:
             value = view.const_value(const)
             guarded = [i for i in source.input if i and i != const]
             # a zero "eps" only matters in front of a sum that can be 0 (not x - 1 written as Add)
-            if (value is not None and value.dtype.kind == "f" and value.size and np.all(value == 0)
-                    and guarded and _walk_denominator(view, guarded[0])[0] == "sum"):
+            if (
+                value is not None
+                and value.dtype.kind == "f"
+                and value.size
+                and np.all(value == 0)
+                and guarded
+                and _walk_denominator(view, guarded[0])[0] == "sum"
+            ):
                 stored_fp16 = value.dtype == np.float16
-                findings.append(_finding(
-                    view, source, ERROR, "eps-underflow" if stored_fp16 else "missing-eps",
-                    f"the eps '{_short(const)}' guarding the division '{view.label(node)}' is {_show(value)}"
-                    + (": fp16 cannot hold an eps below ~6e-8 (a converter rounded e.g. 1e-15 to 0), so 0/0 = NaN"
-                       if stored_fp16 else ": no guard, 0/0 = NaN"),
-                    "keep the normaliser and the division in fp32 (an fp32 island with eps 1e-15), or use an eps "
-                    ">= 6.1e-5 that fp16 holds",
-                ))
+                findings.append(
+                    _finding(
+                        view,
+                        source,
+                        ERROR,
+                        "eps-underflow" if stored_fp16 else "missing-eps",
+                        f"the eps '{_short(const)}' guarding the division '{view.label(node)}' is {_show(value)}"
+                        + (
+                            ": fp16 cannot hold an eps below ~6e-8 (a converter rounded e.g. 1e-15 to 0), so 0/0 = NaN"
+                            if stored_fp16
+                            else ": no guard, 0/0 = NaN"
+                        ),
+                        "keep the normaliser and the division in fp32 (an fp32 island with eps 1e-15), or use an eps "
+                        ">= 6.1e-5 that fp16 holds",
+                    )
+                )
     return findings
 
 
@@ -208,11 +233,17 @@ def check_constants(view: ModelView, context: PrecisionContext) -> List[Finding]
             underflow = int(np.count_nonzero((value != 0) & (half == 0)))
             if overflow and op not in _BOUNDS:  # an infinite bound is still no bound
                 severity = WARNING if op == "Where" else ERROR
-                findings.append(_finding(
-                    view, node, severity, "fp16-overflow",
-                    f"constant '{_short(name)}' ({_show(value)}) has {overflow} value(s) beyond fp16's max 65504: inf in fp16",
-                    _keep_fp32_fix(context, node),
-                ))
+                findings.append(
+                    _finding(
+                        view,
+                        node,
+                        severity,
+                        "fp16-overflow",
+                        f"constant '{_short(name)}' ({_show(value)}) has {overflow} value(s) beyond fp16's max "
+                        "65504: inf in fp16",
+                        _keep_fp32_fix(context, node),
+                    )
+                )
             if not underflow or op in _WEIGHTS or op == "Pow" or (op == "Div" and index == 0):
                 continue  # tiny weights rounding to 0 is ordinary fp16 quantisation
             eps_role = op in _OFFSETS | _BOUNDS and _feeds_denominator(view, node.output[0])
@@ -221,11 +252,16 @@ def check_constants(view: ModelView, context: PrecisionContext) -> List[Finding]
                 True: "the eps guard vanishes: 0/0 = NaN where the denominator is 0",
                 False: {"Mul": "the product is 0", "Div": "division by 0: inf"}.get(op, "the constant is lost"),
             }[eps_role]
-            findings.append(_finding(
-                view, node, severity, "eps-underflow" if eps_role else "fp16-underflow",
-                f"constant '{_short(name)}' = {_show(value)} is 0 in fp16 (smallest subnormal ~6e-8): {effect}",
-                _keep_fp32_fix(context, node),
-            ))
+            findings.append(
+                _finding(
+                    view,
+                    node,
+                    severity,
+                    "eps-underflow" if eps_role else "fp16-underflow",
+                    f"constant '{_short(name)}' = {_show(value)} is 0 in fp16 (smallest subnormal ~6e-8): {effect}",
+                    _keep_fp32_fix(context, node),
+                )
+            )
     return findings
 
 
@@ -272,13 +308,19 @@ def check_nonfinite_fp16_constants(view: ModelView, context: PrecisionContext) -
             severity = WARNING if (not nan and node.op_type == "Where") else ERROR
             what = " and ".join(p for p in (f"{inf} inf" if inf else "", f"{nan} NaN" if nan else "") if p)
             stored = "" if tensor == name else f" (from '{_short(tensor)}')"
-            findings.append(_finding(
-                view, node, severity, "fp16-overflow",
-                f"constant '{_short(name)}'{stored} is {what} in fp16 ({value.size} value(s)): "
-                f"a value beyond fp16's max 65504 was stored as inf, and inf/NaN spreads through the {node.op_type}",
-                "keep the constant within fp16's range (|c| <= 65504; rescale the computation), or keep it and "
-                "its use in fp32 (export that part in fp32 and Cast the result to float16)",
-            ))
+            findings.append(
+                _finding(
+                    view,
+                    node,
+                    severity,
+                    "fp16-overflow",
+                    f"constant '{_short(name)}'{stored} is {what} in fp16 ({value.size} value(s)): "
+                    "a value beyond fp16's max 65504 was stored as inf, and inf/NaN spreads through the "
+                    f"{node.op_type}",
+                    "keep the constant within fp16's range (|c| <= 65504; rescale the computation), or keep it and "
+                    "its use in fp32 (export that part in fp32 and Cast the result to float16)",
+                )
+            )
     return findings
 
 
@@ -367,7 +409,9 @@ def _contraction_scale(view: ModelView, node: onnx.NodeProto) -> float:
     return _input_scale(view, node.input[0])
 
 
-def check_long_reductions(view: ModelView, context: PrecisionContext, notes: Optional[List[str]] = None) -> List[Finding]:
+def check_long_reductions(
+    view: ModelView, context: PrecisionContext, notes: Optional[List[str]] = None
+) -> List[Finding]:
     """Sums over many terms typed fp16: the result itself can pass 65504. (ReduceMean is left
     out: a mean is bounded by its terms; so are convolutions and matmuls with weights.) A sum of
     L terms scaled by constants whose product is <= 1/sqrt(L) (see SCALE_TOLERANCE) is safe: it is
@@ -386,13 +430,19 @@ def check_long_reductions(view: ModelView, context: PrecisionContext, notes: Opt
                 scaled.append(f"{view.label(node)} ({length} terms, scale {scale:.3g})")
                 continue
         what = "contracts over" if node.op_type in ("MatMul", "Gemm") else "sums"
-        findings.append(_finding(
-            view, node, ERROR if length >= LONG_REDUCTION_ERROR else WARNING, "long-reduction",
-            f"{what} {length} terms in fp16: the result overflows fp16 (max 65504) once the mean |term| "
-            f"exceeds {FP16_MAX / length:.3g}",
-            _keep_fp32_fix(context, node) + "; or scale the terms first (LiteMLA's normalised attention is "
-            "invariant to dividing k and v by sqrt(token count)): a constant scale <= 1/sqrt(terms) is recognised as safe",
-        ))
+        findings.append(
+            _finding(
+                view,
+                node,
+                ERROR if length >= LONG_REDUCTION_ERROR else WARNING,
+                "long-reduction",
+                f"{what} {length} terms in fp16: the result overflows fp16 (max 65504) once the mean |term| "
+                f"exceeds {FP16_MAX / length:.3g}",
+                _keep_fp32_fix(context, node) + "; or scale the terms first (LiteMLA's normalised attention is "
+                "invariant to dividing k and v by sqrt(token count)): a constant scale <= 1/sqrt(terms) is "
+                "recognised as safe",
+            )
+        )
     if scaled and notes is not None:
         notes.append(f"long fp16 sums scaled by <= 1/sqrt(terms), safe: {', '.join(scaled)}")
     return findings
@@ -412,25 +462,43 @@ def check_normalizations(view: ModelView, context: PrecisionContext) -> List[Fin
             findings += _batchnorm(view, node, context, eps, half)
             continue
         if half == 0:
-            findings.append(_finding(
-                view, node, ERROR, "norm-eps",
-                f"epsilon {eps:g} is 0 in fp16: a constant input (variance 0) divides by 0",
-                _keep_fp32_fix(context, node) + f", or use epsilon >= {FP16_MIN_NORMAL:.2g}",
-            ))
+            findings.append(
+                _finding(
+                    view,
+                    node,
+                    ERROR,
+                    "norm-eps",
+                    f"epsilon {eps:g} is 0 in fp16: a constant input (variance 0) divides by 0",
+                    _keep_fp32_fix(context, node) + f", or use epsilon >= {FP16_MIN_NORMAL:.2g}",
+                )
+            )
         elif abs(half - eps) > EPS_ROUNDING_WARNING * eps:
-            findings.append(_finding(
-                view, node, WARNING, "norm-eps",
-                f"epsilon {eps:g} becomes {half:.3g} in fp16 (a subnormal)", _keep_fp32_fix(context, node),
-            ))
-        findings.append(_finding(
-            view, node, WARNING, "norm-fp16",
-            f"{op} statistics in fp16: the mean of squares overflows once |x| exceeds ~256",
-            _keep_fp32_fix(context, node),
-        ))
+            findings.append(
+                _finding(
+                    view,
+                    node,
+                    WARNING,
+                    "norm-eps",
+                    f"epsilon {eps:g} becomes {half:.3g} in fp16 (a subnormal)",
+                    _keep_fp32_fix(context, node),
+                )
+            )
+        findings.append(
+            _finding(
+                view,
+                node,
+                WARNING,
+                "norm-fp16",
+                f"{op} statistics in fp16: the mean of squares overflows once |x| exceeds ~256",
+                _keep_fp32_fix(context, node),
+            )
+        )
     return findings
 
 
-def _batchnorm(view: ModelView, node: onnx.NodeProto, context: PrecisionContext, eps: float, half: float) -> List[Finding]:
+def _batchnorm(
+    view: ModelView, node: onnx.NodeProto, context: PrecisionContext, eps: float, half: float
+) -> List[Finding]:
     """Inference BN is a per-channel scale and shift: scale = gamma / sqrt(var + eps). A dead
     channel (var ~ 0) with a tiny eps gives a scale fp16 cannot hold."""
     findings = []
@@ -441,15 +509,25 @@ def _batchnorm(view: ModelView, node: onnx.NodeProto, context: PrecisionContext,
         shift = beta - mean * scale
         worst = float(max(np.abs(scale).max(initial=0), np.abs(shift).max(initial=0)))
         if worst > FP16_MAX:
-            findings.append(_finding(
-                view, node, ERROR, "bn-variance",
-                f"variance ~0 with epsilon {eps:g} folds to a scale/shift of {worst:.3g} > 65504: inf in fp16",
-                _keep_fp32_fix(context, node) + ", or raise epsilon",
-            ))
+            findings.append(
+                _finding(
+                    view,
+                    node,
+                    ERROR,
+                    "bn-variance",
+                    f"variance ~0 with epsilon {eps:g} folds to a scale/shift of {worst:.3g} > 65504: inf in fp16",
+                    _keep_fp32_fix(context, node) + ", or raise epsilon",
+                )
+            )
     if half == 0:
-        findings.append(_finding(
-            view, node, WARNING, "norm-eps",
-            f"epsilon {eps:g} is 0 in fp16; harmless only while TensorRT folds the BN into fp32 weights",
-            "fold BN into the preceding convolution at export (both exporters do by default)",
-        ))
+        findings.append(
+            _finding(
+                view,
+                node,
+                WARNING,
+                "norm-eps",
+                f"epsilon {eps:g} is 0 in fp16; harmless only while TensorRT folds the BN into fp32 weights",
+                "fold BN into the preceding convolution at export (both exporters do by default)",
+            )
+        )
     return findings

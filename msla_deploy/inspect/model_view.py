@@ -21,8 +21,12 @@ from ..artifact.names import ONNX_NAME, PROBE_PREFIX
 from ..errors import BadInput
 
 NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"  # node metadata written by torch's dynamo exporter
-FLOAT_TYPES = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16",
-               onnx.TensorProto.BFLOAT16: "bfloat16", onnx.TensorProto.DOUBLE: "float64"}
+FLOAT_TYPES = {
+    onnx.TensorProto.FLOAT: "float32",
+    onnx.TensorProto.FLOAT16: "float16",
+    onnx.TensorProto.BFLOAT16: "bfloat16",
+    onnx.TensorProto.DOUBLE: "float64",
+}
 # ops whose output holds the input's values (maybe re-laid-out or re-typed): a constant stays a
 # constant through them, and a zero stays a zero
 VALUE_PRESERVING = frozenset({"Cast", "Identity", "Reshape", "Squeeze", "Unsqueeze", "Flatten", "Expand"})
@@ -86,7 +90,8 @@ class ModelView:
                 return None
             if node.op_type == "Cast":
                 to = attribute(node, "to", onnx.TensorProto.FLOAT)
-                with np.errstate(over="ignore", under="ignore", invalid="ignore"):  # what the Cast does: 1e5 -> inf in fp16
+                with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+                    # what the Cast does: 1e5 -> inf in fp16
                     return value.astype(onnx.helper.tensor_dtype_to_np_dtype(to))
             return value
         return None
@@ -128,7 +133,7 @@ class ModelView:
             return ".".join(p for p in node.name.strip("/").split("/")[:-1]), "node_name"
         for tensor in self.downstream(node):
             if tensor.startswith(PROBE_PREFIX):
-                return tensor[len(PROBE_PREFIX):] or "<root>", "probe"
+                return tensor[len(PROBE_PREFIX) :] or "<root>", "probe"
         return None, None
 
 
@@ -141,7 +146,7 @@ def attribute(node: onnx.NodeProto, name: str, default=None):
 
 
 def _parse_scopes(text: str) -> Optional[str]:
-    """"['', 'att', 'att.proj', 'conv2d']" -> 'att.proj' (the last entry names the op itself)."""
+    """ "['', 'att', 'att.proj', 'conv2d']" -> 'att.proj' (the last entry names the op itself)."""
     try:
         scopes = ast.literal_eval(text)
     except (ValueError, SyntaxError):
@@ -169,9 +174,13 @@ def load(path) -> ModelView:
         model = onnx.load(str(path))
     except Exception as exc:  # protobuf DecodeError, missing external data, ...
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise BadInput(f"{path} is not a readable ONNX model ({first})", "pass an .onnx file written by an ONNX exporter") from None
+        raise BadInput(
+            f"{path} is not a readable ONNX model ({first})", "pass an .onnx file written by an ONNX exporter"
+        ) from None
     if not model.opset_import or not model.graph.node:
-        raise BadInput(f"{path} is not an ONNX model (no graph or opset)", "pass an .onnx file written by an ONNX exporter")
+        raise BadInput(
+            f"{path} is not an ONNX model (no graph or opset)", "pass an .onnx file written by an ONNX exporter"
+        )
     return view_of(model, str(path))
 
 
@@ -183,8 +192,9 @@ def view_of(model: onnx.ModelProto, path: str = "<memory>") -> ModelView:
         inferred = False
     graph = model.graph
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    view = ModelView(path=path, model=model, inferred=inferred, opset=opset,
-                     metadata={p.key: p.value for p in model.metadata_props})
+    view = ModelView(
+        path=path, model=model, inferred=inferred, opset=opset, metadata={p.key: p.value for p in model.metadata_props}
+    )
     for init in graph.initializer:
         view.initializers[init.name] = init
         view.types[init.name] = init.data_type

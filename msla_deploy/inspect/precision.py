@@ -38,8 +38,25 @@ QDQ_OPS = frozenset({"QuantizeLinear", "DequantizeLinear"})
 PINNED_KEY = META_FP32_NODES
 PRECISION_KEY = META_PRECISION
 # ops that carry no arithmetic: whether they "run in fp16" changes no number
-_NO_ARITHMETIC = frozenset({"Cast", "Identity", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten",
-                            "Concat", "Split", "Slice", "Gather", "Shape", "Constant", "Expand", "Pad"})
+_NO_ARITHMETIC = frozenset(
+    {
+        "Cast",
+        "Identity",
+        "Reshape",
+        "Transpose",
+        "Squeeze",
+        "Unsqueeze",
+        "Flatten",
+        "Concat",
+        "Split",
+        "Slice",
+        "Gather",
+        "Shape",
+        "Constant",
+        "Expand",
+        "Pad",
+    }
+)
 
 
 @dataclass
@@ -58,7 +75,9 @@ class PrecisionContext:
             return False  # an int8 layer
         # an unknown type (shape inference could not reach it) counts as float: better a false
         # alarm than a missed hazard
-        float_inputs = [n for n in node.input if n and view.elem_type(n) in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, None)]
+        float_inputs = [
+            n for n in node.input if n and view.elem_type(n) in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, None)
+        ]
         if self.typing == "strong":
             # the data input decides (weights of a fp16 conv are fp16 too; a Resize's scales are not data)
             return bool(float_inputs) and view.is_float16(float_inputs[0])
@@ -79,7 +98,9 @@ class PrecisionContext:
 
 def reads_dequantized(view: ModelView, node: onnx.NodeProto) -> bool:
     """A layer TensorRT runs in int8: one of its inputs is a DequantizeLinear output."""
-    return any(i and view.producer.get(i) is not None and view.producer[i].op_type == "DequantizeLinear" for i in node.input)
+    return any(
+        i and view.producer.get(i) is not None and view.producer[i].op_type == "DequantizeLinear" for i in node.input
+    )
 
 
 def graph_has_qdq(view: ModelView) -> bool:
@@ -102,7 +123,9 @@ def decide(view: ModelView, precision: str, target: Optional[Target], dla: bool)
     if graph_has_qdq(view) or precision == "int8":
         return _decide_int8(view, precision, target, dla, has_fp16)
     if dla and precision == "fp32":
-        raise BadInput("--dla with --precision fp32: DLA runs fp16 or int8 only", "drop --precision (DLA implies an fp16 build)")
+        raise BadInput(
+            "--dla with --precision fp32: DLA runs fp16 or int8 only", "drop --precision (DLA implies an fp16 build)"
+        )
     if has_fp16 and precision == "fp32":
         raise BadInput(
             "--precision fp32 on a graph with float16 tensors: their types decide, not the build flags",
@@ -111,40 +134,79 @@ def decide(view: ModelView, precision: str, target: Optional[Target], dla: bool)
     assumed = "fp16" if (precision == "fp16" or has_fp16 or dla) else "fp32"
     pinned = pinned_nodes(view)
     if assumed == "fp32":
-        return PrecisionContext(precision, "fp32", "fp32", has_fp16, pinned, "fp32 graph, fp32 build: nothing computes in fp16")
+        return PrecisionContext(
+            precision, "fp32", "fp32", has_fp16, pinned, "fp32 graph, fp32 build: nothing computes in fp16"
+        )
     if target is not None and target.weak_typing == "removed" and not has_fp16:
         # TensorRT 11 has no FP16 flag: an fp32 graph builds fp32 (preflight reports the mismatch)
-        return PrecisionContext(precision, "fp16", "fp32", has_fp16, pinned,
-                                f"TensorRT {target.name} has no FP16 flag: this fp32 graph would build fp32")
+        return PrecisionContext(
+            precision,
+            "fp16",
+            "fp32",
+            has_fp16,
+            pinned,
+            f"TensorRT {target.name} has no FP16 flag: this fp32 graph would build fp32",
+        )
     if has_fp16 and (target is None or target.strongly_typed):
-        return PrecisionContext(precision, "fp16", "strong", has_fp16, pinned,
-                                "strongly typed: a node computes in fp16 where its inputs are float16")
-    why = "fp32 graph built with the FP16 flag" if not has_fp16 else f"TensorRT {target.name} has no strongly typed mode"
-    return PrecisionContext(precision, "fp16", "weak", has_fp16, pinned,
-                            f"weak typing ({why}): every node may run in fp16 unless pinned in {PINNED_KEY}")
+        return PrecisionContext(
+            precision,
+            "fp16",
+            "strong",
+            has_fp16,
+            pinned,
+            "strongly typed: a node computes in fp16 where its inputs are float16",
+        )
+    why = (
+        "fp32 graph built with the FP16 flag" if not has_fp16 else f"TensorRT {target.name} has no strongly typed mode"
+    )
+    return PrecisionContext(
+        precision,
+        "fp16",
+        "weak",
+        has_fp16,
+        pinned,
+        f"weak typing ({why}): every node may run in fp16 unless pinned in {PINNED_KEY}",
+    )
 
 
-def _decide_int8(view: ModelView, precision: str, target: Optional[Target], dla: bool, has_fp16: bool) -> PrecisionContext:
+def _decide_int8(
+    view: ModelView, precision: str, target: Optional[Target], dla: bool, has_fp16: bool
+) -> PrecisionContext:
     if not graph_has_qdq(view):
         raise BadInput(
-            f"--precision int8 on {view.path}, which has no QuantizeLinear/DequantizeLinear nodes: TensorRT would build it "
+            f"--precision int8 on {view.path}, which has no QuantizeLinear/DequantizeLinear nodes: TensorRT would "
+            "build it "
             "in fp32/fp16 (implicit int8 calibration is deprecated since 10.1 and gone in 11)",
             "inspect an int8 export's model.onnx (msla-deploy export --precision int8 --calib-images DIR)",
         )
     if precision in ("fp16", "fp32"):
         raise BadInput(
-            f"--precision {precision} on a Q/DQ graph: its QuantizeLinear/DequantizeLinear nodes make TensorRT compute int8 "
+            f"--precision {precision} on a Q/DQ graph: its QuantizeLinear/DequantizeLinear nodes make TensorRT "
+            "compute int8 "
             "whatever the build flags",
-            "drop --precision (a Q/DQ graph is inspected as int8), or inspect the fp32 graph beside it (model_fp32.onnx)",
+            "drop --precision (a Q/DQ graph is inspected as int8), or inspect the fp32 graph beside it "
+            "(model_fp32.onnx)",
         )
     pinned = pinned_nodes(view)
     if target is not None and (not target.strongly_typed or (dla and target.dla == "yes")):
         why = "no strongly typed mode" if not target.strongly_typed else "DLA builds before 11.x are weakly typed"
-        return PrecisionContext(precision, "int8", "weak", has_fp16, pinned,
-                                f"int8, weakly typed (TensorRT {target.name}: {why}; --int8 --fp16): layers reading a "
-                                f"DequantizeLinear run in int8, the others may run in fp16 unless pinned in {PINNED_KEY}")
-    return PrecisionContext(precision, "int8", "strong", has_fp16, pinned,
-                            "int8, strongly typed: layers reading a DequantizeLinear run in int8, the others in the graph's types")
+        return PrecisionContext(
+            precision,
+            "int8",
+            "weak",
+            has_fp16,
+            pinned,
+            f"int8, weakly typed (TensorRT {target.name}: {why}; --int8 --fp16): layers reading a "
+            f"DequantizeLinear run in int8, the others may run in fp16 unless pinned in {PINNED_KEY}",
+        )
+    return PrecisionContext(
+        precision,
+        "int8",
+        "strong",
+        has_fp16,
+        pinned,
+        "int8, strongly typed: layers reading a DequantizeLinear run in int8, the others in the graph's types",
+    )
 
 
 def stale_pins(view: ModelView, context: PrecisionContext) -> List[str]:

@@ -32,8 +32,17 @@ _PRODUCTS = frozenset({"MatMul", "Gemm", "Einsum"})
 
 def _group(view: ModelView, nodes: List[onnx.NodeProto], severity: str, check: str, detail: str, fix: str) -> Finding:
     module, source = view.module_of(nodes[0])
-    return Finding(severity, check, view.label(nodes[0]), detail, fix, nodes[0].op_type, module, source,
-                   nodes=[view.label(n) for n in nodes])
+    return Finding(
+        severity,
+        check,
+        view.label(nodes[0]),
+        detail,
+        fix,
+        nodes[0].op_type,
+        module,
+        source,
+        nodes=[view.label(n) for n in nodes],
+    )
 
 
 def _modules(view: ModelView) -> Optional[Dict[str, str]]:
@@ -102,67 +111,142 @@ def _check_qdq_nodes(view: ModelView) -> List[Finding]:
             per_channel_act.append(node)
     findings = []
     if wrong_type:
-        findings.append(_group(view, wrong_type, ERROR, "qdq",
-                               f"{len(wrong_type)} Q/DQ node(s) are not int8 (uint8 or no zero point): TensorRT takes symmetric int8 Q/DQ",
-                               "re-quantize with int8 activations and weights (msla-deploy export --precision int8 does)"))
+        findings.append(
+            _group(
+                view,
+                wrong_type,
+                ERROR,
+                "qdq",
+                f"{len(wrong_type)} Q/DQ node(s) are not int8 (uint8 or no zero point): TensorRT takes symmetric "
+                "int8 Q/DQ",
+                "re-quantize with int8 activations and weights (msla-deploy export --precision int8 does)",
+            )
+        )
     if asymmetric:
-        findings.append(_group(view, asymmetric, ERROR, "qdq",
-                               f"{len(asymmetric)} Q/DQ node(s) have a non-zero zero point: TensorRT takes symmetric int8 (zero point 0)",
-                               "re-quantize symmetric (ONNX Runtime: ActivationSymmetric/WeightSymmetric True)"))
+        findings.append(
+            _group(
+                view,
+                asymmetric,
+                ERROR,
+                "qdq",
+                f"{len(asymmetric)} Q/DQ node(s) have a non-zero zero point: TensorRT takes symmetric int8 (zero "
+                "point 0)",
+                "re-quantize symmetric (ONNX Runtime: ActivationSymmetric/WeightSymmetric True)",
+            )
+        )
     if per_channel_act:
-        findings.append(_group(view, per_channel_act, ERROR, "qdq",
-                               f"{len(per_channel_act)} Q/DQ node(s) quantize an activation per channel: TensorRT takes per-tensor activation scales",
-                               "quantize activations per tensor (per-channel scales are for weights)"))
+        findings.append(
+            _group(
+                view,
+                per_channel_act,
+                ERROR,
+                "qdq",
+                f"{len(per_channel_act)} Q/DQ node(s) quantize an activation per channel: TensorRT takes per-tensor "
+                "activation scales",
+                "quantize activations per tensor (per-channel scales are for weights)",
+            )
+        )
     return findings
 
 
 def _check_attention(view: ModelView, context: PrecisionContext) -> List[Finding]:
     findings = []
-    products = [n for n in view.nodes if n.op_type in _PRODUCTS and len(n.input) >= 2
-                and all(not view.is_const(i) for i in n.input[:2])
-                and all(view.producer.get(i) is not None and view.producer[i].op_type == "DequantizeLinear" for i in n.input[:2])]
+    products = [
+        n
+        for n in view.nodes
+        if n.op_type in _PRODUCTS
+        and len(n.input) >= 2
+        and all(not view.is_const(i) for i in n.input[:2])
+        and all(
+            view.producer.get(i) is not None and view.producer[i].op_type == "DequantizeLinear" for i in n.input[:2]
+        )
+    ]
     if products:
-        findings.append(_group(
-            view, products, WARNING, "int8-attention",
-            f"{len(products)} int8 matrix product(s) of two activations (a LiteMLA core quantized: its token sums and the "
-            "normaliser lose the most in int8)",
-            "keep the attention cores in fp32 (msla-deploy export --precision int8 does unless --int8-attention)",
-        ))
+        findings.append(
+            _group(
+                view,
+                products,
+                WARNING,
+                "int8-attention",
+                f"{len(products)} int8 matrix product(s) of two activations (a LiteMLA core quantized: its token "
+                "sums and the "
+                "normaliser lose the most in int8)",
+                "keep the attention cores in fp32 (msla-deploy export --precision int8 does unless --int8-attention)",
+            )
+        )
     fed = [n for n in view.nodes if n.name in context.pinned and reads_dequantized(view, n)]
     if fed:
-        findings.append(_group(
-            view, fed, WARNING, "int8-pinned",
-            f"{len(fed)} node(s) listed in {PINNED_KEY} read a DequantizeLinear output: TensorRT fuses the pair into an int8 layer",
-            "feed the fp32 nodes from unquantized tensors (re-export)",
-        ))
+        findings.append(
+            _group(
+                view,
+                fed,
+                WARNING,
+                "int8-pinned",
+                f"{len(fed)} node(s) listed in {PINNED_KEY} read a DequantizeLinear output: TensorRT fuses the pair "
+                "into an int8 layer",
+                "feed the fp32 nodes from unquantized tensors (re-export)",
+            )
+        )
     return findings
 
 
-def check_int8(view: ModelView, target: Optional[Target], context: PrecisionContext, notes: List[str], info: Dict) -> List[Finding]:
+def check_int8(
+    view: ModelView, target: Optional[Target], context: PrecisionContext, notes: List[str], info: Dict
+) -> List[Finding]:
     """Findings for a Q/DQ graph (or one whose metadata says int8); fills info['int8']."""
     if context.assumed != "int8":
         if view.metadata.get(META_PRECISION) == "int8":
-            return [Finding(ERROR, "precision", "", f"the metadata says {META_PRECISION}=int8 but the graph has no QuantizeLinear/DequantizeLinear "
-                            "nodes: TensorRT would build it in float", "re-export with msla-deploy export --precision int8")]
+            return [
+                Finding(
+                    ERROR,
+                    "precision",
+                    "",
+                    f"the metadata says {META_PRECISION}=int8 but the graph has no QuantizeLinear/DequantizeLinear "
+                    "nodes: TensorRT would build it in float",
+                    "re-export with msla-deploy export --precision int8",
+                )
+            ]
         return []
     info["int8"] = describe(view, context)
     findings = _check_qdq_nodes(view) + _check_attention(view, context)
     if target is None:
         return findings
     if context.typing == "weak":
-        notes.append(f"int8 on TensorRT {target.name}: build weakly typed with --int8 --fp16 (explicit quantization); layers outside "
-                     f"the Q/DQ may run in fp16, except those pinned with --precisionConstraints=obey --layerPrecisions")
+        notes.append(
+            f"int8 on TensorRT {target.name}: build weakly typed with --int8 --fp16 (explicit quantization); layers "
+            "outside "
+            f"the Q/DQ may run in fp16, except those pinned with --precisionConstraints=obey --layerPrecisions"
+        )
         if not context.pinned:
-            findings.append(Finding(
-                WARNING, "precision", "",
-                f"no fp32 nodes recorded ({PINNED_KEY}): with --fp16 every unquantized layer may run in fp16, LiteMLA attention included",
-                "re-export with msla-deploy export --precision int8 (it records the attention cores to pin)",
-            ))
+            findings.append(
+                Finding(
+                    WARNING,
+                    "precision",
+                    "",
+                    f"no fp32 nodes recorded ({PINNED_KEY}): with --fp16 every unquantized layer may run in fp16, "
+                    "LiteMLA attention included",
+                    "re-export with msla-deploy export --precision int8 (it records the attention cores to pin)",
+                )
+            )
         if target.weak_typing == "deprecated":
-            findings.append(Finding(WARNING, "precision", "", "weak typing (--int8 --fp16) is deprecated from TensorRT 10.12 and gone in 11.0",
-                                    "build the Q/DQ graph strongly typed"))
+            findings.append(
+                Finding(
+                    WARNING,
+                    "precision",
+                    "",
+                    "weak typing (--int8 --fp16) is deprecated from TensorRT 10.12 and gone in 11.0",
+                    "build the Q/DQ graph strongly typed",
+                )
+            )
     else:
-        flag = "no precision flag (every network is strongly typed)" if target.weak_typing == "removed" else "--stronglyTyped"
-        notes.append(f"int8 on TensorRT {target.name}: explicit quantization built strongly typed ({flag}): the Q/DQ nodes are the int8, "
-                     "everything else computes in the graph's float32")
+        flag = (
+            "no precision flag (every network is strongly typed)"
+            if target.weak_typing == "removed"
+            else "--stronglyTyped"
+        )
+        notes.append(
+            f"int8 on TensorRT {target.name}: explicit quantization built strongly typed ({flag}): the Q/DQ nodes "
+            "are the int8, "
+            "everything else computes in the graph's float32"
+        )
     return findings

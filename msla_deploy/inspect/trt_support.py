@@ -36,7 +36,8 @@ from ..errors import BadInput
 from ..trt import versions as V
 
 # "Y" rows of onnx-tensorrt docs/operators.md, 8.5-GA branch (142 operators)
-_OPS_8_5 = frozenset("""
+_OPS_8_5 = frozenset(
+    """
 Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool BatchNormalization Cast
 Ceil Celu Clip Concat Constant ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DepthToSpace
 DequantizeLinear Div Dropout Einsum Elu Equal Erf Exp Expand EyeLike Flatten Floor GRU Gather
@@ -50,7 +51,8 @@ ReduceMean ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize Re
 RoiAlign Round ScaledTanh Scan Scatter ScatterElements ScatterND Selu Shape Shrink Sigmoid Sign
 Sin Sinh Size Slice Softmax Softplus Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh
 ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Upsample Where Xor
-""".split())
+""".split()
+)
 _OPS_8_6 = _OPS_8_5 | {"GroupNormalization", "IsInf", "LayerNormalization"}  # 8.6-GA matrix
 _OPS_10_1 = _OPS_8_6 | {"CastLike", "DeformConv", "Gelu", "Hardmax", "Mish"}  # 10.1-GA matrix
 _OPS_10_4 = _OPS_10_1 | {"BlackmanWindow", "HammingWindow", "HannWindow"}  # changelog 10.4
@@ -70,7 +72,9 @@ _MATRICES: Tuple[Tuple[V.Version, FrozenSet[str], str], ...] = (
 )
 
 # Resize attributes every listed parser accepts (operators.md "Restrictions" column)
-RESIZE_COORDINATE_MODES = frozenset({"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"})
+RESIZE_COORDINATE_MODES = frozenset(
+    {"half_pixel", "pytorch_half_pixel", "tf_half_pixel_for_nn", "asymmetric", "align_corners"}
+)
 RESIZE_DOCUMENTED_MODES = frozenset({"nearest", "linear"})
 EXAMPLES = TRT_TARGET_EXAMPLES  # the JetPack releases' versions (docs/facts/tensorrt.md#jetpack-releases) and 11.x
 
@@ -113,14 +117,24 @@ def parse_target(text: Optional[str]) -> Optional[Target]:
     except BadInput:
         version = None
     if version is None or version.major not in (8, 10, 11):  # no JetPack ships 9.x
-        raise BadInput(f"--target-trt {text!r} is not a TensorRT version we have data for",
-                       f"use 8.5 ... 11.x, e.g. {', '.join(EXAMPLES)}")
+        raise BadInput(
+            f"--target-trt {text!r} is not a TensorRT version we have data for",
+            f"use 8.5 ... 11.x, e.g. {', '.join(EXAMPLES)}",
+        )
     operators, note = _OPS_8_5, _MATRICES[0][2]
     for since, ops, where in _MATRICES:
         if version.key >= since:
             operators, note = ops, where
-    weak = "removed" if not V.has("weak_typing", version) else ("deprecated" if version.at_least(V.AUTO_STRONG_SINCE) else "yes")
-    dla = "no" if not V.dla_available(version) else ("strongly-typed" if version.at_least(V.DLA_STRONGLY_TYPED_ONLY_SINCE) else "yes")
+    weak = (
+        "removed"
+        if not V.has("weak_typing", version)
+        else ("deprecated" if version.at_least(V.AUTO_STRONG_SINCE) else "yes")
+    )
+    dla = (
+        "no"
+        if not V.dla_available(version)
+        else ("strongly-typed" if version.at_least(V.DLA_STRONGLY_TYPED_ONLY_SINCE) else "yes")
+    )
     modern = version.major >= 10
     return Target(
         version=version,
@@ -130,8 +144,11 @@ def parse_target(text: Optional[str]) -> Optional[Target]:
         operators=operators,
         matrix_note=note,
         cubic_resize="undocumented" if version.key < (8, 6) else "reported",
-        argmax_input_types=frozenset({"FLOAT", "FLOAT16"} | ({"INT32"} if version.key >= (8, 6) else set())
-                                     | ({"BFLOAT16", "INT64"} if modern else set())),
+        argmax_input_types=frozenset(
+            {"FLOAT", "FLOAT16"}
+            | ({"INT32"} if version.key >= (8, 6) else set())
+            | ({"BFLOAT16", "INT64"} if modern else set())
+        ),
         argmax_indices="INT64" if modern else "INT32",
         uint8_cast_from_float_only=version.key < (8, 6),
         int64_native=modern,

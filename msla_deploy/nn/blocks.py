@@ -39,8 +39,14 @@ class DSConv(nn.Module):
         super().__init__()
         use_bias, norm, act_func = (repeat_last(v, 2) for v in (use_bias, norm, act_func))
         self.depth_conv = ConvLayer(
-            in_channels, in_channels, kernel_size, stride, groups=in_channels,
-            use_bias=use_bias[0], norm=norm[0], act_func=act_func[0],
+            in_channels,
+            in_channels,
+            kernel_size,
+            stride,
+            groups=in_channels,
+            use_bias=use_bias[0],
+            norm=norm[0],
+            act_func=act_func[0],
         )
         self.point_conv = ConvLayer(
             in_channels, out_channels, 1, use_bias=use_bias[1], norm=norm[1], act_func=act_func[1]
@@ -68,9 +74,7 @@ class MBConv(nn.Module):
         super().__init__()
         use_bias, norm, act_func = (repeat_last(v, 3) for v in (use_bias, norm, act_func))
         mid = _mid_channels(in_channels, expand_ratio, mid_channels)
-        self.inverted_conv = ConvLayer(
-            in_channels, mid, 1, use_bias=use_bias[0], norm=norm[0], act_func=act_func[0]
-        )
+        self.inverted_conv = ConvLayer(in_channels, mid, 1, use_bias=use_bias[0], norm=norm[0], act_func=act_func[0])
         self.depth_conv = ConvLayer(
             mid, mid, kernel_size, stride, groups=mid, use_bias=use_bias[1], norm=norm[1], act_func=act_func[1]
         )
@@ -100,8 +104,14 @@ class FusedMBConv(nn.Module):
         use_bias, norm, act_func = (repeat_last(v, 2) for v in (use_bias, norm, act_func))
         mid = _mid_channels(in_channels, expand_ratio, mid_channels)
         self.spatial_conv = ConvLayer(
-            in_channels, mid, kernel_size, stride, groups=groups,
-            use_bias=use_bias[0], norm=norm[0], act_func=act_func[0],
+            in_channels,
+            mid,
+            kernel_size,
+            stride,
+            groups=groups,
+            use_bias=use_bias[0],
+            norm=norm[0],
+            act_func=act_func[0],
         )
         self.point_conv = ConvLayer(mid, out_channels, 1, use_bias=use_bias[1], norm=norm[1], act_func=act_func[1])
 
@@ -159,8 +169,14 @@ class EfficientViTBlock(nn.Module):
         self.context_module = ResidualBlock(attention, IdentityLayer())
         # biases instead of BN on the first two convs: the "fewer norm" MBConv of the checkpoints
         local = MBConv(
-            in_channels, in_channels, 3, 1, expand_ratio=expand_ratio,
-            use_bias=(True, True, False), norm=(None, None, norm), act_func=(act_func, act_func, None),
+            in_channels,
+            in_channels,
+            3,
+            1,
+            expand_ratio=expand_ratio,
+            use_bias=(True, True, False),
+            norm=(None, None, norm),
+            act_func=(act_func, act_func, None),
         )
         self.local_module = ResidualBlock(local, IdentityLayer())
 

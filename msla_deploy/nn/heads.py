@@ -40,7 +40,9 @@ def labels_from_logits(logits: torch.Tensor, size: Tuple[int, int], upsample: st
         if height % h == 0 and width % w == 0:
             # an exact factor (the logits are at 1/8): the same sampling as size=, and traced as a
             # constant-scales Resize, with no Shape arithmetic even when the batch is dynamic
-            logits = F.interpolate(logits, scale_factor=(height / h, width / w), mode=_TORCH_MODES[upsample], align_corners=False)
+            logits = F.interpolate(
+                logits, scale_factor=(height / h, width / w), mode=_TORCH_MODES[upsample], align_corners=False
+            )
         else:
             logits = F.interpolate(logits, size=(height, width), mode=_TORCH_MODES[upsample], align_corners=False)
     return logits.argmax(dim=1).to(LABELS_DTYPE)

@@ -139,7 +139,11 @@ class AttentionCore(nn.Module):
         return self.island_dtype == torch.float32
 
     def extra_repr(self) -> str:
-        mode = "fp32 island" if self.island_is_fp32 else ("fp16, token-mean scaling" if self.token_scaling else "fp16, naive")
+        mode = (
+            "fp32 island"
+            if self.island_is_fp32
+            else ("fp16, token-mean scaling" if self.token_scaling else "fp16, naive")
+        )
         return f"eps={self.eps:g}, {mode}"
 
 
@@ -182,7 +186,15 @@ class LiteMLA(nn.Module):
         self._assemble(qkv, aggreg, build_act(kernel_func), proj, dim=dim, heads=heads, eps=eps)
 
     def _assemble(
-        self, qkv: nn.Module, aggreg: nn.ModuleList, kernel_func: nn.Module, proj: nn.Module, *, dim: int, heads: int, eps: float
+        self,
+        qkv: nn.Module,
+        aggreg: nn.ModuleList,
+        kernel_func: nn.Module,
+        proj: nn.Module,
+        *,
+        dim: int,
+        heads: int,
+        eps: float,
     ) -> None:
         self.qkv = qkv
         self.aggreg = aggreg
@@ -196,7 +208,15 @@ class LiteMLA(nn.Module):
 
     @classmethod
     def adopt(
-        cls, qkv: nn.Module, aggreg: nn.ModuleList, kernel_func: nn.Module, proj: nn.Module, *, dim: int, heads: int, eps: float
+        cls,
+        qkv: nn.Module,
+        aggreg: nn.ModuleList,
+        kernel_func: nn.Module,
+        proj: nn.Module,
+        *,
+        dim: int,
+        heads: int,
+        eps: float,
     ) -> "LiteMLA":
         """Build one around existing submodules (plug-and-play swap): weights are shared, not copied."""
         module = cls.__new__(cls)
@@ -217,7 +237,12 @@ class LiteMLA(nn.Module):
         if plan is None:
             # eager use without a plan: shapes are plain ints here, nothing is traced
             plan = self.plan_for(x.shape)
-        elif not torch.jit.is_tracing() and tuple(x.shape) != (x.shape[0] if plan.batch == ANY_BATCH else plan.batch, x.shape[1], plan.height, plan.width):
+        elif not torch.jit.is_tracing() and tuple(x.shape) != (
+            x.shape[0] if plan.batch == ANY_BATCH else plan.batch,
+            x.shape[1],
+            plan.height,
+            plan.width,
+        ):
             raise ValueError(
                 f"LiteMLA planned for {plan.batch}x{plan.height}x{plan.width} inputs got {tuple(x.shape)}; "
                 "re-plan the model for this input shape (msla_deploy.nn.plan_static)"
@@ -241,5 +266,7 @@ class LiteMLA(nn.Module):
 
     def extra_repr(self) -> str:
         p = self.plan
-        plan = "unplanned" if p is None else f"{'N' if p.batch == ANY_BATCH else p.batch}x{p.height}x{p.width} {p.branch}"
+        plan = (
+            "unplanned" if p is None else f"{'N' if p.batch == ANY_BATCH else p.batch}x{p.height}x{p.width} {p.branch}"
+        )
         return f"dim={self.dim}, heads={self.heads}, scales={len(self.aggreg)}, plan={plan}"

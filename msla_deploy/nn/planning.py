@@ -26,7 +26,9 @@ def clear_plans(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def plan_static(model: nn.Module, example: torch.Tensor, dynamic_batch: bool = False) -> Tuple[object, Dict[str, AttentionPlan]]:
+def plan_static(
+    model: nn.Module, example: torch.Tensor, dynamic_batch: bool = False
+) -> Tuple[object, Dict[str, AttentionPlan]]:
     """Plan every LiteMLA of `model` for `example`'s shape; return (model output, plans by name).
     `dynamic_batch`: every size but the batch is fixed; the batch is left to the graph (-1)."""
     modules = attention_modules(model)

@@ -44,15 +44,25 @@ class PrecisionPolicy:
     guards: bool = True
 
     def __post_init__(self) -> None:
-        for field_name, allowed in (("precision", PRECISIONS), ("attention", PRECISIONS), ("io_dtype", PRECISIONS), ("upsample", UPSAMPLE_MODES)):
+        for field_name, allowed in (
+            ("precision", PRECISIONS),
+            ("attention", PRECISIONS),
+            ("io_dtype", PRECISIONS),
+            ("upsample", UPSAMPLE_MODES),
+        ):
             if getattr(self, field_name) not in allowed:
                 raise ValueError(f"{field_name} must be one of {allowed}, got {getattr(self, field_name)!r}")
 
     @classmethod
     def from_options(cls, options) -> "PrecisionPolicy":
         """The policy an export's options ask for (artifact.options.ExportOptions)."""
-        return cls(precision=options.precision, attention=options.attention_precision, io_dtype=options.io_dtype,
-                   upsample=options.upsample, guards=options.fp16_guards)
+        return cls(
+            precision=options.precision,
+            attention=options.attention_precision,
+            io_dtype=options.io_dtype,
+            upsample=options.upsample,
+            guards=options.fp16_guards,
+        )
 
     @property
     def compute_dtype(self) -> torch.dtype:

@@ -18,4 +18,7 @@ from ..lazy import lazy_exports
 
 __all__ = ["Budget", "default_budget", "OutputParity", "compare_outputs"]
 # loaded on first use (numpy): `msla-deploy --help` imports parity.command
-__getattr__, __dir__ = lazy_exports(__name__, {"Budget": "budgets", "default_budget": "budgets", "OutputParity": "metrics", "compare_outputs": "metrics"})
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {"Budget": "budgets", "default_budget": "budgets", "OutputParity": "metrics", "compare_outputs": "metrics"},
+)

@@ -32,35 +32,59 @@ class Budget:
         out = []
         if not self.allow_nonfinite:
             bad = p.nan_count + p.inf_count
-            out.append(Check(
-                "finite", bad == 0, f"{p.nan_count} NaN / {p.inf_count} Inf", "0 NaN / 0 Inf",
-                f"{p.nan_count} NaN and {p.inf_count} Inf values (reference has {p.reference_nonfinite})",
-            ))
+            out.append(
+                Check(
+                    "finite",
+                    bad == 0,
+                    f"{p.nan_count} NaN / {p.inf_count} Inf",
+                    "0 NaN / 0 Inf",
+                    f"{p.nan_count} NaN and {p.inf_count} Inf values (reference has {p.reference_nonfinite})",
+                )
+            )
         # an integer label map has no error magnitudes: agreement and mIoU judge it
         limit = None if p.labels else self.max_abs_limit(p.max_abs_reference)
         if limit is not None:
-            out.append(Check(
-                "max_abs", p.max_abs <= limit,  # a NaN error fails: comparisons with NaN are False
-                f"{p.max_abs:.3g}", f"<= {limit:.3g}",
-                f"max abs error {p.max_abs:.3g} > {limit:.3g} ({self.max_abs_rel:g} x peak {p.max_abs_reference:.3g} + {self.max_abs_floor:g})",
-            ))
+            out.append(
+                Check(
+                    "max_abs",
+                    p.max_abs <= limit,  # a NaN error fails: comparisons with NaN are False
+                    f"{p.max_abs:.3g}",
+                    f"<= {limit:.3g}",
+                    f"max abs error {p.max_abs:.3g} > {limit:.3g} ({self.max_abs_rel:g} x peak "
+                    f"{p.max_abs_reference:.3g} + {self.max_abs_floor:g})",
+                )
+            )
         if not p.labels:
-            out.append(Check(
-                "cosine", p.cosine >= self.min_cosine, f"{p.cosine:.7f}", f">= {self.min_cosine:.10g}",
-                f"cosine {p.cosine:.6f} < {self.min_cosine}",
-            ))
+            out.append(
+                Check(
+                    "cosine",
+                    p.cosine >= self.min_cosine,
+                    f"{p.cosine:.7f}",
+                    f">= {self.min_cosine:.10g}",
+                    f"cosine {p.cosine:.6f} < {self.min_cosine}",
+                )
+            )
         if p.argmax_agreement is not None:
-            out.append(Check(
-                "argmax_agreement", p.argmax_agreement >= self.min_argmax_agreement,
-                f"{100 * p.argmax_agreement:.3f}%", f">= {100 * self.min_argmax_agreement:.10g}%",
-                f"argmax agreement {100 * p.argmax_agreement:.3f}% < {100 * self.min_argmax_agreement:g}%",
-            ))
+            out.append(
+                Check(
+                    "argmax_agreement",
+                    p.argmax_agreement >= self.min_argmax_agreement,
+                    f"{100 * p.argmax_agreement:.3f}%",
+                    f">= {100 * self.min_argmax_agreement:.10g}%",
+                    f"argmax agreement {100 * p.argmax_agreement:.3f}% < {100 * self.min_argmax_agreement:g}%",
+                )
+            )
         if p.miou is not None and self.max_miou_drop is not None:
             drop = 1.0 - p.miou
-            out.append(Check(
-                "miou_drop", drop <= self.max_miou_drop, f"{100 * drop:.3f}%", f"<= {100 * self.max_miou_drop:g}%",
-                f"mIoU drop {100 * drop:.3f}% > {100 * self.max_miou_drop:g}% (prediction vs prediction)",
-            ))
+            out.append(
+                Check(
+                    "miou_drop",
+                    drop <= self.max_miou_drop,
+                    f"{100 * drop:.3f}%",
+                    f"<= {100 * self.max_miou_drop:g}%",
+                    f"mIoU drop {100 * drop:.3f}% > {100 * self.max_miou_drop:g}% (prediction vs prediction)",
+                )
+            )
         return out
 
     def violations(self, p: Any) -> List[str]:

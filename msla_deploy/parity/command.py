@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING, List, Optional, Tuple
 import typer
 from rich.markup import escape
 
-from ..cli_options import VALIDATE_BACKENDS, artifact_argument, backend_option, json_option, junit_option, next_command, report_dir_option
+from ..cli_options import (
+    VALIDATE_BACKENDS,
+    artifact_argument,
+    backend_option,
+    json_option,
+    junit_option,
+    next_command,
+    report_dir_option,
+)
 from ..console import err, key_values, out, parity_table, print_json, print_next, steps_with_progress, weights_cell
 from ..errors import CheckFailed
 
@@ -22,27 +30,57 @@ if TYPE_CHECKING:  # annotations only: msla_deploy.parity pulls numpy in, and --
 
 def validate_command(
     artifact: Path = artifact_argument(),
-    reference: Optional[Path] = typer.Option(None, "--reference", help="Reference bundle folder (default: the export's reference/)."),
+    reference: Optional[Path] = typer.Option(
+        None, "--reference", help="Reference bundle folder (default: the export's reference/)."
+    ),
     backend: str = backend_option(names=VALIDATE_BACKENDS),
-    atol: Optional[str] = typer.Option(None, "--atol", help="Absolute part of the max-abs-error limit (limit = atol + rtol x peak |reference|)."),
+    atol: Optional[str] = typer.Option(
+        None, "--atol", help="Absolute part of the max-abs-error limit (limit = atol + rtol x peak |reference|)."
+    ),
     rtol: Optional[str] = typer.Option(None, "--rtol", help="Peak-relative part of the max-abs-error limit."),
     min_cosine: Optional[str] = typer.Option(None, "--min-cosine", help="Minimum cosine similarity per output."),
-    min_argmax_agreement: Optional[str] = typer.Option(None, "--min-argmax-agreement", help="Minimum share of pixels with the same label: 0.995 or 99.5%."),
-    max_miou_drop: Optional[str] = typer.Option(None, "--max-miou-drop", help="Maximum 1 - mIoU of the artifact's labels against the reference's: 0.01 or 1%."),
+    min_argmax_agreement: Optional[str] = typer.Option(
+        None, "--min-argmax-agreement", help="Minimum share of pixels with the same label: 0.995 or 99.5%."
+    ),
+    max_miou_drop: Optional[str] = typer.Option(
+        None, "--max-miou-drop", help="Maximum 1 - mIoU of the artifact's labels against the reference's: 0.01 or 1%."
+    ),
     report_dir: Optional[Path] = report_dir_option("DIR/validation/, or validation-<file>/ beside a file"),
     junit: Optional[Path] = junit_option(),
     json_out: bool = json_option("the report"),
-    localize: bool = typer.Option(False, "--localize", help="Find the first module where the numbers drift (needs PyTorch and the export's manifest)."),
-    allow_modified: bool = typer.Option(False, "--allow-modified", help="Validate an export whose files no longer match the sha256 its manifest "
-                                                                        "recorded (default: that fails, exit 1)."),
+    localize: bool = typer.Option(
+        False,
+        "--localize",
+        help="Find the first module where the numbers drift (needs PyTorch and the export's manifest).",
+    ),
+    allow_modified: bool = typer.Option(
+        False,
+        "--allow-modified",
+        help="Validate an export whose files no longer match the sha256 its manifest "
+        "recorded (default: that fails, exit 1).",
+    ),
 ) -> None:
     """Run an artifact on its reference inputs and check it against the precision's parity budget."""
     from .validate import ValidateOptions, run_validate
 
-    flags = {"atol": atol, "rtol": rtol, "min-cosine": min_cosine, "min-argmax-agreement": min_argmax_agreement, "max-miou-drop": max_miou_drop}
+    flags = {
+        "atol": atol,
+        "rtol": rtol,
+        "min-cosine": min_cosine,
+        "min-argmax-agreement": min_argmax_agreement,
+        "max-miou-drop": max_miou_drop,
+    }
     report = run_validate(
-        ValidateOptions(artifact=artifact, reference=reference, backend=backend, budget_flags=flags,
-                        report_dir=report_dir, junit=junit, localize=localize, allow_modified=allow_modified),
+        ValidateOptions(
+            artifact=artifact,
+            reference=reference,
+            backend=backend,
+            budget_flags=flags,
+            report_dir=report_dir,
+            junit=junit,
+            localize=localize,
+            allow_modified=allow_modified,
+        ),
         steps_with_progress(),
     )
     if json_out:
@@ -51,7 +89,9 @@ def validate_command(
         render_validate(report)
     if not report.passed:
         hint = "" if localize or report.localization else "; --localize finds where it starts"
-        raise CheckFailed(f"validation failed: {'; '.join(report.failures())}", f"report in {report.files['markdown']}{hint}")
+        raise CheckFailed(
+            f"validation failed: {'; '.join(report.failures())}", f"report in {report.files['markdown']}{hint}"
+        )
     if not json_out:
         print_next(next_after_validate(artifact, backend, report.backend["used"]))
 
@@ -63,7 +103,10 @@ def next_after_validate(artifact: Path, requested: str, used: str) -> List[Tuple
     if used == "trt":
         return [
             (next_command("bench", artifact, "--backend", "trt"), "latency and throughput of the engine"),
-            (next_command("package", artifact, "--triton", "triton-repo"), "a Triton Inference Server model repository"),
+            (
+                next_command("package", artifact, "--triton", "triton-repo"),
+                "a Triton Inference Server model repository",
+            ),
         ]
     return [
         (next_command("build", artifact), "a TensorRT engine for this GPU; then validate it with --backend trt"),
@@ -79,14 +122,18 @@ def render_validate(report: ValidateReport) -> None:
         ran_on += f" [yellow]({escape(run['note'])})[/]"
     sources = sorted(set(budget.sources.values()))
     # paths and table names are data, not Rich markup: "[tool.msla-deploy.validate]" must show
-    out.print(key_values([
-        ("artifact", escape(f"{art.path} ({art.model or 'model unknown'})")),
-        ("precision", escape(f"{art.precision} ({art.precision_source})")),
-        ("weights", weights_cell(art.weights_source, art.weights_warning)),
-        ("ran on", ran_on),
-        ("reference", escape(f"{report.reference.samples} sample(s), {report.reference.source}")),
-        ("budget from", escape("; ".join(sources))),
-    ]))
+    out.print(
+        key_values(
+            [
+                ("artifact", escape(f"{art.path} ({art.model or 'model unknown'})")),
+                ("precision", escape(f"{art.precision} ({art.precision_source})")),
+                ("weights", weights_cell(art.weights_source, art.weights_warning)),
+                ("ran on", ran_on),
+                ("reference", escape(f"{report.reference.samples} sample(s), {report.reference.source}")),
+                ("budget from", escape("; ".join(sources))),
+            ]
+        )
+    )
     out.print(parity_table(report.outputs, budget.values, f"{run['ran_on']} vs PyTorch fp32 reference"))
     for o in report.outputs:
         if o.vacuous_note:
@@ -123,22 +170,45 @@ def _render_localization(loc: Optional[Localization]) -> None:
 
 def reference_command(
     artifact_dir: Path = typer.Argument(..., help="Export directory whose reference bundle gets the pictures."),
-    inputs: Path = typer.Option(..., "--inputs", help="Folder of pictures: .npy (H x W x 3 RGB, uint8 or [0, 1]) always; .png/.jpg with Pillow."),
+    inputs: Path = typer.Option(
+        ..., "--inputs", help="Folder of pictures: .npy (H x W x 3 RGB, uint8 or [0, 1]) always; .png/.jpg with Pillow."
+    ),
     json_out: bool = json_option(),
 ) -> None:
     """Add real pictures to an export's reference bundle (PyTorch computes their outputs).
 
-    The pictures follow the export's synthetic samples; running it again replaces the pictures added before (the synthetic samples stay)."""
+    The pictures follow the export's synthetic samples; running it again replaces the pictures added before
+    (the synthetic samples stay)."""
     from .reference_images import add_reference_images
 
     result = add_reference_images(artifact_dir, inputs, steps_with_progress())
-    data = {"directory": str(result.directory), "samples": result.samples, "synthetic_samples": result.synthetic,
-            "replaced_pictures": result.replaced, "images": result.images}
+    data = {
+        "directory": str(result.directory),
+        "samples": result.samples,
+        "synthetic_samples": result.synthetic,
+        "replaced_pictures": result.replaced,
+        "images": result.images,
+    }
     if json_out:
         print_json(data)
         return
-    out.print(key_values([
-        ("bundle", escape(str(result.directory / "reference"))),
-        ("pictures", escape(f"{len(result.images)} ({', '.join(i['file'] for i in result.images[:5])}{', ...' if len(result.images) > 5 else ''})")),
-        ("samples", f"{result.samples} ({result.synthetic} synthetic + {len(result.images)} pictures)"),
-    ] + ([("replaced", f"{result.replaced} earlier picture{'s' if result.replaced != 1 else ''}")] if result.replaced else [])))
+    out.print(
+        key_values(
+            [
+                ("bundle", escape(str(result.directory / "reference"))),
+                (
+                    "pictures",
+                    escape(
+                        f"{len(result.images)} ({', '.join(i['file'] for i in result.images[:5])}"
+                        f"{', ...' if len(result.images) > 5 else ''})"
+                    ),
+                ),
+                ("samples", f"{result.samples} ({result.synthetic} synthetic + {len(result.images)} pictures)"),
+            ]
+            + (
+                [("replaced", f"{result.replaced} earlier picture{'s' if result.replaced != 1 else ''}")]
+                if result.replaced
+                else []
+            )
+        )
+    )

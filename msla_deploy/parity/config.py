@@ -63,7 +63,10 @@ def parse_setting(key: str, value: Union[str, float, int], where: str) -> float:
         number /= 100.0
     if key in _FRACTIONS and not 0.0 <= number <= 1.0:
         if not percent and 1.0 < number <= 100.0:  # most likely a percentage without its sign
-            raise BadInput(f"{where} = {text!r} is not a fraction in [0, 1]", f"write {number / 100:g} or {number:g}% for {number:g} percent")
+            raise BadInput(
+                f"{where} = {text!r} is not a fraction in [0, 1]",
+                f"write {number / 100:g} or {number:g}% for {number:g} percent",
+            )
         # out of range either way: a rescaled number would be a guess at what was meant
         raise BadInput(f"{where} = {text!r} is out of range", "the fraction must be within 0..1, or 0..100%")
     if key == "min-cosine" and not -1.0 <= number <= 1.0:
@@ -104,7 +107,10 @@ def pyproject_settings(path: Path, precision: str) -> Tuple[Dict[str, Tuple[Any,
     if data is None:
         text = path.read_text(errors="replace")
         if "msla-deploy" in text:
-            return {}, [f"{path} has msla-deploy settings but this Python has neither tomllib nor tomli: not read (pip install tomli)"]
+            return {}, [
+                f"{path} has msla-deploy settings but this Python has neither tomllib nor tomli: not read (pip "
+                "install tomli)"
+            ]
         return {}, []
     table = data.get("tool", {}).get("msla-deploy", {}).get("validate")
     if table is None:
@@ -136,7 +142,9 @@ def resolve_budget(precision: str, flags: Dict[str, Optional[str]], cwd: Path) -
     try:
         base = default_budget(precision)
     except ValueError:
-        raise BadInput(f"the artifact's precision {precision!r} has no default budget", f"known: {', '.join(DEFAULT_BUDGETS)}") from None
+        raise BadInput(
+            f"the artifact's precision {precision!r} has no default budget", f"known: {', '.join(DEFAULT_BUDGETS)}"
+        ) from None
     values = dataclasses.asdict(base)
     sources = {name: f"default ({precision})" for name in values}
     pyproject = find_pyproject(cwd)

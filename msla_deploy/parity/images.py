@@ -37,7 +37,9 @@ def list_images(folder: Path) -> List[Path]:
         raise BadInput(f"--inputs {folder}: not a directory", "pass a folder of .npy/.png/.jpg pictures")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in NPY_SUFFIXES + PILLOW_SUFFIXES)
     if not files:
-        raise BadInput(f"--inputs {folder}: no .npy, .png or .jpg pictures in it", "put the pictures directly in that folder")
+        raise BadInput(
+            f"--inputs {folder}: no .npy, .png or .jpg pictures in it", "put the pictures directly in that folder"
+        )
     return files
 
 
@@ -55,8 +57,11 @@ def pillow_pixels(image, path: Path) -> np.ndarray:
             raise BadInput(f"{path}: grey values outside 0..65535", "save it as 8- or 16-bit PNG")
         return grey / 65535.0
     if image.mode in ("I", "F"):
-        raise BadInput(f"{path}: {'32-bit integer' if image.mode == 'I' else 'floating-point'} pixels (Pillow mode {image.mode}) have no fixed white level",
-                       "convert it to 8-bit RGB (or 16-bit grey PNG), or save it as .npy floats in [0, 1]")
+        raise BadInput(
+            f"{path}: {'32-bit integer' if image.mode == 'I' else 'floating-point'} pixels (Pillow mode "
+            f"{image.mode}) have no fixed white level",
+            "convert it to 8-bit RGB (or 16-bit grey PNG), or save it as .npy floats in [0, 1]",
+        )
     return np.asarray(image.convert("RGB"))
 
 

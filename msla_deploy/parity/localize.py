@@ -46,13 +46,19 @@ def mark_outputs(model: onnx.ModelProto, tensors: Sequence[str]) -> bytes:
     existing = {o.name for o in copy.graph.output}
     for name in tensors:
         if name in present and name not in existing:
-            copy.graph.output.append(onnx.helper.make_tensor_value_info(name, types.get(name) or onnx.TensorProto.FLOAT, None))
+            copy.graph.output.append(
+                onnx.helper.make_tensor_value_info(name, types.get(name) or onnx.TensorProto.FLOAT, None)
+            )
     return copy.SerializeToString()
 
 
-def drift(module: str, tensor: str, reference: np.ndarray, candidate: np.ndarray, relative_limit: float, min_cosine: float) -> ProbeDrift:
+def drift(
+    module: str, tensor: str, reference: np.ndarray, candidate: np.ndarray, relative_limit: float, min_cosine: float
+) -> ProbeDrift:
     if reference.shape != candidate.shape:
-        raise BadInput(f"probe {module}: PyTorch shape {reference.shape} != ONNX shape {candidate.shape}", "re-export the artifact")
+        raise BadInput(
+            f"probe {module}: PyTorch shape {reference.shape} != ONNX shape {candidate.shape}", "re-export the artifact"
+        )
     ref = reference.astype(np.float64)
     cand = candidate.astype(np.float64)
     finite = np.isfinite(ref) & np.isfinite(cand)
@@ -62,16 +68,32 @@ def drift(module: str, tensor: str, reference: np.ndarray, candidate: np.ndarray
     peak = float(np.abs(ref[np.isfinite(ref)]).max()) if np.isfinite(ref).any() else 0.0
     relative = max_abs / peak if peak > 0 else max_abs
     # over the finite elements; with none left there is nothing to be similar
-    cosine = cosine_similarity(np.where(finite, ref, 0).ravel(), np.where(finite, cand, 0).ravel()) if finite.any() else float("nan")
+    cosine = (
+        cosine_similarity(np.where(finite, ref, 0).ravel(), np.where(finite, cand, 0).ravel())
+        if finite.any()
+        else float("nan")
+    )
     offender = bool(nonfinite or not relative <= relative_limit or not cosine >= min_cosine)  # NaN: an offender
-    return ProbeDrift(module, tensor, list(ref.shape), measured(max_abs), peak, measured(relative), measured(cosine), nonfinite, offender)
+    return ProbeDrift(
+        module,
+        tensor,
+        list(ref.shape),
+        measured(max_abs),
+        peak,
+        measured(relative),
+        measured(cosine),
+        nonfinite,
+        offender,
+    )
 
 
 def relative_limit(budget: Budget) -> float:
     return budget.max_abs_rel if budget.max_abs_rel else FALLBACK_RELATIVE_LIMIT
 
 
-def localize(manifest, model: onnx.ModelProto, run_marked, feed: Dict[str, np.ndarray], budget: Budget, tensorrt: bool) -> Localization:
+def localize(
+    manifest, model: onnx.ModelProto, run_marked, feed: Dict[str, np.ndarray], budget: Budget, tensorrt: bool
+) -> Localization:
     """`run_marked(onnx_bytes, feed) -> (outputs by name, runtime info)` runs the marked copy on
     the validation's backend; `feed` is one batch of the reference inputs."""
     from ..runtime.torch_backend import rebuild
@@ -88,7 +110,9 @@ def localize(manifest, model: onnx.ModelProto, run_marked, feed: Dict[str, np.nd
     produced = {o for node in model.graph.node for o in node.output}
     probes = {m: next((t for t in (tensor, PROBE_PREFIX + m) if t in produced), tensor) for m, tensor in probes.items()}
     if len(feed) != 1:
-        raise BadInput(f"--localize runs one-input models; this one takes {sorted(feed)}", "validate without --localize")
+        raise BadInput(
+            f"--localize runs one-input models; this one takes {sorted(feed)}", "validate without --localize"
+        )
     (x,) = feed.values()
     module = rebuild(manifest, "--localize")
     torch_output, captured = run_with_probes(module, x.astype(np.float32), list(probes))
@@ -106,11 +130,29 @@ def localize(manifest, model: onnx.ModelProto, run_marked, feed: Dict[str, np.nd
     not_found = [name for name in probes if probes[name] not in outputs]
     first = next((r.module for r in rows if r.offender), None)
     # worst first: NaN/Inf (largest share of the tensor first), then the largest relative error
-    ranked = sorted(rows, key=lambda r: (-r.nonfinite / max(1, int(np.prod(r.shape))), -(float("inf") if r.relative is None else r.relative)))
+    ranked = sorted(
+        rows,
+        key=lambda r: (
+            -r.nonfinite / max(1, int(np.prod(r.shape))),
+            -(float("inf") if r.relative is None else r.relative),
+        ),
+    )
     notes = [TENSORRT_NOTE] if tensorrt else []
     if not_found:
-        notes.append(f"{len(not_found)} probe tensors are not in the artifact's graph and were skipped (e.g. {not_found[0]})")
-    rule = ("first module, in execution order, whose max |error| / peak |PyTorch| exceeds max_relative, whose cosine is below "
-            "min_cosine, or which has NaN/Inf")
-    return Localization(first_offender=first, criterion=LocalizeCriterion(limit, min_cosine, rule), input=f"reference inputs [0:{x.shape[0]}]",
-                        runtime=runtime, probes=rows, ranked=[r.module for r in ranked], notes=notes)
+        notes.append(
+            f"{len(not_found)} probe tensors are not in the artifact's graph and were skipped (e.g. {not_found[0]})"
+        )
+    rule = (
+        "first module, in execution order, whose max |error| / peak |PyTorch| exceeds max_relative, whose cosine is "
+        "below "
+        "min_cosine, or which has NaN/Inf"
+    )
+    return Localization(
+        first_offender=first,
+        criterion=LocalizeCriterion(limit, min_cosine, rule),
+        input=f"reference inputs [0:{x.shape[0]}]",
+        runtime=runtime,
+        probes=rows,
+        ranked=[r.module for r in ranked],
+        notes=notes,
+    )

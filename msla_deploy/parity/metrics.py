@@ -3,9 +3,9 @@
 Polygraphy's comparators answer "are these tensors close"; a segmentation deployment also needs
 to know whether the labels changed, so argmax agreement, prediction-vs-prediction mIoU and the
 per-class IoU are computed here for [N, C, H, W] logits, and for integer label maps ([N, H, W],
-the `labels` output of `export --head labels|both`), where only agreement and mIoU mean anything. `validate` passes in the statistics
-Polygraphy measured (`measured=`) and this module adds what Polygraphy lacks; `export` (which
-must not depend on Polygraphy) lets numpy measure everything.
+the `labels` output of `export --head labels|both`), where only agreement and mIoU mean anything.
+`validate` passes in the statistics Polygraphy measured (`measured=`) and this module adds what
+Polygraphy lacks; `export` (which must not depend on Polygraphy) lets numpy measure everything.
 """
 
 from __future__ import annotations
@@ -82,9 +82,17 @@ def vacuous_labels_note(label_counts: np.ndarray, labels_only: bool = False) -> 
     share = label_counts[top] / total
     if share < VACUOUS_SHARE:
         return None
-    return (f"the reference predicts class {top} on {100 * share:.2f}% of its pixels: label agreement and mIoU are vacuous here "
-            "(random weights or featureless inputs?); " + ("a labels output has no error to judge instead: export --head both for the logits' "
-            if labels_only else "judge by the error and cosine, ") + "or add real pictures with trained weights")
+    return (
+        f"the reference predicts class {top} on {100 * share:.2f}% of its pixels: label agreement and mIoU are "
+        "vacuous here "
+        "(random weights or featureless inputs?); "
+        + (
+            "a labels output has no error to judge instead: export --head both for the logits' "
+            if labels_only
+            else "judge by the error and cosine, "
+        )
+        + "or add real pictures with trained weights"
+    )
 
 
 def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
@@ -126,14 +134,18 @@ def class_rows(confusion: Confusion) -> List[Dict]:
     reference's (None where the class is in neither). `change` is 1 - IoU: how much of the
     class's area moved."""
     rows = []
-    for c, (iou, ref_pixels, cand_pixels) in enumerate(zip(confusion.iou(), confusion.truth_pixels, confusion.predicted_pixels)):
-        rows.append({
-            "class": c,
-            "reference_pixels": int(ref_pixels),
-            "candidate_pixels": int(cand_pixels),
-            "iou": iou,
-            "change": None if iou is None else 1.0 - iou,
-        })
+    for c, (iou, ref_pixels, cand_pixels) in enumerate(
+        zip(confusion.iou(), confusion.truth_pixels, confusion.predicted_pixels)
+    ):
+        rows.append(
+            {
+                "class": c,
+                "reference_pixels": int(ref_pixels),
+                "candidate_pixels": int(cand_pixels),
+                "iou": iou,
+                "change": None if iou is None else 1.0 - iou,
+            }
+        )
     return rows
 
 
@@ -170,11 +182,22 @@ def _compare_labels(name: str, ref: np.ndarray, cand: np.ndarray, budget: Budget
     none = None  # no error magnitudes between labels: reports show "-"
     counts = np.bincount(np.clip(ref, 0, num_classes - 1).ravel(), minlength=num_classes)
     result = OutputParity(
-        name=name, shape=list(ref.shape), max_abs=none, mean_abs=none, p99_abs=none, max_abs_reference=none, cosine=none,
-        nan_count=0, inf_count=0, reference_nonfinite=0,
+        name=name,
+        shape=list(ref.shape),
+        max_abs=none,
+        mean_abs=none,
+        p99_abs=none,
+        max_abs_reference=none,
+        cosine=none,
+        nan_count=0,
+        inf_count=0,
+        reference_nonfinite=0,
         argmax_agreement=_agreement(ref == cand),
-        miou=confusion.miou(), class_iou=class_rows(confusion), labels=True,
-        dominant_class=int(counts.argmax()), dominant_class_share=float(counts.max() / max(counts.sum(), 1)),
+        miou=confusion.miou(),
+        class_iou=class_rows(confusion),
+        labels=True,
+        dominant_class=int(counts.argmax()),
+        dominant_class_share=float(counts.max() / max(counts.sum(), 1)),
         vacuous_note=vacuous_labels_note(counts, labels_only=True),
     )
     result.failures = budget.violations(result)

@@ -79,9 +79,7 @@ def label_disagreement(
 def disagreement_maps(reference: np.ndarray, candidate: np.ndarray, input_hw=None) -> np.ndarray:
     """[N, C, H, W] logits -> [N, H', W', 3] uint8 at the input's resolution."""
     finite = np.isfinite(candidate).all(axis=1)
-    maps = label_disagreement(
-        reference.argmax(axis=1), candidate.argmax(axis=1), palette(reference.shape[1]), ~finite
-    )
+    maps = label_disagreement(reference.argmax(axis=1), candidate.argmax(axis=1), palette(reference.shape[1]), ~finite)
     return _upscale(maps, stride(reference.shape[2:], input_hw))
 
 
@@ -98,11 +96,7 @@ def heat_colours(error: np.ndarray, limit: float, nonfinite: Optional[np.ndarray
     """|error| -> [..., 3] uint8 on the absolute scale: black at 0, LIMIT_COLOUR at `limit`,
     OVER beyond it."""
     level = np.asarray(error, np.float64) / limit
-    rgb = (
-        np.stack([np.interp(level, _HEAT_STOPS, _HEAT_RGB[:, c]) for c in range(3)], axis=-1)
-        .round()
-        .astype(np.uint8)
-    )
+    rgb = np.stack([np.interp(level, _HEAT_STOPS, _HEAT_RGB[:, c]) for c in range(3)], axis=-1).round().astype(np.uint8)
     rgb[level > 1.0] = OVER
     if nonfinite is not None:
         rgb[nonfinite] = NONFINITE
@@ -242,9 +236,7 @@ def _rows(maps: np.ndarray, selection: Selection, map_title: str, captions: Sequ
         panels = []
         if selection.inputs is not None:
             panels.append(
-                drawing.panel(
-                    selection.inputs[k], "input (as the model sees it)", selection.size, smooth=True
-                )
+                drawing.panel(selection.inputs[k], "input (as the model sees it)", selection.size, smooth=True)
             )
         panels.append(drawing.panel(maps[k], map_title, selection.size))
         rows.append(
@@ -283,9 +275,7 @@ def disagreement_figure(
     drawn = selection.drawn
     ref_labels = reference[drawn].argmax(axis=1)
     finite = np.isfinite(candidate[drawn]).all(axis=1)
-    maps = label_disagreement(
-        ref_labels, candidate[drawn].argmax(axis=1), palette(reference.shape[1]), ~finite
-    )
+    maps = label_disagreement(ref_labels, candidate[drawn].argmax(axis=1), palette(reference.shape[1]), ~finite)
     differs = (ref_labels != candidate[drawn].argmax(axis=1)) | ~finite
     captions = [
         f"sample {i}: labels differ on {100 * float(d.mean()):.3g}% of pixels ({int(d.sum())} of {d.size})"

@@ -19,7 +19,9 @@ REFERENCE_RUNNER = "pytorch-reference"
 QUANTILE = 0.99
 
 
-def polygraphy_statistics(candidate: Dict[str, np.ndarray], reference: Dict[str, np.ndarray], runner_name: str) -> Dict[str, Dict[str, float]]:
+def polygraphy_statistics(
+    candidate: Dict[str, np.ndarray], reference: Dict[str, np.ndarray], runner_name: str
+) -> Dict[str, Dict[str, float]]:
     """{output: {max_abs, mean_abs, p99_abs, cosine}} for the outputs present in both."""
     names = [n for n in reference if n in candidate]
     with quiet_polygraphy("Polygraphy could not compare the outputs", "report this as a bug"):

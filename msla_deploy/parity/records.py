@@ -31,8 +31,19 @@ def measured(value: Any) -> Optional[float]:
     return value if math.isfinite(value) else None
 
 
-_STATISTICS = ("max_abs", "mean_abs", "p99_abs", "max_abs_reference", "cosine", "argmax_agreement",
-               "max_rel", "rel_floor", "miou", "dominant_class_share", "relative_max_abs")
+_STATISTICS = (
+    "max_abs",
+    "mean_abs",
+    "p99_abs",
+    "max_abs_reference",
+    "cosine",
+    "argmax_agreement",
+    "max_rel",
+    "rel_floor",
+    "miou",
+    "dominant_class_share",
+    "relative_max_abs",
+)
 
 
 @dataclass
@@ -73,7 +84,9 @@ class OutputRow:
     @classmethod
     def of(cls, result: Any, **more: Any) -> "OutputRow":
         """The row of a metrics.OutputParity (every field it has, and its derived values)."""
-        values = {f.name: copy.deepcopy(getattr(result, f.name)) for f in fields(cls) if f.init and hasattr(result, f.name)}
+        values = {
+            f.name: copy.deepcopy(getattr(result, f.name)) for f in fields(cls) if f.init and hasattr(result, f.name)
+        }
         values.update(more)
         for name in _STATISTICS:
             values[name] = measured(values.get(name))
@@ -100,7 +113,9 @@ class ParityCheck:
     outputs: List[OutputRow]
 
     @classmethod
-    def of(cls, label: str, artifact: str, runtime: Mapping[str, Any], budget: Budget, results: Sequence[Any]) -> "ParityCheck":
+    def of(
+        cls, label: str, artifact: str, runtime: Mapping[str, Any], budget: Budget, results: Sequence[Any]
+    ) -> "ParityCheck":
         """From the metrics.OutputParity of each output."""
         rows = [OutputRow.of(r) for r in results]
         return cls(label, artifact, dict(runtime), budget, all(r.passed for r in rows), rows)
@@ -124,14 +139,17 @@ class ParityRecord(Record):
     @classmethod
     def of(cls, checks: Sequence[ParityCheck], reference: str = "pytorch fp32") -> "ParityRecord":
         primary = checks[0]
-        return cls(all(c.passed for c in checks), reference, primary.runtime, primary.budget, primary.outputs, list(checks))
+        return cls(
+            all(c.passed for c in checks), reference, primary.runtime, primary.budget, primary.outputs, list(checks)
+        )
 
     def failures(self) -> List[str]:
-        """"check: output failure" for every failed criterion."""
+        """ "check: output failure" for every failed criterion."""
         return [f"{c.label}: {f}" for c in self.checks for o in c.outputs for f in o.failures]
 
 
 # --- validate's report -------------------------------------------------------------------------
+
 
 @dataclass
 class ProbeDrift:
@@ -182,7 +200,8 @@ class ArtifactInfo:
     precision_source: str
     recipe_sha256: Optional[str] = None
     modified_after_export: List[str] = field(default_factory=list)
-    weights_source: Optional[str] = None  # the manifest's weights.source (checkpoint, random, factory); None: no manifest
+    # the manifest's weights.source (checkpoint, random, factory); None: no manifest
+    weights_source: Optional[str] = None
     weights_warning: Optional[str] = None  # said in the header and the report when the weights are random
 
     @classmethod
@@ -227,5 +246,5 @@ class ValidateReport(Record):
         return Path(self.files["json"]).parent if self.files.get("json") else None
 
     def failures(self) -> List[str]:
-        """"output: failure" for every failed criterion."""
+        """ "output: failure" for every failed criterion."""
         return [f"{o.name}: {f}" for o in self.outputs for f in o.failures]

@@ -42,7 +42,10 @@ def add_reference_images(directory: Path, images_dir: Path, steps: Optional[Step
     directory = Path(directory)
     recover_interrupted_swap(directory, on_warning=steps.warn)
     if not directory.is_dir() or read_manifest_if_any(directory) is None:
-        raise BadInput(f"{directory} is not an export directory (no {MANIFEST_NAME})", "pass the directory msla-deploy export wrote")
+        raise BadInput(
+            f"{directory} is not an export directory (no {MANIFEST_NAME})",
+            "pass the directory msla-deploy export wrote",
+        )
     with staged_update(directory, on_warning=steps.warn) as staging:
         return _add_images(directory, staging, images_dir, steps)
 
@@ -51,17 +54,25 @@ def _add_images(directory: Path, staging: Path, images_dir: Path, steps: Steps) 
     """Read from the locked `directory`, write into its staged copy `staging`."""
     manifest = read_manifest_if_any(directory)
     if manifest is None:
-        raise BadInput(f"{directory} is not an export directory (no {MANIFEST_NAME})", "pass the directory msla-deploy export wrote")
+        raise BadInput(
+            f"{directory} is not an export directory (no {MANIFEST_NAME})",
+            "pass the directory msla-deploy export wrote",
+        )
     if manifest.options is None:
         raise BadInput(f"{directory / MANIFEST_NAME} has no options.resolution", "re-export with msla-deploy export")
     (height, width), batch = manifest.options.resolution, manifest.options.batch
     bundle = read_reference(directory / REFERENCE_DIR)
     if len(bundle.inputs) != 1 or len(bundle.outputs) != 1:
-        raise BadInput(f"the reference bundle has {len(bundle.inputs)} inputs and {len(bundle.outputs)} outputs", "pictures can be added to "
-                                                                                                                  "one-input, one-output models only")
+        raise BadInput(
+            f"the reference bundle has {len(bundle.inputs)} inputs and {len(bundle.outputs)} outputs",
+            "pictures can be added to one-input, one-output models only",
+        )
     files = list_images(images_dir)
-    if len(files) % batch and not manifest.options.dynamic_batch:  # a dynamic batch takes any count, in groups of up to N
-        raise BadInput(f"{len(files)} picture(s) for a model with static batch {batch}", f"give a multiple of {batch} pictures")
+    if len(files) % batch and not manifest.options.dynamic_batch:
+        # a dynamic batch takes any count, in groups of up to N
+        raise BadInput(
+            f"{len(files)} picture(s) for a model with static batch {batch}", f"give a multiple of {batch} pictures"
+        )
 
     with steps.step("images", f"Reading {len(files)} picture(s) at {height}x{width}"):
         sizes, preprocessed = [], []
@@ -86,13 +97,20 @@ def _add_images(directory: Path, staging: Path, images_dir: Path, steps: Steps) 
         parts = []
         steps.advance(0, len(files))  # the bar (counts, ETA) shows before the first batch, the slowest
         for i in range(0, len(files), batch):
-            parts.append(run_model(module, pixels[i:i + batch]))
+            parts.append(run_model(module, pixels[i : i + batch]))
             steps.advance(min(i + batch, len(files)), len(files))
         outputs = np.concatenate(parts)
 
-    (input_name, old_inputs), (output_name, old_outputs) = next(iter(bundle.inputs.items())), next(iter(bundle.outputs.items()))
+    (input_name, old_inputs), (output_name, old_outputs) = (
+        next(iter(bundle.inputs.items())),
+        next(iter(bundle.outputs.items())),
+    )
     if outputs.shape[1:] != old_outputs.shape[1:]:
-        raise BadInput(f"the rebuilt model gives {list(outputs.shape[1:])} per sample, the bundle holds {list(old_outputs.shape[1:])}", "re-export")
+        raise BadInput(
+            f"the rebuilt model gives {list(outputs.shape[1:])} per sample, the bundle holds "
+            f"{list(old_outputs.shape[1:])}",
+            "re-export",
+        )
     info = dict(bundle.info or {})
     # samples before the first picture are the export's synthetic ones; earlier pictures are replaced
     synthetic = int(info.get("synthetic_samples", old_inputs.shape[0]))
@@ -100,14 +118,16 @@ def _add_images(directory: Path, staging: Path, images_dir: Path, steps: Steps) 
     images = [{"file": f.name, "sha256": sha256_file(f), "size": size} for f, size in zip(files, sizes)]
     # "inputs" says what the bundle holds now; the export's own words for its samples are kept
     synthetic_text = info.get("synthetic_inputs") or info.get("inputs") or "synthetic uniform-noise RGB images"
-    info.update({
-        "synthetic_inputs": synthetic_text,
-        "inputs": _describe(synthetic, synthetic_text, images, Path(images_dir).resolve()),
-        "synthetic_samples": synthetic,
-        "images": images,
-        "image_preprocessing": PREPROCESSING,
-        "image_source_dir": str(Path(images_dir).resolve()),
-    })
+    info.update(
+        {
+            "synthetic_inputs": synthetic_text,
+            "inputs": _describe(synthetic, synthetic_text, images, Path(images_dir).resolve()),
+            "synthetic_samples": synthetic,
+            "images": images,
+            "image_preprocessing": PREPROCESSING,
+            "image_source_dir": str(Path(images_dir).resolve()),
+        }
+    )
     new = ReferenceBundle(
         inputs={input_name: np.concatenate([old_inputs[:synthetic], pixels.astype(old_inputs.dtype)])},
         outputs={output_name: np.concatenate([old_outputs[:synthetic], outputs.astype(old_outputs.dtype)])},
@@ -116,7 +136,11 @@ def _add_images(directory: Path, staging: Path, images_dir: Path, steps: Steps) 
     with steps.step("write", "Writing the reference bundle and the manifest"):
         written = write_reference(staging, new)
         manifest.artifacts = {**(manifest.artifacts or {}), **describe_files(staging, written)}
-        manifest.extra["reference_images"] = {"count": len(images), "synthetic_samples": synthetic, "preprocessing": PREPROCESSING}
+        manifest.extra["reference_images"] = {
+            "count": len(images),
+            "synthetic_samples": synthetic,
+            "preprocessing": PREPROCESSING,
+        }
         write_manifest(staging, manifest)
     return ReferenceImagesResult(directory, images, synthetic + len(images), synthetic, replaced)
 

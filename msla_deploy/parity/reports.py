@@ -6,10 +6,29 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional
 
-from ..reporting import JUNIT_XML, REPORT_JSON, REPORT_MD, JUnitCase, cell, junit_suite, percent, table, write_report_files
+from ..reporting import (
+    JUNIT_XML,
+    REPORT_JSON,
+    REPORT_MD,
+    JUnitCase,
+    cell,
+    junit_suite,
+    percent,
+    table,
+    write_report_files,
+)
 from .records import ValidatedOutput, ValidateReport
 
-__all__ = ["REPORT_JSON", "REPORT_MD", "JUNIT_XML", "junit_suite", "write_report_files", "markdown", "junit_xml", "write_reports"]
+__all__ = [
+    "REPORT_JSON",
+    "REPORT_MD",
+    "JUNIT_XML",
+    "junit_suite",
+    "write_report_files",
+    "markdown",
+    "junit_xml",
+    "write_reports",
+]
 
 # budget criterion -> (metric label, Budget fields it comes from)
 CRITERIA = {
@@ -54,22 +73,46 @@ def _metrics_table(report: ValidateReport) -> List[str]:
     def row(label: str, cells: List[str], limit: str = "", source: str = "") -> None:
         rows.append([label, *cells, limit, source])
 
-    row("NaN / Inf", [_check_cell(o, "finite", f"{o.nan_count} / {o.inf_count}") for o in outputs], _limit(outputs, "finite"),
-        _source(report, "finite"))
-    max_abs_budget = ("not checked" if budget.max_abs_rel is None
-                      else f"{_limit(outputs, 'max_abs')} ({budget.max_abs_rel:g} x peak + {budget.max_abs_floor:g})")
-    row("max abs error", [_check_cell(o, "max_abs", cell(o.max_abs, ".3g")) for o in outputs], max_abs_budget, _source(report, "max_abs"))
+    row(
+        "NaN / Inf",
+        [_check_cell(o, "finite", f"{o.nan_count} / {o.inf_count}") for o in outputs],
+        _limit(outputs, "finite"),
+        _source(report, "finite"),
+    )
+    max_abs_budget = (
+        "not checked"
+        if budget.max_abs_rel is None
+        else f"{_limit(outputs, 'max_abs')} ({budget.max_abs_rel:g} x peak + {budget.max_abs_floor:g})"
+    )
+    row(
+        "max abs error",
+        [_check_cell(o, "max_abs", cell(o.max_abs, ".3g")) for o in outputs],
+        max_abs_budget,
+        _source(report, "max_abs"),
+    )
     row("max abs error / peak", [cell(o.relative_max_abs, ".2e") for o in outputs])
     row("mean abs error", [cell(o.mean_abs, ".3g") for o in outputs])
     row("p99 abs error", [cell(o.p99_abs, ".3g") for o in outputs])
     row("max rel error (floor 1e-3 x peak)", [cell(o.max_rel, ".3g") for o in outputs])
-    row("cosine similarity", [_check_cell(o, "cosine", cell(o.cosine, ".7f")) for o in outputs], _limit(outputs, "cosine"),
-        _source(report, "cosine"))
-    row("argmax agreement", [_check_cell(o, "argmax_agreement", percent(o.argmax_agreement)) for o in outputs],
-        _limit(outputs, "argmax_agreement"), _source(report, "argmax_agreement"))
+    row(
+        "cosine similarity",
+        [_check_cell(o, "cosine", cell(o.cosine, ".7f")) for o in outputs],
+        _limit(outputs, "cosine"),
+        _source(report, "cosine"),
+    )
+    row(
+        "argmax agreement",
+        [_check_cell(o, "argmax_agreement", percent(o.argmax_agreement)) for o in outputs],
+        _limit(outputs, "argmax_agreement"),
+        _source(report, "argmax_agreement"),
+    )
     miou_budget = "not checked" if budget.max_miou_drop is None else _limit(outputs, "miou_drop")
-    row("mIoU (prediction vs prediction)", [_check_cell(o, "miou_drop", percent(o.miou)) for o in outputs],
-        miou_budget if miou_budget == "not checked" else f"drop {miou_budget}", _source(report, "miou_drop"))
+    row(
+        "mIoU (prediction vs prediction)",
+        [_check_cell(o, "miou_drop", percent(o.miou)) for o in outputs],
+        miou_budget if miou_budget == "not checked" else f"drop {miou_budget}",
+        _source(report, "miou_drop"),
+    )
     row("verdict", ["pass" if o.passed else "**FAIL**" for o in outputs])
     return table(["metric", *(f"`{o.name}`" for o in outputs), "budget", "budget from"], rows)
 
@@ -78,10 +121,21 @@ def _class_changes(o: ValidatedOutput) -> List[str]:
     changed = sorted((c for c in o.class_iou or [] if c["change"]), key=lambda c: -c["change"])
     if not changed:
         return []
-    rows = [[f"{c['class']} {c['name']}" if c.get("name") else str(c["class"]), f"{c['iou']:.4f}", f"{100 * c['change']:.2f}%",
-             str(c["reference_pixels"]), str(c["candidate_pixels"])] for c in changed[:TOP_CLASSES]]
-    return ([f"### Classes whose IoU changed most (`{o.name}`)", ""]
-            + table(["class", "IoU", "change", "reference px", "artifact px"], rows) + [""])
+    rows = [
+        [
+            f"{c['class']} {c['name']}" if c.get("name") else str(c["class"]),
+            f"{c['iou']:.4f}",
+            f"{100 * c['change']:.2f}%",
+            str(c["reference_pixels"]),
+            str(c["candidate_pixels"]),
+        ]
+        for c in changed[:TOP_CLASSES]
+    ]
+    return (
+        [f"### Classes whose IoU changed most (`{o.name}`)", ""]
+        + table(["class", "IoU", "change", "reference px", "artifact px"], rows)
+        + [""]
+    )
 
 
 def _localization(report: ValidateReport) -> List[str]:
@@ -90,13 +144,26 @@ def _localization(report: ValidateReport) -> List[str]:
         return []
     first = f"`{loc.first_offender}`" if loc.first_offender else "none (every probe within the limit)"
     crit = loc.criterion
-    lines = ["### Where the numbers drift", "",
-             f"First offender: {first} (limit: max |error| <= {crit.max_relative:g} x peak, cosine >= {crit.min_cosine:g})", ""]
+    lines = [
+        "### Where the numbers drift",
+        "",
+        f"First offender: {first} (limit: max |error| <= {crit.max_relative:g} x peak, cosine >= {crit.min_cosine:g})",
+        "",
+    ]
     by_name = {p.module: p for p in loc.probes}
     rows = []
     for rank, name in enumerate(loc.ranked[:TOP_PROBES], 1):
         p = by_name[name]
-        rows.append([str(rank), f"`{name}`", cell(p.relative, ".3g"), cell(p.cosine, ".6f"), str(p.nonfinite), "yes" if p.offender else ""])
+        rows.append(
+            [
+                str(rank),
+                f"`{name}`",
+                cell(p.relative, ".3g"),
+                cell(p.cosine, ".6f"),
+                str(p.nonfinite),
+                "yes" if p.offender else "",
+            ]
+        )
     lines += table(["rank", "module", "max abs / peak", "cosine", "NaN/Inf", "over"], rows)
     return lines + [""] + [f"> {note}" for note in loc.notes] + ([""] if loc.notes else [])
 
@@ -113,8 +180,8 @@ def markdown(report: ValidateReport) -> str:
     lines += [
         f"- **artifact**: `{art.path}` ({art.model or 'model unknown'}, {art.precision})",
         f"- **weights**: {art.weights_source or 'not recorded (no manifest)'}",
-        f"- **ran on**: {run['runtime']} {run['version']}, {run['ran_on']} (backend `{run['requested']}` -> `{run['used']}`)"
-        + (f" - {run['note']}" if run.get("note") else ""),
+        f"- **ran on**: {run['runtime']} {run['version']}, {run['ran_on']} (backend `{run['requested']}` -> "
+        f"`{run['used']}`)" + (f" - {run['note']}" if run.get("note") else ""),
         f"- **reference**: {report.reference.samples} sample(s), {report.reference.source}",
         "",
     ]
@@ -126,7 +193,11 @@ def markdown(report: ValidateReport) -> str:
     lines += [""] if any(o.vacuous_note for o in outputs) else []
     measured = sorted({tool for o in outputs for tool in o.measured_by.values()})
     if measured:
-        lines += [f"max / mean / p99 abs error and cosine measured by {', '.join(measured)}; the rest by msla-deploy (numpy).", ""]
+        lines += [
+            f"max / mean / p99 abs error and cosine measured by {', '.join(measured)}; the rest by msla-deploy "
+            "(numpy).",
+            "",
+        ]
     failures = [f"`{o.name}`: {f}" for o in outputs for f in o.failures]
     if failures:
         lines += ["**Failed:**", ""] + [f"- {f}" for f in failures] + [""]
@@ -136,8 +207,11 @@ def markdown(report: ValidateReport) -> str:
     if report.pictures:
         lines += ["### Pictures", ""]
         for name, files in report.pictures.items():
-            lines.append(f"- `{name}`: label disagreement `{files['disagreement']}` (white: label differs), error heatmap `{files['error_heatmap']}` "
-                         f"(absolute scale: black 0, yellow = {files['error_scale']:.3g}, red beyond it, magenta NaN/Inf)")
+            lines.append(
+                f"- `{name}`: label disagreement `{files['disagreement']}` (white: label differs), error heatmap "
+                f"`{files['error_heatmap']}` "
+                f"(absolute scale: black 0, yellow = {files['error_scale']:.3g}, red beyond it, magenta NaN/Inf)"
+            )
         lines.append("")
     for note in report.budget.notes:
         lines.append(f"> {note}")
@@ -146,8 +220,11 @@ def markdown(report: ValidateReport) -> str:
 
 def junit_xml(report: ValidateReport) -> bytes:
     """One <testcase> per output and budget criterion; a failed criterion carries <failure>."""
-    cases = [JUnitCase(f"{o.name}: {CRITERIA[c.name][0]}", c.passed, f"measured {c.value}, budget {c.limit}", c.message)
-             for o in report.outputs for c in o.checks]
+    cases = [
+        JUnitCase(f"{o.name}: {CRITERIA[c.name][0]}", c.passed, f"measured {c.value}, budget {c.limit}", c.message)
+        for o in report.outputs
+        for c in o.checks
+    ]
     classname = f"msla-deploy.validate.{report.artifact.model or report.artifact.name}"
     return junit_suite("msla-deploy validate", classname, cases, report.timings_s.get("total", 0))
 

@@ -21,7 +21,10 @@ def run_with_probes(module, x: np.ndarray, names: Sequence[str]) -> Tuple[np.nda
     known = dict(module.named_modules())
     missing = [n for n in names if n not in known]
     if missing:
-        raise BadInput(f"probe module {missing[0]!r} of the manifest is not in the rebuilt model", "re-export with this version of msla-deploy")
+        raise BadInput(
+            f"probe module {missing[0]!r} of the manifest is not in the rebuilt model",
+            "re-export with this version of msla-deploy",
+        )
     with torch.no_grad(), capture(module, list(names)) as captured:
         output = module(torch.from_numpy(np.ascontiguousarray(x)))
         probes = [(name, t.detach().float().numpy().copy()) for name, t in captured if t is not output]

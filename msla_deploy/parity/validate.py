@@ -55,7 +55,10 @@ class ValidateOptions:
 
 def _graph_io(specs: List[TensorSpec]) -> Dict[str, Dict]:
     """name -> {dims (None where symbolic), dtype} of graph inputs or outputs."""
-    return {s.name: {"dims": [d if isinstance(d, int) and d > 0 else None for d in s.shape], "dtype": s.numpy_dtype} for s in specs}
+    return {
+        s.name: {"dims": [d if isinstance(d, int) and d > 0 else None for d in s.shape], "dtype": s.numpy_dtype}
+        for s in specs
+    }
 
 
 def _fits(shape, dims, skip_batch: bool) -> bool:
@@ -70,11 +73,20 @@ def _model_batch(artifact: Artifact, graph_inputs: Optional[Dict]) -> Optional[i
         first = next(iter(graph_inputs.values()))["dims"]
         if first and first[0]:
             return first[0]
-    return artifact.manifest.options.batch if artifact.manifest is not None and artifact.manifest.options is not None else None
+    return (
+        artifact.manifest.options.batch
+        if artifact.manifest is not None and artifact.manifest.options is not None
+        else None
+    )
 
 
-def check_reference(bundle: ReferenceBundle, artifact: Artifact, reference_dir: Path, graph_inputs: Optional[Dict],
-                    graph_outputs: Optional[Dict]) -> List[Dict[str, np.ndarray]]:
+def check_reference(
+    bundle: ReferenceBundle,
+    artifact: Artifact,
+    reference_dir: Path,
+    graph_inputs: Optional[Dict],
+    graph_outputs: Optional[Dict],
+) -> List[Dict[str, np.ndarray]]:
     """The reference inputs as feed dicts of one model batch each; BadInput where they cannot fit."""
     fix = "pass --reference with the reference/ folder of the export this artifact came from"
     if not bundle.inputs or not bundle.outputs:
@@ -85,7 +97,9 @@ def check_reference(bundle: ReferenceBundle, artifact: Artifact, reference_dir: 
     samples = next(iter(counts.values()))
     if graph_inputs is not None:
         if set(graph_inputs) != set(bundle.inputs):
-            raise BadInput(f"the reference has inputs {sorted(bundle.inputs)}, the model takes {sorted(graph_inputs)}", fix)
+            raise BadInput(
+                f"the reference has inputs {sorted(bundle.inputs)}, the model takes {sorted(graph_inputs)}", fix
+            )
         for name, info in graph_inputs.items():
             shape = bundle.inputs[name].shape
             if not _fits(shape, info["dims"], skip_batch=True):
@@ -93,18 +107,30 @@ def check_reference(bundle: ReferenceBundle, artifact: Artifact, reference_dir: 
     if graph_outputs is not None:
         for name, ref in bundle.outputs.items():
             if name not in graph_outputs:
-                raise BadInput(f"reference output {name!r} is not an output of the model (it has {sorted(graph_outputs)})", fix)
+                raise BadInput(
+                    f"reference output {name!r} is not an output of the model (it has {sorted(graph_outputs)})", fix
+                )
             if not _fits(ref.shape, graph_outputs[name]["dims"], skip_batch=True):
-                raise BadInput(f"reference output {name!r} has shape {list(ref.shape)}, the model gives {graph_outputs[name]['dims']}", fix)
+                raise BadInput(
+                    f"reference output {name!r} has shape {list(ref.shape)}, the model gives "
+                    f"{graph_outputs[name]['dims']}",
+                    fix,
+                )
     for name, ref in bundle.outputs.items():
         if ref.ndim == 0 or ref.shape[0] != samples:
-            raise BadInput(f"reference output {name!r} has {ref.shape[0] if ref.ndim else 0} samples, the inputs have {samples}", fix)
+            raise BadInput(
+                f"reference output {name!r} has {ref.shape[0] if ref.ndim else 0} samples, the inputs have {samples}",
+                fix,
+            )
     batch = _model_batch(artifact, graph_inputs) or samples
     if samples % batch and artifact.max_batch is None:  # a dynamic batch runs a short last group
         raise BadInput(f"the reference has {samples} samples, not a multiple of the model's batch {batch}", fix)
     dtypes = {name: info["dtype"] for name, info in (graph_inputs or {}).items()}
     return [
-        {name: np.ascontiguousarray(a[i:i + batch].astype(dtypes.get(name, a.dtype), copy=False)) for name, a in bundle.inputs.items()}
+        {
+            name: np.ascontiguousarray(a[i : i + batch].astype(dtypes.get(name, a.dtype), copy=False))
+            for name, a in bundle.inputs.items()
+        }
         for i in range(0, samples, batch)
     ]
 
@@ -116,12 +142,28 @@ def _safe(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "output"
 
 
-def _pictures(results: List[OutputParity], reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], inputs: Dict[str, np.ndarray],
-              budget, folder: Path) -> Dict[str, Dict]:
+def _pictures(
+    results: List[OutputParity],
+    reference: Dict[str, np.ndarray],
+    candidate: Dict[str, np.ndarray],
+    inputs: Dict[str, np.ndarray],
+    budget,
+    folder: Path,
+) -> Dict[str, Dict]:
     drawable = [r.name for r in results if is_segmentation_logits(reference[r.name].shape)]
     picture = next((a for a in inputs.values() if a.ndim == 4), None)
-    return {name: write_pictures(folder, "" if len(drawable) == 1 else f"{_safe(name)}-", name, reference[name], candidate[name], picture, budget)
-            for name in drawable}
+    return {
+        name: write_pictures(
+            folder,
+            "" if len(drawable) == 1 else f"{_safe(name)}-",
+            name,
+            reference[name],
+            candidate[name],
+            picture,
+            budget,
+        )
+        for name in drawable
+    }
 
 
 @dataclass
@@ -167,7 +209,9 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
             "re-export; or pass --allow-modified if the change is intended (the files are then judged as they are now)",
         )
     for rel in modified:  # allowed: a warning, and the file is judged as it is now
-        steps.warn(f"artifact modified after export: {rel} does not match its sha256 in {artifact.directory / MANIFEST_NAME}")
+        steps.warn(
+            f"artifact modified after export: {rel} does not match its sha256 in {artifact.directory / MANIFEST_NAME}"
+        )
     report_dir = Path(options.report_dir) if options.report_dir else artifact.default_report_dir()
     # reports never land on the artifact's files nor on what is read, nor through a link out of it
     # (a `validation` link shipped inside an artifact): the default folder is checked too
@@ -185,18 +229,27 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
         outputs = _graph_io(graph_outputs(graph)) if graph is not None else None
         batches = check_reference(bundle, artifact, reference_dir, inputs, outputs)
 
-    with steps.step("run", f"Running the artifact ({backend.name})"), engine_hint(engine_alone, "validate", artifact.onnx_path):
+    with steps.step("run", f"Running the artifact ({backend.name})"), engine_hint(
+        engine_alone, "validate", artifact.onnx_path
+    ):
         with runtime.open(artifact, backend, command="validate") as session:
             ran = [session.run(feed) for feed in batches]
             # a dynamic batch is judged at both ends of its range: the first picture alone too
             # (an engine may pick other kernels for batch 1 than for its profile's optimum)
             rows = len(next(iter(batches[0].values())))
-            alone = session.run({name: a[:1] for name, a in batches[0].items()}) if session.max_batch is not None and rows > 1 else None
+            alone = (
+                session.run({name: a[:1] for name, a in batches[0].items()})
+                if session.max_batch is not None and rows > 1
+                else None
+            )
             ran_on = session.describe()
     produced = {name: np.concatenate([np.asarray(r[name]) for r in ran], axis=0) for name in ran[0]}
     missing = [n for n in bundle.outputs if n not in produced]
     if missing:
-        raise BadInput(f"the artifact has no output {missing[0]!r} (it has {sorted(produced)})", "pass --reference of the matching export")
+        raise BadInput(
+            f"the artifact has no output {missing[0]!r} (it has {sorted(produced)})",
+            "pass --reference of the matching export",
+        )
 
     with steps.step("compare", "Comparing with the PyTorch reference (Polygraphy + segmentation metrics)"):
         from .polygraphy_compare import polygraphy_statistics
@@ -206,11 +259,18 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
         results = []
         for name, ref in bundle.outputs.items():
             if ref.shape != produced[name].shape:
-                raise BadInput(f"output {name!r}: the reference has shape {list(ref.shape)}, the artifact gave {list(produced[name].shape)}",
-                               "pass --reference of the matching export")
-            results.append(compare_outputs(name, ref, produced[name], choice.budget, measured=stats[name], measured_by=measured_by))
+                raise BadInput(
+                    f"output {name!r}: the reference has shape {list(ref.shape)}, the artifact gave "
+                    f"{list(produced[name].shape)}",
+                    "pass --reference of the matching export",
+                )
+            results.append(
+                compare_outputs(name, ref, produced[name], choice.budget, measured=stats[name], measured_by=measured_by)
+            )
         for name, ref in bundle.outputs.items() if alone is not None else ():
-            results.append(compare_outputs(f"{name}{BATCH_ONE_SUFFIX}", ref[:1], np.asarray(alone[name]), choice.budget))
+            results.append(
+                compare_outputs(f"{name}{BATCH_ONE_SUFFIX}", ref[:1], np.asarray(alone[name]), choice.budget)
+            )
 
     localization = None
     if options.localize:
@@ -218,17 +278,31 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
             from .localize import localize
 
             def run_marked(onnx_bytes: bytes, feed: Dict[str, np.ndarray]):
-                with runtime.open_onnx(onnx_bytes, backend, label="the probe-marked copy of the ONNX",
-                                       precision=localize_source.precision, fp16_flag=localize_source.fp16_flag) as marked:
+                with runtime.open_onnx(
+                    onnx_bytes,
+                    backend,
+                    label="the probe-marked copy of the ONNX",
+                    precision=localize_source.precision,
+                    fp16_flag=localize_source.fp16_flag,
+                ) as marked:
                     return marked.run(feed), marked.describe()
 
-            localization = localize(artifact.manifest, localize_source.model, run_marked, batches[0], choice.budget, backend.is_tensorrt)
+            localization = localize(
+                artifact.manifest, localize_source.model, run_marked, batches[0], choice.budget, backend.is_tensorrt
+            )
             localization.notes += localize_source.notes
 
     report = _report(target, ran_on, choice, bundle, results, localization, modified)
     report.warnings = list(steps.warnings)
     with steps.step("report", "Writing the reports"):
-        report.pictures = _pictures([r for r in results if r.name in bundle.outputs], bundle.outputs, produced, bundle.inputs, choice.budget, report_dir)
+        report.pictures = _pictures(
+            [r for r in results if r.name in bundle.outputs],
+            bundle.outputs,
+            produced,
+            bundle.inputs,
+            choice.budget,
+            report_dir,
+        )
         report.timings_s = {**steps.timings, "total": round(time.perf_counter() - started, 3)}
         write_reports(report, report_dir, str(options.junit) if options.junit else None)
     return report
@@ -298,17 +372,34 @@ def _localize_preflight(target: Target) -> LocalizeSource:
     recorded = record.onnx_file if record is not None else None
     source = root / recorded if recorded and (root / recorded).is_file() else artifact.onnx_path
     if source is None:
-        raise BadInput("--localize needs the ONNX the engine was built from", f"put it beside the engine as {target.model_file.parent / ONNX_NAME}")
+        raise BadInput(
+            "--localize needs the ONNX the engine was built from",
+            f"put it beside the engine as {target.model_file.parent / ONNX_NAME}",
+        )
     typing = record.typing if record is not None else None
     weak_fp16 = typing == "weak" and record.precision == "fp16"
-    notes = [
-        "the engine was built weakly typed with the FP16 flag and fp32-pinned layers; the probe engine gets the FP16 flag but not the pins"
-    ] if weak_fp16 else []
-    return LocalizeSource(load_onnx(source), precision="fp16" if typing == "strong" else "fp32", fp16_flag=weak_fp16, notes=notes)
+    notes = (
+        [
+            "the engine was built weakly typed with the FP16 flag and fp32-pinned layers; the probe engine gets the "
+            "FP16 flag but not the pins"
+        ]
+        if weak_fp16
+        else []
+    )
+    return LocalizeSource(
+        load_onnx(source), precision="fp16" if typing == "strong" else "fp32", fp16_flag=weak_fp16, notes=notes
+    )
 
 
-def _report(target: Target, ran_on: Dict, choice: BudgetChoice, bundle: ReferenceBundle, results: List[OutputParity],
-            localization: Optional[Localization], modified: List[str]) -> ValidateReport:
+def _report(
+    target: Target,
+    ran_on: Dict,
+    choice: BudgetChoice,
+    bundle: ReferenceBundle,
+    results: List[OutputParity],
+    localization: Optional[Localization],
+    modified: List[str],
+) -> ValidateReport:
     artifact, backend = target.artifact, target.backend
     outputs = []
     for r in results:
@@ -325,8 +416,12 @@ def _report(target: Target, ran_on: Dict, choice: BudgetChoice, bundle: Referenc
     return ValidateReport(
         tool={"name": "msla-deploy", "version": __version__},
         passed=all(r.passed for r in results),
-        artifact=ArtifactInfo.of(artifact.describe(target.model_file), modified, weights_source=artifact.weights_source,
-                                 weights_warning=artifact.weights_warning),
+        artifact=ArtifactInfo.of(
+            artifact.describe(target.model_file),
+            modified,
+            weights_source=artifact.weights_source,
+            weights_warning=artifact.weights_warning,
+        ),
         reference=ReferenceInfo(str(target.reference_dir), int(samples), source, info),
         backend={"requested": backend.requested, "used": backend.name, **ran_on},
         budget=choice,

@@ -113,7 +113,10 @@ def collect_jobs(inputs: Sequence[Path]) -> List[Job]:
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in PICTURE_SUFFIXES)
             if not found:
-                raise BadInput(f"the folder {path} holds no pictures ({', '.join(PICTURE_SUFFIXES)})", "pass a folder of pictures or picture files")
+                raise BadInput(
+                    f"the folder {path} holds no pictures ({', '.join(PICTURE_SUFFIXES)})",
+                    "pass a folder of pictures or picture files",
+                )
             jobs += [Job(p, p.relative_to(path).with_suffix("")) for p in found]
         elif path.is_file():
             jobs.append(Job(path, Path(path.stem)))
@@ -124,8 +127,10 @@ def collect_jobs(inputs: Sequence[Path]) -> List[Job]:
     seen: Dict[Path, Path] = {}
     for job in jobs:
         if job.stem in seen:
-            raise BadInput(f"{seen[job.stem]} and {job.source} would both write {job.stem}{OUTPUT_SUFFIXES['labels']}",
-                           "rename one, or predict them into different --out folders")
+            raise BadInput(
+                f"{seen[job.stem]} and {job.source} would both write {job.stem}{OUTPUT_SUFFIXES['labels']}",
+                "rename one, or predict them into different --out folders",
+            )
         seen[job.stem] = job.source
     return jobs
 
@@ -143,8 +148,10 @@ def check_outputs(jobs: Sequence[Job], out: Path, overwrite: bool, guard: Option
     for job in jobs:
         for path in job.outputs(out).values():
             if os.path.realpath(path) in sources:
-                raise BadInput(f"--out {out}: {path} would replace the input picture {sources[os.path.realpath(path)]}",
-                               "predict into another --out folder")
+                raise BadInput(
+                    f"--out {out}: {path} would replace the input picture {sources[os.path.realpath(path)]}",
+                    "predict into another --out folder",
+                )
     if out.exists() and not out.is_dir():
         raise BadInput(f"--out {out} is a file", "pass a folder (it is created if missing)")
     if overwrite:
@@ -152,7 +159,9 @@ def check_outputs(jobs: Sequence[Job], out: Path, overwrite: bool, guard: Option
     for job in jobs:
         for path in job.outputs(out).values():
             if path.exists():
-                raise BadInput(f"{path} exists (from an earlier run?)", "pass --overwrite to replace it, or another --out folder")
+                raise BadInput(
+                    f"{path} exists (from an earlier run?)", "pass --overwrite to replace it, or another --out folder"
+                )
 
 
 def label_picture(result: Segmentation, label_ids: bool) -> np.ndarray:
@@ -162,8 +171,11 @@ def label_picture(result: Segmentation, label_ids: bool) -> np.ndarray:
     return labels
 
 
-def run_predict(options: PredictOptions, on_picture: Optional[Callable[[int, int, Path], None]] = None,
-                warn: Optional[Callable[[str], None]] = None) -> PredictResult:
+def run_predict(
+    options: PredictOptions,
+    on_picture: Optional[Callable[[int, int, Path], None]] = None,
+    warn: Optional[Callable[[str], None]] = None,
+) -> PredictResult:
     """Predict every picture; `on_picture(done, total, source)` after each, `warn(message)` for skips."""
     if not 0.0 <= options.alpha <= 1.0:
         raise BadInput(f"--alpha {options.alpha} is outside 0..1", "use e.g. 0.5")
@@ -175,8 +187,11 @@ def run_predict(options: PredictOptions, on_picture: Optional[Callable[[int, int
         warnings.simplefilter("ignore", RandomWeightsWarning)
         segmenter = Segmenter(artifact, options.backend, threads=options.threads)
     if options.label_ids and segmenter.dataset != "cityscapes":
-        raise BadInput(f"--label-ids: {options.artifact} does not predict Cityscapes classes ({segmenter.dataset or 'unknown label set'})",
-                       "leave --label-ids out: the label PNG then holds train ids")
+        raise BadInput(
+            f"--label-ids: {options.artifact} does not predict Cityscapes classes "
+            f"({segmenter.dataset or 'unknown label set'})",
+            "leave --label-ids out: the label PNG then holds train ids",
+        )
     pictures, skipped, written = [], [], []
     if on_picture:
         on_picture(0, len(jobs), jobs[0].source)
@@ -186,7 +201,9 @@ def run_predict(options: PredictOptions, on_picture: Optional[Callable[[int, int
                 picture = decode(job.source)
             except BadInput as exc:
                 if options.strict:
-                    raise BadInput(f"{exc.problem} (--strict: stopped; {len(pictures)} picture(s) before it were written)", exc.fix) from None
+                    raise BadInput(
+                        f"{exc.problem} (--strict: stopped; {len(pictures)} picture(s) before it were written)", exc.fix
+                    ) from None
                 skipped.append({"input": str(job.source), "error": exc.problem})
                 if warn:
                     warn(f"skipped {job.source}: {exc.problem}")
@@ -201,17 +218,28 @@ def run_predict(options: PredictOptions, on_picture: Optional[Callable[[int, int
                 for kind, path in files.items():
                     write_bytes_atomic(path, content[kind])
                     written.append(path)
-                pictures.append(PredictedPicture(
-                    str(job.source), [int(result.labels.shape[0]), int(result.labels.shape[1])],
-                    {kind: str(path) for kind, path in files.items()}, result.exact, result.nonfinite, result.areas(),
-                ))
+                pictures.append(
+                    PredictedPicture(
+                        str(job.source),
+                        [int(result.labels.shape[0]), int(result.labels.shape[1])],
+                        {kind: str(path) for kind, path in files.items()},
+                        result.exact,
+                        result.nonfinite,
+                        result.areas(),
+                    )
+                )
             if on_picture:
                 on_picture(index + 1, len(jobs), job.source)
         described = segmenter.describe()
     report = PredictReport(
-        artifact=str(options.artifact), runtime=described, weights_source=segmenter.weights_source,
-        weights_warning=segmenter.weights_warning, out=str(out),
+        artifact=str(options.artifact),
+        runtime=described,
+        weights_source=segmenter.weights_source,
+        weights_warning=segmenter.weights_warning,
+        out=str(out),
         label_values="cityscapes label ids" if options.label_ids else "train ids",
-        pictures=pictures, skipped=skipped, nonfinite_pixels=sum(p.nonfinite or 0 for p in pictures),
+        pictures=pictures,
+        skipped=skipped,
+        nonfinite_pixels=sum(p.nonfinite or 0 for p in pictures),
     )
     return PredictResult(report, written)

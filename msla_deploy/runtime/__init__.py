@@ -35,14 +35,22 @@ def choose(requested: str, artifact: Artifact, *, allowed: Sequence[str] = BACKE
         parse_target(requested)  # a malformed address is bad input now
         return Backend(requested, "triton", strict=True)
     if requested not in allowed:
-        raise BadInput(f"--backend {requested!r} is unknown", f"choose one of {', '.join(allowed)} or triton://HOST:PORT[/MODEL]")
+        raise BadInput(
+            f"--backend {requested!r} is unknown", f"choose one of {', '.join(allowed)} or triton://HOST:PORT[/MODEL]"
+        )
     if requested == "torch":
         if artifact.manifest is None or artifact.manifest.options is None:
-            raise BadInput(f"--backend torch: {artifact.path} has no export manifest to rebuild the PyTorch model from", REBUILD_FROM)
+            raise BadInput(
+                f"--backend torch: {artifact.path} has no export manifest to rebuild the PyTorch model from",
+                REBUILD_FROM,
+            )
         return Backend("torch", "torch", strict=True)
     engine_only = artifact.is_engine or artifact.onnx_path is None
     if engine_only and requested not in ("auto", "trt"):
-        raise BadInput(f"--backend {requested}: a TensorRT .engine runs only on TensorRT", f"use --backend trt (or auto), or {command} the .onnx")
+        raise BadInput(
+            f"--backend {requested}: a TensorRT .engine runs only on TensorRT",
+            f"use --backend trt (or auto), or {command} the .onnx",
+        )
     if requested == "trt" or (requested == "auto" and engine_only):
         artifact.single_engine()  # a directory with several engines: BadInput, say which to use
         return Backend(requested, "trt", strict=True)
@@ -74,8 +82,15 @@ def preflight(backend: Backend, purpose: str = "--backend torch", alternative: s
         require_provider(backend)
 
 
-def open_onnx(model: Union[Path, bytes], backend: Backend, *, threads: Optional[int] = None, label: str = "the model",
-              precision: str = "fp32", fp16_flag: bool = False) -> Session:
+def open_onnx(
+    model: Union[Path, bytes],
+    backend: Backend,
+    *,
+    threads: Optional[int] = None,
+    label: str = "the model",
+    precision: str = "fp32",
+    fp16_flag: bool = False,
+) -> Session:
     """A session for an ONNX file or ONNX bytes (a probe-marked copy, a staged export)."""
     if backend.is_tensorrt:
         from .tensorrt import TensorRTSession
@@ -84,15 +99,22 @@ def open_onnx(model: Union[Path, bytes], backend: Backend, *, threads: Optional[
     if backend.name == "torch":
         raise BadInput("an ONNX cannot run on the torch backend", "open the export directory instead")
     if backend.name == "triton":
-        raise BadInput(f"{backend.requested} runs the model the server holds, not an ONNX given here",
-                       "use a local backend for this step (e.g. --backend ort-cpu)")
+        raise BadInput(
+            f"{backend.requested} runs the model the server holds, not an ONNX given here",
+            "use a local backend for this step (e.g. --backend ort-cpu)",
+        )
     from .onnxruntime import OnnxRuntimeSession
 
     return OnnxRuntimeSession(model, backend, threads=threads, label=label)
 
 
-def open(target: Union[Artifact, Path, str], backend: Union[str, Backend] = "auto", *, threads: Optional[int] = None,
-         command: str = "run") -> Session:
+def open(
+    target: Union[Artifact, Path, str],
+    backend: Union[str, Backend] = "auto",
+    *,
+    threads: Optional[int] = None,
+    command: str = "run",
+) -> Session:
     """A session for what `target` names (an Artifact, or a path resolved with artifact.resolve)."""
     artifact = target if isinstance(target, Artifact) else resolve(Path(target))
     chosen = backend if isinstance(backend, Backend) else choose(backend, artifact, command=command)
@@ -110,8 +132,16 @@ def open(target: Union[Artifact, Path, str], backend: Union[str, Backend] = "aut
         from .tensorrt import TensorRTSession
 
         if model_file.suffix == ".onnx":  # built here as `build` would, from the export around it
-            return TensorRTSession(model_file, is_engine=False, export=artifact.path if artifact.kind == "directory" else model_file)
+            return TensorRTSession(
+                model_file, is_engine=False, export=artifact.path if artifact.kind == "directory" else model_file
+            )
         record = artifact.build_record(model_file)
-        return TensorRTSession(model_file, is_engine=True, version_compatible=bool(record and record.version_compatible),
-                               dla_core=record.dla_core if record else None)
-    return open_onnx(model_file, chosen, threads=threads, label=str(model_file), precision=artifact.precision_of(model_file)[0])
+        return TensorRTSession(
+            model_file,
+            is_engine=True,
+            version_compatible=bool(record and record.version_compatible),
+            dla_core=record.dla_core if record else None,
+        )
+    return open_onnx(
+        model_file, chosen, threads=threads, label=str(model_file), precision=artifact.precision_of(model_file)[0]
+    )

@@ -71,8 +71,10 @@ def call(lib, name: str, *args) -> None:
         raise MissingRuntime(f"this CUDA runtime has no {name}", "use a CUDA runtime >= 11.4") from None
     rc = function(*args)
     if rc != 0:
-        raise MissingRuntime(f"{name} failed with CUDA error {rc}{_error_name(lib, rc)}",
-                             "check the GPU with nvidia-smi (or tegrastats on a Jetson) and that no other process holds its memory")
+        raise MissingRuntime(
+            f"{name} failed with CUDA error {rc}{_error_name(lib, rc)}",
+            "check the GPU with nvidia-smi (or tegrastats on a Jetson) and that no other process holds its memory",
+        )
 
 
 def _error_name(lib, rc: int) -> str:

@@ -26,7 +26,7 @@ def random_feeds(specs: Dict[str, Tuple[Tuple[int, ...], object]], seed: int = 0
             array = np.empty(shape, dtype)
             flat = array.reshape(-1)
             for start in range(0, flat.size, _BLOCK):
-                flat[start:start + _BLOCK] = rng.standard_normal(min(_BLOCK, flat.size - start), dtype=np.float32)
+                flat[start : start + _BLOCK] = rng.standard_normal(min(_BLOCK, flat.size - start), dtype=np.float32)
             feeds[name] = array
         else:
             feeds[name] = np.zeros(shape, dtype)

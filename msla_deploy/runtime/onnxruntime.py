@@ -49,19 +49,22 @@ def require_provider(backend: Backend) -> None:
     wanted, available = PROVIDERS[backend.name][0], ort.get_available_providers()
     if wanted not in available:
         raise MissingRuntime(
-            f"--backend {backend.requested}: this ONNX Runtime ({ort.__version__}) has no {wanted} (it has {', '.join(available)})",
+            f"--backend {backend.requested}: this ONNX Runtime ({ort.__version__}) has no {wanted} (it has "
+            f"{', '.join(available)})",
             "install onnxruntime-gpu instead of onnxruntime on a machine with CUDA, or use --backend ort-cpu",
         )
 
 
 def _elem_dtype(ort_type: str) -> str:
     # ONNX Runtime spells types "tensor(float)", "tensor(float16)", "tensor(int64)" ...
-    inner = ort_type[len("tensor("):-1] if ort_type.startswith("tensor(") else ort_type
+    inner = ort_type[len("tensor(") : -1] if ort_type.startswith("tensor(") else ort_type
     return {"float": "float32", "double": "float64"}.get(inner, inner)
 
 
 class OnnxRuntimeSession(Session):
-    def __init__(self, model: Union[Path, bytes], backend: Backend, *, threads: Optional[int] = None, label: str = "the model") -> None:
+    def __init__(
+        self, model: Union[Path, bytes], backend: Backend, *, threads: Optional[int] = None, label: str = "the model"
+    ) -> None:
         ort = import_onnxruntime()
         ort.set_default_logger_severity(3)  # unused-initializer warnings are noise in a report
         require_provider(backend)
@@ -82,27 +85,43 @@ class OnnxRuntimeSession(Session):
                 self._session = ort.InferenceSession(source, sess_options=options, providers=providers)
         except Exception as exc:  # ORT's own RuntimeError subclasses for graphs it cannot load
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise BadInput(f"ONNX Runtime cannot load {label}: {first}", "re-export it, or check that the file was copied whole") from None
+            raise BadInput(
+                f"ONNX Runtime cannot load {label}: {first}", "re-export it, or check that the file was copied whole"
+            ) from None
         active = self._session.get_providers()
         self.backend = backend.name
         self.info = {
-            "runtime": "onnxruntime", "version": ort.__version__, "providers_requested": providers, "providers_active": active,
-            "ran_on": active[0], "fell_back": active[0] != providers[0], "intra_op_threads": threads,
+            "runtime": "onnxruntime",
+            "version": ort.__version__,
+            "providers_requested": providers,
+            "providers_active": active,
+            "ran_on": active[0],
+            "fell_back": active[0] != providers[0],
+            "intra_op_threads": threads,
         }
         if self.info["fell_back"]:
-            message = (f"ONNX Runtime fell back from {providers[0]} to {active[0]} "
-                       "(the GPU provider could not start: no GPU, or CUDA/cuDNN libraries missing)")
+            message = (
+                f"ONNX Runtime fell back from {providers[0]} to {active[0]} "
+                "(the GPU provider could not start: no GPU, or CUDA/cuDNN libraries missing)"
+            )
             if backend.strict:  # a verdict or a time under a GPU backend's name would be false
-                raise MissingRuntime(f"--backend {backend.requested}: {message}", "fix the CUDA setup, or use --backend ort-cpu")
+                raise MissingRuntime(
+                    f"--backend {backend.requested}: {message}", "fix the CUDA setup, or use --backend ort-cpu"
+                )
             self.info["note"] = message
-        self.inputs = {i.name: TensorSpec(i.name, tuple(d if isinstance(d, int) else str(d) for d in i.shape), _elem_dtype(i.type))
-                       for i in self._session.get_inputs()}
-        self.outputs = {o.name: TensorSpec(o.name, tuple(d if isinstance(d, int) else str(d) for d in o.shape), _elem_dtype(o.type))
-                        for o in self._session.get_outputs()}
+        self.inputs = {
+            i.name: TensorSpec(i.name, tuple(d if isinstance(d, int) else str(d) for d in i.shape), _elem_dtype(i.type))
+            for i in self._session.get_inputs()
+        }
+        self.outputs = {
+            o.name: TensorSpec(o.name, tuple(d if isinstance(d, int) else str(d) for d in o.shape), _elem_dtype(o.type))
+            for o in self._session.get_outputs()
+        }
         self._names = list(self.outputs)
         self._label = label
         first = next(iter(self.inputs.values()), None)
-        if first is not None and first.shape and not isinstance(first.shape[0], int):  # a dynamic batch: its export says how far
+        if first is not None and first.shape and not isinstance(first.shape[0], int):
+            # a dynamic batch: its export says how far
             self.max_batch = max_batch_of(self._session.get_modelmeta().custom_metadata_map)
 
     def _run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
@@ -110,5 +129,8 @@ class OnnxRuntimeSession(Session):
             values = self._session.run(self._names, feeds)
         except Exception as exc:  # ORT's InvalidArgument & co: feeds that do not fit the graph
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise BadInput(f"running {self._label} failed: {first}", "check that the inputs match the model (names, shapes, dtypes)") from None
+            raise BadInput(
+                f"running {self._label} failed: {first}",
+                "check that the inputs match the model (names, shapes, dtypes)",
+            ) from None
         return dict(zip(self._names, values))

@@ -21,8 +21,10 @@ def import_polygraphy():
     try:
         import polygraphy
     except ImportError as exc:
-        raise MissingRuntime(f"validate runs models through Polygraphy, which is not installed ({exc})",
-                             "pip install 'polygraphy>=0.53' (part of the base install)") from None
+        raise MissingRuntime(
+            f"validate runs models through Polygraphy, which is not installed ({exc})",
+            "pip install 'polygraphy>=0.53' (part of the base install)",
+        ) from None
     version = tuple(int(p) for p in polygraphy.__version__.split(".")[:2] if p.isdigit())
     if version < MIN_VERSION:
         raise MissingRuntime(

@@ -45,12 +45,15 @@ from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD
 from .onnxruntime import import_onnxruntime
 
 #: the preprocessing in words, as reports and the reference bundle's info record it
-PREPROCESSING = ("RGB, cubic resize (cv2 INTER_CUBIC: a=-0.75, half-pixel) to the artifact's HxW when sizes differ, "
-                 "/255, ImageNet mean/std")
+PREPROCESSING = (
+    "RGB, cubic resize (cv2 INTER_CUBIC: a=-0.75, half-pixel) to the artifact's HxW when sizes differ, "
+    "/255, ImageNet mean/std"
+)
 CUBIC_COEFF_A = -0.75
 OPSET = 13  # Resize-13 has every attribute needed; old enough for JetPack 5's ONNX Runtime
 IR_VERSION = 7  # the IR that opset 13 shipped with (newer onnx packages default to a newer one)
-ROW_BLOCK_VALUES = 1 << 21  # upsampled floats per row block of the labels graph (8 MiB; blocks of 1-20 MiB measured alike)
+# upsampled floats per row block of the labels graph (8 MiB; blocks of 1-20 MiB measured alike)
+ROW_BLOCK_VALUES = 1 << 21
 WIDTH_BLOCK = 256  # output columns per block of the labels graph's width resize (measured: 64-512 alike)
 
 _sessions: Dict[Tuple, object] = {}
@@ -78,12 +81,19 @@ def _weights_graph(n_in: int, n_out: int) -> bytes:
 
     init = [numpy_helper.from_array(np.array([1, 1, n_in, n_out], np.int64), "sizes")]
     node = _node(
-        "Resize", ["eye", "", "", "sizes"], ["weights"], mode="cubic", coordinate_transformation_mode="half_pixel",
-        cubic_coeff_a=CUBIC_COEFF_A, exclude_outside=0,
+        "Resize",
+        ["eye", "", "", "sizes"],
+        ["weights"],
+        mode="cubic",
+        coordinate_transformation_mode="half_pixel",
+        cubic_coeff_a=CUBIC_COEFF_A,
+        exclude_outside=0,
     )
     return _model(
-        [node], [helper.make_tensor_value_info("eye", TensorProto.FLOAT, [1, 1, n_in, n_in])],
-        [helper.make_tensor_value_info("weights", TensorProto.FLOAT, [1, 1, n_in, n_out])], init,
+        [node],
+        [helper.make_tensor_value_info("eye", TensorProto.FLOAT, [1, 1, n_in, n_in])],
+        [helper.make_tensor_value_info("weights", TensorProto.FLOAT, [1, 1, n_in, n_out])],
+        init,
     )
 
 
@@ -192,7 +202,9 @@ def _row_blocks(weights_t: np.ndarray, rows: int) -> List[Tuple[int, int, int, i
     return blocks
 
 
-def _banded_logits_graph(shape: Tuple[int, ...], dtype: np.dtype, hw_out: Tuple[int, int], argmax: bool, band_width: bool) -> bytes:
+def _banded_logits_graph(
+    shape: Tuple[int, ...], dtype: np.dtype, hw_out: Tuple[int, int], argmax: bool, band_width: bool
+) -> bytes:
     """_logits_graph's arithmetic for a change of height, in blocks of output rows: each block
     multiplies only the few source rows its cubic weights touch (the dense height MatMul spends
     31 of 32 products on zeros at the model's x8), and with `argmax` is reduced to labels while
@@ -247,7 +259,9 @@ def _banded_logits_graph(shape: Tuple[int, ...], dtype: np.dtype, hw_out: Tuple[
     return _model(nodes, [helper.make_tensor_value_info("logits", elem, list(shape))], [out], init)
 
 
-def _exact_banding(shape: Tuple[int, ...], dtype: np.dtype, hw_out: Tuple[int, int], threads: Optional[int]) -> Optional[bool]:
+def _exact_banding(
+    shape: Tuple[int, ...], dtype: np.dtype, hw_out: Tuple[int, int], threads: Optional[int]
+) -> Optional[bool]:
     """Which banded form this ONNX Runtime computes bit for bit as the dense one: band_width True
     (both axes) or False (the height only), or None for neither.
 
@@ -257,13 +271,17 @@ def _exact_banding(shape: Tuple[int, ...], dtype: np.dtype, hw_out: Tuple[int, i
     would not reproduce). Checked once per shape on random logits rather than assumed."""
     ort = import_onnxruntime()
     logits = (np.random.default_rng(0).standard_normal(shape) * 4).astype(dtype)
-    dense = _session(("up", shape, np.dtype(dtype).str, hw_out), lambda: _logits_graph(shape, dtype, hw_out, argmax=False), threads)
+    dense = _session(
+        ("up", shape, np.dtype(dtype).str, hw_out), lambda: _logits_graph(shape, dtype, hw_out, argmax=False), threads
+    )
     expected = dense.run(None, {"logits": logits})[0]
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or 0
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     for band_width in (True, False) if shape[3] != hw_out[1] else (False,):
-        banded = ort.InferenceSession(_banded_logits_graph(shape, dtype, hw_out, False, band_width), options, providers=["CPUExecutionProvider"])
+        banded = ort.InferenceSession(
+            _banded_logits_graph(shape, dtype, hw_out, False, band_width), options, providers=["CPUExecutionProvider"]
+        )
         if np.array_equal(expected, banded.run(None, {"logits": logits})[0]):
             return band_width
     return None
@@ -320,7 +338,9 @@ def resize_rgb(pixels: np.ndarray, size: Tuple[int, int], *, threads: Optional[i
     return session.run(None, {"pixels": pixels})[0]
 
 
-def preprocess(pixels: np.ndarray, size: Tuple[int, int], *, threads: Optional[int] = None, floats: bool = False) -> np.ndarray:
+def preprocess(
+    pixels: np.ndarray, size: Tuple[int, int], *, threads: Optional[int] = None, floats: bool = False
+) -> np.ndarray:
     """H x W x 3 uint8 RGB -> 1 x 3 x size[0] x size[1] float32, upstream's evaluation input (PREPROCESSING).
 
     With `floats`, a float picture in [0, 1] is taken too (one with more than 8 bits, such as a
@@ -345,11 +365,17 @@ def upsample(logits: np.ndarray, size: Tuple[int, int], *, threads: Optional[int
     """[N, C, h, w] -> float32 [N, C, size[0], size[1]], as F.interpolate(bicubic, align_corners=False)."""
     logits = _check_logits(logits)
     shape, hw_out = tuple(logits.shape), _hw(size)
-    session = _session(("up", shape, logits.dtype.str, hw_out), lambda: _logits_graph(shape, logits.dtype, hw_out, argmax=False), threads)
+    session = _session(
+        ("up", shape, logits.dtype.str, hw_out),
+        lambda: _logits_graph(shape, logits.dtype, hw_out, argmax=False),
+        threads,
+    )
     return session.run(None, {"logits": logits})[0]
 
 
-def labels(logits: np.ndarray, size: Tuple[int, int], *, threads: Optional[int] = None, no_label: Optional[int] = None) -> np.ndarray:
+def labels(
+    logits: np.ndarray, size: Tuple[int, int], *, threads: Optional[int] = None, no_label: Optional[int] = None
+) -> np.ndarray:
     """[N, C, h, w] logits -> int64 [N, size[0], size[1]] labels: bicubic upsample, then argmax.
 
     With `no_label` (evaluate: metrics.NO_LABEL), the pixels whose upsample draws on a non-finite
@@ -361,7 +387,11 @@ def labels(logits: np.ndarray, size: Tuple[int, int], *, threads: Optional[int] 
     unknown = unlabelled(logits, hw_out) if no_label is not None else None
     if unknown is not None:
         logits = np.where(np.isfinite(logits), logits, 0).astype(logits.dtype)
-    session = _session(("labels", shape, logits.dtype.str, hw_out), lambda: _labels_graph(shape, logits.dtype, hw_out, threads), threads)
+    session = _session(
+        ("labels", shape, logits.dtype.str, hw_out),
+        lambda: _labels_graph(shape, logits.dtype, hw_out, threads),
+        threads,
+    )
     result = session.run(None, {"logits": logits})[0]
     if unknown is not None:
         result[unknown] = no_label

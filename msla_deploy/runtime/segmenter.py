@@ -88,7 +88,10 @@ def decode(picture: PictureLike) -> Picture:
     if array.ndim == 2:
         array = np.repeat(array[:, :, None], 3, axis=2)
     if array.ndim != 3 or array.shape[2] not in (3, 4) or min(array.shape[:2]) < 1:
-        raise BadInput(f"a picture of shape {list(array.shape)} is not H x W, H x W x 3 or H x W x 4", "pass an RGB(A) or grey picture")
+        raise BadInput(
+            f"a picture of shape {list(array.shape)} is not H x W, H x W x 3 or H x W x 4",
+            "pass an RGB(A) or grey picture",
+        )
     array = np.ascontiguousarray(array[:, :, :3])
     if array.dtype == np.uint8:
         return Picture(array, array)
@@ -110,7 +113,9 @@ def _pil_pixels(image, name: str) -> np.ndarray:
     from ..parity.images import pillow_pixels
 
     if getattr(image, "mode", None) is None:
-        raise BadInput(f"a {type(image).__name__} is not a picture", "pass a path, a PIL image or an H x W x 3 uint8 array")
+        raise BadInput(
+            f"a {type(image).__name__} is not a picture", "pass a path, a PIL image or an H x W x 3 uint8 array"
+        )
     return pillow_pixels(image, name)
 
 
@@ -151,8 +156,11 @@ class Segmentation:
         from ..classes import cityscapes_train_to_label
 
         if self.dataset != "cityscapes":
-            raise BadInput(f"label ids exist for Cityscapes models only (this one predicts {self.dataset or 'an unknown label set'})",
-                           "use the train ids (result.labels)")
+            raise BadInput(
+                "label ids exist for Cityscapes models only (this one predicts "
+                f"{self.dataset or 'an unknown label set'})",
+                "use the train ids (result.labels)",
+            )
         return cityscapes_train_to_label()[self.labels]
 
     def _name(self, c: int) -> str:
@@ -178,7 +186,9 @@ class Segmenter:
     """Runs a deployed artifact on pictures. `backend`: auto, ort-cpu, ort-cuda, ort-trt, trt, torch
     (runtime.open's backends; `threads`: CPU threads of ONNX Runtime / PyTorch)."""
 
-    def __init__(self, artifact: Union[str, Path, Artifact], backend: str = "auto", *, threads: Optional[int] = None) -> None:
+    def __init__(
+        self, artifact: Union[str, Path, Artifact], backend: str = "auto", *, threads: Optional[int] = None
+    ) -> None:
         resolved = _resolve(artifact)
         #: where the weights came from (the manifest's weights.source; None for a bare .onnx or engine)
         self.weights_source: Optional[str] = resolved.weights_source
@@ -188,7 +198,10 @@ class Segmenter:
         try:
             self._head = _describe(self.session, resolved.model_name or "", resolved.num_classes)
             if self._head.num_classes is None:
-                raise BadInput(f"{artifact}: cannot tell the model's number of classes", "use an export directory or an ONNX written by msla-deploy export")
+                raise BadInput(
+                    f"{artifact}: cannot tell the model's number of classes",
+                    "use an export directory or an ONNX written by msla-deploy export",
+                )
             _check_fits(self.session, self._head, resolved.name)
         except BaseException:
             self.session.close()
@@ -223,8 +236,14 @@ class Segmenter:
         return self._head.output
 
     def describe(self) -> Dict:
-        return {**self.session.describe(), "labels_from": self.output, "resolution": list(self.resolution),
-                "batch": self.batch_size, "num_classes": self.num_classes, "dataset": self.dataset}
+        return {
+            **self.session.describe(),
+            "labels_from": self.output,
+            "resolution": list(self.resolution),
+            "batch": self.batch_size,
+            "num_classes": self.num_classes,
+            "dataset": self.dataset,
+        }
 
     def close(self) -> None:
         self.session.close()
@@ -247,7 +266,7 @@ class Segmenter:
         results: List[Segmentation] = []
         n = self._head.batch
         for start in range(0, len(decoded), n):
-            group = decoded[start:start + n]
+            group = decoded[start : start + n]
             results += self._run_group(group)
         return results
 
@@ -262,18 +281,24 @@ class Segmenter:
         for i, picture in enumerate(group):
             size = picture.image.shape[:2]
             if head.output == OUTPUT_NAME:
-                logits = out[i:i + 1]
+                logits = out[i : i + 1]
                 labels, exact = processing.labels(logits, size, threads=self.threads)[0], True
                 unknown = processing.unlabelled(logits, size)
                 nonfinite: Optional[int] = 0 if unknown is None else int(unknown.sum())
             else:
                 labels, exact = nearest_resize(out[i], size), tuple(size) == tuple(head.resolution)
                 nonfinite = None
-            results.append(Segmentation(
-                labels=labels.astype(np.uint8 if self.num_classes <= 256 else np.int32),
-                image=picture.image, palette=self.palette, class_names=self.class_names, dataset=self.dataset, exact=exact,
-                nonfinite=nonfinite,
-            ))
+            results.append(
+                Segmentation(
+                    labels=labels.astype(np.uint8 if self.num_classes <= 256 else np.int32),
+                    image=picture.image,
+                    palette=self.palette,
+                    class_names=self.class_names,
+                    dataset=self.dataset,
+                    exact=exact,
+                    nonfinite=nonfinite,
+                )
+            )
         return results
 
 
@@ -293,35 +318,48 @@ def nearest_resize(labels: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
 def _describe(session, model_name: str, num_classes: Optional[int]) -> _Head:
     """The input to feed and the output to read, from the session's tensor specs."""
     if len(session.inputs) != 1:
-        raise BadInput(f"the artifact has inputs {sorted(session.inputs)}; a segmenter feeds one picture tensor",
-                       "export a one-input model (msla-deploy export)")
+        raise BadInput(
+            f"the artifact has inputs {sorted(session.inputs)}; a segmenter feeds one picture tensor",
+            "export a one-input model (msla-deploy export)",
+        )
     spec = next(iter(session.inputs.values()))
     shape = tuple(spec.shape)
     dynamic = session.max_batch is not None
     if len(shape) != 4 or shape[1] != 3 or not (spec.static_but_batch if dynamic else spec.static):
-        raise BadInput(f"input {spec.name!r} has shape {list(shape)}, not a static [N, 3, H, W]",
-                       "export with static shapes (msla-deploy export --batch N, or --batch dynamic --max-batch N)")
+        raise BadInput(
+            f"input {spec.name!r} has shape {list(shape)}, not a static [N, 3, H, W]",
+            "export with static shapes (msla-deploy export --batch N, or --batch dynamic --max-batch N)",
+        )
     outputs = session.outputs
     if OUTPUT_NAME in outputs:
         name, num_classes = OUTPUT_NAME, tuple(outputs[OUTPUT_NAME].shape)[1]
     elif LABELS_NAME in outputs:
         name = LABELS_NAME
     else:
-        raise BadInput(f"the artifact has outputs {sorted(outputs)}, neither {OUTPUT_NAME!r} nor {LABELS_NAME!r}",
-                       "use an artifact of msla-deploy export")
+        raise BadInput(
+            f"the artifact has outputs {sorted(outputs)}, neither {OUTPUT_NAME!r} nor {LABELS_NAME!r}",
+            "use an artifact of msla-deploy export",
+        )
     return _Head(
-        output=name, input_name=spec.name, input_dtype=np.dtype(spec.dtype), batch=session.group, dynamic=dynamic,
-        resolution=(int(shape[2]), int(shape[3])), num_classes=num_classes, model_name=model_name or "",
+        output=name,
+        input_name=spec.name,
+        input_dtype=np.dtype(spec.dtype),
+        batch=session.group,
+        dynamic=dynamic,
+        resolution=(int(shape[2]), int(shape[3])),
+        num_classes=num_classes,
+        model_name=model_name or "",
     )
-
-
 
 
 def _check_fits(session, head: _Head, label: str) -> None:
     """The tensors one run allocates, from the graph's declared shapes, against the memory
     available: a graph declaring a huge input is refused (exit 2) before anything is allocated."""
+
     def sized(shape) -> Tuple[int, ...]:  # a symbolic batch runs at most head.batch pictures
-        return tuple(int(d) if isinstance(d, int) and d > 0 else (head.batch if i == 0 else 1) for i, d in enumerate(shape))
+        return tuple(
+            int(d) if isinstance(d, int) and d > 0 else (head.batch if i == 0 else 1) for i, d in enumerate(shape)
+        )
 
     inputs = {name: (sized(spec.shape), spec.numpy_dtype) for name, spec in session.inputs.items()}
     if head.input_dtype != np.float32:  # the float32 batch it is cast from

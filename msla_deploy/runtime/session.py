@@ -56,11 +56,17 @@ class Session:
     def run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         missing = [n for n in self.inputs if n not in feeds]
         if missing:
-            raise BadInput(f"no value for the model input {missing[0]!r} (it takes {sorted(self.inputs)})", "feed every input by name")
+            raise BadInput(
+                f"no value for the model input {missing[0]!r} (it takes {sorted(self.inputs)})",
+                "feed every input by name",
+            )
         if self.max_batch is not None:  # a dynamic batch: every backend holds to the export's range
             rows = int(np.shape(feeds[next(iter(self.inputs))])[0])
             if not 1 <= rows <= self.max_batch:
-                raise BadInput(f"a batch of {rows} is outside the model's range 1..{self.max_batch}", f"run at most {self.max_batch} pictures at once")
+                raise BadInput(
+                    f"a batch of {rows} is outside the model's range 1..{self.max_batch}",
+                    f"run at most {self.max_batch} pictures at once",
+                )
         return self._run({n: feeds[n] for n in self.inputs})
 
     def _run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:

@@ -38,15 +38,21 @@ from ..errors import BadInput, MissingRuntime
 from .polygraphy_env import quiet_polygraphy
 from .session import Session
 
-NO_TENSORRT_FIX = "run on a machine with TensorRT and an NVIDIA GPU (e.g. a Jetson with JetPack), or use --backend ort-cpu"
-STRONG_TYPING_IN_POLYGRAPHY = (10, 0)  # NetworkFromOnnx*(strongly_typed=True) raises before (docs/facts/tensorrt.md#engines-and-runtime)
+NO_TENSORRT_FIX = (
+    "run on a machine with TensorRT and an NVIDIA GPU (e.g. a Jetson with JetPack), or use --backend ort-cpu"
+)
+# NetworkFromOnnx*(strongly_typed=True) raises before (docs/facts/tensorrt.md#engines-and-runtime)
+STRONG_TYPING_IN_POLYGRAPHY = (10, 0)
 
 
 def engine_without_tensorrt_fix(command: str, onnx: Optional[Path]) -> str:
     """The fix for an .engine given by itself: --backend ort-cpu is refused for it (exit 2)."""
     target = str(onnx) if onnx is not None else "the export's model.onnx"
-    return (f"an .engine runs only on TensorRT: install TensorRT on a machine with an NVIDIA GPU, e.g. a Jetson with JetPack; "
-            f"or {command} {target} instead, on ONNX Runtime")
+    return (
+        "an .engine runs only on TensorRT: install TensorRT on a machine with an NVIDIA GPU, e.g. a Jetson with "
+        "JetPack; "
+        f"or {command} {target} instead, on ONNX Runtime"
+    )
 
 
 @contextmanager
@@ -95,7 +101,10 @@ def build_export(trt, source: Path):
 
     plan, built = build_for_runtime(trt, source)
     engine = load_engine(trt, built.engine, version_compatible=plan.version_compatible, dla_core=plan.dla_core)
-    how = f"built from {plan.onnx.name} as `msla-deploy build` plans it ({plan.precision}, {plan.typing}ly typed, TensorRT {plan.trt_version})"
+    how = (
+        f"built from {plan.onnx.name} as `msla-deploy build` plans it ({plan.precision}, {plan.typing}ly typed, "
+        f"TensorRT {plan.trt_version})"
+    )
     return engine, how
 
 
@@ -111,16 +120,21 @@ def build_onnx(trt, model: Union[Path, bytes], *, precision: str, fp16_flag: boo
     if strongly_typed and version.before(STRONG_TYPING_IN_POLYGRAPHY):
         raise BadInput(
             f"TensorRT {version} cannot build the mixed-precision {precision} ONNX strongly typed in memory",
-            "build the engine with `msla-deploy build <export dir>` (weakly typed from model_fp32.onnx with the fp32 pins) and run the .engine",
+            "build the engine with `msla-deploy build <export dir>` (weakly typed from model_fp32.onnx with the fp32 "
+            "pins) and run the .engine",
         )
     from polygraphy.backend.trt import CreateConfig, NetworkFromOnnxBytes, NetworkFromOnnxPath
 
     kwargs = {"strongly_typed": True} if strongly_typed else {}
-    parse = NetworkFromOnnxPath(str(model), **kwargs) if isinstance(model, Path) else NetworkFromOnnxBytes(model, **kwargs)
+    parse = (
+        NetworkFromOnnxPath(str(model), **kwargs) if isinstance(model, Path) else NetworkFromOnnxBytes(model, **kwargs)
+    )
     config = CreateConfig(tf32=False, fp16=True) if fp16_flag else CreateConfig(tf32=False)
     from polygraphy.backend.trt import EngineBytesFromNetwork
 
-    with quiet_polygraphy("TensorRT cannot build an engine from the ONNX", "check the model with `msla-deploy inspect`", error=BadInput):
+    with quiet_polygraphy(
+        "TensorRT cannot build an engine from the ONNX", "check the model with `msla-deploy inspect`", error=BadInput
+    ):
         try:
             return bytes(EngineBytesFromNetwork(parse, config=config)())
         except (RuntimeError, OSError) as exc:  # CUDA initialisation: no GPU or no driver
@@ -129,32 +143,56 @@ def build_onnx(trt, model: Union[Path, bytes], *, precision: str, fp16_flag: boo
 
 
 class TensorRTSession(Session):
-    def __init__(self, model: Union[Path, bytes], *, is_engine: bool, precision: str = "fp32", fp16_flag: bool = False,
-                 version_compatible: bool = False, dla_core: Optional[int] = None, export: Optional[Path] = None) -> None:
+    def __init__(
+        self,
+        model: Union[Path, bytes],
+        *,
+        is_engine: bool,
+        precision: str = "fp32",
+        fp16_flag: bool = False,
+        version_compatible: bool = False,
+        dla_core: Optional[int] = None,
+        export: Optional[Path] = None,
+    ) -> None:
         """`model`: an engine file (is_engine), or ONNX bytes/path built with Polygraphy; `export`:
         an export directory or .onnx built the way `build` plans it (then `model` is not read)."""
         trt = require_tensorrt()
         self._trt = trt
         if is_engine:
-            engine = load_engine(trt, Path(model).read_bytes(), version_compatible=version_compatible, dla_core=dla_core)
+            engine = load_engine(
+                trt, Path(model).read_bytes(), version_compatible=version_compatible, dla_core=dla_core
+            )
             how = "deserialized from the .engine"
         elif export is not None:
             engine, how = build_export(trt, Path(export))
         else:
             engine = load_engine(trt, build_onnx(trt, model, precision=precision, fp16_flag=fp16_flag))
-            how = "built from the ONNX" + (" (strongly typed)" if precision != "fp32" and not fp16_flag else "") + (" with the FP16 flag" if fp16_flag else "")
+            how = (
+                "built from the ONNX"
+                + (" (strongly typed)" if precision != "fp32" and not fp16_flag else "")
+                + (" with the FP16 flag" if fp16_flag else "")
+            )
         self._engine = engine
-        self._runners: Dict[int, object] = {}  # the DirectTiming run() uses per batch (one for a static engine), made on first use
+        # the DirectTiming run() uses per batch (one for a static engine), made on first use
+        self._runners: Dict[int, object] = {}
         self._timing = None  # bench's, with its own transfer and CUDA-graph settings
         self._contexts: list = []  # execution contexts live as long as the session
         self.backend = "trt"
-        self.info = {"runtime": "tensorrt", "version": trt.__version__, "ran_on": "TensorRT", "fell_back": False, "engine": how, "tf32": False}
+        self.info = {
+            "runtime": "tensorrt",
+            "version": trt.__version__,
+            "ran_on": "TensorRT",
+            "fell_back": False,
+            "engine": how,
+            "tf32": False,
+        }
         self.inputs, self.outputs = {}, {}
         for i in range(engine.num_io_tensors):
             name = engine.get_tensor_name(i)
             is_input = engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT
             shape = tuple(int(d) for d in engine.get_tensor_shape(name))
-            if shape and shape[0] < 0:  # a dynamic batch (export --batch dynamic): named as in the ONNX, bounded by the profile
+            if shape and shape[0] < 0:
+                # a dynamic batch (export --batch dynamic): named as in the ONNX, bounded by the profile
                 if is_input:
                     self.max_batch = int(tuple(engine.get_tensor_profile_shape(name, 0)[2])[0])
                 shape = (BATCH_DIM, *shape[1:])
@@ -167,9 +205,20 @@ class TensorRTSession(Session):
 
         context = self._engine.create_execution_context()
         if context is None:
-            raise MissingRuntime("TensorRT could not create an execution context (out of device memory?)", "free the GPU, or use a smaller batch")
+            raise MissingRuntime(
+                "TensorRT could not create an execution context (out of device memory?)",
+                "free the GPU, or use a smaller batch",
+            )
         self._contexts.append(context)
-        return DirectTiming(self._trt, self._engine, context, cudart.load_cudart(), transfers=transfers, cuda_graph=cuda_graph, batch=batch)
+        return DirectTiming(
+            self._trt,
+            self._engine,
+            context,
+            cudart.load_cudart(),
+            transfers=transfers,
+            cuda_graph=cuda_graph,
+            batch=batch,
+        )
 
     def _run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         # a dynamic batch (Session.run checked its range): the context's input shapes are set per batch size

@@ -27,8 +27,10 @@ def require_torch(purpose: str, alternative: str = "") -> None:
         fix = f"{INSTALL_TORCH}; or {alternative}" if alternative else INSTALL_TORCH
         raise MissingRuntime(f"{purpose} needs PyTorch to rebuild the exported model ({exc})", fix) from None
     except Exception as exc:  # installed but broken (a missing shared library, mixed versions): still exit 3
-        raise MissingRuntime(f"{purpose} needs PyTorch, which is installed but does not import ({type(exc).__name__}: {exc})",
-                             "reinstall it: pip install --force-reinstall torch") from None
+        raise MissingRuntime(
+            f"{purpose} needs PyTorch, which is installed but does not import ({type(exc).__name__}: {exc})",
+            "reinstall it: pip install --force-reinstall torch",
+        ) from None
 
 
 def rebuild(manifest, purpose: str):
@@ -45,8 +47,10 @@ def rebuild(manifest, purpose: str):
 class TorchSession(Session):
     def __init__(self, artifact, *, threads: Optional[int] = None, purpose: str = "--backend torch") -> None:
         if artifact.manifest is None or artifact.manifest.options is None:
-            raise BadInput(f"{purpose}: {artifact.path} has no export manifest to rebuild the PyTorch model from",
-                           "pass the export directory written by msla-deploy export")
+            raise BadInput(
+                f"{purpose}: {artifact.path} has no export manifest to rebuild the PyTorch model from",
+                "pass the export directory written by msla-deploy export",
+            )
         self.module = rebuild(artifact.manifest, purpose)
         import torch
 
@@ -66,13 +70,20 @@ class TorchSession(Session):
             self.inputs = {INPUT_NAME: TensorSpec(INPUT_NAME, (batch, 3, *options.resolution), "float32")}
         self.max_batch = options.batch if options.dynamic_batch else None
         outputs = artifact.outputs
-        self.outputs = {s.name: s for s in outputs} if outputs else {OUTPUT_NAME: TensorSpec(OUTPUT_NAME, (), "float32")}
+        self.outputs = (
+            {s.name: s for s in outputs} if outputs else {OUTPUT_NAME: TensorSpec(OUTPUT_NAME, (), "float32")}
+        )
         self._previous_threads = torch.get_num_threads()
         if threads:
             torch.set_num_threads(threads)  # process-wide: put back in close()
         self.backend = "torch"
-        self.info = {"runtime": "torch", "version": torch.__version__, "ran_on": "PyTorch eager (CPU)", "fell_back": False,
-                     "intra_op_threads": torch.get_num_threads()}
+        self.info = {
+            "runtime": "torch",
+            "version": torch.__version__,
+            "ran_on": "PyTorch eager (CPU)",
+            "fell_back": False,
+            "intra_op_threads": torch.get_num_threads(),
+        }
 
     def _run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         torch = self._torch
@@ -81,7 +92,10 @@ class TorchSession(Session):
             output = self.module(*args)
         names = list(self.outputs)
         values = output if isinstance(output, (tuple, list)) else (output,)
-        return {name: (value.detach().float() if value.is_floating_point() else value.detach()).numpy() for name, value in zip(names, values)}
+        return {
+            name: (value.detach().float() if value.is_floating_point() else value.detach()).numpy()
+            for name, value in zip(names, values)
+        }
 
     def close(self) -> None:
         self._torch.set_num_threads(self._previous_threads)

@@ -27,9 +27,19 @@ INSTALL_FIX = f"{install_extra('serve')}: tritonclient and nvidia-pytriton"
 
 # numpy dtype name -> KServe v2 datatype; Triton's config enum is "TYPE_" + the same word
 KSERVE_DTYPES = {
-    "bool": "BOOL", "uint8": "UINT8", "uint16": "UINT16", "uint32": "UINT32", "uint64": "UINT64",
-    "int8": "INT8", "int16": "INT16", "int32": "INT32", "int64": "INT64",
-    "float16": "FP16", "float32": "FP32", "float64": "FP64", "bfloat16": "BF16",
+    "bool": "BOOL",
+    "uint8": "UINT8",
+    "uint16": "UINT16",
+    "uint32": "UINT32",
+    "uint64": "UINT64",
+    "int8": "INT8",
+    "int16": "INT16",
+    "int32": "INT32",
+    "int64": "INT64",
+    "float16": "FP16",
+    "float32": "FP32",
+    "float64": "FP64",
+    "bfloat16": "BF16",
 }
 NUMPY_DTYPES = {v: k for k, v in KSERVE_DTYPES.items()}
 
@@ -49,7 +59,9 @@ def is_triton_target(target) -> bool:
 
 
 # a DNS name or IPv4 address (labels of letters, digits and '-', not starting with '-'), or an IPv6 address
-_HOST_OK = re.compile(r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*|[0-9A-Fa-f:.%]+")
+_HOST_OK = re.compile(
+    r"(?:[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)(?:\.[A-Za-z0-9_](?:[A-Za-z0-9_-]*[A-Za-z0-9_])?)*|[0-9A-Fa-f:.%]+"
+)
 
 
 _NAME_OK = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")  # a model name Triton serves and a folder can carry
@@ -67,7 +79,7 @@ def parse_target(url: str) -> Tuple[str, int, Optional[str]]:
     """triton://HOST[:PORT][/MODEL] -> (host, port, model or None)."""
     if not is_triton_target(url):
         raise BadInput(f"{url!r} is not a Triton address", "write triton://HOST:PORT[/MODEL]")
-    rest = url[len(TRITON_SCHEME):]
+    rest = url[len(TRITON_SCHEME) :]
     address, _, model = rest.partition("/")
     model = model.strip("/") or None
     if model is not None and "/" in model:
@@ -84,7 +96,10 @@ def parse_target(url: str) -> Tuple[str, int, Optional[str]]:
     if not host:
         raise BadInput(f"{url!r} names no host", "write triton://HOST:PORT[/MODEL], e.g. triton://127.0.0.1:8001")
     if not _HOST_OK.fullmatch(host):
-        raise BadInput(f"{url!r}: {host!r} is not a host name or address", "write triton://HOST:PORT[/MODEL], e.g. triton://127.0.0.1:8001")
+        raise BadInput(
+            f"{url!r}: {host!r} is not a host name or address",
+            "write triton://HOST:PORT[/MODEL], e.g. triton://127.0.0.1:8001",
+        )
     try:
         port = int(port_text) if port_text else DEFAULT_PORT
     except ValueError:
@@ -142,7 +157,8 @@ class TritonSession(Session):
         if any(s in status for s in _UNREACHABLE) or "failed to connect" in text.lower() or "deadline" in text.lower():
             return MissingRuntime(
                 f"Triton server {self.url} did not answer {what} within {self.timeout_s:g} s ({text})",
-                "start it (msla-deploy serve ARTIFACT, or tritonserver --model-repository=...), and check HOST:PORT (gRPC)",
+                "start it (msla-deploy serve ARTIFACT, or tritonserver --model-repository=...), and check HOST:PORT "
+                "(gRPC)",
             )
         return MissingRuntime(f"Triton server {self.url}: {what} failed ({text})", "check the server's log")
 
@@ -152,9 +168,13 @@ class TritonSession(Session):
         self.server = self._call("its metadata", self._client.get_server_metadata, as_json=True)
         self.model = model or self._only_model()
         if not self._call(f"whether {self.model!r} is ready", self._client.is_model_ready, self.model):
-            raise MissingRuntime(f"model {self.model!r} is not ready on Triton server {self.url}",
-                                 "check the name (triton://HOST:PORT/MODEL) and the server's log: did it load?")
-        self.metadata = self._call(f"the metadata of {self.model!r}", self._client.get_model_metadata, self.model, as_json=True)
+            raise MissingRuntime(
+                f"model {self.model!r} is not ready on Triton server {self.url}",
+                "check the name (triton://HOST:PORT/MODEL) and the server's log: did it load?",
+            )
+        self.metadata = self._call(
+            f"the metadata of {self.model!r}", self._client.get_model_metadata, self.model, as_json=True
+        )
         config = self._call(f"the config of {self.model!r}", self._client.get_model_config, self.model, as_json=True)
         self.config = config.get("config", config)
         self.max_batch_size = int(self.config.get("max_batch_size") or 0)
@@ -163,7 +183,12 @@ class TritonSession(Session):
         self.outputs = self._specs(self.metadata.get("outputs") or [])
         # .batch (Session's: the first input's first dim): with max_batch_size 0 the dims include
         # the batch; with > 0 Triton batches, and a request may carry up to that many
-        self.info = {"runtime": "tritonserver", "version": self.server.get("version"), "server": self.url, "model": self.model}
+        self.info = {
+            "runtime": "tritonserver",
+            "version": self.server.get("version"),
+            "server": self.url,
+            "model": self.model,
+        }
 
     def _only_model(self) -> str:
         try:
@@ -173,13 +198,17 @@ class TritonSession(Session):
             if "restricted" not in text.lower() and any(s in _status(exc) for s in _UNREACHABLE):
                 raise self._as_error("its model index", exc) from None
             # PyTriton (and so `msla-deploy serve`) restricts the repository API, which lists models
-            raise BadInput(f"Triton server {self.url} does not list its models ({text})",
-                           "name the model: triton://HOST:PORT/MODEL (msla-deploy serve prints it)") from None
+            raise BadInput(
+                f"Triton server {self.url} does not list its models ({text})",
+                "name the model: triton://HOST:PORT/MODEL (msla-deploy serve prints it)",
+            ) from None
         models = sorted({m["name"] for m in index.get("models", []) if m.get("state", "READY") == "READY"})
         if len(models) != 1:
             listed = ", ".join(models) if models else "none ready"
-            raise BadInput(f"Triton server {self.url} holds {len(models)} ready models ({listed})",
-                           "name one: triton://HOST:PORT/MODEL")
+            raise BadInput(
+                f"Triton server {self.url} holds {len(models)} ready models ({listed})",
+                "name one: triton://HOST:PORT/MODEL",
+            )
         return models[0]
 
     def _specs(self, tensors) -> Dict[str, TensorSpec]:
@@ -203,12 +232,23 @@ class TritonSession(Session):
         for name, spec in self.inputs.items():
             value = np.ascontiguousarray(feeds[name])
             if value.dtype.name != spec.dtype:
-                raise BadInput(f"{self.url}: input {name} is {spec.dtype}, given {value.dtype.name}", f"cast it to {spec.dtype}")
+                raise BadInput(
+                    f"{self.url}: input {name} is {spec.dtype}, given {value.dtype.name}", f"cast it to {spec.dtype}"
+                )
             if self.max_batch_size == 0 and not _fits(value.shape, spec.shape):
-                raise BadInput(f"{self.url}: input {name} has shape {list(spec.shape)}, given {list(value.shape)}", "resize or batch the input to that shape")
-            if self.max_batch_size > 0 and not (_fits(value.shape[1:], spec.shape[1:]) and 0 < value.shape[0] <= self.max_batch_size):
+                raise BadInput(
+                    f"{self.url}: input {name} has shape {list(spec.shape)}, given {list(value.shape)}",
+                    "resize or batch the input to that shape",
+                )
+            if self.max_batch_size > 0 and not (
+                _fits(value.shape[1:], spec.shape[1:]) and 0 < value.shape[0] <= self.max_batch_size
+            ):
                 rest = ", ".join(map(str, spec.shape[1:]))
-                raise BadInput(f"{self.url}: input {name} takes shape [1..{self.max_batch_size}, {rest}], given {list(value.shape)}", "split the batch")
+                raise BadInput(
+                    f"{self.url}: input {name} takes shape [1..{self.max_batch_size}, {rest}], given "
+                    f"{list(value.shape)}",
+                    "split the batch",
+                )
             request = self._grpc.InferInput(name, list(value.shape), KSERVE_DTYPES[value.dtype.name])
             request.set_data_from_numpy(value)
             requests.append(request)
@@ -226,7 +266,10 @@ class TritonSession(Session):
         return {
             "runtime": "tritonserver",
             "version": self.server.get("version"),
-            "ran_on": f"{self.url} (model version {self._answered_version or ', '.join(versions) or '?'}, platform {self.metadata.get('platform', '?')})",
+            "ran_on": (
+                f"{self.url} (model version {self._answered_version or ', '.join(versions) or '?'}, platform "
+                f"{self.metadata.get('platform', '?')})"
+            ),
             "server": self.url,
             "model": self.model,
             "model_version": self._answered_version,
@@ -250,7 +293,6 @@ class TritonSession(Session):
             self._client = None
 
 
-
 def open_triton(url: str, *, timeout_s: float = DEFAULT_TIMEOUT_S, expected=None) -> TritonSession:
     """A session on a served model; with `expected` (an Artifact) the served model's inputs and
     outputs must be the artifact's (validate compares the server's answers with that export's
@@ -272,8 +314,12 @@ def _check_same_io(session: TritonSession, artifact) -> None:
     def local(specs):
         return {s.name: (tuple(s.shape), s.dtype) for s in specs}
 
-    for side, mine, theirs in (("inputs", local(artifact.inputs), served(session.inputs)),
-                               ("outputs", local(artifact.outputs), served(session.outputs))):
+    for side, mine, theirs in (
+        ("inputs", local(artifact.inputs), served(session.inputs)),
+        ("outputs", local(artifact.outputs), served(session.outputs)),
+    ):
         if mine != theirs:
-            raise BadInput(f"the model at {session.url} is not {artifact.path}: its {side} are {theirs}, the artifact's {mine}",
-                           "point triton:// at the model served from this artifact (or pass that model's artifact)")
+            raise BadInput(
+                f"the model at {session.url} is not {artifact.path}: its {side} are {theirs}, the artifact's {mine}",
+                "point triton:// at the model served from this artifact (or pass that model's artifact)",
+            )

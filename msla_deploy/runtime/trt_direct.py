@@ -5,10 +5,11 @@ and two events. Each timed run records the start event, copies the inputs in (un
 --no-transfers), enqueues (execute_async_v3, or launches the CUDA graph captured once at load),
 copies the outputs back (unless --no-transfers), records the stop event, waits for it and returns
 cudaEventElapsedTime. `infer(feeds)` is the same run with the caller's inputs copied in and the
-outputs copied back (what validate and the Session interface use). Uses TensorRT's name-based I/O API (TensorRT >= 8.5: num_io_tensors,
-set_tensor_address, execute_async_v3); older TensorRT (bindings, execute_async_v2) is refused
-with MissingRuntime rather than timed another way. `trt` and `cudart` are passed in, so tests
-drive this with fakes; on this project's machines it has never run on a real GPU.
+outputs copied back (what validate and the Session interface use). Uses TensorRT's name-based I/O
+API (TensorRT >= 8.5: num_io_tensors, set_tensor_address, execute_async_v3); older TensorRT
+(bindings, execute_async_v2) is refused with MissingRuntime rather than timed another way. `trt`
+and `cudart` are passed in, so tests drive this with fakes; on this project's machines it has
+never run on a real GPU.
 """
 
 from __future__ import annotations
@@ -25,12 +26,17 @@ from .feeds import random_feeds
 
 def require_name_api(trt, engine, context) -> None:
     if not hasattr(engine, "num_io_tensors") or not hasattr(context, "execute_async_v3"):
-        raise MissingRuntime(f"timing TensorRT {getattr(trt, '__version__', '?')} needs TensorRT >= 8.5 (named I/O tensors, execute_async_v3)",
-                             "upgrade TensorRT (JetPack 5 or later), or time ONNX Runtime's TensorRT provider: --backend ort-trt")
+        raise MissingRuntime(
+            f"timing TensorRT {getattr(trt, '__version__', '?')} needs TensorRT >= 8.5 (named I/O tensors, "
+            "execute_async_v3)",
+            "upgrade TensorRT (JetPack 5 or later), or time ONNX Runtime's TensorRT provider: --backend ort-trt",
+        )
 
 
 class DirectTiming:
-    def __init__(self, trt, engine, context, cudart, *, transfers: bool, cuda_graph: bool, batch: Optional[int] = None) -> None:
+    def __init__(
+        self, trt, engine, context, cudart, *, transfers: bool, cuda_graph: bool, batch: Optional[int] = None
+    ) -> None:
         require_name_api(trt, engine, context)
         self.lib, self.context, self.transfers = cudart, context, transfers
         self.stream, self.start, self.stop = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p()
@@ -64,7 +70,10 @@ class DirectTiming:
                 shape = tuple(engine.get_tensor_profile_shape(name, 0)[1])
                 shape = (batch, *shape[1:]) if batch is not None else shape
                 if not self.context.set_input_shape(name, shape):
-                    raise BadInput(f"TensorRT refuses input shape {shape} for {name!r}", "pass a --batch within the engine's optimisation profile")
+                    raise BadInput(
+                        f"TensorRT refuses input shape {shape} for {name!r}",
+                        "pass a --batch within the engine's optimisation profile",
+                    )
             self.input_shapes[name] = shape
         for name in names:
             shape = self.input_shapes.get(name) or tuple(self.context.get_tensor_shape(name))
@@ -74,7 +83,9 @@ class DirectTiming:
             call(self.lib, "cudaMalloc", ctypes.byref(device), max(host.nbytes, 1))
             self.buffers.append(device)
             if not self.context.set_tensor_address(name, device.value):
-                raise MissingRuntime(f"TensorRT refused the device address of {name!r}", "rebuild the engine on this machine")
+                raise MissingRuntime(
+                    f"TensorRT refused the device address of {name!r}", "rebuild the engine on this machine"
+                )
             (self.inputs if is_input[name] else self.outputs).append((host, device))
             (self.input_names if is_input[name] else self.output_names).append(name)
 
@@ -87,7 +98,9 @@ class DirectTiming:
 
     def _enqueue(self) -> None:
         if not self.context.execute_async_v3(self.stream.value):
-            raise MissingRuntime("TensorRT's execute_async_v3 failed", "see TensorRT's log above; rebuild the engine on this machine")
+            raise MissingRuntime(
+                "TensorRT's execute_async_v3 failed", "see TensorRT's log above; rebuild the engine on this machine"
+            )
 
     def _capture(self) -> None:
         """One enqueue outside capture first (TensorRT defers some set-up to it), then capture one."""
@@ -105,7 +118,10 @@ class DirectTiming:
         for name, (host, _) in zip(self.input_names, self.inputs):
             value = np.asarray(feeds[name])
             if value.shape != host.shape:
-                raise BadInput(f"input {name!r} has shape {list(value.shape)}, the engine takes {list(host.shape)}", "feed the engine's own shapes")
+                raise BadInput(
+                    f"input {name!r} has shape {list(value.shape)}, the engine takes {list(host.shape)}",
+                    "feed the engine's own shapes",
+                )
             np.copyto(host, value, casting="same_kind")
         self._run(transfers=True)
         return {name: host.copy() for name, (host, _) in zip(self.output_names, self.outputs)}
@@ -145,8 +161,13 @@ class DirectTiming:
         lib = self.lib
         if self.stream.value:
             lib.cudaStreamSynchronize(self.stream)
-        for handle, release in ((self.graph_exec, "cudaGraphExecDestroy"), (self.graph, "cudaGraphDestroy"),
-                                (self.start, "cudaEventDestroy"), (self.stop, "cudaEventDestroy"), (self.stream, "cudaStreamDestroy")):
+        for handle, release in (
+            (self.graph_exec, "cudaGraphExecDestroy"),
+            (self.graph, "cudaGraphDestroy"),
+            (self.start, "cudaEventDestroy"),
+            (self.stop, "cudaEventDestroy"),
+            (self.stream, "cudaStreamDestroy"),
+        ):
             if handle.value:
                 getattr(lib, release)(handle)
                 handle.value = None

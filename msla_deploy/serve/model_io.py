@@ -14,8 +14,18 @@ from ..artifact.resolve import Artifact, resolve
 from ..errors import BadInput
 from ..runtime.triton import check_model_name
 
-__all__ = ["MAX_QUEUE_DELAY_US", "Artifact", "BatchLayout", "TensorSpec", "batch_layout", "check_model_name", "default_name", "engine_io", "onnx_io",
-           "open_artifact"]
+__all__ = [
+    "MAX_QUEUE_DELAY_US",
+    "Artifact",
+    "BatchLayout",
+    "TensorSpec",
+    "batch_layout",
+    "check_model_name",
+    "default_name",
+    "engine_io",
+    "onnx_io",
+    "open_artifact",
+]
 
 # what Triton accepts as a model name
 
@@ -26,7 +36,11 @@ def open_artifact(path: Path) -> Artifact:
 
 def default_name(art: Artifact) -> str:
     """The export directory's name (it says model, resolution and precision), else the file's stem."""
-    source = art.directory.name if art.directory is not None else (art.path.name if art.kind == "directory" else art.path.stem)
+    source = (
+        art.directory.name
+        if art.directory is not None
+        else (art.path.name if art.kind == "directory" else art.path.stem)
+    )
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", source).strip("-._") or "model"
     return name if name[0].isalnum() else "m" + name
 
@@ -54,8 +68,10 @@ def engine_io(art: Artifact, engine: Path) -> Tuple[List[TensorSpec], List[Tenso
             for side in ("inputs", "outputs")
         )
     except (KeyError, TypeError, ValueError):
-        raise BadInput(f"{engine}: no ONNX beside it and no manifest says its inputs and outputs",
-                       "package the export directory the engine was built in") from None
+        raise BadInput(
+            f"{engine}: no ONNX beside it and no manifest says its inputs and outputs",
+            "package the export directory the engine was built in",
+        ) from None
     return inputs, outputs, MANIFEST_NAME
 
 
@@ -79,7 +95,9 @@ class BatchLayout:
         return tuple(t.shape[1:]) if self.dynamic else tuple(t.shape)
 
 
-def batch_layout(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], max_batch: Optional[int], where: str) -> BatchLayout:
+def batch_layout(
+    inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], max_batch: Optional[int], where: str
+) -> BatchLayout:
     """A static graph (every dimension fixed; the first one is the batch), or one whose only
     dynamic dimension is the batch of an `export --batch dynamic` graph (max_batch known)."""
     tensors = (*inputs, *outputs)
@@ -87,7 +105,10 @@ def batch_layout(inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], ma
         return BatchLayout(int(max_batch), True)
     for t in tensors:
         if not t.static:
-            raise BadInput(f"{where}: {t.name} has a dynamic shape {list(t.shape)}",
-                           "package or serve a static export (msla-deploy export --batch N), or one with --batch dynamic --max-batch N")
+            raise BadInput(
+                f"{where}: {t.name} has a dynamic shape {list(t.shape)}",
+                "package or serve a static export (msla-deploy export --batch N), or one with --batch dynamic "
+                "--max-batch N",
+            )
     firsts = {t.shape[0] for t in inputs if t.shape}
     return BatchLayout(int(firsts.pop()) if len(firsts) == 1 else 1, False)

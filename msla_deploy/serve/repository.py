@@ -108,13 +108,26 @@ class Package:
 
     def to_dict(self) -> Dict:
         return {
-            "name": self.name, "platform": self.platform, "model_dir": str(self.model_dir), "config": str(self.config_path),
-            "model_file": str(self.model_path), "source": str(self.source), "sha256": sha256_file(self.model_path),
-            "max_batch_size": self.layout.max_batch_size, "batch": self.layout.batch, "dynamic_batch": self.layout.dynamic, "io_source": self.io_source,
-            "inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs],
-            "instance_group": self.instance_group.to_dict(), "parameters": self.parameters,
-            "checked_with_model_config": self.checked_with_model_config, "replaced": self.replaced, "notes": self.notes,
-            "weights_source": self.weights_source, "weights_warning": self.weights_warning,
+            "name": self.name,
+            "platform": self.platform,
+            "model_dir": str(self.model_dir),
+            "config": str(self.config_path),
+            "model_file": str(self.model_path),
+            "source": str(self.source),
+            "sha256": sha256_file(self.model_path),
+            "max_batch_size": self.layout.max_batch_size,
+            "batch": self.layout.batch,
+            "dynamic_batch": self.layout.dynamic,
+            "io_source": self.io_source,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+            "instance_group": self.instance_group.to_dict(),
+            "parameters": self.parameters,
+            "checked_with_model_config": self.checked_with_model_config,
+            "replaced": self.replaced,
+            "notes": self.notes,
+            "weights_source": self.weights_source,
+            "weights_warning": self.weights_warning,
         }
 
 
@@ -134,16 +147,23 @@ def choose_platform(art: Artifact, requested: str) -> str:
     if requested not in PLATFORM_CHOICES:
         raise BadInput(f"--platform {requested!r} is unknown", f"choose one of {', '.join(PLATFORM_CHOICES)}")
     if requested == "onnxruntime_onnx" and art.onnx_path is None:
-        raise BadInput(f"--platform onnxruntime_onnx: {art.path} is a TensorRT engine with no ONNX to package",
-                       "package the .onnx, or use --platform tensorrt_plan")
+        raise BadInput(
+            f"--platform onnxruntime_onnx: {art.path} is a TensorRT engine with no ONNX to package",
+            "package the .onnx, or use --platform tensorrt_plan",
+        )
     if requested == "tensorrt_plan" and not art.engines:
-        raise BadInput(f"--platform tensorrt_plan: {art.path} holds no TensorRT engine",
-                       "build one first (msla-deploy build), or use --platform onnxruntime_onnx")
+        raise BadInput(
+            f"--platform tensorrt_plan: {art.path} holds no TensorRT engine",
+            "build one first (msla-deploy build), or use --platform onnxruntime_onnx",
+        )
     platform = requested
     if requested == "auto":  # an engine where one was built (it is what a GPU fleet runs), else the ONNX
         platform = "tensorrt_plan" if art.engines else "onnxruntime_onnx"
     if platform == "tensorrt_plan" and len(art.engines) > 1:
-        raise BadInput(f"{art.path} holds {len(art.engines)} engines ({', '.join(e.name for e in art.engines)})", "pass the engine to package")
+        raise BadInput(
+            f"{art.path} holds {len(art.engines)} engines ({', '.join(e.name for e in art.engines)})",
+            "pass the engine to package",
+        )
     return platform
 
 
@@ -167,7 +187,9 @@ def _tensor_blocks(tensors: Sequence[TensorSpec], layout: BatchLayout, where: st
     blocks = []
     for t in tensors:
         if t.dtype not in KSERVE_DTYPES:
-            raise BadInput(f"{where}: {t.name} has dtype {t.dtype}, which Triton has no type for", "export with fp32 or fp16 I/O")
+            raise BadInput(
+                f"{where}: {t.name} has dtype {t.dtype}, which Triton has no type for", "export with fp32 or fp16 I/O"
+            )
         blocks.append(
             "  {\n"
             f"    name: {_quote(t.name)}\n"
@@ -178,18 +200,31 @@ def _tensor_blocks(tensors: Sequence[TensorSpec], layout: BatchLayout, where: st
     return blocks
 
 
-def config_text(name: str, platform: str, inputs: Sequence[TensorSpec], outputs: Sequence[TensorSpec], layout: BatchLayout,
-                group: InstanceGroup, parameters: Dict[str, str], source: str) -> str:
+def config_text(
+    name: str,
+    platform: str,
+    inputs: Sequence[TensorSpec],
+    outputs: Sequence[TensorSpec],
+    layout: BatchLayout,
+    group: InstanceGroup,
+    parameters: Dict[str, str],
+    source: str,
+) -> str:
     """config.pbtxt in protobuf text format (comments allowed; field names are ModelConfig's)."""
     lines = [
         f"{TRITON_CONFIG_MARKER} {__version__} from {source}",
-        f"# dynamic batch 1..{layout.batch}: dims without the batch, Triton's dynamic batcher forms the batches" if layout.dynamic else
-        "# static batch: max_batch_size 0 and the batch is the first dim (no dynamic batching)",
+        f"# dynamic batch 1..{layout.batch}: dims without the batch, Triton's dynamic batcher forms the batches"
+        if layout.dynamic
+        else "# static batch: max_batch_size 0 and the batch is the first dim (no dynamic batching)",
         f"name: {_quote(name)}",
         f"platform: {_quote(platform)}",
         f"max_batch_size: {layout.max_batch_size}",
-        "input [", ",\n".join(_tensor_blocks(inputs, layout, source)), "]",
-        "output [", ",\n".join(_tensor_blocks(outputs, layout, source)), "]",
+        "input [",
+        ",\n".join(_tensor_blocks(inputs, layout, source)),
+        "]",
+        "output [",
+        ",\n".join(_tensor_blocks(outputs, layout, source)),
+        "]",
         "instance_group [",
         "  {",
         f"    kind: {group.kind}",
@@ -218,7 +253,9 @@ def _check_with_model_config(text: str) -> bool:
     try:
         parse_config(text)
     except Exception as exc:  # a config we wrote that Triton would refuse is our bug: stop before writing
-        raise RuntimeError(f"generated config.pbtxt does not parse as Triton's ModelConfig: {one_line_text(exc)}") from None
+        raise RuntimeError(
+            f"generated config.pbtxt does not parse as Triton's ModelConfig: {one_line_text(exc)}"
+        ) from None
     return True
 
 
@@ -247,8 +284,10 @@ def check_destination(art: Artifact, repository: Path, model_dir: Path) -> None:
     # (engine) inside the export would travel with it, and the export directory is no repository
     home = art.directory or (art.path if art.kind == "directory" else None)  # with a manifest or without
     if home is not None and _inside(repository, home):
-        raise BadInput(f"{REPOSITORY_FLAG} {repository} is inside the export directory {home}",
-                       "put the model repository outside the artifact, e.g. --triton triton-repo")
+        raise BadInput(
+            f"{REPOSITORY_FLAG} {repository} is inside the export directory {home}",
+            "put the model repository outside the artifact, e.g. --triton triton-repo",
+        )
     check_repository_entry(repository, model_dir, REPOSITORY_FLAG)
 
 
@@ -266,21 +305,33 @@ def package_triton(options: PackageOptions, steps=None) -> Package:
         if not options.overwrite:
             raise BadInput(f"{model_dir} already exists", "pass --overwrite to replace it, or choose another --name")
         if not model_dir.is_dir() or not _is_ours(model_dir):
-            raise BadInput(f"{model_dir} exists and was not written by msla-deploy", "remove it yourself, or choose another --name")
+            raise BadInput(
+                f"{model_dir} exists and was not written by msla-deploy", "remove it yourself, or choose another --name"
+            )
 
     notes: List[str] = []
     if platform == "tensorrt_plan":
         source = art.engines[0]
         inputs, outputs, io_source = engine_io(art, source)
-        notes.append("a TensorRT engine runs only on the GPU type and TensorRT version it was built with: "
-                     "the serving fleet needs the same (or rebuild there with msla-deploy build)")
+        notes.append(
+            "a TensorRT engine runs only on the GPU type and TensorRT version it was built with: "
+            "the serving fleet needs the same (or rebuild there with msla-deploy build)"
+        )
     else:
         source = art.onnx_path
         inputs, outputs = onnx_io(source)
         io_source = source.name
     layout = batch_layout(inputs, outputs, art.max_batch, str(source))
-    parameters = {k: v for k, v in ((META_RECIPE, art.recipe_sha256), (META_MODEL, art.model_name), (META_PRECISION, art.precision),
-                                    (META_WEIGHTS, art.weights_source)) if v}
+    parameters = {
+        k: v
+        for k, v in (
+            (META_RECIPE, art.recipe_sha256),
+            (META_MODEL, art.model_name),
+            (META_PRECISION, art.precision),
+            (META_WEIGHTS, art.weights_source),
+        )
+        if v
+    }
     if META_RECIPE not in parameters:
         notes.append(f"{art.path} records no recipe hash (not written by msla-deploy export?): none in the config")
     text = config_text(name, platform, inputs, outputs, layout, group, parameters, str(source))
@@ -304,9 +355,22 @@ def package_triton(options: PackageOptions, steps=None) -> Package:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return Package(
-        name=name, platform=platform, model_dir=model_dir, config_path=model_dir / TRITON_CONFIG_NAME,
-        model_path=model_dir / TRITON_MODEL_VERSION / TRITON_MODEL_FILES[platform], source=source,
-        inputs=inputs, outputs=outputs, io_source=io_source, layout=layout, instance_group=group, parameters=parameters,
-        config_text=text, checked_with_model_config=checked, replaced=replaced, notes=notes,
-        weights_source=art.weights_source, weights_warning=art.weights_warning,
+        name=name,
+        platform=platform,
+        model_dir=model_dir,
+        config_path=model_dir / TRITON_CONFIG_NAME,
+        model_path=model_dir / TRITON_MODEL_VERSION / TRITON_MODEL_FILES[platform],
+        source=source,
+        inputs=inputs,
+        outputs=outputs,
+        io_source=io_source,
+        layout=layout,
+        instance_group=group,
+        parameters=parameters,
+        config_text=text,
+        checked_with_model_config=checked,
+        replaced=replaced,
+        notes=notes,
+        weights_source=art.weights_source,
+        weights_warning=art.weights_warning,
     )

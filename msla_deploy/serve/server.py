@@ -35,7 +35,16 @@ from ..choices import NON_TORCH_BACKENDS
 from ..errors import BadInput, MissingRuntime, install_extra, one_line_text
 from . import deps
 from .address import DEFAULT_HOST, DEFAULT_PORT
-from .model_io import MAX_QUEUE_DELAY_US, Artifact, BatchLayout, TensorSpec, batch_layout, check_model_name, default_name, open_artifact
+from .model_io import (
+    MAX_QUEUE_DELAY_US,
+    Artifact,
+    BatchLayout,
+    TensorSpec,
+    batch_layout,
+    check_model_name,
+    default_name,
+    open_artifact,
+)
 
 START_TIMEOUT_S = 120
 EXIT_TIMEOUT_S = 5  # in-flight requests get this long at stop
@@ -71,7 +80,9 @@ class Batching:
 def batching_for(layout: BatchLayout) -> Batching:
     batch = layout.batch
     if layout.dynamic:
-        return Batching(True, batch, f"dynamic batch 1..{batch}: Triton gathers up to {batch} pictures, run as gathered", pad=False)
+        return Batching(
+            True, batch, f"dynamic batch 1..{batch}: Triton gathers up to {batch} pictures, run as gathered", pad=False
+        )
     if batch > 1:
         return Batching(True, batch, f"static batch {batch}: Triton gathers up to {batch} pictures, padded to {batch}")
     return Batching(False, 0, "static batch 1: one picture per run, nothing to batch (export --batch N for batching)")
@@ -81,8 +92,10 @@ def _infer_function(run: Runner, inputs: List[TensorSpec], outputs: List[TensorS
     names = [t.name for t in inputs]
 
     if not batching.dynamic:
+
         def infer(requests):
             return [run({n: np.asarray(r[n]) for n in names}) for r in requests]
+
         return infer
 
     size = batching.max_batch_size
@@ -93,7 +106,7 @@ def _infer_function(run: Runner, inputs: List[TensorSpec], outputs: List[TensorS
         total = sum(counts)
         results: Dict[str, List[np.ndarray]] = {t.name: [] for t in outputs}
         for start in range(0, total, size):  # the batcher never sends more than `size`; stay safe anyway
-            chunk = {n: v[start:start + size] for n, v in stacked.items()}
+            chunk = {n: v[start : start + size] for n, v in stacked.items()}
             rows = next(iter(chunk.values())).shape[0]
             if rows < size and batching.pad:  # the graph takes exactly `size`: repeat the last picture
                 chunk = {n: np.concatenate([v, np.repeat(v[-1:], size - rows, axis=0)]) for n, v in chunk.items()}
@@ -103,7 +116,7 @@ def _infer_function(run: Runner, inputs: List[TensorSpec], outputs: List[TensorS
         joined = {name: np.concatenate(parts) for name, parts in results.items()}
         answers, offset = [], 0
         for count in counts:
-            answers.append({name: value[offset:offset + count] for name, value in joined.items()})
+            answers.append({name: value[offset : offset + count] for name, value in joined.items()})
             offset += count
         return answers
 
@@ -118,7 +131,10 @@ def check_port_free(host: str, port: int) -> None:
         try:
             probe.bind((host, port))
         except OSError as exc:
-            raise BadInput(f"cannot listen on {host}:{port} ({exc.strerror or exc})", "choose another --port, or stop what holds it") from None
+            raise BadInput(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc})",
+                "choose another --port, or stop what holds it",
+            ) from None
 
 
 def free_port(host: str = DEFAULT_HOST) -> int:
@@ -197,11 +213,22 @@ class Server:
 
     def describe(self) -> Dict:
         return {
-            "url": self.url, "host": self.host, "port": self.port, "protocol": "grpc", "model": self.model,
-            "artifact": str(self.artifact), "inputs": [t.to_dict() for t in self.inputs], "outputs": [t.to_dict() for t in self.outputs],
-            "batching": self.batching.to_dict(), "model_runs_on": self.runner,
-            "weights_source": self.weights_source, "weights_warning": self.weights_warning,
-            "server": {"tritonserver": "bundled with nvidia-pytriton", "nvidia-pytriton": package_version("nvidia-pytriton")},
+            "url": self.url,
+            "host": self.host,
+            "port": self.port,
+            "protocol": "grpc",
+            "model": self.model,
+            "artifact": str(self.artifact),
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+            "batching": self.batching.to_dict(),
+            "model_runs_on": self.runner,
+            "weights_source": self.weights_source,
+            "weights_warning": self.weights_warning,
+            "server": {
+                "tritonserver": "bundled with nvidia-pytriton",
+                "nvidia-pytriton": package_version("nvidia-pytriton"),
+            },
         }
 
     def __enter__(self) -> "Server":
@@ -211,8 +238,14 @@ class Server:
         self.stop()
 
 
-def start_server(artifact: Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, name: Optional[str] = None,
-                 backend: str = "auto") -> Server:
+def start_server(
+    artifact: Path,
+    *,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    name: Optional[str] = None,
+    backend: str = "auto",
+) -> Server:
     """Start Triton with the artifact's model, run by a runtime session (`backend`), and return
     once it is ready to answer."""
     pytriton = deps.pytriton()
@@ -235,21 +268,44 @@ def _start_triton(pytriton, art: Artifact, session, *, host: str, port: int, mod
     batching = batching_for(batch_layout(inputs, outputs, session.max_batch, str(art.path)))
 
     def tensors(specs: List[TensorSpec]):
-        return [Tensor(name=t.name, dtype=np.dtype(t.dtype).type, shape=t.shape[1:] if batching.dynamic else t.shape) for t in specs]
+        return [
+            Tensor(name=t.name, dtype=np.dtype(t.dtype).type, shape=t.shape[1:] if batching.dynamic else t.shape)
+            for t in specs
+        ]
 
-    config = ModelConfig(batching=False) if not batching.dynamic else ModelConfig(
-        batching=True, max_batch_size=batching.max_batch_size, batcher=DynamicBatcher(max_queue_delay_microseconds=MAX_QUEUE_DELAY_US))
+    config = (
+        ModelConfig(batching=False)
+        if not batching.dynamic
+        else ModelConfig(
+            batching=True,
+            max_batch_size=batching.max_batch_size,
+            batcher=DynamicBatcher(max_queue_delay_microseconds=MAX_QUEUE_DELAY_US),
+        )
+    )
     workdir = Path(tempfile.mkdtemp(prefix="msla-serve-"))
     log_file = workdir / "tritonserver.log"
     triton_config = TritonConfig(
-        grpc_address=host, grpc_port=port, allow_http=False, allow_metrics=False, allow_gpu_metrics=False,
-        allow_cpu_metrics=False, log_file=log_file, exit_on_error=True, exit_timeout_secs=EXIT_TIMEOUT_S,
+        grpc_address=host,
+        grpc_port=port,
+        allow_http=False,
+        allow_metrics=False,
+        allow_gpu_metrics=False,
+        allow_cpu_metrics=False,
+        log_file=log_file,
+        exit_on_error=True,
+        exit_timeout_secs=EXIT_TIMEOUT_S,
     )
     triton = None
     try:
         triton = Triton(config=triton_config, workspace=workdir / "workspace")
-        triton.bind(model_name=model, infer_func=_infer_function(session.run, inputs, outputs, batching),
-                    inputs=tensors(inputs), outputs=tensors(outputs), config=config, strict=True)
+        triton.bind(
+            model_name=model,
+            infer_func=_infer_function(session.run, inputs, outputs, batching),
+            inputs=tensors(inputs),
+            outputs=tensors(outputs),
+            config=config,
+            strict=True,
+        )
         with _own_libpython(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PyTriton's own client warns that gRPC ignores its timeouts
             triton.run()
@@ -259,12 +315,28 @@ def _start_triton(pytriton, art: Artifact, session, *, host: str, port: int, mod
             with contextlib.suppress(Exception):
                 triton.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-        raise MissingRuntime(f"Triton server could not start on {host}:{port}: {reason}",
-                             f"check that nvidia-pytriton installed whole ({install_extra('serve')})") from None
+        raise MissingRuntime(
+            f"Triton server could not start on {host}:{port}: {reason}",
+            f"check that nvidia-pytriton installed whole ({install_extra('serve')})",
+        ) from None
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    return Server(url=f"{TRITON_SCHEME}{address}/{model}", host=host, port=port, model=model, artifact=Path(art.path),
-                  inputs=inputs, outputs=outputs, batching=batching, runner=session.describe(), log_file=log_file,
-                  weights_source=art.weights_source, weights_warning=art.weights_warning, _triton=triton, _workdir=workdir, _session=session)
+    return Server(
+        url=f"{TRITON_SCHEME}{address}/{model}",
+        host=host,
+        port=port,
+        model=model,
+        artifact=Path(art.path),
+        inputs=inputs,
+        outputs=outputs,
+        batching=batching,
+        runner=session.describe(),
+        log_file=log_file,
+        weights_source=art.weights_source,
+        weights_warning=art.weights_warning,
+        _triton=triton,
+        _workdir=workdir,
+        _session=session,
+    )
 
 
 def serve_until_stopped(server: Server, stop: threading.Event, poll_s: float = 1.0) -> None:
@@ -272,7 +344,9 @@ def serve_until_stopped(server: Server, stop: threading.Event, poll_s: float = 1
     try:
         while not stop.wait(poll_s):
             if not server.is_alive():
-                raise MissingRuntime(f"the Triton server at {server.url} exited ({_log_tail(server.log_file) or 'no reason logged'})",
-                                     "see the log above, then start it again")
+                raise MissingRuntime(
+                    f"the Triton server at {server.url} exited ({_log_tail(server.log_file) or 'no reason logged'})",
+                    "see the log above, then start it again",
+                )
     finally:
         server.stop()

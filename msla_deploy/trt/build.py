@@ -60,7 +60,10 @@ def _planned(options: BuildOptions, model: ModelInput, version: V.TrtVersion) ->
     fp32 = [name for name, _ in plan.layer_precisions] or (list(model.fp32_nodes) if plan.onnx_role == "int8" else [])
     checked = preflight(plan.onnx, fp32, strongly_typed=plan.typing == "strong") if plan.uses_dla else None
     if checked is not None and checked.problems:
-        raise BadInput(f"DLA: {checked.problems[0]}", "export with static shapes no larger than 8192 per dimension, or drop --dla-core")
+        raise BadInput(
+            f"DLA: {checked.problems[0]}",
+            "export with static shapes no larger than 8192 per dimension, or drop --dla-core",
+        )
     return PlannedBuild(options, model, plan, checked)
 
 
@@ -77,7 +80,8 @@ def plan_for_trtexec(options: BuildOptions, installed_version: Callable[[], Opti
         if text is None:
             raise BadInput(
                 "--print-trtexec needs --trt-version X.Y when TensorRT is not installed",
-                "name the device's TensorRT, e.g. --trt-version 8.6 (JetPack 6.0), 10.3 (JetPack 6.1/6.2), 10.13 (JetPack 7.0/7.1)",
+                "name the device's TensorRT, e.g. --trt-version 8.6 (JetPack 6.0), 10.3 (JetPack 6.1/6.2), 10.13 "
+                "(JetPack 7.0/7.1)",
             )
         version = V.parse_version(text)
     return _planned(options, model, version)
@@ -103,7 +107,9 @@ def plan_for_runtime(source: Path, version: Union[str, V.TrtVersion], **options:
     return make_plan(resolved, model, version)
 
 
-def build_for_runtime(trt, source: Path, steps: Optional[Steps] = None, logger=None, **options: Any) -> Tuple[BuildPlan, Any]:
+def build_for_runtime(
+    trt, source: Path, steps: Optional[Steps] = None, logger=None, **options: Any
+) -> Tuple[BuildPlan, Any]:
     """plan_for_runtime for the installed `trt`, then engine.build_engine (nothing written): (plan, EngineBuild).
 
     The ONNX node names go to the layer pinning, as `build` passes them; load the result with
@@ -180,14 +186,17 @@ def _run_build(
     asked = V.parse_version(options.trt_version) if options.trt_version != "auto" else None
     if asked is not None:
         _planned(options, model, asked)  # an impossible plan is exit 2, even without TensorRT
-    for graph in model.graphs.values():  # the batch and its profile need no version: exit 2 before TensorRT is looked for
+    for graph in model.graphs.values():
+        # the batch and its profile need no version: exit 2 before TensorRT is looked for
         batch_profiles(graph.inputs, graph.max_batch, options.opt_batch, model.source, options.dla_core is not None)
     trt = trt if trt is not None else import_tensorrt()
     installed = V.parse_version(str(trt.__version__))
     if asked is not None and asked.key != installed.key:
         raise BadInput(
-            f"--trt-version {asked} but TensorRT {installed.text} is installed: an engine only runs on the TensorRT that built it",
-            "drop --trt-version to build with the installed TensorRT, or add --print-trtexec to get the command for the other version",
+            f"--trt-version {asked} but TensorRT {installed.text} is installed: an engine only runs on the TensorRT "
+            "that built it",
+            "drop --trt-version to build with the installed TensorRT, or add --print-trtexec to get the command for "
+            "the other version",
         )
     gpu = (gpu_probe or probe_gpu)()
     planned = _planned(options, model, installed)
@@ -214,7 +223,8 @@ def _run_build(
         engine=_file_entry(Path(plan.engine), root),
         layer_info=_file_entry(Path(plan.layer_info), root) if built.layer_info is not None else None,
         timing_cache=_file_entry(Path(plan.timing_cache), root, TimingCacheEntry, loaded=built.timing_cache_loaded)
-        if built.timing_cache is not None else None,
+        if built.timing_cache is not None
+        else None,
         onnx=_file_entry(Path(plan.onnx), root, OnnxEntry, role=plan.onnx_role),
         precision=plan.precision,
         typing=plan.typing,
@@ -225,8 +235,11 @@ def _run_build(
         cuda={"driver_version": getattr(gpu, "driver_cuda_version", None), "runtime_version": cuda_runtime_version()},
         gpu=gpu.to_dict() if hasattr(gpu, "to_dict") else gpu,
         fp32_layers=Fp32Layers(pinned=list(built.pinned_layers), unmatched_nodes=list(built.unmatched_fp32_nodes)),
-        dla=None if not plan.uses_dla else DlaBuild(
-            core=plan.dla_core, gpu_fallback=plan.gpu_fallback,
+        dla=None
+        if not plan.uses_dla
+        else DlaBuild(
+            core=plan.dla_core,
+            gpu_fallback=plan.gpu_fallback,
             forecast=planned.preflight.to_dict() if planned.preflight is not None else None,
             tensorrt_gpu_layers=built.dla_fallback_layers,
         ),

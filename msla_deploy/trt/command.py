@@ -24,7 +24,10 @@ def _show_plan_notes(planned) -> None:
 
 def _summary(planned) -> str:
     plan = planned.plan
-    text = f"{plan.precision}, {plan.typing}ly typed from {plan.onnx.name} ({plan.onnx_role} graph), TensorRT {plan.trt_version}"
+    text = (
+        f"{plan.precision}, {plan.typing}ly typed from {plan.onnx.name} ({plan.onnx_role} graph), TensorRT "
+        f"{plan.trt_version}"
+    )
     if plan.layer_precisions:
         text += f", {len(plan.layer_precisions)} nodes pinned to fp32"
     if plan.uses_dla:
@@ -35,38 +38,80 @@ def _summary(planned) -> str:
 
 
 def build_command(
-    source: Path = typer.Argument(..., help="An export directory (reads its manifest.json) or an .onnx file (reads its metadata)."),
+    source: Path = typer.Argument(
+        ..., help="An export directory (reads its manifest.json) or an .onnx file (reads its metadata)."
+    ),
     precision: Optional[Precision] = typer.Option(
-        None, "--precision",
+        None,
+        "--precision",
         help="What to build (default: the export's precision). int8: the export's Q/DQ graph, strongly typed from 9.0, "
-        "--int8 --fp16 with the attention pinned to fp32 on 8.5/8.6."),
+        "--int8 --fp16 with the attention pinned to fp32 on 8.5/8.6.",
+    ),
     typing_mode: Typing = typer.Option(
-        Typing.AUTO, "--typing",
+        Typing.AUTO,
+        "--typing",
         help="auto: strongly typed from the mixed-precision fp16 ONNX on TensorRT >= 10.12, "
         "weakly typed (fp32 ONNX + FP16 flag, attention pinned to fp32) before.",
     ),
-    trt_version: str = typer.Option("auto", "--trt-version", metavar="X.Y", help="The TensorRT to plan for (auto: the installed one)."),
-    workspace: Optional[str] = typer.Option(None, "--workspace", help="Workspace memory pool limit, e.g. 1G, 512M, 2048 (MiB) (default: 1G)."),
-    timing_cache: Optional[Path] = typer.Option(
-        None, "--timing-cache",
-        help="Timing cache file, loaded if present and saved after the build (default: timing_trt<X.Y>.cache in the export directory).",
+    trt_version: str = typer.Option(
+        "auto", "--trt-version", metavar="X.Y", help="The TensorRT to plan for (auto: the installed one)."
     ),
-    opt_level: Optional[int] = typer.Option(None, "--opt-level", help="Builder optimization level 0-5 (TensorRT default 3; TensorRT >= 8.6)."),
+    workspace: Optional[str] = typer.Option(
+        None, "--workspace", help="Workspace memory pool limit, e.g. 1G, 512M, 2048 (MiB) (default: 1G)."
+    ),
+    timing_cache: Optional[Path] = typer.Option(
+        None,
+        "--timing-cache",
+        help=(
+            "Timing cache file, loaded if present and saved after the build (default: timing_trt<X.Y>.cache in the "
+            "export directory)."
+        ),
+    ),
+    opt_level: Optional[int] = typer.Option(
+        None, "--opt-level", help="Builder optimization level 0-5 (TensorRT default 3; TensorRT >= 8.6)."
+    ),
     opt_batch: Optional[int] = typer.Option(
-        None, "--opt-batch", help="`export --batch dynamic` graphs: the batch TensorRT tunes its kernels for (profile 1..max, default: the max).",
+        None,
+        "--opt-batch",
+        help=(
+            "`export --batch dynamic` graphs: the batch TensorRT tunes its kernels for (profile 1..max, default: the "
+            "max)."
+        ),
     ),
     dla_core: Optional[int] = typer.Option(
-        None, "--dla-core", help="Build for this DLA core (Jetson Orin; fp16 or an int8 export, static batch; TensorRT <= 10.7 or >= 11.4.1).",
+        None,
+        "--dla-core",
+        help=(
+            "Build for this DLA core (Jetson Orin; fp16 or an int8 export, static batch; TensorRT <= 10.7 or >= "
+            "11.4.1)."
+        ),
     ),
     gpu_fallback: Optional[bool] = typer.Option(
-        None, "--gpu-fallback/--no-gpu-fallback", help="Let layers DLA cannot run fall back to the GPU (default: on with --dla-core).",
+        None,
+        "--gpu-fallback/--no-gpu-fallback",
+        help="Let layers DLA cannot run fall back to the GPU (default: on with --dla-core).",
     ),
     hardware_compat: HardwareCompat = typer.Option(
-        HardwareCompat.NONE, "--hardware-compat", help="Engine portable across GPUs: ampere+ (TensorRT >= 8.6), same-cc (>= 10.9)."),
-    version_compatible: bool = typer.Option(False, "--version-compatible", help="Engine loadable by newer TensorRT versions (>= 8.6)."),
-    tf32: Optional[bool] = typer.Option(None, "--tf32/--no-tf32", help="Allow TF32 for fp32 layers (default: off, fp32 layers stay comparable to PyTorch)."),
-    out_path: Optional[Path] = typer.Option(None, "--out", "-o", help="Engine file (default: model_<precision>_trt<X.Y>.engine in the export directory)."),
-    print_trtexec: bool = typer.Option(False, "--print-trtexec", help="Print the equivalent trtexec command for --trt-version and exit (needs no TensorRT)."),
+        HardwareCompat.NONE,
+        "--hardware-compat",
+        help="Engine portable across GPUs: ampere+ (TensorRT >= 8.6), same-cc (>= 10.9).",
+    ),
+    version_compatible: bool = typer.Option(
+        False, "--version-compatible", help="Engine loadable by newer TensorRT versions (>= 8.6)."
+    ),
+    tf32: Optional[bool] = typer.Option(
+        None,
+        "--tf32/--no-tf32",
+        help="Allow TF32 for fp32 layers (default: off, fp32 layers stay comparable to PyTorch).",
+    ),
+    out_path: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Engine file (default: model_<precision>_trt<X.Y>.engine in the export directory)."
+    ),
+    print_trtexec: bool = typer.Option(
+        False,
+        "--print-trtexec",
+        help="Print the equivalent trtexec command for --trt-version and exit (needs no TensorRT).",
+    ),
     json_out: bool = json_option(),
 ) -> None:
     """Build a TensorRT engine from an export (or print the trtexec command that builds it on a Jetson)."""
@@ -76,25 +121,42 @@ def build_command(
     from .runtime import installed_version_text
 
     options = BuildOptions(
-        source=source, precision=precision, typing=typing_mode, trt_version=trt_version, workspace=workspace,
-        timing_cache=timing_cache, opt_level=opt_level, opt_batch=opt_batch, dla_core=dla_core, gpu_fallback=gpu_fallback,
-        hardware_compat=hardware_compat, version_compatible=version_compatible, tf32=tf32, out=out_path,
+        source=source,
+        precision=precision,
+        typing=typing_mode,
+        trt_version=trt_version,
+        workspace=workspace,
+        timing_cache=timing_cache,
+        opt_level=opt_level,
+        opt_batch=opt_batch,
+        dla_core=dla_core,
+        gpu_fallback=gpu_fallback,
+        hardware_compat=hardware_compat,
+        version_compatible=version_compatible,
+        tf32=tf32,
+        out=out_path,
     )
     if print_trtexec:
         planned = plan_for_trtexec(options, installed_version_text)
         if json_out:
-            print_json({
-                "argv": planned.argv,
-                "command": planned.command,
-                "run_in": str(planned.plan.root),  # the relative paths in argv assume this folder
-                "summary": _summary(planned),
-                "profiles": [p.to_dict() for p in planned.plan.profiles],
-                "warnings": list(planned.plan.warnings),
-                "dla_preflight": None if planned.preflight is None else format_preflight(planned.preflight),
-            })
+            print_json(
+                {
+                    "argv": planned.argv,
+                    "command": planned.command,
+                    "run_in": str(planned.plan.root),  # the relative paths in argv assume this folder
+                    "summary": _summary(planned),
+                    "profiles": [p.to_dict() for p in planned.plan.profiles],
+                    "warnings": list(planned.plan.warnings),
+                    "dla_preflight": None if planned.preflight is None else format_preflight(planned.preflight),
+                }
+            )
             return
         _show_plan_notes(planned)
-        err.print(f"# {_summary(planned)}; run inside {planned.plan.root} (JetPack: /usr/src/tensorrt/bin/trtexec)", highlight=False, markup=False)
+        err.print(
+            f"# {_summary(planned)}; run inside {planned.plan.root} (JetPack: /usr/src/tensorrt/bin/trtexec)",
+            highlight=False,
+            markup=False,
+        )
         out.print(planned.command, highlight=False, markup=False, soft_wrap=True)
         return
 
@@ -117,7 +179,11 @@ def _build_rows(result) -> List[Tuple[str, str]]:
     rows = [
         ("engine", f"{engine.file} ({engine.bytes / 1e6:.1f} MB, sha256 {engine.sha256[:16]})"),
         ("built", _summary(result.planned)),
-        ("TensorRT", f"{record.tensorrt['version']} on {gpu['name']} (sm {gpu['compute_capability']}), CUDA driver {record.cuda['driver_version']}"),
+        (
+            "TensorRT",
+            f"{record.tensorrt['version']} on {gpu['name']} (sm {gpu['compute_capability']}), CUDA driver "
+            f"{record.cuda['driver_version']}",
+        ),
         ("layer info", record.layer_info.file if record.layer_info else "not available on this TensorRT"),
         ("timing cache", f"{cache.file} ({'loaded and updated' if cache.loaded else 'new'})" if cache else "-"),
         ("build time", f"{record.build_seconds:.1f} s"),
@@ -127,7 +193,14 @@ def _build_rows(result) -> List[Tuple[str, str]]:
     if pinned or unmatched:
         rows.insert(2, ("fp32 layers", f"{len(pinned)} pinned, {len(unmatched)} recorded nodes without a layer"))
     if record.dla is not None:
-        rows.insert(2, ("DLA", f"core {record.dla.core}, {len(record.dla.tensorrt_gpu_layers or [])} layers on the GPU (TensorRT's count)"))
+        rows.insert(
+            2,
+            (
+                "DLA",
+                f"core {record.dla.core}, {len(record.dla.tensorrt_gpu_layers or [])} layers on the GPU (TensorRT's "
+                "count)",
+            ),
+        )
     return rows
 
 

@@ -54,7 +54,9 @@ RULES: Dict[str, Rule] = {
     "Clip": Rule("dla", "clipped ReLU activation", "H, T"),
     "LeakyRelu": Rule("dla", "Leaky ReLU activation", "T"),
     "PRelu": Rule("dla", "parametric ReLU with constant slopes", "H"),
-    "HardSwish": Rule("gpu", "hswish is not a DLA activation (ReLU, Sigmoid, TanH, clipped/leaky ReLU only)", "H, T, F"),
+    "HardSwish": Rule(
+        "gpu", "hswish is not a DLA activation (ReLU, Sigmoid, TanH, clipped/leaky ReLU only)", "H, T, F"
+    ),
     "HardSigmoid": Rule("gpu", "hard sigmoid is not a DLA activation", "H, T"),
     "Gelu": Rule("gpu", "GELU is not a DLA activation", "H, T, F"),
     "Erf": Rule("gpu", "erf (GELU's core) has no DLA support", "H"),
@@ -67,7 +69,11 @@ RULES: Dict[str, Rule] = {
     "Mul": Rule("dla", "elementwise product", "H, T"),
     "Max": Rule("dla", "elementwise max", "H, T"),
     "Min": Rule("dla", "elementwise min", "H, T"),
-    "Div": Rule("maybe", "elementwise div: in the current DLA table, not in the 10.7 header's list (SUM, PROD, MAX, MIN, SUB)", "H, T"),
+    "Div": Rule(
+        "maybe",
+        "elementwise div: in the current DLA table, not in the 10.7 header's list (SUM, PROD, MAX, MIN, SUB)",
+        "H, T",
+    ),
     "Pow": Rule("maybe", "elementwise pow: in the current DLA table, not in the 10.7 header's list", "H, T"),
     "BatchNormalization": Rule("dla", "batch norm (a scale layer)", "T"),
     "MaxPool": Rule("dla", "max pooling", "H"),
@@ -94,7 +100,10 @@ QDQ = frozenset({"QuantizeLinear", "DequantizeLinear"})
 # no arithmetic: in a strongly typed graph these run where their neighbours run
 _LAYOUT = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Shape", "Cast"})
 FP32_TYPED = "not quantized: float32 in a strongly typed graph, and DLA computes fp16/int8 only"
-FP32_OUTPUT = "int8 layer with a float32 output (no QuantizeLinear after it): DLA writes int8/fp16, TensorRT may place it on the GPU"
+FP32_OUTPUT = (
+    "int8 layer with a float32 output (no QuantizeLinear after it): DLA writes int8/fp16, TensorRT may place it on "
+    "the GPU"
+)
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,13 @@ class NodeVerdict:
     source: str
 
     def to_dict(self) -> Dict:
-        return {"name": self.name, "op_type": self.op_type, "verdict": self.verdict, "reason": self.reason, "source": self.source}
+        return {
+            "name": self.name,
+            "op_type": self.op_type,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "source": self.source,
+        }
 
 
 @dataclass(frozen=True)
@@ -221,8 +236,10 @@ def preflight(onnx_path: Path, fp32_nodes: Iterable[str] = (), strongly_typed: b
     verdicts = [_judge(n, constants, pinned) for n in layers]
     if strongly_typed and dq_outputs:
         int8 = set(quantized)
-        verdicts = [v if n.name in pinned else _typed_int8(v, n.name in int8, all(o in q_inputs for o in n.output if o))
-                    for n, v in zip(layers, verdicts)]
+        verdicts = [
+            v if n.name in pinned else _typed_int8(v, n.name in int8, all(o in q_inputs for o in n.output if o))
+            for n, v in zip(layers, verdicts)
+        ]
     fused = sum(1 for n in graph.node if n.op_type in QDQ)
     return Preflight(tuple(verdicts), tuple(problems), fused, tuple(quantized))
 
@@ -230,10 +247,16 @@ def preflight(onnx_path: Path, fp32_nodes: Iterable[str] = (), strongly_typed: b
 def format_preflight(result: Preflight, limit: int = 12) -> List[str]:
     """Lines for the terminal: counts, then the GPU fallbacks grouped by op type."""
     c = result.counts()
-    lines = [f"DLA preflight (forecast): {c['dla']} nodes on DLA, {c['maybe']} depend on sizes/attributes, {c['gpu']} fall back to the GPU"]
+    lines = [
+        f"DLA preflight (forecast): {c['dla']} nodes on DLA, {c['maybe']} depend on sizes/attributes, {c['gpu']} "
+        "fall back to the GPU"
+    ]
     if result.qdq_fused:
-        lines.append(f"  int8: {len(result.quantized)} quantized layers; {result.qdq_fused} QuantizeLinear/DequantizeLinear nodes "
-                     "fold into them (not layers, not counted)")
+        lines.append(
+            f"  int8: {len(result.quantized)} quantized layers; {result.qdq_fused} QuantizeLinear/DequantizeLinear "
+            "nodes "
+            "fold into them (not layers, not counted)"
+        )
     lines += [f"  problem: {p}" for p in result.problems]
     for op, count, reason in result.summary_by_op("gpu")[:limit]:
         lines.append(f"  GPU  {count:4d} x {op}: {reason}")

@@ -54,8 +54,10 @@ def create_network(trt, plan: BuildPlan, logger) -> Tuple[Any, Any, Any]:
     if not parser.parse_from_file(str(plan.onnx)):
         errors = [str(parser.get_error(i)) for i in range(parser.num_errors)]
         raise BadInput(
-            f"TensorRT {plan.trt_version} could not parse {Path(plan.onnx).name}: " + ("; ".join(errors[:3]) or "no error text"),
-            f"check the opset (TensorRT {plan.trt_version} parses up to {V.parser_max_opset(plan.version)}) and re-export",
+            f"TensorRT {plan.trt_version} could not parse {Path(plan.onnx).name}: "
+            + ("; ".join(errors[:3]) or "no error text"),
+            f"check the opset (TensorRT {plan.trt_version} parses up to {V.parser_max_opset(plan.version)}) and "
+            "re-export",
         )
     return builder, network, parser
 
@@ -100,7 +102,8 @@ def pin_layers(trt, network, plan: BuildPlan, onnx_node_names: Iterable[str] = (
     unmatched = [n for n in wanted if n not in seen]
     if unmatched and not seen:
         raise CheckFailed(
-            f"none of the {len(wanted)} fp32 nodes matched a TensorRT layer name: the fp16 engine would not keep attention in fp32",
+            f"none of the {len(wanted)} fp32 nodes matched a TensorRT layer name: the fp16 engine would not keep "
+            "attention in fp32",
             "re-export the directory; if it persists, build strongly typed (--typing strong, TensorRT >= 9.0)",
         )
     return pinned, unmatched
@@ -124,10 +127,13 @@ def configure(trt, builder, network, plan: BuildPlan, timing_cache_data: bytes =
     if plan.opt_level is not None:
         config.builder_optimization_level = plan.opt_level
     if plan.hardware_compat != "none":
-        config.hardware_compatibility_level = getattr(trt.HardwareCompatibilityLevel, V.HARDWARE_COMPAT_API[plan.hardware_compat])
+        config.hardware_compatibility_level = getattr(
+            trt.HardwareCompatibilityLevel, V.HARDWARE_COMPAT_API[plan.hardware_compat]
+        )
     if plan.version_compatible:
         config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
-    if plan.profiles:  # a dynamic batch: one profile covering every dynamic input (trtexec --minShapes/--optShapes/--maxShapes)
+    # a dynamic batch: one profile covering every dynamic input (trtexec --minShapes/--optShapes/--maxShapes)
+    if plan.profiles:
         profile = builder.create_optimization_profile()
         for p in plan.profiles:
             profile.set_shape(p.name, p.min, p.opt, p.max)
@@ -135,20 +141,7 @@ def configure(trt, builder, network, plan: BuildPlan, timing_cache_data: bytes =
     config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
     config.avg_timing_iterations = plan.avg_timing_iterations  # as trtexec: it always sets its default of 8
     if plan.dla_core is not None:
-        cores = builder.num_DLA_cores
-        if cores == 0:
-            raise MissingRuntime("this device has no DLA cores", "drop --dla-core to build for the GPU (DLA: Jetson AGX Orin / Orin NX)")
-        if plan.dla_core >= cores:
-            raise BadInput(f"--dla-core {plan.dla_core}: this device has {cores} DLA core(s)", f"use --dla-core 0{' or 1' if cores > 1 else ''}")
-        config.default_device_type = trt.DeviceType.DLA
-        config.DLA_core = plan.dla_core
-        if plan.gpu_fallback:
-            config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-        # the flags `trtexec --useDLACore` adds by itself (versions.DLA_IMPLIES): the same engine either way
-        if plan.prefer_precision_constraints:
-            config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
-        if plan.direct_io:
-            config.set_flag(trt.BuilderFlag.DIRECT_IO)
+        _configure_dla(trt, builder, config, plan)
     loaded = False
     cache = config.create_timing_cache(timing_cache_data)
     if config.set_timing_cache(cache, False):
@@ -159,12 +152,37 @@ def configure(trt, builder, network, plan: BuildPlan, timing_cache_data: bytes =
     return config, loaded, notes
 
 
+def _configure_dla(trt, builder, config, plan: BuildPlan) -> None:
+    """Place the build on the plan's DLA core, with the flags `trtexec --useDLACore` sets."""
+    cores = builder.num_DLA_cores
+    if cores == 0:
+        raise MissingRuntime(
+            "this device has no DLA cores", "drop --dla-core to build for the GPU (DLA: Jetson AGX Orin / Orin NX)"
+        )
+    if plan.dla_core >= cores:
+        raise BadInput(
+            f"--dla-core {plan.dla_core}: this device has {cores} DLA core(s)",
+            f"use --dla-core 0{' or 1' if cores > 1 else ''}",
+        )
+    config.default_device_type = trt.DeviceType.DLA
+    config.DLA_core = plan.dla_core
+    if plan.gpu_fallback:
+        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+    # the flags `trtexec --useDLACore` adds by itself (versions.DLA_IMPLIES): the same engine either way
+    if plan.prefer_precision_constraints:
+        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+    if plan.direct_io:
+        config.set_flag(trt.BuilderFlag.DIRECT_IO)
+
+
 def dla_fallback_layers(network, config, exclude=frozenset()) -> List[str]:
     """Layers TensorRT says cannot run on DLA (those placed on the GPU on purpose left out)."""
     return [layer.name for layer in _layers(network) if layer.name not in exclude and not config.can_run_on_DLA(layer)]
 
 
-def layer_information(trt, engine_bytes: bytes, logger, *, version_compatible: bool = False, dla_core: Optional[int] = None) -> Optional[str]:
+def layer_information(
+    trt, engine_bytes: bytes, logger, *, version_compatible: bool = False, dla_core: Optional[int] = None
+) -> Optional[str]:
     """The engine's layers as JSON (IEngineInspector), or None where the version has no inspector.
 
     Loaded like any other engine (runtime.deserialize_engine): a version-compatible or DLA engine
@@ -172,18 +190,24 @@ def layer_information(trt, engine_bytes: bytes, logger, *, version_compatible: b
     """
     from .runtime import deserialize_engine
 
-    engine = deserialize_engine(trt, engine_bytes, logger=logger, version_compatible=version_compatible, dla_core=dla_core)
+    engine = deserialize_engine(
+        trt, engine_bytes, logger=logger, version_compatible=version_compatible, dla_core=dla_core
+    )
     if not hasattr(engine, "create_engine_inspector"):
         return None
     inspector = engine.create_engine_inspector()
     return str(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
 
 
-def build_engine(trt, plan: BuildPlan, steps: Optional[Steps] = None, onnx_node_names: Iterable[str] = (), logger=None) -> EngineBuild:
+def build_engine(
+    trt, plan: BuildPlan, steps: Optional[Steps] = None, onnx_node_names: Iterable[str] = (), logger=None
+) -> EngineBuild:
     """Parse, configure, build, serialize. Raises MslaError subclasses on expected failures."""
     steps = steps or Steps()
     logger = logger or trt.Logger(trt.Logger.WARNING)
-    with steps.step("parse", f"Parsing {Path(plan.onnx).name} with TensorRT {plan.trt_version} ({plan.typing}ly typed)"):
+    with steps.step(
+        "parse", f"Parsing {Path(plan.onnx).name} with TensorRT {plan.trt_version} ({plan.typing}ly typed)"
+    ):
         builder, network, _parser = create_network(trt, plan, logger)
         pinned, unmatched = pin_layers(trt, network, plan, onnx_node_names)
     cache_path = Path(plan.timing_cache)
@@ -202,15 +226,26 @@ def build_engine(trt, plan: BuildPlan, steps: Optional[Steps] = None, onnx_node_
     with steps.step("build", f"Building the {plan.precision} engine (TensorRT tries tactics: minutes)"):
         serialized = builder.build_serialized_network(network, config)
     if serialized is None:
-        raise CheckFailed(f"TensorRT {plan.trt_version} could not build the engine", "its log above says why; MSLA_DEPLOY_DEBUG=1 shows more")
+        raise CheckFailed(
+            f"TensorRT {plan.trt_version} could not build the engine",
+            "its log above says why; MSLA_DEPLOY_DEBUG=1 shows more",
+        )
     engine_bytes = _bytes(serialized)
     timing = config.get_timing_cache()
     timing_bytes = _bytes(timing.serialize()) if timing is not None else None
     info = None
     if V.has("engine_inspector", plan.version):
         with steps.step("inspect", "Reading the engine's layer information"):
-            info = layer_information(trt, engine_bytes, logger, version_compatible=plan.version_compatible, dla_core=plan.dla_core)
+            info = layer_information(
+                trt, engine_bytes, logger, version_compatible=plan.version_compatible, dla_core=plan.dla_core
+            )
     return EngineBuild(
-        engine=engine_bytes, timing_cache=timing_bytes, timing_cache_loaded=loaded, layer_info=info,
-        pinned_layers=pinned, unmatched_fp32_nodes=unmatched, dla_fallback_layers=fallback, notes=notes,
+        engine=engine_bytes,
+        timing_cache=timing_bytes,
+        timing_cache_loaded=loaded,
+        layer_info=info,
+        pinned_layers=pinned,
+        unmatched_fp32_nodes=unmatched,
+        dla_fallback_layers=fallback,
+        notes=notes,
     )

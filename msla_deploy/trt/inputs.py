@@ -70,7 +70,9 @@ def _graph_facts(path: Path) -> GraphFacts:
         node_names=frozenset(n.name for n in graph.node if n.name),
         # ArgMax is imported as a TopK layer with two outputs (values, indices): a single
         # --layerOutputTypes type would also retype its int32 indices
-        single_output_nodes=frozenset(n.name for n in graph.node if n.name and len(n.output) == 1 and n.op_type not in ("ArgMax", "ArgMin")),
+        single_output_nodes=frozenset(
+            n.name for n in graph.node if n.name and len(n.output) == 1 and n.op_type not in ("ArgMax", "ArgMin")
+        ),
         has_fp16=has_fp16(model),
         cubic_resize=any(
             n.op_type == "Resize" and any(a.name == "mode" and a.s == b"cubic" for a in n.attribute) for n in graph.node
@@ -91,11 +93,18 @@ def load_directory(directory: Path) -> ModelInput:
     for key, rel in section.onnx_files.items():
         path = directory / rel
         if not path.is_file():
-            raise BadInput(f"{path} is listed in the manifest but missing", "copy the whole export directory, or re-export")
+            raise BadInput(
+                f"{path} is listed in the manifest but missing", "copy the whole export directory, or re-export"
+            )
         onnx_files[key] = path.resolve()
     model = ModelInput(
-        source=directory, kind="directory", root=directory.resolve(), export_precision=section.precision,
-        onnx_files=onnx_files, fp32_nodes=tuple(section.fp32_nodes), manifest=manifest,
+        source=directory,
+        kind="directory",
+        root=directory.resolve(),
+        export_precision=section.precision,
+        onnx_files=onnx_files,
+        fp32_nodes=tuple(section.fp32_nodes),
+        manifest=manifest,
     )
     model.graphs = {key: _graph_facts(path) for key, path in onnx_files.items()}
     return model
@@ -104,14 +113,19 @@ def load_directory(directory: Path) -> ModelInput:
 def load_onnx_file(path: Path) -> ModelInput:
     path = Path(path)
     if path.suffix.lower() != ONNX_SUFFIX:
-        raise BadInput(f"{path} is neither an export directory nor an .onnx file", "pass the export directory or its model.onnx")
+        raise BadInput(
+            f"{path} is neither an export directory nor an .onnx file", "pass the export directory or its model.onnx"
+        )
     facts = _graph_facts(path)
     meta = facts.metadata
     slot = "fp16" if facts.has_fp16 else "fp32"
     model = ModelInput(
-        source=path, kind="onnx", root=path.resolve().parent,
+        source=path,
+        kind="onnx",
+        root=path.resolve().parent,
         export_precision=meta.get(META_PRECISION, slot),
-        onnx_files={slot: path.resolve()}, fp32_nodes=_split_nodes(meta.get(META_FP32_NODES, "")),
+        onnx_files={slot: path.resolve()},
+        fp32_nodes=_split_nodes(meta.get(META_FP32_NODES, "")),
     )
     model.graphs = {slot: facts}
     return model

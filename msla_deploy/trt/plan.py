@@ -52,33 +52,44 @@ class Profile:
         return {"name": self.name, "min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
 
 
-def batch_profiles(inputs: Tuple[TensorSpec, ...], max_batch: Optional[int], opt_batch: Optional[int], source: Path,
-                   dla: bool) -> Tuple[Profile, ...]:
+def batch_profiles(
+    inputs: Tuple[TensorSpec, ...], max_batch: Optional[int], opt_batch: Optional[int], source: Path, dla: bool
+) -> Tuple[Profile, ...]:
     """Profiles for a dynamic-batch export (the batch is the only dynamic dimension, 1..max_batch,
     tuned at opt_batch, default max_batch as trtexec users and Triton's batcher want throughput at
     the top); BadInput for anything else that is dynamic."""
     dynamic = [i for i in inputs if not i.static]
     if not dynamic:
         if opt_batch is not None:
-            raise BadInput(f"--opt-batch {opt_batch}: {source} has a static batch", "drop --opt-batch (it is for `export --batch dynamic` graphs)")
+            raise BadInput(
+                f"--opt-batch {opt_batch}: {source} has a static batch",
+                "drop --opt-batch (it is for `export --batch dynamic` graphs)",
+            )
         return ()
     described = ", ".join(f"{i.name} {list(i.shape)}" for i in dynamic)
     batch_only = all(i.static_but_batch for i in dynamic)
     if batch_only and max_batch is None:
-        raise BadInput(f"{source} has a dynamic batch ({described}) but does not say its largest (ONNX metadata {META_MAX_BATCH})",
-                       "export it with msla-deploy export --batch dynamic --max-batch N, or set that metadata to N")
+        raise BadInput(
+            f"{source} has a dynamic batch ({described}) but does not say its largest (ONNX metadata {META_MAX_BATCH})",
+            "export it with msla-deploy export --batch dynamic --max-batch N, or set that metadata to N",
+        )
     if not batch_only:
         raise BadInput(
-            f"the ONNX has dynamic input dimensions ({described}); this tool builds engines whose only dynamic dimension is "
+            f"the ONNX has dynamic input dimensions ({described}); this tool builds engines whose only dynamic "
+            "dimension is "
             "the batch of an `export --batch dynamic` graph",
             "export with a fixed resolution, and a static --batch N or --batch dynamic --max-batch N",
         )
     if dla:
-        raise BadInput(f"DLA needs static shapes; {source} has a dynamic batch ({described})",
-                       "export for DLA with a static --batch N, or drop --dla-core to build for the GPU")
+        raise BadInput(
+            f"DLA needs static shapes; {source} has a dynamic batch ({described})",
+            "export for DLA with a static --batch N, or drop --dla-core to build for the GPU",
+        )
     opt = max_batch if opt_batch is None else opt_batch
     if not 1 <= opt <= max_batch:
-        raise BadInput(f"--opt-batch {opt} is outside the export's batch range 1..{max_batch}", f"use a batch in 1..{max_batch}")
+        raise BadInput(
+            f"--opt-batch {opt} is outside the export's batch range 1..{max_batch}", f"use a batch in 1..{max_batch}"
+        )
     return tuple(Profile(i.name, (1, *i.shape[1:]), (opt, *i.shape[1:]), (max_batch, *i.shape[1:])) for i in dynamic)
 
 
@@ -120,8 +131,14 @@ class BuildPlan:
 
     def __post_init__(self) -> None:
         # invariants that no combination of options may break (docs/facts/tensorrt.md#weak-and-strong-typing)
-        weak_fields = (self.fp16_flag or self.int8_flag or self.obey_precision_constraints or self.prefer_precision_constraints
-                       or self.layer_precisions or self.layer_output_types)
+        weak_fields = (
+            self.fp16_flag
+            or self.int8_flag
+            or self.obey_precision_constraints
+            or self.prefer_precision_constraints
+            or self.layer_precisions
+            or self.layer_output_types
+        )
         if self.typing == "strong" and weak_fields:
             raise AssertionError("a strongly typed plan must not carry FP16 / precision constraints / layer precisions")
         if weak_fields and not V.has("weak_typing", self.version):
@@ -150,9 +167,14 @@ class BuildPlan:
             "timing_cache": str(self.timing_cache),
             "network_flags": {"explicit_batch": self.explicit_batch_flag, "strongly_typed": self.strongly_typed_flag},
             "builder_flags": {
-                "fp16": self.fp16_flag, "int8": self.int8_flag, "tf32": self.tf32, "obey_precision_constraints": self.obey_precision_constraints,
-                "version_compatible": self.version_compatible, "gpu_fallback": self.gpu_fallback,
-                "prefer_precision_constraints": self.prefer_precision_constraints, "direct_io": self.direct_io,
+                "fp16": self.fp16_flag,
+                "int8": self.int8_flag,
+                "tf32": self.tf32,
+                "obey_precision_constraints": self.obey_precision_constraints,
+                "version_compatible": self.version_compatible,
+                "gpu_fallback": self.gpu_fallback,
+                "prefer_precision_constraints": self.prefer_precision_constraints,
+                "direct_io": self.direct_io,
             },
             "layer_precisions": [list(p) for p in self.layer_precisions],
             "layer_output_types": [list(p) for p in self.layer_output_types],
@@ -194,15 +216,22 @@ def _typing(options: BuildOptions, version: TrtVersion) -> str:
     weak_ok = V.has("weak_typing", version)
     if options.typing == "weak" and not weak_ok:
         fix = (
-            "use --typing strong (or auto) with an fp16 export's mixed-precision ONNX (msla-deploy export --precision fp16)"
-            if options.precision == "fp16" else "use --typing strong (or auto)"
+            "use --typing strong (or auto) with an fp16 export's mixed-precision ONNX (msla-deploy export "
+            "--precision fp16)"
+            if options.precision == "fp16"
+            else "use --typing strong (or auto)"
         )
         raise BadInput(f"weak typing was removed in TensorRT 11.0 (asked for TensorRT {version})", fix)
     if options.typing == "strong" and not strong_ok:
         raise BadInput(
-            f"strong typing does not exist in TensorRT {version} (NetworkDefinitionCreationFlag.STRONGLY_TYPED and --stronglyTyped appeared in 9.0)",
-            "use --typing weak (or auto): " + ("the Q/DQ graph with the INT8 and FP16 flags and the attention pinned to fp32"
-                                               if options.precision == "int8" else "the fp32 ONNX with the FP16 flag and the attention pinned to fp32"),
+            f"strong typing does not exist in TensorRT {version} (NetworkDefinitionCreationFlag.STRONGLY_TYPED and "
+            "--stronglyTyped appeared in 9.0)",
+            "use --typing weak (or auto): "
+            + (
+                "the Q/DQ graph with the INT8 and FP16 flags and the attention pinned to fp32"
+                if options.precision == "int8"
+                else "the fp32 ONNX with the FP16 flag and the attention pinned to fp32"
+            ),
         )
     if options.typing == "auto":
         if options.precision == "int8" and strong_ok and options.dla_core is None:
@@ -218,7 +247,8 @@ def _pick_onnx(options: BuildOptions, model: ModelInput, typing: str, version: T
         if "int8" not in have:
             raise BadInput(
                 f"--precision int8 needs an int8 Q/DQ ONNX; {model.source} has none",
-                "export with `msla-deploy export --precision int8 --calib-images DIR` (implicit calibration was removed in TensorRT 11)",
+                "export with `msla-deploy export --precision int8 --calib-images DIR` (implicit calibration was "
+                "removed in TensorRT 11)",
             )
         return "int8"
     if options.precision == "fp32":
@@ -232,7 +262,8 @@ def _pick_onnx(options: BuildOptions, model: ModelInput, typing: str, version: T
         if "fp16" not in have:
             if V.has("weak_typing", version):
                 fix = (
-                    "re-export with `msla-deploy export --precision fp16` (mixed-precision ONNX for strongly typed builds), "
+                    "re-export with `msla-deploy export --precision fp16` (mixed-precision ONNX for strongly typed "
+                    "builds), "
                     "or pass --typing weak to build the fp32 graph with the FP16 flag (deprecated from TensorRT 10.12)"
                 )
             else:
@@ -241,7 +272,8 @@ def _pick_onnx(options: BuildOptions, model: ModelInput, typing: str, version: T
                     "strongly typed mixed-precision ONNX (weak typing and the FP16 flag were removed in 11.0)"
                 )
             raise BadInput(
-                f"--precision fp16 with strong typing (TensorRT {version}) needs the mixed-precision fp16 ONNX; {model.source} has only the fp32 graph",
+                f"--precision fp16 with strong typing (TensorRT {version}) needs the mixed-precision fp16 ONNX; "
+                f"{model.source} has only the fp32 graph",
                 fix,
             )
         return "fp16"
@@ -269,6 +301,56 @@ def resolve_options(options: BuildOptions, model: ModelInput) -> BuildOptions:
     return options
 
 
+def _dla_placement(
+    options: BuildOptions,
+    model: ModelInput,
+    version: TrtVersion,
+    typing: str,
+    layer_precisions: Tuple[Tuple[str, str], ...],
+    warnings: List[str],
+) -> Tuple[bool, Tuple[Tuple[str, str], ...]]:
+    """A DLA build: (GPU fallback, layers placed on the GPU), or BadInput; what to know goes to `warnings`."""
+    layer_device_types: Tuple[Tuple[str, str], ...] = ()
+    gpu_fallback = True if options.gpu_fallback is None else options.gpu_fallback
+    if version.at_least(V.DLA_STRONGLY_TYPED_ONLY_SINCE):
+        warnings.append(
+            "DLA on TensorRT 11.4 needs 11.4.1 or later on Jetson AGX Orin with JetPack >= 7.2.2 (11.4.0: "
+            "Windows on ARM only)"
+        )
+    elif typing == "strong":
+        # trtexec --useDLACore sets the FP16 flag, which a strongly typed network refuses
+        raise BadInput(
+            f"--typing strong with --dla-core on TensorRT {version}: trtexec --useDLACore adds the FP16 flag, "
+            "which a strongly typed network refuses (trtexec: 'Invalid usage')",
+            "drop --typing strong (auto builds DLA engines weakly typed before TensorRT 11), or drop --dla-core",
+        )
+    if options.precision == "int8" and typing == "strong" and model.fp32_nodes:
+        # nothing pins or places layers in a strongly typed build: DLA refuses the fp32 ones
+        if not gpu_fallback:
+            raise BadInput(
+                f"--no-gpu-fallback with an int8 DLA build on TensorRT {version}: strongly typed, the export's "
+                f"{len(model.fp32_nodes)} fp32 nodes (LiteMLA cores, labels head) cannot run on DLA (fp16/int8 "
+                "only)",
+                "keep GPU fallback on (the default), or build for DLA with TensorRT <= 10.7 (weakly typed, fp32 "
+                "layers placed on the GPU)",
+            )
+        warnings.append(
+            f"int8 on DLA, strongly typed: the export's {len(model.fp32_nodes)} fp32 nodes and every layer the "
+            "Q/DQ leave in float32 run on the GPU through GPU fallback (`msla-deploy inspect --dla` lists them)"
+        )
+    if not gpu_fallback:
+        warnings.append("GPU fallback is off: the build fails if any layer cannot run on DLA")
+    if layer_precisions:
+        # DLA computes fp16/int8 only: the layers pinned to fp32 are placed on the GPU explicitly
+        layer_device_types = tuple((name, "GPU") for name, _ in layer_precisions)
+        if not V.trtexec_has("--layerDeviceTypes", version):
+            warnings.append(
+                f"trtexec {version} has no --layerDeviceTypes: the printed command leaves the fp32-pinned layers "
+                "to GPU fallback"
+            )
+    return gpu_fallback, layer_device_types
+
+
 def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> BuildPlan:
     """Every decision of the build, or BadInput with a fix. No TensorRT needed."""
     options = resolve_options(options, model)
@@ -276,7 +358,8 @@ def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> 
     warnings: List[str] = []
     if options.dla_core is not None and not V.dla_available(version):
         raise BadInput(
-            f"TensorRT {version} has no DLA (10.7 was the last 10.x with DLA; it returns in 11.4.1 on Jetson AGX Orin with JetPack >= 7.2.2)",
+            f"TensorRT {version} has no DLA (10.7 was the last 10.x with DLA; it returns in 11.4.1 on Jetson AGX "
+            "Orin with JetPack >= 7.2.2)",
             "drop --dla-core to build for the GPU, or build with TensorRT <= 10.7 (JetPack 6: 10.3)",
         )
     typing = _typing(options, version)
@@ -284,7 +367,13 @@ def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> 
     graph = model.graphs.get(role)
     inputs = graph.inputs if graph is not None else ()
 
-    profiles = batch_profiles(inputs, graph.max_batch if graph is not None else None, options.opt_batch, model.source, options.dla_core is not None)
+    profiles = batch_profiles(
+        inputs,
+        graph.max_batch if graph is not None else None,
+        options.opt_batch,
+        model.source,
+        options.dla_core is not None,
+    )
 
     # an int8 Q/DQ graph built weakly typed (8.5-10.x): the INT8 flag for its Q/DQ layers, FP16 for
     # the rest, with the attention island pinned to fp32 as in a weak fp16 build
@@ -296,7 +385,8 @@ def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> 
         missing = [n for n in model.fp32_nodes if graph is not None and n not in graph.node_names]
         if missing:
             raise BadInput(
-                f"{len(missing)} of the export's fp32 nodes are not in {model.onnx_files[role].name} (first: {missing[0]}): manifest and ONNX disagree",
+                f"{len(missing)} of the export's fp32 nodes are not in {model.onnx_files[role].name} (first: "
+                f"{missing[0]}): manifest and ONNX disagree",
                 "re-export the directory; never edit model_fp32.onnx by hand",
             )
         layer_precisions = tuple((n, "fp32") for n in model.fp32_nodes)
@@ -310,15 +400,23 @@ def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> 
                 "(NVIDIA/TensorRT #3893: EfficientViT scored mIoU 0 in fp16 on TensorRT 8.6); re-export to record them"
             )
         if version.at_least(V.AUTO_STRONG_SINCE):
-            warnings.append(f"weak typing is deprecated from TensorRT 10.12 and removed in 11.0 (building for {version})")
+            warnings.append(
+                f"weak typing is deprecated from TensorRT 10.12 and removed in 11.0 (building for {version})"
+            )
 
     if options.opt_level is not None and not V.has("builder_optimization_level", version):
         raise BadInput(f"--opt-level needs TensorRT >= 8.6 (asked for {version})", "drop --opt-level")
     if options.hardware_compat != "none" and not V.has(V.HARDWARE_COMPAT_FEATURE[options.hardware_compat], version):
         first = V.API[V.HARDWARE_COMPAT_FEATURE[options.hardware_compat]].since
         raise BadInput(
-            f"--hardware-compat {options.hardware_compat} needs TensorRT >= {first[0]}.{first[1]} (asked for {version})",
-            "drop --hardware-compat" + (", or use ampere+" if options.hardware_compat == "same-cc" and V.has("hardware_compat_ampere_plus", version) else ""),
+            f"--hardware-compat {options.hardware_compat} needs TensorRT >= {first[0]}.{first[1]} (asked for "
+            f"{version})",
+            "drop --hardware-compat"
+            + (
+                ", or use ampere+"
+                if options.hardware_compat == "same-cc" and V.has("hardware_compat_ampere_plus", version)
+                else ""
+            ),
         )
     if options.version_compatible and not V.has("version_compatible", version):
         raise BadInput(f"--version-compatible needs TensorRT >= 8.6 (asked for {version})", "drop --version-compatible")
@@ -326,44 +424,31 @@ def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> 
     gpu_fallback = False
     layer_device_types: Tuple[Tuple[str, str], ...] = ()
     if options.dla_core is not None:
-        gpu_fallback = True if options.gpu_fallback is None else options.gpu_fallback
-        if version.at_least(V.DLA_STRONGLY_TYPED_ONLY_SINCE):
-            warnings.append("DLA on TensorRT 11.4 needs 11.4.1 or later on Jetson AGX Orin with JetPack >= 7.2.2 (11.4.0: Windows on ARM only)")
-        elif typing == "strong":
-            # trtexec --useDLACore sets the FP16 flag, which a strongly typed network refuses
-            raise BadInput(
-                f"--typing strong with --dla-core on TensorRT {version}: trtexec --useDLACore adds the FP16 flag, "
-                "which a strongly typed network refuses (trtexec: 'Invalid usage')",
-                "drop --typing strong (auto builds DLA engines weakly typed before TensorRT 11), or drop --dla-core",
-            )
-        if options.precision == "int8" and typing == "strong" and model.fp32_nodes:
-            # nothing pins or places layers in a strongly typed build: DLA refuses the fp32 ones
-            if not gpu_fallback:
-                raise BadInput(
-                    f"--no-gpu-fallback with an int8 DLA build on TensorRT {version}: strongly typed, the export's "
-                    f"{len(model.fp32_nodes)} fp32 nodes (LiteMLA cores, labels head) cannot run on DLA (fp16/int8 only)",
-                    "keep GPU fallback on (the default), or build for DLA with TensorRT <= 10.7 (weakly typed, fp32 layers placed on the GPU)",
-                )
-            warnings.append(f"int8 on DLA, strongly typed: the export's {len(model.fp32_nodes)} fp32 nodes and every layer the Q/DQ leave "
-                            "in float32 run on the GPU through GPU fallback (`msla-deploy inspect --dla` lists them)")
-        if not gpu_fallback:
-            warnings.append("GPU fallback is off: the build fails if any layer cannot run on DLA")
-        if layer_precisions:
-            # DLA computes fp16/int8 only: the layers pinned to fp32 are placed on the GPU explicitly
-            layer_device_types = tuple((name, "GPU") for name, _ in layer_precisions)
-            if not V.trtexec_has("--layerDeviceTypes", version):
-                warnings.append(f"trtexec {version} has no --layerDeviceTypes: the printed command leaves the fp32-pinned layers to GPU fallback")
+        gpu_fallback, layer_device_types = _dla_placement(options, model, version, typing, layer_precisions, warnings)
 
     if graph is not None:
         max_opset = V.parser_max_opset(version)
         if graph.opset > max_opset:
-            warnings.append(f"the ONNX is opset {graph.opset}; TensorRT {version}'s parser is documented up to opset {max_opset} "
-                            f"(export with --opset {max_opset})")
+            warnings.append(
+                f"the ONNX is opset {graph.opset}; TensorRT {version}'s parser is documented up to opset {max_opset} "
+                f"(export with --opset {max_opset})"
+            )
         if graph.cubic_resize and version.key == (8, 5):
-            warnings.append("TensorRT 8.5's parser lists Resize modes nearest and linear only; this graph upsamples with cubic (8.6.1 was reported to work)")
+            warnings.append(
+                "TensorRT 8.5's parser lists Resize modes nearest and linear only; this graph upsamples with cubic "
+                "(8.6.1 was reported to work)"
+            )
 
-    engine = Path(options.out).resolve() if options.out is not None else default_engine_path(model, options.precision, version, options.dla_core)
-    timing_cache = Path(options.timing_cache).resolve() if options.timing_cache is not None else default_timing_cache(model, version)
+    engine = (
+        Path(options.out).resolve()
+        if options.out is not None
+        else default_engine_path(model, options.precision, version, options.dla_core)
+    )
+    timing_cache = (
+        Path(options.timing_cache).resolve()
+        if options.timing_cache is not None
+        else default_timing_cache(model, version)
+    )
     return BuildPlan(
         trt_version=version.short,
         precision=options.precision,
@@ -392,7 +477,8 @@ def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> 
         version_compatible=options.version_compatible,
         dla_core=options.dla_core,
         gpu_fallback=gpu_fallback,
-        prefer_precision_constraints=options.dla_core is not None and V.dla_implies("prefer_precision_constraints", version),
+        prefer_precision_constraints=options.dla_core is not None
+        and V.dla_implies("prefer_precision_constraints", version),
         direct_io=options.dla_core is not None and not gpu_fallback and V.dla_implies("direct_io", version),
         warnings=tuple(warnings),
     )

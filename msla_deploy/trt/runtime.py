@@ -19,8 +19,16 @@ INSTALL_HINT = (
     "pip install tensorrt (its wheels download from NVIDIA's index); or print the trtexec command "
     "with --print-trtexec --trt-version X.Y"
 )
-TENSORRT_DISTRIBUTIONS = ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11", "tensorrt_cu13_bindings", "tensorrt_cu12_bindings",
-                          "tensorrt-lean", "tensorrt-dispatch")
+TENSORRT_DISTRIBUTIONS = (
+    "tensorrt",
+    "tensorrt-cu13",
+    "tensorrt-cu12",
+    "tensorrt-cu11",
+    "tensorrt_cu13_bindings",
+    "tensorrt_cu12_bindings",
+    "tensorrt-lean",
+    "tensorrt-dispatch",
+)
 
 
 def import_tensorrt():
@@ -30,11 +38,15 @@ def import_tensorrt():
     except ImportError as exc:
         raise MissingRuntime(f"TensorRT's Python package is not installed ({exc})", INSTALL_HINT) from None
     except OSError as exc:  # the wheel's stub, or libnvinfer missing
-        raise MissingRuntime(f"TensorRT's Python package is installed but cannot load its libraries ({exc})", INSTALL_HINT) from None
+        raise MissingRuntime(
+            f"TensorRT's Python package is installed but cannot load its libraries ({exc})", INSTALL_HINT
+        ) from None
     return tensorrt
 
 
-def deserialize_engine(trt, data: bytes, *, logger=None, version_compatible: bool = False, dla_core: Optional[int] = None):
+def deserialize_engine(
+    trt, data: bytes, *, logger=None, version_compatible: bool = False, dla_core: Optional[int] = None
+):
     """The one engine loader: bytes -> ICudaEngine, set up the way trtexec loads an engine.
 
     - version_compatible: `Runtime.engine_host_code_allowed = True` first (a version-compatible
@@ -53,7 +65,8 @@ def deserialize_engine(trt, data: bytes, *, logger=None, version_compatible: boo
     if version_compatible:
         if not V.has("engine_host_code_allowed", version):
             raise BadInput(
-                f"the engine was built version-compatible, which TensorRT {version.text} cannot load (version compatibility starts in 8.6)",
+                f"the engine was built version-compatible, which TensorRT {version.text} cannot load (version "
+                "compatibility starts in 8.6)",
                 "load it with TensorRT >= the version that built it, or rebuild it on this machine",
             )
         runtime.engine_host_code_allowed = True
@@ -68,8 +81,8 @@ def deserialize_engine(trt, data: bytes, *, logger=None, version_compatible: boo
     engine = runtime.deserialize_cuda_engine(bytes(data))
     if engine is None:
         raise BadInput(
-            f"TensorRT {version.text} could not load the engine: engines only load on the TensorRT version and GPU that built them"
-            + (" (it was built version-compatible)" if version_compatible else ""),
+            f"TensorRT {version.text} could not load the engine: engines only load on the TensorRT version and GPU "
+            "that built them" + (" (it was built version-compatible)" if version_compatible else ""),
             "rebuild it on this machine with `msla-deploy build` (TensorRT's log above says more)",
         )
     return engine
@@ -100,7 +113,12 @@ class GpuInfo:
     index: int = 0
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"index": self.index, "name": self.name, "compute_capability": self.compute_capability, "driver_cuda_version": self.driver_cuda_version}
+        return {
+            "index": self.index,
+            "name": self.name,
+            "compute_capability": self.compute_capability,
+            "driver_cuda_version": self.driver_cuda_version,
+        }
 
 
 _CC_MAJOR, _CC_MINOR = 75, 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR
@@ -127,13 +145,21 @@ def probe_gpu(index: int = 0) -> GpuInfo:
     """
     lib = _load_libcuda()
     if lib is None:
-        raise MissingRuntime("no CUDA driver found (libcuda): this machine has no usable NVIDIA GPU",
-                             "build on the target GPU or Jetson, or print the trtexec command with --print-trtexec")
+        raise MissingRuntime(
+            "no CUDA driver found (libcuda): this machine has no usable NVIDIA GPU",
+            "build on the target GPU or Jetson, or print the trtexec command with --print-trtexec",
+        )
     if lib.cuInit(0) != 0:
-        raise MissingRuntime("the CUDA driver found no usable GPU (cuInit failed)", "check nvidia-smi / the driver, or use --print-trtexec")
+        raise MissingRuntime(
+            "the CUDA driver found no usable GPU (cuInit failed)",
+            "check nvidia-smi / the driver, or use --print-trtexec",
+        )
     count = ctypes.c_int(0)
     if lib.cuDeviceGetCount(ctypes.byref(count)) != 0 or count.value <= index:
-        raise MissingRuntime(f"no CUDA device {index} (found {count.value})", "build on a machine with an NVIDIA GPU, or use --print-trtexec")
+        raise MissingRuntime(
+            f"no CUDA device {index} (found {count.value})",
+            "build on a machine with an NVIDIA GPU, or use --print-trtexec",
+        )
     device = ctypes.c_int(0)
     lib.cuDeviceGet(ctypes.byref(device), index)
     name = ctypes.create_string_buffer(256)
@@ -152,7 +178,13 @@ def probe_gpu(index: int = 0) -> GpuInfo:
 
 def cuda_runtime_version() -> Optional[str]:
     """The CUDA runtime (libcudart) this process can load, "12.6", or None. Informational only."""
-    for name in ("libcudart.so", "libcudart.so.13", "libcudart.so.12", "libcudart.so.11.0", ctypes.util.find_library("cudart")):
+    for name in (
+        "libcudart.so",
+        "libcudart.so.13",
+        "libcudart.so.12",
+        "libcudart.so.11.0",
+        ctypes.util.find_library("cudart"),
+    ):
         if not name:
             continue
         try:
@@ -163,4 +195,3 @@ def cuda_runtime_version() -> Optional[str]:
         if lib.cudaRuntimeGetVersion(ctypes.byref(version)) == 0 and version.value:
             return f"{version.value // 1000}.{(version.value % 1000) // 10}"
     return None
-

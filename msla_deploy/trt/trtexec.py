@@ -37,7 +37,11 @@ def display_path(path: Path, root: Optional[Path]) -> str:
     path = Path(path)
     if root is not None:
         try:
-            return Path(os.path.relpath(path.resolve(), Path(root).resolve())).as_posix() if _inside(path, root) else str(path)
+            return (
+                Path(os.path.relpath(path.resolve(), Path(root).resolve())).as_posix()
+                if _inside(path, root)
+                else str(path)
+            )
         except ValueError:  # another drive on Windows
             return str(path)
     return str(path)
@@ -61,13 +65,16 @@ def _layer_spec(pairs) -> str:
     for name, _ in pairs:
         if any(ch in name for ch in ",:") or not name:
             raise BadInput(
-                f"layer name {name!r} cannot be written in a trtexec --layerPrecisions spec (',' and ':' are separators)",
+                f"layer name {name!r} cannot be written in a trtexec --layerPrecisions spec (',' and ':' are "
+                "separators)",
                 "build with `msla-deploy build` (Python API), or re-export so node names have no ',' or ':'",
             )
     return ",".join(f"{name}:{precision}" for name, precision in pairs)
 
 
-def trtexec_argv(plan: BuildPlan, trtexec: str = TRTEXEC, relative_to: Optional[Path] = None) -> List[str]:
+def trtexec_argv(  # noqa: C901 (one flat `if` per trtexec flag: read best as one list)
+    plan: BuildPlan, trtexec: str = TRTEXEC, relative_to: Optional[Path] = None
+) -> List[str]:
     """argv for the plan's TensorRT version; paths relative to `relative_to` (default: the artifact dir)."""
     version = plan.version
     root = plan.root if relative_to is None else relative_to
@@ -90,7 +97,9 @@ def trtexec_argv(plan: BuildPlan, trtexec: str = TRTEXEC, relative_to: Optional[
             argv.append(f"--layerOutputTypes={_layer_spec(plan.layer_output_types)}")
     if plan.profiles:  # a dynamic batch: the profile, in trtexec's name:NxCxHxW spelling
         for flag, which in (("--minShapes", "min"), ("--optShapes", "opt"), ("--maxShapes", "max")):
-            argv.append(f"{flag}=" + ",".join(f"{p.name}:" + "x".join(str(d) for d in getattr(p, which)) for p in plan.profiles))
+            argv.append(
+                f"{flag}=" + ",".join(f"{p.name}:" + "x".join(str(d) for d in getattr(p, which)) for p in plan.profiles)
+            )
     if not plan.tf32:
         argv.append("--noTF32")
     argv.append(f"--memPoolSize=workspace:{_mib(plan.workspace_bytes)}")  # plain MiB: never a suffix (10.0.x)

@@ -28,11 +28,18 @@ Version = Tuple[int, int]
 SRC_HEADER = "NVIDIA/TensorRT release/X.Y include/NvInfer.h"
 SRC_PYTHON = "NVIDIA/TensorRT release/X.Y python/src/infer/pyCore.cpp (Python bindings)"
 SRC_TRTEXEC = "NVIDIA/TensorRT release/X.Y samples/common/sampleOptions.cpp (trtexec help and parser)"
-SRC_TRTEXEC_ENGINES = "NVIDIA/TensorRT release/X.Y samples/common/sampleEngines.cpp (trtexec's network/config set-up and engine loading)"
+SRC_TRTEXEC_ENGINES = (
+    "NVIDIA/TensorRT release/X.Y samples/common/sampleEngines.cpp (trtexec's network/config set-up and engine loading)"
+)
 SRC_FACTS = "docs/facts/tensorrt.md#weak-and-strong-typing"
 SRC_FACTS_DLA = "docs/facts/tensorrt.md#dla"
-SRC_FACTS_8 = "docs/facts/tensorrt.md#python-api-per-version and #trtexec-flags (checked against NVIDIA's binding wheels and trtexec sources)"
-SRC_API_FIXTURES = "tests/data/tensorrt_api/<version>.json.gz (the Python API read from NVIDIA's binding wheels 8.6.1 ... 11.4)"
+SRC_FACTS_8 = (
+    "docs/facts/tensorrt.md#python-api-per-version and #trtexec-flags (checked against NVIDIA's binding wheels and "
+    "trtexec sources)"
+)
+SRC_API_FIXTURES = (
+    "tests/data/tensorrt_api/<version>.json.gz (the Python API read from NVIDIA's binding wheels 8.6.1 ... 11.4)"
+)
 SRC_DLA_DOCS = (
     "docs: inference-library/work-with-dla.html (11.3.0, 11.4.0, 11.4.1) and "
     "getting-started/release-notes-11/11.4.1.html"
@@ -67,11 +74,14 @@ def parse_version(text: str) -> TrtVersion:
     """'10.3', '10.3.0.30', '8.6.2' -> TrtVersion. Bad text is BadInput."""
     match = re.fullmatch(r"\s*(\d+)(?:\.(\d+)(?:\.\d+)*)?\s*", text or "")  # "11" means 11.0, as inspect reads it
     if not match:
-        raise BadInput(f"--trt-version {text!r} is not a TensorRT version", "write it as X.Y, e.g. 8.6, 10.3, 10.13 or 11.4")
+        raise BadInput(
+            f"--trt-version {text!r} is not a TensorRT version", "write it as X.Y, e.g. 8.6, 10.3, 10.13 or 11.4"
+        )
     version = TrtVersion(int(match.group(1)), int(match.group(2) or 0), text.strip())
     if version.key < OLDEST_SUPPORTED:
         raise BadInput(
-            f"TensorRT {version.short} is older than the oldest version this tool plans for ({OLDEST_SUPPORTED[0]}.{OLDEST_SUPPORTED[1]}, JetPack 5.1)",
+            f"TensorRT {version.short} is older than the oldest version this tool plans for "
+            f"({OLDEST_SUPPORTED[0]}.{OLDEST_SUPPORTED[1]}, JetPack 5.1)",
             "upgrade TensorRT (JetPack 5.1 ships 8.5.2)",
         )
     return version
@@ -98,19 +108,27 @@ class Span:
 API: Dict[str, Span] = {
     # NetworkDefinitionCreationFlag.kEXPLICIT_BATCH: required for ONNX before 10.0, deprecated
     # (ignored) in 10.0, gone from the 11.0 header and Python bindings.
-    "explicit_batch_flag": Span((8, 5), (10, 0), SRC_HEADER, "10.0: 'Ignored because networks are always explicit batch'"),
+    "explicit_batch_flag": Span(
+        (8, 5), (10, 0), SRC_HEADER, "10.0: 'Ignored because networks are always explicit batch'"
+    ),
     # NetworkDefinitionCreationFlag.kSTRONGLY_TYPED appears in the 9.0 header (absent in 8.6);
     # 11.0 deprecates it: 'Strongly typed mode is always enabled ... retained but ignored'.
-    "strongly_typed_flag": Span((9, 0), (11, 0), SRC_HEADER, "11.0+: every network is strongly typed, the flag is ignored"),
+    "strongly_typed_flag": Span(
+        (9, 0), (11, 0), SRC_HEADER, "11.0+: every network is strongly typed, the flag is ignored"
+    ),
     "strongly_typed": Span((9, 0), None, SRC_HEADER),
     # BuilderFlag.kFP16 / kOBEY_PRECISION_CONSTRAINTS / ILayer.precision / set_output_type:
     # deprecated in 10.12 ('Superseded by strong typing'), absent from the 11.0 header and bindings.
     "weak_typing": Span((8, 5), (11, 0), f"{SRC_HEADER}; {SRC_PYTHON}; {SRC_FACTS}", "deprecated since 10.12"),
     "builder_optimization_level": Span((8, 6), None, f"{SRC_HEADER} (IBuilderConfig::setBuilderOptimizationLevel)"),
     "hardware_compat_ampere_plus": Span((8, 6), None, f"{SRC_HEADER} (HardwareCompatibilityLevel::kAMPERE_PLUS)"),
-    "hardware_compat_same_cc": Span((10, 9), None, f"{SRC_HEADER} (HardwareCompatibilityLevel::kSAME_COMPUTE_CAPABILITY, first in 10.9)"),
+    "hardware_compat_same_cc": Span(
+        (10, 9), None, f"{SRC_HEADER} (HardwareCompatibilityLevel::kSAME_COMPUTE_CAPABILITY, first in 10.9)"
+    ),
     "version_compatible": Span((8, 6), None, f"{SRC_HEADER} (BuilderFlag::kVERSION_COMPATIBLE)"),
-    "engine_inspector": Span((8, 2), None, f"{SRC_PYTHON} (ICudaEngine.create_engine_inspector; present in every branch from 8.5)"),
+    "engine_inspector": Span(
+        (8, 2), None, f"{SRC_PYTHON} (ICudaEngine.create_engine_inspector; present in every branch from 8.5)"
+    ),
     "tf32_flag": Span((8, 5), None, f"{SRC_HEADER} (BuilderFlag::kTF32, still 'Enabled by default' in 11.0)"),
     "timing_cache": Span((8, 5), None, f"{SRC_PYTHON} (create_timing_cache, set_timing_cache, get_timing_cache)"),
     # Runtime.engine_host_code_allowed: present in every fixture from 8.6.1 (the version-compatible
@@ -121,15 +139,20 @@ API: Dict[str, Span] = {
 }
 
 # What `trtexec --useDLACore=N` adds by itself (sampleEngines.cpp setupNetworkAndConfig, read at
-# release/8.5, 8.6, 9.3, 10.0, 10.3, 10.7, 10.8, 10.13, 10.16, 11.0, 11.1): PREFER_PRECISION_CONSTRAINTS and FP16 (unless --int8)
-# up to 10.x; DIRECT_IO unless --allowGPUFallback in every branch. The Python build sets the same
-# flags, so that the printed command and `build` make the same engine. With --stronglyTyped trtexec
-# 9.0-10.x drops --fp16 ("Invalid usage ... not allowed if graph is strongly typed"), then sets FP16
-# for DLA anyway: strong typing with DLA is refused on those versions.
+# release/8.5, 8.6, 9.3, 10.0, 10.3, 10.7, 10.8, 10.13, 10.16, 11.0, 11.1): PREFER_PRECISION_CONSTRAINTS
+# and FP16 (unless --int8) up to 10.x; DIRECT_IO unless --allowGPUFallback in every branch. The
+# Python build sets the same flags, so that the printed command and `build` make the same engine.
+# With --stronglyTyped trtexec 9.0-10.x drops --fp16 ("Invalid usage ... not allowed if graph is
+# strongly typed"), then sets FP16 for DLA anyway: strong typing with DLA is refused on those versions.
 DLA_IMPLIES: Dict[str, Span] = {
     "prefer_precision_constraints": Span((8, 5), (11, 0), SRC_TRTEXEC_ENGINES, "11.x sets neither: the flags are gone"),
     "fp16_flag": Span((8, 5), (11, 0), SRC_TRTEXEC_ENGINES, "unless --int8"),
-    "direct_io": Span((8, 5), None, SRC_TRTEXEC_ENGINES, "unless --allowGPUFallback ('Reformatting runs on GPU, so avoid I/O reformatting')"),
+    "direct_io": Span(
+        (8, 5),
+        None,
+        SRC_TRTEXEC_ENGINES,
+        "unless --allowGPUFallback ('Reformatting runs on GPU, so avoid I/O reformatting')",
+    ),
 }
 
 
@@ -144,7 +167,7 @@ def dla_implies(flag: str, version: TrtVersion) -> bool:
 
 
 # The TensorRT Python names this project's code reads that some supported versions lack, with the
-# feature (a key of API) whose span gates the code path that reads them. tests/test_trt_api_usage.py
+# feature (a key of API) whose span gates the code path that reads them. tests/trt/test_trt_api_usage.py
 # walks msla_deploy's source for every `trt.X.Y` it reads and checks it against the API surfaces of
 # each version (tests/data/tensorrt_api) where its gate (or, ungated, every supported version) lets the code run.
 GATED_NAMES: Dict[str, str] = {
@@ -172,7 +195,12 @@ AUTO_STRONG_SINCE: Version = (10, 12)
 # strongly typed networks only.
 DLA: Tuple[Span, ...] = (
     Span((8, 5), (10, 8), f"{SRC_FACTS_DLA}; {SRC_DLA_DOCS}", "weak (FP16 flag) or strong typing"),
-    Span((11, 4), None, f"{SRC_FACTS_DLA}; {SRC_DLA_DOCS}", "11.4.1+ on Jetson AGX Orin with JetPack >= 7.2.2, strongly typed only"),
+    Span(
+        (11, 4),
+        None,
+        f"{SRC_FACTS_DLA}; {SRC_DLA_DOCS}",
+        "11.4.1+ on Jetson AGX Orin with JetPack >= 7.2.2, strongly typed only",
+    ),
 )
 DLA_STRONGLY_TYPED_ONLY_SINCE: Version = (11, 4)
 
@@ -217,31 +245,47 @@ TRTEXEC_FLAGS: Dict[str, Span] = {
     # default unit and then applies MiB once; 10.1+ appends the default 'M'. A suffixed size is read
     # as bytes by 10.0 and then scaled by MiB again (10.0's sampleEngines.cpp roundToBytes), fixed in
     # 10.1 (addDefaultUnitSuffixIfNotSpecified): so only plain MiB is ever printed.
-    "--memPoolSize": Span((8, 5), None, f"{SRC_TRTEXEC}; {SRC_FACTS_8}", "print a plain number of MiB: 10.0.x scales suffixed sizes twice"),
+    "--memPoolSize": Span(
+        (8, 5), None, f"{SRC_TRTEXEC}; {SRC_FACTS_8}", "print a plain number of MiB: 10.0.x scales suffixed sizes twice"
+    ),
     "--fp16": Span((8, 5), (11, 0), f"{SRC_TRTEXEC}; {SRC_FACTS}"),
     "--int8": Span((8, 5), (11, 0), f"{SRC_TRTEXEC}; {SRC_FACTS_8}", "removed with the INT8 builder flag in 11.0"),
     "--best": Span((8, 5), (11, 0), f"{SRC_TRTEXEC}; {SRC_FACTS}"),
     "--precisionConstraints": Span((8, 5), (11, 0), f"{SRC_TRTEXEC}; {SRC_FACTS}"),
-    "--layerPrecisions": Span((8, 5), (11, 0), f"{SRC_TRTEXEC}; {SRC_FACTS}", "8.x: '*' only as a whole name; 10.x: one '*' per name"),
+    "--layerPrecisions": Span(
+        (8, 5), (11, 0), f"{SRC_TRTEXEC}; {SRC_FACTS}", "8.x: '*' only as a whole name; 10.x: one '*' per name"
+    ),
     "--layerOutputTypes": Span((8, 5), (11, 0), SRC_TRTEXEC, "several outputs: types joined with '+'"),
     "--noTF32": Span((8, 5), None, SRC_TRTEXEC),
-    "--minShapes": Span((8, 5), None, SRC_TRTEXEC, "name:NxCxHxW,...; with --optShapes and --maxShapes, the optimisation profile"),
+    "--minShapes": Span(
+        (8, 5), None, SRC_TRTEXEC, "name:NxCxHxW,...; with --optShapes and --maxShapes, the optimisation profile"
+    ),
     "--optShapes": Span((8, 5), None, SRC_TRTEXEC),
     "--maxShapes": Span((8, 5), None, SRC_TRTEXEC),
-    # 9.0 adds it; 11.0 keeps it as '[Deprecated] Strongly typed network is now enabled by default. This flag is a no-op.'
+    # 9.0 adds it; 11.0 keeps it as
+    # '[Deprecated] Strongly typed network is now enabled by default. This flag is a no-op.'
     "--stronglyTyped": Span((9, 0), None, SRC_TRTEXEC, "a deprecated no-op from 11.0"),
     "--timingCacheFile": Span((8, 5), None, SRC_TRTEXEC),
     "--builderOptimizationLevel": Span((8, 6), None, SRC_TRTEXEC, "0-5, default 3"),
-    "--hardwareCompatibilityLevel": Span((8, 6), None, SRC_TRTEXEC, "none|ampere+ from 8.6; sameComputeCapability from 10.9"),
+    "--hardwareCompatibilityLevel": Span(
+        (8, 6), None, SRC_TRTEXEC, "none|ampere+ from 8.6; sameComputeCapability from 10.9"
+    ),
     "--versionCompatible": Span((8, 6), None, SRC_TRTEXEC, "alias --vc"),
-    "--layerDeviceTypes": Span((8, 6), None, SRC_TRTEXEC, "layerName:GPU|DLA, applied with IBuilderConfig::setDeviceType"),
+    "--layerDeviceTypes": Span(
+        (8, 6), None, SRC_TRTEXEC, "layerName:GPU|DLA, applied with IBuilderConfig::setDeviceType"
+    ),
     "--useDLACore": Span((8, 5), None, SRC_TRTEXEC, "the flag parses everywhere; DLA itself is absent on 10.8-11.3"),
     "--allowGPUFallback": Span((8, 5), None, SRC_TRTEXEC),
     "--profilingVerbosity": Span((8, 5), None, SRC_TRTEXEC, "layer_names_only|detailed|none"),
     "--exportLayerInfo": Span((8, 5), None, SRC_TRTEXEC),
     # 8.5 calls it --buildOnly; 8.6 renames it --skipInference and keeps --buildOnly as a deprecated
     # alias through 9.3; release/10.0's sampleOptions.cpp has no --buildOnly (docs/facts/tensorrt.md#trtexec-flags).
-    "--buildOnly": Span((8, 5), (10, 0), f"{SRC_TRTEXEC}; {SRC_FACTS_8}", "deprecated alias of --skipInference in 8.6-9.x, gone from 10.0"),
+    "--buildOnly": Span(
+        (8, 5),
+        (10, 0),
+        f"{SRC_TRTEXEC}; {SRC_FACTS_8}",
+        "deprecated alias of --skipInference in 8.6-9.x, gone from 10.0",
+    ),
     "--skipInference": Span((8, 6), None, SRC_TRTEXEC),
 }
 

@@ -32,15 +32,25 @@ def _residual(block: nn.Module, stride: int, in_channels: int, out_channels: int
 def _mbconv(in_c: int, out_c: int, stride: int, expand_ratio: float, act: str, fewer_norm: bool) -> MBConv:
     if fewer_norm:
         # biases replace BN on the expand and depthwise convs (stride-16/32 stages)
-        return MBConv(in_c, out_c, 3, stride, expand_ratio=expand_ratio,
-                      use_bias=(True, True, False), norm=(None, None, NORM), act_func=(act, act, None))
-    return MBConv(in_c, out_c, 3, stride, expand_ratio=expand_ratio,
-                  use_bias=False, norm=NORM, act_func=(act, act, None))
+        return MBConv(
+            in_c,
+            out_c,
+            3,
+            stride,
+            expand_ratio=expand_ratio,
+            use_bias=(True, True, False),
+            norm=(None, None, NORM),
+            act_func=(act, act, None),
+        )
+    return MBConv(
+        in_c, out_c, 3, stride, expand_ratio=expand_ratio, use_bias=False, norm=NORM, act_func=(act, act, None)
+    )
 
 
 def _fused_mbconv(in_c: int, out_c: int, stride: int, expand_ratio: float, act: str) -> FusedMBConv:
-    return FusedMBConv(in_c, out_c, 3, stride, expand_ratio=expand_ratio,
-                       use_bias=False, norm=NORM, act_func=(act, None))
+    return FusedMBConv(
+        in_c, out_c, 3, stride, expand_ratio=expand_ratio, use_bias=False, norm=NORM, act_func=(act, None)
+    )
 
 
 def _features(x: torch.Tensor, stages: List[nn.Module]) -> Dict[str, torch.Tensor]:
@@ -103,8 +113,19 @@ class EfficientViTLargeBackbone(nn.Module):
         w, d = dims.widths, dims.depths
         stem: List[nn.Module] = [ConvLayer(in_channels, w[0], 3, 2, norm=NORM, act_func=act)]
         stem += [
-            ResidualBlock(ResBlock(w[0], w[0], 3, 1, expand_ratio=self.EXPAND_RATIOS[0],
-                                   use_bias=False, norm=NORM, act_func=(act, None)), IdentityLayer())
+            ResidualBlock(
+                ResBlock(
+                    w[0],
+                    w[0],
+                    3,
+                    1,
+                    expand_ratio=self.EXPAND_RATIOS[0],
+                    use_bias=False,
+                    norm=NORM,
+                    act_func=(act, None),
+                ),
+                IdentityLayer(),
+            )
             for _ in range(d[0])
         ]
         stages = [OpSequential(stem)]

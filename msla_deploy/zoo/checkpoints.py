@@ -65,8 +65,10 @@ def check_size(model: nn.Module, path: Path) -> None:
     if declared > limit:
         raise BadInput(
             f"{path} declares {declared / 2**20:,.0f} MiB of contents, above the limit of {limit / 2**20:,.0f} MiB for "
-            f"{type(model).__name__} ({SIZE_FACTOR} x its {expected / 2**20:,.1f} MiB of weights + {SIZE_SLACK >> 20} MiB); not loaded",
-            "pass this model's own state dict (torch.save(model.state_dict(), path)); a file that expands this far is not one",
+            f"{type(model).__name__} ({SIZE_FACTOR} x its {expected / 2**20:,.1f} MiB of weights + "
+            f"{SIZE_SLACK >> 20} MiB); not loaded",
+            "pass this model's own state dict (torch.save(model.state_dict(), path)); a file that expands this far "
+            "is not one",
         )
 
 

@@ -29,8 +29,15 @@ def models_command(
     table.add_column("checkpoint", no_wrap=True)
     for r in rows:
         table.add_row(
-            r["name"], str(r["num_classes"]), f"{r['params'] / 1e6:.2f}M", f"{r['gmacs']:.1f}",
-            "x".join(map(str, r["resolution"])), "[green]found[/]" if r["present"] else "[dim]missing[/]",
+            r["name"],
+            str(r["num_classes"]),
+            f"{r['params'] / 1e6:.2f}M",
+            f"{r['gmacs']:.1f}",
+            "x".join(map(str, r["resolution"])),
+            "[green]found[/]" if r["present"] else "[dim]missing[/]",
         )
     out.print(table)
-    out.print(f"Checkpoints are looked up as {models_dir}/efficientvit_seg_<variant>_<dataset>.pt (see models/README.md).", highlight=False)
+    out.print(
+        f"Checkpoints are looked up as {models_dir}/efficientvit_seg_<variant>_<dataset>.pt (see models/README.md).",
+        highlight=False,
+    )

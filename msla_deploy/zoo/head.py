@@ -61,9 +61,7 @@ class SegHead(DAGBlock):
         dropout: float = 0.0,
     ) -> None:
         """`in_channels`: widths of `stage4`, `stage3`, `stage2`, in that order."""
-        inputs = {
-            key: _input_op(c, dims.width, stride) for (key, stride), c in zip(INPUT_FEATURES, in_channels)
-        }
+        inputs = {key: _input_op(c, dims.width, stride) for (key, stride), c in zip(INPUT_FEATURES, in_channels)}
         middle = OpSequential([ResidualBlock(_middle_block(dims, act), IdentityLayer()) for _ in range(dims.depth)])
         super().__init__(
             inputs,

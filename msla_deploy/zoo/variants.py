@@ -107,7 +107,7 @@ HEADS: Dict[str, HeadDims] = {
 
 #: (parameters, MACs at the dataset's default resolution) per public name: facts of each model, kept
 #: as data so that `msla-deploy models` lists them at once and without torch. Counted by
-#: zoo/complexity.py on the built model (tests/test_zoo.py recounts every entry); the Cityscapes
+#: zoo/complexity.py on the built model (tests/zoo/test_zoo.py recounts every entry); the Cityscapes
 #: MACs are upstream's published 4.4/25/74/179/282/396 GMACs to within 0.6%.
 SIZES: Dict[str, Tuple[int, int]] = {
     "efficientvit-seg-b0-cityscapes": (706_691, 4_388_290_560),
