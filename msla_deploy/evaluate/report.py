@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ..parity.reports import junit_suite, write_report_files
 from ..records import Record
+from ..reporting import junit_suite, write_report_files
 
 WORST_CLASSES = 8
 

@@ -35,9 +35,9 @@ from ..artifact.resolve import Artifact, resolve
 from ..classes import IGNORE_INDEX, dataset_for, palette
 from ..drawing import save_picture
 from ..errors import BadInput, one_line_text
+from ..iou import NO_LABEL, Confusion
 from ..runtime import processing
 from .datasets import Dataset, Sample, find_dataset, picture_size, read_pair
-from .metrics import NO_LABEL, Confusion
 from .pictures import keep_labels, write_disagreement
 from .report import (
     ArtifactSummary,

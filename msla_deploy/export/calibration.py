@@ -1,7 +1,7 @@
 """Calibration pictures for int8: a folder (or a dataset root) in, preprocessed model inputs out.
 
 The int8 scales are only as good as the activations they were measured on, so calibration uses
-the user's own pictures, preprocessed exactly like the reference inputs (parity/images.py:
+the user's own pictures, preprocessed exactly like the reference inputs (runtime/picture_files.py:
 RGB, resize to the export's HxW, /255, ImageNet mean/std). A dataset root of the evaluate
 command works as is: Cityscapes' leftImg8bit/ and ADE20K's images/ are walked, their label
 folders (gtFine/, annotations/) never are, since label maps are pictures of the wrong kind.
@@ -19,7 +19,7 @@ import numpy as np
 
 from ..artifact.options import DEFAULT_CALIB_COUNT, DEFAULT_CALIB_METHOD
 from ..errors import BadInput
-from ..parity.images import NPY_SUFFIXES, PILLOW_SUFFIXES, load_rgb, preprocess
+from ..runtime.picture_files import NPY_SUFFIXES, PILLOW_SUFFIXES, load_rgb, preprocess
 
 PICTURE_SUFFIXES = NPY_SUFFIXES + PILLOW_SUFFIXES
 # dataset layouts (the evaluate issue's): the picture folder of each, if a root holds one

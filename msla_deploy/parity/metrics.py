@@ -15,7 +15,7 @@ from typing import Dict, List, Mapping, Optional
 
 import numpy as np
 
-from ..evaluate.metrics import NO_LABEL, Confusion, labels_of
+from ..iou import NO_LABEL, Confusion, labels_of
 from .budgets import Budget
 
 
@@ -150,7 +150,7 @@ def class_rows(confusion: Confusion) -> List[Dict]:
 
 
 def label_confusion(ref_labels: np.ndarray, cand_labels: np.ndarray, num_classes: int) -> Confusion:
-    """The candidate's labels scored against the reference's (evaluate/metrics.py's semantics):
+    """The candidate's labels scored against the reference's (iou.py's semantics):
     every reference pixel counts except those with no label; a candidate pixel with no label
     (NaN logits) or outside the classes counts as wrong."""
     confusion = Confusion(num_classes, ignore_index=NO_LABEL)

@@ -25,7 +25,8 @@ from ..artifact.reference import ReferenceBundle, read_reference, write_referenc
 from ..artifact.staging import recover_interrupted_swap, staged_update
 from ..errors import BadInput
 from ..progress import Steps
-from .images import PREPROCESSING, list_images, load_rgb, preprocess
+from ..runtime.picture_files import list_images, load_rgb, preprocess
+from ..runtime.processing import PREPROCESSING
 
 
 @dataclass

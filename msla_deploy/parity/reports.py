@@ -7,9 +7,6 @@ from __future__ import annotations
 from typing import Dict, List, Optional
 
 from ..reporting import (
-    JUNIT_XML,
-    REPORT_JSON,
-    REPORT_MD,
     JUnitCase,
     cell,
     junit_suite,
@@ -19,16 +16,7 @@ from ..reporting import (
 )
 from .records import ValidatedOutput, ValidateReport
 
-__all__ = [
-    "REPORT_JSON",
-    "REPORT_MD",
-    "JUNIT_XML",
-    "junit_suite",
-    "write_report_files",
-    "markdown",
-    "junit_xml",
-    "write_reports",
-]
+__all__ = ["markdown", "junit_xml", "write_reports"]
 
 # budget criterion -> (metric label, Budget fields it comes from)
 CRITERIA = {

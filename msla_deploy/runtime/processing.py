@@ -21,7 +21,7 @@ the same upsample + argmax, the same floats bit for bit (see _exact_banding). Th
 built with onnx.helper and cached per shape, so a dataset of one size builds each once.
 
 This is the project's one preprocessing: evaluate, the Segmenter (predict, serve), `reference
---inputs` and int8 calibration (through parity/images.py, which only decodes the files) all feed
+--inputs` and int8 calibration (through runtime/picture_files.py, which only decodes the files) all feed
 the model what `preprocess` gives. The resize is upstream's evaluation protocol, cv2's cubic, for
 all of them: reference pictures and calibration pictures are then exactly the input the deployed
 model is scored and used on. (Those two once had a bilinear numpy path of their own, which gave
@@ -344,7 +344,7 @@ def preprocess(
     """H x W x 3 uint8 RGB -> 1 x 3 x size[0] x size[1] float32, upstream's evaluation input (PREPROCESSING).
 
     With `floats`, a float picture in [0, 1] is taken too (one with more than 8 bits, such as a
-    16-bit grey PNG decoded by parity/images.py): resized the same way in floats, clipped to
+    16-bit grey PNG decoded by runtime/picture_files.py): resized the same way in floats, clipped to
     [0, 1], not rounded to grey levels (it has none). Without it a float picture is refused: one
     in 0..255 passed by mistake would otherwise be read as nearly white."""
     pixels = _check_picture(pixels, floats=floats)

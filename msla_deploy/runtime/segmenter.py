@@ -11,7 +11,7 @@
 Pre- and postprocessing are upstream's evaluation, shared with `evaluate`
 (runtime/processing.py): cubic resize of the picture to the artifact's resolution, /255, ImageNet
 mean/std; then the logits bicubically upsampled to the picture's size and argmax'ed. Pictures
-are decoded by the rules `reference --inputs` uses (parity/images.py): 8-bit as is, 16-bit grey
+are decoded by the rules `reference --inputs` uses (runtime/picture_files.py): 8-bit as is, 16-bit grey
 scaled to [0, 1], 32-bit integer and float pictures (no fixed white level) refused.
 
 An artifact exported with random weights warns once, when the Segmenter is made (warnings.warn
@@ -72,7 +72,7 @@ class Picture:
 
 def decode(picture: PictureLike) -> Picture:
     """A path, PIL image or array as the model's input and as a drawable picture, by the rules
-    `reference --inputs` decodes pictures with (parity/images.py pillow_pixels: 8-bit as is,
+    `reference --inputs` decodes pictures with (runtime/picture_files.py pillow_pixels: 8-bit as is,
     16-bit grey divided by 65535; 32-bit integer and floating-point pictures, which have no fixed
     white level, refused). Arrays: uint8 as is, uint16 divided by 65535 like a 16-bit file."""
     if isinstance(picture, Picture):  # decoded already (predict decodes first, to skip what it cannot read)
@@ -110,7 +110,7 @@ def _open_picture(path: Path) -> np.ndarray:
 
 def _pil_pixels(image, name: str) -> np.ndarray:
     """uint8 RGB, or float32 grey in [0, 1] for a 16-bit picture, by the one rule for Pillow pictures."""
-    from ..parity.images import pillow_pixels
+    from .picture_files import pillow_pixels
 
     if getattr(image, "mode", None) is None:
         raise BadInput(

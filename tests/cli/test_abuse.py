@@ -31,7 +31,7 @@ from msla_deploy.artifact.outputs import OutputGuard
 from msla_deploy.cli import app
 from msla_deploy.errors import BadInput
 from msla_deploy.export import pipeline, torch_to_onnx
-from msla_deploy.parity.images import load_rgb
+from msla_deploy.runtime.picture_files import load_rgb
 from tests.fixtures import REPO, export_random_b0, one_error_line
 
 B0 = "efficientvit-seg-b0-cityscapes"

@@ -105,7 +105,7 @@ def test_the_reference_bundle_refuses_forged_truncated_empty_and_complex_arrays(
 
 def test_an_npy_picture_is_judged_by_every_dimension_it_declares(tmp_path, monkeypatch):
     from msla_deploy import limits
-    from msla_deploy.parity.images import load_rgb
+    from msla_deploy.runtime.picture_files import load_rgb
 
     path = tmp_path / "wide.npy"
     path.write_bytes(forged_npy((100, 100, 10**9), "|u1"))  # 100x100 "pixels" of a billion channels

@@ -332,7 +332,7 @@ def test_predict_skips_32_bit_and_float_pictures_or_stops_with_strict(b0, tmp_pa
 
 
 def test_a_16_bit_picture_feeds_the_model_what_reference_feeds_it(b0, tmp_path):
-    from msla_deploy.parity.images import load_rgb, preprocess
+    from msla_deploy.runtime.picture_files import load_rgb, preprocess
 
     deep = ((np.arange(64 * 128).reshape(64, 128) * 7919) % 65536).astype(np.uint16)
     path = tmp_path / "deep.png"

@@ -31,6 +31,7 @@ FLOORS = {
     "atomic": 0,
     "records": 0,  # atomic writes and typed JSON documents: every floor writes files
     "reporting": 1,  # report.json/md/junit.xml of the stages that judge
+    "iou": 1,  # the one confusion matrix / IoU (parity and evaluate both score labels with it)
     "drawing": 0,  # every picture (Pillow): used by the stages that report
     "artifact": 1,
     "nn": 2,

@@ -29,9 +29,9 @@ from msla_deploy.artifact.resolve import resolve
 from msla_deploy.classes import IGNORE_INDEX
 from msla_deploy.cli import app
 from msla_deploy.evaluate.datasets import find_dataset, read_pair
-from msla_deploy.evaluate.metrics import Confusion
 from msla_deploy.evaluate.synthetic import write_dataset
 from msla_deploy.export.pipeline import run_export
+from msla_deploy.iou import Confusion
 from tests.fixtures import NO_TORCH, one_error_line
 
 B0 = "efficientvit-seg-b0-cityscapes"

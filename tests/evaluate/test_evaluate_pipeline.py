@@ -26,9 +26,9 @@ from msla_deploy.artifact.names import LABELS_NAME, OUTPUT_NAME  # noqa: E402
 from msla_deploy.artifact.reference import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from msla_deploy.classes import IGNORE_INDEX, cityscapes_label_to_train  # noqa: E402
 from msla_deploy.evaluate.datasets import find_dataset, read_label  # noqa: E402
-from msla_deploy.evaluate.metrics import Confusion  # noqa: E402
 from msla_deploy.evaluate.run import EvaluateOptions, Evaluation  # noqa: E402
 from msla_deploy.evaluate.synthetic import write_dataset  # noqa: E402
+from msla_deploy.iou import Confusion  # noqa: E402
 from msla_deploy.runtime import processing  # noqa: E402
 
 RES = (64, 128)

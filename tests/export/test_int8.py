@@ -175,7 +175,7 @@ def test_dataset_roots_walk_pictures_not_labels(tmp_path):
 
 
 def test_calibration_preprocessed_like_the_reference_inputs(tmp_path):
-    from msla_deploy.parity.images import load_rgb, preprocess
+    from msla_deploy.runtime.picture_files import load_rgb, preprocess
 
     folder = write_pictures(tmp_path / "p", 3)
     calib = load_calibration(folder, H, W, count=3, method="max")

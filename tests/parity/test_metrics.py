@@ -55,11 +55,11 @@ def test_argmax_agreement_is_the_fraction_of_unchanged_labels(shape, changed):
     assert same.argmax_agreement == 1.0 and same.miou == 1.0 and same.passed
 
 
-# --- one IoU (evaluate/metrics.py), one semantics: the edge cases --------------------------------
+# --- one IoU (iou.py), one semantics: the edge cases --------------------------------
 
 from msla_deploy.artifact.names import LABELS_NAME  # noqa: E402
-from msla_deploy.evaluate.metrics import NO_LABEL, Confusion, labels_of  # noqa: E402
 from msla_deploy.export import int8_sensitivity  # noqa: E402
+from msla_deploy.iou import NO_LABEL, Confusion, labels_of  # noqa: E402
 from msla_deploy.parity import metrics  # noqa: E402
 from msla_deploy.parity.metrics import class_iou, cosine_similarity  # noqa: E402
 

@@ -134,11 +134,11 @@ def _normalised(unit: np.ndarray) -> np.ndarray:
 
 
 def test_a_picture_file_gives_the_input_evaluate_gives(tmp_path):
-    """parity/images.py decodes, processing.py preprocesses: an 8-bit PNG stays uint8, so
+    """runtime/picture_files.py decodes, processing.py preprocesses: an 8-bit PNG stays uint8, so
     reference --inputs and calibration feed the model what evaluate and the Segmenter feed it."""
     from PIL import Image
 
-    from msla_deploy.parity.images import load_rgb, preprocess
+    from msla_deploy.runtime.picture_files import load_rgb, preprocess
 
     pixels = np.random.default_rng(8).integers(0, 256, size=(40, 70, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "p.png")

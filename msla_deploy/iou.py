@@ -29,7 +29,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..classes import IGNORE_INDEX
+from .classes import IGNORE_INDEX
 
 #: the label of a pixel that has no class (its logits are NaN or infinite)
 NO_LABEL = -1

@@ -24,8 +24,7 @@ import numpy as np
 from ..artifact.npfiles import load_npy, npy_declared
 from ..errors import BadInput, MissingRuntime
 from ..limits import check_picture_pixels, open_picture
-from ..runtime import processing
-from ..runtime.processing import PREPROCESSING  # noqa: F401  (what reference --inputs records)
+from . import processing
 
 NPY_SUFFIXES = (".npy",)
 PILLOW_SUFFIXES = (".png", ".jpg", ".jpeg")
