@@ -516,7 +516,7 @@ def test_a_huge_picture_is_refused_by_its_declared_size(b0, tmp_path):
 def test_a_pillow_decompression_bomb_is_exit_2(tmp_path, monkeypatch, side):
     from PIL import Image
 
-    from msla_deploy.parity import images
+    from msla_deploy.runtime import picture_files as images
 
     path = tmp_path / "bomb.png"
     Image.new("RGB", (side, side)).save(path)
