@@ -42,9 +42,10 @@ def error_line(message: str) -> None:
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
 
 
-def count_bar(title: str):
-    """A transient bar on stderr: the title, done/total, percent and ETA (rich.progress.Progress;
-    add one task with its total, then update its `completed`)."""
+def count_bar(title: str, rate_unit: str = ""):
+    """A transient bar on stderr: the title, done/total, percent, the rate (with `rate_unit`, e.g.
+    "images/s": a task field `rate` the caller fills) and ETA (rich.progress.Progress; add one
+    task with its total, then update its `completed`). The one bar every long step shows."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -54,16 +55,54 @@ def count_bar(title: str):
         TimeRemainingColumn,
     )
 
+    rate = [TextColumn("{task.fields[rate]}")] if rate_unit else []
     return Progress(
-        TextColumn(escape(title)),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
+        *rate,
         TextColumn("ETA"),
         TimeRemainingColumn(),
         console=err,
         transient=True,
     )
+
+
+class counting_progress:
+    """`with counting_progress("evaluating", "images/s") as advance:` gives `advance(done, total)`
+    (None off a terminal, where logs stay short): a count_bar started on the first call."""
+
+    def __init__(self, title: str, rate_unit: str = "", minimum: int = 1) -> None:
+        self.title, self.rate_unit, self.minimum = title, rate_unit, minimum
+        self.bar = None
+        self.task = None
+
+    def __enter__(self):
+        if not err.is_terminal:
+            return None
+
+        def advance(done: int, total: int, description: Optional[str] = None) -> None:
+            if total < self.minimum:
+                return
+            if self.bar is None:
+                self.bar = count_bar(self.title, self.rate_unit)
+                self.bar.start()
+                self.task = self.bar.add_task(escape(self.title), total=total, rate="")
+            speed = self.bar.tasks[0].speed if self.rate_unit else None
+            rate = f"{speed:.2f} {self.rate_unit}" if speed else ""
+            self.bar.update(
+                self.task,
+                completed=done,
+                rate=rate,
+                description=escape(description) if description else escape(self.title),
+            )
+
+        return advance
+
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.stop()
 
 
 def steps_with_progress(enabled: bool = True) -> Steps:
@@ -88,7 +127,7 @@ def steps_with_progress(enabled: bool = True) -> Steps:
                 status["live"] = None
             status["bar"] = count_bar(status["title"])
             status["bar"].start()
-            status["task"] = status["bar"].add_task(status["title"], total=total)
+            status["task"] = status["bar"].add_task(escape(status["title"]), total=total)
         status["bar"].update(status["task"], completed=done, total=total)
 
     def end(title: str, seconds: float, ok: bool) -> None:

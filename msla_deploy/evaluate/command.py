@@ -22,7 +22,7 @@ from ..cli_options import (
     report_dir_option,
     threads_option,
 )
-from ..console import err, error_line, key_values, out, print_json, weights_cell
+from ..console import counting_progress, err, error_line, key_values, out, print_json, weights_cell
 
 if TYPE_CHECKING:
     from .report import EvaluateReport
@@ -87,7 +87,7 @@ def evaluate_command(
         junit=junit,
     )
     options.check()  # bad flags exit 2 before the progress display starts
-    with _progress() as on_progress:
+    with counting_progress("evaluating", "images/s") as on_progress:
         report = evaluate(options, on_progress)
     if json_out:
         print_json(report.to_dict())
@@ -96,48 +96,6 @@ def evaluate_command(
     if not report.passed:
         error_line("; ".join(report.failures()) + f" (details in {report.files['markdown']})")
         raise typer.Exit(1)
-
-
-class _progress:
-    """A Rich progress bar with images/s and ETA on a terminal; silent otherwise (logs stay short)."""
-
-    def __enter__(self):
-        if not err.is_terminal:
-            return None
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TaskProgressColumn,
-            TextColumn,
-            TimeRemainingColumn,
-        )
-
-        self.bar = Progress(
-            TextColumn("evaluating"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TaskProgressColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
-            console=err,
-            transient=True,
-        )
-        self.bar.start()
-        self.task = None
-
-        def on_progress(done: int, total: int) -> None:
-            if self.task is None:
-                self.task = self.bar.add_task("evaluate", total=total, rate="")
-            speed = self.bar.tasks[0].speed
-            self.bar.update(self.task, completed=done, rate=f"{speed:.2f} images/s" if speed else "")
-
-        return on_progress
-
-    def __exit__(self, *exc) -> None:
-        if getattr(self, "bar", None) is not None:
-            self.bar.stop()
 
 
 def _pct(value) -> str:

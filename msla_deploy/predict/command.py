@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..cli_options import artifact_argument, backend_option, json_option, overwrite_option, threads_option
-from ..console import err, error_line, key_values, out, print_json, weights_cell
+from ..console import counting_progress, err, error_line, key_values, out, print_json, weights_cell
 
 
 def predict_command(
@@ -54,7 +54,10 @@ def predict_command(
         threads=threads,
     )
     warn = lambda message: err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)  # noqa: E731
-    with _progress() as on_picture:
+    with counting_progress("Predicting", minimum=2) as advance:
+        on_picture = (
+            None if advance is None else lambda done, total, source: advance(done, total, f"Predicting {source.name}")
+        )
         result = run_predict(options, on_picture=on_picture, warn=warn)
     report = result.report
     if json_out:
@@ -105,28 +108,3 @@ def _render(result) -> None:
             f"[yellow]{len(report.skipped)} picture(s) skipped[/] (unreadable; --strict makes that an error)",
             highlight=False,
         )
-
-
-class _progress:
-    """A progress bar on a terminal when there is more than one picture; silent otherwise."""
-
-    def __enter__(self):
-        self.bar = None
-        self.task = None
-
-        def on_picture(done: int, total: int, source: Path) -> None:
-            if total < 2 or not err.is_terminal:
-                return
-            if self.bar is None:
-                from rich.progress import Progress
-
-                self.bar = Progress(console=err, transient=True)
-                self.bar.start()
-                self.task = self.bar.add_task("Predicting", total=total)
-            self.bar.update(self.task, completed=done, description=f"Predicting {escape(source.name)}")
-
-        return on_picture
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None:
-            self.bar.stop()
