@@ -102,3 +102,47 @@ def export_random_b0(root: Path, name: str = "b0", **options) -> Path:
         )
     )
     return out
+
+
+# A user model file for FILE.py:FACTORY tests: one 1x1 convolution (exports in seconds), and
+# factories that misbehave in the ways the tests need.
+TINY_MODEL_FILE = """
+import torch
+from torch import nn
+
+
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        return self.conv(x)
+
+
+def build():
+    torch.manual_seed(0)
+    return Tiny()
+
+
+def build_one_class():
+    model = Tiny()
+    with torch.no_grad():
+        model.conv.weight.zero_()
+        model.conv.bias.copy_(torch.tensor([5.0, 0.0, 0.0, 0.0]))
+    return model
+
+
+def build_printing():
+    print("hello from the factory")
+    return Tiny()
+
+
+class Broken(nn.Module):
+    def forward(self, x):
+        raise ValueError("forward is broken")
+
+
+def build_broken():
+    return Broken()
+"""

@@ -33,50 +33,10 @@ from msla_deploy.errors import BadInput
 from msla_deploy.export import pipeline, torch_to_onnx
 from msla_deploy.runtime.picture_files import load_rgb
 from tests.fixtures import REPO, export_random_b0, one_error_line
+from tests.fixtures import TINY_MODEL_FILE as TINY
 
 B0 = "efficientvit-seg-b0-cityscapes"
 runner = CliRunner()
-
-TINY = """
-import torch
-from torch import nn
-
-
-class Tiny(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 1)
-
-    def forward(self, x):
-        return self.conv(x)
-
-
-def build():
-    torch.manual_seed(0)
-    return Tiny()
-
-
-def build_one_class():
-    model = Tiny()
-    with torch.no_grad():
-        model.conv.weight.zero_()
-        model.conv.bias.copy_(torch.tensor([5.0, 0.0, 0.0, 0.0]))
-    return model
-
-
-def build_printing():
-    print("hello from the factory")
-    return Tiny()
-
-
-class Broken(nn.Module):
-    def forward(self, x):
-        raise ValueError("forward is broken")
-
-
-def build_broken():
-    return Broken()
-"""
 
 
 def cli(*args):

@@ -23,6 +23,7 @@ from msla_deploy.parity.command import next_after_validate
 from msla_deploy.serve.command import next_after_package
 from msla_deploy.trt.command import next_after_build
 from tests.fixtures import REPO, one_error_line
+from tests.fixtures import TINY_MODEL_FILE as TINY
 
 runner = CliRunner()
 
@@ -222,26 +223,6 @@ def test_next_after_package_runs_the_repository(tmp_path):
     assert validate == "msla-deploy validate b1 --backend triton://127.0.0.1:8001/b1" and len(plan) == 2
     onnx_plan = next_after_package(Path("b1"), tmp_path / "repo", "b1", "onnxruntime_onnx")
     assert [c for c, _ in onnx_plan][1] == "msla-deploy serve b1 --name b1"
-
-
-TINY = """
-import torch
-from torch import nn
-
-
-class Tiny(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(3, 4, 1)
-
-    def forward(self, x):
-        return self.conv(x)
-
-
-def build():
-    torch.manual_seed(0)
-    return Tiny()
-"""
 
 
 @pytest.fixture(scope="module")

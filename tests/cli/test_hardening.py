@@ -22,6 +22,7 @@ from msla_deploy.artifact.npfiles import load_npy, load_npz
 from msla_deploy.cli import app
 from msla_deploy.errors import BadInput
 from tests.fixtures import REPO, export_random_b0, one_error_line
+from tests.fixtures import TINY_MODEL_FILE as TINY
 
 runner = CliRunner()
 
@@ -221,16 +222,6 @@ def test_a_calibration_picture_bomb_is_exit_2(tmp_path, monkeypatch):
 
 
 # --- things that do not do what they say ------------------------------------------------------
-
-TINY = """
-import torch
-from torch import nn
-
-
-def build():
-    torch.manual_seed(0)
-    return nn.Conv2d(3, 4, 1)
-"""
 
 
 @pytest.fixture(scope="module")

@@ -28,19 +28,10 @@ from msla_deploy.artifact.trust import TRUST_ENV
 from msla_deploy.cli import app
 from msla_deploy.serve import deps
 from msla_deploy.serve.repository import PackageOptions, package_triton
+from tests.fixtures import TINY_MODEL_FILE as TINY
 from tests.fixtures import export_random_b0, one_error_line
 
 runner = CliRunner()
-
-TINY = """
-import torch
-from torch import nn
-
-
-def build():
-    torch.manual_seed(0)
-    return nn.Conv2d(3, 4, 1)
-"""
 
 
 def cli(*args):
