@@ -71,11 +71,15 @@ class Exporter(Choice):
 
 
 class Head(Choice):
-    """Graph outputs: logits, in-graph resize + argmax labels, or both."""
+    """Graph outputs. Segmentation: logits, in-graph resize + argmax labels, or both.
+    Classification: logits, softmax probs, or topk (the best classes and their probabilities).
+    Which heads a model takes is its task's (tasks.py)."""
 
     LOGITS = "logits"
     LABELS = "labels"
     BOTH = "both"
+    PROBS = "probs"
+    TOPK = "topk"
 
 
 class CalibMethod(Choice):

@@ -60,6 +60,7 @@ class ModelRecord:
     spec: Optional[str] = None  # the zoo name or FILE.py:FACTORY as given
     num_classes: Optional[int] = None
     parameters: Optional[int] = None
+    task: Optional[str] = None  # tasks.py's name; None (exported before tasks): segmentation
     # of FILE.py when spec is FILE.py:FACTORY: checked before it is imported again (trust.py)
     file_sha256: Optional[str] = None
     present: Optional[Tuple[str, ...]] = field(default=None, compare=False, repr=False)  # keys read (None: all)
@@ -74,6 +75,8 @@ class ModelRecord:
         }
         if self.file_sha256 is not None:
             data["file_sha256"] = self.file_sha256
+        if self.task is not None:
+            data["task"] = self.task
         return data if self.present is None else {k: v for k, v in data.items() if k in self.present or v is not None}
 
 
@@ -228,6 +231,7 @@ class Manifest:
             num_classes=_expect(num_classes, (int, type(None)), "model.num_classes", path),
             parameters=model.get("parameters"),
             file_sha256=_expect(model.get("file_sha256"), (str, type(None)), "model.file_sha256", path),
+            task=_expect(model.get("task"), (str, type(None)), "model.task", path),
             present=tuple(model),
         )
         m.weights = _expect(data.get("weights") or {}, dict, "weights", path)

@@ -8,6 +8,7 @@ module. Nothing else spells these strings.
 from __future__ import annotations
 
 from ..choices import TRITON_PLATFORMS  # noqa: F401 (a closed choice of `package --platform`, spelled there)
+from ..tasks import LABELS_NAME, LOGITS_NAME, PROBS_NAME, TOPK_INDICES_NAME, TOPK_SCORES_NAME  # noqa: F401
 
 # --- files of an export directory ------------------------------------------------------------
 MANIFEST_NAME = "manifest.json"
@@ -34,8 +35,9 @@ TOOL_NAME = "msla-deploy"  # the manifest's tool.name: with "format", what tells
 
 # --- graph I/O and probes -----------------------------------------------------------------------
 INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
-LABELS_NAME = "labels"  # [N, H, W] int32 train ids at the input resolution (export --head labels|both)
+# the outputs each task's heads give, named in tasks.py (which owns what each output means)
+OUTPUT_NAME = LOGITS_NAME
+# LABELS_NAME: [N, H, W] int32 train ids at the input resolution (export --head labels|both)
 BATCH_DIM = "batch"  # the symbolic first dimension of a dynamic-batch export (export --batch dynamic)
 PROBE_PREFIX = "probe/"  # module outputs kept as named tensors: PROBE_PREFIX + module path
 
@@ -55,7 +57,8 @@ META_RECIPE = "msla_deploy.recipe_sha256"
 META_PRECISION = "msla_deploy.precision"
 META_EXPORTER = "msla_deploy.exporter"
 META_FP32_NODES = "msla_deploy.fp32_nodes"
-META_HEAD = "msla_deploy.head"  # logits | labels | both
+META_HEAD = "msla_deploy.head"  # the task's head: logits | labels | both (segmentation), logits | probs | topk
+META_TASK = "msla_deploy.task"  # tasks.py's name; absent (exports before tasks): segmentation
 # int8 Q/DQ graphs: JSON {PyTorch module: "int8" | "fp32"} and {"method": ..., "pictures": N}
 META_INT8_MODULES = "msla_deploy.int8_modules"
 META_INT8_CALIBRATION = "msla_deploy.int8_calibration"

@@ -17,9 +17,10 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from ..choices import CALIB_METHODS, EXPORTERS, FLOAT_PRECISIONS, HEADS, PRECISIONS, UPSAMPLE_MODES
 from ..errors import BadInput
 from ..limits import MAX_PICTURE_PIXELS
+from ..tasks import DEFAULT_TASK, TASK_NAMES
 
 DEFAULT_MODEL = "efficientvit-seg-b1-cityscapes"
-DEFAULT_RESOLUTION = (1024, 2048)
+DEFAULT_RESOLUTION = (1024, 2048)  # of the default model; a zoo model's own is its name's, a factory's this
 DEFAULT_OPSET = 17  # the highest opset TensorRT 8.5/8.6 (JetPack 5/6.0) parse
 MIN_OPSET, MAX_OPSET = 14, 24  # HardSwish needs 14; TensorRT 10.13+/11 parse up to 24
 STRIDE = 32  # five stride-2 stages
@@ -96,7 +97,8 @@ DEFAULT_CALIB_METHOD = "percentile"
 class ExportOptions:
     model: str = DEFAULT_MODEL
     weights: Optional[Path] = None
-    resolution: Tuple[int, int] = DEFAULT_RESOLUTION
+    resolution: Optional[Tuple[int, int]] = None  # None: the model's own (with_model_defaults fills it in)
+    task: Optional[str] = None  # a factory's task (--task); a zoo model's is its name's (filled in)
     batch: int = 1  # the static batch; with dynamic_batch, the largest (--max-batch)
     dynamic_batch: bool = False  # export --batch dynamic: the batch is the graph's one dynamic dimension, 1..batch
     opset: int = DEFAULT_OPSET
@@ -152,6 +154,7 @@ class ExportOptions:
             ("--calib-method", self.calib_method, CALIB_METHODS),
             ("--upsample", self.upsample, UPSAMPLE_MODES),
             ("--head", self.head, HEADS),
+            ("--task", self.task or DEFAULT_TASK, TASK_NAMES),
         ):
             if value not in allowed:
                 raise BadInput(f"{flag} {value!r} is unknown", f"choose one of {', '.join(allowed)}")
@@ -162,8 +165,9 @@ class ExportOptions:
         m = self.min_argmax_agreement
         if m is not None and not 0.0 < m <= 1.0:
             raise BadInput(f"--min-argmax-agreement {m:g} is not a fraction in (0, 1]", "write e.g. 0.99")
-        h, w = self.resolution
-        parse_resolution(f"{h}x{w}")
+        if self.resolution is not None:
+            h, w = self.resolution
+            parse_resolution(f"{h}x{w}")
 
     def _check_int8(self) -> None:
         int8 = self.precision == "int8"
@@ -202,7 +206,7 @@ class ExportOptions:
     def output_dir(self) -> Path:
         if self.out is not None:
             return Path(self.out)
-        h, w = self.resolution
+        h, w = self.resolution or DEFAULT_RESOLUTION
         # a labels graph never lands in a logits export's folder
         head = "" if self.head == "logits" else f"-{self.head}"
         batch = f"-dyn{self.batch}" if self.dynamic_batch else ""  # nor a dynamic-batch graph in a static one's
@@ -215,13 +219,15 @@ class ExportOptions:
 
     def to_dict(self) -> Dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["resolution"] = list(self.resolution)
+        data["resolution"] = list(self.resolution or DEFAULT_RESOLUTION)
         for key in _PATH_FIELDS:
             data[key] = None if data[key] is None else str(data[key])
         data["out"] = str(self.output_dir())
         data.pop("overwrite")  # how this run writes, not what the artifact is: never recorded
         if not self.dynamic_batch:  # recorded for dynamic-batch exports only: static manifests stay as they were
             del data["dynamic_batch"]
+        if data["task"] in (None, DEFAULT_TASK):  # likewise a segmentation export's (the manifest's model.task says it)
+            del data["task"]
         if self.precision != "int8":  # recorded for int8 exports only: other manifests stay as they were
             for key in _INT8_FIELDS:
                 del data[key]
@@ -255,7 +261,7 @@ class ExportOptions:
                     if isinstance(value, bool) or not isinstance(value, int):
                         raise TypeError(key)
                     values[key] = value
-                elif isinstance(default, str):
+                elif isinstance(default, str) or key == "task":  # task: a str whose default is None
                     if not isinstance(value, str):
                         raise TypeError(key)
                     values[key] = value

@@ -14,6 +14,7 @@ from typing import Dict, List, Optional, Tuple
 import onnx
 
 from ..errors import BadInput
+from ..tasks import Task, get_task
 from . import graph as G
 from .builds import BuildRecord, BuildsFile
 from .manifest import Manifest, read_manifest_if_any
@@ -22,10 +23,13 @@ from .names import (
     META_NUM_CLASSES,
     META_PRECISION,
     META_RECIPE,
+    META_TASK,
     ONNX_NAME,
     ONNX_SUFFIX,
     RANDOM_WEIGHTS_WARNING,
     REFERENCE_DIR,
+    TOPK_INDICES_NAME,
+    TOPK_SCORES_NAME,
     VALIDATION_DIR,
     WEIGHTS_RANDOM,
     is_engine_file,
@@ -215,16 +219,23 @@ class Artifact:
         return self.metadata.get(META_MODEL)
 
     @property
+    def task(self) -> Task:
+        """What the model's outputs mean: the manifest's model.task, else the graph's META_TASK, else
+        segmentation (every export before tasks existed). An unknown name is BadInput."""
+        if self.manifest is not None and self.manifest.model.task:
+            return get_task(self.manifest.model.task)
+        return get_task(self.metadata.get(META_TASK))
+
+    @property
     def num_classes(self) -> Optional[int]:
         if self.manifest is not None and self.manifest.model.num_classes:
             return self.manifest.model.num_classes
         text = self.metadata.get(META_NUM_CLASSES, "")
         if text.isdigit():
             return int(text)
-        outputs = self.outputs
-        if outputs and len(outputs[0].shape) == 4 and isinstance(outputs[0].shape[1], int):
-            return int(outputs[0].shape[1])
-        return None
+        # a topk head's [N, k] says k, not the classes
+        outputs = [o for o in self.outputs if o.name not in (TOPK_INDICES_NAME, TOPK_SCORES_NAME)]
+        return self.task.num_classes(tuple(outputs[0].shape)) if outputs else None
 
     @property
     def max_batch(self) -> Optional[int]:

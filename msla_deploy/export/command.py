@@ -37,7 +37,13 @@ def export_command(
             "present, else random."
         ),
     ),
-    res: str = typer.Option("1024x2048", "--res", "-r", help="Input HxW; sides must be multiples of 32."),
+    res: Optional[str] = typer.Option(
+        None,
+        "--res",
+        "-r",
+        help="Input HxW; sides must be multiples of 32 [default: the model's own: 1024x2048 for the default model, "
+        "224x224 for efficientvit-b1-r224].",
+    ),
     batch: str = typer.Option(
         "1",
         "--batch",
@@ -156,7 +162,7 @@ def export_command(
     options = ExportOptions(
         model=model,
         weights=weights,
-        resolution=parse_resolution(res),
+        resolution=parse_resolution(res) if res else None,
         batch=batch_size,
         dynamic_batch=dynamic_batch,
         opset=opset,

@@ -29,7 +29,6 @@ from ..artifact.names import (
     DYNAMIC_BATCH,
     FP32_ONNX_NAME,
     INPUT_NAME,
-    LABELS_NAME,
     META_BATCH,
     META_EXPORTER,
     META_FP32_NODES,
@@ -43,13 +42,14 @@ from ..artifact.names import (
     META_PRECISION,
     META_RECIPE,
     META_RESOLUTION,
+    META_TASK,
     META_VERSION,
     ONNX_NAME,
     OUTPUT_NAME,
     PARITY_NAME,
     PROBE_PREFIX,
 )
-from ..artifact.options import ExportOptions, is_factory_spec
+from ..artifact.options import ExportOptions
 from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD, ReferenceBundle, synthetic_images, write_reference
 from ..artifact.staging import check_replaceable, staged_directory
 from ..artifact.trust import model_file_sha256
@@ -59,12 +59,13 @@ from ..limits import check_export_memory
 from ..loading import load_model
 from ..nn import plan_static
 from ..nn.capture import capture
-from ..nn.heads import head_output_names, labels_from_logits, with_head
+from ..nn.heads import head_output_names, head_outputs, with_head
 from ..nn.precision import PrecisionPolicy, apply_policy, fp16_storage_proxy
 from ..parity import compare_outputs, default_budget
 from ..parity.records import ParityCheck, ParityRecord
 from ..progress import Steps
 from ..runtime.onnxruntime import CPU, import_onnxruntime
+from ..tasks import DEFAULT_TASK, get_task
 from . import int8 as int8_q
 from .graph import GraphReport, constants_to_initializers, finalize
 from .int8_stage import QuantizedExport, calibration_batch, int8_target_failure, load_int8_calibration, quantize_export
@@ -124,12 +125,12 @@ def _export_graph(
     """Export with probes (module outputs kept as named tensors) and find the fp32 island nodes."""
     wrapped_names = [prefix + name for name in probe_names]
     proto, used = export_to_onnx(
-        with_head(ProbedModel(module, wrapped_names), options.head, options.resolution, options.upsample),
+        with_head(ProbedModel(module, wrapped_names), options.head, options.resolution, options.upsample, options.task),
         example,
         opset=options.opset,
         exporter=options.exporter,
         input_name=INPUT_NAME,
-        output_names=[*head_output_names(options.head), *probe_output_names(wrapped_names)],
+        output_names=[*head_output_names(options.head, options.task), *probe_output_names(wrapped_names)],
         dynamic_batch=options.dynamic_batch,
     )
     tensors = unmark_probe_outputs(proto)
@@ -171,11 +172,9 @@ def _onnx_check(label: str, path: Path, images: np.ndarray, reference: Dict[str,
 def _head_outputs(logits: torch.Tensor, options: ExportOptions, upsample: str) -> Dict[str, np.ndarray]:
     """The head's outputs for these PyTorch logits, by output name: the reference (upsample
     "cubic": upstream's bicubic) or a PyTorch stand-in's (the export's own upsample mode)."""
-    names = head_output_names(options.head)
-    outputs = {OUTPUT_NAME: logits.detach().numpy()} if OUTPUT_NAME in names else {}
-    if LABELS_NAME in names:
-        outputs[LABELS_NAME] = labels_from_logits(logits.detach().float(), options.resolution, upsample).numpy()
-    return outputs
+    specs = get_task(options.task).outputs(options.head)
+    computed = head_outputs(logits.detach().float(), specs, options.resolution, upsample)
+    return {spec.name: tensor.numpy() for spec, tensor in zip(specs, computed)}
 
 
 def _hazards(path: Path, precision: str) -> Dict:
@@ -193,8 +192,8 @@ def _int8_checks(staging: Path, quantized, batches, images, reference, budget) -
     calibration pictures (where the ranges came from: the labels that matter)."""
     outputs, ran = _run_onnx(staging / ONNX_NAME, images)
     fp32_graph = onnx.load(str(staging / FP32_ONNX_NAME))
-    # the logits (of a labels-only graph too: the tensor its head reads), and the labels of a labels head
-    names = [None] + ([LABELS_NAME] if LABELS_NAME in reference else [])
+    # the logits (of a labels-only graph too: the tensor its head reads), and the head's other outputs
+    names = [None] + [name for name in reference if name != OUTPUT_NAME]
     on_pictures = _parity_check(
         "ONNX Runtime int8 on the calibration pictures (vs the fp32 graph)",
         ONNX_NAME,
@@ -428,6 +427,8 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
     """Build the model, plan and compute the PyTorch reference, export and check the graphs (what
     the precision's recipe adds included), compare them with PyTorch, write the manifest."""
     steps = steps or Steps()
+    options.check()
+    options = zoo.with_model_defaults(options)  # the zoo model's task and resolution, the head checked
     target = _preflight(options, steps)
     started = time.time()
     recipe = RECIPES[options.precision](options, steps)
@@ -452,9 +453,6 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
 
 def _preflight(options: ExportOptions, steps: Steps) -> Path:
     """What fails in a second fails before the minutes of work; returns the output directory."""
-    options.check()
-    if not is_factory_spec(options.model):
-        zoo.get_spec(options.model)  # unknown names fail here, before anything is built
     import_onnxruntime()  # fail before the expensive steps, not after them
     target = options.output_dir()
     check_replaceable(target, options.overwrite)
@@ -519,6 +517,7 @@ def _recipe_and_metadata(options: ExportOptions, loaded, reference: Reference, r
         "exporter": options.exporter,
         "policy": recipe.policy.to_dict(),
         "head": options.head,
+        **({"task": options.task} if options.task != DEFAULT_TASK else {}),  # segmentation recipes hash as before
         **recipe.recipe(),
     }
     recipe_sha = sha256_json(hashed)
@@ -532,7 +531,8 @@ def _recipe_and_metadata(options: ExportOptions, loaded, reference: Reference, r
         META_INPUT_NAMES: INPUT_NAME,
         META_OUTPUT_NAMES: ",".join(head_output_names(options.head)),
         META_HEAD: options.head,
-        META_NUM_CLASSES: str(logits.shape[1]) if logits.ndim == 4 else "",
+        META_NUM_CLASSES: str(get_task(options.task).num_classes(logits.shape) or ""),
+        META_TASK: options.task,
         META_NORMALIZATION: f"rgb/255, mean={list(IMAGENET_MEAN)}, std={list(IMAGENET_STD)}",
         META_RECIPE: recipe_sha,
     }
@@ -627,6 +627,7 @@ def _manifest(
             sum(p.numel() for p in loaded.module.parameters()),
             # checked before the file is imported again (trust.py)
             file_sha256=model_file_sha256(options.model),
+            task=options.task,
         ),
         weights=loaded.weights,
         options=options,

@@ -1,8 +1,9 @@
-"""The EfficientViT segmentation model zoo: upstream's 11 models, rebuilt from the spec.
+"""The EfficientViT model zoo: upstream's 11 segmentation models and 21 classifiers, rebuilt from the spec.
 
     names() -> list[str]                      public names, upstream's registry order
     get_spec(name) -> ZooSpec                 classes, BN eps, checkpoint file, eval resolution
-    build(name) -> EfficientViTSeg            random weights, train mode; logits at stride 8
+    build(name) -> nn.Module                  random weights, train mode; EfficientViTSeg or EfficientViTCls
+    with_model_defaults(options)              a zoo model's task and resolution filled in
     load_checkpoint(model, path) -> sha256    weights-only, strict, one-line mismatch errors
     find_checkpoint(name, models_dir)         models_dir / <official file name>, if present
     count_params(model), count_macs(name, (H, W))
@@ -13,7 +14,7 @@ rest is imported on first use.
 
 from __future__ import annotations
 
-from .variants import ZooSpec, find_checkpoint, get_spec, names
+from .variants import ZooSpec, find_checkpoint, get_spec, names, with_model_defaults
 
 # name -> submodule that defines it; loaded lazily because those submodules import torch
 _TORCH_SIDE = {
@@ -24,7 +25,7 @@ _TORCH_SIDE = {
     "count_macs": "complexity",
 }
 
-__all__ = ["ZooSpec", "find_checkpoint", "get_spec", "names", *_TORCH_SIDE]
+__all__ = ["ZooSpec", "find_checkpoint", "get_spec", "names", "with_model_defaults", *_TORCH_SIDE]
 
 
 def __getattr__(attr: str):

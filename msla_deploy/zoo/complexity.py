@@ -2,9 +2,9 @@
 
 MACs are counted on a `meta`-device model (no weights are allocated, no arithmetic is done), so
 even L2 at 1024x2048 costs a fraction of a second. Counted: every Conv2d (including LiteMLA's
-aggregation convs) and LiteMLA's attention matmuls. Ignored: BatchNorm, activations, residual
-adds, the bicubic upsampling and the attention division, which is the usual convention of
-published MAC figures.
+aggregation convs), every Linear (the classifier head) and LiteMLA's attention matmuls. Ignored:
+BatchNorm, LayerNorm, activations, pooling, residual adds, the bicubic upsampling and the
+attention division, which is the usual convention of published MAC figures.
 
 Against upstream's published Cityscapes figures at 1024x2048 (docs/facts/upstream.md#reference-figures) this gives
 B0 4.39G (published 4.4G), B1 25.09G (25G), B2 73.62G (74G), B3 179.18G (179G), L1 282.47G
@@ -69,6 +69,10 @@ def count_model_macs(model: nn.Module, resolution: Tuple[int, int]) -> int:
         nonlocal total
         total += _conv_macs(module, output)
 
+    def on_linear(module: nn.Linear, args, output: torch.Tensor) -> None:
+        nonlocal total
+        total += output.numel() * module.in_features
+
     def on_attention(module: LiteMLA, args) -> None:
         nonlocal total
         total += attention_macs(module.plan_for(tuple(args[0].shape)))
@@ -77,6 +81,8 @@ def count_model_macs(model: nn.Module, resolution: Tuple[int, int]) -> int:
     for module in model.modules():
         if isinstance(module, nn.Conv2d):
             hooks.append(module.register_forward_hook(on_conv))
+        elif isinstance(module, nn.Linear):
+            hooks.append(module.register_forward_hook(on_linear))
         elif isinstance(module, LiteMLA):
             hooks.append(module.register_forward_pre_hook(on_attention))
     try:

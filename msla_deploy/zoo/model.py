@@ -1,11 +1,13 @@
-"""EfficientViTSeg (backbone + seg head) and `build(name)` for the zoo models."""
+"""EfficientViTSeg (backbone + seg head) and `build(name)` for the zoo models of both tasks."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
 
+from ..tasks import CLASSIFICATION
 from .backbone import build_backbone
+from .cls_head import ClsHead, EfficientViTCls
 from .head import OUTPUT_KEY, SegHead
 from .variants import architecture, get_spec
 
@@ -32,7 +34,7 @@ def set_norm_eps(model: nn.Module, eps: float) -> None:
             module.eps = eps
 
 
-def build(name: str) -> EfficientViTSeg:
+def build(name: str) -> nn.Module:
     """Build a zoo model with random weights, in train mode (as upstream: no .eval()).
 
     Honours an enclosing `torch.device(...)` context, so `with torch.device("meta"):` gives a
@@ -41,9 +43,12 @@ def build(name: str) -> EfficientViTSeg:
     spec = get_spec(name)
     backbone_dims, head_dims, act = architecture(name)
     w = backbone_dims.widths
-    model = EfficientViTSeg(
-        build_backbone(backbone_dims, act),
-        SegHead((w[4], w[3], w[2]), head_dims, spec.num_classes, act),
-    )
+    if spec.task == CLASSIFICATION:
+        model = EfficientViTCls(build_backbone(backbone_dims, act), ClsHead(w[4], head_dims, spec.num_classes, act))
+    else:
+        model = EfficientViTSeg(
+            build_backbone(backbone_dims, act),
+            SegHead((w[4], w[3], w[2]), head_dims, spec.num_classes, act),
+        )
     set_norm_eps(model, spec.norm_eps)
     return model

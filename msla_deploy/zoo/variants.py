@@ -1,4 +1,5 @@
-"""The segmentation model zoo as data: one registry entry per public (upstream) model name.
+"""The model zoo as data: one registry entry per public (upstream) model name, of either task:
+the 11 EfficientViT-Seg models and the 24 EfficientViT classifiers (ImageNet-1k).
 
 Torch-free on purpose, so that listing models and resolving checkpoint names works where only
 the runtime side is installed. The numbers are upstream's (docs/facts/upstream.md#backbones, #seg-head, #zoo); the
@@ -7,12 +8,15 @@ state-dict manifests in tests/data/upstream/state_dict_keys/ pin them down key f
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
+from ..artifact.options import DEFAULT_RESOLUTION, ExportOptions, is_factory_spec
 from ..errors import BadInput
+from ..tasks import CLASSIFICATION, DEFAULT_TASK, SEGMENTATION, get_task
 
 
 @dataclass(frozen=True)
@@ -20,14 +24,15 @@ class ZooSpec:
     """What a user and the export pipeline need to know about one zoo model."""
 
     name: str
-    variant: str  # "b0" ... "l2"
-    dataset: str  # "cityscapes" or "ade20k"
+    variant: str  # "b0" ... "l3"
+    dataset: str  # "cityscapes", "ade20k" or "imagenet"
     num_classes: int
     norm_eps: float  # set on every BatchNorm after construction, as upstream's zoo does
     checkpoint_file: str  # file name of the official checkpoint
     default_resolution: Tuple[int, int]  # (H, W) of upstream's evaluation
     params: int  # parameter elements
     macs: int  # multiply-accumulates of one batch-1 forward at default_resolution
+    task: str = SEGMENTATION  # tasks.py's name
 
 
 @dataclass(frozen=True)
@@ -72,6 +77,7 @@ FAMILIES: Dict[str, _Family] = {
 DATASETS: Dict[str, _Dataset] = {
     "cityscapes": _Dataset(num_classes=19, default_resolution=(1024, 2048)),
     "ade20k": _Dataset(num_classes=150, default_resolution=(512, 512)),
+    "imagenet": _Dataset(num_classes=1000, default_resolution=(224, 224)),  # a classifier's name says its own
 }
 
 BACKBONES: Dict[str, BackboneDims] = {
@@ -81,6 +87,7 @@ BACKBONES: Dict[str, BackboneDims] = {
     "b3": BackboneDims("b", widths=(32, 64, 128, 256, 512), depths=(1, 4, 6, 6, 9), attention_dim=32),
     "l1": BackboneDims("l", widths=(32, 64, 128, 256, 512), depths=(1, 1, 1, 6, 6), attention_dim=32),
     "l2": BackboneDims("l", widths=(32, 64, 128, 256, 512), depths=(1, 2, 2, 8, 8), attention_dim=32),
+    "l3": BackboneDims("l", widths=(64, 128, 256, 512, 1024), depths=(1, 2, 2, 8, 8), attention_dim=32),
 }
 
 
@@ -141,7 +148,90 @@ def _spec_from_name(name: str) -> ZooSpec:
     )
 
 
+@dataclass(frozen=True)
+class ClsHeadDims:
+    """The classifier head: 1x1 conv to widths[0], global average pool, linear + LayerNorm to
+    widths[1], linear to the classes."""
+
+    widths: Tuple[int, int]
+
+
+#: classifier head widths per backbone variant (upstream's efficientvit_cls_<variant>)
+CLS_HEADS: Dict[str, ClsHeadDims] = {
+    "b0": ClsHeadDims((1024, 1280)),
+    "b1": ClsHeadDims((1536, 1600)),
+    "b2": ClsHeadDims((2304, 2560)),
+    "b3": ClsHeadDims((2304, 2560)),
+    "l1": ClsHeadDims((3072, 3200)),
+    "l2": ClsHeadDims((3072, 3200)),
+    "l3": ClsHeadDims((6144, 6400)),
+}
+
+#: the resolutions upstream published a checkpoint for, per variant (the name's r<res>)
+CLS_RESOLUTIONS: Dict[str, Tuple[int, ...]] = {
+    "b0": (224,),
+    "b1": (224, 256, 288),
+    "b2": (224, 256, 288),
+    "b3": (224, 256, 288),
+    "l1": (224,),
+    "l2": (224, 256, 288, 320, 384),
+    "l3": (224, 256, 288, 320, 384),
+}
+
+
+def _cls_name(variant: str, resolution: int) -> str:
+    # b0 has one checkpoint and upstream's zoo lists it without the resolution
+    return f"efficientvit-{variant}" if variant == "b0" else f"efficientvit-{variant}-r{resolution}"
+
+
+#: (parameters, MACs at the name's resolution) of each classifier, counted like SIZES; the MACs are
+#: upstream's published table to within its rounding (tests/zoo/test_cls_zoo.py)
+CLS_SIZES: Dict[str, Tuple[int, int]] = {
+    "efficientvit-b0": (3_410_008, 100_157_952),
+    "efficientvit-b1-r224": (9_102_024, 518_963_712),
+    "efficientvit-b1-r256": (9_102_024, 676_588_032),
+    "efficientvit-b1-r288": (9_102_024, 855_228_928),
+    "efficientvit-b2-r224": (24_330_712, 1_584_411_136),
+    "efficientvit-b2-r256": (24_330_712, 2_066_845_696),
+    "efficientvit-b2-r288": (24_330_712, 2_613_604_864),
+    "efficientvit-b3-r224": (48_646_056, 3_952_768_512),
+    "efficientvit-b3-r256": (48_646_056, 5_160_210_432),
+    "efficientvit-b3-r288": (48_646_056, 6_528_644_608),
+    "efficientvit-l1-r224": (52_654_088, 5_258_178_560),
+    "efficientvit-l2-r224": (63_707_016, 6_949_460_992),
+    "efficientvit-l2-r256": (63_707_016, 9_072_858_112),
+    "efficientvit-l2-r288": (63_707_016, 11_479_374_848),
+    "efficientvit-l2-r320": (63_707_016, 14_169_011_200),
+    "efficientvit-l2-r384": (63_707_016, 20_397_642_752),
+    "efficientvit-l3-r224": (246_037_288, 27_585_722_368),
+    "efficientvit-l3-r256": (246_037_288, 36_016_334_848),
+    "efficientvit-l3-r288": (246_037_288, 45_571_028_992),
+    "efficientvit-l3-r320": (246_037_288, 56_249_804_800),
+    "efficientvit-l3-r384": (246_037_288, 80_979_601_408),
+}
+
+
+def _cls_spec(variant: str, resolution: int) -> ZooSpec:
+    name = _cls_name(variant, resolution)
+    params, macs = CLS_SIZES[name]
+    return ZooSpec(
+        name=name,
+        variant=variant,
+        dataset="imagenet",
+        num_classes=DATASETS["imagenet"].num_classes,
+        norm_eps=FAMILIES[BACKBONES[variant].family].norm_eps,
+        checkpoint_file=f"efficientvit_{variant}_r{resolution}.pt",
+        default_resolution=(resolution, resolution),
+        params=params,
+        macs=macs,
+        task=CLASSIFICATION,
+    )
+
+
 SPECS: Dict[str, ZooSpec] = {name: _spec_from_name(name) for name in HEADS}
+SPECS.update(
+    (spec.name, spec) for spec in (_cls_spec(v, r) for v, resolutions in CLS_RESOLUTIONS.items() for r in resolutions)
+)
 
 
 def names() -> List[str]:
@@ -161,11 +251,30 @@ def get_spec(name: str) -> ZooSpec:
     return spec
 
 
-def architecture(name: str) -> Tuple[BackboneDims, HeadDims, str]:
+def architecture(name: str) -> Tuple[BackboneDims, Union[HeadDims, ClsHeadDims], str]:
     """(backbone sizes, head sizes, activation) of a zoo model."""
     spec = get_spec(name)
     backbone = BACKBONES[spec.variant]
-    return backbone, HEADS[name], FAMILIES[backbone.family].act
+    head = CLS_HEADS[spec.variant] if spec.task == CLASSIFICATION else HEADS[name]
+    return backbone, head, FAMILIES[backbone.family].act
+
+
+def with_model_defaults(options: ExportOptions) -> ExportOptions:
+    """The options with what the model decides filled in: a zoo model's task and resolution are its
+    name's, a factory's are --task (segmentation) and DEFAULT_RESOLUTION. The head must be one of
+    the task's."""
+    if is_factory_spec(options.model):
+        task, resolution = options.task or DEFAULT_TASK, options.resolution or DEFAULT_RESOLUTION
+    else:
+        spec = get_spec(options.model)
+        if options.task not in (None, spec.task):
+            raise BadInput(
+                f"--task {options.task} does not apply to {spec.name}, a {spec.task} model",
+                "drop --task: a zoo model's task is its name's",
+            )
+        task, resolution = spec.task, options.resolution or spec.default_resolution
+    get_task(task).check_head(options.head)
+    return dataclasses.replace(options, task=task, resolution=tuple(resolution))
 
 
 def find_checkpoint(name: str, models_dir: Union[str, Path]) -> Optional[Path]:

@@ -27,6 +27,7 @@ FLOORS = {
     "console": 1,
     "lazy": 0,  # PEP 562 helper of the package __init__s
     "cli_options": 1,  # the commands' shared options: typer, choices, artifact names
+    "tasks": 0,  # what each task's outputs are: data only (every stage asks it)
     "classes": 0,  # dataset label sets: data only (evaluate, predict, reports)
     "atomic": 0,
     "records": 0,  # atomic writes and typed JSON documents: every floor writes files
@@ -113,7 +114,9 @@ def test_nothing_is_imported_from_a_higher_floor():
 
 def test_artifact_imports_no_stage_and_runtime_no_stage():
     graph = _part_graph()
-    assert graph["artifact"] <= {"errors", "choices", "__init__", "atomic", "records", "limits"}, graph["artifact"]
+    assert graph["artifact"] <= {"errors", "choices", "__init__", "atomic", "records", "limits", "tasks"}, graph[
+        "artifact"
+    ]
     assert not graph["runtime"] & {"parity", "bench", "export", "evaluate", "predict", "serve", "doctor", "cli"}, graph[
         "runtime"
     ]

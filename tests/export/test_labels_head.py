@@ -24,7 +24,7 @@ from msla_deploy.artifact.reference import read_reference
 from msla_deploy.cli import app
 from msla_deploy.export.pipeline import run_export
 from msla_deploy.inspect import inspect_onnx
-from msla_deploy.nn.heads import SegmentationHead, with_head
+from msla_deploy.nn.heads import GraphHead, with_head
 from msla_deploy.parity.budgets import FP32
 from msla_deploy.parity.metrics import compare_outputs
 
@@ -140,7 +140,7 @@ def test_logits_head_is_the_module_itself():
     assert with_head(module, "logits", RES) is module
     wrapped = with_head(module, "both", (4, 6))
     logits, labels = wrapped(torch.randn(2, 3, 2, 3))
-    assert isinstance(wrapped, SegmentationHead) and labels.dtype == torch.int32 and labels.shape == (2, 4, 6)
+    assert isinstance(wrapped, GraphHead) and labels.dtype == torch.int32 and labels.shape == (2, 4, 6)
 
 
 def test_compare_label_maps_agreement_and_miou():
