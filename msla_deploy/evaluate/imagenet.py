@@ -96,8 +96,7 @@ def _image_folder(data: Path, num_classes: int) -> ClassDataset:
         pictures = _pictures_in(data / name)
         if not pictures:
             raise BadInput(
-                f"--data {data}: class folder {name!r} (class {index}) has no pictures "
-                f"({', '.join(PICTURE_SUFFIXES)})",
+                f"--data {data}: class folder {name!r} (class {index}) has no pictures ({', '.join(PICTURE_SUFFIXES)})",
                 "put its pictures in it, or remove the folder (the sorted folder names are the class indices)",
             )
         samples.extend(ClassSample(p.relative_to(data).as_posix(), p, index) for p in pictures)

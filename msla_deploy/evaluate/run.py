@@ -338,9 +338,7 @@ class Evaluation:
         at most a few batches are in flight."""
         with ThreadPoolExecutor(
             READERS, thread_name_prefix="evaluate-read", initializer=lower_priority
-        ) as readers, ThreadPoolExecutor(
-            1, thread_name_prefix="evaluate-metric", initializer=lower_priority
-        ) as metric:
+        ) as readers, ThreadPoolExecutor(1, thread_name_prefix="evaluate-metric", initializer=lower_priority) as metric:
             pending: List[Future] = []
             for batch in self._batches(readers):
                 outputs = self._infer(batch)
