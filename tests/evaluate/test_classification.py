@@ -55,19 +55,30 @@ def evaluate_json(*args) -> dict:
 # --- a tiny classifier and its dataset --------------------------------------------------------------
 
 
-def tiny_classifier(path: Path, head: str = "logits", batch: int = 1, classes: int = CLASSES) -> Path:
+def tiny_classifier(
+    path: Path, head: str = "logits", batch: int = 1, classes: int = CLASSES, every_pixel: bool = False
+) -> Path:
     """input [batch, 3, 32, 32] -> GlobalAveragePool -> Gemm: each class's row is its colour,
     normalised as the input is, so the logit is highest for the class whose colour the picture's mean
-    is closest to (minus half its squared norm: a nearest-colour rule). head: logits | probs | topk."""
+    is closest to (minus half its squared norm: a nearest-colour rule). head: logits | probs | topk.
+    every_pixel: a random linear map of every input value instead, so that any pixel moves the scores."""
     colours = seeded_palette(classes).astype(np.float32) / 255
     prototypes = (colours - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)
-    init = [
-        numpy_helper.from_array(prototypes.astype(np.float32), "weight"),
-        numpy_helper.from_array((-0.5 * (prototypes**2).sum(1)).astype(np.float32), "bias"),
-    ]
-    nodes = [
-        helper.make_node("GlobalAveragePool", ["input"], ["pooled"]),
-        helper.make_node("Flatten", ["pooled"], ["flat"]),
+    if every_pixel:
+        weight = np.random.default_rng(3).standard_normal((classes, 3 * RES * RES)).astype(np.float32) * 0.05
+        init = [
+            numpy_helper.from_array(weight, "weight"),
+            numpy_helper.from_array(np.zeros(classes, np.float32), "bias"),
+        ]
+        pooled = []
+    else:
+        init = [
+            numpy_helper.from_array(prototypes.astype(np.float32), "weight"),
+            numpy_helper.from_array((-0.5 * (prototypes**2).sum(1)).astype(np.float32), "bias"),
+        ]
+        pooled = [helper.make_node("GlobalAveragePool", ["input"], ["pooled"])]
+    nodes = pooled + [
+        helper.make_node("Flatten", ["pooled" if pooled else "input"], ["flat"]),
         helper.make_node("Gemm", ["flat", "weight", "bias"], ["logits"], transB=1),
     ]
     k = min(5, classes)
@@ -125,23 +136,28 @@ def model(tmp_path_factory) -> Path:
     return tiny_classifier(tmp_path_factory.mktemp("model") / "tiny.onnx")
 
 
-def independent(model: Path, root: Path, samples: List[Tuple[str, int]], ratio: float = 0.95) -> Dict:
-    """Upstream's protocol written out here: Pillow resize of the short side to ceil(32 / ratio),
-    the centre crop, /255 and mean/std, ONNX Runtime, and a picture top-k correct when fewer than k
-    classes score above its label."""
+def independent_logits(model: Path, root: Path, relative: str, ratio: float = 0.95) -> np.ndarray:
+    """One picture's scores by upstream's protocol written out here: Pillow resize of the short side
+    to ceil(32 / ratio), the centre crop, /255 and mean/std, ONNX Runtime."""
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     short = math.ceil(RES / ratio)
+    image = Image.open(root / relative).convert("RGB")
+    w, h = image.size
+    size = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
+    image = image.resize(size, Image.BICUBIC)
+    left, top = int(round((size[0] - RES) / 2.0)), int(round((size[1] - RES) / 2.0))
+    pixels = np.asarray(image.crop((left, top, left + RES, top + RES))).astype(np.float32) / np.float32(255)
+    x = ((pixels - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)).transpose(2, 0, 1)[None]
+    return session.run(None, {"input": np.ascontiguousarray(x)})[0][0]
+
+
+def independent(model: Path, root: Path, samples: List[Tuple[str, int]], ratio: float = 0.95) -> Dict:
+    """Upstream's metric on independent_logits: a picture is top-k correct when fewer than k classes
+    score above its label."""
     top1 = top5 = 0
     per_class = np.zeros((CLASSES, 2), np.int64)
     for relative, label in samples:
-        image = Image.open(root / relative).convert("RGB")
-        w, h = image.size
-        size = (short, int(short * h / w)) if w <= h else (int(short * w / h), short)
-        image = image.resize(size, Image.BICUBIC)
-        left, top = int(round((size[0] - RES) / 2.0)), int(round((size[1] - RES) / 2.0))
-        pixels = np.asarray(image.crop((left, top, left + RES, top + RES))).astype(np.float32) / np.float32(255)
-        x = ((pixels - np.float32(IMAGENET_MEAN)) / np.float32(IMAGENET_STD)).transpose(2, 0, 1)[None]
-        logits = session.run(None, {"input": np.ascontiguousarray(x)})[0][0]
+        logits = independent_logits(model, root, relative, ratio)
         above = int((logits > logits[label]).sum())
         top1 += above < 1
         top5 += above < 5
@@ -171,6 +187,21 @@ def test_top1_and_top5_equal_upstreams_protocol_computed_independently(model, fo
     assert {row["class"]: row["top1"] for row in b["class_accuracy"]} == pytest.approx(expected["per_class"])
     assert [row["name"] for row in b["class_accuracy"]] == [f"class_{c:03d}" for c in range(CLASSES)]
     assert report["protocol"]["resize_short_side"] == 34 and report["passed"] is True
+
+
+def test_labelled_with_the_models_own_protocol_predictions_every_picture_is_right(folder, tmp_path):
+    """A model whose scores move with every pixel, and labels that are its top-1 and its fifth class
+    under the protocol written here: top-1 50% and top-5 100% exactly only if evaluate's inputs are
+    those (a bilinear resize, another crop offset or a rounded long side would flip some)."""
+    root, samples = folder
+    sensitive = tiny_classifier(tmp_path / "pixels.onnx", every_pixel=True)
+    lines = []
+    for i, (relative, _) in enumerate(samples):
+        order = np.argsort(-independent_logits(sensitive, root, relative))
+        lines.append(f"{relative} {order[0] if i % 2 == 0 else order[4]}")
+    (root / "own.txt").write_text("\n".join(lines))
+    report = evaluate_json(sensitive, "--data", root / "own.txt", "--backend", "ort-cpu", "--report-dir", tmp_path)
+    assert report["backends"][0]["top1"] == 0.5 and report["backends"][0]["top5"] == 1.0
 
 
 def test_another_crop_ratio_changes_the_inputs_as_upstream_would(model, folder, tmp_path):
