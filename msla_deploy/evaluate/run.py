@@ -34,6 +34,7 @@ from ..drawing import save_picture
 from ..errors import BadInput, one_line_text
 from ..iou import NO_LABEL, Confusion
 from ..runtime import processing
+from ..tasks import SEGMENTATION
 from .datasets import Dataset, Sample, find_dataset, picture_size, read_pair
 from .passes import READERS, check_common, decoded_batches, lower_priority, order_backends
 from .pictures import keep_labels, write_disagreement
@@ -193,6 +194,11 @@ class Decoded(NamedTuple):
 
 def _check_artifact(artifact: Artifact) -> None:
     """A segmentation artifact with logits, a static input resolution and a class count."""
+    if artifact.task.name != SEGMENTATION:  # the command asks protocols.py; the Python API may not have
+        raise BadInput(
+            f"{artifact.path} is a {artifact.task.name} model, not a segmentation one",
+            "evaluate it with msla-deploy evaluate (or evaluate.classification.evaluate_classifier)",
+        )
     if artifact.outputs and OUTPUT_NAME not in {o.name for o in artifact.outputs}:
         raise BadInput(
             f"{artifact.path} has no {OUTPUT_NAME!r} output (a --head labels export): "

@@ -29,6 +29,7 @@ from msla_deploy.artifact.names import META_NUM_CLASSES, META_TASK  # noqa: E402
 from msla_deploy.artifact.reference import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from msla_deploy.classes import seeded_palette  # noqa: E402
 from msla_deploy.cli import app  # noqa: E402
+from msla_deploy.errors import BadInput  # noqa: E402
 from msla_deploy.evaluate.accuracy import AccuracyTally, ranked  # noqa: E402
 from msla_deploy.evaluate.classification import ClassifyOptions, evaluate_classifier  # noqa: E402
 from msla_deploy.evaluate.classify_report import ClassifyReport  # noqa: E402
@@ -505,3 +506,13 @@ def test_a_segmentation_flag_on_a_classifier(model, tmp_path, flag, value):
 )
 def test_bad_gate_and_protocol_values(model, folder, flag, value, expected):
     assert expected in _bad(model, "--data", folder[0], "--backend", "ort-cpu", flag, value)
+
+
+def test_the_segmentation_api_refuses_a_classifier_and_the_classification_api_a_segmenter(model, folder, tmp_path):
+    from msla_deploy.evaluate.run import EvaluateOptions, Evaluation
+
+    with pytest.raises(BadInput, match="is a classification model, not a segmentation one"):
+        Evaluation(EvaluateOptions(artifact=model, data=folder[0], backends=["ort-cpu"], report_dir=tmp_path))
+    segmenter = tiny_segmenter(tmp_path / "seg.onnx")
+    with pytest.raises(BadInput, match="is a segmentation model, not a classifier"):
+        evaluate_classifier(ClassifyOptions(artifact=segmenter, data=folder[0], backends=["ort-cpu"]))
