@@ -54,6 +54,19 @@ PUBLISHED = {
 }
 
 
+# measured on upstream's own modules (docs/facts/upstream.md#classification): params, backbone params,
+# head params, BatchNorm layers, LiteMLA blocks
+UPSTREAM_SIZES = {
+    "b0": (3_410_008, 682_608, 2_727_400, 26, 4),
+    "b1": (9_102_024, 4_643_936, 4_458_088, 35, 7),
+    "b2": (24_330_712, 14_977_008, 9_353_704, 47, 10),
+    "b3": (48_646_056, 38_997_440, 9_648_616, 66, 15),
+    "l1": (52_654_088, 38_037_280, 14_616_808, 32, 6),
+    "l2": (63_707_016, 49_090_208, 14_616_808, 42, 8),
+    "l3": (246_037_288, 193_998_144, 52_039_144, 42, 8),
+}
+
+
 def upstream_manifest(name: str) -> list:
     """(key, shape, dtype) rows of upstream's state dict for the model's variant (keys and shapes
     do not depend on the resolution: upstream's manifest is named without it)."""
@@ -110,17 +123,16 @@ def test_norm_eps_is_upstreams(name):
     assert all(m.eps == expected for m in batch_norms + layer_norms)
 
 
-def test_attention_blocks_per_variant():
-    # B: stages 3 and 4 hold the LiteMLA blocks; L: stage 4 only (docs/facts/upstream.md#backbones)
-    counts = {v: sum(isinstance(m, LiteMLA) for m in meta_model(n).modules()) for v, n in _one_per_variant().items()}
-    assert counts == {"b0": 4, "b1": 7, "b2": 10, "b3": 15, "l1": 6, "l2": 8, "l3": 8}
-
-
-def _one_per_variant() -> dict:
-    first = {}
-    for name in CLASSIFIERS:
-        first.setdefault(zoo.get_spec(name).variant, name)
-    return first
+@pytest.mark.parametrize("variant", sorted(UPSTREAM_SIZES))
+def test_sizes_match_upstream(variant):
+    name = next(n for n in CLASSIFIERS if zoo.get_spec(n).variant == variant)
+    model = meta_model(name)
+    params, backbone, head, bn_layers, attention_blocks = UPSTREAM_SIZES[variant]
+    assert zoo.count_params(model) == params
+    assert zoo.count_params(model.backbone) == backbone
+    assert zoo.count_params(model.head) == head
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == bn_layers
+    assert sum(isinstance(m, LiteMLA) for m in model.modules()) == attention_blocks
 
 
 # --- checkpoints -----------------------------------------------------------------------------
