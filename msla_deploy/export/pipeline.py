@@ -529,7 +529,7 @@ def _recipe_and_metadata(options: ExportOptions, loaded, reference: Reference, r
         META_BATCH: DYNAMIC_BATCH if options.dynamic_batch else str(options.batch),
         **({META_MAX_BATCH: str(options.batch)} if options.dynamic_batch else {}),
         META_INPUT_NAMES: INPUT_NAME,
-        META_OUTPUT_NAMES: ",".join(head_output_names(options.head)),
+        META_OUTPUT_NAMES: ",".join(head_output_names(options.head, options.task)),
         META_HEAD: options.head,
         META_NUM_CLASSES: str(get_task(options.task).num_classes(logits.shape) or ""),
         META_TASK: options.task,
