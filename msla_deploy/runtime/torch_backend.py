@@ -58,7 +58,7 @@ class TorchSession(Session):
 
         options = artifact.manifest.options
         # the export's head in PyTorch: upstream's bicubic resize + argmax, the labels' reference
-        self.module = with_head(self.module, options.head, options.resolution)
+        self.module = with_head(self.module, options.head, options.resolution, task=artifact.task.name)
 
         self._torch = torch
         inputs = artifact.inputs
