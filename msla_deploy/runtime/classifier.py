@@ -137,16 +137,16 @@ def _imagenet_model(artifact) -> bool:
 def _describe(session, task) -> _Head:
     spec, dynamic = picture_input(session, "a classifier")
     outputs = session.outputs
-    for head, specs in task.heads.items():  # the first head whose outputs the session gives
-        if all(s.name in outputs for s in specs):
-            kinds = {s.kind: s.name for s in specs}
-            break
-    else:
+    # the first head whose outputs the session gives
+    found = next(((h, specs) for h, specs in task.heads.items() if all(s.name in outputs for s in specs)), None)
+    if found is None:
         raise BadInput(
             f"the artifact has outputs {sorted(outputs)}, not those of a classification head "
             f"({', '.join('+'.join(task.output_names(h)) for h in task.head_names)})",
             "use a classifier exported by msla-deploy export",
         )
+    head, specs = found
+    kinds = {s.kind: s.name for s in specs}
     indices = kinds.get(OutputKind.TOPK_INDICES)
     scores = kinds.get(OutputKind.TOPK_SCORES) or kinds.get(OutputKind.PROBS) or kinds[OutputKind.LOGITS]
     shape = tuple(outputs[scores].shape)
