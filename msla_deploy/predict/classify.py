@@ -25,7 +25,7 @@ from ..errors import BadInput
 from ..records import Record
 from ..runtime.classifier import Classification, Classifier
 from ..runtime.segmenter import RandomWeightsWarning
-from ..tasks import CLASSIFICATION, TOPK
+from ..tasks import CLASSIFICATION
 from .jobs import PredictOptions, check_outputs, collect_jobs, decoded_pictures
 
 # per picture, with --out: <stem> + suffix
@@ -132,7 +132,7 @@ def classify(
     skipped: List[Dict[str, str]] = []
     written: List[Path] = []
     with classifier:
-        top_k = classifier.check_top_k(TOPK if options.top_k is None else options.top_k, "--top-k")
+        top_k = classifier.check_top_k(options.top_k, "--top-k")
         done = "classified" if out is None else "classified and drawn"
         for job, picture in decoded_pictures(
             jobs, skipped, strict=options.strict, done=done, warn=warn, on_picture=on_picture

@@ -252,8 +252,11 @@ class Classifier:
         self.close()
 
     # --- running ------------------------------------------------------------------------------
-    def check_top_k(self, top_k: int, flag: str = "top_k") -> int:
-        """`top_k` if this artifact can answer that many classes, else BadInput with the fix."""
+    def check_top_k(self, top_k: Optional[int], flag: str = "top_k") -> int:
+        """`top_k` if this artifact can answer that many classes, else BadInput with the fix; None:
+        the default, tasks.TOPK (or every class the artifact can answer, if fewer)."""
+        if top_k is None:
+            return min(TOPK, self.max_top_k)
         if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)) or top_k < 1:
             raise BadInput(f"{flag} {top_k!r} must be a whole number of at least 1", f"use e.g. {flag} {TOPK}")
         if top_k > self.max_top_k:
@@ -267,11 +270,12 @@ class Classifier:
             )
         return int(top_k)
 
-    def __call__(self, picture: PictureLike, top_k: int = TOPK) -> Classification:
+    def __call__(self, picture: PictureLike, top_k: Optional[int] = None) -> Classification:
         return self.batch([picture], top_k)[0]
 
-    def batch(self, pictures: Sequence[PictureLike], top_k: int = TOPK) -> List[Classification]:
-        """One Classification per picture. A static batch runs pictures in groups of that size, the
+    def batch(self, pictures: Sequence[PictureLike], top_k: Optional[int] = None) -> List[Classification]:
+        """One Classification per picture, with its `top_k` best classes (None: 5, or every class
+        of a model with fewer). A static batch runs pictures in groups of that size, the
         last group padded with zeros (their outputs are dropped); a dynamic one in groups of up to
         its largest batch, unpadded."""
         top_k = self.check_top_k(top_k)
