@@ -35,6 +35,7 @@ import numpy as np
 
 from ..errors import BadInput
 from ..tasks import CLASSIFICATION, TOPK, OutputKind
+from .classify_preprocess import preprocess
 from .segmenter import (
     Picture,
     PictureLike,
@@ -287,8 +288,6 @@ class Classifier:
         return results
 
     def _run_group(self, group: List[Picture], top_k: int) -> List[Classification]:
-        from .classify_preprocess import preprocess
-
         head = self._head
         feed = np.zeros((len(group) if head.dynamic else head.batch, 3, *head.resolution), np.float32)
         for i, picture in enumerate(group):
