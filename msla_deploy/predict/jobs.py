@@ -1,5 +1,6 @@
-"""What `predict` works on, for any task: the pictures named (files, folders scanned recursively),
-the files each one writes below --out, and the checks made before the first file is written.
+"""What `predict` works on, for any task: its options, the pictures named (files, folders scanned
+recursively) and decoded one by one, the files each one writes below --out, and the checks made
+before the first file is written.
 
 A task's predictor (predict/run.py for segmentation, predict/classify.py for classification)
 names its per-picture outputs as suffixes of the picture's stem (`OutputSuffixes`); everything
