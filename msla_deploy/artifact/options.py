@@ -219,7 +219,7 @@ class ExportOptions:
 
     def to_dict(self) -> Dict[str, Any]:
         data = dataclasses.asdict(self)
-        data["resolution"] = list(self.resolution or DEFAULT_RESOLUTION)
+        data["resolution"] = None if self.resolution is None else list(self.resolution)
         for key in _PATH_FIELDS:
             data[key] = None if data[key] is None else str(data[key])
         data["out"] = str(self.output_dir())

@@ -304,21 +304,10 @@ class ClassifyEvaluation:
                 f"({shown}{more})",
                 "fix or remove those files",
             )
-        a = self.artifact
         report = ClassifyReport(
             passed=True,
             task=self.task.name,
-            artifact=ArtifactSummary(
-                str(a.path),
-                a.name,
-                a.model_name,
-                a.precision,
-                list(self.resolution),
-                self.batch,
-                self.num_classes,
-                weights_source=a.weights_source,
-                weights_warning=a.weights_warning,
-            ),
+            artifact=ArtifactSummary.of(self.artifact, self.resolution, self.batch, self.num_classes),
             dataset=ClassDatasetSummary(**self.dataset.describe(), evaluated=self.done),
             protocol=self._protocol(),
             against=self.against,

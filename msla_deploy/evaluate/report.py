@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 from ..records import Record
 from ..reporting import junit_suite, write_report_files
@@ -26,6 +26,22 @@ class ArtifactSummary:
     # the manifest's weights.source (checkpoint, random, factory); None: no manifest
     weights_source: Optional[str] = None
     weights_warning: Optional[str] = None  # said in the header and the report when the weights are random
+
+    @classmethod
+    def of(cls, artifact: Any, resolution: Sequence[int], batch: int, num_classes: int) -> "ArtifactSummary":
+        """The summary of an artifact (artifact.resolve.Artifact) as it is evaluated."""
+        a = artifact
+        return cls(
+            str(a.path),
+            a.name,
+            a.model_name,
+            a.precision,
+            list(resolution),
+            batch,
+            num_classes,
+            weights_source=a.weights_source,
+            weights_warning=a.weights_warning,
+        )
 
 
 @dataclass

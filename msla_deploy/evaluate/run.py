@@ -457,20 +457,9 @@ class Evaluation:
         files_of = {s.name: s.image for s in self.samples}
         for pair in self.pairs:
             pair.save_pictures(self.report_dir / "disagreement", self.colours, names, files_of)
-        a = self.artifact
         report = EvaluateReport(
             passed=all(b.passed is not False for b in backends),
-            artifact=ArtifactSummary(
-                str(a.path),
-                a.name,
-                a.model_name,
-                a.precision,
-                list(self.resolution),
-                self.batch,
-                self.num_classes,
-                weights_source=a.weights_source,
-                weights_warning=a.weights_warning,
-            ),
+            artifact=ArtifactSummary.of(self.artifact, self.resolution, self.batch, self.num_classes),
             dataset=DatasetSummary(**self.dataset.describe(), evaluated=self.done),
             protocol=Protocol(input_resolution=list(self.resolution), **self.protocol),
             against=self.against,

@@ -137,8 +137,9 @@ def test_labels_head_equals_torch_upsample_and_argmax_on_the_reference_inputs(bo
 
 def test_logits_head_is_the_module_itself():
     module = torch.nn.Conv2d(3, 4, 1)
-    assert with_head(module, "logits", RES) is module
-    wrapped = with_head(module, "both", (4, 6))
+    assert with_head(module, "logits", RES, "cubic", None) is module
+    assert with_head(module, "logits", RES, "cubic", "classification") is module
+    wrapped = with_head(module, "both", (4, 6), "cubic", None)
     logits, labels = wrapped(torch.randn(2, 3, 2, 3))
     assert isinstance(wrapped, GraphHead) and labels.dtype == torch.int32 and labels.shape == (2, 4, 6)
 
