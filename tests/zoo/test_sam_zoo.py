@@ -263,7 +263,7 @@ def test_image_encoder_reproduces_upstream(name):
     print(f"{name}: {time.perf_counter() - started:.1f} s")
 
 
-@pytest.mark.slow  # the encoder (cached from the test above) and seven prompt cases: ~20 s for l0
+@pytest.mark.slow  # the encoder (cached when the test above ran first) and seven prompt cases: 15-20 s for l0
 @pytest.mark.parametrize("name", [L0, XL0])
 def test_reproduces_upstream_end_to_end(name):
     """Every prompt case through our decoder on our embeddings, against upstream's whole model."""
