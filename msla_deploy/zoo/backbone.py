@@ -1,7 +1,9 @@
 """The two EfficientViT backbones of the segmentation models (B series and L series).
 
 Both return a dict of features: `input`, `stage0` ... `stage4` at strides 2 ... 32, and
-`stage_final` (= `stage4`), which is what the seg head reads.
+`stage_final` (= `stage4`), which is what the seg head reads. The L backbone takes its per-stage
+layout as data (`LargeLayout`), which is how EfficientViT-SAM-XL's six-stage variant (`stage5` at
+stride 64) is built from it.
 
 Module indices are state-dict names, so the stage layout below mirrors the official checkpoints
 exactly, including two quirks: the B backbone's `stages.i` produces feature `stage{i+1}` (the
@@ -11,7 +13,8 @@ the attention stages (B) -- see docs/facts/upstream.md#backbones.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import nn
@@ -98,19 +101,44 @@ class EfficientViTBackbone(nn.Module):
         return _features(x, [self.input_stem, *self.stages])
 
 
-class EfficientViTLargeBackbone(nn.Module):
-    """L series: ResBlock stem stage, two FusedMBConv stages, one MBConv stage, one LiteMLA stage."""
+@dataclass(frozen=True)
+class LargeLayout:
+    """Per stage of an L-type backbone: block type, expand ratio of the repeated blocks, and whether
+    its MBConvs are "fewer norm" (biases instead of BN on the first two convs).
 
-    # per stage: block type, expand ratio of the repeated blocks, "fewer norm" MBConvs
-    BLOCKS = ("res", "fmb", "fmb", "mb", "att")
-    EXPAND_RATIOS = (1, 4, 4, 4, 6)
-    FEWER_NORM = (False, False, False, True, True)
+    Block types: "res" (ResBlock, stage 0 only), "fmb" (FusedMBConv), "mb" (MBConv), "att"
+    (EfficientViTBlocks with LiteMLA scales (5,)) and "att@3" (scales (3,), EfficientViT-SAM-XL).
+    """
+
+    blocks: Tuple[str, ...]
+    expand_ratios: Tuple[float, ...]
+    fewer_norm: Tuple[bool, ...]
+
+    def attention_scales(self, i: int) -> Tuple[int, ...]:
+        return (3,) if self.blocks[i] == "att@3" else (5,)
+
+
+#: the L series of the segmentation models and classifiers (and EfficientViT-SAM-L's backbone)
+L_LAYOUT = LargeLayout(
+    blocks=("res", "fmb", "fmb", "mb", "att"),
+    expand_ratios=(1, 4, 4, 4, 6),
+    fewer_norm=(False, False, False, True, True),
+)
+
+
+class EfficientViTLargeBackbone(nn.Module):
+    """L series: a ResBlock stem stage, then one stage per further width; by default (L_LAYOUT) two
+    FusedMBConv stages, one MBConv stage and one LiteMLA stage. Stage i produces `stage{i}`."""
+
     # the downsampling block of a stage expands this much more than the stage's repeated blocks
     DOWNSAMPLE_EXPAND = 4
 
-    def __init__(self, dims: BackboneDims, act: str = "gelu", in_channels: int = 3) -> None:
+    def __init__(self, dims: BackboneDims, act: str = "gelu", in_channels: int = 3, layout: LargeLayout = L_LAYOUT):
         super().__init__()
         w, d = dims.widths, dims.depths
+        if not len(w) == len(d) == len(layout.blocks) == len(layout.expand_ratios) == len(layout.fewer_norm):
+            raise ValueError(f"{len(w)} widths, {len(d)} depths and a layout of {len(layout.blocks)} stages")
+        self.layout = layout
         stem: List[nn.Module] = [ConvLayer(in_channels, w[0], 3, 2, norm=NORM, act_func=act)]
         stem += [
             ResidualBlock(
@@ -119,7 +147,7 @@ class EfficientViTLargeBackbone(nn.Module):
                     w[0],
                     3,
                     1,
-                    expand_ratio=self.EXPAND_RATIOS[0],
+                    expand_ratio=layout.expand_ratios[0],
                     use_bias=False,
                     norm=NORM,
                     act_func=(act, None),
@@ -129,31 +157,41 @@ class EfficientViTLargeBackbone(nn.Module):
             for _ in range(d[0])
         ]
         stages = [OpSequential(stem)]
-        for i in range(1, 5):
+        for i in range(1, len(w)):
             ops = [ResidualBlock(self._downsample(i, w[i - 1], w[i], act), None)]
             ops += [self._block(i, w[i], act, dims.attention_dim) for _ in range(d[i])]
             stages.append(OpSequential(ops))
         self.stages = nn.ModuleList(stages)
 
     def _downsample(self, i: int, in_c: int, out_c: int, act: str) -> nn.Module:
-        expand = self.EXPAND_RATIOS[i] * self.DOWNSAMPLE_EXPAND
-        if self.BLOCKS[i] == "fmb":
+        block, fewer_norm = self.layout.blocks[i], self.layout.fewer_norm[i]
+        expand = self.layout.expand_ratios[i] * self.DOWNSAMPLE_EXPAND
+        if block == "fmb":
+            if fewer_norm:
+                raise ValueError("a fewer-norm FusedMBConv stage is not part of any zoo model")
             return _fused_mbconv(in_c, out_c, 2, expand, act)
-        # "mb" stages and the attention stage downsample with an MBConv
-        return _mbconv(in_c, out_c, 2, expand, act, fewer_norm=self.FEWER_NORM[i])
+        # "mb" stages and the attention stages downsample with an MBConv
+        return _mbconv(in_c, out_c, 2, expand, act, fewer_norm=fewer_norm)
 
     def _block(self, i: int, channels: int, act: str, attention_dim: int) -> nn.Module:
         """One shape-keeping block of stage i, residual included."""
-        expand = self.EXPAND_RATIOS[i]
-        if self.BLOCKS[i] == "att":
+        block, expand = self.layout.blocks[i], self.layout.expand_ratios[i]
+        if block.startswith("att"):
             return EfficientViTBlock(
-                channels, dim=attention_dim, expand_ratio=expand, scales=(5,), norm=NORM, act_func=act
+                channels,
+                dim=attention_dim,
+                expand_ratio=expand,
+                scales=self.layout.attention_scales(i),
+                norm=NORM,
+                act_func=act,
             )
-        if self.BLOCKS[i] == "fmb":
-            block = _fused_mbconv(channels, channels, 1, expand, act)
+        if block == "fmb":
+            local = _fused_mbconv(channels, channels, 1, expand, act)
+        elif block == "mb":
+            local = _mbconv(channels, channels, 1, expand, act, fewer_norm=self.layout.fewer_norm[i])
         else:
-            block = _mbconv(channels, channels, 1, expand, act, fewer_norm=self.FEWER_NORM[i])
-        return ResidualBlock(block, IdentityLayer())
+            raise ValueError(f"stage {i}: unknown block type {block!r}")
+        return ResidualBlock(local, IdentityLayer())
 
     def forward(self, x: torch.Tensor) -> Dict[str, torch.Tensor]:
         return _features(x, list(self.stages))

@@ -48,11 +48,12 @@ class ZooSpec:
 
 @dataclass(frozen=True)
 class BackboneDims:
-    """Widths and depths of one backbone, per stage (stride 2, 4, 8, 16, 32)."""
+    """Widths and depths of one backbone, per stage (stride 2, 4, 8, 16, 32; EfficientViT-SAM-XL's
+    has a sixth, at 64)."""
 
     family: str  # "b": EfficientViTBackbone, "l": EfficientViTLargeBackbone
-    widths: Tuple[int, int, int, int, int]
-    depths: Tuple[int, int, int, int, int]
+    widths: Tuple[int, ...]
+    depths: Tuple[int, ...]
     attention_dim: int  # per-head dim of LiteMLA
 
 
@@ -295,3 +296,48 @@ def find_checkpoint(name: str, models_dir: Union[str, Path]) -> Optional[Path]:
     """`models_dir / <official file name>` if that file exists, else None."""
     path = Path(models_dir).expanduser() / get_spec(name).checkpoint_file
     return path if path.is_file() else None
+
+
+# --- EfficientViT-SAM (issue 23) ---------------------------------------------------------------
+# The five segment-anything models, kept apart from SPECS on purpose: they are not in names() and
+# get_spec() does not know them until `models` and export handle the third task. Their
+# architecture is zoo/sam/architecture.py; zoo.sam.build_sam(name) builds them.
+
+#: the task name these specs carry (tasks.py gets it with the export of SAM)
+SAM_TASK = "sam"
+SAM_CHECKPOINT_FILE = "efficientvit_sam_{variant}.pt"
+#: upstream's zoo sets this eps on every BatchNorm and LayerNorm (the encoder's, the prompt
+#: encoder's and the decoder's alike)
+SAM_NORM_EPS = 1e-6
+
+#: (image side of the encoder, parameters of the whole model, MACs of the image encoder at that
+#: side) per public name, upstream's registry order. Parameters as upstream's modules count them
+#: (published: 34.8M, 47.7M, 61.3M, 117.0M, 203.3M); MACs counted by zoo/complexity.py on the
+#: image encoder alone (published: 35G, 49G, 69G, 185G, 322G); tests/zoo/test_sam_zoo.py recounts both.
+SAM_SIZES: Dict[str, Tuple[int, int, int]] = {
+    "efficientvit-sam-l0": (512, 34_792_784, 34_773_925_888),
+    "efficientvit-sam-l1": (512, 47_650_128, 48_978_722_816),
+    "efficientvit-sam-l2": (512, 61_328_592, 68_552_228_864),
+    "efficientvit-sam-xl0": (1024, 116_957_904, 184_799_723_520),
+    "efficientvit-sam-xl1": (1024, 203_346_128, 321_860_927_488),
+}
+
+
+def _sam_spec(name: str) -> ZooSpec:
+    side, params, macs = SAM_SIZES[name]
+    variant = name.rsplit("-", 1)[-1]
+    return ZooSpec(
+        name=name,
+        variant=variant,
+        dataset="sa-1b",
+        num_classes=0,  # class-agnostic masks
+        norm_eps=SAM_NORM_EPS,
+        checkpoint_file=SAM_CHECKPOINT_FILE.format(variant=variant),
+        default_resolution=(side, side),
+        params=params,
+        macs=macs,
+        task=SAM_TASK,
+    )
+
+
+SAM_SPECS: Dict[str, ZooSpec] = {name: _sam_spec(name) for name in SAM_SIZES}
