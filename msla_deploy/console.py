@@ -180,6 +180,7 @@ def parity_table(outputs: Iterable[Any], budget: Any, title: str) -> Table:
             lambda o: "-" if o.argmax_agreement is None else f"{100 * o.argmax_agreement:.3f}%",
             f">= {100 * budget.min_argmax_agreement:.10g}%",
         ),
+        ("  near-ties left out", lambda o: "-" if o.near_ties is None else str(o.near_ties), ""),
         ("top-5 overlap", lambda o: "-" if o.topk_overlap is None else f"{100 * o.topk_overlap:.2f}%", ""),
         ("verdict", lambda o: "[green]pass[/]" if o.passed else "[bold red]FAIL[/]", ""),
     ]
@@ -192,6 +193,7 @@ def parity_table(outputs: Iterable[Any], budget: Any, title: str) -> Table:
         "cosine": "cosine",
         agreement: "argmax_agreement",
         "top-5 overlap": "topk_overlap",
+        "  near-ties left out": "near_ties",
     }
     for label, cell, limit in rows:
         key = measured.get(label)

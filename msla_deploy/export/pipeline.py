@@ -48,6 +48,7 @@ from ..artifact.names import (
     OUTPUT_NAME,
     PARITY_NAME,
     PROBE_PREFIX,
+    TOPK_SCORES_NAME,
 )
 from ..artifact.options import ExportOptions
 from ..artifact.reference import IMAGENET_MEAN, IMAGENET_STD, ReferenceBundle, synthetic_images, write_reference
@@ -156,7 +157,10 @@ def _write_graph(graph: ExportedGraph, path: Path, metadata: Dict[str, str], dyn
 def _parity_check(
     label: str, artifact: str, runtime: Dict, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], budget
 ) -> ParityCheck:
-    results = [compare_outputs(name, ref, candidate[name], budget) for name, ref in reference.items()]
+    scores = reference.get(TOPK_SCORES_NAME)  # a topk head's: they tell its indices' near-ties
+    results = [
+        compare_outputs(name, ref, candidate[name], budget, reference_scores=scores) for name, ref in reference.items()
+    ]
     return ParityCheck.of(label, artifact, runtime, budget, results)
 
 

@@ -26,6 +26,9 @@ class Budget:
     allow_nonfinite: bool = False
     # 1 - mIoU of the candidate's labels against the reference's labels; None: not checked
     max_miou_drop: Optional[float] = None
+    # classification: a picture whose reference ranks its best two classes closer than this share of
+    # its peak |score| is a near-tie, left out of top-1 agreement (counted in the report); 0: all judged
+    near_tie: float = 0.0
 
     def max_abs_limit(self, peak: float) -> Optional[float]:
         if self.max_abs_rel is None:
@@ -79,7 +82,8 @@ class Budget:
                     p.argmax_agreement >= self.min_argmax_agreement,
                     f"{100 * p.argmax_agreement:.3f}%",
                     f">= {100 * self.min_argmax_agreement:.10g}%",
-                    f"{agreement_name(p)} {100 * p.argmax_agreement:.3f}% < {100 * self.min_argmax_agreement:g}%",
+                    f"{agreement_name(p)} {100 * p.argmax_agreement:.3f}% < {100 * self.min_argmax_agreement:g}%"
+                    + (f" ({p.near_ties} near-tie(s) left out)" if getattr(p, "near_ties", None) else ""),
                 )
             )
         if p.miou is not None and self.max_miou_drop is not None:
@@ -136,11 +140,15 @@ DEFAULT_BUDGETS = {"fp32": FP32, "fp16": FP16, "int8": INT8}
 
 # A classifier is judged by its answer per picture, top-1 agreement on the reference pictures
 # (export: the task's 16 or more varied pictures), beside the error and cosine of its scores:
-# fp32 must give every picture the same class; fp16 may flip one in 200 (near-ties), int8 one in
-# 50, as for segmentation's pixels. Top-5 overlap is reported, not judged.
+# fp32 must give every picture the same class; fp16 may flip one in 200, int8 one in 50, as for
+# segmentation's pixels. Synthetic pictures are not what a classifier was trained on and many
+# are near-ties: a flip there says nothing, so pictures whose best two reference scores are
+# within 1% (fp16) or 5% (int8, whose errors are ~10x fp16's) of the picture's peak are left out
+# of the agreement and counted (the trained stand-in's int8 flips on the reference pictures were
+# at 1.2-1.5%, benchmarks/README.md). Top-5 overlap is reported, not judged.
 CLS_FP32 = dataclasses.replace(FP32, min_argmax_agreement=1.0)
-CLS_FP16 = FP16
-CLS_INT8 = INT8
+CLS_FP16 = dataclasses.replace(FP16, near_tie=0.01)
+CLS_INT8 = dataclasses.replace(INT8, near_tie=0.05)
 
 #: the default budgets per task and precision (tasks.py names the tasks)
 TASK_BUDGETS = {

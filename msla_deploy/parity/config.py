@@ -28,8 +28,9 @@ SETTINGS = {
     "min-cosine": "min_cosine",
     "min-argmax-agreement": "min_argmax_agreement",
     "max-miou-drop": "max_miou_drop",
+    "near-tie": "near_tie",
 }
-_FRACTIONS = {"min-argmax-agreement", "max-miou-drop"}
+_FRACTIONS = {"min-argmax-agreement", "max-miou-drop", "near-tie"}
 
 
 @dataclass

@@ -54,6 +54,8 @@ class OutputParity:
     vacuous_note: Optional[str] = None
     # classification: the mean share of the reference's top-5 classes that are also the candidate's
     topk_overlap: Optional[float] = None
+    # classification: reference pictures left out of top-1 agreement as near-ties (Budget.near_tie)
+    near_ties: Optional[int] = None
 
     @property
     def passed(self) -> bool:
@@ -164,12 +166,27 @@ def _classes_vacuous_note(counts: np.ndarray, labels_only: bool) -> Optional[str
     )
 
 
-def _class_statistics(ref_top: np.ndarray, cand_top: np.ndarray, labels_only: bool) -> Dict:
-    """Top-1 agreement, top-5 overlap and the dominant class of [N, k] rankings (best first)."""
+def decisive_pictures(scores: Optional[np.ndarray], near_tie: float, pictures: int) -> np.ndarray:
+    """Which pictures the reference answers clearly: its best two scores further apart than
+    `near_tie` x the picture's peak |score| (all of them without scores or with one class)."""
+    if scores is None or scores.shape[1] < 2:
+        return np.ones(pictures, bool)
+    scores = scores.astype(np.float64)
+    best_two = -np.sort(-scores, axis=1)[:, :2]
+    peak = np.abs(scores).max(axis=1)
+    # a non-finite reference row is judged (it disagrees with everything)
+    return ~((best_two[:, 0] - best_two[:, 1] <= near_tie * peak) & np.isfinite(scores).all(axis=1))
+
+
+def _class_statistics(ref_top: np.ndarray, cand_top: np.ndarray, labels_only: bool, decisive: np.ndarray) -> Dict:
+    """Top-1 agreement (over the decisive pictures), top-5 overlap and the dominant class of [N, k]
+    rankings (best first)."""
     ref_first = ref_top[:, 0]
     counts = np.bincount(ref_first[ref_first >= 0], minlength=1)
+    same = (ref_first == cand_top[:, 0]) & (ref_first != NO_LABEL)
     return {
-        "argmax_agreement": _agreement((ref_first == cand_top[:, 0]) & (ref_first != NO_LABEL)),
+        "argmax_agreement": _agreement(same[decisive]),
+        "near_ties": int((~decisive).sum()),
         "topk_overlap": topk_overlap(ref_top, cand_top),
         "dominant_class": int(counts.argmax()),
         "dominant_class_share": float(counts.max() / max(counts.sum(), 1)),
@@ -177,9 +194,13 @@ def _class_statistics(ref_top: np.ndarray, cand_top: np.ndarray, labels_only: bo
     }
 
 
-def _compare_topk_indices(name: str, ref: np.ndarray, cand: np.ndarray, budget: Budget) -> OutputParity:
-    """A topk head's [N, k] indices against the reference's: top-1 agreement and top-k overlap."""
-    stats = _class_statistics(ref.astype(np.int64), cand.astype(np.int64), labels_only=True)
+def _compare_topk_indices(
+    name: str, ref: np.ndarray, cand: np.ndarray, budget: Budget, reference_scores: Optional[np.ndarray]
+) -> OutputParity:
+    """A topk head's [N, k] indices against the reference's: top-1 agreement (near-ties judged by
+    the head's reference scores, when given) and top-k overlap."""
+    decisive = decisive_pictures(reference_scores, budget.near_tie, len(ref))
+    stats = _class_statistics(ref.astype(np.int64), cand.astype(np.int64), True, decisive)
     result = OutputParity(
         name=name,
         shape=list(ref.shape),
@@ -288,18 +309,20 @@ def compare_outputs(
     budget: Budget,
     measured: Optional[Mapping[str, float]] = None,
     measured_by: str = "",
+    reference_scores: Optional[np.ndarray] = None,
 ) -> OutputParity:
     """Statistics of `candidate` against `reference` (both cast to float64) and budget verdicts.
 
     `measured` replaces any of MEASURABLE with values another tool (`measured_by`) computed on the
     same two arrays, so a report shows that tool's numbers rather than a second opinion.
     Integer label maps are compared as labels (agreement, mIoU); `measured` is not used for them.
+    A topk head's indices take the head's reference scores (`reference_scores`) to tell near-ties.
     """
     if reference.shape != candidate.shape:
         raise ValueError(f"output {name!r}: reference shape {reference.shape} != candidate shape {candidate.shape}")
     if is_label_map(reference):
         if reference.ndim == 2:  # [N, k]: a classifier's topk indices
-            return _compare_topk_indices(name, reference, candidate, budget)
+            return _compare_topk_indices(name, reference, candidate, budget, reference_scores)
         return _compare_labels(name, reference, candidate, budget)
     ref = reference.astype(np.float64)
     cand = candidate.astype(np.float64)
@@ -331,10 +354,11 @@ def compare_outputs(
         vacuous = vacuous_labels_note(counts)
     else:
         dominant = dominant_share = vacuous = None
-    overlap = None
+    overlap = near_ties = None
     if is_class_scores(name, ref.shape):
-        stats = _class_statistics(top_classes(ref, OVERLAP_K), top_classes(cand, OVERLAP_K), labels_only=False)
-        agreement, overlap = stats["argmax_agreement"], stats["topk_overlap"]
+        decisive = decisive_pictures(ref, budget.near_tie, len(ref))
+        stats = _class_statistics(top_classes(ref, OVERLAP_K), top_classes(cand, OVERLAP_K), False, decisive)
+        agreement, overlap, near_ties = stats["argmax_agreement"], stats["topk_overlap"], stats["near_ties"]
         dominant, dominant_share, vacuous = (
             stats["dominant_class"],
             stats["dominant_class_share"],
@@ -371,6 +395,7 @@ def compare_outputs(
         dominant_class_share=dominant_share,
         vacuous_note=vacuous,
         topk_overlap=overlap,
+        near_ties=near_ties,
     )
     result.failures = budget.violations(result)
     return result

@@ -77,6 +77,7 @@ class OutputRow:
     vacuous_note: Optional[str] = None
     relative_max_abs: Optional[float] = None  # max |error| / peak |reference|
     topk_overlap: Optional[float] = None  # classification: shared top-5 classes (metrics.topk_overlap)
+    near_ties: Optional[int] = None  # classification: pictures left out of top-1 agreement (Budget.near_tie)
     passed: Optional[bool] = None  # None on construction: no failures
 
     def __post_init__(self) -> None:

@@ -22,7 +22,7 @@ import onnx
 from .. import __version__, runtime
 from ..artifact.files import environment, sha256_file
 from ..artifact.graph import TensorSpec, graph_inputs, graph_outputs, load_onnx
-from ..artifact.names import MANIFEST_NAME, ONNX_NAME, ONNX_SUFFIX, REFERENCE_DIR
+from ..artifact.names import MANIFEST_NAME, ONNX_NAME, ONNX_SUFFIX, REFERENCE_DIR, TOPK_SCORES_NAME
 from ..artifact.outputs import guard_for
 from ..artifact.reference import ReferenceBundle, read_reference
 from ..artifact.resolve import Artifact, resolve
@@ -257,6 +257,7 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
         stats = polygraphy_statistics(produced, bundle.outputs, backend.name)
         measured_by = f"polygraphy {polygraphy.__version__}"
         results = []
+        scores = bundle.outputs.get(TOPK_SCORES_NAME)  # a topk head's: they tell its indices' near-ties
         for name, ref in bundle.outputs.items():
             if ref.shape != produced[name].shape:
                 raise BadInput(
@@ -265,11 +266,25 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
                     "pass --reference of the matching export",
                 )
             results.append(
-                compare_outputs(name, ref, produced[name], choice.budget, measured=stats[name], measured_by=measured_by)
+                compare_outputs(
+                    name,
+                    ref,
+                    produced[name],
+                    choice.budget,
+                    measured=stats[name],
+                    measured_by=measured_by,
+                    reference_scores=scores,
+                )
             )
         for name, ref in bundle.outputs.items() if alone is not None else ():
             results.append(
-                compare_outputs(f"{name}{BATCH_ONE_SUFFIX}", ref[:1], np.asarray(alone[name]), choice.budget)
+                compare_outputs(
+                    f"{name}{BATCH_ONE_SUFFIX}",
+                    ref[:1],
+                    np.asarray(alone[name]),
+                    choice.budget,
+                    reference_scores=None if scores is None else scores[:1],
+                )
             )
 
     localization = None

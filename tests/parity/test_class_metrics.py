@@ -89,7 +89,7 @@ def test_one_class_for_every_picture_is_vacuous_and_its_agreement_not_judged():
     ref[:, 1] = 1.0 - 1e-7
     cand = ref.copy()
     cand[:8, 1] = 1.0 + 1e-7  # half the pictures flip to the near-tied class
-    p = compare_outputs("logits", ref, cand, default_budget("fp16", CLASSIFICATION))
+    p = compare_outputs("logits", ref, cand, FP32)
     assert p.argmax_agreement == 0.5
     assert p.vacuous_note and "not judged" in p.vacuous_note
     assert p.passed  # error and cosine judge; they are fine
@@ -105,3 +105,28 @@ def test_segmentation_logits_keep_their_pixel_agreement_and_no_overlap():
     p = compare_outputs("logits", ref, ref.copy(), default_budget("fp32"))
     assert p.topk_overlap is None and p.argmax_agreement == 1.0 and p.miou == 1.0
     assert agreement_name(p) == "argmax agreement"
+
+
+def test_near_ties_are_left_out_of_top1_agreement_and_counted():
+    fp16 = default_budget("fp16", CLASSIFICATION)
+    ref = _scores(16, 30, seed=4) * 0.1
+    best = ref.argmax(axis=1)
+    ref[np.arange(16), best] += 1.0  # a clear winner everywhere
+    ref[:4, 0], ref[:4, 1] = 2.0, 2.0 - 1e-3  # four pictures whose best two are 0.05% of the peak apart
+    cand = ref.copy()
+    cand[:4, 1] = 2.0 + 1e-3  # the near-ties flip: left out, counted
+    p = compare_outputs("logits", ref, cand, fp16)
+    assert p.near_ties == 4 and p.argmax_agreement == 1.0 and p.passed
+    # fp32 judges every picture: the same flips fail it
+    strict = compare_outputs("logits", ref, cand, FP32)
+    assert strict.near_ties == 0 and strict.argmax_agreement == 0.75 and not strict.passed
+    # a clear picture that flips is judged
+    cand[10] = ref[10, ::-1]
+    q = compare_outputs("logits", ref, cand, fp16)
+    assert q.argmax_agreement == pytest.approx(11 / 12) and "4 near-tie(s) left out" in " ".join(q.failures)
+    # a topk head's indices tell near-ties by the head's reference scores
+    ref_idx = np.argsort(-ref, axis=1, kind="stable")[:, :5].astype(np.int32)
+    cand_idx = np.argsort(-cand, axis=1, kind="stable")[:, :5].astype(np.int32)
+    scores = -np.sort(-ref, axis=1)[:, :5]
+    with_scores = compare_outputs("topk_indices", ref_idx, cand_idx, fp16, reference_scores=scores)
+    assert with_scores.near_ties == 4 and with_scores.argmax_agreement == pytest.approx(11 / 12)
