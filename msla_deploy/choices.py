@@ -15,6 +15,8 @@ from __future__ import annotations
 from enum import Enum
 from typing import Tuple
 
+from .tasks import TASK_NAMES
+
 
 class Choice(str, Enum):
     """A closed choice that is also its string value: str(), repr() and f-strings give what the
@@ -80,6 +82,10 @@ class Head(Choice):
     BOTH = "both"
     PROBS = "probs"
     TOPK = "topk"
+
+
+#: what a model's outputs mean (tasks.py owns the tasks): export --task for a FILE.py:FACTORY model
+TaskName = Choice("TaskName", [(name.upper(), name) for name in TASK_NAMES], module=__name__, qualname="TaskName")
 
 
 class CalibMethod(Choice):

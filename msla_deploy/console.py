@@ -148,10 +148,16 @@ def _fmt(value: Optional[float], spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _agreement_label(outputs: List[Any]) -> str:
+    """A classifier's label agreement is per picture: its top-1 (outputs with a top-5 overlap)."""
+    return "top-1 agreement" if any(o.topk_overlap is not None for o in outputs) else "argmax agreement"
+
+
 def parity_table(outputs: Iterable[Any], budget: Any, title: str) -> Table:
     """One row per metric, one column per output: stays readable in an 80-column terminal.
     `outputs` are parity.records.OutputRow, `budget` a parity.budgets.Budget."""
     outputs = list(outputs)
+    agreement = _agreement_label(outputs)
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
     for o in outputs:
@@ -170,10 +176,11 @@ def parity_table(outputs: Iterable[Any], budget: Any, title: str) -> Table:
         ("cosine", lambda o: _fmt(o.cosine, ".7f"), f">= {budget.min_cosine:.10g}"),
         ("NaN / Inf", lambda o: f"{o.nan_count} / {o.inf_count}", "0 / 0" if not budget.allow_nonfinite else ""),
         (
-            "argmax agreement",
+            agreement,
             lambda o: "-" if o.argmax_agreement is None else f"{100 * o.argmax_agreement:.3f}%",
             f">= {100 * budget.min_argmax_agreement:.10g}%",
         ),
+        ("top-5 overlap", lambda o: "-" if o.topk_overlap is None else f"{100 * o.topk_overlap:.2f}%", ""),
         ("verdict", lambda o: "[green]pass[/]" if o.passed else "[bold red]FAIL[/]", ""),
     ]
     # a metric no output has (label maps have no error or cosine) is left out, budget and all
@@ -183,7 +190,8 @@ def parity_table(outputs: Iterable[Any], budget: Any, title: str) -> Table:
         "mean abs error": "mean_abs",
         "p99 abs error": "p99_abs",
         "cosine": "cosine",
-        "argmax agreement": "argmax_agreement",
+        agreement: "argmax_agreement",
+        "top-5 overlap": "topk_overlap",
     }
     for label, cell, limit in rows:
         key = measured.get(label)
@@ -219,7 +227,10 @@ def checks_table(checks: List[Any], title: str) -> Table:
         ("p99 abs error", lambda o: _fmt(o.p99_abs, ".3g")),
         ("cosine", lambda o: _fmt(o.cosine, ".6f")),
         ("NaN / Inf", lambda o: f"{o.nan_count} / {o.inf_count}"),
-        ("argmax agreement", lambda o: "-" if o.argmax_agreement is None else f"{100 * o.argmax_agreement:.2f}%"),
+        (
+            _agreement_label([o for _, o in columns]),
+            lambda o: "-" if o.argmax_agreement is None else f"{100 * o.argmax_agreement:.2f}%",
+        ),
         ("verdict", lambda o: "[green]pass[/]" if o.passed else "[bold red]FAIL[/]"),
     ]
     for label, cell in rows:

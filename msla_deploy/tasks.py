@@ -66,6 +66,12 @@ class Task:
     logits_rank: int  # dimensions of the model's logits: 4 ([N, C, h, w]) or 2 ([N, C])
     agreement: str  # what label agreement is called in reports: "argmax agreement", "top-1 agreement"
     metric: str  # evaluate's headline metric
+    # export's reference inputs: at least this many (rounded up to the batch), and varied pictures
+    # rather than one noise texture (a classifier's one answer per picture needs many pictures,
+    # different ones, before "top-1 agreement" says anything; a segmentation map has its pixels)
+    reference_samples: int = 1
+    varied_reference: bool = False
+    resizes: bool = False  # its heads resize the logits (export --upsample applies)
 
     @property
     def head_names(self) -> Tuple[str, ...]:
@@ -111,6 +117,7 @@ TASKS: Dict[str, Task] = {
         logits_rank=4,
         agreement="argmax agreement",
         metric="mIoU",
+        resizes=True,
     ),
     CLASSIFICATION: Task(
         name=CLASSIFICATION,
@@ -126,6 +133,8 @@ TASKS: Dict[str, Task] = {
         logits_rank=2,
         agreement="top-1 agreement",
         metric="top-1",
+        reference_samples=16,
+        varied_reference=True,
     ),
 }
 

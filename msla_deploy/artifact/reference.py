@@ -30,10 +30,20 @@ class ReferenceBundle:
     info: Dict
 
 
-def synthetic_images(batch: int, height: int, width: int, seed: int) -> np.ndarray:
-    """Uniform-noise RGB pictures, preprocessed like upstream: [N, 3, H, W] float32."""
+def synthetic_images(batch: int, height: int, width: int, seed: int, varied: bool = False) -> np.ndarray:
+    """Uniform-noise RGB pictures, preprocessed like upstream: [N, 3, H, W] float32.
+
+    `varied`: each picture a different smooth colour field (a coarse random grid, stretched) under
+    noise of its own strength, so that a classifier does not see N samples of one texture."""
     rng = np.random.default_rng(seed)
     pixels = rng.integers(0, 256, size=(batch, 3, height, width)).astype(np.float32) / 255.0
+    if varied:
+        for i in range(batch):
+            cells = int(rng.integers(2, 9))
+            grid = rng.random((3, cells, cells), dtype=np.float32)
+            field = grid[:, np.arange(height) * cells // height][:, :, np.arange(width) * cells // width]
+            noise = np.float32(rng.uniform(0.0, 0.5))
+            pixels[i] = (1 - noise) * field + noise * pixels[i]
     mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1)
     std = np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1)
     return (pixels - mean) / std

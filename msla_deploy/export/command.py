@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from ..artifact.names import MANIFEST_NAME, PARITY_NAME
 from ..artifact.options import DEFAULT_CALIB_METHOD, DEFAULT_MODEL, DEFAULT_OPSET
-from ..choices import CalibMethod, Exporter, FloatPrecision, Head, Precision, Upsample
+from ..choices import CalibMethod, Exporter, FloatPrecision, Head, Precision, TaskName, Upsample
 from ..cli_options import json_option, models_dir_option, next_command, overwrite_option
 from ..console import checks_table, err, error_line, key_values, out, print_json, print_next, steps_with_progress
 from ..torch_side import torch_side
@@ -101,8 +101,14 @@ def export_command(
     head: Head = typer.Option(
         Head.LOGITS,
         "--head",
-        help="Graph outputs: logits (upstream's), labels (in-graph bicubic resize to the input size + argmax, int32 "
-        "[N,H,W] train ids for TensorRT/DeepStream/Triton/C++), or both.",
+        help="Graph outputs: logits (upstream's). Segmentation: labels (in-graph bicubic resize to the input size + "
+        "argmax, int32 [N,H,W] train ids for TensorRT/DeepStream/Triton/C++), or both. Classification: probs "
+        "(softmax) or topk (topk_indices int32 [N,5] and topk_scores [N,5]).",
+    ),
+    task: Optional[TaskName] = typer.Option(
+        None,
+        "--task",
+        help="What a FILE.py:FACTORY model's output is [default: segmentation]; a zoo model's task is its name's.",
     ),
     calib_images: Optional[Path] = typer.Option(
         None,
@@ -176,6 +182,7 @@ def export_command(
         fp16_guards=fp16_guards,
         stress_weights=stress_weights,
         head=head,
+        task=task,
         overwrite=overwrite,
         calib_images=calib_images,
         calib_count=calib_count,

@@ -55,6 +55,7 @@ from ..artifact.staging import check_replaceable, staged_directory
 from ..artifact.trust import model_file_sha256
 from ..errors import BadInput, one_line_text
 from ..inspect import inspect_onnx
+from ..inspect.hazards import NORM_OPS
 from ..limits import check_export_memory
 from ..loading import load_model
 from ..nn import plan_static
@@ -139,7 +140,10 @@ def _export_graph(
     name_unnamed_nodes(proto)
     probes = {t[len(PROBE_PREFIX) + len(prefix) :]: t for t in tensors}
     cores = [t for name, t in probes.items() if name == "core" or name.endswith(".core")]
-    return ExportedGraph(proto, used, probes, island_nodes(proto, cores))
+    # the attention islands, and the normalisations BatchNorm folding left (a classifier's LayerNorm):
+    # what the guarded policy keeps in fp32, pinned for a weakly typed --fp16 build too
+    norms = [n.name for n in proto.graph.node if n.op_type in NORM_OPS]
+    return ExportedGraph(proto, used, probes, island_nodes(proto, cores) + norms)
 
 
 def _write_graph(graph: ExportedGraph, path: Path, metadata: Dict[str, str], dynamic_batch: bool) -> GraphReport:
@@ -156,16 +160,31 @@ def _parity_check(
     return ParityCheck.of(label, artifact, runtime, budget, results)
 
 
-def _run_onnx(path: Path, feed: np.ndarray):
-    """ONNX Runtime on the CPU (all outputs by name), and what ran, in parity.json's words."""
+def _chunks(images, batch: int) -> list:
+    """The reference samples in groups of the graph's batch (its largest, for a dynamic one)."""
+    return [images[i : i + batch] for i in range(0, len(images), batch)]
+
+
+def _run_onnx(path: Path, feed: np.ndarray, batch: int):
+    """ONNX Runtime on the CPU (all outputs by name, over every group of `batch` samples), and
+    what ran, in parity.json's words."""
     with runtime.open_onnx(path, CPU, label=str(path)) as session:
-        outputs = session.run({INPUT_NAME: feed})
+        runs = [session.run({INPUT_NAME: chunk}) for chunk in _chunks(feed, batch)]
         info = session.describe()
+    outputs = {name: np.concatenate([run[name] for run in runs]) for name in runs[0]}
     return outputs, {"name": "onnxruntime", "version": info["version"], "providers": info["providers_active"]}
 
 
-def _onnx_check(label: str, path: Path, images: np.ndarray, reference: Dict[str, np.ndarray], budget) -> ParityCheck:
-    outputs, ran = _run_onnx(path, images)
+def _torch_logits(module: torch.nn.Module, images: torch.Tensor, batch: int) -> torch.Tensor:
+    """The module's output over every group of `batch` samples (its attention is planned for that batch)."""
+    with torch.no_grad():
+        return torch.cat([module(chunk) for chunk in _chunks(images, batch)])
+
+
+def _onnx_check(
+    label: str, path: Path, images: np.ndarray, reference: Dict[str, np.ndarray], budget, batch: int
+) -> ParityCheck:
+    outputs, ran = _run_onnx(path, images, batch)
     return _parity_check(label, path.name, ran, reference, outputs, budget)
 
 
@@ -187,10 +206,10 @@ def _hazards(path: Path, precision: str) -> Dict:
     }
 
 
-def _int8_checks(staging: Path, quantized, batches, images, reference, budget) -> List[ParityCheck]:
+def _int8_checks(staging: Path, quantized, batches, images, reference, budget, batch: int) -> List[ParityCheck]:
     """int8 against PyTorch fp32 on the reference inputs, and against the fp32 graph on the
     calibration pictures (where the ranges came from: the labels that matter)."""
-    outputs, ran = _run_onnx(staging / ONNX_NAME, images)
+    outputs, ran = _run_onnx(staging / ONNX_NAME, images, batch)
     fp32_graph = onnx.load(str(staging / FP32_ONNX_NAME))
     # the logits (of a labels-only graph too: the tensor its head reads), and the head's other outputs
     names = [None] + [name for name in reference if name != OUTPUT_NAME]
@@ -206,7 +225,7 @@ def _int8_checks(staging: Path, quantized, batches, images, reference, budget) -
 
 
 def _int8_budget(options: ExportOptions):
-    budget = default_budget("int8")
+    budget = default_budget("int8", options.task)
     if options.min_argmax_agreement is not None:  # the sensitivity target is the budget too
         budget = dataclasses.replace(budget, min_argmax_agreement=options.min_argmax_agreement)
     return budget
@@ -216,8 +235,8 @@ def _int8_budget(options: ExportOptions):
 class Reference:
     """The PyTorch fp32 side of the export: inputs, outputs, attention plans, probed modules."""
 
-    images: np.ndarray  # the synthetic reference inputs
-    example: torch.Tensor  # the same, for PyTorch
+    images: np.ndarray  # the synthetic reference inputs: the task's reference samples, a multiple of the batch
+    example: torch.Tensor  # the first batch of them, for PyTorch (what the graph is traced on)
     logits: np.ndarray
     outputs: Dict[str, np.ndarray]  # the head's outputs (upstream's post-processing), by output name
     plans: Dict
@@ -343,12 +362,13 @@ class Fp16Recipe(PrecisionRecipe):
         return images.astype(np.float16) if self.policy.io_dtype == "fp16" else images
 
     def checks(self, staging: Path, reference: Reference) -> List[ParityCheck]:
-        fp16_outputs, ran = _run_onnx(staging / ONNX_NAME, self.feed(reference.images))
+        fp16_outputs, ran = _run_onnx(staging / ONNX_NAME, self.feed(reference.images), self.options.batch)
         with torch.no_grad(), fp16_storage_proxy(self.deployable) as proxy:
-            proxy_out = _head_outputs(proxy(reference.example), self.options, self.policy.upsample)
+            logits = _torch_logits(proxy, torch.from_numpy(reference.images), self.options.batch)
+            proxy_out = _head_outputs(logits, self.options, self.policy.upsample)
         self.deployable = None
         proxy_ran = {"name": "torch", "version": torch.__version__, "mode": "fp16 storage, fp32 accumulation"}
-        budget = default_budget("fp16")
+        budget = default_budget("fp16", self.options.task)
         return [
             _parity_check("ONNX Runtime fp16", ONNX_NAME, ran, reference.outputs, fp16_outputs, budget),
             _parity_check(
@@ -410,7 +430,9 @@ class Int8Recipe(PrecisionRecipe):
     def checks(self, staging: Path, reference: Reference) -> List[ParityCheck]:
         batches = self.calib.batches(calibration_batch(self.options))
         budget = _int8_budget(self.options)
-        return _int8_checks(staging, self.quantized.graph, batches, reference.images, reference.outputs, budget)
+        return _int8_checks(
+            staging, self.quantized.graph, batches, reference.images, reference.outputs, budget, self.options.batch
+        )
 
     def extra(self) -> Dict:
         return {"int8": self.quantized.record}
@@ -477,9 +499,11 @@ def _build_model(options: ExportOptions, steps: Steps):
 
 def _plan_and_reference(loaded, options: ExportOptions, steps: Steps) -> Reference:
     height, width = options.resolution
+    task = get_task(options.task)
+    samples = -(-max(task.reference_samples, options.batch) // options.batch) * options.batch
     with steps.step("reference", "Planning attention and computing the PyTorch reference"):
-        images = synthetic_images(options.batch, height, width, options.seed)
-        example = torch.from_numpy(images)
+        images = synthetic_images(samples, height, width, options.seed, varied=task.varied_reference)
+        example = torch.from_numpy(images[: options.batch])
         try:
             with capture(loaded.module, probe_candidates(loaded.module)) as captured:
                 output, plans = plan_static(loaded.module, example, options.dynamic_batch)
@@ -494,11 +518,15 @@ def _plan_and_reference(loaded, options: ExportOptions, steps: Steps) -> Referen
                 "check --res and --batch against what the model accepts"
                 + ("; fix its forward()" if loaded.source == "factory" else ""),
             ) from None
-        logits = _single_output(output, loaded.name).detach().numpy()
-        # upstream's own post-processing of the fp32 logits: the labels head's reference
-        outputs = _head_outputs(output, options, "cubic")
+        output = _single_output(output, loaded.name)
         probe_names = [name for name, tensor in captured if tensor is not output]
         del captured
+        if samples > options.batch:  # the other groups of reference samples, with the attention planned
+            rest = _torch_logits(loaded.module, torch.from_numpy(images[options.batch :]), options.batch)
+            output = torch.cat([output.detach(), rest])
+        logits = output.detach().numpy()
+        # upstream's own post-processing of the fp32 logits: the labels head's reference
+        outputs = _head_outputs(output, options, "cubic")
     return Reference(images, example, logits, outputs, plans, probe_names)
 
 
@@ -529,7 +557,7 @@ def _recipe_and_metadata(options: ExportOptions, loaded, reference: Reference, r
         META_BATCH: DYNAMIC_BATCH if options.dynamic_batch else str(options.batch),
         **({META_MAX_BATCH: str(options.batch)} if options.dynamic_batch else {}),
         META_INPUT_NAMES: INPUT_NAME,
-        META_OUTPUT_NAMES: ",".join(head_output_names(options.head)),
+        META_OUTPUT_NAMES: ",".join(head_output_names(options.head, options.task)),
         META_HEAD: options.head,
         META_NUM_CLASSES: str(get_task(options.task).num_classes(logits.shape) or ""),
         META_TASK: options.task,
@@ -585,8 +613,10 @@ def _checks(options: ExportOptions, reference: Reference, recipe: PrecisionRecip
     images, outputs = reference.images, reference.outputs
     checks = recipe.checks(staging, reference)
     # bilinear resize is an approximation of upstream's cubic one: judged like fp16
-    fp32_budget = default_budget("fp32" if recipe.policy.upsample == "cubic" else "fp16")
-    checks.append(_onnx_check("ONNX Runtime fp32", staging / recipe.fp32_file, images, outputs, fp32_budget))
+    fp32_budget = default_budget("fp32" if recipe.policy.upsample == "cubic" else "fp16", options.task)
+    checks.append(
+        _onnx_check("ONNX Runtime fp32", staging / recipe.fp32_file, images, outputs, fp32_budget, options.batch)
+    )
     if options.dynamic_batch:
         checks.append(_batch_one_check(staging, checks[0], outputs, recipe.feed(images[:1]), options.batch))
     return checks
@@ -597,7 +627,7 @@ def _batch_one_check(
 ) -> ParityCheck:
     """The primary check of a dynamic-batch model.onnx repeated on one picture."""
     first = {name: value[:1] for name, value in reference.items()}
-    outputs, ran = _run_onnx(staging / ONNX_NAME, feed)
+    outputs, ran = _run_onnx(staging / ONNX_NAME, feed, 1)
     label = f"{primary.label}, batch 1 of 1..{max_batch}"
     return _parity_check(label, ONNX_NAME, ran, first, outputs, primary.budget)
 

@@ -41,7 +41,8 @@ _ZERO_PRESERVING = VALUE_PRESERVING | {"Transpose", "Slice", "Gather", "Split", 
 _SUMS = frozenset({"ReduceSum", "ReduceMean", "ReduceL1", "ReduceL2", "ReduceSumSquare", "MatMul", "Gemm", "Einsum"})
 _POSITIVE = frozenset({"Exp", "Sigmoid", "Softplus"})  # sums of these are > 0: softmax needs no eps
 _SUM_REDUCTIONS = frozenset({"ReduceSum", "ReduceSumSquare", "ReduceL1", "ReduceL2"})
-_NORMS = frozenset({"LayerNormalization", "InstanceNormalization", "GroupNormalization"})
+#: normalisations whose statistics overflow in fp16 (export pins them to fp32 for weakly typed builds)
+NORM_OPS = frozenset({"LayerNormalization", "InstanceNormalization", "GroupNormalization"})
 _WEIGHTS = frozenset({"Conv", "ConvTranspose", "MatMul", "Gemm"})
 _OFFSETS = frozenset({"Add", "Sub", "Sum"})
 _BOUNDS = frozenset({"Max", "Min", "Clip"})
@@ -452,7 +453,7 @@ def check_normalizations(view: ModelView, context: PrecisionContext) -> List[Fin
     findings = []
     for node in view.nodes:
         op = node.op_type
-        if op != "BatchNormalization" and op not in _NORMS:
+        if op != "BatchNormalization" and op not in NORM_OPS:
             continue
         if not context.computes_fp16(view, node):
             continue

@@ -21,20 +21,20 @@ I/O): the head adds no precision decision of its own.
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..tasks import DEFAULT_TASK, TOPK, OutputKind, OutputSpec, get_task
+from ..tasks import TOPK, OutputKind, OutputSpec, get_task
 
 LABELS_DTYPE = torch.int32  # int32: what TensorRT binds natively on every version and DeepStream reads
 _TORCH_MODES = {"cubic": "bicubic", "bilinear": "bilinear"}
 
 
-def head_output_names(head: str, task: str = DEFAULT_TASK) -> Tuple[str, ...]:
-    """The graph outputs of a head of this task, in order."""
+def head_output_names(head: str, task: Optional[str]) -> Tuple[str, ...]:
+    """The graph outputs of a head of this task (None: segmentation, an export before tasks), in order."""
     return get_task(task).output_names(head)
 
 
@@ -96,9 +96,7 @@ class GraphHead(nn.Module):
         return heads[0] if len(heads) == 1 and not rest else (*heads, *rest)
 
 
-def with_head(
-    module: nn.Module, head: str, size: Tuple[int, int], upsample: str = "cubic", task: str = DEFAULT_TASK
-) -> nn.Module:
+def with_head(module: nn.Module, head: str, size: Tuple[int, int], upsample: str, task: Optional[str]) -> nn.Module:
     """`module` itself for a head that is the logits alone (the graph stays exactly as before), else wrapped."""
     outputs = get_task(task).outputs(head)
     if [o.kind for o in outputs] == [OutputKind.LOGITS]:

@@ -7,8 +7,11 @@ list of what failed.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, List, Optional
+
+from ..tasks import CLASSIFICATION, SEGMENTATION, get_task
 
 
 @dataclass(frozen=True)
@@ -17,7 +20,9 @@ class Budget:
     max_abs_rel: Optional[float]
     max_abs_floor: float
     min_cosine: float
-    min_argmax_agreement: float  # fraction of pixels, only for segmentation logits
+    # fraction of pixels (segmentation) or of pictures (classification: top-1 agreement) whose
+    # argmax over the classes is the reference's; only where there are classes to argmax
+    min_argmax_agreement: float
     allow_nonfinite: bool = False
     # 1 - mIoU of the candidate's labels against the reference's labels; None: not checked
     max_miou_drop: Optional[float] = None
@@ -71,7 +76,7 @@ class Budget:
                     p.argmax_agreement >= self.min_argmax_agreement,
                     f"{100 * p.argmax_agreement:.3f}%",
                     f">= {100 * self.min_argmax_agreement:.10g}%",
-                    f"argmax agreement {100 * p.argmax_agreement:.3f}% < {100 * self.min_argmax_agreement:g}%",
+                    f"{agreement_name(p)} {100 * p.argmax_agreement:.3f}% < {100 * self.min_argmax_agreement:g}%",
                 )
             )
         if p.miou is not None and self.max_miou_drop is not None:
@@ -89,6 +94,11 @@ class Budget:
 
     def violations(self, p: Any) -> List[str]:
         return [c.message for c in self.checks(p) if not c.passed]
+
+
+def agreement_name(p: Any) -> str:
+    """What the argmax agreement of this output is called: a classifier's is per picture."""
+    return "top-1 agreement" if getattr(p, "topk_overlap", None) is not None else "argmax agreement"
 
 
 @dataclass(frozen=True)
@@ -121,8 +131,24 @@ INT8 = Budget(max_abs_rel=None, max_abs_floor=0.0, min_cosine=0.99, min_argmax_a
 
 DEFAULT_BUDGETS = {"fp32": FP32, "fp16": FP16, "int8": INT8}
 
+# A classifier is judged by its answer per picture, top-1 agreement on the reference pictures
+# (export: the task's 16 or more varied pictures), beside the error and cosine of its scores:
+# fp32 must give every picture the same class; fp16 may flip one in 200 (near-ties), int8 one in
+# 50, as for segmentation's pixels. Top-5 overlap is reported, not judged.
+CLS_FP32 = dataclasses.replace(FP32, min_argmax_agreement=1.0)
+CLS_FP16 = FP16
+CLS_INT8 = INT8
 
-def default_budget(precision: str = "fp32") -> Budget:
-    if precision not in DEFAULT_BUDGETS:
+#: the default budgets per task and precision (tasks.py names the tasks)
+TASK_BUDGETS = {
+    SEGMENTATION: DEFAULT_BUDGETS,
+    CLASSIFICATION: {"fp32": CLS_FP32, "fp16": CLS_FP16, "int8": CLS_INT8},
+}
+
+
+def default_budget(precision: str = "fp32", task: Optional[str] = None) -> Budget:
+    """The default budget of this precision for this task's outputs (None: segmentation)."""
+    budgets = TASK_BUDGETS[get_task(task).name]
+    if precision not in budgets:
         raise ValueError(f"no default parity budget for precision {precision!r}")
-    return DEFAULT_BUDGETS[precision]
+    return budgets[precision]

@@ -1,9 +1,12 @@
 """Error statistics between a reference tensor and a candidate, in plain numpy.
 
-Polygraphy's comparators answer "are these tensors close"; a segmentation deployment also needs
-to know whether the labels changed, so argmax agreement, prediction-vs-prediction mIoU and the
-per-class IoU are computed here for [N, C, H, W] logits, and for integer label maps ([N, H, W],
-the `labels` output of `export --head labels|both`), where only agreement and mIoU mean anything.
+Polygraphy's comparators answer "are these tensors close"; a deployment also needs to know
+whether the answers changed. For segmentation: argmax agreement, prediction-vs-prediction mIoU and
+the per-class IoU of [N, C, H, W] logits, and of integer label maps ([N, H, W], the `labels` output
+of `export --head labels|both`), where only agreement and mIoU mean anything. For classification:
+top-1 agreement (the argmax over the classes, per picture) and top-5 overlap of [N, C] logits or
+probabilities, and of a topk head's [N, k] indices, where only those two mean anything (its
+scores are compared as numbers).
 `validate` passes in the statistics Polygraphy measured (`measured=`) and this module adds what
 Polygraphy lacks; `export` (which must not depend on Polygraphy) lets numpy measure everything.
 """
@@ -16,6 +19,7 @@ from typing import Dict, List, Mapping, Optional
 import numpy as np
 
 from ..iou import NO_LABEL, Confusion, labels_of
+from ..tasks import TOPK_SCORES_NAME
 from .budgets import Budget
 
 
@@ -48,6 +52,8 @@ class OutputParity:
     dominant_class: Optional[int] = None
     dominant_class_share: Optional[float] = None
     vacuous_note: Optional[str] = None
+    # classification: the mean share of the reference's top-5 classes that are also the candidate's
+    topk_overlap: Optional[float] = None
 
     @property
     def passed(self) -> bool:
@@ -119,6 +125,77 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
 
 def is_segmentation_logits(shape) -> bool:
     return len(shape) == 4 and shape[1] > 1
+
+
+def is_class_scores(name: str, shape) -> bool:
+    """[N, C] logits or probabilities of a classifier (not the sorted scores of a topk head)."""
+    return len(shape) == 2 and shape[1] > 1 and name != TOPK_SCORES_NAME
+
+
+#: how many best classes the top-k overlap compares (upstream's evaluation reports top-5)
+OVERLAP_K = 5
+
+
+def topk_overlap(ref_top: np.ndarray, cand_top: np.ndarray) -> Optional[float]:
+    """[N, k] class indices, best first: the mean fraction of each row's reference classes that
+    the candidate's row has too (order aside). None without a row."""
+    if not len(ref_top):
+        return None
+    shared = [len(set(r.tolist()) & set(c.tolist())) / len(r) for r, c in zip(ref_top, cand_top)]
+    return float(np.mean(shared))
+
+
+def top_classes(scores: np.ndarray, k: int) -> np.ndarray:
+    """[N, C] -> [N, k] indices of the k highest scores, best first (stable: ties to the lower
+    index, as argmax); a row with a non-finite score gets NO_LABEL everywhere (it has no ranking)."""
+    k = min(k, scores.shape[1])
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    finite = np.isfinite(scores).all(axis=1)
+    return order if finite.all() else np.where(finite[:, None], order, NO_LABEL)
+
+
+def _classes_vacuous_note(counts: np.ndarray, labels_only: bool) -> Optional[str]:
+    total = int(counts.sum())
+    if total < 2 or counts.max() / total < VACUOUS_SHARE:
+        return None
+    return (
+        f"the reference gives every picture class {int(counts.argmax())}: top-1 agreement is vacuous here (random "
+        "weights?); " + ("judge by the topk scores" if labels_only else "judge by the error and cosine")
+    )
+
+
+def _class_statistics(ref_top: np.ndarray, cand_top: np.ndarray, labels_only: bool) -> Dict:
+    """Top-1 agreement, top-5 overlap and the dominant class of [N, k] rankings (best first)."""
+    ref_first = ref_top[:, 0]
+    counts = np.bincount(ref_first[ref_first >= 0], minlength=1)
+    return {
+        "argmax_agreement": _agreement((ref_first == cand_top[:, 0]) & (ref_first != NO_LABEL)),
+        "topk_overlap": topk_overlap(ref_top, cand_top),
+        "dominant_class": int(counts.argmax()),
+        "dominant_class_share": float(counts.max() / max(counts.sum(), 1)),
+        "vacuous_note": _classes_vacuous_note(counts, labels_only),
+    }
+
+
+def _compare_topk_indices(name: str, ref: np.ndarray, cand: np.ndarray, budget: Budget) -> OutputParity:
+    """A topk head's [N, k] indices against the reference's: top-1 agreement and top-k overlap."""
+    stats = _class_statistics(ref.astype(np.int64), cand.astype(np.int64), labels_only=True)
+    result = OutputParity(
+        name=name,
+        shape=list(ref.shape),
+        max_abs=None,
+        mean_abs=None,
+        p99_abs=None,
+        max_abs_reference=None,
+        cosine=None,
+        nan_count=0,
+        inf_count=0,
+        reference_nonfinite=0,
+        labels=True,
+        **stats,
+    )
+    result.failures = budget.violations(result)
+    return result
 
 
 # The relative-error floor, as a fraction of the reference's peak magnitude: logits cross zero, and
@@ -221,6 +298,8 @@ def compare_outputs(
     if reference.shape != candidate.shape:
         raise ValueError(f"output {name!r}: reference shape {reference.shape} != candidate shape {candidate.shape}")
     if is_label_map(reference):
+        if reference.ndim == 2:  # [N, k]: a classifier's topk indices
+            return _compare_topk_indices(name, reference, candidate, budget)
         return _compare_labels(name, reference, candidate, budget)
     ref = reference.astype(np.float64)
     cand = candidate.astype(np.float64)
@@ -252,6 +331,15 @@ def compare_outputs(
         vacuous = vacuous_labels_note(counts)
     else:
         dominant = dominant_share = vacuous = None
+    overlap = None
+    if is_class_scores(name, ref.shape):
+        stats = _class_statistics(top_classes(ref, OVERLAP_K), top_classes(cand, OVERLAP_K), labels_only=False)
+        agreement, overlap = stats["argmax_agreement"], stats["topk_overlap"]
+        dominant, dominant_share, vacuous = (
+            stats["dominant_class"],
+            stats["dominant_class_share"],
+            stats["vacuous_note"],
+        )
     sources: Dict[str, str] = {}
     if measured:
         unknown = set(measured) - set(MEASURABLE)
@@ -282,6 +370,7 @@ def compare_outputs(
         dominant_class=dominant,
         dominant_class_share=dominant_share,
         vacuous_note=vacuous,
+        topk_overlap=overlap,
     )
     result.failures = budget.violations(result)
     return result

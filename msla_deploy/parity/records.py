@@ -43,6 +43,7 @@ _STATISTICS = (
     "miou",
     "dominant_class_share",
     "relative_max_abs",
+    "topk_overlap",
 )
 
 
@@ -75,6 +76,7 @@ class OutputRow:
     dominant_class_share: Optional[float] = None
     vacuous_note: Optional[str] = None
     relative_max_abs: Optional[float] = None  # max |error| / peak |reference|
+    topk_overlap: Optional[float] = None  # classification: shared top-5 classes (metrics.topk_overlap)
     passed: Optional[bool] = None  # None on construction: no failures
 
     def __post_init__(self) -> None:

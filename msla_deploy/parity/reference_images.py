@@ -92,8 +92,9 @@ def _add_images(directory: Path, staging: Path, images_dir: Path, steps: Steps) 
         module = rebuild(manifest, "reference --inputs")
         from ..nn.heads import with_head
 
-        # a labels head: upstream's resize + argmax on the rebuilt logits, like the export's reference
-        module = with_head(module, manifest.options.head, manifest.options.resolution)
+        # the head on the rebuilt logits, like the export's reference (labels: upstream's bicubic resize + argmax)
+        options = manifest.options
+        module = with_head(module, options.head, options.resolution, "cubic", manifest.model.task)
     with steps.step("reference", f"Computing the PyTorch reference outputs of {len(files)} picture(s)"):
         parts = []
         steps.advance(0, len(files))  # the bar (counts, ETA) shows before the first batch, the slowest

@@ -57,8 +57,8 @@ class TorchSession(Session):
         from ..nn.heads import with_head
 
         options = artifact.manifest.options
-        # the export's head in PyTorch: upstream's bicubic resize + argmax, the labels' reference
-        self.module = with_head(self.module, options.head, options.resolution)
+        # the export's head in PyTorch (segmentation labels: upstream's bicubic resize + argmax, their reference)
+        self.module = with_head(self.module, options.head, options.resolution, "cubic", artifact.task.name)
 
         self._torch = torch
         inputs = artifact.inputs

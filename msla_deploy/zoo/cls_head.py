@@ -9,12 +9,25 @@ weights), so the official checkpoints load strictly.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..nn.layers import ConvLayer, OpSequential, build_act
 from .variants import ClsHeadDims
 
 FEATURE = "stage_final"
+
+
+class GlobalAvgPool(nn.Module):
+    """Mean over the spatial dims, as an average pool over the whole (static) feature map.
+
+    Upstream's AdaptiveAvgPool2d(1) computes the same; exported by the dynamo exporter it becomes an
+    opset-18 ReduceMean whose axes are an input, which ONNX's version converter cannot bring down to
+    opset 17 (TensorRT 8.5/8.6): a plain AveragePool exports the same at every opset, with both
+    exporters, and every TensorRT runs it."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(x, kernel_size=(int(x.shape[-2]), int(x.shape[-1])))
 
 
 class LinearLayer(nn.Module):
@@ -39,7 +52,7 @@ class ClsHead(OpSequential):
         super().__init__(
             [
                 ConvLayer(in_channels, wide, 1, norm="bn2d", act_func=act),
-                nn.AdaptiveAvgPool2d(output_size=1),
+                GlobalAvgPool(),
                 LinearLayer(wide, hidden, use_bias=False, norm=True, act=act),
                 LinearLayer(hidden, num_classes, use_bias=True, norm=False),
             ]

@@ -273,7 +273,10 @@ def with_model_defaults(options: ExportOptions) -> ExportOptions:
                 "drop --task: a zoo model's task is its name's",
             )
         task, resolution = spec.task, options.resolution or spec.default_resolution
-    get_task(task).check_head(options.head)
+    model_task = get_task(task)
+    model_task.check_head(options.head)
+    if options.upsample != "cubic" and not model_task.resizes:
+        raise BadInput(f"--upsample {options.upsample}: a {task} model resizes nothing", "drop --upsample")
     return dataclasses.replace(options, task=task, resolution=tuple(resolution))
 
 
