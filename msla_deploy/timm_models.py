@@ -19,13 +19,14 @@ Torch-free until `build` is called: the command line and the zoo's option defaul
 from __future__ import annotations
 
 import re
-from typing import Optional, Tuple
+from typing import Tuple
 
 from .errors import BadInput
 from .tasks import CLASSIFICATION
 
 PREFIX = "timm:"
 TASK = CLASSIFICATION
+DEFAULT_RESOLUTION = (224, 224)
 _NAME = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)?")
 _RESOLUTION_TAG = re.compile(r"(?:^|_)r(\d+)(?:_|$)")
 
@@ -45,11 +46,12 @@ def timm_name(spec: str) -> str:
     return name
 
 
-def default_resolution(spec: str) -> Optional[Tuple[int, int]]:
-    """The resolution a pretrained tag names (`efficientvit_b1.r224_in1k`: 224 x 224), else None."""
+def default_resolution(spec: str) -> Tuple[int, int]:
+    """The resolution a pretrained tag names (`efficientvit_b1.r224_in1k`: 224 x 224); a name
+    without one is 224 x 224, the resolution of every efficientvit_mit model's default tag."""
     _, _, tag = timm_name(spec).partition(".")
     found = _RESOLUTION_TAG.search(tag)
-    return (int(found.group(1)), int(found.group(1))) if found else None
+    return (int(found.group(1)), int(found.group(1))) if found else DEFAULT_RESOLUTION
 
 
 def _import_timm():

@@ -3,7 +3,8 @@
 Upstream (applications/efficientvit_cls, torchvision on PIL pictures): resize the short side to
 ceil(res / crop_ratio) with PIL's bicubic filter (the long side to int(short * long / short_in),
 as torchvision's Resize(int) computes it), center crop res x res (offsets rounded as
-torchvision's CenterCrop rounds them), /255, ImageNet mean/std. crop_ratio is 0.95.
+torchvision's CenterCrop rounds them), /255, ImageNet mean/std. crop_ratio is 0.95. For an H x W
+resolution that is not square the short side goes to ceil(max(H, W) / crop_ratio), so the crop fits.
 
 Not segmentation's preprocessing (runtime/processing.py, the whole picture stretched to the
 model's HxW): a classifier was trained and scored on centre crops of pictures kept at their aspect
@@ -58,7 +59,8 @@ def resize_crop(pixels: np.ndarray, size: Tuple[int, int], crop_ratio: float = C
     resized centre crop, before normalisation."""
     image_cls = _pillow()
     crop_h, crop_w = int(size[0]), int(size[1])
-    short = int(math.ceil(min(crop_h, crop_w) / crop_ratio))
+    # the larger side: a non-square crop must fit whichever way the picture lies
+    short = int(math.ceil(max(crop_h, crop_w) / crop_ratio))
     new_h, new_w = resized_size(pixels.shape[0], pixels.shape[1], short)
     if pixels.dtype == np.uint8:
         resized = np.asarray(image_cls.fromarray(pixels, "RGB").resize((new_w, new_h), image_cls.BICUBIC))

@@ -42,7 +42,7 @@ def _timm_imports() -> bool:
 def test_resolution_from_the_pretrained_tag():
     assert timm_models.default_resolution("timm:efficientvit_b1.r224_in1k") == (224, 224)
     assert timm_models.default_resolution("timm:efficientvit_l3.r384_in1k") == (384, 384)
-    assert timm_models.default_resolution("timm:efficientvit_b0") is None
+    assert timm_models.default_resolution("timm:efficientvit_b0") == (224, 224)  # timm's default tag: r224
     assert timm_models.is_timm_spec("timm:efficientvit_b0") and not timm_models.is_timm_spec("model.py:build")
 
 

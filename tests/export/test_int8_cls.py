@@ -73,6 +73,12 @@ def test_classifier_input_is_the_centre_crop():
     assert np.isclose(seg_input.transpose(1, 2, 0), normalised(RED), atol=0.05).all(axis=2).any()
 
 
+def test_a_non_square_crop_fits_either_way():
+    for shape in ((100, 300, 3), (300, 100, 3), (64, 64, 3)):
+        pixels = np.zeros(shape, np.uint8)
+        assert cls_preprocess.preprocess(pixels, 48, 96).shape == (3, 48, 96)
+
+
 def test_float_pictures_are_cropped_like_uint8_ones():
     pixels = framed(90, 150)
     pixels[:, :, 2] = np.linspace(0, 255, 150).astype(np.uint8)  # something to resize
