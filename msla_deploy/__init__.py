@@ -6,13 +6,18 @@ must work on a Jetson that has only numpy, onnx and a runtime installed.
 
 __version__ = "0.1.0"
 
-__all__ = ["Segmenter", "Segmentation", "__version__"]
+__all__ = ["Classifier", "Classification", "Segmenter", "Segmentation", "__version__"]
 
 
 def __getattr__(name):
-    # lazy (PEP 562): `import msla_deploy` stays light; the Segmenter loads its runtime on first use
+    # lazy (PEP 562): `import msla_deploy` stays light; the Segmenter and the Classifier load their
+    # runtime on first use
     if name in ("Segmenter", "Segmentation"):
         from .runtime import segmenter
 
         return getattr(segmenter, name)
+    if name in ("Classifier", "Classification"):
+        from .runtime import classifier
+
+        return getattr(classifier, name)
     raise AttributeError(f"module 'msla_deploy' has no attribute {name!r}")

@@ -9,16 +9,22 @@ readers import them from here.
 - ADE20K (SceneParsing, ADEChallengeData2016): the 150 classes in annotation order (annotation
   value v is class v - 1; 0 is "other" and ignored). The palette is ours: fixed, well-spread
   colours from a seeded generator (the classes have no single customary palette).
+- ImageNet-1k: the 1000 classification classes in index order, as data
+  (msla_deploy/data/imagenet1k_classes.txt, read on first use; msla_deploy/data/README.md says
+  where it came from). A user's own class names come from a labels file (`read_labels`).
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional, Tuple
 
 import numpy as np
 
 from .choices import IGNORE_INDEX  # noqa: F401 (defined numpy-free: evaluate --ignore-index's default)
+from .errors import BadInput
 
 CITYSCAPES_CLASSES = (
     "road",
@@ -288,3 +294,37 @@ def ade20k_annotation_to_train() -> np.ndarray:
     table = np.full(256, IGNORE_INDEX, np.uint8)
     table[1 : len(ADE20K_CLASSES) + 1] = np.arange(len(ADE20K_CLASSES), dtype=np.uint8)
     return table
+
+
+IMAGENET1K = "imagenet-1k"
+IMAGENET1K_NUM_CLASSES = 1000
+IMAGENET1K_FILE = Path(__file__).resolve().parent / "data" / "imagenet1k_classes.txt"
+
+
+@functools.lru_cache(maxsize=None)
+def imagenet1k_classes() -> Tuple[str, ...]:
+    """The 1000 ImageNet-1k class names, class index i on line i (read once)."""
+    names = tuple(line.strip() for line in IMAGENET1K_FILE.read_text(encoding="utf-8").splitlines())
+    if len(names) != IMAGENET1K_NUM_CLASSES or not all(names):  # shipped with the package: a broken install
+        raise RuntimeError(f"{IMAGENET1K_FILE} holds {len(names)} lines, not the {IMAGENET1K_NUM_CLASSES} class names")
+    return names
+
+
+def read_labels(path: Path, num_classes: int, flag: str = "--labels") -> Tuple[str, ...]:
+    """A labels file: one class name a line, line i the name of class i (Triton's label file
+    layout); exactly `num_classes` names (blank lines at the end are ignored)."""
+    path = Path(path)
+    fix = f"write one class name a line, {num_classes} lines in class-index order"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"{flag} {path}: no such file", fix) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{flag} {path}: cannot be read as UTF-8 text ({type(exc).__name__})", fix) from None
+    names = [line.strip() for line in text.rstrip("\r\n").splitlines()] if text.strip() else []
+    if len(names) != num_classes:
+        raise BadInput(f"{flag} {path}: {len(names)} names for a model of {num_classes} classes", fix)
+    blank = [i for i, name in enumerate(names) if not name]
+    if blank:
+        raise BadInput(f"{flag} {path}: line {blank[0] + 1} is blank", fix)
+    return tuple(names)

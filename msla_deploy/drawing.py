@@ -295,6 +295,34 @@ def colour_bar(
     return stack([text(caption, None, SMALL_SIZE), stack([bar, beside], gap=18, horizontal=True)], gap=3)
 
 
+def bars(
+    items: Sequence[Tuple[str, float]],
+    caption: Union[str, Sequence[str]],
+    length: int = 200,
+    colour: RGB = SERIES[0],
+):
+    """A horizontal bar chart of fractions in 0..1 (probabilities): a row per (label, value), the
+    label, a bar `length` pixels long at 1 (on a light band showing the full scale), and the value
+    as a percentage; `caption` (what the values are) above it."""
+    Image, ImageDraw, _ = pil()
+    label_w = max([text_width(label, SMALL_SIZE) for label, _ in items] + [1]) + GAP
+    value_w = text_width("100.0%", SMALL_SIZE) + GAP
+    row = line_height(SMALL_SIZE) + 4
+    chart = Image.new("RGB", (label_w + length + value_w, row * len(items)), BACKGROUND)
+    draw = ImageDraw.Draw(chart)
+    for i, (label, value) in enumerate(items):
+        top = i * row
+        fraction = min(max(float(value), 0.0), 1.0) if math.isfinite(value) else 0.0
+        draw_text(draw, (label_w - GAP, top + row / 2), label, SMALL_SIZE, anchor="rm")
+        draw.rectangle([label_w, top + 2, label_w + length - 1, top + row - 3], fill=BAND)
+        if fraction > 0:
+            end = label_w + max(1, round(fraction * length)) - 1
+            draw.rectangle([label_w, top + 2, end, top + row - 3], fill=colour)
+        shown = f"{100 * float(value):.1f}%" if math.isfinite(value) else "NaN/Inf"
+        draw_text(draw, (label_w + length + GAP // 2, top + row / 2), shown, SMALL_SIZE, anchor="lm")
+    return stack([text(caption, None, SMALL_SIZE), chart], gap=3)
+
+
 # --- axes --------------------------------------------------------------------------------------------
 
 

@@ -104,6 +104,18 @@ def export_random_b0(root: Path, name: str = "b0", **options) -> Path:
     return out
 
 
+def export_random_classifier(root: Path, name: str = "cls", **options) -> Path:
+    """The zoo's efficientvit-b0 classifier at 64x64 with seeded random weights (no checkpoint looked
+    up), exported into root/name; `options`: more ExportOptions fields (head="topk", ...)."""
+    from msla_deploy.artifact.options import ExportOptions
+    from msla_deploy.export.pipeline import run_export
+
+    out = root / name
+    options.setdefault("resolution", (64, 64))
+    run_export(ExportOptions(model="efficientvit-b0", out=out, models_dir=root / "no-models", **options))
+    return out
+
+
 # A user model file for FILE.py:FACTORY tests: one 1x1 convolution (exports in seconds), and
 # factories that misbehave in the ways the tests need.
 TINY_MODEL_FILE = """

@@ -17,9 +17,6 @@ bicubic labels output (export --head both) is scored from it where a label has t
 from __future__ import annotations
 
 import heapq
-import os
-import sys
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -37,7 +34,9 @@ from ..drawing import save_picture
 from ..errors import BadInput, one_line_text
 from ..iou import NO_LABEL, Confusion
 from ..runtime import processing
+from ..tasks import SEGMENTATION
 from .datasets import Dataset, Sample, find_dataset, picture_size, read_pair
+from .passes import READERS, check_common, decoded_batches, lower_priority, order_backends
 from .pictures import keep_labels, write_disagreement
 from .report import (
     ArtifactSummary,
@@ -54,29 +53,11 @@ from .report import (
 WORST_IMAGES = 10  # disagreeing images listed per backend pair
 WORST_PICTURES = 3  # of which a picture is drawn
 SKIPPED_SHOWN = 3  # bad files named in the error line when none was usable
-READERS = 2
 IN_FLIGHT = 2  # batches waiting for the metric thread
 # The host graphs (preprocess, upsample + argmax) run on one ONNX Runtime thread each: the
 # readers and the metric thread are the host's parallelism, and extra pools beside the model's
 # would only take turns with it for the same cores.
 HOST_THREADS = 1
-# The readers and the metric thread run at the lowest priority (Linux: per thread), so that on a
-# CPU backend they take the cores the model leaves idle between its parallel sections instead of
-# delaying it; they cannot starve for long, since the model waits for their pictures. On 2 quiet
-# cores at 1024x2048 (benchmarks/README.md) that is the difference between 0.7x and 0.9-1.0x of
-# bench's images/s (+10: 0.90-0.95x, +19: 0.97-1.02x); with the cores shared by other programs
-# the figures scatter too widely to rank the two (bench alone moves by 25% between runs).
-HOST_NICENESS = 19  # added to the thread's niceness (19 at most)
-
-
-def _lower_priority() -> None:
-    if not sys.platform.startswith("linux"):  # elsewhere PRIO_PROCESS takes a process id, not a thread's
-        return
-    try:
-        thread = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, thread, min(19, os.getpriority(os.PRIO_PROCESS, thread) + HOST_NICENESS))
-    except OSError:  # a sandbox that forbids it: the threads keep the process's priority
-        pass
 
 
 def _graph_labels_follow_the_protocol(artifact: Artifact) -> bool:
@@ -106,15 +87,13 @@ class EvaluateOptions:
     junit: Optional[Path] = None  # another copy of junit.xml
 
     def check(self) -> None:
-        if self.limit is not None and self.limit < 1:
-            raise BadInput(f"--limit {self.limit}: must be at least 1", "give the number of pictures to evaluate")
+        check_common(self.limit, [])
         if self.max_miou_drop is not None and not self.max_miou_drop >= 0:
             raise BadInput(
                 f"--max-miou-drop {self.max_miou_drop}: must be >= 0 (points of mIoU)",
                 "for example --max-miou-drop 0.3",
             )
-        if len(set(self.backends)) != len(self.backends):
-            raise BadInput(f"--backend given twice ({', '.join(self.backends)})", "name each backend once")
+        check_common(None, self.backends)
         if not 0 <= self.ignore_index <= 255:
             raise BadInput(
                 f"--ignore-index {self.ignore_index}: label PNGs hold 0-255", "for example --ignore-index 255"
@@ -215,6 +194,11 @@ class Decoded(NamedTuple):
 
 def _check_artifact(artifact: Artifact) -> None:
     """A segmentation artifact with logits, a static input resolution and a class count."""
+    if artifact.task.name != SEGMENTATION:  # the command asks protocols.py; the Python API may not have
+        raise BadInput(
+            f"{artifact.path} is a {artifact.task.name} model, not a segmentation one",
+            "evaluate it with msla-deploy evaluate (or evaluate.classification.evaluate_classifier)",
+        )
     if artifact.outputs and OUTPUT_NAME not in {o.name for o in artifact.outputs}:
         raise BadInput(
             f"{artifact.path} has no {OUTPUT_NAME!r} output (a --head labels export): "
@@ -226,14 +210,6 @@ def _check_artifact(artifact: Artifact) -> None:
             f"{artifact.path}: no static input resolution or class count",
             "evaluate an export directory or a static segmentation ONNX",
         )
-
-
-def _order_backends(options: EvaluateOptions) -> Tuple[List[str], str]:
-    names = list(options.backends)
-    against = options.against or ("torch" if "torch" in names else names[0])
-    if against not in names:
-        names.insert(0, against)
-    return names, against
 
 
 def _protocol(dataset: Dataset, resolution: Tuple[int, int]) -> Tuple[Dict[str, str], List[str]]:
@@ -305,7 +281,7 @@ class Evaluation:
         self.num_classes: int = artifact.num_classes
         self.dataset = find_dataset(options.data, options.dataset, self.num_classes, options.ignore_index)
         self.samples = self.dataset.samples[: options.limit] if options.limit else self.dataset.samples
-        self.names, self.against = _order_backends(options)
+        self.names, self.against = order_backends(options.backends, options.against)
         self.chosen = [runtime.choose(n, artifact, command="evaluate") for n in self.names]
         for backend in self.chosen:
             runtime.preflight(backend)  # a missing runtime exits 3 before any session loads
@@ -367,10 +343,8 @@ class Evaluation:
         """Readers decode ahead, this thread infers full batches, the metric thread scores them;
         at most a few batches are in flight."""
         with ThreadPoolExecutor(
-            READERS, thread_name_prefix="evaluate-read", initializer=_lower_priority
-        ) as readers, ThreadPoolExecutor(
-            1, thread_name_prefix="evaluate-metric", initializer=_lower_priority
-        ) as metric:
+            READERS, thread_name_prefix="evaluate-read", initializer=lower_priority
+        ) as readers, ThreadPoolExecutor(1, thread_name_prefix="evaluate-metric", initializer=lower_priority) as metric:
             pending: List[Future] = []
             for batch in self._batches(readers):
                 outputs = self._infer(batch)
@@ -386,24 +360,13 @@ class Evaluation:
     def _batches(self, readers: ThreadPoolExecutor) -> Iterator[List[Decoded]]:
         """Decoded pictures in order, in groups of the batch (the last one short); bad pictures
         are skipped here (with --skip-bad) or raise (without)."""
-        samples = self.samples
-        reads: List[Future] = [readers.submit(self._decode, s) for s in samples[: READERS * self.batch * 2]]
-        next_read = len(reads)
-        batch: List[Decoded] = []
-        while reads:
-            decoded = reads.pop(0).result()
-            if next_read < len(samples):
-                reads.append(readers.submit(self._decode, samples[next_read]))
-                next_read += 1
-            if decoded.problem is not None:
-                self.skipped.append(SkippedPicture(decoded.sample.name, decoded.problem))
-                continue
-            batch.append(decoded)
-            if len(batch) == self.batch:
-                yield batch
-                batch = []
-        if batch:
-            yield batch
+        return decoded_batches(
+            self.samples,
+            self._decode,
+            readers,
+            self.batch,
+            lambda d: self.skipped.append(SkippedPicture(d.sample.name, d.problem)),
+        )
 
     # --- the stages ----------------------------------------------------------------------------
     def _decode(self, sample: Sample) -> Decoded:

@@ -1,9 +1,13 @@
-"""Procedural street-like scenes with known labels, written in each dataset layout.
+"""Procedural pictures with known labels, written in each dataset layout, for tests and benchmarks.
 
-For tests and benchmarks: a picture is a ground band, a sky band and a few rectangles and discs,
+Segmentation: a street-like scene is a ground band, a sky band and a few rectangles and discs,
 each region a class drawn in its palette colour with noise, so a model can learn it and a test
 knows every label. Some pixels are ignored, and each scene uses a random subset of the classes
 (so classes are absent from some images).
+
+Classification: a picture of class c is one large disc or rectangle in c's palette colour on a
+background of another, noisy colour, at a random size and aspect ratio, written in class folders
+(the ImageNet layout) in several picture formats.
 """
 
 from __future__ import annotations
@@ -13,8 +17,9 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..classes import IGNORE_INDEX, cityscapes_train_to_label, palette
-from ..drawing import save_picture
+from ..atomic import write_bytes_atomic
+from ..classes import IGNORE_INDEX, cityscapes_train_to_label, palette, seeded_palette
+from ..drawing import encode, save_picture
 from .datasets import ADE20K_ROOT, CITYSCAPES_IMAGE_SUFFIX, CITYSCAPES_LABEL_SUFFIX, FOLDER_IMAGES, FOLDER_LABELS, SPLIT
 
 
@@ -114,3 +119,55 @@ def write_dataset(
             name = write_sample(root, layout, f"scene_{i:04d}", pixels, np.where(ignored, ignore_value, label))[2]
         written.append((name, label))
     return written
+
+
+#: the formats class pictures are written in, in turn (the suffixes evaluate must take, upper case too)
+CLASS_PICTURE_SUFFIXES = (".png", ".jpg", ".JPEG", ".bmp", ".webp")
+_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP"}
+
+
+def class_picture(rng: np.random.Generator, label: int, num_classes: int, size: Tuple[int, int]) -> np.ndarray:
+    """An H x W x 3 uint8 picture of class `label`: its colour's shape over about half the picture."""
+    h, w = size
+    colours = seeded_palette(num_classes).astype(np.int16)
+    background = colours[(label + int(rng.integers(1, num_classes))) % num_classes] if num_classes > 1 else 0
+    pixels = np.empty((h, w, 3), np.int16)
+    pixels[:] = background
+    cy, cx = h * rng.uniform(0.35, 0.65), w * rng.uniform(0.35, 0.65)
+    ry, rx = h * rng.uniform(0.3, 0.45), w * rng.uniform(0.3, 0.45)
+    yy, xx = np.mgrid[:h, :w]
+    if rng.random() < 0.5:
+        inside = ((yy - cy) / ry) ** 2 + ((xx - cx) / rx) ** 2 <= 1
+    else:
+        inside = (np.abs(yy - cy) <= ry) & (np.abs(xx - cx) <= rx)
+    pixels[inside] = colours[label]
+    pixels += rng.normal(0, 16, size=(h, w, 3)).astype(np.int16)
+    return np.clip(pixels, 0, 255).astype(np.uint8)
+
+
+def write_class_folders(
+    root: Path,
+    num_classes: int,
+    per_class: int,
+    sizes: Tuple[int, int] = (40, 120),
+    seed: int = 0,
+    class_names: Optional[Sequence[str]] = None,
+    suffixes: Sequence[str] = CLASS_PICTURE_SUFFIXES,
+) -> List[Tuple[str, int]]:
+    """`per_class` pictures of each class under root/<class folder>/ (sides drawn from `sizes`, the
+    formats taken from `suffixes` in turn); the folder names sort in class order. Returns (path
+    relative to root, class) pairs in the order evaluate reads them."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    names = list(class_names) if class_names is not None else [f"class_{c:03d}" for c in range(num_classes)]
+    if sorted(names) != names or len(names) != num_classes:
+        raise ValueError("class folder names must be one per class, in sorted order")
+    written = []
+    for label, name in enumerate(names):
+        for i in range(per_class):
+            size = (int(rng.integers(sizes[0], sizes[1] + 1)), int(rng.integers(sizes[0], sizes[1] + 1)))
+            relative = f"{name}/{i:04d}{suffixes[(label + i) % len(suffixes)]}"
+            picture = class_picture(rng, label, num_classes, size)
+            write_bytes_atomic(root / relative, encode(picture, _FORMATS[Path(relative).suffix.lower()]))
+            written.append((relative, label))
+    return sorted(written)

@@ -158,6 +158,13 @@ def check_opset(view: ModelView, target: Target) -> List[Finding]:
     return findings
 
 
+#: operators with a known way round them
+_OPERATOR_FIXES = {
+    # opset 17 introduced the operator; below it, PyTorch writes a LayerNorm as elementary ops
+    "LayerNormalization": "re-export with --opset 16 (LayerNorm as elementary ops), or target TensorRT 8.6+",
+}
+
+
 def check_operators(view: ModelView, target: Target, notes: List[str]) -> List[Finding]:
     findings = []
     unsupported: Dict[str, List[onnx.NodeProto]] = {}
@@ -192,7 +199,7 @@ def check_operators(view: ModelView, target: Target, notes: List[str]) -> List[F
                 "unsupported-op",
                 f"{op} ({len(nodes)} node(s)) is not in TensorRT {target.name}'s ONNX operator matrix "
                 f"({target.matrix_note})",
-                "re-export it as supported operators, or target a newer TensorRT",
+                _OPERATOR_FIXES.get(op, "re-export it as supported operators, or target a newer TensorRT"),
             )
         )
     return findings

@@ -137,10 +137,13 @@ def pyproject_settings(path: Path, precision: str) -> Tuple[Dict[str, Tuple[Any,
     return found, []
 
 
-def resolve_budget(precision: str, flags: Dict[str, Optional[str]], cwd: Path) -> BudgetChoice:
-    """The budget for `precision` with pyproject settings and then `flags` ({setting: text|None}) on top."""
+def resolve_budget(
+    precision: str, flags: Dict[str, Optional[str]], cwd: Path, task: Optional[str] = None
+) -> BudgetChoice:
+    """The budget for `precision` of `task`'s outputs (None: segmentation) with pyproject settings
+    and then `flags` ({setting: text|None}) on top."""
     try:
-        base = default_budget(precision)
+        base = default_budget(precision, task)
     except ValueError:
         raise BadInput(
             f"the artifact's precision {precision!r} has no default budget", f"known: {', '.join(DEFAULT_BUDGETS)}"

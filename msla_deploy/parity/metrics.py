@@ -159,8 +159,8 @@ def _classes_vacuous_note(counts: np.ndarray, labels_only: bool) -> Optional[str
     if total < 2 or counts.max() / total < VACUOUS_SHARE:
         return None
     return (
-        f"the reference gives every picture class {int(counts.argmax())}: top-1 agreement is vacuous here (random "
-        "weights?); " + ("judge by the topk scores" if labels_only else "judge by the error and cosine")
+        f"the reference gives every picture class {int(counts.argmax())}: top-1 agreement is vacuous here and not "
+        "judged (random weights?); " + ("the topk scores judge" if labels_only else "the error and cosine judge")
     )
 
 

@@ -197,7 +197,7 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
     with engine_hint(engine_alone, "validate", artifact.onnx_path):
         runtime.preflight(backend)
     precision, why = artifact.budget_precision(target.precision)
-    choice = resolve_budget(precision, options.budget_flags, Path(options.cwd or Path.cwd()))
+    choice = resolve_budget(precision, options.budget_flags, Path(options.cwd or Path.cwd()), artifact.task.name)
     if why:
         choice.notes.append(f"default budget of {precision}: {why}")
     localize_source = _localize_preflight(target) if options.localize else None

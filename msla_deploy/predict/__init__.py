@@ -1,1 +1,2 @@
-"""`predict`: labels, colours and overlays for pictures (torch-free)."""
+"""`predict` (torch-free): labels, colours and overlays for pictures (segmentation), their top-k
+classes (classification); run.py hands each artifact to its task's predictor."""

@@ -1,8 +1,10 @@
-"""The `predict` command: parse, call msla_deploy.predict.run, render. Registered in cli.py.
+"""The `predict` command: parse, call msla_deploy.predict.run, render (by the artifact's task:
+`RENDERERS`). Registered in cli.py.
 
-Exit codes: 0 written, 1 some labels came from non-finite (NaN/Inf) logits (the files are
-written all the same), 2 bad input (including an existing output without --overwrite, an --out
-onto the artifact or an input, or an unreadable picture with --strict), 3 missing runtime.
+Exit codes: 0 done, 1 some labels (classes) came from non-finite (NaN/Inf) logits (the files are
+written and the answers reported all the same), 2 bad input (including an existing output without
+--overwrite, an --out onto the artifact or an input, an unreadable picture with --strict, a
+--top-k the artifact cannot answer), 3 missing runtime.
 """
 
 from __future__ import annotations
@@ -16,13 +18,19 @@ from rich.table import Table
 
 from ..cli_options import artifact_argument, backend_option, json_option, overwrite_option, threads_option
 from ..console import counting_progress, err, error_line, key_values, out, print_json, weights_cell
+from ..tasks import CLASSIFICATION, SEGMENTATION, TOPK
 
 
 def predict_command(
     artifact: Path = artifact_argument(),
     pictures: List[Path] = typer.Argument(..., help="Picture files and/or folders (scanned recursively)."),
-    out_dir: Path = typer.Option(
-        ..., "--out", "-o", help="Folder for <name>_labels.png, <name>_color.png, <name>_overlay.png."
+    out_dir: Optional[Path] = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Folder for <name>_labels.png, <name>_color.png, <name>_overlay.png (segmentation: required); "
+        "a classifier writes <name>_classes.png (the picture beside its top-k chart) there.",
+        show_default=False,
     ),
     backend: str = backend_option(),
     label_ids: bool = typer.Option(
@@ -37,9 +45,24 @@ def predict_command(
     overwrite: bool = overwrite_option("Replace outputs that already exist."),
     alpha: float = typer.Option(0.5, "--alpha", help="Overlay: weight of the class colours (0..1)."),
     threads: Optional[int] = threads_option(),
-    json_out: bool = json_option("the files written and per-picture class areas"),
+    top_k: Optional[int] = typer.Option(
+        None,
+        "--top-k",
+        "-k",
+        help=f"Classification: classes per picture [default: {TOPK}; a topk head gives at most its k].",
+        show_default=False,
+    ),
+    labels: Optional[Path] = typer.Option(
+        None,
+        "--labels",
+        help="Classification: class names, one a line in class-index order "
+        "[default: ImageNet-1k for the zoo's 1000-class models, else 'class <i>'].",
+        show_default=False,
+    ),
+    json_out: bool = json_option("the files written and per-picture class areas (classification: the top-k)"),
 ) -> None:
-    """Segment pictures with an artifact: a label PNG, a colour PNG and an overlay PNG per picture."""
+    """Predict pictures with an artifact. Segmentation: a label PNG, a colour PNG and an overlay PNG
+    per picture. Classification: the top-k classes of each picture, with names."""
     from .run import PredictOptions, run_predict
 
     options = PredictOptions(
@@ -52,6 +75,8 @@ def predict_command(
         overwrite=overwrite,
         alpha=alpha,
         threads=threads,
+        top_k=top_k,
+        labels=labels,
     )
     warn = lambda message: err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)  # noqa: E731
     with counting_progress("Predicting", minimum=2) as advance:
@@ -59,22 +84,17 @@ def predict_command(
             None if advance is None else lambda done, total, source: advance(done, total, f"Predicting {source.name}")
         )
         result = run_predict(options, on_picture=on_picture, warn=warn)
-    report = result.report
     if json_out:
-        print_json(report.to_dict())
+        print_json(result.report.to_dict())
     else:
-        _render(result)
-    if not result.passed:
-        bad = result.nonfinite_pictures
-        error_line(
-            f"{len(bad)} of {len(report.pictures)} picture(s) got labels from non-finite (NaN/Inf) logits, "
-            f"{report.nonfinite_pixels} pixel(s) in all (first: {bad[0].input}); their labels mean nothing "
-            f"(the files were written to {report.out}; validate the artifact)"
-        )
+        RENDERERS[result.task](result)
+    failure = result.failure()
+    if failure:
+        error_line(failure)
         raise typer.Exit(1)
 
 
-def _render(result) -> None:
+def _render_segmentation(result) -> None:
     report = result.report
     rt = report.runtime
     weights = weights_cell(report.weights_source, report.weights_warning)
@@ -108,3 +128,41 @@ def _render(result) -> None:
             f"[yellow]{len(report.skipped)} picture(s) skipped[/] (unreadable; --strict makes that an error)",
             highlight=False,
         )
+
+
+def _render_classification(result) -> None:
+    report = result.report
+    rt = report.runtime
+    weights = weights_cell(report.weights_source, report.weights_warning)
+    rows = [
+        ("artifact", escape(report.artifact)),
+        ("weights", weights),
+        ("ran on", f"{rt.get('runtime', '')} {rt.get('version', '')} ({rt.get('ran_on', '')}), head {report.head}"),
+        ("class names", escape(report.class_names)),
+    ]
+    if report.out is not None:
+        rows.append(("written", f"{len(result.written)} chart(s) in {escape(report.out)}"))
+    out.print(key_values(rows))
+    for p in report.pictures:
+        title = f"{escape(p.input)} ({p.size[1]}x{p.size[0]})"
+        if p.nonfinite:
+            title += f" [bold red]{p.nonfinite} NaN/Inf score(s): the ranking means nothing[/]"
+        table = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+        table.add_column("rank", justify="right")
+        table.add_column("class", justify="right")
+        table.add_column("name")
+        table.add_column("probability", justify="right")
+        for c in p.top:
+            table.add_row(str(c.rank), str(c.index), escape(c.name), f"{100 * c.probability:.2f}%")
+        out.print(table)
+    if report.weights_warning:
+        out.print(f"weights: {weights}")
+    if report.skipped:
+        err.print(
+            f"[yellow]{len(report.skipped)} picture(s) skipped[/] (unreadable; --strict makes that an error)",
+            highlight=False,
+        )
+
+
+#: task name -> how its result is printed
+RENDERERS = {SEGMENTATION: _render_segmentation, CLASSIFICATION: _render_classification}

@@ -38,6 +38,7 @@ import numpy as np
 from ..artifact.names import LABELS_NAME, OUTPUT_NAME
 from ..errors import BadInput
 from ..limits import check_tensors_fit, open_picture
+from ..tasks import SEGMENTATION, get_task
 from . import processing
 
 if TYPE_CHECKING:  # resolve imports onnx: only where an Artifact is given
@@ -190,6 +191,9 @@ class Segmenter:
         self, artifact: Union[str, Path, Artifact], backend: str = "auto", *, threads: Optional[int] = None
     ) -> None:
         resolved = _resolve(artifact)
+        require_task(
+            resolved, SEGMENTATION, "a Segmenter", "use msla_deploy.Classifier (msla-deploy predict runs either kind)"
+        )
         #: where the weights came from (the manifest's weights.source; None for a bare .onnx or engine)
         self.weights_source: Optional[str] = resolved.weights_source
         #: what to say about them: the random-weights warning, or None
@@ -315,11 +319,12 @@ def nearest_resize(labels: np.ndarray, size: Tuple[int, int]) -> np.ndarray:
     return labels[rows[:, None], cols[None, :]]
 
 
-def _describe(session, model_name: str, num_classes: Optional[int]) -> _Head:
-    """The input to feed and the output to read, from the session's tensor specs."""
+def picture_input(session, who: str):
+    """The session's one picture input (its TensorSpec) and whether its batch is dynamic: a
+    static [N, 3, H, W], or [?, 3, H, W] of a dynamic-batch export. `who` names the caller in errors."""
     if len(session.inputs) != 1:
         raise BadInput(
-            f"the artifact has inputs {sorted(session.inputs)}; a segmenter feeds one picture tensor",
+            f"the artifact has inputs {sorted(session.inputs)}; {who} feeds one picture tensor",
             "export a one-input model (msla-deploy export)",
         )
     spec = next(iter(session.inputs.values()))
@@ -330,6 +335,13 @@ def _describe(session, model_name: str, num_classes: Optional[int]) -> _Head:
             f"input {spec.name!r} has shape {list(shape)}, not a static [N, 3, H, W]",
             "export with static shapes (msla-deploy export --batch N, or --batch dynamic --max-batch N)",
         )
+    return spec, dynamic
+
+
+def _describe(session, model_name: str, num_classes: Optional[int]) -> _Head:
+    """The input to feed and the output to read, from the session's tensor specs."""
+    spec, dynamic = picture_input(session, "a segmenter")
+    shape = tuple(spec.shape)
     outputs = session.outputs
     if OUTPUT_NAME in outputs:
         name, num_classes = OUTPUT_NAME, tuple(outputs[OUTPUT_NAME].shape)[1]
@@ -369,6 +381,13 @@ def _check_fits(session, head: _Head, label: str) -> None:
 
 
 # --- opening the artifact ------------------------------------------------------------------------
+def require_task(artifact, task: str, who: str, fix: str) -> None:
+    """BadInput unless the artifact's model is of this task (one without a recorded task is segmentation)."""
+    found = artifact.task
+    if found.name != task:
+        raise BadInput(f"{artifact.name} is a model for {found.title}; {who} runs {get_task(task).title} models", fix)
+
+
 def _resolve(target):
     """An Artifact (artifact.resolve) from a path, or the one given."""
     from ..artifact.resolve import Artifact, resolve

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import List, Optional, Tuple
 
 import typer
+from rich.markup import escape
 
 from ..artifact.names import META_RECIPE, TRITON_SCHEME
 from ..choices import NonTorchBackend, Platform
@@ -61,6 +62,13 @@ def package_command(
         ),
     ),
     overwrite: bool = overwrite_option("Replace REPO/<name>/ if msla-deploy wrote it before."),
+    labels: Optional[Path] = typer.Option(
+        None,
+        "--labels",
+        help="A classifier's class names, one a line in class-index order, written as labels.txt for Triton's "
+        "classification extension [default: ImageNet-1k for the zoo's 1000-class models].",
+        show_default=False,
+    ),
     json_out: bool = json_option("what was written"),
 ) -> None:
     """Put an artifact into a Triton Inference Server model repository (config.pbtxt + 1/model.plan or model.onnx)."""
@@ -79,6 +87,7 @@ def package_command(
                 instances=instances,
                 gpus=parse_gpus(gpus),
                 overwrite=overwrite,
+                labels=labels,
             )
         )
     if json_out:
@@ -110,6 +119,7 @@ def package_command(
                     + (f" on GPUs {','.join(map(str, group.gpus))}" if group.gpus else "")
                     + f" ({group.why})",
                 ),
+                ("class names", _labels_cell(package.labels)),
                 ("recipe", package.parameters.get(META_RECIPE, "-")),
                 ("weights", weights_cell(package.weights_source, package.weights_warning)),
                 (
@@ -124,6 +134,15 @@ def package_command(
     for note in package.notes:
         err.print(f"[yellow]note:[/] {note}", highlight=False)
     print_next(next_after_package(artifact, triton, package.name, package.platform))
+
+
+def _labels_cell(labels) -> str:
+    if labels is None:
+        return "-"
+    return (
+        f"{len(labels.names)} ({escape(labels.source)}) in labels.txt: label_filename of {', '.join(labels.outputs)} "
+        "(Triton's classification extension)"
+    )
 
 
 def next_after_package(artifact: Path, repository: Path, name: str, platform: str) -> List[Tuple[str, str]]:

@@ -11,6 +11,14 @@ profile 1..N that `build` gives it). The manifest's recipe hash rides along in `
 server's model can be traced back to the export that made it, and so does the weights' source
 (random weights stay visible on the server that runs them).
 
+A classifier's config gives its outputs ([N, 1000] logits or probs; a topk head's indices and
+scores) like any others, and where Triton's classification extension fits (logits or probs in
+FP32, with a batch Triton can split: dynamic, or a static batch of 1) names the class names
+(`label_filename: "labels.txt"` on the output, labels.txt beside config.pbtxt): a client may then
+ask for `class_count` and gets "score:index:name" strings. The names are the Classifier's
+(runtime/classifier.py `class_names_for`: --labels, or ImageNet-1k for the zoo's classifiers);
+without known names no label file is written (Triton then answers "score:index").
+
 The repository is written where the user names it and nowhere else: never onto the artifact's
 files nor inside its export directory, and REPO/<name> never through a link out of REPO
 (artifact/outputs.py); a refusal is exit 2 before anything is written.
@@ -26,7 +34,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from .. import __version__
 from ..artifact.files import sha256_file, write_bytes_atomic
@@ -45,6 +53,7 @@ from ..artifact.outputs import check_repository_entry, guard_for
 from ..artifact.staging import PARTIAL_TAG, staging_path, swap_in
 from ..errors import BadInput, one_line_text
 from ..runtime.triton import KSERVE_DTYPES
+from ..tasks import CLASSIFICATION, OutputKind
 from . import deps
 from .model_io import (
     MAX_QUEUE_DELAY_US,
@@ -61,6 +70,10 @@ from .model_io import (
 
 PLATFORM_CHOICES = ("auto",) + TRITON_PLATFORMS  # = choices.PLATFORM_CHOICES
 REPOSITORY_FLAG = "--triton"
+#: the class names of a classifier's outputs, beside config.pbtxt (Triton's label_filename)
+LABELS_NAME = "labels.txt"
+#: output dtypes Triton's classification extension sorts (its TopkClassifications: no FP16/BF16)
+CLASSIFIABLE_DTYPES = ("float32", "float64", "int32", "int64", "uint8", "int8", "uint16", "int16", "uint32", "uint64")
 
 
 @dataclass
@@ -72,6 +85,19 @@ class PackageOptions:
     instances: int = 1
     gpus: Optional[List[int]] = None  # None: Triton's default (every visible GPU)
     overwrite: bool = False
+    labels: Optional[Path] = None  # a classifier's class names, one a line (default: class_names_for's)
+
+
+@dataclass
+class Labels:
+    """A classifier's label file: which outputs name it, the names, where they came from."""
+
+    outputs: List[str]
+    names: Tuple[str, ...]
+    source: str  # imagenet-1k, "labels file PATH"
+
+    def to_dict(self) -> Dict:
+        return {"file": LABELS_NAME, "outputs": self.outputs, "class_names": self.source, "count": len(self.names)}
 
 
 @dataclass
@@ -105,6 +131,8 @@ class Package:
     notes: List[str] = field(default_factory=list)
     weights_source: Optional[str] = None  # the manifest's weights.source (None: no manifest says)
     weights_warning: Optional[str] = None  # said wherever the model runs: random weights
+    task: str = ""  # the artifact's task (tasks.py)
+    labels: Optional[Labels] = None  # a classifier's label file (Triton's classification extension)
 
     def to_dict(self) -> Dict:
         return {
@@ -128,6 +156,8 @@ class Package:
             "notes": self.notes,
             "weights_source": self.weights_source,
             "weights_warning": self.weights_warning,
+            "task": self.task,
+            "labels": None if self.labels is None else self.labels.to_dict(),
         }
 
 
@@ -183,18 +213,22 @@ def _quote(text: str) -> str:
     return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _tensor_blocks(tensors: Sequence[TensorSpec], layout: BatchLayout, where: str) -> List[str]:
+def _tensor_blocks(
+    tensors: Sequence[TensorSpec], layout: BatchLayout, where: str, labelled: Sequence[str] = ()
+) -> List[str]:
     blocks = []
     for t in tensors:
         if t.dtype not in KSERVE_DTYPES:
             raise BadInput(
                 f"{where}: {t.name} has dtype {t.dtype}, which Triton has no type for", "export with fp32 or fp16 I/O"
             )
+        label = f"    label_filename: {_quote(LABELS_NAME)}\n" if t.name in labelled else ""
         blocks.append(
             "  {\n"
             f"    name: {_quote(t.name)}\n"
             f"    data_type: TYPE_{KSERVE_DTYPES[t.dtype]}\n"
             f"    dims: [ {', '.join(str(d) for d in layout.dims(t))} ]\n"
+            f"{label}"
             "  }"
         )
     return blocks
@@ -209,8 +243,10 @@ def config_text(
     group: InstanceGroup,
     parameters: Dict[str, str],
     source: str,
+    labelled: Sequence[str] = (),
 ) -> str:
-    """config.pbtxt in protobuf text format (comments allowed; field names are ModelConfig's)."""
+    """config.pbtxt in protobuf text format (comments allowed; field names are ModelConfig's);
+    `labelled`: the outputs whose classes labels.txt names (Triton's classification extension)."""
     lines = [
         f"{TRITON_CONFIG_MARKER} {__version__} from {source}",
         f"# dynamic batch 1..{layout.batch}: dims without the batch, Triton's dynamic batcher forms the batches"
@@ -223,7 +259,7 @@ def config_text(
         ",\n".join(_tensor_blocks(inputs, layout, source)),
         "]",
         "output [",
-        ",\n".join(_tensor_blocks(outputs, layout, source)),
+        ",\n".join(_tensor_blocks(outputs, layout, source, labelled)),
         "]",
         "instance_group [",
         "  {",
@@ -238,6 +274,45 @@ def config_text(
     for key, value in parameters.items():
         lines.append(f"parameters {{ key: {_quote(key)} value: {{ string_value: {_quote(value)} }} }}")
     return "\n".join(lines) + "\n"
+
+
+def classification_labels(
+    art: Artifact, outputs: Sequence[TensorSpec], layout: BatchLayout, labels: Optional[Path], notes: List[str]
+) -> Optional[Labels]:
+    """The label file of a classifier's score outputs (logits, probs), where Triton's
+    classification extension can use it; None (with a note saying why) where it cannot."""
+    from ..runtime.classifier import NAMES_FROM_INDEX, class_names_for
+
+    kinds = {s.name: s.kind for specs in art.task.heads.values() for s in specs}
+    scored = [t for t in outputs if kinds.get(t.name) in (OutputKind.LOGITS, OutputKind.PROBS) and len(t.shape) == 2]
+    if not scored:  # a topk head: its indices are the classes already
+        if labels is not None:
+            raise BadInput(
+                f"--labels: {art.path} gives top-k indices, not per-class scores Triton could label",
+                "leave --labels out, or package an export with --head logits or probs",
+            )
+        return None
+    num_classes = int(scored[0].shape[1])
+    names, source = class_names_for(art, num_classes, labels)
+    if source == NAMES_FROM_INDEX:
+        notes.append(
+            f"no class names known for {art.model_name or art.path}: no {LABELS_NAME} "
+            "(Triton's classification answers score:index; pass --labels FILE for names)"
+        )
+        return None
+    why_not = None
+    if not layout.dynamic and layout.batch > 1:
+        why_not = f"a static batch of {layout.batch} (max_batch_size 0) would be classified as one picture"
+    elif any(t.dtype not in CLASSIFIABLE_DTYPES for t in scored):
+        why_not = "Triton's classification does not sort fp16 outputs"
+    if why_not:
+        notes.append(f"no {LABELS_NAME}: {why_not}; clients rank the {scored[0].name} output themselves")
+        return None
+    return Labels([t.name for t in scored], names, source)
+
+
+#: task name -> its extra files (the label file of a classifier)
+LABEL_FILES = {CLASSIFICATION: classification_labels}
 
 
 def parse_config(text: str):
@@ -334,7 +409,16 @@ def package_triton(options: PackageOptions, steps=None) -> Package:
     }
     if META_RECIPE not in parameters:
         notes.append(f"{art.path} records no recipe hash (not written by msla-deploy export?): none in the config")
-    text = config_text(name, platform, inputs, outputs, layout, group, parameters, str(source))
+    task = art.task
+    labeller = LABEL_FILES.get(task.name)
+    if labeller is None and options.labels is not None:
+        raise BadInput(
+            f"--labels is for classification models; {art.path} is a model for {task.title}", "leave --labels out"
+        )
+    labels = labeller(art, outputs, layout, options.labels, notes) if labeller else None
+    text = config_text(
+        name, platform, inputs, outputs, layout, group, parameters, str(source), labels.outputs if labels else ()
+    )
     checked = _check_with_model_config(text)
     if not checked:
         notes.append("tritonclient is not installed: the config was not parsed back with Triton's ModelConfig here")
@@ -350,6 +434,8 @@ def package_triton(options: PackageOptions, steps=None) -> Package:
         (staging / TRITON_MODEL_VERSION).mkdir(parents=True)
         shutil.copyfile(source, staging / TRITON_MODEL_VERSION / TRITON_MODEL_FILES[platform])
         write_bytes_atomic(staging / TRITON_CONFIG_NAME, text.encode())
+        if labels is not None:
+            write_bytes_atomic(staging / LABELS_NAME, "".join(f"{n}\n" for n in labels.names).encode())
         swap_in(model_dir, staging)  # the previous model is put back if the swap is interrupted
     finally:
         if staging.exists():
@@ -373,4 +459,6 @@ def package_triton(options: PackageOptions, steps=None) -> Package:
         notes=notes,
         weights_source=art.weights_source,
         weights_warning=art.weights_warning,
+        task=task.name,
+        labels=labels,
     )

@@ -9,7 +9,9 @@ attention division, which is the usual convention of published MAC figures.
 Against upstream's published Cityscapes figures at 1024x2048 (docs/facts/upstream.md#reference-figures) this gives
 B0 4.39G (published 4.4G), B1 25.09G (25G), B2 73.62G (74G), B3 179.18G (179G), L1 282.47G
 (282G) and L2 396.11G (396G): all within 0.6%, about the rounding of the published figures,
-which confirms the counting convention. tests/zoo/test_zoo.py holds them within 10%.
+which confirms the counting convention. tests/zoo/test_zoo.py holds them within 10%. The
+classifiers' counts (Linear layers included) round to every figure of upstream's ImageNet table
+(docs/facts/upstream.md#classification), which tests/zoo/test_cls_zoo.py checks digit for digit.
 """
 
 from __future__ import annotations

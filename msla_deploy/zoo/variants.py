@@ -1,5 +1,5 @@
 """The model zoo as data: one registry entry per public (upstream) model name, of either task:
-the 11 EfficientViT-Seg models and the 24 EfficientViT classifiers (ImageNet-1k).
+the 11 EfficientViT-Seg models and the 21 EfficientViT classifiers (ImageNet-1k).
 
 Torch-free on purpose, so that listing models and resolving checkpoint names works where only
 the runtime side is installed. The numbers are upstream's (docs/facts/upstream.md#backbones, #seg-head, #zoo); the
@@ -17,6 +17,17 @@ from typing import Dict, List, Optional, Tuple, Union
 from ..artifact.options import DEFAULT_RESOLUTION, ExportOptions, is_factory_spec
 from ..errors import BadInput
 from ..tasks import CLASSIFICATION, DEFAULT_TASK, SEGMENTATION, get_task
+
+#: official checkpoint file names per task (upstream's), as str.format patterns
+CHECKPOINT_FILES: Dict[str, str] = {
+    SEGMENTATION: "efficientvit_seg_{variant}_{dataset}.pt",
+    CLASSIFICATION: "efficientvit_{variant}_r{resolution}.pt",
+}
+
+
+def checkpoint_pattern(task: str) -> str:
+    """A task's checkpoint file name with placeholders, for people: efficientvit_<variant>_r<res>.pt."""
+    return CHECKPOINT_FILES[task].format(variant="<variant>", dataset="<dataset>", resolution="<res>")
 
 
 @dataclass(frozen=True)
@@ -141,7 +152,7 @@ def _spec_from_name(name: str) -> ZooSpec:
         dataset=dataset,
         num_classes=data.num_classes,
         norm_eps=family.norm_eps,
-        checkpoint_file=f"efficientvit_seg_{variant}_{dataset}.pt",
+        checkpoint_file=CHECKPOINT_FILES[SEGMENTATION].format(variant=variant, dataset=dataset),
         default_resolution=data.default_resolution,
         params=SIZES[name][0],
         macs=SIZES[name][1],
@@ -220,7 +231,7 @@ def _cls_spec(variant: str, resolution: int) -> ZooSpec:
         dataset="imagenet",
         num_classes=DATASETS["imagenet"].num_classes,
         norm_eps=FAMILIES[BACKBONES[variant].family].norm_eps,
-        checkpoint_file=f"efficientvit_{variant}_r{resolution}.pt",
+        checkpoint_file=CHECKPOINT_FILES[CLASSIFICATION].format(variant=variant, resolution=resolution),
         default_resolution=(resolution, resolution),
         params=params,
         macs=macs,

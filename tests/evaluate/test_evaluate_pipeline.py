@@ -217,6 +217,7 @@ def test_labels_read_in_any_mode_are_the_label_ids_mapped_to_train_ids(tmp_path,
 )
 def test_host_work_runs_below_the_model_priority(tmp_path, monkeypatch):
     import msla_deploy.evaluate.run as run
+    from msla_deploy.evaluate.passes import HOST_NICENESS
 
     seen = []
     caller = threading.get_native_id()
@@ -242,7 +243,7 @@ def test_host_work_runs_below_the_model_priority(tmp_path, monkeypatch):
         pytest.skip("this process already runs at the lowest priority")
     assert len(seen) == 6  # 3 pictures decoded, 3 scored
     # below this (the model's) thread
-    assert set(seen) == {min(19, niceness() + run.HOST_NICENESS)} and run.HOST_NICENESS > 0
+    assert set(seen) == {min(19, niceness() + HOST_NICENESS)} and HOST_NICENESS > 0
 
 
 # --- the record and the edge cases of the metric ---------------------------------------------------

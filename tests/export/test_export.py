@@ -191,7 +191,7 @@ def test_out_dir_that_is_not_ours_is_not_replaced(tmp_path):
 
 def test_parity_failure_exits_1_and_keeps_the_evidence(tmp_path, monkeypatch):
     impossible = Budget(max_abs_rel=0.0, max_abs_floor=0.0, min_cosine=1.1, min_argmax_agreement=1.0)
-    monkeypatch.setattr(pipeline, "default_budget", lambda precision: impossible)
+    monkeypatch.setattr(pipeline, "default_budget", lambda precision, task=None: impossible)
     out = tmp_path / "out"
     result = cli("export", "-m", B0, "--res", "64x64", "--out", str(out))
     assert result.exit_code == 1

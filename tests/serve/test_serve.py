@@ -556,3 +556,51 @@ def test_server_killed_mid_evaluation_is_exit_3_without_a_report(exported, tmp_p
     assert len(answered) == 3 and result.exit_code == 3, result.output
     assert described["url"] in one_error_line(result) and elapsed < 60
     assert not (tmp_path / "report").exists()  # nothing half-written
+
+
+@pytest.mark.slow
+@pytest.mark.serve
+def test_a_served_classifier_answers_as_the_local_one(tmp_path_factory):
+    """A classifier of each head kind, dynamic batch 1..3, served: the Classifier and predict
+    through triton:// give the classes and probabilities they give locally."""
+    pytest.importorskip("pytriton", reason=NO_PYTRITON)
+    from PIL import Image
+
+    from msla_deploy.artifact.options import ExportOptions
+    from msla_deploy.export.pipeline import run_export
+    from msla_deploy.runtime.classifier import Classifier
+    from msla_deploy.serve.server import start_server
+    from tests.runtime.test_classifier import PICTURES, calibrated_cls_checkpoint
+
+    root = tmp_path_factory.mktemp("serve-cls")
+    weights = calibrated_cls_checkpoint(root / "b0-cls.pt")  # decisive classes: no near-ties to flip
+    picture = root / "p.png"
+    Image.fromarray(PICTURES[0]).save(picture)
+    for head in ("probs", "topk"):
+        art = root / head
+        options = ExportOptions(
+            model="efficientvit-b0",
+            weights=weights,
+            resolution=(64, 64),
+            head=head,
+            batch=3,
+            dynamic_batch=True,
+            out=art,
+            models_dir=root / "no-models",
+        )
+        assert run_export(options).passed
+        with start_server(art, host=LOOPBACK, port=free_port()) as server:
+            assert server.batching.dynamic and server.batching.max_batch_size == 3
+            with Classifier(art, server.url) as remote, Classifier(art, "ort-cpu") as local:
+                assert remote.head == head and remote.names_from == "imagenet-1k" and remote.batch_size == 3
+                served, here = remote.batch(PICTURES, top_k=4), local.batch(PICTURES, top_k=4)
+            for a, b in zip(served, here):
+                assert [(s.index, s.name) for s in a.top] == [(s.index, s.name) for s in b.top]
+                np.testing.assert_allclose(
+                    [s.probability for s in a.top], [s.probability for s in b.top], rtol=0, atol=1e-5
+                )
+            result = cli("predict", art, picture, "--backend", server.url, "--json", "-k", 3)
+            assert result.exit_code == 0, result.output
+            report = json.loads(result.stdout)
+            assert server.url in json.dumps(report["runtime"])
+            assert [c["index"] for c in report["pictures"][0]["top"]] == [s.index for s in here[0].top[:3]]

@@ -1,4 +1,5 @@
-"""The zoo against upstream: state-dict layout, sizes, BN eps, golden outputs, checkpoints, MACs.
+"""The segmentation zoo against upstream: state-dict layout, sizes, BN eps, golden outputs, checkpoints,
+MACs (the classifiers: tests/zoo/test_cls_zoo.py).
 
 Structure tests build on the `meta` device (no weights allocated), so all 11 models, L2
 included, cost well under a second each. Only b0 is built for real, for the golden outputs.
@@ -26,6 +27,13 @@ B0 = "efficientvit-seg-b0-cityscapes"
 
 CITYSCAPES = [f"efficientvit-seg-{v}-cityscapes" for v in ("b0", "b1", "b2", "b3", "l1", "l2")]
 ADE20K = [f"efficientvit-seg-{v}-ade20k" for v in ("b1", "b2", "b3", "l1", "l2")]
+# upstream's efficientvit/cls_model_zoo.py, the names with a checkpoint
+CLASSIFIERS = [
+    "efficientvit-b0",
+    *(f"efficientvit-{v}-r{r}" for v in ("b1", "b2", "b3") for r in (224, 256, 288)),
+    "efficientvit-l1-r224",
+    *(f"efficientvit-{v}-r{r}" for v in ("l2", "l3") for r in (224, 256, 288, 320, 384)),
+]
 
 # docs/facts/upstream.md#measured-sizes, measured on upstream's own modules:
 # params, backbone params, head params, BatchNorm layers, LiteMLA blocks
@@ -71,9 +79,22 @@ def describe(tensor: torch.Tensor) -> tuple:
 # --- registry -------------------------------------------------------------------------------
 
 
+def names_of(task: str) -> list:
+    return [name for name in zoo.names() if zoo.get_spec(name).task == task]
+
+
 def test_names_are_upstreams_eleven():
-    assert sorted(zoo.names()) == sorted(CITYSCAPES + ADE20K)
-    assert len(zoo.names()) == 11
+    segmentation = names_of("segmentation")
+    assert sorted(segmentation) == sorted(CITYSCAPES + ADE20K)
+    assert len(segmentation) == 11
+
+
+def test_classifier_names_are_upstreams():
+    """The classifiers of upstream's cls_model_zoo.py that have a checkpoint, in its order (b0's
+    single checkpoint is r224, listed without the resolution)."""
+    assert names_of("classification") == CLASSIFIERS
+    assert len(CLASSIFIERS) == 21
+    assert sorted(zoo.names()) == sorted(CITYSCAPES + ADE20K + CLASSIFIERS)  # no third task yet
 
 
 def test_spec_fields():
