@@ -11,7 +11,7 @@ checkpoint goes through the real command line as any upstream b0 checkpoint does
 The 994 unused logits are trained down by the cross-entropy like any wrong class.
 
 Training pictures have random sizes and go through the classification protocol that evaluate
-and int8 calibration use (msla_deploy/runtime/cls_preprocess.py: short side to
+and int8 calibration use (msla_deploy/runtime/classify_preprocess.py: short side to
 ceil(res / 0.95), centre crop), fresh every step. After training the BatchNorm statistics are
 recomputed on fresh pictures (as train_synthetic.py does), the held-out top-1 is measured, and
 `<out>/efficientvit_b0_r224.pt` (a plain state dict; the official file name, so `--models-dir`
@@ -49,12 +49,17 @@ import shapes  # noqa: E402
 
 from msla_deploy import zoo  # noqa: E402
 from msla_deploy.artifact.files import write_bytes_atomic, write_json_atomic  # noqa: E402
-from msla_deploy.runtime import cls_preprocess  # noqa: E402
+from msla_deploy.runtime import classify_preprocess  # noqa: E402
 from msla_deploy.runtime.picture_files import load_rgb  # noqa: E402
 
 MODEL = "efficientvit-b0"
 VAL_SEED = 1000  # the held-out pictures' seed; training uses --seed (must differ)
 BN_INDEX_OFFSET = 10**9  # BN recomputation draws training-seed pictures from here on (never trained on)
+
+
+def preprocess(picture: np.ndarray, res: int) -> np.ndarray:
+    """A picture as evaluate feeds the classifier: 3 x res x res float32."""
+    return classify_preprocess.preprocess(picture, (res, res))[0]
 
 
 def lr_at(progress: float, base: float, warmup: float = 0.05) -> float:
@@ -72,7 +77,7 @@ def batch(seed: int, start: int, count: int, res: int) -> Tuple[torch.Tensor, to
     for i in range(start, start + count):
         short = int(np.random.default_rng([seed, i, 2]).integers(math.ceil(res / 0.95), int(res * 1.6) + 1))
         picture, label = shapes.make_picture(seed, i, *shapes.random_size(seed, i, short))
-        inputs.append(cls_preprocess.preprocess(picture, res, res))
+        inputs.append(preprocess(picture, res))
         labels.append(label)
     return torch.from_numpy(np.stack(inputs)), torch.tensor(labels, dtype=torch.int64)
 
@@ -165,7 +170,7 @@ def read_folder(root: Path, res: int) -> Tuple[np.ndarray, np.ndarray, List[str]
     inputs, labels, names = [], [], []
     for index, name in enumerate(classes):
         for path in sorted((root / name).glob("*.png")):
-            inputs.append(cls_preprocess.preprocess(load_rgb(path), res, res))
+            inputs.append(preprocess(load_rgb(path), res))
             labels.append(index)
             names.append(f"{name}/{path.name}")
     if not inputs:
@@ -184,7 +189,7 @@ def held_out(seed: int, count: int, short: int, res: int) -> Tuple[np.ndarray, n
     inputs, labels = [], []
     for i in range(count):
         picture, label = shapes.make_picture(seed, i, *shapes.random_size(seed, i, short))
-        inputs.append(cls_preprocess.preprocess(picture, res, res))
+        inputs.append(preprocess(picture, res))
         labels.append(label)
     return np.stack(inputs), np.array(labels)
 

