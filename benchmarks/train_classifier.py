@@ -17,11 +17,11 @@ recomputed on fresh pictures (as train_synthetic.py does), the held-out top-1 is
 `<out>/efficientvit_b0_r224.pt` (a plain state dict; the official file name, so `--models-dir`
 finds it too) and `<out>/efficientvit_b0_r224.train.json` are written.
 
-    python benchmarks/train_classifier.py --out models/standin-cls --minutes 8
-    python benchmarks/train_classifier.py --out DIR --steps 3 --res 64            # smoke run
+    python benchmarks/train_classifier.py --out models/standin-cls-400 --steps 400   # benchmarks/README.md's run
+    python benchmarks/train_classifier.py --out DIR --steps 3 --bn-batches 1 --val-count 12   # smoke run
     python benchmarks/train_classifier.py --write-val models/standin-cls/val --val-count 600
     python benchmarks/train_classifier.py --evaluate models/standin-cls/val \\
-        --weights models/standin-cls/efficientvit_b0_r224.pt --onnx A/model.onnx B/model.onnx ...
+        --weights models/standin-cls-400/efficientvit_b0_r224.pt --onnx A/model.onnx B/model.onnx ...
 
 --evaluate scores PyTorch and each exported ONNX (ONNX Runtime, CPU) on the same held-out folder,
 with the same preprocessing: top-1, and top-1 agreement with PyTorch. Not CI: run by hand.
@@ -254,17 +254,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--out", type=Path, help="folder for the checkpoint and its JSON (created)")
-    parser.add_argument("--res", type=int, default=96, help="the model's input side (training and scoring)")
-    parser.add_argument("--minutes", type=float, default=8.0, help="training wall time (ignored with --steps)")
+    parser.add_argument("--res", type=int, default=64, help="the model's input side (training and scoring)")
+    parser.add_argument("--minutes", type=float, default=10.0, help="training wall time (ignored with --steps)")
     parser.add_argument("--steps", type=int, default=None, help="train this many steps instead of --minutes")
-    parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=3e-3)
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--bn-batches", type=int, default=8, help="batches of fresh pictures for the BN statistics")
     parser.add_argument("--val-seed", type=int, default=VAL_SEED)
     parser.add_argument("--val-count", type=int, default=300, help="held-out pictures")
-    parser.add_argument("--short", type=int, default=112, help="the held-out pictures' short side")
+    parser.add_argument("--short", type=int, default=80, help="the held-out pictures' short side")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--log-every", type=int, default=10)
     parser.add_argument("--write-val", type=Path, help="write --val-count held-out pictures there and stop")
