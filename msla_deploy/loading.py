@@ -17,7 +17,7 @@ from typing import Dict, List, Optional
 
 import torch
 
-from . import convert, zoo
+from . import convert, timm_models, zoo
 from .artifact.manifest import Manifest
 from .artifact.names import WEIGHTS_CHECKPOINT, WEIGHTS_FACTORY, WEIGHTS_RANDOM
 from .artifact.options import ExportOptions, is_factory_spec
@@ -30,7 +30,7 @@ from .user_model import build_user_model
 class LoadedModel:
     module: torch.nn.Module
     name: str
-    source: str  # "zoo" or "factory"
+    source: str  # "zoo", "factory" or "timm"
     num_classes: Optional[int]
     weights: Dict
     swapped: List[Dict] = field(default_factory=list)
@@ -49,7 +49,16 @@ def state_dict_sha256(module: torch.nn.Module) -> str:
 def load_model(options: ExportOptions) -> LoadedModel:
     """Build the model, load weights (flag, then models/, else seeded random), swap LiteMLA."""
     torch.manual_seed(options.seed)  # random weights are reproducible
-    if is_factory_spec(options.model):
+    if timm_models.is_timm_spec(options.model):  # before the factory test: timm:NAME has a colon too
+        module, name, source = timm_models.build(options.model), options.model_label, "timm"
+        num_classes = getattr(module, "num_classes", None)
+        checkpoint = options.weights
+        weights = {
+            "source": WEIGHTS_RANDOM,
+            "seed": options.seed,
+            "note": "RANDOM WEIGHTS: timm model built with pretrained=False and no --weights",
+        }
+    elif is_factory_spec(options.model):
         module, _ = build_user_model(options.model)
         name = options.model_label
         source, num_classes = "factory", None

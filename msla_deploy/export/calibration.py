@@ -1,8 +1,11 @@
 """Calibration pictures for int8: a folder (or a dataset root) in, preprocessed model inputs out.
 
 The int8 scales are only as good as the activations they were measured on, so calibration uses
-the user's own pictures, preprocessed exactly like the reference inputs (runtime/picture_files.py:
-RGB, resize to the export's HxW, /255, ImageNet mean/std). A dataset root of the evaluate
+the user's own pictures, preprocessed the way the model of the export's task sees pictures
+(`PREPROCESSORS`, the one place that asks the task): a segmenter the whole picture resized to the
+export's HxW (runtime/picture_files.py, as the reference inputs and evaluate), a classifier the
+centre crop of upstream's classification protocol (runtime/classify_preprocess.py: short side to
+ceil(res / 0.95), centre crop), both /255 and ImageNet mean/std. A dataset root of the evaluate
 command works as is: Cityscapes' leftImg8bit/ and ADE20K's images/ are walked, their label
 folders (gtFine/, annotations/) never are, since label maps are pictures of the wrong kind.
 
@@ -19,7 +22,9 @@ import numpy as np
 
 from ..artifact.options import DEFAULT_CALIB_COUNT, DEFAULT_CALIB_METHOD
 from ..errors import BadInput
+from ..runtime import classify_preprocess, processing
 from ..runtime.picture_files import NPY_SUFFIXES, PILLOW_SUFFIXES, load_rgb, preprocess
+from ..tasks import CLASSIFICATION, SEGMENTATION, get_task
 
 PICTURE_SUFFIXES = NPY_SUFFIXES + PILLOW_SUFFIXES
 # dataset layouts (the evaluate issue's): the picture folder of each, if a root holds one
@@ -32,12 +37,31 @@ LABEL_FOLDERS = frozenset({"gtFine", "gtCoarse", "annotations"})
 RECOMMENDED_MINIMUM = {"max": 16, "entropy": 32, "percentile": 32}
 
 
+@dataclass(frozen=True)
+class Preprocessor:
+    """How a task's model sees a picture: picture from load_rgb, height, width -> 3 x H x W float32."""
+
+    run: Callable[[np.ndarray, int, int], np.ndarray]
+    description: str  # recorded in the manifest beside the pictures
+
+
+#: task name -> the preprocessing its calibration pictures get (the models' own input protocol)
+PREPROCESSORS = {
+    SEGMENTATION: Preprocessor(preprocess, processing.PREPROCESSING),
+    CLASSIFICATION: Preprocessor(
+        lambda pixels, height, width: classify_preprocess.preprocess(pixels, (height, width))[0],
+        classify_preprocess.PREPROCESSING,
+    ),
+}
+
+
 @dataclass
 class CalibrationSet:
     root: Path
     files: List[Path]
-    inputs: np.ndarray  # [N, 3, H, W] float32, preprocessed like the reference inputs
+    inputs: np.ndarray  # [N, 3, H, W] float32, preprocessed as the task's model sees pictures
     warnings: List[str] = field(default_factory=list)
+    preprocessing: str = processing.PREPROCESSING
 
     def batches(self, batch: int) -> List[np.ndarray]:
         """Feeds of `batch` pictures, whole batches only (a remainder is dropped: `used` says how
@@ -50,7 +74,12 @@ class CalibrationSet:
         return len(self.inputs) // batch * batch
 
     def to_dict(self) -> dict:
-        return {"root": str(self.root), "count": len(self.files), "files": [str(f) for f in self.files]}
+        return {
+            "root": str(self.root),
+            "count": len(self.files),
+            "files": [str(f) for f in self.files],
+            "preprocessing": self.preprocessing,
+        }
 
 
 def find_pictures(root: Path) -> List[Path]:
@@ -97,14 +126,17 @@ def load_calibration(
     count: int = DEFAULT_CALIB_COUNT,
     method: str = DEFAULT_CALIB_METHOD,
     progress: Optional[Callable[[int, int], None]] = None,
+    task: Optional[str] = None,
 ) -> CalibrationSet:
-    """Find, choose, check and preprocess `count` pictures; too few for `method` is a warning."""
+    """Find, choose, check and preprocess `count` pictures as a model of `task` (None:
+    segmentation) sees them; too few for `method` is a warning."""
+    preprocessor = PREPROCESSORS[get_task(task).name]
     if count < 1:
         raise BadInput(f"--calib-count {count} must be at least 1", f"use e.g. --calib-count {DEFAULT_CALIB_COUNT}")
     files = spread(find_pictures(root), count)
     inputs = np.empty((len(files), 3, height, width), np.float32)
     for i, path in enumerate(files):
-        inputs[i] = preprocess(load_rgb(path), height, width)
+        inputs[i] = preprocessor.run(load_rgb(path), height, width)
         if progress is not None:
             progress(i + 1, len(files))
     warnings = []
@@ -114,4 +146,4 @@ def load_calibration(
             f"only {len(files)} calibration picture(s) for --calib-method {method} "
             f"(at least {minimum} recommended): the int8 ranges may not cover the deployment's scenes"
         )
-    return CalibrationSet(Path(root), files, inputs, warnings)
+    return CalibrationSet(Path(root), files, inputs, warnings, preprocessor.description)

@@ -32,7 +32,9 @@ def calibration_batch(options: ExportOptions) -> int:
 def load_int8_calibration(options: ExportOptions, steps: Steps) -> CalibrationSet:
     """--calib-images, read and checked before any model is built (bad pictures never cost one)."""
     height, width = options.resolution
-    calib = load_calibration(Path(options.calib_images), height, width, options.calib_count, options.calib_method)
+    calib = load_calibration(
+        Path(options.calib_images), height, width, options.calib_count, options.calib_method, task=options.task
+    )
     found, batch = len(calib.files), options.batch
     if found < batch and not options.dynamic_batch:
         raise BadInput(

@@ -149,6 +149,13 @@ def _check_qdq_nodes(view: ModelView) -> List[Finding]:
     return findings
 
 
+def _dequantized_activation(view: ModelView, name: str) -> bool:
+    """`name` is a DequantizeLinear of an activation, not of a stored weight (a classifier's Gemm
+    reads its int8 weight through one)."""
+    producer = view.producer.get(name)
+    return producer is not None and producer.op_type == "DequantizeLinear" and not view.is_const(producer.input[0])
+
+
 def _check_attention(view: ModelView, context: PrecisionContext) -> List[Finding]:
     findings = []
     products = [
@@ -156,10 +163,7 @@ def _check_attention(view: ModelView, context: PrecisionContext) -> List[Finding
         for n in view.nodes
         if n.op_type in _PRODUCTS
         and len(n.input) >= 2
-        and all(not view.is_const(i) for i in n.input[:2])
-        and all(
-            view.producer.get(i) is not None and view.producer[i].op_type == "DequantizeLinear" for i in n.input[:2]
-        )
+        and all(not view.is_const(i) and _dequantized_activation(view, i) for i in n.input[:2])
     ]
     if products:
         findings.append(

@@ -30,6 +30,11 @@ from .picture_files import pillow_pixels
 
 #: upstream's evaluation crop ratio: the crop is 95% of the resized short side
 CROP_RATIO = 0.95
+#: the transform in words, as int8 calibration records it in the manifest
+PREPROCESSING = (
+    f"RGB, short side resized to ceil(max(H, W) / {CROP_RATIO}) (Pillow bicubic), H x W centre crop, /255, "
+    "ImageNet mean/std"
+)
 
 
 def check_crop_ratio(crop_ratio: float, flag: str = "--crop-ratio") -> None:
@@ -66,24 +71,28 @@ def center_crop_box(width: int, height: int, crop: Tuple[int, int]) -> Tuple[int
 
 
 def resize_and_crop(pixels: np.ndarray, resolution: Tuple[int, int], crop_ratio: float = CROP_RATIO) -> np.ndarray:
-    """An H x W x 3 uint8 RGB picture (or H x W float32 grey in [0, 1]) -> the resized, centre-cropped
+    """An H x W x 3 uint8 RGB picture (or a float32 one in [0, 1], grey or RGB) -> the resized, centre-cropped
     res_h x res_w x 3 picture (uint8, or float32 for a float picture)."""
     from PIL import Image
 
     short = resize_short_side(resolution, crop_ratio)
     height, width = pixels.shape[:2]
     size = resized_size(width, height, short)
+    box = center_crop_box(size[0], size[1], tuple(resolution))
+
+    def resized_crop(image) -> np.ndarray:
+        if image.size != size:
+            image = image.resize(size, Image.BICUBIC)
+        return np.asarray(image.crop(box))
+
     if pixels.dtype == np.uint8:
-        image = Image.fromarray(np.ascontiguousarray(pixels[:, :, :3]), "RGB")
-    else:  # a float grey picture: Pillow resizes mode F with the same bicubic filter
-        grey = pixels if pixels.ndim == 2 else pixels[:, :, 0]
-        image = Image.fromarray(np.ascontiguousarray(grey, np.float32), "F")
-    if image.size != size:
-        image = image.resize(size, Image.BICUBIC)
-    cropped = np.asarray(image.crop(center_crop_box(size[0], size[1], tuple(resolution))))
-    if cropped.ndim == 2:
-        cropped = np.repeat(cropped[:, :, None], 3, axis=2)
-    return cropped
+        return resized_crop(Image.fromarray(np.ascontiguousarray(pixels[:, :, :3]), "RGB"))
+    # a float picture (grey, or RGB as int8 calibration decodes .npy floats): Pillow resizes mode F
+    # with the same bicubic filter, one plane at a time; a grey one (or three equal planes) once
+    grey = pixels.ndim == 2 or all(np.array_equal(pixels[:, :, 0], pixels[:, :, c]) for c in (1, 2))
+    planes = [pixels if pixels.ndim == 2 else pixels[:, :, 0]] if grey else [pixels[:, :, c] for c in range(3)]
+    cropped = [resized_crop(Image.fromarray(np.ascontiguousarray(p, np.float32), "F")) for p in planes]
+    return np.stack(cropped * 3 if grey else cropped, axis=2)
 
 
 def normalise(pixels: np.ndarray) -> np.ndarray:

@@ -39,6 +39,7 @@ FLOORS = {
     "zoo": 2,
     "convert": 2,
     "user_model": 2,
+    "timm_models": 2,  # --model timm:NAME (timm imported only when one is built)
     "loading": 2,
     "inspect": 2,
     "trt": 2,
