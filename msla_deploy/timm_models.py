@@ -21,18 +21,15 @@ from __future__ import annotations
 import re
 from typing import Tuple
 
+from .artifact.options import TIMM_PREFIX as PREFIX
+from .artifact.options import is_timm_spec  # noqa: F401 (the prefix's test, owned with it)
 from .errors import BadInput
 from .tasks import CLASSIFICATION
 
-PREFIX = "timm:"
 TASK = CLASSIFICATION
 DEFAULT_RESOLUTION = (224, 224)
 _NAME = re.compile(r"[A-Za-z0-9_]+(\.[A-Za-z0-9_]+)?")
 _RESOLUTION_TAG = re.compile(r"(?:^|_)r(\d+)(?:_|$)")
-
-
-def is_timm_spec(model) -> bool:
-    return isinstance(model, str) and model.startswith(PREFIX)
 
 
 def timm_name(spec: str) -> str:

@@ -79,6 +79,14 @@ def parse_batch(text: str, max_batch: Optional[int]) -> Tuple[int, bool]:
     return batch, False
 
 
+#: `--model timm:NAME`: a model timm builds (timm_models.py); its code is an installed package's
+TIMM_PREFIX = "timm:"
+
+
+def is_timm_spec(model) -> bool:
+    return isinstance(model, str) and model.startswith(TIMM_PREFIX)
+
+
 def is_factory_spec(model: str) -> bool:
     """'path/to/file.py:build' or 'package.module:build' name a user factory; zoo names have no ':'."""
     return ":" in model

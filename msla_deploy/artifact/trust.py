@@ -22,6 +22,7 @@ from typing import Any, Iterator, List, Optional, Tuple
 
 from ..errors import BadInput
 from .files import sha256_file
+from .options import is_factory_spec, is_timm_spec
 
 TRUST_FLAG = "--trust-model-file"
 TRUST_ENV = "MSLA_DEPLOY_TRUST_MODEL_FILE"  # os.pathsep-separated specs, for CI jobs
@@ -69,10 +70,6 @@ def trusted_specs() -> List[str]:
 # --- model specs ----------------------------------------------------------------------------------
 
 
-def is_factory_spec(model) -> bool:
-    return isinstance(model, str) and ":" in model
-
-
 def is_file_target(target: str) -> bool:
     """'dir/x.py' or 'x.py' is a file; 'package.module' is a module (the same rule export uses)."""
     return target.endswith(".py") or "/" in target or os.sep in target or Path(target).is_file()
@@ -111,8 +108,8 @@ def _field(record: Any, key: str):
 def check_model_code(manifest: Any, purpose: str) -> None:
     """BadInput unless the model code a manifest names may be imported (see the module doc)."""
     spec = _field(_field(manifest, "options"), "model")
-    if not is_factory_spec(spec):
-        return  # a zoo name: code of this package, not of the artifact
+    if not is_factory_spec(spec) or is_timm_spec(spec):
+        return  # a zoo name or a timm model: code of installed packages, not of the artifact
     named = trusted_specs()
     if not any(same_spec(n, spec) for n in named):
         also = f" (you trusted {', '.join(named)}: not that)" if named else ""

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
+from .. import timm_models
 from ..artifact.options import DEFAULT_RESOLUTION, ExportOptions, is_factory_spec
 from ..errors import BadInput
 from ..tasks import CLASSIFICATION, DEFAULT_TASK, SEGMENTATION, get_task
@@ -275,7 +276,10 @@ def with_model_defaults(options: ExportOptions) -> ExportOptions:
     """The options with what the model decides filled in: a zoo model's task and resolution are its
     name's, a factory's are --task (segmentation) and DEFAULT_RESOLUTION. The head must be one of
     the task's."""
-    if is_factory_spec(options.model):
+    if timm_models.is_timm_spec(options.model):  # timm's models are ImageNet classifiers
+        task = options.task or timm_models.TASK
+        resolution = options.resolution or timm_models.default_resolution(options.model)
+    elif is_factory_spec(options.model):
         task, resolution = options.task or DEFAULT_TASK, options.resolution or DEFAULT_RESOLUTION
     else:
         spec = get_spec(options.model)

@@ -145,6 +145,10 @@ def test_the_resolution_defaults_to_the_names(tmp_path, monkeypatch):
     assert with_model_defaults(ExportOptions()).resolution == (1024, 2048)
     assert with_model_defaults(ExportOptions(model="efficientvit-seg-b1-ade20k")).resolution == (512, 512)
     assert with_model_defaults(ExportOptions(model="efficientvit-b0", resolution=(96, 128))).resolution == (96, 128)
+    # timm's models are classifiers; a .rNNN tag names the resolution (timm itself is not needed for this)
+    timm = with_model_defaults(ExportOptions(model="timm:efficientvit_b1.r288_in1k"))
+    assert (timm.task, timm.resolution) == (CLASSIFICATION, (288, 288))
+    assert with_model_defaults(ExportOptions(model="timm:efficientvit_b1")).resolution == (224, 224)
 
 
 @pytest.mark.slow
