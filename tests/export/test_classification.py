@@ -163,3 +163,26 @@ def test_fp16_and_a_dynamic_batch_of_a_classifier(tmp_path):
     parity = json.loads((out / "parity.json").read_text())
     assert parity["passed"] and parity["budget"]["min_argmax_agreement"] == 0.995
     assert [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim] == ["batch", 3, 64, 64]
+
+
+def test_validate_inspect_build_and_bench_take_a_classifier(exports, tmp_path):
+    """The stages keep their promises for a classifier: validate judges it by the classification
+    budgets (top-1 agreement, fp32: 100%), inspect and build plan it, bench times it."""
+    topk = str(exports["topk"])
+    result = runner.invoke(app, ["validate", topk, "--report-dir", str(tmp_path / "v"), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["budget"]["values"]["min_argmax_agreement"] == 1.0
+    rows = {o["name"]: o for o in report["outputs"]}
+    assert rows["topk_indices"]["topk_overlap"] == 1.0 and rows["topk_scores"]["cosine"] > 0.99999
+    shown = runner.invoke(app, ["validate", topk, "--report-dir", str(tmp_path / "w")])
+    assert "top-1 agreement" in shown.stdout and "argmax agreement" not in shown.stdout
+    inspect = runner.invoke(app, ["inspect", str(exports["logits"]), "--target-trt", "10.3", "--json"])
+    assert inspect.exit_code == 0, inspect.output
+    build = runner.invoke(app, ["build", str(exports["logits"]), "--print-trtexec", "--trt-version", "10.3"])
+    assert build.exit_code == 0 and "trtexec --onnx=model.onnx" in build.stdout, build.output
+    bench = runner.invoke(app, ["bench", topk, "--iterations", "3", "--warmup", "1", "--json"])
+    assert bench.exit_code == 0, bench.output
+    # TensorRT 8.5 has no LayerNormalization: the preflight says so, with the fix
+    old = runner.invoke(app, ["inspect", str(exports["logits"]), "--target-trt", "8.5"])
+    assert old.exit_code == 1 and "--opset 16" in old.stdout
