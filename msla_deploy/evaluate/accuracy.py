@@ -104,7 +104,7 @@ class AccuracyTally:
         return float(self.topk.sum()) / self.count if self.count and self.topk_measured else None
 
     def class_table(self, names: Optional[Sequence[str]]) -> List[Dict[str, Any]]:
-        """One row per class with pictures: {class, name, images, top1, topk} (fractions)."""
+        """One row per class with pictures: {class, name, images, top1, top5} (fractions)."""
         rows = []
         for c in np.flatnonzero(self.images):
             n = int(self.images[c])
@@ -114,7 +114,8 @@ class AccuracyTally:
                     "name": names[c] if names is not None and c < len(names) else None,
                     "images": n,
                     "top1": int(self.top1[c]) / n,
-                    "topk": int(self.topk[c]) / n if self.topk_measured else None,
+                    # named as the backend's own top-5 field (k is TOPK, 5, everywhere it is built)
+                    f"top{self.k}": int(self.topk[c]) / n if self.topk_measured else None,
                 }
             )
         return rows

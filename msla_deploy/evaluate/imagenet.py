@@ -47,7 +47,7 @@ class ClassDataset:
     source: Path  # what --data named
     samples: List[ClassSample]
     class_names: Optional[List[str]]  # the class folders' names (imagefolder); None for a list
-    classes: int  # class folders, or the highest index in the list + 1
+    classes: int  # class folders, or the distinct indices a list names (not its highest index + 1)
 
     def describe(self) -> dict:
         return {"kind": self.kind, "root": str(self.source), "images": len(self.samples), "classes": self.classes}
@@ -140,7 +140,7 @@ def _list_file(path: Path, num_classes: int, check_files: bool) -> ClassDataset:
         samples.append(ClassSample(rel, image, index))
     if not samples:
         raise BadInput(f"--data {path}: no 'PATH INDEX' lines in it", LAYOUT_HINT)
-    return ClassDataset(LIST, root, path, samples, None, max(s.label for s in samples) + 1)
+    return ClassDataset(LIST, root, path, samples, None, len({s.label for s in samples}))
 
 
 def find_class_dataset(data: Path, num_classes: int, check_files: bool = True) -> ClassDataset:

@@ -142,7 +142,9 @@ def decoded_pictures(
                 ) from None
             skipped.append({"input": str(job.source), "error": exc.problem})
             if warn:
-                warn(f"skipped {job.source}: {exc.problem}")
+                # most decode problems already start with the path: do not say it twice
+                named = exc.problem.startswith(str(job.source))
+                warn(f"skipped {exc.problem}" if named else f"skipped {job.source}: {exc.problem}")
         else:
             yield job, picture
         if on_picture:

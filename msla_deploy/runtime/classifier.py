@@ -27,7 +27,7 @@ given to the Segmenter.
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -75,8 +75,10 @@ class Classification:
     """The k best classes of one picture, best first."""
 
     top: List[ClassScore]
-    image: np.ndarray  # the H x W x 3 uint8 RGB picture
-    probabilities: Optional[np.ndarray] = None  # [C] float64 over every class; None for a topk head (k only)
+    # the arrays stay out of repr(): printing an answer shows its classes, not 1000 numbers and a picture
+    image: np.ndarray = field(repr=False)  # the H x W x 3 uint8 RGB picture
+    # [C] float64 over every class; None for a topk head (k only)
+    probabilities: Optional[np.ndarray] = field(default=None, repr=False)
     # scores the model gave that are NaN/Inf: the ranking of such a picture means nothing (0 for a sound model)
     nonfinite: int = 0
 

@@ -225,7 +225,9 @@ def test_a_list_file_gives_what_the_folder_gives(model, folder, tmp_path):
     assert from_list["dataset"]["kind"] == "list" and from_list["images"] == from_folder["images"]
     for key in ("top1", "top5"):
         assert from_list["backends"][0][key] == from_folder["backends"][0][key]
-    rows = [{k: r[k] for k in ("class", "images", "top1")} for r in from_list["backends"][0]["class_accuracy"]]
+    per_class = from_list["backends"][0]["class_accuracy"]
+    assert set(per_class[0]) == {"class", "name", "images", "top1", "top5"}  # top5, as the backend's own field
+    rows = [{k: r[k] for k in ("class", "images", "top1")} for r in per_class]
     assert rows == [
         {k: r[k] for k in ("class", "images", "top1")} for r in from_folder["backends"][0]["class_accuracy"]
     ]
@@ -260,6 +262,13 @@ def test_ranking_ties_go_to_the_lower_class_and_nonfinite_rows_have_no_predictio
     tally.add(np.array([2, 1, 0]), ranks)
     assert tally.top1_accuracy() == pytest.approx(1 / 3) and tally.topk_accuracy() == pytest.approx(2 / 3)
     assert tally.nonfinite_pictures == 1
+
+
+def test_a_list_counts_the_classes_it_names_not_its_highest_index(tmp_path):
+    listing = tmp_path / "val.txt"
+    listing.write_text("a.JPEG 3\nb.JPEG 500\nc.JPEG 500\n")
+    dataset = find_class_dataset(listing, 1000, check_files=False)
+    assert dataset.kind == "list" and dataset.classes == 2 and dataset.describe()["classes"] == 2
 
 
 def test_imagefolder_order_is_torchvisions_with_nested_folders_and_hidden_entries_left_out(tmp_path):

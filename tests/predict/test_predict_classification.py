@@ -105,7 +105,8 @@ def test_json_is_a_classify_report_and_skips_unreadable(logits_artifact, folder)
         assert p.nonfinite == 0 and p.file is None
     assert report.pictures[1].size == [120, 200]
     assert [Path(s["input"]).name for s in report.skipped] == ["broken.png"]
-    assert "skipped" in result.stderr
+    skipped_line = next(line for line in result.stderr.splitlines() if "skipped" in line)
+    assert skipped_line.count("broken.png:") == 1, skipped_line  # the path leads the line once, not twice
 
 
 def test_out_writes_a_chart_per_picture_and_never_overwrites(topk_artifact, folder, tmp_path):

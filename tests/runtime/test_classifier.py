@@ -165,6 +165,8 @@ def test_logits_head_is_softmax_of_the_graph_on_upstream_input(logits_artifact):
         np.testing.assert_allclose(result.probabilities, probabilities, rtol=1e-6, atol=1e-12)
         assert [c.name for c in result.top] == [names[i] for i in indices] and result.nonfinite == 0
         assert result.best == result.top[0] and result.image.shape == pixels.shape
+        # printing an answer shows its classes, not the picture and 1000 probabilities
+        assert "ClassScore(" in repr(result) and "array" not in repr(result) and len(repr(result)) < 1000
         tops.add(result.best.index)
     assert len(tops) >= 3  # the pictures get different answers: the preprocessing is what is tested
 
