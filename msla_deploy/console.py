@@ -233,9 +233,12 @@ def checks_table(checks: List[Any], title: str) -> Table:
             _agreement_label([o for _, o in columns]),
             lambda o: "-" if o.argmax_agreement is None else f"{100 * o.argmax_agreement:.2f}%",
         ),
+        ("top-5 overlap", lambda o: "-" if o.topk_overlap is None else f"{100 * o.topk_overlap:.2f}%"),
         ("verdict", lambda o: "[green]pass[/]" if o.passed else "[bold red]FAIL[/]"),
     ]
     for label, cell in rows:
+        if label == "top-5 overlap" and all(o.topk_overlap is None for _, o in columns):
+            continue  # segmentation has none
         table.add_row(label, *(cell(o) for _, o in columns))
     table.caption = "budgets: " + "; ".join(
         f"{c.label}: {_budget_summary(c.budget, all(o.labels for o in c.outputs))}" for c in checks

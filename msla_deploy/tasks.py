@@ -72,6 +72,7 @@ class Task:
     reference_samples: int = 1
     varied_reference: bool = False
     resizes: bool = False  # its heads resize the logits (export --upsample applies)
+    label_maps: bool = False  # its answers are label maps, scored by mIoU (validate --max-miou-drop applies)
 
     @property
     def head_names(self) -> Tuple[str, ...]:
@@ -118,6 +119,7 @@ TASKS: Dict[str, Task] = {
         agreement="argmax agreement",
         metric="mIoU",
         resizes=True,
+        label_maps=True,
     ),
     CLASSIFICATION: Task(
         name=CLASSIFICATION,

@@ -602,7 +602,11 @@ def _reference_bundle(reference: Reference, options: ExportOptions) -> Reference
             "source": "pytorch",
             "precision": "fp32",
             "torch": torch.__version__,
-            "inputs": "synthetic uniform-noise RGB images, preprocessed like upstream",
+            "inputs": (
+                "synthetic varied RGB pictures (smooth random colour fields under noise), preprocessed like upstream"
+                if get_task(options.task).varied_reference
+                else "synthetic uniform-noise RGB images, preprocessed like upstream"
+            ),
             "normalization": {"scale": 1 / 255, "mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
             "seed": options.seed,
             "input_names": [INPUT_NAME],

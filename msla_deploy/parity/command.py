@@ -40,10 +40,16 @@ def validate_command(
     rtol: Optional[str] = typer.Option(None, "--rtol", help="Peak-relative part of the max-abs-error limit."),
     min_cosine: Optional[str] = typer.Option(None, "--min-cosine", help="Minimum cosine similarity per output."),
     min_argmax_agreement: Optional[str] = typer.Option(
-        None, "--min-argmax-agreement", help="Minimum share of pixels with the same label: 0.995 or 99.5%."
+        None,
+        "--min-argmax-agreement",
+        "--min-top1-agreement",
+        help="Minimum share of pixels (segmentation) or pictures (classification: top-1) whose best class is the "
+        "reference's: 0.995 or 99.5%.",
     ),
     max_miou_drop: Optional[str] = typer.Option(
-        None, "--max-miou-drop", help="Maximum 1 - mIoU of the artifact's labels against the reference's: 0.01 or 1%."
+        None,
+        "--max-miou-drop",
+        help="Segmentation: maximum 1 - mIoU of the artifact's labels against the reference's: 0.01 or 1%.",
     ),
     report_dir: Optional[Path] = report_dir_option("DIR/validation/, or validation-<file>/ beside a file"),
     junit: Optional[Path] = junit_option(),

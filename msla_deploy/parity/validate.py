@@ -196,6 +196,11 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
     engine_alone = artifact.kind == "engine"
     with engine_hint(engine_alone, "validate", artifact.onnx_path):
         runtime.preflight(backend)
+    if options.budget_flags.get("max-miou-drop") is not None and not artifact.task.label_maps:
+        raise BadInput(
+            f"--max-miou-drop applies to label maps; {artifact.path} is a {artifact.task.name} model",
+            "drop it (a classifier is judged by --min-top1-agreement)",
+        )
     precision, why = artifact.budget_precision(target.precision)
     choice = resolve_budget(precision, options.budget_flags, Path(options.cwd or Path.cwd()), artifact.task.name)
     if why:

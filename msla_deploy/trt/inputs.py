@@ -35,6 +35,7 @@ class GraphFacts:
     single_output_nodes: frozenset  # node names with exactly one output
     has_fp16: bool
     cubic_resize: bool = False
+    layer_norm: bool = False  # an ONNX LayerNormalization (opset 17+; TensorRT 8.5's parser has none)
     metadata: Dict[str, str] = field(default_factory=dict)
 
     @property
@@ -77,6 +78,7 @@ def _graph_facts(path: Path) -> GraphFacts:
         cubic_resize=any(
             n.op_type == "Resize" and any(a.name == "mode" and a.s == b"cubic" for a in n.attribute) for n in graph.node
         ),
+        layer_norm=any(n.op_type == "LayerNormalization" for n in graph.node),
         metadata=metadata(model),
     )
 

@@ -433,6 +433,11 @@ def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> 
                 f"the ONNX is opset {graph.opset}; TensorRT {version}'s parser is documented up to opset {max_opset} "
                 f"(export with --opset {max_opset})"
             )
+        if graph.layer_norm and version.key == (8, 5):  # docs/facts/tensorrt.md#onnx-parser
+            warnings.append(
+                "TensorRT 8.5's ONNX parser has no LayerNormalization (8.6 added it); this graph has one: re-export "
+                "with --opset 16, which writes the LayerNorm as elementary operators"
+            )
         if graph.cubic_resize and version.key == (8, 5):
             warnings.append(
                 "TensorRT 8.5's parser lists Resize modes nearest and linear only; this graph upsamples with cubic "

@@ -183,6 +183,13 @@ def test_validate_inspect_build_and_bench_take_a_classifier(exports, tmp_path):
     assert build.exit_code == 0 and "trtexec --onnx=model.onnx" in build.stdout, build.output
     bench = runner.invoke(app, ["bench", topk, "--iterations", "3", "--warmup", "1", "--json"])
     assert bench.exit_code == 0, bench.output
-    # TensorRT 8.5 has no LayerNormalization: the preflight says so, with the fix
+    # TensorRT 8.5 has no LayerNormalization: the preflight and the trtexec line say so, with the fix
     old = runner.invoke(app, ["inspect", str(exports["logits"]), "--target-trt", "8.5"])
     assert old.exit_code == 1 and "--opset 16" in old.stdout
+    line = runner.invoke(app, ["build", str(exports["logits"]), "--print-trtexec", "--trt-version", "8.5"])
+    assert line.exit_code == 0 and "no LayerNormalization" in line.stderr and "--opset 16" in line.stderr
+    # segmentation's mIoU budget is refused; the top-1 one has a name of its own
+    miou = runner.invoke(app, ["validate", topk, "--max-miou-drop", "1%"])
+    assert miou.exit_code == 2 and "is a classification model" in one_error_line(miou)
+    strict = runner.invoke(app, ["validate", topk, "--min-top1-agreement", "99%", "--report-dir", str(tmp_path / "s")])
+    assert strict.exit_code == 0 and ">= 99%" in strict.stdout
