@@ -64,8 +64,6 @@ class Task:
     # head -> the graph's outputs in order; the first head is the default (the model's logits)
     heads: Mapping[str, Tuple[OutputSpec, ...]]
     logits_rank: int  # dimensions of the model's logits: 4 ([N, C, h, w]) or 2 ([N, C])
-    agreement: str  # what label agreement is called in reports: "argmax agreement", "top-1 agreement"
-    metric: str  # evaluate's headline metric
     # export's reference inputs: at least this many (rounded up to the batch), and varied pictures
     # rather than one noise texture (a classifier's one answer per picture needs many pictures,
     # different ones, before "top-1 agreement" says anything; a segmentation map has its pixels)
@@ -78,10 +76,6 @@ class Task:
     def head_names(self) -> Tuple[str, ...]:
         return tuple(self.heads)
 
-    @property
-    def default_head(self) -> str:
-        return self.head_names[0]
-
     def outputs(self, head: str) -> Tuple[OutputSpec, ...]:
         self.check_head(head)
         return self.heads[head]
@@ -89,8 +83,10 @@ class Task:
     def output_names(self, head: str) -> Tuple[str, ...]:
         return tuple(o.name for o in self.outputs(head))
 
-    def output_kinds(self, head: str) -> Dict[str, str]:
-        return {o.name: o.kind for o in self.outputs(head)}
+    @property
+    def output_kinds(self) -> Dict[str, str]:
+        """Every output name the task's heads give -> its OutputKind."""
+        return {o.name: o.kind for outputs in self.heads.values() for o in outputs}
 
     def check_head(self, head: str) -> None:
         if head not in self.heads:
@@ -116,8 +112,6 @@ TASKS: Dict[str, Task] = {
             "both": (_LOGITS, OutputSpec(LABELS_NAME, OutputKind.LABELS)),
         },
         logits_rank=4,
-        agreement="argmax agreement",
-        metric="mIoU",
         resizes=True,
         label_maps=True,
     ),
@@ -133,8 +127,6 @@ TASKS: Dict[str, Task] = {
             ),
         },
         logits_rank=2,
-        agreement="top-1 agreement",
-        metric="top-1",
         reference_samples=16,
         varied_reference=True,
     ),

@@ -110,11 +110,6 @@ def _check_artifact(artifact: Artifact) -> Task:
     return task
 
 
-def _output_kinds(task: Task) -> Dict[str, str]:
-    """Every output name the task's heads give -> its OutputKind."""
-    return {o.name: o.kind for outputs in task.heads.values() for o in outputs}
-
-
 class ClassifyEvaluation:
     """One classification evaluation: checks the inputs when made, `run()` makes the pass and
     writes the report. After `run()`, `runs` and `pairs` hold the counts the report was made from."""
@@ -165,7 +160,7 @@ class ClassifyEvaluation:
         return self._report()
 
     def _open_sessions(self) -> None:
-        known = _output_kinds(self.task)
+        known = self.task.output_kinds
         for name, backend in zip(self.names, self.chosen):
             session = runtime.open(self.artifact, backend, threads=self.options.threads, command="evaluate")
             kinds = {n: known[n] for n in session.outputs if n in known}
