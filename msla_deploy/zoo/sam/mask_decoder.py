@@ -100,7 +100,9 @@ class MaskDecoder(nn.Module):
         """All mask tokens' outputs: (masks [B, 4, 256, 256], iou [B, 4])."""
         batch = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
-        tokens = torch.cat([output_tokens.unsqueeze(0).expand(batch, -1, -1), sparse_prompt_embeddings], dim=1)
+        # sizes spelled out: an expand by -1 exports as Shape + ConstantOfShape + Where of a constant
+        tokens = output_tokens.unsqueeze(0).expand(batch, 1 + self.num_mask_tokens, self.transformer_dim)
+        tokens = torch.cat([tokens, sparse_prompt_embeddings], dim=1)
 
         # broadcast, not repeat: [1, C, H, W] + [B, C, H, W]
         src = image_embeddings + dense_prompt_embeddings
