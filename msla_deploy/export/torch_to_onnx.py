@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 import warnings
-from typing import Sequence, Tuple
+from typing import List, Mapping, Optional, Sequence, Tuple
 
 import onnx
 import torch
@@ -69,36 +69,36 @@ def _quiet_exporters():
             lg.setLevel(level)
 
 
-def _export_torchscript(model, example, opset, input_name, output_names, dynamic_batch) -> onnx.ModelProto:
+def _export_torchscript(model, examples, opset, input_names, output_names, axes, dim_max) -> onnx.ModelProto:
     buffer = io.BytesIO()
-    # the batch as the one dynamic axis of every input and output; the model's own sizes are
-    # Python ints (planned), so nothing else becomes shape arithmetic
-    axes = {name: {0: BATCH_DIM} for name in [input_name, *output_names]} if dynamic_batch else None
+    # the named axes are the only dynamic ones; the model's own sizes are Python ints (planned),
+    # so nothing else becomes shape arithmetic
     torch.onnx.export(
         model,
-        (example,),
+        tuple(examples),
         buffer,
         dynamo=False,
         opset_version=opset,
-        input_names=[input_name],
+        input_names=list(input_names),
         output_names=list(output_names),
         do_constant_folding=True,
         training=torch.onnx.TrainingMode.EVAL,
-        dynamic_axes=axes,
+        dynamic_axes=axes or None,
     )
     return onnx.load_from_string(buffer.getvalue())
 
 
-def _export_dynamo(model, example, opset, input_name, output_names, dynamic_batch) -> onnx.ModelProto:
+def _export_dynamo(model, examples, opset, input_names, output_names, axes, dim_max) -> onnx.ModelProto:
     shapes = None
-    if dynamic_batch:  # 1..the example's batch (>= 2: torch.export specialises sizes 0 and 1)
-        shapes = ({0: torch.export.Dim(BATCH_DIM, min=1, max=int(example.shape[0]))},)
+    if axes:  # each named dimension 1..its maximum (one Dim per name: inputs sharing it agree)
+        dims = {name: torch.export.Dim(name, min=1, max=int(dim_max[name])) for name in sorted(set(_dim_names(axes)))}
+        shapes = tuple({axis: dims[dim] for axis, dim in axes.get(name, {}).items()} or None for name in input_names)
     program = torch.onnx.export(
         model,
-        (example,),
+        tuple(examples),
         dynamo=True,
         opset_version=opset,
-        input_names=[input_name],
+        input_names=list(input_names),
         output_names=list(output_names),
         optimize=True,
         verbose=False,
@@ -113,6 +113,10 @@ def _export_dynamo(model, example, opset, input_name, output_names, dynamic_batc
             "use --exporter torchscript, or an opset the target TensorRT accepts",
         )
     return proto
+
+
+def _dim_names(axes: Mapping[str, Mapping[int, str]]) -> List[str]:
+    return [dim for named in axes.values() for dim in named.values()]
 
 
 def _interrupt_in(exc: BaseException):
@@ -180,16 +184,39 @@ def export_to_onnx(
     dynamic_batch: bool = False,
 ) -> Tuple[onnx.ModelProto, str]:
     """Export; returns (model, exporter actually used). `auto` prefers dynamo, falls back to
-    torchscript, but never after an interrupt (Ctrl-C, SIGTERM): that stops the run."""
+    torchscript, but never after an interrupt (Ctrl-C, SIGTERM): that stops the run.
+    `dynamic_batch`: the batch is the one dynamic axis of every input and output (1..the
+    example's batch, which must be >= 2: torch.export specialises sizes 0 and 1)."""
+    axes = {name: {0: BATCH_DIM} for name in [input_name, *output_names]} if dynamic_batch else None
+    return export_inputs_to_onnx(
+        model,
+        (example,),
+        opset=opset,
+        exporter=exporter,
+        input_names=[input_name],
+        output_names=output_names,
+        dynamic_axes=axes,
+        dim_max={BATCH_DIM: int(example.shape[0])},
+    )
+
+
+def export_inputs_to_onnx(
+    model: torch.nn.Module,
+    examples: Sequence[torch.Tensor],
+    *,
+    opset: int,
+    exporter: str,
+    input_names: Sequence[str],
+    output_names: Sequence[str],
+    dynamic_axes: Optional[Mapping[str, Mapping[int, str]]] = None,
+    dim_max: Optional[Mapping[str, int]] = None,
+) -> Tuple[onnx.ModelProto, str]:
+    """`export_to_onnx` for a model of several inputs. `dynamic_axes`: tensor name -> {axis: dim
+    name} (inputs and outputs; a name shared by several axes is one dimension); `dim_max`: each
+    dim name's largest size (the dynamo exporter's range; the examples must have sizes >= 2 there)."""
     try:
         return _export_to_onnx(
-            model,
-            example,
-            opset=opset,
-            exporter=exporter,
-            input_name=input_name,
-            output_names=output_names,
-            dynamic_batch=dynamic_batch,
+            model, tuple(examples), opset, exporter, (tuple(input_names), tuple(output_names)), dynamic_axes, dim_max
         )
     except _SwallowedSignal as swallowed:
         # the exporter ate the interrupt its handler raised: deliver it again, handlers restored
@@ -200,18 +227,9 @@ def export_to_onnx(
         raise KeyboardInterrupt() from None
 
 
-def _export_to_onnx(
-    model: torch.nn.Module,
-    example: torch.Tensor,
-    *,
-    opset: int,
-    exporter: str,
-    input_name: str,
-    output_names: Sequence[str],
-    dynamic_batch: bool,
-) -> Tuple[onnx.ModelProto, str]:
+def _export_to_onnx(model, examples, opset: int, exporter: str, names, axes, dim_max) -> Tuple[onnx.ModelProto, str]:
     chosen = _choose_exporter(exporter, opset)
-    arguments = (model, example, opset, input_name, output_names, dynamic_batch)
+    arguments = (model, examples, opset, *names, dict(axes or {}), dict(dim_max or {}))
     failures = []
     with torch.no_grad(), _quiet_exporters(), _signals_seen() as signals:
         if chosen == "dynamo":

@@ -100,21 +100,24 @@ class MaskDecoder(nn.Module):
         """All mask tokens' outputs: (masks [B, 4, 256, 256], iou [B, 4])."""
         batch = sparse_prompt_embeddings.shape[0]
         output_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)
-        tokens = torch.cat([output_tokens.unsqueeze(0).expand(batch, -1, -1), sparse_prompt_embeddings], dim=1)
+        # sizes spelled out: an expand by -1 exports as Shape + ConstantOfShape + Where of a constant
+        tokens = output_tokens.unsqueeze(0).expand(batch, 1 + self.num_mask_tokens, self.transformer_dim)
+        tokens = torch.cat([tokens, sparse_prompt_embeddings], dim=1)
 
         # broadcast, not repeat: [1, C, H, W] + [B, C, H, W]
         src = image_embeddings + dense_prompt_embeddings
         hs, src = self.transformer(src, image_pe, tokens)
-        iou_token_out = hs[:, 0, :]
+        # token slices keep their axis (Slice in the graph, not a Gather, which static checks refuse)
+        iou_token_out = hs[:, :1, :]  # [B, 1, C]
         mask_tokens_out = hs[:, 1 : 1 + self.num_mask_tokens, :]
 
         height, width = self.image_embedding_size
         src = src.transpose(1, 2).reshape(-1, self.transformer_dim, height, width)
         upscaled = self.output_upscaling(src)  # [B, C / 8, 4H, 4W]
-        hyper_in = torch.stack(
-            [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+        hyper_in = torch.cat(
+            [mlp(mask_tokens_out[:, i : i + 1, :]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )  # [B, 4, C / 8]
         side_h, side_w = 4 * height, 4 * width
         features = upscaled.reshape(-1, self.transformer_dim // 8, side_h * side_w)
         masks = (hyper_in @ features).reshape(-1, self.num_mask_tokens, side_h, side_w)
-        return masks, self.iou_prediction_head(iou_token_out)
+        return masks, self.iou_prediction_head(iou_token_out).reshape(-1, self.num_mask_tokens)

@@ -48,14 +48,15 @@ class Attention(nn.Module):
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         """[B, N, heads * d] -> [B, heads, N, d]"""
-        return x.reshape(x.shape[0], x.shape[1], self.num_heads, self.head_dim).transpose(1, 2)
+        # -1 for N: one read of the batch size per reshape in the graph, not two
+        return x.reshape(x.shape[0], -1, self.num_heads, self.head_dim).transpose(1, 2)
 
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         q, k, v = self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
         scores = (q @ k.transpose(2, 3)) / math.sqrt(self.head_dim)
         out = torch.softmax(scores, dim=-1) @ v  # [B, heads, Nq, d]
         out = out.transpose(1, 2)
-        return self.out_proj(out.reshape(out.shape[0], out.shape[1], self.internal_dim))
+        return self.out_proj(out.reshape(out.shape[0], -1, self.internal_dim))
 
 
 class TwoWayAttentionBlock(nn.Module):
