@@ -312,7 +312,15 @@ def _check_same_io(session: TritonSession, artifact) -> None:
         return {n: (tuple(s.shape), s.dtype) for n, s in specs.items()}
 
     def local(specs):
-        return {s.name: (tuple(s.shape), s.dtype) for s in specs}
+        # a dynamic batch ('batch') is served as Triton's batching up to the export's largest batch,
+        # which the served side's shapes carry in that place (_specs)
+        def shape(spec):
+            dims = tuple(spec.shape)
+            if dims and not isinstance(dims[0], int) and artifact.max_batch:
+                return (artifact.max_batch, *dims[1:])
+            return dims
+
+        return {s.name: (shape(s), s.dtype) for s in specs}
 
     for side, mine, theirs in (
         ("inputs", local(artifact.inputs), served(session.inputs)),

@@ -110,7 +110,7 @@ def test_a_user_classifier_with_task_classification_gets_classes_per_picture(tmp
     result = runner.invoke(
         app,
         ["export", "--model", f"{model_file}:build", "--task", "classification", "--res", "64", "--head", "topk"]
-        + ["--out", str(out), "--json"],
+        + ["--exporter", "torchscript", "--out", str(out), "--json"],
     )
     assert result.exit_code == 0, result.output
     assert manifest_json(out)["model"]["task"] == CLASSIFICATION

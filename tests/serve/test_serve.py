@@ -587,6 +587,7 @@ def test_a_served_classifier_answers_as_the_local_one(tmp_path_factory):
             dynamic_batch=True,
             out=art,
             models_dir=root / "no-models",
+            exporter="torchscript",  # ~6x faster than dynamo on b0 (tests/fixtures.export_random_classifier)
         )
         assert run_export(options).passed
         with start_server(art, host=LOOPBACK, port=free_port()) as server:
