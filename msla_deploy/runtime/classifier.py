@@ -40,6 +40,7 @@ from .segmenter import (
     Picture,
     PictureLike,
     RandomWeightsWarning,
+    SessionOwner,
     _check_fits,
     _open,
     _resolve,
@@ -171,7 +172,7 @@ def _describe(session, task) -> _Head:
     )
 
 
-class Classifier:
+class Classifier(SessionOwner):
     """Runs a deployed classification artifact on pictures. `backend`: auto, ort-cpu, ort-cuda,
     ort-trt, trt, torch or triton://HOST:PORT/MODEL (runtime.open's); `threads`: CPU threads of
     ONNX Runtime / PyTorch; `labels`: a file of class names, one a line in index order."""
@@ -244,15 +245,6 @@ class Classifier:
             "num_classes": self.num_classes,
             "class_names": self.names_from,
         }
-
-    def close(self) -> None:
-        self.session.close()
-
-    def __enter__(self) -> "Classifier":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # --- running ------------------------------------------------------------------------------
     def check_top_k(self, top_k: Optional[int], flag: str = "top_k") -> int:

@@ -183,7 +183,21 @@ class _Head:
     dynamic: bool = False  # a dynamic batch: runs of 1..batch pictures, no padding
 
 
-class Segmenter:
+class SessionOwner:
+    """What the Segmenter and the Classifier share: one runtime session, closed by `close()` or by
+    leaving a `with` block."""
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Segmenter(SessionOwner):
     """Runs a deployed artifact on pictures. `backend`: auto, ort-cpu, ort-cuda, ort-trt, trt, torch
     (runtime.open's backends; `threads`: CPU threads of ONNX Runtime / PyTorch)."""
 
@@ -248,15 +262,6 @@ class Segmenter:
             "num_classes": self.num_classes,
             "dataset": self.dataset,
         }
-
-    def close(self) -> None:
-        self.session.close()
-
-    def __enter__(self) -> "Segmenter":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     # --- running ------------------------------------------------------------------------------
     def __call__(self, picture: PictureLike) -> Segmentation:
