@@ -75,6 +75,7 @@ class Exporter(Choice):
 class Head(Choice):
     """Graph outputs. Segmentation: logits, in-graph resize + argmax labels, or both.
     Classification: logits, softmax probs, or topk (the best classes and their probabilities).
+    SAM's decoder: multimask (its four masks) or single (mask 0).
     Which heads a model takes is its task's (tasks.py)."""
 
     LOGITS = "logits"
@@ -82,6 +83,8 @@ class Head(Choice):
     BOTH = "both"
     PROBS = "probs"
     TOPK = "topk"
+    MULTIMASK = "multimask"
+    SINGLE = "single"
 
 
 #: what a model's outputs mean (tasks.py owns the tasks): export --task for a FILE.py:FACTORY model

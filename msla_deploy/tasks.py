@@ -31,6 +31,12 @@ class OutputKind:
     PROBS = "probs"  # classification: softmax over the classes, [N, C]
     TOPK_INDICES = "topk_indices"  # classification: the k best classes, best first, [N, k] int32
     TOPK_SCORES = "topk_scores"  # their softmax probabilities, [N, k]
+    # SAM: the encoder's image embeddings [1, 256, 64, 64] (judged by error and cosine), the
+    # decoder's low-res mask logits [B, M, 256, 256] (judged by the IoU of the binarised masks,
+    # logits > 0) and its predicted IoU per mask [B, M] (judged by their absolute error)
+    EMBEDDINGS = "embeddings"
+    MASK_LOGITS = "mask_logits"
+    MASK_SCORES = "mask_scores"
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class OutputSpec:
 
 SEGMENTATION = "segmentation"
 CLASSIFICATION = "classification"
+SAM = "sam"  # promptable segmentation: an image encoder and a prompt decoder, two graphs
 #: what an artifact that records no task is: every export before tasks existed was segmentation
 DEFAULT_TASK = SEGMENTATION
 
@@ -53,6 +60,10 @@ LABELS_NAME = "labels"
 PROBS_NAME = "probs"
 TOPK_INDICES_NAME = "topk_indices"
 TOPK_SCORES_NAME = "topk_scores"
+# SAM's graph outputs (artifact/sam_io.py names the rest of its two graphs' tensors)
+IMAGE_EMBEDDINGS_NAME = "image_embeddings"
+MASKS_NAME = "masks"
+IOU_PREDICTIONS_NAME = "iou_predictions"
 
 _LOGITS = OutputSpec(LOGITS_NAME, OutputKind.LOGITS)
 
@@ -71,6 +82,8 @@ class Task:
     varied_reference: bool = False
     resizes: bool = False  # its heads resize the logits (export --upsample applies)
     label_maps: bool = False  # its answers are label maps, scored by mIoU (validate --max-miou-drop applies)
+    # the graphs of its artifact, by role: () is one graph (model.onnx); SAM's are two
+    graphs: Tuple[str, ...] = ()
 
     @property
     def head_names(self) -> Tuple[str, ...]:
@@ -95,8 +108,21 @@ class Task:
                 f"a {self.name} model takes --head {'|'.join(self.heads)}",
             )
 
+    @property
+    def default_head(self) -> str:
+        return self.head_names[0]
+
+    def head_or_default(self, head: Optional[str]) -> str:
+        """`head`, or the task's first head where the option was left at its default (DEFAULT_HEAD
+        is segmentation's and classification's first head; SAM has no logits head)."""
+        if head in (None, DEFAULT_HEAD) and DEFAULT_HEAD not in self.heads:
+            return self.default_head
+        return head
+
     def num_classes(self, logits_shape: Tuple[int, ...]) -> Optional[int]:
         """The classes of logits of this shape (None for another task's shape)."""
+        if self.name == SAM:  # class-agnostic masks
+            return None
         if len(logits_shape) == self.logits_rank and isinstance(logits_shape[1], int):
             return int(logits_shape[1])
         return None
@@ -130,7 +156,30 @@ TASKS: Dict[str, Task] = {
         reference_samples=16,
         varied_reference=True,
     ),
+    # the decoder's heads: "multimask" gives SAM's four masks (0: the single-mask output, 1-3 the
+    # multimask ones: the predictor picks per call, as segment-anything does), "single" mask 0 only
+    SAM: Task(
+        name=SAM,
+        title="promptable segmentation (SAM)",
+        heads={
+            "multimask": (
+                OutputSpec(MASKS_NAME, OutputKind.MASK_LOGITS),
+                OutputSpec(IOU_PREDICTIONS_NAME, OutputKind.MASK_SCORES),
+            ),
+            "single": (
+                OutputSpec(MASKS_NAME, OutputKind.MASK_LOGITS),
+                OutputSpec(IOU_PREDICTIONS_NAME, OutputKind.MASK_SCORES),
+            ),
+        },
+        logits_rank=4,
+        reference_samples=2,
+        varied_reference=True,
+        graphs=("encoder", "decoder"),
+    ),
 }
+
+#: what `--head` means when it is not given (its default, "logits"): the task's first head
+DEFAULT_HEAD = "logits"
 
 TASK_NAMES = tuple(TASKS)
 

@@ -20,6 +20,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from ..errors import BadInput
 from .builds import BuildRecord, read_builds
 from .files import write_json_atomic
+from .graphs import GraphRecord, find_graph
 from .names import MANIFEST_FORMAT, MANIFEST_NAME, ONNX_NAME
 from .options import ExportOptions
 
@@ -128,6 +129,7 @@ _KNOWN = (
     "warnings",
     "artifacts",
     "builds",
+    "graphs",
 )
 
 
@@ -157,10 +159,16 @@ class Manifest:
     warnings: List[str] = field(default_factory=list)
     artifacts: Optional[Dict[str, Dict[str, Any]]] = None  # relative path -> {sha256, bytes}
     builds: List[BuildRecord] = field(default_factory=list)
+    # a multi-graph artifact's graphs (SAM: encoder and decoder); empty for a single-graph export
+    graphs: List[GraphRecord] = field(default_factory=list)
     extra: Dict[str, Any] = field(default_factory=dict)  # keys of a newer tool, kept as they are
     # where it was read from, and the known sections it lacked (neither is written)
     path: Optional[Path] = field(default=None, compare=False, repr=False)
     absent: Tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    def graph(self, role: str) -> GraphRecord:
+        """The graph of this role (graphs.ENCODER, graphs.DECODER); BadInput if it lists none."""
+        return find_graph(self.graphs, role)
 
     def build_for(self, engine_name: str) -> Optional[BuildRecord]:
         """The latest build record of the engine with this file name."""
@@ -193,6 +201,8 @@ class Manifest:
             data["artifacts"] = self.artifacts
         if self.builds:
             data["builds"] = [b.to_dict() for b in self.builds]
+        if self.graphs:
+            data["graphs"] = [g.to_dict() for g in self.graphs]
         data.update(self.extra)
         # a section the file did not have and nobody set is not invented on the way back
         defaults = Manifest()
@@ -253,6 +263,11 @@ class Manifest:
                 relative_inside(rel, "an 'artifacts' entry", path)
                 _expect(entry, dict, f"artifacts[{rel!r}]", path)
             m.artifacts = artifacts
+        graphs = _expect(data.get("graphs") or [], list, "graphs", path)
+        m.graphs = [
+            GraphRecord.from_dict(g, f"{path}: graphs[{i}]", lambda text, where: relative_inside(text, where, path))
+            for i, g in enumerate(graphs)
+        ]
         m.builds = read_builds(data.get("builds"), str(path))
         for i, b in enumerate(m.builds):  # the ONNX a build names is the artifact's own (localize rebuilds from it)
             if b.onnx_file is not None:

@@ -10,7 +10,8 @@ A building block (issue 23, section 2): torch -> ONNX of each graph, checked; no
   "fp16-naive" is everything half, for comparison only.
 * decoder: image_embeddings [1, 256, 64, 64], point_coords [B, P, 2], point_labels [B, P],
   mask_input [B, 1, 256, 256], has_mask_input [B] -> masks [B, M, 256, 256] (low-res logits),
-  iou_predictions [B, M]; B and P dynamic (or static), M = 3 (multimask) or 1, chosen here. One
+  iou_predictions [B, M]; B and P dynamic (or static), M = 4 (multimask: SAM's four mask tokens,
+  0 the single-mask output and 1-3 the multimask ones, chosen per call) or 1 (single). One
   image's embeddings serve the B prompts by broadcasting (no repeat_interleave, so no Tile); no
   Pad at all. The Shape/Gather ops left read B and P only (`shape_ops`).
 """
@@ -27,16 +28,7 @@ import torch
 from torch import nn
 
 from ..artifact.names import PROBE_PREFIX
-from ..nn import plan_static
-from ..nn.capture import capture
-from ..nn.layers import UpSampleLayer
-from ..nn.precision import IOCast, PrecisionPolicy, apply_policy
-from ..zoo.sam import EfficientViTSam, LayerNorm2d
-from ..zoo.sam.architecture import EMBED_DIM, EMBEDDING_SIZE, LOW_RES_MASK_SIDE, NUM_MULTIMASK_OUTPUTS
-from .graph import constants_to_initializers
-from .islands import island_nodes, name_unnamed_nodes
-from .probes import ProbedModel, probe_candidates, probe_output_names, unmark_probe_outputs
-from .sam_io import (
+from ..artifact.sam_io import (
     DECODER_DYNAMIC_AXES,
     DECODER_INPUTS,
     DECODER_OUTPUTS,
@@ -46,6 +38,15 @@ from .sam_io import (
     POINTS_DIM,
     PROMPTS_DIM,
 )
+from ..nn import plan_static
+from ..nn.capture import capture
+from ..nn.layers import UpSampleLayer
+from ..nn.precision import IOCast, PrecisionPolicy, apply_policy
+from ..zoo.sam import EfficientViTSam, LayerNorm2d
+from ..zoo.sam.architecture import EMBED_DIM, EMBEDDING_SIZE, LOW_RES_MASK_SIDE, NUM_MULTIMASK_OUTPUTS
+from .graph import constants_to_initializers
+from .islands import island_nodes, name_unnamed_nodes
+from .probes import ProbedModel, probe_candidates, probe_output_names, unmark_probe_outputs
 from .torch_to_onnx import export_inputs_to_onnx, export_to_onnx
 
 #: the encoder's precisions: fp32, the guarded fp16 (ours), and naive fp16 (everything half)
@@ -192,8 +193,9 @@ class SamDecoderGraph(nn.Module):
         self.multimask = multimask
         with torch.no_grad():
             self.register_buffer("image_pe", sam.prompt_encoder.get_dense_pe().detach().clone(), persistent=False)
-        # mask token 0 is the single-mask output, tokens 1-3 the multimask ones
-        self.first, self.count = (1, NUM_MULTIMASK_OUTPUTS) if multimask else (0, 1)
+        # mask token 0 is the single-mask output, tokens 1-3 the multimask ones: the multimask graph
+        # gives all four, so one graph answers both of segment-anything's modes (sam_io.select_masks)
+        self.first, self.count = (0, 1 + NUM_MULTIMASK_OUTPUTS) if multimask else (0, 1)
 
     def forward(
         self,

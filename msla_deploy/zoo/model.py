@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..tasks import CLASSIFICATION
+from ..tasks import CLASSIFICATION, SAM
 from .backbone import build_backbone
 from .cls_head import ClsHead, EfficientViTCls
 from .head import OUTPUT_KEY, SegHead
@@ -41,6 +41,10 @@ def build(name: str) -> nn.Module:
     weightless model for shape and cost analysis.
     """
     spec = get_spec(name)
+    if spec.task == SAM:
+        from .sam import build_sam  # its own builder (encoder, prompt encoder, mask decoder)
+
+        return build_sam(name)
     backbone_dims, head_dims, act = architecture(name)
     w = backbone_dims.widths
     if spec.task == CLASSIFICATION:

@@ -17,7 +17,7 @@ from typing import Dict, List, Optional, Tuple, Union
 from .. import timm_models
 from ..artifact.options import DEFAULT_RESOLUTION, ExportOptions, is_factory_spec
 from ..errors import BadInput
-from ..tasks import CLASSIFICATION, DEFAULT_TASK, SEGMENTATION, get_task
+from ..tasks import CLASSIFICATION, DEFAULT_TASK, SAM, SEGMENTATION, get_task
 
 #: official checkpoint file names per task (upstream's), as str.format patterns
 CHECKPOINT_FILES: Dict[str, str] = {
@@ -281,6 +281,11 @@ def with_model_defaults(options: ExportOptions) -> ExportOptions:
         resolution = options.resolution or timm_models.default_resolution(options.model)
     elif is_factory_spec(options.model):
         task, resolution = options.task or DEFAULT_TASK, options.resolution or DEFAULT_RESOLUTION
+        if task == SAM:
+            raise BadInput(
+                "--task sam takes a zoo model (efficientvit-sam-l0 ... -xl1), not a FILE.py:FACTORY",
+                "export one of `msla-deploy models --task sam`, or your model as segmentation/classification",
+            )
     else:
         spec = get_spec(options.model)
         if options.task not in (None, spec.task):
@@ -290,10 +295,11 @@ def with_model_defaults(options: ExportOptions) -> ExportOptions:
             )
         task, resolution = spec.task, options.resolution or spec.default_resolution
     model_task = get_task(task)
-    model_task.check_head(options.head)
+    head = model_task.head_or_default(options.head)
+    model_task.check_head(head)
     if options.upsample != "cubic" and not model_task.resizes:
         raise BadInput(f"--upsample {options.upsample}: a {task} model resizes nothing", "drop --upsample")
-    return dataclasses.replace(options, task=task, resolution=tuple(resolution))
+    return dataclasses.replace(options, task=task, resolution=tuple(resolution), head=head)
 
 
 def find_checkpoint(name: str, models_dir: Union[str, Path]) -> Optional[Path]:
@@ -302,13 +308,11 @@ def find_checkpoint(name: str, models_dir: Union[str, Path]) -> Optional[Path]:
     return path if path.is_file() else None
 
 
-# --- EfficientViT-SAM (issue 23) ---------------------------------------------------------------
-# The five segment-anything models, kept apart from SPECS on purpose: they are not in names() and
-# get_spec() does not know them until `models` and export handle the third task. Their
-# architecture is zoo/sam/architecture.py; zoo.sam.build_sam(name) builds them.
+# --- EfficientViT-SAM ---------------------------------------------------------------------------
+# The five segment-anything models (the third task). Their architecture is zoo/sam/architecture.py;
+# zoo.sam.build_sam(name) builds them, and zoo.build(name) hands them to it.
 
-#: the task name these specs carry (tasks.py gets it with the export of SAM)
-SAM_TASK = "sam"
+SAM_TASK = SAM
 SAM_CHECKPOINT_FILE = "efficientvit_sam_{variant}.pt"
 #: upstream's zoo sets this eps on every BatchNorm and LayerNorm (the encoder's, the prompt
 #: encoder's and the decoder's alike)
@@ -345,3 +349,4 @@ def _sam_spec(name: str) -> ZooSpec:
 
 
 SAM_SPECS: Dict[str, ZooSpec] = {name: _sam_spec(name) for name in SAM_SIZES}
+SPECS.update(SAM_SPECS)

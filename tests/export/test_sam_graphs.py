@@ -16,9 +16,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from msla_deploy.export import sam_graphs
-from msla_deploy.export.graph import inspect_static
-from msla_deploy.export.sam_io import (
+from msla_deploy.artifact.sam_io import (
     DECODER_OUTPUTS,
     IMAGE,
     IMAGE_EMBEDDINGS,
@@ -26,7 +24,10 @@ from msla_deploy.export.sam_io import (
     POINT_COORDS,
     POINT_LABELS,
     decoder_feed,
+    select_masks,
 )
+from msla_deploy.export import sam_graphs
+from msla_deploy.export.graph import inspect_static
 from msla_deploy.export.sam_stress import apply_sam_stress_weights
 from msla_deploy.export.torch_to_onnx import dynamo_available
 from msla_deploy.nn.precision import fp16_storage_proxy
@@ -106,10 +107,14 @@ def reference(sam, embeddings, feed_args, multimask, mask_input=None):
     return low_res.numpy(), iou.numpy()
 
 
-def run_decoder(graph, embeddings, feed_args, mask_input=None):
+def run_decoder(graph, embeddings, feed_args, mask_input=None, multimask=None):
+    """The graph's outputs for these prompts; with `multimask` given, the ones segment-anything returns."""
     feed = decoder_feed(**feed_args, mask_input=mask_input)
     feed[IMAGE_EMBEDDINGS] = embeddings.numpy()
-    return session(graph.proto).run(list(DECODER_OUTPUTS), feed), feed
+    masks, iou = session(graph.proto).run(list(DECODER_OUTPUTS), feed)
+    if multimask is not None:
+        masks, iou = select_masks(masks, iou, multimask)
+    return (masks, iou), feed
 
 
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -118,7 +123,7 @@ def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def assert_decoder_agrees(graph, sam, embeddings, feed_args, multimask, mask_input=None):
-    (masks, iou), feed = run_decoder(graph, embeddings, feed_args, mask_input)
+    (masks, iou), feed = run_decoder(graph, embeddings, feed_args, mask_input, multimask)
     ref_masks, ref_iou = reference(sam, embeddings, feed_args, multimask, mask_input)
     assert masks.shape == ref_masks.shape and iou.shape == ref_iou.shape
     ious = [mask_iou(m, r) for m, r in zip(masks.reshape(-1, 256 * 256), ref_masks.reshape(-1, 256 * 256))]
@@ -182,7 +187,7 @@ def test_decoder_reproduces_upstreams_masks(decoders, embeddings):
     for case in sam_golden.CASES:
         feed_args = {key: case[key] for key in ("points", "labels", "boxes") if key in case}
         mask_input = mask_inputs.get(case["name"])
-        (masks, iou), _ = run_decoder(decoders[case["multimask"]], embeddings, feed_args, mask_input)
+        (masks, iou), _ = run_decoder(decoders[case["multimask"]], embeddings, feed_args, mask_input, case["multimask"])
         expected = sam_golden.unpack_bits(golden[f"{case['name']}__bits"])
         assert ((masks > 0) != expected).sum() <= HANDFUL * masks.shape[0], case["name"]
         assert np.abs(iou - golden[f"{case['name']}__iou"]).max() <= 1e-3, case["name"]
@@ -200,8 +205,8 @@ def test_decoder_io_and_shape_ops_read_only_prompts_and_points(decoders):
         POINT_LABELS: ["prompts", "points"],
         MASK_INPUT: ["prompts", 1, 256, 256],
         "has_mask_input": ["prompts"],
-        "masks": ["prompts", 3, 256, 256],
-        "iou_predictions": ["prompts", 3],
+        "masks": ["prompts", 4, 256, 256],  # SAM's four masks: the single one and the three of multimask
+        "iou_predictions": ["prompts", 4],
     }
     ops = graph.op_counts()
     assert "Tile" not in ops and "Pad" not in ops  # no repeat_interleave, no shape-tensor Pad

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 from typing import Dict, Optional, Sequence
 
+from ..tasks import IMAGE_EMBEDDINGS_NAME, IOU_PREDICTIONS_NAME, MASKS_NAME
+
 #: the image encoder's input (resized, padded, normalised as the SAM transform does) and output
 IMAGE = "image"
-IMAGE_EMBEDDINGS = "image_embeddings"
+IMAGE_EMBEDDINGS = IMAGE_EMBEDDINGS_NAME
 ENCODER_INPUTS = (IMAGE,)
 ENCODER_OUTPUTS = (IMAGE_EMBEDDINGS,)
 
@@ -22,8 +24,8 @@ POINT_COORDS = "point_coords"
 POINT_LABELS = "point_labels"
 MASK_INPUT = "mask_input"
 HAS_MASK_INPUT = "has_mask_input"
-MASKS = "masks"
-IOU_PREDICTIONS = "iou_predictions"
+MASKS = MASKS_NAME
+IOU_PREDICTIONS = IOU_PREDICTIONS_NAME
 DECODER_INPUTS = (IMAGE_EMBEDDINGS, POINT_COORDS, POINT_LABELS, MASK_INPUT, HAS_MASK_INPUT)
 DECODER_OUTPUTS = (MASKS, IOU_PREDICTIONS)
 
@@ -93,3 +95,22 @@ def decoder_feed(
         MASK_INPUT: masks,
         HAS_MASK_INPUT: has,
     }
+
+
+#: the masks of a multimask decoder: SAM's four mask tokens (0 single-mask, 1-3 multimask)
+ALL_MASKS = 4
+
+
+def select_masks(masks, iou, multimask: bool):
+    """segment-anything's choice of outputs from the decoder graph's: masks [B, M, 256, 256] and
+    iou [B, M] -> masks 1-3 (multimask) or mask 0 (single) of a four-mask graph; a single-mask
+    graph (M = 1) has mask 0 only, so it cannot answer multimask."""
+    count = masks.shape[1]
+    if count == ALL_MASKS:
+        chosen = slice(1, ALL_MASKS) if multimask else slice(0, 1)
+        return masks[:, chosen], iou[:, chosen]
+    if count == 1 and not multimask:
+        return masks, iou
+    raise ValueError(
+        f"the decoder gives {count} mask(s) per prompt: multimask needs a decoder exported with --head multimask"
+    )
