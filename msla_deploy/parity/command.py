@@ -6,6 +6,7 @@ that cannot run here, including an ONNX Runtime GPU provider that fell back to t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
@@ -51,6 +52,14 @@ def validate_command(
         "--max-miou-drop",
         help="Segmentation: maximum 1 - mIoU of the artifact's labels against the reference's: 0.01 or 1%.",
     ),
+    min_mask_iou: Optional[str] = typer.Option(
+        None,
+        "--min-mask-iou",
+        help="SAM: minimum mean IoU of the binarised masks (logits > 0) against PyTorch's: 0.999 or 99.9%.",
+    ),
+    max_score_error: Optional[str] = typer.Option(
+        None, "--max-score-error", help="SAM: maximum absolute error of the predicted mask IoUs (0..1 scores)."
+    ),
     report_dir: Optional[Path] = report_dir_option("DIR/validation/, or validation-<file>/ beside a file"),
     junit: Optional[Path] = junit_option(),
     json_out: bool = json_option("the report"),
@@ -75,6 +84,8 @@ def validate_command(
         "min-cosine": min_cosine,
         "min-argmax-agreement": min_argmax_agreement,
         "max-miou-drop": max_miou_drop,
+        "min-mask-iou": min_mask_iou,
+        "max-score-error": max_score_error,
     }
     report = run_validate(
         ValidateOptions(
@@ -140,7 +151,10 @@ def render_validate(report: ValidateReport) -> None:
             ]
         )
     )
-    out.print(parity_table(report.outputs, budget.values, f"{run['ran_on']} vs PyTorch fp32 reference"))
+    if report.comparisons:  # a SAM artifact: a table per comparison, under its own budget
+        _render_comparisons(report)
+    else:
+        out.print(parity_table(report.outputs, budget.values, f"{run['ran_on']} vs PyTorch fp32 reference"))
     for o in report.outputs:
         if o.vacuous_note:
             out.print(f"[yellow]note:[/] {escape(o.name)}: {escape(o.vacuous_note)}", highlight=False)
@@ -156,6 +170,19 @@ def render_validate(report: ValidateReport) -> None:
     for note in budget.notes:
         err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
     out.print(escape(f"reports: {report.report_dir}"), highlight=False)
+
+
+def _render_comparisons(report: ValidateReport) -> None:
+    from .reports import comparison_title
+
+    for g in report.graphs:
+        ran_on = f"{g.ran_on.get('runtime')} {g.ran_on.get('version')} on {g.ran_on.get('ran_on')}"
+        out.print(escape(f"{g.role}: {g.file} ({g.precision}), {ran_on}"), highlight=False)
+    for c in report.comparisons:
+        # the table's columns: the output alone (the comparison is the title)
+        rows = [replace(o, name=o.name.split(": ", 1)[-1]) for o in report.comparison_outputs(c.label)]
+        title = f"{comparison_title(c)} vs PyTorch fp32 reference: {'pass' if c.passed else 'FAIL'}"
+        out.print(parity_table(rows, c.budget.values, escape(title)))
 
 
 def _render_localization(loc: Optional[Localization]) -> None:

@@ -5,7 +5,7 @@ from the current directory upward, like other tools' settings), with optional pe
 tables (`[tool.msla-deploy.validate.fp16]`) that win over the plain table; a flag wins over both.
 Every field of the resulting budget records where its value came from, for the report.
 
-Fractions (agreement, mIoU drop) are written as 0.995 or as "99.5%"; a bare number above 1 is
+Fractions (agreement, mIoU drop, mask IoU) are written as 0.995 or as "99.5%"; a bare number above 1 is
 refused rather than guessed at, so 99.5 never silently means 9950%.
 """
 
@@ -29,8 +29,12 @@ SETTINGS = {
     "min-argmax-agreement": "min_argmax_agreement",
     "max-miou-drop": "max_miou_drop",
     "near-tie": "near_tie",
+    "min-mask-iou": "min_mask_iou",  # SAM's masks
+    "max-score-error": "max_score_error",  # SAM's predicted IoUs
 }
-_FRACTIONS = {"min-argmax-agreement", "max-miou-drop", "near-tie"}
+_FRACTIONS = {"min-argmax-agreement", "max-miou-drop", "near-tie", "min-mask-iou"}
+#: settings only a SAM artifact's budget has (validate refuses them as flags for other tasks)
+SAM_SETTINGS = ("min-mask-iou", "max-score-error")
 
 
 @dataclass
@@ -72,7 +76,7 @@ def parse_setting(key: str, value: Union[str, float, int], where: str) -> float:
         raise BadInput(f"{where} = {text!r} is out of range", "the fraction must be within 0..1, or 0..100%")
     if key == "min-cosine" and not -1.0 <= number <= 1.0:
         raise BadInput(f"{where} = {text!r}: cosine similarity lies in [-1, 1]", "use e.g. 0.999")
-    if key in ("atol", "rtol") and number < 0:
+    if key in ("atol", "rtol", "max-score-error") and number < 0:
         raise BadInput(f"{where} = {text!r} is negative", "tolerances are >= 0")
     return number
 

@@ -107,6 +107,9 @@ class ValidatedOutput(OutputRow):
     """An output of validate's report: its row and every budget criterion checked on it."""
 
     checks: List[Check] = field(default_factory=list)
+    # a multi-graph artifact's (SAM) comparison this row belongs to (ValidateReport.comparisons);
+    # None for a single-graph artifact (its rows are named by the output alone)
+    comparison: Optional[str] = None
 
 
 @dataclass
@@ -229,6 +232,30 @@ class ReferenceInfo:
 
 
 @dataclass
+class GraphRun:
+    """One graph of a multi-graph artifact (SAM) as validate ran it."""
+
+    role: str  # artifact.graphs.ENCODER | DECODER
+    file: str  # what ran: the graph's ONNX, or the engine built from it
+    precision: str
+    precision_source: str
+    ran_on: Dict[str, Any]  # the session's description (runtime, version, ran_on, providers ...)
+
+
+@dataclass
+class Comparison:
+    """One comparison of a multi-graph artifact against the PyTorch reference: which graphs ran on
+    what, the budget that judged it (the precision of what ran), and its verdict. Its output rows
+    are ValidateReport.outputs with this `label` as their `comparison`."""
+
+    label: str  # encoder | decoder | decoder, 1 prompt | pair
+    graphs: List[str]  # the roles that ran, in order
+    inputs: str  # what was fed, in words
+    budget: BudgetChoice
+    passed: bool
+
+
+@dataclass
 class ValidateReport(Record):
     """validate's report.json: the verdict, what ran where, under which budget, every output."""
 
@@ -248,6 +275,24 @@ class ValidateReport(Record):
     pictures: Dict[str, Dict[str, Any]] = field(default_factory=dict)  # output -> its picture files (pictures.py)
     timings_s: Dict[str, float] = field(default_factory=dict)
     files: Dict[str, str] = field(default_factory=dict)  # json, markdown, junit (+ junit_extra): set when written
+    # a multi-graph artifact (SAM): each graph as it ran, and each comparison with its own budget
+    # (`budget` above is then the pair's: what a user of the whole artifact gets); written only
+    # when set, so a single-graph report reads and writes as it always did
+    graphs: List[GraphRun] = field(default_factory=list)
+    comparisons: List[Comparison] = field(default_factory=list)
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = super().to_dict()
+        for key in ("graphs", "comparisons"):
+            if not data[key]:
+                del data[key]
+        for row in data["outputs"]:
+            if row.get("comparison") is None:
+                del row["comparison"]
+        return data
+
+    def comparison_outputs(self, label: str) -> List[ValidatedOutput]:
+        return [o for o in self.outputs if o.comparison == label]
 
     @property
     def report_dir(self) -> Optional[Path]:

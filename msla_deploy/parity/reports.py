@@ -14,7 +14,8 @@ from ..reporting import (
     table,
     write_report_files,
 )
-from .records import ValidatedOutput, ValidateReport
+from .config import BudgetChoice
+from .records import Comparison, ValidatedOutput, ValidateReport
 
 __all__ = ["markdown", "junit_xml", "write_reports"]
 
@@ -25,13 +26,15 @@ CRITERIA = {
     "cosine": ("cosine similarity", ("min_cosine",)),
     "argmax_agreement": ("argmax agreement", ("min_argmax_agreement",)),
     "miou_drop": ("mIoU drop (prediction vs prediction)", ("max_miou_drop",)),
+    "mask_iou": ("mask IoU", ("min_mask_iou",)),
+    "score_error": ("predicted-IoU error", ("max_score_error",)),
 }
 TOP_CLASSES = 8
 TOP_PROBES = 10
 
 
-def _source(report: ValidateReport, criterion: str) -> str:
-    sources = report.budget.sources
+def _source(choice: BudgetChoice, criterion: str) -> str:
+    sources = choice.sources
     labels = []
     for name in CRITERIA[criterion][1]:
         label = sources.get(name, "")
@@ -47,15 +50,20 @@ def _check_cell(o: ValidatedOutput, name: str, text: str) -> str:
 
 
 def _limit(outputs: List[ValidatedOutput], name: str) -> str:
-    for o in outputs:
-        for c in o.checks:
-            if c.name == name:
-                return c.limit if len(outputs) == 1 else "see report.json"
-    return "not checked"
+    """The criterion's limit where every output checked by it has the same one (a max-abs limit
+    follows each output's peak: then the per-output limits are in report.json)."""
+    limits = {c.limit for o in outputs for c in o.checks if c.name == name}
+    if not limits:
+        return "not checked"
+    return limits.pop() if len(limits) == 1 else "see report.json"
 
 
-def _metrics_table(report: ValidateReport) -> List[str]:
-    outputs, budget = report.outputs, report.budget.values
+def _metrics_table(
+    outputs: List[ValidatedOutput], choice: BudgetChoice, names: Optional[List[str]] = None
+) -> List[str]:
+    """One column per output, one row per metric; `names` (column titles) for a SAM comparison,
+    whose outputs have no classes: no argmax or mIoU rows."""
+    budget = choice.values
     rows = []
 
     def row(label: str, cells: List[str], limit: str = "", source: str = "") -> None:
@@ -65,7 +73,7 @@ def _metrics_table(report: ValidateReport) -> List[str]:
         "NaN / Inf",
         [_check_cell(o, "finite", f"{o.nan_count} / {o.inf_count}") for o in outputs],
         _limit(outputs, "finite"),
-        _source(report, "finite"),
+        _source(choice, "finite"),
     )
     max_abs_budget = (
         "not checked"
@@ -76,7 +84,7 @@ def _metrics_table(report: ValidateReport) -> List[str]:
         "max abs error",
         [_check_cell(o, "max_abs", cell(o.max_abs, ".3g")) for o in outputs],
         max_abs_budget,
-        _source(report, "max_abs"),
+        _source(choice, "max_abs"),
     )
     row("max abs error / peak", [cell(o.relative_max_abs, ".2e") for o in outputs])
     row("mean abs error", [cell(o.mean_abs, ".3g") for o in outputs])
@@ -86,23 +94,70 @@ def _metrics_table(report: ValidateReport) -> List[str]:
         "cosine similarity",
         [_check_cell(o, "cosine", cell(o.cosine, ".7f")) for o in outputs],
         _limit(outputs, "cosine"),
-        _source(report, "cosine"),
+        _source(choice, "cosine"),
     )
-    row(
-        "argmax agreement",
-        [_check_cell(o, "argmax_agreement", percent(o.argmax_agreement)) for o in outputs],
-        _limit(outputs, "argmax_agreement"),
-        _source(report, "argmax_agreement"),
-    )
-    miou_budget = "not checked" if budget.max_miou_drop is None else _limit(outputs, "miou_drop")
-    row(
-        "mIoU (prediction vs prediction)",
-        [_check_cell(o, "miou_drop", percent(o.miou)) for o in outputs],
-        miou_budget if miou_budget == "not checked" else f"drop {miou_budget}",
-        _source(report, "miou_drop"),
-    )
+    if names is None:  # classes: argmax and mIoU
+        row(
+            "argmax agreement",
+            [_check_cell(o, "argmax_agreement", percent(o.argmax_agreement)) for o in outputs],
+            _limit(outputs, "argmax_agreement"),
+            _source(choice, "argmax_agreement"),
+        )
+        miou_budget = "not checked" if budget.max_miou_drop is None else _limit(outputs, "miou_drop")
+        row(
+            "mIoU (prediction vs prediction)",
+            [_check_cell(o, "miou_drop", percent(o.miou)) for o in outputs],
+            miou_budget if miou_budget == "not checked" else f"drop {miou_budget}",
+            _source(choice, "miou_drop"),
+        )
+    if any(o.mask_iou is not None for o in outputs):  # SAM's masks
+        row(
+            "mask IoU (worst mask)",
+            [
+                _check_cell(o, "mask_iou", "-" if o.mask_iou is None else f"{o.mask_iou:.5f} ({o.mask_iou_min:.4f})")
+                for o in outputs
+            ],
+            _limit(outputs, "mask_iou"),
+            _source(choice, "mask_iou"),
+        )
+    if any(c.name == "score_error" for o in outputs for c in o.checks):  # SAM's predicted IoUs
+        row(
+            "predicted-IoU error",
+            [_check_cell(o, "score_error", cell(o.max_abs, ".3g") if _has(o, "score_error") else "-") for o in outputs],
+            _limit(outputs, "score_error"),
+            _source(choice, "score_error"),
+        )
     row("verdict", ["pass" if o.passed else "**FAIL**" for o in outputs])
-    return table(["metric", *(f"`{o.name}`" for o in outputs), "budget", "budget from"], rows)
+    names = names or [o.name for o in outputs]
+    return table(["metric", *(f"`{n}`" for n in names), "budget", "budget from"], rows)
+
+
+def _has(o: ValidatedOutput, check: str) -> bool:
+    return any(c.name == check for c in o.checks)
+
+
+def comparison_title(comparison: Comparison) -> str:
+    """ "pair: encoder -> decoder (fp16 budget)"; a comparison of one graph is named by it."""
+    graphs = " -> ".join(comparison.graphs)
+    named = comparison.label if comparison.label.startswith(graphs) else f"{comparison.label}: {graphs}"
+    return f"{named} ({comparison.budget.precision} budget)"
+
+
+def _comparison_tables(report: ValidateReport) -> List[str]:
+    """A multi-graph artifact (SAM): a table per comparison, each under its own budget."""
+    lines: List[str] = []
+    for comparison in report.comparisons:
+        outputs = report.comparison_outputs(comparison.label)
+        verdict = "pass" if comparison.passed else "**FAIL**"
+        lines += [
+            f"### {comparison_title(comparison)}: {verdict}",
+            "",
+            f"Fed: {comparison.inputs}.",
+            "",
+        ]
+        names = [o.name.split(": ", 1)[-1] for o in outputs]
+        lines += _metrics_table(outputs, comparison.budget, names) + [""]
+    return lines
 
 
 def _class_changes(o: ValidatedOutput) -> List[str]:
@@ -176,7 +231,13 @@ def markdown(report: ValidateReport) -> str:
     if report.warnings:
         lines += [f"> **warning**: {w}" for w in report.warnings] + [""]
     outputs = report.outputs
-    lines += _metrics_table(report) + [""]
+    if report.graphs:
+        lines += [
+            f"- **{g.role}**: `{g.file}` ({g.precision}) on {g.ran_on.get('runtime')} {g.ran_on.get('version')}, "
+            f"{g.ran_on.get('ran_on')}"
+            for g in report.graphs
+        ] + [""]
+    lines += _comparison_tables(report) if report.comparisons else _metrics_table(outputs, report.budget) + [""]
     lines += [f"> **note** (`{o.name}`): {o.vacuous_note}" for o in outputs if o.vacuous_note]
     lines += [""] if any(o.vacuous_note for o in outputs) else []
     measured = sorted({tool for o in outputs for tool in o.measured_by.values()})

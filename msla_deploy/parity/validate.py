@@ -31,7 +31,8 @@ from ..progress import Steps
 from ..runtime.polygraphy_env import import_polygraphy
 from ..runtime.session import Backend
 from ..runtime.tensorrt import engine_hint
-from .config import BudgetChoice, resolve_budget
+from ..tasks import SAM
+from .config import SAM_SETTINGS, BudgetChoice, resolve_budget
 from .metrics import OutputParity, compare_outputs, is_segmentation_logits
 from .pictures import class_names, write_pictures
 from .records import ArtifactInfo, Localization, ReferenceInfo, ValidatedOutput, ValidateReport
@@ -188,6 +189,16 @@ def run_validate(options: ValidateOptions, steps: Optional[Steps] = None) -> Val
     started = time.perf_counter()
     polygraphy = import_polygraphy()  # a missing runtime is reported before any work
     artifact = resolve(options.artifact)
+    if artifact.task.name == SAM:  # two graphs, one report: validate_sam.py
+        from .validate_sam import run_validate_sam
+
+        return run_validate_sam(options, artifact, steps, started, polygraphy.__version__)
+    sam_flags = [key for key in SAM_SETTINGS if options.budget_flags.get(key) is not None]
+    if sam_flags:
+        raise BadInput(
+            f"--{sam_flags[0]} applies to SAM artifacts; {artifact.path} is a {artifact.task.name} model",
+            f"drop --{sam_flags[0]}",
+        )
     reference_dir = artifact.reference_dir(options.reference)
     backend = runtime.choose(options.backend, artifact, allowed=BACKENDS, command="validate")
     model_file = artifact.model_file(tensorrt=backend.is_tensorrt)
@@ -332,7 +343,12 @@ def modified_after_export(target: Target) -> List[str]:
     """Files of the export that no longer match the sha256 its manifest recorded ("artifacts"):
     the file validated and, when it is the export's own, the reference bundle. Files the
     manifest does not list (an engine, a bare ONNX) are not checked."""
-    artifact = target.artifact
+    return modified_files(target.artifact, [target.model_file], target.reference_dir)
+
+
+def modified_files(artifact: Artifact, model_files: List[Path], reference_dir: Path) -> List[str]:
+    """modified_after_export for the files that run (a multi-graph artifact's: each graph's);
+    an engine among them is built after the export and never recorded, so not checked."""
     if artifact.directory is None or artifact.manifest is None:
         return []
     recorded = artifact.manifest.artifacts
@@ -342,9 +358,9 @@ def modified_after_export(target: Target) -> List[str]:
     # link to a copy elsewhere is still the export's file by its name, and what it points to is
     # what gets read, so that is what is hashed (a link must not be a way around the check).
     root = Path(os.path.abspath(artifact.directory))
-    files = [target.model_file]
-    if Path(os.path.abspath(target.reference_dir)) == root / REFERENCE_DIR:
-        files += sorted(p for p in target.reference_dir.iterdir() if p.is_file())
+    files = list(model_files)
+    if Path(os.path.abspath(reference_dir)) == root / REFERENCE_DIR:
+        files += sorted(p for p in reference_dir.iterdir() if p.is_file())
     modified = []
     for path in files:
         rel = Path(os.path.relpath(os.path.abspath(path), root)).as_posix()
@@ -352,7 +368,7 @@ def modified_after_export(target: Target) -> List[str]:
             continue
         entry = recorded.get(rel)
         if not isinstance(entry, dict) or not entry.get("sha256"):
-            if not target.is_engine or path != target.model_file:  # engines are built later, never recorded
+            if path not in model_files or path.suffix == ONNX_SUFFIX:  # engines are built later, never recorded
                 modified.append(f"{rel} (not recorded)")
         elif sha256_file(path) != entry["sha256"]:
             modified.append(rel)
