@@ -121,7 +121,10 @@ def results_table(report: BenchReport) -> Table:
     """Fits 80 columns: what ran (provider) is in the key-value block above, not a column."""
     from rich import box
 
-    results, compared = report.results, len(report.results) > 1
+    results = report.results
+    # a SAM artifact's rows time different graphs: no ratio between them, a median per prompt instead
+    sam = any(r.graph is not None for r in results)
+    compared = len(results) > 1 and not sam
     with_device = any(r.device_memory_delta_bytes is not None for r in results)
     table = Table(
         title="Latency in ms (warm-up excluded)",
@@ -133,7 +136,9 @@ def results_table(report: BenchReport) -> Table:
     )
     table.add_column("backend", no_wrap=True, justify="left")
     for column in (
-        ("runs", "min", "mean", "p50", "p90", "p99", "img/s", "MiB")
+        ("runs", "min", "mean", "p50", "p90", "p99")
+        + (("ms/prompt", "items/s") if sam else ("img/s",))
+        + ("MiB",)
         + (("GPU MiB",) if with_device else ())
         + (("x p50",) if compared else ())
     ):
@@ -142,6 +147,8 @@ def results_table(report: BenchReport) -> Table:
         s = r.stats
         row = [escape(r.label), str(s.iterations)]
         row += [_ms(value) for value in (s.min_ms, s.mean_ms, s.p50_ms, s.p90_ms, s.p99_ms)]
+        if sam:
+            row.append("-" if r.per_prompt_ms is None else _ms(r.per_prompt_ms))
         row += [_rate(s.throughput_ips), _mib(r.host_memory.peak_delta_bytes)]
         if with_device:
             row.append(_mib(r.device_memory_delta_bytes))
@@ -155,7 +162,15 @@ def table_notes(report: BenchReport) -> List[str]:
     """Printed under the table, not as its caption: a long caption widens the table past 80 columns."""
     results, measured = report.results, report.measured()
     notes = ["MiB: peak host resident memory added by loading and the first run"]
-    if len(measured) > 1:
+    sam = any(r.graph is not None for r in results)
+    if sam:
+        notes.append(
+            "SAM: ms/prompt = p50 / prompts per decoder call; items/s: images (encoder, pair) or prompts (decoder); "
+            "pair = the encoder and one decoder call; a graph's load is in its first row's MiB"
+        )
+    if sam:
+        notes.append("rows interleaved round-robin, first runner rotating")
+    elif len(measured) > 1:
         notes.append(
             f"runs interleaved round-robin, first runner rotating; x p50 = median / {results[0].label}'s (robust on "
             "a noisy machine)"

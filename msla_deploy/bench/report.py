@@ -126,10 +126,16 @@ class BenchRun:
     # the artifact's Artifact.weights_source / weights_warning (None: no manifest says / not random)
     weights_source: Optional[str] = None
     weights_warning: Optional[str] = None
+    # a multi-graph artifact's (SAM) row: what it times (encoder | decoder | pair: the encoder and
+    # one decoder call per image), the decoder's prompts per call (its batch), and the median per
+    # prompt; None for a single-graph artifact's row
+    graph: Optional[str] = None
+    prompts: Optional[int] = None
+    per_prompt_ms: Optional[float] = None
 
 
 #: BenchRun keys written only when set, so a report from before them reads and writes back unchanged
-OPTIONAL_RUN_KEYS = ("nonfinite", "weights_source", "weights_warning")
+OPTIONAL_RUN_KEYS = ("nonfinite", "weights_source", "weights_warning", "graph", "prompts", "per_prompt_ms")
 
 
 @dataclass

@@ -21,6 +21,7 @@ from ..errors import BadInput
 from ..progress import Steps
 from ..runtime.tensorrt import engine_hint
 from ..runtime.triton import is_triton_target
+from ..tasks import SAM
 from . import backends
 from .environment import capture
 from .memory import HostPeak, device_memory_used
@@ -64,10 +65,9 @@ class BenchOptions:
             raise BadInput(f"--threads {self.threads}: must be at least 1", "drop --threads to let the runtime choose")
 
 
-def _contestant_specs(options: BenchOptions) -> List[Tuple[Artifact, str]]:
+def _contestant_specs(options: BenchOptions, main: Artifact) -> List[Tuple[Artifact, str]]:
     """(artifact, requested backend) for the main run and each --compare: a backend name means
     the main artifact on that backend; anything else is an artifact (ARTIFACT@BACKEND picks one)."""
-    main = resolve(options.artifact)
     specs = [(main, options.backend)]
     for item in options.compare:
         if is_saved_report(item):
@@ -222,7 +222,12 @@ def run_bench(
 ) -> BenchReport:
     steps = steps or Steps()
     options.check()
-    specs = _contestant_specs(options)
+    main = resolve(options.artifact)
+    if main.task.name == SAM:  # two graphs: the encoder, the decoder at two batches, the pair (sam.py)
+        from .sam import run_sam_bench
+
+        return run_sam_bench(options, main, steps, on_round)
+    specs = _contestant_specs(options, main)
     check_plot(options, [artifact for artifact, _ in specs])
     earlier = _earlier_rows(options)
     chosen = [(artifact, backends.choose(requested, artifact)) for artifact, requested in specs]
