@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 from ..choices import IGNORE_INDEX, Dataset
 from ..errors import BadInput
-from ..tasks import CLASSIFICATION, SEGMENTATION
+from ..tasks import CLASSIFICATION, SAM, SEGMENTATION
 
 
 @dataclass(frozen=True)
@@ -131,8 +131,17 @@ PROTOCOLS: Dict[str, Protocol] = {
 }
 
 
+#: tasks evaluate will support, and the issue that tracks each
+NOT_YET = {SAM: "issue 24"}
+
+
 def protocol_for(task: str) -> Protocol:
     protocol = PROTOCOLS.get(task)
+    if task in NOT_YET:
+        raise BadInput(
+            f"evaluate does not support {task.upper()} artifacts yet ({NOT_YET[task]})",
+            f"check a {task.upper()} artifact against PyTorch with `msla-deploy validate`, time it with `bench`",
+        )
     if protocol is None:
         raise BadInput(f"evaluate has no protocol for a {task} model", f"it evaluates {', '.join(PROTOCOLS)} models")
     return protocol
