@@ -173,9 +173,12 @@ class ExportOptions:
         ):
             if value not in allowed:
                 raise BadInput(f"{flag} {value!r} is unknown", f"choose one of {', '.join(allowed)}")
-        for flag, value in (("--max-prompts", self.max_prompts), ("--max-points", self.max_points)):
+        for flag, value, default in (
+            ("--max-prompts", self.max_prompts, DEFAULT_MAX_PROMPTS),
+            ("--max-points", self.max_points, DEFAULT_MAX_POINTS),
+        ):
             if not 1 <= value <= 4096:
-                raise BadInput(f"{flag} {value} is outside 1..4096", f"use e.g. {flag} 64")
+                raise BadInput(f"{flag} {value} is outside 1..4096", f"use e.g. {flag} {default}")
         if self.calib_count < 1:
             raise BadInput(
                 f"--calib-count {self.calib_count} must be at least 1", f"use e.g. --calib-count {DEFAULT_CALIB_COUNT}"

@@ -227,6 +227,23 @@ class Artifact:
         return get_task(self.metadata.get(META_TASK))
 
     @property
+    def graph_roles(self) -> Tuple[str, ...]:
+        """The graphs of a multi-graph export directory (SAM: encoder, decoder); () for one graph."""
+        if self.kind != "directory" or self.manifest is None:
+            return ()
+        return tuple(g.role for g in self.manifest.graphs)
+
+    def require_single_graph(self, stage: str, fix: str) -> None:
+        """A stage that runs one graph refuses a directory of several in one line (rather than
+        running the first graph it finds as if it were the model)."""
+        if self.graph_roles:
+            raise BadInput(
+                f"{stage} does not take {self.path}: a {self.task.name} export of {len(self.graph_roles)} graphs "
+                f"({', '.join(self.graph_roles)})",
+                fix,
+            )
+
+    @property
     def num_classes(self) -> Optional[int]:
         if self.manifest is not None and self.manifest.model.num_classes:
             return self.manifest.model.num_classes

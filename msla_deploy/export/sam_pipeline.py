@@ -127,19 +127,20 @@ def _check_options(options: ExportOptions) -> None:
     from ..zoo import get_spec
 
     side = get_spec(options.model).default_resolution
+    name = options.model
     refusals = (
-        (options.batch != 1 or options.dynamic_batch, "--batch", "SAM's encoder takes one image; the decoder's "
-         "prompts are its dynamic dimension: use --max-prompts"),
-        (tuple(options.resolution) != tuple(side), f"--res {options.resolution[0]}x{options.resolution[1]}",
-         f"{options.model}'s encoder runs at {side[0]}x{side[1]} (its 64x64 embeddings): drop --res"),
-        (options.precision == "int8", "--precision int8", "SAM's int8 encoder is not implemented yet (issue 24): "
-         "export fp16 or fp32"),
-        ((options.attention_precision, options.io_dtype) != ("fp32", "fp32"), "--attention-precision/--io-dtype",
-         "SAM's fp16 encoder keeps fp32 attention islands and fp32 I/O: drop them"),
+        (options.batch != 1 or options.dynamic_batch, f"{name} takes no --batch: its encoder takes one image",
+         "drop --batch; the decoder's prompts are its dynamic dimension (--max-prompts)"),
+        (tuple(options.resolution) != tuple(side), f"--res {options.resolution[0]}x{options.resolution[1]}: "
+         f"{name}'s encoder runs at {side[0]}x{side[1]} (64x64 embeddings)", "drop --res"),
+        (options.precision == "int8", f"--precision int8 is not available for {name} yet (SAM's int8 encoder is "
+         "issue 24)", "export --precision fp16 or fp32"),
+        ((options.attention_precision, options.io_dtype) != ("fp32", "fp32"), "--attention-precision/--io-dtype do "
+         f"not apply to {name}: its fp16 encoder keeps fp32 attention islands and fp32 I/O", "drop them"),
     )  # fmt: skip
-    for refused, flag, fix in refusals:
+    for refused, problem, fix in refusals:
         if refused:
-            raise BadInput(f"{flag} does not apply to {options.model}", fix)
+            raise BadInput(problem, fix)
 
 
 # --- the PyTorch reference ------------------------------------------------------------------------

@@ -31,7 +31,10 @@ __all__ = [
 
 
 def open_artifact(path: Path) -> Artifact:
-    return resolve(Path(path))
+    artifact = resolve(Path(path))
+    # serving SAM's encoder and decoder as one repository is issue 24
+    artifact.require_single_graph("package/serve", "serve one graph at a time (its .onnx); SAM serving: issue 24")
+    return artifact
 
 
 def default_name(art: Artifact) -> str:

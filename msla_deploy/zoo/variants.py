@@ -29,6 +29,7 @@ from ..tasks import CLASSIFICATION, DEFAULT_TASK, SAM, SEGMENTATION, get_task
 CHECKPOINT_FILES: Dict[str, str] = {
     SEGMENTATION: "efficientvit_seg_{variant}_{dataset}.pt",
     CLASSIFICATION: "efficientvit_{variant}_r{resolution}.pt",
+    SAM: "efficientvit_sam_{variant}.pt",
 }
 
 
@@ -321,7 +322,6 @@ def find_checkpoint(name: str, models_dir: Union[str, Path]) -> Optional[Path]:
 # zoo.sam.build_sam(name) builds them, and zoo.build(name) hands them to it.
 
 SAM_TASK = SAM
-SAM_CHECKPOINT_FILE = "efficientvit_sam_{variant}.pt"
 #: upstream's zoo sets this eps on every BatchNorm and LayerNorm (the encoder's, the prompt
 #: encoder's and the decoder's alike)
 SAM_NORM_EPS = 1e-6
@@ -348,7 +348,7 @@ def _sam_spec(name: str) -> ZooSpec:
         dataset="sa-1b",
         num_classes=0,  # class-agnostic masks
         norm_eps=SAM_NORM_EPS,
-        checkpoint_file=SAM_CHECKPOINT_FILE.format(variant=variant),
+        checkpoint_file=CHECKPOINT_FILES[SAM].format(variant=variant),
         default_resolution=(side, side),
         params=params,
         macs=macs,
