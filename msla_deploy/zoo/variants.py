@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 from .. import timm_models
-from ..artifact.options import DEFAULT_RESOLUTION, ExportOptions, is_factory_spec
+from ..artifact.options import (
+    DEFAULT_MAX_POINTS,
+    DEFAULT_MAX_PROMPTS,
+    DEFAULT_RESOLUTION,
+    ExportOptions,
+    is_factory_spec,
+)
 from ..errors import BadInput
 from ..tasks import CLASSIFICATION, DEFAULT_TASK, SAM, SEGMENTATION, get_task
 
@@ -295,6 +301,8 @@ def with_model_defaults(options: ExportOptions) -> ExportOptions:
             )
         task, resolution = spec.task, options.resolution or spec.default_resolution
     model_task = get_task(task)
+    if task != SAM and (options.max_prompts, options.max_points) != (DEFAULT_MAX_PROMPTS, DEFAULT_MAX_POINTS):
+        raise BadInput(f"--max-prompts/--max-points apply to SAM models, not to a {task} model", "drop them")
     head = model_task.head_or_default(options.head)
     model_task.check_head(head)
     if options.upsample != "cubic" and not model_task.resizes:
