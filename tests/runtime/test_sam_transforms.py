@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from msla_deploy.errors import BadInput
 from msla_deploy.runtime import sam_transforms as T
+from tests.runtime import sam_torch
 
 SIZES = [(333, 517), (517, 333), (1, 1000), (1000, 1), (768, 1024), (1024, 1024), (7, 5), (2000, 1999)]
 
@@ -57,28 +57,13 @@ def test_resize_bilinear_both_axes_odd():
         np.testing.assert_allclose(T.resize_bilinear(x, size), theirs, atol=3e-6, rtol=0)
 
 
-def _torch_encoder_input(image: np.ndarray, side: int) -> np.ndarray:
-    """Upstream's transform: SamResize (a PIL resize when the longest side differs), ToTensor,
-    Normalize(mean / 255, std / 255), SamPad (bottom-right zeros)."""
-    height, width = image.shape[:2]
-    if max(height, width) != side:
-        new_h, new_w = T.preprocess_shape(height, width, side)
-        image = np.array(Image.fromarray(image).resize((new_w, new_h), Image.BILINEAR))
-    tensor = torch.from_numpy(image).permute(2, 0, 1).float().div(255)
-    mean = torch.tensor(T.PIXEL_MEAN).view(3, 1, 1) / 255
-    std = torch.tensor(T.PIXEL_STD).view(3, 1, 1) / 255
-    tensor = (tensor - mean) / std
-    h, w = tensor.shape[-2:]
-    return F.pad(tensor, (0, side - w, 0, side - h), value=0)[None].numpy()
-
-
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("side", [512, 1024])
 def test_encoder_input_is_upstreams_transform(size, side):
     image = _picture(*size)
     ours = T.encoder_input(image, side)
     assert ours.shape == (1, 3, side, side) and ours.dtype == np.float32
-    np.testing.assert_allclose(ours, _torch_encoder_input(image, side), atol=1e-6, rtol=0)
+    np.testing.assert_allclose(ours, sam_torch.encoder_input(image, side).numpy(), atol=1e-6, rtol=0)
     h, w = T.preprocess_shape(*size, side)
     assert not ours[..., h:, :].any() and not ours[..., :, w:].any()  # the padding
 
@@ -107,21 +92,13 @@ def test_to_prompt_frame_scales_each_axis():
     assert T.to_prompt_frame(coords, (1, 1000))[0, 1, 1] == np.float32(332.0)  # 1 x 1000 -> 1 x 1024
 
 
-def _torch_postprocess(low_res: np.ndarray, original_size) -> np.ndarray:
-    """segment-anything's postprocess_masks (EfficientViT-SAM's: the 1024 prompt frame)."""
-    in_h, in_w = T.preprocess_shape(*original_size, T.PROMPT_FRAME)
-    masks = F.interpolate(torch.from_numpy(low_res), (1024, 1024), mode="bilinear", align_corners=False)
-    masks = masks[..., :in_h, :in_w]
-    return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False).numpy()
-
-
 @pytest.mark.parametrize("size", SIZES)
 def test_postprocess_masks_is_upstreams(size):
     rng = np.random.default_rng(sum(size))
     # smooth logits of a few units, like a decoder's: a coarse field upsampled, plus noise
     coarse = torch.from_numpy(rng.standard_normal((2, 3, 16, 16)).astype(np.float32) * 8)
     low_res = (F.interpolate(coarse, (256, 256), mode="bilinear") + torch.randn(2, 3, 256, 256)).numpy()
-    theirs = _torch_postprocess(low_res, size)
+    theirs = sam_torch.postprocess(torch.from_numpy(low_res), size).numpy()
     logits = T.postprocess_masks(low_res, size, return_logits=True)
     assert logits.shape == (2, 3, *size) and logits.dtype == np.float32
     np.testing.assert_allclose(logits, theirs, atol=1e-5, rtol=0)  # peaks ~30: ~3e-7 of the peak
