@@ -10,9 +10,10 @@ The prompts file (docs/sam.md, "predict"), COCO-style, coordinates in the pictur
                  "points": [[[x, y], ...], ...], "labels": [[1, 0, ...], ...]}]}
 
 Each picture has boxes, points (with labels), or both: prompt i is box i with the points of row i
-(the rows of points all of one length). `file_name` is matched against the path of each picture
-below the folder given (or its file name); `id` is the COCO image id written with its masks
-(default: its place in the file, from 1). Every picture needs an entry and every entry a picture.
+(the rows of points all of one length). `file_name` names the picture whose path ends with it
+("street.png", or "sub/street.png" where two pictures share a name); `id` is the COCO image id
+written with its masks (default: its place in the file, from 1). Every picture needs an entry and
+every entry a picture.
 
 Written into --out, per picture: `<stem>_mask<i>.png` (prompt i's mask: 255 inside, 0 outside,
 at the picture's size) and `<stem>_overlay.png` (the picture with every mask in its colour, the
@@ -108,35 +109,36 @@ def read_prompts(path: Path) -> List[ImagePrompts]:
 
 
 def match_prompts(jobs: List[Job], entries: List[ImagePrompts], path: Path) -> Dict[Path, ImagePrompts]:
-    """Each picture's entry: by its path below the folder given (its stem's folders and its file
-    name), else by its file name when that names one picture only."""
-    by_relative = {(job.stem.parent / job.source.name).as_posix(): job for job in jobs}
-    by_name: Dict[str, List[Job]] = {}
-    for job in jobs:
-        by_name.setdefault(job.source.name, []).append(job)
+    """Each picture's entry: the picture whose path ends with the entry's file_name ("street.png",
+    "sub/street.png"); where several do, the one at that path below the folder given."""
     found: Dict[Path, ImagePrompts] = {}
     for entry in entries:
-        job = by_relative.get(Path(entry.file_name).as_posix())
-        if job is None:
-            named = by_name.get(entry.file_name, [])
-            if len(named) > 1:
-                raise BadInput(
-                    f"--prompts {path}: {entry.file_name} names {len(named)} pictures ({named[0].source}, "
-                    f"{named[1].source})",
-                    "use the path below the folder given as file_name",
-                )
-            job = named[0] if named else None
-        if job is None:
+        parts = Path(entry.file_name).parts
+        named = [job for job in jobs if job.source.parts[-len(parts) :] == parts]
+        if len(named) > 1:
+            named = [job for job in named if (job.stem.parent / job.source.name).parts == parts] or named
+        if len(named) > 1:
+            raise BadInput(
+                f"--prompts {path}: {entry.file_name} names {len(named)} pictures ({named[0].source}, "
+                f"{named[1].source})",
+                "give more of its path as file_name",
+            )
+        if not named:
             raise BadInput(
                 f"--prompts {path}: {entry.file_name} is none of the pictures given", "pass it, or remove its entry"
             )
-        found[job.source] = entry
+        if named[0].source in found:
+            raise BadInput(
+                f"--prompts {path}: {found[named[0].source].file_name} and {entry.file_name} both name "
+                f"{named[0].source}",
+                "give each picture one entry",
+            )
+        found[named[0].source] = entry
     missing = [job.source for job in jobs if job.source not in found]
     if missing:
+        more = f" ({len(missing)} pictures have none)" if len(missing) > 1 else ""
         raise BadInput(
-            f"{missing[0]} has no entry in --prompts {path}"
-            + (f" ({len(missing)} pictures have none)" if len(missing) > 1 else ""),
-            "add its prompts, or leave the picture out",
+            f"{missing[0]} has no entry in --prompts {path}{more}", "add its prompts, or leave the picture out"
         )
     return found
 
