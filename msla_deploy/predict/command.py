@@ -18,7 +18,7 @@ from rich.table import Table
 
 from ..cli_options import artifact_argument, backend_option, json_option, overwrite_option, threads_option
 from ..console import counting_progress, err, error_line, key_values, out, print_json, weights_cell
-from ..tasks import CLASSIFICATION, SEGMENTATION, TOPK
+from ..tasks import CLASSIFICATION, SAM, SEGMENTATION, TOPK
 
 
 def predict_command(
@@ -59,10 +59,21 @@ def predict_command(
         "[default: ImageNet-1k for the zoo's 1000-class models, else 'class <i>'].",
         show_default=False,
     ),
+    prompts: Optional[Path] = typer.Option(
+        None,
+        "--prompts",
+        help="SAM: a JSON of each picture's boxes and/or points (docs/sam.md, predict); writes <name>_mask<i>.png "
+        "per prompt, <name>_overlay.png and coco_results.json (COCO RLE) into --out.",
+        show_default=False,
+    ),
+    multimask: bool = typer.Option(
+        False, "--multimask", help="SAM: three masks per prompt, the one with the highest predicted IoU kept."
+    ),
     json_out: bool = json_option("the files written and per-picture class areas (classification: the top-k)"),
 ) -> None:
     """Predict pictures with an artifact. Segmentation: a label PNG, a colour PNG and an overlay PNG
-    per picture. Classification: the top-k classes of each picture, with names."""
+    per picture. Classification: the top-k classes of each picture, with names. SAM: a mask PNG per
+    prompt of --prompts, an overlay per picture and one COCO RLE JSON."""
     from .run import PredictOptions, run_predict
 
     options = PredictOptions(
@@ -77,6 +88,8 @@ def predict_command(
         threads=threads,
         top_k=top_k,
         labels=labels,
+        prompts=prompts,
+        multimask=multimask,
     )
     warn = lambda message: err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)  # noqa: E731
     with counting_progress("Predicting", minimum=2) as advance:
@@ -164,5 +177,45 @@ def _render_classification(result) -> None:
         )
 
 
+def _render_sam(result) -> None:
+    report = result.report
+    rt = report.runtime
+    weights = weights_cell(report.weights_source, report.weights_warning)
+    out.print(
+        key_values(
+            [
+                ("artifact", escape(report.artifact)),
+                ("weights", weights),
+                (
+                    "ran on",
+                    f"{rt.get('runtime', '')} {rt.get('version', '')} ({rt.get('ran_on', '')}), encoder "
+                    f"{rt.get('image_size')}, {'best of 3 masks' if report.multimask else 'single mask'} per prompt",
+                ),
+                ("prompts", escape(report.prompts)),
+                (
+                    "written",
+                    f"{len(result.written)} file(s) in {escape(report.out)} (COCO RLE: {escape(report.results)})",
+                ),
+            ]
+        )
+    )
+    table = Table(title=None, show_edge=False, pad_edge=False, caption=f"weights: {weights}", caption_justify="left")
+    for column in ("picture", "size", "prompts", "scores (predicted IoU)", "mask area"):
+        table.add_column(column, no_wrap=column == "picture", justify="left" if column == "picture" else "right")
+    for p in report.pictures:
+        area = p.size[0] * p.size[1] or 1
+        scores = ", ".join(f"{m.score:.3f}" for m in p.masks[:4]) + (" ..." if len(p.masks) > 4 else "")
+        areas = ", ".join(f"{100 * m.area / area:.0f}%" for m in p.masks[:4]) + (" ..." if len(p.masks) > 4 else "")
+        if p.nonfinite:
+            scores = f"[bold red]{p.nonfinite} NaN/Inf[/] " + scores
+        table.add_row(escape(p.input), f"{p.size[1]}x{p.size[0]}", str(len(p.masks)), scores, areas)
+    out.print(table)
+    if report.skipped:
+        err.print(
+            f"[yellow]{len(report.skipped)} picture(s) skipped[/] (unreadable; --strict makes that an error)",
+            highlight=False,
+        )
+
+
 #: task name -> how its result is printed
-RENDERERS = {SEGMENTATION: _render_segmentation, CLASSIFICATION: _render_classification}
+RENDERERS = {SEGMENTATION: _render_segmentation, CLASSIFICATION: _render_classification, SAM: _render_sam}

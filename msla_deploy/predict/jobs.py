@@ -38,6 +38,8 @@ class PredictOptions:
     threads: Optional[int] = None
     top_k: Optional[int] = None  # classification: classes per picture (None: tasks.TOPK)
     labels: Optional[Path] = None  # classification: a file of class names, one a line
+    prompts: Optional[Path] = None  # SAM: the prompts file (predict/sam.py)
+    multimask: bool = False  # SAM: three masks per prompt, the best-scored one kept
 
 
 @dataclass

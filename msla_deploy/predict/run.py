@@ -2,9 +2,10 @@
 
     pictures (files, folders) -> Segmenter (upstream pre/postprocessing) -> three PNGs each
     pictures (files, folders) -> Classifier (upstream's ImageNet transform) -> top-k classes each
+    pictures + --prompts -> SamPredictor (SAM's transforms) -> a mask PNG per prompt, COCO RLE JSON
 
 `run_predict` resolves the artifact and hands the run to its task's predictor (`PREDICTORS`,
-keyed by task name): segmentation here, classification in predict/classify.py. The pictures,
+keyed by task name): segmentation here, classification in predict/classify.py, SAM in predict/sam.py. The pictures,
 their output names and the checks before writing are shared (predict/jobs.py).
 
 Segmentation:
@@ -39,7 +40,7 @@ from ..drawing import png_bytes
 from ..errors import BadInput
 from ..records import Record
 from ..runtime.segmenter import RandomWeightsWarning, Segmentation, Segmenter
-from ..tasks import CLASSIFICATION, SEGMENTATION
+from ..tasks import CLASSIFICATION, SAM, SEGMENTATION
 from .classify import classify
 from .jobs import (  # noqa: F401 (PICTURE_SUFFIXES, Job: re-exported)
     PICTURE_SUFFIXES,
@@ -49,6 +50,7 @@ from .jobs import (  # noqa: F401 (PICTURE_SUFFIXES, Job: re-exported)
     collect_jobs,
     decoded_pictures,
 )
+from .sam import predict_sam
 
 # per picture: <stem> + suffix
 OUTPUT_SUFFIXES = {"labels": "_labels.png", "color": "_color.png", "overlay": "_overlay.png"}
@@ -126,6 +128,13 @@ def run_predict(
     if not 0.0 <= options.alpha <= 1.0:
         raise BadInput(f"--alpha {options.alpha} is outside 0..1", "use e.g. 0.5")
     artifact = resolve(Path(options.artifact))
+    if artifact.task.name != SAM:
+        for flag, value in (("--prompts", options.prompts), ("--multimask", options.multimask)):
+            if value:
+                raise BadInput(
+                    f"{flag} is for SAM models; {options.artifact} is a model for {artifact.task.title}",
+                    f"leave {flag} out",
+                )
     return PREDICTORS[artifact.task.name](artifact, options, on_picture, warn)
 
 
@@ -202,4 +211,4 @@ def segment(
 
 
 #: task name -> its predictor(artifact, options, on_picture, warn)
-PREDICTORS = {SEGMENTATION: segment, CLASSIFICATION: classify}
+PREDICTORS = {SEGMENTATION: segment, CLASSIFICATION: classify, SAM: predict_sam}

@@ -38,7 +38,7 @@ import numpy as np
 from ..artifact.names import LABELS_NAME, OUTPUT_NAME
 from ..errors import BadInput
 from ..limits import check_tensors_fit, open_picture
-from ..tasks import SEGMENTATION, get_task
+from ..tasks import SAM, SEGMENTATION, get_task
 from . import processing
 
 if TYPE_CHECKING:  # resolve imports onnx: only where an Artifact is given
@@ -390,6 +390,8 @@ def require_task(artifact, task: str, who: str, fix: str) -> None:
     """BadInput unless the artifact's model is of this task (one without a recorded task is segmentation)."""
     found = artifact.task
     if found.name != task:
+        if found.name == SAM:  # two graphs and prompts: its own runner, whoever was asked
+            fix = "use msla_deploy.SamPredictor (msla-deploy predict --prompts runs it)"
         raise BadInput(f"{artifact.name} is a model for {found.title}; {who} runs {get_task(task).title} models", fix)
 
 
