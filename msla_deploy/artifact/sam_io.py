@@ -42,6 +42,16 @@ DECODER_DYNAMIC_AXES: Dict[str, Dict[int, str]] = {
     IOU_PREDICTIONS: {0: PROMPTS_DIM},
 }
 
+#: the side of the square frame the decoder reads prompts in, for every variant (SAM's: an
+#: EfficientViT-SAM-L encodes a 512 image, yet its prompts are in the 1024 frame)
+PROMPT_FRAME = 1024
+#: SAM's preprocessing, in 0-255 pixel units, RGB: (pixel - mean) / std after resizing the longest
+#: side to the encoder's size; then zero padding bottom-right to a square
+PIXEL_MEAN = (123.675, 116.28, 103.53)
+PIXEL_STD = (58.395, 57.12, 57.375)
+#: logits above this are inside a mask
+MASK_THRESHOLD = 0.0
+
 #: SAM's point labels
 PAD_LABEL, BOX_LABELS = -1.0, (2.0, 3.0)
 #: side of the low-res mask_input / masks (4x the 64x64 embeddings)

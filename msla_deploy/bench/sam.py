@@ -36,6 +36,7 @@ from ..artifact.sam_io import (
     POINT_COORDS,
     POINT_LABELS,
     POINTS_DIM,
+    PROMPT_FRAME,
     PROMPTS_DIM,
 )
 from ..errors import BadInput
@@ -49,8 +50,6 @@ from .report import BenchReport, BenchSettings
 #: the decoder's rows: prompts per call (bench's B); points per prompt (a box and a pad point)
 PROMPT_COUNTS = (1, 16)
 POINTS = 3
-#: the prompt frame's side (SAM's: boxes and points are in a 1024-pixel frame)
-PROMPT_FRAME = 1024
 SEED = 0
 
 

@@ -67,6 +67,7 @@ from ..artifact.sam_io import (
     POINT_COORDS,
     POINT_LABELS,
     POINTS_DIM,
+    PROMPT_FRAME,
     PROMPTS_DIM,
 )
 from ..artifact.staging import check_replaceable, staged_directory
@@ -77,7 +78,6 @@ from ..parity.records import ParityCheck, ParityRecord
 from ..progress import Steps
 from ..runtime.onnxruntime import CPU, import_onnxruntime
 from ..tasks import SAM, OutputKind, get_task
-from ..zoo.sam.architecture import PROMPT_FRAME
 from . import sam_graphs
 from .graph import GraphReport, check_and_stamp, finalize
 from .pipeline import ExportResult, parity_check, scan_hazards

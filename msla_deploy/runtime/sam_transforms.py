@@ -27,17 +27,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..artifact.sam_io import LOW_RES_SIDE
+from ..artifact.sam_io import LOW_RES_SIDE, MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD, PROMPT_FRAME  # noqa: F401
 from ..errors import BadInput
-
-#: the side of the square frame the decoder reads prompts in, for every variant (SAM's)
-PROMPT_FRAME = 1024
-#: SAM's normalisation in 0-255 units, RGB (the zoo's architecture.py has the same numbers for the
-#: torch side; tests/runtime/test_sam_transforms.py holds the two equal)
-PIXEL_MEAN = (123.675, 116.28, 103.53)
-PIXEL_STD = (58.395, 57.12, 57.375)
-#: logits above this are inside a mask
-MASK_THRESHOLD = 0.0
 
 
 def preprocess_shape(height: int, width: int, side: int) -> Tuple[int, int]:

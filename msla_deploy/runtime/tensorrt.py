@@ -43,6 +43,8 @@ NO_TENSORRT_FIX = (
 )
 # NetworkFromOnnx*(strongly_typed=True) raises before (docs/facts/tensorrt.md#engines-and-runtime)
 STRONG_TYPING_IN_POLYGRAPHY = (10, 0)
+#: execution contexts (with their device buffers) one session keeps for the input shapes it was fed
+MAX_RUNNERS = 8
 
 
 def engine_without_tensorrt_fix(command: str, onnx: Optional[Path]) -> str:
@@ -173,8 +175,9 @@ class TensorRTSession(Session):
                 + (" with the FP16 flag" if fp16_flag else "")
             )
         self._engine = engine
-        # the DirectTiming run() uses per batch (one for a static engine), made on first use
-        self._runners: Dict[int, object] = {}
+        # the DirectTiming run() uses per batch, or per input shapes where more than the batch is
+        # dynamic (one for a static engine), made on first use; the last few kept
+        self._runners: Dict[object, object] = {}
         self._timing = None  # bench's, with its own transfer and CUDA-graph settings
         self._contexts: list = []  # execution contexts live as long as the session
         self.backend = "trt"
@@ -198,8 +201,10 @@ class TensorRTSession(Session):
                 shape = (BATCH_DIM, *shape[1:])
             spec = TensorSpec(name, shape, np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name)
             (self.inputs if is_input else self.outputs)[name] = spec
+        # inputs with a dynamic dimension past the batch (SAM's decoder: points per prompt)
+        self._shaped = [n for n, s in self.inputs.items() if any(isinstance(d, int) and d < 0 for d in s.shape)]
 
-    def _direct(self, *, transfers: bool, cuda_graph: bool, batch: Optional[int]):
+    def _direct(self, *, transfers: bool, cuda_graph: bool, batch: Optional[int], shapes=None):
         from . import cudart
         from .trt_direct import DirectTiming
 
@@ -218,14 +223,25 @@ class TensorRTSession(Session):
             transfers=transfers,
             cuda_graph=cuda_graph,
             batch=batch,
+            shapes=shapes,
         )
 
     def _run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        # a dynamic batch (Session.run checked its range): the context's input shapes are set per batch size
-        batch = int(np.shape(next(iter(feeds.values())))[0]) if self.max_batch is not None else None
-        if batch not in self._runners:
-            self._runners[batch] = self._direct(transfers=True, cuda_graph=False, batch=batch)
-        return self._runners[batch].infer(feeds)
+        if self._shaped:  # every dynamic input's whole shape is the feed's (TensorRT checks the profile)
+            dynamic = [n for n, s in self.inputs.items() if n in self._shaped or s.shape[:1] == (BATCH_DIM,)]
+            shapes = {n: tuple(np.shape(feeds[n])) for n in dynamic}
+            key: object = tuple(sorted(shapes.items()))
+            make = lambda: self._direct(transfers=True, cuda_graph=False, batch=None, shapes=shapes)  # noqa: E731
+        else:  # a dynamic batch (Session.run checked its range): the context's input shapes are set per batch size
+            key = int(np.shape(next(iter(feeds.values())))[0]) if self.max_batch is not None else None
+            make = lambda: self._direct(transfers=True, cuda_graph=False, batch=key)  # noqa: E731
+        if key not in self._runners:
+            if len(self._runners) >= MAX_RUNNERS:  # a caller cycling through shapes: drop the oldest
+                oldest = self._runners.pop(next(iter(self._runners)))
+                oldest.close()
+                self._contexts.remove(oldest.context)
+            self._runners[key] = make()
+        return self._runners[key].infer(feeds)
 
     def start_timing(self, *, transfers: bool, cuda_graph: bool, batch: Optional[int]) -> None:
         """Direct execute_async_v3 with CUDA events (bench): `timed()` then returns GPU seconds."""

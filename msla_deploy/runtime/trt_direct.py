@@ -35,8 +35,20 @@ def require_name_api(trt, engine, context) -> None:
 
 class DirectTiming:
     def __init__(
-        self, trt, engine, context, cudart, *, transfers: bool, cuda_graph: bool, batch: Optional[int] = None
+        self,
+        trt,
+        engine,
+        context,
+        cudart,
+        *,
+        transfers: bool,
+        cuda_graph: bool,
+        batch: Optional[int] = None,
+        shapes: Optional[Dict[str, tuple]] = None,
     ) -> None:
+        """`batch`: the first dimension of every dynamic input (a dynamic-batch export); `shapes`: the
+        whole shape of each dynamic input (SAM's decoder: prompts and points); neither: the
+        profile's optimum."""
         require_name_api(trt, engine, context)
         self.lib, self.context, self.transfers = cudart, context, transfers
         self.stream, self.start, self.stop = ctypes.c_void_p(), ctypes.c_void_p(), ctypes.c_void_p()
@@ -47,7 +59,7 @@ class DirectTiming:
         self.input_names: List[str] = []
         self.output_names: List[str] = []
         try:
-            self._allocate(trt, engine, batch)
+            self._allocate(trt, engine, batch, shapes or {})
             call(cudart, "cudaStreamCreate", ctypes.byref(self.stream))
             call(cudart, "cudaEventCreate", ctypes.byref(self.start))
             call(cudart, "cudaEventCreate", ctypes.byref(self.stop))
@@ -60,7 +72,7 @@ class DirectTiming:
             self.close()
             raise
 
-    def _allocate(self, trt, engine, batch) -> None:
+    def _allocate(self, trt, engine, batch, shapes: Dict[str, tuple]) -> None:
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         is_input = {n: engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT for n in names}
         self.input_shapes: Dict[str, tuple] = {}
@@ -69,6 +81,7 @@ class DirectTiming:
             if any(d < 0 for d in shape):  # dynamic: the profile's optimum, with --batch as the first dimension
                 shape = tuple(engine.get_tensor_profile_shape(name, 0)[1])
                 shape = (batch, *shape[1:]) if batch is not None else shape
+                shape = tuple(shapes.get(name, shape))
                 if not self.context.set_input_shape(name, shape):
                     raise BadInput(
                         f"TensorRT refuses input shape {shape} for {name!r}",

@@ -107,10 +107,3 @@ def test_postprocess_masks_is_upstreams(size):
     clear = np.abs(theirs) > 1e-5  # away from the threshold the masks are the same pixel for pixel
     assert np.array_equal(masks[clear], (theirs > 0)[clear])
     assert clear.mean() > 0.999
-
-
-def test_pixel_constants_are_the_zoos():
-    from msla_deploy.zoo.sam import architecture
-
-    assert T.PIXEL_MEAN == architecture.PIXEL_MEAN and T.PIXEL_STD == architecture.PIXEL_STD
-    assert T.PROMPT_FRAME == architecture.PROMPT_FRAME and T.MASK_THRESHOLD == architecture.MASK_THRESHOLD

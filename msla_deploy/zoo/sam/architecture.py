@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, Optional, Tuple
 
+from ...artifact.sam_io import LOW_RES_SIDE, MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD, PROMPT_FRAME  # noqa: F401
 from ..backbone import LargeLayout
 from ..variants import BACKBONES, SAM_SPECS, BackboneDims
 
@@ -20,11 +21,9 @@ from ..variants import BACKBONES, SAM_SPECS, BackboneDims
 EMBED_DIM = 256
 #: (H, W) of the image embeddings, whatever the encoder's input size (the neck resizes to it)
 EMBEDDING_SIZE = (64, 64)
-#: side of the square frame the prompt encoder reads coordinates in (SAM's, for every variant:
-#: EfficientViT-SAM-L encodes a 512 image, yet its prompts are in the 1024 frame)
-PROMPT_FRAME = 1024
 #: side of the mask_input the prompt encoder takes, and of the low-res masks the decoder gives
-LOW_RES_MASK_SIDE = 4 * EMBEDDING_SIZE[0]
+LOW_RES_MASK_SIDE = LOW_RES_SIDE
+assert LOW_RES_MASK_SIDE == 4 * EMBEDDING_SIZE[0]
 #: hidden channels of the mask-input downscaler
 MASK_IN_CHANS = 16
 #: multimask outputs; the decoder has one more mask token (the single-mask output)
@@ -32,12 +31,6 @@ NUM_MULTIMASK_OUTPUTS = 3
 #: the two-way transformer: depth, heads, MLP width; the IoU head: depth and width
 TRANSFORMER_DEPTH, TRANSFORMER_HEADS, TRANSFORMER_MLP_DIM = 2, 8, 2048
 IOU_HEAD_DEPTH, IOU_HEAD_HIDDEN_DIM = 3, 256
-#: logits above this are inside a mask
-MASK_THRESHOLD = 0.0
-#: upstream's preprocessing, in 0-255 pixel units: (pixel - mean) / std per RGB channel, after
-#: resizing the longest side to the encoder's size; then zero padding bottom-right to a square
-PIXEL_MEAN = (123.675, 116.28, 103.53)
-PIXEL_STD = (58.395, 57.12, 57.375)
 
 # --- the image encoders ------------------------------------------------------------------------
 
