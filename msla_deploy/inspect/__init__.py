@@ -10,7 +10,7 @@ This package imports onnx and numpy only: it runs where PyTorch is not installed
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Iterable, Optional, Tuple, Union
 
 from ..choices import TRT_TARGET_EXAMPLES as TARGETS
 from ..errors import BadInput
@@ -64,14 +64,20 @@ def _what_build_parses(model: str, version: trt_support.Target, precision: str) 
 
 
 def inspect_view(
-    view: ModelView, version: Optional[trt_support.Target], precision: str, dla_requested: bool
+    view: ModelView,
+    version: Optional[trt_support.Target],
+    precision: str,
+    dla_requested: bool,
+    pinned: Optional[Iterable[str]] = None,
 ) -> InspectReport:
+    """`pinned`: the fp32 nodes of a weakly typed build where the caller knows them (a SAM
+    artifact's manifest); None reads them from the graph's metadata."""
     from . import dla, hazards, preflight, quantization, trt_support
     from .model_view import graph_inputs
     from .precision import PINNED_KEY, decide, stale_pins
     from .report import ERROR, WARNING, Finding, InspectReport
 
-    context = decide(view, precision, version, dla_requested)
+    context = decide(view, precision, version, dla_requested, pinned)
     notes: list = []
     findings = hazards.check_all(view, context, notes)
     info = {
@@ -104,7 +110,7 @@ def inspect_view(
                 WARNING,
                 "precision",
                 name,
-                f"{PINNED_KEY} names '{name}', which is not a node of this graph",
+                f"{PINNED_KEY if pinned is None else 'the manifest'} names '{name}', which is not a node of this graph",
                 "re-export: the metadata does not match the graph",
             )
         )
