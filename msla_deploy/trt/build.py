@@ -180,6 +180,13 @@ def graph_jobs(options: BuildOptions) -> List[Tuple[BuildOptions, ModelInput]]:
             "drop --out: the engines are named <graph>_<precision>_trt<X.Y>.engine in the artifact directory",
         )
     manifest = read_manifest(source)
+    dynamic = [g.role for g in manifest.graphs if g.dynamic]
+    if options.dla_core is not None and dynamic:
+        raise BadInput(
+            f"--dla-core: DLA needs static shapes, and {source}'s {' and '.join(dynamic)} graph has dynamic "
+            f"dimensions ({', '.join(d for g in manifest.graphs for d in g.profile)})",
+            "drop --dla-core to build every graph for the GPU",
+        )
     jobs = []
     for role in roles:
         model = load_graph(source, role, manifest)
