@@ -182,6 +182,8 @@ def parity_table(outputs: Iterable[Any], budget: Any, title: str) -> Table:
         ),
         ("  near-ties left out", lambda o: "-" if o.near_ties is None else str(o.near_ties), ""),
         ("top-5 overlap", lambda o: "-" if o.topk_overlap is None else f"{100 * o.topk_overlap:.2f}%", ""),
+        ("mask IoU", lambda o: _fmt(o.mask_iou, ".5f"), _limit(budget.min_mask_iou, ">= {:g}")),
+        ("  worst mask", lambda o: _fmt(o.mask_iou_min, ".4f"), ""),
         ("verdict", lambda o: "[green]pass[/]" if o.passed else "[bold red]FAIL[/]", ""),
     ]
     # a metric no output has (label maps have no error or cosine) is left out, budget and all
@@ -194,6 +196,8 @@ def parity_table(outputs: Iterable[Any], budget: Any, title: str) -> Table:
         agreement: "argmax_agreement",
         "top-5 overlap": "topk_overlap",
         "  near-ties left out": "near_ties",
+        "mask IoU": "mask_iou",
+        "  worst mask": "mask_iou_min",
     }
     for label, cell, limit in rows:
         key = measured.get(label)
@@ -203,14 +207,23 @@ def parity_table(outputs: Iterable[Any], budget: Any, title: str) -> Table:
     return table
 
 
-def _budget_summary(budget: Any, labels_only: bool = False) -> str:
+def _limit(value: Optional[float], template: str) -> str:
+    return "" if value is None else template.format(value)
+
+
+def _budget_summary(budget: Any, labels_only: bool = False, classes: bool = True) -> str:
     """The budget in a few words; a check of labels outputs only has no error or cosine to bound."""
     parts = []
     if budget.max_abs_rel is not None and not labels_only:
         parts.append(f"err <= {budget.max_abs_rel:.10g}*peak")
     if not labels_only:
         parts.append(f"cos >= {budget.min_cosine:.10g}")
-    parts.append(f"agree >= {100 * budget.min_argmax_agreement:.10g}%")
+    if classes:
+        parts.append(f"agree >= {100 * budget.min_argmax_agreement:.10g}%")
+    if budget.min_mask_iou is not None and not classes:
+        parts.append(f"mask IoU >= {budget.min_mask_iou:g}")
+    if budget.max_score_error is not None and not classes:
+        parts.append(f"IoU-score err <= {budget.max_score_error:g}")
     return ", ".join(parts)
 
 
@@ -234,14 +247,23 @@ def checks_table(checks: List[Any], title: str) -> Table:
             lambda o: "-" if o.argmax_agreement is None else f"{100 * o.argmax_agreement:.2f}%",
         ),
         ("top-5 overlap", lambda o: "-" if o.topk_overlap is None else f"{100 * o.topk_overlap:.2f}%"),
+        ("mask IoU", lambda o: _fmt(o.mask_iou, ".5f")),
         ("verdict", lambda o: "[green]pass[/]" if o.passed else "[bold red]FAIL[/]"),
     ]
+    # a metric no output has is left out: top-5 overlap is a classifier's, mask IoU SAM's, and SAM's
+    # outputs have no classes to agree on
+    optional = {"top-5 overlap": "topk_overlap", "mask IoU": "mask_iou", rows[4][0]: "argmax_agreement"}
     for label, cell in rows:
-        if label == "top-5 overlap" and all(o.topk_overlap is None for _, o in columns):
-            continue  # segmentation has none
+        key = optional.get(label)
+        if key is not None and all(getattr(o, key) is None for _, o in columns):
+            continue
         table.add_row(label, *(cell(o) for _, o in columns))
     table.caption = "budgets: " + "; ".join(
-        f"{c.label}: {_budget_summary(c.budget, all(o.labels for o in c.outputs))}" for c in checks
+        f"{c.label}: "
+        + _budget_summary(
+            c.budget, all(o.labels for o in c.outputs), any(o.argmax_agreement is not None for o in c.outputs)
+        )
+        for c in checks
     )
     table.caption_justify = "left"
     return table

@@ -46,6 +46,17 @@ def state_dict_sha256(module: torch.nn.Module) -> str:
     return digest.hexdigest()
 
 
+def _stress(module: torch.nn.Module) -> List[str]:
+    """Trained-model magnitudes where fp16 breaks: every LiteMLA, and a SAM image encoder's neck too."""
+    from .zoo.sam import EfficientViTSam
+
+    if isinstance(module, EfficientViTSam):
+        from .export.sam_stress import apply_sam_stress_weights
+
+        return apply_sam_stress_weights(module.image_encoder)
+    return apply_stress_weights(module)
+
+
 def load_model(options: ExportOptions) -> LoadedModel:
     """Build the model, load weights (flag, then models/, else seeded random), swap LiteMLA."""
     torch.manual_seed(options.seed)  # random weights are reproducible
@@ -79,7 +90,7 @@ def load_model(options: ExportOptions) -> LoadedModel:
     module, records = convert.swap_litemla(module)
     module.eval()
     if options.stress_weights:
-        weights["stress"] = apply_stress_weights(module)
+        weights["stress"] = _stress(module)
         weights["note"] = "STRESS WEIGHTS: LiteMLA q/k/v rescaled, head 0 queries zeroed"
     weights["state_dict_sha256"] = state_dict_sha256(module)
     return LoadedModel(module, name, source, num_classes, weights, [r.to_dict() for r in records])

@@ -21,3 +21,12 @@ def pytest_terminal_summary(terminalreporter):
 def pytest_sessionfinish(session, exitstatus):
     if RECORDER.seen and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session")
+def sam_artifact(tmp_path_factory):
+    """One fp32 efficientvit-sam-l0 export (seeded weights, tests/fixtures.export_sam) for the whole
+    session: read it, never write into it (copy it first: shutil.copytree)."""
+    from tests.fixtures import export_sam
+
+    return export_sam(tmp_path_factory.mktemp("sam-artifact"))

@@ -119,6 +119,27 @@ def export_random_classifier(root: Path, name: str = "cls", **options) -> Path:
     return out
 
 
+def export_sam(root: Path, name: str = "sam", **options) -> Path:
+    """efficientvit-sam-l0 (encoder side 512) with tests/zoo/sam_golden.py's seeded weights (the
+    weights upstream's golden data was made with), exported into root/name; `options`: more
+    ExportOptions fields (precision="fp16", head="single", max_prompts=8, ...). About a minute."""
+    import torch
+
+    from msla_deploy.artifact.options import ExportOptions
+    from msla_deploy.export.pipeline import run_export
+    from msla_deploy.zoo.sam import build_sam
+    from tests.zoo import sam_golden
+
+    out = root / name
+    weights = root / f"{name}-weights.pt"
+    if not weights.exists():
+        torch.save(sam_golden.fill_model(build_sam("efficientvit-sam-l0")).state_dict(), weights)
+    options.setdefault("exporter", "torchscript" if options.get("precision", "fp32") == "fp32" else "dynamo")
+    model = "efficientvit-sam-l0"
+    run_export(ExportOptions(model=model, weights=weights, out=out, models_dir=root / "none", **options))
+    return out
+
+
 # A user model file for FILE.py:FACTORY tests: one 1x1 convolution (exports in seconds), and
 # factories that misbehave in the ways the tests need.
 TINY_MODEL_FILE = """

@@ -26,6 +26,12 @@ EVALUATION_DIR = "evaluation"  # evaluate's default report folder inside an expo
 INT8_SENSITIVITY_NAME = "int8_sensitivity.json"  # export --precision int8 --sensitivity
 INT8_SENSITIVITY_PLOT = "int8_sensitivity.png"
 BUILD_RECORD_NAME = "build.json"  # beside an engine built from a bare ONNX (no manifest to hold it)
+# a SAM export's two graphs (the manifest's `graphs` lists them with their roles)
+ENCODER_ONNX_NAME = "encoder.onnx"  # fp32 or the mixed-precision fp16 image encoder
+ENCODER_FP32_ONNX_NAME = "encoder_fp32.onnx"  # beside an fp16 encoder.onnx, for weakly typed builds
+DECODER_ONNX_NAME = (
+    "decoder.onnx"  # the prompt decoder (fp32)  # beside an engine built from a bare ONNX (no manifest to hold it)
+)
 
 ONNX_SUFFIX = ".onnx"
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")  # what TensorRT users call serialized engines
@@ -61,6 +67,7 @@ META_EXPORTER = "msla_deploy.exporter"
 META_FP32_NODES = "msla_deploy.fp32_nodes"
 META_HEAD = "msla_deploy.head"  # the task's head: logits | labels | both (segmentation), logits | probs | topk
 META_TASK = "msla_deploy.task"  # tasks.py's name; absent (exports before tasks): segmentation
+META_GRAPH = "msla_deploy.graph"  # a multi-graph export's graph role (SAM: encoder | decoder)
 # int8 Q/DQ graphs: JSON {PyTorch module: "int8" | "fp32"} and {"method": ..., "pictures": N}
 META_INT8_MODULES = "msla_deploy.int8_modules"
 META_INT8_CALIBRATION = "msla_deploy.int8_calibration"

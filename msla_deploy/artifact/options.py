@@ -17,7 +17,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple
 from ..choices import CALIB_METHODS, EXPORTERS, FLOAT_PRECISIONS, HEADS, PRECISIONS, UPSAMPLE_MODES
 from ..errors import BadInput
 from ..limits import MAX_PICTURE_PIXELS
-from ..tasks import DEFAULT_TASK, TASK_NAMES
+from ..tasks import DEFAULT_TASK, SAM, TASK_NAMES, get_task
 
 DEFAULT_MODEL = "efficientvit-seg-b1-cityscapes"
 DEFAULT_RESOLUTION = (1024, 2048)  # of the default model; a zoo model's own is its name's, a factory's this
@@ -93,6 +93,10 @@ def is_factory_spec(model: str) -> bool:
 
 
 _PATH_FIELDS = ("weights", "out", "models_dir", "artifacts_dir", "calib_images")
+#: SAM's decoder: the largest number of prompts per call and of points per prompt (its TensorRT
+#: profile's max; SAM's automatic mask generator sends 64 points per batch)
+DEFAULT_MAX_PROMPTS, DEFAULT_MAX_POINTS = 64, 16
+_SAM_FIELDS = ("max_prompts", "max_points")
 _INT8_FIELDS = ("calib_images", "calib_count", "calib_method", "int8_attention", "sensitivity", "min_argmax_agreement")
 DEFAULT_CALIB_COUNT = 64  # pictures; RECOMMENDED_MINIMUM in export/calibration.py warns below 16-32
 # ONNX Runtime's Percentile (99.999%): on the trained stand-in it kept 98.43-98.89% of the fp32
@@ -130,6 +134,9 @@ class ExportOptions:
     int8_attention: bool = False  # also quantize the LiteMLA cores (to measure what the fp32 island saves)
     sensitivity: bool = False  # per-module sweep: int8_sensitivity.json/.png
     min_argmax_agreement: Optional[float] = None  # keep modules in fp32 until int8 meets this; also the budget
+    # SAM (task "sam"): the decoder's dynamic dimensions' largest sizes
+    max_prompts: int = DEFAULT_MAX_PROMPTS
+    max_points: int = DEFAULT_MAX_POINTS
 
     def check(self) -> None:
         self.check_values()
@@ -166,6 +173,12 @@ class ExportOptions:
         ):
             if value not in allowed:
                 raise BadInput(f"{flag} {value!r} is unknown", f"choose one of {', '.join(allowed)}")
+        for flag, value, default in (
+            ("--max-prompts", self.max_prompts, DEFAULT_MAX_PROMPTS),
+            ("--max-points", self.max_points, DEFAULT_MAX_POINTS),
+        ):
+            if not 1 <= value <= 4096:
+                raise BadInput(f"{flag} {value} is outside 1..4096", f"use e.g. {flag} {default}")
         if self.calib_count < 1:
             raise BadInput(
                 f"--calib-count {self.calib_count} must be at least 1", f"use e.g. --calib-count {DEFAULT_CALIB_COUNT}"
@@ -215,8 +228,8 @@ class ExportOptions:
         if self.out is not None:
             return Path(self.out)
         h, w = self.resolution or DEFAULT_RESOLUTION
-        # a labels graph never lands in a logits export's folder
-        head = "" if self.head == "logits" else f"-{self.head}"
+        # a labels graph never lands in a logits export's folder (nor a single-mask SAM decoder in a multimask one's)
+        head = "" if self.head in ("logits", get_task(self.task).default_head) else f"-{self.head}"
         batch = f"-dyn{self.batch}" if self.dynamic_batch else ""  # nor a dynamic-batch graph in a static one's
         return Path(self.artifacts_dir) / f"{self.model_label}-{h}x{w}-{self.precision}{head}{batch}"
 
@@ -236,6 +249,9 @@ class ExportOptions:
             del data["dynamic_batch"]
         if data["task"] in (None, DEFAULT_TASK):  # likewise a segmentation export's (the manifest's model.task says it)
             del data["task"]
+        if data.get("task") != SAM:  # recorded for SAM exports only
+            for key in _SAM_FIELDS:
+                del data[key]
         if self.precision != "int8":  # recorded for int8 exports only: other manifests stay as they were
             for key in _INT8_FIELDS:
                 del data[key]

@@ -10,7 +10,13 @@ import typer
 from rich.markup import escape
 
 from ..artifact.names import MANIFEST_NAME, PARITY_NAME
-from ..artifact.options import DEFAULT_CALIB_METHOD, DEFAULT_MODEL, DEFAULT_OPSET
+from ..artifact.options import (
+    DEFAULT_CALIB_METHOD,
+    DEFAULT_MAX_POINTS,
+    DEFAULT_MAX_PROMPTS,
+    DEFAULT_MODEL,
+    DEFAULT_OPSET,
+)
 from ..choices import CalibMethod, Exporter, FloatPrecision, Head, Precision, TaskName, Upsample
 from ..cli_options import json_option, models_dir_option, next_command, overwrite_option
 from ..console import checks_table, err, error_line, key_values, out, print_json, print_next, steps_with_progress
@@ -148,6 +154,18 @@ def export_command(
         "with fp32 on the calibration pictures (e.g. 0.99); also the parity budget.",
         rich_help_panel="int8",
     ),
+    max_prompts: int = typer.Option(
+        DEFAULT_MAX_PROMPTS,
+        "--max-prompts",
+        help="SAM: the most prompts one decoder call takes (the dynamic B of its TensorRT profile).",
+        rich_help_panel="SAM",
+    ),
+    max_points: int = typer.Option(
+        DEFAULT_MAX_POINTS,
+        "--max-points",
+        help="SAM: the most points per prompt (a box counts 2, a prompt without a box gets 1 pad point).",
+        rich_help_panel="SAM",
+    ),
     out_dir: Optional[Path] = typer.Option(
         None, "--out", "-o", help="Output directory [default: artifacts/<model>-<H>x<W>-<precision>]."
     ),
@@ -190,6 +208,8 @@ def export_command(
         int8_attention=int8_attention,
         sensitivity=sensitivity,
         min_argmax_agreement=min_argmax_agreement,
+        max_prompts=max_prompts,
+        max_points=max_points,
     )
     result = run_export(options, steps_with_progress())
     if json_out:
@@ -223,7 +243,7 @@ def render(result: ExportResult) -> None:
                 ("weights", _weights_text(manifest.weights)),
                 ("precision", _precision_text(manifest.precision)),
                 ("exporter", f"{manifest.exporter['used']} (opset {manifest.exporter['opset']})"),
-                ("graph", _graph_text(manifest.onnx)),
+                *_graph_rows(manifest),
                 ("swapped", _swapped_text(manifest.swapped_modules)),
                 ("written", str(result.directory)),
             ]
@@ -274,6 +294,19 @@ def _precision_text(p: PrecisionRecord) -> str:
         attention = p.attention_precision if p.fp16_guards else "naive fp16"
         text = f"fp16 (attention {attention}, I/O {p.io_dtype}{guards}); weak-typing graph: {p.onnx_files['fp32']}"
     return text + ("" if p.upsample == "cubic" else ", [yellow]bilinear upsampling[/]")
+
+
+def _graph_rows(manifest) -> List[Tuple[str, str]]:
+    """One row per graph: a SAM export's encoder and decoder, anyone else's model.onnx."""
+    if not manifest.graphs:
+        return [("graph", _graph_text(manifest.onnx))]
+    rows = []
+    for record in manifest.graphs:
+        shapes = lambda tensors: ", ".join(f"{t.name} {list(t.shape)}" for t in tensors)  # noqa: E731
+        profile = "".join(f", {dim} {p.min}..{p.max}" for dim, p in record.profile.items())
+        rows.append((record.role, f"{record.file} ({record.precision}{profile}): {shapes(record.inputs)} -> "
+                     f"{shapes(record.outputs)}"))  # fmt: skip
+    return rows
 
 
 def _graph_text(graph) -> str:

@@ -148,8 +148,6 @@ def finalize(
     """Clean up in place, check, and stamp metadata. Raises CheckFailed if the graph is not deployable."""
     constants_to_initializers(model)
     drop_unused_initializers(model)
-    model.producer_name = "msla-deploy"
-    model.producer_version = producer_version
     if dynamic_batch:
         mark_batch_dynamic(model)
     report = inspect_static(model, dynamic_batch)
@@ -159,10 +157,21 @@ def finalize(
             "some forward code computes shapes at run time (x.shape arithmetic, a LiteMLA look-alike left unswapped: "
             "see the warnings above); make it use fixed sizes, or report the model",
         )
+    check_and_stamp(model, producer_version=producer_version, metadata=metadata)
+    return report
+
+
+def check_and_stamp(model: onnx.ModelProto, *, producer_version: str, metadata: Dict[str, str]) -> None:
+    """Clean up in place, run onnx.checker, stamp producer and metadata: finalize's last steps, and
+    all of them for a graph whose shapes are dynamic by design (SAM's decoder: its caller checks
+    what the run-time shapes read)."""
+    constants_to_initializers(model)
+    drop_unused_initializers(model)
+    model.producer_name = "msla-deploy"
+    model.producer_version = producer_version
     try:
         onnx.checker.check_model(model, full_check=True)
     except onnx.checker.ValidationError as exc:
         first = str(exc).strip().splitlines()[0]
         raise CheckFailed(f"onnx.checker rejects the exported graph: {first}", "please report this model") from None
     set_metadata(model, metadata)
-    return report

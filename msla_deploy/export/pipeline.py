@@ -67,7 +67,7 @@ from ..parity import compare_outputs, default_budget
 from ..parity.records import ParityCheck, ParityRecord
 from ..progress import Steps
 from ..runtime.onnxruntime import CPU, import_onnxruntime
-from ..tasks import DEFAULT_TASK, get_task
+from ..tasks import DEFAULT_TASK, SAM, get_task
 from . import int8 as int8_q
 from .graph import GraphReport, constants_to_initializers, finalize
 from .int8_stage import QuantizedExport, calibration_batch, int8_target_failure, load_int8_calibration, quantize_export
@@ -154,12 +154,22 @@ def _write_graph(graph: ExportedGraph, path: Path, metadata: Dict[str, str], dyn
     return report
 
 
-def _parity_check(
-    label: str, artifact: str, runtime: Dict, reference: Dict[str, np.ndarray], candidate: Dict[str, np.ndarray], budget
+def parity_check(
+    label: str,
+    artifact: str,
+    runtime: Dict,
+    reference: Dict[str, np.ndarray],
+    candidate: Dict[str, np.ndarray],
+    budget,
+    kinds: Optional[Dict[str, str]] = None,
 ) -> ParityCheck:
+    """Every reference output against the candidate's, judged by `budget`; `kinds` (output name ->
+    tasks.OutputKind) where the shape does not say what an output is."""
     scores = reference.get(TOPK_SCORES_NAME)  # a topk head's: they tell its indices' near-ties
+    kinds = kinds or {}
     results = [
-        compare_outputs(name, ref, candidate[name], budget, reference_scores=scores) for name, ref in reference.items()
+        compare_outputs(name, ref, candidate[name], budget, reference_scores=scores, kind=kinds.get(name))
+        for name, ref in reference.items()
     ]
     return ParityCheck.of(label, artifact, runtime, budget, results)
 
@@ -189,7 +199,7 @@ def _onnx_check(
     label: str, path: Path, images: np.ndarray, reference: Dict[str, np.ndarray], budget, batch: int
 ) -> ParityCheck:
     outputs, ran = _run_onnx(path, images, batch)
-    return _parity_check(label, path.name, ran, reference, outputs, budget)
+    return parity_check(label, path.name, ran, reference, outputs, budget)
 
 
 def _head_outputs(logits: torch.Tensor, options: ExportOptions, upsample: str) -> Dict[str, np.ndarray]:
@@ -200,7 +210,8 @@ def _head_outputs(logits: torch.Tensor, options: ExportOptions, upsample: str) -
     return {spec.name: tensor.numpy() for spec, tensor in zip(specs, computed)}
 
 
-def _hazards(path: Path, precision: str) -> Dict:
+def scan_hazards(path: Path, precision: str) -> Dict:
+    """The fp16 hazard scan `msla-deploy inspect` runs, as the manifest records it."""
     report = inspect_onnx(path, target=None, precision=precision)
     return {
         "precision": precision,
@@ -217,7 +228,7 @@ def _int8_checks(staging: Path, quantized, batches, images, reference, budget, b
     fp32_graph = onnx.load(str(staging / FP32_ONNX_NAME))
     # the logits (of a labels-only graph too: the tensor its head reads), and the head's other outputs
     names = [None] + [name for name in reference if name != OUTPUT_NAME]
-    on_pictures = _parity_check(
+    on_pictures = parity_check(
         "ONNX Runtime int8 on the calibration pictures (vs the fp32 graph)",
         ONNX_NAME,
         ran,
@@ -225,7 +236,7 @@ def _int8_checks(staging: Path, quantized, batches, images, reference, budget, b
         {n or OUTPUT_NAME: int8_q.run_batches(quantized.proto, batches, n) for n in names},
         budget,
     )
-    return [_parity_check("ONNX Runtime int8", ONNX_NAME, ran, reference, outputs, budget), on_pictures]
+    return [parity_check("ONNX Runtime int8", ONNX_NAME, ran, reference, outputs, budget), on_pictures]
 
 
 def _int8_budget(options: ExportOptions):
@@ -374,8 +385,8 @@ class Fp16Recipe(PrecisionRecipe):
         proxy_ran = {"name": "torch", "version": torch.__version__, "mode": "fp16 storage, fp32 accumulation"}
         budget = default_budget("fp16", self.options.task)
         return [
-            _parity_check("ONNX Runtime fp16", ONNX_NAME, ran, reference.outputs, fp16_outputs, budget),
-            _parity_check(
+            parity_check("ONNX Runtime fp16", ONNX_NAME, ran, reference.outputs, fp16_outputs, budget),
+            parity_check(
                 "PyTorch fp16 proxy", "(policy applied in PyTorch)", proxy_ran, reference.outputs, proxy_out, budget
             ),
         ]
@@ -455,6 +466,10 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
     steps = steps or Steps()
     options.check()
     options = zoo.with_model_defaults(options)  # the zoo model's task and resolution, the head checked
+    if options.task == SAM:  # two graphs: its own sequence of the same steps
+        from .sam_pipeline import run_sam_export
+
+        return run_sam_export(options, steps)
     target = _preflight(options, steps)
     started = time.time()
     recipe = RECIPES[options.precision](options, steps)
@@ -464,7 +479,7 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
         recipe_sha, metadata = _recipe_and_metadata(options, loaded, reference, recipe)
         graphs = _export_graphs(options, loaded, reference, recipe, metadata, staging, steps)
         # the fp16 hazard scan `msla-deploy inspect` runs, of each graph as TensorRT will build it
-        hazards = {file: _hazards(staging / file, read_as) for file, read_as in recipe.hazard_scans}
+        hazards = {file: scan_hazards(staging / file, read_as) for file, read_as in recipe.hazard_scans}
         with steps.step("parity", "Comparing ONNX Runtime" + recipe.parity_note + " with PyTorch fp32"):
             reference_files = write_reference(staging, _reference_bundle(reference, options))
             checks = _checks(options, reference, recipe, staging)
@@ -637,7 +652,7 @@ def _batch_one_check(
     first = {name: value[:1] for name, value in reference.items()}
     outputs, ran = _run_onnx(staging / ONNX_NAME, feed, 1)
     label = f"{primary.label}, batch 1 of 1..{max_batch}"
-    return _parity_check(label, ONNX_NAME, ran, first, outputs, primary.budget)
+    return parity_check(label, ONNX_NAME, ran, first, outputs, primary.budget)
 
 
 def _manifest(

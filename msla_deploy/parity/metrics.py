@@ -19,7 +19,7 @@ from typing import Dict, List, Mapping, Optional
 import numpy as np
 
 from ..iou import NO_LABEL, Confusion, labels_of
-from ..tasks import TOPK_SCORES_NAME
+from ..tasks import TOPK_SCORES_NAME, OutputKind
 from .budgets import Budget
 
 
@@ -56,6 +56,10 @@ class OutputParity:
     topk_overlap: Optional[float] = None
     # classification: reference pictures left out of top-1 agreement as near-ties (Budget.near_tie)
     near_ties: Optional[int] = None
+    # SAM's mask logits: the IoU of each binarised mask (logits > 0) with the reference's, mean and worst
+    mask_iou: Optional[float] = None
+    mask_iou_min: Optional[float] = None
+    kind: Optional[str] = None  # the task's OutputKind where the caller said (None: told by the shape)
 
     @property
     def passed(self) -> bool:
@@ -123,6 +127,20 @@ def cosine_similarity(a: np.ndarray, b: np.ndarray) -> float:
     if na == 0.0 or nb == 0.0:
         return 0.0
     return float(np.clip(np.dot(a, b) / (na * nb), -1.0, 1.0))
+
+
+#: SAM's outputs: numbers with no classes to argmax (compare_outputs' `kind`)
+_CLASSLESS_KINDS = (OutputKind.EMBEDDINGS, OutputKind.MASK_LOGITS, OutputKind.MASK_SCORES)
+
+
+def mask_ious(ref: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """The IoU of each binarised mask (logits > 0; NaN is outside) of [..., H, W] logits: SAM's
+    masks are what a user gets, and a mask both leave empty is identical (1.0)."""
+    a = (ref > 0).reshape(-1, ref.shape[-2] * ref.shape[-1])
+    b = (cand > 0).reshape(-1, cand.shape[-2] * cand.shape[-1])
+    union = np.logical_or(a, b).sum(axis=1)
+    inter = np.logical_and(a, b).sum(axis=1)
+    return np.where(union > 0, inter / np.maximum(union, 1), 1.0)
 
 
 def is_segmentation_logits(shape) -> bool:
@@ -310,6 +328,7 @@ def compare_outputs(
     measured: Optional[Mapping[str, float]] = None,
     measured_by: str = "",
     reference_scores: Optional[np.ndarray] = None,
+    kind: Optional[str] = None,
 ) -> OutputParity:
     """Statistics of `candidate` against `reference` (both cast to float64) and budget verdicts.
 
@@ -317,6 +336,8 @@ def compare_outputs(
     same two arrays, so a report shows that tool's numbers rather than a second opinion.
     Integer label maps are compared as labels (agreement, mIoU); `measured` is not used for them.
     A topk head's indices take the head's reference scores (`reference_scores`) to tell near-ties.
+    `kind` (tasks.OutputKind) says what the output is where its shape cannot: SAM's embeddings,
+    masks and IoU predictions have no classes (masks are judged by their binarised IoU).
     """
     if reference.shape != candidate.shape:
         raise ValueError(f"output {name!r}: reference shape {reference.shape} != candidate shape {candidate.shape}")
@@ -341,7 +362,8 @@ def compare_outputs(
     rel = err / np.maximum(np.abs(ref[finite]), floor)
     max_rel = float(rel.max()) if rel.size else float("nan")
     agreement = miou = rows = None
-    if is_segmentation_logits(ref.shape):
+    classless = kind in _CLASSLESS_KINDS
+    if is_segmentation_logits(ref.shape) and not classless:
         # NaN logits make argmax meaningless (numpy picks the NaN): such pixels have no label, and a
         # reference pixel without one agrees with nothing
         ref_labels, cand_labels = labels_of(ref), labels_of(cand)
@@ -355,7 +377,7 @@ def compare_outputs(
     else:
         dominant = dominant_share = vacuous = None
     overlap = near_ties = None
-    if is_class_scores(name, ref.shape):
+    if is_class_scores(name, ref.shape) and not classless:
         decisive = decisive_pictures(ref, budget.near_tie, len(ref))
         stats = _class_statistics(top_classes(ref, OVERLAP_K), top_classes(cand, OVERLAP_K), False, decisive)
         agreement, overlap, near_ties = stats["argmax_agreement"], stats["topk_overlap"], stats["near_ties"]
@@ -364,6 +386,10 @@ def compare_outputs(
             stats["dominant_class_share"],
             stats["vacuous_note"],
         )
+    mask_iou = mask_iou_min = None
+    if kind == OutputKind.MASK_LOGITS:
+        ious = mask_ious(reference, candidate)
+        mask_iou, mask_iou_min = float(ious.mean()), float(ious.min())
     sources: Dict[str, str] = {}
     if measured:
         unknown = set(measured) - set(MEASURABLE)
@@ -396,6 +422,9 @@ def compare_outputs(
         vacuous_note=vacuous,
         topk_overlap=overlap,
         near_ties=near_ties,
+        mask_iou=mask_iou,
+        mask_iou_min=mask_iou_min,
+        kind=kind,
     )
     result.failures = budget.violations(result)
     return result

@@ -44,6 +44,8 @@ _STATISTICS = (
     "dominant_class_share",
     "relative_max_abs",
     "topk_overlap",
+    "mask_iou",
+    "mask_iou_min",
 )
 
 
@@ -78,6 +80,9 @@ class OutputRow:
     relative_max_abs: Optional[float] = None  # max |error| / peak |reference|
     topk_overlap: Optional[float] = None  # classification: shared top-5 classes (metrics.topk_overlap)
     near_ties: Optional[int] = None  # classification: pictures left out of top-1 agreement (Budget.near_tie)
+    mask_iou: Optional[float] = None  # SAM's masks: mean IoU of the binarised masks (metrics.mask_ious)
+    mask_iou_min: Optional[float] = None  # and the worst mask's
+    kind: Optional[str] = None  # tasks.OutputKind, where the comparison was told it
     passed: Optional[bool] = None  # None on construction: no failures
 
     def __post_init__(self) -> None:

@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple, Union
 
 from .. import timm_models
-from ..artifact.options import DEFAULT_RESOLUTION, ExportOptions, is_factory_spec
+from ..artifact.options import (
+    DEFAULT_MAX_POINTS,
+    DEFAULT_MAX_PROMPTS,
+    DEFAULT_RESOLUTION,
+    ExportOptions,
+    is_factory_spec,
+)
 from ..errors import BadInput
 from ..tasks import CLASSIFICATION, DEFAULT_TASK, SAM, SEGMENTATION, get_task
 
@@ -23,6 +29,7 @@ from ..tasks import CLASSIFICATION, DEFAULT_TASK, SAM, SEGMENTATION, get_task
 CHECKPOINT_FILES: Dict[str, str] = {
     SEGMENTATION: "efficientvit_seg_{variant}_{dataset}.pt",
     CLASSIFICATION: "efficientvit_{variant}_r{resolution}.pt",
+    SAM: "efficientvit_sam_{variant}.pt",
 }
 
 
@@ -295,6 +302,8 @@ def with_model_defaults(options: ExportOptions) -> ExportOptions:
             )
         task, resolution = spec.task, options.resolution or spec.default_resolution
     model_task = get_task(task)
+    if task != SAM and (options.max_prompts, options.max_points) != (DEFAULT_MAX_PROMPTS, DEFAULT_MAX_POINTS):
+        raise BadInput(f"--max-prompts/--max-points apply to SAM models, not to a {task} model", "drop them")
     head = model_task.head_or_default(options.head)
     model_task.check_head(head)
     if options.upsample != "cubic" and not model_task.resizes:
@@ -313,7 +322,6 @@ def find_checkpoint(name: str, models_dir: Union[str, Path]) -> Optional[Path]:
 # zoo.sam.build_sam(name) builds them, and zoo.build(name) hands them to it.
 
 SAM_TASK = SAM
-SAM_CHECKPOINT_FILE = "efficientvit_sam_{variant}.pt"
 #: upstream's zoo sets this eps on every BatchNorm and LayerNorm (the encoder's, the prompt
 #: encoder's and the decoder's alike)
 SAM_NORM_EPS = 1e-6
@@ -340,7 +348,7 @@ def _sam_spec(name: str) -> ZooSpec:
         dataset="sa-1b",
         num_classes=0,  # class-agnostic masks
         norm_eps=SAM_NORM_EPS,
-        checkpoint_file=SAM_CHECKPOINT_FILE.format(variant=variant),
+        checkpoint_file=CHECKPOINT_FILES[SAM].format(variant=variant),
         default_resolution=(side, side),
         params=params,
         macs=macs,

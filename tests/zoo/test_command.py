@@ -21,10 +21,11 @@ def cli(*args):
 def test_rows_carry_the_task_and_filter_by_it(tmp_path):
     (tmp_path / "efficientvit_l2_r384.pt").write_bytes(b"")
     rows = zoo_rows(tmp_path)
-    assert [r["name"] for r in rows] == CITYSCAPES + ADE20K + CLASSIFIERS
+    assert [r["name"] for r in rows] == CITYSCAPES + ADE20K + CLASSIFIERS + SAM_MODELS
     assert {r["name"]: r["task"] for r in rows} == {
         **{n: "segmentation" for n in CITYSCAPES + ADE20K},
         **{n: "classification" for n in CLASSIFIERS},
+        **{n: "sam" for n in SAM_MODELS},
     }
     assert [r["name"] for r in rows if r["present"]] == ["efficientvit-l2-r384"]
     classifiers = zoo_rows(tmp_path, "classification")
@@ -38,8 +39,16 @@ def test_rows_carry_the_task_and_filter_by_it(tmp_path):
     assert l2["gmacs"] == 20_397_642_752 / 1e9 and l2["params"] == 63_707_016
 
 
-def test_checkpoint_patterns_name_both_tasks():
-    assert checkpoint_patterns() == ["efficientvit_seg_<variant>_<dataset>.pt", "efficientvit_<variant>_r<res>.pt"]
+#: upstream's sam_model_zoo names, in its order
+SAM_MODELS = [f"efficientvit-sam-{v}" for v in ("l0", "l1", "l2", "xl0", "xl1")]
+
+
+def test_checkpoint_patterns_name_every_task():
+    assert checkpoint_patterns() == [
+        "efficientvit_seg_<variant>_<dataset>.pt",
+        "efficientvit_<variant>_r<res>.pt",
+        "efficientvit_sam_<variant>.pt",
+    ]
     assert checkpoint_patterns("classification") == ["efficientvit_<variant>_r<res>.pt"]
 
 

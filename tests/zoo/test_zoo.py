@@ -94,7 +94,8 @@ def test_classifier_names_are_upstreams():
     single checkpoint is r224, listed without the resolution)."""
     assert names_of("classification") == CLASSIFIERS
     assert len(CLASSIFIERS) == 21
-    assert sorted(zoo.names()) == sorted(CITYSCAPES + ADE20K + CLASSIFIERS)  # no third task yet
+    sam = [n for n in zoo.names() if zoo.get_spec(n).task == "sam"]  # the third task: tests/zoo/test_sam_zoo.py
+    assert sorted(zoo.names()) == sorted(CITYSCAPES + ADE20K + CLASSIFIERS + sam) and len(sam) == 5
 
 
 def test_spec_fields():
