@@ -196,6 +196,22 @@ def test_bad_options_are_one_line(fp16_dir, args, needle):
     assert sorted(p.name for p in fp16_dir.iterdir()) == before
 
 
+def _has_tensorrt() -> bool:
+    try:
+        import tensorrt  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.skipif(_has_tensorrt(), reason="TensorRT is installed here: the exit-3 path cannot be seen")
+def test_without_tensorrt_exit_3_and_nothing_written(fp16_dir):
+    before = sorted(p.name for p in fp16_dir.iterdir())
+    result = build(fp16_dir)
+    assert result.exit_code == 3 and "TensorRT" in one_error_line(result)
+    assert sorted(p.name for p in fp16_dir.iterdir()) == before
+
+
 # --- builds on the fake TensorRT of each version -----------------------------------------------------------
 
 
@@ -249,3 +265,30 @@ def test_the_command_builds_and_renders_both(fake_trt, fp16_dir, tmp_path):
     for text in ("encoder_fp16_trt10.3.engine", "decoder_fp32_trt10.3.engine", "loaded and updated", "fp32 layers"):
         assert text in table.stdout, text
     assert len(read_manifest(directory).builds) == 4
+
+
+# --- the exported artifact (msla-deploy export --model efficientvit-sam-l0, fp32) --------------------------
+
+
+@pytest.mark.parametrize("version", ["8.5", "10.13", "11.4"])
+def test_print_trtexec_of_the_export(sam_artifact, version):
+    result = build(sam_artifact, "--print-trtexec", "--trt-version", version)
+    assert result.exit_code == 0, result.output
+    encoder, decoder = (shlex.split(line) for line in result.stdout.strip().splitlines())
+    assert encoder[1:3] == ["--onnx=encoder.onnx", f"--saveEngine=encoder_fp32_trt{version}.engine"]
+    profile = read_manifest(sam_artifact).graph(DECODER).profile
+    prompts, points = profile["prompts"].max, profile["points"].max
+    assert value(decoder, "--maxShapes").startswith(f"point_coords:{prompts}x{points}x2,point_labels:{prompts}x")
+    if version == "11.4":
+        assert not {"--fp16", "--stronglyTyped"} & set(encoder + decoder)
+
+
+@pytest.mark.parametrize("fake_trt", ["11.4.0.106"], indirect=True)
+def test_the_export_builds_on_the_fake(fake_trt, sam_artifact, tmp_path):
+    directory = tmp_path / "sam"
+    shutil.copytree(sam_artifact, directory)
+    results = run_graph_builds(BuildOptions(source=directory), trt=fake_trt)
+    builds = read_manifest(directory).builds
+    assert [b.graph for b in builds] == [ENCODER, DECODER] and len(results) == 2
+    decoder = read_fake_engine((directory / builds[1].engine_file).read_bytes())
+    assert len(decoder["profiles"]) == 1 and "image_embeddings" not in decoder["profiles"][0]
