@@ -41,8 +41,8 @@ from msla_deploy.tasks import SAM
 L0 = "efficientvit-sam-l0"
 SIDE = 512  # l0's encoder input
 TINY_SIDE = 64
-#: the decoder's profile as the SAM export records it (prompts 1/16/64, points 1/4/16)
-PROFILE = {PROMPTS_DIM: DimProfile(1, 16, 64), POINTS_DIM: DimProfile(1, 4, 16)}
+#: the decoder's profile as the SAM export records it (prompts 1/16/64, points 1/3/16)
+PROFILE = {PROMPTS_DIM: DimProfile(1, 16, 64), POINTS_DIM: DimProfile(1, 3, 16)}
 LAYER_NORM_NODES = ["ln_mean", "ln_sub", "ln_pow", "ln_var", "ln_add", "ln_sqrt", "ln_div", "ln_scale", "ln_shift"]
 
 
