@@ -78,6 +78,7 @@ class BuildRecord(Record):
     gpu: Dict[str, Any] = field(default_factory=dict)  # index, name, compute_capability, driver_cuda_version
     fp32_layers: Fp32Layers = field(default_factory=Fp32Layers)
     dla: Optional[DlaBuild] = None
+    graph: Optional[str] = None  # a multi-graph artifact's graph this engine runs (SAM: encoder | decoder)
     warnings: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
     build_seconds: Optional[float] = None

@@ -7,6 +7,8 @@ module. Nothing else spells these strings.
 
 from __future__ import annotations
 
+from typing import Optional
+
 from ..choices import TRITON_PLATFORMS  # noqa: F401 (a closed choice of `package --platform`, spelled there)
 from ..tasks import LABELS_NAME, LOGITS_NAME, PROBS_NAME, TOPK_INDICES_NAME, TOPK_SCORES_NAME  # noqa: F401
 
@@ -69,6 +71,19 @@ META_GRAPH = "msla_deploy.graph"  # a multi-graph export's graph role (SAM: enco
 # int8 Q/DQ graphs: JSON {PyTorch module: "int8" | "fp32"} and {"method": ..., "pictures": N}
 META_INT8_MODULES = "msla_deploy.int8_modules"
 META_INT8_CALIBRATION = "msla_deploy.int8_calibration"
+
+
+ENGINE_STEM = "model"  # an export directory's engines: model_<precision>_trt<X.Y>.engine
+
+
+def engine_name(stem: str, precision: str, trt_version: str, dla_core: Optional[int] = None) -> str:
+    """`build`'s default engine file name: <stem>_fp16_trt10.3[_dla0].engine. Engines are specific to
+    the TensorRT version and the GPU, so the version is in the name and builds for two versions can
+    share one directory. The stem is ENGINE_STEM in an export directory, the graph's role in a
+    multi-graph one (SAM: encoder_fp16_trt10.3.engine, decoder_fp32_trt10.3.engine), the ONNX's
+    stem beside a bare ONNX."""
+    dla = f"_dla{dla_core}" if dla_core is not None else ""
+    return f"{stem}_{precision}_trt{trt_version}{dla}.engine"
 
 
 def is_engine_file(name: str) -> bool:

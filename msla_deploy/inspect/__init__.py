@@ -10,7 +10,7 @@ This package imports onnx and numpy only: it runs where PyTorch is not installed
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Dict, Iterable, Optional, Tuple, Union
 
 from ..choices import TRT_TARGET_EXAMPLES as TARGETS
 from ..errors import BadInput
@@ -64,14 +64,22 @@ def _what_build_parses(model: str, version: trt_support.Target, precision: str) 
 
 
 def inspect_view(
-    view: ModelView, version: Optional[trt_support.Target], precision: str, dla_requested: bool
+    view: ModelView,
+    version: Optional[trt_support.Target],
+    precision: str,
+    dla_requested: bool,
+    pinned: Optional[Iterable[str]] = None,
+    profiles: Optional[Dict[str, Tuple[int, int, int]]] = None,
 ) -> InspectReport:
+    """`pinned`: the fp32 nodes of a weakly typed build where the caller knows them (a SAM
+    artifact's manifest); None reads them from the graph's metadata. `profiles`: the (min, opt,
+    max) of the named dynamic dimensions the build's optimisation profile gives (the manifest's)."""
     from . import dla, hazards, preflight, quantization, trt_support
     from .model_view import graph_inputs
     from .precision import PINNED_KEY, decide, stale_pins
     from .report import ERROR, WARNING, Finding, InspectReport
 
-    context = decide(view, precision, version, dla_requested)
+    context = decide(view, precision, version, dla_requested, pinned)
     notes: list = []
     findings = hazards.check_all(view, context, notes)
     info = {
@@ -94,7 +102,7 @@ def inspect_view(
         "precision": context.to_dict(view),
         "msla_deploy": {k: v for k, v in sorted(view.metadata.items()) if k.startswith("msla_deploy.")},
     }
-    findings += preflight.check_all(view, version, context, notes, info)
+    findings += preflight.check_all(view, version, context, notes, info, profiles)
     findings += quantization.check_int8(view, version, context, notes, info)
     if dla_requested:
         findings += dla.check_dla(view, version, context, info)
@@ -104,7 +112,7 @@ def inspect_view(
                 WARNING,
                 "precision",
                 name,
-                f"{PINNED_KEY} names '{name}', which is not a node of this graph",
+                f"{PINNED_KEY if pinned is None else 'the manifest'} names '{name}', which is not a node of this graph",
                 "re-export: the metadata does not match the graph",
             )
         )

@@ -12,6 +12,7 @@ from ..cli_options import json_option
 from ..console import err, out, print_json
 
 if TYPE_CHECKING:
+    from .graphs import GraphsReport
     from .report import InspectReport
 
 PRECISION_HELP = (
@@ -32,7 +33,11 @@ def _complete_target(incomplete: str) -> List[str]:
 
 
 def inspect_command(
-    model: Path = typer.Argument(..., help="The ONNX model to inspect (any exporter's).", show_default=False),
+    model: Path = typer.Argument(
+        ...,
+        help="The ONNX model to inspect (any exporter's), an export directory, or a SAM artifact (per graph).",
+        show_default=False,
+    ),
     target_trt: Optional[str] = typer.Option(
         None,
         "--target-trt",
@@ -55,7 +60,18 @@ def inspect_command(
     Exit 1 when an error was found (warnings do not fail), 2 for bad input.
     """
     from . import inspect_onnx  # onnx: not for `--help`
+    from .graphs import inspect_graphs, multi_graph_manifest
 
+    manifest = multi_graph_manifest(model)
+    if manifest is not None:  # a SAM artifact: a section per graph
+        graphs = inspect_graphs(model, manifest, target_trt, precision, dla)
+        if json_out:
+            print_json(graphs.to_dict())
+        else:
+            _render_graphs(graphs)
+        if not graphs.passed:
+            raise typer.Exit(1)
+        return
     report = inspect_onnx(str(model), target=target_trt, precision=precision, dla=dla)
     if json_out:
         print_json(report.to_dict())
@@ -63,6 +79,21 @@ def inspect_command(
         _render(report)
     if not report.passed:
         raise typer.Exit(1)
+
+
+def _render_graphs(graphs: GraphsReport) -> None:
+    for section in graphs.sections:
+        out.rule(section.title, style="dim")
+        _render(section.report)
+    failed = [s.role + f" ({s.file})" for s in graphs.sections if not s.report.passed]
+    verdict = "[bold red]FAIL[/]" if failed else "[green]ok[/]"
+    summary = (
+        f"{verdict}: {len(graphs.sections)} graph section(s), {len(graphs.errors)} error(s), "
+        f"{len(graphs.warnings)} warning(s) - {graphs.directory}"
+    )
+    if failed:
+        summary += f"; failing: {', '.join(failed)}"
+    (err if failed else out).print(summary, highlight=False)
 
 
 def _render(report: InspectReport) -> None:

@@ -55,6 +55,7 @@ def check_all(view: ModelView, context: PrecisionContext, notes: Optional[List[s
     findings += check_nonfinite_fp16_constants(view, context)
     findings += check_long_reductions(view, context, notes)
     findings += check_normalizations(view, context)
+    findings += check_hand_written_layer_norms(view, context)
     return findings
 
 
@@ -531,4 +532,101 @@ def _batchnorm(
                 "fold BN into the preceding convolution at export (both exporters do by default)",
             )
         )
+    return findings
+
+
+# ---- hand-written LayerNorm ----------------------------------------------------------------------
+# LayerNorm written out as elementary ops, as EfficientViT-SAM's LayerNorm2d (and segment-anything's)
+# is: m = mean_c(x); c = x - m; v = mean_c(c^2); y = c / sqrt(v + eps). Exporters keep it so (it is
+# not nn.LayerNorm), in two spellings: ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div (upstream's), or
+# sums times 1/C and c * c (this project's zoo). In fp16 its squares overflow once |x - m| > 256 (a
+# trained SAM neck gives pre-norm features in the hundreds to thousands): v is inf, y is 0 or NaN;
+# and eps 1e-6 is an fp16 subnormal. efficientvit #113 / #142 (TensorRT #3893): NaN fp16 encoders,
+# fixed upstream's way by keeping the LayerNorm in fp32.
+
+
+def _mean_of(view: ModelView, tensor: str) -> Optional[Tuple[str, List[onnx.NodeProto]]]:
+    """(x, nodes) when `tensor` is a mean of x: ReduceMean(x), ReduceSum(x) * c (either order), ReduceSum(x) / c."""
+    node = view.producer.get(tensor)
+    if node is None:
+        return None
+    if node.op_type == "ReduceMean" and node.input:
+        return node.input[0], [node]
+    if node.op_type in ("Mul", "Div") and len(node.input) == 2:
+        orders = ((0, 1), (1, 0)) if node.op_type == "Mul" else ((0, 1),)
+        for data, scale in orders:
+            inner = view.producer.get(node.input[data])
+            if view.is_const(node.input[scale]) and inner is not None and inner.op_type == "ReduceSum":
+                return inner.input[0], [inner, node]
+    return None
+
+
+def _square_of(view: ModelView, tensor: str) -> Optional[Tuple[str, onnx.NodeProto]]:
+    """(c, node) when `tensor` is c squared: Pow(c, 2) or Mul(c, c)."""
+    node = view.producer.get(tensor)
+    if node is None or len(node.input) != 2:
+        return None
+    if node.op_type == "Mul" and node.input[0] == node.input[1]:
+        return node.input[0], node
+    if node.op_type == "Pow":
+        exponent = view.const_value(node.input[1])
+        if exponent is not None and exponent.size == 1 and float(exponent.reshape(-1)[0]) == 2.0:
+            return node.input[0], node
+    return None
+
+
+def _hand_written_layer_norm(view: ModelView, sqrt: onnx.NodeProto):
+    """The LayerNorm whose standard deviation `sqrt` computes: (square node, variance nodes, eps Add,
+    eps tensor, every node of it), or None when `sqrt` is something else."""
+    add = view.producer.get(sqrt.input[0]) if sqrt.input else None
+    if add is None or add.op_type != "Add" or len(add.input) != 2:
+        return None
+    consts = [i for i in add.input if view.is_const(i)]
+    if len(consts) != 1:
+        return None
+    variance = _mean_of(view, next(i for i in add.input if i != consts[0]))
+    squared = _square_of(view, variance[0]) if variance else None
+    centre = view.producer.get(squared[0]) if squared else None
+    if centre is None or centre.op_type != "Sub" or len(centre.input) != 2:
+        return None
+    mean = _mean_of(view, centre.input[1])
+    if mean is None or mean[0] != centre.input[0]:
+        return None
+    users = [u for u, _ in view.users(sqrt.output[0]) if u.op_type in ("Div", "Reciprocal")]
+    nodes = [*mean[1], centre, squared[1], *variance[1], add, sqrt, *users]
+    return squared[1], variance[1], add, consts[0], nodes
+
+
+def check_hand_written_layer_norms(view: ModelView, context: PrecisionContext) -> List[Finding]:
+    findings = []
+    for sqrt in (n for n in view.nodes if n.op_type == "Sqrt"):
+        found = _hand_written_layer_norm(view, sqrt)
+        if found is None:
+            continue
+        square, variance, add, eps_name, nodes = found
+        if not any(context.computes_fp16(view, n) for n in (square, *variance)):
+            continue  # squares and their mean in fp32 (pinned, or an fp32 island): what keeps it safe
+        detail = (
+            "a hand-written LayerNorm (mean, x - mean, squares, mean, + eps, Sqrt, Div) squares in fp16: "
+            "(x - mean)^2 overflows fp16's 65504 once |x - mean| > 256, the variance becomes inf and the "
+            "output 0 or NaN"
+        )
+        eps = view.const_value(eps_name)
+        if eps is not None and eps.size == 1 and eps.dtype.kind == "f" and context.computes_fp16(view, add):
+            value = abs(float(eps.reshape(-1)[0]))
+            if float(np.float16(value)) == 0:
+                detail += f"; its eps {value:g} is 0 in fp16 (a constant input divides by 0)"
+            elif value < FP16_MIN_NORMAL:
+                detail += f"; its eps {value:g} is an fp16 subnormal (below {FP16_MIN_NORMAL:.2g})"
+        finding = _finding(
+            view,
+            square,
+            ERROR,
+            "layernorm-fp16",
+            detail,
+            _keep_fp32_fix(context, square) + " for all of the norm's nodes (efficientvit #142: keep LayerNorm in "
+            "fp32; msla-deploy's SAM export does)",
+        )
+        finding.nodes = [view.label(n) for n in nodes]
+        findings.append(finding)
     return findings

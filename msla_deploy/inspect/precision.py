@@ -24,7 +24,7 @@ reported only in fp16 context.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Set
+from typing import Iterable, List, Optional, Set
 
 import onnx
 
@@ -116,12 +116,17 @@ def pinned_nodes(view: ModelView) -> Set[str]:
     return {name.strip() for name in text.split(",") if name.strip()}
 
 
-def decide(view: ModelView, precision: str, target: Optional[Target], dla: bool) -> PrecisionContext:
+def decide(
+    view: ModelView, precision: str, target: Optional[Target], dla: bool, pinned: Optional[Iterable[str]] = None
+) -> PrecisionContext:
+    """`pinned`: the nodes a weakly typed build keeps in fp32, where the caller knows them (a SAM
+    artifact's manifest records them per graph); None reads them from the graph's metadata (PINNED_KEY)."""
     if precision not in PRECISIONS:
         raise BadInput(f"--precision {precision!r} is unknown", f"choose one of {', '.join(PRECISIONS)}")
     has_fp16 = graph_has_fp16(view)
+    pins = pinned_nodes(view) if pinned is None else set(pinned)
     if graph_has_qdq(view) or precision == "int8":
-        return _decide_int8(view, precision, target, dla, has_fp16)
+        return _decide_int8(view, precision, target, dla, has_fp16, pins)
     if dla and precision == "fp32":
         raise BadInput(
             "--dla with --precision fp32: DLA runs fp16 or int8 only", "drop --precision (DLA implies an fp16 build)"
@@ -132,7 +137,7 @@ def decide(view: ModelView, precision: str, target: Optional[Target], dla: bool)
             "drop --precision, or inspect the fp32 export",
         )
     assumed = "fp16" if (precision == "fp16" or has_fp16 or dla) else "fp32"
-    pinned = pinned_nodes(view)
+    pinned = pins
     if assumed == "fp32":
         return PrecisionContext(
             precision, "fp32", "fp32", has_fp16, pinned, "fp32 graph, fp32 build: nothing computes in fp16"
@@ -170,7 +175,7 @@ def decide(view: ModelView, precision: str, target: Optional[Target], dla: bool)
 
 
 def _decide_int8(
-    view: ModelView, precision: str, target: Optional[Target], dla: bool, has_fp16: bool
+    view: ModelView, precision: str, target: Optional[Target], dla: bool, has_fp16: bool, pinned: Set[str]
 ) -> PrecisionContext:
     if not graph_has_qdq(view):
         raise BadInput(
@@ -187,7 +192,6 @@ def _decide_int8(
             "drop --precision (a Q/DQ graph is inspected as int8), or inspect the fp32 graph beside it "
             "(model_fp32.onnx)",
         )
-    pinned = pinned_nodes(view)
     if target is not None and (not target.strongly_typed or (dla and target.dla == "yes")):
         why = "no strongly typed mode" if not target.strongly_typed else "DLA builds before 11.x are weakly typed"
         return PrecisionContext(

@@ -6,7 +6,7 @@ TensorRT installed. The parser on the device stays the final word.
 
 from __future__ import annotations
 
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import onnx
@@ -52,9 +52,14 @@ def _grouped(
 
 
 def check_all(
-    view: ModelView, target: Optional[Target], context: PrecisionContext, notes: List[str], info: Dict
+    view: ModelView,
+    target: Optional[Target],
+    context: PrecisionContext,
+    notes: List[str],
+    info: Dict,
+    profiles: Optional[Dict[str, Tuple[int, int, int]]] = None,
 ) -> List[Finding]:
-    findings = check_dynamic(view, target, notes)
+    findings = check_dynamic(view, target, notes, profiles)
     if target is None:
         return findings
     findings += check_opset(view, target)
@@ -73,11 +78,28 @@ def dynamic_inputs(view: ModelView) -> Dict[str, List]:
     return found
 
 
-def check_dynamic(view: ModelView, target: Optional[Target], notes: List[str]) -> List[Finding]:
+def check_dynamic(
+    view: ModelView,
+    target: Optional[Target],
+    notes: List[str],
+    profiles: Optional[Dict[str, Tuple[int, int, int]]] = None,
+) -> List[Finding]:
+    """`profiles`: the (min, opt, max) of named dynamic dimensions that `build` gives TensorRT (a
+    multi-graph artifact's manifest records them, e.g. SAM's decoder: prompts and points)."""
     dynamic = dynamic_inputs(view)
     if not dynamic:
         return []
     where = ", ".join(f"{name} {dims}" for name, dims in dynamic.items())
+    named = {d for dims in dynamic.values() for d in dims if not (isinstance(d, int) and d > 0)}
+    if profiles and named <= set(profiles):
+        ranges = ", ".join(
+            f"{dim} {profiles[dim][0]}..{profiles[dim][2]} (opt {profiles[dim][1]})" for dim in profiles if dim in named
+        )
+        notes.append(
+            f"dynamic dimensions ({where}): `msla-deploy build` gives TensorRT the manifest's optimisation profile "
+            f"({ranges}); DLA needs static shapes"
+        )
+        return _runtime_pads(view, target)
     max_batch = max_batch_of(view.metadata)
     if max_batch is not None and all(all(isinstance(d, int) and d > 0 for d in dims[1:]) for dims in dynamic.values()):
         # export --batch dynamic: what it is for; `build` gives TensorRT the profile (DLA refuses it there)
@@ -96,6 +118,11 @@ def check_dynamic(view: ModelView, target: Optional[Target], notes: List[str]) -
             "optimization profile (min/opt/max) for each dynamic input",
         )
     ]
+    return findings + _runtime_pads(view, target)
+
+
+def _runtime_pads(view: ModelView, target: Optional[Target]) -> List[Finding]:
+    findings: List[Finding] = []
     if target is not None and target.version.major == 8:
         # TensorRT 8.x cannot reshape shape tensors computed at run time (efficientvit #63/#73)
         pads = [

@@ -7,6 +7,7 @@ missing), then the GPU (exit 3), then the build.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,15 +16,16 @@ from typing import Any, Callable, Dict, List, Optional, Tuple, Union
 from .. import __version__
 from ..artifact.builds import BuildRecord, BuildsFile, DlaBuild, FileEntry, Fp32Layers, OnnxEntry, TimingCacheEntry
 from ..artifact.files import environment, sha256_file, write_bytes_atomic
+from ..artifact.graphs import ENCODER
 from ..artifact.manifest import read_manifest, write_manifest
-from ..artifact.names import BUILD_RECORD_NAME
+from ..artifact.names import BUILD_RECORD_NAME, MANIFEST_NAME
 from ..errors import BadInput
 from ..progress import Steps
 from . import versions as V
 from .dla import Preflight, preflight
-from .inputs import ModelInput, load_model_input
+from .inputs import ModelInput, graph_roles, load_graph, load_model_input
 from .options import BuildOptions
-from .plan import BuildPlan, batch_profiles, make_plan, resolve_options
+from .plan import BuildPlan, input_profiles, make_plan, resolve_options
 from .trtexec import display_path, trtexec_argv, trtexec_command
 
 
@@ -67,27 +69,31 @@ def _planned(options: BuildOptions, model: ModelInput, version: V.TrtVersion) ->
     return PlannedBuild(options, model, plan, checked)
 
 
+def _trtexec_version(options: BuildOptions, installed_version: Callable[[], Optional[str]]) -> V.TrtVersion:
+    if options.trt_version != "auto":
+        return V.parse_version(options.trt_version)
+    text = installed_version()
+    if text is None:
+        raise BadInput(
+            "--print-trtexec needs --trt-version X.Y when TensorRT is not installed",
+            "name the device's TensorRT, e.g. --trt-version 8.6 (JetPack 6.0), 10.3 (JetPack 6.1/6.2), 10.13 "
+            "(JetPack 7.0/7.1)",
+        )
+    return V.parse_version(text)
+
+
 def plan_for_trtexec(options: BuildOptions, installed_version: Callable[[], Optional[str]]) -> PlannedBuild:
     """The plan behind --print-trtexec: --trt-version, else the installed TensorRT, else BadInput."""
     options.check()
     model = load_model_input(options.source)
     options = resolve_options(options, model)
     options.check()
-    if options.trt_version != "auto":
-        version = V.parse_version(options.trt_version)
-    else:
-        text = installed_version()
-        if text is None:
-            raise BadInput(
-                "--print-trtexec needs --trt-version X.Y when TensorRT is not installed",
-                "name the device's TensorRT, e.g. --trt-version 8.6 (JetPack 6.0), 10.3 (JetPack 6.1/6.2), 10.13 "
-                "(JetPack 7.0/7.1)",
-            )
-        version = V.parse_version(text)
-    return _planned(options, model, version)
+    return _planned(options, model, _trtexec_version(options, installed_version))
 
 
-def plan_for_runtime(source: Path, version: Union[str, V.TrtVersion], **options: Any) -> BuildPlan:
+def plan_for_runtime(
+    source: Path, version: Union[str, V.TrtVersion], graph: Optional[str] = None, **options: Any
+) -> BuildPlan:
     """The plan `build` makes with default options for the installed TensorRT `version`.
 
     For validate and bench, which build an engine from an export themselves: the version is
@@ -97,18 +103,20 @@ def plan_for_runtime(source: Path, version: Union[str, V.TrtVersion], **options:
     has no strong typing at all: Polygraphy's strongly_typed=True raises there). A plan that
     cannot be made (a bare mixed-precision ONNX on 8.x, dynamic shapes) is BadInput with the fix.
     `options` are BuildOptions fields (out=..., timing_cache=...) for callers that need them.
+    `graph` names one graph of a multi-graph artifact (SAM: "encoder" or "decoder"; the decoder's
+    plan carries its optimisation profile): the engine `build` makes of that graph.
     """
     version = version if isinstance(version, V.TrtVersion) else V.parse_version(str(version))
     built = BuildOptions(source=Path(source), trt_version=version.text, **options)
     built.check()
-    model = load_model_input(built.source)
+    model = load_model_input(built.source, graph)
     resolved = resolve_options(built, model)
     resolved.check()
     return make_plan(resolved, model, version)
 
 
 def build_for_runtime(
-    trt, source: Path, steps: Optional[Steps] = None, logger=None, **options: Any
+    trt, source: Path, steps: Optional[Steps] = None, logger=None, graph: Optional[str] = None, **options: Any
 ) -> Tuple[BuildPlan, Any]:
     """plan_for_runtime for the installed `trt`, then engine.build_engine (nothing written): (plan, EngineBuild).
 
@@ -117,9 +125,9 @@ def build_for_runtime(
     """
     from .engine import build_engine
 
-    plan = plan_for_runtime(source, str(trt.__version__), **options)
-    graph = load_model_input(Path(source)).graphs.get(plan.onnx_role)
-    return plan, build_engine(trt, plan, steps, graph.node_names if graph is not None else (), logger=logger)
+    plan = plan_for_runtime(source, str(trt.__version__), graph, **options)
+    facts = load_model_input(Path(source), graph).graphs.get(plan.onnx_role)
+    return plan, build_engine(trt, plan, steps, facts.node_names if facts is not None else (), logger=logger)
 
 
 def _file_entry(path: Path, root: Path, kind=FileEntry, **more: Any) -> FileEntry:
@@ -144,6 +152,60 @@ def append_record(model: ModelInput, plan: BuildPlan, record: BuildRecord) -> Pa
     return builds.write(Path(plan.engine).parent / BUILD_RECORD_NAME)
 
 
+def graph_roles_of(source: Path) -> List[str]:
+    """The graphs of a multi-graph artifact (SAM: ["encoder", "decoder"]); [] for anything else
+    (a single-graph export, a bare ONNX, a path that is not there: load_model_input says what it is)."""
+    from ..artifact.manifest import read_manifest_if_any
+
+    source = Path(source)
+    folder = source.parent if source.name == MANIFEST_NAME else source
+    manifest = read_manifest_if_any(folder) if folder.is_dir() else None
+    return graph_roles(manifest) if manifest is not None else []
+
+
+#: the graphs `--precision` applies to; the others build at the precision they were exported in
+#: (SAM's prompt decoder is exported fp32 only: tiny next to the encoder, and its fp16 gains nothing)
+PRECISION_GRAPHS = (ENCODER,)
+
+
+def graph_jobs(options: BuildOptions) -> List[Tuple[BuildOptions, ModelInput]]:
+    """One (options, graph) per graph of a multi-graph artifact, options resolved for each graph."""
+    options.check()
+    roles = graph_roles_of(options.source)
+    source = Path(options.source)
+    source = source.parent if source.name == MANIFEST_NAME else source
+    if options.out is not None:
+        raise BadInput(
+            f"--out names one engine; {source} has {len(roles)} graphs ({', '.join(roles)}), an engine each",
+            "drop --out: the engines are named <graph>_<precision>_trt<X.Y>.engine in the artifact directory",
+        )
+    manifest = read_manifest(source)
+    dynamic = [g.role for g in manifest.graphs if g.dynamic]
+    if options.dla_core is not None and dynamic:
+        raise BadInput(
+            f"--dla-core: DLA needs static shapes, and {source}'s {' and '.join(dynamic)} graph has dynamic "
+            f"dimensions ({', '.join(d for g in manifest.graphs for d in g.profile)})",
+            "drop --dla-core to build every graph for the GPU",
+        )
+    jobs = []
+    for role in roles:
+        model = load_graph(source, role, manifest)
+        asked = options if role in PRECISION_GRAPHS else dataclasses.replace(options, precision=None)
+        resolved = resolve_options(asked, model)
+        resolved.check()
+        jobs.append((resolved, model))
+    return jobs
+
+
+def plan_graphs_for_trtexec(
+    options: BuildOptions, installed_version: Callable[[], Optional[str]]
+) -> List[PlannedBuild]:
+    """--print-trtexec for a multi-graph artifact: one plan per graph, for one TensorRT version."""
+    jobs = graph_jobs(options)
+    version = _trtexec_version(options, installed_version)
+    return [_planned(graph_options, model, version) for graph_options, model in jobs]
+
+
 def run_build(
     options: BuildOptions,
     steps: Optional[Steps] = None,
@@ -151,8 +213,34 @@ def run_build(
     trt=None,
     gpu_probe: Optional[Callable[[], Any]] = None,
 ) -> BuildResult:
-    """`_run_build` holding the export directory's write lock (one writer at a time: an export
-    must not swap the directory under a build that will add its engine and record)."""
+    """`_run_builds` of a single-graph export or a bare ONNX, holding the export directory's write
+    lock (one writer at a time: an export must not swap the directory under a build that will add
+    its engine and record)."""
+
+    def jobs() -> List[Tuple[BuildOptions, ModelInput]]:
+        options.check()
+        model = load_model_input(options.source)
+        resolved = resolve_options(options, model)
+        resolved.check()
+        return [(resolved, model)]
+
+    return _locked(options, lambda: _run_builds(jobs(), options, steps, on_plan, trt, gpu_probe))[0]
+
+
+def run_graph_builds(
+    options: BuildOptions,
+    steps: Optional[Steps] = None,
+    on_plan: Optional[Callable[[PlannedBuild], None]] = None,
+    trt=None,
+    gpu_probe: Optional[Callable[[], Any]] = None,
+) -> List[BuildResult]:
+    """An engine per graph of a multi-graph artifact (SAM: encoder, then decoder with its
+    optimisation profile), each recorded in the manifest as it is written; under the directory's
+    write lock. Every plan is checked before TensorRT is looked for, so a bad option builds nothing."""
+    return _locked(options, lambda: _run_builds(graph_jobs(options), options, steps, on_plan, trt, gpu_probe))
+
+
+def _locked(options: BuildOptions, work: Callable[[], List[BuildResult]]) -> List[BuildResult]:
     import contextlib
 
     from ..artifact.lock import directory_lock
@@ -160,35 +248,33 @@ def run_build(
 
     source = Path(options.source)
     with directory_lock(real_target(source, "build")) if source.is_dir() else contextlib.nullcontext():
-        return _run_build(options, steps, on_plan, trt, gpu_probe)
+        return work()
 
 
-def _run_build(
+def _run_builds(
+    jobs: List[Tuple[BuildOptions, ModelInput]],
     options: BuildOptions,
     steps: Optional[Steps] = None,
     on_plan: Optional[Callable[[PlannedBuild], None]] = None,
     trt=None,
     gpu_probe: Optional[Callable[[], Any]] = None,
-) -> BuildResult:
-    """Build the engine on this machine's TensorRT and GPU; write engine, layer info, timing cache, record.
+) -> List[BuildResult]:
+    """Build each job's engine on this machine's TensorRT and GPU; write engine, layer info, timing
+    cache, record.
 
-    `on_plan` is called with the plan (and the DLA forecast) before the long build starts.
+    `on_plan` is called with each plan (and the DLA forecast) before its long build starts.
     `trt` and `gpu_probe` are for tests; by default TensorRT is imported and the GPU probed.
     """
-    from .engine import build_engine
-    from .runtime import cuda_runtime_version, import_tensorrt, probe_gpu, tensorrt_distribution
+    from .runtime import import_tensorrt, probe_gpu
 
     steps = steps or Steps()
-    options.check()
-    model = load_model_input(options.source)
-    options = resolve_options(options, model)
-    options.check()
     asked = V.parse_version(options.trt_version) if options.trt_version != "auto" else None
-    if asked is not None:
-        _planned(options, model, asked)  # an impossible plan is exit 2, even without TensorRT
-    for graph in model.graphs.values():
-        # the batch and its profile need no version: exit 2 before TensorRT is looked for
-        batch_profiles(graph.inputs, graph.max_batch, options.opt_batch, model.source, options.dla_core is not None)
+    for job_options, model in jobs:
+        if asked is not None:
+            _planned(job_options, model, asked)  # an impossible plan is exit 2, even without TensorRT
+        for graph in model.graphs.values():
+            # the batch and its profile need no version: exit 2 before TensorRT is looked for
+            input_profiles(model, graph, job_options.opt_batch, job_options.dla_core is not None)
     trt = trt if trt is not None else import_tensorrt()
     installed = V.parse_version(str(trt.__version__))
     if asked is not None and asked.key != installed.key:
@@ -199,11 +285,22 @@ def _run_build(
             "the other version",
         )
     gpu = (gpu_probe or probe_gpu)()
-    planned = _planned(options, model, installed)
-    plan = planned.plan
-    if on_plan is not None:
-        on_plan(planned)
+    results = []
+    for job_options, model in jobs:
+        planned = _planned(job_options, model, installed)
+        if on_plan is not None:
+            on_plan(planned)
+        if len(jobs) > 1:
+            steps.timings.clear()  # each graph's record keeps its own steps' times
+        results.append(_build_one(trt, gpu, planned, steps))
+    return results
 
+
+def _build_one(trt, gpu, planned: PlannedBuild, steps: Steps) -> BuildResult:
+    from .engine import build_engine
+    from .runtime import cuda_runtime_version, tensorrt_distribution
+
+    plan, model, options = planned.plan, planned.model, planned.options
     started = time.perf_counter()
     graph = model.graphs.get(plan.onnx_role)
     built = build_engine(trt, plan, steps, graph.node_names if graph is not None else ())
@@ -248,6 +345,7 @@ def _run_build(
         build_seconds=round(seconds, 3),
         timings_s=dict(steps.timings),
         environment=environment(),
+        graph=model.graph.role if model.graph is not None else None,
     )
     record_path = append_record(model, plan, record)
     return BuildResult(planned, record, record_path)

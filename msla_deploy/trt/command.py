@@ -32,6 +32,14 @@ def _summary(planned) -> str:
         text += f", {len(plan.layer_precisions)} nodes pinned to fp32"
     if plan.uses_dla:
         text += f", DLA core {plan.dla_core}" + (" with GPU fallback" if plan.gpu_fallback else "")
+    record = planned.model.graph
+    if record is not None:  # a multi-graph artifact's graph: its named dimensions' profile
+        text = f"{record.role}: {text}"
+        if plan.profiles:
+            text += ", profile " + ", ".join(
+                f"{dim} {p.min}..{p.max} (tuned for {p.opt})" for dim, p in record.profile.items()
+            )
+        return text
     for p in plan.profiles:
         text += f", {p.name} batch {p.min[0]}..{p.max[0]} (tuned for {p.opt[0]})"
     return text
@@ -115,8 +123,7 @@ def build_command(
     json_out: bool = json_option(),
 ) -> None:
     """Build a TensorRT engine from an export (or print the trtexec command that builds it on a Jetson)."""
-    from .build import plan_for_trtexec, run_build
-    from .dla import format_preflight
+    from .build import graph_roles_of, plan_for_trtexec, run_build
     from .options import BuildOptions
     from .runtime import installed_version_text
 
@@ -136,20 +143,13 @@ def build_command(
         tf32=tf32,
         out=out_path,
     )
+    if graph_roles_of(source):  # a SAM artifact: an engine per graph
+        _build_graphs(options, print_trtexec, json_out)
+        return
     if print_trtexec:
         planned = plan_for_trtexec(options, installed_version_text)
         if json_out:
-            print_json(
-                {
-                    "argv": planned.argv,
-                    "command": planned.command,
-                    "run_in": str(planned.plan.root),  # the relative paths in argv assume this folder
-                    "summary": _summary(planned),
-                    "profiles": [p.to_dict() for p in planned.plan.profiles],
-                    "warnings": list(planned.plan.warnings),
-                    "dla_preflight": None if planned.preflight is None else format_preflight(planned.preflight),
-                }
-            )
+            print_json(_trtexec_json(planned))
             return
         _show_plan_notes(planned)
         err.print(
@@ -170,6 +170,61 @@ def build_command(
         return
     out.print(key_values(_build_rows(result)))
     print_next(next_after_build(result.plan.engine))
+
+
+def _trtexec_json(planned) -> dict:
+    from .dla import format_preflight
+
+    return {
+        "argv": planned.argv,
+        "command": planned.command,
+        "run_in": str(planned.plan.root),  # the relative paths in argv assume this folder
+        "summary": _summary(planned),
+        "profiles": [p.to_dict() for p in planned.plan.profiles],
+        "warnings": list(planned.plan.warnings),
+        "dla_preflight": None if planned.preflight is None else format_preflight(planned.preflight),
+    }
+
+
+def _build_graphs(options, print_trtexec: bool, json_out: bool) -> None:
+    """`build` of a multi-graph artifact (SAM): a trtexec line or an engine per graph."""
+    from .build import plan_graphs_for_trtexec, run_graph_builds
+    from .runtime import installed_version_text
+
+    if print_trtexec:
+        plans = plan_graphs_for_trtexec(options, installed_version_text)
+        if json_out:
+            print_json({"graphs": [{"graph": p.model.graph.role, **_trtexec_json(p)} for p in plans]})
+            return
+        for planned in plans:
+            _show_plan_notes(planned)
+        err.print(
+            f"# run inside {plans[0].plan.root} (JetPack: /usr/src/tensorrt/bin/trtexec), one line per graph:",
+            highlight=False,
+            markup=False,
+        )
+        for planned in plans:
+            err.print(f"# {_summary(planned)}", highlight=False, markup=False)
+            out.print(planned.command, highlight=False, markup=False, soft_wrap=True)
+        return
+
+    def on_plan(planned) -> None:
+        _show_plan_notes(planned)
+        err.print(_summary(planned), highlight=False, markup=False)
+
+    results = run_graph_builds(options, steps_with_progress(), on_plan=on_plan)
+    if json_out:
+        print_json(
+            {
+                "record_file": str(results[-1].record_path),
+                "records": [r.record.to_dict() for r in results],
+            }
+        )
+        return
+    for result in results:
+        out.rule(result.planned.model.graph.role, style="dim")
+        out.print(key_values(_build_rows(result)))
+    print_next(next_after_build(results[0].plan.root))
 
 
 def _build_rows(result) -> List[Tuple[str, str]]:

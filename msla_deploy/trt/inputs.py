@@ -8,6 +8,11 @@ precision and which nodes must stay fp32 in a weakly typed fp16 build:
                   "fp32_nodes": ["node_MatMul_12", ...]}
 
 A directory exported before that section existed is fp32 with model.onnx and no fp32 nodes. A
+multi-graph artifact (SAM: an image encoder and a prompt decoder) lists its graphs in the
+manifest's "graphs" instead (artifact/graphs.py GraphRecord): each graph is read as one ModelInput
+of its own (`load_graph`), with the same slots (its ONNX by precision, its fp32_file, its fp32
+nodes) and its dynamic dimensions' profile, so the plan, the engine and trtexec treat it as they
+treat a single-graph export. A
 bare ONNX carries the same facts in its metadata_props ("msla_deploy.precision",
 "msla_deploy.fp32_nodes", comma-separated); which slot it fills (fp32 graph or mixed-precision
 graph) is read from the graph itself: any float16 tensor makes it the mixed-precision one.
@@ -20,6 +25,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from ..artifact.graph import TensorSpec, graph_inputs, has_fp16, load_onnx, max_batch_of, metadata
+from ..artifact.graphs import GraphRecord
 from ..artifact.manifest import Manifest, read_manifest
 from ..artifact.names import MANIFEST_NAME, META_FP32_NODES, META_PRECISION, ONNX_SUFFIX
 from ..errors import BadInput
@@ -54,6 +60,7 @@ class ModelInput:
     fp32_nodes: Tuple[str, ...]
     manifest: Optional[Manifest] = None
     graphs: Dict[str, GraphFacts] = field(default_factory=dict)  # per onnx_files key
+    graph: Optional[GraphRecord] = None  # one graph of a multi-graph artifact (its role, its profile)
 
     @property
     def record_path(self) -> Path:
@@ -87,18 +94,54 @@ def _split_nodes(text: str) -> Tuple[str, ...]:
     return tuple(n.strip() for n in (text or "").split(",") if n.strip())
 
 
+def _listed_file(directory: Path, rel: str) -> Path:
+    path = directory / rel
+    if not path.is_file():
+        raise BadInput(f"{path} is listed in the manifest but missing", "copy the whole export directory, or re-export")
+    return path.resolve()
+
+
+def graph_roles(manifest: Manifest) -> List[str]:
+    return [g.role for g in manifest.graphs]
+
+
+def load_graph(directory: Path, role: str, manifest: Optional[Manifest] = None) -> ModelInput:
+    """One graph of a multi-graph artifact (SAM's "encoder" or "decoder") as `build` reads it: its
+    ONNX in the slot of its precision, the fp32 ONNX beside an fp16/int8 one, its fp32 nodes."""
+    directory = Path(directory)
+    manifest = manifest if manifest is not None else read_manifest(directory)
+    record = manifest.graph(role)
+    slot = record.precision if record.precision in ("fp16", "int8") else "fp32"
+    onnx_files = {slot: _listed_file(directory, record.file)}
+    if record.fp32_file and slot != "fp32":
+        onnx_files["fp32"] = _listed_file(directory, record.fp32_file)
+    model = ModelInput(
+        source=directory,
+        kind="directory",
+        root=directory.resolve(),
+        export_precision=record.precision,
+        onnx_files=onnx_files,
+        fp32_nodes=tuple(record.fp32_nodes),
+        manifest=manifest,
+        graph=record,
+    )
+    model.graphs = {key: _graph_facts(path) for key, path in onnx_files.items()}
+    return model
+
+
 def load_directory(directory: Path) -> ModelInput:
     directory = Path(directory)
     manifest = read_manifest(directory)
+    if manifest.graphs:
+        roles = graph_roles(manifest)
+        raise BadInput(
+            f"{directory} holds {len(roles)} graphs ({', '.join(roles)}), not one model.onnx: this step reads a "
+            "single-graph export",
+            f"name the graph ({' or '.join(roles)}) where the command takes one, or use a command that reads the "
+            "whole artifact (inspect, build)",
+        )
     section = manifest.precision
-    onnx_files = {}
-    for key, rel in section.onnx_files.items():
-        path = directory / rel
-        if not path.is_file():
-            raise BadInput(
-                f"{path} is listed in the manifest but missing", "copy the whole export directory, or re-export"
-            )
-        onnx_files[key] = path.resolve()
+    onnx_files = {key: _listed_file(directory, rel) for key, rel in section.onnx_files.items()}
     model = ModelInput(
         source=directory,
         kind="directory",
@@ -133,13 +176,22 @@ def load_onnx_file(path: Path) -> ModelInput:
     return model
 
 
-def load_model_input(source: Path) -> ModelInput:
+def load_model_input(source: Path, graph: Optional[str] = None) -> ModelInput:
+    """An export directory, its manifest.json or a bare ONNX; `graph` names one graph of a
+    multi-graph artifact (SAM: "encoder" or "decoder")."""
     source = Path(source)
+    if source.is_file() and source.name == MANIFEST_NAME:
+        source = source.parent
+    if graph is not None:
+        if not source.is_dir():
+            raise BadInput(
+                f"{source} is not an export directory: only a multi-graph artifact has a {graph} graph",
+                "pass the SAM artifact's directory",
+            )
+        return load_graph(source, graph)
     if source.is_dir():
         return load_directory(source)
     if source.is_file():
-        if source.name == MANIFEST_NAME:
-            return load_directory(source.parent)
         return load_onnx_file(source)
     raise BadInput(f"{source}: no such file or directory", "pass an export directory or an .onnx file")
 

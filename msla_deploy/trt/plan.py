@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..artifact.names import LAYER_INFO_SUFFIX, META_MAX_BATCH, is_engine_file
+from ..artifact.names import ENGINE_STEM, LAYER_INFO_SUFFIX, META_MAX_BATCH, engine_name, is_engine_file
 from ..errors import BadInput
 from . import versions as V
 from .inputs import ModelInput, TensorSpec
@@ -91,6 +91,61 @@ def batch_profiles(
             f"--opt-batch {opt} is outside the export's batch range 1..{max_batch}", f"use a batch in 1..{max_batch}"
         )
     return tuple(Profile(i.name, (1, *i.shape[1:]), (opt, *i.shape[1:]), (max_batch, *i.shape[1:])) for i in dynamic)
+
+
+def graph_profiles(
+    inputs: Tuple[TensorSpec, ...], record, opt_batch: Optional[int], source: Path, dla: bool
+) -> Tuple[Profile, ...]:
+    """Profiles for a multi-graph artifact's graph (artifact/graphs.py GraphRecord): each input with
+    a dynamic dimension gets the shapes at the manifest's min/opt/max of its named dimensions (SAM's
+    decoder: `prompts` and `points`); static inputs get none. The ONNX must say what the record
+    says (BadInput where they disagree)."""
+    role = record.role
+    if opt_batch is not None:
+        raise BadInput(
+            f"--opt-batch: the {role} graph's dynamic dimensions have their profile in the manifest "
+            f"({_dims_text(record)})",
+            "drop --opt-batch (it is for `export --batch dynamic` graphs)",
+        )
+    dynamic = [i for i in inputs if not i.static]
+    if not dynamic:
+        return ()
+    if dla:
+        raise BadInput(
+            f"DLA needs static shapes; the {role} graph has dynamic dimensions ({_dims_text(record)})",
+            "drop --dla-core to build for the GPU",
+        )
+    recorded = {t.name: t.shape for t in record.inputs}
+    for spec in inputs:
+        shape = recorded.get(spec.name)
+        agrees = shape is not None and len(shape) == len(spec.shape)
+        for onnx_dim, dim in zip(spec.shape, shape or ()):
+            if isinstance(onnx_dim, int) and onnx_dim > 0:
+                agrees = agrees and dim == onnx_dim
+            else:
+                agrees = agrees and isinstance(dim, str) and dim in record.profile
+        if not agrees:
+            raise BadInput(
+                f"the manifest's {role} graph and its ONNX disagree on {spec.name}: the manifest says "
+                f"{list(shape) if shape is not None else 'nothing'}, {Path(source).name}/{record.file} has "
+                f"{list(spec.shape)}",
+                "re-export the directory",
+            )
+    shapes = {point: record.shapes(point) for point in ("min", "opt", "max")}
+    return tuple(Profile(i.name, shapes["min"][i.name], shapes["opt"][i.name], shapes["max"][i.name]) for i in dynamic)
+
+
+def _dims_text(record) -> str:
+    return ", ".join(f"{dim} {p.min}..{p.max}" for dim, p in record.profile.items()) or "none in the manifest"
+
+
+def input_profiles(model: ModelInput, graph, opt_batch: Optional[int], dla: bool) -> Tuple[Profile, ...]:
+    """The optimisation profiles of the graph `graph` (GraphFacts) of `model`: from the manifest's
+    graph record for a multi-graph artifact, else the dynamic batch of an `export --batch dynamic` graph."""
+    inputs = graph.inputs if graph is not None else ()
+    if model.graph is not None:
+        return graph_profiles(inputs, model.graph, opt_batch, model.source, dla)
+    return batch_profiles(inputs, graph.max_batch if graph is not None else None, opt_batch, model.source, dla)
 
 
 @dataclass(frozen=True)
@@ -192,14 +247,13 @@ class BuildPlan:
 
 
 def default_engine_path(model: ModelInput, precision: str, version: TrtVersion, dla_core: Optional[int]) -> Path:
-    """model_fp16_trt10.3.engine in the artifact directory (beside a bare ONNX: <stem>_fp16_trt10.3.engine).
-
-    Engines are specific to the TensorRT version and the GPU, so the version is in the name and
-    builds for two versions can share one directory.
-    """
-    stem = "model" if model.kind == "directory" else Path(model.source).stem
-    dla = f"_dla{dla_core}" if dla_core is not None else ""
-    return model.root / f"{stem}_{precision}_trt{version.short}{dla}.engine"
+    """model_fp16_trt10.3.engine in the artifact directory (beside a bare ONNX: <stem>_fp16_trt10.3.engine;
+    a multi-graph artifact's graph: encoder_fp16_trt10.3.engine). names.engine_name spells it."""
+    if model.graph is not None:
+        stem = model.graph.role
+    else:
+        stem = ENGINE_STEM if model.kind == "directory" else Path(model.source).stem
+    return model.root / engine_name(stem, precision, version.short, dla_core)
 
 
 def layer_info_path(engine: Path) -> Path:
@@ -367,13 +421,7 @@ def make_plan(options: BuildOptions, model: ModelInput, version: TrtVersion) -> 
     graph = model.graphs.get(role)
     inputs = graph.inputs if graph is not None else ()
 
-    profiles = batch_profiles(
-        inputs,
-        graph.max_batch if graph is not None else None,
-        options.opt_batch,
-        model.source,
-        options.dla_core is not None,
-    )
+    profiles = input_profiles(model, graph, options.opt_batch, options.dla_core is not None)
 
     # an int8 Q/DQ graph built weakly typed (8.5-10.x): the INT8 flag for its Q/DQ layers, FP16 for
     # the rest, with the attention island pinned to fp32 as in a weak fp16 build
