@@ -223,7 +223,7 @@ def graph_engine(artifact: Artifact, role: str) -> Optional[Path]:
     found = []
     for engine in artifact.engines:
         record = artifact.build_record(engine)
-        recorded = getattr(record, "graph", None) if record is not None else None
+        recorded = record.graph if record is not None else None
         if recorded == role or (recorded is None and engine.name.startswith(f"{role}_")):
             found.append(engine)
     if len(found) > 1:

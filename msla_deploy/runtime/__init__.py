@@ -52,7 +52,8 @@ def choose(requested: str, artifact: Artifact, *, allowed: Sequence[str] = BACKE
             f"use --backend trt (or auto), or {command} the .onnx",
         )
     if requested == "trt" or (requested == "auto" and engine_only):
-        artifact.single_engine()  # a directory with several engines: BadInput, say which to use
+        if not artifact.graph_roles:  # (a multi-graph export's engines are its build records' per graph)
+            artifact.single_engine()  # a directory with several engines: BadInput, say which to use
         return Backend(requested, "trt", strict=True)
     if requested != "auto":
         return Backend(requested, requested, strict=True)

@@ -348,7 +348,7 @@ def _engine_for(artifact, role: str) -> Optional[Path]:
     found = None
     for record in artifact.manifest.builds:
         # BuildRecord.graph: the graph an engine of a multi-graph artifact runs (absent before SAM builds)
-        if getattr(record, "graph", None) == role and (artifact.directory / Path(record.engine_file).name).is_file():
+        if record.graph == role and (artifact.directory / Path(record.engine_file).name).is_file():
             found = artifact.directory / Path(record.engine_file).name
     return found
 
