@@ -134,7 +134,8 @@ def export_sam(root: Path, name: str = "sam", **options) -> Path:
     weights = root / f"{name}-weights.pt"
     if not weights.exists():
         torch.save(sam_golden.fill_model(build_sam("efficientvit-sam-l0")).state_dict(), weights)
-    options.setdefault("exporter", "torchscript" if options.get("precision", "fp32") == "fp32" else "dynamo")
+    # the legacy exporter traces an fp16 encoder on CPU half convolutions (minutes): dynamo there
+    options.setdefault("exporter", "dynamo" if options.get("precision") == "fp16" else "torchscript")
     model = "efficientvit-sam-l0"
     run_export(ExportOptions(model=model, weights=weights, out=out, models_dir=root / "none", **options))
     return out

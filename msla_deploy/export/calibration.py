@@ -5,8 +5,9 @@ the user's own pictures, preprocessed the way the model of the export's task see
 (`PREPROCESSORS`, the one place that asks the task): a segmenter the whole picture resized to the
 export's HxW (runtime/picture_files.py, as the reference inputs and evaluate), a classifier the
 centre crop of upstream's classification protocol (runtime/classify_preprocess.py: short side to
-ceil(res / 0.95), centre crop), both /255 and ImageNet mean/std. A dataset root of the evaluate
-command works as is: Cityscapes' leftImg8bit/ and ADE20K's images/ are walked, their label
+ceil(res / 0.95), centre crop), both /255 and ImageNet mean/std; a SAM encoder SAM's transform
+(runtime/sam_transforms.py: longest side to S, padded). A dataset root of the evaluate command
+works as is: Cityscapes' leftImg8bit/ and ADE20K's images/ are walked, their label
 folders (gtFine/, annotations/) never are, since label maps are pictures of the wrong kind.
 
 torch-free: this runs on the exported fp32 ONNX's side of the pipeline.
@@ -22,9 +23,9 @@ import numpy as np
 
 from ..artifact.options import DEFAULT_CALIB_COUNT, DEFAULT_CALIB_METHOD
 from ..errors import BadInput
-from ..runtime import classify_preprocess, processing
+from ..runtime import classify_preprocess, processing, sam_transforms
 from ..runtime.picture_files import NPY_SUFFIXES, PILLOW_SUFFIXES, load_rgb, preprocess
-from ..tasks import CLASSIFICATION, SEGMENTATION, get_task
+from ..tasks import CLASSIFICATION, SAM, SEGMENTATION, get_task
 
 PICTURE_SUFFIXES = NPY_SUFFIXES + PILLOW_SUFFIXES
 # dataset layouts (the evaluate issue's): the picture folder of each, if a root holds one
@@ -45,12 +46,22 @@ class Preprocessor:
     description: str  # recorded in the manifest beside the pictures
 
 
+def _sam_input(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """SAM's encoder input of a picture (load_rgb's uint8, or float in [0, 1] for 16-bit pictures)."""
+    if pixels.dtype != np.uint8:
+        pixels = np.clip(np.round(pixels * 255.0), 0, 255).astype(np.uint8)
+    return sam_transforms.encoder_input(pixels, height)[0]
+
+
 #: task name -> the preprocessing its calibration pictures get (the models' own input protocol)
 PREPROCESSORS = {
     SEGMENTATION: Preprocessor(preprocess, processing.PREPROCESSING),
     CLASSIFICATION: Preprocessor(
         lambda pixels, height, width: classify_preprocess.preprocess(pixels, (height, width))[0],
         classify_preprocess.PREPROCESSING,
+    ),
+    SAM: Preprocessor(
+        _sam_input, "RGB, longest side resized to S (Pillow bilinear), SAM's mean/std on 0-255, zeros bottom-right"
     ),
 }
 

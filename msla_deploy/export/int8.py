@@ -219,8 +219,14 @@ class _Reader:
     """ONNX Runtime's CalibrationDataReader protocol over a list of input batches, with the
     ranges (`set_range`) its strided calibration reads chunk by chunk."""
 
-    def __init__(self, batches: Sequence[np.ndarray], progress: Optional[Callable[[int, int], None]] = None) -> None:
+    def __init__(
+        self,
+        batches: Sequence[np.ndarray],
+        progress: Optional[Callable[[int, int], None]] = None,
+        input_name: str = INPUT_NAME,
+    ) -> None:
         self._batches = list(batches)
+        self._input = input_name
         self._it = iter(self._batches)
         self._progress, self._fed = progress, 0
 
@@ -237,7 +243,7 @@ class _Reader:
         self._fed += 1
         if self._progress is not None:  # batches handed to the calibrator: the pass's progress
             self._progress(min(self._fed, len(self._batches)), len(self._batches))
-        return {INPUT_NAME: batch}
+        return {self._input: batch}
 
 
 # ONNX Runtime's calibrators hold every tensor of every batch until ranges are computed: at
@@ -300,7 +306,8 @@ def _quantize_static(
 ) -> None:
     q = _ort_quantization()
     # the labels head is never quantized: named explicitly, whatever op types a quantizer version adds
-    exclude = head_nodes(onnx.load(str(fp32_path), load_external_data=False))
+    model = onnx.load(str(fp32_path), load_external_data=False)
+    exclude = head_nodes(model)
     kwargs = dict(
         quant_format=q.QuantFormat.QDQ,
         # both families listed so that one calibration covers a plan with attention quantized
@@ -318,7 +325,8 @@ def _quantize_static(
         kwargs["calibration_cache_path"] = str(calibration.cache)
     # older ONNX Runtime: no cache, calibrate again (same data, same ranges, slower)
     with _quiet():
-        q.quantize_static(str(fp32_path), str(out_path), _Reader(calibration.batches, progress), **kwargs)
+        reader = _Reader(calibration.batches, progress, input_name(model))
+        q.quantize_static(str(fp32_path), str(out_path), reader, **kwargs)
 
 
 def calibrate(
@@ -589,4 +597,10 @@ def run_batches(model: onnx.ModelProto, batches: Sequence[np.ndarray], output: O
     """One output (default: the logits, also of a labels-only graph) of every batch, concatenated."""
     name = output or logits_tensor(model)
     s = session(with_outputs(model, [name]))
-    return np.concatenate([s.run([name], {INPUT_NAME: b})[0] for b in batches])
+    return np.concatenate([s.run([name], {input_name(model): b})[0] for b in batches])
+
+
+def input_name(model: onnx.ModelProto) -> str:
+    """The graph's one picture input: `input` (segmentation, classification) or SAM's encoder's `image`."""
+    initializers = {t.name for t in model.graph.initializer}
+    return next(i.name for i in model.graph.input if i.name not in initializers)

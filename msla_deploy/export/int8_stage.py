@@ -62,10 +62,13 @@ class QuantizedExport:
     files: List[str]
 
 
-def quantize_export(options: ExportOptions, calib: CalibrationSet, staging: Path, steps: Steps) -> QuantizedExport:
+def quantize_export(
+    options: ExportOptions, calib: CalibrationSet, staging: Path, steps: Steps, fp32_name: str = FP32_ONNX_NAME
+) -> QuantizedExport:
     """Calibrate once on the pictures, optionally sweep the modules, quantize the fp32 graph
-    written at `staging`/model_fp32.onnx, and check that TensorRT can consume the result."""
-    fp32_path = staging / FP32_ONNX_NAME
+    written at `staging`/`fp32_name` (model_fp32.onnx; SAM's encoder_fp32.onnx), and check that
+    TensorRT can consume the result."""
+    fp32_path = staging / fp32_name
     with tempfile.TemporaryDirectory(prefix="msla-int8-") as work:
         feeds = calib.batches(calibration_batch(options))
         pictures = sum(len(f) for f in feeds)

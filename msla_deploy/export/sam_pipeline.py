@@ -80,6 +80,7 @@ from ..runtime.onnxruntime import CPU, import_onnxruntime
 from ..tasks import SAM, OutputKind, get_task
 from . import sam_graphs
 from .graph import GraphReport, check_and_stamp, finalize
+from .int8_stage import load_int8_calibration, quantize_export
 from .pipeline import ExportResult, parity_check, scan_hazards
 
 #: reference pictures: each a 4:3 landscape picture, so the encoder's input is padded below it as
@@ -100,6 +101,8 @@ def run_sam_export(options: ExportOptions, steps: Steps) -> ExportResult:
     target = options.output_dir()
     check_replaceable(target, options.overwrite)
     started = time.time()
+    int8 = options.precision == "int8"
+    calib = load_int8_calibration(options, steps) if int8 else None  # bad pictures never cost a model build
     with staged_directory(target, options.overwrite, steps.warn) as staging:
         with steps.step("build", "Building model"):
             loaded = load_model(options)
@@ -111,12 +114,15 @@ def run_sam_export(options: ExportOptions, steps: Steps) -> ExportResult:
             graphs = _export(sam, reference, options)
         with steps.step("check", "Checking the graphs (onnx.checker; the decoder's shapes read prompts and points)"):
             records, reports = _write_graphs(staging, graphs, options, loaded.name, recipe_sha)
+        quantized = _quantize(options, calib, staging, records[0], reports, steps) if int8 else None
         hazards = {file: scan_hazards(staging / file, read_as) for file, read_as in _hazard_scans(options)}
         with steps.step("parity", "Comparing ONNX Runtime with PyTorch fp32 (embeddings, masks, the pair)"):
             reference_files = write_reference(staging, _bundle(reference, options))
             parity = ParityRecord.of(_checks(staging, reference, options))
             parity.write(staging / PARITY_NAME)
         manifest = _manifest(options, started, recipe_sha, loaded, graphs, records, reports, hazards, parity, steps)
+        if quantized is not None:
+            manifest.precision.extra["int8"] = quantized.record
         files = [f for record in records for f in record.files] + [PARITY_NAME, *reference_files]
         manifest.artifacts = describe_files(staging, files)
         write_manifest(staging, manifest)
@@ -133,8 +139,9 @@ def _check_options(options: ExportOptions) -> None:
          "drop --batch; the decoder's prompts are its dynamic dimension (--max-prompts)"),
         (tuple(options.resolution) != tuple(side), f"--res {options.resolution[0]}x{options.resolution[1]}: "
          f"{name}'s encoder runs at {side[0]}x{side[1]} (64x64 embeddings)", "drop --res"),
-        (options.precision == "int8", f"--precision int8 is not available for {name} yet (SAM's int8 encoder is "
-         "issue 24)", "export --precision fp16 or fp32"),
+        (options.sensitivity or options.min_argmax_agreement is not None, "--sensitivity/--min-argmax-agreement "
+         f"do not apply to {name} yet (SAM's int8 policies are issue 24)", "drop them: the encoder's blocks are "
+         "int8, its attention cores and LayerNorm2d fp32"),
         ((options.attention_precision, options.io_dtype) != ("fp32", "fp32"), "--attention-precision/--io-dtype do "
          f"not apply to {name}: its fp16 encoder keeps fp32 attention islands and fp32 I/O", "drop them"),
     )  # fmt: skip
@@ -231,7 +238,8 @@ class SamGraphs:
 
 
 def _encoder_precision(options: ExportOptions) -> str:
-    if options.precision == "fp32":
+    """What the PyTorch side exports: int8 quantizes the fp32 graph."""
+    if options.precision in ("fp32", "int8"):
         return "fp32"
     return "fp16" if options.fp16_guards else "fp16-naive"
 
@@ -271,9 +279,9 @@ def _write_graphs(
         META_NORMALIZATION: f"rgb/255, mean={list(IMAGENET_MEAN)}, std={list(IMAGENET_STD)}; longest side resized to "
         f"{side}, padded bottom-right",
     }
-    fp16 = options.precision != "fp32"
-    files = [(graphs.encoder, ENCODER_ONNX_NAME, options.precision)]
-    if fp16:
+    beside = options.precision != "fp32"  # an fp32 graph beside: weakly typed builds, or int8's source
+    files = [] if options.precision == "int8" else [(graphs.encoder, ENCODER_ONNX_NAME, options.precision)]
+    if beside:
         files.append((graphs.encoder_fp32, ENCODER_FP32_ONNX_NAME, "fp32"))
     reports = {}
     for graph, file, precision in files:
@@ -303,7 +311,7 @@ def _write_graphs(
         precision=options.precision,
         inputs=_tensors(graphs.encoder.proto.graph.input),
         outputs=_tensors(graphs.encoder.proto.graph.output),
-        fp32_file=ENCODER_FP32_ONNX_NAME if fp16 else None,
+        fp32_file=ENCODER_FP32_ONNX_NAME if beside else None,
         fp32_nodes=list(graphs.encoder_fp32.fp32_nodes),
     )
     decoder_record = GraphRecord(
@@ -318,6 +326,23 @@ def _write_graphs(
         },
     )
     return [encoder_record, decoder_record], reports
+
+
+def _quantize(options: ExportOptions, calib, staging: Path, encoder: GraphRecord, reports, steps: Steps):
+    """encoder.onnx as the Q/DQ graph of encoder_fp32.onnx: the blocks int8 (calibrated on
+    --calib-images as SAM's transform sees them), the LiteMLA cores fp32 islands; the final
+    LayerNorm2d has no quantizable op and stays float. Its record is the encoder's."""
+    quantized = quantize_export(options, calib, staging, steps, fp32_name=ENCODER_FP32_ONNX_NAME)
+    proto = quantized.graph.proto
+    metadata = {p.key: p.value for p in proto.metadata_props}
+    reports[ENCODER_ONNX_NAME] = finalize(proto, producer_version=__version__, metadata=metadata)
+    write_bytes_atomic(staging / ENCODER_ONNX_NAME, proto.SerializeToString())
+    names = {n.name for n in proto.graph.node}
+    # a weakly typed build of the Q/DQ graph keeps the islands and the LayerNorm2d in fp32
+    pinned = dict.fromkeys([*quantized.graph.fp32_nodes, *(n for n in encoder.fp32_nodes if n in names)])
+    encoder.fp32_nodes = list(pinned)
+    encoder.inputs, encoder.outputs = _tensors(proto.graph.input), _tensors(proto.graph.output)
+    return quantized
 
 
 def _check_decoder(proto: onnx.ModelProto) -> GraphReport:
@@ -414,7 +439,9 @@ def _checks(staging: Path, ref: SamReference, options: ExportOptions) -> List[Pa
     )
     checks = [pair, encoder, decoder, single]
     if options.precision != "fp32":
-        fp32_encoder, _ = check("encoder fp32 (weak typing)", ENCODER_FP32_ONNX_NAME, embeddings, images, fp32)
+        fp32_encoder, _ = check(
+            f"encoder fp32 ({ENCODER_FP32_ONNX_NAME})", ENCODER_FP32_ONNX_NAME, embeddings, images, fp32
+        )
         checks.append(fp32_encoder)
     return checks
 

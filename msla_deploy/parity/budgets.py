@@ -177,12 +177,14 @@ CLS_INT8 = dataclasses.replace(INT8, near_tie=0.05)
 # SAM is judged by the masks a user gets: the IoU of the binarised low-res masks (logits > 0)
 # against PyTorch's, mean over every mask of every reference prompt: fp32 >= 0.999 (summation
 # order moves a boundary pixel now and then), fp16 >= 0.99 with no NaN (the issue's bar; the
-# guarded encoder measured 0.998+ with stress weights). The encoder's embeddings are judged by
+# guarded encoder measured 0.9996 with stress weights). The encoder's embeddings are judged by
 # error and cosine as any tensor; the predicted IoUs by their absolute error (0.01 in fp16: a
-# ranking of SAM's three masks rarely turns on less). int8 is reported against the fp16 bar.
+# ranking of SAM's three masks rarely turns on less). int8's mask IoU is reported, not judged
+# (what int8 costs SAM is measured per policy in issue 24; `validate --min-mask-iou` gates it):
+# only NaN and a cosine under 0.9 (a broken graph, not a quantization cost) fail it.
 SAM_FP32 = dataclasses.replace(FP32, min_mask_iou=0.999)
 SAM_FP16 = dataclasses.replace(FP16, min_mask_iou=0.99, max_score_error=0.01)
-SAM_INT8 = dataclasses.replace(INT8, min_mask_iou=0.95, max_score_error=0.05)
+SAM_INT8 = dataclasses.replace(INT8, min_cosine=0.9)
 
 #: the default budgets per task and precision (tasks.py names the tasks)
 TASK_BUDGETS = {
