@@ -3,11 +3,16 @@
 
 from __future__ import annotations
 
+import atexit
 import gzip
+import json
+import shutil
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
@@ -39,8 +44,6 @@ def b0_golden(name: str):
 
 def manifest_json(directory: Path) -> dict:
     """manifest.json as written on disk (tests check the file an export writes, not our reader)."""
-    import json
-
     return json.loads((Path(directory) / "manifest.json").read_text())
 
 
@@ -85,38 +88,82 @@ def one_error_line(result) -> str:
     return lines[0]
 
 
-def export_random_b0(root: Path, name: str = "b0", **options) -> Path:
-    """b0 at 64x128 with seeded random weights (an empty models dir: even where a checkpoint
-    lies in ./models), exported into root/name; `options`: more ExportOptions fields."""
+# One export per set of options in a test process: the exports below are the slow part of many
+# modules, and several modules ask for the same one. Each caller still gets a directory of its own
+# (a copy: a test may write into it), with the manifest an export at that place would have written.
+_EXPORTS: Dict[str, Tuple[Dict[str, Path], bool, Any]] = {}  # its paths, ExportResult.passed and .parity
+_CACHE: List[Path] = []  # the process's cache folder, made on first use
+
+
+def _cache_root() -> Path:
+    if not _CACHE:
+        _CACHE.append(Path(tempfile.mkdtemp(prefix="msla-test-exports-")))
+        atexit.register(shutil.rmtree, _CACHE[0], True)
+    return _CACHE[0]
+
+
+def shared_export(
+    root: Path,
+    name: str,
+    must_pass: bool = False,
+    weights: Optional[Path] = None,
+    models_dir: Optional[Path] = None,
+    **options,
+) -> Path:
+    """`run_export(ExportOptions(out=root/name, weights=weights, models_dir=models_dir, **options))`
+    (models_dir: root/"no-models" unless given; it must hold no checkpoint: the weights are `weights`
+    or seeded random ones), computed once per process, options and weights' content and copied for
+    later callers. The copy's manifest names its own out, models_dir and weights, as a fresh export's
+    would (its created_unix and timings_s are the first export's). `must_pass`: assert the export
+    passed (parity within budget, no hazard: ExportResult.passed)."""
+    import dataclasses
+    import hashlib
+
     from msla_deploy.artifact.options import ExportOptions
     from msla_deploy.export.pipeline import run_export
 
+    models_dir = root / "no-models" if models_dir is None else Path(models_dir)
+    assert not models_dir.exists() or not any(models_dir.iterdir()), f"{models_dir} must be empty"
+    recipe = dataclasses.asdict(ExportOptions(**options))
+    if weights is not None:
+        recipe["weights"] = [Path(weights).name, hashlib.sha256(Path(weights).read_bytes()).hexdigest()]
+    key = json.dumps(recipe, sort_keys=True, default=str)
+    if key not in _EXPORTS:
+        where = Path(tempfile.mkdtemp(dir=_cache_root()))
+        paths = {"out": where / "export", "models_dir": where / "no-models"}
+        if weights is not None:
+            paths["weights"] = where / Path(weights).name
+            shutil.copyfile(weights, paths["weights"])
+        result = run_export(ExportOptions(**paths, **options))
+        _EXPORTS[key] = (paths, result.passed, result.parity)
+    paths, passed, parity = _EXPORTS[key]
+    assert passed or not must_pass, parity
     out = root / name
-    run_export(
-        ExportOptions(
-            model="efficientvit-seg-b0-cityscapes",
-            resolution=(64, 128),
-            out=out,
-            models_dir=root / "no-models",
-            **options,
-        )
-    )
+    shutil.copytree(paths["out"], out)
+    manifest = out / "manifest.json"
+    text = manifest.read_text()
+    for field, there in paths.items():
+        quoted = json.dumps(str(there))
+        assert quoted in text, (field, quoted, text)
+        text = text.replace(quoted, json.dumps(str({"out": out, "models_dir": models_dir, "weights": weights}[field])))
+    manifest.write_text(text)
     return out
+
+
+def export_random_b0(root: Path, name: str = "b0", **options) -> Path:
+    """b0 at 64x128 with seeded random weights (an empty models dir: even where a checkpoint
+    lies in ./models), exported into root/name (shared_export); `options`: more ExportOptions fields."""
+    return shared_export(root, name, model="efficientvit-seg-b0-cityscapes", resolution=(64, 128), **options)
 
 
 def export_random_classifier(root: Path, name: str = "cls", **options) -> Path:
     """The zoo's efficientvit-b0 classifier at 64x64 with seeded random weights (no checkpoint looked
-    up), exported into root/name; `options`: more ExportOptions fields (head="topk", ...)."""
-    from msla_deploy.artifact.options import ExportOptions
-    from msla_deploy.export.pipeline import run_export
-
-    out = root / name
+    up), exported into root/name (shared_export); `options`: more ExportOptions fields (head="topk", ...)."""
     options.setdefault("resolution", (64, 64))
     # torchscript: a b0 classifier exports ~6x faster than with dynamo here; both exporters are
     # proven against upstream in tests/export/test_cls_upstream_parity.py
     options.setdefault("exporter", "torchscript")
-    run_export(ExportOptions(model="efficientvit-b0", out=out, models_dir=root / "no-models", **options))
-    return out
+    return shared_export(root, name, model="efficientvit-b0", **options)
 
 
 def export_sam(root: Path, name: str = "sam", **options) -> Path:

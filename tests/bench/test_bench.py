@@ -25,6 +25,7 @@ from msla_deploy.drawing import nice_ticks
 from msla_deploy.errors import MissingRuntime
 from msla_deploy.runtime.cudart import MEMCPY_DEVICE_TO_HOST, MEMCPY_HOST_TO_DEVICE, call
 from msla_deploy.runtime.trt_direct import DirectTiming
+from tests.fixtures import export_random_b0
 from tests.trt_fake import FAKE_VERSIONS, make_engine, make_fake_tensorrt
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"  # every PNG starts so
@@ -327,13 +328,8 @@ def test_bench_of_an_onnx_imports_no_torch(tiny_onnx):
 @pytest.fixture(scope="module")
 def b0_export(tmp_path_factory) -> Path:
     pytest.importorskip("torch")
-    from msla_deploy.artifact.options import ExportOptions
-    from msla_deploy.export.pipeline import run_export
-
-    directory = tmp_path_factory.mktemp("bench") / "b0"
-    result = run_export(ExportOptions(model=B0, resolution=(64, 128), out=directory))
-    assert result.passed, result.parity
-    return directory
+    # B0 at 64x128, seeded random weights
+    return export_random_b0(tmp_path_factory.mktemp("bench"), "b0", must_pass=True)
 
 
 def test_real_export_torch_vs_ort_cpu(b0_export):

@@ -19,7 +19,7 @@ from typing import Optional
 
 import pytest
 
-from tests.fixtures import REPO
+from tests.fixtures import REPO, export_random_b0
 
 B0 = "efficientvit-seg-b0-cityscapes"
 
@@ -46,12 +46,7 @@ def run(argv, **kwargs) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 def test_wheel_installs_without_torch_and_runs_doctor_and_validate(tmp_path):
-    from msla_deploy.artifact.options import ExportOptions
-    from msla_deploy.export.pipeline import run_export
-
-    export = tmp_path / "b0"
-    result = run_export(ExportOptions(model=B0, resolution=(64, 128), out=export, models_dir=tmp_path / "no-models"))
-    assert result.passed
+    export = export_random_b0(tmp_path, "b0", must_pass=True)  # B0 at 64x128, seeded random weights
 
     # build from a copy: setuptools' build/ folder in the checkout could carry stale files
     source = tmp_path / "src"

@@ -13,11 +13,10 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from msla_deploy.artifact.options import ExportOptions
 from msla_deploy.artifact.reference import IMAGENET_MEAN, IMAGENET_STD
 from msla_deploy.cli import app
 from msla_deploy.evaluate.synthetic import write_class_folders
-from msla_deploy.export.pipeline import run_export
+from tests.fixtures import export_random_classifier
 
 ort = pytest.importorskip("onnxruntime")
 pytestmark = pytest.mark.slow
@@ -27,25 +26,11 @@ RES = 64
 runner = CliRunner()
 
 
-def _export(root: Path, head: str) -> Path:
-    out = root / head
-    run_export(
-        ExportOptions(
-            model=MODEL,
-            resolution=(RES, RES),
-            out=out,
-            models_dir=root / "no-models",
-            head=head,
-            exporter="torchscript",  # ~6x faster than dynamo on b0 (tests/fixtures.export_random_classifier)
-        )
-    )
-    return out
-
-
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
     root = tmp_path_factory.mktemp("cls-export")
-    return {head: _export(root, head) for head in ("logits", "topk")}
+    # MODEL at RES x RES with seeded random weights (shared with the other modules that ask for it)
+    return {head: export_random_classifier(root, head, head=head) for head in ("logits", "topk")}
 
 
 def _logits(model: Path, picture: Path) -> np.ndarray:

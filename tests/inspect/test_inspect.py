@@ -21,6 +21,7 @@ from msla_deploy.cli import app
 from msla_deploy.errors import BadInput
 from msla_deploy.inspect import inspect_onnx
 from msla_deploy.inspect.hazards import LONG_REDUCTION_ERROR
+from tests.fixtures import export_random_b0
 
 F16, F32 = TensorProto.FLOAT16, TensorProto.FLOAT
 UPSTREAM_CONFIG = {"in_channels": 64, "out_channels": 64, "dim": 16, "scales": [5]}
@@ -418,12 +419,7 @@ def test_dynamo_upstream_export_lost_its_eps(upstream_exports):
 @pytest.fixture(scope="module")
 def b0_export(tmp_path_factory):
     pytest.importorskip("torch")
-    from msla_deploy.artifact.options import ExportOptions
-    from msla_deploy.export.pipeline import run_export
-
-    out = tmp_path_factory.mktemp("inspect") / "b0"
-    run_export(ExportOptions(model="efficientvit-seg-b0-cityscapes", resolution=(64, 128), out=out))
-    return out / "model.onnx"
+    return export_random_b0(tmp_path_factory.mktemp("inspect"), "b0") / "model.onnx"
 
 
 def test_our_fp32_export_passes_fp32_targets(b0_export):
@@ -462,7 +458,6 @@ def test_dla_on_b0(b0_export):
 def test_our_fp16_export_has_nothing_to_fear(tmp_path):
     pytest.importorskip("torch")
     from msla_deploy.artifact.options import ExportOptions
-    from msla_deploy.export.pipeline import run_export
 
     options = ExportOptions(
         model="efficientvit-seg-b0-cityscapes", resolution=(64, 128), out=tmp_path / "fp16", precision="fp16"
@@ -471,7 +466,7 @@ def test_our_fp16_export_has_nothing_to_fear(tmp_path):
         options.check()
     except BadInput as exc:
         pytest.skip(f"fp16 export not available yet ({exc})")
-    run_export(options)
+    export_random_b0(tmp_path, "fp16", precision="fp16")  # options' export, with seeded random weights
     for target in (None, "8.6", "10.13", "11"):
         report = inspect_onnx(str(tmp_path / "fp16" / "model.onnx"), target=target)
         assert report.info["precision"]["assumed"] == "fp16"

@@ -19,13 +19,12 @@ import torch
 from PIL import Image
 
 from msla_deploy import Classifier
-from msla_deploy.artifact.options import ExportOptions
 from msla_deploy.artifact.reference import IMAGENET_MEAN, IMAGENET_STD
 from msla_deploy.classes import imagenet1k_classes, read_labels
 from msla_deploy.errors import BadInput
-from msla_deploy.export.pipeline import run_export
 from msla_deploy.runtime.classifier import class_names_for, softmax
 from msla_deploy.runtime.segmenter import Segmenter
+from tests.fixtures import shared_export
 
 CLS = "efficientvit-b0"
 RES = 64
@@ -56,21 +55,18 @@ def calibrated_cls_checkpoint(path: Path) -> Path:
 
 
 def export_classifier(root: Path, weights: Path, head: str, batch: int = 1) -> Path:
-    out = root / f"{head}-b{batch}"
-    result = run_export(
-        ExportOptions(
-            model=CLS,
-            weights=weights,
-            resolution=(RES, RES),
-            head=head,
-            batch=batch,
-            out=out,
-            models_dir=root / "no-models",
-            exporter="torchscript",  # ~6x faster than dynamo on b0 (tests/fixtures.export_random_classifier)
-        )
+    # shared_export: the same export asked for again (tests/predict does) is a copy of the first
+    return shared_export(
+        root,
+        f"{head}-b{batch}",
+        must_pass=True,
+        model=CLS,
+        weights=weights,
+        resolution=(RES, RES),
+        head=head,
+        batch=batch,
+        exporter="torchscript",  # ~6x faster than dynamo on b0 (tests/fixtures.export_random_classifier)
     )
-    assert result.passed, result.parity
-    return out
 
 
 @pytest.fixture(scope="module")

@@ -18,9 +18,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from msla_deploy.artifact.options import ExportOptions
 from msla_deploy.cli import app
 from msla_deploy.runtime import cudart
+from tests.fixtures import export_random_b0
 from tests.trt_fake import FAKE_VERSIONS, install_fake_tensorrt
 
 B0 = "efficientvit-seg-b0-cityscapes"
@@ -97,19 +97,12 @@ def _execute_with_onnxruntime(onnx_path):
 
 @pytest.fixture(scope="module")
 def exports(tmp_path_factory):
-    from msla_deploy.export.pipeline import run_export
-
     root = tmp_path_factory.mktemp("trt-runtime")
-    made = {}
-    for precision in ("fp32", "fp16"):
-        result = run_export(
-            ExportOptions(
-                model=B0, resolution=(64, 128), out=root / precision, precision=precision, models_dir=root / "none"
-            )
-        )
-        assert result.passed
-        made[precision] = result.directory
-    return made
+    # B0 at 64x128, seeded random weights
+    return {
+        precision: export_random_b0(root, precision, must_pass=True, precision=precision, models_dir=root / "none")
+        for precision in ("fp32", "fp16")
+    }
 
 
 def _install(monkeypatch, version, onnx_path):

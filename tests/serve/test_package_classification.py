@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from msla_deploy.classes import imagenet1k_classes
 from msla_deploy.cli import app
 from msla_deploy.serve.repository import PackageOptions, package_triton
-from tests.fixtures import one_error_line
+from tests.fixtures import export_random_classifier, one_error_line
 
 runner = CliRunner()
 NO_TRITONCLIENT = "tritonclient[grpc] is not installed (pip install -e '.[serve]')"
@@ -109,21 +109,7 @@ def tiny_classifier(
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory) -> Path:
-    from msla_deploy.artifact.options import ExportOptions
-    from msla_deploy.export.pipeline import run_export
-
-    root = tmp_path_factory.mktemp("package-cls")
-    out = root / "b0-cls"
-    run_export(
-        ExportOptions(
-            model="efficientvit-b0",
-            resolution=(64, 64),
-            out=out,
-            models_dir=root / "no-models",
-            exporter="torchscript",  # ~6x faster than dynamo on b0 (tests/fixtures.export_random_classifier)
-        )
-    )
-    return out
+    return export_random_classifier(tmp_path_factory.mktemp("package-cls"), "b0-cls")  # efficientvit-b0 at 64x64
 
 
 def test_a_classifier_repository_names_imagenet_classes(exported, tmp_path):

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from msla_deploy.cli import app
+from tests.fixtures import export_random_b0
 from tests.fixtures import manifest_json as read_manifest
 
 B0 = "efficientvit-seg-b0-cityscapes"
@@ -33,12 +34,8 @@ def build(*args):
 
 
 def _export(directory: Path, precision: str) -> Path:
-    from msla_deploy.artifact.options import ExportOptions
-    from msla_deploy.export.pipeline import run_export
-
-    result = run_export(ExportOptions(model=B0, resolution=(64, 128), out=directory, precision=precision))
-    assert result.passed, result.parity
-    return result.directory
+    # B0 at 64x128, seeded random weights
+    return export_random_b0(directory.parent, directory.name, must_pass=True, precision=precision)
 
 
 @pytest.fixture(scope="module")
