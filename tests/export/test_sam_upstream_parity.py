@@ -15,7 +15,7 @@ tests/data/upstream/sam/, tests/data/README.md "SAM").
   export passes its own parity check, naive fp16 fails it (efficientvit #113, reproduced and fixed).
 
 Each export runs once per module (module-scoped fixtures); every test here waits for an export
-of a minute or more on two shared cores, so the file is slow (measured times in EXPORT_TIMES).
+of a minute or more on two shared cores, so the file is slow (measured times at `pytestmark`).
 """
 
 from __future__ import annotations
@@ -38,8 +38,9 @@ from msla_deploy.export.torch_to_onnx import dynamo_available
 from msla_deploy.zoo.sam import build_sam, get_sam_spec
 from tests.zoo import sam_golden
 
-#: measured on the 2 shared cores (export + its own parity run, wall time under a load of 3-8):
-#: l0 torchscript 60-100 s, l0 dynamo 80-135 s, xl0 torchscript ~FIXME s, each fp16 stress export ~FIXME s
+#: measured on the 2 shared cores (export and its own parity run, wall time, load average 2-9 from
+#: other jobs): l0 torchscript 43-100 s, l0 dynamo 51-135 s, xl0 torchscript 88-285 s, the two fp16
+#: stress exports 48-75 s each; the whole file 362 s at a load of 3.5 (4 min 17 s of CPU time)
 pytestmark = pytest.mark.slow
 
 L0, XL0 = sam_golden.GOLDEN_NAMES
