@@ -239,7 +239,9 @@ def export_decoder(
 ) -> SamGraph:
     """The decoder graph. `dynamic`: B and P are dynamic (1..max_prompts, 1..max_points for the
     dynamo exporter's range); else static at the examples' sizes (`decoder_examples()` by default)."""
-    module = SamDecoderGraph(copy.deepcopy(sam).eval(), multimask).eval()
+    # a copy of what the decoder graph holds (prompt encoder, mask decoder): not of the image encoder,
+    # which is most of the weights (an XL model's encoder is 0.8 GB)
+    module = copy.deepcopy(SamDecoderGraph(sam, multimask)).eval()
     examples = examples if examples is not None else decoder_examples()
     proto, used = export_inputs_to_onnx(
         module,

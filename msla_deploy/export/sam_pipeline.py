@@ -23,7 +23,7 @@ import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 import onnx
@@ -106,12 +106,15 @@ def run_sam_export(options: ExportOptions, steps: Steps) -> ExportResult:
     with staged_directory(target, options.overwrite, steps.warn) as staging:
         with steps.step("build", "Building model"):
             loaded = load_model(options)
-        sam = loaded.module
+        sam, parameters = loaded.module, sum(p.numel() for p in loaded.module.parameters())
         with steps.step("reference", "Planning attention and computing the PyTorch reference"):
             reference = _reference(sam, options)
         recipe_sha = _recipe_sha(options, loaded)
         with steps.step("export", f"Exporting the encoder ({options.precision}) and the decoder to ONNX"):
             graphs = _export(sam, reference, options)
+        # the PyTorch side is done: an XL model and its planned copy hold gigabytes the checks need
+        del sam
+        loaded.module = reference.planned = None
         with steps.step("check", "Checking the graphs (onnx.checker; the decoder's shapes read prompts and points)"):
             records, reports = _write_graphs(staging, graphs, options, loaded.name, recipe_sha)
         quantized = _quantize(options, calib, staging, records[0], reports, steps) if int8 else None
@@ -120,7 +123,9 @@ def run_sam_export(options: ExportOptions, steps: Steps) -> ExportResult:
             reference_files = write_reference(staging, _bundle(reference, options))
             parity = ParityRecord.of(_checks(staging, reference, options))
             parity.write(staging / PARITY_NAME)
-        manifest = _manifest(options, started, recipe_sha, loaded, graphs, records, reports, hazards, parity, steps)
+        manifest = _manifest(
+            options, started, recipe_sha, loaded, parameters, graphs, records, reports, hazards, parity, steps
+        )
         if quantized is not None:
             manifest.precision.extra["int8"] = quantized.record
         files = [f for record in records for f in record.files] + [PARITY_NAME, *reference_files]
@@ -156,7 +161,7 @@ def _check_options(options: ExportOptions) -> None:
 @dataclass
 class SamReference:
     images: np.ndarray  # [N, 3, S, S], SAM's input
-    planned: sam_graphs.PlannedEncoder  # the encoder planned on the first picture
+    planned: Optional[sam_graphs.PlannedEncoder]  # the encoder planned on the first picture (until exported)
     embeddings: np.ndarray  # [N, 256, 64, 64]
     prompts: Dict[str, np.ndarray]  # the decoder's inputs but the embeddings, each [N, B, ...]
     masks: np.ndarray  # [N, B, M, 256, 256]
@@ -495,6 +500,7 @@ def _manifest(
     started: float,
     recipe_sha: str,
     loaded,
+    parameters: int,
     graphs: SamGraphs,
     records: List[GraphRecord],
     reports: Dict[str, GraphReport],
@@ -515,7 +521,7 @@ def _manifest(
             loaded.source,
             options.model,
             None,
-            sum(p.numel() for p in loaded.module.parameters()),
+            parameters,
             task=SAM,
         ),
         weights=loaded.weights,

@@ -20,8 +20,9 @@ point the decoder ignores (SAM's padding). More prompts than the decoder's profi
 `prompts` max) run as several calls; more points per prompt than its `points` max is refused.
 
 The two graphs run on ONNX Runtime (ort-cpu, ort-cuda, ort-trt; auto: CUDA where the provider is
-listed) or on TensorRT (trt: each graph's engine that `msla-deploy build` recorded for it, else
-built in memory from its ONNX). Bad input is one line (errors.BadInput, exit 2 from the CLI).
+listed) or on TensorRT (trt: each graph's engine that `msla-deploy build` recorded for it; an
+encoder without one is built in memory from its ONNX, a decoder without one is refused: it needs
+its profile of prompts and points). Bad input is one line (errors.BadInput, exit 2 from the CLI).
 """
 
 from __future__ import annotations
@@ -195,6 +196,8 @@ class SamPredictor(SessionOwner):
         self.weights_warning: Optional[str] = resolved.weights_warning
         self.threads = threads
         chosen = _choose(backend, resolved)
+        if chosen.is_tensorrt:
+            _require_engine(resolved, self.decoder_graph)  # before the encoder is loaded or built
         self.encoder = _open_graph(resolved, self.encoder_graph, chosen, threads)
         try:
             self.decoder = _open_graph(resolved, self.decoder_graph, chosen, threads)
@@ -341,6 +344,16 @@ def _open_graph(artifact, graph: GraphRecord, backend, threads: Optional[int]):
     if not path.is_file():
         raise BadInput(f"{artifact.name}: the {graph.role} graph {graph.file} is missing", "re-export the directory")
     return open_onnx(path, backend, threads=threads, label=str(path), precision=graph.precision)
+
+
+def _require_engine(artifact, graph: GraphRecord) -> None:
+    """A dynamic graph runs on TensorRT from its built engine: one built in memory from the ONNX would
+    have no optimisation profile for its prompts and points."""
+    if graph.dynamic and _engine_for(artifact, graph.role) is None:
+        raise BadInput(
+            f"{artifact.name} has no TensorRT engine of its {graph.role} graph",
+            f"run `msla-deploy build {artifact.path}` first (it builds the {graph.role} with its profile)",
+        )
 
 
 def _engine_for(artifact, role: str) -> Optional[Path]:

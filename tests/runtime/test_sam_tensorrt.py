@@ -103,3 +103,13 @@ def test_validate_and_bench_run_both_engines(sam_artifact, tmp_path, monkeypatch
     result = runner.invoke(app, ["bench", str(directory), "--backend", "trt", "--iterations", "2", "--warmup", "1"])
     assert result.exit_code == 0, result.output
     assert "decoder" in result.stdout and "encoder" in result.stdout
+
+
+def test_the_decoder_needs_its_built_engine_on_tensorrt(sam_artifact, monkeypatch):
+    from msla_deploy.errors import BadInput
+
+    install_fake_tensorrt(monkeypatch, "10.3.0")
+    with pytest.raises(BadInput) as raised:
+        SamPredictor(sam_artifact, backend="trt")
+    assert "no TensorRT engine of its decoder graph" in raised.value.problem
+    assert "msla-deploy build" in raised.value.fix
