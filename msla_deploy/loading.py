@@ -51,7 +51,7 @@ def _stress(module: torch.nn.Module) -> List[str]:
     from .zoo.sam import EfficientViTSam
 
     if isinstance(module, EfficientViTSam):
-        from .export.sam_stress import apply_sam_stress_weights
+        from .zoo.sam.stress import apply_sam_stress_weights
 
         return apply_sam_stress_weights(module.image_encoder)
     return apply_stress_weights(module)

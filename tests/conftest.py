@@ -11,15 +11,29 @@ from tests.trt_fake import fake_trt  # noqa: F401  (the fake TensorRT of each ve
 sys.addaudithook(RECORDER)  # for the rest of the process: audit hooks cannot be removed
 
 
+#: a pytest-xdist run: what each worker's hook saw, gathered by the controller (pytest_testnodedown)
+WORKERS_SEEN = []
+
+
 def pytest_terminal_summary(terminalreporter):
-    if RECORDER.seen:
+    seen = sorted(set(RECORDER.seen) | set(WORKERS_SEEN))
+    if seen:
         terminalreporter.section("files opened beside the repository (it must be self-contained)")
-        for path in sorted(set(RECORDER.seen)):
+        for path in seen:
             terminalreporter.line(path)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):  # pytest-xdist's controller, as each worker ends
+    WORKERS_SEEN.extend(getattr(node, "workeroutput", {}).get("outside_reads", []))
+
+
 def pytest_sessionfinish(session, exitstatus):
-    if RECORDER.seen and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # an xdist worker: hand what it saw to the controller
+        workeroutput["outside_reads"] = list(RECORDER.seen)
+    seen = RECORDER.seen or WORKERS_SEEN
+    if seen and exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 

@@ -318,8 +318,12 @@ def test_blocks_are_found_labelled_and_not_run_only_on_purpose():
     )
 
 
+CI_TEST_COMMAND = "python -m pytest -q -n 2 --dist loadfile"
+
+
 def test_the_readme_keeps_the_test_command_ci_runs():
-    assert "\npython -m pytest -q\n" in (REPO / "README.md").read_text(encoding="utf-8")
+    assert f"\n{CI_TEST_COMMAND}\n" in (REPO / "README.md").read_text(encoding="utf-8")
+    assert f"\n{CI_TEST_COMMAND}\n" in (REPO / ".ci" / "run").read_text(encoding="utf-8")
     assert len((REPO / "README.md").read_text(encoding="utf-8").splitlines()) <= 200
 
 

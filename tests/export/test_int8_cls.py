@@ -92,7 +92,7 @@ def test_calibration_preprocessing_follows_the_task(tmp_path):
         np.testing.assert_array_equal(seg.inputs[i], processing.preprocess(load_rgb(path), (RES, RES), floats=True)[0])
     assert cls.to_dict()["preprocessing"] == classify_preprocess.PREPROCESSING
     assert seg.to_dict()["preprocessing"] == processing.PREPROCESSING
-    assert set(PREPROCESSORS) == {SEGMENTATION, CLASSIFICATION}
+    assert set(PREPROCESSORS) == {SEGMENTATION, CLASSIFICATION, "sam"}  # SAM: tests/export/test_sam_int8.py
 
 
 @pytest.fixture(scope="module")

@@ -28,10 +28,10 @@ from msla_deploy.artifact.sam_io import (
 )
 from msla_deploy.export import sam_graphs
 from msla_deploy.export.graph import inspect_static
-from msla_deploy.export.sam_stress import apply_sam_stress_weights
 from msla_deploy.export.torch_to_onnx import dynamo_available
 from msla_deploy.nn.precision import fp16_storage_proxy
 from msla_deploy.zoo.sam import LayerNorm2d, build_sam
+from msla_deploy.zoo.sam.stress import apply_sam_stress_weights
 from tests.zoo import sam_golden
 
 L0 = "efficientvit-sam-l0"

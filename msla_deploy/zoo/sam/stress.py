@@ -20,8 +20,8 @@ from typing import List
 import torch
 from torch import nn
 
-from ..nn.stress import apply_stress_weights
-from ..zoo.sam.image_encoder import EfficientViTSamImageEncoder
+from ...nn.stress import apply_stress_weights
+from .image_encoder import EfficientViTSamImageEncoder
 
 #: chosen on l0 at 512 with tests/zoo/sam_golden.py's weights: the centred pre-norm features reach
 #: ~|2e3| (squares ~4e6, fp16's max 65504) and most positions have at least one above 256
