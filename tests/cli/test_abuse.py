@@ -377,8 +377,17 @@ def _interrupting_dynamo(how: str):
     return export
 
 
+@pytest.fixture
+def ctrl_c_interrupts():
+    """SIGINT raises KeyboardInterrupt, as in a user's terminal: a pytest-xdist worker runs with
+    SIGINT ignored (its controller takes Ctrl-C), where the interrupt would never arrive."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("how", ["raised", "wrapped", "swallowed"])
-def test_ctrl_c_during_the_dynamo_export_is_never_a_fallback(tiny, tmp_path, monkeypatch, how):
+def test_ctrl_c_during_the_dynamo_export_is_never_a_fallback(tiny, tmp_path, monkeypatch, how, ctrl_c_interrupts):
     fallback = _Recorder()
     monkeypatch.setattr(torch_to_onnx, "dynamo_available", lambda: True)
     monkeypatch.setattr(torch_to_onnx, "_export_dynamo", _interrupting_dynamo(how))
