@@ -26,7 +26,7 @@ from ..records import Record
 from ..runtime.classifier import Classification, Classifier
 from ..runtime.segmenter import RandomWeightsWarning
 from ..tasks import CLASSIFICATION
-from .jobs import PredictOptions, check_outputs, collect_jobs, decoded_pictures
+from .jobs import PredictOptions, PredictRun, check_outputs, collect_jobs, decoded_pictures
 
 # per picture, with --out: <stem> + suffix
 CHART_SUFFIXES = {"chart": "_classes.png"}
@@ -70,24 +70,10 @@ class ClassifyReport(Record):
 
 
 @dataclass
-class ClassifyResult:
-    report: ClassifyReport
-    written: List[Path] = field(default_factory=list)
+class ClassifyResult(PredictRun):
     task: ClassVar[str] = CLASSIFICATION
 
-    @property
-    def nonfinite_pictures(self) -> List[ClassifiedPicture]:
-        return [p for p in self.report.pictures if p.nonfinite]
-
-    @property
-    def passed(self) -> bool:
-        return not self.nonfinite_pictures
-
-    def failure(self) -> Optional[str]:
-        """What makes the run fail (exit 1), in one line; None for a run that passed."""
-        bad = self.nonfinite_pictures
-        if not bad:
-            return None
+    def _failure(self, bad: list) -> str:
         return (
             f"{len(bad)} of {len(self.report.pictures)} picture(s) got NaN/Inf scores from the model (first: "
             f"{bad[0].input}); their classes mean nothing (validate the artifact)"

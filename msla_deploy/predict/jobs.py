@@ -10,9 +10,9 @@ else about where files go is here, the same for every task.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from ..artifact.outputs import OutputGuard
 from ..errors import BadInput
@@ -151,3 +151,29 @@ def decoded_pictures(
             yield job, picture
         if on_picture:
             on_picture(index + 1, len(jobs), job.source)
+
+
+@dataclass
+class PredictRun:
+    """What a predict run of any task gives back: its report (whose pictures say whether the model
+    gave them NaN/Inf) and the files written. A task's result says what NaN/Inf cost it (`_failure`)."""
+
+    report: Any
+    written: List[Path] = field(default_factory=list)
+
+    @property
+    def nonfinite_pictures(self) -> list:
+        """The pictures whose answers came from non-finite (NaN/Inf) model outputs."""
+        return [p for p in self.report.pictures if p.nonfinite]
+
+    @property
+    def passed(self) -> bool:
+        return not self.nonfinite_pictures
+
+    def failure(self) -> Optional[str]:
+        """What makes the run fail (exit 1), in one line; None for a run that passed."""
+        bad = self.nonfinite_pictures
+        return self._failure(bad) if bad else None
+
+    def _failure(self, bad: list) -> str:
+        raise NotImplementedError

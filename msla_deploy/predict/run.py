@@ -46,6 +46,7 @@ from .jobs import (  # noqa: F401 (PICTURE_SUFFIXES, Job: re-exported)
     PICTURE_SUFFIXES,
     Job,
     PredictOptions,
+    PredictRun,
     check_outputs,
     collect_jobs,
     decoded_pictures,
@@ -84,25 +85,11 @@ class PredictReport(Record):
 
 
 @dataclass
-class PredictResult:
-    report: PredictReport
-    written: List[Path] = field(default_factory=list)
+class PredictResult(PredictRun):
     task: ClassVar[str] = SEGMENTATION
 
-    @property
-    def nonfinite_pictures(self) -> List[PredictedPicture]:
-        """The pictures some of whose labels came from NaN/Inf logits."""
-        return [p for p in self.report.pictures if p.nonfinite]
-
-    @property
-    def passed(self) -> bool:
-        return not self.nonfinite_pictures
-
-    def failure(self) -> Optional[str]:
-        """What makes the run fail (exit 1), in one line; None for a run that passed."""
-        if self.passed:
-            return None
-        bad, report = self.nonfinite_pictures, self.report
+    def _failure(self, bad: list) -> str:
+        report = self.report
         return (
             f"{len(bad)} of {len(report.pictures)} picture(s) got labels from non-finite (NaN/Inf) logits, "
             f"{report.nonfinite_pixels} pixel(s) in all (first: {bad[0].input}); their labels mean nothing "

@@ -48,7 +48,7 @@ from ..runtime.sam_predictor import Prompts, SamPredictor, check_prompts
 from ..runtime.segmenter import RandomWeightsWarning
 from ..tasks import SAM
 from . import rle
-from .jobs import Job, PredictOptions, check_outputs, collect_jobs, decoded_pictures
+from .jobs import Job, PredictOptions, PredictRun, check_outputs, collect_jobs, decoded_pictures
 
 OVERLAY_SUFFIX = {"overlay": "_overlay.png"}
 #: the COCO results file, one per run, in --out
@@ -196,23 +196,10 @@ class SamPredictReport(Record):
 
 
 @dataclass
-class SamPredictResult:
-    report: SamPredictReport
-    written: List[Path] = field(default_factory=list)
+class SamPredictResult(PredictRun):
     task: ClassVar[str] = SAM
 
-    @property
-    def nonfinite_pictures(self) -> List[SamPicture]:
-        return [p for p in self.report.pictures if p.nonfinite]
-
-    @property
-    def passed(self) -> bool:
-        return not self.nonfinite_pictures
-
-    def failure(self) -> Optional[str]:
-        bad = self.nonfinite_pictures
-        if not bad:
-            return None
+    def _failure(self, bad: list) -> str:
         return (
             f"{len(bad)} of {len(self.report.pictures)} picture(s) got NaN/Inf mask logits or scores (first: "
             f"{bad[0].input}); their masks mean nothing (the files were written to {self.report.out}; validate the "
