@@ -7,6 +7,7 @@
     best = int(scores[0].argmax())
     masks, scores, low_res = sam.predict(points=[[x, y]], labels=[1], mask_input=low_res[0, best][None],
                                          multimask=False)                  # a refinement round
+    records = sam.everything("street.png", points_per_side=32)     # segment-everything (sam_everything.py)
 
 segment-anything's SamPredictor semantics (runtime/sam_transforms.py does its transforms):
 coordinates in the picture's pixels, masks at the picture's size, `mask_input` a previous round's
@@ -28,7 +29,7 @@ its profile of prompts and points). Bad input is one line (errors.BadInput, exit
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -284,6 +285,15 @@ class SamPredictor(SessionOwner):
             self._matrices = T.mask_matrices(self.original_size)
         masks = T.postprocess_masks(low_res, self.original_size, return_logits, self._matrices)
         return masks, scores, low_res
+
+    def everything(self, picture: PictureLike, *, progress=None, **parameters) -> List[Dict]:
+        """Segment-everything on one picture: SAM's automatic mask generator through these graphs
+        (runtime/sam_everything.py), with its parameter names and defaults (points_per_side=32, ...,
+        output_mode coco_rle | binary_mask); its list of mask records, best first."""
+        from . import sam_everything
+
+        params = sam_everything.EverythingParams.from_kwargs(**parameters)
+        return sam_everything.generate(self, picture, params, progress).records
 
     def _decode(self, prompts: Prompts, multimask: bool) -> Tuple[np.ndarray, np.ndarray]:
         size = self.original_size
