@@ -21,6 +21,16 @@ from ..console import counting_progress, err, error_line, key_values, out, print
 from ..tasks import CLASSIFICATION, SAM, SEGMENTATION, TOPK
 
 
+def _everything_option(name: str, text: str):
+    """A --everything parameter: its flag (predict/sam_everything.py) and its default (the runtime's record)."""
+    from ..runtime.everything_params import PARAMETER_OPTIONS, EverythingParams
+
+    default = getattr(EverythingParams(), name)
+    return typer.Option(
+        None, PARAMETER_OPTIONS[name], help=f"SAM --everything: {text} [default: {default}].", show_default=False
+    )
+
+
 def predict_command(
     artifact: Path = artifact_argument(),
     pictures: List[Path] = typer.Argument(..., help="Picture files and/or folders (scanned recursively)."),
@@ -69,6 +79,24 @@ def predict_command(
     multimask: bool = typer.Option(
         False, "--multimask", help="SAM: three masks per prompt, the one with the highest predicted IoU kept."
     ),
+    everything: bool = typer.Option(
+        False,
+        "--everything",
+        help="SAM: segment everything (SAM's automatic mask generator: a grid of points, its filters); writes "
+        "<name>_masks.json (COCO RLE) and <name>_overlay.png into --out. Not with --prompts.",
+    ),
+    points_per_side: Optional[int] = _everything_option("points_per_side", "points along each side of the grid"),
+    points_per_batch: Optional[int] = _everything_option(
+        "points_per_batch", "points per decoder call (at most the decoder profile's prompts)"
+    ),
+    pred_iou_thresh: Optional[float] = _everything_option("pred_iou_thresh", "keep masks of predicted IoU above"),
+    stability_score_thresh: Optional[float] = _everything_option(
+        "stability_score_thresh", "keep masks of stability score at least"
+    ),
+    box_nms_thresh: Optional[float] = _everything_option("box_nms_thresh", "box IoU above which NMS drops a mask"),
+    min_mask_region_area: Optional[int] = _everything_option(
+        "min_mask_region_area", "holes and islands smaller than this are removed (0: off)"
+    ),
     json_out: bool = json_option("the files written and per-picture class areas (classification: the top-k)"),
 ) -> None:
     """Predict pictures with an artifact. Segmentation: a label PNG, a colour PNG and an overlay PNG
@@ -90,6 +118,15 @@ def predict_command(
         labels=labels,
         prompts=prompts,
         multimask=multimask,
+        everything=everything,
+        everything_options={
+            "points_per_side": points_per_side,
+            "points_per_batch": points_per_batch,
+            "pred_iou_thresh": pred_iou_thresh,
+            "stability_score_thresh": stability_score_thresh,
+            "box_nms_thresh": box_nms_thresh,
+            "min_mask_region_area": min_mask_region_area,
+        },
     )
     warn = lambda message: err.print(f"[yellow]warning:[/] {escape(message)}", highlight=False)  # noqa: E731
     with counting_progress("Predicting", minimum=2) as advance:
@@ -100,7 +137,7 @@ def predict_command(
     if json_out:
         print_json(result.report.to_dict())
     else:
-        RENDERERS[result.task](result)
+        _render(result)
     failure = result.failure()
     if failure:
         error_line(failure)
@@ -215,6 +252,59 @@ def _render_sam(result) -> None:
             f"[yellow]{len(report.skipped)} picture(s) skipped[/] (unreadable; --strict makes that an error)",
             highlight=False,
         )
+
+
+def _render_sam_everything(result) -> None:
+    report = result.report
+    rt = report.runtime
+    weights = weights_cell(report.weights_source, report.weights_warning)
+    p = report.parameters
+    out.print(
+        key_values(
+            [
+                ("artifact", escape(report.artifact)),
+                ("weights", weights),
+                ("ran on", f"{rt.get('runtime', '')} {rt.get('version', '')} ({rt.get('ran_on', '')})"),
+                (
+                    "grid",
+                    f"{p['points_per_side']}x{p['points_per_side']} points, {p['points_per_batch']} per batch; "
+                    f"predicted IoU > {p['pred_iou_thresh']}, stability >= {p['stability_score_thresh']}, "
+                    f"NMS {p['box_nms_thresh']}",
+                ),
+                ("written", f"{len(result.written)} file(s) in {escape(report.out)}"),
+            ]
+        )
+    )
+    table = Table(title=None, show_edge=False, pad_edge=False, caption=f"weights: {weights}", caption_justify="left")
+    for column in ("picture", "size", "masks", "IoU kept", "stable", "after NMS", "time"):
+        table.add_column(column, no_wrap=column == "picture", justify="left" if column == "picture" else "right")
+    for pic in report.pictures:
+        c = pic.counts
+        masks = f"[bold red]{pic.masks} ({pic.nonfinite} NaN/Inf)[/]" if pic.nonfinite else str(pic.masks)
+        table.add_row(
+            escape(pic.input),
+            f"{pic.size[1]}x{pic.size[0]}",
+            masks,
+            f"{c.get('pred_iou', 0)}/{c.get('masks', 0)}",
+            str(c.get("stability", 0)),
+            str(c.get("nms", 0)),
+            f"{pic.seconds:.2f} s",
+        )
+    out.print(table)
+    if report.skipped:
+        err.print(
+            f"[yellow]{len(report.skipped)} picture(s) skipped[/] (unreadable; --strict makes that an error)",
+            highlight=False,
+        )
+
+
+def _render(result) -> None:
+    from ..predict.sam_everything import SamEverythingReport
+
+    if isinstance(result.report, SamEverythingReport):
+        _render_sam_everything(result)
+    else:
+        RENDERERS[result.task](result)
 
 
 #: task name -> how its result is printed

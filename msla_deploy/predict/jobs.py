@@ -40,6 +40,9 @@ class PredictOptions:
     labels: Optional[Path] = None  # classification: a file of class names, one a line
     prompts: Optional[Path] = None  # SAM: the prompts file (predict/sam.py)
     multimask: bool = False  # SAM: three masks per prompt, the best-scored one kept
+    everything: bool = False  # SAM: segment-everything (predict/sam_everything.py), no prompts
+    #: SAM --everything: the generator's parameters given (name -> value; None or absent: the default)
+    everything_options: Optional[Dict[str, Any]] = None
 
 
 @dataclass

@@ -116,7 +116,12 @@ def run_predict(
         raise BadInput(f"--alpha {options.alpha} is outside 0..1", "use e.g. 0.5")
     artifact = resolve(Path(options.artifact))
     if artifact.task.name != SAM:
-        for flag, value in (("--prompts", options.prompts), ("--multimask", options.multimask)):
+        everything = options.everything or any(v is not None for v in (options.everything_options or {}).values())
+        for flag, value in (
+            ("--prompts", options.prompts),
+            ("--multimask", options.multimask),
+            ("--everything", everything),
+        ):
             if value:
                 raise BadInput(
                     f"{flag} is for SAM models; {options.artifact} is a model for {artifact.task.title}",

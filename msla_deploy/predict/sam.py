@@ -241,10 +241,15 @@ def _check_options(options: PredictOptions, artifact) -> None:
                 f"{flag} is not for SAM models; {options.artifact} is a model for {artifact.task.title}",
                 f"leave {flag} out",
             )
+    from ..runtime.everything_params import PARAMETER_OPTIONS
+
+    given = [name for name, value in (options.everything_options or {}).items() if value is not None]
+    if given:
+        raise BadInput(f"{PARAMETER_OPTIONS[given[0]]} is for --everything", "pass --everything, or leave it out")
     if options.prompts is None:
         raise BadInput(
             f"{options.artifact} is a SAM model: predict needs each picture's prompts",
-            "pass --prompts FILE.json (docs/sam.md)",
+            "pass --prompts FILE.json (docs/sam.md), or --everything",
         )
     if options.out is None:
         raise BadInput(f"{options.artifact} is a SAM model: predict writes its masks into --out", "pass --out DIR")
@@ -256,7 +261,12 @@ def predict_sam(
     on_picture: Optional[Callable[[int, int, Path], None]] = None,
     warn: Optional[Callable[[str], None]] = None,
 ) -> SamPredictResult:
-    """SAM: every picture's prompts -> mask PNGs, an overlay, and one COCO results file in --out."""
+    """SAM: every picture's prompts -> mask PNGs, an overlay, and one COCO results file in --out
+    (with --everything: predict/sam_everything.py)."""
+    if options.everything:
+        from .sam_everything import predict_everything
+
+        return predict_everything(artifact, options, on_picture, warn)
     _check_options(options, artifact)
     out = Path(options.out)
     entries = read_prompts(Path(options.prompts))

@@ -38,7 +38,6 @@ JSON-ready) and binary_mask (upstream's default), not uncompressed_rle.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -47,6 +46,7 @@ import numpy as np
 
 from ..artifact.sam_io import MASK_THRESHOLD
 from ..errors import BadInput
+from .everything_params import OUTPUT_MODES, EverythingParams
 
 __all__ = [
     "EverythingParams",
@@ -59,8 +59,6 @@ __all__ = [
     "remove_small_regions",
 ]
 
-#: how a mask is returned: COCO RLE {"size": [h, w], "counts": str}, or an H x W bool array
-OUTPUT_MODES = ("coco_rle", "binary_mask")
 #: upstream's crop_nms_thresh default: the NMS after min_mask_region_area uses max(box_nms_thresh, it)
 CROP_NMS_THRESH = 0.7
 #: low-res logits this far below the lowest counted threshold still widen the upsampled block, so
@@ -70,63 +68,14 @@ BLOCK_MARGIN = 1e-3
 Progress = Callable[[int, int], None]
 
 
-@dataclass(frozen=True)
-class EverythingParams:
-    """SamAutomaticMaskGenerator's parameters (its names and defaults), one crop layer."""
-
-    points_per_side: int = 32
-    points_per_batch: int = 64
-    pred_iou_thresh: float = 0.88
-    stability_score_thresh: float = 0.95
-    stability_score_offset: float = 1.0
-    box_nms_thresh: float = 0.7
-    min_mask_region_area: int = 0
-    output_mode: str = "coco_rle"
-
-    @classmethod
-    def from_kwargs(cls, **given: Any) -> "EverythingParams":
-        names = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(set(given) - set(names))
-        if unknown:
-            raise BadInput(
-                f"segment-everything has no parameter {unknown[0]!r}", f"use some of: {', '.join(names)}"
-            )
-        params = cls(**given)
-        params.check()
-        return params
-
-    def check(self) -> None:
-        """BadInput naming the first parameter out of its range."""
-        for name in ("points_per_side", "points_per_batch"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise BadInput(f"{name} {value!r} is not a whole number >= 1", f"e.g. {name}=32")
-        value = self.min_mask_region_area
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-            raise BadInput(f"min_mask_region_area {value!r} is not a whole number >= 0", "0 turns it off")
-        for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"):
-            value = getattr(self, name)
-            if not _number(value) or not 0.0 <= value <= 1.0:
-                raise BadInput(f"{name} {value!r} is outside 0..1", f"e.g. {name}=0.7")
-        if not _number(self.stability_score_offset) or self.stability_score_offset < 0:
-            raise BadInput(
-                f"stability_score_offset {self.stability_score_offset!r} is not a number >= 0",
-                "e.g. 1.0 (the logit shift either side of the mask threshold)",
-            )
-        if self.output_mode not in OUTPUT_MODES:
-            raise BadInput(f"output_mode {self.output_mode!r} is not one of {', '.join(OUTPUT_MODES)}")
-
-
-def _number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 @dataclass
 class EverythingResult:
     """The records (upstream's list of dicts, in its order) and how many masks each step kept."""
 
     records: List[Dict[str, Any]]
-    counts: Dict[str, int] = field(default_factory=dict)  # masks, pred_iou, stability, nms, min_region
+    counts: Dict[str, int] = field(
+        default_factory=dict
+    )  # points, masks, nonfinite, pred_iou, stability, nms, min_region
     timings_s: Dict[str, float] = field(default_factory=dict)  # encoder, decoder, filter, nms
 
 
@@ -225,13 +174,18 @@ class _Candidate:
 
 
 class _Upsampler:
-    """Low-res logits -> the full-size logits of the block that can hold counted pixels."""
+    """Low-res logits -> the full-size logits of the block that can hold counted pixels.
+
+    Each full-size row (column) is a few low-res rows (columns) weighted: the two bilinear
+    resizes of postprocess_masks compose to at most a handful of taps per output pixel, so the
+    matrices of sam_transforms.mask_matrices are applied as gathers of their non-zero taps
+    instead of dense products (the same weights, a few multiply-adds per pixel instead of 256)."""
 
     def __init__(self, rows: np.ndarray, cols: np.ndarray, floor: float) -> None:
-        self.rows, self.cols, self.floor = rows, cols, floor - BLOCK_MARGIN
+        self.floor = floor - BLOCK_MARGIN
+        self.row_taps, self.col_taps = _taps(rows), _taps(cols)
         # full-size rows/cols a low-res row/col reaches: the first and last with a non-zero weight
-        self.row_span = _reach(rows)
-        self.col_span = _reach(cols)
+        self.row_span, self.col_span = _reach(rows), _reach(cols)
 
     def block(self, low: np.ndarray) -> Optional[Tuple[np.ndarray, int, int]]:
         """(logits of the block, its first row, its first col), or None when no full-size logit
@@ -247,15 +201,34 @@ class _Upsampler:
         left, right = int(self.col_span[0][c0:c1].min()), int(self.col_span[1][c0:c1].max()) + 1
         if bottom <= top or right <= left:
             return None
-        # the block reads every low-res row/col with weight in it (not only the ones above the floor)
-        rows = self.rows[top:bottom]
-        cols = self.cols[left:right]
-        used_r = np.flatnonzero(rows.any(axis=0))
-        used_c = np.flatnonzero(cols.any(axis=0))
-        ra, rb = int(used_r[0]), int(used_r[-1]) + 1
-        ca, cb = int(used_c[0]), int(used_c[-1]) + 1
-        logits = (rows[:, ra:rb] @ low[ra:rb, ca:cb]) @ cols[:, ca:cb].T
+        # the block reads every low-res row/col with weight in it (not only those above the floor)
+        row_index, row_weight = (t[top:bottom] for t in self.row_taps)
+        col_index, col_weight = (t[left:right] for t in self.col_taps)
+        first = int(col_index.min())
+        part = low[:, first : int(col_index.max()) + 1]
+        col_index = col_index - first
+        tall = row_weight[:, :1] * part[row_index[:, 0]]
+        for k in range(1, row_index.shape[1]):
+            tall += row_weight[:, k : k + 1] * part[row_index[:, k]]
+        logits = tall[:, col_index[:, 0]] * col_weight[:, 0]
+        for k in range(1, col_index.shape[1]):
+            logits += tall[:, col_index[:, k]] * col_weight[:, k]
         return logits, top, left
+
+
+def _taps(matrix: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """A [out, in] weight matrix as (index [out, K], weight [out, K] float32): each row's non-zero
+    columns, padded with weight 0."""
+    nonzero = matrix != 0
+    width = max(1, int(nonzero.sum(axis=1).max()))
+    index = np.zeros((matrix.shape[0], width), np.int64)
+    weight = np.zeros((matrix.shape[0], width), np.float32)
+    for i, row in enumerate(nonzero):
+        cols = np.flatnonzero(row)
+        index[i, : cols.size] = cols
+        index[i, cols.size :] = cols[0] if cols.size else 0
+        weight[i, : cols.size] = matrix[i, cols]
+    return index, weight
 
 
 def _reach(matrix: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
@@ -293,6 +266,8 @@ def _batch_candidates(
     scores = iou.reshape(-1).astype(np.float32)
     where = np.repeat(points, iou.shape[1], axis=0)
     counts["masks"] += len(scores)
+    finite = np.isfinite(scores) & np.isfinite(low).all(axis=(-2, -1))
+    counts["nonfinite"] += int(np.count_nonzero(~finite))
     keep = np.arange(len(scores))
     if params.pred_iou_thresh > 0.0:
         keep = keep[scores > np.float32(params.pred_iou_thresh)]
@@ -374,7 +349,7 @@ def generate(predictor, picture, params: Optional[EverythingParams] = None, prog
     rows, cols = T.mask_matrices((height, width))
     upsampler = _Upsampler(rows, cols, MASK_THRESHOLD - params.stability_score_offset)
     step = min(params.points_per_batch, predictor.max_prompts or params.points_per_batch)
-    counts = {"points": len(points), "masks": 0, "pred_iou": 0, "stability": 0}
+    counts = {"points": len(points), "masks": 0, "nonfinite": 0, "pred_iou": 0, "stability": 0}
     candidates: List[_Candidate] = []
     for first in range(0, len(points), step):
         batch = points[first : first + step]
