@@ -23,7 +23,7 @@ from ..tasks import CLASSIFICATION, SAM, SEGMENTATION, TOPK
 
 def _everything_option(name: str, text: str):
     """A --everything parameter: its flag (predict/sam_everything.py) and its default (the runtime's record)."""
-    from ..runtime.everything_params import PARAMETER_OPTIONS, EverythingParams
+    from ..everything_params import PARAMETER_OPTIONS, EverythingParams
 
     default = getattr(EverythingParams(), name)
     return typer.Option(

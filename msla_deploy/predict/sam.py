@@ -241,7 +241,7 @@ def _check_options(options: PredictOptions, artifact) -> None:
                 f"{flag} is not for SAM models; {options.artifact} is a model for {artifact.task.title}",
                 f"leave {flag} out",
             )
-    from ..runtime.everything_params import PARAMETER_OPTIONS
+    from ..everything_params import PARAMETER_OPTIONS
 
     given = [name for name, value in (options.everything_options or {}).items() if value is not None]
     if given:

@@ -27,8 +27,8 @@ from ..artifact.files import write_bytes_atomic
 from ..artifact.outputs import guard_for
 from ..drawing import SERIES, png_bytes
 from ..errors import BadInput
+from ..everything_params import PARAMETER_OPTIONS, EverythingParams
 from ..records import Record
-from ..runtime.everything_params import PARAMETER_OPTIONS, EverythingParams
 from ..runtime.sam_everything import generate
 from ..runtime.sam_predictor import SamPredictor
 from ..runtime.segmenter import RandomWeightsWarning

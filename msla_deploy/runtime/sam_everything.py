@@ -46,7 +46,7 @@ import numpy as np
 
 from ..artifact.sam_io import MASK_THRESHOLD
 from ..errors import BadInput
-from .everything_params import OUTPUT_MODES, EverythingParams
+from ..everything_params import OUTPUT_MODES, EverythingParams
 
 __all__ = [
     "EverythingParams",

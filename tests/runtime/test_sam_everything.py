@@ -13,9 +13,9 @@ import pytest
 from pycocotools import mask as coco_mask
 
 from msla_deploy.errors import BadInput
+from msla_deploy.everything_params import EverythingParams
 from msla_deploy.runtime import sam_everything as E
 from msla_deploy.runtime import sam_transforms as T
-from msla_deploy.runtime.everything_params import EverythingParams
 from msla_deploy.runtime.sam_predictor import SamPredictor
 
 KEYS = {"segmentation", "area", "bbox", "predicted_iou", "point_coords", "stability_score", "crop_box"}

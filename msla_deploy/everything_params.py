@@ -1,6 +1,7 @@
 """Segment-everything's parameters: segment-anything's SamAutomaticMaskGenerator names and
 defaults (one crop layer), checked; and the `predict` option of each. Imports nothing heavy (the
-CLI reads the defaults at start-up); the pipeline is runtime/sam_everything.py."""
+CLI reads the defaults at start-up: not in runtime/, whose package imports numpy); the pipeline
+is runtime/sam_everything.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import BadInput
+from .errors import BadInput
 
 #: how a mask is returned: COCO RLE {"size": [h, w], "counts": str}, or an H x W bool array
 OUTPUT_MODES = ("coco_rle", "binary_mask")
