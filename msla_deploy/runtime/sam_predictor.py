@@ -37,6 +37,7 @@ from ..errors import BadInput
 from ..tasks import SAM
 from . import sam_transforms as T
 from .segmenter import PictureLike, SessionOwner, _resolve, decode, require_task
+from .triton import is_triton_target
 
 if TYPE_CHECKING:  # resolve imports onnx: only where an Artifact is given
     from ..artifact.graphs import GraphRecord
@@ -176,6 +177,9 @@ class SamPredictor(SessionOwner):
     def __init__(
         self, artifact: Union[str, Path, Artifact], backend: str = "auto", *, threads: Optional[int] = None
     ) -> None:
+        if is_triton_target(artifact) or is_triton_target(backend):  # both graphs served: runtime/triton_sam.py
+            self._open_served(artifact, backend, threads)
+            return
         resolved = _resolve(artifact)
         require_task(
             resolved,
@@ -215,6 +219,29 @@ class SamPredictor(SessionOwner):
         #: prompts per decoder call and points per prompt, at most (the TensorRT profile's max)
         self.max_prompts: Optional[int] = profile[sam_io.PROMPTS_DIM].max if sam_io.PROMPTS_DIM in profile else None
         self.max_points: Optional[int] = profile[sam_io.POINTS_DIM].max if sam_io.POINTS_DIM in profile else None
+        self.reset_image()
+
+    def _open_served(self, artifact, url: str, threads: Optional[int]) -> None:
+        """SamPredictor("triton://HOST:PORT/NAME"), or (artifact, "triton://..."): the encoder and
+        decoder models that `serve` or a packaged repository holds (runtime/triton_sam.py)."""
+        from .triton_sam import open_served
+
+        if is_triton_target(artifact):
+            artifact, url = None, artifact
+        elif artifact is not None:
+            artifact = _resolve(artifact)
+            require_task(artifact, SAM, "a SamPredictor", "pass the SAM export the served models came from")
+        served = open_served(artifact, url)
+        self.artifact, self.encoder, self.decoder = served.artifact, served.encoder, served.decoder
+        self.encoder_graph, self.decoder_graph = served.encoder_graph, served.decoder_graph
+        self.weights_source, self.weights_warning, self.threads = served.weights_source, served.weights_warning, threads
+        try:
+            self.image_size, self.num_masks = _encoder_side(self.encoder), _mask_count(self.decoder)
+        except BaseException:
+            self.close()
+            raise
+        self.session = self.encoder
+        self.max_prompts, self.max_points = served.max_prompts, served.max_points
         self.reset_image()
 
     # --- state ------------------------------------------------------------------------------------
