@@ -300,7 +300,8 @@ class SamEvaluation:
         if self.done == 0:
             shown = "; ".join(one_line_text(f"{s.image}: {s.problem}", 240) for s in self.skipped[:3])
             raise BadInput(
-                f"--data {self.options.data}: no picture could be evaluated, all {len(self.skipped)} were bad ({shown})",
+                f"--data {self.options.data}: no picture could be evaluated, all {len(self.skipped)} were bad "
+                f"({shown})",
                 "fix or remove those files",
             )
         predictor = self.runs[0].predictor
