@@ -243,7 +243,7 @@ def encode_mask(mask: np.ndarray) -> Dict[str, Any]:
     from pycocotools import mask as mask_util
 
     rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
+    return {"size": [int(v) for v in rle["size"]], "counts": str(rle["counts"], "ascii")}
 
 
 def describe(dataset: CocoDataset) -> Dict[str, Optional[object]]:
