@@ -24,7 +24,9 @@ def test_reads_the_pictures_and_instances_and_skips_area_below_one(tmp_path):
 
 def test_masks_from_polygons_and_both_rles(tmp_path):
     data = read_coco(write_coco(tmp_path / "coco"))
-    masks = {i.annotation_id: ground_truth_mask(i.segmentation, HEIGHT, WIDTH) for p in data.pictures for i in p.instances}
+    masks = {
+        i.annotation_id: ground_truth_mask(i.segmentation, HEIGHT, WIDTH) for p in data.pictures for i in p.instances
+    }
     yy, xx = np.mgrid[:HEIGHT, :WIDTH]
     # the two polygons of annotation 11 are merged: one 40 x 30 rectangle (pycocotools rasterises a
     # polygon's edge at the pixel centres it crosses: columns 6-45, rows 10-39)

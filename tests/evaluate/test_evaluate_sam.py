@@ -90,7 +90,9 @@ def masks_agree(a: SamPredictions, b: SamPredictions) -> float:
     def decode(p):
         return mask_util.decode(dict(p.segmentation, counts=p.segmentation["counts"].encode())).astype(bool)
 
-    ious = [(decode(x) & decode(y)).sum() / max((decode(x) | decode(y)).sum(), 1) for x, y in zip(a.instances, b.instances)]
+    ious = [
+        (decode(x) & decode(y)).sum() / max((decode(x) | decode(y)).sum(), 1) for x, y in zip(a.instances, b.instances)
+    ]
     return float(min(ious))
 
 
