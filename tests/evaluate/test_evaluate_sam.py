@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -124,7 +123,8 @@ def test_box_prompts_on_ort_and_torch(sam_artifact, coco, tmp_path):
 
 def test_point_prompts_gate_and_first_clicks(sam_artifact, coco, tmp_path):
     result = evaluate(sam_artifact, "--data", coco, "--backend", "ort-cpu", "--prompt", "point", "--limit", "1",
-                      "--min-miou", "99", "--save-predictions", tmp_path / "pred", "--report-dir", tmp_path / "rep")  # fmt: skip
+                      "--min-miou", "99", "--save-predictions", tmp_path / "pred",
+                      "--report-dir", tmp_path / "rep")  # fmt: skip
     assert result.exit_code == 1, result.output
     assert "ort-cpu: mIoU" in one_error_line(result) and "below --min-miou 99" in one_error_line(result)
     report = json.loads((tmp_path / "rep" / "report.json").read_text())
