@@ -22,7 +22,8 @@ point the decoder ignores (SAM's padding). More prompts than the decoder's profi
 The two graphs run on ONNX Runtime (ort-cpu, ort-cuda, ort-trt; auto: CUDA where the provider is
 listed) or on TensorRT (trt: each graph's engine that `msla-deploy build` recorded for it; an
 encoder without one is built in memory from its ONNX, a decoder without one is refused: it needs
-its profile of prompts and points). Bad input is one line (errors.BadInput, exit 2 from the CLI).
+its profile of prompts and points), or as the PyTorch rebuild of the export (torch: the reference,
+runtime/torch_sam.py; needs PyTorch). Bad input is one line (errors.BadInput, exit 2 from the CLI).
 """
 
 from __future__ import annotations
@@ -47,8 +48,8 @@ __all__ = ["SamPredictor", "Prompts", "check_prompts"]
 
 #: the point labels a user may give (2 and 3 are a box's corners: give `boxes`)
 USER_LABELS = (-1, 0, 1)
-#: backends that run an ONNX graph or an engine here (torch and triton:// run single-graph models)
-SAM_BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "trt")
+#: backends that run an ONNX graph or an engine here, and torch: the PyTorch rebuild (runtime/torch_sam.py)
+SAM_BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "trt", "torch")
 
 
 class Prompts:
@@ -172,7 +173,7 @@ def check_prompts(prompts: Prompts, size: Tuple[int, int], max_points: Optional[
 
 class SamPredictor(SessionOwner):
     """Runs a SAM export directory (manifest with an encoder and a decoder graph) on pictures and
-    prompts. `backend`: auto, ort-cpu, ort-cuda, ort-trt or trt; `threads`: ONNX Runtime's CPU threads."""
+    prompts. `backend`: auto, ort-cpu, ort-cuda, ort-trt, trt or torch; `threads`: ONNX Runtime's CPU threads."""
 
     def __init__(
         self, artifact: Union[str, Path, Artifact], backend: str = "auto", *, threads: Optional[int] = None
@@ -343,7 +344,7 @@ def _choose(backend: str, artifact):
     if backend not in SAM_BACKENDS:
         raise BadInput(
             f"--backend {backend!r}: a SAM model runs on {', '.join(SAM_BACKENDS)}",
-            "use --backend auto (or ort-cpu, ort-cuda, ort-trt, trt)",
+            "use --backend auto (or ort-cpu, ort-cuda, ort-trt, trt, torch)",
         )
     return choose(backend, artifact, allowed=SAM_BACKENDS, command="predict")
 
@@ -354,6 +355,10 @@ def _open_graph(artifact, graph: GraphRecord, backend, threads: Optional[int]):
     from . import open_onnx, preflight
 
     preflight(backend)
+    if backend.name == "torch":
+        from .torch_sam import open_torch_graph
+
+        return open_torch_graph(artifact, graph, threads)
     directory = artifact.directory
     if backend.is_tensorrt:
         engine = _engine_for(artifact, graph.role)
