@@ -143,6 +143,13 @@ class Dataset(Choice):
     FOLDER = "folder"  # images/ + labels/
 
 
+class SamPrompt(Choice):
+    """evaluate's prompt per SAM instance (upstream's eval_efficientvit_sam_model.py --prompt_type)."""
+
+    BOX = "box"  # the ground-truth box
+    POINT = "point"  # the first click of upstream's clicker
+
+
 class Platform(Choice):
     """Triton's platform of a packaged model; auto: tensorrt_plan for an engine, else onnxruntime_onnx."""
 

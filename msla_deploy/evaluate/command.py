@@ -1,9 +1,10 @@
 """The `evaluate` command: parse, hand the artifact to its task's protocol (protocols.py: mIoU for
-segmentation, top-1 / top-5 for classification), render. Registered in cli.py.
+segmentation, top-1 / top-5 for classification, mIoU of prompted masks for SAM by upstream's
+protocol on a COCO-format dataset), render. Registered in cli.py.
 
 Exit codes: 0 evaluated (and within the gates), 1 a backend gave a NaN/Inf output or missed a gate
-(--max-miou-drop; --min-top1, --max-top1-drop), 2 bad input (a bad dataset file is named, a flag of
-the other task's protocol), 3 missing runtime.
+(--max-miou-drop; --min-top1, --max-top1-drop; --min-miou), 2 bad input (a bad dataset file is
+named, a flag of the other task's protocol), 3 missing runtime.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import List, Optional
 
 import typer
 
-from ..choices import IGNORE_INDEX, Dataset
+from ..choices import IGNORE_INDEX, Dataset, SamPrompt
 from ..cli_options import (
     AUTO_BACKEND,
     artifact_argument,
@@ -32,7 +33,8 @@ def evaluate_command(
         ...,
         "--data",
         help="Segmentation: the dataset root or its split folder (Cityscapes, ADE20K, or images/ + labels/). "
-        "Classification: a folder of class folders (ImageNet layout) or a list file of 'PATH INDEX' lines.",
+        "Classification: a folder of class folders (ImageNet layout) or a list file of 'PATH INDEX' lines. "
+        "SAM: a COCO root (annotations/instances_*.json + images/), or its instances json.",
     ),
     dataset: Dataset = typer.Option(
         Dataset.AUTO,
@@ -49,11 +51,19 @@ def evaluate_command(
         "--against",
         help="Reference backend for the mIoU or top-1 drop [default: torch if evaluated, else the first --backend].",
     ),
+    prompt: Optional[SamPrompt] = typer.Option(
+        None,
+        "--prompt",
+        help="SAM: prompt each instance with its ground-truth box, or upstream's first click (point) [default: box].",
+    ),
+    min_miou: Optional[float] = typer.Option(
+        None, "--min-miou", help="SAM: exit 1 when a backend's mIoU (all instances) is below this percentage."
+    ),
     limit: Optional[int] = typer.Option(None, "--limit", help="Evaluate the first N pictures only."),
     max_miou_drop: Optional[float] = typer.Option(
         None,
         "--max-miou-drop",
-        help="Segmentation: exit 1 when a backend loses more than this many points of mIoU against --against.",
+        help="Segmentation, SAM: exit 1 when a backend loses more than this many points of mIoU against --against.",
     ),
     min_top1: Optional[float] = typer.Option(
         None, "--min-top1", help="Classification: exit 1 when a backend's top-1 accuracy is below this percentage."
@@ -80,7 +90,8 @@ def evaluate_command(
     save_predictions: Optional[Path] = typer.Option(
         None,
         "--save-predictions",
-        help="Segmentation: write each backend's labels (train ids, PNG) under DIR/<backend>/.",
+        help="Segmentation: write each backend's labels (train ids, PNG) under DIR/<backend>/. "
+        "SAM: DIR/<backend>.json, each instance's IoU and mask (COCO RLE).",
     ),
     skip_bad: bool = typer.Option(
         False, "--skip-bad", help="Skip bad pictures or labels (counted and listed in the report) instead of stopping."
@@ -88,8 +99,8 @@ def evaluate_command(
     threads: Optional[int] = threads_option(),
     json_out: bool = json_option("the report"),
 ) -> None:
-    """mIoU (segmentation) or top-1 / top-5 accuracy (classification) of the deployed model on a labelled
-    dataset, upstream's protocol, several backends in one pass."""
+    """mIoU (segmentation), top-1 / top-5 accuracy (classification) or prompted-mask mIoU (SAM) of the
+    deployed model on a labelled dataset, upstream's protocol, several backends in one pass."""
     from ..artifact.resolve import resolve
     from .passes import check_common
     from .protocols import Common, check_flags, protocol_for
@@ -105,6 +116,8 @@ def evaluate_command(
         "--min-top1": min_top1,
         "--max-top1-drop": max_top1_drop,
         "--crop-ratio": crop_ratio,
+        "--prompt": prompt,
+        "--min-miou": min_miou,
     }
     check_flags(protocol, artifact, given)
     common = Common(artifact, data, tuple(backends), against, limit, skip_bad, threads, report_dir, junit)

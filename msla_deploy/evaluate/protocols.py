@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from ..choices import IGNORE_INDEX, Dataset
+from ..choices import IGNORE_INDEX, Dataset, SamPrompt
 from ..errors import BadInput
 from ..tasks import CLASSIFICATION, SAM, SEGMENTATION
 
@@ -111,6 +111,33 @@ def _classification_render(report) -> None:
     render_classification(report)
 
 
+def _sam_options(common: Common, given: Dict[str, Any]):
+    from .sam import SamOptions
+
+    prompt = given.get("--prompt")
+    options = SamOptions(
+        prompt=str(prompt or SamPrompt.BOX),
+        min_miou=given.get("--min-miou"),
+        max_miou_drop=given.get("--max-miou-drop"),
+        save_predictions=given.get("--save-predictions"),
+        **common.fields(),
+    )
+    options.check()
+    return options
+
+
+def _sam_evaluate(options, on_progress):
+    from .sam import evaluate_sam
+
+    return evaluate_sam(options, on_progress)
+
+
+def _sam_render(report) -> None:
+    from .render import render_sam
+
+    render_sam(report)
+
+
 PROTOCOLS: Dict[str, Protocol] = {
     SEGMENTATION: Protocol(
         SEGMENTATION,
@@ -128,20 +155,19 @@ PROTOCOLS: Dict[str, Protocol] = {
         _classification_evaluate,
         _classification_render,
     ),
+    SAM: Protocol(
+        SAM,
+        "mIoU of prompted masks",
+        ("--prompt", "--min-miou", "--max-miou-drop", "--save-predictions"),
+        _sam_options,
+        _sam_evaluate,
+        _sam_render,
+    ),
 }
-
-
-#: tasks evaluate will support, and the issue that tracks each
-NOT_YET = {SAM: "issue 24"}
 
 
 def protocol_for(task: str) -> Protocol:
     protocol = PROTOCOLS.get(task)
-    if task in NOT_YET:
-        raise BadInput(
-            f"evaluate does not support {task.upper()} artifacts yet ({NOT_YET[task]})",
-            f"check a {task.upper()} artifact against PyTorch with `msla-deploy validate`, time it with `bench`",
-        )
     if protocol is None:
         raise BadInput(f"evaluate has no protocol for a {task} model", f"it evaluates {', '.join(PROTOCOLS)} models")
     return protocol

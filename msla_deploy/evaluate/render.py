@@ -14,6 +14,7 @@ from ..console import err, key_values, out, weights_cell
 if TYPE_CHECKING:
     from .classify_report import ClassifyReport
     from .report import EvaluateReport
+    from .sam_report import SamReport
 
 VERDICT = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: ""}
 
@@ -112,5 +113,44 @@ def render_classification(report: "ClassifyReport") -> None:
             f"top-5 overlap {_pct(pair.top5_overlap)} %",
             highlight=False,
         )
+    for note in report.notes:
+        err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+
+
+def render_sam(report: "SamReport") -> None:
+    """The header and the mIoU table (all instances and by area), as evaluate prints a SAM report."""
+    from .sam_report import drop_text, pct
+
+    art, data, proto = report.artifact, report.dataset, report.protocol
+    skipped = f", {len(report.skipped)} bad picture(s) skipped" if report.skipped else ""
+    out.print(
+        key_values(
+            [
+                (
+                    "artifact",
+                    escape(f"{art.path} ({art.model or 'model unknown'}, {art.precision}, {art.encoder_side})"),
+                ),
+                ("weights", weights_cell(art.weights_source, art.weights_warning)),
+                (
+                    "dataset",
+                    escape(
+                        f"{data.annotations_file}: {data.instances} instance(s) in {data.pictures} picture(s), "
+                        f"{data.skipped_small} with area < 1 skipped{skipped}"
+                    ),
+                ),
+                ("protocol", escape(f"{proto.prompt} prompts, multimask, the mask of the highest predicted IoU")),
+                ("time", f"{report.seconds:.1f} s"),
+                ("report", escape(report.files.get("markdown", ""))),
+            ]
+        )
+    )
+    table = Table(title="mIoU % (instances)", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for column in ("backend", "all", "small", "medium", "large", "drop (points)", "NaN/Inf", "verdict"):
+        table.add_column(column, justify="left" if column == "backend" else "right", no_wrap=True)
+    for b in report.backends:
+        cells = [f"{pct(b.miou[s])} ({b.instances[s]})" for s in ("all", "small", "medium", "large")]
+        nonfinite = f"[red]{b.nonfinite_instances}[/]" if b.nonfinite_instances else "0"
+        table.add_row(escape(b.backend), *cells, drop_text(report, b), nonfinite, VERDICT[b.passed])
+    out.print(table)
     for note in report.notes:
         err.print(f"[yellow]note:[/] {escape(note)}", highlight=False)

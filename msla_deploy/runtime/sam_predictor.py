@@ -23,7 +23,8 @@ point the decoder ignores (SAM's padding). More prompts than the decoder's profi
 The two graphs run on ONNX Runtime (ort-cpu, ort-cuda, ort-trt; auto: CUDA where the provider is
 listed) or on TensorRT (trt: each graph's engine that `msla-deploy build` recorded for it; an
 encoder without one is built in memory from its ONNX, a decoder without one is refused: it needs
-its profile of prompts and points). Bad input is one line (errors.BadInput, exit 2 from the CLI).
+its profile of prompts and points), or as the PyTorch rebuild of the export (torch: the reference,
+runtime/torch_sam.py; needs PyTorch). Bad input is one line (errors.BadInput, exit 2 from the CLI).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from ..errors import BadInput
 from ..tasks import SAM
 from . import sam_transforms as T
 from .segmenter import PictureLike, SessionOwner, _resolve, decode, require_task
+from .triton import is_triton_target
 
 if TYPE_CHECKING:  # resolve imports onnx: only where an Artifact is given
     from ..artifact.graphs import GraphRecord
@@ -47,8 +49,8 @@ __all__ = ["SamPredictor", "Prompts", "check_prompts"]
 
 #: the point labels a user may give (2 and 3 are a box's corners: give `boxes`)
 USER_LABELS = (-1, 0, 1)
-#: backends that run an ONNX graph or an engine here (torch and triton:// run single-graph models)
-SAM_BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "trt")
+#: backends that run an ONNX graph or an engine here, and torch: the PyTorch rebuild (runtime/torch_sam.py)
+SAM_BACKENDS = ("auto", "ort-cpu", "ort-cuda", "ort-trt", "trt", "torch")
 
 
 class Prompts:
@@ -172,11 +174,14 @@ def check_prompts(prompts: Prompts, size: Tuple[int, int], max_points: Optional[
 
 class SamPredictor(SessionOwner):
     """Runs a SAM export directory (manifest with an encoder and a decoder graph) on pictures and
-    prompts. `backend`: auto, ort-cpu, ort-cuda, ort-trt or trt; `threads`: ONNX Runtime's CPU threads."""
+    prompts. `backend`: auto, ort-cpu, ort-cuda, ort-trt, trt or torch; `threads`: ONNX Runtime's CPU threads."""
 
     def __init__(
         self, artifact: Union[str, Path, Artifact], backend: str = "auto", *, threads: Optional[int] = None
     ) -> None:
+        if is_triton_target(artifact) or is_triton_target(backend):  # both graphs served: runtime/triton_sam.py
+            self._open_served(artifact, backend, threads)
+            return
         resolved = _resolve(artifact)
         require_task(
             resolved,
@@ -216,6 +221,29 @@ class SamPredictor(SessionOwner):
         #: prompts per decoder call and points per prompt, at most (the TensorRT profile's max)
         self.max_prompts: Optional[int] = profile[sam_io.PROMPTS_DIM].max if sam_io.PROMPTS_DIM in profile else None
         self.max_points: Optional[int] = profile[sam_io.POINTS_DIM].max if sam_io.POINTS_DIM in profile else None
+        self.reset_image()
+
+    def _open_served(self, artifact, url: str, threads: Optional[int]) -> None:
+        """SamPredictor("triton://HOST:PORT/NAME"), or (artifact, "triton://..."): the encoder and
+        decoder models that `serve` or a packaged repository holds (runtime/triton_sam.py)."""
+        from .triton_sam import open_served
+
+        if is_triton_target(artifact):
+            artifact, url = None, artifact
+        elif artifact is not None:
+            artifact = _resolve(artifact)
+            require_task(artifact, SAM, "a SamPredictor", "pass the SAM export the served models came from")
+        served = open_served(artifact, url)
+        self.artifact, self.encoder, self.decoder = served.artifact, served.encoder, served.decoder
+        self.encoder_graph, self.decoder_graph = served.encoder_graph, served.decoder_graph
+        self.weights_source, self.weights_warning, self.threads = served.weights_source, served.weights_warning, threads
+        try:
+            self.image_size, self.num_masks = _encoder_side(self.encoder), _mask_count(self.decoder)
+        except BaseException:
+            self.close()
+            raise
+        self.session = self.encoder
+        self.max_prompts, self.max_points = served.max_prompts, served.max_points
         self.reset_image()
 
     # --- state ------------------------------------------------------------------------------------
@@ -326,7 +354,7 @@ def _choose(backend: str, artifact):
     if backend not in SAM_BACKENDS:
         raise BadInput(
             f"--backend {backend!r}: a SAM model runs on {', '.join(SAM_BACKENDS)}",
-            "use --backend auto (or ort-cpu, ort-cuda, ort-trt, trt)",
+            "use --backend auto (or ort-cpu, ort-cuda, ort-trt, trt, torch)",
         )
     return choose(backend, artifact, allowed=SAM_BACKENDS, command="predict")
 
@@ -337,6 +365,10 @@ def _open_graph(artifact, graph: GraphRecord, backend, threads: Optional[int]):
     from . import open_onnx, preflight
 
     preflight(backend)
+    if backend.name == "torch":
+        from .torch_sam import open_torch_graph
+
+        return open_torch_graph(artifact, graph, threads)
     directory = artifact.directory
     if backend.is_tensorrt:
         engine = _engine_for(artifact, graph.role)

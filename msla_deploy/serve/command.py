@@ -94,6 +94,10 @@ def package_command(
         print_json(package.to_dict())
         return
     warn_random_weights(package.weights_warning)
+    if getattr(package, "models", None) is not None:  # SAM: its encoder and decoder models
+        _print_sam_package(package)
+        print_next(next_after_package(artifact, triton, package.name, "onnxruntime_onnx", validate=False))
+        return
     group = package.instance_group
     out.print(
         key_values(
@@ -136,6 +140,44 @@ def package_command(
     print_next(next_after_package(artifact, triton, package.name, package.platform))
 
 
+def _print_sam_package(package) -> None:
+    rows = []
+    for model in package.models:
+        layout = model.layout
+        rows.append(
+            (
+                model.name,
+                f"{model.model_path} ({model.platform}, "
+                + (
+                    f"dynamic batching over prompts, up to {layout.batch}: max_batch_size {layout.batch})"
+                    if layout.dynamic
+                    else "no batching: one picture a call)"
+                ),
+            )
+        )
+        rows.append(("  inputs", ", ".join(f"{t.name} {list(t.shape)}" for t in model.inputs)))
+    first = package.models[0]
+    rows += [
+        ("instances", f"{first.instance_group.kind} x{first.instance_group.count} ({first.instance_group.why})"),
+        ("recipe", first.parameters.get(META_RECIPE, "-")),
+        ("weights", weights_cell(package.weights_source, package.weights_warning)),
+        (
+            "client",
+            f'SamPredictor("{TRITON_SCHEME}HOST:{DEFAULT_PORT}/{package.name}"); every model folder\'s README.md '
+            "says what to send",
+        ),
+        (
+            "checked",
+            "parsed back with Triton's ModelConfig"
+            if package.checked_with_model_config
+            else "[yellow]not parsed back (tritonclient missing)[/]",
+        ),
+    ]
+    out.print(key_values(rows))
+    for note in package.notes:
+        err.print(f"[yellow]note:[/] {note}", highlight=False)
+
+
 def _labels_cell(labels) -> str:
     if labels is None:
         return "-"
@@ -145,7 +187,9 @@ def _labels_cell(labels) -> str:
     )
 
 
-def next_after_package(artifact: Path, repository: Path, name: str, platform: str) -> List[Tuple[str, str]]:
+def next_after_package(
+    artifact: Path, repository: Path, name: str, platform: str, validate: bool = True
+) -> List[Tuple[str, str]]:
     """Run the repository in NVIDIA's Triton container (or, for an ONNX, `serve` here), then check what it serves."""
     url = f"{TRITON_SCHEME}127.0.0.1:{DEFAULT_PORT}/{name}"
     docker = (
@@ -172,7 +216,8 @@ def next_after_package(artifact: Path, repository: Path, name: str, platform: st
     ]
     if platform == Platform.ONNXRUNTIME_ONNX.value:
         steps.append((next_command("serve", artifact, "--name", name), "or serve it here, without the container"))
-    steps.append((next_command("validate", artifact, "--backend", url), "parity of the served model"))
+    if validate:  # (a SAM pair is checked through SamPredictor(url), not validate)
+        steps.append((next_command("validate", artifact, "--backend", url), "parity of the served model"))
     return steps
 
 
@@ -210,10 +255,12 @@ def serve_command(
             else:
                 warn_random_weights(server.weights_warning)
                 b = server.batching
+                models = [(f"  {m}", f"{d['graph']}: {d['batching']['why']}") for m, d in server.models.items()]
                 out.print(
                     key_values(
                         [
                             ("serving", f"{server.model} from {server.artifact}"),
+                            *models,
                             ("weights", weights_cell(server.weights_source, server.weights_warning)),
                             ("url", f"[bold]{server.url}[/]"),
                             (

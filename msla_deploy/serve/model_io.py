@@ -13,6 +13,7 @@ from ..artifact.names import MANIFEST_NAME
 from ..artifact.resolve import Artifact, resolve
 from ..errors import BadInput
 from ..runtime.triton import check_model_name
+from ..tasks import SAM
 
 __all__ = [
     "MAX_QUEUE_DELAY_US",
@@ -31,9 +32,10 @@ __all__ = [
 
 
 def open_artifact(path: Path) -> Artifact:
+    """The artifact to package or serve: one graph, or a SAM export's two (serve/sam_graphs.py)."""
     artifact = resolve(Path(path))
-    # serving SAM's encoder and decoder as one repository is issue 24
-    artifact.require_single_graph("package/serve", "serve one graph at a time (its .onnx); SAM serving: issue 24")
+    if artifact.graph_roles and artifact.task.name != SAM:  # no other task has several graphs to pair up
+        artifact.require_single_graph("package/serve", "serve one graph at a time (its .onnx)")
     return artifact
 
 

@@ -34,7 +34,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from .. import __version__
 from ..artifact.files import sha256_file, write_bytes_atomic
@@ -213,11 +213,23 @@ def _quote(text: str) -> str:
     return '"' + str(text).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def _dims_text(dims: Sequence) -> str:
+    return f"[ {', '.join(str(d) for d in dims)} ]" if len(dims) else "[ ]"
+
+
 def _tensor_blocks(
-    tensors: Sequence[TensorSpec], layout: BatchLayout, where: str, labelled: Sequence[str] = ()
+    tensors: Sequence[TensorSpec],
+    layout: BatchLayout,
+    where: str,
+    labelled: Sequence[str] = (),
+    dims_of: Optional[Callable[[TensorSpec], Tuple]] = None,
+    reshape: Optional[Dict[str, Tuple]] = None,
 ) -> List[str]:
     blocks = []
     for t in tensors:
+        dims = dims_of(t) if dims_of is not None else layout.dims(t)
+        shaped = (reshape or {}).get(t.name)  # the graph's shape where the wire's differs (Triton reshapes)
+        shaped_line = "" if shaped is None else f"    reshape: {{ shape: {_dims_text(shaped)} }}\n"
         if t.dtype not in KSERVE_DTYPES:
             raise BadInput(
                 f"{where}: {t.name} has dtype {t.dtype}, which Triton has no type for", "export with fp32 or fp16 I/O"
@@ -227,7 +239,8 @@ def _tensor_blocks(
             "  {\n"
             f"    name: {_quote(t.name)}\n"
             f"    data_type: TYPE_{KSERVE_DTYPES[t.dtype]}\n"
-            f"    dims: [ {', '.join(str(d) for d in layout.dims(t))} ]\n"
+            f"    dims: {_dims_text(dims)}\n"
+            f"{shaped_line}"
             f"{label}"
             "  }"
         )
@@ -244,9 +257,13 @@ def config_text(
     parameters: Dict[str, str],
     source: str,
     labelled: Sequence[str] = (),
+    dims_of: Optional[Callable[[TensorSpec], Tuple]] = None,
+    reshape: Optional[Dict[str, Tuple]] = None,
 ) -> str:
     """config.pbtxt in protobuf text format (comments allowed; field names are ModelConfig's);
-    `labelled`: the outputs whose classes labels.txt names (Triton's classification extension)."""
+    `labelled`: the outputs whose classes labels.txt names (Triton's classification extension);
+    `dims_of`: a tensor's dims where they are not the layout's; `reshape`: input -> the shape the
+    model takes where the request's differs."""
     lines = [
         f"{TRITON_CONFIG_MARKER} {__version__} from {source}",
         f"# dynamic batch 1..{layout.batch}: dims without the batch, Triton's dynamic batcher forms the batches"
@@ -256,10 +273,10 @@ def config_text(
         f"platform: {_quote(platform)}",
         f"max_batch_size: {layout.max_batch_size}",
         "input [",
-        ",\n".join(_tensor_blocks(inputs, layout, source)),
+        ",\n".join(_tensor_blocks(inputs, layout, source, (), dims_of, reshape)),
         "]",
         "output [",
-        ",\n".join(_tensor_blocks(outputs, layout, source, labelled)),
+        ",\n".join(_tensor_blocks(outputs, layout, source, labelled, dims_of)),
         "]",
         "instance_group [",
         "  {",
@@ -322,7 +339,7 @@ def parse_config(text: str):
     return text_format.Parse(text, deps.model_config_message()())
 
 
-def _check_with_model_config(text: str) -> bool:
+def check_with_model_config(text: str) -> bool:
     if not deps.have_tritonclient():
         return False
     try:
@@ -366,23 +383,56 @@ def check_destination(art: Artifact, repository: Path, model_dir: Path) -> None:
     check_repository_entry(repository, model_dir, REPOSITORY_FLAG)
 
 
-def package_triton(options: PackageOptions, steps=None) -> Package:
+def check_model_dir(repository: Path, model_dir: Path, overwrite: bool) -> None:
+    """REPO/<name> may be written: new, or ours and --overwrite given."""
+    if repository.exists() and not repository.is_dir():
+        raise BadInput(f"--triton {repository} is a file", "pass a directory for the model repository")
+    if model_dir.exists() or model_dir.is_symlink():
+        if not overwrite:
+            raise BadInput(f"{model_dir} already exists", "pass --overwrite to replace it, or choose another --name")
+        if not model_dir.is_dir() or not _is_ours(model_dir):
+            raise BadInput(
+                f"{model_dir} exists and was not written by msla-deploy", "remove it yourself, or choose another --name"
+            )
+
+
+def write_model_dir(model_dir: Path, files: Dict[str, Union[Path, bytes]]) -> bool:
+    """Build the whole model folder beside its place, then rename it in: a server polling the
+    repository never sees a half-copied model, and a failure leaves nothing behind. `files`:
+    relative path -> a file to copy or the bytes to write. Returns whether a folder was replaced."""
+    model_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = staging_path(model_dir, PARTIAL_TAG)
+    replaced = model_dir.exists()
+    try:
+        if staging.exists():
+            shutil.rmtree(staging)
+        (staging / TRITON_MODEL_VERSION).mkdir(parents=True)
+        for relative, content in files.items():
+            if isinstance(content, bytes):
+                write_bytes_atomic(staging / relative, content)
+            else:
+                shutil.copyfile(content, staging / relative)
+        swap_in(model_dir, staging)  # the previous model is put back if the swap is interrupted
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return replaced
+
+
+def package_triton(options: PackageOptions, steps=None):
+    """A Package; for a SAM export the SamPackage of its two models (serve/sam_repository.py)."""
     art = open_artifact(options.artifact)
+    if art.graph_roles:
+        from .sam_repository import package_sam
+
+        return package_sam(options, art)
     platform = choose_platform(art, options.platform)
     name = check_model_name(options.name) if options.name is not None else default_name(art)
     group = instance_group(platform, options.instances, options.gpus)
     repository = Path(options.repository)
     model_dir = repository / name
     check_destination(art, repository, model_dir)
-    if repository.exists() and not repository.is_dir():
-        raise BadInput(f"--triton {repository} is a file", "pass a directory for the model repository")
-    if model_dir.exists() or model_dir.is_symlink():
-        if not options.overwrite:
-            raise BadInput(f"{model_dir} already exists", "pass --overwrite to replace it, or choose another --name")
-        if not model_dir.is_dir() or not _is_ours(model_dir):
-            raise BadInput(
-                f"{model_dir} exists and was not written by msla-deploy", "remove it yourself, or choose another --name"
-            )
+    check_model_dir(repository, model_dir, options.overwrite)
 
     notes: List[str] = []
     if platform == "tensorrt_plan":
@@ -419,27 +469,17 @@ def package_triton(options: PackageOptions, steps=None) -> Package:
     text = config_text(
         name, platform, inputs, outputs, layout, group, parameters, str(source), labels.outputs if labels else ()
     )
-    checked = _check_with_model_config(text)
+    checked = check_with_model_config(text)
     if not checked:
         notes.append("tritonclient is not installed: the config was not parsed back with Triton's ModelConfig here")
 
-    # Build the whole model folder beside its place, then rename it in: a server polling the
-    # repository never sees a half-copied model, and a failure leaves nothing behind.
-    repository.mkdir(parents=True, exist_ok=True)
-    staging = staging_path(model_dir, PARTIAL_TAG)
-    replaced = model_dir.exists()
-    try:
-        if staging.exists():
-            shutil.rmtree(staging)
-        (staging / TRITON_MODEL_VERSION).mkdir(parents=True)
-        shutil.copyfile(source, staging / TRITON_MODEL_VERSION / TRITON_MODEL_FILES[platform])
-        write_bytes_atomic(staging / TRITON_CONFIG_NAME, text.encode())
-        if labels is not None:
-            write_bytes_atomic(staging / LABELS_NAME, "".join(f"{n}\n" for n in labels.names).encode())
-        swap_in(model_dir, staging)  # the previous model is put back if the swap is interrupted
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+    files: Dict[str, Union[Path, bytes]] = {
+        f"{TRITON_MODEL_VERSION}/{TRITON_MODEL_FILES[platform]}": source,
+        TRITON_CONFIG_NAME: text.encode(),
+    }
+    if labels is not None:
+        files[LABELS_NAME] = "".join(f"{n}\n" for n in labels.names).encode()
+    replaced = write_model_dir(model_dir, files)
     return Package(
         name=name,
         platform=platform,

@@ -187,6 +187,7 @@ class Server:
     log_file: Path
     weights_source: Optional[str] = None  # the manifest's weights.source (None: no manifest says)
     weights_warning: Optional[str] = None  # random weights: said in the header and the description
+    models: Dict[str, Dict] = field(default_factory=dict)  # a server of several models (SAM): each one's tensors
     _triton: object = field(repr=False, default=None)
     _workdir: Optional[Path] = field(repr=False, default=None)
     _session: object = field(repr=False, default=None)
@@ -225,6 +226,7 @@ class Server:
             "model_runs_on": self.runner,
             "weights_source": self.weights_source,
             "weights_warning": self.weights_warning,
+            **({"models": self.models} if self.models else {}),
             "server": {
                 "tritonserver": "bundled with nvidia-pytriton",
                 "nvidia-pytriton": package_version("nvidia-pytriton"),
@@ -254,6 +256,10 @@ def start_server(
     if not 0 < port < 65536:
         raise BadInput(f"--port {port} is out of range", "choose a port between 1 and 65535")
     check_port_free(host, port)
+    if art.graph_roles:  # SAM: its encoder and decoder as two models (serve/sam_server.py)
+        from .sam_server import start_sam
+
+        return start_sam(pytriton, art, host=host, port=port, name=model, backend=backend)
     session = open_runner(art, backend)
     try:
         return _start_triton(pytriton, art, session, host=host, port=port, model=model)
@@ -262,26 +268,31 @@ def start_server(
         raise
 
 
-def _start_triton(pytriton, art: Artifact, session, *, host: str, port: int, model: str) -> Server:
-    Triton, TritonConfig, ModelConfig, DynamicBatcher, Tensor = pytriton
-    inputs, outputs = list(session.inputs.values()), list(session.outputs.values())
-    batching = batching_for(batch_layout(inputs, outputs, session.max_batch, str(art.path)))
+@dataclass
+class Binding:
+    """One model of a server: its name, the function that answers its requests, its tensors and config."""
 
-    def tensors(specs: List[TensorSpec]):
-        return [
-            Tensor(name=t.name, dtype=np.dtype(t.dtype).type, shape=t.shape[1:] if batching.dynamic else t.shape)
-            for t in specs
-        ]
+    model: str
+    infer: Callable
+    inputs: List  # PyTriton Tensors
+    outputs: List
+    config: object  # PyTriton's ModelConfig
 
-    config = (
-        ModelConfig(batching=False)
-        if not batching.dynamic
-        else ModelConfig(
-            batching=True,
-            max_batch_size=batching.max_batch_size,
-            batcher=DynamicBatcher(max_queue_delay_microseconds=MAX_QUEUE_DELAY_US),
-        )
+
+def pytriton_config(pytriton, batching: Batching):
+    ModelConfig, DynamicBatcher = pytriton[2], pytriton[3]
+    if not batching.dynamic:
+        return ModelConfig(batching=False)
+    return ModelConfig(
+        batching=True,
+        max_batch_size=batching.max_batch_size,
+        batcher=DynamicBatcher(max_queue_delay_microseconds=MAX_QUEUE_DELAY_US),
     )
+
+
+def launch(pytriton, bindings: List[Binding], *, host: str, port: int):
+    """Start one Triton server with every binding as a model; (triton, workdir, log file) once ready."""
+    Triton, TritonConfig = pytriton[0], pytriton[1]
     workdir = Path(tempfile.mkdtemp(prefix="msla-serve-"))
     log_file = workdir / "tritonserver.log"
     triton_config = TritonConfig(
@@ -298,14 +309,10 @@ def _start_triton(pytriton, art: Artifact, session, *, host: str, port: int, mod
     triton = None
     try:
         triton = Triton(config=triton_config, workspace=workdir / "workspace")
-        triton.bind(
-            model_name=model,
-            infer_func=_infer_function(session.run, inputs, outputs, batching),
-            inputs=tensors(inputs),
-            outputs=tensors(outputs),
-            config=config,
-            strict=True,
-        )
+        for b in bindings:
+            triton.bind(
+                model_name=b.model, infer_func=b.infer, inputs=b.inputs, outputs=b.outputs, config=b.config, strict=True
+            )
         with _own_libpython(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # PyTriton's own client warns that gRPC ignores its timeouts
             triton.run()
@@ -319,9 +326,35 @@ def _start_triton(pytriton, art: Artifact, session, *, host: str, port: int, mod
             f"Triton server could not start on {host}:{port}: {reason}",
             f"check that nvidia-pytriton installed whole ({install_extra('serve')})",
         ) from None
+    return triton, workdir, log_file
+
+
+def url_of(host: str, port: int, model: str) -> str:
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"{TRITON_SCHEME}{address}/{model}"
+
+
+def _start_triton(pytriton, art: Artifact, session, *, host: str, port: int, model: str) -> Server:
+    Tensor = pytriton[4]
+    inputs, outputs = list(session.inputs.values()), list(session.outputs.values())
+    batching = batching_for(batch_layout(inputs, outputs, session.max_batch, str(art.path)))
+
+    def tensors(specs: List[TensorSpec]):
+        return [
+            Tensor(name=t.name, dtype=np.dtype(t.dtype).type, shape=t.shape[1:] if batching.dynamic else t.shape)
+            for t in specs
+        ]
+
+    binding = Binding(
+        model,
+        _infer_function(session.run, inputs, outputs, batching),
+        tensors(inputs),
+        tensors(outputs),
+        pytriton_config(pytriton, batching),
+    )
+    triton, workdir, log_file = launch(pytriton, [binding], host=host, port=port)
     return Server(
-        url=f"{TRITON_SCHEME}{address}/{model}",
+        url=url_of(host, port, model),
         host=host,
         port=port,
         model=model,
