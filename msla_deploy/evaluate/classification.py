@@ -23,8 +23,6 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from .. import runtime
-from ..artifact.names import EVALUATION_DIR
-from ..artifact.outputs import guard_for
 from ..artifact.resolve import Artifact, resolve
 from ..errors import BadInput, one_line_text
 from ..runtime.classify_preprocess import CROP_RATIO, check_crop_ratio, preprocess_file, resize_short_side
@@ -40,7 +38,7 @@ from .classify_report import (
     write_reports,
 )
 from .imagenet import IMAGEFOLDER, ClassDataset, ClassSample, find_class_dataset
-from .passes import READERS, check_common, decoded_batches, lower_priority, order_backends
+from .passes import READERS, check_common, decoded_batches, lower_priority, order_backends, report_folder
 from .report import ArtifactSummary, SkippedPicture
 
 SKIPPED_SHOWN = 3  # bad files named in the error line when none was usable
@@ -119,16 +117,7 @@ class ClassifyEvaluation:
         self.options, self.on_progress = options, on_progress
         self.artifact = artifact = resolve(Path(options.artifact))
         self.task = _check_artifact(artifact)
-        self.report_dir = (
-            Path(options.report_dir) if options.report_dir else artifact.default_report_dir(EVALUATION_DIR)
-        )
-        # nothing is written onto the artifact or the dataset, nor through a link out of the artifact
-        guard = guard_for(artifact, inputs=[Path(options.data)])
-        guard.check(self.report_dir, "--report-dir" if options.report_dir else "the report folder")
-        if options.junit is not None:
-            guard.check(Path(options.junit), "--junit")
-        if self.report_dir.exists() and not self.report_dir.is_dir():
-            raise BadInput(f"--report-dir {self.report_dir} is a file", "pass a directory (it is created if missing)")
+        self.report_dir = report_folder(artifact, options)
         self.resolution: Tuple[int, int] = tuple(artifact.resolution)  # type: ignore[arg-type]
         self.num_classes: int = artifact.num_classes  # type: ignore[assignment]
         self.dataset: ClassDataset = find_class_dataset(options.data, self.num_classes, not options.skip_bad)

@@ -7,6 +7,7 @@ import os
 import sys
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from ..errors import BadInput
@@ -50,6 +51,25 @@ def check_common(limit: Optional[int], backends: Sequence[str]) -> None:
         raise BadInput(f"--limit {limit}: must be at least 1", "give the number of pictures to evaluate")
     if len(set(backends)) != len(backends):
         raise BadInput(f"--backend given twice ({', '.join(backends)})", "name each backend once")
+
+
+def report_folder(artifact, options) -> Path:
+    """Where the report goes (--report-dir, else evaluation/ in the export directory), checked with
+    every other path the pass writes: nothing is written onto the artifact or the dataset, nor
+    through a link out of the artifact (an `evaluation` link shipped inside it)."""
+    from ..artifact.names import EVALUATION_DIR
+    from ..artifact.outputs import guard_for
+
+    folder = Path(options.report_dir) if options.report_dir else artifact.default_report_dir(EVALUATION_DIR)
+    guard = guard_for(artifact, inputs=[Path(options.data)])
+    guard.check(folder, "--report-dir" if options.report_dir else "the report folder")
+    if options.junit is not None:
+        guard.check(Path(options.junit), "--junit")
+    if getattr(options, "save_predictions", None) is not None:
+        guard.check(Path(options.save_predictions), "--save-predictions")
+    if folder.exists() and not folder.is_dir():
+        raise BadInput(f"--report-dir {folder} is a file", "pass a directory (it is created if missing)")
+    return folder
 
 
 def decoded_batches(

@@ -26,8 +26,7 @@ from typing import Callable, Dict, Iterator, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from .. import runtime
-from ..artifact.names import EVALUATION_DIR, LABELS_NAME, OUTPUT_NAME
-from ..artifact.outputs import guard_for
+from ..artifact.names import LABELS_NAME, OUTPUT_NAME
 from ..artifact.resolve import Artifact, resolve
 from ..classes import IGNORE_INDEX, dataset_for, palette
 from ..drawing import save_picture
@@ -36,7 +35,7 @@ from ..iou import NO_LABEL, Confusion
 from ..runtime import processing
 from ..tasks import SEGMENTATION
 from .datasets import Dataset, Sample, find_dataset, picture_size, read_pair
-from .passes import READERS, check_common, decoded_batches, lower_priority, order_backends
+from .passes import READERS, check_common, decoded_batches, lower_priority, order_backends, report_folder
 from .pictures import keep_labels, write_disagreement
 from .report import (
     ArtifactSummary,
@@ -263,19 +262,7 @@ class Evaluation:
         options.check()
         self.options, self.on_progress = options, on_progress
         self.artifact = artifact = resolve(Path(options.artifact))
-        self.report_dir = (
-            Path(options.report_dir) if options.report_dir else artifact.default_report_dir(EVALUATION_DIR)
-        )
-        # nothing is written onto the artifact or the dataset, nor through a link out of the
-        # artifact (an `evaluation` link shipped inside it): the default folder is checked too
-        guard = guard_for(artifact, inputs=[Path(options.data)])
-        guard.check(self.report_dir, "--report-dir" if options.report_dir else "the report folder")
-        if options.junit is not None:
-            guard.check(Path(options.junit), "--junit")
-        if options.save_predictions is not None:
-            guard.check(Path(options.save_predictions), "--save-predictions")
-        if self.report_dir.exists() and not self.report_dir.is_dir():
-            raise BadInput(f"--report-dir {self.report_dir} is a file", "pass a directory (it is created if missing)")
+        self.report_dir = report_folder(artifact, options)
         _check_artifact(artifact)
         self.resolution: Tuple[int, int] = tuple(artifact.resolution)  # type: ignore[arg-type]
         self.num_classes: int = artifact.num_classes

@@ -26,8 +26,6 @@ from typing import Callable, List, NamedTuple, Optional
 import numpy as np
 
 from .. import runtime
-from ..artifact.names import EVALUATION_DIR
-from ..artifact.outputs import guard_for
 from ..artifact.resolve import resolve
 from ..choices import SamPrompt
 from ..errors import BadInput, one_line_text
@@ -42,7 +40,7 @@ from .coco import (
     ground_truth_mask,
     read_coco,
 )
-from .passes import READERS, check_common, decoded_batches, lower_priority, order_backends
+from .passes import READERS, check_common, decoded_batches, lower_priority, order_backends, report_folder
 from .report import SkippedPicture
 from .sam_report import (
     InstancePrediction,
@@ -134,17 +132,7 @@ class SamEvaluation:
             raise BadInput(
                 f"{artifact.path} is not a SAM export directory", "evaluate the directory msla-deploy export wrote"
             )
-        self.report_dir = (
-            Path(options.report_dir) if options.report_dir else artifact.default_report_dir(EVALUATION_DIR)
-        )
-        guard = guard_for(artifact, inputs=[Path(options.data)])
-        guard.check(self.report_dir, "--report-dir" if options.report_dir else "the report folder")
-        if options.junit is not None:
-            guard.check(Path(options.junit), "--junit")
-        if options.save_predictions is not None:
-            guard.check(Path(options.save_predictions), "--save-predictions")
-        if self.report_dir.exists() and not self.report_dir.is_dir():
-            raise BadInput(f"--report-dir {self.report_dir} is a file", "pass a directory (it is created if missing)")
+        self.report_dir = report_folder(artifact, options)
         self.dataset: CocoDataset = read_coco(options.data)
         self.pictures = self.dataset.pictures[: options.limit] if options.limit else self.dataset.pictures
         self.names, self.against = order_backends(options.backends, options.against)
