@@ -58,6 +58,7 @@ from ..artifact.names import (
     META_FP32_NODES,
     META_INT8_CALIBRATION,
     META_INT8_MODULES,
+    META_INT8_POLICY,
     META_PRECISION,
     OUTPUT_NAME,
     PROBE_PREFIX,
@@ -486,6 +487,16 @@ def _set_int8_metadata(
         proto.metadata_props.add(key=key, value=meta[key])
 
 
+def set_policy_metadata(proto: onnx.ModelProto, name: str, kept_float: List[str]) -> None:
+    """SAM's encoder policy in the graph's metadata (what `inspect` shows of a lone encoder.onnx)."""
+    value = json.dumps({"name": name, "kept_float": list(kept_float)}, separators=(",", ":"))
+    for prop in proto.metadata_props:
+        if prop.key == META_INT8_POLICY:
+            prop.value = value
+            return
+    proto.metadata_props.add(key=META_INT8_POLICY, value=value)
+
+
 # --- what TensorRT needs of the result ------------------------------------------------------------
 def _initializer(model: onnx.ModelProto, name: str) -> Optional[np.ndarray]:
     for init in model.graph.initializer:
@@ -604,3 +615,52 @@ def input_name(model: onnx.ModelProto) -> str:
     """The graph's one picture input: `input` (segmentation, classification) or SAM's encoder's `image`."""
     initializers = {t.name for t in model.graph.initializer}
     return next(i.name for i in model.graph.input if i.name not in initializers)
+
+
+# --- variants of one Q/DQ graph ---------------------------------------------------------------------
+def without_qdq(quantized: onnx.ModelProto, fp32: onnx.ModelProto, nodes: Iterable[str]) -> onnx.ModelProto:
+    """A copy of `quantized` with `nodes` float again: each input of theirs that reads a
+    DequantizeLinear reads the fp32 graph's tensor instead (an activation's DQ(Q(x)) -> x, a
+    weight's int8 initializer -> the fp32 graph's weight), and the Q/DQ nodes and int8 weights
+    no one reads any more are dropped. What quantize() would write for the other units (ONNX
+    Runtime shares one Q/DQ pair per tensor among its quantized readers, and places none where
+    no reader is quantized) without quantizing again: a sweep's variants cost a session, not a pass."""
+    model = onnx.ModelProto()
+    model.CopyFrom(quantized)
+    producer = {o: n for n in model.graph.node for o in n.output}
+    originals = {n.name: n for n in fp32.graph.node}
+    fp32_weights = {t.name: t for t in fp32.graph.initializer}
+    present = {t.name for t in model.graph.initializer}
+    wanted = set(nodes)
+    for node in model.graph.node:
+        if node.name not in wanted:
+            continue
+        for i, tensor in enumerate(node.input):
+            dq = producer.get(tensor)
+            if dq is None or dq.op_type != "DequantizeLinear":
+                continue
+            source = producer.get(dq.input[0])
+            if source is not None and source.op_type == "QuantizeLinear":
+                node.input[i] = source.input[0]
+            else:  # a stored int8 weight: the fp32 graph's own input at this place
+                original = originals[node.name].input[i]
+                node.input[i] = original
+                if original in fp32_weights and original not in present:
+                    model.graph.initializer.append(fp32_weights[original])
+                    present.add(original)
+    _drop_unread(model)
+    return model
+
+
+def _drop_unread(model: onnx.ModelProto) -> None:
+    """Remove the Q/DQ nodes whose outputs nobody reads, then the initializers nobody reads."""
+    while True:
+        read = {t for n in model.graph.node for t in n.input} | {o.name for o in model.graph.output}
+        dead = [n for n in model.graph.node if n.op_type in QDQ_OPS and not any(o in read for o in n.output)]
+        if not dead:
+            break
+        for node in dead:
+            model.graph.node.remove(node)
+    read = {t for n in model.graph.node for t in n.input}
+    for init in [t for t in model.graph.initializer if t.name not in read]:
+        model.graph.initializer.remove(init)
