@@ -618,38 +618,51 @@ def input_name(model: onnx.ModelProto) -> str:
 
 
 # --- variants of one Q/DQ graph ---------------------------------------------------------------------
-def without_qdq(quantized: onnx.ModelProto, fp32: onnx.ModelProto, nodes: Iterable[str]) -> onnx.ModelProto:
-    """A copy of `quantized` with `nodes` float again: each input of theirs that reads a
-    DequantizeLinear reads the fp32 graph's tensor instead (an activation's DQ(Q(x)) -> x, a
-    weight's int8 initializer -> the fp32 graph's weight), and the Q/DQ nodes and int8 weights
-    no one reads any more are dropped. What quantize() would write for the other units (ONNX
-    Runtime shares one Q/DQ pair per tensor among its quantized readers, and places none where
-    no reader is quantized) without quantizing again: a sweep's variants cost a session, not a pass."""
+def without_qdq(
+    quantized: onnx.ModelProto, fp32: onnx.ModelProto, quantized_nodes: Iterable[str], nodes: Iterable[str]
+) -> onnx.ModelProto:
+    """A copy of `quantized` (whose Q/DQ quantize() placed for `quantized_nodes`) with `nodes` float
+    again, as quantize() would have written it for the others, without quantizing again (a sweep's
+    variants then cost a session, not a pass). quantize_static places one Q/DQ pair per tensor that a
+    quantized node reads, and every reader of that tensor reads the pair (a residual Add, a float
+    node beside): so a pair stays while one of its readers stays quantized, else its readers read
+    the tensor itself; a float node's int8 weight is the fp32 graph's weight again. Q/DQ nodes and
+    int8 weights nobody reads any more are dropped."""
     model = onnx.ModelProto()
     model.CopyFrom(quantized)
+    floated = set(nodes)
+    staying = set(quantized_nodes) - floated
     producer = {o: n for n in model.graph.node for o in n.output}
     originals = {n.name: n for n in fp32.graph.node}
     fp32_weights = {t.name: t for t in fp32.graph.initializer}
     present = {t.name for t in model.graph.initializer}
-    wanted = set(nodes)
+    readers: Dict[str, List[onnx.NodeProto]] = {}
     for node in model.graph.node:
-        if node.name not in wanted:
+        for t in node.input:
+            readers.setdefault(t, []).append(node)
+    for dq in [n for n in model.graph.node if n.op_type == "DequantizeLinear"]:
+        source = producer.get(dq.input[0])
+        users = readers.get(dq.output[0], [])
+        if source is not None and source.op_type == "QuantizeLinear":  # an activation's pair
+            if not any(u.name in staying for u in users):
+                _read_instead(users, dq.output[0], source.input[0])
             continue
-        for i, tensor in enumerate(node.input):
-            dq = producer.get(tensor)
-            if dq is None or dq.op_type != "DequantizeLinear":
-                continue
-            source = producer.get(dq.input[0])
-            if source is not None and source.op_type == "QuantizeLinear":
-                node.input[i] = source.input[0]
-            else:  # a stored int8 weight: the fp32 graph's own input at this place
-                original = originals[node.name].input[i]
-                node.input[i] = original
-                if original in fp32_weights and original not in present:
-                    model.graph.initializer.append(fp32_weights[original])
-                    present.add(original)
+        for user in (u for u in users if u.name in floated):  # a stored int8 weight of a float node
+            index = list(user.input).index(dq.output[0])
+            original = originals[user.name].input[index]
+            user.input[index] = original
+            if original in fp32_weights and original not in present:
+                model.graph.initializer.append(fp32_weights[original])
+                present.add(original)
     _drop_unread(model)
     return model
+
+
+def _read_instead(users: Sequence[onnx.NodeProto], tensor: str, instead: str) -> None:
+    for user in users:
+        for i, name in enumerate(user.input):
+            if name == tensor:
+                user.input[i] = instead
 
 
 def _drop_unread(model: onnx.ModelProto) -> None:

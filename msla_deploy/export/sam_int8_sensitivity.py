@@ -134,13 +134,13 @@ def sweep(
     fp32 = onnx.load(str(fp32_path))
     judge = PairJudge(fp32, decoder_path, calibration.batches)
     names = [u.module for u in candidates]
-    everything = int8_q.quantize(fp32_path, calibration, names).proto
+    full = int8_q.quantize(fp32_path, calibration, names)
     nodes = {u.module: u.quantizable for u in candidates}
 
     def floating(units: Sequence[str]) -> onnx.ModelProto:
-        return int8_q.without_qdq(everything, fp32, [n for m in units for n in nodes[m]])
+        return int8_q.without_qdq(full.proto, fp32, full.quantized_nodes, [n for m in units for n in nodes[m]])
 
-    all_iou, all_cosine = judge.judge(everything)
+    all_iou, all_cosine = judge.judge(full.proto)
     policy_iou, _ = judge.judge(floating([m for m in policy_float if m in nodes]))
     rows = []
     if progress is not None:
