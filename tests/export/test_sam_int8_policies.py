@@ -79,7 +79,8 @@ def test_policies_keep_the_blocks_they_name(sam_artifact):
 
     units = int8_q.graph_units(onnx.load(str(sam_artifact / ENCODER_ONNX_NAME), load_external_data=False))
     families = sam_int8.block_families(build_sam("efficientvit-sam-l0").image_encoder)
-    kept = {p: sam_int8.plan(p, units, families).kept_float for p in ("all", "ends-float", "mbconv-float", "neck-float")}
+    policies = ("all", "ends-float", "mbconv-float", "neck-float")
+    kept = {p: sam_int8.plan(p, units, families).kept_float for p in policies}
     assert kept["all"] == [] and kept["ends-float"] == [STEM, NECK_OUT]
     # MBConvs: stage 3's five, stage 4's downsampling one and the four EfficientViT blocks' local ones
     assert kept["mbconv-float"] == [f"backbone.stages.3.op_list.{i}" for i in range(5)] + [
