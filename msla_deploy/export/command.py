@@ -159,7 +159,7 @@ def export_command(
         None,
         "--int8-policy",
         help=f"SAM int8: the encoder blocks kept out of Q/DQ besides the LiteMLA cores and the LayerNorm2d [default: "
-        f"{SAM_DEFAULT_POLICY}, the best measured on the trained stand-in, benchmarks/README.md]: all (every block "
+        f"{SAM_DEFAULT_POLICY}; benchmarks/README.md measures each]: all (every block "
         "int8), ends-float (stem and neck output conv), mbconv-float (MBConv blocks), neck-float (the neck). Float "
         "blocks are fp32 in the graph (fp16 where a weakly typed --int8 --fp16 build picks it).",
         rich_help_panel="SAM",

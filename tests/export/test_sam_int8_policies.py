@@ -114,6 +114,7 @@ def test_a_sweep_variant_is_the_graph_quantize_writes_for_the_rest(tiny):
     assert readers["stem"][1] == "w0" and readers["block_add"][1] == PROBE_PREFIX + STEM
 
 
+@pytest.mark.slow  # about 20 s: the l0 decoder on every variant's embeddings
 def test_sam_sensitivity_ranks_units_by_the_pair_masks_and_writes_its_record(tiny, tmp_path, sam_artifact):
     from msla_deploy.artifact.options import ExportOptions
     from msla_deploy.export.int8_stage import EncoderPolicy, load_int8_calibration, quantize_export
