@@ -153,6 +153,12 @@ def test_sam_sensitivity_ranks_units_by_the_pair_masks_and_writes_its_record(tin
     assert record["quantized_modules"] == [FUSED] and record["sensitivity"]["file"] == INT8_SENSITIVITY_NAME
     meta = {p.key: p.value for p in result.graph.proto.metadata_props}
     assert json.loads(meta[META_INT8_POLICY]) == {"name": "ends-float", "kept_float": [STEM, NECK_OUT]}
+    from msla_deploy.console import out
+    from msla_deploy.export.command import _print_sensitivity
+
+    with out.capture() as printed:  # the table export prints after a SAM --sensitivity
+        _print_sensitivity(staging / INT8_SENSITIVITY_NAME)
+    assert "int8 mask cost per encoder module" in printed.get() and "policy ends-float" in printed.get()
     rows = sam_sweep.table_rows(table)
     assert [r[-1] for r in rows if r[1] == FUSED] == [""] and {r[-1] for r in rows if r[1] != FUSED} == {"float"}
 
