@@ -99,6 +99,16 @@ class CalibMethod(Choice):
     PERCENTILE = "percentile"
 
 
+class Int8Policy(Choice):
+    """What a SAM int8 encoder keeps out of Q/DQ besides the LiteMLA cores and the LayerNorm2d statistics
+    (export/sam_int8.py says which blocks each names; benchmarks/README.md measures them)."""
+
+    ALL = "all"  # every block's convolutions int8
+    ENDS_FLOAT = "ends-float"  # the stem conv and the neck's output projection float
+    MBCONV_FLOAT = "mbconv-float"  # the MBConv blocks (depthwise, stages 3-4 and the attention blocks' local ones)
+    NECK_FLOAT = "neck-float"  # the SAM neck (input projections, FusedMBConvs, output projection) float
+
+
 class BackendName(Choice):
     """What runs an artifact (runtime.choose): auto picks TensorRT for an engine, else ONNX
     Runtime with CUDA where it is listed."""
@@ -166,6 +176,7 @@ UPSAMPLE_MODES = Upsample.values()
 EXPORTERS = Exporter.values()
 HEADS = Head.values()
 CALIB_METHODS = CalibMethod.values()
+INT8_POLICIES = Int8Policy.values()
 BACKENDS = BackendName.values()
 ORT_BACKENDS = (BackendName.ORT_CPU.value, BackendName.ORT_CUDA.value, BackendName.ORT_TRT.value)
 NON_TORCH_BACKENDS = NonTorchBackend.values()

@@ -71,6 +71,7 @@ META_GRAPH = "msla_deploy.graph"  # a multi-graph export's graph role (SAM: enco
 # int8 Q/DQ graphs: JSON {PyTorch module: "int8" | "fp32"} and {"method": ..., "pictures": N}
 META_INT8_MODULES = "msla_deploy.int8_modules"
 META_INT8_CALIBRATION = "msla_deploy.int8_calibration"
+META_INT8_POLICY = "msla_deploy.int8_policy"  # SAM's encoder: {"name": policy, "kept_float": [units]}
 
 
 ENGINE_STEM = "model"  # an export directory's engines: model_<precision>_trt<X.Y>.engine

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
-from ..choices import CALIB_METHODS, EXPORTERS, FLOAT_PRECISIONS, HEADS, PRECISIONS, UPSAMPLE_MODES
+from ..choices import CALIB_METHODS, EXPORTERS, FLOAT_PRECISIONS, HEADS, INT8_POLICIES, PRECISIONS, UPSAMPLE_MODES
 from ..errors import BadInput
 from ..limits import MAX_PICTURE_PIXELS
 from ..tasks import DEFAULT_TASK, SAM, TASK_NAMES, get_task
@@ -96,7 +96,7 @@ _PATH_FIELDS = ("weights", "out", "models_dir", "artifacts_dir", "calib_images")
 #: SAM's decoder: the largest number of prompts per call and of points per prompt (its TensorRT
 #: profile's max; SAM's automatic mask generator sends 64 points per batch)
 DEFAULT_MAX_PROMPTS, DEFAULT_MAX_POINTS = 64, 16
-_SAM_FIELDS = ("max_prompts", "max_points")
+_SAM_FIELDS = ("max_prompts", "max_points", "int8_policy")
 _INT8_FIELDS = ("calib_images", "calib_count", "calib_method", "int8_attention", "sensitivity", "min_argmax_agreement")
 DEFAULT_CALIB_COUNT = 64  # pictures; RECOMMENDED_MINIMUM in export/calibration.py warns below 16-32
 # ONNX Runtime's Percentile (99.999%): on the trained stand-in it kept 98.43-98.89% of the fp32
@@ -134,6 +134,8 @@ class ExportOptions:
     int8_attention: bool = False  # also quantize the LiteMLA cores (to measure what the fp32 island saves)
     sensitivity: bool = False  # per-module sweep: int8_sensitivity.json/.png
     min_argmax_agreement: Optional[float] = None  # keep modules in fp32 until int8 meets this; also the budget
+    # SAM's int8 encoder: the blocks kept out of Q/DQ (export/sam_int8.py); None: SAM's default policy
+    int8_policy: Optional[str] = None
     # SAM (task "sam"): the decoder's dynamic dimensions' largest sizes
     max_prompts: int = DEFAULT_MAX_PROMPTS
     max_points: int = DEFAULT_MAX_POINTS
@@ -167,6 +169,7 @@ class ExportOptions:
             ("--attention-precision", self.attention_precision, FLOAT_PRECISIONS),
             ("--io-dtype", self.io_dtype, FLOAT_PRECISIONS),
             ("--calib-method", self.calib_method, CALIB_METHODS),
+            ("--int8-policy", self.int8_policy or INT8_POLICIES[0], INT8_POLICIES),
             ("--upsample", self.upsample, UPSAMPLE_MODES),
             ("--head", self.head, HEADS),
             ("--task", self.task or DEFAULT_TASK, TASK_NAMES),
@@ -209,6 +212,7 @@ class ExportOptions:
                 ("--sensitivity", self.sensitivity),
                 ("--int8-attention", self.int8_attention),
                 ("--min-argmax-agreement", self.min_argmax_agreement is not None),
+                ("--int8-policy", self.int8_policy is not None),
             )
             if on
         ]
@@ -253,8 +257,8 @@ class ExportOptions:
             for key in _SAM_FIELDS:
                 del data[key]
         if self.precision != "int8":  # recorded for int8 exports only: other manifests stay as they were
-            for key in _INT8_FIELDS:
-                del data[key]
+            for key in (*_INT8_FIELDS, "int8_policy"):
+                data.pop(key, None)
         return data
 
     @classmethod
@@ -285,7 +289,7 @@ class ExportOptions:
                     if isinstance(value, bool) or not isinstance(value, int):
                         raise TypeError(key)
                     values[key] = value
-                elif isinstance(default, str) or key == "task":  # task: a str whose default is None
+                elif isinstance(default, str) or key in ("task", "int8_policy"):  # a str whose default is None
                     if not isinstance(value, str):
                         raise TypeError(key)
                     values[key] = value

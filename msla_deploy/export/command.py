@@ -17,10 +17,11 @@ from ..artifact.options import (
     DEFAULT_MODEL,
     DEFAULT_OPSET,
 )
-from ..choices import CalibMethod, Exporter, FloatPrecision, Head, Precision, TaskName, Upsample
+from ..choices import CalibMethod, Exporter, FloatPrecision, Head, Int8Policy, Precision, TaskName, Upsample
 from ..cli_options import json_option, models_dir_option, next_command, overwrite_option
 from ..console import checks_table, err, error_line, key_values, out, print_json, print_next, steps_with_progress
 from ..torch_side import torch_side
+from .sam_int8 import DEFAULT_POLICY as SAM_DEFAULT_POLICY
 
 if TYPE_CHECKING:  # annotations only: the pipeline imports torch
     from ..artifact.manifest import PrecisionRecord
@@ -154,6 +155,15 @@ def export_command(
         "with fp32 on the calibration pictures (e.g. 0.99); also the parity budget.",
         rich_help_panel="int8",
     ),
+    int8_policy: Optional[Int8Policy] = typer.Option(
+        None,
+        "--int8-policy",
+        help=f"SAM int8: the encoder blocks kept out of Q/DQ besides the LiteMLA cores and the LayerNorm2d [default: "
+        f"{SAM_DEFAULT_POLICY}; benchmarks/README.md measures each]: all (every block "
+        "int8), ends-float (stem and neck output conv), mbconv-float (MBConv blocks), neck-float (the neck). Float "
+        "blocks are fp32 in the graph (fp16 where a weakly typed --int8 --fp16 build picks it).",
+        rich_help_panel="SAM",
+    ),
     max_prompts: int = typer.Option(
         DEFAULT_MAX_PROMPTS,
         "--max-prompts",
@@ -208,6 +218,7 @@ def export_command(
         int8_attention=int8_attention,
         sensitivity=sensitivity,
         min_argmax_agreement=min_argmax_agreement,
+        int8_policy=int8_policy,
         max_prompts=max_prompts,
         max_points=max_points,
     )
@@ -284,6 +295,11 @@ def _precision_text(p: PrecisionRecord) -> str:
     elif int8:
         calibration = int8["calibration"]
         fp32_modules = ", ".join(int8["fp32_modules"]) or "none"
+        policy = int8.get("policy")
+        if policy:  # SAM's encoder: the policy and what it keeps float, the cores counted
+            cores = len(int8["fp32_modules"]) - len(policy["kept_float"])
+            fp32_modules = f"policy {policy['name']} ({len(policy['kept_float'])} block(s) float"
+            fp32_modules += "".join(f", {m}" for m in policy["kept_float"]) + f"; {cores} LiteMLA core(s))"
         text = (
             f"int8 Q/DQ ({len(int8['quantized_modules'])} modules int8, fp32: {fp32_modules}; "
             f"calibrated on {calibration['count']} pictures, {calibration['method']}); "
@@ -335,6 +351,51 @@ def _fail(result: ExportResult) -> None:
 
 
 def _print_sensitivity(path: Path) -> None:
+    import json
+
+    from .sam_int8_sensitivity import SamSensitivityTable
+
+    if str(json.loads(path.read_text()).get("format", "")).startswith(SamSensitivityTable.KIND + "/"):
+        _print_sam_sensitivity(path)
+        return
+    _print_label_sensitivity(path)
+
+
+def _print_sam_sensitivity(path: Path) -> None:
+    from rich import box
+    from rich.table import Table
+
+    from .sam_int8_sensitivity import SamSensitivityTable, table_rows
+
+    data = SamSensitivityTable.read(path)
+    table = Table(
+        title=f"int8 mask cost per encoder module ({path.name}, plot beside it)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    for column, justify in (
+        ("#", "right"),
+        ("module", "left"),
+        ("family", "left"),
+        ("mask IoU lost alone (points)", "right"),
+        ("1 - cosine alone", "right"),
+        ("mask IoU all but it", "right"),
+        ("policy", "left"),
+    ):
+        table.add_column(column, justify=justify, no_wrap=True)
+    for row in table_rows(data):
+        table.add_row(*row)
+    out.print(table)
+    out.print(
+        f"all modules int8: mask IoU {100 * data.all_int8_mask_iou:.2f}% of the fp32 pair's; policy {data.policy}: "
+        f"{100 * data.policy_mask_iou:.2f}% ({data.calibration.pictures} pictures x {data.prompts_per_picture} "
+        "prompts)",
+        highlight=False,
+    )
+
+
+def _print_label_sensitivity(path: Path) -> None:
     from rich import box
     from rich.table import Table
 

@@ -58,6 +58,7 @@ from ..artifact.names import (
     META_FP32_NODES,
     META_INT8_CALIBRATION,
     META_INT8_MODULES,
+    META_INT8_POLICY,
     META_PRECISION,
     OUTPUT_NAME,
     PROBE_PREFIX,
@@ -486,6 +487,16 @@ def _set_int8_metadata(
         proto.metadata_props.add(key=key, value=meta[key])
 
 
+def set_policy_metadata(proto: onnx.ModelProto, name: str, kept_float: List[str]) -> None:
+    """SAM's encoder policy in the graph's metadata (what `inspect` shows of a lone encoder.onnx)."""
+    value = json.dumps({"name": name, "kept_float": list(kept_float)}, separators=(",", ":"))
+    for prop in proto.metadata_props:
+        if prop.key == META_INT8_POLICY:
+            prop.value = value
+            return
+    proto.metadata_props.add(key=META_INT8_POLICY, value=value)
+
+
 # --- what TensorRT needs of the result ------------------------------------------------------------
 def _initializer(model: onnx.ModelProto, name: str) -> Optional[np.ndarray]:
     for init in model.graph.initializer:
@@ -604,3 +615,65 @@ def input_name(model: onnx.ModelProto) -> str:
     """The graph's one picture input: `input` (segmentation, classification) or SAM's encoder's `image`."""
     initializers = {t.name for t in model.graph.initializer}
     return next(i.name for i in model.graph.input if i.name not in initializers)
+
+
+# --- variants of one Q/DQ graph ---------------------------------------------------------------------
+def without_qdq(
+    quantized: onnx.ModelProto, fp32: onnx.ModelProto, quantized_nodes: Iterable[str], nodes: Iterable[str]
+) -> onnx.ModelProto:
+    """A copy of `quantized` (whose Q/DQ quantize() placed for `quantized_nodes`) with `nodes` float
+    again, as quantize() would have written it for the others, without quantizing again (a sweep's
+    variants then cost a session, not a pass). quantize_static places one Q/DQ pair per tensor that a
+    quantized node reads, and every reader of that tensor reads the pair (a residual Add, a float
+    node beside): so a pair stays while one of its readers stays quantized, else its readers read
+    the tensor itself; a float node's int8 weight is the fp32 graph's weight again. Q/DQ nodes and
+    int8 weights nobody reads any more are dropped."""
+    model = onnx.ModelProto()
+    model.CopyFrom(quantized)
+    floated = set(nodes)
+    staying = set(quantized_nodes) - floated
+    producer = {o: n for n in model.graph.node for o in n.output}
+    originals = {n.name: n for n in fp32.graph.node}
+    fp32_weights = {t.name: t for t in fp32.graph.initializer}
+    present = {t.name for t in model.graph.initializer}
+    readers: Dict[str, List[onnx.NodeProto]] = {}
+    for node in model.graph.node:
+        for t in node.input:
+            readers.setdefault(t, []).append(node)
+    for dq in [n for n in model.graph.node if n.op_type == "DequantizeLinear"]:
+        source = producer.get(dq.input[0])
+        users = readers.get(dq.output[0], [])
+        if source is not None and source.op_type == "QuantizeLinear":  # an activation's pair
+            if not any(u.name in staying for u in users):
+                _read_instead(users, dq.output[0], source.input[0])
+            continue
+        for user in (u for u in users if u.name in floated):  # a stored int8 weight of a float node
+            index = list(user.input).index(dq.output[0])
+            original = originals[user.name].input[index]
+            user.input[index] = original
+            if original in fp32_weights and original not in present:
+                model.graph.initializer.append(fp32_weights[original])
+                present.add(original)
+    _drop_unread(model)
+    return model
+
+
+def _read_instead(users: Sequence[onnx.NodeProto], tensor: str, instead: str) -> None:
+    for user in users:
+        for i, name in enumerate(user.input):
+            if name == tensor:
+                user.input[i] = instead
+
+
+def _drop_unread(model: onnx.ModelProto) -> None:
+    """Remove the Q/DQ nodes whose outputs nobody reads, then the initializers nobody reads."""
+    while True:
+        read = {t for n in model.graph.node for t in n.input} | {o.name for o in model.graph.output}
+        dead = [n for n in model.graph.node if n.op_type in QDQ_OPS and not any(o in read for o in n.output)]
+        if not dead:
+            break
+        for node in dead:
+            model.graph.node.remove(node)
+    read = {t for n in model.graph.node for t in n.input}
+    for init in [t for t in model.graph.initializer if t.name not in read]:
+        model.graph.initializer.remove(init)

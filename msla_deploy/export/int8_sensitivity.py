@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import onnx
@@ -194,29 +194,6 @@ ROW, PLOT_W, VALUE_W = 24, 420, 230
 def render(result: Sensitivity) -> np.ndarray:
     """One bar per unit (full module names): its label cost (% of pixels changed) when it alone is
     int8, on a % axis with ticks; a legend for the colours; [H, W, 3] uint8."""
-    Image, ImageDraw, _ = drawing.pil()
-    rows = result.rows
-    left = max([drawing.text_width(r.module, drawing.TEXT_SIZE) for r in rows] + [160]) + 16
-    width, plot_bottom = left + PLOT_W + VALUE_W, 4 + ROW * max(len(rows), 1)
-    canvas = Image.new("RGB", (width, plot_bottom + 60), drawing.BACKGROUND)
-    draw = ImageDraw.Draw(canvas)
-    peak = max([100 * r.cost for r in rows] + [1e-3])
-    axis, ticks = drawing.XAxis.covering(0.0, peak, left, left + PLOT_W - 1, count=5)
-    end = axis.draw(draw, ticks, 0, plot_bottom, "% of pixels whose label changes with only this module in int8")
-    kept = set(result.keep_fp32)
-    for i, row in enumerate(rows):
-        y = 4 + i * ROW
-        colour = KEPT if row.module in kept else (ATTENTION if row.kind == "attention" else BLOCK)
-        drawing.draw_text(draw, (8, y + ROW // 2), row.module, drawing.TEXT_SIZE, colour, anchor="lm")
-        x = max(int(axis.x(100 * row.cost)), left + 1)
-        draw.rectangle([left, y + 4, x, y + ROW - 4], fill=colour)
-        value = f"{100 * row.cost:.3g}%, 1 - cosine {1 - row.alone_cosine:.2g}"
-        value += " (kept fp32)" if row.module in kept else ""
-        drawing.draw_text(draw, (x + 6, y + ROW // 2), value, drawing.SMALL_SIZE, anchor="lm")
-    canvas = canvas.crop((0, 0, width, end + 4))
-    key = drawing.legend(
-        [(BLOCK, "block (convolutions)"), (ATTENTION, "LiteMLA attention core"), (KEPT, "kept in fp32")], width
-    )
     notes = [
         f"Calibration: {result.method}, {result.pictures} pictures. Every candidate in int8: "
         f"{100 * (1 - result.all_int8):.3g}% of pixels change. Beside each bar: the logits' 1 - cosine with "
@@ -227,7 +204,47 @@ def render(result: Sensitivity) -> np.ndarray:
             f"For at least {100 * result.min_agreement:g}% agreement, {len(result.keep_fp32)} module(s) kept in "
             f"fp32: {100 * (result.achieved or 0):.4g}% achieved ({'met' if result.met else 'not met'})."
         )
-    title = "int8 label cost per module (argmax vs the fp32 graph)"
+    return render_costs(
+        result.rows,
+        result.keep_fp32,
+        "int8 label cost per module (argmax vs the fp32 graph)",
+        "% of pixels whose label changes with only this module in int8",
+        notes,
+        lambda row: f"{100 * row.cost:.3g}%, 1 - cosine {1 - row.alone_cosine:.2g}",
+    )
+
+
+def render_costs(
+    rows: Sequence[Any],
+    keep: Sequence[str],
+    title: str,
+    axis_label: str,
+    notes: List[str],
+    value_text: Callable[[Any], str],
+) -> np.ndarray:
+    """The bar chart of a sweep: one bar per row (.module, .kind, .cost in [0, 1] drawn as %),
+    `value_text(row)` beside it, the rows in `keep` grey; [H, W, 3] uint8."""
+    Image, ImageDraw, _ = drawing.pil()
+    left = max([drawing.text_width(r.module, drawing.TEXT_SIZE) for r in rows] + [160]) + 16
+    width, plot_bottom = left + PLOT_W + VALUE_W, 4 + ROW * max(len(rows), 1)
+    canvas = Image.new("RGB", (width, plot_bottom + 60), drawing.BACKGROUND)
+    draw = ImageDraw.Draw(canvas)
+    peak = max([100 * r.cost for r in rows] + [1e-3])
+    axis, ticks = drawing.XAxis.covering(0.0, peak, left, left + PLOT_W - 1, count=5)
+    end = axis.draw(draw, ticks, 0, plot_bottom, axis_label)
+    kept = set(keep)
+    for i, row in enumerate(rows):
+        y = 4 + i * ROW
+        colour = KEPT if row.module in kept else (ATTENTION if row.kind == "attention" else BLOCK)
+        drawing.draw_text(draw, (8, y + ROW // 2), row.module, drawing.TEXT_SIZE, colour, anchor="lm")
+        x = max(int(axis.x(100 * row.cost)), left + 1)
+        draw.rectangle([left, y + 4, x, y + ROW - 4], fill=colour)
+        value = value_text(row) + (" (kept fp32)" if row.module in kept else "")
+        drawing.draw_text(draw, (x + 6, y + ROW // 2), value, drawing.SMALL_SIZE, anchor="lm")
+    canvas = canvas.crop((0, 0, width, end + 4))
+    key = drawing.legend(
+        [(BLOCK, "block (convolutions)"), (ATTENTION, "LiteMLA attention core"), (KEPT, "kept in fp32")], width
+    )
     return drawing.to_array(drawing.figure(title, [canvas, key], notes, width=width))
 
 

@@ -21,6 +21,8 @@ from ..errors import BadInput, CheckFailed
 from ..progress import Steps
 from . import int8 as int8_q
 from . import int8_sensitivity as int8_sweep
+from . import sam_int8
+from . import sam_int8_sensitivity as sam_sweep
 from .calibration import CalibrationSet, load_calibration
 
 
@@ -53,6 +55,16 @@ def load_int8_calibration(options: ExportOptions, steps: Steps) -> CalibrationSe
 
 
 @dataclass
+class EncoderPolicy:
+    """SAM's encoder: the policy naming the blocks kept float (export/sam_int8.py), the PyTorch block
+    family of every module (read while the model existed), and the decoder its sweep judges by."""
+
+    name: str
+    families: Dict[str, str]
+    decoder: Path
+
+
+@dataclass
 class QuantizedExport:
     """The int8 graph (in memory, not yet written), what the manifest records of it
     (precision.int8) and the files the sensitivity sweep wrote."""
@@ -63,11 +75,16 @@ class QuantizedExport:
 
 
 def quantize_export(
-    options: ExportOptions, calib: CalibrationSet, staging: Path, steps: Steps, fp32_name: str = FP32_ONNX_NAME
+    options: ExportOptions,
+    calib: CalibrationSet,
+    staging: Path,
+    steps: Steps,
+    fp32_name: str = FP32_ONNX_NAME,
+    policy: Optional[EncoderPolicy] = None,
 ) -> QuantizedExport:
     """Calibrate once on the pictures, optionally sweep the modules, quantize the fp32 graph
-    written at `staging`/`fp32_name` (model_fp32.onnx; SAM's encoder_fp32.onnx), and check that
-    TensorRT can consume the result."""
+    written at `staging`/`fp32_name` (model_fp32.onnx; SAM's encoder_fp32.onnx, with its `policy`),
+    and check that TensorRT can consume the result."""
     fp32_path = staging / fp32_name
     with tempfile.TemporaryDirectory(prefix="msla-int8-") as work:
         feeds = calib.batches(calibration_batch(options))
@@ -75,15 +92,25 @@ def quantize_export(
         with steps.step("calibrate", f"Calibrating int8 ranges on {pictures} picture(s) ({options.calib_method})"):
             calibration = int8_q.calibrate(fp32_path, feeds, options.calib_method, Path(work), progress=steps.advance)
         units = int8_q.graph_units(onnx.load(str(fp32_path)))
-        candidates = [u.module for u in units if options.int8_attention or u.kind == "block"]
-        sensitivity, files = _sweep(options, fp32_path, calibration, len(candidates), staging, steps)
-        kept = set() if sensitivity is None else set(sensitivity.keep_fp32)
-        quantized_modules = [m for m in candidates if m not in kept]
+        candidates = [u for u in units if options.int8_attention or u.kind == "block"]
+        plan = None if policy is None else sam_int8.plan(policy.name, units, policy.families)
+        if plan is None:
+            sensitivity, files = _sweep(options, fp32_path, calibration, len(candidates), staging, steps)
+            kept = set() if sensitivity is None else set(sensitivity.keep_fp32)
+        else:
+            sensitivity, files = _sam_sweep(options, fp32_path, calibration, candidates, policy, plan, staging, steps)
+            kept = set(plan.kept_float)
+        quantized_modules = [u.module for u in candidates if u.module not in kept]
         attention = "int8" if options.int8_attention else "fp32"
-        with steps.step("quantize", f"Writing the int8 Q/DQ graph (LiteMLA cores {attention})"):
+        kept_text = "" if plan is None else f", policy {plan.name}: {len(plan.kept_float)} block(s) float"
+        with steps.step("quantize", f"Writing the int8 Q/DQ graph (LiteMLA cores {attention}{kept_text})"):
             quantized = int8_q.quantize(fp32_path, calibration, quantized_modules, Path(work))
+    if plan is not None:
+        int8_q.set_policy_metadata(quantized.proto, plan.name, plan.kept_float)
     problems = int8_q.check_qdq(quantized.proto, quantized.fp32_nodes)
     record = _record(options, calib, quantized, problems, sensitivity)
+    if plan is not None:
+        record["policy"] = plan.to_dict()
     if problems:
         raise CheckFailed(
             f"the int8 Q/DQ graph is not what TensorRT consumes: {problems[0]}", "please report this model"
@@ -115,12 +142,43 @@ def _sweep(
     return sensitivity, files
 
 
+def _sam_sweep(
+    options: ExportOptions,
+    fp32_path: Path,
+    calibration: int8_q.Calibration,
+    candidates: List[int8_q.Unit],
+    policy: EncoderPolicy,
+    plan: sam_int8.PolicyPlan,
+    staging: Path,
+    steps: Steps,
+):
+    """SAM's --sensitivity: each encoder unit judged by the masks of the pair (sam_int8_sensitivity.py);
+    the table and its plot beside the graphs. Returns (table, files); (None, []) without --sensitivity."""
+    if not options.sensitivity:
+        return None, []
+    with steps.step("sensitivity", f"Quantizing {len(candidates)} encoder module(s) one at a time (and all but one)"):
+        table = sam_sweep.sweep(
+            fp32_path,
+            policy.decoder,
+            calibration,
+            candidates,
+            plan.families,
+            plan.name,
+            plan.kept_float,
+            options.int8_attention,
+            progress=steps.advance,
+        )
+    write_json_atomic(staging / INT8_SENSITIVITY_NAME, table.to_dict())
+    sam_sweep.write_plot(table, staging / INT8_SENSITIVITY_PLOT)
+    return table, [INT8_SENSITIVITY_NAME, INT8_SENSITIVITY_PLOT]
+
+
 def _record(
     options: ExportOptions,
     calib: CalibrationSet,
     quantized: int8_q.QuantizedGraph,
     problems: List[str],
-    sensitivity: Optional[int8_sweep.Sensitivity],
+    sensitivity,
 ) -> Dict:
     """The manifest's precision.int8: the quantizer's record, the pictures, the Q/DQ check."""
     used = calib.used(calibration_batch(options))
@@ -130,7 +188,14 @@ def _record(
         "qdq_check": {"passed": not problems, "problems": problems},
         "residual_adds": int8_q.residual_adds(quantized.proto),
     }
-    if sensitivity is not None:
+    if isinstance(sensitivity, sam_sweep.SamSensitivityTable):
+        record["sensitivity"] = {
+            "file": INT8_SENSITIVITY_NAME,
+            "all_int8_mask_iou": sensitivity.all_int8_mask_iou,
+            "policy_mask_iou": sensitivity.policy_mask_iou,
+            "most_costly": [r.module for r in sensitivity.ranking[:3]],
+        }
+    elif sensitivity is not None:
         record["sensitivity"] = {
             "file": INT8_SENSITIVITY_NAME if options.sensitivity else None,
             "keep_fp32": sensitivity.keep_fp32,

@@ -466,6 +466,8 @@ def run_export(options: ExportOptions, steps: Optional[Steps] = None) -> ExportR
     steps = steps or Steps()
     options.check()
     options = zoo.with_model_defaults(options)  # the zoo model's task and resolution, the head checked
+    if options.int8_policy is not None and options.task != SAM:
+        raise BadInput("--int8-policy applies to SAM's encoder (efficientvit-sam-*)", "drop --int8-policy")
     if options.task == SAM:  # two graphs: its own sequence of the same steps
         from .sam_pipeline import run_sam_export
 

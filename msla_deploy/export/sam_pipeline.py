@@ -78,9 +78,9 @@ from ..parity.records import ParityCheck, ParityRecord
 from ..progress import Steps
 from ..runtime.onnxruntime import CPU, import_onnxruntime
 from ..tasks import SAM, OutputKind, get_task
-from . import sam_graphs
+from . import sam_graphs, sam_int8
 from .graph import GraphReport, check_and_stamp, finalize
-from .int8_stage import load_int8_calibration, quantize_export
+from .int8_stage import EncoderPolicy, load_int8_calibration, quantize_export
 from .pipeline import ExportResult, parity_check, scan_hazards
 
 #: reference pictures: each a 4:3 landscape picture, so the encoder's input is padded below it as
@@ -112,12 +112,13 @@ def run_sam_export(options: ExportOptions, steps: Steps) -> ExportResult:
         recipe_sha = _recipe_sha(options, loaded)
         with steps.step("export", f"Exporting the encoder ({options.precision}) and the decoder to ONNX"):
             graphs = _export(sam, reference, options)
+        families = sam_int8.block_families(sam.image_encoder) if int8 else {}
         # the PyTorch side is done: an XL model and its planned copy hold gigabytes the checks need
         del sam
         loaded.module = reference.planned = None
         with steps.step("check", "Checking the graphs (onnx.checker; the decoder's shapes read prompts and points)"):
             records, reports = _write_graphs(staging, graphs, options, loaded.name, recipe_sha)
-        quantized = _quantize(options, calib, staging, records[0], reports, steps) if int8 else None
+        quantized = _quantize(options, calib, staging, records[0], reports, families, steps) if int8 else None
         hazards = {file: scan_hazards(staging / file, read_as) for file, read_as in _hazard_scans(options)}
         with steps.step("parity", "Comparing ONNX Runtime with PyTorch fp32 (embeddings, masks, the pair)"):
             reference_files = write_reference(staging, _bundle(reference, options))
@@ -129,9 +130,15 @@ def run_sam_export(options: ExportOptions, steps: Steps) -> ExportResult:
         if quantized is not None:
             manifest.precision.extra["int8"] = quantized.record
         files = [f for record in records for f in record.files] + [PARITY_NAME, *reference_files]
+        files += quantized.files if quantized is not None else []  # --sensitivity's table and plot
         manifest.artifacts = describe_files(staging, files)
         write_manifest(staging, manifest)
     return ExportResult(directory=target, manifest=manifest, parity=parity)
+
+
+def int8_policy(options: ExportOptions) -> str:
+    """The encoder's int8 policy: --int8-policy, else SAM's default."""
+    return options.int8_policy or sam_int8.DEFAULT_POLICY
 
 
 def _check_options(options: ExportOptions) -> None:
@@ -144,9 +151,8 @@ def _check_options(options: ExportOptions) -> None:
          "drop --batch; the decoder's prompts are its dynamic dimension (--max-prompts)"),
         (tuple(options.resolution) != tuple(side), f"--res {options.resolution[0]}x{options.resolution[1]}: "
          f"{name}'s encoder runs at {side[0]}x{side[1]} (64x64 embeddings)", "drop --res"),
-        (options.sensitivity or options.min_argmax_agreement is not None, "--sensitivity/--min-argmax-agreement "
-         f"do not apply to {name} yet (SAM's int8 policies are issue 24)", "drop them: the encoder's blocks are "
-         "int8, its attention cores and LayerNorm2d fp32"),
+        (options.min_argmax_agreement is not None, f"--min-argmax-agreement counts labels, which {name} has none "
+         "of", "choose the blocks kept float with --int8-policy (--sensitivity ranks them by the masks they cost)"),
         ((options.attention_precision, options.io_dtype) != ("fp32", "fp32"), "--attention-precision/--io-dtype do "
          f"not apply to {name}: its fp16 encoder keeps fp32 attention islands and fp32 I/O", "drop them"),
     )  # fmt: skip
@@ -333,11 +339,14 @@ def _write_graphs(
     return [encoder_record, decoder_record], reports
 
 
-def _quantize(options: ExportOptions, calib, staging: Path, encoder: GraphRecord, reports, steps: Steps):
-    """encoder.onnx as the Q/DQ graph of encoder_fp32.onnx: the blocks int8 (calibrated on
-    --calib-images as SAM's transform sees them), the LiteMLA cores fp32 islands; the final
-    LayerNorm2d has no quantizable op and stays float. Its record is the encoder's."""
-    quantized = quantize_export(options, calib, staging, steps, fp32_name=ENCODER_FP32_ONNX_NAME)
+def _quantize(
+    options: ExportOptions, calib, staging: Path, encoder: GraphRecord, reports, families: Dict[str, str], steps: Steps
+):
+    """encoder.onnx as the Q/DQ graph of encoder_fp32.onnx: the blocks int8 but those --int8-policy
+    keeps float (calibrated on --calib-images as SAM's transform sees them), the LiteMLA cores fp32
+    islands; the final LayerNorm2d has no quantizable op and stays float. Its record is the encoder's."""
+    policy = EncoderPolicy(int8_policy(options), families, staging / DECODER_ONNX_NAME)
+    quantized = quantize_export(options, calib, staging, steps, fp32_name=ENCODER_FP32_ONNX_NAME, policy=policy)
     proto = quantized.graph.proto
     metadata = {p.key: p.value for p in proto.metadata_props}
     reports[ENCODER_ONNX_NAME] = finalize(proto, producer_version=__version__, metadata=metadata)
@@ -525,7 +534,9 @@ def _manifest(
             task=SAM,
         ),
         weights=loaded.weights,
-        options=dataclasses.replace(options, batch=1),
+        options=dataclasses.replace(
+            options, batch=1, int8_policy=int8_policy(options) if options.precision == "int8" else None
+        ),
         precision=PrecisionRecord(
             precision=options.precision,
             fp16_guards=options.fp16_guards,

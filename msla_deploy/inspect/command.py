@@ -138,6 +138,8 @@ def _render(report: InspectReport) -> None:
             f", int8: {q['int8_layers']} int8 layer(s), {len(q['quantized_modules'])} module(s) int8 / "
             f"{len(q['fp32_modules'])} fp32"
         )
+        if "policy" in q:  # SAM's encoder
+            summary += f" (policy {q['policy'].get('name')}: {len(q['policy'].get('kept_float') or [])} block(s) float)"
     if "dla" in info:
         dla = info["dla"]
         summary += f", DLA forecast {dla['dla']} on DLA / {dla['maybe']} maybe / {dla['gpu']} GPU"

@@ -21,7 +21,7 @@ from typing import Dict, List, Optional
 import numpy as np
 import onnx
 
-from ..artifact.names import META_INT8_CALIBRATION, META_INT8_MODULES, META_PRECISION
+from ..artifact.names import META_INT8_CALIBRATION, META_INT8_MODULES, META_INT8_POLICY, META_PRECISION
 from .model_view import ModelView
 from .precision import PINNED_KEY, QDQ_OPS, PrecisionContext, reads_dequantized
 from .report import ERROR, WARNING, Finding
@@ -71,6 +71,7 @@ def describe(view: ModelView, context: PrecisionContext) -> Dict:
         quantized = [m for m, p in modules.items() if p == "int8"]
         fp32 = [m for m, p in modules.items() if p != "int8"]
         source = f"metadata {META_INT8_MODULES} (the export's manifest record)"
+    policy = _json_metadata(view, META_INT8_POLICY)  # SAM's encoder: the policy and the blocks it keeps float
     calibration = view.metadata.get(META_INT8_CALIBRATION)
     try:
         calibration = json.loads(calibration) if calibration else None
@@ -87,7 +88,17 @@ def describe(view: ModelView, context: PrecisionContext) -> Dict:
         "fp32_nodes": sorted(context.pinned),  # the LiteMLA cores and the labels head of an int8 export
         "calibration": calibration,
         "typing": context.typing,
+        **({"policy": policy} if isinstance(policy, dict) else {}),
     }
+
+
+def _json_metadata(view: ModelView, key: str):
+    """A metadata value written as JSON (None: absent or not JSON)."""
+    text = view.metadata.get(key)
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
 
 
 def _check_qdq_nodes(view: ModelView) -> List[Finding]:

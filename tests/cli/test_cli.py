@@ -53,6 +53,7 @@ CLOSED = [
     ("export", "--upsample", choices.Upsample),
     ("export", "--head", choices.Head),
     ("export", "--calib-method", choices.CalibMethod),
+    ("export", "--int8-policy", choices.Int8Policy),
     ("build", "--precision", choices.Precision),
     ("build", "--typing", choices.Typing),
     ("build", "--hardware-compat", choices.HardwareCompat),

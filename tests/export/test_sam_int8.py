@@ -1,6 +1,7 @@
 """int8 SAM encoder: the Q/DQ graph of encoder_fp32.onnx, calibrated on pictures as SAM's transform
 sees them (longest side to S, padded), the LiteMLA cores and the neck's LayerNorm2d left in float,
-its mask IoU reported in parity.json (issue 24 measures policies; validate --min-mask-iou gates)."""
+its mask IoU reported in parity.json (validate --min-mask-iou gates). Policies and --sensitivity:
+test_sam_int8_policies.py."""
 
 from __future__ import annotations
 
@@ -48,6 +49,13 @@ def test_int8_encoder_quantizes_blocks_and_keeps_attention_and_layernorm_float(t
     int8 = manifest.precision.extra["int8"]
     assert int8["calibration"]["count"] == 3 and int8["qdq_check"]["passed"]
     assert int8["fp32_modules"] and all(m.endswith(".core") for m in int8["fp32_modules"])
+    # the default policy (all): recorded in the options, the int8 record and the graph's metadata
+    assert manifest.options.int8_policy == "all" and int8["policy"]["name"] == "all"
+    assert int8["policy"]["kept_float"] == [] and int8["policy"]["families"]["neck.middle.op_list.0"] == "fused-mbconv"
+    from msla_deploy.inspect import inspect_onnx
+
+    report = inspect_onnx(str(directory / ENCODER_ONNX_NAME))
+    assert report.info["int8"]["policy"] == {"name": "all", "kept_float": []}
     graph = onnx.load(str(directory / ENCODER_ONNX_NAME))
     producer = {o: n for n in graph.graph.node for o in n.output}
     nodes = {n.name: n for n in graph.graph.node}
@@ -62,16 +70,3 @@ def test_int8_encoder_quantizes_blocks_and_keeps_attention_and_layernorm_float(t
     assert parity["checks"][0]["label"] == "pair: encoder int8 -> decoder"
     assert 0.5 < pair["masks"]["mask_iou"] <= 1.0 and pair["masks"]["nan_count"] == 0  # reported
     assert parity["passed"] and parity["checks"][0]["budget"]["min_mask_iou"] is None
-
-
-def test_int8_policies_of_issue_24_are_refused_for_sam(tmp_path):
-    from typer.testing import CliRunner
-
-    from msla_deploy.cli import app
-    from tests.fixtures import one_error_line
-
-    pictures = write_pictures(tmp_path / "calib", count=1)
-    args = ["export", "-m", "efficientvit-sam-l0", "-p", "int8", "--calib-images", str(pictures), "--sensitivity"]
-    result = CliRunner().invoke(app, [*args, "--out", str(tmp_path / "out")])
-    assert result.exit_code == 2 and "--sensitivity/--min-argmax-agreement" in one_error_line(result)
-    assert not (tmp_path / "out").exists()
