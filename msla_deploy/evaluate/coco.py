@@ -238,14 +238,6 @@ def ground_truth_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
     return mask_util.decode(rle) > 0
 
 
-def encode_mask(mask: np.ndarray) -> Dict[str, Any]:
-    """COCO's compressed RLE of an H x W mask: {size: [H, W], counts: str}."""
-    from pycocotools import mask as mask_util
-
-    rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(v) for v in rle["size"]], "counts": str(rle["counts"], "ascii")}
-
-
 def describe(dataset: CocoDataset) -> Dict[str, Optional[object]]:
     return {
         "root": str(dataset.root),

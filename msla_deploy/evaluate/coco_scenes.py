@@ -27,9 +27,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, List, Sequence, Tuple, Union
 
 import numpy as np
+
+from .. import rle
 
 #: category ids 1.. in this order (COCO ids start at 1)
 CATEGORIES = ("ellipse", "rectangle", "triangle", "polygon", "ring")
@@ -183,11 +185,6 @@ def _light(rng: np.random.Generator, rgb: np.ndarray) -> np.ndarray:
     return (np.clip(rgb, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
-def _encode(mask: np.ndarray) -> Dict[str, Any]:
-    rle = _coco_mask().encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")}
-
-
 def make_coco_scene(seed: int, index: int, size: Size = DEFAULT_SIZE) -> CocoScene:
     """Scene number `index` of the set `seed`; `size` is (H, W) or ((h_lo, h_hi), (w_lo, w_hi))."""
     h, w = picture_size(seed, index, size)
@@ -218,7 +215,7 @@ def make_coco_scene(seed: int, index: int, size: Size = DEFAULT_SIZE) -> CocoSce
         whole = area == int(mask.sum()) and len(polygons) == 1 and _inside(polygons, h, w)
         masks.append(visible)
         categories.append(category)
-        segmentations.append([list(map(float, polygons[0]))] if whole else _encode(visible))
+        segmentations.append([list(map(float, polygons[0]))] if whole else rle.encode(visible))
     masks, categories, segmentations = masks[::-1], categories[::-1], segmentations[::-1]
     stacked = np.stack(masks) if masks else np.zeros((0, h, w), bool)
     return CocoScene(

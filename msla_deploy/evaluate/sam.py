@@ -25,7 +25,7 @@ from typing import Callable, List, NamedTuple, Optional
 
 import numpy as np
 
-from .. import runtime
+from .. import rle, runtime
 from ..artifact.resolve import resolve
 from ..choices import SamPrompt
 from ..errors import BadInput, one_line_text
@@ -36,7 +36,6 @@ from .coco import (
     CocoPicture,
     SkippedInstance,
     describe,
-    encode_mask,
     ground_truth_mask,
     read_coco,
 )
@@ -233,7 +232,7 @@ class SamEvaluation:
                             iou,
                             float(scores[b, best[b]]),
                             [float(v) for v in prompts[b]],
-                            encode_mask(chosen),
+                            rle.encode(chosen),
                         )
                     )
         self.areas += [i.area for i in picture.instances]

@@ -39,6 +39,7 @@ from typing import Any, Callable, ClassVar, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .. import rle
 from ..artifact.files import write_bytes_atomic
 from ..artifact.outputs import guard_for
 from ..drawing import SERIES, png_bytes
@@ -47,7 +48,6 @@ from ..records import Record
 from ..runtime.sam_predictor import Prompts, SamPredictor, check_prompts
 from ..runtime.segmenter import RandomWeightsWarning
 from ..tasks import SAM
-from . import rle
 from .jobs import Job, PredictOptions, PredictRun, check_outputs, collect_jobs, decoded_pictures
 
 OVERLAY_SUFFIX = {"overlay": "_overlay.png"}

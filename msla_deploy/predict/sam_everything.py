@@ -124,15 +124,13 @@ def _check_options(options: PredictOptions, artifact) -> None:
 
 def overlay(image: np.ndarray, records: List[Dict[str, Any]], alpha: float) -> np.ndarray:
     """The picture with every mask blended in its colour (largest first) and its point dotted."""
-    from pycocotools import mask as coco_mask
-
+    from .. import rle
     from ..drawing import pil, to_image
 
     mixed = image.astype(np.float32)
     order = sorted(range(len(records)), key=lambda i: -records[i]["area"])
     for rank, i in enumerate(order):
-        rle = records[i]["segmentation"]
-        mask = coco_mask.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
+        mask = rle.decode(records[i]["segmentation"])
         colour = np.asarray(SERIES[rank % len(SERIES)], np.float32)
         mixed[mask] = (1.0 - alpha) * mixed[mask] + alpha * colour
     drawn = to_image(np.clip(np.rint(mixed), 0, 255).astype(np.uint8))

@@ -44,6 +44,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 
+from .. import rle
 from ..artifact.sam_io import MASK_THRESHOLD
 from ..errors import BadInput
 from ..everything_params import OUTPUT_MODES, EverythingParams
@@ -242,19 +243,9 @@ def _reach(matrix: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def _encode(mask_block: np.ndarray, top: int, left: int, size: Tuple[int, int]) -> Dict[str, Any]:
-    from pycocotools import mask as coco_mask
-
-    full = np.zeros(size, np.uint8, order="F")
+    full = np.zeros(size, bool)
     full[top : top + mask_block.shape[0], left : left + mask_block.shape[1]] = mask_block
-    rle = coco_mask.encode(full)
-    rle["counts"] = rle["counts"].decode("ascii")
-    return {"size": [int(size[0]), int(size[1])], "counts": rle["counts"]}
-
-
-def _decode_rle(rle: Dict[str, Any]) -> np.ndarray:
-    from pycocotools import mask as coco_mask
-
-    return coco_mask.decode({"size": rle["size"], "counts": rle["counts"].encode("ascii")}).astype(bool)
+    return rle.encode(full)
 
 
 def _batch_candidates(
@@ -305,7 +296,7 @@ def _small_regions(kept: List[_Candidate], min_area: int, nms_thresh: float) -> 
     unchanged masks (score 1) over the changed (score 0)."""
     masks, unchanged = [], []
     for c in kept:
-        mask, changed_holes = remove_small_regions(_decode_rle(c.rle), min_area, "holes")
+        mask, changed_holes = remove_small_regions(rle.decode(c.rle), min_area, "holes")
         mask, changed_islands = remove_small_regions(mask, min_area, "islands")
         masks.append(mask)
         unchanged.append(not (changed_holes or changed_islands))
@@ -378,7 +369,7 @@ def generate(predictor, picture, params: Optional[EverythingParams] = None, prog
 def _record(c: _Candidate, output_mode: str, size: Tuple[int, int]) -> Dict[str, Any]:
     x0, y0, x1, y1 = c.box
     return {
-        "segmentation": c.rle if output_mode == "coco_rle" else _decode_rle(c.rle),
+        "segmentation": c.rle if output_mode == "coco_rle" else rle.decode(c.rle),
         "area": c.area,
         "bbox": [x0, y0, x1 - x0, y1 - y0],  # upstream's XYWH of its inclusive box
         "predicted_iou": c.iou,

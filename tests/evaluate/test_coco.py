@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from msla_deploy.errors import BadInput
-from msla_deploy.evaluate.coco import encode_mask, ground_truth_mask, read_coco
+from msla_deploy.evaluate.coco import ground_truth_mask, read_coco
+from msla_deploy.rle import encode as encode_mask
 from tests.evaluate.coco_data import HEIGHT, WIDTH, coco_document, write_coco
 
 

@@ -14,8 +14,8 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from msla_deploy import rle
 from msla_deploy.cli import app
-from msla_deploy.predict import rle
 from msla_deploy.predict.sam import RESULTS_NAME, SamPredictReport
 from msla_deploy.runtime.sam_predictor import SamPredictor
 from tests.fixtures import one_error_line, run_without_torch

@@ -1,10 +1,10 @@
 """COCO's run-length encoding of binary masks (the `segmentation` of COCO results), by pycocotools.
 
 The format: the mask read column by column (Fortran order), the counts alternating runs of 0s and
-1s starting with 0s, compressed into a string of 5-bit groups (pycocotools' maskApi.c). It used
-to be written out here; pycocotools is a base dependency now (evaluate and segment-everything read
-and write COCO masks with it), so the library's own encoder is the one used, and these wrappers
-only give its byte strings as text (JSON has no bytes).
+1s starting with 0s, compressed into a string of 5-bit groups (pycocotools' maskApi.c). pycocotools
+is a base dependency (evaluate reads COCO masks with it); these wrappers give its byte strings as
+text (JSON has no bytes) for every place that writes a mask as COCO RLE: predict --prompts and
+--everything, segment-everything's records, evaluate's --save-predictions, the procedural COCO sets.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def encode(mask: np.ndarray) -> Dict[str, Union[List[int], str]]:
     if mask.ndim != 2:
         raise ValueError(f"a mask is 2-D, not {list(mask.shape)}")
     encoded = coco_mask.encode(np.asfortranarray(mask.astype(np.uint8)))
-    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": encoded["counts"].decode("ascii")}
+    return {"size": [int(mask.shape[0]), int(mask.shape[1])], "counts": str(encoded["counts"], "ascii")}
 
 
 def decode(rle: Dict) -> np.ndarray:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from msla_deploy.predict import rle
+from msla_deploy import rle
 
 
 def _mask(counts, shape) -> np.ndarray:
