@@ -118,6 +118,10 @@ def jitter(box: np.ndarray, rng: np.random.Generator, size: Tuple[int, int]) -> 
 # --- the model's steps ----------------------------------------------------------------------------
 
 
+#: --curriculum: the pool of scenes grows 4x every N steps (1, 4, 16, ...) until this size, then fresh scenes
+CURRICULUM_END = 1024
+#: the share of prompts that are boxes (the rest are single points)
+BOX_SHARE = 0.5
 #: cells of the embedding grid the upscaling runs on in training (of 64; None: all of it)
 WINDOW = 32
 
@@ -204,7 +208,7 @@ def scene_prompts(scene, rng: np.random.Generator, count: int):
     for k in chosen:
         mask = scene.masks[k]
         target = low_res_target(mask)
-        if rng.random() < 0.5:
+        if rng.random() < BOX_SHARE:
             box = scene.boxes_xyxy[k]
             boxes.append(jitter(box, rng, size) if rng.random() < 0.5 else box)
             box_targets.append(target)
@@ -361,7 +365,7 @@ def write_readme(out: Path, log: Dict) -> None:
         f"calib/           {log['calib_count']} pictures for int8 calibration, seed {CALIB_SEED}",
         "",
         "export:",
-        f"  msla-deploy export --model {MODEL} --weights {out / CHECKPOINT} --out artifacts/{MODEL}-512",
+        f"  msla-deploy export --model {MODEL} --weights {out / CHECKPOINT}",
         "",
         "measured on val/ (torch, upstream's protocol: multimask, highest predicted IoU; IoU*100 over instances):",
     ]
@@ -413,6 +417,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--checkpoint-minutes", type=float, default=6.0, help="save and score this often")
     parser.add_argument("--quick-eval", type=int, default=12, help="scenes scored at intermediate checkpoints")
     parser.add_argument("--point-eval", action="store_true", help="score points at intermediate checkpoints too")
+    parser.add_argument(
+        "--curriculum",
+        type=int,
+        default=0,
+        help="steps per pool size: train on 1 scene, then 4, 16, ... (4x every N steps), then fresh scenes",
+    )
     parser.add_argument("--resume", type=Path, help="start from these weights")
     parser.add_argument("--evaluate-only", action="store_true", help="score --out's checkpoint on --out/val")
     parser.add_argument("--threads", type=int, default=2)
@@ -460,11 +470,17 @@ def main(argv: Optional[List[str]] = None) -> int:
         for group in optimizer.param_groups:
             group["lr"] = lr
         scenes = []
+        pool = 4 ** (step // args.curriculum) if args.curriculum else None
         while len(scenes) < args.images:
-            scene = make_coco_scene(args.seed, index)
-            index += 1
+            if pool is not None and pool < CURRICULUM_END:  # a small pool first: prompts must tell its objects apart
+                scene = make_coco_scene(args.seed, (step * args.images + len(scenes)) % pool)
+            else:
+                scene = make_coco_scene(args.seed, CURRICULUM_END + index)
+                index += 1
             if len(scene.masks):
                 scenes.append(scene)
+            elif pool is not None and pool < CURRICULUM_END:
+                pool += 1  # an empty scene in the pool: take one more
         t = time.time()
         info = train_step(model, optimizer, scenes, rng, args.prompts, args.side)
         step += 1
