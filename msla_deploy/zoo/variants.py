@@ -339,13 +339,21 @@ SAM_SIZES: Dict[str, Tuple[int, int, int]] = {
 }
 
 
+#: the project's own stand-in (not upstream's; no upstream checkpoint exists): EfficientViT-SAM-L0's
+#: encoder layout at half its widths and about half its depth, SAM's prompt encoder and mask decoder
+#: with a one-block transformer (zoo/sam/architecture.py), small enough to train on a CPU.
+#: benchmarks/train_sam.py trains it on procedural shape scenes (evaluate/coco_scenes.py).
+SAM_STANDIN = "efficientvit-sam-standin"
+SAM_STANDIN_SIZES: Dict[str, Tuple[int, int, int]] = {SAM_STANDIN: (512, 5_990_880, 5_484_183_552)}
+
+
 def _sam_spec(name: str) -> ZooSpec:
-    side, params, macs = SAM_SIZES[name]
+    side, params, macs = {**SAM_SIZES, **SAM_STANDIN_SIZES}[name]
     variant = name.rsplit("-", 1)[-1]
     return ZooSpec(
         name=name,
         variant=variant,
-        dataset="sa-1b",
+        dataset="sa-1b" if name in SAM_SIZES else "coco-scenes",
         num_classes=0,  # class-agnostic masks
         norm_eps=SAM_NORM_EPS,
         checkpoint_file=CHECKPOINT_FILES[SAM].format(variant=variant),
@@ -356,5 +364,8 @@ def _sam_spec(name: str) -> ZooSpec:
     )
 
 
+#: upstream's five
 SAM_SPECS: Dict[str, ZooSpec] = {name: _sam_spec(name) for name in SAM_SIZES}
+SAM_STANDIN_SPECS: Dict[str, ZooSpec] = {name: _sam_spec(name) for name in SAM_STANDIN_SIZES}
 SPECS.update(SAM_SPECS)
+SPECS.update(SAM_STANDIN_SPECS)

@@ -21,11 +21,11 @@ def cli(*args):
 def test_rows_carry_the_task_and_filter_by_it(tmp_path):
     (tmp_path / "efficientvit_l2_r384.pt").write_bytes(b"")
     rows = zoo_rows(tmp_path)
-    assert [r["name"] for r in rows] == CITYSCAPES + ADE20K + CLASSIFIERS + SAM_MODELS
+    assert [r["name"] for r in rows] == CITYSCAPES + ADE20K + CLASSIFIERS + SAM_MODELS + [SAM_STANDIN]
     assert {r["name"]: r["task"] for r in rows} == {
         **{n: "segmentation" for n in CITYSCAPES + ADE20K},
         **{n: "classification" for n in CLASSIFIERS},
-        **{n: "sam" for n in SAM_MODELS},
+        **{n: "sam" for n in SAM_MODELS + [SAM_STANDIN]},
     }
     assert [r["name"] for r in rows if r["present"]] == ["efficientvit-l2-r384"]
     classifiers = zoo_rows(tmp_path, "classification")
@@ -41,6 +41,8 @@ def test_rows_carry_the_task_and_filter_by_it(tmp_path):
 
 #: upstream's sam_model_zoo names, in its order
 SAM_MODELS = [f"efficientvit-sam-{v}" for v in ("l0", "l1", "l2", "xl0", "xl1")]
+#: the project's own, listed after upstream's (tests/zoo/test_sam_standin.py)
+SAM_STANDIN = "efficientvit-sam-standin"
 
 
 def test_checkpoint_patterns_name_every_task():

@@ -13,7 +13,7 @@ from typing import Dict, Optional, Tuple
 
 from ...artifact.sam_io import LOW_RES_SIDE, MASK_THRESHOLD, PIXEL_MEAN, PIXEL_STD, PROMPT_FRAME  # noqa: F401
 from ..backbone import LargeLayout
-from ..variants import BACKBONES, SAM_SPECS, BackboneDims
+from ..variants import BACKBONES, SAM_SPECS, SAM_STANDIN, SAM_STANDIN_SPECS, BackboneDims
 
 # --- what every variant shares ---------------------------------------------------------------
 
@@ -31,6 +31,22 @@ NUM_MULTIMASK_OUTPUTS = 3
 #: the two-way transformer: depth, heads, MLP width; the IoU head: depth and width
 TRANSFORMER_DEPTH, TRANSFORMER_HEADS, TRANSFORMER_MLP_DIM = 2, 8, 2048
 IOU_HEAD_DEPTH, IOU_HEAD_HIDDEN_DIM = 3, 256
+#: segment-anything's: the attention of tokens and image narrows the width by this
+ATTENTION_DOWNSAMPLE = 2
+
+
+@dataclass(frozen=True)
+class SamTransformerDims:
+    """The mask decoder's two-way transformer; everything else of the decoder is fixed by EMBED_DIM."""
+
+    depth: int
+    heads: int
+    mlp_dim: int
+    attention_downsample: int
+
+
+#: segment-anything's, in every upstream variant
+SAM_TRANSFORMER = SamTransformerDims(TRANSFORMER_DEPTH, TRANSFORMER_HEADS, TRANSFORMER_MLP_DIM, ATTENTION_DOWNSAMPLE)
 
 # --- the image encoders ------------------------------------------------------------------------
 
@@ -84,6 +100,23 @@ ENCODERS: Dict[str, SamEncoderDims] = {
         XL_LAYOUT,
         SamNeckDims(_XL_FEATURES, 256, 12, 4),
     ),
+    # the project's stand-in (variants.SAM_STANDIN): L0's layout, half its widths, about half its depth
+    SAM_STANDIN: SamEncoderDims(
+        BackboneDims("l", widths=(16, 32, 64, 128, 256), depths=(1, 1, 1, 2, 2), attention_dim=16),
+        None,
+        SamNeckDims((("stage4", 256), ("stage3", 128), ("stage2", 64)), width=64, depth=2, expand_ratio=1),
+    ),
 }
 
-assert set(ENCODERS) == set(SAM_SPECS), "variants.SAM_SPECS and ENCODERS name the same models"
+assert set(ENCODERS) == set(SAM_SPECS) | set(SAM_STANDIN_SPECS), "variants' SAM specs and ENCODERS name the same models"
+
+#: the stand-in's transformer: one block, attention 8x narrower, a quarter of the MLP (a training
+#: step on the CPU is mostly the decoder's, once per prompt); the prompt encoder, the upscaling, the
+#: hypernetworks and the IoU head are SAM's, so both graphs' inputs and outputs are every variant's
+TRANSFORMERS: Dict[str, SamTransformerDims] = {
+    SAM_STANDIN: SamTransformerDims(depth=1, heads=4, mlp_dim=512, attention_downsample=8)
+}
+
+
+def transformer_dims(name: str) -> SamTransformerDims:
+    return TRANSFORMERS.get(name, SAM_TRANSFORMER)

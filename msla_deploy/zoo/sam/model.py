@@ -9,7 +9,7 @@ from torch import nn
 
 from ...errors import BadInput
 from ..model import set_norm_eps
-from ..variants import SAM_SPECS, ZooSpec
+from ..variants import SAM_SPECS, SAM_STANDIN_SPECS, ZooSpec
 from .architecture import (
     EMBED_DIM,
     ENCODERS,
@@ -18,9 +18,7 @@ from .architecture import (
     MASK_THRESHOLD,
     NUM_MULTIMASK_OUTPUTS,
     PROMPT_FRAME,
-    TRANSFORMER_DEPTH,
-    TRANSFORMER_HEADS,
-    TRANSFORMER_MLP_DIM,
+    transformer_dims,
 )
 from .image_encoder import EfficientViTSamImageEncoder
 from .layer_norm import LayerNorm2d
@@ -76,9 +74,10 @@ class EfficientViTSam(nn.Module):
 
 
 def get_sam_spec(name: str) -> ZooSpec:
-    spec = SAM_SPECS.get(name)
+    spec = SAM_SPECS.get(name) or SAM_STANDIN_SPECS.get(name)
     if spec is None:
-        raise BadInput(f"unknown EfficientViT-SAM model {name!r}; valid names: {', '.join(SAM_SPECS)}")
+        valid = ", ".join([*SAM_SPECS, *SAM_STANDIN_SPECS])
+        raise BadInput(f"unknown EfficientViT-SAM model {name!r}; valid names: {valid}")
     return spec
 
 
@@ -89,8 +88,13 @@ def build_sam(name: str) -> EfficientViTSam:
     weightless model for shape and cost analysis)."""
     spec = get_sam_spec(name)
     eps = spec.norm_eps
+    dims = transformer_dims(name)
     transformer = TwoWayTransformer(
-        depth=TRANSFORMER_DEPTH, embedding_dim=EMBED_DIM, num_heads=TRANSFORMER_HEADS, mlp_dim=TRANSFORMER_MLP_DIM
+        depth=dims.depth,
+        embedding_dim=EMBED_DIM,
+        num_heads=dims.heads,
+        mlp_dim=dims.mlp_dim,
+        attention_downsample_rate=dims.attention_downsample,
     )
     model = EfficientViTSam(
         image_encoder=EfficientViTSamImageEncoder(ENCODERS[name], eps=eps),
