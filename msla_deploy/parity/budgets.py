@@ -180,7 +180,7 @@ CLS_INT8 = dataclasses.replace(INT8, near_tie=0.05)
 # guarded encoder measured 0.9996 with stress weights). The encoder's embeddings are judged by
 # error and cosine as any tensor; the predicted IoUs by their absolute error (0.01 in fp16: a
 # ranking of SAM's three masks rarely turns on less). int8's mask IoU is reported, not judged
-# (what int8 costs SAM is measured per policy in issue 24; `validate --min-mask-iou` gates it):
+# (what each --int8-policy costs is in benchmarks/README.md; `validate --min-mask-iou` gates it):
 # only NaN and a cosine under 0.9 (a broken graph, not a quantization cost) fail it.
 SAM_FP32 = dataclasses.replace(FP32, min_mask_iou=0.999)
 SAM_FP16 = dataclasses.replace(FP16, min_mask_iou=0.99, max_score_error=0.01)

@@ -16,6 +16,7 @@ from msla_deploy.artifact.graphs import ENCODER
 from msla_deploy.artifact.manifest import read_manifest
 from msla_deploy.artifact.names import ENCODER_FP32_ONNX_NAME, ENCODER_ONNX_NAME, PARITY_NAME
 from msla_deploy.export.calibration import PREPROCESSORS
+from msla_deploy.export.sam_int8 import DEFAULT_POLICY
 from msla_deploy.runtime import sam_transforms
 from tests.fixtures import export_sam
 
@@ -49,13 +50,15 @@ def test_int8_encoder_quantizes_blocks_and_keeps_attention_and_layernorm_float(t
     int8 = manifest.precision.extra["int8"]
     assert int8["calibration"]["count"] == 3 and int8["qdq_check"]["passed"]
     assert int8["fp32_modules"] and all(m.endswith(".core") for m in int8["fp32_modules"])
-    # the default policy (all): recorded in the options, the int8 record and the graph's metadata
-    assert manifest.options.int8_policy == "all" and int8["policy"]["name"] == "all"
-    assert int8["policy"]["kept_float"] == [] and int8["policy"]["families"]["neck.middle.op_list.0"] == "fused-mbconv"
+    # the default policy (mbconv-float): recorded in the options, the int8 record and the graph's metadata
+    assert manifest.options.int8_policy == DEFAULT_POLICY == "mbconv-float" and int8["policy"]["name"] == DEFAULT_POLICY
+    families = int8["policy"]["families"]
+    assert families["neck.middle.op_list.0"] == "fused-mbconv"
+    assert int8["policy"]["kept_float"] and all(families[m] == "mbconv" for m in int8["policy"]["kept_float"])
     from msla_deploy.inspect import inspect_onnx
 
     report = inspect_onnx(str(directory / ENCODER_ONNX_NAME))
-    assert report.info["int8"]["policy"] == {"name": "all", "kept_float": []}
+    assert report.info["int8"]["policy"] == {"name": DEFAULT_POLICY, "kept_float": int8["policy"]["kept_float"]}
     graph = onnx.load(str(directory / ENCODER_ONNX_NAME))
     producer = {o: n for n in graph.graph.node for o in n.output}
     nodes = {n.name: n for n in graph.graph.node}
