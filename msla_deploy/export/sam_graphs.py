@@ -43,7 +43,8 @@ from ..nn.capture import capture
 from ..nn.layers import UpSampleLayer
 from ..nn.precision import IOCast, PrecisionPolicy, apply_policy
 from ..zoo.sam import EfficientViTSam, LayerNorm2d
-from ..zoo.sam.architecture import EMBED_DIM, EMBEDDING_SIZE, LOW_RES_MASK_SIDE, NUM_MULTIMASK_OUTPUTS
+from ..zoo.sam.architecture import EMBED_DIM, EMBEDDING_SIZE, LOW_RES_MASK_SIDE
+from ..zoo.sam.graphs import SamDecoderGraph  # noqa: F401  (the decoder graph export traces)
 from .graph import constants_to_initializers
 from .islands import island_nodes, name_unnamed_nodes
 from .probes import ProbedModel, probe_candidates, probe_output_names, unmark_probe_outputs
@@ -178,40 +179,6 @@ def nodes_between(model: onnx.ModelProto, starts: Sequence[str], ends: Sequence[
 
 
 # --- the decoder ---------------------------------------------------------------------------------
-
-
-class SamDecoderGraph(nn.Module):
-    """Prompt encoder + mask decoder for one image's B prompts, as the decoder graph computes them.
-
-    A mask input counts where has_mask_input is 1 (segment-anything's ONNX decoder's blend, per
-    prompt here); the dense positional encoding is a constant."""
-
-    def __init__(self, sam: EfficientViTSam, multimask: bool = True) -> None:
-        super().__init__()
-        self.prompt_encoder = sam.prompt_encoder
-        self.mask_decoder = sam.mask_decoder
-        self.multimask = multimask
-        with torch.no_grad():
-            self.register_buffer("image_pe", sam.prompt_encoder.get_dense_pe().detach().clone(), persistent=False)
-        # mask token 0 is the single-mask output, tokens 1-3 the multimask ones: the multimask graph
-        # gives all four, so one graph answers both of segment-anything's modes (sam_io.select_masks)
-        self.first, self.count = (0, 1 + NUM_MULTIMASK_OUTPUTS) if multimask else (0, 1)
-
-    def forward(
-        self,
-        image_embeddings: torch.Tensor,
-        point_coords: torch.Tensor,
-        point_labels: torch.Tensor,
-        mask_input: torch.Tensor,
-        has_mask_input: torch.Tensor,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
-        sparse = self.prompt_encoder.embed_points(point_coords, point_labels)
-        has = has_mask_input.reshape(-1, 1, 1, 1)
-        no_mask = self.prompt_encoder.no_mask_embed.weight.reshape(1, EMBED_DIM, 1, 1)
-        dense = self.prompt_encoder.embed_masks(mask_input) * has + no_mask * (1 - has)
-        masks, iou = self.mask_decoder.predict_masks(image_embeddings, self.image_pe, sparse, dense)
-        chosen = slice(self.first, self.first + self.count)
-        return masks[:, chosen], iou[:, chosen]
 
 
 def decoder_examples(prompts: int = 2, points: int = 3, seed: int = 0) -> Tuple[torch.Tensor, ...]:

@@ -2,9 +2,9 @@
 exported model (the reference evaluate compares the deployed graphs with).
 
 Each graph is a Session with the ONNX graph's tensor names and shapes (the manifest's graph
-record), running the module the export traced: the encoder planned as `export/sam_graphs.py`
-plans it (`plan_encoder(...).deployable("fp32")`), the decoder as `SamDecoderGraph` with the
-export's head. fp32, eager, on the CPU, whatever the artifact's precision. The model is rebuilt
+record), running what the export traced (zoo/sam/graphs.py): the encoder planned for the
+graph's input size in fp32 (`fp32_encoder`), the decoder as `SamDecoderGraph` with the export's
+head. fp32, eager, on the CPU, whatever the artifact's precision. The model is rebuilt
 once for both graphs (and its weights checked against the manifest's hash, loading.py).
 """
 
@@ -45,7 +45,7 @@ class TorchSamGraph(Session):
     def __init__(self, artifact, graph, *, threads: Optional[int] = None) -> None:
         import torch
 
-        from ..export import sam_graphs
+        from ..zoo.sam.graphs import SamDecoderGraph, fp32_encoder
 
         self._torch = torch
         self.role = graph.role
@@ -58,11 +58,10 @@ class TorchSamGraph(Session):
         self._sam = _sam(artifact)  # held: the other graph's session may reuse it
         if graph.role == "encoder":
             side = int(self.inputs[IMAGE].shape[-1])
-            planned = sam_graphs.plan_encoder(self._sam, torch.zeros(1, 3, side, side))
-            self.module = planned.deployable("fp32")
+            self.module = fp32_encoder(self._sam, side)
         else:
             head = artifact.manifest.options.head
-            self.module = sam_graphs.SamDecoderGraph(self._sam, multimask=head == "multimask").eval()
+            self.module = SamDecoderGraph(self._sam, multimask=head == "multimask").eval()
         # threads are process-wide in PyTorch: the encoder's session sets them and puts them back
         self._previous_threads = torch.get_num_threads() if graph.role == "encoder" else None
         if threads and self._previous_threads is not None:

@@ -30,6 +30,8 @@ FLOORS = {
     "tasks": 0,  # what each task's outputs are: data only (every stage asks it)
     "classes": 0,  # dataset label sets: data only (evaluate, predict, reports)
     "atomic": 0,
+    "rle": 0,  # COCO RLE of masks (pycocotools): predict, segment-everything, evaluate
+    "everything_params": 0,  # segment-everything's parameters: read by the CLI at start-up, no numpy
     "records": 0,  # atomic writes and typed JSON documents: every floor writes files
     "reporting": 1,  # report.json/md/junit.xml of the stages that judge
     "iou": 1,  # the one confusion matrix / IoU (parity and evaluate both score labels with it)
