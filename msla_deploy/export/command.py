@@ -362,31 +362,13 @@ def _print_sensitivity(path: Path) -> None:
 
 
 def _print_sam_sensitivity(path: Path) -> None:
-    from rich import box
-    from rich.table import Table
-
     from .sam_int8_sensitivity import SamSensitivityTable, table_rows
 
     data = SamSensitivityTable.read(path)
-    table = Table(
-        title=f"int8 mask cost per encoder module ({path.name}, plot beside it)",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
+    columns = ("#", "module", "family", "mask IoU lost alone (points)", "1 - cosine alone", "mask IoU all but it")
+    _print_cost_table(
+        f"int8 mask cost per encoder module ({path.name}, plot beside it)", (*columns, "policy"), table_rows(data)
     )
-    for column, justify in (
-        ("#", "right"),
-        ("module", "left"),
-        ("family", "left"),
-        ("mask IoU lost alone (points)", "right"),
-        ("1 - cosine alone", "right"),
-        ("mask IoU all but it", "right"),
-        ("policy", "left"),
-    ):
-        table.add_column(column, justify=justify, no_wrap=True)
-    for row in table_rows(data):
-        table.add_row(*row)
-    out.print(table)
     out.print(
         f"all modules int8: mask IoU {100 * data.all_int8_mask_iou:.2f}% of the fp32 pair's; policy {data.policy}: "
         f"{100 * data.policy_mask_iou:.2f}% ({data.calibration.pictures} pictures x {data.prompts_per_picture} "
@@ -395,32 +377,26 @@ def _print_sam_sensitivity(path: Path) -> None:
     )
 
 
-def _print_label_sensitivity(path: Path) -> None:
+def _print_cost_table(title: str, columns, rows) -> None:
+    """A sensitivity ranking: rank and numbers right-aligned, names left."""
     from rich import box
     from rich.table import Table
 
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for i, column in enumerate(columns):
+        words = i in (1, 2, len(columns) - 1)  # module, its kind or family, the last (kept / policy)
+        table.add_column(column, justify="left" if words else "right", no_wrap=True)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+
+
+def _print_label_sensitivity(path: Path) -> None:
     from .int8_sensitivity import SensitivityTable, table_rows
 
     data = SensitivityTable.read(path)
-    table = Table(
-        title=f"int8 label cost per module ({path.name}, plot beside it)",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
-        pad_edge=False,
-    )
-    for column, justify in (
-        ("#", "right"),
-        ("module", "left"),
-        ("kind", "left"),
-        ("labels changed alone", "right"),
-        ("1 - cosine alone", "right"),
-        ("agreement all but it", "right"),
-        ("kept", "left"),
-    ):
-        table.add_column(column, justify=justify, no_wrap=True)
-    for row in table_rows(data):
-        table.add_row(*row)
-    out.print(table)
+    columns = ("#", "module", "kind", "labels changed alone", "1 - cosine alone", "agreement all but it", "kept")
+    _print_cost_table(f"int8 label cost per module ({path.name}, plot beside it)", columns, table_rows(data))
     target = data.min_argmax_agreement
     kept_text = f"; kept in fp32 for {100 * target:g}%: {', '.join(data.keep_fp32) or 'none'}" if target else ""
     out.print(f"all modules int8: {100 * data.all_int8_agreement:.3f}% of labels as fp32{kept_text}", highlight=False)
