@@ -48,7 +48,7 @@ from typing import Dict, List
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = "efficientvit-sam-l0"
+MODELS = ("efficientvit-sam-l0", "efficientvit-sam-standin")
 MATCH_IOU = 0.9
 
 
@@ -155,19 +155,64 @@ def load_upstream(efficientvit: Path, segment_anything: Path):
     return zoo, sam.EfficientViTSamAutomaticMaskGenerator
 
 
+def upstream_model(zoo, name: str):
+    """Upstream's EfficientViTSam for `name`: its model zoo for l0; for the stand-in (no upstream
+    variant), upstream's own classes built with the stand-in's dimensions (zoo/sam/architecture.py:
+    L0's backbone and neck at the stand-in's widths and depths, SAM's decoder with its one-block
+    transformer), so that the same state dict loads into both."""
+    if name != "efficientvit-sam-standin":
+        return zoo.create_efficientvit_sam_model(name, pretrained=False)
+    from efficientvit.models.efficientvit import backbone as upstream_backbone
+    from efficientvit.models.efficientvit import sam as upstream_sam
+    from segment_anything.modeling import MaskDecoder, TwoWayTransformer
+
+    from msla_deploy.zoo.sam import architecture
+
+    dims, transformer = architecture.ENCODERS[name], architecture.transformer_dims(name)
+    backbone = upstream_backbone.EfficientViTLargeBackbone(
+        width_list=list(dims.backbone.widths),
+        depth_list=list(dims.backbone.depths),
+        qkv_dim=dims.backbone.attention_dim,
+    )
+    neck = upstream_sam.SamNeck(
+        fid_list=[key for key, _ in dims.neck.features],
+        in_channel_list=[channels for _, channels in dims.neck.features],
+        head_width=dims.neck.width,
+        head_depth=dims.neck.depth,
+        expand_ratio=dims.neck.expand_ratio,
+        middle_op="fmb",
+    )
+    model = upstream_sam.build_efficientvit_sam(upstream_sam.EfficientViTSamImageEncoder(backbone, neck), 512)
+    embed = architecture.EMBED_DIM
+    model.mask_decoder = MaskDecoder(
+        num_multimask_outputs=architecture.NUM_MULTIMASK_OUTPUTS,
+        transformer=TwoWayTransformer(
+            depth=transformer.depth,
+            embedding_dim=embed,
+            mlp_dim=transformer.mlp_dim,
+            num_heads=transformer.heads,
+            attention_downsample_rate=transformer.attention_downsample,
+        ),
+        transformer_dim=embed,
+        iou_head_depth=architecture.IOU_HEAD_DEPTH,
+        iou_head_hidden_dim=architecture.IOU_HEAD_HIDDEN_DIM,
+    )
+    return model
+
+
 # --- the steps ---------------------------------------------------------------------------------
-def seeded_weights(path: Path) -> None:
+def seeded_weights(path: Path, name: str) -> None:
     sys.path.insert(0, str(REPO))
     import torch
 
     from msla_deploy.zoo.sam import build_sam
     from tests.zoo import sam_golden
 
-    torch.save(sam_golden.fill_model(build_sam(MODEL)).state_dict(), path)
+    torch.save(sam_golden.fill_model(build_sam(name)).state_dict(), path)
 
 
-def export(weights: Path, out: Path) -> float:
-    command = [sys.executable, "-m", "msla_deploy", "export", "--model", MODEL, "--weights", str(weights)]
+def export(weights: Path, out: Path, name: str) -> float:
+    command = [sys.executable, "-m", "msla_deploy", "export", "--model", name, "--weights", str(weights)]
     command += ["--exporter", "torchscript", "--out", str(out), "--json"]
     started = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
@@ -232,7 +277,8 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--upstream", type=Path, required=True, help="efficientvit checkout")
     parser.add_argument("--segment-anything", type=Path, required=True, help="segment-anything checkout")
-    parser.add_argument("--weights", type=Path, help="a checkpoint of efficientvit-sam-l0 (default: seeded)")
+    parser.add_argument("--model", choices=MODELS, default=MODELS[0])
+    parser.add_argument("--weights", type=Path, help="a checkpoint of --model (default: seeded)")
     parser.add_argument("--artifact", type=Path, help="our export of --weights (default: exported here)")
     parser.add_argument("--picture", type=Path)
     parser.add_argument("--points-per-side", type=int, default=16)
@@ -259,14 +305,14 @@ def main(argv=None) -> None:
     weights = args.weights
     if weights is None:
         weights = work / "seeded.pt"
-        seeded_weights(weights)
+        seeded_weights(weights, args.model)
     artifact = args.artifact
     export_s = None
     if artifact is None:
         artifact = work / "export"
-        export_s = export(weights, artifact)
+        export_s = export(weights, artifact, args.model)
 
-    model = zoo.create_efficientvit_sam_model(MODEL, pretrained=False)
+    model = upstream_model(zoo, args.model)
     state = torch.load(weights, map_location="cpu")
     model.load_state_dict(state.get("state_dict", state) if isinstance(state, dict) else state)
     model.eval()
@@ -310,7 +356,7 @@ def main(argv=None) -> None:
     matched = match(results["ours"], results["upstream"])
     ratio = statistics.median(times["upstream"]) / statistics.median(times["ours"])
     report = {
-        "model": MODEL,
+        "model": args.model,
         "weights": str(args.weights) if args.weights else "tests/zoo/sam_golden.py seeded weights",
         "picture": str(args.picture) if args.picture else "benchmarks/scenes.py make_scene(0, 0, 384, 512)",
         "size": list(image.shape[:2]),

@@ -53,6 +53,8 @@ DEFAULT_TASK = SEGMENTATION
 
 #: classification's topk head: how many classes it returns (upstream's evaluation reports top-5)
 TOPK = 5
+#: predict's overlays (segmentation, SAM): the colours' weight when --alpha is not given
+OVERLAY_ALPHA = 0.5
 
 # the graph output names, one owner (artifact/names.py re-exports the segmentation ones it always had)
 LOGITS_NAME = "logits"

@@ -107,6 +107,10 @@ def classify(
             f"--label-ids is for Cityscapes segmentation models; {options.artifact} is a classifier",
             "leave --label-ids out",
         )
+    if options.alpha is not None:
+        raise BadInput(
+            f"--alpha weighs overlays; a classifier's chart has none ({options.artifact})", "leave --alpha out"
+        )
     out = Path(options.out) if options.out is not None else None
     jobs = collect_jobs(options.inputs, CHART_SUFFIXES if out is not None else None)
     if out is not None:

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from ..cli_options import artifact_argument, backend_option, json_option, overwrite_option, threads_option
 from ..console import counting_progress, err, error_line, key_values, out, print_json, weights_cell
-from ..tasks import CLASSIFICATION, SAM, SEGMENTATION, TOPK
+from ..tasks import CLASSIFICATION, OVERLAY_ALPHA, SAM, SEGMENTATION, TOPK
 
 
 def _everything_option(name: str, text: str):
@@ -53,7 +53,9 @@ def predict_command(
         False, "--strict", help="Stop at the first unreadable picture (exit 2) instead of skipping it."
     ),
     overwrite: bool = overwrite_option("Replace outputs that already exist."),
-    alpha: float = typer.Option(0.5, "--alpha", help="Overlay: weight of the class colours (0..1)."),
+    alpha: Optional[float] = typer.Option(
+        None, "--alpha", help=f"Overlay: weight of the colours (0..1; default {OVERLAY_ALPHA}). Not for classifiers."
+    ),
     threads: Optional[int] = threads_option(),
     top_k: Optional[int] = typer.Option(
         None,

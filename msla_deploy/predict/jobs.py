@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 from ..artifact.outputs import OutputGuard
 from ..errors import BadInput
 from ..runtime.segmenter import Picture, decode
+from ..tasks import OVERLAY_ALPHA
 
 # what a folder is scanned for (lower-case suffixes Pillow reads)
 PICTURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
@@ -34,7 +35,7 @@ class PredictOptions:
     label_ids: bool = False  # Cityscapes label ids in the label PNG instead of train ids
     strict: bool = False
     overwrite: bool = False
-    alpha: float = 0.5
+    alpha: Optional[float] = None  # overlays' colour weight (None: OVERLAY_ALPHA); not for classifiers
     threads: Optional[int] = None
     top_k: Optional[int] = None  # classification: classes per picture (None: tasks.TOPK)
     labels: Optional[Path] = None  # classification: a file of class names, one a line
@@ -43,6 +44,10 @@ class PredictOptions:
     everything: bool = False  # SAM: segment-everything (predict/sam_everything.py), no prompts
     #: SAM --everything: the generator's parameters given (name -> value; None or absent: the default)
     everything_options: Optional[Dict[str, Any]] = None
+
+    @property
+    def overlay_alpha(self) -> float:
+        return OVERLAY_ALPHA if self.alpha is None else self.alpha
 
 
 @dataclass

@@ -40,7 +40,7 @@ from ..drawing import png_bytes
 from ..errors import BadInput
 from ..records import Record
 from ..runtime.segmenter import RandomWeightsWarning, Segmentation, Segmenter
-from ..tasks import CLASSIFICATION, SAM, SEGMENTATION
+from ..tasks import CLASSIFICATION, OVERLAY_ALPHA, SAM, SEGMENTATION
 from .classify import classify
 from .jobs import (  # noqa: F401 (PICTURE_SUFFIXES, Job: re-exported)
     PICTURE_SUFFIXES,
@@ -112,8 +112,8 @@ def run_predict(
     """Predict every picture with the artifact's task's predictor (PREDICTORS); `on_picture(done,
     total, source)` after each, `warn(message)` for skips. A PredictResult for segmentation, a
     classify.ClassifyResult for classification."""
-    if not 0.0 <= options.alpha <= 1.0:
-        raise BadInput(f"--alpha {options.alpha} is outside 0..1", "use e.g. 0.5")
+    if options.alpha is not None and not 0.0 <= options.alpha <= 1.0:
+        raise BadInput(f"--alpha {options.alpha} is outside 0..1", f"use e.g. {OVERLAY_ALPHA}")
     artifact = resolve(Path(options.artifact))
     if artifact.task.name != SAM:
         everything = options.everything or any(v is not None for v in (options.everything_options or {}).values())
@@ -172,7 +172,7 @@ def segment(
             content = {
                 "labels": png_bytes(label_picture(result, options.label_ids)),
                 "color": png_bytes(result.colorize()),
-                "overlay": png_bytes(result.overlay(options.alpha)),
+                "overlay": png_bytes(result.overlay(options.overlay_alpha)),
             }
             for kind, path in files.items():
                 write_bytes_atomic(path, content[kind])

@@ -356,7 +356,7 @@ def _predict_one(predictor: SamPredictor, job: Job, image: np.ndarray, entry: Im
                 "area": area,
             }
         )
-    write_bytes_atomic(files["overlay"], png_bytes(overlay(image, chosen, prompts, options.alpha)))
+    write_bytes_atomic(files["overlay"], png_bytes(overlay(image, chosen, prompts, options.overlay_alpha)))
     written.append(files["overlay"])
     picture = SamPicture(
         input=str(job.source),

@@ -191,7 +191,7 @@ def _everything_one(predictor: SamPredictor, job: Job, image: np.ndarray, params
     size = [int(image.shape[0]), int(image.shape[1])]
     record = EverythingMasks(input=str(job.source), size=size, parameters=asdict(params), masks=result.records)
     record.write(files["masks"])
-    write_bytes_atomic(files["overlay"], png_bytes(overlay(image, result.records, options.alpha)))
+    write_bytes_atomic(files["overlay"], png_bytes(overlay(image, result.records, options.overlay_alpha)))
     picture = EverythingPicture(
         input=str(job.source),
         size=size,

@@ -171,6 +171,7 @@ def test_nan_scores_fail_with_exit_1_and_the_answers_reported(folder, tmp_path):
         (["--top-k", "0"], "--top-k 0 must be a whole number of at least 1"),
         (["--top-k", "6"], "--top-k 6: this artifact's topk head gives its 5 best classes only"),
         (["--label-ids"], "--label-ids is for Cityscapes segmentation models"),
+        (["--alpha", "0.3"], "--alpha weighs overlays; a classifier's chart has none"),
         (["--labels", "missing.txt"], "--labels missing.txt: no such file"),
         (["--strict"], "broken.png"),
     ],
