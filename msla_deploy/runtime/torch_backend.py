@@ -44,6 +44,17 @@ def rebuild(manifest, purpose: str):
     return rebuild_exported_model(manifest, purpose)
 
 
+def torch_info(torch) -> dict:
+    """What a torch session says of itself (Session.info): eager PyTorch on the CPU, this process's threads."""
+    return {
+        "runtime": "torch",
+        "version": torch.__version__,
+        "ran_on": "PyTorch eager (CPU)",
+        "fell_back": False,
+        "intra_op_threads": torch.get_num_threads(),
+    }
+
+
 class TorchSession(Session):
     def __init__(self, artifact, *, threads: Optional[int] = None, purpose: str = "--backend torch") -> None:
         if artifact.manifest is None or artifact.manifest.options is None:
@@ -77,13 +88,7 @@ class TorchSession(Session):
         if threads:
             torch.set_num_threads(threads)  # process-wide: put back in close()
         self.backend = "torch"
-        self.info = {
-            "runtime": "torch",
-            "version": torch.__version__,
-            "ran_on": "PyTorch eager (CPU)",
-            "fell_back": False,
-            "intra_op_threads": torch.get_num_threads(),
-        }
+        self.info = torch_info(torch)
 
     def _run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         torch = self._torch

@@ -18,7 +18,7 @@ import numpy as np
 from ..artifact.graph import TensorSpec
 from ..artifact.sam_io import DECODER_INPUTS, ENCODER_INPUTS, IMAGE
 from .session import Session
-from .torch_backend import rebuild
+from .torch_backend import rebuild, torch_info
 
 PURPOSE = "--backend torch"
 #: the rebuilt model of an artifact while a session of it is open: the decoder opened after the
@@ -67,14 +67,7 @@ class TorchSamGraph(Session):
         if threads and self._previous_threads is not None:
             torch.set_num_threads(threads)
         self.backend = "torch"
-        self.info = {
-            "runtime": "torch",
-            "version": torch.__version__,
-            "ran_on": "PyTorch eager (CPU)",
-            "fell_back": False,
-            "intra_op_threads": torch.get_num_threads(),
-            "graph": graph.role,
-        }
+        self.info = {**torch_info(torch), "graph": graph.role}
 
     def _run(self, feeds: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         torch = self._torch
